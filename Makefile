@@ -1,0 +1,40 @@
+# llmgw: PGXS build, plus the two commands of the README (demo, test)
+
+EXTENSION = llmgw
+MODULE_big = llmgw
+OBJS = src/llmgw.o src/queue.o src/worker.o src/http.o src/call.o \
+       src/config.o src/provider_openai.o src/usage.o src/errors.o \
+       src/functions.o
+DATA = $(wildcard sql/llmgw--*.sql)
+PGFILEDESC = "llmgw - LLM gateway inside PostgreSQL"
+
+SHLIB_LINK = -lcurl -ljansson
+PG_CPPFLAGS = -Isrc
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+            -Wno-missing-field-initializers
+
+REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --use-existing --dbname=$(LLMGW_TEST_DB)
+LLMGW_TEST_DB ?= postgres
+TAP_TESTS = 1
+PROVE_TESTS = $(wildcard test/t/*.pl)
+
+EXTRA_CLEAN = results/ regression.diffs regression.out tmp_check/ log/
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+# no JIT bitcode: the functions here only wait on workers
+override with_llvm = no
+endif
+
+.PHONY: demo test mock
+demo:
+	bash test/scripts/demo.sh
+
+test:
+	bash test/scripts/test.sh
+
+mock:
+	$(MAKE) -C test/mock

@@ -1,0 +1,265 @@
+/* llmgw--0.1.sql: providers, models, usage and the calling functions */
+
+\echo Use "CREATE EXTENSION llmgw" to load this file. \quit
+
+-- Roles are cluster-wide: create them once, keep them across re-installs.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llmgw_admin') THEN
+        CREATE ROLE llmgw_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llmgw_finance') THEN
+        CREATE ROLE llmgw_finance NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llmgw_user') THEN
+        CREATE ROLE llmgw_user NOLOGIN;
+    END IF;
+END
+$roles$;
+
+CREATE SCHEMA llmgw;
+REVOKE ALL ON SCHEMA llmgw FROM PUBLIC;
+GRANT USAGE ON SCHEMA llmgw TO llmgw_admin, llmgw_finance, llmgw_user;
+
+------------------------------------------------------------------------------
+-- Configuration
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.providers (
+    name text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+    kind text NOT NULL
+        CHECK (kind IN ('openai', 'openai_compatible', 'azure', 'anthropic', 'gemini')),
+    base_url text NOT NULL CHECK (base_url ~ '^https?://[^/?#@]+'),
+    api_version text,
+    -- env:NAME, file:/path, or 'stored' (the secret is in provider_secrets)
+    secret_ref text CHECK (secret_ref ~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+|stored)$'),
+    timeout_ms integer NOT NULL DEFAULT 60000 CHECK (timeout_ms > 0),
+    connect_timeout_ms integer NOT NULL DEFAULT 10000 CHECK (connect_timeout_ms > 0),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Readable by the extension owner only: no grant to any role, ever.
+CREATE TABLE llmgw.provider_secrets (
+    provider text PRIMARY KEY REFERENCES llmgw.providers (name) ON DELETE CASCADE,
+    secret text NOT NULL
+);
+
+CREATE TABLE llmgw.models (
+    alias text PRIMARY KEY CHECK (pg_catalog.length(alias) BETWEEN 1 AND 200),
+    description text,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE TABLE llmgw.deployments (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    model text NOT NULL REFERENCES llmgw.models (alias) ON DELETE CASCADE,
+    provider text NOT NULL REFERENCES llmgw.providers (name),
+    upstream_model text NOT NULL CHECK (upstream_model <> ''),
+    priority integer NOT NULL DEFAULT 0,
+    weight integer NOT NULL DEFAULT 1 CHECK (weight > 0),
+    UNIQUE (model, provider, upstream_model)
+);
+
+CREATE FUNCTION llmgw.config_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'llmgw_config_changed' LANGUAGE C;
+
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.providers FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.provider_secrets FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.models FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.deployments FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+
+------------------------------------------------------------------------------
+-- Usage: one row per provider attempt, written by the workers
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE llmgw.usage_id_seq;
+
+CREATE TABLE llmgw.usage (
+    id bigint NOT NULL DEFAULT pg_catalog.nextval('llmgw.usage_id_seq'),
+    request_id uuid NOT NULL,
+    attempt integer NOT NULL DEFAULT 1,
+    started_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    role_name text,
+    key_id bigint,
+    team_id bigint,
+    model text,
+    provider text,
+    upstream_model text,
+    status text NOT NULL CHECK (status IN ('ok', 'error', 'cancelled', 'interrupted')),
+    error_class text,
+    http_status integer,
+    latency_ms double precision,
+    -- token buckets: NULL means the provider did not report it
+    input_tokens bigint,
+    output_tokens bigint,
+    cached_input_tokens bigint,
+    cache_write_tokens bigint,
+    reasoning_tokens bigint,
+    usage_source text CHECK (usage_source IN ('provider', 'estimated')),
+    price_id bigint,
+    cost numeric,
+    currency text,
+    cache_hit boolean NOT NULL DEFAULT false,
+    fallback_from text,
+    tags jsonb,
+    PRIMARY KEY (id, started_at)
+) PARTITION BY RANGE (started_at);
+
+CREATE TABLE llmgw.usage_default PARTITION OF llmgw.usage DEFAULT;
+CREATE INDEX usage_request_id_idx ON llmgw.usage (request_id);
+CREATE INDEX usage_started_at_idx ON llmgw.usage (started_at);
+
+-- Every role but admin and finance sees only the calls it made itself.
+ALTER TABLE llmgw.usage ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usage_staff ON llmgw.usage FOR SELECT
+    TO llmgw_admin, llmgw_finance USING (true);
+CREATE POLICY usage_own ON llmgw.usage FOR SELECT
+    TO llmgw_user USING (role_name = CURRENT_USER);
+
+SELECT pg_catalog.pg_extension_config_dump('llmgw.providers', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.provider_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.models', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.deployments', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_default', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Administration
+------------------------------------------------------------------------------
+
+-- Store (or, with NULL, remove) a provider's secret in the owner-only table.
+CREATE FUNCTION llmgw.set_provider_secret(provider text, secret text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM llmgw.providers p WHERE p.name = provider) THEN
+        RAISE EXCEPTION 'provider "%" does not exist', provider
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    DELETE FROM llmgw.provider_secrets s WHERE s.provider = set_provider_secret.provider;
+    IF secret IS NULL THEN
+        UPDATE llmgw.providers p SET secret_ref = NULL
+         WHERE p.name = provider AND p.secret_ref = 'stored';
+    ELSE
+        INSERT INTO llmgw.provider_secrets (provider, secret)
+            VALUES (set_provider_secret.provider, secret);
+        UPDATE llmgw.providers p SET secret_ref = 'stored' WHERE p.name = provider;
+    END IF;
+END
+$fn$;
+
+-- Register a provider.  secret: 'env:NAME', 'file:/path', a literal secret
+-- (stored in the owner-only table), or NULL for servers without auth.
+CREATE FUNCTION llmgw.create_provider(
+    name text,
+    kind text,
+    base_url text,
+    secret text DEFAULT NULL,
+    api_version text DEFAULT NULL,
+    timeout_ms integer DEFAULT 60000,
+    connect_timeout_ms integer DEFAULT 10000)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    is_ref boolean := secret ~ '^(env|file):';
+BEGIN
+    INSERT INTO llmgw.providers (name, kind, base_url, api_version, secret_ref,
+                                 timeout_ms, connect_timeout_ms)
+    VALUES (name, kind, base_url, api_version,
+            CASE WHEN is_ref THEN secret END, timeout_ms, connect_timeout_ms);
+    IF secret IS NOT NULL AND NOT is_ref THEN
+        PERFORM llmgw.set_provider_secret(name, secret);
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION llmgw.drop_provider(name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM llmgw.providers p WHERE p.name = drop_provider.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'provider "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+-- Map a model alias to a provider's upstream model.  Calling it again for
+-- the same alias adds another deployment (used by routing and fallback).
+CREATE FUNCTION llmgw.create_model(
+    alias text,
+    provider text,
+    upstream_model text,
+    priority integer DEFAULT 0,
+    weight integer DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    INSERT INTO llmgw.models (alias) VALUES (alias) ON CONFLICT DO NOTHING;
+    INSERT INTO llmgw.deployments (model, provider, upstream_model, priority, weight)
+    VALUES (alias, provider, upstream_model, priority, weight);
+END
+$fn$;
+
+CREATE FUNCTION llmgw.drop_model(alias text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM llmgw.models m WHERE m.alias = drop_model.alias;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', alias
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- Calling models
+------------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.llm_complete(
+    prompt text,
+    model text,
+    system text DEFAULT NULL,
+    max_tokens integer DEFAULT NULL,
+    temperature double precision DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'llm_complete'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision) FROM PUBLIC;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.deployments
+    TO llmgw_admin;
+GRANT SELECT ON llmgw.models TO llmgw_user;
+GRANT SELECT ON llmgw.usage TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT EXECUTE ON FUNCTION
+    llmgw.create_provider(text, text, text, text, text, integer, integer),
+    llmgw.set_provider_secret(text, text),
+    llmgw.drop_provider(text),
+    llmgw.create_model(text, text, text, integer, integer),
+    llmgw.drop_model(text)
+    TO llmgw_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision)
+    TO llmgw_user, llmgw_admin;

@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ *
+ * call.h
+ *		One provider call as a worker sees it, and what came of it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_CALL_H
+#define LLMGW_CALL_H
+
+#include "datatype/timestamp.h"
+#include "lib/ilist.h"
+#include "utils/uuid.h"
+
+#include "errors.h"
+#include "llmgw.h"
+
+/* Normalised token buckets, as in ../shared/corpus/README.md */
+typedef enum LlmgwBucket
+{
+	LLMGW_TOKENS_INPUT = 0,		/* all input, cached and cache writes included */
+	LLMGW_TOKENS_OUTPUT,		/* all output, reasoning included */
+	LLMGW_TOKENS_CACHED_INPUT,
+	LLMGW_TOKENS_CACHE_WRITE,
+	LLMGW_TOKENS_REASONING,
+	LLMGW_NBUCKETS
+} LlmgwBucket;
+
+#define LLMGW_TOKENS_UNKNOWN (-1)
+
+/* What came of a call */
+typedef struct LlmgwOutcome
+{
+	LlmgwStatus status;
+	LlmgwErrorClass error;
+	long		http_status;	/* 0 when no HTTP response arrived */
+	int64		tokens[LLMGW_NBUCKETS]; /* LLMGW_TOKENS_UNKNOWN = not reported */
+	char	   *text;			/* assistant text; NULL when there is none */
+	char	   *finish_reason;
+	char	   *provider_message;	/* the provider's own error message */
+	char	   *provider_code;	/* the provider's own error code */
+	long		retry_after_s;	/* -1 when the provider gave no hint */
+} LlmgwOutcome;
+
+/* A growable byte buffer allocated with malloc, safe in curl callbacks */
+typedef struct LlmgwBuffer
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	size_t		limit;
+	bool		overflow;		/* more than limit bytes were offered */
+} LlmgwBuffer;
+
+/* One call in flight in a worker */
+typedef struct LlmgwCall
+{
+	dlist_node	node;
+	int			slotno;
+	MemoryContext cxt;			/* everything palloc'd for this call */
+	pg_uuid_t	request_id;
+	char	   *role;
+	char	   *model;
+	const char *caller_body;	/* in the DSA request */
+	size_t		caller_body_len;
+	int			timeout_ms;
+	int64		max_response_bytes;
+
+	/* set once a route is known */
+	char	   *provider;
+	char	   *upstream_model;
+	char	   *secret;
+
+	/* transfer state */
+	bool		reached_provider;	/* an HTTP attempt was made */
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	void	   *easy;			/* CURL * */
+	struct curl_slist *headers;
+	char	   *body;			/* malloc'd request body */
+	size_t		body_len;
+	LlmgwBuffer response;
+	int			curl_result;	/* CURLcode once finished */
+
+	LlmgwOutcome out;
+} LlmgwCall;
+
+/* http.c */
+extern void llmgw_http_init(int max_connections);
+extern int	llmgw_http_fd(void);
+extern long llmgw_http_timeout(void);
+extern int	llmgw_http_active(void);
+extern void llmgw_http_start(LlmgwCall *call, const char *url);
+extern void llmgw_http_abort(LlmgwCall *call);
+extern void llmgw_http_drive(dlist_head *finished);
+extern void llmgw_http_release(LlmgwCall *call);
+extern const char *llmgw_http_strerror(int curl_result);
+extern bool llmgw_http_timed_out(int curl_result);
+extern bool llmgw_http_too_large(LlmgwCall *call);
+extern long llmgw_http_retry_after(LlmgwCall *call);
+
+/* provider_openai.c */
+extern char *llmgw_openai_build(const char *caller_body, size_t len,
+								const char *upstream_model, size_t *out_len);
+extern void llmgw_openai_parse(const char *buf, size_t len, long http_status,
+							   LlmgwOutcome *out);
+
+/* usage.c */
+extern void llmgw_usage_record(dlist_head *calls);
+
+/* call.c */
+extern LlmgwCall *llmgw_call_create(int slotno, MemoryContext parent);
+extern bool llmgw_call_start(LlmgwCall *call);
+extern void llmgw_call_interpret(LlmgwCall *call);
+extern void llmgw_call_publish(LlmgwCall *call);
+extern void llmgw_call_free(LlmgwCall *call);
+extern void llmgw_outcome_init(LlmgwOutcome *out);
+extern char *llmgw_redact(const char *text, const char *secret);
+
+#endif							/* LLMGW_CALL_H */

@@ -1,0 +1,248 @@
+/*-------------------------------------------------------------------------
+ *
+ * config.c
+ *		Configuration cache of a worker, and the trigger that invalidates it.
+ *
+ * Admin functions change llmgw.providers, llmgw.models and friends; a
+ * statement trigger on those tables bumps a generation counter in shared
+ * memory when the changing transaction commits.  A worker reloads its
+ * whole cache, in a transaction of its own, when it sees a new generation.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "config.h"
+#include "llmgw.h"
+
+/* Largest secret file we read */
+#define LLMGW_SECRET_FILE_MAX 65536
+
+static MemoryContext config_cxt = NULL;
+static HTAB *routes = NULL;
+static uint64 loaded_generation = 0;
+static bool extension_installed = false;
+
+static bool generation_bump_pending = false;
+static bool xact_callback_registered = false;
+
+/* Read a secret from a file, trimming the trailing newline */
+static char *
+read_secret_file(const char *path, char **error)
+{
+	FILE	   *f = AllocateFile(path, "r");
+	char	   *buf;
+	size_t		n;
+
+	if (f == NULL)
+	{
+		*error = psprintf("could not open secret file \"%s\": %m", path);
+		return NULL;
+	}
+	buf = palloc(LLMGW_SECRET_FILE_MAX + 1);
+	n = fread(buf, 1, LLMGW_SECRET_FILE_MAX, f);
+	FreeFile(f);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (n == 0)
+	{
+		*error = psprintf("secret file \"%s\" is empty", path);
+		return NULL;
+	}
+	return buf;
+}
+
+/* Resolve a provider's secret reference to the secret itself */
+static char *
+resolve_secret(const char *ref, const char *stored, char **error)
+{
+	if (ref == NULL)
+		return NULL;
+	if (strncmp(ref, "env:", 4) == 0)
+	{
+		const char *value = getenv(ref + 4);
+
+		if (value == NULL || value[0] == '\0')
+		{
+			*error = psprintf("environment variable \"%s\" is not set in the server's environment", ref + 4);
+			return NULL;
+		}
+		return pstrdup(value);
+	}
+	if (strncmp(ref, "file:", 5) == 0)
+		return read_secret_file(ref + 5, error);
+	if (strcmp(ref, "stored") == 0)
+	{
+		if (stored == NULL)
+			*error = pstrdup("the stored secret is missing");
+		return stored ? pstrdup(stored) : NULL;
+	}
+	*error = pstrdup("unknown secret reference kind");
+	return NULL;
+}
+
+/* Text value of column col of the current SPI row, or NULL */
+static char *
+spi_text(HeapTuple tup, int col)
+{
+	return SPI_getvalue(tup, SPI_tuptable->tupdesc, col);
+}
+
+/* Load every route; runs inside a transaction with SPI connected */
+static void
+load_routes(void)
+{
+	HASHCTL		ctl;
+	int			rc;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(((LlmgwRoute *) 0)->alias);
+	ctl.entrysize = sizeof(LlmgwRoute);
+	ctl.hcxt = config_cxt;
+	routes = hash_create("llmgw routes", 64, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	rc = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'llmgw'",
+					 true, 1);
+	extension_installed = (rc == SPI_OK_SELECT && SPI_processed == 1);
+	if (!extension_installed)
+		return;
+
+	rc = SPI_execute("SELECT m.alias, p.name, p.kind, p.base_url, p.api_version,"
+					 " p.secret_ref, s.secret, d.upstream_model,"
+					 " p.timeout_ms, p.connect_timeout_ms"
+					 " FROM llmgw.models m"
+					 " JOIN llmgw.deployments d ON d.model = m.alias"
+					 " JOIN llmgw.providers p ON p.name = d.provider"
+					 " LEFT JOIN llmgw.provider_secrets s ON s.provider = p.name"
+					 " ORDER BY d.priority DESC, d.id",
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not read configuration: %s", SPI_result_code_string(rc));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *alias = spi_text(tup, 1);
+		LlmgwRoute *route;
+		bool		found;
+		MemoryContext old;
+		char	   *error = NULL;
+
+		if (strlen(alias) >= sizeof(route->alias))
+			continue;
+		route = hash_search(routes, alias, HASH_ENTER, &found);
+		if (found)
+			continue;			/* the first (highest priority) deployment wins */
+
+		old = MemoryContextSwitchTo(config_cxt);
+		route->provider = spi_text(tup, 2);
+		route->kind = spi_text(tup, 3);
+		route->base_url = spi_text(tup, 4);
+		route->api_version = spi_text(tup, 5);
+		route->secret = resolve_secret(spi_text(tup, 6), spi_text(tup, 7), &error);
+		route->config_error = error;
+		route->upstream_model = spi_text(tup, 8);
+		route->timeout_ms = pg_strtoint32(spi_text(tup, 9));
+		route->connect_timeout_ms = pg_strtoint32(spi_text(tup, 10));
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Reload the cache if an admin changed the configuration since last time */
+void
+llmgw_config_refresh(void)
+{
+	uint64		generation = pg_atomic_read_u64(&llmgw_shared->config_generation);
+
+	/* CREATE EXTENSION fires no trigger: keep looking until it is there */
+	if (generation == loaded_generation && extension_installed)
+		return;
+
+	if (config_cxt == NULL)
+		config_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw config",
+										   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(config_cxt);
+	routes = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "llmgw: loading configuration");
+	load_routes();
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	loaded_generation = generation;
+}
+
+/* The route of a model alias, or NULL */
+const LlmgwRoute *
+llmgw_config_route(const char *alias)
+{
+	if (routes == NULL || strlen(alias) >= sizeof(((LlmgwRoute *) 0)->alias))
+		return NULL;
+	return hash_search(routes, alias, HASH_FIND, NULL);
+}
+
+/* Was the extension installed in our database at the last refresh? */
+bool
+llmgw_config_installed(void)
+{
+	return extension_installed;
+}
+
+/* Bump the configuration generation once the changing transaction commits */
+static void
+config_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (generation_bump_pending)
+				pg_atomic_fetch_add_u64(&llmgw_shared->config_generation, 1);
+			generation_bump_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			generation_bump_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+PG_FUNCTION_INFO_V1(llmgw_config_changed);
+
+/* Statement trigger on the configuration tables */
+Datum
+llmgw_config_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("llmgw.config_changed() must be called as a trigger")));
+
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(config_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	generation_bump_pending = true;
+	return PointerGetDatum(NULL);
+}

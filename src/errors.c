@@ -1,0 +1,87 @@
+/*-------------------------------------------------------------------------
+ *
+ * errors.c
+ *		Names, SQLSTATEs and messages of the error classes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "errors.h"
+
+typedef struct ErrorClassInfo
+{
+	const char *name;
+	int			sqlstate;
+	const char *message;
+} ErrorClassInfo;
+
+/* Indexed by LlmgwErrorClass */
+static const ErrorClassInfo error_classes[] = {
+	[LLMGW_ERR_NONE] = {NULL, 0, NULL},
+	[LLMGW_ERR_UNKNOWN_MODEL] = {"unknown_model", ERRCODE_UNDEFINED_OBJECT, "model does not exist"},
+	[LLMGW_ERR_CONNECTION] = {"connection", ERRCODE_LLMGW_CONNECTION, "could not reach the provider"},
+	[LLMGW_ERR_TIMEOUT] = {"timeout", ERRCODE_LLMGW_TIMEOUT, "the provider did not answer in time"},
+	[LLMGW_ERR_MALFORMED] = {"malformed_response", ERRCODE_LLMGW_MALFORMED, "the provider sent a malformed response"},
+	[LLMGW_ERR_TOO_LARGE] = {"response_too_large", ERRCODE_LLMGW_TOO_LARGE, "the provider response is too large"},
+	[LLMGW_ERR_PROVIDER_CONFIG] = {"provider_config", ERRCODE_LLMGW_PROVIDER_CONFIG, "the provider is misconfigured"},
+	[LLMGW_ERR_INTERRUPTED] = {"interrupted", ERRCODE_LLMGW_INTERRUPTED, "the call was interrupted by a worker restart"},
+	[LLMGW_ERR_CANCELLED] = {"cancelled", ERRCODE_QUERY_CANCELED, "the call was cancelled"},
+	[LLMGW_ERR_USAGE_NOT_RECORDED] = {"usage_not_recorded", ERRCODE_LLMGW_USAGE_NOT_RECORDED, "the call's usage could not be recorded"},
+	[LLMGW_ERR_INVALID_REQUEST] = {"invalid_request", ERRCODE_LLMGW_INVALID_REQUEST, "the provider rejected the request"},
+	[LLMGW_ERR_AUTH] = {"auth", ERRCODE_LLMGW_AUTH, "the provider rejected the credentials"},
+	[LLMGW_ERR_QUOTA] = {"quota", ERRCODE_LLMGW_QUOTA, "the provider quota is exhausted"},
+	[LLMGW_ERR_MODEL_NOT_FOUND] = {"model_not_found", ERRCODE_LLMGW_MODEL_NOT_FOUND, "the provider does not know the model"},
+	[LLMGW_ERR_CONTEXT_LENGTH] = {"context_length", ERRCODE_LLMGW_CONTEXT_LENGTH, "the request exceeds the model's context length"},
+	[LLMGW_ERR_RATE_LIMIT] = {"rate_limit", ERRCODE_LLMGW_RATE_LIMIT, "the provider rate limit was reached"},
+	[LLMGW_ERR_CONTENT_FILTER] = {"content_filter", ERRCODE_LLMGW_CONTENT_FILTER, "the provider's content filter blocked the request"},
+	[LLMGW_ERR_SERVER] = {"server", ERRCODE_LLMGW_SERVER, "the provider had an internal error"},
+	[LLMGW_ERR_OVERLOADED] = {"overloaded", ERRCODE_LLMGW_OVERLOADED, "the provider is overloaded"},
+};
+
+const char *
+llmgw_error_class_name(LlmgwErrorClass cls)
+{
+	return error_classes[cls].name;
+}
+
+int
+llmgw_error_class_sqlstate(LlmgwErrorClass cls)
+{
+	return error_classes[cls].sqlstate;
+}
+
+const char *
+llmgw_error_class_message(LlmgwErrorClass cls)
+{
+	return error_classes[cls].message;
+}
+
+/* Default class of an HTTP error status, before provider codes refine it */
+LlmgwErrorClass
+llmgw_error_class_from_http(long http_status)
+{
+	switch (http_status)
+	{
+		case 401:
+		case 403:
+			return LLMGW_ERR_AUTH;
+		case 402:
+			return LLMGW_ERR_QUOTA;
+		case 404:
+			return LLMGW_ERR_MODEL_NOT_FOUND;
+		case 408:
+			return LLMGW_ERR_TIMEOUT;
+		case 413:
+			return LLMGW_ERR_CONTEXT_LENGTH;
+		case 429:
+			return LLMGW_ERR_RATE_LIMIT;
+		case 503:
+		case 529:
+			return LLMGW_ERR_OVERLOADED;
+		default:
+			if (http_status >= 500)
+				return LLMGW_ERR_SERVER;
+			return LLMGW_ERR_INVALID_REQUEST;
+	}
+}

@@ -1,0 +1,176 @@
+/*-------------------------------------------------------------------------
+ *
+ * functions.c
+ *		SQL-callable entry points.  They build a request, hand it to the
+ *		workers through shared memory and sleep until the answer arrives;
+ *		no HTTP call is ever made from the caller's backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/uuid.h"
+
+#include "llmgw.h"
+
+PG_FUNCTION_INFO_V1(llm_complete);
+
+/* Put a request into the payload area */
+static dsa_pointer
+request_create(int kind, const char *model, const char *body, size_t body_len)
+{
+	char	   *role = GetUserNameFromId(GetUserId(), false);
+	LlmgwRequest tmp;
+	LlmgwRequest *req;
+	dsa_pointer dp;
+	char	   *p;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.kind = kind;
+	tmp.timeout_ms = llmgw_request_timeout;
+	tmp.max_response_bytes = llmgw_max_response_size;
+	tmp.role_len = strlen(role);
+	tmp.model_len = strlen(model);
+	tmp.body_len = body_len;
+	if (!pg_strong_random(tmp.request_id, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a request id")));
+	tmp.request_id[6] = (tmp.request_id[6] & 0x0f) | 0x40;	/* version 4 */
+	tmp.request_id[8] = (tmp.request_id[8] & 0x3f) | 0x80;	/* variant */
+
+	dp = dsa_allocate_extended(llmgw_dsa(), LLMGW_REQUEST_SIZE(&tmp), DSA_ALLOC_HUGE);
+	req = dsa_get_address(llmgw_dsa(), dp);
+	*req = tmp;
+	p = req->data;
+	memcpy(p, role, tmp.role_len + 1);
+	p += tmp.role_len + 1;
+	memcpy(p, model, tmp.model_len + 1);
+	p += tmp.model_len + 1;
+	memcpy(p, body, body_len);
+	p[body_len] = '\0';
+	return dp;
+}
+
+/* Raise the error a worker reported */
+static void
+raise_result_error(LlmgwResult *res)
+{
+	const char *detail = LLMGW_RESULT_DETAIL(res);
+	const char *hint = LLMGW_RESULT_HINT(res);
+
+	ereport(ERROR,
+			(errcode(res->sqlerrcode ? res->sqlerrcode : ERRCODE_INTERNAL_ERROR),
+			 errmsg_internal("%s", LLMGW_RESULT_MESSAGE(res)),
+			 res->detail_len ? errdetail_internal("%s", detail) : 0,
+			 res->hint_len ? errhint("%s", hint) : 0));
+}
+
+/* Run one call through the workers; returns the result or raises its error */
+static LlmgwResult *
+llmgw_execute(int kind, const char *model, StringInfo body)
+{
+	dsa_pointer request;
+	int			slotno;
+	LlmgwResult *res;
+
+	request = request_create(kind, model, body->data, body->len);
+	PG_TRY();
+	{
+		slotno = llmgw_slot_submit(request);
+	}
+	PG_CATCH();
+	{
+		dsa_free(llmgw_dsa(), request);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	res = llmgw_slot_wait(slotno);
+	if (res->status != LLMGW_STATUS_OK)
+		raise_result_error(res);
+	return res;
+}
+
+/* Append "key": "value" to a JSON object being built */
+static void
+append_json_member(StringInfo buf, const char *key, const char *value)
+{
+	if (buf->data[buf->len - 1] != '{')
+		appendStringInfoChar(buf, ',');
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+	escape_json(buf, value);
+}
+
+/* Append one chat message {"role": ..., "content": ...} */
+static void
+append_message(StringInfo buf, const char *role, const char *content)
+{
+	if (buf->data[buf->len - 1] != '[')
+		appendStringInfoChar(buf, ',');
+	appendStringInfoChar(buf, '{');
+	append_json_member(buf, "role", role);
+	append_json_member(buf, "content", content);
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * llm_complete(prompt, model, system, max_tokens, temperature) -> text
+ *
+ * NULL prompt gives NULL without calling anyone, so a table with missing
+ * inputs can be enriched without special cases.
+ */
+Datum
+llm_complete(PG_FUNCTION_ARGS)
+{
+	StringInfoData body;
+	char	   *model;
+	LlmgwResult *res;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model must not be null")));
+	model = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"messages\":[");
+	if (!PG_ARGISNULL(2))
+		append_message(&body, "system", text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	append_message(&body, "user", text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	appendStringInfoChar(&body, ']');
+	if (!PG_ARGISNULL(3))
+	{
+		int32		max_tokens = PG_GETARG_INT32(3);
+
+		if (max_tokens < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_tokens must be at least 1")));
+		appendStringInfo(&body, ",\"max_tokens\":%d", max_tokens);
+	}
+	if (!PG_ARGISNULL(4))
+	{
+		float8		temperature = PG_GETARG_FLOAT8(4);
+
+		if (!(temperature >= 0.0 && temperature <= 2.0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("temperature must be between 0 and 2")));
+		appendStringInfo(&body, ",\"temperature\":%.17g", temperature);
+	}
+	appendStringInfoChar(&body, '}');
+
+	res = llmgw_execute(LLMGW_KIND_CHAT, model, &body);
+	if (!res->has_text)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(LLMGW_RESULT_TEXT(res), res->text_len));
+}

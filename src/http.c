@@ -1,0 +1,299 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		One libcurl multi handle per worker, driven through an epoll set.
+ *
+ * curl tells us which sockets it wants watched (socket callback) and when
+ * it next needs a timeout (timer callback).  We keep those sockets in an
+ * epoll set of our own; the worker waits on that epoll descriptor together
+ * with its latch, so new requests and cancellations wake it as promptly as
+ * network events.  Connections are kept alive in the multi handle's cache
+ * and HTTP/2 is used for TLS endpoints that offer it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/epoll.h>
+#include <curl/curl.h>
+
+#include "utils/timestamp.h"
+
+#include "call.h"
+
+static CURLM *multi = NULL;
+static int	epoll_fd = -1;
+static int	active = 0;
+static TimestampTz timer_deadline = 0;	/* 0 means no timer */
+static bool timer_set = false;
+
+/* curl asks us to watch (or stop watching) a socket */
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = fd;
+	if (what == CURL_POLL_REMOVE)
+	{
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLOUT;
+	if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+	return 0;
+}
+
+/* curl asks to be called back after timeout_ms (-1: never) */
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		timer_set = false;
+	else
+	{
+		timer_set = true;
+		timer_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	}
+	return 0;
+}
+
+/* Append received bytes, refusing more than the call's limit */
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	LlmgwBuffer *buf = (LlmgwBuffer *) userdata;
+	size_t		n = size * nmemb;
+
+	if (buf->len + n > buf->limit)
+	{
+		buf->overflow = true;
+		return 0;				/* curl aborts with CURLE_WRITE_ERROR */
+	}
+	if (buf->len + n + 1 > buf->cap)
+	{
+		size_t		cap = Max(buf->cap * 2, buf->len + n + 1);
+		char	   *grown;
+
+		cap = Max(cap, 4096);
+		grown = realloc(buf->data, cap);
+		if (grown == NULL)
+			return 0;
+		buf->data = grown;
+		buf->cap = cap;
+	}
+	memcpy(buf->data + buf->len, ptr, n);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
+	return n;
+}
+
+/* Create the multi handle and the epoll set; once per worker */
+void
+llmgw_http_init(int max_connections)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		elog(ERROR, "llmgw: could not initialise libcurl");
+	multi = curl_multi_init();
+	if (multi == NULL)
+		elog(ERROR, "llmgw: could not create a curl multi handle");
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0)
+		elog(ERROR, "llmgw: could not create an epoll set: %m");
+
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
+}
+
+/* The descriptor the worker waits on for network events */
+int
+llmgw_http_fd(void)
+{
+	return epoll_fd;
+}
+
+/* Milliseconds until curl needs a timeout callback; -1 when it needs none */
+long
+llmgw_http_timeout(void)
+{
+	long		ms;
+
+	if (!timer_set)
+		return -1;
+	ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), timer_deadline);
+	return Max(ms, 0);
+}
+
+/* Number of transfers in flight */
+int
+llmgw_http_active(void)
+{
+	return active;
+}
+
+/* Start the HTTP POST of call->body to url */
+void
+llmgw_http_start(LlmgwCall *call, const char *url)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		elog(ERROR, "llmgw: could not create a curl handle");
+	call->easy = easy;
+	call->response.limit = (size_t) call->max_response_bytes;
+
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, call->body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) call->body_len);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, call->headers);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &call->response);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, call);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) call->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(call->timeout_ms, 10000));
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+
+	call->reached_provider = true;
+	call->started_at = GetCurrentTimestamp();
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+		elog(ERROR, "llmgw: could not start a transfer");
+	active++;
+}
+
+/* Stop a transfer in flight */
+void
+llmgw_http_abort(LlmgwCall *call)
+{
+	if (call->easy == NULL)
+		return;
+	curl_multi_remove_handle(multi, call->easy);
+	active--;
+	call->finished_at = GetCurrentTimestamp();
+	llmgw_http_release(call);
+}
+
+/* Free what curl holds for a call (handle, headers, buffers) */
+void
+llmgw_http_release(LlmgwCall *call)
+{
+	if (call->easy)
+		curl_easy_cleanup(call->easy);
+	call->easy = NULL;
+	if (call->headers)
+		curl_slist_free_all(call->headers);
+	call->headers = NULL;
+	free(call->body);
+	call->body = NULL;
+	free(call->response.data);
+	call->response.data = NULL;
+}
+
+/* Collect the transfers curl has finished */
+static void
+collect_finished(dlist_head *finished)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		LlmgwCall  *call;
+		long		status = 0;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &call);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+		call->curl_result = msg->data.result;
+		call->out.http_status = status;
+		call->out.retry_after_s = llmgw_http_retry_after(call);
+		call->finished_at = GetCurrentTimestamp();
+		curl_multi_remove_handle(multi, msg->easy_handle);
+		active--;
+		dlist_delete(&call->node);	/* leaves the worker's running list */
+		dlist_push_tail(finished, &call->node);
+	}
+}
+
+/*
+ * Let curl act on ready sockets and due timers.  Finished calls move from
+ * the list they were on (the worker's running list) to finished.
+ */
+void
+llmgw_http_drive(dlist_head *finished)
+{
+	struct epoll_event events[64];
+	int			n;
+	int			running;
+
+	do
+	{
+		n = epoll_wait(epoll_fd, events, lengthof(events), 0);
+		for (int i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (events[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (events[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (events[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
+		}
+	} while (n == lengthof(events));
+
+	if (timer_set && GetCurrentTimestamp() >= timer_deadline)
+	{
+		timer_set = false;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	collect_finished(finished);
+}
+
+/* Text of a curl error code */
+const char *
+llmgw_http_strerror(int curl_result)
+{
+	return curl_easy_strerror((CURLcode) curl_result);
+}
+
+/* Did the transfer fail because it ran out of time? */
+bool
+llmgw_http_timed_out(int curl_result)
+{
+	return curl_result == CURLE_OPERATION_TIMEDOUT;
+}
+
+/* Did the response exceed the call's size limit? */
+bool
+llmgw_http_too_large(LlmgwCall *call)
+{
+	return call->response.overflow;
+}
+
+/* The provider's Retry-After hint in seconds, or -1 */
+long
+llmgw_http_retry_after(LlmgwCall *call)
+{
+	curl_off_t	wait = -1;
+
+	if (call->easy == NULL ||
+		curl_easy_getinfo(call->easy, CURLINFO_RETRY_AFTER, &wait) != CURLE_OK ||
+		wait <= 0)
+		return -1;
+	return (long) wait;
+}

@@ -1,0 +1,130 @@
+/*-------------------------------------------------------------------------
+ *
+ * llmgw.c
+ *		Module load: settings, shared memory request, worker registration.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "llmgw.h"
+
+PG_MODULE_MAGIC;
+
+int			llmgw_workers = 2;
+int			llmgw_max_connections = 256;
+int			llmgw_queue_size = 1024;
+char	   *llmgw_database = NULL;
+int			llmgw_max_response_size = 16 * 1024 * 1024;
+int			llmgw_request_timeout = 0;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+/* Reserve our part of shared memory */
+static void
+llmgw_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(llmgw_shmem_size());
+}
+
+/* Create or attach to our part of shared memory */
+static void
+llmgw_shmem_startup(void)
+{
+	bool		found;
+	void	   *base;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	base = ShmemInitStruct("llmgw", llmgw_shmem_size(), &found);
+	llmgw_shmem_init(base, found);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Define the llmgw.* settings */
+static void
+llmgw_define_gucs(void)
+{
+	DefineCustomIntVariable("llmgw.workers",
+							"Number of background workers that call providers.",
+							NULL, &llmgw_workers, 2, 1, LLMGW_MAX_WORKERS,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.max_connections",
+							"Maximum number of HTTP transfers in flight per worker.",
+							NULL, &llmgw_max_connections, 256, 1, 10000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.queue_size",
+							"Maximum number of calls waiting or in flight across all sessions.",
+							NULL, &llmgw_queue_size, 1024, 16, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.database",
+							   "Database the llmgw workers connect to; the extension must be created there.",
+							   NULL, &llmgw_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.max_response_size",
+							"Largest provider response accepted, in bytes.",
+							NULL, &llmgw_max_response_size, 16 * 1024 * 1024,
+							1024, INT_MAX,
+							PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.request_timeout",
+							"Total time allowed for one provider call; 0 uses the provider's setting.",
+							NULL, &llmgw_request_timeout, 0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("llmgw");
+}
+
+/* Register the worker pool with the postmaster */
+static void
+llmgw_register_workers(void)
+{
+	for (int i = 0; i < llmgw_workers; i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+			BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "llmgw");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "llmgw_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "llmgw worker %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "llmgw worker");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("llmgw must be loaded via shared_preload_libraries"),
+				 errhint("Add llmgw to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	llmgw_define_gucs();
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = llmgw_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = llmgw_shmem_startup;
+
+	llmgw_register_workers();
+}

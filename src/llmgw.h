@@ -1,0 +1,159 @@
+/*-------------------------------------------------------------------------
+ *
+ * llmgw.h
+ *		Declarations shared by the llmgw sources: settings, the shared-memory
+ *		request slots, and the messages passed between callers and workers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_H
+#define LLMGW_H
+
+#include "postgres.h"
+
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/dsa.h"
+
+/* Settings (llmgw.c) */
+extern int	llmgw_workers;
+extern int	llmgw_max_connections;
+extern int	llmgw_queue_size;
+extern char *llmgw_database;
+extern int	llmgw_max_response_size;
+extern int	llmgw_request_timeout;
+
+#define LLMGW_MAX_WORKERS 64
+
+/* Life of a request slot */
+typedef enum LlmgwSlotState
+{
+	LLMGW_SLOT_FREE = 0,
+	LLMGW_SLOT_QUEUED,			/* waiting for a worker */
+	LLMGW_SLOT_RUNNING,			/* a worker owns it */
+	LLMGW_SLOT_DONE				/* result published, caller may read */
+} LlmgwSlotState;
+
+/* Final status of a call, as recorded in llmgw.usage.status */
+typedef enum LlmgwStatus
+{
+	LLMGW_STATUS_OK = 0,
+	LLMGW_STATUS_ERROR,
+	LLMGW_STATUS_CANCELLED,
+	LLMGW_STATUS_INTERRUPTED
+} LlmgwStatus;
+
+/* One request slot in shared memory; LlmgwShared.mutex protects it */
+typedef struct LlmgwSlot
+{
+	LlmgwSlotState state;
+	bool		cancel_requested;	/* caller asks the worker to abort */
+	bool		abandoned;		/* caller is gone; worker frees the slot */
+	int			worker;			/* index of the worker that owns it */
+	uint64		worker_generation;	/* incarnation of that worker */
+	Latch	   *caller_latch;
+	dsa_pointer request;		/* LlmgwRequest, written by the caller */
+	dsa_pointer result;			/* LlmgwResult, written by the worker */
+	int			next;			/* free list link */
+} LlmgwSlot;
+
+/* What the shared memory knows of each worker */
+typedef struct LlmgwWorkerInfo
+{
+	pid_t		pid;			/* 0 when not running */
+	Latch	   *latch;
+	uint64		generation;		/* bumped at every start */
+} LlmgwWorkerInfo;
+
+/* The shared state, laid out by llmgw_shmem_startup */
+typedef struct LlmgwShared
+{
+	slock_t		mutex;			/* protects free list, queue, slots, workers[] */
+	int			free_head;
+	int			queue_head;		/* ring of queued slot numbers */
+	int			queue_len;
+	int			nslots;
+	int			dsa_tranche;
+	Oid			database_oid;	/* set once a worker has connected */
+	pg_atomic_uint64 config_generation;
+	pg_atomic_uint32 next_worker;
+	pg_atomic_uint64 requests_total;
+	pg_atomic_uint64 cancels;	/* bumped at every cancel request */
+	LlmgwWorkerInfo workers[LLMGW_MAX_WORKERS];
+	/* followed by: LlmgwSlot slots[nslots]; int queue[nslots]; DSA area */
+} LlmgwShared;
+
+/*
+ * A request as handed to a worker.  Fixed header followed by the
+ * NUL-terminated strings role, model, body (an OpenAI-shaped chat request
+ * without "model").
+ */
+typedef struct LlmgwRequest
+{
+	uint8		request_id[16];
+	int32		kind;			/* LLMGW_KIND_* */
+	int32		timeout_ms;		/* 0 means the provider's default */
+	int64		max_response_bytes;
+	uint32		role_len;
+	uint32		model_len;
+	uint32		body_len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} LlmgwRequest;
+
+#define LLMGW_KIND_CHAT 1
+
+/* A result as published by a worker: header then text, message, detail */
+typedef struct LlmgwResult
+{
+	int32		status;			/* LlmgwStatus */
+	int32		sqlerrcode;		/* for errors */
+	int32		http_status;
+	int32		has_text;		/* false: the answer is SQL NULL */
+	uint32		text_len;
+	uint32		message_len;
+	uint32		detail_len;
+	uint32		hint_len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} LlmgwResult;
+
+/* Accessors of the strings that follow an LlmgwResult header */
+#define LLMGW_RESULT_TEXT(r)	((r)->data)
+#define LLMGW_RESULT_MESSAGE(r) ((r)->data + (r)->text_len + 1)
+#define LLMGW_RESULT_DETAIL(r)	(LLMGW_RESULT_MESSAGE(r) + (r)->message_len + 1)
+#define LLMGW_RESULT_HINT(r)	(LLMGW_RESULT_DETAIL(r) + (r)->detail_len + 1)
+#define LLMGW_RESULT_SIZE(r) \
+	(offsetof(LlmgwResult, data) + (r)->text_len + (r)->message_len + \
+	 (r)->detail_len + (r)->hint_len + 4)
+
+/* Accessors of the strings that follow an LlmgwRequest header */
+#define LLMGW_REQUEST_ROLE(q)	((q)->data)
+#define LLMGW_REQUEST_MODEL(q)	((q)->data + (q)->role_len + 1)
+#define LLMGW_REQUEST_BODY(q)	(LLMGW_REQUEST_MODEL(q) + (q)->model_len + 1)
+#define LLMGW_REQUEST_SIZE(q) \
+	(offsetof(LlmgwRequest, data) + (q)->role_len + (q)->model_len + \
+	 (q)->body_len + 3)
+
+/* llmgw.c */
+extern LlmgwShared *llmgw_shared;
+extern LlmgwSlot *llmgw_slots;
+extern int *llmgw_queue;
+
+/* queue.c */
+extern dsa_area *llmgw_dsa(void);
+extern int	llmgw_slot_submit(dsa_pointer request);
+extern LlmgwResult *llmgw_slot_wait(int slotno);
+extern int	llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max);
+extern void llmgw_slot_publish(int slotno, dsa_pointer result);
+extern bool llmgw_slot_cancelled(int slotno);
+extern int	llmgw_slots_orphaned(int worker, uint64 generation, int *slotnos, int max);
+extern dsa_pointer llmgw_result_create(const LlmgwResult *header, const char *text,
+									   const char *message, const char *detail,
+									   const char *hint);
+extern Size llmgw_shmem_size(void);
+extern void llmgw_shmem_init(void *base, bool found);
+
+/* worker.c */
+extern PGDLLEXPORT void llmgw_worker_main(Datum arg);
+
+#endif							/* LLMGW_H */

@@ -1,0 +1,479 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *		Shared-memory request slots: callers submit a request and sleep on
+ *		their latch; workers take queued slots and publish results.
+ *
+ * Payloads live in a DSA area created in place inside our shared memory,
+ * so a request or a response may be as large as the caller allows.
+ * LlmgwShared.mutex (a spinlock) guards the free list, the queue and the
+ * slot fields; it is held only for a few instructions at a time.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "errors.h"
+#include "llmgw.h"
+
+/* Size of the DSA area kept inside the main shared memory segment */
+#define LLMGW_DSA_INPLACE_SIZE (4 * 1024 * 1024)
+
+/* How long a cancelled caller waits for the worker to record the cancel */
+#define LLMGW_CANCEL_WAIT_MS 2000
+
+LlmgwShared *llmgw_shared = NULL;
+LlmgwSlot  *llmgw_slots = NULL;
+int		   *llmgw_queue = NULL;
+static void *llmgw_dsa_place = NULL;
+static dsa_area *llmgw_area = NULL;
+
+/* Byte offsets of the parts of our shared memory */
+static Size
+slots_offset(void)
+{
+	return MAXALIGN(sizeof(LlmgwShared));
+}
+
+static Size
+queue_offset(void)
+{
+	return slots_offset() + MAXALIGN(mul_size(sizeof(LlmgwSlot), llmgw_queue_size));
+}
+
+static Size
+dsa_offset(void)
+{
+	return queue_offset() + MAXALIGN(mul_size(sizeof(int), llmgw_queue_size));
+}
+
+static Size
+dsa_inplace_size(void)
+{
+	return Max(LLMGW_DSA_INPLACE_SIZE, dsa_minimum_size());
+}
+
+/* Total shared memory we need */
+Size
+llmgw_shmem_size(void)
+{
+	return add_size(dsa_offset(), dsa_inplace_size());
+}
+
+/* Lay out (or find) the shared state; runs in the postmaster and backends */
+void
+llmgw_shmem_init(void *base, bool found)
+{
+	llmgw_shared = (LlmgwShared *) base;
+	llmgw_slots = (LlmgwSlot *) ((char *) base + slots_offset());
+	llmgw_queue = (int *) ((char *) base + queue_offset());
+	llmgw_dsa_place = (char *) base + dsa_offset();
+
+	if (!found)
+	{
+		dsa_area   *area;
+
+		memset(base, 0, dsa_offset());
+		SpinLockInit(&llmgw_shared->mutex);
+		llmgw_shared->nslots = llmgw_queue_size;
+		for (int i = 0; i < llmgw_queue_size; i++)
+		{
+			llmgw_slots[i].state = LLMGW_SLOT_FREE;
+			llmgw_slots[i].request = InvalidDsaPointer;
+			llmgw_slots[i].result = InvalidDsaPointer;
+			llmgw_slots[i].next = i + 1 < llmgw_queue_size ? i + 1 : -1;
+		}
+		llmgw_shared->free_head = 0;
+		llmgw_shared->database_oid = InvalidOid;
+		pg_atomic_init_u64(&llmgw_shared->config_generation, 1);
+		pg_atomic_init_u32(&llmgw_shared->next_worker, 0);
+		pg_atomic_init_u64(&llmgw_shared->requests_total, 0);
+		pg_atomic_init_u64(&llmgw_shared->cancels, 0);
+
+		llmgw_shared->dsa_tranche = LWLockNewTrancheId();
+		area = dsa_create_in_place(llmgw_dsa_place, dsa_inplace_size(),
+								   llmgw_shared->dsa_tranche, NULL);
+		dsa_pin(area);
+		dsa_detach(area);
+	}
+}
+
+/* This process's handle on the payload area, attached on first use */
+dsa_area *
+llmgw_dsa(void)
+{
+	if (llmgw_area == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		LWLockRegisterTranche(llmgw_shared->dsa_tranche, "llmgw_dsa");
+		llmgw_area = dsa_attach_in_place(llmgw_dsa_place, NULL);
+		dsa_pin_mapping(llmgw_area);
+		MemoryContextSwitchTo(old);
+	}
+	return llmgw_area;
+}
+
+/* Pick a running worker, round robin; -1 when none is running */
+static int
+pick_worker(void)
+{
+	uint32		start = pg_atomic_fetch_add_u32(&llmgw_shared->next_worker, 1);
+
+	for (int i = 0; i < llmgw_workers; i++)
+	{
+		int			w = (start + i) % llmgw_workers;
+
+		if (llmgw_shared->workers[w].pid != 0)
+			return w;
+	}
+	return -1;
+}
+
+/*
+ * Queue a request; returns the slot number.  The caller owns the request
+ * memory until the slot is done.
+ */
+int
+llmgw_slot_submit(dsa_pointer request)
+{
+	int			slotno;
+	int			w;
+	Latch	   *wake = NULL;
+	Oid			dboid;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	dboid = llmgw_shared->database_oid;
+	slotno = llmgw_shared->free_head;
+	if (slotno >= 0 && (dboid == InvalidOid || dboid == MyDatabaseId))
+	{
+		LlmgwSlot  *slot = &llmgw_slots[slotno];
+
+		llmgw_shared->free_head = slot->next;
+		slot->state = LLMGW_SLOT_QUEUED;
+		slot->cancel_requested = false;
+		slot->abandoned = false;
+		slot->worker = -1;
+		slot->worker_generation = 0;
+		slot->caller_latch = MyLatch;
+		slot->request = request;
+		slot->result = InvalidDsaPointer;
+		llmgw_queue[(llmgw_shared->queue_head + llmgw_shared->queue_len) %
+					llmgw_shared->nslots] = slotno;
+		llmgw_shared->queue_len++;
+		w = pick_worker();
+		if (w >= 0)
+			wake = llmgw_shared->workers[w].latch;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+
+	if (dboid != InvalidOid && dboid != MyDatabaseId)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("llmgw serves database \"%s\" only", llmgw_database),
+				 errhint("Call it from that database, or change llmgw.database and restart the server.")));
+	if (slotno < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("too many llmgw calls in flight"),
+				 errdetail("All %d request slots are in use.", llmgw_queue_size),
+				 errhint("Raise llmgw.queue_size or lower the number of concurrent calls.")));
+
+	pg_atomic_fetch_add_u64(&llmgw_shared->requests_total, 1);
+	if (wake)
+		SetLatch(wake);
+	return slotno;
+}
+
+/* Return a slot to the free list; caller holds the mutex */
+static void
+slot_release_locked(int slotno)
+{
+	LlmgwSlot  *slot = &llmgw_slots[slotno];
+
+	slot->state = LLMGW_SLOT_FREE;
+	slot->request = InvalidDsaPointer;
+	slot->result = InvalidDsaPointer;
+	slot->caller_latch = NULL;
+	slot->next = llmgw_shared->free_head;
+	llmgw_shared->free_head = slotno;
+}
+
+/* Free a finished slot and its payloads */
+static void
+slot_free(int slotno)
+{
+	dsa_pointer request;
+	dsa_pointer result;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	request = llmgw_slots[slotno].request;
+	result = llmgw_slots[slotno].result;
+	slot_release_locked(slotno);
+	SpinLockRelease(&llmgw_shared->mutex);
+
+	if (DsaPointerIsValid(request))
+		dsa_free(llmgw_dsa(), request);
+	if (DsaPointerIsValid(result))
+		dsa_free(llmgw_dsa(), result);
+}
+
+/* Ask the owning worker to abort the call; returns true if already done */
+static bool
+slot_cancel(int slotno, bool abandon)
+{
+	LlmgwSlot  *slot = &llmgw_slots[slotno];
+	Latch	   *wake = NULL;
+	bool		done;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	done = (slot->state == LLMGW_SLOT_DONE);
+	if (!done)
+	{
+		slot->cancel_requested = true;
+		if (abandon)
+			slot->abandoned = true;
+		if (slot->state == LLMGW_SLOT_RUNNING)
+			wake = llmgw_shared->workers[slot->worker].latch;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+	if (!done)
+		pg_atomic_fetch_add_u64(&llmgw_shared->cancels, 1);
+	if (wake)
+		SetLatch(wake);
+	return done;
+}
+
+/* Error or exit while waiting: free the slot, or leave it to the worker */
+static void
+slot_abandon_cb(int code, Datum arg)
+{
+	int			slotno = DatumGetInt32(arg);
+
+	if (slot_cancel(slotno, true))
+		slot_free(slotno);
+}
+
+/* Current state of a slot */
+static LlmgwSlotState
+slot_state(int slotno)
+{
+	LlmgwSlotState state;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	state = llmgw_slots[slotno].state;
+	SpinLockRelease(&llmgw_shared->mutex);
+	return state;
+}
+
+/*
+ * The caller was cancelled: tell the worker, give it a moment to abort the
+ * transfer and record the cancelled call, then let the interrupt fire.
+ */
+static void
+wait_for_cancel(int slotno)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   LLMGW_CANCEL_WAIT_MS);
+
+	if (!slot_cancel(slotno, false))
+	{
+		while (slot_state(slotno) != LLMGW_SLOT_DONE)
+		{
+			long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															   deadline);
+
+			if (left <= 0)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 left, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* Sleep until the slot is done; the result is copied to palloc'd memory */
+LlmgwResult *
+llmgw_slot_wait(int slotno)
+{
+	LlmgwResult *copy;
+	volatile bool cancel_sent = false;
+
+	PG_ENSURE_ERROR_CLEANUP(slot_abandon_cb, Int32GetDatum(slotno));
+	{
+		for (;;)
+		{
+			ResetLatch(MyLatch);
+			if (slot_state(slotno) == LLMGW_SLOT_DONE)
+				break;
+			if (!cancel_sent && (QueryCancelPending || ProcDiePending))
+			{
+				cancel_sent = true;
+				wait_for_cancel(slotno);
+				continue;
+			}
+			CHECK_FOR_INTERRUPTS();
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+		}
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(slot_abandon_cb, Int32GetDatum(slotno));
+
+	{
+		LlmgwResult *res = dsa_get_address(llmgw_dsa(), llmgw_slots[slotno].result);
+		Size		len = LLMGW_RESULT_SIZE(res);
+
+		copy = palloc(len);
+		memcpy(copy, res, len);
+	}
+	slot_free(slotno);
+	return copy;
+}
+
+/*
+ * Worker side: take up to max queued slots.  Slots abandoned before a
+ * worker saw them are freed here, unseen by any provider.
+ */
+int
+llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max)
+{
+	int			n = 0;
+	dsa_pointer dropped[64];
+	int			ndropped = 0;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	while (n < max && llmgw_shared->queue_len > 0 && ndropped < lengthof(dropped))
+	{
+		int			slotno = llmgw_queue[llmgw_shared->queue_head];
+		LlmgwSlot  *slot = &llmgw_slots[slotno];
+
+		llmgw_shared->queue_head = (llmgw_shared->queue_head + 1) % llmgw_shared->nslots;
+		llmgw_shared->queue_len--;
+		if (slot->abandoned)
+		{
+			dropped[ndropped++] = slot->request;
+			slot_release_locked(slotno);
+			continue;
+		}
+		slot->state = LLMGW_SLOT_RUNNING;
+		slot->worker = worker;
+		slot->worker_generation = generation;
+		slotnos[n++] = slotno;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+
+	for (int i = 0; i < ndropped; i++)
+		dsa_free(llmgw_dsa(), dropped[i]);
+	return n;
+}
+
+/* Is the caller of this slot still waiting for it? */
+bool
+llmgw_slot_cancelled(int slotno)
+{
+	bool		cancelled;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	cancelled = llmgw_slots[slotno].cancel_requested;
+	SpinLockRelease(&llmgw_shared->mutex);
+	return cancelled;
+}
+
+/* Worker side: hand the result to the caller and wake it */
+void
+llmgw_slot_publish(int slotno, dsa_pointer result)
+{
+	LlmgwSlot  *slot = &llmgw_slots[slotno];
+	Latch	   *wake = NULL;
+	bool		abandoned;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	abandoned = slot->abandoned;
+	slot->result = result;
+	if (!abandoned)
+	{
+		slot->state = LLMGW_SLOT_DONE;
+		wake = slot->caller_latch;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+
+	if (abandoned)
+		slot_free(slotno);
+	else
+		SetLatch(wake);
+}
+
+/*
+ * Worker side, at start: slots a previous incarnation of this worker was
+ * running when it died.  Returns how many were found.
+ */
+int
+llmgw_slots_orphaned(int worker, uint64 generation, int *slotnos, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	for (int i = 0; i < llmgw_shared->nslots && n < max; i++)
+	{
+		LlmgwSlot  *slot = &llmgw_slots[i];
+
+		if (slot->state == LLMGW_SLOT_RUNNING && slot->worker == worker &&
+			slot->worker_generation != generation)
+		{
+			slot->worker_generation = generation;
+			slotnos[n++] = i;
+		}
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+	return n;
+}
+
+/* Length of an optional string */
+static uint32
+optlen(const char *s)
+{
+	return s ? strlen(s) : 0;
+}
+
+/* Append an optional string and its terminator; returns the next position */
+static char *
+put_string(char *p, const char *s, uint32 len)
+{
+	if (len > 0)
+		memcpy(p, s, len);
+	p[len] = '\0';
+	return p + len + 1;
+}
+
+/* Worker side: allocate a result in the payload area */
+dsa_pointer
+llmgw_result_create(const LlmgwResult *header, const char *text,
+					const char *message, const char *detail, const char *hint)
+{
+	LlmgwResult tmp = *header;
+	dsa_pointer dp;
+	LlmgwResult *res;
+	char	   *p;
+
+	tmp.text_len = optlen(text);
+	tmp.message_len = optlen(message);
+	tmp.detail_len = optlen(detail);
+	tmp.hint_len = optlen(hint);
+	dp = dsa_allocate(llmgw_dsa(), LLMGW_RESULT_SIZE(&tmp));
+	res = dsa_get_address(llmgw_dsa(), dp);
+	*res = tmp;
+	p = put_string(res->data, text, tmp.text_len);
+	p = put_string(p, message, tmp.message_len);
+	p = put_string(p, detail, tmp.detail_len);
+	(void) put_string(p, hint, tmp.hint_len);
+	return dp;
+}

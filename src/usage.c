@@ -1,0 +1,188 @@
+/*-------------------------------------------------------------------------
+ *
+ * usage.c
+ *		Settle finished calls: one llmgw.usage row per provider attempt,
+ *		all rows of a worker's wake-up written in one transaction (group
+ *		commit) before any caller is woken.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "call.h"
+
+#define USAGE_NARGS 16
+
+static SPIPlanPtr insert_plan = NULL;
+
+/* Prepare (once) the INSERT of a usage row */
+static SPIPlanPtr
+usage_plan(void)
+{
+	static Oid	argtypes[USAGE_NARGS] = {
+		UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
+		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID
+	};
+
+	if (insert_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(
+									   "INSERT INTO llmgw.usage (request_id, attempt, started_at, role_name,"
+									   " model, provider, upstream_model, status, error_class, http_status,"
+									   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
+									   " cache_write_tokens, reasoning_tokens, usage_source)"
+									   " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+									   " $13, $14, $15, $16)",
+									   USAGE_NARGS, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "llmgw: could not prepare usage insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_plan = plan;
+	}
+	return insert_plan;
+}
+
+/* Name of a status as stored in llmgw.usage.status */
+static const char *
+status_name(LlmgwStatus status)
+{
+	switch (status)
+	{
+		case LLMGW_STATUS_OK:
+			return "ok";
+		case LLMGW_STATUS_CANCELLED:
+			return "cancelled";
+		case LLMGW_STATUS_INTERRUPTED:
+			return "interrupted";
+		default:
+			return "error";
+	}
+}
+
+/* A text Datum, or a NULL */
+static Datum
+text_or_null(const char *s, char *nulls, int i)
+{
+	if (s == NULL)
+	{
+		nulls[i] = 'n';
+		return (Datum) 0;
+	}
+	return CStringGetTextDatum(s);
+}
+
+/* Insert the usage row of one call */
+static void
+insert_row(LlmgwCall *call)
+{
+	Datum		values[USAGE_NARGS];
+	char		nulls[USAGE_NARGS];
+	LlmgwOutcome *out = &call->out;
+	bool		any_tokens = false;
+	int			rc;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(&call->request_id);
+	values[1] = TimestampTzGetDatum(call->started_at);
+	values[2] = text_or_null(call->role, nulls, 2);
+	values[3] = text_or_null(call->model, nulls, 3);
+	values[4] = text_or_null(call->provider, nulls, 4);
+	values[5] = text_or_null(call->upstream_model, nulls, 5);
+	values[6] = CStringGetTextDatum(status_name(out->status));
+	values[7] = text_or_null(llmgw_error_class_name(out->error), nulls, 7);
+	values[8] = Int32GetDatum((int32) out->http_status);
+	if (out->http_status == 0)
+		nulls[8] = 'n';
+	values[9] = Float8GetDatum((double) (call->finished_at - call->started_at) / 1000.0);
+	for (int b = 0; b < LLMGW_NBUCKETS; b++)
+	{
+		values[10 + b] = Int64GetDatum(out->tokens[b]);
+		if (out->tokens[b] == LLMGW_TOKENS_UNKNOWN)
+			nulls[10 + b] = 'n';
+		else
+			any_tokens = true;
+	}
+	values[15] = text_or_null(any_tokens ? "provider" : NULL, nulls, 15);
+
+	rc = SPI_execute_plan(usage_plan(), values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "llmgw: could not record usage: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Write the usage rows of the calls that reached a provider.  On failure
+ * every call in the batch becomes an error: the caller must not believe a
+ * call was accounted for when it was not.
+ */
+void
+llmgw_usage_record(dlist_head *calls)
+{
+	dlist_iter	iter;
+	bool		any = false;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	dlist_foreach(iter, calls)
+	{
+		if (dlist_container(LlmgwCall, node, iter.cur)->reached_provider)
+			any = true;
+	}
+	if (!any)
+		return;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "llmgw: recording usage");
+		dlist_foreach(iter, calls)
+		{
+			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+			if (call->reached_provider)
+				insert_row(call);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(WARNING,
+				(errmsg("llmgw could not record usage: %s", edata->message)));
+		dlist_foreach(iter, calls)
+		{
+			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+			if (call->reached_provider)
+			{
+				call->out.status = LLMGW_STATUS_ERROR;
+				call->out.error = LLMGW_ERR_USAGE_NOT_RECORDED;
+				call->out.provider_message = MemoryContextStrdup(call->cxt, edata->message);
+			}
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}

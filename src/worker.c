@@ -1,0 +1,281 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The background worker loop: take requests from the shared queue,
+ *		drive their HTTP transfers, settle finished calls, wake callers.
+ *
+ * One wait point serves everything: the worker's latch (new requests,
+ * cancellations, shutdown), postmaster death, and an epoll descriptor that
+ * holds every socket curl is using.  A worker never blocks on a transfer.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "call.h"
+#include "config.h"
+#include "llmgw.h"
+
+/* Requests taken from the queue per round */
+#define TAKE_BATCH 64
+
+/* Longest sleep when nothing at all is happening */
+#define IDLE_WAIT_MS 10000L
+
+static int	my_index;
+static uint64 my_generation;
+static dlist_head running = DLIST_STATIC_INIT(running);
+static MemoryContext calls_cxt;
+static uint64 seen_cancels = 0;
+
+/* Announce this worker in shared memory */
+static void
+worker_attach(void)
+{
+	LlmgwWorkerInfo *info = &llmgw_shared->workers[my_index];
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	info->generation++;
+	my_generation = info->generation;
+	info->pid = MyProcPid;
+	info->latch = MyLatch;
+	llmgw_shared->database_oid = MyDatabaseId;
+	SpinLockRelease(&llmgw_shared->mutex);
+}
+
+/* Remove this worker from shared memory at exit */
+static void
+worker_detach(int code, Datum arg)
+{
+	LlmgwWorkerInfo *info = &llmgw_shared->workers[my_index];
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	info->pid = 0;
+	info->latch = NULL;
+	SpinLockRelease(&llmgw_shared->mutex);
+}
+
+/* Record and publish finished calls, then free them */
+static void
+settle(dlist_head *finished)
+{
+	dlist_mutable_iter iter;
+
+	if (dlist_is_empty(finished))
+		return;
+	llmgw_usage_record(finished);
+	dlist_foreach_modify(iter, finished)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		dlist_delete(&call->node);
+		llmgw_call_publish(call);
+		llmgw_call_free(call);
+	}
+}
+
+/* Refresh the configuration; on failure report it and keep the old one */
+static bool
+refresh_config(void)
+{
+	MemoryContext old = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		llmgw_config_refresh();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	return ok;
+}
+
+/* Take queued requests while we have room for more transfers */
+static void
+accept_requests(dlist_head *finished)
+{
+	int			slotnos[TAKE_BATCH];
+	int			n;
+
+	do
+	{
+		int			room = llmgw_max_connections - llmgw_http_active();
+		bool		config_ok;
+
+		if (room <= 0)
+			return;
+		n = llmgw_queue_take(my_index, my_generation, slotnos, Min(room, TAKE_BATCH));
+		if (n == 0)
+			return;
+		config_ok = refresh_config();
+		for (int i = 0; i < n; i++)
+		{
+			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
+
+			if (!config_ok)
+			{
+				call->out.error = LLMGW_ERR_PROVIDER_CONFIG;
+				call->out.provider_message = "the configuration could not be loaded; see the server log";
+				dlist_push_tail(finished, &call->node);
+			}
+			else if (llmgw_call_start(call))
+				dlist_push_tail(&running, &call->node);
+			else
+				dlist_push_tail(finished, &call->node);
+		}
+	} while (n == TAKE_BATCH);
+}
+
+/* Abort the transfers whose callers asked to cancel */
+static void
+process_cancels(dlist_head *finished)
+{
+	uint64		cancels = pg_atomic_read_u64(&llmgw_shared->cancels);
+	dlist_mutable_iter iter;
+
+	if (cancels == seen_cancels)
+		return;
+	seen_cancels = cancels;
+	dlist_foreach_modify(iter, &running)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (!llmgw_slot_cancelled(call->slotno))
+			continue;
+		llmgw_http_abort(call);
+		call->out.status = LLMGW_STATUS_CANCELLED;
+		call->out.error = LLMGW_ERR_CANCELLED;
+		dlist_delete(&call->node);
+		dlist_push_tail(finished, &call->node);
+	}
+}
+
+/* Let curl work, and interpret the transfers it finished */
+static void
+process_transfers(dlist_head *finished)
+{
+	dlist_head	done = DLIST_STATIC_INIT(done);
+	dlist_mutable_iter iter;
+
+	dlist_init(&done);
+	llmgw_http_drive(&done);
+	dlist_foreach_modify(iter, &done)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		dlist_delete(&call->node);
+		llmgw_call_interpret(call);
+		dlist_push_tail(finished, &call->node);
+	}
+}
+
+/*
+ * Calls that a previous incarnation of this worker had in flight when it
+ * died: record them as interrupted and wake their callers.
+ */
+static void
+recover_orphans(void)
+{
+	int			slotnos[TAKE_BATCH];
+	int			n;
+
+	while ((n = llmgw_slots_orphaned(my_index, my_generation, slotnos, TAKE_BATCH)) > 0)
+	{
+		dlist_head	finished = DLIST_STATIC_INIT(finished);
+
+		dlist_init(&finished);
+		(void) refresh_config();
+		for (int i = 0; i < n; i++)
+		{
+			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
+			const LlmgwRoute *route = llmgw_config_route(call->model);
+
+			if (route)
+			{
+				call->provider = MemoryContextStrdup(call->cxt, route->provider);
+				call->upstream_model = MemoryContextStrdup(call->cxt, route->upstream_model);
+			}
+			call->reached_provider = true;
+			call->started_at = call->finished_at = GetCurrentTimestamp();
+			call->out.status = LLMGW_STATUS_INTERRUPTED;
+			call->out.error = LLMGW_ERR_INTERRUPTED;
+			dlist_push_tail(&finished, &call->node);
+		}
+		settle(&finished);
+	}
+}
+
+/* Entry point of an llmgw worker */
+void
+llmgw_worker_main(Datum arg)
+{
+	WaitEventSet *wes;
+
+	my_index = DatumGetInt32(arg);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(llmgw_database, NULL, 0);
+	pgstat_report_appname("llmgw worker");
+
+	calls_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw calls",
+									  ALLOCSET_DEFAULT_SIZES);
+	(void) llmgw_dsa();
+	llmgw_http_init(llmgw_max_connections);
+
+	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, llmgw_http_fd(), NULL, NULL);
+
+	worker_attach();
+	before_shmem_exit(worker_detach, (Datum) 0);
+	recover_orphans();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (;;)
+	{
+		dlist_head	finished = DLIST_STATIC_INIT(finished);
+		WaitEvent	event;
+		long		timeout = llmgw_http_timeout();
+
+		if (timeout < 0 || timeout > IDLE_WAIT_MS)
+			timeout = IDLE_WAIT_MS;
+		(void) WaitEventSetWait(wes, timeout, &event, 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		dlist_init(&finished);
+		accept_requests(&finished);
+		process_cancels(&finished);
+		process_transfers(&finished);
+		settle(&finished);
+		MemoryContextSwitchTo(TopMemoryContext);
+	}
+}

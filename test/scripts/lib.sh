@@ -1,0 +1,71 @@
+# Shared helpers of the demo and test scripts: packages, build, a throwaway
+# cluster owned by postgres, and the mock provider.  Source it, don't run it.
+
+PGBIN=/usr/lib/postgresql/15/bin
+PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev
+libjansson-dev libipc-run-perl libevent-dev make gcc clang libfuzzer-14-dev"
+
+# Install what is missing (apt-get update once, only when something is)
+llmgw_install_packages() {
+    local missing=""
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q $missing >/dev/null
+}
+
+# Build and install the extension and build the mock
+llmgw_build() {
+    make -s -C "$LLMGW_ROOT" PG_CONFIG=$PGBIN/pg_config >/dev/null
+    make -s -C "$LLMGW_ROOT" PG_CONFIG=$PGBIN/pg_config install >/dev/null
+    make -s -C "$LLMGW_ROOT/test/mock" >/dev/null
+}
+
+# Start a throwaway cluster in $LLMGW_TMP; sets PGHOST, PGUSER
+llmgw_cluster_start() {
+    chown postgres "$LLMGW_TMP"
+    runuser -u postgres -- $PGBIN/initdb -D "$LLMGW_TMP/data" -A trust >/dev/null
+    cat >>"$LLMGW_TMP/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$LLMGW_TMP'
+shared_preload_libraries = 'llmgw,pg_cron'
+cron.database_name = 'postgres'
+cron.use_background_workers = on
+max_worker_processes = 32
+max_connections = 100
+llmgw.database = 'postgres'
+CONF
+    runuser -u postgres -- env ${LLMGW_SERVER_ENV:-} $PGBIN/pg_ctl -D "$LLMGW_TMP/data" \
+        -l "$LLMGW_TMP/server.log" -w start >/dev/null
+    export PGHOST="$LLMGW_TMP" PGUSER=postgres PGDATABASE=postgres
+}
+
+llmgw_cluster_stop() {
+    [ -f "$LLMGW_TMP/data/postmaster.pid" ] &&
+        runuser -u postgres -- $PGBIN/pg_ctl -D "$LLMGW_TMP/data" -m fast -w stop >/dev/null 2>&1
+    return 0
+}
+
+# Start the mock on a free port; sets LLMGW_MOCK_URL and LLMGW_MOCK_PID
+llmgw_mock_start() {
+    "$LLMGW_ROOT/test/mock/llmgw-mock" --port 0 --port-file "$LLMGW_TMP/mock.port" "$@" \
+        >"$LLMGW_TMP/mock.log" 2>&1 &
+    LLMGW_MOCK_PID=$!
+    for _ in $(seq 100); do
+        [ -s "$LLMGW_TMP/mock.port" ] && break
+        sleep 0.05
+    done
+    LLMGW_MOCK_PORT=$(cat "$LLMGW_TMP/mock.port")
+    export LLMGW_MOCK_URL="http://127.0.0.1:$LLMGW_MOCK_PORT/v1" LLMGW_MOCK_PORT
+}
+
+llmgw_mock_stop() {
+    [ -n "${LLMGW_MOCK_PID:-}" ] && kill "$LLMGW_MOCK_PID" 2>/dev/null
+    wait "${LLMGW_MOCK_PID:-}" 2>/dev/null
+    return 0
+}
