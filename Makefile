@@ -14,7 +14,8 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
             -Wno-missing-field-initializers
 
 REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
-REGRESS_OPTS = --inputdir=test --use-existing --dbname=$(LLMGW_TEST_DB)
+# The workers serve one database (llmgw.database): the tests run there
+REGRESS_OPTS = --inputdir=test --use-existing
 LLMGW_TEST_DB ?= postgres
 TAP_TESTS = 1
 PROVE_TESTS = $(wildcard test/t/*.pl)
@@ -27,6 +28,7 @@ ifneq ($(PGXS),)
 include $(PGXS)
 # no JIT bitcode: the functions here only wait on workers
 override with_llvm = no
+override CONTRIB_TESTDB = $(LLMGW_TEST_DB)
 endif
 
 .PHONY: demo test mock

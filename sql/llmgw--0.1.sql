@@ -29,7 +29,7 @@ CREATE TABLE llmgw.providers (
     name text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
     kind text NOT NULL
         CHECK (kind IN ('openai', 'openai_compatible', 'azure', 'anthropic', 'gemini')),
-    base_url text NOT NULL CHECK (base_url ~ '^https?://[^/?#@]+'),
+    base_url text NOT NULL CHECK (base_url ~ '^https?://[^/?#@]+([/?#][^@]*)?$'),
     api_version text,
     -- env:NAME, file:/path, or 'stored' (the secret is in provider_secrets)
     secret_ref text CHECK (secret_ref ~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+|stored)$'),
@@ -172,6 +172,26 @@ AS $fn$
 DECLARE
     is_ref boolean := secret ~ '^(env|file):';
 BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid provider name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to 63 letters, digits, "_", "." or "-".';
+    END IF;
+    IF kind IS NULL OR kind NOT IN ('openai', 'openai_compatible', 'azure', 'anthropic', 'gemini') THEN
+        RAISE EXCEPTION 'unknown provider kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use openai, openai_compatible, azure, anthropic or gemini.';
+    END IF;
+    IF base_url IS NULL OR base_url !~ '^https?://[^/?#@]+([/?#][^@]*)?$' THEN
+        RAISE EXCEPTION 'invalid base URL for provider "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use an http:// or https:// URL without credentials, such as https://api.openai.com/v1.';
+    END IF;
+    IF is_ref AND secret !~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$' THEN
+        RAISE EXCEPTION 'invalid secret reference for provider "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use env:VARIABLE_NAME or file:/absolute/path.';
+    END IF;
     INSERT INTO llmgw.providers (name, kind, base_url, api_version, secret_ref,
                                  timeout_ms, connect_timeout_ms)
     VALUES (name, kind, base_url, api_version,
@@ -208,6 +228,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM llmgw.providers p WHERE p.name = provider) THEN
+        RAISE EXCEPTION 'provider "%" does not exist', provider
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with llmgw.create_provider().';
+    END IF;
     INSERT INTO llmgw.models (alias) VALUES (alias) ON CONFLICT DO NOTHING;
     INSERT INTO llmgw.deployments (model, provider, upstream_model, priority, weight)
     VALUES (alias, provider, upstream_model, priority, weight);

@@ -18,17 +18,6 @@
 #include "call.h"
 #include "config.h"
 
-/* Start with nothing known */
-void
-llmgw_outcome_init(LlmgwOutcome *out)
-{
-	memset(out, 0, sizeof(*out));
-	out->status = LLMGW_STATUS_ERROR;
-	for (int b = 0; b < LLMGW_NBUCKETS; b++)
-		out->tokens[b] = LLMGW_TOKENS_UNKNOWN;
-	out->retry_after_s = -1;
-}
-
 /*
  * Copy of text with secrets removed: the provider secret itself, and any
  * word containing "***", which is how providers echo a masked key.
@@ -59,7 +48,13 @@ llmgw_redact(const char *text, const char *secret)
 			char	   *word = pnstrdup(p, end - p);
 
 			if (strstr(word, "***") != NULL)
-				appendStringInfoString(&buf, "[redacted]");
+			{
+				size_t		keep = strlen(word);
+
+				while (keep > 0 && strchr(".,;:)", word[keep - 1]))
+					keep--;
+				appendStringInfo(&buf, "[redacted]%s", word + keep);
+			}
 			else if (secret && *secret && strstr(word, secret) != NULL)
 				appendStringInfoString(&buf, llmgw_redact(word, secret));
 			else
@@ -246,9 +241,11 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 			if (out->http_status)
 				appendStringInfo(&d, "HTTP status %ld.", out->http_status);
 			if (out->provider_code)
-				appendStringInfo(&d, " Provider code: %s.", out->provider_code);
+				appendStringInfo(&d, "%sProvider code: %s.", d.len ? " " : "",
+								 out->provider_code);
 			if (out->provider_message)
-				appendStringInfo(&d, " Provider message: %s", out->provider_message);
+				appendStringInfo(&d, "%sProvider message: %s", d.len ? " " : "",
+								 out->provider_message);
 			break;
 	}
 	if (out->retry_after_s >= 0)

@@ -42,6 +42,17 @@ typedef struct LlmgwOutcome
 	long		retry_after_s;	/* -1 when the provider gave no hint */
 } LlmgwOutcome;
 
+/* Start an outcome with nothing known */
+static inline void
+llmgw_outcome_init(LlmgwOutcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->status = LLMGW_STATUS_ERROR;
+	for (int b = 0; b < LLMGW_NBUCKETS; b++)
+		out->tokens[b] = LLMGW_TOKENS_UNKNOWN;
+	out->retry_after_s = -1;
+}
+
 /* A growable byte buffer allocated with malloc, safe in curl callbacks */
 typedef struct LlmgwBuffer
 {
@@ -114,7 +125,6 @@ extern bool llmgw_call_start(LlmgwCall *call);
 extern void llmgw_call_interpret(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
 extern void llmgw_call_free(LlmgwCall *call);
-extern void llmgw_outcome_init(LlmgwOutcome *out);
 extern char *llmgw_redact(const char *text, const char *secret);
 
 #endif							/* LLMGW_CALL_H */

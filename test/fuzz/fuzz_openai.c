@@ -1,0 +1,35 @@
+/*
+ * libFuzzer target: the OpenAI Chat Completions response parser, fed any
+ * bytes with an HTTP status chosen by the first byte.
+ */
+#include "postgres.h"
+
+#include "call.h"
+#include "pg_stubs.h"
+
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const long statuses[] = {200, 400, 401, 404, 429, 500, 503, 529};
+	LlmgwOutcome out;
+	long		status = 200;
+
+	if (size > 0)
+	{
+		status = statuses[data[0] % lengthof(statuses)];
+		data++;
+		size--;
+	}
+	llmgw_outcome_init(&out);
+	llmgw_openai_parse((const char *) data, size, status, &out);
+	if (out.status == LLMGW_STATUS_OK && out.error != LLMGW_ERR_NONE)
+		abort();
+	for (int b = 0; b < LLMGW_NBUCKETS; b++)
+		if (out.tokens[b] < LLMGW_TOKENS_UNKNOWN)
+			abort();
+	(void) llmgw_error_class_name(out.error);
+	stub_arena_reset();
+	return 0;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The demo: install packages, build, start a throwaway cluster and the mock
+# provider, register a provider and a model, call it, show the usage row.
+set -euo pipefail
+
+LLMGW_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export LLMGW_ROOT
+. "$LLMGW_ROOT/test/scripts/lib.sh"
+
+[ "$(id -u)" = 0 ] || { echo "run as root (it installs packages and switches to postgres)"; exit 2; }
+llmgw_install_packages
+llmgw_build
+
+LLMGW_TMP=$(mktemp -d /tmp/llmgw-demo.XXXXXX)
+export LLMGW_TMP
+trap 'llmgw_cluster_stop; llmgw_mock_stop; rm -rf "$LLMGW_TMP"' EXIT
+
+export DEMO_KEY=sk-demo-not-a-real-key
+LLMGW_SERVER_ENV="DEMO_KEY=$DEMO_KEY"
+llmgw_mock_start --require-key "$DEMO_KEY"
+llmgw_cluster_start
+
+psql -X -v ON_ERROR_STOP=1 -v mock_url="$LLMGW_MOCK_URL" -e <<'SQL'
+CREATE EXTENSION llmgw;
+-- the provider's key stays in the server's environment; only its name is stored
+SELECT llmgw.create_provider('mock', 'openai_compatible', :'mock_url', secret => 'env:DEMO_KEY');
+SELECT llmgw.create_model('demo', 'mock', 'gpt-4o-mini');
+SELECT llm_complete('Say hello', model => 'demo');
+\x on
+SELECT request_id, role_name, model, provider, upstream_model, status, http_status,
+       round(latency_ms::numeric, 2) AS latency_ms, input_tokens, output_tokens,
+       cached_input_tokens, reasoning_tokens
+  FROM llmgw.usage;
+SQL

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole test suite on a throwaway cluster: pg_regress, TAP (crash and
+# cancel), and the short fuzz runs.  Ends with "N passed, M failed".
+set -uo pipefail
+
+LLMGW_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export LLMGW_ROOT
+. "$LLMGW_ROOT/test/scripts/lib.sh"
+
+[ "$(id -u)" = 0 ] || { echo "run as root (it installs packages and switches to postgres)"; exit 2; }
+llmgw_install_packages || { echo "package installation failed"; exit 2; }
+llmgw_build || { echo "build failed"; exit 2; }
+
+LLMGW_TMP=$(mktemp -d /tmp/llmgw-test.XXXXXX)
+export LLMGW_TMP
+cleanup() {
+    llmgw_cluster_stop
+    llmgw_mock_stop
+    [ -n "${LLMGW_KEEP:-}" ] && cp -r "$TREE/results" "$LLMGW_KEEP/" 2>/dev/null
+    rm -rf "$LLMGW_TMP"
+}
+trap cleanup EXIT
+
+# A copy of the tree that postgres owns: pg_regress and TAP write into it
+TREE="$LLMGW_TMP/tree"
+mkdir -p "$TREE"
+tar -C "$LLMGW_ROOT" --exclude=.git -cf - . | tar -C "$TREE" -xf -
+chown -R postgres "$TREE" "$LLMGW_TMP"
+
+# Secrets the tests pass by reference: env: (server environment) and file:
+export LLMGW_TEST_KEY=sk-test-0123456789
+echo "$LLMGW_TEST_KEY" >"$LLMGW_TMP/provider.key"
+chown postgres "$LLMGW_TMP/provider.key"
+chmod 600 "$LLMGW_TMP/provider.key"
+export LLMGW_KEY_FILE="$LLMGW_TMP/provider.key"
+LLMGW_SERVER_ENV="LLMGW_TEST_KEY=$LLMGW_TEST_KEY"
+
+llmgw_mock_start --require-key "$LLMGW_TEST_KEY"
+llmgw_cluster_start
+
+passed=0
+failed=0
+as_postgres() {
+    runuser -u postgres -- env PGHOST="$PGHOST" PGUSER=postgres \
+        LLMGW_MOCK_URL="$LLMGW_MOCK_URL" LLMGW_MOCK_PORT="$LLMGW_MOCK_PORT" \
+        LLMGW_TEST_KEY="$LLMGW_TEST_KEY" LLMGW_KEY_FILE="$LLMGW_KEY_FILE" "$@"
+}
+
+echo "== pg_regress"
+as_postgres make -s -C "$TREE" PG_CONFIG=$PGBIN/pg_config TAP_TESTS= installcheck \
+    >"$LLMGW_TMP/regress.out" 2>&1
+grep -E '\.\.\. ' "$LLMGW_TMP/regress.out" || true
+total=$(ls "$LLMGW_ROOT"/test/sql/*.sql | wc -l)
+p=$(grep -cE '\.\.\. ok' "$LLMGW_TMP/regress.out")
+f=$((total - p))
+passed=$((passed + p)); failed=$((failed + f))
+[ "$f" -gt 0 ] && head -300 "$TREE/regression.diffs" 2>/dev/null
+
+echo "== TAP"
+as_postgres make -s -C "$TREE" PG_CONFIG=$PGBIN/pg_config REGRESS= installcheck \
+    PROVE_FLAGS="--verbose" >"$LLMGW_TMP/tap.out" 2>&1
+grep -E '^(ok|not ok) ' "$LLMGW_TMP/tap.out"
+p=$(grep -cE '^ok ' "$LLMGW_TMP/tap.out")
+f=$(grep -cE '^not ok ' "$LLMGW_TMP/tap.out")
+if ! grep -q '^Result: PASS' "$LLMGW_TMP/tap.out"; then
+    tail -40 "$LLMGW_TMP/tap.out"
+    [ "$f" -eq 0 ] && f=1
+fi
+passed=$((passed + p)); failed=$((failed + f))
+
+if [ -x "$LLMGW_ROOT/test/fuzz/run.sh" ]; then
+    echo "== fuzz (short runs)"
+    if bash "$LLMGW_ROOT/test/fuzz/run.sh" --short >"$LLMGW_TMP/fuzz.out" 2>&1; then
+        passed=$((passed + 1)); echo "ok fuzz"
+    else
+        failed=$((failed + 1)); echo "not ok fuzz"; tail -30 "$LLMGW_TMP/fuzz.out"
+    fi
+fi
+
+if [ "$failed" -gt 0 ]; then
+    echo "== server log (tail)"
+    tail -30 "$LLMGW_TMP/server.log"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
