@@ -3,7 +3,8 @@
 EXTENSION = llmgw
 MODULE_big = llmgw
 OBJS = src/llmgw.o src/queue.o src/worker.o src/http.o src/call.o \
-       src/config.o src/provider_openai.o src/usage.o src/errors.o \
+       src/config.o src/provider.o src/provider_openai.o src/provider_anthropic.o \
+       src/provider_gemini.o src/jsonutil.o src/usage.o src/errors.o \
        src/functions.o
 DATA = $(wildcard sql/llmgw--*.sql)
 PGFILEDESC = "llmgw - LLM gateway inside PostgreSQL"
@@ -30,6 +31,9 @@ include $(PGXS)
 override with_llvm = no
 override CONTRIB_TESTDB = $(LLMGW_TEST_DB)
 endif
+
+# every object depends on every header: the tree is small, correctness first
+$(OBJS): $(wildcard src/*.h)
 
 .PHONY: demo test mock
 demo:

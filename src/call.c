@@ -17,6 +17,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "provider.h"
 
 /*
  * Copy of text with secrets removed: the provider secret itself, and any
@@ -85,6 +86,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->caller_body_len = req->body_len;
 	call->timeout_ms = req->timeout_ms;
 	call->max_response_bytes = req->max_response_bytes;
+	call->retry_after_header = -1;
 	llmgw_outcome_init(&call->out);
 	return call;
 }
@@ -99,26 +101,6 @@ fail_early(LlmgwCall *call, LlmgwErrorClass error, char *message)
 	return false;
 }
 
-/* Headers of an OpenAI-style request; the secret goes only in a header */
-static struct curl_slist *
-openai_headers(const char *secret)
-{
-	struct curl_slist *h = NULL;
-
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, "Accept: application/json");
-	h = curl_slist_append(h, "Expect:");
-	if (secret)
-	{
-		char	   *auth = psprintf("Authorization: Bearer %s", secret);
-
-		h = curl_slist_append(h, auth);
-		explicit_bzero(auth, strlen(auth));
-		pfree(auth);
-	}
-	return h;
-}
-
 /*
  * Route the call and start its transfer.  Returns false when the call
  * failed before reaching a provider (its outcome says why).
@@ -128,8 +110,7 @@ llmgw_call_start(LlmgwCall *call)
 {
 	MemoryContext old = MemoryContextSwitchTo(call->cxt);
 	const LlmgwRoute *route = llmgw_config_route(call->model);
-	char	   *url;
-	size_t		baselen;
+	char	   *error = NULL;
 	bool		started = false;
 
 	if (route == NULL)
@@ -139,31 +120,27 @@ llmgw_call_start(LlmgwCall *call)
 									  llmgw_database));
 	else if (route->config_error)
 		started = fail_early(call, LLMGW_ERR_PROVIDER_CONFIG, pstrdup(route->config_error));
-	else if (strcmp(route->kind, "openai") != 0 &&
-			 strcmp(route->kind, "openai_compatible") != 0)
+	else if ((call->provider_ops = llmgw_provider(route->kind)) == NULL)
 		started = fail_early(call, LLMGW_ERR_PROVIDER_CONFIG,
-							 psprintf("provider kind \"%s\" is not supported yet", route->kind));
+							 psprintf("provider kind \"%s\" is not supported", route->kind));
 	else
 	{
+		const LlmgwProvider *ops = call->provider_ops;
+
 		call->provider = pstrdup(route->provider);
 		call->upstream_model = pstrdup(route->upstream_model);
 		call->secret = route->secret ? pstrdup(route->secret) : NULL;
 		if (call->timeout_ms <= 0)
 			call->timeout_ms = route->timeout_ms;
 
-		call->body = llmgw_openai_build(call->caller_body, call->caller_body_len,
-										call->upstream_model, &call->body_len);
+		call->body = ops->build_chat(call->caller_body, call->caller_body_len,
+									 call->upstream_model, &call->body_len, &error);
 		if (call->body == NULL)
-			started = fail_early(call, LLMGW_ERR_INVALID_REQUEST,
-								 pstrdup("the request body is not a JSON object"));
+			started = fail_early(call, LLMGW_ERR_INVALID_REQUEST, error);
 		else
 		{
-			baselen = strlen(route->base_url);
-			while (baselen > 0 && route->base_url[baselen - 1] == '/')
-				baselen--;
-			url = psprintf("%.*s/chat/completions", (int) baselen, route->base_url);
-			call->headers = openai_headers(call->secret);
-			llmgw_http_start(call, url);
+			call->headers = ops->headers(route, call->secret);
+			llmgw_http_start(call, ops->chat_url(route));
 			started = true;
 		}
 	}
@@ -190,8 +167,12 @@ llmgw_call_interpret(LlmgwCall *call)
 		out->provider_message = pstrdup(llmgw_http_strerror(call->curl_result));
 	}
 	else
-		llmgw_openai_parse(call->response.data ? call->response.data : "",
-						   call->response.len, out->http_status, out);
+		call->provider_ops->parse_chat(
+			call->response.data ? call->response.data : "",
+			call->response.len, out->http_status, out);
+	/* a hint in the body (Gemini) wins over the generic header */
+	if (out->retry_after_s < 0)
+		out->retry_after_s = call->retry_after_header;
 	out->provider_message = llmgw_redact(out->provider_message, call->secret);
 	out->provider_code = llmgw_redact(out->provider_code, call->secret);
 	MemoryContextSwitchTo(old);
@@ -249,7 +230,7 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 			break;
 	}
 	if (out->retry_after_s >= 0)
-		*hint = psprintf("The provider asks to retry after %ld seconds.", out->retry_after_s);
+		*hint = psprintf("The provider asks to retry after %g seconds.", out->retry_after_s);
 	*detail = d.len > 0 ? d.data : NULL;
 }
 

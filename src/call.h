@@ -15,6 +15,8 @@
 #include "errors.h"
 #include "llmgw.h"
 
+struct LlmgwProvider;
+
 /* Normalised token buckets, as in ../shared/corpus/README.md */
 typedef enum LlmgwBucket
 {
@@ -37,9 +39,10 @@ typedef struct LlmgwOutcome
 	int64		tokens[LLMGW_NBUCKETS]; /* LLMGW_TOKENS_UNKNOWN = not reported */
 	char	   *text;			/* assistant text; NULL when there is none */
 	char	   *finish_reason;
+	char	   *tool_calls;		/* JSON array [{id, name, arguments}], or NULL */
 	char	   *provider_message;	/* the provider's own error message */
 	char	   *provider_code;	/* the provider's own error code */
-	long		retry_after_s;	/* -1 when the provider gave no hint */
+	double		retry_after_s;	/* -1 when the provider gave no hint */
 } LlmgwOutcome;
 
 /* Start an outcome with nothing known */
@@ -81,6 +84,7 @@ typedef struct LlmgwCall
 	char	   *provider;
 	char	   *upstream_model;
 	char	   *secret;
+	const struct LlmgwProvider *provider_ops;	/* the route's wire format */
 
 	/* transfer state */
 	bool		reached_provider;	/* an HTTP attempt was made */
@@ -92,6 +96,7 @@ typedef struct LlmgwCall
 	size_t		body_len;
 	LlmgwBuffer response;
 	int			curl_result;	/* CURLcode once finished */
+	double		retry_after_header; /* Retry-After of the response, or -1 */
 
 	LlmgwOutcome out;
 } LlmgwCall;
@@ -108,13 +113,7 @@ extern void llmgw_http_release(LlmgwCall *call);
 extern const char *llmgw_http_strerror(int curl_result);
 extern bool llmgw_http_timed_out(int curl_result);
 extern bool llmgw_http_too_large(LlmgwCall *call);
-extern long llmgw_http_retry_after(LlmgwCall *call);
-
-/* provider_openai.c */
-extern char *llmgw_openai_build(const char *caller_body, size_t len,
-								const char *upstream_model, size_t *out_len);
-extern void llmgw_openai_parse(const char *buf, size_t len, long http_status,
-							   LlmgwOutcome *out);
+extern double llmgw_http_retry_after(LlmgwCall *call);
 
 /* usage.c */
 extern void llmgw_usage_record(dlist_head *calls);

@@ -219,7 +219,7 @@ collect_finished(dlist_head *finished)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
 		call->curl_result = msg->data.result;
 		call->out.http_status = status;
-		call->out.retry_after_s = llmgw_http_retry_after(call);
+		call->retry_after_header = llmgw_http_retry_after(call);
 		call->finished_at = GetCurrentTimestamp();
 		curl_multi_remove_handle(multi, msg->easy_handle);
 		active--;
@@ -286,7 +286,7 @@ llmgw_http_too_large(LlmgwCall *call)
 }
 
 /* The provider's Retry-After hint in seconds, or -1 */
-long
+double
 llmgw_http_retry_after(LlmgwCall *call)
 {
 	curl_off_t	wait = -1;
@@ -295,5 +295,5 @@ llmgw_http_retry_after(LlmgwCall *call)
 		curl_easy_getinfo(call->easy, CURLINFO_RETRY_AFTER, &wait) != CURLE_OK ||
 		wait <= 0)
 		return -1;
-	return (long) wait;
+	return (double) wait;
 }

@@ -1,63 +1,47 @@
 /*-------------------------------------------------------------------------
  *
  * provider_openai.c
- *		OpenAI Chat Completions wire format (OpenAI and compatible servers):
- *		build the request body, parse the response, classify errors.
+ *		OpenAI Chat Completions wire format, used by OpenAI, Azure OpenAI
+ *		and OpenAI-compatible servers (vLLM, Ollama, Groq, Together,
+ *		DeepSeek, Mistral), with their usage quirks.
  *
- * jansson is included after the PostgreSQL headers and json_object() is
- * never called: the server exports a function of that name, and the
- * dynamic linker would bind our call to it.  Objects come from
- * json_pack("{}") instead.
+ * llmgw's own request shape is already Chat Completions, so building a
+ * body only sets the upstream model.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "call.h"
+#include <curl/curl.h>
 
-#include <jansson.h>
+#include "lib/stringinfo.h"
 
-/* Build the upstream body: the caller's request with the upstream model */
-char *
-llmgw_openai_build(const char *caller_body, size_t len,
-				   const char *upstream_model, size_t *out_len)
+#include "provider.h"
+#include "jsonutil.h"
+
+/* The caller's request with the upstream model set */
+static char *
+openai_build(const char *request, size_t len, const char *upstream_model,
+			 size_t *out_len, char **error)
 {
-	json_t	   *root = json_loadb(caller_body, len, 0, NULL);
-	char	   *body;
+	json_t	   *root = json_loadb(request, len, 0, NULL);
 
-	if (root == NULL || !json_is_object(root))
+	if (!json_is_object(root))
 	{
 		json_decref(root);
+		*error = pstrdup("the request is not a JSON object");
 		return NULL;
 	}
 	json_object_set_new(root, "model", json_string(upstream_model));
-	body = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
-	if (body)
-		*out_len = strlen(body);
-	return body;
+	return llmgw_json_build(root, out_len);
 }
 
-/* An integer field of obj, or LLMGW_TOKENS_UNKNOWN when absent or not a count */
-static int64
-count_field(json_t *obj, const char *key)
+/* Fill in a bucket only if no earlier field reported it */
+static void
+fill_bucket(LlmgwOutcome *out, LlmgwBucket b, int64 value)
 {
-	json_t	   *v = json_object_get(obj, key);
-
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		return LLMGW_TOKENS_UNKNOWN;
-	return (int64) json_integer_value(v);
-}
-
-/* Copy a JSON string into palloc'd memory; NULL when not a string */
-static char *
-string_field(json_t *obj, const char *key)
-{
-	json_t	   *v = json_object_get(obj, key);
-
-	if (!json_is_string(v))
-		return NULL;
-	return pnstrdup(json_string_value(v), json_string_length(v));
+	if (out->tokens[b] == LLMGW_TOKENS_UNKNOWN)
+		out->tokens[b] = value;
 }
 
 /* Read the usage block into the normalised buckets */
@@ -68,77 +52,141 @@ parse_usage(json_t *usage, LlmgwOutcome *out)
 
 	if (!json_is_object(usage))
 		return;
-	out->tokens[LLMGW_TOKENS_INPUT] = count_field(usage, "prompt_tokens");
-	out->tokens[LLMGW_TOKENS_OUTPUT] = count_field(usage, "completion_tokens");
+	out->tokens[LLMGW_TOKENS_INPUT] = llmgw_json_count(usage, "prompt_tokens");
+	out->tokens[LLMGW_TOKENS_OUTPUT] = llmgw_json_count(usage, "completion_tokens");
 	details = json_object_get(usage, "prompt_tokens_details");
 	if (json_is_object(details))
 	{
-		out->tokens[LLMGW_TOKENS_CACHED_INPUT] = count_field(details, "cached_tokens");
-		out->tokens[LLMGW_TOKENS_CACHE_WRITE] = count_field(details, "cache_write_tokens");
+		out->tokens[LLMGW_TOKENS_CACHED_INPUT] = llmgw_json_count(details, "cached_tokens");
+		out->tokens[LLMGW_TOKENS_CACHE_WRITE] = llmgw_json_count(details, "cache_write_tokens");
 	}
 	details = json_object_get(usage, "completion_tokens_details");
 	if (json_is_object(details))
-		out->tokens[LLMGW_TOKENS_REASONING] = count_field(details, "reasoning_tokens");
+		out->tokens[LLMGW_TOKENS_REASONING] = llmgw_json_count(details, "reasoning_tokens");
+	/* DeepSeek and Together report cache hits in fields of their own */
+	fill_bucket(out, LLMGW_TOKENS_CACHED_INPUT, llmgw_json_count(usage, "prompt_cache_hit_tokens"));
+	fill_bucket(out, LLMGW_TOKENS_CACHED_INPUT, llmgw_json_count(usage, "cached_tokens"));
 }
 
-/* Refine the HTTP-derived error class with the provider's own code */
+/* Classify an error from the provider's code or type */
 static LlmgwErrorClass
 classify(long http_status, const char *code, const char *type)
 {
-	const char *c = code ? code : (type ? type : "");
+	const char *keys[2] = {code, type};
 
-	if (strcmp(c, "insufficient_quota") == 0 ||
-		(type && strcmp(type, "insufficient_quota") == 0))
-		return LLMGW_ERR_QUOTA;
-	if (strcmp(c, "context_length_exceeded") == 0)
-		return LLMGW_ERR_CONTEXT_LENGTH;
-	if (strcmp(c, "content_filter") == 0 || strcmp(c, "content_policy_violation") == 0)
-		return LLMGW_ERR_CONTENT_FILTER;
-	if (strcmp(c, "model_not_found") == 0)
-		return LLMGW_ERR_MODEL_NOT_FOUND;
-	if (strcmp(c, "invalid_api_key") == 0)
-		return LLMGW_ERR_AUTH;
-	if (strcmp(c, "rate_limit_exceeded") == 0)
-		return LLMGW_ERR_RATE_LIMIT;
+	for (int i = 0; i < 2; i++)
+	{
+		const char *c = keys[i];
+
+		if (c == NULL)
+			continue;
+		if (strcmp(c, "insufficient_quota") == 0)
+			return LLMGW_ERR_QUOTA;
+		if (strcmp(c, "context_length_exceeded") == 0)
+			return LLMGW_ERR_CONTEXT_LENGTH;
+		if (strcmp(c, "content_filter") == 0 || strcmp(c, "content_policy_violation") == 0)
+			return LLMGW_ERR_CONTENT_FILTER;
+		if (strcmp(c, "model_not_found") == 0)
+			return LLMGW_ERR_MODEL_NOT_FOUND;
+		if (strcmp(c, "invalid_api_key") == 0)
+			return LLMGW_ERR_AUTH;
+		if (strcmp(c, "rate_limit_exceeded") == 0)
+			return LLMGW_ERR_RATE_LIMIT;
+	}
 	return llmgw_error_class_from_http(http_status);
 }
 
-/* Parse an error response: {"error": {"message", "type", "code"}} */
+/* {"error": {"message", "type", "code"}} */
 static void
 parse_error(json_t *root, long http_status, LlmgwOutcome *out)
 {
 	json_t	   *err = json_object_get(root, "error");
-	char	   *type = NULL;
+	json_t	   *code = json_object_get(err, "code");
+	char	   *type = llmgw_json_string(err, "type");
+	char	   *code_text = NULL;
 
-	out->status = LLMGW_STATUS_ERROR;
-	if (json_is_object(err))
-	{
-		json_t	   *code = json_object_get(err, "code");
-
-		out->provider_message = string_field(err, "message");
-		type = string_field(err, "type");
-		if (json_is_string(code))
-			out->provider_code = pstrdup(json_string_value(code));
-		else if (json_is_integer(code))
-			out->provider_code = psprintf("%lld", (long long) json_integer_value(code));
-	}
-	else if (json_is_string(err))
-		out->provider_message = pstrdup(json_string_value(err));
-	out->error = classify(http_status, out->provider_code, type);
+	if (json_is_string(code))
+		code_text = pstrdup(json_string_value(code));
+	else if (json_is_integer(code))
+		code_text = psprintf("%lld", (long long) json_integer_value(code));
+	if (json_is_string(err))
+		llmgw_json_set_error(out, LLMGW_ERR_NONE, err, NULL);
+	else
+		llmgw_json_set_error(out, LLMGW_ERR_NONE, json_object_get(err, "message"), code_text);
+	out->error = classify(http_status, code_text, type);
 }
 
-/* Parse a successful chat completion */
+/* Assistant text: a string, or (Mistral) an array of typed parts */
+static char *
+message_text(json_t *message)
+{
+	json_t	   *content = json_object_get(message, "content");
+
+	if (json_is_string(content))
+		return pnstrdup(json_string_value(content), json_string_length(content));
+	if (json_is_array(content))
+	{
+		StringInfoData buf;
+		size_t		i;
+		json_t	   *part;
+
+		initStringInfo(&buf);
+		json_array_foreach(content, i, part)
+		{
+			if (json_is_string(json_object_get(part, "type")) &&
+				strcmp(json_string_value(json_object_get(part, "type")), "text") == 0 &&
+				json_is_string(json_object_get(part, "text")))
+				appendStringInfoString(&buf, json_string_value(json_object_get(part, "text")));
+		}
+		return buf.data;
+	}
+	/* no content: the refusal if there is one, else empty */
+	if (json_is_string(json_object_get(message, "refusal")))
+		return llmgw_json_string(message, "refusal");
+	return pstrdup("");
+}
+
+/* Tool calls as [{"id", "name", "arguments"}], arguments kept as sent */
+static char *
+tool_calls(json_t *message)
+{
+	json_t	   *calls = json_object_get(message, "tool_calls");
+	json_t	   *norm;
+	size_t		i;
+	json_t	   *call;
+	char	   *text;
+
+	if (!json_is_array(calls) || json_array_size(calls) == 0)
+		return NULL;
+	norm = json_array();
+	json_array_foreach(calls, i, call)
+	{
+		json_t	   *fn = json_object_get(call, "function");
+		json_t	   *args = json_object_get(fn, "arguments");
+
+		json_array_append_new(norm, json_pack("{s:O?, s:O?, s:O?}",
+											  "id", json_object_get(call, "id"),
+											  "name", json_object_get(fn, "name"),
+											  "arguments", args));
+	}
+	text = llmgw_json_dump(norm);
+	json_decref(norm);
+	return text;
+}
+
+/* A successful chat completion */
 static void
 parse_completion(json_t *root, LlmgwOutcome *out)
 {
-	json_t	   *choices = json_object_get(root, "choices");
-	json_t	   *choice;
-	json_t	   *message;
+	json_t	   *choice = json_array_get(json_object_get(root, "choices"), 0);
+	json_t	   *message = json_object_get(choice, "message");
+	json_t	   *usage = json_object_get(root, "usage");
 
-	parse_usage(json_object_get(root, "usage"), out);
+	/* Groq used to report usage only under x_groq */
+	if (!json_is_object(usage))
+		usage = json_object_get(json_object_get(root, "x_groq"), "usage");
+	parse_usage(usage, out);
 
-	choice = json_array_get(choices, 0);
-	message = json_object_get(choice, "message");
 	if (!json_is_object(message))
 	{
 		out->status = LLMGW_STATUS_ERROR;
@@ -147,38 +195,72 @@ parse_completion(json_t *root, LlmgwOutcome *out)
 		return;
 	}
 	out->status = LLMGW_STATUS_OK;
-	out->text = string_field(message, "content");
-	if (out->text == NULL)
-		out->text = string_field(message, "refusal");
-	out->finish_reason = string_field(choice, "finish_reason");
+	out->text = message_text(message);
+	out->tool_calls = tool_calls(message);
+	out->finish_reason = llmgw_json_string(choice, "finish_reason");
+	if (out->finish_reason && strcmp(out->finish_reason, "content_filter") == 0)
+	{
+		out->status = LLMGW_STATUS_ERROR;
+		out->error = LLMGW_ERR_CONTENT_FILTER;
+		out->provider_message = pstrdup("the completion was filtered (finish_reason content_filter)");
+	}
 }
 
 /* Turn an HTTP response into an outcome */
-void
-llmgw_openai_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+static void
+openai_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
-	json_error_t jerr;
-	json_t	   *root = json_loadb(buf, len, 0, &jerr);
+	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
 
-	if (root == NULL || !json_is_object(root))
-	{
-		out->status = LLMGW_STATUS_ERROR;
-		if (http_status >= 200 && http_status < 300)
-		{
-			out->error = LLMGW_ERR_MALFORMED;
-			out->provider_message = root ? pstrdup("the response is not a JSON object") :
-				psprintf("invalid JSON at line %d, column %d: %s",
-						 jerr.line, jerr.column, jerr.text);
-		}
-		else
-			out->error = llmgw_error_class_from_http(http_status);
-		json_decref(root);
+	if (root == NULL)
 		return;
-	}
-
 	if (http_status >= 200 && http_status < 300 && json_object_get(root, "error") == NULL)
 		parse_completion(root, out);
 	else
 		parse_error(root, http_status, out);
 	json_decref(root);
 }
+
+static char *
+openai_url(const LlmgwRoute *route)
+{
+	return llmgw_url_join(route->base_url, "chat/completions");
+}
+
+static struct curl_slist *
+openai_headers(const LlmgwRoute *route, const char *secret)
+{
+	return llmgw_header_secret(llmgw_json_headers(), "Authorization", "Bearer ", secret);
+}
+
+const LlmgwProvider llmgw_provider_openai = {
+	"openai", openai_url, openai_headers, openai_build, openai_parse
+};
+
+/*
+ * Azure OpenAI.  With an api_version, the classic deployment URL
+ * (/openai/deployments/{deployment}/chat/completions?api-version=...),
+ * where the deployment is the upstream model; without one, the v1 surface
+ * (/openai/v1/chat/completions) with the model in the body.
+ */
+static char *
+azure_url(const LlmgwRoute *route)
+{
+	char	   *path;
+
+	if (route->api_version == NULL)
+		return llmgw_url_join(route->base_url, "openai/v1/chat/completions");
+	path = psprintf("openai/deployments/%s/chat/completions?api-version=%s",
+					route->upstream_model, route->api_version);
+	return llmgw_url_join(route->base_url, path);
+}
+
+static struct curl_slist *
+azure_headers(const LlmgwRoute *route, const char *secret)
+{
+	return llmgw_header_secret(llmgw_json_headers(), "api-key", "", secret);
+}
+
+const LlmgwProvider llmgw_provider_azure = {
+	"azure", azure_url, azure_headers, openai_build, openai_parse
+};

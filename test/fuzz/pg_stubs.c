@@ -10,6 +10,8 @@
 
 #undef vsnprintf
 
+#include "lib/stringinfo.h"
+
 #include "pg_stubs.h"
 
 static void **arena = NULL;
@@ -80,4 +82,78 @@ psprintf(const char *fmt,...)
 	vsnprintf(buf, n + 1, fmt, ap);
 	va_end(ap);
 	return buf;
+}
+
+void
+pfree(void *pointer)
+{
+	/* the arena frees everything at the end of the input */
+}
+
+void
+initStringInfo(StringInfo str)
+{
+	str->maxlen = 1024;
+	str->data = palloc(str->maxlen);
+	resetStringInfo(str);
+}
+
+void
+resetStringInfo(StringInfo str)
+{
+	str->data[0] = '\0';
+	str->len = 0;
+	str->cursor = 0;
+}
+
+void
+enlargeStringInfo(StringInfo str, int needed)
+{
+	char	   *grown;
+
+	if (str->len + needed + 1 <= str->maxlen)
+		return;
+	while (str->len + needed + 1 > str->maxlen)
+		str->maxlen *= 2;
+	grown = palloc(str->maxlen);
+	memcpy(grown, str->data, str->len + 1);
+	str->data = grown;
+}
+
+void
+appendBinaryStringInfo(StringInfo str, const char *data, int datalen)
+{
+	enlargeStringInfo(str, datalen);
+	memcpy(str->data + str->len, data, datalen);
+	str->len += datalen;
+	str->data[str->len] = '\0';
+}
+
+void
+appendStringInfoString(StringInfo str, const char *s)
+{
+	appendBinaryStringInfo(str, s, strlen(s));
+}
+
+void
+appendStringInfoChar(StringInfo str, char ch)
+{
+	appendBinaryStringInfo(str, &ch, 1);
+}
+
+void
+appendStringInfo(StringInfo str, const char *fmt,...)
+{
+	va_list		ap;
+	char	   *buf;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	buf = palloc(n + 1);
+	va_start(ap, fmt);
+	vsnprintf(buf, n + 1, fmt, ap);
+	va_end(ap);
+	appendBinaryStringInfo(str, buf, n);
 }

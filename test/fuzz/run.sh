@@ -1,43 +1,49 @@
 #!/usr/bin/env bash
-# Build and run the libFuzzer targets (clang, AddressSanitizer, UBSan), seeded
-# from ../shared/corpus when it is there.  --short: a few seconds each (the
-# test suite); default: 60 s each.
+# Build and run one libFuzzer target per provider response parser (clang,
+# AddressSanitizer with leak detection, UBSan), seeded from
+# ../shared/corpus when it is there.  --short: 5 s each (the test suite);
+# default: 60 s each.  Prints libFuzzer's final stats for each.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CORPUS="${LLMGW_CORPUS:-$ROOT/../shared/corpus}"
 SECONDS_EACH=60
-[ "${1:-}" = "--short" ] && SECONDS_EACH=10
+[ "${1:-}" = "--short" ] && SECONDS_EACH=5
 BUILD="$HERE/build"
 mkdir -p "$BUILD"
 
 PGINC=$(/usr/lib/postgresql/15/bin/pg_config --includedir-server)
 CFLAGS="-w -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$PGINC -I$ROOT/src -I$HERE"
+SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/provider_openai.c $ROOT/src/provider_anthropic.c $ROOT/src/provider_gemini.c $ROOT/src/jsonutil.c $ROOT/src/errors.c"
 
-build_target() {
-    local name=$1; shift
-    clang $CFLAGS -o "$BUILD/$name" "$HERE/$name.c" "$HERE/pg_stubs.c" "$@" -ljansson
-}
-
-# Seeds: every recorded OpenAI-style body, behind a status byte 0 (HTTP 200)
-seed_openai() {
-    local dir="$BUILD/seeds_openai"
+# Seeds: the corpus's recorded bodies of a provider's cases, behind a status byte
+seed() {
+    local name=$1 pattern=$2 dir="$BUILD/seeds_$1"
     mkdir -p "$dir"
-    printf '\0{"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}' >"$dir/plain"
-    printf '\4{"error":{"message":"m","type":"requests","code":"rate_limit_exceeded"}}' >"$dir/error"
-    if [ -d "$CORPUS" ]; then
-        for f in "$CORPUS"/openai*/body.json "$CORPUS"/azure*/body.json "$CORPUS"/openai*/case.json; do
-            [ -f "$f" ] || continue
-            { printf '\0'; cat "$f"; } >"$dir/$(basename "$(dirname "$f")")-$(basename "$f")"
-        done
-    else
-        echo "corpus not found at $CORPUS: seeding with built-in examples only"
-    fi
+    printf '\0{}' >"$dir/empty"
+    [ -d "$CORPUS" ] || { echo "corpus not found at $CORPUS: built-in seed only" >&2; echo "$dir"; return; }
+    for f in "$CORPUS"/$pattern/body.json "$CORPUS"/$pattern/case.json; do
+        [ -f "$f" ] || continue
+        { printf '\0'; cat "$f"; } >"$dir/$(basename "$(dirname "$f")")-$(basename "$f")"
+        { printf '\4'; cat "$f"; } >"$dir/$(basename "$(dirname "$f")")-$(basename "$f")-429"
+    done
     echo "$dir"
 }
 
-build_target fuzz_openai "$ROOT/src/provider_openai.c" "$ROOT/src/errors.c"
-seeds=$(seed_openai)
-mkdir -p "$BUILD/work_openai"
-ASAN_OPTIONS=detect_leaks=1 "$BUILD/fuzz_openai" -max_total_time="$SECONDS_EACH" \
-    -print_final_stats=1 "$BUILD/work_openai" "$seeds" 2>&1 | tail -15
+status=0
+for target in openai:'{openai,azure,openai_compatible}-*' anthropic:'anthropic-*' gemini:'gemini-*'; do
+    name=${target%%:*}
+    pattern=${target#*:}
+    clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
+        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl
+    seeds=$(eval seed "$name" "\"$pattern\"")
+    mkdir -p "$BUILD/work_$name"
+    echo "== fuzz_$name ($SECONDS_EACH s)"
+    if ! ASAN_OPTIONS=detect_leaks=1 "$BUILD/fuzz_$name" -max_total_time="$SECONDS_EACH" \
+        -print_final_stats=1 "$BUILD/work_$name" "$seeds" >"$BUILD/fuzz_$name.log" 2>&1; then
+        status=1
+        tail -40 "$BUILD/fuzz_$name.log"
+    fi
+    grep -E 'stat::(number_of_executed_units|new_units_added|peak_rss)|cov:' "$BUILD/fuzz_$name.log" | tail -4
+done
+exit $status

@@ -68,13 +68,23 @@ if ! grep -q '^Result: PASS' "$LLMGW_TMP/tap.out"; then
 fi
 passed=$((passed + p)); failed=$((failed + f))
 
-if [ -x "$LLMGW_ROOT/test/fuzz/run.sh" ]; then
-    echo "== fuzz (short runs)"
-    if bash "$LLMGW_ROOT/test/fuzz/run.sh" --short >"$LLMGW_TMP/fuzz.out" 2>&1; then
-        passed=$((passed + 1)); echo "ok fuzz"
-    else
-        failed=$((failed + 1)); echo "not ok fuzz"; tail -30 "$LLMGW_TMP/fuzz.out"
-    fi
+echo "== conformance (wire-format parsers against ../shared/corpus)"
+bash "$LLMGW_ROOT/test/conformance/run.sh" >"$LLMGW_TMP/conformance.out" 2>&1
+grep -E '^(not ok|skip|corpus)' "$LLMGW_TMP/conformance.out" || true
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$LLMGW_TMP/conformance.out" || true)
+if [ -n "$line" ]; then
+    echo "$line"
+    passed=$((passed + $(echo "$line" | awk '{print $1}')))
+    failed=$((failed + $(echo "$line" | awk '{print $3}')))
+elif ! grep -q '^corpus not found' "$LLMGW_TMP/conformance.out"; then
+    failed=$((failed + 1)); tail -30 "$LLMGW_TMP/conformance.out"
+fi
+
+echo "== fuzz (short runs)"
+if bash "$LLMGW_ROOT/test/fuzz/run.sh" --short >"$LLMGW_TMP/fuzz.out" 2>&1; then
+    passed=$((passed + 1)); echo "ok fuzz"
+else
+    failed=$((failed + 1)); echo "not ok fuzz"; tail -30 "$LLMGW_TMP/fuzz.out"
 fi
 
 if [ "$failed" -gt 0 ]; then

@@ -1,10 +1,11 @@
 /*
- * libFuzzer target: the OpenAI Chat Completions response parser, fed any
- * bytes with an HTTP status chosen by the first byte.
+ * libFuzzer target: a provider's response parser (chosen at build time
+ * with -DFUZZ_PROVIDER=llmgw_provider_xxx), fed any bytes with an HTTP
+ * status chosen by the first byte.
  */
 #include "postgres.h"
 
-#include "call.h"
+#include "provider.h"
 #include "pg_stubs.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,8 +24,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size--;
 	}
 	llmgw_outcome_init(&out);
-	llmgw_openai_parse((const char *) data, size, status, &out);
+	FUZZ_PROVIDER.parse_chat((const char *) data, size, status, &out);
 	if (out.status == LLMGW_STATUS_OK && out.error != LLMGW_ERR_NONE)
+		abort();
+	if (out.status != LLMGW_STATUS_OK && out.error == LLMGW_ERR_NONE)
 		abort();
 	for (int b = 0; b < LLMGW_NBUCKETS; b++)
 		if (out.tokens[b] < LLMGW_TOKENS_UNKNOWN)

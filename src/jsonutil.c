@@ -1,0 +1,100 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonutil.c
+ *		jansson helpers shared by the wire formats.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "jsonutil.h"
+
+/* A token count field, or LLMGW_TOKENS_UNKNOWN when absent or not a count */
+int64
+llmgw_json_count(json_t *obj, const char *key)
+{
+	json_t	   *v = json_object_get(obj, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return LLMGW_TOKENS_UNKNOWN;
+	return (int64) json_integer_value(v);
+}
+
+/* A string field copied to palloc'd memory; NULL when not a string */
+char *
+llmgw_json_string(json_t *obj, const char *key)
+{
+	json_t	   *v = json_object_get(obj, key);
+
+	if (!json_is_string(v))
+		return NULL;
+	return pnstrdup(json_string_value(v), json_string_length(v));
+}
+
+/* Compact JSON text of v in palloc'd memory */
+char *
+llmgw_json_dump(json_t *v)
+{
+	char	   *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	char	   *copy;
+
+	if (s == NULL)
+		return pstrdup("null");
+	copy = pstrdup(s);
+	free(s);
+	return copy;
+}
+
+/* Dump a request body (malloc'd, for curl) and release root */
+char *
+llmgw_json_build(json_t *root, size_t *out_len)
+{
+	char	   *body = json_dumps(root, JSON_COMPACT);
+
+	json_decref(root);
+	if (body)
+		*out_len = strlen(body);
+	return body;
+}
+
+/*
+ * Parse a response body.  Returns the root object, or NULL after setting
+ * the outcome: a malformed 2xx response, or an error status whose body is
+ * not JSON (classified by its status alone).
+ */
+json_t *
+llmgw_json_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+{
+	json_error_t jerr;
+	json_t	   *root = json_loadb(buf, len, 0, &jerr);
+
+	if (root != NULL && json_is_object(root))
+		return root;
+
+	out->status = LLMGW_STATUS_ERROR;
+	if (http_status >= 200 && http_status < 300)
+	{
+		out->error = LLMGW_ERR_MALFORMED;
+		out->provider_message = root ? pstrdup("the response is not a JSON object") :
+			psprintf("invalid JSON at line %d, column %d: %s",
+					 jerr.line, jerr.column, jerr.text);
+	}
+	else
+		out->error = llmgw_error_class_from_http(http_status);
+	json_decref(root);
+	return NULL;
+}
+
+/* Mark the outcome failed, keeping the provider's message and code */
+void
+llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error, json_t *message,
+					 const char *code)
+{
+	out->status = LLMGW_STATUS_ERROR;
+	out->error = error;
+	if (json_is_string(message))
+		out->provider_message = pnstrdup(json_string_value(message),
+										 json_string_length(message));
+	if (code)
+		out->provider_code = pstrdup(code);
+}

@@ -1,0 +1,28 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonutil.h
+ *		jansson helpers shared by the wire formats.
+ *
+ * Include after the PostgreSQL headers, and never call json_object(): the
+ * server exports a function of that name and the dynamic linker binds our
+ * call to it.  Use json_pack("{}") for an empty object.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_JSONUTIL_H
+#define LLMGW_JSONUTIL_H
+
+#include <jansson.h>
+
+#include "call.h"
+
+extern int64 llmgw_json_count(json_t *obj, const char *key);
+extern char *llmgw_json_string(json_t *obj, const char *key);
+extern char *llmgw_json_dump(json_t *v);
+extern json_t *llmgw_json_parse(const char *buf, size_t len, long http_status,
+								LlmgwOutcome *out);
+extern char *llmgw_json_build(json_t *root, size_t *out_len);
+extern void llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error,
+								 json_t *message, const char *code);
+
+#endif							/* LLMGW_JSONUTIL_H */

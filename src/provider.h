@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * provider.h
+ *		What a provider wire format implements: where a call goes, how its
+ *		body is built from llmgw's OpenAI-shaped request, how the response
+ *		is read.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_PROVIDER_H
+#define LLMGW_PROVIDER_H
+
+#include "call.h"
+#include "config.h"
+
+typedef struct LlmgwProvider
+{
+	const char *kind;
+	/* URL of a chat call (palloc'd) */
+	char	   *(*chat_url) (const LlmgwRoute *route);
+	/* Headers carrying the secret, plus any the format needs */
+	struct curl_slist *(*headers) (const LlmgwRoute *route, const char *secret);
+	/* The upstream body (malloc'd), or NULL with *error set (palloc'd) */
+	char	   *(*build_chat) (const char *request, size_t len, const char *upstream_model,
+							   size_t *out_len, char **error);
+	/* Read a complete response */
+	void		(*parse_chat) (const char *buf, size_t len, long http_status,
+							   LlmgwOutcome *out);
+} LlmgwProvider;
+
+extern const LlmgwProvider *llmgw_provider(const char *kind);
+
+extern const LlmgwProvider llmgw_provider_openai;
+extern const LlmgwProvider llmgw_provider_azure;
+extern const LlmgwProvider llmgw_provider_anthropic;
+extern const LlmgwProvider llmgw_provider_gemini;
+
+/* Helpers shared by the formats (provider.c) */
+extern char *llmgw_url_join(const char *base, const char *path);
+extern struct curl_slist *llmgw_header_secret(struct curl_slist *h, const char *name,
+											  const char *prefix, const char *secret);
+extern struct curl_slist *llmgw_json_headers(void);
+
+#endif							/* LLMGW_PROVIDER_H */

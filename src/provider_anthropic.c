@@ -1,0 +1,364 @@
+/*-------------------------------------------------------------------------
+ *
+ * provider_anthropic.c
+ *		Anthropic Messages wire format: translate llmgw's OpenAI-shaped
+ *		request, read responses and errors.
+ *
+ * Usage normalisation: Anthropic's input_tokens excludes prompt-cache
+ * reads and writes, which it reports separately; llmgw's input bucket is
+ * the sum of the three.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+
+#include "provider.h"
+#include "jsonutil.h"
+
+/* Anthropic requires max_tokens; this is used when the caller gave none */
+#define ANTHROPIC_DEFAULT_MAX_TOKENS 4096
+#define ANTHROPIC_DEFAULT_VERSION "2023-06-01"
+
+/* OpenAI message content (string or parts) as Anthropic content blocks */
+static json_t *
+content_blocks(json_t *content)
+{
+	json_t	   *blocks = json_array();
+	size_t		i;
+	json_t	   *part;
+
+	if (json_is_string(content))
+	{
+		json_array_append_new(blocks, json_pack("{s:s, s:O}", "type", "text", "text", content));
+		return blocks;
+	}
+	json_array_foreach(content, i, part)
+	{
+		json_t	   *text = json_object_get(part, "text");
+
+		if (json_is_string(text))
+			json_array_append_new(blocks, json_pack("{s:s, s:O}", "type", "text", "text", text));
+	}
+	return blocks;
+}
+
+/* An assistant message's tool calls as tool_use blocks */
+static void
+append_tool_uses(json_t *blocks, json_t *tool_calls)
+{
+	size_t		i;
+	json_t	   *call;
+
+	json_array_foreach(tool_calls, i, call)
+	{
+		json_t	   *fn = json_object_get(call, "function");
+		json_t	   *args = json_object_get(fn, "arguments");
+		json_t	   *input = json_is_string(args) ?
+			json_loads(json_string_value(args), 0, NULL) : json_incref(args);
+
+		if (!json_is_object(input))
+		{
+			json_decref(input);
+			input = json_pack("{}");
+		}
+		json_array_append_new(blocks, json_pack("{s:s, s:O?, s:O?, s:o}", "type", "tool_use",
+												"id", json_object_get(call, "id"),
+												"name", json_object_get(fn, "name"),
+												"input", input));
+	}
+}
+
+/* Translate OpenAI messages; system messages go to the system string */
+static bool
+translate_messages(json_t *messages, json_t *req, char **error)
+{
+	json_t	   *out = json_array();
+	StringInfoData system;
+	size_t		i;
+	json_t	   *m;
+
+	initStringInfo(&system);
+	json_array_foreach(messages, i, m)
+	{
+		const char *role = json_string_value(json_object_get(m, "role"));
+		json_t	   *content = json_object_get(m, "content");
+		json_t	   *blocks;
+
+		if (role == NULL)
+		{
+			json_decref(out);
+			*error = psprintf("messages[%zu] has no role", i);
+			return false;
+		}
+		if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
+		{
+			json_t	   *parts = content_blocks(content);
+			size_t		j;
+			json_t	   *b;
+
+			json_array_foreach(parts, j, b)
+				appendStringInfo(&system, "%s%s", system.len ? "\n\n" : "",
+								 json_string_value(json_object_get(b, "text")));
+			json_decref(parts);
+			continue;
+		}
+		if (strcmp(role, "tool") == 0)
+		{
+			blocks = json_pack("[{s:s, s:O?, s:O?}]", "type", "tool_result",
+							   "tool_use_id", json_object_get(m, "tool_call_id"),
+							   "content", content);
+			json_array_append_new(out, json_pack("{s:s, s:o}", "role", "user", "content", blocks));
+			continue;
+		}
+		blocks = content ? content_blocks(content) : json_array();
+		if (strcmp(role, "assistant") == 0)
+			append_tool_uses(blocks, json_object_get(m, "tool_calls"));
+		json_array_append_new(out, json_pack("{s:s, s:o}", "role",
+											 strcmp(role, "assistant") == 0 ? "assistant" : "user",
+											 "content", blocks));
+	}
+	json_object_set_new(req, "messages", out);
+	if (system.len > 0)
+		json_object_set_new(req, "system", json_string(system.data));
+	return true;
+}
+
+/* OpenAI tools and tool_choice in Anthropic's shape */
+static void
+translate_tools(json_t *src, json_t *req)
+{
+	json_t	   *tools = json_object_get(src, "tools");
+	json_t	   *choice = json_object_get(src, "tool_choice");
+	size_t		i;
+	json_t	   *t;
+
+	if (json_is_array(tools))
+	{
+		json_t	   *out = json_array();
+
+		json_array_foreach(tools, i, t)
+		{
+			json_t	   *fn = json_object_get(t, "function");
+			json_t	   *schema = json_object_get(fn, "parameters");
+
+			schema = schema ? json_incref(schema) : json_pack("{s:s}", "type", "object");
+			json_array_append_new(out, json_pack("{s:O?, s:O?, s:o}",
+												 "name", json_object_get(fn, "name"),
+												 "description", json_object_get(fn, "description"),
+												 "input_schema", schema));
+		}
+		json_object_set_new(req, "tools", out);
+	}
+	if (json_is_string(choice))
+	{
+		const char *c = json_string_value(choice);
+
+		json_object_set_new(req, "tool_choice",
+							json_pack("{s:s}", "type",
+									  strcmp(c, "required") == 0 ? "any" :
+									  strcmp(c, "none") == 0 ? "none" : "auto"));
+	}
+	else if (json_is_object(choice))
+		json_object_set_new(req, "tool_choice",
+							json_pack("{s:s, s:O?}", "type", "tool", "name",
+									  json_object_get(json_object_get(choice, "function"), "name")));
+}
+
+/* Build a Messages request from llmgw's request */
+static char *
+anthropic_build(const char *request, size_t len, const char *upstream_model,
+				size_t *out_len, char **error)
+{
+	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *req;
+	json_t	   *max_tokens;
+	json_t	   *stop;
+
+	if (!json_is_object(src) || !json_is_array(json_object_get(src, "messages")))
+	{
+		json_decref(src);
+		*error = pstrdup("the request has no messages array");
+		return NULL;
+	}
+	req = json_pack("{s:s}", "model", upstream_model);
+	if (!translate_messages(json_object_get(src, "messages"), req, error))
+	{
+		json_decref(src);
+		json_decref(req);
+		return NULL;
+	}
+	max_tokens = json_object_get(src, "max_completion_tokens");
+	if (!json_is_integer(max_tokens))
+		max_tokens = json_object_get(src, "max_tokens");
+	json_object_set_new(req, "max_tokens", json_is_integer(max_tokens) ? json_incref(max_tokens) :
+						json_integer(ANTHROPIC_DEFAULT_MAX_TOKENS));
+	if (json_is_number(json_object_get(src, "temperature")))
+		json_object_set(req, "temperature", json_object_get(src, "temperature"));
+	if (json_is_number(json_object_get(src, "top_p")))
+		json_object_set(req, "top_p", json_object_get(src, "top_p"));
+	stop = json_object_get(src, "stop");
+	if (json_is_string(stop))
+		json_object_set_new(req, "stop_sequences", json_pack("[O]", stop));
+	else if (json_is_array(stop))
+		json_object_set(req, "stop_sequences", stop);
+	translate_tools(src, req);
+	json_decref(src);
+	return llmgw_json_build(req, out_len);
+}
+
+/* Sum of counts where the first must be known and the others default to 0 */
+static int64
+sum_counts(int64 first, int64 a, int64 b)
+{
+	if (first == LLMGW_TOKENS_UNKNOWN)
+		return LLMGW_TOKENS_UNKNOWN;
+	return first + Max(a, 0) + Max(b, 0);
+}
+
+/* Read a usage object into the buckets (also used for stream events) */
+static void
+parse_usage(json_t *usage, LlmgwOutcome *out)
+{
+	int64		input = llmgw_json_count(usage, "input_tokens");
+	int64		write = llmgw_json_count(usage, "cache_creation_input_tokens");
+	int64		read = llmgw_json_count(usage, "cache_read_input_tokens");
+	json_t	   *details = json_object_get(usage, "output_tokens_details");
+
+	if (!json_is_object(usage))
+		return;
+	out->tokens[LLMGW_TOKENS_INPUT] = sum_counts(input, write, read);
+	out->tokens[LLMGW_TOKENS_OUTPUT] = llmgw_json_count(usage, "output_tokens");
+	out->tokens[LLMGW_TOKENS_CACHED_INPUT] = read;
+	out->tokens[LLMGW_TOKENS_CACHE_WRITE] = write;
+	if (json_is_object(details))
+		out->tokens[LLMGW_TOKENS_REASONING] = llmgw_json_count(details, "thinking_tokens");
+}
+
+/* Text blocks (thinking excluded) and tool_use blocks of a message */
+static void
+parse_content(json_t *content, LlmgwOutcome *out)
+{
+	StringInfoData text;
+	json_t	   *calls = json_array();
+	size_t		i;
+	json_t	   *block;
+
+	initStringInfo(&text);
+	json_array_foreach(content, i, block)
+	{
+		const char *type = json_string_value(json_object_get(block, "type"));
+
+		if (type == NULL)
+			continue;
+		if (strcmp(type, "text") == 0 && json_is_string(json_object_get(block, "text")))
+			appendStringInfoString(&text, json_string_value(json_object_get(block, "text")));
+		else if (strcmp(type, "tool_use") == 0)
+		{
+			char	   *args = llmgw_json_dump(json_object_get(block, "input"));
+
+			json_array_append_new(calls, json_pack("{s:O?, s:O?, s:s}",
+												   "id", json_object_get(block, "id"),
+												   "name", json_object_get(block, "name"),
+												   "arguments", args));
+		}
+	}
+	out->text = text.data;
+	if (json_array_size(calls) > 0)
+		out->tool_calls = llmgw_json_dump(calls);
+	json_decref(calls);
+}
+
+/* Class of an Anthropic error type */
+static LlmgwErrorClass
+classify(const char *type, const char *message, long http_status)
+{
+	if (type == NULL)
+		return llmgw_error_class_from_http(http_status);
+	if (strcmp(type, "authentication_error") == 0 || strcmp(type, "permission_error") == 0)
+		return LLMGW_ERR_AUTH;
+	if (strcmp(type, "not_found_error") == 0)
+		return LLMGW_ERR_MODEL_NOT_FOUND;
+	if (strcmp(type, "rate_limit_error") == 0)
+		return LLMGW_ERR_RATE_LIMIT;
+	if (strcmp(type, "overloaded_error") == 0)
+		return LLMGW_ERR_OVERLOADED;
+	if (strcmp(type, "api_error") == 0)
+		return LLMGW_ERR_SERVER;
+	if (strcmp(type, "billing_error") == 0)
+		return LLMGW_ERR_QUOTA;
+	if (strcmp(type, "request_too_large") == 0 ||
+		(message && strstr(message, "prompt is too long") != NULL))
+		return LLMGW_ERR_CONTEXT_LENGTH;
+	if (strcmp(type, "invalid_request_error") == 0)
+		return LLMGW_ERR_INVALID_REQUEST;
+	return llmgw_error_class_from_http(http_status);
+}
+
+/* {"type": "error", "error": {"type", "message"}} */
+static void
+parse_error(json_t *err, long http_status, LlmgwOutcome *out)
+{
+	char	   *type = llmgw_json_string(err, "type");
+	char	   *message = llmgw_json_string(err, "message");
+
+	llmgw_json_set_error(out, classify(type, message, http_status),
+						 json_object_get(err, "message"), type);
+}
+
+static void
+anthropic_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+{
+	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *err;
+
+	if (root == NULL)
+		return;
+	err = json_object_get(root, "error");
+	if (http_status >= 200 && http_status < 300 && err == NULL)
+	{
+		parse_usage(json_object_get(root, "usage"), out);
+		if (!json_is_array(json_object_get(root, "content")))
+		{
+			llmgw_json_set_error(out, LLMGW_ERR_MALFORMED, NULL, NULL);
+			out->provider_message = pstrdup("the response has no content array");
+		}
+		else
+		{
+			out->status = LLMGW_STATUS_OK;
+			parse_content(json_object_get(root, "content"), out);
+			out->finish_reason = llmgw_json_string(root, "stop_reason");
+			if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
+				llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, "refusal");
+		}
+	}
+	else
+		parse_error(err, http_status, out);
+	json_decref(root);
+}
+
+/* Base URL including the version, e.g. https://api.anthropic.com/v1 */
+static char *
+anthropic_url(const LlmgwRoute *route)
+{
+	return llmgw_url_join(route->base_url, "messages");
+}
+
+static struct curl_slist *
+anthropic_headers(const LlmgwRoute *route, const char *secret)
+{
+	struct curl_slist *h = llmgw_json_headers();
+	char	   *version = psprintf("anthropic-version: %s",
+								   route->api_version ? route->api_version :
+								   ANTHROPIC_DEFAULT_VERSION);
+
+	h = curl_slist_append(h, version);
+	return llmgw_header_secret(h, "x-api-key", "", secret);
+}
+
+const LlmgwProvider llmgw_provider_anthropic = {
+	"anthropic", anthropic_url, anthropic_headers, anthropic_build, anthropic_parse
+};

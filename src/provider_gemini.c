@@ -1,0 +1,410 @@
+/*-------------------------------------------------------------------------
+ *
+ * provider_gemini.c
+ *		Gemini generateContent wire format: translate llmgw's OpenAI-shaped
+ *		request, read responses and errors.
+ *
+ * The key travels in the x-goog-api-key header, never in the URL.  Usage
+ * normalisation: Gemini reports thinking (thoughtsTokenCount) apart from
+ * candidatesTokenCount, and omits counters that are zero.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+
+#include "provider.h"
+#include "jsonutil.h"
+
+/* OpenAI content (string or parts) as Gemini parts */
+static json_t *
+text_parts(json_t *content)
+{
+	json_t	   *parts = json_array();
+	size_t		i;
+	json_t	   *part;
+
+	if (json_is_string(content))
+		json_array_append_new(parts, json_pack("{s:O}", "text", content));
+	json_array_foreach(content, i, part)
+	{
+		if (json_is_string(json_object_get(part, "text")))
+			json_array_append_new(parts, json_pack("{s:O}", "text", json_object_get(part, "text")));
+	}
+	return parts;
+}
+
+/* The function name of the tool call with this id, from earlier messages */
+static json_t *
+tool_name(json_t *messages, json_t *id)
+{
+	size_t		i;
+	json_t	   *m;
+
+	json_array_foreach(messages, i, m)
+	{
+		size_t		j;
+		json_t	   *call;
+
+		json_array_foreach(json_object_get(m, "tool_calls"), j, call)
+		{
+			if (json_equal(json_object_get(call, "id"), id))
+				return json_object_get(json_object_get(call, "function"), "name");
+		}
+	}
+	return NULL;
+}
+
+/* One OpenAI message as a Gemini content; system goes to sysparts */
+static json_t *
+translate_message(json_t *messages, json_t *m, json_t *sysparts)
+{
+	const char *role = json_string_value(json_object_get(m, "role"));
+	json_t	   *content = json_object_get(m, "content");
+	json_t	   *parts;
+	size_t		i;
+	json_t	   *call;
+
+	if (role == NULL)
+		return NULL;
+	if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
+	{
+		json_array_extend(sysparts, parts = text_parts(content));
+		json_decref(parts);
+		return json_null();
+	}
+	if (strcmp(role, "tool") == 0)
+	{
+		json_t	   *name = tool_name(messages, json_object_get(m, "tool_call_id"));
+
+		return json_pack("{s:s, s:[{s:{s:O?, s:{s:O?}}}]}", "role", "user", "parts",
+						 "functionResponse", "name", name, "response", "content", content);
+	}
+	parts = text_parts(content);
+	json_array_foreach(json_object_get(m, "tool_calls"), i, call)
+	{
+		json_t	   *fn = json_object_get(call, "function");
+		json_t	   *args = json_object_get(fn, "arguments");
+		json_t	   *obj = json_is_string(args) ? json_loads(json_string_value(args), 0, NULL) : NULL;
+
+		if (!json_is_object(obj))
+		{
+			json_decref(obj);
+			obj = json_pack("{}");
+		}
+		json_array_append_new(parts, json_pack("{s:{s:O?, s:o}}", "functionCall",
+											   "name", json_object_get(fn, "name"), "args", obj));
+	}
+	return json_pack("{s:s, s:o}", "role", strcmp(role, "assistant") == 0 ? "model" : "user",
+					 "parts", parts);
+}
+
+/* generationConfig from the OpenAI parameters */
+static json_t *
+generation_config(json_t *src)
+{
+	json_t	   *cfg = json_pack("{}");
+	json_t	   *max_tokens = json_object_get(src, "max_completion_tokens");
+	json_t	   *stop = json_object_get(src, "stop");
+	json_t	   *format = json_object_get(src, "response_format");
+	const char *ftype = json_string_value(json_object_get(format, "type"));
+
+	if (!json_is_integer(max_tokens))
+		max_tokens = json_object_get(src, "max_tokens");
+	if (json_is_integer(max_tokens))
+		json_object_set(cfg, "maxOutputTokens", max_tokens);
+	if (json_is_number(json_object_get(src, "temperature")))
+		json_object_set(cfg, "temperature", json_object_get(src, "temperature"));
+	if (json_is_number(json_object_get(src, "top_p")))
+		json_object_set(cfg, "topP", json_object_get(src, "top_p"));
+	if (json_is_string(stop))
+		json_object_set_new(cfg, "stopSequences", json_pack("[O]", stop));
+	else if (json_is_array(stop))
+		json_object_set(cfg, "stopSequences", stop);
+	if (ftype && (strcmp(ftype, "json_object") == 0 || strcmp(ftype, "json_schema") == 0))
+	{
+		json_t	   *schema = json_object_get(json_object_get(format, "json_schema"), "schema");
+
+		json_object_set_new(cfg, "responseMimeType", json_string("application/json"));
+		if (schema)
+			json_object_set(cfg, "responseJsonSchema", schema);
+	}
+	return cfg;
+}
+
+/* OpenAI tools as functionDeclarations */
+static json_t *
+translate_tools(json_t *tools)
+{
+	json_t	   *decls = json_array();
+	size_t		i;
+	json_t	   *t;
+
+	json_array_foreach(tools, i, t)
+	{
+		json_t	   *fn = json_object_get(t, "function");
+
+		json_array_append_new(decls, json_pack("{s:O?, s:O?, s:O?}",
+											   "name", json_object_get(fn, "name"),
+											   "description", json_object_get(fn, "description"),
+											   "parameters", json_object_get(fn, "parameters")));
+	}
+	return json_pack("[{s:o}]", "functionDeclarations", decls);
+}
+
+/* Build a generateContent request from llmgw's request */
+static char *
+gemini_build(const char *request, size_t len, const char *upstream_model,
+			 size_t *out_len, char **error)
+{
+	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *messages = json_object_get(src, "messages");
+	json_t	   *contents = json_array();
+	json_t	   *sysparts = json_array();
+	json_t	   *req;
+	size_t		i;
+	json_t	   *m;
+
+	if (!json_is_array(messages))
+	{
+		json_decref(src);
+		json_decref(contents);
+		json_decref(sysparts);
+		*error = pstrdup("the request has no messages array");
+		return NULL;
+	}
+	json_array_foreach(messages, i, m)
+	{
+		json_t	   *c = translate_message(messages, m, sysparts);
+
+		if (c == NULL)
+		{
+			*error = psprintf("messages[%zu] has no role", i);
+			json_decref(src);
+			json_decref(contents);
+			json_decref(sysparts);
+			return NULL;
+		}
+		if (!json_is_null(c))
+			json_array_append(contents, c);
+		json_decref(c);
+	}
+	req = json_pack("{s:o, s:o}", "contents", contents,
+					"generationConfig", generation_config(src));
+	if (json_array_size(sysparts) > 0)
+		json_object_set_new(req, "systemInstruction", json_pack("{s:O}", "parts", sysparts));
+	json_decref(sysparts);
+	if (json_is_array(json_object_get(src, "tools")))
+		json_object_set_new(req, "tools", translate_tools(json_object_get(src, "tools")));
+	json_decref(src);
+	return llmgw_json_build(req, out_len);
+}
+
+/* A counter Gemini omits when zero: 0 if absent, unknown if not a count */
+static int64
+zero_count(json_t *usage, const char *key)
+{
+	json_t	   *v = json_object_get(usage, key);
+
+	return v == NULL ? 0 : llmgw_json_count(usage, key);
+}
+
+/* Sum two counts, unknown if either is */
+static int64
+add_counts(int64 a, int64 b)
+{
+	if (a == LLMGW_TOKENS_UNKNOWN || b == LLMGW_TOKENS_UNKNOWN)
+		return LLMGW_TOKENS_UNKNOWN;
+	return a + b;
+}
+
+/* usageMetadata into the buckets (also used for stream chunks) */
+static void
+parse_usage(json_t *usage, LlmgwOutcome *out)
+{
+	int64		thoughts;
+
+	if (!json_is_object(usage))
+		return;
+	thoughts = zero_count(usage, "thoughtsTokenCount");
+	out->tokens[LLMGW_TOKENS_INPUT] = add_counts(zero_count(usage, "promptTokenCount"),
+												 zero_count(usage, "toolUsePromptTokenCount"));
+	out->tokens[LLMGW_TOKENS_OUTPUT] = add_counts(zero_count(usage, "candidatesTokenCount"),
+												  thoughts);
+	out->tokens[LLMGW_TOKENS_CACHED_INPUT] = zero_count(usage, "cachedContentTokenCount");
+	out->tokens[LLMGW_TOKENS_REASONING] = thoughts;
+}
+
+/* Text (thought summaries excluded) and function calls of the first candidate */
+static void
+parse_candidate(json_t *candidate, LlmgwOutcome *out)
+{
+	StringInfoData text;
+	json_t	   *calls = json_array();
+	size_t		i;
+	json_t	   *part;
+
+	initStringInfo(&text);
+	json_array_foreach(json_object_get(json_object_get(candidate, "content"), "parts"), i, part)
+	{
+		json_t	   *fc = json_object_get(part, "functionCall");
+
+		if (json_is_true(json_object_get(part, "thought")))
+			continue;
+		if (json_is_string(json_object_get(part, "text")))
+			appendStringInfoString(&text, json_string_value(json_object_get(part, "text")));
+		else if (json_is_object(fc))
+		{
+			char	   *args = llmgw_json_dump(json_object_get(fc, "args"));
+
+			json_array_append_new(calls, json_pack("{s:O?, s:O?, s:s}",
+												   "id", json_object_get(fc, "id"),
+												   "name", json_object_get(fc, "name"),
+												   "arguments", args));
+		}
+	}
+	out->text = text.data;
+	if (json_array_size(calls) > 0)
+		out->tool_calls = llmgw_json_dump(calls);
+	json_decref(calls);
+	out->finish_reason = llmgw_json_string(candidate, "finishReason");
+}
+
+/* Is this finish reason a block by a safety filter? */
+static bool
+blocked(const char *finish_reason)
+{
+	static const char *const reasons[] = {
+		"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"
+	};
+
+	for (int i = 0; finish_reason && i < lengthof(reasons); i++)
+		if (strcmp(finish_reason, reasons[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A successful response, which may still be a blocked prompt or answer */
+static void
+parse_response(json_t *root, LlmgwOutcome *out)
+{
+	json_t	   *candidate = json_array_get(json_object_get(root, "candidates"), 0);
+	json_t	   *feedback = json_object_get(root, "promptFeedback");
+
+	parse_usage(json_object_get(root, "usageMetadata"), out);
+	if (!json_is_object(candidate))
+	{
+		char	   *reason = llmgw_json_string(feedback, "blockReason");
+
+		out->text = pstrdup("");
+		llmgw_json_set_error(out, reason ? LLMGW_ERR_CONTENT_FILTER : LLMGW_ERR_MALFORMED,
+							 NULL, reason);
+		out->provider_message = reason ? psprintf("the prompt was blocked (%s)", reason) :
+			pstrdup("the response has no candidates");
+		return;
+	}
+	out->status = LLMGW_STATUS_OK;
+	parse_candidate(candidate, out);
+	if (blocked(out->finish_reason))
+	{
+		llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, out->finish_reason);
+		out->provider_message = psprintf("the answer was blocked (%s)", out->finish_reason);
+	}
+}
+
+/* Seconds of a protobuf duration string such as "34.4s"; -1 if not one */
+static double
+duration_seconds(const char *s)
+{
+	char	   *end;
+	double		v;
+
+	if (s == NULL)
+		return -1;
+	v = strtod(s, &end);
+	return (end != s && strcmp(end, "s") == 0 && v >= 0) ? v : -1;
+}
+
+/* Class of a google.rpc.Status error, refined by its details */
+static LlmgwErrorClass
+classify(json_t *err, const char *status, long http_status, LlmgwOutcome *out)
+{
+	size_t		i;
+	json_t	   *d;
+	const char *message = json_string_value(json_object_get(err, "message"));
+
+	json_array_foreach(json_object_get(err, "details"), i, d)
+	{
+		const char *reason = json_string_value(json_object_get(d, "reason"));
+		double		delay = duration_seconds(json_string_value(json_object_get(d, "retryDelay")));
+
+		if (delay >= 0)
+			out->retry_after_s = delay;
+		if (reason && strcmp(reason, "API_KEY_INVALID") == 0)
+			return LLMGW_ERR_AUTH;
+	}
+	if (status == NULL)
+		return llmgw_error_class_from_http(http_status);
+	if (strcmp(status, "UNAUTHENTICATED") == 0 || strcmp(status, "PERMISSION_DENIED") == 0)
+		return LLMGW_ERR_AUTH;
+	if (strcmp(status, "RESOURCE_EXHAUSTED") == 0)
+		return LLMGW_ERR_RATE_LIMIT;
+	if (strcmp(status, "NOT_FOUND") == 0)
+		return LLMGW_ERR_MODEL_NOT_FOUND;
+	if (strcmp(status, "UNAVAILABLE") == 0)
+		return LLMGW_ERR_OVERLOADED;
+	if (strcmp(status, "DEADLINE_EXCEEDED") == 0)
+		return LLMGW_ERR_TIMEOUT;
+	if (strcmp(status, "INTERNAL") == 0)
+		return LLMGW_ERR_SERVER;
+	if (strcmp(status, "INVALID_ARGUMENT") == 0 || strcmp(status, "FAILED_PRECONDITION") == 0)
+		return (message && strstr(message, "token count") != NULL) ?
+			LLMGW_ERR_CONTEXT_LENGTH : LLMGW_ERR_INVALID_REQUEST;
+	return llmgw_error_class_from_http(http_status);
+}
+
+/* {"error": {"code", "message", "status", "details"}} */
+static void
+parse_error(json_t *root, long http_status, LlmgwOutcome *out)
+{
+	json_t	   *err = json_object_get(root, "error");
+	char	   *status = llmgw_json_string(err, "status");
+
+	llmgw_json_set_error(out, classify(err, status, http_status, out),
+						 json_object_get(err, "message"), status);
+}
+
+static void
+gemini_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+{
+	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+
+	if (root == NULL)
+		return;
+	if (http_status >= 200 && http_status < 300 && json_object_get(root, "error") == NULL)
+		parse_response(root, out);
+	else
+		parse_error(root, http_status, out);
+	json_decref(root);
+}
+
+/* Base URL including the version, e.g. https://generativelanguage.googleapis.com/v1beta */
+static char *
+gemini_url(const LlmgwRoute *route)
+{
+	return llmgw_url_join(route->base_url,
+						  psprintf("models/%s:generateContent", route->upstream_model));
+}
+
+static struct curl_slist *
+gemini_headers(const LlmgwRoute *route, const char *secret)
+{
+	return llmgw_header_secret(llmgw_json_headers(), "x-goog-api-key", "", secret);
+}
+
+const LlmgwProvider llmgw_provider_gemini = {
+	"gemini", gemini_url, gemini_headers, gemini_build, gemini_parse
+};

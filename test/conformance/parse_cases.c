@@ -1,0 +1,257 @@
+/*
+ * Conformance of the wire-format parsers against ../shared/corpus, without
+ * a server: every JSON chat response of the corpus goes through its
+ * provider's parser and every expected field is compared.  Prints one line
+ * per case and "N passed, M failed, K skipped".
+ */
+#include "postgres.h"
+
+#include <dirent.h>
+#include <stdio.h>
+
+#include "provider.h"
+#include "jsonutil.h"
+#include "pg_stubs.h"
+
+#undef printf
+#undef qsort
+#undef snprintf
+#undef vsnprintf
+
+static int	failures_in_case;
+
+/* Report one mismatch */
+static void
+mismatch(const char *id, const char *field, const char *want, const char *got)
+{
+	printf("  %s: %s expected %s, got %s\n", id, field, want ? want : "null", got ? got : "null");
+	failures_in_case++;
+}
+
+/* Compare a token bucket */
+static void
+check_count(const char *id, json_t *expected, const char *field, int64 got)
+{
+	json_t	   *want = json_object_get(expected, field);
+	char		w[32], g[32];
+
+	snprintf(w, sizeof(w), "%lld", (long long) json_integer_value(want));
+	snprintf(g, sizeof(g), "%lld", (long long) got);
+	if (json_is_null(want) || want == NULL)
+	{
+		if (got != LLMGW_TOKENS_UNKNOWN)
+			mismatch(id, field, NULL, g);
+	}
+	else if (got != json_integer_value(want))
+		mismatch(id, field, w, got == LLMGW_TOKENS_UNKNOWN ? NULL : g);
+}
+
+/* Compare a string field */
+static void
+check_string(const char *id, json_t *expected, const char *field, const char *got)
+{
+	const char *want = json_string_value(json_object_get(expected, field));
+
+	if ((want == NULL) != (got == NULL) || (want && strcmp(want, got) != 0))
+		mismatch(id, field, want, got);
+}
+
+/* The corpus's coarser error vocabulary */
+static const char *
+corpus_class(LlmgwErrorClass cls)
+{
+	if (cls == LLMGW_ERR_QUOTA)
+		return "rate_limit";
+	if (cls == LLMGW_ERR_MODEL_NOT_FOUND)
+		return "invalid_request";
+	return llmgw_error_class_name(cls);
+}
+
+/* Compare tool calls by name and arguments */
+static void
+check_tools(const char *id, json_t *expected, const char *got)
+{
+	json_t	   *want = json_object_get(expected, "tool_calls");
+	json_t	   *have = got ? json_loads(got, 0, NULL) : json_array();
+	size_t		i;
+	json_t	   *w;
+
+	if (!json_is_array(want))
+	{
+		json_decref(have);
+		return;
+	}
+	if (json_array_size(want) != json_array_size(have))
+		mismatch(id, "tool_calls", "a different count", got);
+	else
+		json_array_foreach(want, i, w)
+		{
+			json_t	   *h = json_array_get(have, i);
+			json_t	   *wa = json_loads(json_string_value(json_object_get(w, "arguments")), 0, NULL);
+			json_t	   *ha = json_loads(json_string_value(json_object_get(h, "arguments")), 0, NULL);
+
+			if (!json_equal(json_object_get(w, "name"), json_object_get(h, "name")) ||
+				!json_equal(wa, ha))
+				mismatch(id, "tool_calls", json_string_value(json_object_get(w, "arguments")), got);
+			json_decref(wa);
+			json_decref(ha);
+		}
+	json_decref(have);
+}
+
+/* The parser of a case, or NULL when the endpoint is not supported */
+static const LlmgwProvider *
+case_provider(json_t *c)
+{
+	const char *provider = json_string_value(json_object_get(c, "provider"));
+	const char *endpoint = json_string_value(json_object_get(c, "endpoint"));
+	json_t	   *resp = json_object_get(c, "response");
+
+	if (json_object_get(resp, "sse_file") != NULL && !json_is_null(json_object_get(resp, "sse_file")))
+	{
+		/* an error status on a stream endpoint still has a JSON body */
+		if (json_integer_value(json_object_get(resp, "status")) < 300)
+			return NULL;
+	}
+	if (strcmp(endpoint, "chat.completions") == 0)
+		return strcmp(provider, "azure") == 0 ? &llmgw_provider_azure : &llmgw_provider_openai;
+	if (strcmp(endpoint, "messages") == 0)
+		return &llmgw_provider_anthropic;
+	if (strcmp(endpoint, "generateContent") == 0 || strcmp(endpoint, "streamGenerateContent") == 0)
+		return &llmgw_provider_gemini;
+	return NULL;
+}
+
+/* The response bytes of a case: body_file if recorded, else the parsed body */
+static char *
+case_body(const char *dir, json_t *resp, size_t *len)
+{
+	const char *file = json_string_value(json_object_get(resp, "body_file"));
+	json_t	   *body = json_object_get(resp, "body");
+
+	if (file)
+	{
+		char		path[4096];
+		FILE	   *f;
+		char	   *buf = NULL;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, file);
+		if ((f = fopen(path, "rb")) != NULL)
+		{
+			fseek(f, 0, SEEK_END);
+			*len = ftell(f);
+			fseek(f, 0, SEEK_SET);
+			buf = palloc(*len + 1);
+			*len = fread(buf, 1, *len, f);
+			buf[*len] = '\0';
+			fclose(f);
+			return buf;
+		}
+	}
+	if (body)
+	{
+		char	   *s = llmgw_json_dump(body);
+
+		*len = strlen(s);
+		return s;
+	}
+	*len = 0;
+	return pstrdup("");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *corpus = argc > 1 ? argv[1] : "../shared/corpus";
+	char		path[4096];
+	int			passed = 0, failed = 0, skipped = 0;
+	DIR		   *d = opendir(corpus);
+	struct dirent *e;
+	char	  **ids = NULL;
+	int			nids = 0;
+
+	if (d == NULL)
+	{
+		printf("corpus not found at %s: skipped\n", corpus);
+		return 0;
+	}
+	while ((e = readdir(d)) != NULL)
+	{
+		if (e->d_name[0] == '.')
+			continue;
+		ids = realloc(ids, sizeof(char *) * (nids + 1));
+		ids[nids++] = strdup(e->d_name);
+	}
+	closedir(d);
+	qsort(ids, nids, sizeof(char *), (int (*) (const void *, const void *)) strcmp);
+
+	for (int i = 0; i < nids; i++)
+	{
+		json_t	   *c;
+		json_t	   *resp, *expected;
+		const LlmgwProvider *p;
+		LlmgwOutcome out;
+		char	   *body;
+		size_t		len;
+		char		dir[4096];
+		double		retry;
+
+		snprintf(dir, sizeof(dir), "%s/%s", corpus, ids[i]);
+		snprintf(path, sizeof(path), "%s/case.json", dir);
+		if ((c = json_load_file(path, 0, NULL)) == NULL)
+			continue;
+		resp = json_object_get(c, "response");
+		expected = json_object_get(c, "expected");
+		p = case_provider(c);
+		if (p == NULL)
+		{
+			printf("skip %s (%s not supported yet)\n", ids[i],
+				   json_string_value(json_object_get(c, "endpoint")));
+			skipped++;
+			json_decref(c);
+			continue;
+		}
+		body = case_body(dir, resp, &len);
+		llmgw_outcome_init(&out);
+		p->parse_chat(body, len, (long) json_integer_value(json_object_get(resp, "status")), &out);
+		/* as the HTTP layer does: the Retry-After header when the body gave none */
+		if (out.retry_after_s < 0 &&
+			json_is_string(json_object_get(json_object_get(resp, "headers"), "retry-after")))
+			out.retry_after_s = atof(json_string_value(json_object_get(json_object_get(resp, "headers"),
+																	   "retry-after")));
+		failures_in_case = 0;
+		check_count(ids[i], expected, "input_tokens", out.tokens[LLMGW_TOKENS_INPUT]);
+		check_count(ids[i], expected, "output_tokens", out.tokens[LLMGW_TOKENS_OUTPUT]);
+		check_count(ids[i], expected, "cached_input_tokens", out.tokens[LLMGW_TOKENS_CACHED_INPUT]);
+		check_count(ids[i], expected, "cache_write_tokens", out.tokens[LLMGW_TOKENS_CACHE_WRITE]);
+		check_count(ids[i], expected, "reasoning_tokens", out.tokens[LLMGW_TOKENS_REASONING]);
+		check_string(ids[i], expected, "text", out.text);
+		check_string(ids[i], expected, "finish_reason", out.finish_reason);
+		check_string(ids[i], expected, "error_class",
+					 out.status == LLMGW_STATUS_OK ? NULL : corpus_class(out.error));
+		if (json_object_get(expected, "error_code"))
+			check_string(ids[i], expected, "error_code", out.provider_code);
+		check_tools(ids[i], expected, out.tool_calls);
+		retry = json_number_value(json_object_get(expected, "retry_after_seconds"));
+		if (json_object_get(expected, "retry_after_seconds") && retry != out.retry_after_s)
+			mismatch(ids[i], "retry_after_seconds", "a hint", "another");
+		if (failures_in_case == 0)
+		{
+			printf("ok %s\n", ids[i]);
+			passed++;
+		}
+		else
+		{
+			printf("not ok %s\n", ids[i]);
+			failed++;
+		}
+		stub_arena_reset();
+		json_decref(c);
+	}
+	for (int i = 0; i < nids; i++)
+		free(ids[i]);
+	free(ids);
+	stub_arena_reset();
+	printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+	return failed > 0;
+}

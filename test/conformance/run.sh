@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Parser conformance against ../shared/corpus (no server needed): builds
+# parse_cases with AddressSanitizer and runs every supported case.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+CORPUS="${LLMGW_CORPUS:-$ROOT/../shared/corpus}"
+if [ ! -d "$CORPUS" ]; then
+    echo "corpus not found at $CORPUS: conformance suite skipped"
+    exit 0
+fi
+BUILD="$ROOT/test/fuzz/build"
+mkdir -p "$BUILD"
+PGINC=$(/usr/lib/postgresql/15/bin/pg_config --includedir-server)
+clang -w -g -O1 -fsanitize=address,undefined -I"$PGINC" -I"$ROOT/src" -I"$ROOT/test/fuzz" \
+    -o "$BUILD/parse_cases" "$HERE/parse_cases.c" "$ROOT/test/fuzz/pg_stubs.c" \
+    "$ROOT"/src/provider.c "$ROOT"/src/provider_*.c "$ROOT/src/jsonutil.c" "$ROOT/src/errors.c" \
+    -ljansson -lcurl
+"$BUILD/parse_cases" "$CORPUS"
