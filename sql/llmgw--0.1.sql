@@ -266,6 +266,13 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'llm_complete'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- An OpenAI Chat Completions-shaped request whose "model" is an llmgw alias;
+-- answers in llmgw's normalised shape whatever the provider.
+CREATE FUNCTION @extschema@.llm_chat(request jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'llm_chat'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
 ------------------------------------------------------------------------------
 -- Privileges
 ------------------------------------------------------------------------------
@@ -274,6 +281,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_chat(jsonb) FROM PUBLIC;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.deployments
     TO llmgw_admin;
@@ -286,5 +294,6 @@ GRANT EXECUTE ON FUNCTION
     llmgw.create_model(text, text, text, integer, integer),
     llmgw.drop_model(text)
     TO llmgw_admin;
-GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision)
+GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision),
+    @extschema@.llm_chat(jsonb)
     TO llmgw_user, llmgw_admin;

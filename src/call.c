@@ -79,6 +79,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 
 	call->cxt = cxt;
 	call->slotno = slotno;
+	call->kind = req->kind;
 	memcpy(call->request_id.data, req->request_id, UUID_LEN);
 	call->role = MemoryContextStrdup(cxt, LLMGW_REQUEST_ROLE(req));
 	call->model = MemoryContextStrdup(cxt, LLMGW_REQUEST_MODEL(req));
@@ -240,6 +241,7 @@ llmgw_call_publish(LlmgwCall *call)
 {
 	MemoryContext old = MemoryContextSwitchTo(call->cxt);
 	LlmgwResult header;
+	char	   *text = NULL;
 	char	   *message = NULL;
 	char	   *detail = NULL;
 	char	   *hint = NULL;
@@ -247,14 +249,18 @@ llmgw_call_publish(LlmgwCall *call)
 	memset(&header, 0, sizeof(header));
 	header.status = call->out.status;
 	header.http_status = (int32) call->out.http_status;
-	header.has_text = (call->out.text != NULL);
 	if (call->out.status != LLMGW_STATUS_OK)
 	{
 		header.sqlerrcode = llmgw_error_class_sqlstate(call->out.error);
 		describe_error(call, &message, &detail, &hint);
 	}
+	else if (call->kind == LLMGW_KIND_CHAT_JSON)
+		text = llmgw_response_json(call);
+	else
+		text = call->out.text;
+	header.has_text = (text != NULL);
 	llmgw_slot_publish(call->slotno,
-					   llmgw_result_create(&header, call->out.text, message, detail, hint));
+					   llmgw_result_create(&header, text, message, detail, hint));
 	MemoryContextSwitchTo(old);
 }
 

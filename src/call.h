@@ -71,6 +71,7 @@ typedef struct LlmgwCall
 {
 	dlist_node	node;
 	int			slotno;
+	int			kind;			/* LLMGW_KIND_* of the request */
 	MemoryContext cxt;			/* everything palloc'd for this call */
 	pg_uuid_t	request_id;
 	char	   *role;
@@ -114,6 +115,9 @@ extern const char *llmgw_http_strerror(int curl_result);
 extern bool llmgw_http_timed_out(int curl_result);
 extern bool llmgw_http_too_large(LlmgwCall *call);
 extern double llmgw_http_retry_after(LlmgwCall *call);
+
+/* response.c */
+extern char *llmgw_response_json(const LlmgwCall *call);
 
 /* usage.c */
 extern void llmgw_usage_record(dlist_head *calls);

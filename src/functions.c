@@ -14,11 +14,13 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #include "llmgw.h"
 
 PG_FUNCTION_INFO_V1(llm_complete);
+PG_FUNCTION_INFO_V1(llm_chat);
 
 /* Put a request into the payload area */
 static dsa_pointer
@@ -173,4 +175,62 @@ llm_complete(PG_FUNCTION_ARGS)
 	if (!res->has_text)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(LLMGW_RESULT_TEXT(res), res->text_len));
+}
+
+/* A string member of a jsonb object, or NULL */
+static char *
+jsonb_string_member(Jsonb *jb, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&jb->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* Is the member a non-empty array? */
+static bool
+jsonb_has_array(Jsonb *jb, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&jb->root, key, strlen(key), NULL);
+
+	return v != NULL && v->type == jbvBinary &&
+		JsonContainerIsArray(v->val.binary.data) &&
+		JsonContainerSize(v->val.binary.data) > 0;
+}
+
+/*
+ * llm_chat(request jsonb) -> jsonb
+ *
+ * An OpenAI Chat Completions request, "model" naming an llmgw alias; the
+ * worker translates it for whatever provider the alias routes to and
+ * answers in llmgw's normalised shape (see response.c).
+ */
+Datum
+llm_chat(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *request = PG_GETARG_JSONB_P(0);
+	char	   *model;
+	StringInfoData body;
+	LlmgwResult *res;
+
+	if (!JB_ROOT_IS_OBJECT(request))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("llm_chat request must be a JSON object")));
+	model = jsonb_string_member(request, "model");
+	if (model == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("llm_chat request needs a \"model\" string"),
+				 errhint("Name a model alias created with llmgw.create_model().")));
+	if (!jsonb_has_array(request, "messages"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("llm_chat request needs a non-empty \"messages\" array")));
+
+	initStringInfo(&body);
+	(void) JsonbToCString(&body, &request->root, VARSIZE(request));
+	res = llmgw_execute(LLMGW_KIND_CHAT_JSON, model, &body);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(LLMGW_RESULT_TEXT(res))));
 }

@@ -101,7 +101,8 @@ typedef struct LlmgwRequest
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } LlmgwRequest;
 
-#define LLMGW_KIND_CHAT 1
+#define LLMGW_KIND_CHAT 1		/* the answer is the assistant's text */
+#define LLMGW_KIND_CHAT_JSON 2	/* the answer is llm_chat's normalised JSON */
 
 /* A result as published by a worker: header then text, message, detail */
 typedef struct LlmgwResult

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,6 +53,9 @@ typedef struct Behaviour
 	long		cached;			/* -1: not reported */
 	long		reasoning;
 	bool		echo_auth;
+	bool		tool_call;		/* answer with a call of the first tool */
+	long		cache_write;	/* Anthropic cache_creation_input_tokens */
+	char		replay[256];	/* corpus case to replay, or "" */
 } Behaviour;
 
 /* Request counters of one exact model string */
@@ -81,6 +85,7 @@ static atomic_long embedding_requests;
 static pthread_mutex_t models_lock = PTHREAD_MUTEX_INITIALIZER;
 static ModelCount *models[MODEL_BUCKETS];
 static const char *require_key = NULL;
+static const char *corpus_dir = NULL;
 static atomic_long next_id;
 
 /* FNV-1a hash of a string */
@@ -133,7 +138,13 @@ count_model(const char *model, bool fail_candidate, int fail_first, bool *fail)
 static void
 apply_directive(Behaviour *b, const char *d)
 {
+	if (strncmp(d, "replay:", 7) == 0)
+	{
+		snprintf(b->replay, sizeof(b->replay), "%s", d + 7);
+		return;
+	}
 	if (sscanf(d, "delay:%d", &b->delay_ms) == 1 ||
+		sscanf(d, "cache_write:%ld", &b->cache_write) == 1 ||
 		sscanf(d, "status:%d", &b->status) == 1 ||
 		sscanf(d, "fail_first:%d", &b->fail_first) == 1 ||
 		sscanf(d, "huge:%ld", &b->huge) == 1 ||
@@ -153,6 +164,8 @@ apply_directive(Behaviour *b, const char *d)
 		b->nousage = true;
 	else if (strcmp(d, "echo_auth") == 0)
 		b->echo_auth = true;
+	else if (strcmp(d, "tool_call") == 0)
+		b->tool_call = true;
 }
 
 /* Apply every ';'-separated directive of s (the first element is skipped if skip_first) */
@@ -285,6 +298,14 @@ json_buffer(json_t *v)
 	return buf;
 }
 
+/* Wire formats the mock speaks */
+typedef enum Format
+{
+	FMT_OPENAI,					/* OpenAI, Azure and compatible servers */
+	FMT_ANTHROPIC,
+	FMT_GEMINI
+} Format;
+
 /* Send an OpenAI error body with the given status */
 static void
 reply_error(struct evhttp_request *req, const Behaviour *b, int status,
@@ -305,42 +326,160 @@ reply_error(struct evhttp_request *req, const Behaviour *b, int status,
 	reply(req, b, status, "application/json", json_buffer(err), false);
 }
 
-/* Error reply of a status directive */
+/* OpenAI error of a status directive (or of quota / context) */
 static void
-reply_status(struct evhttp_request *req, const Behaviour *b, const char *model)
+openai_failure(struct evhttp_request *req, const Behaviour *b, const char *model)
 {
 	char		msg[512];
 
-	switch (b->status)
+	if (b->quota)
+		reply_error(req, b, 429, "You exceeded your current quota, please check your plan and billing details.",
+					"insufficient_quota", "insufficient_quota", NULL);
+	else if (b->context)
+		reply_error(req, b, 400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.",
+					"invalid_request_error", "context_length_exceeded", "messages");
+	else
+		switch (b->status)
+		{
+			case 400:
+				reply_error(req, b, 400, "mock error 400", "invalid_request_error", "invalid_request", NULL);
+				break;
+			case 401:
+				reply_error(req, b, 401, "Incorrect API key provided: sk-mo***key. You can find your API key at https://platform.openai.com/account/api-keys.",
+							"invalid_request_error", "invalid_api_key", NULL);
+				break;
+			case 403:
+				reply_error(req, b, 403, "mock error 403", "invalid_request_error", "permission_denied", NULL);
+				break;
+			case 404:
+				snprintf(msg, sizeof(msg), "The model `%s` does not exist or you do not have access to it.", model);
+				reply_error(req, b, 404, msg, "invalid_request_error", "model_not_found", "model");
+				break;
+			case 429:
+				reply_error(req, b, 429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", NULL);
+				break;
+			case 500:
+				reply_error(req, b, 500, "The server had an error while processing your request.", "server_error", "server_error", NULL);
+				break;
+			case 503:
+				reply_error(req, b, 503, "The engine is currently overloaded, please try again later", "server_error", "overloaded", NULL);
+				break;
+			default:
+				snprintf(msg, sizeof(msg), "mock error %d", b->status);
+				reply_error(req, b, b->status, msg, "server_error", NULL, NULL);
+				break;
+		}
+}
+
+/* Anthropic error envelope */
+static void
+anthropic_failure(struct evhttp_request *req, const Behaviour *b, const char *model)
+{
+	int			status = b->quota ? 400 : b->context ? 400 : b->status;
+	const char *type;
+	const char *msg;
+
+	if (b->quota)
+		type = "billing_error", msg = "Your credit balance is too low to access the Anthropic API.";
+	else if (b->context)
+		type = "invalid_request_error", msg = "prompt is too long: 210000 tokens > 200000 maximum";
+	else
+		switch (status)
+		{
+			case 401:
+				type = "authentication_error", msg = "invalid x-api-key";
+				break;
+			case 403:
+				type = "permission_error", msg = "Your API key does not have permission to use the specified resource.";
+				break;
+			case 404:
+				type = "not_found_error", msg = "model: not found";
+				break;
+			case 429:
+				type = "rate_limit_error", msg = "Number of request tokens has exceeded your per-minute rate limit";
+				evhttp_add_header(evhttp_request_get_output_headers(req), "retry-after", "1");
+				break;
+			case 500:
+				type = "api_error", msg = "Internal server error";
+				break;
+			case 503:
+			case 529:
+				type = "overloaded_error", msg = "Overloaded";
+				break;
+			default:
+				type = "invalid_request_error", msg = "mock error";
+				break;
+		}
+	(void) model;
+	reply(req, b, status, "application/json",
+		  json_buffer(json_pack("{s:s, s:{s:s, s:s}, s:s}", "type", "error", "error",
+								"type", type, "message", msg, "request_id", "req_mock")), false);
+}
+
+/* Gemini google.rpc.Status error */
+static void
+gemini_failure(struct evhttp_request *req, const Behaviour *b, const char *model)
+{
+	int			status = b->quota ? 429 : b->context ? 400 : b->status;
+	const char *st;
+	const char *msg;
+	json_t	   *details = json_array();
+
+	if (b->context)
+		st = "INVALID_ARGUMENT", msg = "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).";
+	else
+		switch (status)
+		{
+			case 401:
+				status = 400;
+				st = "INVALID_ARGUMENT", msg = "API key not valid. Please pass a valid API key.";
+				json_array_append_new(details, json_pack("{s:s, s:s, s:s}", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
+														 "reason", "API_KEY_INVALID", "domain", "googleapis.com"));
+				break;
+			case 403:
+				st = "PERMISSION_DENIED", msg = "Method doesn't allow unregistered callers.";
+				break;
+			case 404:
+				st = "NOT_FOUND", msg = "models/x is not found for API version v1beta.";
+				break;
+			case 429:
+				st = "RESOURCE_EXHAUSTED", msg = "You exceeded your current quota, please check your plan and billing details.";
+				json_array_append_new(details, json_pack("{s:s, s:s}", "@type", "type.googleapis.com/google.rpc.RetryInfo",
+														 "retryDelay", "2s"));
+				break;
+			case 500:
+				st = "INTERNAL", msg = "An internal error has occurred.";
+				break;
+			case 503:
+				st = "UNAVAILABLE", msg = "The model is overloaded. Please try again later.";
+				break;
+			default:
+				st = "INVALID_ARGUMENT", msg = "Request contains an invalid argument.";
+				break;
+		}
+	(void) model;
+	reply(req, b, status, "application/json",
+		  json_buffer(json_pack("{s:{s:i, s:s, s:s, s:o}}", "error", "code", status,
+								"message", msg, "status", st, "details", details)), false);
+}
+
+/* The failure a directive asks for, in the request's format */
+static void
+send_failure(struct evhttp_request *req, const Behaviour *b, Format fmt, const char *model)
+{
+	if (b->malformed)
 	{
-		case 400:
-			reply_error(req, b, 400, "mock error 400", "invalid_request_error", "invalid_request", NULL);
-			break;
-		case 401:
-			reply_error(req, b, 401, "Incorrect API key provided: sk-mo***key. You can find your API key at https://platform.openai.com/account/api-keys.",
-						"invalid_request_error", "invalid_api_key", NULL);
-			break;
-		case 403:
-			reply_error(req, b, 403, "mock error 403", "invalid_request_error", "permission_denied", NULL);
-			break;
-		case 404:
-			snprintf(msg, sizeof(msg), "The model `%s` does not exist or you do not have access to it.", model);
-			reply_error(req, b, 404, msg, "invalid_request_error", "model_not_found", "model");
-			break;
-		case 429:
-			reply_error(req, b, 429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", NULL);
-			break;
-		case 500:
-			reply_error(req, b, 500, "The server had an error while processing your request.", "server_error", "server_error", NULL);
-			break;
-		case 503:
-			reply_error(req, b, 503, "The engine is currently overloaded, please try again later", "server_error", "overloaded", NULL);
-			break;
-		default:
-			snprintf(msg, sizeof(msg), "mock error %d", b->status);
-			reply_error(req, b, b->status, msg, "server_error", NULL, NULL);
-			break;
+		struct evbuffer *buf = evbuffer_new();
+
+		evbuffer_add_printf(buf, "{\"id\": \"broken\", \"choices\": [");
+		reply(req, b, 200, "application/json", buf, false);
 	}
+	else if (fmt == FMT_ANTHROPIC)
+		anthropic_failure(req, b, model);
+	else if (fmt == FMT_GEMINI)
+		gemini_failure(req, b, model);
+	else
+		openai_failure(req, b, model);
 }
 
 /* The request body as a NUL-terminated string (caller frees) */
@@ -494,6 +633,7 @@ read_behaviour(struct evhttp_request *req, const char *model, Behaviour *b)
 	b->fail_first = -1;
 	b->cached = -1;
 	b->reasoning = -1;
+	b->cache_write = -1;
 	b->dim = 8;
 	apply_directives(b, model, true);
 	if (hdr)
@@ -511,82 +651,248 @@ should_fail(const Behaviour *b, const char *model)
 	return fail;
 }
 
-/* POST /v1/chat/completions */
-static void
-handle_chat(struct evhttp_request *req, json_t *root, const Behaviour *b, const char *model)
+/* A chat request, whatever its format */
+typedef struct Chat
+{
+	const char *last_user;		/* text of the last user message */
+	long		prompt;			/* words of all messages + 3 per message */
+	long		max_tokens;		/* -1: none */
+	const char *tool;			/* name of the first tool offered, or NULL */
+	bool		stream;
+	bool		include_usage;
+} Chat;
+
+/* Count the words of an OpenAI/Anthropic content (string or typed blocks) */
+static long
+content_words(json_t *content, const char **text)
+{
+	size_t		i;
+	json_t	   *part;
+	long		n = 0;
+
+	if (json_is_string(content))
+	{
+		*text = json_string_value(content);
+		return count_words(*text);
+	}
+	json_array_foreach(content, i, part)
+	{
+		const char *t = json_string_value(json_object_get(part, "text"));
+
+		if (t)
+		{
+			*text = t;
+			n += count_words(t);
+		}
+	}
+	return n;
+}
+
+/* Read an OpenAI or Anthropic request (messages[], max_tokens, tools[]) */
+static bool
+read_messages_request(json_t *root, Format fmt, Chat *c)
 {
 	json_t	   *messages = json_object_get(root, "messages");
 	json_t	   *maxt = json_object_get(root, "max_tokens");
-	json_t	   *opts = json_object_get(root, "stream_options");
-	const char *last = "";
-	long		prompt = 0;
+	json_t	   *tool = json_array_get(json_object_get(root, "tools"), 0);
 	size_t		i;
 	json_t	   *m;
-	char	   *reply_text;
-	char	   *text;
-	bool		cut;
-	long		completion;
-	json_t	   *usage;
 
 	if (!json_is_array(messages))
+		return false;
+	memset(c, 0, sizeof(*c));
+	c->last_user = "";
+	c->max_tokens = json_is_integer(maxt) ? (long) json_integer_value(maxt) : -1;
+	c->tool = json_string_value(fmt == FMT_OPENAI ?
+								json_object_get(json_object_get(tool, "function"), "name") :
+								json_object_get(tool, "name"));
+	c->stream = json_is_true(json_object_get(root, "stream"));
+	c->include_usage = json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
+	if (json_object_get(root, "system"))
 	{
-		reply_error(req, b, 400, "messages must be an array", "invalid_request_error", "invalid_request", "messages");
-		return;
+		const char *ignored;
+
+		c->prompt += 3 + content_words(json_object_get(root, "system"), &ignored);
 	}
 	json_array_foreach(messages, i, m)
 	{
-		const char *content = json_string_value(json_object_get(m, "content"));
 		const char *role = json_string_value(json_object_get(m, "role"));
+		const char *text = NULL;
 
-		prompt += 3;
-		if (content)
-		{
-			prompt += count_words(content);
-			if (role && strcmp(role, "user") == 0)
-				last = content;
-		}
+		c->prompt += 3 + content_words(json_object_get(m, "content"), &text);
+		if (role && strcmp(role, "user") == 0 && text)
+			c->last_user = text;
 	}
-	if (b->huge > 0)
+	return true;
+}
+
+/* Read a Gemini request (contents[].parts[], systemInstruction, generationConfig) */
+static bool
+read_gemini_request(json_t *root, Chat *c)
+{
+	json_t	   *contents = json_object_get(root, "contents");
+	json_t	   *maxt = json_object_get(json_object_get(root, "generationConfig"), "maxOutputTokens");
+	json_t	   *sys = json_object_get(json_object_get(root, "systemInstruction"), "parts");
+	json_t	   *decl = json_array_get(json_object_get(json_array_get(json_object_get(root, "tools"), 0),
+													  "functionDeclarations"), 0);
+	size_t		i;
+	json_t	   *m;
+	const char *ignored;
+
+	if (!json_is_array(contents))
+		return false;
+	memset(c, 0, sizeof(*c));
+	c->last_user = "";
+	c->max_tokens = json_is_integer(maxt) ? (long) json_integer_value(maxt) : -1;
+	c->tool = json_string_value(json_object_get(decl, "name"));
+	if (sys)
+		c->prompt += 3 + content_words(sys, &ignored);
+	json_array_foreach(contents, i, m)
 	{
-		reply(req, b, 200, "application/json", huge_body(model, b->huge), false);
-		return;
+		const char *role = json_string_value(json_object_get(m, "role"));
+		const char *text = NULL;
+
+		c->prompt += 3 + content_words(json_object_get(m, "parts"), &text);
+		if ((role == NULL || strcmp(role, "user") == 0) && text)
+			c->last_user = text;
 	}
+	return true;
+}
+
+/* The deterministic answer: text, whether it was cut, its word count */
+static char *
+answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut, long *completion)
+{
+	char	   *full;
+	char	   *text;
+
 	if (b->echo_auth)
 	{
-		const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+		struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+		const char *auth = evhttp_find_header(in, "Authorization");
 
-		reply_text = strdup(auth ? auth : "");
+		if (auth == NULL)
+			auth = evhttp_find_header(in, "x-api-key");
+		if (auth == NULL)
+			auth = evhttp_find_header(in, "x-goog-api-key");
+		if (auth == NULL)
+			auth = evhttp_find_header(in, "api-key");
+		full = strdup(auth ? auth : "");
 	}
-	else if (asprintf(&reply_text, "Hello! You said: %s", last) < 0)
+	else if (asprintf(&full, "Hello! You said: %s", c->last_user) < 0)
 		abort();
-	text = first_words(reply_text, json_is_integer(maxt) ? (long) json_integer_value(maxt) : -1, &cut);
-	free(reply_text);
-	completion = count_words(text);
-	usage = b->nousage ? NULL : chat_usage(b, prompt, completion);
+	text = first_words(full, c->max_tokens, cut);
+	free(full);
+	*completion = count_words(text);
+	return text;
+}
 
-	if (json_is_true(json_object_get(root, "stream")))
+/* OpenAI chat.completion */
+static void
+reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, const char *model)
+{
+	bool		cut;
+	long		completion;
+	char	   *text = answer(req, b, c, &cut, &completion);
+	json_t	   *usage = b->nousage ? NULL : chat_usage(b, c->prompt, completion);
+	bool		tool = b->tool_call && c->tool;
+
+	if (c->stream)
 	{
-		json_t	   *u = json_is_true(json_object_get(opts, "include_usage")) ? usage : NULL;
-
 		reply(req, b, 200, "text/event-stream",
-			  stream_body(model, 0, text, cut ? "length" : "stop", u), true);
+			  stream_body(model, 0, text, cut ? "length" : "stop",
+						  c->include_usage ? usage : NULL), true);
 		json_decref(usage);
 	}
 	else
 	{
 		char		id[64];
+		json_t	   *message = tool ?
+			json_pack("{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant", "content",
+					  "tool_calls", "id", "call_mock", "type", "function", "function",
+					  "name", c->tool, "arguments", "{\"city\":\"Paris\"}") :
+			json_pack("{s:s, s:s}", "role", "assistant", "content", text);
 		json_t	   *out;
 
 		snprintf(id, sizeof(id), "chatcmpl-mock-%ld", atomic_fetch_add(&next_id, 1));
-		out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}",
+		out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s}]}",
 						"id", id, "object", "chat.completion", "created", 1700000000,
-						"model", model, "choices", "index", 0, "message",
-						"role", "assistant", "content", text,
-						"finish_reason", cut ? "length" : "stop");
+						"model", model, "choices", "index", 0, "message", message,
+						"finish_reason", tool ? "tool_calls" : cut ? "length" : "stop");
 		if (usage)
 			json_object_set_new(out, "usage", usage);
 		reply(req, b, 200, "application/json", json_buffer(out), false);
 	}
+	free(text);
+}
+
+/* Anthropic message */
+static void
+reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, const char *model)
+{
+	bool		cut;
+	long		completion;
+	char	   *text = answer(req, b, c, &cut, &completion);
+	bool		tool = b->tool_call && c->tool;
+	json_t	   *content = tool ?
+		json_pack("[{s:s, s:s, s:s, s:{s:s}}]", "type", "tool_use", "id", "toolu_mock",
+				  "name", c->tool, "input", "city", "Paris") :
+		json_pack("[{s:s, s:s}]", "type", "text", "text", text);
+	json_t	   *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n}",
+								"id", "msg_mock", "type", "message", "role", "assistant",
+								"model", model, "content", content,
+								"stop_reason", tool ? "tool_use" : cut ? "max_tokens" : "end_turn",
+								"stop_sequence");
+
+	if (!b->nousage)
+	{
+		/* input_tokens excludes cache reads and writes, as Anthropic reports it */
+		long		read = b->cached > 0 ? b->cached : 0;
+		long		write = b->cache_write > 0 ? b->cache_write : 0;
+
+		json_object_set_new(out, "usage",
+							json_pack("{s:I, s:I, s:I, s:I}",
+									  "input_tokens", (json_int_t) (c->prompt - read - write),
+									  "cache_creation_input_tokens", (json_int_t) write,
+									  "cache_read_input_tokens", (json_int_t) read,
+									  "output_tokens", (json_int_t) completion));
+	}
+	reply(req, b, 200, "application/json", json_buffer(out), false);
+	free(text);
+}
+
+/* Gemini GenerateContentResponse */
+static void
+reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, const char *model)
+{
+	bool		cut;
+	long		completion;
+	char	   *text = answer(req, b, c, &cut, &completion);
+	bool		tool = b->tool_call && c->tool;
+	json_t	   *parts = tool ?
+		json_pack("[{s:{s:s, s:{s:s}}}]", "functionCall", "name", c->tool, "args", "city", "Paris") :
+		json_pack("[{s:s}]", "text", text);
+	json_t	   *out = json_pack("{s:[{s:{s:s, s:o}, s:s, s:i}], s:s}",
+								"candidates", "content", "role", "model", "parts", parts,
+								"finishReason", cut ? "MAX_TOKENS" : "STOP", "index", 0,
+								"modelVersion", model);
+
+	if (!b->nousage)
+	{
+		/* Gemini omits zero counters and reports thinking apart */
+		json_t	   *u = json_pack("{s:I, s:I}", "promptTokenCount", (json_int_t) c->prompt,
+								  "totalTokenCount",
+								  (json_int_t) (c->prompt + completion + (b->reasoning > 0 ? b->reasoning : 0)));
+
+		if (completion > 0)
+			json_object_set_new(u, "candidatesTokenCount", json_integer(completion));
+		if (b->reasoning > 0)
+			json_object_set_new(u, "thoughtsTokenCount", json_integer(b->reasoning));
+		if (b->cached > 0)
+			json_object_set_new(u, "cachedContentTokenCount", json_integer(b->cached));
+		json_object_set_new(out, "usageMetadata", u);
+	}
+	reply(req, b, 200, "application/json", json_buffer(out), false);
 	free(text);
 }
 
@@ -637,79 +943,198 @@ handle_embeddings(struct evhttp_request *req, json_t *root, const Behaviour *b, 
 								"total_tokens", (json_int_t) words)), false);
 }
 
-/* Everything under /v1/ */
-static void
-handle_v1(struct evhttp_request *req, const char *path)
+/* Read a whole file; NULL if it cannot be read */
+static struct evbuffer *
+file_buffer(const char *path)
 {
-	static const Behaviour plain = {.fail_first = -1, .cached = -1, .reasoning = -1, .dim = 8};
-	bool		chat = strcmp(path, "/v1/chat/completions") == 0;
-	bool		embed = strcmp(path, "/v1/embeddings") == 0;
+	struct evbuffer *buf;
+	int			fd = open(path, O_RDONLY | O_CLOEXEC);
+	ev_off_t	size;
+
+	if (fd < 0)
+		return NULL;
+	size = lseek(fd, 0, SEEK_END);
+	buf = evbuffer_new();
+	if (size < 0 || evbuffer_add_file(buf, fd, 0, size) != 0)
+	{
+		evbuffer_free(buf);
+		close(fd);
+		return NULL;
+	}
+	return buf;
+}
+
+/*
+ * Replay a corpus case byte for byte: its status, headers, and body_file
+ * (or the body re-serialised), or its SSE stream.
+ */
+static void
+replay_case(struct evhttp_request *req, const Behaviour *b)
+{
+	char		path[4096];
+	json_t	   *c;
+	json_t	   *resp;
+	const char *key;
+	json_t	   *value;
+	const char *file;
+	struct evbuffer *body = NULL;
+	const char *ctype = "application/json";
+
+	snprintf(path, sizeof(path), "%s/%s/case.json", corpus_dir ? corpus_dir : ".", b->replay);
+	if (corpus_dir == NULL || strchr(b->replay, '/') || (c = json_load_file(path, 0, NULL)) == NULL)
+	{
+		reply_error(req, b, 404, "no such corpus case", "invalid_request_error", "replay", NULL);
+		return;
+	}
+	resp = json_object_get(c, "response");
+	json_object_foreach(json_object_get(resp, "headers"), key, value)
+	{
+		if (!json_is_string(value) || strcasecmp(key, "content-length") == 0 ||
+			strcasecmp(key, "transfer-encoding") == 0 || strcasecmp(key, "content-encoding") == 0 ||
+			strcasecmp(key, "connection") == 0)
+			continue;
+		if (strcasecmp(key, "content-type") == 0)
+			ctype = json_string_value(value);
+		else
+			evhttp_add_header(evhttp_request_get_output_headers(req), key, json_string_value(value));
+	}
+	file = json_string_value(json_object_get(resp, "sse_file"));
+	if (file == NULL)
+		file = json_string_value(json_object_get(resp, "body_file"));
+	if (file)
+	{
+		snprintf(path, sizeof(path), "%s/%s/%s", corpus_dir, b->replay, file);
+		body = file_buffer(path);
+	}
+	if (body == NULL)
+		body = json_buffer(json_incref(json_object_get(resp, "body")));
+	reply(req, b, (int) json_integer_value(json_object_get(resp, "status")), ctype, body, false);
+	json_decref(c);
+}
+
+/* Does the request carry the key the format expects? */
+static bool
+authorised(struct evhttp_request *req, Format fmt)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *v;
+
+	if (require_key == NULL)
+		return true;
+	if (fmt == FMT_ANTHROPIC)
+		return (v = evhttp_find_header(in, "x-api-key")) && strcmp(v, require_key) == 0 &&
+			evhttp_find_header(in, "anthropic-version") != NULL;
+	if (fmt == FMT_GEMINI)
+		return (v = evhttp_find_header(in, "x-goog-api-key")) && strcmp(v, require_key) == 0;
+	if ((v = evhttp_find_header(in, "api-key")) && strcmp(v, require_key) == 0)
+		return true;			/* Azure */
+	return (v = evhttp_find_header(in, "Authorization")) && strncmp(v, "Bearer ", 7) == 0 &&
+		strcmp(v + 7, require_key) == 0;
+}
+
+/* Does s end with suffix? */
+static bool
+ends_with(const char *s, const char *suffix)
+{
+	size_t		n = strlen(s);
+	size_t		m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Which endpoint a path is; the Gemini model comes from the path */
+static bool
+route(const char *path, Format *fmt, bool *embed, char **path_model)
+{
+	const char *models = strstr(path, "/models/");
+
+	*embed = false;
+	*path_model = NULL;
+	if (ends_with(path, "/chat/completions"))
+		*fmt = FMT_OPENAI;
+	else if (ends_with(path, "/embeddings"))
+		*fmt = FMT_OPENAI, *embed = true;
+	else if (ends_with(path, "/messages"))
+		*fmt = FMT_ANTHROPIC;
+	else if (models && ends_with(path, ":generateContent"))
+	{
+		*fmt = FMT_GEMINI;
+		*path_model = strndup(models + 8, strlen(models + 8) - strlen(":generateContent"));
+		evhttp_decode_uri(*path_model);
+	}
+	else
+		return false;
+	return true;
+}
+
+/* Every model API request */
+static void
+handle_api(struct evhttp_request *req, const char *path)
+{
+	static const Behaviour plain = {.fail_first = -1, .cached = -1, .reasoning = -1,
+	.cache_write = -1, .dim = 8};
+	Format		fmt;
+	bool		embed;
+	char	   *path_model;
 	size_t		len;
 	char	   *body;
 	json_t	   *root;
 	const char *full_model;
 	char	   *model;
 	Behaviour	b;
+	Chat		chat;
 
 	atomic_fetch_add(&total_requests, 1);
-	if (chat)
-		atomic_fetch_add(&chat_requests, 1);
-	if (embed)
-		atomic_fetch_add(&embedding_requests, 1);
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST || (!chat && !embed))
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST ||
+		!route(path, &fmt, &embed, &path_model))
 	{
 		reply_error(req, &plain, 404, "Unknown request URL", "invalid_request_error", "unknown_url", NULL);
 		return;
 	}
-	if (require_key)
+	atomic_fetch_add(embed ? &embedding_requests : &chat_requests, 1);
+	if (!authorised(req, fmt))
 	{
-		const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+		Behaviour	b401 = plain;
 
-		if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, require_key) != 0)
-		{
-			Behaviour	b401 = plain;
-
-			b401.status = 401;
-			reply_status(req, &b401, "");
-			return;
-		}
+		b401.status = 401;
+		send_failure(req, &b401, fmt, "");
+		free(path_model);
+		return;
 	}
 	body = request_body(req, &len);
 	root = json_loadb(body, len, 0, NULL);
 	free(body);
-	full_model = json_string_value(json_object_get(root, "model"));
+	full_model = path_model ? path_model : json_string_value(json_object_get(root, "model"));
 	if (!json_is_object(root) || full_model == NULL)
 	{
 		json_decref(root);
+		free(path_model);
 		reply_error(req, &plain, 400, "We could not parse the JSON body of your request.",
 					"invalid_request_error", "invalid_json", NULL);
 		return;
 	}
 	read_behaviour(req, full_model, &b);
 	model = strndup(full_model, strcspn(full_model, ";"));
-	if (should_fail(&b, full_model))
-	{
-		if (b.quota)
-			reply_error(req, &b, 429, "You exceeded your current quota, please check your plan and billing details.",
-						"insufficient_quota", "insufficient_quota", NULL);
-		else if (b.context)
-			reply_error(req, &b, 400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.",
-						"invalid_request_error", "context_length_exceeded", "messages");
-		else if (b.malformed)
-		{
-			struct evbuffer *buf = evbuffer_new();
-
-			evbuffer_add_printf(buf, "{\"id\": \"chatcmpl-broken\", \"choices\": [");
-			reply(req, &b, 200, "application/json", buf, false);
-		}
-		else
-			reply_status(req, &b, model);
-	}
-	else if (chat)
-		handle_chat(req, root, &b, model);
-	else
+	if (b.replay[0])
+		replay_case(req, &b);
+	else if (should_fail(&b, full_model))
+		send_failure(req, &b, fmt, model);
+	else if (embed)
 		handle_embeddings(req, root, &b, model);
+	else if (b.huge > 0)
+		reply(req, &b, 200, "application/json", huge_body(model, b.huge), false);
+	else if (!(fmt == FMT_GEMINI ? read_gemini_request(root, &chat) :
+			   read_messages_request(root, fmt, &chat)))
+		reply_error(req, &b, 400, "messages must be an array", "invalid_request_error",
+					"invalid_request", "messages");
+	else if (fmt == FMT_ANTHROPIC)
+		reply_anthropic(req, &b, &chat, model);
+	else if (fmt == FMT_GEMINI)
+		reply_gemini(req, &b, &chat, model);
+	else
+		reply_openai(req, &b, &chat, model);
 	free(model);
+	free(path_model);
 	json_decref(root);
 }
 
@@ -773,9 +1198,7 @@ handle(struct evhttp_request *req, void *arg)
 
 	if (path == NULL)
 		path = "/";
-	if (strncmp(path, "/v1/", 4) == 0)
-		handle_v1(req, path);
-	else if (strcmp(path, "/stats") == 0)
+	if (strcmp(path, "/stats") == 0)
 		handle_stats(req);
 	else if (strcmp(path, "/reset") == 0)
 		handle_reset(req);
@@ -788,7 +1211,7 @@ handle(struct evhttp_request *req, void *arg)
 		evbuffer_free(buf);
 	}
 	else
-		evhttp_send_error(req, 404, NULL);
+		handle_api(req, path);
 }
 
 /* A listening socket on 127.0.0.1:port with SO_REUSEPORT */
@@ -875,9 +1298,11 @@ main(int argc, char **argv)
 			threads = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--require-key") == 0 && i + 1 < argc)
 			require_key = argv[++i];
+		else if (strcmp(argv[i], "--corpus") == 0 && i + 1 < argc)
+			corpus_dir = argv[++i];
 		else
 		{
-			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY]\n");
+			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR]\n");
 			return 2;
 		}
 	}

@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * response.c
+ *		The normalised answer llm_chat() returns, whatever the provider:
+ *
+ *		{"id", "model", "provider", "upstream_model",
+ *		 "message": {"role": "assistant", "content", "tool_calls": [...]},
+ *		 "finish_reason", "usage": {input_tokens, output_tokens,
+ *		 cached_input_tokens, cache_write_tokens, reasoning_tokens}}
+ *
+ * Tool call arguments are JSON values, not the JSON-encoded strings that
+ * OpenAI sends.  Token counts the provider did not report are null.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "call.h"
+#include "jsonutil.h"
+
+/* A count, or null when unknown */
+static json_t *
+count_value(int64 n)
+{
+	return n == LLMGW_TOKENS_UNKNOWN ? json_null() : json_integer((json_int_t) n);
+}
+
+/* Text of a UUID */
+static char *
+uuid_text(const pg_uuid_t *id)
+{
+	const unsigned char *d = id->data;
+
+	return psprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+					d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
+					d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]);
+}
+
+/* Tool calls with their arguments decoded to JSON values */
+static json_t *
+tool_calls_value(const char *tool_calls)
+{
+	json_t	   *calls = json_loads(tool_calls, 0, NULL);
+	size_t		i;
+	json_t	   *call;
+
+	json_array_foreach(calls, i, call)
+	{
+		json_t	   *args = json_object_get(call, "arguments");
+		json_t	   *decoded = json_is_string(args) ?
+			json_loads(json_string_value(args), JSON_DECODE_ANY, NULL) : NULL;
+
+		if (decoded)
+			json_object_set_new(call, "arguments", decoded);
+	}
+	return calls;
+}
+
+/* The normalised answer of a successful call, as JSON text */
+char *
+llmgw_response_json(const LlmgwCall *call)
+{
+	const LlmgwOutcome *out = &call->out;
+	json_t	   *message = json_pack("{s:s, s:s?}", "role", "assistant", "content", out->text);
+	json_t	   *root;
+	char	   *text;
+
+	if (out->tool_calls)
+		json_object_set_new(message, "tool_calls", tool_calls_value(out->tool_calls));
+	root = json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:s?, s:{s:o, s:o, s:o, s:o, s:o}}",
+					 "id", uuid_text(&call->request_id),
+					 "model", call->model,
+					 "provider", call->provider,
+					 "upstream_model", call->upstream_model,
+					 "message", message,
+					 "finish_reason", out->finish_reason,
+					 "usage",
+					 "input_tokens", count_value(out->tokens[LLMGW_TOKENS_INPUT]),
+					 "output_tokens", count_value(out->tokens[LLMGW_TOKENS_OUTPUT]),
+					 "cached_input_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHED_INPUT]),
+					 "cache_write_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHE_WRITE]),
+					 "reasoning_tokens", count_value(out->tokens[LLMGW_TOKENS_REASONING]));
+	text = llmgw_json_dump(root);
+	json_decref(root);
+	return text;
+}
