@@ -14,10 +14,15 @@ int64
 llmgw_json_count(json_t *obj, const char *key)
 {
 	json_t	   *v = json_object_get(obj, key);
+	double		d;
 
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
+	if (json_is_integer(v))
+		return json_integer_value(v) < 0 ? LLMGW_TOKENS_UNKNOWN : (int64) json_integer_value(v);
+	/* a body with an integer beyond 64 bits was read with reals for integers */
+	d = json_is_real(v) ? json_real_value(v) : -1;
+	if (d < 0 || d > 9e15 || d != (double) (int64) d)
 		return LLMGW_TOKENS_UNKNOWN;
-	return (int64) json_integer_value(v);
+	return (int64) d;
 }
 
 /* A string field copied to palloc'd memory; NULL when not a string */
@@ -68,6 +73,12 @@ llmgw_json_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *ou
 	json_error_t jerr;
 	json_t	   *root = json_loadb(buf, len, 0, &jerr);
 
+	/*
+	 * jansson refuses integers beyond 64 bits, which some servers send (a
+	 * Together "seed"): read such a body again with reals for integers.
+	 */
+	if (root == NULL && strstr(jerr.text, "too big") != NULL)
+		root = json_loadb(buf, len, JSON_DECODE_INT_AS_REAL, &jerr);
 	if (root != NULL && json_is_object(root))
 		return root;
 

@@ -35,7 +35,10 @@ chmod 600 "$LLMGW_TMP/provider.key"
 export LLMGW_KEY_FILE="$LLMGW_TMP/provider.key"
 LLMGW_SERVER_ENV="LLMGW_TEST_KEY=$LLMGW_TEST_KEY"
 
-llmgw_mock_start --require-key "$LLMGW_TEST_KEY"
+# the mock replays corpus cases for the conformance tests when the corpus is there
+LLMGW_CORPUS=$(cd "$LLMGW_ROOT/../shared/corpus" 2>/dev/null && pwd || true)
+export LLMGW_CORPUS
+llmgw_mock_start --require-key "$LLMGW_TEST_KEY" ${LLMGW_CORPUS:+--corpus "$LLMGW_CORPUS"}
 llmgw_cluster_start
 
 passed=0
@@ -43,7 +46,8 @@ failed=0
 as_postgres() {
     runuser -u postgres -- env PGHOST="$PGHOST" PGUSER=postgres \
         LLMGW_MOCK_URL="$LLMGW_MOCK_URL" LLMGW_MOCK_PORT="$LLMGW_MOCK_PORT" \
-        LLMGW_TEST_KEY="$LLMGW_TEST_KEY" LLMGW_KEY_FILE="$LLMGW_KEY_FILE" "$@"
+        LLMGW_TEST_KEY="$LLMGW_TEST_KEY" LLMGW_KEY_FILE="$LLMGW_KEY_FILE" \
+        LLMGW_CORPUS="$LLMGW_CORPUS" "$@"
 }
 
 echo "== pg_regress"
