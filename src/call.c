@@ -135,13 +135,14 @@ llmgw_call_start(LlmgwCall *call)
 			call->timeout_ms = route->timeout_ms;
 
 		call->body = ops->build_chat(call->caller_body, call->caller_body_len,
-									 call->upstream_model, &call->body_len, &error);
+									 call->upstream_model, &call->body_len, &call->stream,
+									 &error);
 		if (call->body == NULL)
 			started = fail_early(call, LLMGW_ERR_INVALID_REQUEST, error);
 		else
 		{
 			call->headers = ops->headers(route, call->secret);
-			llmgw_http_start(call, ops->chat_url(route));
+			llmgw_http_start(call, ops->chat_url(route, call->stream));
 			started = true;
 		}
 	}
@@ -168,9 +169,14 @@ llmgw_call_interpret(LlmgwCall *call)
 		out->provider_message = pstrdup(llmgw_http_strerror(call->curl_result));
 	}
 	else
-		call->provider_ops->parse_chat(
-			call->response.data ? call->response.data : "",
-			call->response.len, out->http_status, out);
+	{
+		const char *buf = call->response.data ? call->response.data : "";
+
+		if (call->stream && out->http_status >= 200 && out->http_status < 300)
+			call->provider_ops->parse_stream(buf, call->response.len, out);
+		else
+			call->provider_ops->parse_chat(buf, call->response.len, out->http_status, out);
+	}
 	/* a hint in the body (Gemini) wins over the generic header */
 	if (out->retry_after_s < 0)
 		out->retry_after_s = call->retry_after_header;

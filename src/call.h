@@ -94,6 +94,7 @@ typedef struct LlmgwCall
 	void	   *easy;			/* CURL * */
 	struct curl_slist *headers;
 	char	   *body;			/* malloc'd request body */
+	bool		stream;			/* the answer comes as server-sent events */
 	size_t		body_len;
 	LlmgwBuffer response;
 	int			curl_result;	/* CURLcode once finished */

@@ -17,15 +17,20 @@ typedef struct LlmgwProvider
 {
 	const char *kind;
 	/* URL of a chat call (palloc'd) */
-	char	   *(*chat_url) (const LlmgwRoute *route);
+	char	   *(*chat_url) (const LlmgwRoute *route, bool stream);
 	/* Headers carrying the secret, plus any the format needs */
 	struct curl_slist *(*headers) (const LlmgwRoute *route, const char *secret);
-	/* The upstream body (malloc'd), or NULL with *error set (palloc'd) */
+	/*
+	 * The upstream body (malloc'd), or NULL with *error set (palloc'd).
+	 * *stream tells whether the request asked for a streamed answer.
+	 */
 	char	   *(*build_chat) (const char *request, size_t len, const char *upstream_model,
-							   size_t *out_len, char **error);
+							   size_t *out_len, bool *stream, char **error);
 	/* Read a complete response */
 	void		(*parse_chat) (const char *buf, size_t len, long http_status,
 							   LlmgwOutcome *out);
+	/* Read a complete SSE stream (a 2xx response to a streamed request) */
+	void		(*parse_stream) (const char *buf, size_t len, LlmgwOutcome *out);
 } LlmgwProvider;
 
 extern const LlmgwProvider *llmgw_provider(const char *kind);

@@ -18,6 +18,7 @@
 
 #include "provider.h"
 #include "jsonutil.h"
+#include "sse.h"
 
 /* Anthropic requires max_tokens; this is used when the caller gave none */
 #define ANTHROPIC_DEFAULT_MAX_TOKENS 4096
@@ -171,7 +172,7 @@ translate_tools(json_t *src, json_t *req)
 /* Build a Messages request from llmgw's request */
 static char *
 anthropic_build(const char *request, size_t len, const char *upstream_model,
-				size_t *out_len, char **error)
+				size_t *out_len, bool *stream, char **error)
 {
 	json_t	   *src = json_loadb(request, len, 0, NULL);
 	json_t	   *req;
@@ -206,6 +207,9 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 	else if (json_is_array(stop))
 		json_object_set(req, "stop_sequences", stop);
 	translate_tools(src, req);
+	*stream = json_is_true(json_object_get(src, "stream"));
+	if (*stream)
+		json_object_set_new(req, "stream", json_true());
 	json_decref(src);
 	return llmgw_json_build(req, out_len);
 }
@@ -340,9 +344,160 @@ anthropic_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out
 	json_decref(root);
 }
 
+/*
+ * What a Messages stream has said so far.  Usage counters are kept raw:
+ * message_start reports them all, message_delta replaces those it carries.
+ */
+typedef struct AnthropicStream
+{
+	LlmgwOutcome *out;
+	StringInfoData text;
+	json_t	   *blocks;			/* content blocks by index */
+	json_t	   *usage;			/* raw counters */
+	bool		failed;
+} AnthropicStream;
+
+/* Merge a usage object's counters into the raw counters */
+static void
+merge_usage(AnthropicStream *st, json_t *usage)
+{
+	const char *key;
+	json_t	   *value;
+
+	json_object_foreach(usage, key, value)
+	{
+		if (json_is_integer(value) || json_is_object(value))
+			json_object_set(st->usage, key, value);
+	}
+}
+
+/* The content block with this index, created on first use */
+static json_t *
+stream_block(AnthropicStream *st, json_t *index)
+{
+	size_t		i = json_is_integer(index) ? (size_t) json_integer_value(index) : 0;
+
+	if (i > 1024)
+		return NULL;
+	while (json_array_size(st->blocks) <= i)
+		json_array_append_new(st->blocks, json_pack("{}"));
+	return json_array_get(st->blocks, i);
+}
+
+/* One event of a Messages stream */
+static void
+anthropic_stream_event(void *arg, const char *event, const char *data, size_t len)
+{
+	AnthropicStream *st = arg;
+	json_t	   *ev;
+	const char *type;
+
+	if (st->failed)
+		return;
+	ev = json_loadb(data, len, 0, NULL);
+	type = json_string_value(json_object_get(ev, "type"));
+	if (type == NULL)
+	{
+		json_decref(ev);
+		return;
+	}
+	if (strcmp(type, "message_start") == 0)
+		merge_usage(st, json_object_get(json_object_get(ev, "message"), "usage"));
+	else if (strcmp(type, "content_block_start") == 0)
+	{
+		json_t	   *block = stream_block(st, json_object_get(ev, "index"));
+
+		if (block)
+			json_object_update(block, json_object_get(ev, "content_block"));
+	}
+	else if (strcmp(type, "content_block_delta") == 0)
+	{
+		json_t	   *block = stream_block(st, json_object_get(ev, "index"));
+		json_t	   *delta = json_object_get(ev, "delta");
+		const char *dtype = json_string_value(json_object_get(delta, "type"));
+		const char *piece;
+
+		if (block && dtype && strcmp(dtype, "text_delta") == 0 &&
+			(piece = json_string_value(json_object_get(delta, "text"))) != NULL)
+			appendStringInfoString(&st->text, piece);
+		else if (block && dtype && strcmp(dtype, "input_json_delta") == 0 &&
+				 (piece = json_string_value(json_object_get(delta, "partial_json"))) != NULL)
+		{
+			const char *so_far = json_string_value(json_object_get(block, "partial_json"));
+
+			json_object_set_new(block, "partial_json",
+								json_string(psprintf("%s%s", so_far ? so_far : "", piece)));
+		}
+	}
+	else if (strcmp(type, "message_delta") == 0)
+	{
+		merge_usage(st, json_object_get(ev, "usage"));
+		if (json_is_string(json_object_get(json_object_get(ev, "delta"), "stop_reason")))
+			st->out->finish_reason = llmgw_json_string(json_object_get(ev, "delta"), "stop_reason");
+	}
+	else if (strcmp(type, "error") == 0)
+	{
+		parse_error(json_object_get(ev, "error"), 200, st->out);
+		st->failed = true;
+	}
+	json_decref(ev);
+}
+
+/* The tool_use blocks of a finished stream */
+static char *
+stream_tool_calls(json_t *blocks)
+{
+	json_t	   *calls = json_array();
+	size_t		i;
+	json_t	   *b;
+	char	   *text = NULL;
+
+	json_array_foreach(blocks, i, b)
+	{
+		const char *args = json_string_value(json_object_get(b, "partial_json"));
+
+		if (!json_is_string(json_object_get(b, "type")) ||
+			strcmp(json_string_value(json_object_get(b, "type")), "tool_use") != 0)
+			continue;
+		json_array_append_new(calls, json_pack("{s:O?, s:O?, s:s}", "id", json_object_get(b, "id"),
+											   "name", json_object_get(b, "name"),
+											   "arguments", args && *args ? args : "{}"));
+	}
+	if (json_array_size(calls) > 0)
+		text = llmgw_json_dump(calls);
+	json_decref(calls);
+	return text;
+}
+
+/* Read a complete Messages stream */
+static void
+anthropic_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
+{
+	AnthropicStream st;
+
+	memset(&st, 0, sizeof(st));
+	st.out = out;
+	st.blocks = json_array();
+	st.usage = json_pack("{}");
+	initStringInfo(&st.text);
+	llmgw_sse_parse(buf, len, anthropic_stream_event, &st);
+	if (json_object_size(st.usage) > 0)
+		parse_usage(st.usage, out);
+	out->text = st.text.data;
+	if (!st.failed)
+	{
+		out->status = LLMGW_STATUS_OK;
+		out->tool_calls = stream_tool_calls(st.blocks);
+		if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
+			llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, "refusal");
+	}
+	json_decref(st.blocks);
+	json_decref(st.usage);
+}
+
 /* Base URL including the version, e.g. https://api.anthropic.com/v1 */
 static char *
-anthropic_url(const LlmgwRoute *route)
+anthropic_url(const LlmgwRoute *route, bool stream)
 {
 	return llmgw_url_join(route->base_url, "messages");
 }
@@ -360,5 +515,6 @@ anthropic_headers(const LlmgwRoute *route, const char *secret)
 }
 
 const LlmgwProvider llmgw_provider_anthropic = {
-	"anthropic", anthropic_url, anthropic_headers, anthropic_build, anthropic_parse
+	"anthropic", anthropic_url, anthropic_headers, anthropic_build, anthropic_parse,
+	anthropic_parse_stream
 };

@@ -18,6 +18,9 @@
 
 #include "provider.h"
 #include "jsonutil.h"
+#include "sse.h"
+
+static void parse_error(json_t *root, long http_status, LlmgwOutcome *out);
 
 /* OpenAI content (string or parts) as Gemini parts */
 static json_t *
@@ -158,7 +161,7 @@ translate_tools(json_t *tools)
 /* Build a generateContent request from llmgw's request */
 static char *
 gemini_build(const char *request, size_t len, const char *upstream_model,
-			 size_t *out_len, char **error)
+			 size_t *out_len, bool *stream, char **error)
 {
 	json_t	   *src = json_loadb(request, len, 0, NULL);
 	json_t	   *messages = json_object_get(src, "messages");
@@ -199,6 +202,7 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	json_decref(sysparts);
 	if (json_is_array(json_object_get(src, "tools")))
 		json_object_set_new(req, "tools", translate_tools(json_object_get(src, "tools")));
+	*stream = json_is_true(json_object_get(src, "stream"));
 	json_decref(src);
 	return llmgw_json_build(req, out_len);
 }
@@ -238,16 +242,14 @@ parse_usage(json_t *usage, LlmgwOutcome *out)
 	out->tokens[LLMGW_TOKENS_REASONING] = thoughts;
 }
 
-/* Text (thought summaries excluded) and function calls of the first candidate */
+/* Append a candidate's text (thought summaries excluded) and function calls */
 static void
-parse_candidate(json_t *candidate, LlmgwOutcome *out)
+add_candidate(json_t *candidate, StringInfo text, json_t *calls, LlmgwOutcome *out)
 {
-	StringInfoData text;
-	json_t	   *calls = json_array();
 	size_t		i;
 	json_t	   *part;
+	json_t	   *finish = json_object_get(candidate, "finishReason");
 
-	initStringInfo(&text);
 	json_array_foreach(json_object_get(json_object_get(candidate, "content"), "parts"), i, part)
 	{
 		json_t	   *fc = json_object_get(part, "functionCall");
@@ -255,7 +257,7 @@ parse_candidate(json_t *candidate, LlmgwOutcome *out)
 		if (json_is_true(json_object_get(part, "thought")))
 			continue;
 		if (json_is_string(json_object_get(part, "text")))
-			appendStringInfoString(&text, json_string_value(json_object_get(part, "text")));
+			appendStringInfoString(text, json_string_value(json_object_get(part, "text")));
 		else if (json_is_object(fc))
 		{
 			char	   *args = llmgw_json_dump(json_object_get(fc, "args"));
@@ -266,11 +268,17 @@ parse_candidate(json_t *candidate, LlmgwOutcome *out)
 												   "arguments", args));
 		}
 	}
-	out->text = text.data;
+	if (json_is_string(finish))
+		out->finish_reason = llmgw_json_string(candidate, "finishReason");
+}
+
+/* Set the outcome's text and tool calls from what was collected */
+static void
+set_answer(StringInfo text, json_t *calls, LlmgwOutcome *out)
+{
+	out->text = text->data;
 	if (json_array_size(calls) > 0)
 		out->tool_calls = llmgw_json_dump(calls);
-	json_decref(calls);
-	out->finish_reason = llmgw_json_string(candidate, "finishReason");
 }
 
 /* Is this finish reason a block by a safety filter? */
@@ -287,32 +295,121 @@ blocked(const char *finish_reason)
 	return false;
 }
 
-/* A successful response, which may still be a blocked prompt or answer */
+/* Fail the outcome for a blocked prompt (reason) or a missing answer */
 static void
-parse_response(json_t *root, LlmgwOutcome *out)
+fail_no_candidate(const char *reason, LlmgwOutcome *out)
 {
-	json_t	   *candidate = json_array_get(json_object_get(root, "candidates"), 0);
-	json_t	   *feedback = json_object_get(root, "promptFeedback");
-
-	parse_usage(json_object_get(root, "usageMetadata"), out);
-	if (!json_is_object(candidate))
-	{
-		char	   *reason = llmgw_json_string(feedback, "blockReason");
-
+	if (out->text == NULL)
 		out->text = pstrdup("");
-		llmgw_json_set_error(out, reason ? LLMGW_ERR_CONTENT_FILTER : LLMGW_ERR_MALFORMED,
-							 NULL, reason);
-		out->provider_message = reason ? psprintf("the prompt was blocked (%s)", reason) :
-			pstrdup("the response has no candidates");
-		return;
-	}
-	out->status = LLMGW_STATUS_OK;
-	parse_candidate(candidate, out);
+	llmgw_json_set_error(out, reason ? LLMGW_ERR_CONTENT_FILTER : LLMGW_ERR_MALFORMED,
+						 NULL, reason);
+	out->provider_message = reason ? psprintf("the prompt was blocked (%s)", reason) :
+		pstrdup("the response has no candidates");
+}
+
+/* An answer whose finish reason is a safety block becomes an error */
+static void
+check_blocked(LlmgwOutcome *out)
+{
 	if (blocked(out->finish_reason))
 	{
 		llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, out->finish_reason);
 		out->provider_message = psprintf("the answer was blocked (%s)", out->finish_reason);
 	}
+}
+
+/* A successful response, which may still be a blocked prompt or answer */
+static void
+parse_response(json_t *root, LlmgwOutcome *out)
+{
+	json_t	   *candidate = json_array_get(json_object_get(root, "candidates"), 0);
+	StringInfoData text;
+	json_t	   *calls;
+
+	parse_usage(json_object_get(root, "usageMetadata"), out);
+	if (!json_is_object(candidate))
+	{
+		fail_no_candidate(llmgw_json_string(json_object_get(root, "promptFeedback"), "blockReason"), out);
+		return;
+	}
+	out->status = LLMGW_STATUS_OK;
+	initStringInfo(&text);
+	calls = json_array();
+	add_candidate(candidate, &text, calls, out);
+	set_answer(&text, calls, out);
+	json_decref(calls);
+	check_blocked(out);
+}
+
+/* What a streamGenerateContent stream has said so far */
+typedef struct GeminiStream
+{
+	LlmgwOutcome *out;
+	StringInfoData text;
+	json_t	   *calls;
+	char	   *block_reason;
+	bool		any_candidate;
+	bool		failed;
+} GeminiStream;
+
+/* One chunk: a partial GenerateContentResponse (usage is cumulative) */
+static void
+gemini_stream_event(void *arg, const char *event, const char *data, size_t len)
+{
+	GeminiStream *st = arg;
+	json_t	   *chunk;
+	json_t	   *candidate;
+
+	if (st->failed)
+		return;
+	chunk = json_loadb(data, len, 0, NULL);
+	if (!json_is_object(chunk))
+	{
+		json_decref(chunk);
+		return;
+	}
+	if (json_object_get(chunk, "error"))
+	{
+		parse_error(chunk, 200, st->out);
+		st->failed = true;
+		json_decref(chunk);
+		return;
+	}
+	parse_usage(json_object_get(chunk, "usageMetadata"), st->out);
+	candidate = json_array_get(json_object_get(chunk, "candidates"), 0);
+	if (json_is_object(candidate))
+	{
+		st->any_candidate = true;
+		add_candidate(candidate, &st->text, st->calls, st->out);
+	}
+	if (json_is_string(json_object_get(json_object_get(chunk, "promptFeedback"), "blockReason")))
+		st->block_reason = llmgw_json_string(json_object_get(chunk, "promptFeedback"), "blockReason");
+	json_decref(chunk);
+}
+
+/* Read a complete streamGenerateContent stream */
+static void
+gemini_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
+{
+	GeminiStream st;
+
+	memset(&st, 0, sizeof(st));
+	st.out = out;
+	st.calls = json_array();
+	initStringInfo(&st.text);
+	llmgw_sse_parse(buf, len, gemini_stream_event, &st);
+	if (!st.failed)
+	{
+		set_answer(&st.text, st.calls, out);
+		if (!st.any_candidate)
+			fail_no_candidate(st.block_reason, out);
+		else
+		{
+			out->status = LLMGW_STATUS_OK;
+			check_blocked(out);
+		}
+	}
+	json_decref(st.calls);
 }
 
 /* Seconds of a protobuf duration string such as "34.4s"; -1 if not one */
@@ -393,10 +490,11 @@ gemini_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 
 /* Base URL including the version, e.g. https://generativelanguage.googleapis.com/v1beta */
 static char *
-gemini_url(const LlmgwRoute *route)
+gemini_url(const LlmgwRoute *route, bool stream)
 {
 	return llmgw_url_join(route->base_url,
-						  psprintf("models/%s:generateContent", route->upstream_model));
+						  psprintf(stream ? "models/%s:streamGenerateContent?alt=sse" :
+								   "models/%s:generateContent", route->upstream_model));
 }
 
 static struct curl_slist *
@@ -406,5 +504,6 @@ gemini_headers(const LlmgwRoute *route, const char *secret)
 }
 
 const LlmgwProvider llmgw_provider_gemini = {
-	"gemini", gemini_url, gemini_headers, gemini_build, gemini_parse
+	"gemini", gemini_url, gemini_headers, gemini_build, gemini_parse,
+	gemini_parse_stream
 };

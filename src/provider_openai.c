@@ -18,11 +18,15 @@
 
 #include "provider.h"
 #include "jsonutil.h"
+#include "sse.h"
 
-/* The caller's request with the upstream model set */
+/*
+ * The caller's request with the upstream model set.  A streamed request
+ * always asks for the final usage chunk: usage is never dropped.
+ */
 static char *
 openai_build(const char *request, size_t len, const char *upstream_model,
-			 size_t *out_len, char **error)
+			 size_t *out_len, bool *stream, char **error)
 {
 	json_t	   *root = json_loadb(request, len, 0, NULL);
 
@@ -33,6 +37,9 @@ openai_build(const char *request, size_t len, const char *upstream_model,
 		return NULL;
 	}
 	json_object_set_new(root, "model", json_string(upstream_model));
+	*stream = json_is_true(json_object_get(root, "stream"));
+	if (*stream)
+		json_object_set_new(root, "stream_options", json_pack("{s:b}", "include_usage", 1));
 	return llmgw_json_build(root, out_len);
 }
 
@@ -221,8 +228,124 @@ openai_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 	json_decref(root);
 }
 
+/* What a chat stream has said so far */
+typedef struct OpenaiStream
+{
+	LlmgwOutcome *out;
+	StringInfoData text;
+	json_t	   *calls;			/* [{id, name, arguments}] by tool call index */
+	bool		failed;
+} OpenaiStream;
+
+/* Append a tool call delta to the call with its index */
+static void
+add_tool_delta(OpenaiStream *st, json_t *delta)
+{
+	json_t	   *index = json_object_get(delta, "index");
+	size_t		i = json_is_integer(index) ? (size_t) json_integer_value(index) : 0;
+	json_t	   *fn = json_object_get(delta, "function");
+	json_t	   *call;
+	const char *piece = json_string_value(json_object_get(fn, "arguments"));
+
+	if (i > 1024)
+		return;
+	while (json_array_size(st->calls) <= i)
+		json_array_append_new(st->calls, json_pack("{s:s}", "arguments", ""));
+	call = json_array_get(st->calls, i);
+	if (json_is_string(json_object_get(delta, "id")))
+		json_object_set(call, "id", json_object_get(delta, "id"));
+	if (json_is_string(json_object_get(fn, "name")))
+		json_object_set(call, "name", json_object_get(fn, "name"));
+	if (piece && *piece)
+	{
+		const char *so_far = json_string_value(json_object_get(call, "arguments"));
+		char	   *joined = psprintf("%s%s", so_far ? so_far : "", piece);
+
+		json_object_set_new(call, "arguments", json_string(joined));
+	}
+}
+
+/* One chunk of a chat stream */
+static void
+openai_stream_event(void *arg, const char *event, const char *data, size_t len)
+{
+	OpenaiStream *st = arg;
+	json_t	   *chunk;
+	json_t	   *usage;
+	json_t	   *choice;
+	json_t	   *delta;
+	size_t		i;
+	size_t		j;
+	json_t	   *call;
+
+	if (st->failed || (len == 6 && memcmp(data, "[DONE]", 6) == 0))
+		return;
+	chunk = json_loadb(data, len, 0, NULL);
+	if (!json_is_object(chunk))
+	{
+		json_decref(chunk);
+		return;					/* keep-alives and unknown payloads */
+	}
+	if (json_object_get(chunk, "error"))
+	{
+		parse_error(chunk, 200, st->out);
+		st->failed = true;
+		json_decref(chunk);
+		return;
+	}
+	usage = json_object_get(chunk, "usage");
+	if (!json_is_object(usage))
+		usage = json_object_get(json_object_get(chunk, "x_groq"), "usage");
+	if (json_is_object(usage))
+		parse_usage(usage, st->out);
+	json_array_foreach(json_object_get(chunk, "choices"), i, choice)
+	{
+		json_t	   *index = json_object_get(choice, "index");
+
+		if (json_is_integer(index) && json_integer_value(index) != 0)
+			continue;			/* n > 1: the first choice is the answer */
+		delta = json_object_get(choice, "delta");
+		if (json_is_string(json_object_get(delta, "content")))
+			appendStringInfoString(&st->text, json_string_value(json_object_get(delta, "content")));
+		json_array_foreach(json_object_get(delta, "tool_calls"), j, call)
+			add_tool_delta(st, call);
+		if (json_is_string(json_object_get(choice, "finish_reason")))
+			st->out->finish_reason = llmgw_json_string(choice, "finish_reason");
+	}
+	json_decref(chunk);
+}
+
+/* Read a complete chat stream */
+static void
+openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
+{
+	OpenaiStream st;
+
+	memset(&st, 0, sizeof(st));
+	st.out = out;
+	st.calls = json_array();
+	initStringInfo(&st.text);
+	llmgw_sse_parse(buf, len, openai_stream_event, &st);
+	if (!st.failed)
+	{
+		out->status = LLMGW_STATUS_OK;
+		out->text = st.text.data;
+		if (json_array_size(st.calls) > 0)
+			out->tool_calls = llmgw_json_dump(st.calls);
+		if (out->finish_reason && strcmp(out->finish_reason, "content_filter") == 0)
+		{
+			out->status = LLMGW_STATUS_ERROR;
+			out->error = LLMGW_ERR_CONTENT_FILTER;
+			out->provider_message = pstrdup("the completion was filtered (finish_reason content_filter)");
+		}
+	}
+	else
+		out->text = st.text.data;
+	json_decref(st.calls);
+}
+
 static char *
-openai_url(const LlmgwRoute *route)
+openai_url(const LlmgwRoute *route, bool stream)
 {
 	return llmgw_url_join(route->base_url, "chat/completions");
 }
@@ -234,7 +357,8 @@ openai_headers(const LlmgwRoute *route, const char *secret)
 }
 
 const LlmgwProvider llmgw_provider_openai = {
-	"openai", openai_url, openai_headers, openai_build, openai_parse
+	"openai", openai_url, openai_headers, openai_build, openai_parse,
+	openai_parse_stream
 };
 
 /*
@@ -244,7 +368,7 @@ const LlmgwProvider llmgw_provider_openai = {
  * (/openai/v1/chat/completions) with the model in the body.
  */
 static char *
-azure_url(const LlmgwRoute *route)
+azure_url(const LlmgwRoute *route, bool stream)
 {
 	char	   *path;
 
@@ -262,5 +386,6 @@ azure_headers(const LlmgwRoute *route, const char *secret)
 }
 
 const LlmgwProvider llmgw_provider_azure = {
-	"azure", azure_url, azure_headers, openai_build, openai_parse
+	"azure", azure_url, azure_headers, openai_build, openai_parse,
+	openai_parse_stream
 };

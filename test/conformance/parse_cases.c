@@ -108,12 +108,6 @@ case_provider(json_t *c)
 	const char *endpoint = json_string_value(json_object_get(c, "endpoint"));
 	json_t	   *resp = json_object_get(c, "response");
 
-	if (json_object_get(resp, "sse_file") != NULL && !json_is_null(json_object_get(resp, "sse_file")))
-	{
-		/* an error status on a stream endpoint still has a JSON body */
-		if (json_integer_value(json_object_get(resp, "status")) < 300)
-			return NULL;
-	}
 	if (strcmp(endpoint, "chat.completions") == 0)
 		return strcmp(provider, "azure") == 0 ? &llmgw_provider_azure : &llmgw_provider_openai;
 	if (strcmp(endpoint, "messages") == 0)
@@ -127,9 +121,11 @@ case_provider(json_t *c)
 static char *
 case_body(const char *dir, json_t *resp, size_t *len)
 {
-	const char *file = json_string_value(json_object_get(resp, "body_file"));
+	const char *file = json_string_value(json_object_get(resp, "sse_file"));
 	json_t	   *body = json_object_get(resp, "body");
 
+	if (file == NULL)
+		file = json_string_value(json_object_get(resp, "body_file"));
 	if (file)
 	{
 		char		path[4096];
@@ -196,6 +192,7 @@ main(int argc, char **argv)
 		size_t		len;
 		char		dir[4096];
 		double		retry;
+		long		status;
 
 		snprintf(dir, sizeof(dir), "%s/%s", corpus, ids[i]);
 		snprintf(path, sizeof(path), "%s/case.json", dir);
@@ -220,7 +217,11 @@ main(int argc, char **argv)
 		}
 		body = case_body(dir, resp, &len);
 		llmgw_outcome_init(&out);
-		p->parse_chat(body, len, (long) json_number_value(json_object_get(resp, "status")), &out);
+		status = (long) json_number_value(json_object_get(resp, "status"));
+		if (json_is_string(json_object_get(resp, "sse_file")) && status < 300)
+			p->parse_stream(body, len, &out);
+		else
+			p->parse_chat(body, len, status, &out);
 		/* as the HTTP layer does: the Retry-After header when the body gave none */
 		if (out.retry_after_s < 0 &&
 			json_is_string(json_object_get(json_object_get(resp, "headers"), "retry-after")))

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: a provider's response parser (chosen at build time
- * with -DFUZZ_PROVIDER=llmgw_provider_xxx), fed any bytes with an HTTP
- * status chosen by the first byte.
+ * with -DFUZZ_PROVIDER=llmgw_provider_xxx): JSON bodies and SSE streams,
+ * with the parser and HTTP status chosen by the first byte.
  */
 #include "postgres.h"
 
@@ -16,15 +16,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const long statuses[] = {200, 400, 401, 404, 429, 500, 503, 529};
 	LlmgwOutcome out;
 	long		status = 200;
+	bool		stream = false;
 
+	/* first byte: bit 7 picks the SSE stream parser, the rest the status */
 	if (size > 0)
 	{
-		status = statuses[data[0] % lengthof(statuses)];
+		stream = (data[0] & 0x80) != 0;
+		status = statuses[(data[0] & 0x7f) % lengthof(statuses)];
 		data++;
 		size--;
 	}
 	llmgw_outcome_init(&out);
-	FUZZ_PROVIDER.parse_chat((const char *) data, size, status, &out);
+	if (stream)
+		FUZZ_PROVIDER.parse_stream((const char *) data, size, &out);
+	else
+		FUZZ_PROVIDER.parse_chat((const char *) data, size, status, &out);
 	if (out.status == LLMGW_STATUS_OK && out.error != LLMGW_ERR_NONE)
 		abort();
 	if (out.status != LLMGW_STATUS_OK && out.error == LLMGW_ERR_NONE)

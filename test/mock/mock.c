@@ -1060,10 +1060,11 @@ route(const char *path, Format *fmt, bool *embed, char **path_model)
 		*fmt = FMT_OPENAI, *embed = true;
 	else if (ends_with(path, "/messages"))
 		*fmt = FMT_ANTHROPIC;
-	else if (models && ends_with(path, ":generateContent"))
+	else if (models && (ends_with(path, ":generateContent") ||
+						ends_with(path, ":streamGenerateContent")))
 	{
 		*fmt = FMT_GEMINI;
-		*path_model = strndup(models + 8, strlen(models + 8) - strlen(":generateContent"));
+		*path_model = strndup(models + 8, strrchr(path, ':') - (models + 8));
 		evhttp_decode_uri(*path_model);
 	}
 	else

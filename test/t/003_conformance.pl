@@ -1,4 +1,5 @@
-# Conformance through the real path: every JSON chat case of the corpus is
+# Conformance through the real path: every chat case of the corpus (JSON
+# bodies and SSE streams) is
 # replayed byte for byte by the mock, called with llm_chat() through a
 # worker, and the usage row and the answer are checked against the case's
 # expected fields.  Skipped when ../shared/corpus is absent.
@@ -40,14 +41,13 @@ foreach my $id (@cases)
 	my $case = decode_json(slurp_file("$corpus/$id/case.json"));
 	my $resp = $case->{response};
 	next unless $chat_endpoint{ $case->{endpoint} };
-	# streams come back as SSE: not read by llm_chat yet
-	next if $resp->{sse_file} && $resp->{status} < 300;
+	my $stream = $resp->{sse_file} ? 'true' : 'false';
 	$n++;
 	my $alias = "case$n";
 	$node->safe_psql('postgres',
 		"SELECT llmgw.create_model('$alias', 'c_$case->{provider}', 'm;replay:$id')");
 	my ($rc, $out, $err) = $node->psql('postgres',
-		qq{SELECT llm_chat('{"model": "$alias", "messages": [{"role": "user", "content": "x"}]}')});
+		qq{SELECT llm_chat('{"model": "$alias", "stream": $stream, "messages": [{"role": "user", "content": "x"}]}')});
 	my $row = $node->safe_psql('postgres', qq{
 		SELECT coalesce(input_tokens::text, 'null'), coalesce(output_tokens::text, 'null'),
 		       coalesce(cached_input_tokens::text, 'null'), coalesce(cache_write_tokens::text, 'null'),
