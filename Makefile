@@ -3,7 +3,7 @@
 EXTENSION = llmgw
 MODULE_big = llmgw
 OBJS = src/llmgw.o src/queue.o src/worker.o src/http.o src/call.o \
-       src/config.o src/provider.o src/provider_openai.o src/provider_anthropic.o \
+       src/config.o src/provider.o src/provider_openai.o src/provider_responses.o src/provider_anthropic.o \
        src/provider_gemini.o src/jsonutil.o src/sse.o src/response.o src/usage.o src/errors.o \
        src/functions.o
 DATA = $(wildcard sql/llmgw--*.sql)

@@ -28,7 +28,8 @@ GRANT USAGE ON SCHEMA llmgw TO llmgw_admin, llmgw_finance, llmgw_user;
 CREATE TABLE llmgw.providers (
     name text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
     kind text NOT NULL
-        CHECK (kind IN ('openai', 'openai_compatible', 'azure', 'anthropic', 'gemini')),
+        CHECK (kind IN ('openai', 'openai_responses', 'openai_compatible', 'azure',
+                        'anthropic', 'gemini')),
     base_url text NOT NULL CHECK (base_url ~ '^https?://[^/?#@]+([/?#][^@]*)?$'),
     api_version text,
     -- env:NAME, file:/path, or 'stored' (the secret is in provider_secrets)
@@ -177,10 +178,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use 1 to 63 letters, digits, "_", "." or "-".';
     END IF;
-    IF kind IS NULL OR kind NOT IN ('openai', 'openai_compatible', 'azure', 'anthropic', 'gemini') THEN
+    IF kind IS NULL OR kind NOT IN ('openai', 'openai_responses', 'openai_compatible', 'azure',
+                                    'anthropic', 'gemini') THEN
         RAISE EXCEPTION 'unknown provider kind "%"', kind
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use openai, openai_compatible, azure, anthropic or gemini.';
+                  HINT = 'Use openai, openai_responses, openai_compatible, azure, anthropic or gemini.';
     END IF;
     IF base_url IS NULL OR base_url !~ '^https?://[^/?#@]+([/?#][^@]*)?$' THEN
         RAISE EXCEPTION 'invalid base URL for provider "%"', name

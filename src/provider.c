@@ -17,6 +17,8 @@ llmgw_provider(const char *kind)
 {
 	if (strcmp(kind, "openai") == 0 || strcmp(kind, "openai_compatible") == 0)
 		return &llmgw_provider_openai;
+	if (strcmp(kind, "openai_responses") == 0)
+		return &llmgw_provider_responses;
 	if (strcmp(kind, "azure") == 0)
 		return &llmgw_provider_azure;
 	if (strcmp(kind, "anthropic") == 0)

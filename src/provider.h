@@ -37,6 +37,7 @@ extern const LlmgwProvider *llmgw_provider(const char *kind);
 
 extern const LlmgwProvider llmgw_provider_openai;
 extern const LlmgwProvider llmgw_provider_azure;
+extern const LlmgwProvider llmgw_provider_responses;
 extern const LlmgwProvider llmgw_provider_anthropic;
 extern const LlmgwProvider llmgw_provider_gemini;
 

@@ -110,6 +110,8 @@ case_provider(json_t *c)
 
 	if (strcmp(endpoint, "chat.completions") == 0)
 		return strcmp(provider, "azure") == 0 ? &llmgw_provider_azure : &llmgw_provider_openai;
+	if (strcmp(endpoint, "responses") == 0)
+		return &llmgw_provider_responses;
 	if (strcmp(endpoint, "messages") == 0)
 		return &llmgw_provider_anthropic;
 	if (strcmp(endpoint, "generateContent") == 0 || strcmp(endpoint, "streamGenerateContent") == 0)

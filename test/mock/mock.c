@@ -303,7 +303,8 @@ typedef enum Format
 {
 	FMT_OPENAI,					/* OpenAI, Azure and compatible servers */
 	FMT_ANTHROPIC,
-	FMT_GEMINI
+	FMT_GEMINI,
+	FMT_RESPONSES				/* OpenAI Responses: corpus replay only */
 } Format;
 
 /* Send an OpenAI error body with the given status */
@@ -1060,6 +1061,8 @@ route(const char *path, Format *fmt, bool *embed, char **path_model)
 		*fmt = FMT_OPENAI, *embed = true;
 	else if (ends_with(path, "/messages"))
 		*fmt = FMT_ANTHROPIC;
+	else if (ends_with(path, "/responses"))
+		*fmt = FMT_RESPONSES;
 	else if (models && (ends_with(path, ":generateContent") ||
 						ends_with(path, ":streamGenerateContent")))
 	{
@@ -1128,6 +1131,9 @@ handle_api(struct evhttp_request *req, const char *path)
 		handle_embeddings(req, root, &b, model);
 	else if (b.huge > 0)
 		reply(req, &b, 200, "application/json", huge_body(model, b.huge), false);
+	else if (fmt == FMT_RESPONSES)
+		reply_error(req, &b, 400, "the mock answers the Responses API only with replay:CASE",
+					"invalid_request_error", "unsupported", NULL);
 	else if (!(fmt == FMT_GEMINI ? read_gemini_request(root, &chat) :
 			   read_messages_request(root, fmt, &chat)))
 		reply_error(req, &b, 400, "messages must be an array", "invalid_request_error",

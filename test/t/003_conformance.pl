@@ -24,10 +24,11 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_provider('c_openai_compatible', 'openai_compatible', '$url', secret => 'env:LLMGW_TEST_KEY');
 	SELECT llmgw.create_provider('c_azure', 'azure', '$root', secret => 'env:LLMGW_TEST_KEY', api_version => '2024-10-21');
 	SELECT llmgw.create_provider('c_anthropic', 'anthropic', '$root/v1', secret => 'env:LLMGW_TEST_KEY');
+	SELECT llmgw.create_provider('c_openai_responses', 'openai_responses', '$url', secret => 'env:LLMGW_TEST_KEY');
 	SELECT llmgw.create_provider('c_gemini', 'gemini', '$root/v1beta', secret => 'env:LLMGW_TEST_KEY');
 });
 
-my %chat_endpoint = map { $_ => 1 } qw(chat.completions messages generateContent streamGenerateContent);
+my %chat_endpoint = map { $_ => 1 } qw(chat.completions responses messages generateContent streamGenerateContent);
 my %coarse = (quota => 'rate_limit', model_not_found => 'invalid_request');
 my $json = JSON::PP->new->canonical;
 
@@ -45,7 +46,8 @@ foreach my $id (@cases)
 	$n++;
 	my $alias = "case$n";
 	$node->safe_psql('postgres',
-		"SELECT llmgw.create_model('$alias', 'c_$case->{provider}', 'm;replay:$id')");
+		"SELECT llmgw.create_model('$alias', 'c_$case->{provider}"
+		  . ($case->{endpoint} eq 'responses' ? '_responses' : '') . "', 'm;replay:$id')");
 	my ($rc, $out, $err) = $node->psql('postgres',
 		qq{SELECT llm_chat('{"model": "$alias", "stream": $stream, "messages": [{"role": "user", "content": "x"}]}')});
 	my $row = $node->safe_psql('postgres', qq{

@@ -1,0 +1,306 @@
+/*-------------------------------------------------------------------------
+ *
+ * provider_responses.c
+ *		OpenAI Responses API wire format (provider kind openai_responses):
+ *		translate llmgw's Chat Completions-shaped request, read responses,
+ *		streams and errors.  Errors share the Chat Completions envelope.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+
+#include "provider.h"
+#include "jsonutil.h"
+#include "sse.h"
+
+/* Chat messages as Responses input items; system messages become instructions */
+static json_t *
+translate_input(json_t *messages, StringInfo instructions)
+{
+	json_t	   *input = json_array();
+	size_t		i;
+	json_t	   *m;
+
+	json_array_foreach(messages, i, m)
+	{
+		const char *role = json_string_value(json_object_get(m, "role"));
+		json_t	   *content = json_object_get(m, "content");
+		size_t		j;
+		json_t	   *call;
+
+		if (role == NULL)
+			continue;
+		if ((strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) &&
+			json_is_string(content))
+		{
+			appendStringInfo(instructions, "%s%s", instructions->len ? "\n\n" : "",
+							 json_string_value(content));
+			continue;
+		}
+		if (strcmp(role, "tool") == 0)
+		{
+			json_array_append_new(input, json_pack("{s:s, s:O?, s:O?}", "type", "function_call_output",
+												   "call_id", json_object_get(m, "tool_call_id"),
+												   "output", content));
+			continue;
+		}
+		if (content && !json_is_null(content))
+			json_array_append_new(input, json_pack("{s:s, s:O}", "role", role, "content", content));
+		json_array_foreach(json_object_get(m, "tool_calls"), j, call)
+		{
+			json_t	   *fn = json_object_get(call, "function");
+
+			json_array_append_new(input, json_pack("{s:s, s:O?, s:O?, s:O?}", "type", "function_call",
+												   "call_id", json_object_get(call, "id"),
+												   "name", json_object_get(fn, "name"),
+												   "arguments", json_object_get(fn, "arguments")));
+		}
+	}
+	return input;
+}
+
+/* Function tools flattened as the Responses API wants them */
+static json_t *
+translate_tools(json_t *tools)
+{
+	json_t	   *out = json_array();
+	size_t		i;
+	json_t	   *t;
+
+	json_array_foreach(tools, i, t)
+	{
+		json_t	   *fn = json_object_get(t, "function");
+
+		json_array_append_new(out, json_pack("{s:s, s:O?, s:O?, s:O?}", "type", "function",
+											 "name", json_object_get(fn, "name"),
+											 "description", json_object_get(fn, "description"),
+											 "parameters", json_object_get(fn, "parameters")));
+	}
+	return out;
+}
+
+static char *
+responses_build(const char *request, size_t len, const char *upstream_model,
+				size_t *out_len, bool *stream, char **error)
+{
+	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *req;
+	json_t	   *max_tokens;
+	StringInfoData instructions;
+
+	if (!json_is_object(src) || !json_is_array(json_object_get(src, "messages")))
+	{
+		json_decref(src);
+		*error = pstrdup("the request has no messages array");
+		return NULL;
+	}
+	initStringInfo(&instructions);
+	req = json_pack("{s:s, s:o}", "model", upstream_model,
+					"input", translate_input(json_object_get(src, "messages"), &instructions));
+	if (instructions.len > 0)
+		json_object_set_new(req, "instructions", json_string(instructions.data));
+	max_tokens = json_object_get(src, "max_completion_tokens");
+	if (!json_is_integer(max_tokens))
+		max_tokens = json_object_get(src, "max_tokens");
+	if (json_is_integer(max_tokens))
+		json_object_set(req, "max_output_tokens", max_tokens);
+	if (json_is_number(json_object_get(src, "temperature")))
+		json_object_set(req, "temperature", json_object_get(src, "temperature"));
+	if (json_is_array(json_object_get(src, "tools")))
+		json_object_set_new(req, "tools", translate_tools(json_object_get(src, "tools")));
+	*stream = json_is_true(json_object_get(src, "stream"));
+	if (*stream)
+		json_object_set_new(req, "stream", json_true());
+	json_decref(src);
+	return llmgw_json_build(req, out_len);
+}
+
+/* usage {input_tokens, output_tokens, *_details} into the buckets */
+static void
+parse_usage(json_t *usage, LlmgwOutcome *out)
+{
+	json_t	   *in = json_object_get(usage, "input_tokens_details");
+	json_t	   *outd = json_object_get(usage, "output_tokens_details");
+
+	if (!json_is_object(usage))
+		return;
+	out->tokens[LLMGW_TOKENS_INPUT] = llmgw_json_count(usage, "input_tokens");
+	out->tokens[LLMGW_TOKENS_OUTPUT] = llmgw_json_count(usage, "output_tokens");
+	out->tokens[LLMGW_TOKENS_CACHED_INPUT] = llmgw_json_count(in, "cached_tokens");
+	out->tokens[LLMGW_TOKENS_CACHE_WRITE] = llmgw_json_count(in, "cache_write_tokens");
+	out->tokens[LLMGW_TOKENS_REASONING] = llmgw_json_count(outd, "reasoning_tokens");
+}
+
+/* Class of an error object {type, code, message} */
+static void
+set_error(json_t *err, long http_status, LlmgwOutcome *out)
+{
+	const char *code = json_string_value(json_object_get(err, "code"));
+	const char *type = json_string_value(json_object_get(err, "type"));
+	const char *c = code ? code : type;
+	LlmgwErrorClass cls = llmgw_error_class_from_http(http_status);
+
+	if (c && strcmp(c, "insufficient_quota") == 0)
+		cls = LLMGW_ERR_QUOTA;
+	else if (c && strcmp(c, "context_length_exceeded") == 0)
+		cls = LLMGW_ERR_CONTEXT_LENGTH;
+	else if (c && strcmp(c, "model_not_found") == 0)
+		cls = LLMGW_ERR_MODEL_NOT_FOUND;
+	else if (c && strcmp(c, "rate_limit_exceeded") == 0)
+		cls = LLMGW_ERR_RATE_LIMIT;
+	else if (c && strcmp(c, "invalid_api_key") == 0)
+		cls = LLMGW_ERR_AUTH;
+	else if (c && (strcmp(c, "server_error") == 0 || strcmp(c, "server_is_overloaded") == 0))
+		cls = strcmp(c, "server_error") == 0 ? LLMGW_ERR_SERVER : LLMGW_ERR_OVERLOADED;
+	else if (http_status >= 200 && http_status < 300)
+		cls = LLMGW_ERR_SERVER;
+	llmgw_json_set_error(out, cls, json_object_get(err, "message"), c);
+}
+
+/* A response object: output items, status, usage */
+static void
+parse_response_object(json_t *resp, LlmgwOutcome *out)
+{
+	StringInfoData text;
+	json_t	   *calls = json_array();
+	size_t		i;
+	json_t	   *item;
+
+	initStringInfo(&text);
+	parse_usage(json_object_get(resp, "usage"), out);
+	json_array_foreach(json_object_get(resp, "output"), i, item)
+	{
+		const char *type = json_string_value(json_object_get(item, "type"));
+		size_t		j;
+		json_t	   *part;
+
+		if (type && strcmp(type, "message") == 0)
+			json_array_foreach(json_object_get(item, "content"), j, part)
+			{
+				const char *ptype = json_string_value(json_object_get(part, "type"));
+
+				if (ptype && strcmp(ptype, "output_text") == 0 &&
+					json_is_string(json_object_get(part, "text")))
+					appendStringInfoString(&text, json_string_value(json_object_get(part, "text")));
+			}
+		else if (type && strcmp(type, "function_call") == 0)
+			json_array_append_new(calls, json_pack("{s:O?, s:O?, s:O?}",
+												   "id", json_object_get(item, "call_id"),
+												   "name", json_object_get(item, "name"),
+												   "arguments", json_object_get(item, "arguments")));
+	}
+	out->text = text.data;
+	if (json_array_size(calls) > 0)
+		out->tool_calls = llmgw_json_dump(calls);
+	json_decref(calls);
+	out->finish_reason = llmgw_json_string(resp, "status");
+	if (json_is_object(json_object_get(resp, "error")))
+		set_error(json_object_get(resp, "error"), 200, out);
+	else
+		out->status = LLMGW_STATUS_OK;
+}
+
+static void
+responses_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+{
+	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+
+	if (root == NULL)
+		return;
+	if (http_status >= 200 && http_status < 300 && !json_is_object(json_object_get(root, "error")))
+		parse_response_object(root, out);
+	else
+		set_error(json_object_get(root, "error"), http_status, out);
+	json_decref(root);
+}
+
+/* What a Responses stream has said so far */
+typedef struct ResponsesStream
+{
+	LlmgwOutcome *out;
+	StringInfoData text;		/* output_text deltas */
+	bool		final;			/* a response.completed/incomplete/failed arrived */
+	bool		failed;
+} ResponsesStream;
+
+/* One event of a Responses stream */
+static void
+responses_stream_event(void *arg, const char *event, const char *data, size_t len)
+{
+	ResponsesStream *st = arg;
+	json_t	   *ev = json_loadb(data, len, 0, NULL);
+	const char *type = json_string_value(json_object_get(ev, "type"));
+
+	if (type == NULL)
+		;
+	else if (strcmp(type, "response.output_text.delta") == 0 &&
+			 json_is_string(json_object_get(ev, "delta")))
+		appendStringInfoString(&st->text, json_string_value(json_object_get(ev, "delta")));
+	else if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0 ||
+			 strcmp(type, "response.failed") == 0)
+	{
+		LlmgwErrorClass error = st->out->error;
+		LlmgwStatus status = st->out->status;
+
+		parse_response_object(json_object_get(ev, "response"), st->out);
+		st->final = true;
+		if (st->failed)
+		{
+			/* the error event said why; keep it */
+			st->out->status = status;
+			st->out->error = error;
+		}
+	}
+	else if (strcmp(type, "error") == 0)
+	{
+		json_t	   *err = json_object_get(ev, "error");
+
+		set_error(json_is_object(err) ? err : ev, 200, st->out);
+		st->failed = true;
+	}
+	json_decref(ev);
+}
+
+static void
+responses_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
+{
+	ResponsesStream st;
+
+	memset(&st, 0, sizeof(st));
+	st.out = out;
+	initStringInfo(&st.text);
+	llmgw_sse_parse(buf, len, responses_stream_event, &st);
+	/* the text of a stream is what its deltas said */
+	if (st.text.len > 0)
+		out->text = st.text.data;
+	if (!st.final)
+	{
+		out->text = st.text.data;
+		if (!st.failed)
+		{
+			llmgw_json_set_error(out, LLMGW_ERR_MALFORMED, NULL, NULL);
+			out->provider_message = pstrdup("the stream ended before the response was complete");
+		}
+	}
+}
+
+static char *
+responses_url(const LlmgwRoute *route, bool stream)
+{
+	return llmgw_url_join(route->base_url, "responses");
+}
+
+static struct curl_slist *
+responses_headers(const LlmgwRoute *route, const char *secret)
+{
+	return llmgw_header_secret(llmgw_json_headers(), "Authorization", "Bearer ", secret);
+}
+
+const LlmgwProvider llmgw_provider_responses = {
+	"openai_responses", responses_url, responses_headers, responses_build, responses_parse,
+	responses_parse_stream
+};
