@@ -275,6 +275,18 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'llm_chat'
 LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 
+-- The embedding of one input.
+CREATE FUNCTION @extschema@.llm_embed(input text, model text)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'llm_embed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The embeddings of many inputs, in one provider request.
+CREATE FUNCTION @extschema@.llm_embed_batch(inputs text[], model text)
+RETURNS TABLE (ordinality integer, embedding real[])
+AS 'MODULE_PATHNAME', 'llm_embed_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
 ------------------------------------------------------------------------------
 -- Privileges
 ------------------------------------------------------------------------------
@@ -284,6 +296,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_chat(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed_batch(text[], text) FROM PUBLIC;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.deployments
     TO llmgw_admin;
@@ -297,5 +311,7 @@ GRANT EXECUTE ON FUNCTION
     llmgw.drop_model(text)
     TO llmgw_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision),
-    @extschema@.llm_chat(jsonb)
+    @extschema@.llm_chat(jsonb),
+    @extschema@.llm_embed(text, text),
+    @extschema@.llm_embed_batch(text[], text)
     TO llmgw_user, llmgw_admin;

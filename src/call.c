@@ -134,15 +134,25 @@ llmgw_call_start(LlmgwCall *call)
 		if (call->timeout_ms <= 0)
 			call->timeout_ms = route->timeout_ms;
 
-		call->body = ops->build_chat(call->caller_body, call->caller_body_len,
-									 call->upstream_model, &call->body_len, &call->stream,
-									 &error);
+		if (call->kind == LLMGW_KIND_EMBED && ops->build_embed == NULL)
+			error = psprintf("provider kind \"%s\" has no embeddings API", route->kind);
+		else if (call->kind == LLMGW_KIND_EMBED)
+			call->body = ops->build_embed(call->caller_body, call->caller_body_len,
+										  call->upstream_model, &call->body_len, &error);
+		else
+			call->body = ops->build_chat(call->caller_body, call->caller_body_len,
+										 call->upstream_model, &call->body_len, &call->stream,
+										 &error);
 		if (call->body == NULL)
-			started = fail_early(call, LLMGW_ERR_INVALID_REQUEST, error);
+			started = fail_early(call,
+								 (call->kind == LLMGW_KIND_EMBED && ops->build_embed == NULL) ?
+								 LLMGW_ERR_PROVIDER_CONFIG : LLMGW_ERR_INVALID_REQUEST,
+								 error);
 		else
 		{
 			call->headers = ops->headers(route, call->secret);
-			llmgw_http_start(call, ops->chat_url(route, call->stream));
+			llmgw_http_start(call, call->kind == LLMGW_KIND_EMBED ? ops->embed_url(route) :
+							 ops->chat_url(route, call->stream));
 			started = true;
 		}
 	}
@@ -172,7 +182,9 @@ llmgw_call_interpret(LlmgwCall *call)
 	{
 		const char *buf = call->response.data ? call->response.data : "";
 
-		if (call->stream && out->http_status >= 200 && out->http_status < 300)
+		if (call->kind == LLMGW_KIND_EMBED)
+			call->provider_ops->parse_embed(buf, call->response.len, out->http_status, out);
+		else if (call->stream && out->http_status >= 200 && out->http_status < 300)
 			call->provider_ops->parse_stream(buf, call->response.len, out);
 		else
 			call->provider_ops->parse_chat(buf, call->response.len, out->http_status, out);
@@ -262,6 +274,8 @@ llmgw_call_publish(LlmgwCall *call)
 	}
 	else if (call->kind == LLMGW_KIND_CHAT_JSON)
 		text = llmgw_response_json(call);
+	else if (call->kind == LLMGW_KIND_EMBED)
+		text = call->out.embeddings;
 	else
 		text = call->out.text;
 	header.has_text = (text != NULL);

@@ -40,6 +40,9 @@ typedef struct LlmgwOutcome
 	char	   *text;			/* assistant text; NULL when there is none */
 	char	   *finish_reason;
 	char	   *tool_calls;		/* JSON array [{id, name, arguments}], or NULL */
+	char	   *embeddings;		/* one array literal {x,y,...} per line, or NULL */
+	int			embedding_count;
+	int			embedding_dims;
 	char	   *provider_message;	/* the provider's own error message */
 	char	   *provider_code;	/* the provider's own error code */
 	double		retry_after_s;	/* -1 when the provider gave no hint */

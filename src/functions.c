@@ -12,15 +12,21 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "errors.h"
 #include "llmgw.h"
 
 PG_FUNCTION_INFO_V1(llm_complete);
 PG_FUNCTION_INFO_V1(llm_chat);
+PG_FUNCTION_INFO_V1(llm_embed);
+PG_FUNCTION_INFO_V1(llm_embed_batch);
 
 /* Put a request into the payload area */
 static dsa_pointer
@@ -233,4 +239,126 @@ llm_chat(PG_FUNCTION_ARGS)
 	(void) JsonbToCString(&body, &request->root, VARSIZE(request));
 	res = llmgw_execute(LLMGW_KIND_CHAT_JSON, model, &body);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(LLMGW_RESULT_TEXT(res))));
+}
+
+/* Embed the strings (a JSON array, built by the caller); one line per vector */
+static char *
+embed(const char *model, StringInfo inputs, int expected)
+{
+	StringInfoData body;
+	LlmgwResult *res;
+	char	   *lines;
+	int			count = 0;
+
+	initStringInfo(&body);
+	appendStringInfo(&body, "{\"input\":%s}", inputs->data);
+	res = llmgw_execute(LLMGW_KIND_EMBED, model, &body);
+	lines = pstrdup(LLMGW_RESULT_TEXT(res));
+	for (char *p = lines; *p; p++)
+		count += (*p == '\n');
+	if (count != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_LLMGW_MALFORMED),
+				 errmsg("provider returned %d embeddings for %d inputs", count, expected)));
+	return lines;
+}
+
+/* A vector line "{x,y,...}" written by a worker as real[] */
+static Datum
+vector_datum(char *line)
+{
+	int			n = 1;
+	Datum	   *elems;
+	char	   *p = line + 1;
+
+	for (char *c = line; *c; c++)
+		n += (*c == ',');
+	elems = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		elems[i] = Float4GetDatum(strtof(p, &p));
+		p++;					/* the ',' or the closing '}' */
+	}
+	return PointerGetDatum(construct_array(elems, n, FLOAT4OID, sizeof(float4),
+										   true, TYPALIGN_INT));
+}
+
+/* llm_embed(input text, model text) -> real[] */
+Datum
+llm_embed(PG_FUNCTION_ARGS)
+{
+	StringInfoData inputs;
+	char	   *lines;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model must not be null")));
+	initStringInfo(&inputs);
+	appendStringInfoChar(&inputs, '[');
+	escape_json(&inputs, text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	appendStringInfoChar(&inputs, ']');
+	lines = embed(text_to_cstring(PG_GETARG_TEXT_PP(1)), &inputs, 1);
+	*strchr(lines, '\n') = '\0';
+	PG_RETURN_DATUM(vector_datum(lines));
+}
+
+/*
+ * llm_embed_batch(inputs text[], model text)
+ *		-> TABLE (ordinality integer, embedding real[])
+ *
+ * All inputs go to the provider in one request.
+ */
+Datum
+llm_embed_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	StringInfoData inputs;
+	char	   *lines;
+	char	   *line;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model must not be null")));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	if (n == 0)
+		PG_RETURN_NULL();
+	initStringInfo(&inputs);
+	appendStringInfoChar(&inputs, '[');
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("inputs must not contain nulls")));
+		if (i > 0)
+			appendStringInfoChar(&inputs, ',');
+		escape_json(&inputs, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoChar(&inputs, ']');
+	lines = embed(text_to_cstring(PG_GETARG_TEXT_PP(1)), &inputs, n);
+	line = lines;
+	for (int i = 0; i < n; i++)
+	{
+		char	   *end = strchr(line, '\n');
+		Datum		values[2];
+		bool		isnull[2] = {false, false};
+
+		*end = '\0';
+		values[0] = Int32GetDatum(i + 1);
+		values[1] = vector_datum(line);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+		line = end + 1;
+	}
+	PG_RETURN_NULL();
 }

@@ -109,3 +109,44 @@ llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error, json_t *message,
 	if (code)
 		out->provider_code = pstrdup(code);
 }
+
+/*
+ * Append one embedding, a JSON array of numbers, as an array literal line.
+ * All vectors of a response must have the same dimension.
+ */
+bool
+llmgw_vector_append(StringInfo vectors, json_t *values, int *dims)
+{
+	size_t		i;
+	json_t	   *v;
+
+	if (!json_is_array(values) || json_array_size(values) == 0 ||
+		(*dims > 0 && json_array_size(values) != (size_t) *dims))
+		return false;
+	*dims = (int) json_array_size(values);
+	appendStringInfoChar(vectors, '{');
+	json_array_foreach(values, i, v)
+	{
+		if (!json_is_number(v))
+			return false;
+		appendStringInfo(vectors, "%s%.9g", i ? "," : "", (float) json_number_value(v));
+	}
+	appendStringInfoString(vectors, "}\n");
+	return true;
+}
+
+/* Set the outcome of an embeddings response */
+void
+llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims)
+{
+	if (count == 0)
+	{
+		llmgw_json_set_error(out, LLMGW_ERR_MALFORMED, NULL, NULL);
+		out->provider_message = pstrdup("the response has no usable embeddings");
+		return;
+	}
+	out->status = LLMGW_STATUS_OK;
+	out->embeddings = vectors->data;
+	out->embedding_count = count;
+	out->embedding_dims = dims;
+}

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "call.h"
+#include "lib/stringinfo.h"
 
 extern int64 llmgw_json_count(json_t *obj, const char *key);
 extern char *llmgw_json_string(json_t *obj, const char *key);
@@ -22,6 +23,8 @@ extern char *llmgw_json_dump(json_t *v);
 extern json_t *llmgw_json_parse(const char *buf, size_t len, long http_status,
 								LlmgwOutcome *out);
 extern char *llmgw_json_build(json_t *root, size_t *out_len);
+extern bool llmgw_vector_append(StringInfo vectors, json_t *values, int *dims);
+extern void llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims);
 extern void llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error,
 								 json_t *message, const char *code);
 

@@ -103,6 +103,7 @@ typedef struct LlmgwRequest
 
 #define LLMGW_KIND_CHAT 1		/* the answer is the assistant's text */
 #define LLMGW_KIND_CHAT_JSON 2	/* the answer is llm_chat's normalised JSON */
+#define LLMGW_KIND_EMBED 3		/* the answer is one array literal per line */
 
 /* A result as published by a worker: header then text, message, detail */
 typedef struct LlmgwResult

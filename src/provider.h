@@ -31,6 +31,14 @@ typedef struct LlmgwProvider
 							   LlmgwOutcome *out);
 	/* Read a complete SSE stream (a 2xx response to a streamed request) */
 	void		(*parse_stream) (const char *buf, size_t len, LlmgwOutcome *out);
+
+	/* Embeddings; NULL when the provider has no embeddings API */
+	char	   *(*embed_url) (const LlmgwRoute *route);
+	/* request: {"input": [strings], "dimensions"?: n} */
+	char	   *(*build_embed) (const char *request, size_t len, const char *upstream_model,
+								size_t *out_len, char **error);
+	void		(*parse_embed) (const char *buf, size_t len, long http_status,
+								LlmgwOutcome *out);
 } LlmgwProvider;
 
 extern const LlmgwProvider *llmgw_provider(const char *kind);

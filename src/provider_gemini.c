@@ -488,6 +488,85 @@ gemini_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 	json_decref(root);
 }
 
+/* batchEmbedContents request: one EmbedContentRequest per input */
+static char *
+gemini_build_embed(const char *request, size_t len, const char *upstream_model,
+				   size_t *out_len, char **error)
+{
+	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *dims = json_object_get(src, "dimensions");
+	json_t	   *requests = json_array();
+	char	   *model = psprintf("models/%s", upstream_model);
+	size_t		i;
+	json_t	   *input;
+
+	if (!json_is_array(json_object_get(src, "input")))
+	{
+		json_decref(src);
+		json_decref(requests);
+		*error = pstrdup("the request has no input array");
+		return NULL;
+	}
+	json_array_foreach(json_object_get(src, "input"), i, input)
+	{
+		json_t	   *r = json_pack("{s:s, s:{s:[{s:O}]}}", "model", model,
+								  "content", "parts", "text", input);
+
+		if (json_is_integer(dims))
+			json_object_set(r, "outputDimensionality", dims);
+		json_array_append_new(requests, r);
+	}
+	json_decref(src);
+	return llmgw_json_build(json_pack("{s:o}", "requests", requests), out_len);
+}
+
+/* embeddings[].values (batch) or embedding.values (single) */
+static void
+gemini_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+{
+	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *list;
+	StringInfoData vectors;
+	int			dims = 0;
+	int			count = 0;
+	size_t		i;
+	json_t	   *e;
+
+	if (root == NULL)
+		return;
+	if (!(http_status >= 200 && http_status < 300) || json_object_get(root, "error"))
+	{
+		parse_error(root, http_status, out);
+		json_decref(root);
+		return;
+	}
+	list = json_object_get(root, "embeddings");
+	if (!json_is_array(list))
+		list = json_pack("[O?]", json_object_get(root, "embedding"));
+	else
+		json_incref(list);
+	initStringInfo(&vectors);
+	json_array_foreach(list, i, e)
+	{
+		if (!llmgw_vector_append(&vectors, json_object_get(e, "values"), &dims))
+		{
+			count = 0;
+			break;
+		}
+		count++;
+	}
+	json_decref(list);
+	llmgw_vectors_finish(out, &vectors, count, dims);
+	json_decref(root);
+}
+
+static char *
+gemini_embed_url(const LlmgwRoute *route)
+{
+	return llmgw_url_join(route->base_url,
+						  psprintf("models/%s:batchEmbedContents", route->upstream_model));
+}
+
 /* Base URL including the version, e.g. https://generativelanguage.googleapis.com/v1beta */
 static char *
 gemini_url(const LlmgwRoute *route, bool stream)
@@ -505,5 +584,5 @@ gemini_headers(const LlmgwRoute *route, const char *secret)
 
 const LlmgwProvider llmgw_provider_gemini = {
 	"gemini", gemini_url, gemini_headers, gemini_build, gemini_parse,
-	gemini_parse_stream
+	gemini_parse_stream, gemini_embed_url, gemini_build_embed, gemini_parse_embed
 };

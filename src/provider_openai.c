@@ -344,6 +344,152 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	json_decref(st.calls);
 }
 
+/* The embeddings request: {"model", "input": [...], "dimensions"?} */
+static char *
+openai_build_embed(const char *request, size_t len, const char *upstream_model,
+				   size_t *out_len, char **error)
+{
+	json_t	   *root = json_loadb(request, len, 0, NULL);
+
+	if (!json_is_object(root))
+	{
+		json_decref(root);
+		*error = pstrdup("the request is not a JSON object");
+		return NULL;
+	}
+	json_object_set_new(root, "model", json_string(upstream_model));
+	return llmgw_json_build(root, out_len);
+}
+
+/* Value of a base64 digit, or -1 */
+static int
+base64_digit(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/* A base64 string of little-endian float32 values as a JSON array; NULL if invalid */
+static json_t *
+base64_floats(const char *s)
+{
+	size_t		n = strlen(s);
+	unsigned char *bytes = palloc(n);
+	size_t		nbytes = 0;
+	uint32		acc = 0;
+	int			bits = 0;
+	json_t	   *values;
+
+	for (size_t i = 0; i < n && s[i] != '='; i++)
+	{
+		int			d = base64_digit(s[i]);
+
+		if (d < 0)
+			return NULL;
+		acc = (acc << 6) | (uint32) d;
+		bits += 6;
+		if (bits >= 8)
+		{
+			bits -= 8;
+			bytes[nbytes++] = (unsigned char) (acc >> bits);
+		}
+	}
+	if (nbytes == 0 || nbytes % 4 != 0)
+		return NULL;
+	values = json_array();
+	for (size_t i = 0; i < nbytes; i += 4)
+	{
+		uint32		u = (uint32) bytes[i] | (uint32) bytes[i + 1] << 8 |
+			(uint32) bytes[i + 2] << 16 | (uint32) bytes[i + 3] << 24;
+		float		f;
+
+		memcpy(&f, &u, sizeof(f));
+		json_array_append_new(values, json_real(f));
+	}
+	return values;
+}
+
+/* An embeddings response: data[] in index order, float arrays or base64 */
+static void
+openai_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+{
+	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *data;
+	StringInfoData vectors;
+	int			dims = 0;
+	size_t		count;
+	json_t	   *usage;
+
+	if (root == NULL)
+		return;
+	if (!(http_status >= 200 && http_status < 300) || json_object_get(root, "error"))
+	{
+		parse_error(root, http_status, out);
+		json_decref(root);
+		return;
+	}
+	usage = json_object_get(root, "usage");
+	if (json_is_object(usage))
+	{
+		out->tokens[LLMGW_TOKENS_INPUT] = llmgw_json_count(usage, "prompt_tokens");
+		out->tokens[LLMGW_TOKENS_OUTPUT] = 0;	/* embeddings bill no output */
+	}
+	data = json_object_get(root, "data");
+	count = json_array_size(data);
+	initStringInfo(&vectors);
+	for (size_t want = 0; want < count; want++)
+	{
+		size_t		i;
+		json_t	   *item;
+		json_t	   *found = NULL;
+
+		/* the index field orders the vectors; they usually come in order */
+		json_array_foreach(data, i, item)
+		{
+			json_t	   *index = json_object_get(item, "index");
+
+			if (json_is_integer(index) ? (size_t) json_integer_value(index) == want : i == want)
+			{
+				found = item;
+				break;
+			}
+		}
+		if (found)
+		{
+			json_t	   *emb = json_object_get(found, "embedding");
+			json_t	   *values = json_is_string(emb) ? base64_floats(json_string_value(emb)) :
+				json_incref(emb);
+			bool		ok = llmgw_vector_append(&vectors, values, &dims);
+
+			json_decref(values);
+			if (!ok)
+				found = NULL;
+		}
+		if (found == NULL)
+		{
+			count = 0;
+			break;
+		}
+	}
+	llmgw_vectors_finish(out, &vectors, (int) count, dims);
+	json_decref(root);
+}
+
+static char *
+openai_embed_url(const LlmgwRoute *route)
+{
+	return llmgw_url_join(route->base_url, "embeddings");
+}
+
 static char *
 openai_url(const LlmgwRoute *route, bool stream)
 {
@@ -358,7 +504,7 @@ openai_headers(const LlmgwRoute *route, const char *secret)
 
 const LlmgwProvider llmgw_provider_openai = {
 	"openai", openai_url, openai_headers, openai_build, openai_parse,
-	openai_parse_stream
+	openai_parse_stream, openai_embed_url, openai_build_embed, openai_parse_embed
 };
 
 /*
@@ -379,6 +525,16 @@ azure_url(const LlmgwRoute *route, bool stream)
 	return llmgw_url_join(route->base_url, path);
 }
 
+static char *
+azure_embed_url(const LlmgwRoute *route)
+{
+	if (route->api_version == NULL)
+		return llmgw_url_join(route->base_url, "openai/v1/embeddings");
+	return llmgw_url_join(route->base_url,
+						  psprintf("openai/deployments/%s/embeddings?api-version=%s",
+								   route->upstream_model, route->api_version));
+}
+
 static struct curl_slist *
 azure_headers(const LlmgwRoute *route, const char *secret)
 {
@@ -387,5 +543,5 @@ azure_headers(const LlmgwRoute *route, const char *secret)
 
 const LlmgwProvider llmgw_provider_azure = {
 	"azure", azure_url, azure_headers, openai_build, openai_parse,
-	openai_parse_stream
+	openai_parse_stream, azure_embed_url, openai_build_embed, openai_parse_embed
 };

@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -100,6 +101,44 @@ check_tools(const char *id, json_t *expected, const char *got)
 	json_decref(have);
 }
 
+/* Is the case an embeddings call? */
+static bool
+is_embedding(json_t *c)
+{
+	const char *endpoint = json_string_value(json_object_get(c, "endpoint"));
+
+	return strcmp(endpoint, "embeddings") == 0 || strcmp(endpoint, "embedContent") == 0 ||
+		strcmp(endpoint, "batchEmbedContents") == 0;
+}
+
+/* Compare embeddings: count, dimensions, first vector when given */
+static void
+check_embeddings(const char *id, json_t *expected, const LlmgwOutcome *out)
+{
+	json_t	   *first = json_object_get(expected, "decoded_first_vector");
+	char		got[64];
+
+	snprintf(got, sizeof(got), "%d x %d", out->embedding_count, out->embedding_dims);
+	if (out->embedding_count != json_number_value(json_object_get(expected, "embedding_count")) ||
+		out->embedding_dims != json_number_value(json_object_get(expected, "embedding_dimensions")))
+		mismatch(id, "embeddings", "another count or dimension", got);
+	if (json_is_array(first) && out->embeddings)
+	{
+		char	   *p = out->embeddings + 1;
+		size_t		i;
+		json_t	   *v;
+
+		json_array_foreach(first, i, v)
+		{
+			double		x = strtod(p, &p);
+
+			if (fabs(x - json_number_value(v)) > 1e-6)
+				mismatch(id, "decoded_first_vector", "another value", got);
+			p++;
+		}
+	}
+}
+
 /* The parser of a case, or NULL when the endpoint is not supported */
 static const LlmgwProvider *
 case_provider(json_t *c)
@@ -108,6 +147,10 @@ case_provider(json_t *c)
 	const char *endpoint = json_string_value(json_object_get(c, "endpoint"));
 	json_t	   *resp = json_object_get(c, "response");
 
+	if (strcmp(endpoint, "embeddings") == 0)
+		return &llmgw_provider_openai;
+	if (strcmp(endpoint, "embedContent") == 0 || strcmp(endpoint, "batchEmbedContents") == 0)
+		return &llmgw_provider_gemini;
 	if (strcmp(endpoint, "chat.completions") == 0)
 		return strcmp(provider, "azure") == 0 ? &llmgw_provider_azure : &llmgw_provider_openai;
 	if (strcmp(endpoint, "responses") == 0)
@@ -220,7 +263,9 @@ main(int argc, char **argv)
 		body = case_body(dir, resp, &len);
 		llmgw_outcome_init(&out);
 		status = (long) json_number_value(json_object_get(resp, "status"));
-		if (json_is_string(json_object_get(resp, "sse_file")) && status < 300)
+		if (is_embedding(c))
+			p->parse_embed(body, len, status, &out);
+		else if (json_is_string(json_object_get(resp, "sse_file")) && status < 300)
 			p->parse_stream(body, len, &out);
 		else
 			p->parse_chat(body, len, status, &out);
@@ -242,6 +287,8 @@ main(int argc, char **argv)
 		if (json_object_get(expected, "error_code"))
 			check_string(ids[i], expected, "error_code", out.provider_code);
 		check_tools(ids[i], expected, out.tool_calls);
+		if (is_embedding(c))
+			check_embeddings(ids[i], expected, &out);
 		retry = json_number_value(json_object_get(expected, "retry_after_seconds"));
 		if (json_object_get(expected, "retry_after_seconds") && retry != out.retry_after_s)
 			mismatch(ids[i], "retry_after_seconds", "a hint", "another");

@@ -1064,9 +1064,12 @@ route(const char *path, Format *fmt, bool *embed, char **path_model)
 	else if (ends_with(path, "/responses"))
 		*fmt = FMT_RESPONSES;
 	else if (models && (ends_with(path, ":generateContent") ||
-						ends_with(path, ":streamGenerateContent")))
+						ends_with(path, ":streamGenerateContent") ||
+						ends_with(path, ":batchEmbedContents") ||
+						ends_with(path, ":embedContent")))
 	{
 		*fmt = FMT_GEMINI;
+		*embed = ends_with(path, "EmbedContents") || ends_with(path, ":embedContent");
 		*path_model = strndup(models + 8, strrchr(path, ':') - (models + 8));
 		evhttp_decode_uri(*path_model);
 	}
@@ -1127,6 +1130,9 @@ handle_api(struct evhttp_request *req, const char *path)
 		replay_case(req, &b);
 	else if (should_fail(&b, full_model))
 		send_failure(req, &b, fmt, model);
+	else if (embed && fmt == FMT_GEMINI)
+		reply_error(req, &b, 400, "the mock answers Gemini embeddings only with replay:CASE",
+					"invalid_request_error", "unsupported", NULL);
 	else if (embed)
 		handle_embeddings(req, root, &b, model);
 	else if (b.huge > 0)

@@ -77,3 +77,20 @@ SELECT try($$SELECT llm_chat('[]')$$);
 SELECT try($$SELECT llm_chat('{"messages": [{"role": "user", "content": "x"}]}')$$);
 SELECT try($$SELECT llm_chat('{"model": "demo", "messages": []}')$$);
 SELECT try($$SELECT llm_chat('{"model": "nope", "messages": [{"role": "user", "content": "x"}]}')$$);
+
+-- embeddings: one input, or many in one request; deterministic mock vectors
+SELECT llmgw.create_model('embed', 'mock', 'text-embedding-mock;dim:4');
+SELECT llm_embed('hello world', 'embed');
+SELECT ordinality, embedding FROM llm_embed_batch(ARRAY['hello world', 'goodbye'], 'embed');
+SELECT llm_embed('hello world', 'embed') = embedding AS same_vector
+  FROM llm_embed_batch(ARRAY['hello world'], 'embed');
+SELECT model, status, input_tokens, output_tokens FROM last_usage(3);
+SELECT llm_embed(NULL, 'embed') IS NULL AS null_input;
+SELECT try($$SELECT llm_embed_batch(ARRAY['a', NULL], 'embed')$$);
+SELECT try($$SELECT llm_embed('x', 'claude')$$);
+
+-- a streamed chat answer is the same answer, with usage (always requested)
+SELECT llm_chat('{"model": "demo", "stream": true, "messages": [{"role": "user", "content": "stream me"}]}')
+       -> 'usage' ->> 'output_tokens' AS streamed_output_tokens,
+       llm_chat('{"model": "demo", "stream": true, "messages": [{"role": "user", "content": "stream me"}]}')
+       -> 'message' ->> 'content' AS streamed_text;

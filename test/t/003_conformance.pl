@@ -1,6 +1,7 @@
-# Conformance through the real path: every chat case of the corpus (JSON
-# bodies and SSE streams) is
-# replayed byte for byte by the mock, called with llm_chat() through a
+# Conformance through the real path: every case of the corpus (chat, JSON
+# bodies and SSE streams, and embeddings) is
+# replayed byte for byte by the mock, called with llm_chat() or
+# llm_embed_batch() through a
 # worker, and the usage row and the answer are checked against the case's
 # expected fields.  Skipped when ../shared/corpus is absent.
 use strict;
@@ -29,6 +30,7 @@ $node->safe_psql('postgres', qq{
 });
 
 my %chat_endpoint = map { $_ => 1 } qw(chat.completions responses messages generateContent streamGenerateContent);
+my %embed_endpoint = map { $_ => 1 } qw(embeddings embedContent batchEmbedContents);
 my %coarse = (quota => 'rate_limit', model_not_found => 'invalid_request');
 my $json = JSON::PP->new->canonical;
 
@@ -41,21 +43,25 @@ foreach my $id (@cases)
 {
 	my $case = decode_json(slurp_file("$corpus/$id/case.json"));
 	my $resp = $case->{response};
-	next unless $chat_endpoint{ $case->{endpoint} };
+	my $embed = $embed_endpoint{ $case->{endpoint} };
+	next unless $chat_endpoint{ $case->{endpoint} } || $embed;
 	my $stream = $resp->{sse_file} ? 'true' : 'false';
 	$n++;
 	my $alias = "case$n";
 	$node->safe_psql('postgres',
 		"SELECT llmgw.create_model('$alias', 'c_$case->{provider}"
 		  . ($case->{endpoint} eq 'responses' ? '_responses' : '') . "', 'm;replay:$id')");
-	my ($rc, $out, $err) = $node->psql('postgres',
-		qq{SELECT llm_chat('{"model": "$alias", "stream": $stream, "messages": [{"role": "user", "content": "x"}]}')});
+	my $e = $case->{expected};
+	my $sql = $embed ?
+	  "SELECT count(*) || ' x ' || max(array_length(embedding, 1)) FROM "
+	  . "llm_embed_batch(array_fill('x'::text, ARRAY[$e->{embedding_count}]), '$alias')"
+	  : qq{SELECT llm_chat('{"model": "$alias", "stream": $stream, "messages": [{"role": "user", "content": "x"}]}')};
+	my ($rc, $out, $err) = $node->psql('postgres', $sql);
 	my $row = $node->safe_psql('postgres', qq{
 		SELECT coalesce(input_tokens::text, 'null'), coalesce(output_tokens::text, 'null'),
 		       coalesce(cached_input_tokens::text, 'null'), coalesce(cache_write_tokens::text, 'null'),
 		       coalesce(reasoning_tokens::text, 'null'), coalesce(error_class, 'null')
 		  FROM llmgw.usage WHERE model = '$alias' ORDER BY id DESC LIMIT 1});
-	my $e = $case->{expected};
 	my %got;
 	@got{qw(input_tokens output_tokens cached_input_tokens cache_write_tokens reasoning_tokens error_class)}
 	  = split /\|/, $row;
@@ -66,7 +72,12 @@ foreach my $id (@cases)
 		my $want = defined $e->{$k} ? "$e->{$k}" : 'null';
 		push @diff, "$k: expected $want, got $got{$k}" if $want ne $got{$k};
 	}
-	if ($rc == 0)
+	if ($rc == 0 && $embed)
+	{
+		my $want = "$e->{embedding_count} x $e->{embedding_dimensions}";
+		push @diff, "embeddings: expected $want, got $out" if $out ne $want;
+	}
+	elsif ($rc == 0)
 	{
 		my $answer = decode_json($out);
 		my $text = $answer->{message}{content};
