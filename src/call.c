@@ -87,7 +87,6 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->caller_body_len = req->body_len;
 	call->timeout_ms = req->timeout_ms;
 	call->max_response_bytes = req->max_response_bytes;
-	call->retry_after_header = -1;
 	llmgw_outcome_init(&call->out);
 	return call;
 }
@@ -189,9 +188,9 @@ llmgw_call_interpret(LlmgwCall *call)
 		else
 			call->provider_ops->parse_chat(buf, call->response.len, out->http_status, out);
 	}
-	/* a hint in the body (Gemini) wins over the generic header */
-	if (out->retry_after_s < 0)
-		out->retry_after_s = call->retry_after_header;
+	/* a hint in the body (Gemini) wins over the headers */
+	if (out->retry_after_s < 0 && out->status != LLMGW_STATUS_OK)
+		out->retry_after_s = llmgw_retry_hint(&call->hint_headers, time(NULL));
 	out->provider_message = llmgw_redact(out->provider_message, call->secret);
 	out->provider_code = llmgw_redact(out->provider_code, call->secret);
 	MemoryContextSwitchTo(old);

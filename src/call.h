@@ -14,6 +14,7 @@
 
 #include "errors.h"
 #include "llmgw.h"
+#include "retry.h"
 
 struct LlmgwProvider;
 
@@ -101,7 +102,7 @@ typedef struct LlmgwCall
 	size_t		body_len;
 	LlmgwBuffer response;
 	int			curl_result;	/* CURLcode once finished */
-	double		retry_after_header; /* Retry-After of the response, or -1 */
+	LlmgwHintHeaders hint_headers;	/* rate-limit headers of the response */
 
 	LlmgwOutcome out;
 } LlmgwCall;
@@ -118,7 +119,6 @@ extern void llmgw_http_release(LlmgwCall *call);
 extern const char *llmgw_http_strerror(int curl_result);
 extern bool llmgw_http_timed_out(int curl_result);
 extern bool llmgw_http_too_large(LlmgwCall *call);
-extern double llmgw_http_retry_after(LlmgwCall *call);
 
 /* response.c */
 extern char *llmgw_response_json(const LlmgwCall *call);

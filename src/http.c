@@ -93,6 +93,14 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/* Keep the rate-limit headers of the response */
+static size_t
+header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	llmgw_hint_headers_add((LlmgwHintHeaders *) userdata, buffer, size * nitems);
+	return size * nitems;
+}
+
 /* Create the multi handle and the epoll set; once per worker */
 void
 llmgw_http_init(int max_connections)
@@ -159,6 +167,8 @@ llmgw_http_start(LlmgwCall *call, const char *url)
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, call->headers);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &call->response);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, &call->hint_headers);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, call);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
@@ -219,7 +229,6 @@ collect_finished(dlist_head *finished)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
 		call->curl_result = msg->data.result;
 		call->out.http_status = status;
-		call->retry_after_header = llmgw_http_retry_after(call);
 		call->finished_at = GetCurrentTimestamp();
 		curl_multi_remove_handle(multi, msg->easy_handle);
 		active--;
@@ -283,17 +292,4 @@ bool
 llmgw_http_too_large(LlmgwCall *call)
 {
 	return call->response.overflow;
-}
-
-/* The provider's Retry-After hint in seconds, or -1 */
-double
-llmgw_http_retry_after(LlmgwCall *call)
-{
-	curl_off_t	wait = -1;
-
-	if (call->easy == NULL ||
-		curl_easy_getinfo(call->easy, CURLINFO_RETRY_AFTER, &wait) != CURLE_OK ||
-		wait <= 0)
-		return -1;
-	return (double) wait;
 }

@@ -201,7 +201,10 @@ parse_response_object(json_t *resp, LlmgwOutcome *out)
 	if (json_is_object(json_object_get(resp, "error")))
 		set_error(json_object_get(resp, "error"), 200, out);
 	else
+	{
 		out->status = LLMGW_STATUS_OK;
+		out->error = LLMGW_ERR_NONE;
+	}
 }
 
 static void

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <time.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -269,11 +270,23 @@ main(int argc, char **argv)
 			p->parse_stream(body, len, &out);
 		else
 			p->parse_chat(body, len, status, &out);
-		/* as the HTTP layer does: the Retry-After header when the body gave none */
-		if (out.retry_after_s < 0 &&
-			json_is_string(json_object_get(json_object_get(resp, "headers"), "retry-after")))
-			out.retry_after_s = atof(json_string_value(json_object_get(json_object_get(resp, "headers"),
-																	   "retry-after")));
+		/* as the worker does: the headers' hint when the body gave none */
+		if (out.retry_after_s < 0 && out.status != LLMGW_STATUS_OK)
+		{
+			LlmgwHintHeaders h;
+			const char *key;
+			json_t	   *value;
+
+			memset(&h, 0, sizeof(h));
+			json_object_foreach(json_object_get(resp, "headers"), key, value)
+			{
+				char		line[512];
+
+				snprintf(line, sizeof(line), "%s: %s\r\n", key, json_string_value(value));
+				llmgw_hint_headers_add(&h, line, strlen(line));
+			}
+			out.retry_after_s = llmgw_retry_hint(&h, time(NULL));
+		}
 		failures_in_case = 0;
 		check_count(ids[i], expected, "input_tokens", out.tokens[LLMGW_TOKENS_INPUT]);
 		check_count(ids[i], expected, "output_tokens", out.tokens[LLMGW_TOKENS_OUTPUT]);

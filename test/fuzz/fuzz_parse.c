@@ -1,7 +1,8 @@
 /*
  * libFuzzer target: a provider's response parser (chosen at build time
- * with -DFUZZ_PROVIDER=llmgw_provider_xxx): JSON bodies and SSE streams,
- * with the parser and HTTP status chosen by the first byte.
+ * with -DFUZZ_PROVIDER=llmgw_provider_xxx): JSON bodies, SSE streams and
+ * embeddings responses, with the parser and HTTP status chosen by the first
+ * byte.
  */
 #include "postgres.h"
 
@@ -16,21 +17,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const long statuses[] = {200, 400, 401, 404, 429, 500, 503, 529};
 	LlmgwOutcome out;
 	long		status = 200;
-	bool		stream = false;
+	int			mode = 0;
 
-	/* first byte: bit 7 picks the SSE stream parser, the rest the status */
+	/* first byte: bits 6-7 pick the parser (chat, stream, embeddings), the rest the status */
 	if (size > 0)
 	{
-		stream = (data[0] & 0x80) != 0;
-		status = statuses[(data[0] & 0x7f) % lengthof(statuses)];
+		mode = data[0] >> 6;
+		status = statuses[(data[0] & 0x3f) % lengthof(statuses)];
 		data++;
 		size--;
 	}
 	llmgw_outcome_init(&out);
-	if (stream)
+	if (mode == 1)
 		FUZZ_PROVIDER.parse_stream((const char *) data, size, &out);
+	else if (mode == 2 && FUZZ_PROVIDER.parse_embed)
+		FUZZ_PROVIDER.parse_embed((const char *) data, size, status, &out);
 	else
 		FUZZ_PROVIDER.parse_chat((const char *) data, size, status, &out);
+	if (out.embedding_count > 0 && (out.embeddings == NULL || out.embedding_dims <= 0))
+		abort();
 	if (out.status == LLMGW_STATUS_OK && out.error != LLMGW_ERR_NONE)
 		abort();
 	if (out.status != LLMGW_STATUS_OK && out.error == LLMGW_ERR_NONE)

@@ -157,3 +157,15 @@ appendStringInfo(StringInfo str, const char *fmt,...)
 	va_end(ap);
 	appendBinaryStringInfo(str, buf, n);
 }
+
+int
+pg_snprintf(char *str, size_t count, const char *fmt,...)
+{
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(str, count, fmt, ap);
+	va_end(ap);
+	return n;
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build and run one libFuzzer target per provider response parser (clang,
+# Build and run one libFuzzer target per provider wire format (clang,
 # AddressSanitizer with leak detection, UBSan), seeded from
 # ../shared/corpus when it is there.  --short: 5 s each (the test suite);
 # default: 60 s each.  Prints libFuzzer's final stats for each.
@@ -14,7 +14,7 @@ mkdir -p "$BUILD"
 
 PGINC=$(/usr/lib/postgresql/15/bin/pg_config --includedir-server)
 CFLAGS="-w -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$PGINC -I$ROOT/src -I$HERE"
-SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/provider_openai.c $ROOT/src/provider_responses.c $ROOT/src/provider_anthropic.c $ROOT/src/provider_gemini.c $ROOT/src/jsonutil.c $ROOT/src/sse.c $ROOT/src/errors.c"
+SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/provider_openai.c $ROOT/src/provider_responses.c $ROOT/src/provider_anthropic.c $ROOT/src/provider_gemini.c $ROOT/src/jsonutil.c $ROOT/src/sse.c $ROOT/src/retry.c $ROOT/src/errors.c"
 
 # Seeds: the corpus's recorded bodies of a provider's cases, behind a status byte
 seed() {
@@ -29,21 +29,33 @@ seed() {
     done
     for f in "$CORPUS"/$pattern/stream.txt; do
         [ -f "$f" ] || continue
-        { printf '\200'; cat "$f"; } >"$dir/$(basename "$(dirname "$f")")-stream"
+        { printf '\100'; cat "$f"; } >"$dir/$(basename "$(dirname "$f")")-stream"
+    done
+    for f in "$CORPUS"/$pattern/case.json; do
+        case "$f" in *embed*) { printf '\200'; cat "$(dirname "$f")"/body.json 2>/dev/null || cat "$f"; } \
+            >"$dir/$(basename "$(dirname "$f")")-embed" ;; esac
     done
     echo "$dir"
 }
 
 status=0
-for target in openai:'{openai,azure,openai_compatible}-*' anthropic:'anthropic-*' gemini:'gemini-*'; do
+for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*responses*' \
+              anthropic:'anthropic-*' gemini:'gemini-*'; do
     name=${target%%:*}
     pattern=${target#*:}
     clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
         "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl
     seeds=$(eval seed "$name" "\"$pattern\"")
     mkdir -p "$BUILD/work_$name"
+    # inputs that once broke this parser, kept so they never do again
+    for r in "$HERE"/regressions/"$name"-*; do
+        [ -f "$r" ] || continue
+        "$BUILD/fuzz_$name" "$r" >"$BUILD/regression_$name.log" 2>&1 ||
+            { echo "regression $(basename "$r") fails"; tail -20 "$BUILD/regression_$name.log"; status=1; }
+    done
     echo "== fuzz_$name ($SECONDS_EACH s)"
     if ! ASAN_OPTIONS=detect_leaks=1 "$BUILD/fuzz_$name" -max_total_time="$SECONDS_EACH" \
+        -artifact_prefix="$BUILD/" \
         -print_final_stats=1 "$BUILD/work_$name" "$seeds" >"$BUILD/fuzz_$name.log" 2>&1; then
         status=1
         tail -40 "$BUILD/fuzz_$name.log"
