@@ -65,6 +65,17 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	return dp;
 }
 
+/* The model argument, which must not be NULL */
+static char *
+model_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model must not be null")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
 /* Raise the error a worker reported */
 static void
 raise_result_error(LlmgwResult *res)
@@ -143,11 +154,7 @@ llm_complete(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model must not be null")));
-	model = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	model = model_arg(fcinfo, 1);
 
 	initStringInfo(&body);
 	appendStringInfoString(&body, "{\"messages\":[");
@@ -289,18 +296,16 @@ llm_embed(PG_FUNCTION_ARGS)
 {
 	StringInfoData inputs;
 	char	   *lines;
+	char	   *model;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model must not be null")));
+	model = model_arg(fcinfo, 1);
 	initStringInfo(&inputs);
 	appendStringInfoChar(&inputs, '[');
 	escape_json(&inputs, text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	appendStringInfoChar(&inputs, ']');
-	lines = embed(text_to_cstring(PG_GETARG_TEXT_PP(1)), &inputs, 1);
+	lines = embed(model, &inputs, 1);
 	*strchr(lines, '\n') = '\0';
 	PG_RETURN_DATUM(vector_datum(lines));
 }
@@ -321,14 +326,12 @@ llm_embed_batch(PG_FUNCTION_ARGS)
 	StringInfoData inputs;
 	char	   *lines;
 	char	   *line;
+	char	   *model;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model must not be null")));
+	model = model_arg(fcinfo, 1);
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
 	if (n == 0)
@@ -346,7 +349,7 @@ llm_embed_batch(PG_FUNCTION_ARGS)
 		escape_json(&inputs, TextDatumGetCString(elems[i]));
 	}
 	appendStringInfoChar(&inputs, ']');
-	lines = embed(text_to_cstring(PG_GETARG_TEXT_PP(1)), &inputs, n);
+	lines = embed(model, &inputs, n);
 	line = lines;
 	for (int i = 0; i < n; i++)
 	{

@@ -96,6 +96,27 @@ llmgw_json_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *ou
 	return NULL;
 }
 
+/*
+ * The root of a successful response (2xx, no "error" member), or NULL when
+ * the body was malformed or an error, which the outcome then describes.
+ */
+json_t *
+llmgw_json_success(const char *buf, size_t len, long http_status, LlmgwOutcome *out,
+				   LlmgwErrorReader read_error)
+{
+	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *err;
+
+	if (root == NULL)
+		return NULL;
+	err = json_object_get(root, "error");
+	if (http_status >= 200 && http_status < 300 && (err == NULL || json_is_null(err)))
+		return root;
+	read_error(root, http_status, out);
+	json_decref(root);
+	return NULL;
+}
+
 /* Mark the outcome failed, keeping the provider's message and code */
 void
 llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error, json_t *message,

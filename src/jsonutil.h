@@ -23,6 +23,11 @@ extern char *llmgw_json_dump(json_t *v);
 extern json_t *llmgw_json_parse(const char *buf, size_t len, long http_status,
 								LlmgwOutcome *out);
 extern char *llmgw_json_build(json_t *root, size_t *out_len);
+/* Reads a provider's error envelope (the whole body) into the outcome */
+typedef void (*LlmgwErrorReader) (json_t *root, long http_status, LlmgwOutcome *out);
+
+extern json_t *llmgw_json_success(const char *buf, size_t len, long http_status,
+								  LlmgwOutcome *out, LlmgwErrorReader read_error);
 extern bool llmgw_vector_append(StringInfo vectors, json_t *values, int *dims);
 extern void llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims);
 extern void llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error,

@@ -302,7 +302,7 @@ classify(const char *type, const char *message, long http_status)
 	return llmgw_error_class_from_http(http_status);
 }
 
-/* {"type": "error", "error": {"type", "message"}} */
+/* {"type": "error", "error": {"type", "message"}}: the error member */
 static void
 parse_error(json_t *err, long http_status, LlmgwOutcome *out)
 {
@@ -313,34 +313,34 @@ parse_error(json_t *err, long http_status, LlmgwOutcome *out)
 						 json_object_get(err, "message"), type);
 }
 
+/* The error envelope of a whole body */
+static void
+parse_error_body(json_t *root, long http_status, LlmgwOutcome *out)
+{
+	parse_error(json_object_get(root, "error"), http_status, out);
+}
+
 static void
 anthropic_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
-	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
-	json_t	   *err;
+	json_t	   *root = llmgw_json_success(buf, len, http_status, out, parse_error_body);
 
 	if (root == NULL)
 		return;
-	err = json_object_get(root, "error");
-	if (http_status >= 200 && http_status < 300 && err == NULL)
+	parse_usage(json_object_get(root, "usage"), out);
+	if (!json_is_array(json_object_get(root, "content")))
 	{
-		parse_usage(json_object_get(root, "usage"), out);
-		if (!json_is_array(json_object_get(root, "content")))
-		{
-			llmgw_json_set_error(out, LLMGW_ERR_MALFORMED, NULL, NULL);
-			out->provider_message = pstrdup("the response has no content array");
-		}
-		else
-		{
-			out->status = LLMGW_STATUS_OK;
-			parse_content(json_object_get(root, "content"), out);
-			out->finish_reason = llmgw_json_string(root, "stop_reason");
-			if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
-				llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, "refusal");
-		}
+		llmgw_json_set_error(out, LLMGW_ERR_MALFORMED, NULL, NULL);
+		out->provider_message = pstrdup("the response has no content array");
 	}
 	else
-		parse_error(err, http_status, out);
+	{
+		out->status = LLMGW_STATUS_OK;
+		parse_content(json_object_get(root, "content"), out);
+		out->finish_reason = llmgw_json_string(root, "stop_reason");
+		if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
+			llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, "refusal");
+	}
 	json_decref(root);
 }
 

@@ -477,14 +477,11 @@ parse_error(json_t *root, long http_status, LlmgwOutcome *out)
 static void
 gemini_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
-	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *root = llmgw_json_success(buf, len, http_status, out, parse_error);
 
 	if (root == NULL)
 		return;
-	if (http_status >= 200 && http_status < 300 && json_object_get(root, "error") == NULL)
-		parse_response(root, out);
-	else
-		parse_error(root, http_status, out);
+	parse_response(root, out);
 	json_decref(root);
 }
 
@@ -524,7 +521,7 @@ gemini_build_embed(const char *request, size_t len, const char *upstream_model,
 static void
 gemini_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
-	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *root = llmgw_json_success(buf, len, http_status, out, parse_error);
 	json_t	   *list;
 	StringInfoData vectors;
 	int			dims = 0;
@@ -534,12 +531,6 @@ gemini_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *
 
 	if (root == NULL)
 		return;
-	if (!(http_status >= 200 && http_status < 300) || json_object_get(root, "error"))
-	{
-		parse_error(root, http_status, out);
-		json_decref(root);
-		return;
-	}
 	list = json_object_get(root, "embeddings");
 	if (!json_is_array(list))
 		list = json_pack("[O?]", json_object_get(root, "embedding"));

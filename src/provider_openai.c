@@ -217,14 +217,11 @@ parse_completion(json_t *root, LlmgwOutcome *out)
 static void
 openai_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
-	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *root = llmgw_json_success(buf, len, http_status, out, parse_error);
 
 	if (root == NULL)
 		return;
-	if (http_status >= 200 && http_status < 300 && json_object_get(root, "error") == NULL)
-		parse_completion(root, out);
-	else
-		parse_error(root, http_status, out);
+	parse_completion(root, out);
 	json_decref(root);
 }
 
@@ -422,7 +419,7 @@ base64_floats(const char *s)
 static void
 openai_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
-	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *root = llmgw_json_success(buf, len, http_status, out, parse_error);
 	json_t	   *data;
 	StringInfoData vectors;
 	int			dims = 0;
@@ -431,12 +428,6 @@ openai_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *
 
 	if (root == NULL)
 		return;
-	if (!(http_status >= 200 && http_status < 300) || json_object_get(root, "error"))
-	{
-		parse_error(root, http_status, out);
-		json_decref(root);
-		return;
-	}
 	usage = json_object_get(root, "usage");
 	if (json_is_object(usage))
 	{

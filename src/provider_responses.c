@@ -207,17 +207,21 @@ parse_response_object(json_t *resp, LlmgwOutcome *out)
 	}
 }
 
+/* The error envelope of a whole body */
+static void
+set_error_body(json_t *root, long http_status, LlmgwOutcome *out)
+{
+	set_error(json_object_get(root, "error"), http_status, out);
+}
+
 static void
 responses_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
-	json_t	   *root = llmgw_json_parse(buf, len, http_status, out);
+	json_t	   *root = llmgw_json_success(buf, len, http_status, out, set_error_body);
 
 	if (root == NULL)
 		return;
-	if (http_status >= 200 && http_status < 300 && !json_is_object(json_object_get(root, "error")))
-		parse_response_object(root, out);
-	else
-		set_error(json_object_get(root, "error"), http_status, out);
+	parse_response_object(root, out);
 	json_decref(root);
 }
 
