@@ -268,6 +268,19 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'llm_complete'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- Many completions from one statement, run concurrently by the workers.
+CREATE FUNCTION @extschema@.llm_complete_many(
+    prompts text[],
+    model text,
+    system text DEFAULT NULL,
+    max_tokens integer DEFAULT NULL,
+    temperature double precision DEFAULT NULL,
+    concurrency integer DEFAULT 64,
+    on_error text DEFAULT 'raise')
+RETURNS TABLE (ordinality integer, answer text, sqlstate text, error text)
+AS 'MODULE_PATHNAME', 'llm_complete_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
 -- An OpenAI Chat Completions-shaped request whose "model" is an llmgw alias;
 -- answers in llmgw's normalised shape whatever the provider.
 CREATE FUNCTION @extschema@.llm_chat(request jsonb)
@@ -296,6 +309,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_chat(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_embed(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_embed_batch(text[], text) FROM PUBLIC;
 
@@ -312,6 +326,7 @@ GRANT EXECUTE ON FUNCTION
     TO llmgw_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision),
     @extschema@.llm_chat(jsonb),
+    @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text),
     @extschema@.llm_embed(text, text),
     @extschema@.llm_embed_batch(text[], text)
     TO llmgw_user, llmgw_admin;

@@ -132,6 +132,7 @@ llmgw_call_start(LlmgwCall *call)
 		call->secret = route->secret ? pstrdup(route->secret) : NULL;
 		if (call->timeout_ms <= 0)
 			call->timeout_ms = route->timeout_ms;
+		call->connect_timeout_ms = Min(route->connect_timeout_ms, call->timeout_ms);
 
 		if (call->kind == LLMGW_KIND_EMBED && ops->build_embed == NULL)
 			error = psprintf("provider kind \"%s\" has no embeddings API", route->kind);

@@ -83,6 +83,7 @@ typedef struct LlmgwCall
 	const char *caller_body;	/* in the DSA request */
 	size_t		caller_body_len;
 	int			timeout_ms;
+	int			connect_timeout_ms;
 	int64		max_response_bytes;
 
 	/* set once a route is known */

@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/array.h"
@@ -25,6 +26,7 @@
 
 PG_FUNCTION_INFO_V1(llm_complete);
 PG_FUNCTION_INFO_V1(llm_chat);
+PG_FUNCTION_INFO_V1(llm_complete_many);
 PG_FUNCTION_INFO_V1(llm_embed);
 PG_FUNCTION_INFO_V1(llm_embed_batch);
 
@@ -139,6 +141,39 @@ append_message(StringInfo buf, const char *role, const char *content)
 	appendStringInfoChar(buf, '}');
 }
 
+/* The chat body of a completion: optional system message, one user message */
+static void
+complete_body(StringInfo body, const char *prompt, FunctionCallInfo fcinfo)
+{
+	resetStringInfo(body);
+	appendStringInfoString(body, "{\"messages\":[");
+	if (!PG_ARGISNULL(2))
+		append_message(body, "system", text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	append_message(body, "user", prompt);
+	appendStringInfoChar(body, ']');
+	if (!PG_ARGISNULL(3))
+	{
+		int32		max_tokens = PG_GETARG_INT32(3);
+
+		if (max_tokens < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_tokens must be at least 1")));
+		appendStringInfo(body, ",\"max_tokens\":%d", max_tokens);
+	}
+	if (!PG_ARGISNULL(4))
+	{
+		float8		temperature = PG_GETARG_FLOAT8(4);
+
+		if (!(temperature >= 0.0 && temperature <= 2.0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("temperature must be between 0 and 2")));
+		appendStringInfo(body, ",\"temperature\":%.17g", temperature);
+	}
+	appendStringInfoChar(body, '}');
+}
+
 /*
  * llm_complete(prompt, model, system, max_tokens, temperature) -> text
  *
@@ -155,39 +190,174 @@ llm_complete(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	model = model_arg(fcinfo, 1);
-
 	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"messages\":[");
-	if (!PG_ARGISNULL(2))
-		append_message(&body, "system", text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	append_message(&body, "user", text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	appendStringInfoChar(&body, ']');
-	if (!PG_ARGISNULL(3))
-	{
-		int32		max_tokens = PG_GETARG_INT32(3);
-
-		if (max_tokens < 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("max_tokens must be at least 1")));
-		appendStringInfo(&body, ",\"max_tokens\":%d", max_tokens);
-	}
-	if (!PG_ARGISNULL(4))
-	{
-		float8		temperature = PG_GETARG_FLOAT8(4);
-
-		if (!(temperature >= 0.0 && temperature <= 2.0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("temperature must be between 0 and 2")));
-		appendStringInfo(&body, ",\"temperature\":%.17g", temperature);
-	}
-	appendStringInfoChar(&body, '}');
-
+	complete_body(&body, text_to_cstring(PG_GETARG_TEXT_PP(0)), fcinfo);
 	res = llmgw_execute(LLMGW_KIND_CHAT, model, &body);
 	if (!res->has_text)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(LLMGW_RESULT_TEXT(res), res->text_len));
+}
+
+/* The slots a many-call has in flight, for cleanup on error */
+typedef struct ManyCalls
+{
+	int			n;
+	int		   *slot;			/* per element: its slot, or -1 */
+} ManyCalls;
+
+/* Error or exit during a many-call: abandon every slot still in flight */
+static void
+many_abandon_cb(int code, Datum arg)
+{
+	ManyCalls  *calls = (ManyCalls *) DatumGetPointer(arg);
+
+	for (int i = 0; i < calls->n; i++)
+		if (calls->slot[i] >= 0)
+			llmgw_slot_abandon(calls->slot[i]);
+}
+
+/*
+ * Run the elements' calls with at most `concurrency` in flight; results[i]
+ * gets each element's result (NULL for a NULL prompt).
+ */
+static void
+run_many(FunctionCallInfo fcinfo, const char *model, Datum *prompts, bool *nulls,
+		 int n, int concurrency, LlmgwResult **results)
+{
+	ManyCalls	calls;
+	int		   *active = palloc(sizeof(int) * concurrency);	/* element numbers */
+	int		   *slotnos = palloc(sizeof(int) * concurrency);
+	StringInfoData body;
+
+	calls.n = n;
+	calls.slot = palloc(sizeof(int) * n);
+	for (int i = 0; i < n; i++)
+		calls.slot[i] = -1;
+	initStringInfo(&body);
+
+	PG_ENSURE_ERROR_CLEANUP(many_abandon_cb, PointerGetDatum(&calls));
+	{
+		int			next = 0;
+		int			nactive = 0;
+
+		while (next < n || nactive > 0)
+		{
+			while (nactive < concurrency && next < n)
+			{
+				dsa_pointer request;
+				int			slotno;
+
+				if (nulls[next])
+				{
+					results[next++] = NULL;
+					continue;
+				}
+				complete_body(&body, TextDatumGetCString(prompts[next]), fcinfo);
+				request = request_create(LLMGW_KIND_CHAT, model, body.data, body.len);
+				slotno = llmgw_slot_try_submit(request);
+				if (slotno < 0)
+				{
+					dsa_free(llmgw_dsa(), request);
+					if (nactive == 0)
+						llmgw_queue_full_error();
+					break;		/* all slots busy: wait for ours */
+				}
+				calls.slot[next] = slotno;
+				active[nactive++] = next++;
+			}
+			if (nactive == 0)
+				continue;
+			for (int i = 0; i < nactive; i++)
+				slotnos[i] = calls.slot[active[i]];
+			llmgw_slots_wait_any(slotnos, nactive);
+			for (int i = 0; i < nactive; i++)
+			{
+				int			elem = active[i];
+
+				if (!llmgw_slot_done(calls.slot[elem]))
+					continue;
+				results[elem] = llmgw_slot_result(calls.slot[elem]);
+				calls.slot[elem] = -1;
+				active[i--] = active[--nactive];
+			}
+		}
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(many_abandon_cb, PointerGetDatum(&calls));
+}
+
+/*
+ * llm_complete_many(prompts text[], model, system, max_tokens, temperature,
+ *                   concurrency, on_error)
+ *		-> TABLE (ordinality integer, answer text, sqlstate text, error text)
+ *
+ * Every prompt goes to the workers at once (up to `concurrency` in flight)
+ * and runs concurrently.  on_error 'raise' raises the first failure once all
+ * calls are settled; 'continue' gives NULL and the error on that row.
+ */
+Datum
+llm_complete_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *model;
+	Datum	   *prompts;
+	bool	   *nulls;
+	int			n;
+	int			concurrency = PG_ARGISNULL(5) ? 64 : PG_GETARG_INT32(5);
+	bool		raise = true;
+	LlmgwResult **results;
+	StringInfoData check;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	model = model_arg(fcinfo, 1);
+	if (concurrency < 1 || concurrency > llmgw_queue_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("concurrency must be between 1 and llmgw.queue_size (%d)", llmgw_queue_size)));
+	if (!PG_ARGISNULL(6))
+	{
+		char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(6));
+
+		if (strcmp(mode, "continue") == 0)
+			raise = false;
+		else if (strcmp(mode, "raise") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("on_error must be 'raise' or 'continue'")));
+	}
+	initStringInfo(&check);
+	complete_body(&check, "", fcinfo);	/* checks the parameters once, up front */
+
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT,
+					  &prompts, &nulls, &n);
+	results = palloc0(sizeof(LlmgwResult *) * Max(n, 1));
+	run_many(fcinfo, model, prompts, nulls, n, Min(concurrency, Max(n, 1)), results);
+
+	for (int i = 0; i < n && raise; i++)
+		if (results[i] && results[i]->status != LLMGW_STATUS_OK)
+			raise_result_error(results[i]);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[4];
+		bool		isnull[4] = {false, true, true, true};
+		LlmgwResult *res = results[i];
+
+		values[0] = Int32GetDatum(i + 1);
+		if (res && res->status == LLMGW_STATUS_OK && res->has_text)
+		{
+			values[1] = PointerGetDatum(cstring_to_text_with_len(LLMGW_RESULT_TEXT(res), res->text_len));
+			isnull[1] = false;
+		}
+		else if (res && res->status != LLMGW_STATUS_OK)
+		{
+			values[2] = CStringGetTextDatum(unpack_sql_state(res->sqlerrcode));
+			values[3] = CStringGetTextDatum(LLMGW_RESULT_MESSAGE(res));
+			isnull[2] = isnull[3] = false;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
+	PG_RETURN_NULL();
 }
 
 /* A string member of a jsonb object, or NULL */

@@ -173,7 +173,7 @@ llmgw_http_start(LlmgwCall *call, const char *url)
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) call->timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(call->timeout_ms, 10000));
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) call->connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 
 	call->reached_provider = true;

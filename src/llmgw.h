@@ -144,7 +144,13 @@ extern int *llmgw_queue;
 /* queue.c */
 extern dsa_area *llmgw_dsa(void);
 extern int	llmgw_slot_submit(dsa_pointer request);
+extern int	llmgw_slot_try_submit(dsa_pointer request);
+extern void llmgw_queue_full_error(void) pg_attribute_noreturn();
 extern LlmgwResult *llmgw_slot_wait(int slotno);
+extern void llmgw_slots_wait_any(const int *slotnos, int n);
+extern bool llmgw_slot_done(int slotno);
+extern LlmgwResult *llmgw_slot_result(int slotno);
+extern void llmgw_slot_abandon(int slotno);
 extern int	llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max);
 extern void llmgw_slot_publish(int slotno, dsa_pointer result);
 extern bool llmgw_slot_cancelled(int slotno);

@@ -139,11 +139,11 @@ pick_worker(void)
 }
 
 /*
- * Queue a request; returns the slot number.  The caller owns the request
- * memory until the slot is done.
+ * Queue a request; returns the slot number, or -1 when every slot is in
+ * use.  The slot owns the request memory from then on.
  */
 int
-llmgw_slot_submit(dsa_pointer request)
+llmgw_slot_try_submit(dsa_pointer request)
 {
 	int			slotno;
 	int			w;
@@ -181,15 +181,33 @@ llmgw_slot_submit(dsa_pointer request)
 				 errmsg("llmgw serves database \"%s\" only", llmgw_database),
 				 errhint("Call it from that database, or change llmgw.database and restart the server.")));
 	if (slotno < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("too many llmgw calls in flight"),
-				 errdetail("All %d request slots are in use.", llmgw_queue_size),
-				 errhint("Raise llmgw.queue_size or lower the number of concurrent calls.")));
+		return -1;
 
 	pg_atomic_fetch_add_u64(&llmgw_shared->requests_total, 1);
 	if (wake)
 		SetLatch(wake);
+	return slotno;
+}
+
+/* Raise the error of a full queue */
+void
+llmgw_queue_full_error(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+			 errmsg("too many llmgw calls in flight"),
+			 errdetail("All %d request slots are in use.", llmgw_queue_size),
+			 errhint("Raise llmgw.queue_size or lower the number of concurrent calls.")));
+}
+
+/* Queue a request; all slots in use is an error */
+int
+llmgw_slot_submit(dsa_pointer request)
+{
+	int			slotno = llmgw_slot_try_submit(request);
+
+	if (slotno < 0)
+		llmgw_queue_full_error();
 	return slotno;
 }
 
@@ -252,91 +270,125 @@ slot_cancel(int slotno, bool abandon)
 	return done;
 }
 
-/* Error or exit while waiting: free the slot, or leave it to the worker */
-static void
-slot_abandon_cb(int code, Datum arg)
+/* Free the slot if it is done, else ask the worker to abort and free it */
+void
+llmgw_slot_abandon(int slotno)
 {
-	int			slotno = DatumGetInt32(arg);
-
 	if (slot_cancel(slotno, true))
 		slot_free(slotno);
 }
 
-/* Current state of a slot */
-static LlmgwSlotState
-slot_state(int slotno)
+/* Error or exit while waiting: free the slot, or leave it to the worker */
+static void
+slot_abandon_cb(int code, Datum arg)
 {
-	LlmgwSlotState state;
+	llmgw_slot_abandon(DatumGetInt32(arg));
+}
+
+/* Is the slot done? */
+static bool
+slot_done(int slotno)
+{
+	bool		done;
 
 	SpinLockAcquire(&llmgw_shared->mutex);
-	state = llmgw_slots[slotno].state;
+	done = (llmgw_slots[slotno].state == LLMGW_SLOT_DONE);
 	SpinLockRelease(&llmgw_shared->mutex);
-	return state;
+	return done;
+}
+
+/* How many of the slots are done */
+static int
+count_done(const int *slotnos, int n)
+{
+	int			done = 0;
+
+	for (int i = 0; i < n; i++)
+		done += slot_done(slotnos[i]);
+	return done;
 }
 
 /*
- * The caller was cancelled: tell the worker, give it a moment to abort the
- * transfer and record the cancelled call, then let the interrupt fire.
+ * The caller was cancelled: tell the workers, give them a moment to abort
+ * the transfers and record the cancelled calls, then let the interrupt fire.
  */
 static void
-wait_for_cancel(int slotno)
+wait_for_cancel(const int *slotnos, int n)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   LLMGW_CANCEL_WAIT_MS);
 
-	if (!slot_cancel(slotno, false))
+	for (int i = 0; i < n; i++)
+		(void) slot_cancel(slotnos[i], false);
+	while (count_done(slotnos, n) < n)
 	{
-		while (slot_state(slotno) != LLMGW_SLOT_DONE)
-		{
-			long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-															   deadline);
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 
-			if (left <= 0)
-				break;
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 left, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+		if (left <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
 	}
 	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Sleep until at least one of the slots is done.  The caller arranges for
+ * the slots to be abandoned if this raises an error (cancel, terminate).
+ */
+void
+llmgw_slots_wait_any(const int *slotnos, int n)
+{
+	bool		cancel_sent = false;
+
+	for (;;)
+	{
+		ResetLatch(MyLatch);
+		if (count_done(slotnos, n) > 0)
+			return;
+		if (!cancel_sent && (QueryCancelPending || ProcDiePending))
+		{
+			cancel_sent = true;
+			wait_for_cancel(slotnos, n);
+			continue;
+		}
+		CHECK_FOR_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+	}
+}
+
+/* The result of a done slot, copied to palloc'd memory; the slot is freed */
+LlmgwResult *
+llmgw_slot_result(int slotno)
+{
+	LlmgwResult *res = dsa_get_address(llmgw_dsa(), llmgw_slots[slotno].result);
+	Size		len = LLMGW_RESULT_SIZE(res);
+	LlmgwResult *copy = palloc(len);
+
+	memcpy(copy, res, len);
+	slot_free(slotno);
+	return copy;
+}
+
+/* Is this slot done? (for callers waiting on many) */
+bool
+llmgw_slot_done(int slotno)
+{
+	return slot_done(slotno);
 }
 
 /* Sleep until the slot is done; the result is copied to palloc'd memory */
 LlmgwResult *
 llmgw_slot_wait(int slotno)
 {
-	LlmgwResult *copy;
-	volatile bool cancel_sent = false;
-
 	PG_ENSURE_ERROR_CLEANUP(slot_abandon_cb, Int32GetDatum(slotno));
 	{
-		for (;;)
-		{
-			ResetLatch(MyLatch);
-			if (slot_state(slotno) == LLMGW_SLOT_DONE)
-				break;
-			if (!cancel_sent && (QueryCancelPending || ProcDiePending))
-			{
-				cancel_sent = true;
-				wait_for_cancel(slotno);
-				continue;
-			}
-			CHECK_FOR_INTERRUPTS();
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000L, PG_WAIT_EXTENSION);
-		}
+		llmgw_slots_wait_any(&slotno, 1);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(slot_abandon_cb, Int32GetDatum(slotno));
-
-	{
-		LlmgwResult *res = dsa_get_address(llmgw_dsa(), llmgw_slots[slotno].result);
-		Size		len = LLMGW_RESULT_SIZE(res);
-
-		copy = palloc(len);
-		memcpy(copy, res, len);
-	}
-	slot_free(slotno);
-	return copy;
+	return llmgw_slot_result(slotno);
 }
 
 /*
