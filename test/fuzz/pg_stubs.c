@@ -67,6 +67,21 @@ pnstrdup(const char *in, Size len)
 	return remember(strndup(in, len));
 }
 
+/* Format into a new arena buffer; *len gets the length */
+static char *
+format_va(const char *fmt, va_list ap, int *len)
+{
+	va_list		again;
+	char	   *buf;
+
+	va_copy(again, ap);
+	*len = vsnprintf(NULL, 0, fmt, ap);
+	buf = palloc(*len + 1);
+	vsnprintf(buf, *len + 1, fmt, again);
+	va_end(again);
+	return buf;
+}
+
 char *
 psprintf(const char *fmt,...)
 {
@@ -75,11 +90,7 @@ psprintf(const char *fmt,...)
 	int			n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	buf = palloc(n + 1);
-	va_start(ap, fmt);
-	vsnprintf(buf, n + 1, fmt, ap);
+	buf = format_va(fmt, ap, &n);
 	va_end(ap);
 	return buf;
 }
@@ -149,11 +160,7 @@ appendStringInfo(StringInfo str, const char *fmt,...)
 	int			n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	buf = palloc(n + 1);
-	va_start(ap, fmt);
-	vsnprintf(buf, n + 1, fmt, ap);
+	buf = format_va(fmt, ap, &n);
 	va_end(ap);
 	appendBinaryStringInfo(str, buf, n);
 }

@@ -60,6 +60,6 @@ for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*res
         status=1
         tail -40 "$BUILD/fuzz_$name.log"
     fi
-    grep -E 'stat::(number_of_executed_units|new_units_added|peak_rss)|cov:' "$BUILD/fuzz_$name.log" | tail -4
+    grep -a -E 'stat::(number_of_executed_units|new_units_added|peak_rss)|DONE' "$BUILD/fuzz_$name.log" | tail -4
 done
 exit $status

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -73,6 +74,7 @@ typedef struct Pending
 	struct evhttp_request *req;
 	struct evhttp_connection *conn;
 	struct event *timer;
+	struct event *gone;			/* the client closed its end */
 	int			status;
 	char	   *content_type;
 	struct evbuffer *body;
@@ -87,6 +89,7 @@ static ModelCount *models[MODEL_BUCKETS];
 static const char *require_key = NULL;
 static const char *corpus_dir = NULL;
 static atomic_long next_id;
+static int	stop_pipe[2];		/* written once to stop the serving threads */
 
 /* FNV-1a hash of a string */
 static uint64_t
@@ -183,6 +186,16 @@ apply_directives(Behaviour *b, const char *s, bool skip_first)
 	free(copy);
 }
 
+/* The characters that separate words */
+#define WORD_SEPARATORS " \t\n\r"
+
+/* Is c a word separator? */
+static bool
+is_space(char c)
+{
+	return c != '\0' && strchr(WORD_SEPARATORS, c) != NULL;
+}
+
 /* Number of whitespace-separated words */
 static long
 count_words(const char *s)
@@ -192,7 +205,7 @@ count_words(const char *s)
 
 	for (; *s; s++)
 	{
-		bool		space = (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r');
+		bool		space = is_space(*s);
 
 		if (!space && !in)
 			n++;
@@ -211,18 +224,49 @@ send_now(struct evhttp_request *req, int status, const char *ctype, struct evbuf
 	evhttp_send_reply(req, status, NULL, body);
 }
 
-/* The connection of a pending request went away: drop the request */
+/* Free a pending reply (not its request) */
+static void
+pending_free(Pending *p)
+{
+	if (p->timer)
+		event_free(p->timer);
+	if (p->gone)
+		event_free(p->gone);
+	if (p->body)
+		evbuffer_free(p->body);
+	free(p->content_type);
+	free(p);
+}
+
+/*
+ * The connection of a pending request is being freed.  A request that
+ * libevent detached from its failed connection is ours to free.
+ */
 static void
 pending_closed(struct evhttp_connection *conn, void *arg)
 {
 	Pending    *p = arg;
 
-	if (p->timer)
-		event_free(p->timer);
-	if (p->body)
-		evbuffer_free(p->body);
-	free(p->content_type);
-	free(p);
+	(void) conn;
+	if (evhttp_request_get_connection(p->req) == NULL)
+		evhttp_request_free(p->req);
+	pending_free(p);
+}
+
+/*
+ * The client of a pending request closed its end.  libevent 2.1 stops
+ * reading a connection while its request is pending, so it would not see
+ * this itself: free the connection, which frees the request and calls
+ * pending_closed.
+ */
+static void
+pending_gone(evutil_socket_t fd, short what, void *arg)
+{
+	Pending    *p = arg;
+
+	(void) fd;
+	(void) what;
+	evhttp_connection_free(p->conn);
 }
 
 /* Stream a chat completion as SSE chunks, kept whole in body */
@@ -241,15 +285,14 @@ pending_fire(evutil_socket_t fd, short what, void *arg)
 {
 	Pending    *p = arg;
 
+	(void) fd;
+	(void) what;
 	evhttp_connection_set_closecb(p->conn, NULL, NULL);
 	if (p->stream)
 		send_stream(p->req, p->body);
 	else
 		send_now(p->req, p->status, p->content_type, p->body);
-	event_free(p->timer);
-	evbuffer_free(p->body);
-	free(p->content_type);
-	free(p);
+	pending_free(p);
 }
 
 /* Reply after the behaviour's delay (or never, for stall) */
@@ -258,6 +301,8 @@ reply(struct evhttp_request *req, const Behaviour *b, int status, const char *ct
 	  struct evbuffer *body, bool stream)
 {
 	Pending    *p;
+	struct event_base *base;
+	evutil_socket_t fd;
 
 	if (b->delay_ms <= 0 && !b->stall)
 	{
@@ -275,12 +320,16 @@ reply(struct evhttp_request *req, const Behaviour *b, int status, const char *ct
 	p->content_type = strdup(ctype);
 	p->body = body;
 	p->stream = stream;
+	base = evhttp_connection_get_base(p->conn);
+	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(p->conn));
 	evhttp_connection_set_closecb(p->conn, pending_closed, p);
+	p->gone = event_new(base, fd, EV_CLOSED, pending_gone, p);
+	event_add(p->gone, NULL);
 	if (!b->stall)
 	{
 		struct timeval tv = {b->delay_ms / 1000, (b->delay_ms % 1000) * 1000};
 
-		p->timer = evtimer_new(evhttp_connection_get_base(p->conn), pending_fire, p);
+		p->timer = evtimer_new(base, pending_fire, p);
 		evtimer_add(p->timer, &tv);
 	}
 }
@@ -354,7 +403,7 @@ openai_failure(struct evhttp_request *req, const Behaviour *b, const char *model
 				break;
 			case 404:
 				snprintf(msg, sizeof(msg), "The model `%s` does not exist or you do not have access to it.", model);
-				reply_error(req, b, 404, msg, "invalid_request_error", "model_not_found", "model");
+				reply_error(req, b, 404, msg, "invalid_request_error", "model_not_found", NULL);
 				break;
 			case 429:
 				reply_error(req, b, 429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", NULL);
@@ -525,12 +574,12 @@ first_words(const char *text, long max_words, bool *cut)
 	*cut = false;
 	for (; *p; p++)
 	{
-		bool		space = (*p == ' ');
+		bool		space = is_space(*p);
 
 		if (!space && !in && ++n > max_words && max_words >= 0)
 		{
 			*cut = true;
-			while (p > text && p[-1] == ' ')
+			while (p > text && is_space(p[-1]))
 				p--;
 			return strndup(text, p - text);
 		}
@@ -539,35 +588,53 @@ first_words(const char *text, long max_words, bool *cut)
 	return strdup(text);
 }
 
-/* A chat completion whose content is `size` bytes of 'x' */
+/* A chat completion whose content is `size` bytes of 'x', built in place */
 static struct evbuffer *
-huge_body(const char *model, long size)
+huge_body(const char *model, long id, long prompt, long size)
 {
 	struct evbuffer *buf = evbuffer_new();
-	static char chunk[65536];
-	long		left = size;
+	json_t	   *name = json_string(model);
+	char	   *quoted = json_dumps(name, JSON_ENCODE_ANY);
+	struct evbuffer_iovec vec;
 
-	if (chunk[0] != 'x')
-		memset(chunk, 'x', sizeof(chunk));
-	evbuffer_add_printf(buf, "{\"id\":\"chatcmpl-mock-huge\",\"object\":\"chat.completion\","
-						"\"model\":\"%s\",\"choices\":[{\"index\":0,\"message\":"
-						"{\"role\":\"assistant\",\"content\":\"", model);
-	while (left > 0)
-	{
-		long		n = left < (long) sizeof(chunk) ? left : (long) sizeof(chunk);
-
-		evbuffer_add(buf, chunk, n);
-		left -= n;
-	}
+	evbuffer_add_printf(buf, "{\"id\":\"chatcmpl-mock-%ld\",\"object\":\"chat.completion\","
+						"\"created\":1700000000,\"model\":%s,\"choices\":[{\"index\":0,"
+						"\"message\":{\"role\":\"assistant\",\"content\":\"", id, quoted);
+	if (evbuffer_reserve_space(buf, size, &vec, 1) != 1)
+		abort();
+	memset(vec.iov_base, 'x', size);
+	vec.iov_len = size;
+	evbuffer_commit_space(buf, &vec, 1);
 	evbuffer_add_printf(buf, "\"},\"finish_reason\":\"stop\"}],\"usage\":"
-						"{\"prompt_tokens\":1,\"completion_tokens\":%ld,\"total_tokens\":%ld}}",
-						size, size + 1);
+						"{\"prompt_tokens\":%ld,\"completion_tokens\":1,\"total_tokens\":%ld}}",
+						prompt, prompt + 1);
+	free(quoted);
+	json_decref(name);
 	return buf;
+}
+
+/* Append one SSE event "data: <chunk>" to buf (the chunk is released) */
+static void
+add_event(struct evbuffer *buf, json_t *chunk)
+{
+	char	   *s = json_dumps(chunk, JSON_COMPACT);
+
+	evbuffer_add_printf(buf, "data: %s\n\n", s);
+	free(s);
+	json_decref(chunk);
+}
+
+/* A chat.completion.chunk object with the given choices (stolen) */
+static json_t *
+chunk_object(const char *id, const char *model, json_t *choices)
+{
+	return json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", id, "object", "chat.completion.chunk",
+					 "created", 1700000000, "model", model, "choices", choices);
 }
 
 /* SSE chunks of a streamed answer, one word per chunk */
 static struct evbuffer *
-stream_body(const char *model, long id, const char *text, const char *finish,
+stream_body(const char *model, const char *id, const char *text, const char *finish,
 			json_t *usage)
 {
 	struct evbuffer *buf = evbuffer_new();
@@ -575,52 +642,28 @@ stream_body(const char *model, long id, const char *text, const char *finish,
 	char	   *save = NULL;
 	bool		first = true;
 
-	for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+	for (char *w = strtok_r(copy, WORD_SEPARATORS, &save); w;
+		 w = strtok_r(NULL, WORD_SEPARATORS, &save))
 	{
-		char		piece[4096];
-		json_t	   *delta;
-		json_t	   *c;
-		char	   *s;
+		json_t	   *piece = json_sprintf("%s%s", first ? "" : " ", w);
+		json_t	   *delta = first ? json_pack("{s:s, s:o}", "role", "assistant", "content", piece)
+			: json_pack("{s:o}", "content", piece);
 
-		snprintf(piece, sizeof(piece), "%s%s", first ? "" : " ", w);
-		delta = first ? json_pack("{s:s, s:s}", "role", "assistant", "content", piece)
-			: json_pack("{s:s}", "content", piece);
 		first = false;
-		c = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:n}]}",
-					  "id", "chatcmpl-mock", "object", "chat.completion.chunk",
-					  "created", 1700000000, "model", model,
-					  "choices", "index", 0, "delta", delta, "finish_reason");
-		s = json_dumps(c, JSON_COMPACT);
-		evbuffer_add_printf(buf, "data: %s\n\n", s);
-		free(s);
-		json_decref(c);
+		add_event(buf, chunk_object(id, model, json_pack("[{s:i, s:o, s:n}]", "index", 0,
+														 "delta", delta, "finish_reason")));
 	}
 	free(copy);
-	{
-		json_t	   *c = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{}, s:s}]}",
-								  "id", "chatcmpl-mock", "object", "chat.completion.chunk",
-								  "created", 1700000000, "model", model,
-								  "choices", "index", 0, "delta", "finish_reason", finish);
-		char	   *s = json_dumps(c, JSON_COMPACT);
-
-		evbuffer_add_printf(buf, "data: %s\n\n", s);
-		free(s);
-		json_decref(c);
-	}
+	add_event(buf, chunk_object(id, model, json_pack("[{s:i, s:{}, s:s}]", "index", 0,
+													 "delta", "finish_reason", finish)));
 	if (usage)
 	{
-		json_t	   *c = json_pack("{s:s, s:s, s:i, s:s, s:[], s:O}",
-								  "id", "chatcmpl-mock", "object", "chat.completion.chunk",
-								  "created", 1700000000, "model", model,
-								  "choices", "usage", usage);
-		char	   *s = json_dumps(c, JSON_COMPACT);
+		json_t	   *c = chunk_object(id, model, json_array());
 
-		evbuffer_add_printf(buf, "data: %s\n\n", s);
-		free(s);
-		json_decref(c);
+		json_object_set(c, "usage", usage);
+		add_event(buf, c);
 	}
 	evbuffer_add_printf(buf, "data: [DONE]\n\n");
-	(void) id;
 	return buf;
 }
 
@@ -798,16 +841,18 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	json_t	   *usage = b->nousage ? NULL : chat_usage(b, c->prompt, completion);
 	bool		tool = b->tool_call && c->tool;
 
+	char		id[64];
+
+	snprintf(id, sizeof(id), "chatcmpl-mock-%ld", atomic_fetch_add(&next_id, 1));
 	if (c->stream)
 	{
 		reply(req, b, 200, "text/event-stream",
-			  stream_body(model, 0, text, cut ? "length" : "stop",
+			  stream_body(model, id, text, cut ? "length" : "stop",
 						  c->include_usage ? usage : NULL), true);
 		json_decref(usage);
 	}
 	else
 	{
-		char		id[64];
 		json_t	   *message = tool ?
 			json_pack("{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant", "content",
 					  "tool_calls", "id", "call_mock", "type", "function", "function",
@@ -815,7 +860,6 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 			json_pack("{s:s, s:s}", "role", "assistant", "content", text);
 		json_t	   *out;
 
-		snprintf(id, sizeof(id), "chatcmpl-mock-%ld", atomic_fetch_add(&next_id, 1));
 		out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s}]}",
 						"id", id, "object", "chat.completion", "created", 1700000000,
 						"model", model, "choices", "index", 0, "message", message,
@@ -1085,6 +1129,7 @@ handle_api(struct evhttp_request *req, const char *path)
 	static const Behaviour plain = {.fail_first = -1, .cached = -1, .reasoning = -1,
 	.cache_write = -1, .dim = 8};
 	Format		fmt;
+	bool		known;
 	bool		embed;
 	char	   *path_model;
 	size_t		len;
@@ -1095,10 +1140,12 @@ handle_api(struct evhttp_request *req, const char *path)
 	Behaviour	b;
 	Chat		chat;
 
-	atomic_fetch_add(&total_requests, 1);
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST ||
-		!route(path, &fmt, &embed, &path_model))
+	known = route(path, &fmt, &embed, &path_model);
+	if (known || strncmp(path, "/v1", 3) == 0)
+		atomic_fetch_add(&total_requests, 1);
+	if (!known || evhttp_request_get_command(req) != EVHTTP_REQ_POST)
 	{
+		free(path_model);
 		reply_error(req, &plain, 404, "Unknown request URL", "invalid_request_error", "unknown_url", NULL);
 		return;
 	}
@@ -1135,8 +1182,6 @@ handle_api(struct evhttp_request *req, const char *path)
 					"invalid_request_error", "unsupported", NULL);
 	else if (embed)
 		handle_embeddings(req, root, &b, model);
-	else if (b.huge > 0)
-		reply(req, &b, 200, "application/json", huge_body(model, b.huge), false);
 	else if (fmt == FMT_RESPONSES)
 		reply_error(req, &b, 400, "the mock answers the Responses API only with replay:CASE",
 					"invalid_request_error", "unsupported", NULL);
@@ -1144,6 +1189,9 @@ handle_api(struct evhttp_request *req, const char *path)
 			   read_messages_request(root, fmt, &chat)))
 		reply_error(req, &b, 400, "messages must be an array", "invalid_request_error",
 					"invalid_request", "messages");
+	else if (b.huge > 0)
+		reply(req, &b, 200, "application/json",
+			  huge_body(model, atomic_fetch_add(&next_id, 1), chat.prompt, b.huge), false);
 	else if (fmt == FMT_ANTHROPIC)
 		reply_anthropic(req, &b, &chat, model);
 	else if (fmt == FMT_GEMINI)
@@ -1180,12 +1228,10 @@ handle_stats(struct evhttp_request *req)
 	}
 }
 
-/* POST /reset */
+/* Drop the counters of every model string */
 static void
-handle_reset(struct evhttp_request *req)
+forget_models(void)
 {
-	struct evbuffer *buf = evbuffer_new();
-
 	pthread_mutex_lock(&models_lock);
 	for (int i = 0; i < MODEL_BUCKETS; i++)
 	{
@@ -1199,6 +1245,15 @@ handle_reset(struct evhttp_request *req)
 		}
 	}
 	pthread_mutex_unlock(&models_lock);
+}
+
+/* POST /reset */
+static void
+handle_reset(struct evhttp_request *req)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	forget_models();
 	atomic_store(&total_requests, 0);
 	atomic_store(&chat_requests, 0);
 	atomic_store(&embedding_requests, 0);
@@ -1213,6 +1268,7 @@ handle(struct evhttp_request *req, void *arg)
 {
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
+	(void) arg;
 	if (path == NULL)
 		path = "/";
 	if (strcmp(path, "/stats") == 0)
@@ -1255,14 +1311,38 @@ listen_socket(int port)
 	return fd;
 }
 
-/* One serving thread: its own event base and evhttp on its own socket */
+/* The main thread asks the serving threads to stop: stop_pipe becomes readable */
+static void
+stop_serving(evutil_socket_t fd, short what, void *arg)
+{
+	(void) fd;
+	(void) what;
+	event_base_loopbreak(arg);
+}
+
+/*
+ * One serving thread: its own event base and evhttp on its own socket,
+ * until stop_pipe becomes readable; then everything is freed, pending
+ * requests included.
+ */
 static void *
 serve(void *arg)
 {
 	int			fd = (int) (intptr_t) arg;
-	struct event_base *base = event_base_new();
-	struct evhttp *http = evhttp_new(base);
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *stop;
 
+	event_config_require_features(cfg, EV_FEATURE_EARLY_CLOSE);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	if (base == NULL)
+	{
+		fprintf(stderr, "llmgw-mock: no event backend detects closed connections\n");
+		exit(1);
+	}
+	http = evhttp_new(base);
 	evhttp_set_gencb(http, handle, NULL);
 	evhttp_set_max_body_size(http, 64 * 1024 * 1024);
 	evhttp_set_timeout(http, 3600);
@@ -1271,7 +1351,12 @@ serve(void *arg)
 		fprintf(stderr, "llmgw-mock: cannot accept on socket\n");
 		exit(1);
 	}
+	stop = event_new(base, stop_pipe[0], EV_READ, stop_serving, base);
+	event_add(stop, NULL);
 	event_base_dispatch(base);
+	event_free(stop);
+	evhttp_free(http);
+	event_base_free(base);
 	return NULL;
 }
 
@@ -1349,11 +1434,23 @@ main(int argc, char **argv)
 			perror("llmgw-mock: listen");
 			return 1;
 		}
+	if (pipe2(stop_pipe, O_CLOEXEC) != 0)
+	{
+		perror("llmgw-mock: pipe");
+		return 1;
+	}
 	for (int i = 0; i < threads; i++)
 		pthread_create(&tids[i], NULL, serve, (void *) (intptr_t) fds[i]);
 	if (port_file)
 		write_port_file(port_file, port);
 	fprintf(stderr, "llmgw-mock listening on 127.0.0.1:%d with %d threads\n", port, threads);
 	sigwait(&set, &sig);
+	if (write(stop_pipe[1], "x", 1) != 1)
+		return 1;
+	for (int i = 0; i < threads; i++)
+		pthread_join(tids[i], NULL);
+	forget_models();
+	close(stop_pipe[0]);
+	close(stop_pipe[1]);
 	return 0;
 }
