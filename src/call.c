@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 
+#include "common/pg_prng.h"
 #include "lib/stringinfo.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -85,9 +86,13 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->model = MemoryContextStrdup(cxt, LLMGW_REQUEST_MODEL(req));
 	call->caller_body = LLMGW_REQUEST_BODY(req);
 	call->caller_body_len = req->body_len;
-	call->timeout_ms = req->timeout_ms;
+	call->request_timeout_ms = req->timeout_ms;
+	call->max_retries = req->max_retries;
+	call->retry_max_wait_ms = req->retry_max_wait_ms;
+	call->retry_base_delay_ms = req->retry_base_delay_ms;
 	call->max_response_bytes = req->max_response_bytes;
 	llmgw_outcome_init(&call->out);
+	dlist_init(&call->past_attempts);
 	return call;
 }
 
@@ -101,61 +106,272 @@ fail_early(LlmgwCall *call, LlmgwErrorClass error, char *message)
 	return false;
 }
 
+/* A copy of a deployment in the call's memory (the configuration may reload) */
+static void
+copy_route(LlmgwRoute *dst, const LlmgwRoute *src)
+{
+	*dst = *src;
+	dst->provider = pstrdup(src->provider);
+	dst->kind = pstrdup(src->kind);
+	dst->base_url = pstrdup(src->base_url);
+	dst->api_version = src->api_version ? pstrdup(src->api_version) : NULL;
+	dst->secret = src->secret ? pstrdup(src->secret) : NULL;
+	dst->config_error = src->config_error ? pstrdup(src->config_error) : NULL;
+	dst->upstream_model = pstrdup(src->upstream_model);
+}
+
 /*
- * Route the call and start its transfer.  Returns false when the call
- * failed before reaching a provider (its outcome says why).
+ * The order in which the call tries the deployments: by priority, and among
+ * equal priorities a random order weighted by weight (load balancing).
+ */
+static void
+order_routes(LlmgwCall *call, const LlmgwModelRoutes *model)
+{
+	int			n = model->nroutes;
+
+	call->routes = palloc(sizeof(LlmgwRoute) * n);
+	call->nroutes = n;
+	for (int i = 0; i < n; i++)
+		copy_route(&call->routes[i], &model->routes[i]);
+	for (int start = 0; start < n;)
+	{
+		int			end = start;
+
+		while (end < n && call->routes[end].priority == call->routes[start].priority)
+			end++;
+		for (int i = start; i < end - 1; i++)
+		{
+			double		total = 0;
+			double		pick;
+			int			k = i;
+
+			for (int j = i; j < end; j++)
+				total += call->routes[j].weight;
+			pick = pg_prng_double(&pg_global_prng_state) * total;
+			for (int j = i; j < end; j++)
+			{
+				pick -= call->routes[j].weight;
+				if (pick < 0)
+				{
+					k = j;
+					break;
+				}
+			}
+			if (k != i)
+			{
+				LlmgwRoute	tmp = call->routes[i];
+
+				call->routes[i] = call->routes[k];
+				call->routes[k] = tmp;
+			}
+		}
+		start = end;
+	}
+}
+
+/*
+ * Start an attempt on the current deployment.  Returns false when this
+ * deployment cannot be called (its outcome says why).
+ */
+static bool
+start_attempt(LlmgwCall *call)
+{
+	const LlmgwRoute *route = &call->routes[call->route_index];
+	const LlmgwProvider *ops = llmgw_provider(route->kind);
+	char	   *error = NULL;
+
+	llmgw_outcome_init(&call->out);
+	call->provider = route->provider;
+	call->upstream_model = route->upstream_model;
+	call->secret = route->secret;
+	call->reached_provider = false;
+	call->provider_ops = ops;
+	call->timeout_ms = call->request_timeout_ms > 0 ? call->request_timeout_ms : route->timeout_ms;
+	call->connect_timeout_ms = Min(route->connect_timeout_ms, call->timeout_ms);
+	memset(&call->hint_headers, 0, sizeof(call->hint_headers));
+	memset(&call->response, 0, sizeof(call->response));
+	call->tries_on_route++;
+
+	if (route->config_error)
+		return fail_early(call, LLMGW_ERR_PROVIDER_CONFIG, pstrdup(route->config_error));
+	if (ops == NULL)
+		return fail_early(call, LLMGW_ERR_PROVIDER_CONFIG,
+						  psprintf("provider kind \"%s\" is not supported", route->kind));
+	if (call->kind == LLMGW_KIND_EMBED && ops->build_embed == NULL)
+		return fail_early(call, LLMGW_ERR_PROVIDER_CONFIG,
+						  psprintf("provider kind \"%s\" has no embeddings API", route->kind));
+	if (call->kind == LLMGW_KIND_EMBED)
+		call->body = ops->build_embed(call->caller_body, call->caller_body_len,
+									  call->upstream_model, &call->body_len, &error);
+	else
+		call->body = ops->build_chat(call->caller_body, call->caller_body_len,
+									 call->upstream_model, &call->body_len, &call->stream,
+									 &error);
+	if (call->body == NULL)
+		return fail_early(call, LLMGW_ERR_INVALID_REQUEST, error);
+	call->headers = ops->headers(route, call->secret);
+	llmgw_http_start(call, call->kind == LLMGW_KIND_EMBED ? ops->embed_url(route) :
+					 ops->chat_url(route, call->stream));
+	return true;
+}
+
+/* Failures worth another try on the same deployment */
+static bool
+retryable(LlmgwErrorClass error)
+{
+	switch (error)
+	{
+		case LLMGW_ERR_RATE_LIMIT:
+		case LLMGW_ERR_SERVER:
+		case LLMGW_ERR_OVERLOADED:
+		case LLMGW_ERR_TIMEOUT:
+		case LLMGW_ERR_CONNECTION:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* Failures another deployment may not have */
+static bool
+fallback_helps(LlmgwErrorClass error)
+{
+	switch (error)
+	{
+		case LLMGW_ERR_INVALID_REQUEST:
+		case LLMGW_ERR_CONTENT_FILTER:
+		case LLMGW_ERR_TOO_LARGE:
+		case LLMGW_ERR_CANCELLED:
+		case LLMGW_ERR_INTERRUPTED:
+		case LLMGW_ERR_USAGE_NOT_RECORDED:
+		case LLMGW_ERR_UNKNOWN_MODEL:
+		case LLMGW_ERR_MALFORMED:
+			return false;
+		default:
+			return true;
+	}
+}
+
+/* Keep the finished attempt for its usage row, and clear the transfer */
+static void
+archive_attempt(LlmgwCall *call)
+{
+	LlmgwAttempt *a = palloc0(sizeof(LlmgwAttempt));
+
+	a->number = call->attempt;
+	a->provider = call->provider;
+	a->upstream_model = call->upstream_model;
+	a->fallback_from = call->fallback_from;
+	a->reached_provider = call->reached_provider;
+	a->started_at = call->started_at;
+	a->finished_at = call->finished_at;
+	a->out = call->out;
+	dlist_push_tail(&call->past_attempts, &a->node);
+	llmgw_http_release(call);
+	call->attempt++;
+}
+
+/* Move to the next deployment; false when there is none */
+static bool
+next_route(LlmgwCall *call)
+{
+	if (call->route_index + 1 >= call->nroutes)
+		return false;
+	call->fallback_from = psprintf("%s/%s", call->routes[call->route_index].provider,
+								   call->routes[call->route_index].upstream_model);
+	call->route_index++;
+	call->tries_on_route = 0;
+	return true;
+}
+
+/* Try deployments from the current one until one starts; false if none does */
+static bool
+start_some_route(LlmgwCall *call)
+{
+	while (!start_attempt(call))
+	{
+		if (!fallback_helps(call->out.error) || call->route_index + 1 >= call->nroutes)
+			return false;
+		archive_attempt(call);
+		(void) next_route(call);
+	}
+	return true;
+}
+
+/*
+ * Route the call and start its first attempt.  Returns false when the call
+ * failed before reaching any provider (its outcome says why).
  */
 bool
 llmgw_call_start(LlmgwCall *call)
 {
 	MemoryContext old = MemoryContextSwitchTo(call->cxt);
-	const LlmgwRoute *route = llmgw_config_route(call->model);
-	char	   *error = NULL;
-	bool		started = false;
+	const LlmgwModelRoutes *model = llmgw_config_routes(call->model);
+	bool		started;
 
-	if (route == NULL)
+	call->attempt = 1;
+	if (model == NULL || model->nroutes == 0)
 		started = fail_early(call, LLMGW_ERR_UNKNOWN_MODEL,
 							 llmgw_config_installed() ? NULL :
 							 psprintf("extension llmgw is not installed in database \"%s\"",
 									  llmgw_database));
-	else if (route->config_error)
-		started = fail_early(call, LLMGW_ERR_PROVIDER_CONFIG, pstrdup(route->config_error));
-	else if ((call->provider_ops = llmgw_provider(route->kind)) == NULL)
-		started = fail_early(call, LLMGW_ERR_PROVIDER_CONFIG,
-							 psprintf("provider kind \"%s\" is not supported", route->kind));
 	else
 	{
-		const LlmgwProvider *ops = call->provider_ops;
-
-		call->provider = pstrdup(route->provider);
-		call->upstream_model = pstrdup(route->upstream_model);
-		call->secret = route->secret ? pstrdup(route->secret) : NULL;
-		if (call->timeout_ms <= 0)
-			call->timeout_ms = route->timeout_ms;
-		call->connect_timeout_ms = Min(route->connect_timeout_ms, call->timeout_ms);
-
-		if (call->kind == LLMGW_KIND_EMBED && ops->build_embed == NULL)
-			error = psprintf("provider kind \"%s\" has no embeddings API", route->kind);
-		else if (call->kind == LLMGW_KIND_EMBED)
-			call->body = ops->build_embed(call->caller_body, call->caller_body_len,
-										  call->upstream_model, &call->body_len, &error);
-		else
-			call->body = ops->build_chat(call->caller_body, call->caller_body_len,
-										 call->upstream_model, &call->body_len, &call->stream,
-										 &error);
-		if (call->body == NULL)
-			started = fail_early(call,
-								 (call->kind == LLMGW_KIND_EMBED && ops->build_embed == NULL) ?
-								 LLMGW_ERR_PROVIDER_CONFIG : LLMGW_ERR_INVALID_REQUEST,
-								 error);
-		else
-		{
-			call->headers = ops->headers(route, call->secret);
-			llmgw_http_start(call, call->kind == LLMGW_KIND_EMBED ? ops->embed_url(route) :
-							 ops->chat_url(route, call->stream));
-			started = true;
-		}
+		order_routes(call, model);
+		started = start_some_route(call);
 	}
+	MemoryContextSwitchTo(old);
+	return started;
+}
+
+/*
+ * A finished attempt failed: retry it, fall back to the next deployment,
+ * or stop.  Returns true when the call goes on, either started again now or
+ * scheduled for call->retry_at; false when this outcome is final.
+ */
+bool
+llmgw_call_continue(LlmgwCall *call)
+{
+	MemoryContext old;
+	LlmgwErrorClass error = call->out.error;
+	double		hint = call->out.retry_after_s;
+	double		wait_ms = -1;
+	bool		goes_on = false;
+
+	if (call->out.status != LLMGW_STATUS_ERROR)
+		return false;
+	old = MemoryContextSwitchTo(call->cxt);
+	if (retryable(error) && call->tries_on_route <= call->max_retries &&
+		(hint < 0 || hint * 1000 <= call->retry_max_wait_ms))
+	{
+		wait_ms = hint >= 0 ? hint * 1000 :
+			Min((double) call->retry_base_delay_ms * (1 << Min(call->tries_on_route - 1, 16)) *
+				(0.75 + 0.5 * pg_prng_double(&pg_global_prng_state)),
+				(double) call->retry_max_wait_ms);
+		archive_attempt(call);
+		call->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) wait_ms);
+		goes_on = true;
+	}
+	else if (fallback_helps(error) && call->route_index + 1 < call->nroutes)
+	{
+		archive_attempt(call);
+		(void) next_route(call);
+		call->retry_at = 0;
+		goes_on = start_some_route(call);
+	}
+	MemoryContextSwitchTo(old);
+	return goes_on;
+}
+
+/* Start an attempt whose delay is over; false when it failed at once */
+bool
+llmgw_call_resume(LlmgwCall *call)
+{
+	MemoryContext old = MemoryContextSwitchTo(call->cxt);
+	bool		started;
+
+	call->retry_at = 0;
+	started = start_some_route(call);
 	MemoryContextSwitchTo(old);
 	return started;
 }
@@ -248,6 +464,25 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 								 out->provider_message);
 			break;
 	}
+	if (!dlist_is_empty(&call->past_attempts))
+	{
+		dlist_iter	iter;
+
+		if (d.len > 0 && d.data[d.len - 1] != '.')
+			appendStringInfoChar(&d, '.');
+		appendStringInfoString(&d, d.len ? " Attempts:" : "Attempts:");
+		dlist_foreach(iter, &call->past_attempts)
+		{
+			LlmgwAttempt *a = dlist_container(LlmgwAttempt, node, iter.cur);
+
+			appendStringInfo(&d, " %d %s/%s %s;", a->number,
+							 a->provider, a->upstream_model, llmgw_error_class_name(a->out.error));
+		}
+		appendStringInfo(&d, " %d %s/%s %s.", call->attempt,
+						 call->provider ? call->provider : "?",
+						 call->upstream_model ? call->upstream_model : "?",
+						 llmgw_error_class_name(out->error));
+	}
 	if (out->retry_after_s >= 0)
 		*hint = psprintf("The provider asks to retry after %g seconds.", out->retry_after_s);
 	*detail = d.len > 0 ? d.data : NULL;
@@ -289,7 +524,8 @@ void
 llmgw_call_free(LlmgwCall *call)
 {
 	llmgw_http_release(call);
-	if (call->secret)
-		explicit_bzero(call->secret, strlen(call->secret));
+	for (int i = 0; i < call->nroutes; i++)
+		if (call->routes[i].secret)
+			explicit_bzero(call->routes[i].secret, strlen(call->routes[i].secret));
 	MemoryContextDelete(call->cxt);
 }

@@ -70,6 +70,20 @@ typedef struct LlmgwBuffer
 	bool		overflow;		/* more than limit bytes were offered */
 } LlmgwBuffer;
 
+/* A finished attempt of a call that went on to another attempt */
+typedef struct LlmgwAttempt
+{
+	dlist_node	node;
+	int			number;			/* 1, 2, ... */
+	char	   *provider;
+	char	   *upstream_model;
+	char	   *fallback_from;	/* "provider/model" of the deployment before, or NULL */
+	bool		reached_provider;
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	LlmgwOutcome out;
+} LlmgwAttempt;
+
 /* One call in flight in a worker */
 typedef struct LlmgwCall
 {
@@ -82,11 +96,25 @@ typedef struct LlmgwCall
 	char	   *model;
 	const char *caller_body;	/* in the DSA request */
 	size_t		caller_body_len;
-	int			timeout_ms;
+	int			request_timeout_ms;	/* the caller's llmgw.request_timeout */
+	int			max_retries;	/* the caller's retry settings */
+	int			retry_max_wait_ms;
+	int			retry_base_delay_ms;
+	int			timeout_ms;		/* of the current attempt */
 	int			connect_timeout_ms;
 	int64		max_response_bytes;
 
-	/* set once a route is known */
+	/* the deployments to try, in order, copied from the configuration */
+	struct LlmgwRoute *routes;
+	int			nroutes;
+	int			route_index;	/* the deployment of the current attempt */
+	int			tries_on_route; /* attempts made on it so far */
+	int			attempt;		/* number of the current attempt, from 1 */
+	char	   *fallback_from;
+	dlist_head	past_attempts;	/* LlmgwAttempt, oldest first */
+	TimestampTz retry_at;		/* when a delayed attempt starts, or 0 */
+
+	/* the current attempt's deployment */
 	char	   *provider;
 	char	   *upstream_model;
 	char	   *secret;
@@ -130,6 +158,8 @@ extern void llmgw_usage_record(dlist_head *calls);
 /* call.c */
 extern LlmgwCall *llmgw_call_create(int slotno, MemoryContext parent);
 extern bool llmgw_call_start(LlmgwCall *call);
+extern bool llmgw_call_continue(LlmgwCall *call);
+extern bool llmgw_call_resume(LlmgwCall *call);
 extern void llmgw_call_interpret(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
 extern void llmgw_call_free(LlmgwCall *call);

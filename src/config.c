@@ -107,8 +107,8 @@ load_routes(void)
 	int			rc;
 
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(((LlmgwRoute *) 0)->alias);
-	ctl.entrysize = sizeof(LlmgwRoute);
+	ctl.keysize = sizeof(((LlmgwModelRoutes *) 0)->alias);
+	ctl.entrysize = sizeof(LlmgwModelRoutes);
 	ctl.hcxt = config_cxt;
 	routes = hash_create("llmgw routes", 64, &ctl,
 						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
@@ -121,7 +121,7 @@ load_routes(void)
 
 	rc = SPI_execute("SELECT m.alias, p.name, p.kind, p.base_url, p.api_version,"
 					 " p.secret_ref, s.secret, d.upstream_model,"
-					 " p.timeout_ms, p.connect_timeout_ms"
+					 " p.timeout_ms, p.connect_timeout_ms, d.priority, d.weight"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
@@ -135,18 +135,25 @@ load_routes(void)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		char	   *alias = spi_text(tup, 1);
+		LlmgwModelRoutes *model;
 		LlmgwRoute *route;
 		bool		found;
 		MemoryContext old;
 		char	   *error = NULL;
 
-		if (strlen(alias) >= sizeof(route->alias))
+		if (strlen(alias) >= sizeof(model->alias))
 			continue;
-		route = hash_search(routes, alias, HASH_ENTER, &found);
-		if (found)
-			continue;			/* the first (highest priority) deployment wins */
-
+		model = hash_search(routes, alias, HASH_ENTER, &found);
 		old = MemoryContextSwitchTo(config_cxt);
+		if (!found)
+		{
+			model->nroutes = 0;
+			model->routes = palloc(sizeof(LlmgwRoute) * 4);
+		}
+		else if ((model->nroutes & (model->nroutes - 1)) == 0 && model->nroutes >= 4)
+			model->routes = repalloc(model->routes, sizeof(LlmgwRoute) * model->nroutes * 2);
+		/* rows come highest priority first */
+		route = &model->routes[model->nroutes++];
 		route->provider = spi_text(tup, 2);
 		route->kind = spi_text(tup, 3);
 		route->base_url = spi_text(tup, 4);
@@ -156,6 +163,8 @@ load_routes(void)
 		route->upstream_model = spi_text(tup, 8);
 		route->timeout_ms = pg_strtoint32(spi_text(tup, 9));
 		route->connect_timeout_ms = pg_strtoint32(spi_text(tup, 10));
+		route->priority = pg_strtoint32(spi_text(tup, 11));
+		route->weight = pg_strtoint32(spi_text(tup, 12));
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -190,11 +199,11 @@ llmgw_config_refresh(void)
 	loaded_generation = generation;
 }
 
-/* The route of a model alias, or NULL */
-const LlmgwRoute *
-llmgw_config_route(const char *alias)
+/* The deployments of a model alias, or NULL */
+const LlmgwModelRoutes *
+llmgw_config_routes(const char *alias)
 {
-	if (routes == NULL || strlen(alias) >= sizeof(((LlmgwRoute *) 0)->alias))
+	if (routes == NULL || strlen(alias) >= sizeof(((LlmgwModelRoutes *) 0)->alias))
 		return NULL;
 	return hash_search(routes, alias, HASH_FIND, NULL);
 }

@@ -8,10 +8,9 @@
 #ifndef LLMGW_CONFIG_H
 #define LLMGW_CONFIG_H
 
-/* Where a model alias goes: one deployment and its provider */
+/* One deployment of a model alias, with its provider */
 typedef struct LlmgwRoute
 {
-	char		alias[256];		/* hash key */
 	char	   *provider;
 	char	   *kind;
 	char	   *base_url;
@@ -21,10 +20,20 @@ typedef struct LlmgwRoute
 	char	   *upstream_model;
 	int			timeout_ms;
 	int			connect_timeout_ms;
+	int			priority;		/* higher first; fallbacks go down */
+	int			weight;			/* share among deployments of equal priority */
 } LlmgwRoute;
 
+/* Every deployment of a model alias, highest priority first */
+typedef struct LlmgwModelRoutes
+{
+	char		alias[256];		/* hash key */
+	int			nroutes;
+	LlmgwRoute *routes;
+} LlmgwModelRoutes;
+
 extern void llmgw_config_refresh(void);
-extern const LlmgwRoute *llmgw_config_route(const char *alias);
+extern const LlmgwModelRoutes *llmgw_config_routes(const char *alias);
 extern bool llmgw_config_installed(void);
 
 #endif							/* LLMGW_CONFIG_H */

@@ -43,6 +43,9 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.kind = kind;
 	tmp.timeout_ms = llmgw_request_timeout;
+	tmp.max_retries = llmgw_max_retries;
+	tmp.retry_max_wait_ms = llmgw_retry_max_wait;
+	tmp.retry_base_delay_ms = llmgw_retry_base_delay;
 	tmp.max_response_bytes = llmgw_max_response_size;
 	tmp.role_len = strlen(role);
 	tmp.model_len = strlen(model);

@@ -25,6 +25,9 @@ int			llmgw_queue_size = 1024;
 char	   *llmgw_database = NULL;
 int			llmgw_max_response_size = 16 * 1024 * 1024;
 int			llmgw_request_timeout = 0;
+int			llmgw_max_retries = 2;
+int			llmgw_retry_max_wait = 10000;
+int			llmgw_retry_base_delay = 200;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -84,6 +87,19 @@ llmgw_define_gucs(void)
 	DefineCustomIntVariable("llmgw.request_timeout",
 							"Total time allowed for one provider call; 0 uses the provider's setting.",
 							NULL, &llmgw_request_timeout, 0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.max_retries",
+							"Retries of a failed call on the same deployment before falling back.",
+							"Only transient failures are retried: rate limits, server errors, overload, timeouts, connection failures.",
+							&llmgw_max_retries, 2, 0, 10,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.retry_max_wait",
+							"Longest wait before a retry; a provider asking for more is not retried.",
+							NULL, &llmgw_retry_max_wait, 10000, 0, 600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.retry_base_delay",
+							"First backoff delay of a retry without a provider hint; it doubles each retry.",
+							NULL, &llmgw_retry_base_delay, 200, 0, 60000,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("llmgw");
 }

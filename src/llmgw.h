@@ -23,6 +23,9 @@ extern int	llmgw_queue_size;
 extern char *llmgw_database;
 extern int	llmgw_max_response_size;
 extern int	llmgw_request_timeout;
+extern int	llmgw_max_retries;
+extern int	llmgw_retry_max_wait;
+extern int	llmgw_retry_base_delay;
 
 #define LLMGW_MAX_WORKERS 64
 
@@ -94,6 +97,9 @@ typedef struct LlmgwRequest
 	uint8		request_id[16];
 	int32		kind;			/* LLMGW_KIND_* */
 	int32		timeout_ms;		/* 0 means the provider's default */
+	int32		max_retries;	/* the caller's retry settings */
+	int32		retry_max_wait_ms;
+	int32		retry_base_delay_ms;
 	int64		max_response_bytes;
 	uint32		role_len;
 	uint32		model_len;

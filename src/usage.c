@@ -19,7 +19,7 @@
 
 #include "call.h"
 
-#define USAGE_NARGS 16
+#define USAGE_NARGS 18
 
 static SPIPlanPtr insert_plan = NULL;
 
@@ -30,18 +30,19 @@ usage_plan(void)
 	static Oid	argtypes[USAGE_NARGS] = {
 		UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID
+		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID
 	};
 
 	if (insert_plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(
-									   "INSERT INTO llmgw.usage (request_id, attempt, started_at, role_name,"
+									   "INSERT INTO llmgw.usage (request_id, started_at, role_name,"
 									   " model, provider, upstream_model, status, error_class, http_status,"
 									   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
-									   " cache_write_tokens, reasoning_tokens, usage_source)"
-									   " VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-									   " $13, $14, $15, $16)",
+									   " cache_write_tokens, reasoning_tokens, usage_source, attempt,"
+									   " fallback_from)"
+									   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+									   " $13, $14, $15, $16, $17, $18)",
 									   USAGE_NARGS, argtypes);
 
 		if (plan == NULL)
@@ -82,29 +83,29 @@ text_or_null(const char *s, char *nulls, int i)
 	return CStringGetTextDatum(s);
 }
 
-/* Insert the usage row of one call */
+/* Insert the usage row of one attempt of a call */
 static void
-insert_row(LlmgwCall *call)
+insert_row(LlmgwCall *call, const LlmgwAttempt *a)
 {
 	Datum		values[USAGE_NARGS];
 	char		nulls[USAGE_NARGS];
-	LlmgwOutcome *out = &call->out;
+	const LlmgwOutcome *out = &a->out;
 	bool		any_tokens = false;
 	int			rc;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = UUIDPGetDatum(&call->request_id);
-	values[1] = TimestampTzGetDatum(call->started_at);
+	values[1] = TimestampTzGetDatum(a->started_at);
 	values[2] = text_or_null(call->role, nulls, 2);
 	values[3] = text_or_null(call->model, nulls, 3);
-	values[4] = text_or_null(call->provider, nulls, 4);
-	values[5] = text_or_null(call->upstream_model, nulls, 5);
+	values[4] = text_or_null(a->provider, nulls, 4);
+	values[5] = text_or_null(a->upstream_model, nulls, 5);
 	values[6] = CStringGetTextDatum(status_name(out->status));
 	values[7] = text_or_null(llmgw_error_class_name(out->error), nulls, 7);
 	values[8] = Int32GetDatum((int32) out->http_status);
 	if (out->http_status == 0)
 		nulls[8] = 'n';
-	values[9] = Float8GetDatum((double) (call->finished_at - call->started_at) / 1000.0);
+	values[9] = Float8GetDatum((double) (a->finished_at - a->started_at) / 1000.0);
 	for (int b = 0; b < LLMGW_NBUCKETS; b++)
 	{
 		values[10 + b] = Int64GetDatum(out->tokens[b]);
@@ -114,10 +115,53 @@ insert_row(LlmgwCall *call)
 			any_tokens = true;
 	}
 	values[15] = text_or_null(any_tokens ? "provider" : NULL, nulls, 15);
+	values[16] = Int32GetDatum(a->number);
+	values[17] = text_or_null(a->fallback_from, nulls, 17);
 
 	rc = SPI_execute_plan(usage_plan(), values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "llmgw: could not record usage: %s", SPI_result_code_string(rc));
+}
+
+/* Insert the rows of every attempt of a call that reached a provider */
+static void
+insert_rows(LlmgwCall *call)
+{
+	dlist_iter	iter;
+	LlmgwAttempt current;
+
+	dlist_foreach(iter, &call->past_attempts)
+	{
+		LlmgwAttempt *a = dlist_container(LlmgwAttempt, node, iter.cur);
+
+		if (a->reached_provider)
+			insert_row(call, a);
+	}
+	if (!call->reached_provider)
+		return;
+	current.number = call->attempt;
+	current.provider = call->provider;
+	current.upstream_model = call->upstream_model;
+	current.fallback_from = call->fallback_from;
+	current.reached_provider = true;
+	current.started_at = call->started_at;
+	current.finished_at = call->finished_at;
+	current.out = call->out;
+	insert_row(call, &current);
+}
+
+/* Did any attempt of the call reach a provider? */
+static bool
+reached_provider(LlmgwCall *call)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &call->past_attempts)
+	{
+		if (dlist_container(LlmgwAttempt, node, iter.cur)->reached_provider)
+			return true;
+	}
+	return call->reached_provider;
 }
 
 /*
@@ -134,7 +178,7 @@ llmgw_usage_record(dlist_head *calls)
 
 	dlist_foreach(iter, calls)
 	{
-		if (dlist_container(LlmgwCall, node, iter.cur)->reached_provider)
+		if (reached_provider(dlist_container(LlmgwCall, node, iter.cur)))
 			any = true;
 	}
 	if (!any)
@@ -149,10 +193,7 @@ llmgw_usage_record(dlist_head *calls)
 		pgstat_report_activity(STATE_RUNNING, "llmgw: recording usage");
 		dlist_foreach(iter, calls)
 		{
-			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-			if (call->reached_provider)
-				insert_row(call);
+			insert_rows(dlist_container(LlmgwCall, node, iter.cur));
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -172,7 +213,7 @@ llmgw_usage_record(dlist_head *calls)
 		{
 			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
 
-			if (call->reached_provider)
+			if (reached_provider(call))
 			{
 				call->out.status = LLMGW_STATUS_ERROR;
 				call->out.error = LLMGW_ERR_USAGE_NOT_RECORDED;

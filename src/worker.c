@@ -38,6 +38,7 @@
 static int	my_index;
 static uint64 my_generation;
 static dlist_head running = DLIST_STATIC_INIT(running);
+static dlist_head delayed = DLIST_STATIC_INIT(delayed);	/* waiting to retry */
 static MemoryContext calls_cxt;
 static uint64 seen_cancels = 0;
 
@@ -169,6 +170,20 @@ process_cancels(dlist_head *finished)
 		dlist_delete(&call->node);
 		dlist_push_tail(finished, &call->node);
 	}
+	/* a call waiting to retry ends with the attempts it made */
+	dlist_foreach_modify(iter, &delayed)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (!llmgw_slot_cancelled(call->slotno))
+			continue;
+		llmgw_outcome_init(&call->out);
+		call->out.status = LLMGW_STATUS_CANCELLED;
+		call->out.error = LLMGW_ERR_CANCELLED;
+		call->reached_provider = false;
+		dlist_delete(&call->node);
+		dlist_push_tail(finished, &call->node);
+	}
 }
 
 /* Let curl work, and interpret the transfers it finished */
@@ -186,8 +201,50 @@ process_transfers(dlist_head *finished)
 
 		dlist_delete(&call->node);
 		llmgw_call_interpret(call);
-		dlist_push_tail(finished, &call->node);
+		if (!llmgw_call_continue(call))
+			dlist_push_tail(finished, &call->node);
+		else if (call->retry_at != 0)
+			dlist_push_tail(&delayed, &call->node);
+		else
+			dlist_push_tail(&running, &call->node);
 	}
+}
+
+/* Start the retries whose delay is over */
+static void
+start_due_retries(dlist_head *finished)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &delayed)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (call->retry_at > now)
+			continue;
+		dlist_delete(&call->node);
+		dlist_push_tail(llmgw_call_resume(call) ? &running : finished, &call->node);
+	}
+}
+
+/* Milliseconds until the next retry is due, or -1 when none waits */
+static long
+next_retry_ms(void)
+{
+	dlist_iter	iter;
+	TimestampTz first = 0;
+
+	dlist_foreach(iter, &delayed)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (first == 0 || call->retry_at < first)
+			first = call->retry_at;
+	}
+	if (first == 0)
+		return -1;
+	return Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), first), 0);
 }
 
 /*
@@ -209,13 +266,15 @@ recover_orphans(void)
 		for (int i = 0; i < n; i++)
 		{
 			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
-			const LlmgwRoute *route = llmgw_config_route(call->model);
+			const LlmgwModelRoutes *model = llmgw_config_routes(call->model);
 
-			if (route)
+			/* which deployment it was on is lost: name the first */
+			if (model && model->nroutes > 0)
 			{
-				call->provider = MemoryContextStrdup(call->cxt, route->provider);
-				call->upstream_model = MemoryContextStrdup(call->cxt, route->upstream_model);
+				call->provider = MemoryContextStrdup(call->cxt, model->routes[0].provider);
+				call->upstream_model = MemoryContextStrdup(call->cxt, model->routes[0].upstream_model);
 			}
+			call->attempt = 1;
 			call->reached_provider = true;
 			call->started_at = call->finished_at = GetCurrentTimestamp();
 			call->out.status = LLMGW_STATUS_INTERRUPTED;
@@ -259,7 +318,10 @@ llmgw_worker_main(Datum arg)
 		dlist_head	finished = DLIST_STATIC_INIT(finished);
 		WaitEvent	event;
 		long		timeout = llmgw_http_timeout();
+		long		retry = next_retry_ms();
 
+		if (retry >= 0 && (timeout < 0 || retry < timeout))
+			timeout = retry;
 		if (timeout < 0 || timeout > IDLE_WAIT_MS)
 			timeout = IDLE_WAIT_MS;
 		(void) WaitEventSetWait(wes, timeout, &event, 1, PG_WAIT_EXTENSION);
@@ -273,6 +335,7 @@ llmgw_worker_main(Datum arg)
 
 		dlist_init(&finished);
 		accept_requests(&finished);
+		start_due_retries(&finished);
 		process_cancels(&finished);
 		process_transfers(&finished);
 		settle(&finished);

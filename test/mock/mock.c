@@ -37,6 +37,8 @@
 
 #define MAX_THREADS 16
 #define MODEL_BUCKETS 1024
+#define MAX_HUGE 100000000		/* bytes of a huge:BYTES answer */
+#define MAX_EMBEDDING_VALUES (16 * 1024 * 1024) /* in one embeddings answer */
 
 /* Per-request behaviour, from the directives */
 typedef struct Behaviour
@@ -103,13 +105,16 @@ fnv1a(const char *s, uint64_t h)
 	return h;
 }
 
-/* Count a request for a model; returns how many came before it */
-static long
-count_model(const char *model, bool fail_candidate, int fail_first, bool *fail)
+/*
+ * Count a request for a model string; returns whether a failure directive
+ * applies to it (always, or while fewer than fail_first have failed)
+ */
+static bool
+count_model(const char *model, bool fail_candidate, int fail_first)
 {
 	unsigned	b = fnv1a(model, 1469598103934665603ULL) % MODEL_BUCKETS;
 	ModelCount *m;
-	long		before;
+	bool		fail = false;
 
 	pthread_mutex_lock(&models_lock);
 	for (m = models[b]; m && strcmp(m->model, model) != 0; m = m->next)
@@ -121,20 +126,19 @@ count_model(const char *model, bool fail_candidate, int fail_first, bool *fail)
 		m->next = models[b];
 		models[b] = m;
 	}
-	before = m->requests++;
-	*fail = false;
+	m->requests++;
 	if (fail_candidate)
 	{
 		if (fail_first < 0)
-			*fail = true;
+			fail = true;
 		else if (m->failed_first < fail_first)
 		{
 			m->failed_first++;
-			*fail = true;
+			fail = true;
 		}
 	}
 	pthread_mutex_unlock(&models_lock);
-	return before;
+	return fail;
 }
 
 /* Apply one directive */
@@ -194,6 +198,16 @@ static bool
 is_space(char c)
 {
 	return c != '\0' && strchr(WORD_SEPARATORS, c) != NULL;
+}
+
+/* Replace the bytes of s that are not printable ASCII with '?' (in place) */
+static char *
+printable(char *s)
+{
+	for (char *c = s; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			*c = '?';
+	return s;
 }
 
 /* Number of whitespace-separated words */
@@ -341,7 +355,9 @@ json_buffer(json_t *v)
 	struct evbuffer *buf = evbuffer_new();
 	char	   *s = json_dumps(v, JSON_COMPACT);
 
-	evbuffer_add(buf, s, strlen(s));
+	/* v is NULL only if a string was not UTF-8: answer an empty body then */
+	if (s)
+		evbuffer_add(buf, s, strlen(s));
 	free(s);
 	json_decref(v);
 	return buf;
@@ -682,17 +698,19 @@ read_behaviour(struct evhttp_request *req, const char *model, Behaviour *b)
 	apply_directives(b, model, true);
 	if (hdr)
 		apply_directives(b, hdr, false);
+	if (b->status != 0 && (b->status < 100 || b->status > 599))
+		b->status = 500;
+	if (b->huge > MAX_HUGE)
+		b->huge = MAX_HUGE;
 }
 
 /* Is the request's failure directive to be applied now? */
 static bool
 should_fail(const Behaviour *b, const char *model)
 {
-	bool		fail;
 	bool		candidate = b->status || b->quota || b->context || b->malformed;
 
-	count_model(model, candidate, b->fail_first, &fail);
-	return fail;
+	return count_model(model, candidate, b->fail_first);
 }
 
 /* A chat request, whatever its format */
@@ -821,7 +839,7 @@ answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut,
 			auth = evhttp_find_header(in, "x-goog-api-key");
 		if (auth == NULL)
 			auth = evhttp_find_header(in, "api-key");
-		full = strdup(auth ? auth : "");
+		full = printable(strdup(auth ? auth : ""));
 	}
 	else if (asprintf(&full, "Hello! You said: %s", c->last_user) < 0)
 		abort();
@@ -840,7 +858,6 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	char	   *text = answer(req, b, c, &cut, &completion);
 	json_t	   *usage = b->nousage ? NULL : chat_usage(b, c->prompt, completion);
 	bool		tool = b->tool_call && c->tool;
-
 	char		id[64];
 
 	snprintf(id, sizeof(id), "chatcmpl-mock-%ld", atomic_fetch_add(&next_id, 1));
@@ -961,14 +978,15 @@ handle_embeddings(struct evhttp_request *req, json_t *root, const Behaviour *b, 
 	long		words = 0;
 	size_t		n = json_is_array(input) ? json_array_size(input) : 1;
 
-	if (!json_is_string(input) && !json_is_array(input))
-	{
-		json_decref(data);
-		reply_error(req, b, 400, "input must be a string or an array of strings", "invalid_request_error", "invalid_request", "input");
-		return;
-	}
 	if (dim < 1 || dim > 65536)
 		dim = 8;
+	if ((!json_is_string(input) && !json_is_array(input)) || n * dim > MAX_EMBEDDING_VALUES)
+	{
+		json_decref(data);
+		reply_error(req, b, 400, "input must be a string or an array of strings, and not too many",
+					"invalid_request_error", "invalid_request", "input");
+		return;
+	}
 	for (size_t i = 0; i < n; i++)
 	{
 		json_t	   *s = json_is_array(input) ? json_array_get(input, i) : input;
@@ -1112,10 +1130,12 @@ route(const char *path, Format *fmt, bool *embed, char **path_model)
 						ends_with(path, ":batchEmbedContents") ||
 						ends_with(path, ":embedContent")))
 	{
+		char	   *raw = strndup(models + 8, strrchr(path, ':') - (models + 8));
+
 		*fmt = FMT_GEMINI;
 		*embed = ends_with(path, "EmbedContents") || ends_with(path, ":embedContent");
-		*path_model = strndup(models + 8, strrchr(path, ':') - (models + 8));
-		evhttp_decode_uri(*path_model);
+		*path_model = printable(evhttp_decode_uri(raw));
+		free(raw);
 	}
 	else
 		return false;
@@ -1376,6 +1396,7 @@ write_port_file(const char *path, int port)
 	}
 }
 
+/* Parse the options, listen, serve until SIGTERM or SIGINT, then free everything */
 int
 main(int argc, char **argv)
 {

@@ -1,6 +1,8 @@
 -- Install the extension and register the mock provider once for all tests.
 -- The mock's URL and the provider key come from the test runner.
 CREATE EXTENSION llmgw;
+-- One attempt per call unless a test asks for retries (test/sql/retries.sql)
+ALTER DATABASE postgres SET llmgw.max_retries = 0;
 \getenv mock_url LLMGW_MOCK_URL
 \getenv key_file LLMGW_KEY_FILE
 
