@@ -301,12 +301,141 @@ AS 'MODULE_PATHNAME', 'llm_embed_batch'
 LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
 ------------------------------------------------------------------------------
+-- Batch enrichment
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text,
+    owner name NOT NULL DEFAULT CURRENT_USER,
+    source text NOT NULL,
+    output_column text NOT NULL,
+    model text NOT NULL,
+    status text NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'finished', 'failed')),
+    rows_total bigint,
+    rows_done bigint NOT NULL DEFAULT 0,
+    rows_failed bigint NOT NULL DEFAULT 0,
+    rows_skipped bigint NOT NULL DEFAULT 0,
+    last_error text,
+    started_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at timestamptz
+);
+ALTER TABLE llmgw.jobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY jobs_staff ON llmgw.jobs TO llmgw_admin, llmgw_finance USING (true);
+CREATE POLICY jobs_own ON llmgw.jobs TO llmgw_user USING (owner = CURRENT_USER);
+SELECT pg_catalog.pg_extension_config_dump('llmgw.jobs', '');
+
+-- Progress of every job: rate and estimated finish while it runs
+CREATE VIEW llmgw.job_progress WITH (security_invoker = true) AS
+SELECT id, name, owner, source, output_column, model, status,
+       rows_total, rows_done, rows_failed, rows_skipped,
+       round(rows_done / nullif(extract(epoch FROM updated_at - started_at), 0), 2)
+           AS rows_per_second,
+       CASE WHEN status = 'running' AND rows_done > 0 THEN
+           updated_at + (updated_at - started_at)
+               * ((rows_total - rows_done - rows_failed - rows_skipped)::float8 / rows_done)
+       END AS estimated_finish,
+       started_at, updated_at, finished_at, last_error
+  FROM llmgw.jobs;
+
+-- Fill output_column of source from a prompt expression over each row, in
+-- chunks committed one by one.  Rows whose output is already set are skipped,
+-- so a cancelled or crashed run resumes where it stopped.  Must be CALLed
+-- outside an explicit transaction block (it commits).
+CREATE PROCEDURE llmgw.enrich(
+    source regclass,
+    key_column text,
+    prompt text,
+    output_column text,
+    model text,
+    system text DEFAULT NULL,
+    max_tokens integer DEFAULT NULL,
+    chunk_size integer DEFAULT 500,
+    concurrency integer DEFAULT 64,
+    job_name text DEFAULT NULL)
+LANGUAGE plpgsql
+-- no SET search_path: a procedure with SET cannot COMMIT.  It runs with the
+-- caller's rights, and every name it uses is qualified or in pg_catalog.
+AS $fn$
+DECLARE
+    job bigint;
+    skip text[] := '{}';
+    keys text[];
+    prompts text[];
+    r record;
+    done bigint;
+    failed bigint;
+    skipped bigint;
+    chunk_error text;
+    pending text := format('%I IS NULL AND NOT (%I::text = ANY ($1))', output_column, key_column);
+BEGIN
+    IF chunk_size < 1 THEN
+        RAISE EXCEPTION 'chunk_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO llmgw.jobs (name, source, output_column, model)
+    VALUES (job_name, source::text, output_column, model)
+    RETURNING id INTO job;
+    EXECUTE format('SELECT count(*) FROM %s WHERE %s', source, pending)
+        INTO r USING skip;
+    UPDATE llmgw.jobs SET rows_total = r.count WHERE id = job;
+    COMMIT;
+
+    LOOP
+        EXECUTE format('SELECT array_agg(k ORDER BY k), array_agg(p ORDER BY k)
+                          FROM (SELECT %I::text AS k, (%s)::text AS p FROM %s WHERE %s
+                                 ORDER BY %I LIMIT %s) c',
+                       key_column, prompt, source, pending, key_column, chunk_size)
+            INTO keys, prompts USING skip;
+        EXIT WHEN keys IS NULL;
+
+        done := 0; failed := 0; skipped := 0;
+        FOR r IN SELECT * FROM @extschema@.llm_complete_many(prompts, model, system, max_tokens,
+                                                             NULL, concurrency, 'continue')
+        LOOP
+            IF r.answer IS NOT NULL THEN
+                EXECUTE format('UPDATE %s SET %I = $1 WHERE %I::text = $2',
+                               source, output_column, key_column)
+                    USING r.answer, keys[r.ordinality];
+                done := done + 1;
+            ELSE
+                skip := skip || keys[r.ordinality];
+                IF r.error IS NULL THEN
+                    skipped := skipped + 1;
+                ELSE
+                    failed := failed + 1;
+                    chunk_error := r.sqlstate || ': ' || r.error;
+                END IF;
+            END IF;
+        END LOOP;
+
+        UPDATE llmgw.jobs j
+           SET rows_done = j.rows_done + done, rows_failed = j.rows_failed + failed,
+               rows_skipped = j.rows_skipped + skipped,
+               last_error = coalesce(chunk_error, j.last_error),
+               updated_at = clock_timestamp()
+         WHERE j.id = job
+        RETURNING j.rows_done, j.rows_failed INTO done, failed;
+        COMMIT;
+        RAISE NOTICE 'llmgw.enrich job %: % rows done, % failed', job, done, failed;
+    END LOOP;
+
+    UPDATE llmgw.jobs SET status = 'finished', finished_at = clock_timestamp(),
+           updated_at = clock_timestamp()
+     WHERE id = job;
+    COMMIT;
+END
+$fn$;
+
+------------------------------------------------------------------------------
 -- Privileges
 ------------------------------------------------------------------------------
 
 REVOKE ALL ON ALL TABLES IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA llmgw FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_chat(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) FROM PUBLIC;
@@ -317,6 +446,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.dep
     TO llmgw_admin;
 GRANT SELECT ON llmgw.models TO llmgw_user;
 GRANT SELECT ON llmgw.usage TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT, INSERT, UPDATE ON llmgw.jobs TO llmgw_admin, llmgw_user;
+GRANT SELECT ON llmgw.jobs TO llmgw_finance;
+GRANT SELECT ON llmgw.job_progress TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text)
+    TO llmgw_admin, llmgw_user;
 GRANT EXECUTE ON FUNCTION
     llmgw.create_provider(text, text, text, text, text, integer, integer),
     llmgw.set_provider_secret(text, text),
