@@ -365,6 +365,8 @@ DECLARE
     keys text[];
     prompts text[];
     r record;
+    done_keys text[];
+    answers text[];
     done bigint;
     failed bigint;
     skipped bigint;
@@ -391,13 +393,13 @@ BEGIN
         EXIT WHEN keys IS NULL;
 
         done := 0; failed := 0; skipped := 0;
+        done_keys := '{}'; answers := '{}';
         FOR r IN SELECT * FROM @extschema@.llm_complete_many(prompts, model, system, max_tokens,
                                                              NULL, concurrency, 'continue')
         LOOP
             IF r.answer IS NOT NULL THEN
-                EXECUTE format('UPDATE %s SET %I = $1 WHERE %I::text = $2',
-                               source, output_column, key_column)
-                    USING r.answer, keys[r.ordinality];
+                done_keys := done_keys || keys[r.ordinality];
+                answers := answers || r.answer;
                 done := done + 1;
             ELSE
                 skip := skip || keys[r.ordinality];
@@ -409,6 +411,10 @@ BEGIN
                 END IF;
             END IF;
         END LOOP;
+        -- one UPDATE per chunk (a join, whatever the key's type)
+        EXECUTE format('UPDATE %s t SET %I = a.answer FROM unnest($1, $2) a(k, answer)
+                         WHERE t.%I::text = a.k', source, output_column, key_column)
+            USING done_keys, answers;
 
         UPDATE llmgw.jobs j
            SET rows_done = j.rows_done + done, rows_failed = j.rows_failed + failed,
