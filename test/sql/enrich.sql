@@ -34,8 +34,10 @@ CALL llmgw.enrich('notes', 'id', 'body', 'answer', 'enrich-broken', job_name => 
 SELECT status, rows_done, rows_failed, last_error FROM llmgw.jobs WHERE name = 'notes';
 
 -- bad arguments
+\set VERBOSITY terse
 CALL llmgw.enrich('notes', 'id', 'body', 'answer', 'demo', chunk_size => 0);
 CALL llmgw.enrich('notes', 'id', 'body', 'no_such_column', 'demo');
+\set VERBOSITY default
 
 -- pg_cron: the recipe registers the job under the calling role; the command
 -- it runs is the CALL above (tests do not wait for a cron minute)
