@@ -252,12 +252,10 @@ fallback_helps(LlmgwErrorClass error)
 	}
 }
 
-/* Keep the finished attempt for its usage row, and clear the transfer */
-static void
-archive_attempt(LlmgwCall *call)
+/* The current attempt of a call as a record (for archiving and usage rows) */
+void
+llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a)
 {
-	LlmgwAttempt *a = palloc0(sizeof(LlmgwAttempt));
-
 	a->number = call->attempt;
 	a->provider = call->provider;
 	a->upstream_model = call->upstream_model;
@@ -266,6 +264,15 @@ archive_attempt(LlmgwCall *call)
 	a->started_at = call->started_at;
 	a->finished_at = call->finished_at;
 	a->out = call->out;
+}
+
+/* Keep the finished attempt for its usage row, and clear the transfer */
+static void
+archive_attempt(LlmgwCall *call)
+{
+	LlmgwAttempt *a = palloc0(sizeof(LlmgwAttempt));
+
+	llmgw_call_attempt(call, a);
 	dlist_push_tail(&call->past_attempts, &a->node);
 	llmgw_http_release(call);
 	call->attempt++;

@@ -160,6 +160,7 @@ extern LlmgwCall *llmgw_call_create(int slotno, MemoryContext parent);
 extern bool llmgw_call_start(LlmgwCall *call);
 extern bool llmgw_call_continue(LlmgwCall *call);
 extern bool llmgw_call_resume(LlmgwCall *call);
+extern void llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a);
 extern void llmgw_call_interpret(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
 extern void llmgw_call_free(LlmgwCall *call);

@@ -505,25 +505,25 @@ const LlmgwProvider llmgw_provider_openai = {
  * (/openai/v1/chat/completions) with the model in the body.
  */
 static char *
+azure_endpoint(const LlmgwRoute *route, const char *operation)
+{
+	if (route->api_version == NULL)
+		return llmgw_url_join(route->base_url, psprintf("openai/v1/%s", operation));
+	return llmgw_url_join(route->base_url,
+						  psprintf("openai/deployments/%s/%s?api-version=%s",
+								   route->upstream_model, operation, route->api_version));
+}
+
+static char *
 azure_url(const LlmgwRoute *route, bool stream)
 {
-	char	   *path;
-
-	if (route->api_version == NULL)
-		return llmgw_url_join(route->base_url, "openai/v1/chat/completions");
-	path = psprintf("openai/deployments/%s/chat/completions?api-version=%s",
-					route->upstream_model, route->api_version);
-	return llmgw_url_join(route->base_url, path);
+	return azure_endpoint(route, "chat/completions");
 }
 
 static char *
 azure_embed_url(const LlmgwRoute *route)
 {
-	if (route->api_version == NULL)
-		return llmgw_url_join(route->base_url, "openai/v1/embeddings");
-	return llmgw_url_join(route->base_url,
-						  psprintf("openai/deployments/%s/embeddings?api-version=%s",
-								   route->upstream_model, route->api_version));
+	return azure_endpoint(route, "embeddings");
 }
 
 static struct curl_slist *

@@ -139,14 +139,7 @@ insert_rows(LlmgwCall *call)
 	}
 	if (!call->reached_provider)
 		return;
-	current.number = call->attempt;
-	current.provider = call->provider;
-	current.upstream_model = call->upstream_model;
-	current.fallback_from = call->fallback_from;
-	current.reached_provider = true;
-	current.started_at = call->started_at;
-	current.finished_at = call->finished_at;
-	current.out = call->out;
+	llmgw_call_attempt(call, &current);
 	insert_row(call, &current);
 }
 
