@@ -301,6 +301,39 @@ AS 'MODULE_PATHNAME', 'llm_embed_batch'
 LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
 ------------------------------------------------------------------------------
+-- Visibility
+------------------------------------------------------------------------------
+
+-- The workers and the queue right now
+CREATE FUNCTION llmgw.stats(
+    OUT workers_running integer,
+    OUT calls_queued integer,
+    OUT calls_in_flight integer,
+    OUT calls_since_start bigint,
+    OUT queue_size integer)
+AS 'MODULE_PATHNAME', 'llmgw_stats'
+LANGUAGE C STRICT VOLATILE;
+
+-- One row per logical call, its attempts folded in (the last one decides)
+CREATE VIEW llmgw.requests WITH (security_invoker = true) AS
+SELECT request_id,
+       min(started_at) AS started_at,
+       max(recorded_at) AS finished_at,
+       min(role_name) AS role_name,
+       min(model) AS model,
+       count(*) AS attempts,
+       (array_agg(provider ORDER BY attempt DESC))[1] AS provider,
+       (array_agg(upstream_model ORDER BY attempt DESC))[1] AS upstream_model,
+       (array_agg(status ORDER BY attempt DESC))[1] AS status,
+       (array_agg(error_class ORDER BY attempt DESC))[1] AS error_class,
+       sum(latency_ms) AS latency_ms,
+       sum(input_tokens) AS input_tokens,
+       sum(output_tokens) AS output_tokens,
+       sum(cost) AS cost
+  FROM llmgw.usage
+ GROUP BY request_id;
+
+------------------------------------------------------------------------------
 -- Batch enrichment
 ------------------------------------------------------------------------------
 
@@ -455,6 +488,8 @@ GRANT SELECT ON llmgw.usage TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT SELECT, INSERT, UPDATE ON llmgw.jobs TO llmgw_admin, llmgw_user;
 GRANT SELECT ON llmgw.jobs TO llmgw_finance;
 GRANT SELECT ON llmgw.job_progress TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.requests TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text)
     TO llmgw_admin, llmgw_user;
 GRANT EXECUTE ON FUNCTION

@@ -29,6 +29,7 @@ PG_FUNCTION_INFO_V1(llm_chat);
 PG_FUNCTION_INFO_V1(llm_complete_many);
 PG_FUNCTION_INFO_V1(llm_embed);
 PG_FUNCTION_INFO_V1(llm_embed_batch);
+PG_FUNCTION_INFO_V1(llmgw_stats);
 
 /* Put a request into the payload area */
 static dsa_pointer
@@ -537,4 +538,30 @@ llm_embed_batch(PG_FUNCTION_ARGS)
 		line = end + 1;
 	}
 	PG_RETURN_NULL();
+}
+
+/*
+ * llmgw.stats() -> (workers_running, calls_queued, calls_in_flight,
+ *                   calls_since_start, queue_size)
+ */
+Datum
+llmgw_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	int			workers;
+	int			queued;
+	int			running;
+	uint64		total;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "llmgw.stats must return a record");
+	llmgw_queue_counts(&workers, &queued, &running, &total);
+	values[0] = Int32GetDatum(workers);
+	values[1] = Int32GetDatum(queued);
+	values[2] = Int32GetDatum(running);
+	values[3] = Int64GetDatum((int64) total);
+	values[4] = Int32GetDatum(llmgw_queue_size);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

@@ -157,6 +157,7 @@ extern void llmgw_slots_wait_any(const int *slotnos, int n);
 extern bool llmgw_slot_done(int slotno);
 extern LlmgwResult *llmgw_slot_result(int slotno);
 extern void llmgw_slot_abandon(int slotno);
+extern void llmgw_queue_counts(int *workers, int *queued, int *running, uint64 *total);
 extern int	llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max);
 extern void llmgw_slot_publish(int slotno, dsa_pointer result);
 extern bool llmgw_slot_cancelled(int slotno);

@@ -529,3 +529,18 @@ llmgw_result_create(const LlmgwResult *header, const char *text,
 	(void) put_string(p, hint, tmp.hint_len);
 	return dp;
 }
+
+/* Counts for llmgw.stats: running workers, queued and in-flight calls */
+void
+llmgw_queue_counts(int *workers, int *queued, int *running, uint64 *total)
+{
+	*workers = *queued = *running = 0;
+	SpinLockAcquire(&llmgw_shared->mutex);
+	for (int i = 0; i < llmgw_workers; i++)
+		*workers += (llmgw_shared->workers[i].pid != 0);
+	*queued = llmgw_shared->queue_len;
+	for (int i = 0; i < llmgw_shared->nslots; i++)
+		*running += (llmgw_slots[i].state == LLMGW_SLOT_RUNNING);
+	SpinLockRelease(&llmgw_shared->mutex);
+	*total = pg_atomic_read_u64(&llmgw_shared->requests_total);
+}

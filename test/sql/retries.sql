@@ -54,3 +54,12 @@ SET llmgw.max_retries = 2;
 SET llmgw.retry_max_wait = '500ms';
 SELECT try($$SELECT llm_complete('x', 'e429')$$);
 SELECT attempt, status, error_class FROM attempts(1);
+
+-- llmgw.requests folds the attempts of each call into one row
+SELECT model, attempts, provider, status, error_class
+  FROM llmgw.requests WHERE model IN ('retry-once', 'primary-down', 'all-down') ORDER BY model;
+
+-- llmgw.stats: the workers and the queue, idle now
+SELECT workers_running, calls_queued, calls_in_flight, calls_since_start > 0 AS busy_before,
+       queue_size
+  FROM llmgw.stats();
