@@ -49,6 +49,15 @@ extern const LlmgwProvider llmgw_provider_responses;
 extern const LlmgwProvider llmgw_provider_anthropic;
 extern const LlmgwProvider llmgw_provider_gemini;
 
+/* OpenAI pieces other formats reuse (provider_openai.c) */
+extern struct curl_slist *llmgw_openai_headers(const LlmgwRoute *route, const char *secret);
+extern char *llmgw_openai_embed_url(const LlmgwRoute *route);
+extern char *llmgw_openai_build_embed(const char *request, size_t len,
+									  const char *upstream_model, size_t *out_len,
+									  char **error);
+extern void llmgw_openai_parse_embed(const char *buf, size_t len, long http_status,
+									 LlmgwOutcome *out);
+
 /* Helpers shared by the formats (provider.c) */
 extern char *llmgw_url_join(const char *base, const char *path);
 extern struct curl_slist *llmgw_header_secret(struct curl_slist *h, const char *name,

@@ -342,8 +342,8 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 }
 
 /* The embeddings request: {"model", "input": [...], "dimensions"?} */
-static char *
-openai_build_embed(const char *request, size_t len, const char *upstream_model,
+char *
+llmgw_openai_build_embed(const char *request, size_t len, const char *upstream_model,
 				   size_t *out_len, char **error)
 {
 	json_t	   *root = json_loadb(request, len, 0, NULL);
@@ -416,8 +416,8 @@ base64_floats(const char *s)
 }
 
 /* An embeddings response: data[] in index order, float arrays or base64 */
-static void
-openai_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
+void
+llmgw_openai_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
 	json_t	   *root = llmgw_json_success(buf, len, http_status, out, parse_error);
 	json_t	   *data;
@@ -475,8 +475,8 @@ openai_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *
 	json_decref(root);
 }
 
-static char *
-openai_embed_url(const LlmgwRoute *route)
+char *
+llmgw_openai_embed_url(const LlmgwRoute *route)
 {
 	return llmgw_url_join(route->base_url, "embeddings");
 }
@@ -487,15 +487,15 @@ openai_url(const LlmgwRoute *route, bool stream)
 	return llmgw_url_join(route->base_url, "chat/completions");
 }
 
-static struct curl_slist *
-openai_headers(const LlmgwRoute *route, const char *secret)
+struct curl_slist *
+llmgw_openai_headers(const LlmgwRoute *route, const char *secret)
 {
 	return llmgw_header_secret(llmgw_json_headers(), "Authorization", "Bearer ", secret);
 }
 
 const LlmgwProvider llmgw_provider_openai = {
-	"openai", openai_url, openai_headers, openai_build, openai_parse,
-	openai_parse_stream, openai_embed_url, openai_build_embed, openai_parse_embed
+	"openai", openai_url, llmgw_openai_headers, openai_build, openai_parse,
+	openai_parse_stream, llmgw_openai_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed
 };
 
 /*
@@ -534,5 +534,5 @@ azure_headers(const LlmgwRoute *route, const char *secret)
 
 const LlmgwProvider llmgw_provider_azure = {
 	"azure", azure_url, azure_headers, openai_build, openai_parse,
-	openai_parse_stream, azure_embed_url, openai_build_embed, openai_parse_embed
+	openai_parse_stream, azure_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed
 };

@@ -301,33 +301,9 @@ responses_url(const LlmgwRoute *route, bool stream)
 	return llmgw_url_join(route->base_url, "responses");
 }
 
-static struct curl_slist *
-responses_headers(const LlmgwRoute *route, const char *secret)
-{
-	return llmgw_header_secret(llmgw_json_headers(), "Authorization", "Bearer ", secret);
-}
-
-/* Embeddings of an OpenAI account using the Responses API: /embeddings */
-static char *
-responses_embed_url(const LlmgwRoute *route)
-{
-	return llmgw_provider_openai.embed_url(route);
-}
-
-static char *
-responses_build_embed(const char *request, size_t len, const char *upstream_model,
-					  size_t *out_len, char **error)
-{
-	return llmgw_provider_openai.build_embed(request, len, upstream_model, out_len, error);
-}
-
-static void
-responses_parse_embed(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
-{
-	llmgw_provider_openai.parse_embed(buf, len, http_status, out);
-}
-
+/* Headers and embeddings are OpenAI's own */
 const LlmgwProvider llmgw_provider_responses = {
-	"openai_responses", responses_url, responses_headers, responses_build, responses_parse,
-	responses_parse_stream, responses_embed_url, responses_build_embed, responses_parse_embed
+	"openai_responses", responses_url, llmgw_openai_headers, responses_build, responses_parse,
+	responses_parse_stream, llmgw_openai_embed_url, llmgw_openai_build_embed,
+	llmgw_openai_parse_embed
 };

@@ -286,8 +286,8 @@ slot_abandon_cb(int code, Datum arg)
 }
 
 /* Is the slot done? */
-static bool
-slot_done(int slotno)
+bool
+llmgw_slot_done(int slotno)
 {
 	bool		done;
 
@@ -304,7 +304,7 @@ count_done(const int *slotnos, int n)
 	int			done = 0;
 
 	for (int i = 0; i < n; i++)
-		done += slot_done(slotnos[i]);
+		done += llmgw_slot_done(slotnos[i]);
 	return done;
 }
 
@@ -370,13 +370,6 @@ llmgw_slot_result(int slotno)
 	memcpy(copy, res, len);
 	slot_free(slotno);
 	return copy;
-}
-
-/* Is this slot done? (for callers waiting on many) */
-bool
-llmgw_slot_done(int slotno)
-{
-	return slot_done(slotno);
 }
 
 /* Sleep until the slot is done; the result is copied to palloc'd memory */
