@@ -48,6 +48,8 @@ CREATE TABLE llmgw.provider_secrets (
 CREATE TABLE llmgw.models (
     alias text PRIMARY KEY CHECK (pg_catalog.length(alias) BETWEEN 1 AND 200),
     description text,
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
@@ -58,6 +60,11 @@ CREATE TABLE llmgw.deployments (
     upstream_model text NOT NULL CHECK (upstream_model <> ''),
     priority integer NOT NULL DEFAULT 0,
     weight integer NOT NULL DEFAULT 1 CHECK (weight > 0),
+    -- the llmgw.prices model this deployment is charged at; NULL: looked up
+    -- as "<kind>/<upstream_model>", then "<upstream_model>"
+    price_model text,
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
     UNIQUE (model, provider, upstream_model)
 );
 
@@ -100,11 +107,15 @@ CREATE TABLE llmgw.usage (
     output_tokens bigint,
     cached_input_tokens bigint,
     cache_write_tokens bigint,
+    cache_write_1h_tokens bigint,   -- the part of cache_write_tokens kept for 1 hour
     reasoning_tokens bigint,
     usage_source text CHECK (usage_source IN ('provider', 'estimated')),
     price_id bigint,
     cost numeric,
     currency text,
+    -- an answered call that could not be priced (no price row, or no token
+    -- counts): its cost is NULL, never 0
+    unpriced boolean NOT NULL DEFAULT false,
     cache_hit boolean NOT NULL DEFAULT false,
     fallback_from text,
     tags jsonb,
@@ -115,19 +126,812 @@ CREATE TABLE llmgw.usage_default PARTITION OF llmgw.usage DEFAULT;
 CREATE INDEX usage_request_id_idx ON llmgw.usage (request_id);
 CREATE INDEX usage_started_at_idx ON llmgw.usage (started_at);
 
--- Every role but admin and finance sees only the calls it made itself.
-ALTER TABLE llmgw.usage ENABLE ROW LEVEL SECURITY;
-CREATE POLICY usage_staff ON llmgw.usage FOR SELECT
-    TO llmgw_admin, llmgw_finance USING (true);
-CREATE POLICY usage_own ON llmgw.usage FOR SELECT
-    TO llmgw_user USING (role_name = CURRENT_USER);
-
 SELECT pg_catalog.pg_extension_config_dump('llmgw.providers', '');
 SELECT pg_catalog.pg_extension_config_dump('llmgw.provider_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('llmgw.models', '');
 SELECT pg_catalog.pg_extension_config_dump('llmgw.deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_default', '');
 SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Teams, role bindings and virtual keys
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.teams (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+    allowed_models text[],          -- NULL: every model
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- A Postgres role (and, through membership, its members) acts as a team
+-- when it calls without a virtual key.
+CREATE TABLE llmgw.role_bindings (
+    role_name name PRIMARY KEY,
+    team_id bigint NOT NULL REFERENCES llmgw.teams (id) ON DELETE CASCADE
+);
+
+-- Readable by the extension owner only: the hashes never leave it.
+CREATE TABLE llmgw.virtual_keys (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text,
+    prefix text NOT NULL,           -- the first 12 characters, shown to people
+    hash bytea NOT NULL UNIQUE,     -- sha256 of the whole key
+    team_id bigint REFERENCES llmgw.teams (id) ON DELETE CASCADE,
+    allowed_models text[],          -- NULL: what the team may use
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
+    expires_at timestamptz,
+    revoked_at timestamptz,
+    rotated_from bigint REFERENCES llmgw.virtual_keys (id),
+    lineage_id bigint NOT NULL,     -- the first key of a rotation chain
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by name NOT NULL DEFAULT CURRENT_USER
+);
+
+-- The keys without their hashes
+CREATE VIEW llmgw.keys AS
+SELECT k.id, k.name, k.prefix, t.name AS team, k.allowed_models, k.rpm_limit, k.tpm_limit,
+       k.expires_at, k.revoked_at, k.rotated_from, k.lineage_id, k.created_at, k.created_by,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS state
+  FROM llmgw.virtual_keys k LEFT JOIN llmgw.teams t ON t.id = k.team_id
+ WHERE pg_catalog.pg_has_role(CURRENT_USER, 'llmgw_admin', 'MEMBER')
+    OR pg_catalog.pg_has_role(CURRENT_USER, 'llmgw_finance', 'MEMBER')
+    OR k.team_id IN (SELECT b.team_id FROM llmgw.role_bindings b
+                      WHERE pg_catalog.pg_has_role(CURRENT_USER, b.role_name, 'MEMBER'));
+
+-- The teams the current role acts as (for row-level security)
+CREATE FUNCTION llmgw.my_teams() RETURNS SETOF bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT b.team_id FROM llmgw.role_bindings b
+     WHERE pg_catalog.pg_has_role(CURRENT_USER, b.role_name, 'MEMBER')
+$$;
+
+CREATE FUNCTION llmgw.create_team(
+    name text,
+    allowed_models text[] DEFAULT NULL,
+    rpm_limit integer DEFAULT NULL,
+    tpm_limit bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    id bigint;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid team name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to 63 letters, digits, "_", "." or "-".';
+    END IF;
+    INSERT INTO llmgw.teams (name, allowed_models, rpm_limit, tpm_limit)
+    VALUES (name, allowed_models, rpm_limit, tpm_limit)
+    RETURNING teams.id INTO id;
+    RETURN id;
+END
+$fn$;
+
+-- The team id of a team name, or an error naming it
+CREATE FUNCTION llmgw.team_id(team text) RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    id bigint;
+BEGIN
+    SELECT t.id INTO id FROM llmgw.teams t WHERE t.name = team;
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'team "%" does not exist', team
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with llmgw.create_team().';
+    END IF;
+    RETURN id;
+END
+$fn$;
+
+-- Let a role (and its members) call as a team when no key is presented
+CREATE FUNCTION llmgw.bind_role(role regrole, team text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO llmgw.role_bindings (role_name, team_id)
+    VALUES (role::text, llmgw.team_id(team))
+    ON CONFLICT (role_name) DO UPDATE SET team_id = excluded.team_id
+$$;
+
+CREATE FUNCTION llmgw.unbind_role(role regrole) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM llmgw.role_bindings WHERE role_name = role::text
+$$;
+
+-- A new random key and its hash; the key itself is never stored
+CREATE FUNCTION llmgw.new_key_material(OUT api_key text, OUT prefix text, OUT hash bytea)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k, substr(k, 1, 12), sha256(convert_to(k, 'UTF8'))
+      FROM (SELECT 'lgw_' || substr(encode(sha256(uuid_send(gen_random_uuid())
+                                                  || uuid_send(gen_random_uuid())), 'hex'),
+                                   1, 40) AS k) s
+$$;
+
+-- Create a virtual key.  The key is returned once; only its hash is kept.
+CREATE FUNCTION llmgw.create_key(
+    team text,
+    name text DEFAULT NULL,
+    allowed_models text[] DEFAULT NULL,
+    expires_at timestamptz DEFAULT NULL,
+    rpm_limit integer DEFAULT NULL,
+    tpm_limit bigint DEFAULT NULL,
+    OUT key_id bigint, OUT api_key text, OUT prefix text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m record;
+BEGIN
+    IF NOT pg_has_role(CURRENT_USER, 'llmgw_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to create a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    SELECT * INTO m FROM llmgw.new_key_material();
+    INSERT INTO llmgw.virtual_keys (name, prefix, hash, team_id, allowed_models,
+                                    rpm_limit, tpm_limit, expires_at, lineage_id)
+    VALUES (create_key.name, m.prefix, m.hash,
+            CASE WHEN team IS NOT NULL THEN llmgw.team_id(team) END,
+            allowed_models, rpm_limit, tpm_limit, expires_at, 0)
+    RETURNING id INTO key_id;
+    UPDATE llmgw.virtual_keys k SET lineage_id = k.id WHERE k.id = key_id;
+    api_key := m.api_key;
+    prefix := m.prefix;
+END
+$fn$;
+
+-- Revoke a key at once
+CREATE FUNCTION llmgw.revoke_key(key_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT pg_has_role(CURRENT_USER, 'llmgw_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to revoke a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    UPDATE llmgw.virtual_keys k SET revoked_at = coalesce(k.revoked_at, now())
+     WHERE k.id = key_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'virtual key % does not exist', key_id USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+-- Replace a key by a new one with the same settings; the old key keeps
+-- working for the grace period.  Budgets on the key follow the new one.
+CREATE FUNCTION llmgw.rotate_key(key_id bigint, grace interval DEFAULT '1 hour',
+                                 OUT new_key_id bigint, OUT api_key text, OUT prefix text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    old llmgw.virtual_keys;
+    m record;
+BEGIN
+    IF NOT pg_has_role(CURRENT_USER, 'llmgw_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to rotate a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    SELECT * INTO old FROM llmgw.virtual_keys k WHERE k.id = key_id FOR UPDATE;
+    IF old.id IS NULL OR old.revoked_at IS NOT NULL THEN
+        RAISE EXCEPTION 'virtual key % does not exist or is revoked', key_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO m FROM llmgw.new_key_material();
+    INSERT INTO llmgw.virtual_keys (name, prefix, hash, team_id, allowed_models, rpm_limit,
+                                    tpm_limit, expires_at, rotated_from, lineage_id)
+    VALUES (old.name, m.prefix, m.hash, old.team_id, old.allowed_models, old.rpm_limit,
+            old.tpm_limit, old.expires_at, old.id, old.lineage_id)
+    RETURNING id INTO new_key_id;
+    UPDATE llmgw.virtual_keys k
+       SET expires_at = least(coalesce(k.expires_at, 'infinity'), now() + grace)
+     WHERE k.id = key_id;
+    api_key := m.api_key;
+    prefix := m.prefix;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- Prices: time-versioned, per 1M tokens (exact numeric)
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.prices (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- an upstream model name ("gpt-4o") or a provider-qualified one
+    -- ("gemini/gemini-2.5-pro"), as in LiteLLM's price list
+    model text NOT NULL CHECK (model <> ''),
+    currency text NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+    input numeric NOT NULL DEFAULT 0 CHECK (input >= 0),
+    cached_input numeric CHECK (cached_input >= 0),     -- NULL: at the input rate
+    cache_write_5m numeric CHECK (cache_write_5m >= 0), -- NULL: at the input rate
+    cache_write_1h numeric CHECK (cache_write_1h >= 0), -- NULL: at the 5 minute rate
+    output numeric NOT NULL DEFAULT 0 CHECK (output >= 0),
+    reasoning numeric CHECK (reasoning >= 0),           -- NULL: at the output rate
+    per_request numeric CHECK (per_request >= 0),
+    per_image numeric CHECK (per_image >= 0),
+    -- above this many input tokens the whole call is charged the tier rates
+    tier_threshold bigint CHECK (tier_threshold > 0),
+    tier_input numeric, tier_cached_input numeric, tier_cache_write_5m numeric,
+    tier_output numeric,
+    -- the providers' Batch APIs (kept for reference and reports)
+    batch_input numeric, batch_output numeric,
+    max_output_tokens integer CHECK (max_output_tokens > 0),
+    valid_from timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    valid_to timestamptz,
+    source text,
+    CHECK (valid_to IS NULL OR valid_to > valid_from)
+);
+CREATE INDEX prices_model_idx ON llmgw.prices (model, valid_from DESC);
+CREATE UNIQUE INDEX prices_current_idx ON llmgw.prices (model) WHERE valid_to IS NULL;
+
+-- History is never rewritten: a price row may only be closed (valid_to set
+-- once), never changed or deleted.
+CREATE FUNCTION llmgw.prices_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'price rows are never deleted'
+            USING ERRCODE = 'prohibited_sql_statement_attempted',
+                  HINT = 'Set a new price with llmgw.set_price(); the old row is closed.';
+    END IF;
+    IF OLD.valid_to IS NOT NULL
+       OR (to_jsonb(NEW) - 'valid_to') IS DISTINCT FROM (to_jsonb(OLD) - 'valid_to') THEN
+        RAISE EXCEPTION 'price row % is history and cannot be changed', OLD.id
+            USING ERRCODE = 'prohibited_sql_statement_attempted',
+                  HINT = 'Set a new price with llmgw.set_price(); the old row is closed.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER prices_immutable BEFORE UPDATE OR DELETE ON llmgw.prices
+    FOR EACH ROW EXECUTE FUNCTION llmgw.prices_immutable();
+
+-- Set the price of a model from valid_from on, closing the current row.
+-- Rates are per 1M tokens; per_request and per_image per call and image.
+CREATE FUNCTION llmgw.set_price(
+    model text,
+    input numeric,
+    output numeric,
+    cached_input numeric DEFAULT NULL,
+    cache_write_5m numeric DEFAULT NULL,
+    cache_write_1h numeric DEFAULT NULL,
+    reasoning numeric DEFAULT NULL,
+    per_request numeric DEFAULT NULL,
+    per_image numeric DEFAULT NULL,
+    tier_threshold bigint DEFAULT NULL,
+    tier_input numeric DEFAULT NULL,
+    tier_cached_input numeric DEFAULT NULL,
+    tier_cache_write_5m numeric DEFAULT NULL,
+    tier_output numeric DEFAULT NULL,
+    batch_input numeric DEFAULT NULL,
+    batch_output numeric DEFAULT NULL,
+    max_output_tokens integer DEFAULT NULL,
+    currency text DEFAULT 'USD',
+    valid_from timestamptz DEFAULT pg_catalog.now(),
+    source text DEFAULT 'manual')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cur llmgw.prices;
+    id bigint;
+BEGIN
+    SELECT * INTO cur FROM llmgw.prices p WHERE p.model = set_price.model AND p.valid_to IS NULL
+       FOR UPDATE;
+    IF cur.id IS NOT NULL THEN
+        IF cur.valid_from >= set_price.valid_from THEN
+            RAISE EXCEPTION 'the current price of "%" is valid from %, which is not before %',
+                model, cur.valid_from, set_price.valid_from
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        UPDATE llmgw.prices p SET valid_to = set_price.valid_from WHERE p.id = cur.id;
+    END IF;
+    INSERT INTO llmgw.prices (model, currency, input, cached_input, cache_write_5m,
+        cache_write_1h, output, reasoning, per_request, per_image, tier_threshold,
+        tier_input, tier_cached_input, tier_cache_write_5m, tier_output, batch_input,
+        batch_output, max_output_tokens, valid_from, source)
+    VALUES (model, currency, coalesce(input, 0), cached_input, cache_write_5m,
+        cache_write_1h, coalesce(output, 0), reasoning, per_request, per_image, tier_threshold,
+        tier_input, tier_cached_input, tier_cache_write_5m, tier_output, batch_input,
+        batch_output, max_output_tokens, valid_from, source)
+    RETURNING prices.id INTO id;
+    RETURN id;
+END
+$fn$;
+
+-- Import LiteLLM's model_prices_and_context_window.json (per-token USD).
+-- Models whose rates are unchanged keep their row; changed ones get a new
+-- row from valid_from on.  Returns the number of models priced anew.
+CREATE FUNCTION llmgw.import_prices(prices jsonb, valid_from timestamptz DEFAULT pg_catalog.now(),
+                                    only_models text[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    e record;
+    v jsonb;
+    cur llmgw.prices;
+    n integer := 0;
+    tier text;
+    r record;
+BEGIN
+    IF jsonb_typeof(prices) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'import_prices expects a JSON object keyed by model'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR e IN SELECT key, value FROM jsonb_each(prices)
+              WHERE key <> 'sample_spec' AND jsonb_typeof(value) = 'object'
+                AND (only_models IS NULL OR key = ANY (only_models))
+                AND (value ? 'input_cost_per_token' OR value ? 'output_cost_per_token'
+                     OR value ? 'input_cost_per_request')
+              ORDER BY key
+    LOOP
+        v := e.value;
+        -- the tier LiteLLM lists, if any (one per model in practice)
+        tier := (SELECT substring(k FROM '_above_([0-9]+)k_tokens$') FROM jsonb_object_keys(v) k
+                  WHERE k ~ '^input_cost_per_token_above_[0-9]+k_tokens$' LIMIT 1);
+        SELECT (v->>'input_cost_per_token')::numeric * 1000000 AS input,
+               (v->>'output_cost_per_token')::numeric * 1000000 AS output,
+               (v->>'cache_read_input_token_cost')::numeric * 1000000 AS cached_input,
+               (v->>'cache_creation_input_token_cost')::numeric * 1000000 AS cache_write_5m,
+               (v->>'cache_creation_input_token_cost_above_1hr')::numeric * 1000000 AS cache_write_1h,
+               (v->>'output_cost_per_reasoning_token')::numeric * 1000000 AS reasoning,
+               (v->>'input_cost_per_request')::numeric AS per_request,
+               (v->>'input_cost_per_image')::numeric AS per_image,
+               tier::bigint * 1000 AS tier_threshold,
+               (v->>('input_cost_per_token_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_input,
+               (v->>('cache_read_input_token_cost_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cached_input,
+               (v->>('cache_creation_input_token_cost_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cache_write_5m,
+               (v->>('output_cost_per_token_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_output,
+               (v->>'input_cost_per_token_batches')::numeric * 1000000 AS batch_input,
+               (v->>'output_cost_per_token_batches')::numeric * 1000000 AS batch_output,
+               CASE WHEN jsonb_typeof(coalesce(v->'max_output_tokens', v->'max_tokens')) = 'number'
+                    THEN least((coalesce(v->>'max_output_tokens', v->>'max_tokens'))::numeric,
+                               2147483647)::integer END AS max_output_tokens
+          INTO r;
+        SELECT * INTO cur FROM llmgw.prices p WHERE p.model = e.key AND p.valid_to IS NULL;
+        IF cur.id IS NOT NULL
+           AND (cur.input, cur.output, cur.cached_input, cur.cache_write_5m, cur.cache_write_1h,
+                cur.reasoning, cur.per_request, cur.per_image, cur.tier_threshold, cur.tier_input,
+                cur.tier_cached_input, cur.tier_cache_write_5m, cur.tier_output,
+                cur.batch_input, cur.batch_output, cur.max_output_tokens)
+               IS NOT DISTINCT FROM
+               (coalesce(r.input, 0), coalesce(r.output, 0), r.cached_input, r.cache_write_5m,
+                r.cache_write_1h, r.reasoning, r.per_request, r.per_image, r.tier_threshold,
+                r.tier_input, r.tier_cached_input, r.tier_cache_write_5m, r.tier_output,
+                r.batch_input, r.batch_output, r.max_output_tokens) THEN
+            CONTINUE;
+        END IF;
+        PERFORM llmgw.set_price(e.key, r.input, r.output, r.cached_input, r.cache_write_5m,
+            r.cache_write_1h, r.reasoning, r.per_request, r.per_image, r.tier_threshold,
+            r.tier_input, r.tier_cached_input, r.tier_cache_write_5m, r.tier_output,
+            r.batch_input, r.batch_output, r.max_output_tokens, 'USD', valid_from, 'litellm');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+
+-- The exact cost of a call at price p, from the normalised token buckets
+-- (input includes cached input and cache writes; output includes
+-- reasoning).  NULL when the counts needed are missing.
+CREATE FUNCTION llmgw.cost(
+    p llmgw.prices,
+    input_tokens bigint,
+    output_tokens bigint,
+    cached_input_tokens bigint DEFAULT NULL,
+    cache_write_tokens bigint DEFAULT NULL,
+    cache_write_1h_tokens bigint DEFAULT NULL,
+    reasoning_tokens bigint DEFAULT NULL,
+    images integer DEFAULT NULL)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE WHEN p.id IS NULL THEN NULL ELSE trim_scale(
+    ((input_tokens - coalesce(cached_input_tokens, 0) - coalesce(cache_write_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_input, p.input)
+               ELSE p.input END
+     + coalesce(cached_input_tokens, 0)
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cached_input, p.cached_input, p.tier_input, p.input)
+               ELSE coalesce(p.cached_input, p.input) END
+     + (coalesce(cache_write_tokens, 0) - coalesce(cache_write_1h_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cache_write_5m, p.cache_write_5m, p.tier_input, p.input)
+               ELSE coalesce(p.cache_write_5m, p.input) END
+     + coalesce(cache_write_1h_tokens, 0) * coalesce(p.cache_write_1h, p.cache_write_5m, p.input)
+     + (coalesce(output_tokens, CASE WHEN p.output = 0 AND p.reasoning IS NULL THEN 0 END)
+        - coalesce(reasoning_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_output, p.output)
+               ELSE p.output END
+     + coalesce(reasoning_tokens, 0) * coalesce(p.reasoning,
+        CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_output, p.output)
+             ELSE p.output END)
+    ) / 1000000
+    + coalesce(p.per_request, 0) + coalesce(images, 0) * coalesce(p.per_image, 0))
+END
+$$;
+
+-- The price names a deployment is looked up under, most specific first
+CREATE FUNCTION llmgw.price_names(provider text, kind text, upstream_model text,
+                                  price_model text DEFAULT NULL)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE WHEN price_model IS NOT NULL THEN ARRAY[price_model]
+            ELSE ARRAY[provider || '/' || upstream_model,
+                       CASE kind WHEN 'openai_responses' THEN 'openai'
+                                 WHEN 'openai_compatible' THEN provider
+                                 ELSE kind END || '/' || upstream_model,
+                       upstream_model] END
+$$;
+
+-- The price row in force at a time for one of the names
+CREATE FUNCTION llmgw.price_at(names text[], at timestamptz)
+RETURNS llmgw.prices
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT p FROM llmgw.prices p
+ WHERE p.model = ANY (names) AND p.valid_from <= at AND (p.valid_to IS NULL OR p.valid_to > at)
+ ORDER BY array_position(names, p.model)
+ LIMIT 1
+$$;
+
+------------------------------------------------------------------------------
+-- Budgets and alerts
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.budgets (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    scope text NOT NULL CHECK (scope IN ('key', 'team', 'role', 'model', 'global')),
+    key_id bigint REFERENCES llmgw.virtual_keys (id) ON DELETE CASCADE,  -- a key lineage
+    team_id bigint REFERENCES llmgw.teams (id) ON DELETE CASCADE,
+    role_name name,
+    model text,
+    period text NOT NULL CHECK (period IN ('day', 'week', 'month', 'total')),
+    limit_amount numeric NOT NULL CHECK (limit_amount >= 0),
+    currency text NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+    enforcement text NOT NULL DEFAULT 'hard' CHECK (enforcement IN ('hard', 'soft')),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((key_id IS NOT NULL) = (scope = 'key')),
+    CHECK ((team_id IS NOT NULL) = (scope = 'team')),
+    CHECK ((role_name IS NOT NULL) = (scope = 'role')),
+    CHECK ((model IS NOT NULL) = (scope = 'model'))
+);
+
+-- Budget periods are UTC calendar days, ISO weeks and months
+CREATE FUNCTION llmgw.period_start(period text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE period WHEN 'total' THEN '-infinity'::timestamptz
+       ELSE date_trunc(period, at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END
+$$;
+
+CREATE FUNCTION llmgw.period_end(period text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE period WHEN 'total' THEN 'infinity'::timestamptz
+       ELSE (date_trunc(period, at AT TIME ZONE 'UTC') + ('1 ' || period)::interval)
+            AT TIME ZONE 'UTC' END
+$$;
+
+-- Create a budget.  scope 'key' takes a key id, 'team' a team name, 'role'
+-- a role name, 'model' a model alias, 'global' nothing.
+CREATE FUNCTION llmgw.create_budget(
+    name text,
+    scope text,
+    target text,
+    period text,
+    limit_amount numeric,
+    enforcement text DEFAULT 'hard',
+    currency text DEFAULT 'USD')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    id bigint;
+    lineage bigint;
+BEGIN
+    IF scope IS NULL OR scope NOT IN ('key', 'team', 'role', 'model', 'global') THEN
+        RAISE EXCEPTION 'unknown budget scope "%"', scope
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use key, team, role, model or global.';
+    END IF;
+    IF (scope = 'global') <> (target IS NULL) THEN
+        RAISE EXCEPTION 'a % budget %', scope,
+            CASE WHEN scope = 'global' THEN 'takes no target' ELSE 'needs a target' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF scope = 'key' THEN
+        SELECT k.lineage_id INTO lineage FROM llmgw.keys k WHERE k.id = target::bigint;
+        IF lineage IS NULL THEN
+            RAISE EXCEPTION 'virtual key % does not exist', target USING ERRCODE = 'undefined_object';
+        END IF;
+    ELSIF scope = 'role' AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = target) THEN
+        RAISE EXCEPTION 'role "%" does not exist', target USING ERRCODE = 'undefined_object';
+    ELSIF scope = 'model' AND NOT EXISTS (SELECT 1 FROM llmgw.models m WHERE m.alias = target) THEN
+        RAISE EXCEPTION 'model "%" does not exist', target USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO llmgw.budgets (name, scope, key_id, team_id, role_name, model, period,
+                               limit_amount, currency, enforcement)
+    VALUES (name, scope, lineage,
+            CASE WHEN scope = 'team' THEN llmgw.team_id(target) END,
+            CASE WHEN scope = 'role' THEN target END,
+            CASE WHEN scope = 'model' THEN target END,
+            period, limit_amount, currency, enforcement)
+    RETURNING budgets.id INTO id;
+    RETURN id;
+END
+$fn$;
+
+-- A budget crossing its limit (soft: the call went ahead; hard: calls are
+-- refused from now on).  Each alert is also sent as NOTIFY llmgw_alerts.
+CREATE TABLE llmgw.alerts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    budget_id bigint REFERENCES llmgw.budgets (id) ON DELETE SET NULL,
+    budget_name text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('soft_limit_reached', 'hard_limit_reached')),
+    period_start timestamptz,
+    limit_amount numeric NOT NULL,
+    spent numeric NOT NULL,
+    currency text NOT NULL,
+    team_id bigint
+);
+
+------------------------------------------------------------------------------
+-- Usage: partitions by month, daily rollups, row-level security
+------------------------------------------------------------------------------
+
+-- Create the monthly partitions of llmgw.usage from this month to
+-- months_ahead months ahead (the workers call it daily).
+CREATE FUNCTION llmgw.create_usage_partitions(months_ahead integer DEFAULT 3)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m timestamptz;
+    n integer := 0;
+    part text;
+BEGIN
+    FOR i IN 0 .. months_ahead LOOP
+        m := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))
+             AT TIME ZONE 'UTC';
+        part := 'usage_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM');
+        CONTINUE WHEN to_regclass('llmgw.' || part) IS NOT NULL;
+        BEGIN
+            EXECUTE format('CREATE TABLE llmgw.%I PARTITION OF llmgw.usage'
+                           ' FOR VALUES FROM (%L) TO (%L)',
+                           part, m,
+                           (date_trunc('month', m AT TIME ZONE 'UTC') + interval '1 month')
+                               AT TIME ZONE 'UTC');
+            n := n + 1;
+        EXCEPTION WHEN check_violation THEN
+            RAISE WARNING 'llmgw: could not create partition %: the default partition holds rows of that month', part;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+SELECT llmgw.create_usage_partitions(3);
+
+-- Spend per UTC day and every dimension a budget or a report groups by;
+-- maintained as usage rows are written, so views need not scan llmgw.usage.
+CREATE TABLE llmgw.usage_daily (
+    day date NOT NULL,
+    team_id bigint,
+    key_id bigint,
+    role_name text,
+    model text,
+    provider text,
+    upstream_model text,
+    currency text,
+    calls bigint NOT NULL,
+    errors bigint NOT NULL,
+    unpriced bigint NOT NULL,
+    cache_hits bigint NOT NULL,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    cached_input_tokens bigint NOT NULL,
+    reasoning_tokens bigint NOT NULL,
+    cost numeric NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (day, team_id, key_id, role_name, model, provider,
+                               upstream_model, currency)
+);
+
+CREATE FUNCTION llmgw.usage_rollup() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- ordered, so that concurrent writers lock rollup rows in one order
+    INSERT INTO llmgw.usage_daily AS d
+    SELECT (n.started_at AT TIME ZONE 'UTC')::date, n.team_id, n.key_id, n.role_name, n.model,
+           n.provider, n.upstream_model, n.currency,
+           count(*), count(*) FILTER (WHERE n.status <> 'ok'),
+           count(*) FILTER (WHERE n.unpriced), count(*) FILTER (WHERE n.cache_hit),
+           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
+           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0),
+           coalesce(sum(n.cost), 0)
+      FROM new_rows n
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency)
+    DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
+                  unpriced = d.unpriced + excluded.unpriced,
+                  cache_hits = d.cache_hits + excluded.cache_hits,
+                  input_tokens = d.input_tokens + excluded.input_tokens,
+                  output_tokens = d.output_tokens + excluded.output_tokens,
+                  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens,
+                  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,
+                  cost = d.cost + excluded.cost;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER usage_rollup AFTER INSERT ON llmgw.usage
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION llmgw.usage_rollup();
+
+-- Usage rows are a ledger: written once by the workers, never changed
+CREATE FUNCTION llmgw.usage_append_only() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'llmgw.usage rows cannot be changed or deleted'
+        USING ERRCODE = 'prohibited_sql_statement_attempted',
+              HINT = 'Drop or detach whole monthly partitions to remove old usage.';
+END
+$fn$;
+CREATE TRIGGER usage_append_only BEFORE UPDATE OR DELETE ON llmgw.usage
+    FOR EACH ROW EXECUTE FUNCTION llmgw.usage_append_only();
+
+-- Admin and finance see every row; other roles see their team's rows, and
+-- calls they made without a team.
+ALTER TABLE llmgw.usage ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usage_staff ON llmgw.usage FOR SELECT
+    TO llmgw_admin, llmgw_finance USING (true);
+CREATE POLICY usage_team ON llmgw.usage FOR SELECT TO llmgw_user
+    USING (team_id IN (SELECT llmgw.my_teams())
+           OR (team_id IS NULL AND role_name = CURRENT_USER));
+ALTER TABLE llmgw.usage_daily ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usage_daily_staff ON llmgw.usage_daily FOR SELECT
+    TO llmgw_admin, llmgw_finance USING (true);
+CREATE POLICY usage_daily_team ON llmgw.usage_daily FOR SELECT TO llmgw_user
+    USING (team_id IN (SELECT llmgw.my_teams())
+           OR (team_id IS NULL AND role_name = CURRENT_USER));
+
+------------------------------------------------------------------------------
+-- Finance views
+------------------------------------------------------------------------------
+
+CREATE VIEW llmgw.spend_daily WITH (security_invoker = true) AS
+SELECT d.day, t.name AS team, k.prefix AS key_prefix, d.role_name, d.model, d.provider,
+       d.upstream_model, d.currency, d.calls, d.errors, d.unpriced, d.cache_hits,
+       d.input_tokens, d.output_tokens, d.cached_input_tokens, d.reasoning_tokens, d.cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id;
+
+CREATE VIEW llmgw.spend_by_key WITH (security_invoker = true) AS
+SELECT date_trunc('month', d.day)::date AS month, d.key_id, k.prefix AS key_prefix,
+       k.name AS key_name, t.name AS team, d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cost) AS cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+ GROUP BY 1, 2, 3, 4, 5, 6;
+
+CREATE VIEW llmgw.spend_by_team WITH (security_invoker = true) AS
+SELECT date_trunc('month', d.day)::date AS month, d.team_id, t.name AS team, d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cost) AS cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+ GROUP BY 1, 2, 3, 4;
+
+CREATE VIEW llmgw.spend_by_model WITH (security_invoker = true) AS
+SELECT date_trunc('month', d.day)::date AS month, d.model, d.provider, d.upstream_model,
+       d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cached_input_tokens) AS cached_input_tokens,
+       sum(d.reasoning_tokens) AS reasoning_tokens, sum(d.cost) AS cost
+  FROM llmgw.usage_daily d
+ GROUP BY 1, 2, 3, 4, 5;
+
+-- The enforcement state of each budget in shared memory (reservations of
+-- calls in flight, and the spend the workers enforce)
+CREATE FUNCTION llmgw.budget_ledger(OUT budget_id bigint, OUT reserved numeric,
+                                    OUT ledger_spent numeric, OUT period_start timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'llmgw_budget_ledger'
+LANGUAGE C STRICT VOLATILE;
+
+-- Spend of each budget in its current period, from the rollups
+CREATE FUNCTION llmgw.budget_spent(b llmgw.budgets, at timestamptz DEFAULT pg_catalog.now())
+RETURNS numeric
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce(sum(d.cost), 0)
+  FROM llmgw.usage_daily d
+ WHERE d.currency = b.currency
+   AND d.day >= (llmgw.period_start(b.period, at) AT TIME ZONE 'UTC')::date
+   AND CASE b.scope
+         WHEN 'key' THEN d.key_id IN (SELECT k.id FROM llmgw.virtual_keys k
+                                       WHERE k.lineage_id = b.key_id)
+         WHEN 'team' THEN d.team_id = b.team_id
+         WHEN 'role' THEN d.role_name = b.role_name
+         WHEN 'model' THEN d.model = b.model
+         ELSE true END
+$$;
+
+CREATE VIEW llmgw.budget_status WITH (security_invoker = true) AS
+SELECT b.id, b.name, b.scope,
+       CASE b.scope WHEN 'key' THEN (SELECT k.prefix FROM llmgw.keys k WHERE k.id = b.key_id)
+                    WHEN 'team' THEN t.name
+                    WHEN 'role' THEN b.role_name::text
+                    WHEN 'model' THEN b.model END AS target,
+       b.period, b.enforcement, b.currency, b.limit_amount,
+       s.spent, trim_scale(coalesce(l.reserved, 0)) AS reserved,
+       trim_scale(greatest(b.limit_amount - s.spent - coalesce(l.reserved, 0), 0)) AS remaining,
+       llmgw.period_start(b.period) AS period_start,
+       llmgw.period_end(b.period) AS resets_at,
+       trim_scale(l.ledger_spent) AS ledger_spent
+  FROM llmgw.budgets b
+  LEFT JOIN llmgw.teams t ON t.id = b.team_id
+  CROSS JOIN LATERAL (SELECT llmgw.budget_spent(b) AS spent) s
+  LEFT JOIN llmgw.budget_ledger() l ON l.budget_id = b.id;
+
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.teams FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.role_bindings FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.virtual_keys FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.prices FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.budgets FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+
+SELECT pg_catalog.pg_extension_config_dump('llmgw.teams', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.role_bindings', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.virtual_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.prices', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.budgets', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_daily', '');
 
 ------------------------------------------------------------------------------
 -- Administration
@@ -484,7 +1288,20 @@ REVOKE ALL ON FUNCTION @extschema@.llm_embed_batch(text[], text) FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.deployments
     TO llmgw_admin;
 GRANT SELECT ON llmgw.models TO llmgw_user;
-GRANT SELECT ON llmgw.usage TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.usage, llmgw.usage_daily TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.teams, llmgw.role_bindings, llmgw.keys TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.prices, llmgw.budgets, llmgw.alerts TO llmgw_admin, llmgw_finance;
+GRANT INSERT, UPDATE, DELETE ON llmgw.teams, llmgw.role_bindings, llmgw.budgets TO llmgw_admin;
+GRANT INSERT, UPDATE ON llmgw.prices TO llmgw_admin;
+GRANT SELECT ON llmgw.spend_daily, llmgw.spend_by_key, llmgw.spend_by_team, llmgw.spend_by_model
+    TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.budget_status TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON FUNCTION llmgw.my_teams(), llmgw.cost(llmgw.prices, bigint, bigint, bigint, bigint, bigint, bigint, integer),
+    llmgw.price_names(text, text, text, text), llmgw.price_at(text[], timestamptz),
+    llmgw.period_start(text, timestamptz), llmgw.period_end(text, timestamptz)
+    TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT EXECUTE ON FUNCTION llmgw.budget_spent(llmgw.budgets, timestamptz), llmgw.budget_ledger()
+    TO llmgw_admin, llmgw_finance;
 GRANT SELECT, INSERT, UPDATE ON llmgw.jobs TO llmgw_admin, llmgw_user;
 GRANT SELECT ON llmgw.jobs TO llmgw_finance;
 GRANT SELECT ON llmgw.job_progress TO llmgw_admin, llmgw_finance, llmgw_user;
@@ -497,7 +1314,20 @@ GRANT EXECUTE ON FUNCTION
     llmgw.set_provider_secret(text, text),
     llmgw.drop_provider(text),
     llmgw.create_model(text, text, text, integer, integer),
-    llmgw.drop_model(text)
+    llmgw.drop_model(text),
+    llmgw.create_team(text, text[], integer, bigint),
+    llmgw.team_id(text),
+    llmgw.bind_role(regrole, text),
+    llmgw.unbind_role(regrole),
+    llmgw.create_key(text, text, text[], timestamptz, integer, bigint),
+    llmgw.revoke_key(bigint),
+    llmgw.rotate_key(bigint, interval),
+    llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
+                    bigint, numeric, numeric, numeric, numeric, numeric, numeric, integer, text,
+                    timestamptz, text),
+    llmgw.import_prices(jsonb, timestamptz, text[]),
+    llmgw.create_budget(text, text, text, text, numeric, text, text),
+    llmgw.create_usage_partitions(integer)
     TO llmgw_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision),
     @extschema@.llm_chat(jsonb),

@@ -18,6 +18,8 @@
 
 #include "call.h"
 #include "config.h"
+#include "jsonutil.h"
+#include "policy.h"
 #include "provider.h"
 
 /*
@@ -69,6 +71,22 @@ llmgw_redact(const char *text, const char *secret)
 	return buf.data;
 }
 
+/* The output bound of a chat request body (max_tokens and its aliases), or 0 */
+static int64
+body_max_tokens(const char *body, size_t len)
+{
+	static const char *const names[] = {"max_tokens", "max_completion_tokens", "max_output_tokens"};
+	json_t	   *root = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+	int64		bound = 0;
+
+	if (root == NULL)
+		return 0;
+	for (int i = 0; i < lengthof(names) && bound <= 0; i++)
+		bound = llmgw_json_count(root, names[i]);
+	json_decref(root);
+	return Max(bound, 0);
+}
+
 /* Read a queued request into a new call */
 LlmgwCall *
 llmgw_call_create(int slotno, MemoryContext parent)
@@ -91,6 +109,10 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->retry_max_wait_ms = req->retry_max_wait_ms;
 	call->retry_base_delay_ms = req->retry_base_delay_ms;
 	call->max_response_bytes = req->max_response_bytes;
+	call->has_key = req->has_key;
+	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
+	if (call->kind != LLMGW_KIND_EMBED)
+		call->max_output_tokens = body_max_tokens(call->caller_body, call->caller_body_len);
 	llmgw_outcome_init(&call->out);
 	dlist_init(&call->past_attempts);
 	return call;
@@ -183,6 +205,7 @@ start_attempt(LlmgwCall *call)
 	llmgw_outcome_init(&call->out);
 	call->provider = route->provider;
 	call->upstream_model = route->upstream_model;
+	call->route = route;
 	call->secret = route->secret;
 	call->reached_provider = false;
 	call->provider_ops = ops;
@@ -200,6 +223,8 @@ start_attempt(LlmgwCall *call)
 	if (call->kind == LLMGW_KIND_EMBED && ops->build_embed == NULL)
 		return fail_early(call, LLMGW_ERR_PROVIDER_CONFIG,
 						  psprintf("provider kind \"%s\" has no embeddings API", route->kind));
+	if (!llmgw_policy_deployment(call, route))
+		return false;			/* saturated: the router moves on */
 	if (call->kind == LLMGW_KIND_EMBED)
 		call->body = ops->build_embed(call->caller_body, call->caller_body_len,
 									  call->upstream_model, &call->body_len, &error);
@@ -259,6 +284,7 @@ llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a)
 	a->number = call->attempt;
 	a->provider = call->provider;
 	a->upstream_model = call->upstream_model;
+	a->route = call->route;
 	a->fallback_from = call->fallback_from;
 	a->reached_provider = call->reached_provider;
 	a->started_at = call->started_at;
@@ -325,7 +351,7 @@ llmgw_call_start(LlmgwCall *call)
 	else
 	{
 		order_routes(call, model);
-		started = start_some_route(call);
+		started = llmgw_policy_admit(call) && start_some_route(call);
 	}
 	MemoryContextSwitchTo(old);
 	return started;
@@ -452,6 +478,15 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 			*message = psprintf("provider \"%s\" did not answer within %d ms",
 								call->provider, call->timeout_ms);
 			break;
+		case LLMGW_ERR_INVALID_KEY:
+		case LLMGW_ERR_NOT_ALLOWED:
+		case LLMGW_ERR_BUDGET:
+		case LLMGW_ERR_LOCAL_RATE_LIMIT:
+			*message = call->deny_message ? call->deny_message : pstrdup(what);
+			if (call->deny_detail)
+				appendStringInfoString(&d, call->deny_detail);
+			*hint = call->deny_hint;
+			break;
 		case LLMGW_ERR_INTERRUPTED:
 		case LLMGW_ERR_CANCELLED:
 		case LLMGW_ERR_USAGE_NOT_RECORDED:
@@ -490,7 +525,7 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 						 call->upstream_model ? call->upstream_model : "?",
 						 llmgw_error_class_name(out->error));
 	}
-	if (out->retry_after_s >= 0)
+	if (out->retry_after_s >= 0 && *hint == NULL)
 		*hint = psprintf("The provider asks to retry after %g seconds.", out->retry_after_s);
 	*detail = d.len > 0 ? d.data : NULL;
 }

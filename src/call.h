@@ -14,6 +14,7 @@
 
 #include "errors.h"
 #include "llmgw.h"
+#include "ratelimit.h"
 #include "retry.h"
 
 struct LlmgwProvider;
@@ -26,6 +27,7 @@ typedef enum LlmgwBucket
 	LLMGW_TOKENS_CACHED_INPUT,
 	LLMGW_TOKENS_CACHE_WRITE,
 	LLMGW_TOKENS_REASONING,
+	LLMGW_TOKENS_CACHE_WRITE_1H,	/* part of the cache writes kept for 1 hour */
 	LLMGW_NBUCKETS
 } LlmgwBucket;
 
@@ -77,6 +79,7 @@ typedef struct LlmgwAttempt
 	int			number;			/* 1, 2, ... */
 	char	   *provider;
 	char	   *upstream_model;
+	const struct LlmgwRoute *route;	/* in the call's copy of the routes */
 	char	   *fallback_from;	/* "provider/model" of the deployment before, or NULL */
 	bool		reached_provider;
 	TimestampTz started_at;
@@ -103,6 +106,23 @@ typedef struct LlmgwCall
 	int			timeout_ms;		/* of the current attempt */
 	int			connect_timeout_ms;
 	int64		max_response_bytes;
+	int64		max_output_tokens;	/* the request's max_tokens, or 0 */
+
+	/* policy, set by llmgw_policy_admit */
+	bool		has_key;
+	uint8		key_hash[32];
+	char		key_prefix[16];
+	int64		key_id;			/* 0: no key */
+	int64		key_lineage;
+	int64		team_id;		/* 0: no team */
+	int64		estimated_tokens;	/* taken from the TPM limits */
+	LlmgwLimit	limits[LLMGW_MAX_CALL_LIMITS];
+	int			nlimits;
+	LlmgwLimit	deployment_limit;	/* of the current attempt */
+	bool		has_deployment_limit;
+	char	   *deny_message;	/* why llmgw itself refused the call */
+	char	   *deny_detail;
+	char	   *deny_hint;
 
 	/* the deployments to try, in order, copied from the configuration */
 	struct LlmgwRoute *routes;
@@ -117,6 +137,7 @@ typedef struct LlmgwCall
 	/* the current attempt's deployment */
 	char	   *provider;
 	char	   *upstream_model;
+	const struct LlmgwRoute *route;
 	char	   *secret;
 	const struct LlmgwProvider *provider_ops;	/* the route's wire format */
 

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "llmgw.h"
+#include "policy.h"
 
 /* Largest secret file we read */
 #define LLMGW_SECRET_FILE_MAX 65536
@@ -99,6 +100,16 @@ spi_text(HeapTuple tup, int col)
 	return SPI_getvalue(tup, SPI_tuptable->tupdesc, col);
 }
 
+/* Integer value of column col of the current SPI row; 0 when NULL */
+static int64
+spi_int64(HeapTuple tup, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
 /* Load every route; runs inside a transaction with SPI connected */
 static void
 load_routes(void)
@@ -121,11 +132,20 @@ load_routes(void)
 
 	rc = SPI_execute("SELECT m.alias, p.name, p.kind, p.base_url, p.api_version,"
 					 " p.secret_ref, s.secret, d.upstream_model,"
-					 " p.timeout_ms, p.connect_timeout_ms, d.priority, d.weight"
+					 " p.timeout_ms, p.connect_timeout_ms, d.priority, d.weight,"
+					 " d.id, d.price_model, coalesce(d.rpm_limit, 0), coalesce(d.tpm_limit, 0),"
+					 " coalesce(m.rpm_limit, 0), coalesce(m.tpm_limit, 0), pr.id IS NOT NULL,"
+					 " ceil(greatest(pr.input, pr.tier_input, pr.cached_input, pr.tier_cached_input,"
+					 "   pr.cache_write_5m, pr.cache_write_1h, pr.tier_cache_write_5m) * 10000)::int8,"
+					 " ceil(greatest(pr.output, pr.tier_output, pr.reasoning) * 10000)::int8,"
+					 " ceil(coalesce(pr.per_request, 0) * 10000000000)::int8,"
+					 " coalesce(pr.max_output_tokens, 0)"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
 					 " LEFT JOIN llmgw.provider_secrets s ON s.provider = p.name"
+					 " LEFT JOIN LATERAL llmgw.price_at(llmgw.price_names(p.name, p.kind,"
+					 "   d.upstream_model, d.price_model), now()) pr ON true"
 					 " ORDER BY d.priority DESC, d.id",
 					 true, 0);
 	if (rc != SPI_OK_SELECT)
@@ -149,6 +169,8 @@ load_routes(void)
 		{
 			model->nroutes = 0;
 			model->routes = palloc(sizeof(LlmgwRoute) * 4);
+			model->rpm_limit = pg_strtoint32(spi_text(tup, 17));
+			model->tpm_limit = spi_int64(tup, 18);
 		}
 		else if ((model->nroutes & (model->nroutes - 1)) == 0 && model->nroutes >= 4)
 			model->routes = repalloc(model->routes, sizeof(LlmgwRoute) * model->nroutes * 2);
@@ -165,8 +187,18 @@ load_routes(void)
 		route->connect_timeout_ms = pg_strtoint32(spi_text(tup, 10));
 		route->priority = pg_strtoint32(spi_text(tup, 11));
 		route->weight = pg_strtoint32(spi_text(tup, 12));
+		route->deployment_id = spi_int64(tup, 13);
+		route->price_model = spi_text(tup, 14);
+		route->rpm_limit = pg_strtoint32(spi_text(tup, 15));
+		route->tpm_limit = spi_int64(tup, 16);
+		route->priced = strcmp(spi_text(tup, 19), "t") == 0;
+		route->input_rate = route->priced ? spi_int64(tup, 20) : 0;
+		route->output_rate = route->priced ? spi_int64(tup, 21) : 0;
+		route->per_request = route->priced ? spi_int64(tup, 22) : 0;
+		route->max_output_tokens = pg_strtoint32(spi_text(tup, 23));
 		MemoryContextSwitchTo(old);
 	}
+	llmgw_policy_load();
 }
 
 /* Reload the cache if an admin changed the configuration since last time */
@@ -184,6 +216,7 @@ llmgw_config_refresh(void)
 										   ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(config_cxt);
 	routes = NULL;
+	llmgw_policy_reset();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -206,6 +239,13 @@ llmgw_config_routes(const char *alias)
 	if (routes == NULL || strlen(alias) >= sizeof(((LlmgwModelRoutes *) 0)->alias))
 		return NULL;
 	return hash_search(routes, alias, HASH_FIND, NULL);
+}
+
+/* The memory context the configuration lives in until the next reload */
+MemoryContext
+llmgw_config_context(void)
+{
+	return config_cxt;
 }
 
 /* Was the extension installed in our database at the last refresh? */

@@ -22,6 +22,16 @@ typedef struct LlmgwRoute
 	int			connect_timeout_ms;
 	int			priority;		/* higher first; fallbacks go down */
 	int			weight;			/* share among deployments of equal priority */
+	int64		deployment_id;
+	char	   *price_model;	/* llmgw.deployments.price_model, or NULL */
+	int32		rpm_limit;		/* of the deployment; 0: none */
+	int64		tpm_limit;
+	/* the price in force when the configuration was loaded, for admission */
+	bool		priced;
+	int64		input_rate;		/* highest input rate, money units per token */
+	int64		output_rate;	/* highest output rate, money units per token */
+	int64		per_request;	/* money units */
+	int32		max_output_tokens;	/* of the model, 0 when unknown */
 } LlmgwRoute;
 
 /* Every deployment of a model alias, highest priority first */
@@ -30,10 +40,13 @@ typedef struct LlmgwModelRoutes
 	char		alias[256];		/* hash key */
 	int			nroutes;
 	LlmgwRoute *routes;
+	int32		rpm_limit;		/* of the alias; 0: none */
+	int64		tpm_limit;
 } LlmgwModelRoutes;
 
 extern void llmgw_config_refresh(void);
 extern const LlmgwModelRoutes *llmgw_config_routes(const char *alias);
 extern bool llmgw_config_installed(void);
+extern MemoryContext llmgw_config_context(void);
 
 #endif							/* LLMGW_CONFIG_H */

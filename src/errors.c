@@ -37,6 +37,10 @@ static const ErrorClassInfo error_classes[] = {
 	[LLMGW_ERR_CONTENT_FILTER] = {"content_filter", ERRCODE_LLMGW_CONTENT_FILTER, "the provider's content filter blocked the request"},
 	[LLMGW_ERR_SERVER] = {"server", ERRCODE_LLMGW_SERVER, "the provider had an internal error"},
 	[LLMGW_ERR_OVERLOADED] = {"overloaded", ERRCODE_LLMGW_OVERLOADED, "the provider is overloaded"},
+	[LLMGW_ERR_INVALID_KEY] = {"invalid_key", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, "the virtual key is not valid"},
+	[LLMGW_ERR_NOT_ALLOWED] = {"not_allowed", ERRCODE_INSUFFICIENT_PRIVILEGE, "the model is not allowed"},
+	[LLMGW_ERR_BUDGET] = {"budget_exhausted", ERRCODE_LLMGW_BUDGET_EXHAUSTED, "a budget is exhausted"},
+	[LLMGW_ERR_LOCAL_RATE_LIMIT] = {"local_rate_limit", ERRCODE_LLMGW_RATE_LIMITED, "an llmgw rate limit was reached"},
 };
 
 const char *

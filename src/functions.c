@@ -23,6 +23,7 @@
 
 #include "errors.h"
 #include "llmgw.h"
+#include "policy.h"
 
 PG_FUNCTION_INFO_V1(llm_complete);
 PG_FUNCTION_INFO_V1(llm_chat);
@@ -48,6 +49,7 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	tmp.retry_max_wait_ms = llmgw_retry_max_wait;
 	tmp.retry_base_delay_ms = llmgw_retry_base_delay;
 	tmp.max_response_bytes = llmgw_max_response_size;
+	tmp.has_key = llmgw_api_key_current(tmp.key_hash);
 	tmp.role_len = strlen(role);
 	tmp.model_len = strlen(model);
 	tmp.body_len = body_len;

@@ -15,7 +15,10 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "budget.h"
 #include "llmgw.h"
+#include "policy.h"
+#include "ratelimit.h"
 
 PG_MODULE_MAGIC;
 
@@ -41,6 +44,9 @@ llmgw_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(llmgw_shmem_size());
+	RequestAddinShmemSpace(llmgw_budget_shmem_size());
+	RequestAddinShmemSpace(llmgw_ratelimit_shmem_size());
+	RequestNamedLWLockTranche("llmgw", 2);
 }
 
 /* Create or attach to our part of shared memory */
@@ -56,6 +62,8 @@ llmgw_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	base = ShmemInitStruct("llmgw", llmgw_shmem_size(), &found);
 	llmgw_shmem_init(base, found);
+	llmgw_budget_shmem_init();
+	llmgw_ratelimit_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -101,6 +109,20 @@ llmgw_define_gucs(void)
 							"First backoff delay of a retry without a provider hint; it doubles each retry.",
 							NULL, &llmgw_retry_base_delay, 200, 0, 60000,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.api_key",
+							   "The virtual key this session calls models with.",
+							   "Empty: the caller's role binding decides. SHOW displays only a prefix.",
+							   &llmgw_api_key, "",
+							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   llmgw_api_key_check, llmgw_api_key_assign, llmgw_api_key_show);
+	DefineCustomIntVariable("llmgw.max_budgets",
+							"Maximum number of budgets the shared ledger holds.",
+							NULL, &llmgw_max_budgets, 1024, 16, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.max_rate_limits",
+							"Maximum number of rate-limited keys, teams, models and deployments.",
+							NULL, &llmgw_max_rate_limits, 4096, 16, 10000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("llmgw");
 }
 

@@ -16,6 +16,8 @@
 #include "storage/spin.h"
 #include "utils/dsa.h"
 
+#include "budget.h"
+
 /* Settings (llmgw.c) */
 extern int	llmgw_workers;
 extern int	llmgw_max_connections;
@@ -59,6 +61,7 @@ typedef struct LlmgwSlot
 	dsa_pointer request;		/* LlmgwRequest, written by the caller */
 	dsa_pointer result;			/* LlmgwResult, written by the worker */
 	int			next;			/* free list link */
+	LlmgwReservation reservation;	/* budgets held by the call, owned by its worker */
 } LlmgwSlot;
 
 /* What the shared memory knows of each worker */
@@ -101,6 +104,8 @@ typedef struct LlmgwRequest
 	int32		retry_max_wait_ms;
 	int32		retry_base_delay_ms;
 	int64		max_response_bytes;
+	bool		has_key;		/* the caller presented a virtual key */
+	uint8		key_hash[32];	/* its sha256; the key itself never leaves the caller */
 	uint32		role_len;
 	uint32		model_len;
 	uint32		body_len;

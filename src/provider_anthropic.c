@@ -231,6 +231,7 @@ parse_usage(json_t *usage, LlmgwOutcome *out)
 	int64		write = llmgw_json_count(usage, "cache_creation_input_tokens");
 	int64		read = llmgw_json_count(usage, "cache_read_input_tokens");
 	json_t	   *details = json_object_get(usage, "output_tokens_details");
+	json_t	   *creation = json_object_get(usage, "cache_creation");
 
 	if (!json_is_object(usage))
 		return;
@@ -238,6 +239,13 @@ parse_usage(json_t *usage, LlmgwOutcome *out)
 	out->tokens[LLMGW_TOKENS_OUTPUT] = llmgw_json_count(usage, "output_tokens");
 	out->tokens[LLMGW_TOKENS_CACHED_INPUT] = read;
 	out->tokens[LLMGW_TOKENS_CACHE_WRITE] = write;
+	/* the split by lifetime, when given: 1-hour writes cost more */
+	if (json_is_object(creation))
+	{
+		int64		hour = llmgw_json_count(creation, "ephemeral_1h_input_tokens");
+
+		out->tokens[LLMGW_TOKENS_CACHE_WRITE_1H] = hour == LLMGW_TOKENS_UNKNOWN ? 0 : hour;
+	}
 	if (json_is_object(details))
 		out->tokens[LLMGW_TOKENS_REASONING] = llmgw_json_count(details, "thinking_tokens");
 }

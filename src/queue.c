@@ -166,6 +166,7 @@ llmgw_slot_try_submit(dsa_pointer request)
 		slot->caller_latch = MyLatch;
 		slot->request = request;
 		slot->result = InvalidDsaPointer;
+		slot->reservation.n = 0;
 		llmgw_queue[(llmgw_shared->queue_head + llmgw_shared->queue_len) %
 					llmgw_shared->nslots] = slotno;
 		llmgw_shared->queue_len++;

@@ -18,19 +18,25 @@
 #include "utils/timestamp.h"
 
 #include "call.h"
+#include "config.h"
+#include "policy.h"
 
-#define USAGE_NARGS 18
+#define USAGE_NARGS 23
 
 static SPIPlanPtr insert_plan = NULL;
 
-/* Prepare (once) the INSERT of a usage row */
+/*
+ * Prepare (once) the INSERT of a usage row.  An answered attempt is priced
+ * in the same statement, exactly, at the price in force when it started.
+ */
 static SPIPlanPtr
 usage_plan(void)
 {
 	static Oid	argtypes[USAGE_NARGS] = {
 		UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID
+		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID,
+		INT8OID, INT8OID, TEXTOID, TEXTOID
 	};
 
 	if (insert_plan == NULL)
@@ -39,10 +45,18 @@ usage_plan(void)
 									   "INSERT INTO llmgw.usage (request_id, started_at, role_name,"
 									   " model, provider, upstream_model, status, error_class, http_status,"
 									   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
-									   " cache_write_tokens, reasoning_tokens, usage_source, attempt,"
-									   " fallback_from)"
-									   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-									   " $13, $14, $15, $16, $17, $18)",
+									   " cache_write_tokens, reasoning_tokens, cache_write_1h_tokens,"
+									   " usage_source, attempt, fallback_from, key_id, team_id,"
+									   " price_id, cost, currency, unpriced)"
+									   " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+									   " $14, $15, $16, $17, $18, $19, $20, $21,"
+									   " p.id, c.cost, p.currency, $7 = 'ok' AND c.cost IS NULL"
+									   " FROM (SELECT) one"
+									   " LEFT JOIN LATERAL llmgw.price_at(llmgw.price_names($5, $22, $6, $23),"
+									   "   $2) p ON $7 = 'ok'"
+									   " CROSS JOIN LATERAL (SELECT llmgw.cost(p, $11, $12, $13, $14, $16, $15)"
+									   "   AS cost) c"
+									   " RETURNING currency, ceil(cost * 10000000000)::int8",
 									   USAGE_NARGS, argtypes);
 
 		if (plan == NULL)
@@ -83,7 +97,16 @@ text_or_null(const char *s, char *nulls, int i)
 	return CStringGetTextDatum(s);
 }
 
-/* Insert the usage row of one attempt of a call */
+/* An int8 Datum, NULL for 0 */
+static Datum
+id_or_null(int64 id, char *nulls, int i)
+{
+	if (id == 0)
+		nulls[i] = 'n';
+	return Int64GetDatum(id);
+}
+
+/* Insert the usage row of one attempt of a call, and charge its cost */
 static void
 insert_row(LlmgwCall *call, const LlmgwAttempt *a)
 {
@@ -91,6 +114,7 @@ insert_row(LlmgwCall *call, const LlmgwAttempt *a)
 	char		nulls[USAGE_NARGS];
 	const LlmgwOutcome *out = &a->out;
 	bool		any_tokens = false;
+	bool		isnull;
 	int			rc;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -111,16 +135,29 @@ insert_row(LlmgwCall *call, const LlmgwAttempt *a)
 		values[10 + b] = Int64GetDatum(out->tokens[b]);
 		if (out->tokens[b] == LLMGW_TOKENS_UNKNOWN)
 			nulls[10 + b] = 'n';
-		else
+		else if (b != LLMGW_TOKENS_CACHE_WRITE_1H)
 			any_tokens = true;
 	}
-	values[15] = text_or_null(any_tokens ? "provider" : NULL, nulls, 15);
-	values[16] = Int32GetDatum(a->number);
-	values[17] = text_or_null(a->fallback_from, nulls, 17);
+	values[16] = text_or_null(any_tokens ? "provider" : NULL, nulls, 16);
+	values[17] = Int32GetDatum(a->number);
+	values[18] = text_or_null(a->fallback_from, nulls, 18);
+	values[19] = id_or_null(call->key_id, nulls, 19);
+	values[20] = id_or_null(call->team_id, nulls, 20);
+	values[21] = text_or_null(a->route ? a->route->kind : NULL, nulls, 21);
+	values[22] = text_or_null(a->route ? a->route->price_model : NULL, nulls, 22);
 
 	rc = SPI_execute_plan(usage_plan(), values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "llmgw: could not record usage: %s", SPI_result_code_string(rc));
+	if (out->status == LLMGW_STATUS_OK)
+	{
+		Datum		units = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (!isnull)
+			llmgw_policy_charge(call, DatumGetInt64(units),
+								SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+								a->started_at);
+	}
 }
 
 /* Insert the rows of every attempt of a call that reached a provider */
@@ -157,8 +194,21 @@ reached_provider(LlmgwCall *call)
 	return call->reached_provider;
 }
 
+/* Give back the reservations and correct the token estimates of calls */
+static void
+finish_all(dlist_head *calls)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, calls)
+	{
+		llmgw_policy_finish(dlist_container(LlmgwCall, node, iter.cur));
+	}
+}
+
 /*
- * Write the usage rows of the calls that reached a provider.  On failure
+ * Write the usage rows of the calls that reached a provider, charging
+ * their cost to the budgets in the same transaction.  On failure
  * every call in the batch becomes an error: the caller must not believe a
  * call was accounted for when it was not.
  */
@@ -175,7 +225,10 @@ llmgw_usage_record(dlist_head *calls)
 			any = true;
 	}
 	if (!any)
+	{
+		finish_all(calls);
 		return;
+	}
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -188,6 +241,7 @@ llmgw_usage_record(dlist_head *calls)
 		{
 			insert_rows(dlist_container(LlmgwCall, node, iter.cur));
 		}
+		llmgw_policy_alerts();
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -200,6 +254,7 @@ llmgw_usage_record(dlist_head *calls)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		llmgw_policy_alerts_discard();
 		ereport(WARNING,
 				(errmsg("llmgw could not record usage: %s", edata->message)));
 		dlist_foreach(iter, calls)
@@ -217,6 +272,7 @@ llmgw_usage_record(dlist_head *calls)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
+	finish_all(calls);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

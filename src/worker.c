@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -21,6 +22,8 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -110,6 +113,45 @@ refresh_config(void)
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	return ok;
+}
+
+/*
+ * Worker 0 keeps the monthly partitions of llmgw.usage created ahead, at
+ * start and every hour.
+ */
+static void
+maintain_partitions(void)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old = CurrentMemoryContext;
+
+	if (my_index != 0 || (last != 0 && now - last < USECS_PER_HOUR) ||
+		!llmgw_config_installed())
+		return;
+	last = now;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "llmgw: creating usage partitions");
+		SPI_execute("SELECT llmgw.create_usage_partitions(3)", false, 0);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /* Take queued requests while we have room for more transfers */
@@ -297,6 +339,9 @@ llmgw_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(llmgw_database, NULL, 0);
 	pgstat_report_appname("llmgw worker");
+	/* loading budgets relies on fresh snapshots within a transaction */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 
 	calls_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw calls",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -339,6 +384,7 @@ llmgw_worker_main(Datum arg)
 		process_cancels(&finished);
 		process_transfers(&finished);
 		settle(&finished);
+		maintain_partitions();
 		MemoryContextSwitchTo(TopMemoryContext);
 	}
 }

@@ -1,0 +1,79 @@
+/*-------------------------------------------------------------------------
+ *
+ * apikey.c
+ *		The llmgw.api_key setting: a session presents its virtual key here.
+ *
+ * The key is hashed as soon as it is set; requests carry only the hash.
+ * SHOW and pg_settings display the key's short prefix, never the key, and
+ * the statement that set it is hidden from pg_stat_activity.  The check
+ * hook accepts any value, so the GUC machinery never echoes a key in an
+ * error: a bad key is refused, without being repeated, when it is used.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/cryptohash.h"
+#include "pgstat.h"
+#include "utils/guc.h"
+
+#include "policy.h"
+
+char	   *llmgw_api_key = NULL;
+
+static bool key_set = false;
+static uint8 key_hash[LLMGW_KEY_HASH_LEN];
+static char key_shown[LLMGW_KEY_PREFIX_LEN + 8];
+
+bool
+llmgw_api_key_check(char **newval, void **extra, GucSource source)
+{
+	return true;
+}
+
+void
+llmgw_api_key_assign(const char *newval, void *extra)
+{
+	pg_cryptohash_ctx *ctx;
+	size_t		len = newval ? strlen(newval) : 0;
+
+	key_set = false;
+	key_shown[0] = '\0';
+	if (len == 0)
+		return;
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) newval, len) < 0 ||
+		pg_cryptohash_final(ctx, key_hash, sizeof(key_hash)) < 0)
+	{
+		/* out of memory: no key is presented, and calls say so */
+		pg_cryptohash_free(ctx);
+		memset(key_hash, 0, sizeof(key_hash));
+		key_set = true;
+		return;
+	}
+	pg_cryptohash_free(ctx);
+	key_set = true;
+	snprintf(key_shown, sizeof(key_shown), "%.*s...",
+			 (int) Min(len / 2, LLMGW_KEY_PREFIX_LEN), newval);
+	/* the statement that set the key must not stay in pg_stat_activity */
+	if (IsUnderPostmaster && MyBackendType == B_BACKEND)
+		pgstat_report_activity(STATE_RUNNING,
+							   "<statement hidden: it set llmgw.api_key>");
+}
+
+const char *
+llmgw_api_key_show(void)
+{
+	return key_shown;
+}
+
+/* The presented key's hash; false when the session presents none */
+bool
+llmgw_api_key_current(uint8 *hash)
+{
+	if (!key_set)
+		return false;
+	memcpy(hash, key_hash, LLMGW_KEY_HASH_LEN);
+	return true;
+}

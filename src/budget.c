@@ -1,0 +1,383 @@
+/*-------------------------------------------------------------------------
+ *
+ * budget.c
+ *		The budget ledger in shared memory.
+ *
+ * Admission reserves a call's worst-case cost on every hard budget it
+ * counts against, under one lock, so concurrent calls can never reserve
+ * past a limit.  Settling charges the exact cost (from the usage row) and
+ * releases the reservation.  Charges happen inside the transaction that
+ * writes the usage rows, after those rows are inserted; loading a budget's
+ * spend takes a SHARE lock on llmgw.usage first.  So a load sees exactly
+ * the charges that were applied before it, and none is counted twice.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "budget.h"
+
+int			llmgw_max_budgets = 1024;
+
+#define ENTRY_FREE 0
+#define ENTRY_DELETED (-1)
+
+typedef struct LedgerEntry
+{
+	int64		budget_id;		/* ENTRY_FREE, ENTRY_DELETED, or a budget id */
+	char		period;
+	bool		hard;
+	bool		loaded;			/* spent holds the period's spend */
+	bool		alerted;		/* its limit was reached in this period */
+	int64		limit;
+	int64		spent;
+	int64		reserved;
+	TimestampTz period_start;
+	TimestampTz period_end;
+	uint64		sync_round;
+} LedgerEntry;
+
+typedef struct Ledger
+{
+	LWLock	   *lock;
+	int			nentries;
+	uint64		sync_round;
+	LedgerEntry entries[FLEXIBLE_ARRAY_MEMBER];
+} Ledger;
+
+static Ledger *ledger = NULL;
+
+Size
+llmgw_budget_shmem_size(void)
+{
+	return add_size(offsetof(Ledger, entries),
+					mul_size(sizeof(LedgerEntry), llmgw_max_budgets * 2));
+}
+
+/* Called from the shmem startup hook, with AddinShmemInitLock held */
+void
+llmgw_budget_shmem_init(void)
+{
+	bool		found;
+
+	ledger = ShmemInitStruct("llmgw budgets", llmgw_budget_shmem_size(), &found);
+	if (!found)
+	{
+		memset(ledger, 0, llmgw_budget_shmem_size());
+		ledger->nentries = llmgw_max_budgets * 2;
+		ledger->lock = &(GetNamedLWLockTranche("llmgw"))[0].lock;
+	}
+}
+
+/* The end of the period that starts at start (UTC calendar) */
+static TimestampTz
+period_after(char period, TimestampTz start)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	TimestampTz result;
+
+	switch (period)
+	{
+		case 'd':
+			return start + USECS_PER_DAY;
+		case 'w':
+			return start + 7 * USECS_PER_DAY;
+		case 'm':
+			if (timestamp2tm(start, NULL, &tm, &fsec, NULL, NULL) != 0)
+				return DT_NOEND;
+			tm.tm_mon++;
+			if (tm.tm_mon > MONTHS_PER_YEAR)
+			{
+				tm.tm_mon = 1;
+				tm.tm_year++;
+			}
+			if (tm2timestamp(&tm, fsec, NULL, &result) != 0)
+				return DT_NOEND;
+			return result;
+		default:
+			return DT_NOEND;
+	}
+}
+
+/* Move an entry into the current period when the old one is over */
+static void
+roll_over(LedgerEntry *e, TimestampTz now)
+{
+	while (e->period_end != DT_NOEND && now >= e->period_end)
+	{
+		e->period_start = e->period_end;
+		e->period_end = period_after(e->period, e->period_start);
+		e->spent = 0;
+		e->alerted = false;
+	}
+}
+
+/* Find the entry of a budget, or where to put it; lock held */
+static int
+find_entry(int64 budget_id, bool create)
+{
+	uint32		h = (uint32) (budget_id * 2654435761u) % ledger->nentries;
+	int			spare = -1;
+
+	for (int i = 0; i < ledger->nentries; i++)
+	{
+		int			at = (h + i) % ledger->nentries;
+		LedgerEntry *e = &ledger->entries[at];
+
+		if (e->budget_id == budget_id)
+			return at;
+		if (e->budget_id == ENTRY_DELETED && spare < 0)
+			spare = at;
+		if (e->budget_id == ENTRY_FREE)
+		{
+			if (!create)
+				return -1;
+			return spare >= 0 ? spare : at;
+		}
+	}
+	return create ? spare : -1;
+}
+
+/*
+ * Make the ledger hold exactly the budgets defs, and set each def's entry.
+ * Returns true when some of them need their spend loaded.
+ */
+bool
+llmgw_budget_sync(LlmgwBudgetDef *defs, int n)
+{
+	bool		need_load = false;
+	uint64		round;
+
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	round = ++ledger->sync_round;
+	for (int i = 0; i < n; i++)
+	{
+		int			at = find_entry(defs[i].id, true);
+		LedgerEntry *e;
+
+		defs[i].entry = at;
+		if (at < 0)
+		{
+			LWLockRelease(ledger->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("more than llmgw.max_budgets budgets are defined"),
+					 errhint("Raise llmgw.max_budgets (currently %d) and restart the server.",
+							 llmgw_max_budgets)));
+		}
+		e = &ledger->entries[at];
+		if (e->budget_id != defs[i].id || e->period != defs[i].period)
+		{
+			memset(e, 0, sizeof(*e));
+			e->budget_id = defs[i].id;
+			e->period = defs[i].period;
+		}
+		e->hard = defs[i].hard;
+		if (e->limit != defs[i].limit)
+			e->alerted = false;
+		e->limit = defs[i].limit;
+		e->sync_round = round;
+		if (!e->loaded)
+			need_load = true;
+	}
+	/* budgets that were dropped */
+	for (int i = 0; i < ledger->nentries; i++)
+	{
+		LedgerEntry *e = &ledger->entries[i];
+
+		if (e->budget_id > 0 && e->sync_round != round)
+		{
+			e->budget_id = ENTRY_DELETED;
+			e->loaded = false;
+		}
+	}
+	LWLockRelease(ledger->lock);
+	return need_load;
+}
+
+/* Store a budget's spend as loaded from the rollups */
+void
+llmgw_budget_loaded(int64 budget_id, int entry, int64 spent,
+					TimestampTz period_start, TimestampTz period_end)
+{
+	LedgerEntry *e = &ledger->entries[entry];
+
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	if (e->budget_id == budget_id)
+	{
+		e->spent = spent;
+		e->period_start = period_start;
+		e->period_end = period_end;
+		e->alerted = e->limit > 0 && spent >= e->limit;
+		e->loaded = true;
+	}
+	LWLockRelease(ledger->lock);
+}
+
+/*
+ * Admit a call: reserve amount on every hard budget of defs, or on none.
+ * Every budget is remembered in res so that settling charges it.  On
+ * refusal, fills refusal and returns false.
+ */
+bool
+llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount,
+					 LlmgwReservation *res, LlmgwBudgetRefusal *refusal)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	res->n = 0;
+	res->amount = amount;
+	if (n == 0)
+		return true;
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		LedgerEntry *e = &ledger->entries[defs[i]->entry];
+
+		if (e->budget_id != defs[i]->id)
+			continue;			/* dropped meanwhile */
+		roll_over(e, now);
+		if (e->hard && (e->spent + e->reserved + amount > e->limit ||
+						e->spent + e->reserved >= e->limit))
+		{
+			refusal->index = i;
+			refusal->spent = e->spent;
+			refusal->reserved = e->reserved;
+			refusal->resets_at = e->period_end;
+			LWLockRelease(ledger->lock);
+			res->n = 0;
+			return false;
+		}
+	}
+	for (int i = 0; i < n && res->n < LLMGW_MAX_CALL_BUDGETS; i++)
+	{
+		LedgerEntry *e = &ledger->entries[defs[i]->entry];
+
+		if (e->budget_id != defs[i]->id)
+			continue;
+		res->entry[res->n] = defs[i]->entry;
+		res->budget_id[res->n] = e->budget_id;
+		res->reserved[res->n] = e->hard;
+		if (e->hard)
+			e->reserved += amount;
+		res->n++;
+	}
+	LWLockRelease(ledger->lock);
+	return true;
+}
+
+/*
+ * Charge the cost of one attempt that started at started_at to the budgets
+ * of res.  Returns how many budgets reached their limit with it.
+ */
+int
+llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started_at,
+					LlmgwBudgetCrossing *crossings, int max)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			ncrossed = 0;
+
+	if (res->n == 0 || cost <= 0)
+		return 0;
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < res->n; i++)
+	{
+		LedgerEntry *e = &ledger->entries[res->entry[i]];
+
+		if (e->budget_id != res->budget_id[i] || !e->loaded)
+			continue;
+		roll_over(e, now);
+		if (started_at < e->period_start)
+			continue;			/* belongs to a period that is over */
+		e->spent += cost;
+		if (!e->alerted && e->spent >= e->limit && ncrossed < max)
+		{
+			e->alerted = true;
+			crossings[ncrossed].budget_id = e->budget_id;
+			crossings[ncrossed].spent = e->spent;
+			crossings[ncrossed].period_start = e->period_start;
+			ncrossed++;
+		}
+	}
+	LWLockRelease(ledger->lock);
+	return ncrossed;
+}
+
+/* Give back what res reserved */
+void
+llmgw_budget_release(LlmgwReservation *res)
+{
+	if (res->n == 0)
+		return;
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < res->n; i++)
+	{
+		LedgerEntry *e = &ledger->entries[res->entry[i]];
+
+		if (res->reserved[i] && e->budget_id == res->budget_id[i])
+			e->reserved = Max(e->reserved - res->amount, 0);
+	}
+	LWLockRelease(ledger->lock);
+	res->n = 0;
+}
+
+/* units as an exact numeric */
+static Datum
+units_numeric(int64 units)
+{
+	return DirectFunctionCall2(numeric_div,
+							   DirectFunctionCall1(int8_numeric, Int64GetDatum(units)),
+							   DirectFunctionCall1(int8_numeric,
+												   Int64GetDatum((int64) LLMGW_MONEY_SCALE)));
+}
+
+PG_FUNCTION_INFO_V1(llmgw_budget_ledger);
+
+/* llmgw.budget_ledger(): the ledger entries, for llmgw.budget_status */
+Datum
+llmgw_budget_ledger(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	LedgerEntry *copy;
+	int			n = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	InitMaterializedSRF(fcinfo, 0);
+	copy = palloc(sizeof(LedgerEntry) * ledger->nentries);
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ledger->nentries; i++)
+	{
+		LedgerEntry *e = &ledger->entries[i];
+
+		if (e->budget_id > 0 && e->loaded)
+		{
+			roll_over(e, now);
+			copy[n++] = *e;
+		}
+	}
+	LWLockRelease(ledger->lock);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = Int64GetDatum(copy[i].budget_id);
+		values[1] = units_numeric(copy[i].reserved);
+		values[2] = units_numeric(copy[i].spent);
+		values[3] = TimestampTzGetDatum(copy[i].period_start);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

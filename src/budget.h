@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * budget.h
+ *		The budget ledger in shared memory: what each budget has spent in
+ *		its period and what calls in flight have reserved against it.
+ *
+ * Money here is an int64 count of LLMGW_MONEY_UNIT (1e-10 of a currency
+ * unit), rounded up from the exact numeric costs of llmgw.usage; the
+ * tables stay the record, the ledger only decides admission quickly.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_BUDGET_H
+#define LLMGW_BUDGET_H
+
+#include "datatype/timestamp.h"
+
+#define LLMGW_MONEY_SCALE 10000000000.0	/* units per currency unit */
+#define LLMGW_MAX_CALL_BUDGETS 16
+
+/* The budgets a call counts against, and what it reserved on the hard ones */
+typedef struct LlmgwReservation
+{
+	int			n;
+	int			entry[LLMGW_MAX_CALL_BUDGETS];	/* ledger entry index */
+	int64		budget_id[LLMGW_MAX_CALL_BUDGETS];
+	bool		reserved[LLMGW_MAX_CALL_BUDGETS];
+	int64		amount;			/* units reserved on each hard budget */
+} LlmgwReservation;
+
+/* A budget as the configuration describes it */
+typedef struct LlmgwBudgetDef
+{
+	int64		id;
+	char	   *name;
+	char		scope;			/* 'k'ey, 't'eam, 'r'ole, 'm'odel, 'g'lobal */
+	int64		key_lineage;
+	int64		team_id;
+	char	   *role;
+	char	   *model;
+	char		period;			/* 'd'ay, 'w'eek, 'm'onth, 't'otal */
+	bool		hard;
+	int64		limit;			/* units */
+	char		currency[4];
+	int			entry;			/* its ledger entry, set by llmgw_budget_sync */
+} LlmgwBudgetDef;
+
+/* Why admission failed */
+typedef struct LlmgwBudgetRefusal
+{
+	int			index;			/* into the defs given */
+	int64		spent;
+	int64		reserved;
+	TimestampTz resets_at;
+} LlmgwBudgetRefusal;
+
+/* A budget that crossed its limit while settling */
+typedef struct LlmgwBudgetCrossing
+{
+	int64		budget_id;
+	int64		spent;
+	TimestampTz period_start;
+} LlmgwBudgetCrossing;
+
+extern int	llmgw_max_budgets;
+
+extern Size llmgw_budget_shmem_size(void);
+extern void llmgw_budget_shmem_init(void);
+extern bool llmgw_budget_sync(LlmgwBudgetDef *defs, int n);
+extern void llmgw_budget_loaded(int64 budget_id, int entry, int64 spent,
+								TimestampTz period_start, TimestampTz period_end);
+extern bool llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount,
+								 LlmgwReservation *res, LlmgwBudgetRefusal *refusal);
+extern int	llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started_at,
+								LlmgwBudgetCrossing *crossings, int max);
+extern void llmgw_budget_release(LlmgwReservation *res);
+
+#endif							/* LLMGW_BUDGET_H */

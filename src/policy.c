@@ -1,0 +1,686 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.c
+ *		Admission of a call by a worker, before any provider is called:
+ *		identify the virtual key or the caller's team, check that the model
+ *		is allowed, reserve the worst-case cost on the budgets, and take the
+ *		rate limits.  Settling charges the exact cost and gives back the
+ *		reservation (see usage.c).
+ *
+ * The worker keeps teams, keys (by hash), role bindings and budgets in
+ * memory, reloaded with the rest of the configuration.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "budget.h"
+#include "config.h"
+#include "policy.h"
+#include "ratelimit.h"
+
+/* A list of model aliases; NULL list means every model */
+typedef struct ModelList
+{
+	int			n;
+	char	  **names;
+} ModelList;
+
+typedef struct TeamInfo
+{
+	int64		id;				/* hash key */
+	char	   *name;
+	ModelList  *allowed;
+	int32		rpm;
+	int64		tpm;
+} TeamInfo;
+
+typedef struct KeyInfo
+{
+	uint8		hash[LLMGW_KEY_HASH_LEN];	/* hash key */
+	int64		id;
+	int64		lineage;
+	int64		team_id;
+	char		prefix[LLMGW_KEY_PREFIX_LEN + 1];
+	ModelList  *allowed;
+	int32		rpm;
+	int64		tpm;
+	TimestampTz expires_at;		/* DT_NOEND when never */
+	bool		revoked;
+} KeyInfo;
+
+typedef struct RoleTeam
+{
+	char		role[NAMEDATALEN];	/* hash key */
+	int64		team_id;
+} RoleTeam;
+
+static HTAB *teams = NULL;
+static HTAB *keys = NULL;
+static HTAB *role_teams = NULL;
+static LlmgwBudgetDef *budgets = NULL;
+static int	nbudgets = 0;
+
+/* Alerts raised while settling, written with the usage rows */
+typedef struct PendingAlert
+{
+	int64		budget_id;
+	int64		spent;
+	TimestampTz period_start;
+} PendingAlert;
+
+#define MAX_PENDING_ALERTS 64
+static PendingAlert pending_alerts[MAX_PENDING_ALERTS];
+static int	npending_alerts = 0;
+
+/* A text[] column as a model list (in the current memory context) */
+static ModelList *
+model_list(HeapTuple tup, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	ModelList  *list;
+
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	list = palloc(sizeof(ModelList));
+	list->n = 0;
+	list->names = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			list->names[list->n++] = TextDatumGetCString(elems[i]);
+	return list;
+}
+
+static bool
+model_allowed(const ModelList *list, const char *model)
+{
+	if (list == NULL)
+		return true;
+	for (int i = 0; i < list->n; i++)
+		if (strcmp(list->names[i], model) == 0)
+			return true;
+	return false;
+}
+
+static int64
+col_int64(HeapTuple tup, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+static char *
+col_text(HeapTuple tup, int col)
+{
+	return SPI_getvalue(tup, SPI_tuptable->tupdesc, col);
+}
+
+static HTAB *
+make_hash(const char *name, Size keysize, Size entrysize, int flags)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_CONTEXT | flags);
+}
+
+/*
+ * Run a query; the memory context stays the caller's (SPI calls return in
+ * SPI's own context, which SPI_finish frees).
+ */
+static void
+run_select(const char *sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc = SPI_execute(sql, true, 0);
+
+	MemoryContextSwitchTo(cxt);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not read configuration: %s", SPI_result_code_string(rc));
+}
+
+/* Load teams, role bindings and keys; config memory context is current */
+static void
+load_identities(void)
+{
+	teams = make_hash("llmgw teams", sizeof(int64), sizeof(TeamInfo), HASH_BLOBS);
+	run_select("SELECT id, name, allowed_models, coalesce(rpm_limit, 0),"
+			   " coalesce(tpm_limit, 0) FROM llmgw.teams");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		int64		id = col_int64(tup, 1);
+		TeamInfo   *t = hash_search(teams, &id, HASH_ENTER, NULL);
+
+		t->name = col_text(tup, 2);
+		t->allowed = model_list(tup, 3);
+		t->rpm = (int32) col_int64(tup, 4);
+		t->tpm = col_int64(tup, 5);
+	}
+
+	role_teams = make_hash("llmgw role teams", NAMEDATALEN, sizeof(RoleTeam), HASH_STRINGS);
+	/* a role's own binding first, then the first role it is a member of */
+	run_select("SELECT r.rolname, b.team_id FROM llmgw.role_bindings b"
+			   " JOIN pg_catalog.pg_roles br ON br.rolname = b.role_name"
+			   " JOIN pg_catalog.pg_roles r ON pg_catalog.pg_has_role(r.oid, br.oid, 'MEMBER')"
+			   " ORDER BY r.rolname, r.oid = br.oid DESC, b.role_name");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *role = col_text(tup, 1);
+		bool		found;
+		RoleTeam   *rt;
+
+		if (strlen(role) >= NAMEDATALEN)
+			continue;
+		rt = hash_search(role_teams, role, HASH_ENTER, &found);
+		if (!found)
+			rt->team_id = col_int64(tup, 2);
+	}
+
+	keys = make_hash("llmgw keys", LLMGW_KEY_HASH_LEN, sizeof(KeyInfo), HASH_BLOBS);
+	run_select("SELECT hash, id, lineage_id, coalesce(team_id, 0), prefix, allowed_models,"
+			   " coalesce(rpm_limit, 0), coalesce(tpm_limit, 0),"
+			   " coalesce(expires_at, 'infinity'), revoked_at IS NOT NULL"
+			   " FROM llmgw.virtual_keys");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		bytea	   *hash = DatumGetByteaPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		KeyInfo    *k;
+
+		if (VARSIZE_ANY_EXHDR(hash) != LLMGW_KEY_HASH_LEN)
+			continue;
+		k = hash_search(keys, VARDATA_ANY(hash), HASH_ENTER, NULL);
+		k->id = col_int64(tup, 2);
+		k->lineage = col_int64(tup, 3);
+		k->team_id = col_int64(tup, 4);
+		strlcpy(k->prefix, col_text(tup, 5), sizeof(k->prefix));
+		k->allowed = model_list(tup, 6);
+		k->rpm = (int32) col_int64(tup, 7);
+		k->tpm = col_int64(tup, 8);
+		k->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 9, &isnull));
+		k->revoked = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 10, &isnull));
+	}
+}
+
+/* Load the budgets and make the shared ledger hold them */
+static void
+load_budgets(void)
+{
+	int			rc;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	run_select("SELECT id, name, scope, coalesce(key_id, 0), coalesce(team_id, 0), role_name,"
+			   " model, period, enforcement = 'hard',"
+			   " floor(least(limit_amount, 900000000) * 10000000000)::int8, currency"
+			   " FROM llmgw.budgets ORDER BY id");
+	nbudgets = (int) SPI_processed;
+	budgets = palloc0(sizeof(LlmgwBudgetDef) * Max(nbudgets, 1));
+	for (int i = 0; i < nbudgets; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		LlmgwBudgetDef *b = &budgets[i];
+
+		b->id = col_int64(tup, 1);
+		b->name = col_text(tup, 2);
+		b->scope = col_text(tup, 3)[0];
+		b->key_lineage = col_int64(tup, 4);
+		b->team_id = col_int64(tup, 5);
+		b->role = col_text(tup, 6);
+		b->model = col_text(tup, 7);
+		b->period = col_text(tup, 8)[0];
+		b->hard = strcmp(col_text(tup, 9), "t") == 0;
+		b->limit = col_int64(tup, 10);
+		strlcpy(b->currency, col_text(tup, 11), sizeof(b->currency));
+	}
+	if (!llmgw_budget_sync(budgets, nbudgets))
+		return;
+
+	/*
+	 * Load the spend of the budgets.  The SHARE lock waits for the workers
+	 * that are writing usage rows (and charging the ledger) to commit, and
+	 * keeps new ones out until we are done: a fresh snapshot taken now sees
+	 * every charge already in the ledger and none that is not.
+	 */
+	rc = SPI_execute("LOCK TABLE llmgw.usage IN SHARE MODE", false, 0);
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "llmgw: could not lock llmgw.usage: %s", SPI_result_code_string(rc));
+	rc = SPI_execute("SELECT b.id, ceil(llmgw.budget_spent(b, now()) * 10000000000)::int8,"
+					 " llmgw.period_start(b.period, now()), llmgw.period_end(b.period, now())"
+					 " FROM llmgw.budgets b ORDER BY b.id", false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not read budget spend: %s", SPI_result_code_string(rc));
+	MemoryContextSwitchTo(cxt);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		int64		id = col_int64(tup, 1);
+		bool		isnull;
+
+		for (int j = 0; j < nbudgets; j++)
+			if (budgets[j].id == id)
+				llmgw_budget_loaded(id, budgets[j].entry, col_int64(tup, 2),
+									DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)),
+									DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
+	}
+}
+
+/* Forget the policy configuration (its memory is about to be reset) */
+void
+llmgw_policy_reset(void)
+{
+	teams = keys = role_teams = NULL;
+	budgets = NULL;
+	nbudgets = 0;
+}
+
+/* Load the policy part of the configuration (called by config.c) */
+void
+llmgw_policy_load(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(llmgw_config_context());
+
+	load_identities();
+	load_budgets();
+	MemoryContextSwitchTo(old);
+}
+
+/* Refuse a call with a policy error; message, detail and hint are the user's */
+static bool
+refuse(LlmgwCall *call, LlmgwErrorClass error, char *message, char *detail, char *hint)
+{
+	call->out.status = LLMGW_STATUS_ERROR;
+	call->out.error = error;
+	call->deny_message = message;
+	call->deny_detail = detail;
+	call->deny_hint = hint;
+	return false;
+}
+
+/* Money units as text with the currency, rounded up to 1e-6 */
+static char *
+money_text(int64 units, const char *currency)
+{
+	return psprintf("%.6f %s", (double) units / LLMGW_MONEY_SCALE, currency);
+}
+
+/* Does budget b apply to the call? */
+static bool
+budget_applies(const LlmgwBudgetDef *b, const LlmgwCall *call)
+{
+	switch (b->scope)
+	{
+		case 'k':
+			return call->key_lineage != 0 && b->key_lineage == call->key_lineage;
+		case 't':
+			return call->team_id != 0 && b->team_id == call->team_id;
+		case 'r':
+			return call->role && strcmp(b->role, call->role) == 0;
+		case 'm':
+			return strcmp(b->model, call->model) == 0;
+		default:
+			return true;
+	}
+}
+
+/* Who the call is: its key, or its role's team */
+static bool
+identify(LlmgwCall *call)
+{
+	if (call->has_key)
+	{
+		KeyInfo    *k = keys ? hash_search(keys, call->key_hash, HASH_FIND, NULL) : NULL;
+
+		if (k == NULL)
+			return refuse(call, LLMGW_ERR_INVALID_KEY, pstrdup("invalid virtual key"),
+						  pstrdup("The key in llmgw.api_key is not a key of this gateway."),
+						  pstrdup("Check the key, or ask an llmgw_admin for one (llmgw.create_key)."));
+		if (k->revoked)
+			return refuse(call, LLMGW_ERR_INVALID_KEY,
+						  psprintf("virtual key %s was revoked", k->prefix), NULL, NULL);
+		if (k->expires_at != DT_NOEND && k->expires_at <= GetCurrentTimestamp())
+			return refuse(call, LLMGW_ERR_INVALID_KEY,
+						  psprintf("virtual key %s expired at %s", k->prefix,
+								   timestamptz_to_str(k->expires_at)), NULL, NULL);
+		call->key_id = k->id;
+		call->key_lineage = k->lineage;
+		call->team_id = k->team_id;
+		strlcpy(call->key_prefix, k->prefix, sizeof(call->key_prefix));
+		if (!model_allowed(k->allowed, call->model))
+			return refuse(call, LLMGW_ERR_NOT_ALLOWED,
+						  psprintf("virtual key %s may not use model \"%s\"", k->prefix, call->model),
+						  NULL, NULL);
+		if (k->rpm > 0 || k->tpm > 0)
+			call->limits[call->nlimits++] = (LlmgwLimit)
+			{
+				LLMGW_LIMIT_KEY, k->lineage, k->rpm, k->tpm
+			};
+	}
+	else if (call->role && role_teams)
+	{
+		RoleTeam   *rt = strlen(call->role) < NAMEDATALEN ?
+			hash_search(role_teams, call->role, HASH_FIND, NULL) : NULL;
+
+		if (rt)
+			call->team_id = rt->team_id;
+	}
+	if (call->team_id != 0 && teams)
+	{
+		TeamInfo   *t = hash_search(teams, &call->team_id, HASH_FIND, NULL);
+
+		if (t && !model_allowed(t->allowed, call->model))
+			return refuse(call, LLMGW_ERR_NOT_ALLOWED,
+						  psprintf("team \"%s\" may not use model \"%s\"", t->name, call->model),
+						  NULL, NULL);
+		if (t && (t->rpm > 0 || t->tpm > 0))
+			call->limits[call->nlimits++] = (LlmgwLimit)
+			{
+				LLMGW_LIMIT_TEAM, t->id, t->rpm, t->tpm
+			};
+	}
+	return true;
+}
+
+/* Name of the scope a limit belongs to, for messages */
+static char *
+limit_name(const LlmgwCall *call, const LlmgwLimit *l)
+{
+	switch (l->scope)
+	{
+		case LLMGW_LIMIT_KEY:
+			return psprintf("virtual key %s", call->key_prefix);
+		case LLMGW_LIMIT_TEAM:
+			{
+				TeamInfo   *t = hash_search(teams, &l->id, HASH_FIND, NULL);
+
+				return psprintf("team \"%s\"", t ? t->name : "?");
+			}
+		case LLMGW_LIMIT_MODEL:
+			return psprintf("model \"%s\"", call->model);
+		default:
+			return psprintf("deployment %s/%s", call->provider, call->upstream_model);
+	}
+}
+
+/* Refuse for a rate limit */
+static bool
+refuse_rate(LlmgwCall *call, const LlmgwLimit *l, const LlmgwLimitRefusal *r)
+{
+	call->out.retry_after_s = r->retry_after_s;
+	return refuse(call, LLMGW_ERR_LOCAL_RATE_LIMIT,
+				  psprintf("rate limit of %s reached", limit_name(call, l)),
+				  r->tokens ? psprintf("The limit is %lld tokens per minute.", (long long) l->tpm)
+				  : psprintf("The limit is %d requests per minute.", l->rpm),
+				  psprintf("Retry after %.1f seconds.", Max(r->retry_after_s, 0.1)));
+}
+
+/* The largest output a call can produce on a route, or -1 when unbounded */
+static int64
+output_bound(const LlmgwCall *call, const LlmgwRoute *route)
+{
+	if (call->kind == LLMGW_KIND_EMBED)
+		return 0;
+	if (call->max_output_tokens > 0)
+		return call->max_output_tokens;
+	if (route->max_output_tokens > 0)
+		return route->max_output_tokens;
+	return -1;
+}
+
+/*
+ * Admit a call (the worker's configuration is loaded and call->routes are
+ * ordered).  Returns false when the call is refused; its outcome says why.
+ */
+bool
+llmgw_policy_admit(LlmgwCall *call)
+{
+	LlmgwBudgetDef *applicable[LLMGW_MAX_CALL_BUDGETS];
+	int			napplicable = 0;
+	bool		any_hard = false;
+	int64		worst = 0;
+	LlmgwBudgetRefusal refusal;
+	LlmgwLimitRefusal rate_refusal;
+	LlmgwReservation *res = &llmgw_slots[call->slotno].reservation;
+	const LlmgwModelRoutes *model = llmgw_config_routes(call->model);
+	int64		input_bound = (int64) call->caller_body_len;
+
+	if (!identify(call))
+		return false;
+	if (model && (model->rpm_limit > 0 || model->tpm_limit > 0))
+		call->limits[call->nlimits++] = (LlmgwLimit)
+		{
+			LLMGW_LIMIT_MODEL, (int64) hash_bytes_extended((const unsigned char *) call->model,
+														   strlen(call->model), 0),
+				model->rpm_limit, model->tpm_limit
+		};
+
+	for (int i = 0; i < nbudgets && napplicable < LLMGW_MAX_CALL_BUDGETS; i++)
+	{
+		if (budget_applies(&budgets[i], call))
+		{
+			applicable[napplicable++] = &budgets[i];
+			any_hard |= budgets[i].hard;
+		}
+	}
+
+	/*
+	 * The worst case over the deployments the call may use: every byte of
+	 * the request an input token at the highest input rate, and the whole
+	 * output bound at the highest output rate.
+	 */
+	for (int i = 0; i < call->nroutes; i++)
+	{
+		const LlmgwRoute *route = &call->routes[i];
+		int64		out = output_bound(call, route);
+		int64		cost;
+
+		if (!route->priced)
+		{
+			if (any_hard)
+			{
+				for (int j = 0; j < napplicable; j++)
+					if (applicable[j]->hard)
+						return refuse(call, LLMGW_ERR_BUDGET,
+									  psprintf("cannot enforce budget \"%s\": deployment %s/%s of model \"%s\" has no price",
+											   applicable[j]->name, route->provider,
+											   route->upstream_model, call->model),
+									  NULL,
+									  pstrdup("Set its price with llmgw.set_price() or llmgw.import_prices()."));
+			}
+			continue;
+		}
+		cost = input_bound * route->input_rate + Max(out, 0) * route->output_rate +
+			route->per_request;
+		worst = Max(worst, cost);
+	}
+	call->estimated_tokens = input_bound / 4 + Max(call->max_output_tokens, 0);
+
+	if (!llmgw_budget_reserve(applicable, napplicable, worst, res, &refusal))
+	{
+		LlmgwBudgetDef *b = applicable[refusal.index];
+		StringInfoData detail;
+
+		initStringInfo(&detail);
+		appendStringInfo(&detail, "Spent %s of %s this %s", money_text(refusal.spent, b->currency),
+						 money_text(b->limit, b->currency),
+						 b->period == 'd' ? "day" : b->period == 'w' ? "week" :
+						 b->period == 'm' ? "month" : "budget's lifetime");
+		if (refusal.reserved > 0)
+			appendStringInfo(&detail, ", %s reserved by calls in flight",
+							 money_text(refusal.reserved, b->currency));
+		appendStringInfo(&detail, "; this call may cost up to %s.", money_text(worst, b->currency));
+		return refuse(call, LLMGW_ERR_BUDGET,
+					  psprintf("budget \"%s\" is exhausted", b->name), detail.data,
+					  refusal.resets_at == DT_NOEND ?
+					  pstrdup("The budget never resets; an llmgw_admin can raise its limit.") :
+					  psprintf("It resets at %s.", timestamptz_to_str(refusal.resets_at)));
+	}
+	if (!llmgw_ratelimit_take(call->limits, call->nlimits, call->estimated_tokens, &rate_refusal))
+	{
+		llmgw_budget_release(res);
+		return refuse_rate(call, &call->limits[rate_refusal.index], &rate_refusal);
+	}
+	return true;
+}
+
+/*
+ * Take the rate limits of the deployment an attempt is about to use.
+ * Returns false (the outcome says why) when the deployment is saturated,
+ * so that the router moves on to the next one.
+ */
+bool
+llmgw_policy_deployment(LlmgwCall *call, const LlmgwRoute *route)
+{
+	LlmgwLimitRefusal r;
+
+	call->has_deployment_limit = false;
+	if (route->rpm_limit <= 0 && route->tpm_limit <= 0)
+		return true;
+	call->deployment_limit = (LlmgwLimit)
+	{
+		LLMGW_LIMIT_DEPLOYMENT, route->deployment_id, route->rpm_limit, route->tpm_limit
+	};
+	if (!llmgw_ratelimit_take(&call->deployment_limit, 1, call->estimated_tokens, &r))
+		return refuse_rate(call, &call->deployment_limit, &r);
+	call->has_deployment_limit = true;
+	return true;
+}
+
+/* Charge an attempt's exact cost (money units) to the call's budgets */
+void
+llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency, TimestampTz started_at)
+{
+	LlmgwReservation *res = &llmgw_slots[call->slotno].reservation;
+	LlmgwBudgetCrossing crossings[LLMGW_MAX_CALL_BUDGETS];
+	LlmgwReservation same;
+	int			n;
+
+	/* only the budgets kept in the attempt's currency */
+	same = *res;
+	same.n = 0;
+	for (int i = 0; i < res->n; i++)
+	{
+		for (int j = 0; j < nbudgets; j++)
+		{
+			if (budgets[j].id == res->budget_id[i] && currency &&
+				strcmp(budgets[j].currency, currency) == 0)
+			{
+				same.entry[same.n] = res->entry[i];
+				same.budget_id[same.n] = res->budget_id[i];
+				same.reserved[same.n] = res->reserved[i];
+				same.n++;
+				break;
+			}
+		}
+	}
+	n = llmgw_budget_charge(&same, cost, started_at, crossings, LLMGW_MAX_CALL_BUDGETS);
+	for (int i = 0; i < n && npending_alerts < MAX_PENDING_ALERTS; i++)
+	{
+		pending_alerts[npending_alerts].budget_id = crossings[i].budget_id;
+		pending_alerts[npending_alerts].spent = crossings[i].spent;
+		pending_alerts[npending_alerts].period_start = crossings[i].period_start;
+		npending_alerts++;
+	}
+}
+
+/* The call is settled: give back its reservation and correct token counts */
+void
+llmgw_policy_finish(LlmgwCall *call)
+{
+	int64		used = 0;
+
+	llmgw_budget_release(&llmgw_slots[call->slotno].reservation);
+	if (call->out.tokens[LLMGW_TOKENS_INPUT] > 0)
+		used += call->out.tokens[LLMGW_TOKENS_INPUT];
+	if (call->out.tokens[LLMGW_TOKENS_OUTPUT] > 0)
+		used += call->out.tokens[LLMGW_TOKENS_OUTPUT];
+	if (used == 0 && call->out.status != LLMGW_STATUS_OK)
+		used = 0;
+	else if (used == 0)
+		used = call->estimated_tokens;	/* nothing reported: keep the estimate */
+	llmgw_ratelimit_adjust(call->limits, call->nlimits, used - call->estimated_tokens);
+	if (call->has_deployment_limit)
+		llmgw_ratelimit_adjust(&call->deployment_limit, 1, used - call->estimated_tokens);
+	call->nlimits = 0;
+	call->has_deployment_limit = false;
+}
+
+/*
+ * Write the alerts raised by this round's charges: a row in llmgw.alerts
+ * and a NOTIFY on channel llmgw_alerts, in the usage transaction.
+ */
+void
+llmgw_policy_alerts(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	if (npending_alerts == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, NUMERICOID, TIMESTAMPTZOID};
+
+		plan = SPI_prepare("WITH a AS ("
+						   " INSERT INTO llmgw.alerts (budget_id, budget_name, kind, period_start,"
+						   "   limit_amount, spent, currency, team_id)"
+						   " SELECT b.id, b.name, CASE b.enforcement WHEN 'hard'"
+						   "   THEN 'hard_limit_reached' ELSE 'soft_limit_reached' END,"
+						   "   $3, b.limit_amount, $2, b.currency, b.team_id"
+						   " FROM llmgw.budgets b WHERE b.id = $1 RETURNING *)"
+						   " SELECT pg_catalog.pg_notify('llmgw_alerts', pg_catalog.json_build_object("
+						   "   'alert_id', a.id, 'budget', a.budget_name, 'kind', a.kind,"
+						   "   'limit', a.limit_amount, 'spent', a.spent, 'currency', a.currency)::text)"
+						   " FROM a", 3, types);
+		if (plan == NULL)
+			elog(ERROR, "llmgw: could not prepare the alert insert");
+		SPI_keepplan(plan);
+	}
+	for (int i = 0; i < npending_alerts; i++)
+	{
+		Datum		values[3];
+		char		nulls[3] = {' ', ' ', ' '};
+
+		values[0] = Int64GetDatum(pending_alerts[i].budget_id);
+		values[1] = DirectFunctionCall2(numeric_div,
+										DirectFunctionCall1(int8_numeric,
+															Int64GetDatum(pending_alerts[i].spent)),
+										DirectFunctionCall1(int8_numeric,
+															Int64GetDatum((int64) LLMGW_MONEY_SCALE)));
+		values[2] = TimestampTzGetDatum(pending_alerts[i].period_start);
+		if (pending_alerts[i].period_start == DT_NOBEGIN)
+			nulls[2] = 'n';
+		if (SPI_execute_plan(plan, values, nulls, false, 0) < 0)
+			elog(ERROR, "llmgw: could not record a budget alert");
+	}
+	npending_alerts = 0;
+}
+
+/* Forget alerts of a usage transaction that failed */
+void
+llmgw_policy_alerts_discard(void)
+{
+	npending_alerts = 0;
+}

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.h
+ *		Who is calling, what they may call, and what it may cost: virtual
+ *		keys, teams, role bindings, rate limits and budgets, applied by a
+ *		worker before it calls a provider and settled after.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_POLICY_H
+#define LLMGW_POLICY_H
+
+#include "utils/guc.h"
+
+#include "call.h"
+
+#define LLMGW_KEY_HASH_LEN 32
+#define LLMGW_KEY_PREFIX_LEN 12
+
+/* apikey.c: the session's llmgw.api_key, as a hash and a visible prefix */
+extern char *llmgw_api_key;
+extern bool llmgw_api_key_check(char **newval, void **extra, GucSource source);
+extern void llmgw_api_key_assign(const char *newval, void *extra);
+extern const char *llmgw_api_key_show(void);
+extern bool llmgw_api_key_current(uint8 *hash);
+
+/* policy.c */
+extern void llmgw_policy_reset(void);
+extern void llmgw_policy_load(void);
+extern bool llmgw_policy_admit(LlmgwCall *call);
+extern bool llmgw_policy_deployment(LlmgwCall *call, const struct LlmgwRoute *route);
+extern void llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency,
+								TimestampTz started_at);
+extern void llmgw_policy_finish(LlmgwCall *call);
+extern void llmgw_policy_alerts(void);
+extern void llmgw_policy_alerts_discard(void);
+
+#endif							/* LLMGW_POLICY_H */
