@@ -184,9 +184,10 @@ SELECT k.id, k.name, k.prefix, t.name AS team, k.allowed_models, k.rpm_limit, k.
     OR k.team_id IN (SELECT b.team_id FROM llmgw.role_bindings b
                       WHERE pg_catalog.pg_has_role(CURRENT_USER, b.role_name, 'MEMBER'));
 
--- The teams the current role acts as (for row-level security)
+-- The teams the current role acts as (for row-level security; it runs with
+-- the caller's identity, so it must not be SECURITY DEFINER)
 CREATE FUNCTION llmgw.my_teams() RETURNS SETOF bigint
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT b.team_id FROM llmgw.role_bindings b
@@ -451,10 +452,12 @@ BEGIN
         cache_write_1h, output, reasoning, per_request, per_image, tier_threshold,
         tier_input, tier_cached_input, tier_cache_write_5m, tier_output, batch_input,
         batch_output, max_output_tokens, valid_from, source)
-    VALUES (model, currency, coalesce(input, 0), cached_input, cache_write_5m,
-        cache_write_1h, coalesce(output, 0), reasoning, per_request, per_image, tier_threshold,
-        tier_input, tier_cached_input, tier_cache_write_5m, tier_output, batch_input,
-        batch_output, max_output_tokens, valid_from, source)
+    VALUES (model, currency, trim_scale(coalesce(input, 0)), trim_scale(cached_input),
+        trim_scale(cache_write_5m), trim_scale(cache_write_1h), trim_scale(coalesce(output, 0)),
+        trim_scale(reasoning), trim_scale(per_request), trim_scale(per_image), tier_threshold,
+        trim_scale(tier_input), trim_scale(tier_cached_input), trim_scale(tier_cache_write_5m),
+        trim_scale(tier_output), trim_scale(batch_input), trim_scale(batch_output),
+        max_output_tokens, valid_from, source)
     RETURNING prices.id INTO id;
     RETURN id;
 END
@@ -508,8 +511,9 @@ BEGIN
                (v->>'input_cost_per_token_batches')::numeric * 1000000 AS batch_input,
                (v->>'output_cost_per_token_batches')::numeric * 1000000 AS batch_output,
                CASE WHEN jsonb_typeof(coalesce(v->'max_output_tokens', v->'max_tokens')) = 'number'
-                    THEN least((coalesce(v->>'max_output_tokens', v->>'max_tokens'))::numeric,
-                               2147483647)::integer END AS max_output_tokens
+                    THEN nullif(least(greatest((coalesce(v->>'max_output_tokens',
+                                                         v->>'max_tokens'))::numeric, 0),
+                                      2147483647)::integer, 0) END AS max_output_tokens
           INTO r;
         SELECT * INTO cur FROM llmgw.prices p WHERE p.model = e.key AND p.valid_to IS NULL;
         IF cur.id IS NOT NULL
@@ -1028,7 +1032,10 @@ CREATE FUNCTION llmgw.create_model(
     provider text,
     upstream_model text,
     priority integer DEFAULT 0,
-    weight integer DEFAULT 1)
+    weight integer DEFAULT 1,
+    price_model text DEFAULT NULL,
+    rpm_limit integer DEFAULT NULL,
+    tpm_limit bigint DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1040,8 +1047,9 @@ BEGIN
                   HINT = 'Create it with llmgw.create_provider().';
     END IF;
     INSERT INTO llmgw.models (alias) VALUES (alias) ON CONFLICT DO NOTHING;
-    INSERT INTO llmgw.deployments (model, provider, upstream_model, priority, weight)
-    VALUES (alias, provider, upstream_model, priority, weight);
+    INSERT INTO llmgw.deployments (model, provider, upstream_model, priority, weight,
+                                   price_model, rpm_limit, tpm_limit)
+    VALUES (alias, provider, upstream_model, priority, weight, price_model, rpm_limit, tpm_limit);
 END
 $fn$;
 
@@ -1313,7 +1321,7 @@ GRANT EXECUTE ON FUNCTION
     llmgw.create_provider(text, text, text, text, text, integer, integer),
     llmgw.set_provider_secret(text, text),
     llmgw.drop_provider(text),
-    llmgw.create_model(text, text, text, integer, integer),
+    llmgw.create_model(text, text, text, integer, integer, text, integer, bigint),
     llmgw.drop_model(text),
     llmgw.create_team(text, text[], integer, bigint),
     llmgw.team_id(text),

@@ -648,7 +648,7 @@ llmgw_policy_alerts(void)
 						   "   limit_amount, spent, currency, team_id)"
 						   " SELECT b.id, b.name, CASE b.enforcement WHEN 'hard'"
 						   "   THEN 'hard_limit_reached' ELSE 'soft_limit_reached' END,"
-						   "   $3, b.limit_amount, $2, b.currency, b.team_id"
+						   "   $3, b.limit_amount, pg_catalog.trim_scale($2), b.currency, b.team_id"
 						   " FROM llmgw.budgets b WHERE b.id = $1 RETURNING *)"
 						   " SELECT pg_catalog.pg_notify('llmgw_alerts', pg_catalog.json_build_object("
 						   "   'alert_id', a.id, 'budget', a.budget_name, 'kind', a.kind,"
