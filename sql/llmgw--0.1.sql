@@ -803,6 +803,39 @@ CREATE TRIGGER usage_rollup AFTER INSERT ON llmgw.usage
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION llmgw.usage_rollup();
 
+-- Calls a worker has sent to a provider and not yet settled (written by the
+-- workers, owner only).  What a server restart finds here was interrupted.
+CREATE TABLE llmgw.calls_in_flight (
+    request_id uuid PRIMARY KEY,
+    server_started_at timestamptz NOT NULL,
+    started_at timestamptz NOT NULL,
+    role_name text,
+    key_id bigint,
+    team_id bigint,
+    model text,
+    provider text,
+    upstream_model text
+);
+
+-- Turn the journal rows of a previous server life into usage rows
+CREATE FUNCTION llmgw.recover_interrupted() RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH gone AS (
+    DELETE FROM llmgw.calls_in_flight
+     WHERE server_started_at <> pg_postmaster_start_time()
+    RETURNING *),
+recorded AS (
+    INSERT INTO llmgw.usage (request_id, attempt, started_at, role_name, key_id, team_id,
+                             model, provider, upstream_model, status, error_class)
+    SELECT request_id, 1, started_at, role_name, key_id, team_id, model, provider,
+           upstream_model, 'interrupted', 'interrupted'
+      FROM gone
+    RETURNING 1)
+SELECT count(*) FROM recorded
+$$;
+
 -- Usage rows are a ledger: written once by the workers, never changed
 CREATE FUNCTION llmgw.usage_append_only() RETURNS trigger
 LANGUAGE plpgsql

@@ -143,6 +143,7 @@ typedef struct LlmgwCall
 
 	/* transfer state */
 	bool		reached_provider;	/* an HTTP attempt was made */
+	bool		journaled;		/* in llmgw.calls_in_flight */
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	void	   *easy;			/* CURL * */
@@ -174,7 +175,7 @@ extern bool llmgw_http_too_large(LlmgwCall *call);
 extern char *llmgw_response_json(const LlmgwCall *call);
 
 /* usage.c */
-extern void llmgw_usage_record(dlist_head *calls);
+extern void llmgw_usage_record(dlist_head *calls, dlist_head *running);
 
 /* call.c */
 extern LlmgwCall *llmgw_call_create(int slotno, MemoryContext parent);

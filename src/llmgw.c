@@ -165,4 +165,5 @@ _PG_init(void)
 	shmem_startup_hook = llmgw_shmem_startup;
 
 	llmgw_register_workers();
+	llmgw_api_key_install_log_hook();
 }

@@ -19,6 +19,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "journal.h"
 #include "policy.h"
 
 #define USAGE_NARGS 23
@@ -213,7 +214,7 @@ finish_all(dlist_head *calls)
  * call was accounted for when it was not.
  */
 void
-llmgw_usage_record(dlist_head *calls)
+llmgw_usage_record(dlist_head *calls, dlist_head *running)
 {
 	dlist_iter	iter;
 	bool		any = false;
@@ -222,6 +223,13 @@ llmgw_usage_record(dlist_head *calls)
 	dlist_foreach(iter, calls)
 	{
 		if (reached_provider(dlist_container(LlmgwCall, node, iter.cur)))
+			any = true;
+	}
+	dlist_foreach(iter, running)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (call->reached_provider && !call->journaled)
 			any = true;
 	}
 	if (!any)
@@ -239,12 +247,30 @@ llmgw_usage_record(dlist_head *calls)
 		pgstat_report_activity(STATE_RUNNING, "llmgw: recording usage");
 		dlist_foreach(iter, calls)
 		{
-			insert_rows(dlist_container(LlmgwCall, node, iter.cur));
+			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+			insert_rows(call);
+			if (call->journaled || call->out.status == LLMGW_STATUS_INTERRUPTED)
+				llmgw_journal_remove(call);
+		}
+		dlist_foreach(iter, running)
+		{
+			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+			if (call->reached_provider && !call->journaled)
+				llmgw_journal_add(call);
 		}
 		llmgw_policy_alerts();
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		dlist_foreach(iter, running)
+		{
+			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+			if (call->reached_provider)
+				call->journaled = true;
+		}
 	}
 	PG_CATCH();
 	{

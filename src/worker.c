@@ -30,6 +30,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "journal.h"
 #include "llmgw.h"
 
 /* Requests taken from the queue per round */
@@ -78,9 +79,7 @@ settle(dlist_head *finished)
 {
 	dlist_mutable_iter iter;
 
-	if (dlist_is_empty(finished))
-		return;
-	llmgw_usage_record(finished);
+	llmgw_usage_record(finished, &running);
 	dlist_foreach_modify(iter, finished)
 	{
 		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
@@ -116,16 +115,22 @@ refresh_config(void)
 }
 
 /*
- * Worker 0 keeps the monthly partitions of llmgw.usage created ahead, at
- * start and every hour.
+ * Housekeeping: at start, every worker records the calls a previous server
+ * life left in flight; worker 0 keeps the monthly partitions of llmgw.usage
+ * created ahead, at start and every hour.
  */
 static void
-maintain_partitions(void)
+maintain_tables(void)
 {
 	static TimestampTz last = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext old = CurrentMemoryContext;
 
+	static bool recovered = false;
+
+	/* calls a previous server life had in flight: once, by every worker */
+	if (!recovered && refresh_config() && llmgw_config_installed())
+		recovered = llmgw_journal_recover();
 	if (my_index != 0 || (last != 0 && now - last < USECS_PER_HOUR) ||
 		!llmgw_config_installed())
 		return;
@@ -384,7 +389,7 @@ llmgw_worker_main(Datum arg)
 		process_cancels(&finished);
 		process_transfers(&finished);
 		settle(&finished);
-		maintain_partitions();
+		maintain_tables();
 		MemoryContextSwitchTo(TopMemoryContext);
 	}
 }
