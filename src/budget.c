@@ -227,17 +227,18 @@ llmgw_budget_loaded(int64 budget_id, int entry, int64 spent,
 
 /*
  * Admit a call: reserve amount on every hard budget of defs, or on none.
+ * A call whose cost has no bound (unbounded) reserves all that is left of
+ * each hard budget, so that it is the only call that can overshoot it.
  * Every budget is remembered in res so that settling charges it.  On
  * refusal, fills refusal and returns false.
  */
 bool
-llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount,
+llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 					 LlmgwReservation *res, LlmgwBudgetRefusal *refusal)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
 	res->n = 0;
-	res->amount = amount;
 	if (n == 0)
 		return true;
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
@@ -268,9 +269,13 @@ llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount,
 			continue;
 		res->entry[res->n] = defs[i]->entry;
 		res->budget_id[res->n] = e->budget_id;
-		res->reserved[res->n] = e->hard;
+		res->amount[res->n] = 0;
 		if (e->hard)
-			e->reserved += amount;
+		{
+			res->amount[res->n] = unbounded ?
+				Max(amount, e->limit - e->spent - e->reserved) : amount;
+			e->reserved += res->amount[res->n];
+		}
 		res->n++;
 	}
 	LWLockRelease(ledger->lock);
@@ -325,8 +330,8 @@ llmgw_budget_release(LlmgwReservation *res)
 	{
 		LedgerEntry *e = &ledger->entries[res->entry[i]];
 
-		if (res->reserved[i] && e->budget_id == res->budget_id[i])
-			e->reserved = Max(e->reserved - res->amount, 0);
+		if (res->amount[i] > 0 && e->budget_id == res->budget_id[i])
+			e->reserved = Max(e->reserved - res->amount[i], 0);
 	}
 	LWLockRelease(ledger->lock);
 	res->n = 0;

@@ -24,8 +24,7 @@ typedef struct LlmgwReservation
 	int			n;
 	int			entry[LLMGW_MAX_CALL_BUDGETS];	/* ledger entry index */
 	int64		budget_id[LLMGW_MAX_CALL_BUDGETS];
-	bool		reserved[LLMGW_MAX_CALL_BUDGETS];
-	int64		amount;			/* units reserved on each hard budget */
+	int64		amount[LLMGW_MAX_CALL_BUDGETS];	/* units reserved; 0 on soft ones */
 } LlmgwReservation;
 
 /* A budget as the configuration describes it */
@@ -69,7 +68,7 @@ extern void llmgw_budget_shmem_init(void);
 extern bool llmgw_budget_sync(LlmgwBudgetDef *defs, int n);
 extern void llmgw_budget_loaded(int64 budget_id, int entry, int64 spent,
 								TimestampTz period_start, TimestampTz period_end);
-extern bool llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount,
+extern bool llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 								 LlmgwReservation *res, LlmgwBudgetRefusal *refusal);
 extern int	llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started_at,
 								LlmgwBudgetCrossing *crossings, int max);

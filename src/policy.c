@@ -461,6 +461,7 @@ llmgw_policy_admit(LlmgwCall *call)
 	int			napplicable = 0;
 	bool		any_hard = false;
 	int64		worst = 0;
+	bool		unbounded = false;
 	LlmgwBudgetRefusal refusal;
 	LlmgwLimitRefusal rate_refusal;
 	LlmgwReservation *res = &llmgw_slots[call->slotno].reservation;
@@ -512,13 +513,15 @@ llmgw_policy_admit(LlmgwCall *call)
 			}
 			continue;
 		}
+		if (out < 0 && route->output_rate > 0)
+			unbounded = true;
 		cost = input_bound * route->input_rate + Max(out, 0) * route->output_rate +
 			route->per_request;
 		worst = Max(worst, cost);
 	}
 	call->estimated_tokens = input_bound / 4 + Max(call->max_output_tokens, 0);
 
-	if (!llmgw_budget_reserve(applicable, napplicable, worst, res, &refusal))
+	if (!llmgw_budget_reserve(applicable, napplicable, worst, unbounded, res, &refusal))
 	{
 		LlmgwBudgetDef *b = applicable[refusal.index];
 		StringInfoData detail;
@@ -590,7 +593,7 @@ llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency, Timestamp
 			{
 				same.entry[same.n] = res->entry[i];
 				same.budget_id[same.n] = res->budget_id[i];
-				same.reserved[same.n] = res->reserved[i];
+				same.amount[same.n] = res->amount[i];
 				same.n++;
 				break;
 			}

@@ -118,5 +118,27 @@ is($node->safe_psql('postgres',
 		"SELECT kind, spent FROM llmgw.alerts WHERE budget_name = 'soft team'"),
 	'soft_limit_reached|0.21', 'and the alert is a row');
 
+# A call without an output bound holds all that is left of a hard budget
+# while it runs, so that it is the only call that can overshoot it.
+my $open_key = $node->safe_psql('postgres', q{
+	SELECT llmgw.create_model('open', 'mock', 'metered-model;delay:3000', price_model => 'open-price');
+	SELECT llmgw.set_price('open-price', 1, 1000);
+	SELECT api_key FROM llmgw.create_key('race', 'open key');});
+$open_key = (split /\n/, $open_key)[-1];
+my $open_id = $node->safe_psql('postgres', 'SELECT max(id) FROM llmgw.virtual_keys');
+$node->safe_psql('postgres', "SELECT llmgw.create_budget('open budget', 'key', '$open_id', 'total', 1)");
+($h, $out, $err) = LlmgwTest::background($node,
+	"SET llmgw.api_key = '$open_key'; SELECT llm_complete('no bound', 'open')");
+ok($node->poll_query_until('postgres',
+		"SELECT reserved = 1 FROM llmgw.budget_status WHERE name = 'open budget'"),
+	'an unbounded call reserves the rest of the budget');
+my ($rc, $o, $e) = $node->psql('postgres',
+	"SET llmgw.api_key = '$open_key'; SELECT llm_complete('bounded', 'open', max_tokens => 5)");
+like($e, qr/budget "open budget" is exhausted/, 'a second call waits for it to settle');
+$h->finish;
+is($node->safe_psql('postgres',
+		"SELECT reserved, spent > 0 FROM llmgw.budget_status WHERE name = 'open budget'"), '0|t',
+	'settled, the reservation is released');
+
 $node->stop;
 done_testing();
