@@ -125,6 +125,7 @@ CREATE TABLE llmgw.usage (
 CREATE TABLE llmgw.usage_default PARTITION OF llmgw.usage DEFAULT;
 CREATE INDEX usage_request_id_idx ON llmgw.usage (request_id);
 CREATE INDEX usage_started_at_idx ON llmgw.usage (started_at);
+CREATE INDEX usage_job_idx ON llmgw.usage ((tags->>'job')) WHERE tags ? 'job';
 
 SELECT pg_catalog.pg_extension_config_dump('llmgw.providers', '');
 SELECT pg_catalog.pg_extension_config_dump('llmgw.provider_secrets', '');
@@ -1190,7 +1191,7 @@ CREATE TABLE llmgw.jobs (
     output_column text NOT NULL,
     model text NOT NULL,
     status text NOT NULL DEFAULT 'running'
-        CHECK (status IN ('running', 'finished', 'failed')),
+        CHECK (status IN ('running', 'finished', 'failed', 'stopped')),
     rows_total bigint,
     rows_done bigint NOT NULL DEFAULT 0,
     rows_failed bigint NOT NULL DEFAULT 0,
@@ -1209,6 +1210,8 @@ SELECT pg_catalog.pg_extension_config_dump('llmgw.jobs', '');
 CREATE VIEW llmgw.job_progress WITH (security_invoker = true) AS
 SELECT id, name, owner, source, output_column, model, status,
        rows_total, rows_done, rows_failed, rows_skipped,
+       (SELECT sum(u.cost) FROM llmgw.usage u
+         WHERE u.tags ? 'job' AND u.tags->>'job' = jobs.id::text) AS spend,
        round(rows_done / nullif(extract(epoch FROM updated_at - started_at), 0), 2)
            AS rows_per_second,
        CASE WHEN status = 'running' AND rows_done > 0 THEN
@@ -1249,6 +1252,9 @@ DECLARE
     failed bigint;
     skipped bigint;
     chunk_error text;
+    stop_reason text;
+    limited bigint;
+    backoff float8 := 0.5;
     pending text := format('%I IS NULL AND NOT (%I::text = ANY ($1))', output_column, key_column);
 BEGIN
     IF chunk_size < 1 THEN
@@ -1270,8 +1276,10 @@ BEGIN
             INTO keys, prompts USING skip;
         EXIT WHEN keys IS NULL;
 
-        done := 0; failed := 0; skipped := 0;
+        done := 0; failed := 0; skipped := 0; limited := 0;
         done_keys := '{}'; answers := '{}';
+        -- the job's calls carry its id, so that its spend can be summed
+        PERFORM set_config('llmgw.tags', json_build_object('job', job)::text, true);
         FOR r IN SELECT * FROM @extschema@.llm_complete_many(prompts, model, system, max_tokens,
                                                              NULL, concurrency, 'continue')
         LOOP
@@ -1279,6 +1287,12 @@ BEGIN
                 done_keys := done_keys || keys[r.ordinality];
                 answers := answers || r.answer;
                 done := done + 1;
+            ELSIF r.sqlstate = 'LG010' THEN
+                -- a budget is exhausted: the row stays pending for a later run
+                stop_reason := coalesce(stop_reason, r.error);
+            ELSIF r.sqlstate = 'LG011' THEN
+                -- rate limited by llmgw: the row stays pending, we slow down
+                limited := limited + 1;
             ELSE
                 skip := skip || keys[r.ordinality];
                 IF r.error IS NULL THEN
@@ -1303,6 +1317,22 @@ BEGIN
         RETURNING j.rows_done, j.rows_failed INTO done, failed;
         COMMIT;
         RAISE NOTICE 'llmgw.enrich job %: % rows done, % failed', job, done, failed;
+        IF stop_reason IS NOT NULL THEN
+            UPDATE llmgw.jobs SET status = 'stopped', last_error = 'LG010: ' || stop_reason,
+                   finished_at = clock_timestamp(), updated_at = clock_timestamp()
+             WHERE id = job;
+            COMMIT;
+            RAISE WARNING 'llmgw.enrich job % stopped: %', job, stop_reason
+                USING HINT = 'Rows not done yet stay NULL; CALL llmgw.enrich again once the budget allows.';
+            RETURN;
+        END IF;
+        IF limited > 0 THEN
+            RAISE NOTICE 'llmgw.enrich job %: % calls rate limited, waiting % s', job, limited, backoff;
+            PERFORM pg_sleep(backoff);
+            backoff := least(backoff * 2, 10);
+        ELSE
+            backoff := 0.5;
+        END IF;
     END LOOP;
 
     UPDATE llmgw.jobs SET status = 'finished', finished_at = clock_timestamp(),

@@ -103,6 +103,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->role = MemoryContextStrdup(cxt, LLMGW_REQUEST_ROLE(req));
 	call->model = MemoryContextStrdup(cxt, LLMGW_REQUEST_MODEL(req));
 	call->caller_body = LLMGW_REQUEST_BODY(req);
+	call->tags = req->tags_len ? MemoryContextStrdup(cxt, LLMGW_REQUEST_TAGS(req)) : NULL;
 	call->caller_body_len = req->body_len;
 	call->request_timeout_ms = req->timeout_ms;
 	call->max_retries = req->max_retries;

@@ -97,6 +97,7 @@ typedef struct LlmgwCall
 	pg_uuid_t	request_id;
 	char	   *role;
 	char	   *model;
+	char	   *tags;			/* llmgw.tags of the caller, or NULL */
 	const char *caller_body;	/* in the DSA request */
 	size_t		caller_body_len;
 	int			request_timeout_ms;	/* the caller's llmgw.request_timeout */

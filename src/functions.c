@@ -53,6 +53,7 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	tmp.role_len = strlen(role);
 	tmp.model_len = strlen(model);
 	tmp.body_len = body_len;
+	tmp.tags_len = llmgw_tags ? strlen(llmgw_tags) : 0;
 	if (!pg_strong_random(tmp.request_id, UUID_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -70,6 +71,10 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	p += tmp.model_len + 1;
 	memcpy(p, body, body_len);
 	p[body_len] = '\0';
+	p += body_len + 1;
+	if (tmp.tags_len)
+		memcpy(p, llmgw_tags, tmp.tags_len);
+	p[tmp.tags_len] = '\0';
 	return dp;
 }
 

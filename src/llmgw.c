@@ -14,6 +14,8 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 
 #include "budget.h"
 #include "llmgw.h"
@@ -31,6 +33,7 @@ int			llmgw_request_timeout = 0;
 int			llmgw_max_retries = 2;
 int			llmgw_retry_max_wait = 10000;
 int			llmgw_retry_base_delay = 200;
+char	   *llmgw_tags = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -65,6 +68,26 @@ llmgw_shmem_startup(void)
 	llmgw_budget_shmem_init();
 	llmgw_ratelimit_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* llmgw.tags must be empty or a JSON object */
+static bool
+llmgw_tags_check(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || *p == '\0')
+		return true;
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p != '{' ||
+		pg_parse_json(makeJsonLexContextCstringLen(*newval, strlen(*newval), PG_UTF8, false),
+					  &nullSemAction) != JSON_SUCCESS)
+	{
+		GUC_check_errdetail("llmgw.tags must be a JSON object, such as {\"job\": \"nightly\"}.");
+		return false;
+	}
+	return true;
 }
 
 /* Define the llmgw.* settings */
@@ -115,6 +138,10 @@ llmgw_define_gucs(void)
 							   &llmgw_api_key, "",
 							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   llmgw_api_key_check, llmgw_api_key_assign, llmgw_api_key_show);
+	DefineCustomStringVariable("llmgw.tags",
+							   "Tags (a JSON object) recorded in llmgw.usage.tags for this session's calls.",
+							   NULL, &llmgw_tags, "",
+							   PGC_USERSET, 0, llmgw_tags_check, NULL, NULL);
 	DefineCustomIntVariable("llmgw.max_budgets",
 							"Maximum number of budgets the shared ledger holds.",
 							NULL, &llmgw_max_budgets, 1024, 16, 1000000,

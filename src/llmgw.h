@@ -28,6 +28,7 @@ extern int	llmgw_request_timeout;
 extern int	llmgw_max_retries;
 extern int	llmgw_retry_max_wait;
 extern int	llmgw_retry_base_delay;
+extern char *llmgw_tags;
 
 #define LLMGW_MAX_WORKERS 64
 
@@ -109,6 +110,7 @@ typedef struct LlmgwRequest
 	uint32		role_len;
 	uint32		model_len;
 	uint32		body_len;
+	uint32		tags_len;		/* llmgw.tags, a JSON object; 0 when unset */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } LlmgwRequest;
 
@@ -143,9 +145,10 @@ typedef struct LlmgwResult
 #define LLMGW_REQUEST_ROLE(q)	((q)->data)
 #define LLMGW_REQUEST_MODEL(q)	((q)->data + (q)->role_len + 1)
 #define LLMGW_REQUEST_BODY(q)	(LLMGW_REQUEST_MODEL(q) + (q)->model_len + 1)
+#define LLMGW_REQUEST_TAGS(q)	(LLMGW_REQUEST_BODY(q) + (q)->body_len + 1)
 #define LLMGW_REQUEST_SIZE(q) \
 	(offsetof(LlmgwRequest, data) + (q)->role_len + (q)->model_len + \
-	 (q)->body_len + 3)
+	 (q)->body_len + (q)->tags_len + 4)
 
 /* llmgw.c */
 extern LlmgwShared *llmgw_shared;

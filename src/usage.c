@@ -22,7 +22,7 @@
 #include "journal.h"
 #include "policy.h"
 
-#define USAGE_NARGS 23
+#define USAGE_NARGS 24
 
 static SPIPlanPtr insert_plan = NULL;
 
@@ -37,7 +37,7 @@ usage_plan(void)
 		UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
 		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID,
-		INT8OID, INT8OID, TEXTOID, TEXTOID
+		INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID
 	};
 
 	if (insert_plan == NULL)
@@ -48,10 +48,10 @@ usage_plan(void)
 									   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
 									   " cache_write_tokens, reasoning_tokens, cache_write_1h_tokens,"
 									   " usage_source, attempt, fallback_from, key_id, team_id,"
-									   " price_id, cost, currency, unpriced)"
+									   " price_id, cost, currency, unpriced, tags)"
 									   " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
 									   " $14, $15, $16, $17, $18, $19, $20, $21,"
-									   " p.id, c.cost, p.currency, $7 = 'ok' AND c.cost IS NULL"
+									   " p.id, c.cost, p.currency, $7 = 'ok' AND c.cost IS NULL, $24::jsonb"
 									   " FROM (SELECT) one"
 									   " LEFT JOIN LATERAL llmgw.price_at(llmgw.price_names($5, $22, $6, $23),"
 									   "   $2) p ON $7 = 'ok'"
@@ -146,6 +146,7 @@ insert_row(LlmgwCall *call, const LlmgwAttempt *a)
 	values[20] = id_or_null(call->team_id, nulls, 20);
 	values[21] = text_or_null(a->route ? a->route->kind : NULL, nulls, 21);
 	values[22] = text_or_null(a->route ? a->route->price_model : NULL, nulls, 22);
+	values[23] = text_or_null(call->tags, nulls, 23);
 
 	rc = SPI_execute_plan(usage_plan(), values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)

@@ -63,7 +63,8 @@ SELECT u.input_tokens, u.output_tokens, u.price_id = :first_price AS first,
 SELECT model, input, output, valid_to IS NOT NULL AS closed, source
   FROM llmgw.prices WHERE model = 'priced-model' ORDER BY id;
 -- history is never rewritten
-SELECT try($$UPDATE llmgw.prices SET input = 0 WHERE model = 'priced-model'$$);
+SELECT regexp_replace(try($$UPDATE llmgw.prices SET input = 0 WHERE model = 'priced-model'$$),
+                      'row \d+', 'row N') AS rewrite;
 SELECT try($$DELETE FROM llmgw.prices WHERE model = 'priced-model'$$);
 SELECT regexp_replace(try($$SELECT llmgw.set_price('priced-model', 1, 1,
                                                   valid_from => now() - interval '2 hours')$$),
