@@ -50,6 +50,9 @@ CREATE TABLE llmgw.models (
     description text,
     rpm_limit integer CHECK (rpm_limit > 0),
     tpm_limit bigint CHECK (tpm_limit > 0),
+    -- how calls spread over deployments of equal priority
+    strategy text NOT NULL DEFAULT 'weighted'
+        CHECK (strategy IN ('weighted', 'least_busy', 'lowest_latency')),
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
@@ -1160,6 +1163,27 @@ CREATE FUNCTION llmgw.stats(
 AS 'MODULE_PATHNAME', 'llmgw_stats'
 LANGUAGE C STRICT VOLATILE;
 
+-- Health of each deployment since the server started (shared memory)
+CREATE FUNCTION llmgw.deployment_stats(
+    OUT deployment_id bigint, OUT state text, OUT cooldown_until timestamptz,
+    OUT consecutive_failures integer, OUT in_flight integer, OUT successes bigint,
+    OUT failures bigint, OUT cooldowns bigint, OUT p50_ms float8, OUT p95_ms float8,
+    OUT p99_ms float8, OUT recent_ms float8)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'llmgw_deployment_stats'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW llmgw.deployment_health AS
+SELECT d.model, d.provider, d.upstream_model, d.priority, d.weight,
+       coalesce(s.state, 'healthy') AS state, s.cooldown_until, s.consecutive_failures,
+       coalesce(s.in_flight, 0) AS in_flight, coalesce(s.successes, 0) AS successes,
+       coalesce(s.failures, 0) AS failures, coalesce(s.cooldowns, 0) AS cooldowns,
+       round(s.p50_ms::numeric, 1) AS p50_ms, round(s.p95_ms::numeric, 1) AS p95_ms,
+       round(s.p99_ms::numeric, 1) AS p99_ms, round(s.recent_ms::numeric, 1) AS recent_ms,
+       d.id AS deployment_id
+  FROM llmgw.deployments d
+  LEFT JOIN llmgw.deployment_stats() s ON s.deployment_id = d.id;
+
 -- One row per logical call, its attempts folded in (the last one decides)
 CREATE VIEW llmgw.requests WITH (security_invoker = true) AS
 SELECT request_id,
@@ -1378,6 +1402,8 @@ GRANT SELECT ON llmgw.jobs TO llmgw_finance;
 GRANT SELECT ON llmgw.job_progress TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT SELECT ON llmgw.requests TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON FUNCTION llmgw.deployment_stats() TO llmgw_admin, llmgw_finance;
+GRANT SELECT ON llmgw.deployment_health TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text)
     TO llmgw_admin, llmgw_user;
 GRANT EXECUTE ON FUNCTION

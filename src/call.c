@@ -18,6 +18,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "health.h"
 #include "jsonutil.h"
 #include "policy.h"
 #include "provider.h"
@@ -143,53 +144,92 @@ copy_route(LlmgwRoute *dst, const LlmgwRoute *src)
 	dst->upstream_model = pstrdup(src->upstream_model);
 }
 
+/* Pick among routes[from..to) the one to try first, weighted by weight */
+static int
+pick_weighted(LlmgwRoute *routes, int from, int to)
+{
+	double		total = 0;
+	double		pick;
+
+	for (int j = from; j < to; j++)
+		total += routes[j].weight;
+	pick = pg_prng_double(&pg_global_prng_state) * total;
+	for (int j = from; j < to; j++)
+	{
+		pick -= routes[j].weight;
+		if (pick < 0)
+			return j;
+	}
+	return from;
+}
+
+/* Pick among routes[from..to) the least busy, or the fastest recently */
+static int
+pick_by_load(LlmgwRoute *routes, int from, int to, char strategy)
+{
+	int			best = from;
+	double		best_score = 0;
+
+	for (int j = from; j < to; j++)
+	{
+		int			in_flight;
+		double		latency;
+		double		score;
+
+		llmgw_health_load(routes[j].deployment_id, &in_flight, &latency);
+		/* ties are broken at random, so equal deployments share the load */
+		score = (strategy == 'b' ? in_flight : latency) + pg_prng_double(&pg_global_prng_state) * 1e-3;
+		if (j == from || score < best_score)
+		{
+			best = j;
+			best_score = score;
+		}
+	}
+	return best;
+}
+
 /*
- * The order in which the call tries the deployments: by priority, and among
- * equal priorities a random order weighted by weight (load balancing).
+ * The order in which the call tries the deployments: by priority; among
+ * equal priorities by the model's strategy (weighted random by default,
+ * least busy, or lowest recent latency).  Deployments cooling down after
+ * repeated failures go last, so they are used only when nothing else is.
  */
 static void
 order_routes(LlmgwCall *call, const LlmgwModelRoutes *model)
 {
 	int			n = model->nroutes;
+	LlmgwRoute *healthy = palloc(sizeof(LlmgwRoute) * n);
+	LlmgwRoute *cooling = palloc(sizeof(LlmgwRoute) * n);
+	int			nhealthy = 0;
+	int			ncooling = 0;
 
-	call->routes = palloc(sizeof(LlmgwRoute) * n);
-	call->nroutes = n;
 	for (int i = 0; i < n; i++)
-		copy_route(&call->routes[i], &model->routes[i]);
-	for (int start = 0; start < n;)
+	{
+		if (llmgw_health_available(model->routes[i].deployment_id, false) == LLMGW_COOLING_DOWN)
+			copy_route(&cooling[ncooling++], &model->routes[i]);
+		else
+			copy_route(&healthy[nhealthy++], &model->routes[i]);
+	}
+	for (int start = 0; start < nhealthy;)
 	{
 		int			end = start;
 
-		while (end < n && call->routes[end].priority == call->routes[start].priority)
+		while (end < nhealthy && healthy[end].priority == healthy[start].priority)
 			end++;
 		for (int i = start; i < end - 1; i++)
 		{
-			double		total = 0;
-			double		pick;
-			int			k = i;
+			int			k = model->strategy == 'p' ? pick_weighted(healthy, i, end) :
+				pick_by_load(healthy, i, end, model->strategy);
+			LlmgwRoute	tmp = healthy[i];
 
-			for (int j = i; j < end; j++)
-				total += call->routes[j].weight;
-			pick = pg_prng_double(&pg_global_prng_state) * total;
-			for (int j = i; j < end; j++)
-			{
-				pick -= call->routes[j].weight;
-				if (pick < 0)
-				{
-					k = j;
-					break;
-				}
-			}
-			if (k != i)
-			{
-				LlmgwRoute	tmp = call->routes[i];
-
-				call->routes[i] = call->routes[k];
-				call->routes[k] = tmp;
-			}
+			healthy[i] = healthy[k];
+			healthy[k] = tmp;
 		}
 		start = end;
 	}
+	memcpy(healthy + nhealthy, cooling, sizeof(LlmgwRoute) * ncooling);
+	call->routes = healthy;
+	call->nroutes = n;
 }
 
 /*
@@ -236,8 +276,11 @@ start_attempt(LlmgwCall *call)
 	if (call->body == NULL)
 		return fail_early(call, LLMGW_ERR_INVALID_REQUEST, error);
 	call->headers = ops->headers(route, call->secret);
+	(void) llmgw_health_available(route->deployment_id, true);	/* claims a due probe */
 	llmgw_http_start(call, call->kind == LLMGW_KIND_EMBED ? ops->embed_url(route) :
 					 ops->chat_url(route, call->stream));
+	llmgw_health_begin(route->deployment_id);
+	call->health_counted = true;
 	return true;
 }
 
@@ -293,6 +336,18 @@ llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a)
 	a->out = call->out;
 }
 
+/* Release the transfer of the current attempt */
+static void
+release_transfer(LlmgwCall *call)
+{
+	if (call->health_counted)
+	{
+		llmgw_health_end(call->route->deployment_id);
+		call->health_counted = false;
+	}
+	llmgw_http_release(call);
+}
+
 /* Keep the finished attempt for its usage row, and clear the transfer */
 static void
 archive_attempt(LlmgwCall *call)
@@ -301,7 +356,7 @@ archive_attempt(LlmgwCall *call)
 
 	llmgw_call_attempt(call, a);
 	dlist_push_tail(&call->past_attempts, &a->node);
-	llmgw_http_release(call);
+	release_transfer(call);
 	call->attempt++;
 }
 
@@ -439,6 +494,8 @@ llmgw_call_interpret(LlmgwCall *call)
 		else
 			call->provider_ops->parse_chat(buf, call->response.len, out->http_status, out);
 	}
+	llmgw_health_record(call->route->deployment_id, out->status == LLMGW_STATUS_OK, out->error,
+						(double) (call->finished_at - call->started_at) / 1000.0);
 	/* a hint in the body (Gemini) wins over the headers */
 	if (out->retry_after_s < 0 && out->status != LLMGW_STATUS_OK)
 		out->retry_after_s = llmgw_retry_hint(&call->hint_headers, time(NULL));
@@ -566,7 +623,7 @@ llmgw_call_publish(LlmgwCall *call)
 void
 llmgw_call_free(LlmgwCall *call)
 {
-	llmgw_http_release(call);
+	release_transfer(call);
 	for (int i = 0; i < call->nroutes; i++)
 		if (call->routes[i].secret)
 			explicit_bzero(call->routes[i].secret, strlen(call->routes[i].secret));

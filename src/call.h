@@ -144,6 +144,7 @@ typedef struct LlmgwCall
 
 	/* transfer state */
 	bool		reached_provider;	/* an HTTP attempt was made */
+	bool		health_counted; /* counted in its deployment's calls in flight */
 	bool		journaled;		/* in llmgw.calls_in_flight */
 	TimestampTz started_at;
 	TimestampTz finished_at;

@@ -139,7 +139,7 @@ load_routes(void)
 					 "   pr.cache_write_5m, pr.cache_write_1h, pr.tier_cache_write_5m) * 10000)::int8,"
 					 " ceil(greatest(pr.output, pr.tier_output, pr.reasoning) * 10000)::int8,"
 					 " ceil(coalesce(pr.per_request, 0) * 10000000000)::int8,"
-					 " coalesce(pr.max_output_tokens, 0)"
+					 " coalesce(pr.max_output_tokens, 0), m.strategy"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
@@ -171,6 +171,8 @@ load_routes(void)
 			model->routes = palloc(sizeof(LlmgwRoute) * 4);
 			model->rpm_limit = pg_strtoint32(spi_text(tup, 17));
 			model->tpm_limit = spi_int64(tup, 18);
+			model->strategy = strcmp(spi_text(tup, 24), "least_busy") == 0 ? 'b' :
+				strcmp(spi_text(tup, 24), "lowest_latency") == 0 ? 'l' : 'p';
 		}
 		else if ((model->nroutes & (model->nroutes - 1)) == 0 && model->nroutes >= 4)
 			model->routes = repalloc(model->routes, sizeof(LlmgwRoute) * model->nroutes * 2);

@@ -42,6 +42,7 @@ typedef struct LlmgwModelRoutes
 	LlmgwRoute *routes;
 	int32		rpm_limit;		/* of the alias; 0: none */
 	int64		tpm_limit;
+	char		strategy;		/* 'p'riority/weight, 'b' least busy, 'l' lowest latency */
 } LlmgwModelRoutes;
 
 extern void llmgw_config_refresh(void);

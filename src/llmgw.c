@@ -18,6 +18,7 @@
 #include "mb/pg_wchar.h"
 
 #include "budget.h"
+#include "health.h"
 #include "llmgw.h"
 #include "policy.h"
 #include "ratelimit.h"
@@ -49,7 +50,8 @@ llmgw_shmem_request(void)
 	RequestAddinShmemSpace(llmgw_shmem_size());
 	RequestAddinShmemSpace(llmgw_budget_shmem_size());
 	RequestAddinShmemSpace(llmgw_ratelimit_shmem_size());
-	RequestNamedLWLockTranche("llmgw", 2);
+	RequestAddinShmemSpace(llmgw_health_shmem_size());
+	RequestNamedLWLockTranche("llmgw", 3);
 }
 
 /* Create or attach to our part of shared memory */
@@ -67,6 +69,7 @@ llmgw_shmem_startup(void)
 	llmgw_shmem_init(base, found);
 	llmgw_budget_shmem_init();
 	llmgw_ratelimit_shmem_init();
+	llmgw_health_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -150,6 +153,18 @@ llmgw_define_gucs(void)
 							"Maximum number of rate-limited keys, teams, models and deployments.",
 							NULL, &llmgw_max_rate_limits, 4096, 16, 10000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.max_deployments",
+							"Maximum number of deployments whose health shared memory tracks.",
+							NULL, &llmgw_max_deployments, 1024, 16, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.cooldown_failures",
+							"Consecutive failures after which a deployment cools down.",
+							NULL, &llmgw_cooldown_failures, 3, 1, 1000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.cooldown_time",
+							"How long a failing deployment is left out of routing before a probe; 0 disables cooldowns.",
+							NULL, &llmgw_cooldown_time, 30000, 0, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("llmgw");
 }
 
