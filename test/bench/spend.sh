@@ -146,7 +146,7 @@ nr=$(psql -qAtX -c "SET ROLE llmgw_finance; ${QRAW%;}" | wc -l)
 m1=$(time_query "$Q1"); m2=$(time_query "$Q2"); m3=$(time_query "$Q3"); mr=$(time_query "$QRAW")
 
 verdict() { awk -v t="$1" -v g="$GOAL_MS" 'BEGIN { print (t < g ? "PASS" : "FAIL") }'; }
-printf "\n%-78s %6s %10s %8s %s\n" query rows median_ms raw/view goal
+printf "\n%-78s %6s %10s %8s %s\n" query rows median_ms view/raw goal
 for q in 1 2 3 raw; do
     case $q in
         1) sql=$Q1 rows=$n1 ms=$m1 ;;
@@ -158,7 +158,7 @@ for q in 1 2 3 raw; do
         printf "%-78s %6s %10s %8s %s\n" "${sql:0:78}" "$rows" "$ms" 1 "(baseline: usage scanned)"
     else
         printf "%-78s %6s %10s %8s %s\n" "${sql:0:78}" "$rows" "$ms" \
-            "$(awk -v a="$mr" -v b="$ms" 'BEGIN {printf "%.0f", a / b}')" "$(verdict "$ms") (< $GOAL_MS ms)"
+            "$(awk -v a="$ms" -v b="$mr" 'BEGIN {printf "%.4f", a / b}')" "$(verdict "$ms") (< $GOAL_MS ms)"
     fi
 done
 awk -v a="$m1" -v b="$mr" 'BEGIN {

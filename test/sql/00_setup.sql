@@ -42,3 +42,18 @@ LANGUAGE sql AS $$
       FROM (SELECT * FROM llmgw.usage ORDER BY id DESC LIMIT n) u
      ORDER BY id
 $$;
+
+-- usage_of(alias): the usage rows of a model alias, oldest first
+CREATE FUNCTION usage_of(alias text)
+RETURNS TABLE (attempt int, provider text, upstream_model text, status text,
+               error_class text, http_status int, fallback_from text, cost numeric)
+LANGUAGE sql AS $$
+    SELECT attempt, provider, upstream_model, status, error_class, http_status,
+           fallback_from, cost
+      FROM llmgw.usage WHERE model = alias ORDER BY id
+$$;
+
+-- A second provider with Anthropic's wire format, for fallbacks across providers
+SELECT regexp_replace(:'mock_url', '/v1$', '') || '/v1' AS anthropic_url \gset
+SELECT llmgw.create_provider('drill-anthropic', 'anthropic', :'anthropic_url',
+                             secret => 'env:LLMGW_TEST_KEY');
