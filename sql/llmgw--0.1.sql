@@ -53,6 +53,12 @@ CREATE TABLE llmgw.models (
     -- how calls spread over deployments of equal priority
     strategy text NOT NULL DEFAULT 'weighted'
         CHECK (strategy IN ('weighted', 'least_busy', 'lowest_latency')),
+    -- exact-match response cache: how long answers are kept (NULL: not
+    -- cached unless a session sets llmgw.cache = on), whether teams share
+    -- them, and what a cache hit costs
+    cache_ttl interval CHECK (cache_ttl > interval '0'),
+    cache_shared boolean NOT NULL DEFAULT false,
+    cache_hit_cost numeric NOT NULL DEFAULT 0 CHECK (cache_hit_cost >= 0),
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
@@ -754,6 +760,7 @@ SELECT llmgw.create_usage_partitions(3);
 -- maintained as usage rows are written, so views need not scan llmgw.usage.
 CREATE TABLE llmgw.usage_daily (
     day date NOT NULL,
+    shard integer NOT NULL DEFAULT 0,   -- the worker that wrote it: no lock waits between workers
     team_id bigint,
     key_id bigint,
     role_name text,
@@ -770,9 +777,11 @@ CREATE TABLE llmgw.usage_daily (
     cached_input_tokens bigint NOT NULL,
     reasoning_tokens bigint NOT NULL,
     cost numeric NOT NULL,
+    month date NOT NULL GENERATED ALWAYS AS ((date_trunc('month', day::timestamp))::date) STORED,
     UNIQUE NULLS NOT DISTINCT (day, team_id, key_id, role_name, model, provider,
-                               upstream_model, currency)
+                               upstream_model, currency, shard)
 );
+CREATE INDEX usage_daily_month_idx ON llmgw.usage_daily (month);
 
 CREATE FUNCTION llmgw.usage_rollup() RETURNS trigger
 LANGUAGE plpgsql
@@ -780,8 +789,12 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     -- ordered, so that concurrent writers lock rollup rows in one order
-    INSERT INTO llmgw.usage_daily AS d
-    SELECT (n.started_at AT TIME ZONE 'UTC')::date, n.team_id, n.key_id, n.role_name, n.model,
+    INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model, provider,
+        upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
+        output_tokens, cached_input_tokens, reasoning_tokens, cost)
+    SELECT (n.started_at AT TIME ZONE 'UTC')::date,
+           coalesce(nullif(current_setting('llmgw.rollup_shard', true), '')::integer, 0),
+           n.team_id, n.key_id, n.role_name, n.model,
            n.provider, n.upstream_model, n.currency,
            count(*), count(*) FILTER (WHERE n.status <> 'ok'),
            count(*) FILTER (WHERE n.unpriced), count(*) FILTER (WHERE n.cache_hit),
@@ -789,9 +802,9 @@ BEGIN
            coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0),
            coalesce(sum(n.cost), 0)
       FROM new_rows n
-     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency)
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency, shard)
     DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
                   unpriced = d.unpriced + excluded.unpriced,
                   cache_hits = d.cache_hits + excluded.cache_hits,
@@ -806,6 +819,53 @@ $fn$;
 CREATE TRIGGER usage_rollup AFTER INSERT ON llmgw.usage
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION llmgw.usage_rollup();
+
+-- Exact-match response cache (owner only: answers may be confidential).
+-- key = sha256 of the scope (team, key or role; 'shared' when the model
+-- shares), the kind of call, the model alias and the normalised request.
+CREATE TABLE llmgw.response_cache (
+    key bytea PRIMARY KEY,
+    model text NOT NULL,
+    scope text NOT NULL,
+    kind integer NOT NULL,
+    answer text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at timestamptz NOT NULL,
+    hits bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX response_cache_expires_idx ON llmgw.response_cache (expires_at);
+
+-- What the cache holds, without the answers
+CREATE VIEW llmgw.cache_stats AS
+SELECT model, scope, count(*) AS entries, sum(pg_catalog.octet_length(answer)) AS bytes,
+       sum(hits) AS hits, min(created_at) AS oldest, max(expires_at) AS last_expiry
+  FROM llmgw.response_cache GROUP BY model, scope;
+
+-- Drop expired entries, then the oldest ones beyond max_bytes
+CREATE FUNCTION llmgw.trim_cache(max_bytes bigint) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH expired AS (
+    DELETE FROM llmgw.response_cache WHERE expires_at <= now() RETURNING 1),
+sized AS (
+    SELECT key, sum(octet_length(answer)) OVER (ORDER BY created_at DESC, key) AS upto
+      FROM llmgw.response_cache),
+over AS (
+    DELETE FROM llmgw.response_cache c USING sized s
+     WHERE c.key = s.key AND s.upto > max_bytes RETURNING 1)
+SELECT (SELECT count(*) FROM expired) + (SELECT count(*) FROM over)
+$$;
+
+-- Forget the cached answers of a model, or all of them
+CREATE FUNCTION llmgw.clear_cache(model text DEFAULT NULL) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH gone AS (DELETE FROM llmgw.response_cache c
+               WHERE clear_cache.model IS NULL OR c.model = clear_cache.model RETURNING 1)
+SELECT count(*) FROM gone
+$$;
 
 -- Calls a worker has sent to a provider and not yet settled (written by the
 -- workers, owner only).  What a server restart finds here was interrupted.
@@ -875,14 +935,19 @@ CREATE POLICY usage_daily_team ON llmgw.usage_daily FOR SELECT TO llmgw_user
 
 CREATE VIEW llmgw.spend_daily WITH (security_invoker = true) AS
 SELECT d.day, t.name AS team, k.prefix AS key_prefix, d.role_name, d.model, d.provider,
-       d.upstream_model, d.currency, d.calls, d.errors, d.unpriced, d.cache_hits,
-       d.input_tokens, d.output_tokens, d.cached_input_tokens, d.reasoning_tokens, d.cost
+       d.upstream_model, d.currency, sum(d.calls) AS calls, sum(d.errors) AS errors,
+       sum(d.unpriced) AS unpriced, sum(d.cache_hits) AS cache_hits,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cached_input_tokens) AS cached_input_tokens,
+       sum(d.reasoning_tokens) AS reasoning_tokens, sum(d.cost) AS cost
   FROM llmgw.usage_daily d
   LEFT JOIN llmgw.teams t ON t.id = d.team_id
-  LEFT JOIN llmgw.keys k ON k.id = d.key_id;
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id
+ GROUP BY d.day, t.name, k.prefix, d.role_name, d.model, d.provider, d.upstream_model,
+          d.currency;
 
 CREATE VIEW llmgw.spend_by_key WITH (security_invoker = true) AS
-SELECT date_trunc('month', d.day)::date AS month, d.key_id, k.prefix AS key_prefix,
+SELECT d.month, d.key_id, k.prefix AS key_prefix,
        k.name AS key_name, t.name AS team, d.currency,
        sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
        sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
@@ -893,7 +958,7 @@ SELECT date_trunc('month', d.day)::date AS month, d.key_id, k.prefix AS key_pref
  GROUP BY 1, 2, 3, 4, 5, 6;
 
 CREATE VIEW llmgw.spend_by_team WITH (security_invoker = true) AS
-SELECT date_trunc('month', d.day)::date AS month, d.team_id, t.name AS team, d.currency,
+SELECT d.month, d.team_id, t.name AS team, d.currency,
        sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
        sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
        sum(d.cost) AS cost
@@ -902,7 +967,7 @@ SELECT date_trunc('month', d.day)::date AS month, d.team_id, t.name AS team, d.c
  GROUP BY 1, 2, 3, 4;
 
 CREATE VIEW llmgw.spend_by_model WITH (security_invoker = true) AS
-SELECT date_trunc('month', d.day)::date AS month, d.model, d.provider, d.upstream_model,
+SELECT d.month, d.model, d.provider, d.upstream_model,
        d.currency,
        sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
        sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
@@ -1403,6 +1468,8 @@ GRANT SELECT ON llmgw.job_progress TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT SELECT ON llmgw.requests TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON FUNCTION llmgw.deployment_stats() TO llmgw_admin, llmgw_finance;
+GRANT SELECT ON llmgw.cache_stats TO llmgw_admin;
+GRANT EXECUTE ON FUNCTION llmgw.trim_cache(bigint), llmgw.clear_cache(text) TO llmgw_admin;
 GRANT SELECT ON llmgw.deployment_health TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text)
     TO llmgw_admin, llmgw_user;

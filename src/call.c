@@ -18,6 +18,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "cache.h"
 #include "health.h"
 #include "jsonutil.h"
 #include "policy.h"
@@ -112,6 +113,8 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->retry_base_delay_ms = req->retry_base_delay_ms;
 	call->max_response_bytes = req->max_response_bytes;
 	call->has_key = req->has_key;
+	call->cache_mode = req->cache_mode;
+	call->session_cache_ttl_s = req->cache_ttl_s;
 	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
 	if (call->kind != LLMGW_KIND_EMBED)
 		call->max_output_tokens = body_max_tokens(call->caller_body, call->caller_body_len);
@@ -407,7 +410,12 @@ llmgw_call_start(LlmgwCall *call)
 	else
 	{
 		order_routes(call, model);
-		started = llmgw_policy_admit(call) && start_some_route(call);
+		started = llmgw_policy_admit(call);
+		/* a cached call waits for the worker's lookup before it is routed */
+		if (started && llmgw_cache_prepare(call, model))
+			call->awaiting_cache = true;
+		else if (started)
+			started = start_some_route(call);
 	}
 	MemoryContextSwitchTo(old);
 	return started;
@@ -588,6 +596,19 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 	*detail = d.len > 0 ? d.data : NULL;
 }
 
+/* The answer of a successful call as the caller receives it (NULL: SQL NULL) */
+char *
+llmgw_call_answer(LlmgwCall *call)
+{
+	if (call->cache_hit)
+		return call->cached_answer;
+	if (call->kind == LLMGW_KIND_CHAT_JSON)
+		return llmgw_response_json(call);
+	if (call->kind == LLMGW_KIND_EMBED)
+		return call->out.embeddings;
+	return call->out.text;
+}
+
 /* Hand the outcome to the waiting caller */
 void
 llmgw_call_publish(LlmgwCall *call)
@@ -607,12 +628,8 @@ llmgw_call_publish(LlmgwCall *call)
 		header.sqlerrcode = llmgw_error_class_sqlstate(call->out.error);
 		describe_error(call, &message, &detail, &hint);
 	}
-	else if (call->kind == LLMGW_KIND_CHAT_JSON)
-		text = llmgw_response_json(call);
-	else if (call->kind == LLMGW_KIND_EMBED)
-		text = call->out.embeddings;
 	else
-		text = call->out.text;
+		text = llmgw_call_answer(call);
 	header.has_text = (text != NULL);
 	llmgw_slot_publish(call->slotno,
 					   llmgw_result_create(&header, text, message, detail, hint));

@@ -121,6 +121,17 @@ typedef struct LlmgwCall
 	int			nlimits;
 	LlmgwLimit	deployment_limit;	/* of the current attempt */
 	bool		has_deployment_limit;
+	/* response cache */
+	int32		cache_mode;		/* LLMGW_CACHE_* of the caller */
+	int32		session_cache_ttl_s;
+	bool		cache_enabled;	/* looked up, and stored on success */
+	bool		awaiting_cache; /* admitted, waits for the lookup */
+	bool		cache_hit;
+	int32		cache_ttl_s;
+	uint8		cache_key[32];
+	char	   *cache_scope;
+	char	   *cache_hit_cost;
+	char	   *cached_answer;
 	char	   *deny_message;	/* why llmgw itself refused the call */
 	char	   *deny_detail;
 	char	   *deny_hint;
@@ -187,6 +198,7 @@ extern bool llmgw_call_resume(LlmgwCall *call);
 extern void llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a);
 extern void llmgw_call_interpret(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
+extern char *llmgw_call_answer(LlmgwCall *call);
 extern void llmgw_call_free(LlmgwCall *call);
 extern char *llmgw_redact(const char *text, const char *secret);
 

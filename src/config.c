@@ -139,7 +139,9 @@ load_routes(void)
 					 "   pr.cache_write_5m, pr.cache_write_1h, pr.tier_cache_write_5m) * 10000)::int8,"
 					 " ceil(greatest(pr.output, pr.tier_output, pr.reasoning) * 10000)::int8,"
 					 " ceil(coalesce(pr.per_request, 0) * 10000000000)::int8,"
-					 " coalesce(pr.max_output_tokens, 0), m.strategy"
+					 " coalesce(pr.max_output_tokens, 0), m.strategy,"
+					 " least(coalesce(extract(epoch FROM m.cache_ttl), 0), 2000000000)::int8,"
+					 " m.cache_shared, m.cache_hit_cost"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
@@ -173,6 +175,9 @@ load_routes(void)
 			model->tpm_limit = spi_int64(tup, 18);
 			model->strategy = strcmp(spi_text(tup, 24), "least_busy") == 0 ? 'b' :
 				strcmp(spi_text(tup, 24), "lowest_latency") == 0 ? 'l' : 'p';
+			model->cache_ttl_s = (int32) spi_int64(tup, 25);
+			model->cache_shared = strcmp(spi_text(tup, 26), "t") == 0;
+			model->cache_hit_cost = spi_text(tup, 27);
 		}
 		else if ((model->nroutes & (model->nroutes - 1)) == 0 && model->nroutes >= 4)
 			model->routes = repalloc(model->routes, sizeof(LlmgwRoute) * model->nroutes * 2);

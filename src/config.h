@@ -43,6 +43,9 @@ typedef struct LlmgwModelRoutes
 	int32		rpm_limit;		/* of the alias; 0: none */
 	int64		tpm_limit;
 	char		strategy;		/* 'p'riority/weight, 'b' least busy, 'l' lowest latency */
+	int32		cache_ttl_s;	/* models.cache_ttl; 0: not cached by default */
+	bool		cache_shared;
+	char	   *cache_hit_cost; /* numeric, as text */
 } LlmgwModelRoutes;
 
 extern void llmgw_config_refresh(void);

@@ -50,6 +50,8 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	tmp.retry_base_delay_ms = llmgw_retry_base_delay;
 	tmp.max_response_bytes = llmgw_max_response_size;
 	tmp.has_key = llmgw_api_key_current(tmp.key_hash);
+	tmp.cache_mode = llmgw_cache_mode;
+	tmp.cache_ttl_s = llmgw_cache_ttl;
 	tmp.role_len = strlen(role);
 	tmp.model_len = strlen(model);
 	tmp.body_len = body_len;

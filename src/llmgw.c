@@ -18,6 +18,7 @@
 #include "mb/pg_wchar.h"
 
 #include "budget.h"
+#include "cache.h"
 #include "health.h"
 #include "llmgw.h"
 #include "policy.h"
@@ -35,6 +36,17 @@ int			llmgw_max_retries = 2;
 int			llmgw_retry_max_wait = 10000;
 int			llmgw_retry_base_delay = 200;
 char	   *llmgw_tags = NULL;
+int			llmgw_cache_mode = LLMGW_CACHE_DEFAULT;
+int			llmgw_cache_ttl = 3600;
+int			llmgw_journal_delay = 100;
+int			llmgw_rollup_shard = 0;
+
+static const struct config_enum_entry cache_modes[] = {
+	{"default", LLMGW_CACHE_DEFAULT, false},
+	{"on", LLMGW_CACHE_ON, false},
+	{"off", LLMGW_CACHE_OFF, false},
+	{NULL, 0, false}
+};
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -153,6 +165,27 @@ llmgw_define_gucs(void)
 							"Maximum number of rate-limited keys, teams, models and deployments.",
 							NULL, &llmgw_max_rate_limits, 4096, 16, 10000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("llmgw.cache",
+							 "Response cache for this session's calls: default (as the model says), on, off.",
+							 NULL, &llmgw_cache_mode, LLMGW_CACHE_DEFAULT, cache_modes,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.cache_ttl",
+							"How long answers are cached when llmgw.cache = on and the model sets no cache_ttl.",
+							NULL, &llmgw_cache_ttl, 3600, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.cache_max_size",
+							"Size cap of the response cache; the oldest answers go first.",
+							NULL, &llmgw_cache_max_size, 100 * 1024, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.journal_delay",
+							"How long a call runs before it is written to the journal of calls in flight.",
+							"A server crash loses track of calls younger than this; they get no \"interrupted\" usage row.",
+							&llmgw_journal_delay, 100, 0, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.rollup_shard",
+							"Internal: the rollup rows a worker writes (one set per worker avoids lock waits).",
+							NULL, &llmgw_rollup_shard, 0, 0, LLMGW_MAX_WORKERS,
+							PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.max_deployments",
 							"Maximum number of deployments whose health shared memory tracks.",
 							NULL, &llmgw_max_deployments, 1024, 16, 1000000,

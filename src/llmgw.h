@@ -29,6 +29,10 @@ extern int	llmgw_max_retries;
 extern int	llmgw_retry_max_wait;
 extern int	llmgw_retry_base_delay;
 extern char *llmgw_tags;
+extern int	llmgw_cache_mode;
+extern int	llmgw_journal_delay;
+extern int	llmgw_rollup_shard;
+extern int	llmgw_cache_ttl;
 
 #define LLMGW_MAX_WORKERS 64
 
@@ -105,6 +109,8 @@ typedef struct LlmgwRequest
 	int32		retry_max_wait_ms;
 	int32		retry_base_delay_ms;
 	int64		max_response_bytes;
+	int32		cache_mode;		/* LLMGW_CACHE_* of llmgw.cache */
+	int32		cache_ttl_s;	/* llmgw.cache_ttl */
 	bool		has_key;		/* the caller presented a virtual key */
 	uint8		key_hash[32];	/* its sha256; the key itself never leaves the caller */
 	uint32		role_len;
@@ -113,6 +119,10 @@ typedef struct LlmgwRequest
 	uint32		tags_len;		/* llmgw.tags, a JSON object; 0 when unset */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } LlmgwRequest;
+
+#define LLMGW_CACHE_DEFAULT 0	/* as the model says */
+#define LLMGW_CACHE_ON 1
+#define LLMGW_CACHE_OFF 2
 
 #define LLMGW_KIND_CHAT 1		/* the answer is the assistant's text */
 #define LLMGW_KIND_CHAT_JSON 2	/* the answer is llm_chat's normalised JSON */

@@ -13,53 +13,72 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "call.h"
+#include "cache.h"
 #include "config.h"
 #include "journal.h"
 #include "policy.h"
 
-#define USAGE_NARGS 24
+#define USAGE_NARGS 26
+
+/* Column types of the batched INSERT, one array parameter each */
+static const Oid usage_types[USAGE_NARGS] = {
+	UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
+	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID,
+	INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID
+};
 
 static SPIPlanPtr insert_plan = NULL;
 
 /*
- * Prepare (once) the INSERT of a usage row.  An answered attempt is priced
- * in the same statement, exactly, at the price in force when it started.
+ * Prepare (once) the INSERT of a round's usage rows, one array per column.
+ * An answered attempt is priced in the same statement, exactly, at the
+ * price in force when it started; one statement per round also means the
+ * rollup trigger runs once per round.
  */
 static SPIPlanPtr
 usage_plan(void)
 {
-	static Oid	argtypes[USAGE_NARGS] = {
-		UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID,
-		INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID
-	};
-
 	if (insert_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(
-									   "INSERT INTO llmgw.usage (request_id, started_at, role_name,"
-									   " model, provider, upstream_model, status, error_class, http_status,"
-									   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
-									   " cache_write_tokens, reasoning_tokens, cache_write_1h_tokens,"
-									   " usage_source, attempt, fallback_from, key_id, team_id,"
-									   " price_id, cost, currency, unpriced, tags)"
-									   " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-									   " $14, $15, $16, $17, $18, $19, $20, $21,"
-									   " p.id, c.cost, p.currency, $7 = 'ok' AND c.cost IS NULL, $24::jsonb"
-									   " FROM (SELECT) one"
-									   " LEFT JOIN LATERAL llmgw.price_at(llmgw.price_names($5, $22, $6, $23),"
-									   "   $2) p ON $7 = 'ok'"
-									   " CROSS JOIN LATERAL (SELECT llmgw.cost(p, $11, $12, $13, $14, $16, $15)"
-									   "   AS cost) c"
-									   " RETURNING currency, ceil(cost * 10000000000)::int8",
-									   USAGE_NARGS, argtypes);
+		Oid			argtypes[USAGE_NARGS];
+		SPIPlanPtr	plan;
 
+		for (int i = 0; i < USAGE_NARGS; i++)
+			argtypes[i] = get_array_type(usage_types[i]);
+		plan = SPI_prepare("INSERT INTO llmgw.usage (request_id, started_at, role_name,"
+						   " model, provider, upstream_model, status, error_class, http_status,"
+						   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
+						   " cache_write_tokens, reasoning_tokens, cache_write_1h_tokens,"
+						   " usage_source, attempt, fallback_from, key_id, team_id,"
+						   " price_id, cost, currency, unpriced, tags, cache_hit)"
+						   " SELECT v.request_id, v.started_at, v.role_name, v.model, v.provider,"
+						   " v.upstream_model, v.status, v.error_class, v.http_status, v.latency_ms,"
+						   " v.i, v.o, v.ci, v.cw, v.r, v.cw1h, v.usage_source, v.attempt,"
+						   " v.fallback_from, v.key_id, v.team_id, p.id,"
+						   " CASE WHEN v.hit THEN v.hit_cost::numeric ELSE c.cost END,"
+						   " CASE WHEN v.hit THEN 'USD' ELSE p.currency END,"
+						   " NOT v.hit AND v.status = 'ok' AND c.cost IS NULL, v.tags::jsonb, v.hit"
+						   " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+						   "   $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+						   "   AS v(request_id, started_at, role_name, model, provider, upstream_model,"
+						   "   status, error_class, http_status, latency_ms, i, o, ci, cw, r, cw1h,"
+						   "   usage_source, attempt, fallback_from, key_id, team_id, kind,"
+						   "   price_model, tags, hit, hit_cost)"
+						   " LEFT JOIN LATERAL llmgw.price_at(llmgw.price_names(v.provider, v.kind,"
+						   "   v.upstream_model, v.price_model), v.started_at) p"
+						   "   ON v.status = 'ok' AND NOT v.hit"
+						   " CROSS JOIN LATERAL (SELECT llmgw.cost(p, v.i, v.o, v.ci, v.cw, v.cw1h, v.r)"
+						   "   AS cost) c"
+						   " RETURNING request_id, attempt, currency, ceil(cost * 10000000000)::int8",
+						   USAGE_NARGS, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "llmgw: could not prepare usage insert: %s",
 				 SPI_result_code_string(SPI_result));
@@ -86,85 +105,151 @@ status_name(LlmgwStatus status)
 	}
 }
 
-/* A text Datum, or a NULL */
-static Datum
-text_or_null(const char *s, char *nulls, int i)
+/* The rows of a round, column by column, and what each row belongs to */
+typedef struct UsageBatch
 {
-	if (s == NULL)
-	{
-		nulls[i] = 'n';
-		return (Datum) 0;
-	}
-	return CStringGetTextDatum(s);
-}
+	int			n;
+	int			cap;
+	Datum	   *values[USAGE_NARGS];
+	bool	   *nulls[USAGE_NARGS];
+	LlmgwCall **calls;
+	LlmgwAttempt *attempts;		/* copies: started_at, number, status */
+} UsageBatch;
 
-/* An int8 Datum, NULL for 0 */
-static Datum
-id_or_null(int64 id, char *nulls, int i)
-{
-	if (id == 0)
-		nulls[i] = 'n';
-	return Int64GetDatum(id);
-}
-
-/* Insert the usage row of one attempt of a call, and charge its cost */
 static void
-insert_row(LlmgwCall *call, const LlmgwAttempt *a)
+batch_init(UsageBatch *b)
 {
-	Datum		values[USAGE_NARGS];
-	char		nulls[USAGE_NARGS];
+	memset(b, 0, sizeof(*b));
+	b->cap = 64;
+	for (int c = 0; c < USAGE_NARGS; c++)
+	{
+		b->values[c] = palloc(sizeof(Datum) * b->cap);
+		b->nulls[c] = palloc(sizeof(bool) * b->cap);
+	}
+	b->calls = palloc(sizeof(LlmgwCall *) * b->cap);
+	b->attempts = palloc(sizeof(LlmgwAttempt) * b->cap);
+}
+
+static void
+set_text(UsageBatch *b, int col, const char *s)
+{
+	b->nulls[col][b->n] = (s == NULL);
+	b->values[col][b->n] = s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+static void
+set_id(UsageBatch *b, int col, int64 id)
+{
+	b->nulls[col][b->n] = (id == 0);
+	b->values[col][b->n] = Int64GetDatum(id);
+}
+
+/* Add the usage row of one attempt of a call */
+static void
+add_row(UsageBatch *b, LlmgwCall *call, const LlmgwAttempt *a)
+{
 	const LlmgwOutcome *out = &a->out;
 	bool		any_tokens = false;
-	bool		isnull;
-	int			rc;
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(&call->request_id);
-	values[1] = TimestampTzGetDatum(a->started_at);
-	values[2] = text_or_null(call->role, nulls, 2);
-	values[3] = text_or_null(call->model, nulls, 3);
-	values[4] = text_or_null(a->provider, nulls, 4);
-	values[5] = text_or_null(a->upstream_model, nulls, 5);
-	values[6] = CStringGetTextDatum(status_name(out->status));
-	values[7] = text_or_null(llmgw_error_class_name(out->error), nulls, 7);
-	values[8] = Int32GetDatum((int32) out->http_status);
-	if (out->http_status == 0)
-		nulls[8] = 'n';
-	values[9] = Float8GetDatum((double) (a->finished_at - a->started_at) / 1000.0);
-	for (int b = 0; b < LLMGW_NBUCKETS; b++)
+	if (b->n == b->cap)
 	{
-		values[10 + b] = Int64GetDatum(out->tokens[b]);
-		if (out->tokens[b] == LLMGW_TOKENS_UNKNOWN)
-			nulls[10 + b] = 'n';
-		else if (b != LLMGW_TOKENS_CACHE_WRITE_1H)
+		b->cap *= 2;
+		for (int c = 0; c < USAGE_NARGS; c++)
+		{
+			b->values[c] = repalloc(b->values[c], sizeof(Datum) * b->cap);
+			b->nulls[c] = repalloc(b->nulls[c], sizeof(bool) * b->cap);
+		}
+		b->calls = repalloc(b->calls, sizeof(LlmgwCall *) * b->cap);
+		b->attempts = repalloc(b->attempts, sizeof(LlmgwAttempt) * b->cap);
+	}
+	for (int c = 0; c < USAGE_NARGS; c++)
+		b->nulls[c][b->n] = false;
+	*uuid = call->request_id;
+	b->values[0][b->n] = UUIDPGetDatum(uuid);
+	b->values[1][b->n] = TimestampTzGetDatum(a->started_at);
+	set_text(b, 2, call->role);
+	set_text(b, 3, call->model);
+	set_text(b, 4, a->provider);
+	set_text(b, 5, a->upstream_model);
+	set_text(b, 6, status_name(out->status));
+	set_text(b, 7, llmgw_error_class_name(out->error));
+	b->values[8][b->n] = Int32GetDatum((int32) out->http_status);
+	b->nulls[8][b->n] = (out->http_status == 0);
+	b->values[9][b->n] = Float8GetDatum((double) (a->finished_at - a->started_at) / 1000.0);
+	for (int t = 0; t < LLMGW_NBUCKETS; t++)
+	{
+		b->values[10 + t][b->n] = Int64GetDatum(out->tokens[t]);
+		b->nulls[10 + t][b->n] = (out->tokens[t] == LLMGW_TOKENS_UNKNOWN);
+		if (out->tokens[t] != LLMGW_TOKENS_UNKNOWN && t != LLMGW_TOKENS_CACHE_WRITE_1H)
 			any_tokens = true;
 	}
-	values[16] = text_or_null(any_tokens ? "provider" : NULL, nulls, 16);
-	values[17] = Int32GetDatum(a->number);
-	values[18] = text_or_null(a->fallback_from, nulls, 18);
-	values[19] = id_or_null(call->key_id, nulls, 19);
-	values[20] = id_or_null(call->team_id, nulls, 20);
-	values[21] = text_or_null(a->route ? a->route->kind : NULL, nulls, 21);
-	values[22] = text_or_null(a->route ? a->route->price_model : NULL, nulls, 22);
-	values[23] = text_or_null(call->tags, nulls, 23);
+	set_text(b, 16, any_tokens && !call->cache_hit ? "provider" : NULL);
+	b->values[17][b->n] = Int32GetDatum(a->number);
+	set_text(b, 18, a->fallback_from);
+	set_id(b, 19, call->key_id);
+	set_id(b, 20, call->team_id);
+	set_text(b, 21, a->route ? a->route->kind : NULL);
+	set_text(b, 22, a->route ? a->route->price_model : NULL);
+	set_text(b, 23, call->tags);
+	b->values[24][b->n] = BoolGetDatum(call->cache_hit);
+	set_text(b, 25, call->cache_hit ? call->cache_hit_cost : NULL);
+	b->calls[b->n] = call;
+	b->attempts[b->n] = *a;
+	b->n++;
+}
 
-	rc = SPI_execute_plan(usage_plan(), values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "llmgw: could not record usage: %s", SPI_result_code_string(rc));
-	if (out->status == LLMGW_STATUS_OK)
+/* Insert the batch in one statement, and charge each answered row's cost */
+static void
+batch_insert(UsageBatch *b)
+{
+	Datum		args[USAGE_NARGS];
+	int			dims[1] = {b->n};
+	int			lbs[1] = {1};
+	int			rc;
+
+	if (b->n == 0)
+		return;
+	for (int c = 0; c < USAGE_NARGS; c++)
 	{
-		Datum		units = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
 
-		if (!isnull)
-			llmgw_policy_charge(call, DatumGetInt64(units),
-								SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
-								a->started_at);
+		get_typlenbyvalalign(usage_types[c], &typlen, &typbyval, &typalign);
+		args[c] = PointerGetDatum(construct_md_array(b->values[c], b->nulls[c], 1, dims, lbs,
+													 usage_types[c], typlen, typbyval, typalign));
+	}
+	rc = SPI_execute_plan(usage_plan(), args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != (uint64) b->n)
+		elog(ERROR, "llmgw: could not record usage: %s", SPI_result_code_string(rc));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+		int32		number = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		Datum		units = SPI_getbinval(tup, desc, 4, &isnull);
+
+		if (isnull)
+			continue;			/* not priced: nothing to charge */
+		for (int i = 0; i < b->n; i++)
+		{
+			if (b->attempts[i].number == number &&
+				memcmp(b->calls[i]->request_id.data, id->data, UUID_LEN) == 0)
+			{
+				llmgw_policy_charge(b->calls[i], DatumGetInt64(units),
+									SPI_getvalue(tup, desc, 3), b->attempts[i].started_at);
+				break;
+			}
+		}
 	}
 }
 
-/* Insert the rows of every attempt of a call that reached a provider */
+/* Add the rows of every attempt of a call that reached a provider */
 static void
-insert_rows(LlmgwCall *call)
+add_rows(UsageBatch *b, LlmgwCall *call)
 {
 	dlist_iter	iter;
 	LlmgwAttempt current;
@@ -174,12 +259,35 @@ insert_rows(LlmgwCall *call)
 		LlmgwAttempt *a = dlist_container(LlmgwAttempt, node, iter.cur);
 
 		if (a->reached_provider)
-			insert_row(call, a);
+			add_row(b, call, a);
 	}
-	if (!call->reached_provider)
+	if (!call->reached_provider && !call->cache_hit)
 		return;
 	llmgw_call_attempt(call, &current);
-	insert_row(call, &current);
+	if (call->cache_hit)
+	{
+		/* answered from the cache: no provider, no tokens used */
+		current.provider = current.upstream_model = NULL;
+		current.route = NULL;
+		current.started_at = current.finished_at = GetCurrentTimestamp();
+		for (int t = 0; t < LLMGW_NBUCKETS; t++)
+			current.out.tokens[t] = 0;
+		current.out.tokens[LLMGW_TOKENS_CACHE_WRITE_1H] = LLMGW_TOKENS_UNKNOWN;
+	}
+	add_row(b, call, &current);
+}
+
+/* A fresh answer goes into the cache, with the usage rows */
+static void
+cache_answer(LlmgwCall *call)
+{
+	if (call->cache_enabled && !call->cache_hit && call->out.status == LLMGW_STATUS_OK)
+	{
+		char	   *answer = llmgw_call_answer(call);
+
+		if (answer)
+			llmgw_cache_store(call, answer);
+	}
 }
 
 /* Did any attempt of the call reach a provider? */
@@ -193,7 +301,19 @@ reached_provider(LlmgwCall *call)
 		if (dlist_container(LlmgwAttempt, node, iter.cur)->reached_provider)
 			return true;
 	}
-	return call->reached_provider;
+	return call->reached_provider || call->cache_hit;
+}
+
+/*
+ * Should a running call be written to the journal now?  Calls are
+ * journaled once they have run for llmgw.journal_delay: the many calls
+ * that finish sooner cost no journal writes.
+ */
+static bool
+needs_journal(LlmgwCall *call, TimestampTz now)
+{
+	return call->reached_provider && !call->journaled &&
+		now - call->started_at >= (int64) llmgw_journal_delay * 1000;
 }
 
 /* Give back the reservations and correct the token estimates of calls */
@@ -217,6 +337,7 @@ finish_all(dlist_head *calls)
 void
 llmgw_usage_record(dlist_head *calls, dlist_head *running)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	dlist_iter	iter;
 	bool		any = false;
 	MemoryContext oldcxt = CurrentMemoryContext;
@@ -228,9 +349,7 @@ llmgw_usage_record(dlist_head *calls, dlist_head *running)
 	}
 	dlist_foreach(iter, running)
 	{
-		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-		if (call->reached_provider && !call->journaled)
+		if (needs_journal(dlist_container(LlmgwCall, node, iter.cur), now))
 			any = true;
 	}
 	if (!any)
@@ -243,22 +362,27 @@ llmgw_usage_record(dlist_head *calls, dlist_head *running)
 	StartTransactionCommand();
 	PG_TRY();
 	{
+		UsageBatch	batch;
+
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "llmgw: recording usage");
+		batch_init(&batch);
 		dlist_foreach(iter, calls)
 		{
 			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
 
-			insert_rows(call);
+			add_rows(&batch, call);
+			cache_answer(call);
 			if (call->journaled || call->out.status == LLMGW_STATUS_INTERRUPTED)
 				llmgw_journal_remove(call);
 		}
+		batch_insert(&batch);
 		dlist_foreach(iter, running)
 		{
 			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
 
-			if (call->reached_provider && !call->journaled)
+			if (needs_journal(call, now))
 				llmgw_journal_add(call);
 		}
 		llmgw_policy_alerts();
@@ -269,7 +393,7 @@ llmgw_usage_record(dlist_head *calls, dlist_head *running)
 		{
 			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
 
-			if (call->reached_provider)
+			if (needs_journal(call, now))
 				call->journaled = true;
 		}
 	}

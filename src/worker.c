@@ -29,6 +29,7 @@
 #include "utils/wait_event.h"
 
 #include "call.h"
+#include "cache.h"
 #include "config.h"
 #include "journal.h"
 #include "llmgw.h"
@@ -165,17 +166,20 @@ accept_requests(dlist_head *finished)
 {
 	int			slotnos[TAKE_BATCH];
 	int			n;
+	dlist_head	lookups = DLIST_STATIC_INIT(lookups);
+	dlist_mutable_iter iter;
 
+	dlist_init(&lookups);
 	do
 	{
 		int			room = llmgw_max_connections - llmgw_http_active();
 		bool		config_ok;
 
 		if (room <= 0)
-			return;
+			break;
 		n = llmgw_queue_take(my_index, my_generation, slotnos, Min(room, TAKE_BATCH));
 		if (n == 0)
-			return;
+			break;
 		config_ok = refresh_config();
 		for (int i = 0; i < n; i++)
 		{
@@ -187,12 +191,31 @@ accept_requests(dlist_head *finished)
 				call->out.provider_message = "the configuration could not be loaded; see the server log";
 				dlist_push_tail(finished, &call->node);
 			}
-			else if (llmgw_call_start(call))
-				dlist_push_tail(&running, &call->node);
-			else
+			else if (!llmgw_call_start(call))
 				dlist_push_tail(finished, &call->node);
+			else if (call->awaiting_cache)
+				dlist_push_tail(&lookups, &call->node);
+			else
+				dlist_push_tail(&running, &call->node);
 		}
 	} while (n == TAKE_BATCH);
+
+	/* cached calls: a hit is finished, a miss goes to its provider now */
+	llmgw_cache_lookup(&lookups);
+	dlist_foreach_modify(iter, &lookups)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		dlist_delete(&call->node);
+		if (call->cache_hit)
+		{
+			call->out.status = LLMGW_STATUS_OK;
+			call->out.error = LLMGW_ERR_NONE;
+			dlist_push_tail(finished, &call->node);
+		}
+		else
+			dlist_push_tail(llmgw_call_resume(call) ? &running : finished, &call->node);
+	}
 }
 
 /* Abort the transfers whose callers asked to cancel */
@@ -347,6 +370,12 @@ llmgw_worker_main(Datum arg)
 	/* loading budgets relies on fresh snapshots within a transaction */
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
+	{
+		char		shard[16];
+
+		snprintf(shard, sizeof(shard), "%d", my_index + 1);
+		SetConfigOption("llmgw.rollup_shard", shard, PGC_SUSET, PGC_S_OVERRIDE);
+	}
 
 	calls_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw calls",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -374,6 +403,9 @@ llmgw_worker_main(Datum arg)
 			timeout = retry;
 		if (timeout < 0 || timeout > IDLE_WAIT_MS)
 			timeout = IDLE_WAIT_MS;
+		/* calls in flight are journaled once they run llmgw.journal_delay */
+		if (!dlist_is_empty(&running) && timeout > llmgw_journal_delay)
+			timeout = Max(llmgw_journal_delay, 1);
 		(void) WaitEventSetWait(wes, timeout, &event, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
