@@ -21,6 +21,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "config.h"
 #include "llmgw.h"
@@ -141,7 +142,10 @@ load_routes(void)
 					 " ceil(coalesce(pr.per_request, 0) * 10000000000)::int8,"
 					 " coalesce(pr.max_output_tokens, 0), m.strategy,"
 					 " least(coalesce(extract(epoch FROM m.cache_ttl), 0), 2000000000)::int8,"
-					 " m.cache_shared, m.cache_hit_cost"
+					 " m.cache_shared, m.cache_hit_cost, coalesce(pr.id, 0),"
+					 " coalesce((SELECT min(n.valid_from) FROM llmgw.prices n"
+					 "   WHERE n.model = ANY (llmgw.price_names(p.name, p.kind, d.upstream_model,"
+					 "     d.price_model)) AND n.valid_from > now()), pr.valid_to, 'infinity')"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
@@ -203,6 +207,13 @@ load_routes(void)
 		route->output_rate = route->priced ? spi_int64(tup, 21) : 0;
 		route->per_request = route->priced ? spi_int64(tup, 22) : 0;
 		route->max_output_tokens = pg_strtoint32(spi_text(tup, 23));
+		route->price_id = spi_int64(tup, 28);
+		{
+			bool		isnull;
+
+			route->price_until = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc,
+																   29, &isnull));
+		}
 		MemoryContextSwitchTo(old);
 	}
 	llmgw_policy_load();

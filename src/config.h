@@ -32,6 +32,8 @@ typedef struct LlmgwRoute
 	int64		output_rate;	/* highest output rate, money units per token */
 	int64		per_request;	/* money units */
 	int32		max_output_tokens;	/* of the model, 0 when unknown */
+	int64		price_id;		/* that price row, 0 when none */
+	TimestampTz price_until;	/* when another price row takes over */
 } LlmgwRoute;
 
 /* Every deployment of a model alias, highest priority first */

@@ -25,14 +25,14 @@
 #include "journal.h"
 #include "policy.h"
 
-#define USAGE_NARGS 26
+#define USAGE_NARGS 27
 
 /* Column types of the batched INSERT, one array parameter each */
 static const Oid usage_types[USAGE_NARGS] = {
 	UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 	TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
 	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID,
-	INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID
+	INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, INT8OID
 };
 
 static SPIPlanPtr insert_plan = NULL;
@@ -67,14 +67,16 @@ usage_plan(void)
 						   " CASE WHEN v.hit THEN 'USD' ELSE p.currency END,"
 						   " NOT v.hit AND v.status = 'ok' AND c.cost IS NULL, v.tags::jsonb, v.hit"
 						   " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-						   "   $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+						   "   $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
 						   "   AS v(request_id, started_at, role_name, model, provider, upstream_model,"
 						   "   status, error_class, http_status, latency_ms, i, o, ci, cw, r, cw1h,"
 						   "   usage_source, attempt, fallback_from, key_id, team_id, kind,"
-						   "   price_model, tags, hit, hit_cost)"
-						   " LEFT JOIN LATERAL llmgw.price_at(llmgw.price_names(v.provider, v.kind,"
-						   "   v.upstream_model, v.price_model), v.started_at) p"
-						   "   ON v.status = 'ok' AND NOT v.hit"
+						   "   price_model, tags, hit, hit_cost, price_id)"
+						   /* the worker knows the price row in force, else it is looked up */
+						   " CROSS JOIN LATERAL (SELECT CASE WHEN v.status = 'ok' AND NOT v.hit"
+						   "   THEN coalesce(v.price_id, (llmgw.price_at(llmgw.price_names(v.provider,"
+						   "     v.kind, v.upstream_model, v.price_model), v.started_at)).id) END AS id) pid"
+						   " LEFT JOIN llmgw.prices p ON p.id = pid.id"
 						   " CROSS JOIN LATERAL (SELECT llmgw.cost(p, v.i, v.o, v.ci, v.cw, v.cw1h, v.r)"
 						   "   AS cost) c"
 						   " RETURNING request_id, attempt, currency, ceil(cost * 10000000000)::int8",
@@ -192,6 +194,9 @@ add_row(UsageBatch *b, LlmgwCall *call, const LlmgwAttempt *a)
 	set_text(b, 21, a->route ? a->route->kind : NULL);
 	set_text(b, 22, a->route ? a->route->price_model : NULL);
 	set_text(b, 23, call->tags);
+	/* the price row the configuration found, if still in force at the start */
+	set_id(b, 26, a->route && a->route->price_id && a->started_at < a->route->price_until ?
+		   a->route->price_id : 0);
 	b->values[24][b->n] = BoolGetDatum(call->cache_hit);
 	set_text(b, 25, call->cache_hit ? call->cache_hit_cost : NULL);
 	b->calls[b->n] = call;
