@@ -1269,6 +1269,82 @@ SELECT request_id,
  GROUP BY request_id;
 
 ------------------------------------------------------------------------------
+-- Asynchronous calls: queued durably, served by the workers with leases
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.async_calls (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner name NOT NULL DEFAULT CURRENT_USER,
+    model text NOT NULL,
+    request jsonb NOT NULL,         -- llm_chat's request
+    key_hash bytea,                 -- the caller's virtual key (owner only)
+    tags jsonb,
+    max_retries integer NOT NULL,
+    timeout_ms integer NOT NULL,
+    status text NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'done', 'error')),
+    answer jsonb,                   -- llm_chat's answer
+    sqlstate text,
+    error text,
+    attempts integer NOT NULL DEFAULT 0,   -- times a worker took it
+    submitted_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    lease_until timestamptz,        -- a worker holds it until then
+    server_started_at timestamptz   -- of the server life that took it
+);
+CREATE INDEX async_calls_pending_idx ON llmgw.async_calls (id) WHERE status IN ('queued', 'running');
+ALTER TABLE llmgw.async_calls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY async_staff ON llmgw.async_calls TO llmgw_admin USING (true);
+CREATE POLICY async_own ON llmgw.async_calls TO llmgw_user USING (owner = CURRENT_USER);
+SELECT pg_catalog.pg_extension_config_dump('llmgw.async_calls', '');
+
+-- Queue a call (llm_chat's request); returns its id at once.  The call is
+-- made once the submitting transaction commits, with the caller's role,
+-- virtual key and llmgw.tags.
+CREATE FUNCTION llmgw.submit(request jsonb) RETURNS bigint
+AS 'MODULE_PATHNAME', 'llmgw_submit'
+LANGUAGE C STRICT VOLATILE;
+
+-- The state and, once there, the answer of a submitted call
+CREATE FUNCTION llmgw.result(id bigint,
+    OUT status text, OUT answer jsonb, OUT sqlstate text, OUT error text,
+    OUT submitted_at timestamptz, OUT finished_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT a.status, a.answer, a.sqlstate, a.error, a.submitted_at, a.finished_at
+  FROM llmgw.async_calls a WHERE a.id = result.id
+$$;
+
+-- Wait up to timeout for a submitted call to finish; returns its result
+-- (status 'queued' or 'running' when the time ran out).  Call it outside
+-- the transaction that submitted the call.
+CREATE FUNCTION llmgw.wait(id bigint, timeout interval DEFAULT '30 seconds',
+    OUT status text, OUT answer jsonb, OUT sqlstate text, OUT error text,
+    OUT submitted_at timestamptz, OUT finished_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    deadline timestamptz := clock_timestamp() + timeout;
+    pause float8 := 0.005;
+BEGIN
+    LOOP
+        SELECT r.* INTO status, answer, sqlstate, error, submitted_at, finished_at
+          FROM llmgw.result(id) r;
+        IF NOT FOUND OR status IS NULL THEN
+            RAISE EXCEPTION 'asynchronous call % does not exist', id
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        EXIT WHEN status IN ('done', 'error') OR clock_timestamp() >= deadline;
+        PERFORM pg_sleep(least(pause, extract(epoch FROM deadline - clock_timestamp())));
+        pause := least(pause * 2, 0.2);
+    END LOOP;
+END
+$fn$;
+
+------------------------------------------------------------------------------
 -- Batch enrichment
 ------------------------------------------------------------------------------
 
@@ -1468,6 +1544,13 @@ GRANT SELECT ON llmgw.job_progress TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT SELECT ON llmgw.requests TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON FUNCTION llmgw.deployment_stats() TO llmgw_admin, llmgw_finance;
+GRANT SELECT (id, owner, model, request, tags, max_retries, timeout_ms, status, answer, sqlstate,
+              error, attempts, submitted_at, started_at, finished_at, lease_until)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+GRANT INSERT (model, request, key_hash, tags, max_retries, timeout_ms)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+GRANT EXECUTE ON FUNCTION llmgw.submit(jsonb), llmgw.result(bigint), llmgw.wait(bigint, interval)
+    TO llmgw_admin, llmgw_user;
 GRANT SELECT ON llmgw.cache_stats TO llmgw_admin;
 GRANT EXECUTE ON FUNCTION llmgw.trim_cache(bigint), llmgw.clear_cache(text) TO llmgw_admin;
 GRANT SELECT ON llmgw.deployment_health TO llmgw_admin, llmgw_finance;

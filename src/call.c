@@ -113,6 +113,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->retry_base_delay_ms = req->retry_base_delay_ms;
 	call->max_response_bytes = req->max_response_bytes;
 	call->has_key = req->has_key;
+	call->async_id = req->async_id;
 	call->cache_mode = req->cache_mode;
 	call->session_cache_ttl_s = req->cache_ttl_s;
 	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
@@ -594,6 +595,13 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 	if (out->retry_after_s >= 0 && *hint == NULL)
 		*hint = psprintf("The provider asks to retry after %g seconds.", out->retry_after_s);
 	*detail = d.len > 0 ? d.data : NULL;
+}
+
+/* The error message, detail and hint of a failed call */
+void
+llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint)
+{
+	describe_error(call, message, detail, hint);
 }
 
 /* The answer of a successful call as the caller receives it (NULL: SQL NULL) */

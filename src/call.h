@@ -98,6 +98,7 @@ typedef struct LlmgwCall
 	char	   *role;
 	char	   *model;
 	char	   *tags;			/* llmgw.tags of the caller, or NULL */
+	int64		async_id;		/* llmgw.async_calls.id, or 0 */
 	const char *caller_body;	/* in the DSA request */
 	size_t		caller_body_len;
 	int			request_timeout_ms;	/* the caller's llmgw.request_timeout */
@@ -199,6 +200,7 @@ extern void llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a);
 extern void llmgw_call_interpret(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
 extern char *llmgw_call_answer(LlmgwCall *call);
+extern void llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint);
 extern void llmgw_call_free(LlmgwCall *call);
 extern char *llmgw_redact(const char *text, const char *secret);
 

@@ -22,6 +22,8 @@
 #include "utils/uuid.h"
 
 #include "errors.h"
+#include "async.h"
+#include "executor/spi.h"
 #include "llmgw.h"
 #include "policy.h"
 
@@ -573,4 +575,72 @@ llmgw_stats(PG_FUNCTION_ARGS)
 	values[3] = Int64GetDatum((int64) total);
 	values[4] = Int32GetDatum(llmgw_queue_size);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(llmgw_submit);
+
+/*
+ * llmgw.submit(request jsonb) -> bigint: queue an llm_chat request in
+ * llmgw.async_calls, with the caller's key (its hash), tags and retry and
+ * timeout settings.  The workers take it once this transaction commits.
+ */
+Datum
+llmgw_submit(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *request = PG_GETARG_JSONB_P(0);
+	char	   *model;
+	uint8		hash[32];
+	bool		has_key;
+	Oid			types[6] = {TEXTOID, JSONBOID, BYTEAOID, JSONBOID, INT4OID, INT4OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int64		id;
+	bool		isnull;
+	int			rc;
+
+	if (!JB_ROOT_IS_OBJECT(request))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("llmgw.submit request must be a JSON object")));
+	model = jsonb_string_member(request, "model");
+	if (model == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("llmgw.submit request needs a \"model\" string"),
+				 errhint("Name a model alias created with llmgw.create_model().")));
+	if (!jsonb_has_array(request, "messages"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("llmgw.submit request needs a non-empty \"messages\" array")));
+
+	has_key = llmgw_api_key_current(hash);
+	values[0] = CStringGetTextDatum(model);
+	values[1] = JsonbPGetDatum(request);
+	if (has_key)
+	{
+		bytea	   *b = palloc(VARHDRSZ + sizeof(hash));
+
+		SET_VARSIZE(b, VARHDRSZ + sizeof(hash));
+		memcpy(VARDATA(b), hash, sizeof(hash));
+		values[2] = PointerGetDatum(b);
+	}
+	else
+		nulls[2] = 'n';
+	if (llmgw_tags && llmgw_tags[0])
+		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(llmgw_tags));
+	else
+		nulls[3] = 'n';
+	values[4] = Int32GetDatum(llmgw_max_retries);
+	values[5] = Int32GetDatum(llmgw_request_timeout);
+
+	SPI_connect();
+	rc = SPI_execute_with_args("INSERT INTO llmgw.async_calls (model, request, key_hash, tags,"
+							   " max_retries, timeout_ms) VALUES ($1, $2, $3, $4, $5, $6)"
+							   " RETURNING id", 6, types, values, nulls, false, 1);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "llmgw: could not queue the call: %s", SPI_result_code_string(rc));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	llmgw_async_signal_at_commit();
+	PG_RETURN_INT64(id);
 }

@@ -17,6 +17,7 @@
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 
+#include "async.h"
 #include "budget.h"
 #include "cache.h"
 #include "health.h"
@@ -186,6 +187,10 @@ llmgw_define_gucs(void)
 							"Internal: the rollup rows a worker writes (one set per worker avoids lock waits).",
 							NULL, &llmgw_rollup_shard, 0, 0, LLMGW_MAX_WORKERS,
 							PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.async_lease",
+							"How long a worker holds an asynchronous call before another may take it.",
+							NULL, &llmgw_async_lease, 600, 10, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.max_deployments",
 							"Maximum number of deployments whose health shared memory tracks.",
 							NULL, &llmgw_max_deployments, 1024, 16, 1000000,

@@ -91,6 +91,7 @@ typedef struct LlmgwShared
 	pg_atomic_uint32 next_worker;
 	pg_atomic_uint64 requests_total;
 	pg_atomic_uint64 cancels;	/* bumped at every cancel request */
+	pg_atomic_uint64 async_submitted;	/* bumped when llmgw.submit commits */
 	LlmgwWorkerInfo workers[LLMGW_MAX_WORKERS];
 	/* followed by: LlmgwSlot slots[nslots]; int queue[nslots]; DSA area */
 } LlmgwShared;
@@ -109,6 +110,7 @@ typedef struct LlmgwRequest
 	int32		retry_max_wait_ms;
 	int32		retry_base_delay_ms;
 	int64		max_response_bytes;
+	int64		async_id;		/* llmgw.async_calls.id, or 0 */
 	int32		cache_mode;		/* LLMGW_CACHE_* of llmgw.cache */
 	int32		cache_ttl_s;	/* llmgw.cache_ttl */
 	bool		has_key;		/* the caller presented a virtual key */
@@ -169,6 +171,7 @@ extern int *llmgw_queue;
 extern dsa_area *llmgw_dsa(void);
 extern int	llmgw_slot_submit(dsa_pointer request);
 extern int	llmgw_slot_try_submit(dsa_pointer request);
+extern int	llmgw_slot_submit_detached(dsa_pointer request);
 extern void llmgw_queue_full_error(void) pg_attribute_noreturn();
 extern LlmgwResult *llmgw_slot_wait(int slotno);
 extern void llmgw_slots_wait_any(const int *slotnos, int n);

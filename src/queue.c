@@ -97,6 +97,7 @@ llmgw_shmem_init(void *base, bool found)
 		pg_atomic_init_u32(&llmgw_shared->next_worker, 0);
 		pg_atomic_init_u64(&llmgw_shared->requests_total, 0);
 		pg_atomic_init_u64(&llmgw_shared->cancels, 0);
+		pg_atomic_init_u64(&llmgw_shared->async_submitted, 0);
 
 		llmgw_shared->dsa_tranche = LWLockNewTrancheId();
 		area = dsa_create_in_place(llmgw_dsa_place, dsa_inplace_size(),
@@ -138,12 +139,30 @@ pick_worker(void)
 	return -1;
 }
 
+static int	slot_submit(dsa_pointer request, bool detached);
+
 /*
  * Queue a request; returns the slot number, or -1 when every slot is in
  * use.  The slot owns the request memory from then on.
  */
 int
 llmgw_slot_try_submit(dsa_pointer request)
+{
+	return slot_submit(request, false);
+}
+
+/*
+ * Queue a request nobody waits for (an asynchronous call): the worker frees
+ * the slot when the call is done.  Returns -1 when every slot is in use.
+ */
+int
+llmgw_slot_submit_detached(dsa_pointer request)
+{
+	return slot_submit(request, true);
+}
+
+static int
+slot_submit(dsa_pointer request, bool detached)
 {
 	int			slotno;
 	int			w;
@@ -160,7 +179,7 @@ llmgw_slot_try_submit(dsa_pointer request)
 		llmgw_shared->free_head = slot->next;
 		slot->state = LLMGW_SLOT_QUEUED;
 		slot->cancel_requested = false;
-		slot->abandoned = false;
+		slot->abandoned = detached;
 		slot->worker = -1;
 		slot->worker_generation = 0;
 		slot->caller_latch = MyLatch;
@@ -404,7 +423,9 @@ llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max)
 
 		llmgw_shared->queue_head = (llmgw_shared->queue_head + 1) % llmgw_shared->nslots;
 		llmgw_shared->queue_len--;
-		if (slot->abandoned)
+		/* a caller that left before a worker took the call (a detached call
+		 * has no caller, and is run) */
+		if (slot->abandoned && slot->cancel_requested)
 		{
 			dropped[ndropped++] = slot->request;
 			slot_release_locked(slotno);

@@ -20,6 +20,7 @@
 #include "utils/timestamp.h"
 
 #include "call.h"
+#include "async.h"
 #include "cache.h"
 #include "config.h"
 #include "journal.h"
@@ -282,6 +283,24 @@ add_rows(UsageBatch *b, LlmgwCall *call)
 	add_row(b, call, &current);
 }
 
+/* The result of an asynchronous call, written with its usage rows */
+static void
+async_answer(LlmgwCall *call)
+{
+	if (call->out.status == LLMGW_STATUS_OK)
+		llmgw_async_finish(call, llmgw_call_answer(call), 0, NULL, NULL);
+	else
+	{
+		char	   *message,
+				   *detail,
+				   *hint;
+
+		llmgw_call_error(call, &message, &detail, &hint);
+		llmgw_async_finish(call, NULL, llmgw_error_class_sqlstate(call->out.error),
+						   message, detail);
+	}
+}
+
 /* A fresh answer goes into the cache, with the usage rows */
 static void
 cache_answer(LlmgwCall *call)
@@ -349,7 +368,9 @@ llmgw_usage_record(dlist_head *calls, dlist_head *running)
 
 	dlist_foreach(iter, calls)
 	{
-		if (reached_provider(dlist_container(LlmgwCall, node, iter.cur)))
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (reached_provider(call) || call->async_id)
 			any = true;
 	}
 	dlist_foreach(iter, running)
@@ -379,6 +400,8 @@ llmgw_usage_record(dlist_head *calls, dlist_head *running)
 
 			add_rows(&batch, call);
 			cache_answer(call);
+			if (call->async_id)
+				async_answer(call);
 			if (call->journaled || call->out.status == LLMGW_STATUS_INTERRUPTED)
 				llmgw_journal_remove(call);
 		}

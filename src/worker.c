@@ -29,6 +29,7 @@
 #include "utils/wait_event.h"
 
 #include "call.h"
+#include "async.h"
 #include "cache.h"
 #include "config.h"
 #include "journal.h"
@@ -390,6 +391,9 @@ llmgw_worker_main(Datum arg)
 	worker_attach();
 	before_shmem_exit(worker_detach, (Datum) 0);
 	recover_orphans();
+	maintain_tables();
+	if (my_index == 0 && llmgw_config_installed())
+		llmgw_async_dispatch();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	for (;;)
@@ -403,6 +407,9 @@ llmgw_worker_main(Datum arg)
 			timeout = retry;
 		if (timeout < 0 || timeout > IDLE_WAIT_MS)
 			timeout = IDLE_WAIT_MS;
+		/* worker 0 looks for asynchronous calls whose lease ran out */
+		if (my_index == 0 && timeout > LLMGW_ASYNC_POLL_MS)
+			timeout = LLMGW_ASYNC_POLL_MS;
 		/* calls in flight are journaled once they run llmgw.journal_delay */
 		if (!dlist_is_empty(&running) && timeout > llmgw_journal_delay)
 			timeout = Max(llmgw_journal_delay, 1);
@@ -416,12 +423,16 @@ llmgw_worker_main(Datum arg)
 		}
 
 		dlist_init(&finished);
+		if (my_index == 0 && llmgw_config_installed())
+			llmgw_async_dispatch();
 		accept_requests(&finished);
 		start_due_retries(&finished);
 		process_cancels(&finished);
 		process_transfers(&finished);
 		settle(&finished);
 		maintain_tables();
+		if (my_index == 0 && llmgw_config_installed())
+			llmgw_async_dispatch();
 		MemoryContextSwitchTo(TopMemoryContext);
 	}
 }

@@ -13,7 +13,7 @@ use LlmgwTest;
 my $node = LlmgwTest::node('restart', 2);
 my $key = $node->safe_psql('postgres', q{
 	SELECT llmgw.create_model('metered', 'mock', 'metered-model', price_model => 'metered-model');
-	SELECT llmgw.create_model('metered-slow', 'mock', 'metered-model;delay:20000',
+	SELECT llmgw.create_model('metered-slow', 'mock', 'metered-model;delay:4000',
 	                          price_model => 'metered-model');
 	SELECT llmgw.set_price('metered-model', 0, 0, per_request => 0.01);
 	SELECT llmgw.create_team('restart');
@@ -42,15 +42,36 @@ is($node->safe_psql('postgres',
 		"SELECT reserved > 0 FROM llmgw.budget_status WHERE name = 'team budget'"),
 	't', 'they hold a reservation');
 
+# and three asynchronous calls are queued or running
+my @async = map {
+	$node->safe_psql('postgres', qq{SET llmgw.api_key = '$key';
+		SELECT llmgw.submit('{"model": "metered-slow", "max_tokens": 5,
+		                      "messages": [{"role": "user", "content": "async $_"}]}')});
+} 1 .. 3;
+@async = map { (split /\n/)[-1] } @async;
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 3 FROM llmgw.async_calls WHERE status = 'running'")
+	  && $node->poll_query_until('postgres',
+		"SELECT count(*) = 11 FROM llmgw.calls_in_flight"),
+	'the asynchronous calls are running, and journaled');
+
 $node->stop('immediate');
 $_->[0]->finish for @bg;
 $node->start;
 
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 8 FROM llmgw.usage WHERE status = 'interrupted'"),
-	'after the restart the calls in flight are recorded as interrupted');
+		"SELECT count(*) FROM llmgw.usage WHERE status = 'interrupted'", '11'),
+	'after the restart the calls in flight (8 and 3 asynchronous) are recorded as interrupted');
+# after the restart the asynchronous calls are taken again, at once
+for my $id (@async)
+{
+	is($node->safe_psql('postgres', "SELECT status FROM llmgw.wait($id, '60 seconds')")
+			. '|' . $node->safe_psql('postgres', "SELECT attempts FROM llmgw.async_calls WHERE id = $id"),
+		'done|2', "asynchronous call $id survives the restart and is answered");
+}
+
 is($node->safe_psql('postgres', q{
-	SELECT count(*), sum(cost) FROM llmgw.usage WHERE status = 'ok'}), '5|0.05',
+	SELECT count(*), sum(cost) FROM llmgw.usage WHERE status = 'ok'}), '8|0.08',
 	'no settled usage row is missing');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM llmgw.calls_in_flight'), '0',
 	'the journal is empty');
@@ -59,7 +80,7 @@ is($node->safe_psql('postgres',
 	'Hello! You said: after', 'calls work after the restart');
 is($node->safe_psql('postgres', q{
 	SELECT spent, reserved, ledger_spent FROM llmgw.budget_status WHERE name = 'team budget'}),
-	'0.06|0|0.06', 'the budget is correct: spent = usage rows = ledger, nothing reserved');
+	'0.09|0|0.09', 'the budget is correct: spent = usage rows = ledger, nothing reserved');
 is($node->safe_psql('postgres', q{
 	SELECT team_id IS NOT NULL AND key_id IS NOT NULL FROM llmgw.usage
 	 WHERE status = 'interrupted' LIMIT 1}), 't', 'interrupted rows keep key and team');
