@@ -25,6 +25,7 @@
 
 #include "async.h"
 #include "call.h"
+#include "txn.h"
 
 int			llmgw_async_lease = 600;	/* seconds */
 
@@ -72,49 +73,69 @@ static dsa_pointer
 async_request(int64 id, const char *model, const char *body, const char *role,
 			  bytea *key_hash, const char *tags, int max_retries, int timeout_ms)
 {
-	LlmgwRequest tmp;
-	LlmgwRequest *req;
-	dsa_pointer dp;
-	char	   *p;
+	LlmgwRequest header;
 
-	memset(&tmp, 0, sizeof(tmp));
-	tmp.kind = LLMGW_KIND_CHAT_JSON;
-	tmp.async_id = id;
-	tmp.timeout_ms = timeout_ms;
-	tmp.max_retries = max_retries;
-	tmp.retry_max_wait_ms = llmgw_retry_max_wait;
-	tmp.retry_base_delay_ms = llmgw_retry_base_delay;
-	tmp.max_response_bytes = llmgw_max_response_size;
-	tmp.cache_mode = LLMGW_CACHE_DEFAULT;
-	tmp.cache_ttl_s = llmgw_cache_ttl;
-	if (key_hash && VARSIZE_ANY_EXHDR(key_hash) == sizeof(tmp.key_hash))
+	memset(&header, 0, sizeof(header));
+	header.kind = LLMGW_KIND_CHAT_JSON;
+	header.async_id = id;
+	header.timeout_ms = timeout_ms;
+	header.max_retries = max_retries;
+	header.retry_max_wait_ms = llmgw_retry_max_wait;
+	header.retry_base_delay_ms = llmgw_retry_base_delay;
+	header.max_response_bytes = llmgw_max_response_size;
+	header.cache_mode = LLMGW_CACHE_DEFAULT;
+	header.cache_ttl_s = llmgw_cache_ttl;
+	if (key_hash && VARSIZE_ANY_EXHDR(key_hash) == sizeof(header.key_hash))
 	{
-		tmp.has_key = true;
-		memcpy(tmp.key_hash, VARDATA_ANY(key_hash), sizeof(tmp.key_hash));
+		header.has_key = true;
+		memcpy(header.key_hash, VARDATA_ANY(key_hash), sizeof(header.key_hash));
 	}
-	tmp.role_len = strlen(role);
-	tmp.model_len = strlen(model);
-	tmp.body_len = strlen(body);
-	tmp.tags_len = tags ? strlen(tags) : 0;
-	if (!pg_strong_random(tmp.request_id, UUID_LEN))
-		elog(ERROR, "llmgw: could not generate a request id");
-	tmp.request_id[6] = (tmp.request_id[6] & 0x0f) | 0x40;
-	tmp.request_id[8] = (tmp.request_id[8] & 0x3f) | 0x80;
+	return llmgw_request_create(&header, role, model, body, strlen(body), tags);
+}
 
-	dp = dsa_allocate_extended(llmgw_dsa(), LLMGW_REQUEST_SIZE(&tmp), DSA_ALLOC_HUGE);
-	req = dsa_get_address(llmgw_dsa(), dp);
-	*req = tmp;
-	p = req->data;
-	memcpy(p, role, tmp.role_len + 1);
-	p += tmp.role_len + 1;
-	memcpy(p, model, tmp.model_len + 1);
-	p += tmp.model_len + 1;
-	memcpy(p, body, tmp.body_len + 1);
-	p += tmp.body_len + 1;
-	if (tmp.tags_len)
-		memcpy(p, tags, tmp.tags_len);
-	p[tmp.tags_len] = '\0';
-	return dp;
+/* Take up to *room calls and queue them for the workers (in a transaction) */
+static void
+take_calls(void *arg)
+{
+	int			room = *(int *) arg;
+	char		sql[1024];
+	int			rc;
+
+	snprintf(sql, sizeof(sql),
+			 "UPDATE llmgw.async_calls a SET status = 'running', attempts = a.attempts + 1,"
+			 " started_at = coalesce(a.started_at, pg_catalog.clock_timestamp()),"
+			 " lease_until = pg_catalog.now() + %d * interval '1 second',"
+			 " server_started_at = pg_catalog.pg_postmaster_start_time()"
+			 " WHERE a.id IN (SELECT q.id FROM llmgw.async_calls q"
+			 "   WHERE q.status = 'queued' OR (q.status = 'running' AND"
+			 "     (q.lease_until < pg_catalog.now() OR"
+			 "      q.server_started_at <> pg_catalog.pg_postmaster_start_time()))"
+			 "   ORDER BY q.id LIMIT %d FOR UPDATE SKIP LOCKED)"
+			 " RETURNING a.id, a.model, a.request::text, a.owner, a.key_hash, a.tags::text,"
+			 "   a.max_retries, a.timeout_ms",
+			 llmgw_async_lease, room);
+	rc = SPI_execute(sql, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "llmgw: could not take asynchronous calls: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		Datum		hash = SPI_getbinval(tup, desc, 5, &isnull);
+		bytea	   *key_hash = isnull ? NULL : DatumGetByteaPP(hash);
+		dsa_pointer request;
+
+		request = async_request(id, SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3),
+								SPI_getvalue(tup, desc, 4), key_hash, SPI_getvalue(tup, desc, 6),
+								DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)),
+								DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)));
+		/* detached: the worker that makes the call frees the slot; with no
+		 * slot free after all, the lease runs out and it is taken again */
+		if (llmgw_slot_submit_detached(request) < 0)
+			dsa_free(llmgw_dsa(), request);
+	}
 }
 
 /*
@@ -128,7 +149,6 @@ llmgw_async_dispatch(void)
 	static TimestampTz next_poll = 0;
 	uint64		submitted = pg_atomic_read_u64(&llmgw_shared->async_submitted);
 	TimestampTz now = GetCurrentTimestamp();
-	MemoryContext old = CurrentMemoryContext;
 	int			room;
 	int			queued, running, workers;
 	uint64		total;
@@ -142,70 +162,7 @@ llmgw_async_dispatch(void)
 	seen = submitted;
 	next_poll = TimestampTzPlusMilliseconds(now, LLMGW_ASYNC_POLL_MS);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PG_TRY();
-	{
-		char		sql[1024];
-		int			rc;
-
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "llmgw: taking asynchronous calls");
-		snprintf(sql, sizeof(sql),
-				 "UPDATE llmgw.async_calls a SET status = 'running', attempts = a.attempts + 1,"
-				 " started_at = coalesce(a.started_at, pg_catalog.clock_timestamp()),"
-				 " lease_until = pg_catalog.now() + %d * interval '1 second',"
-				 " server_started_at = pg_catalog.pg_postmaster_start_time()"
-				 " WHERE a.id IN (SELECT q.id FROM llmgw.async_calls q"
-				 "   WHERE q.status = 'queued' OR (q.status = 'running' AND"
-				 "     (q.lease_until < pg_catalog.now() OR"
-				 "      q.server_started_at <> pg_catalog.pg_postmaster_start_time()))"
-				 "   ORDER BY q.id LIMIT %d FOR UPDATE SKIP LOCKED)"
-				 " RETURNING a.id, a.model, a.request::text, a.owner, a.key_hash, a.tags::text,"
-				 "   a.max_retries, a.timeout_ms",
-				 llmgw_async_lease, room);
-		rc = SPI_execute(sql, false, 0);
-		if (rc != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "llmgw: could not take asynchronous calls: %s",
-				 SPI_result_code_string(rc));
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			Datum		hash = SPI_getbinval(tup, desc, 5, &isnull);
-			bytea	   *key_hash = isnull ? NULL : DatumGetByteaPP(hash);
-			dsa_pointer request;
-
-			request = async_request(id, SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3),
-									SPI_getvalue(tup, desc, 4), key_hash,
-									SPI_getvalue(tup, desc, 6),
-									DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)),
-									DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)));
-			/* detached: the worker that makes the call frees the slot */
-			if (llmgw_slot_submit_detached(request) < 0)
-			{
-				/* no slot after all: the lease runs out and it is taken again */
-				dsa_free(llmgw_dsa(), request);
-				next_poll = 0;
-			}
-		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(old);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	(void) llmgw_in_transaction("llmgw: taking asynchronous calls", take_calls, &room);
 }
 
 /* In the settle transaction: the answer or error of an asynchronous call */
@@ -221,13 +178,10 @@ llmgw_async_finish(LlmgwCall *call, const char *answer, int sqlstate, const char
 	{
 		Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-		plan = SPI_prepare("UPDATE llmgw.async_calls SET status = $2, answer = $3::jsonb,"
+		plan = llmgw_spi_prepare("UPDATE llmgw.async_calls SET status = $2, answer = $3::jsonb,"
 						   " sqlstate = $4, error = $5, finished_at = pg_catalog.clock_timestamp(),"
 						   " lease_until = NULL"
 						   " WHERE id = $1 AND status = 'running'", 5, types);
-		if (plan == NULL)
-			elog(ERROR, "llmgw: could not prepare the asynchronous result");
-		SPI_keepplan(plan);
 	}
 	values[0] = Int64GetDatum(call->async_id);
 	values[1] = CStringGetTextDatum(sqlstate ? "error" : "done");

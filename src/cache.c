@@ -32,23 +32,12 @@
 
 #include "cache.h"
 #include "config.h"
+#include "txn.h"
 
 int			llmgw_cache_max_size = 100 * 1024;	/* kB */
 
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr store_plan = NULL;
-
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "llmgw: could not prepare a cache statement: %s",
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
 
 /* sha256 over the parts, each followed by a NUL */
 static bool
@@ -120,6 +109,43 @@ key_datum(const LlmgwCall *call)
 	return PointerGetDatum(key);
 }
 
+/* Look up the calls of a round (in a transaction) */
+static void
+lookup(void *arg)
+{
+	dlist_head *calls = (dlist_head *) arg;
+	dlist_iter	iter;
+
+	if (lookup_plan == NULL)
+	{
+		Oid			types[1] = {BYTEAOID};
+
+		lookup_plan = llmgw_spi_prepare("UPDATE llmgw.response_cache SET hits = hits + 1"
+										" WHERE key = $1 AND expires_at > pg_catalog.now()"
+										" RETURNING answer", 1, types);
+	}
+	dlist_foreach(iter, calls)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+		Datum		values[1];
+
+		if (!compute_key(call))
+		{
+			call->cache_enabled = false;
+			continue;
+		}
+		values[0] = key_datum(call);
+		if (SPI_execute_plan(lookup_plan, values, NULL, false, 1) == SPI_OK_UPDATE_RETURNING &&
+			SPI_processed == 1)
+		{
+			char	   *answer = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			call->cached_answer = MemoryContextStrdup(call->cxt, answer);
+			call->cache_hit = true;
+		}
+	}
+}
+
 /*
  * Look up every call of calls (linked by node) in one transaction; a hit
  * gets cache_hit and its answer.  On failure the calls simply miss.
@@ -127,66 +153,16 @@ key_datum(const LlmgwCall *call)
 void
 llmgw_cache_lookup(dlist_head *calls)
 {
-	MemoryContext old = CurrentMemoryContext;
 	dlist_iter	iter;
 
 	if (dlist_is_empty(calls))
 		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PG_TRY();
+	if (llmgw_in_transaction("llmgw: looking up cached answers", lookup, calls))
+		return;
+	dlist_foreach(iter, calls)
 	{
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "llmgw: looking up cached answers");
-		if (lookup_plan == NULL)
-		{
-			Oid			types[1] = {BYTEAOID};
-
-			lookup_plan = prepare("UPDATE llmgw.response_cache SET hits = hits + 1"
-								  " WHERE key = $1 AND expires_at > pg_catalog.now()"
-								  " RETURNING answer", 1, types);
-		}
-		dlist_foreach(iter, calls)
-		{
-			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-			Datum		values[1];
-
-			if (!compute_key(call))
-			{
-				call->cache_enabled = false;
-				continue;
-			}
-			values[0] = key_datum(call);
-			if (SPI_execute_plan(lookup_plan, values, NULL, false, 1) == SPI_OK_UPDATE_RETURNING &&
-				SPI_processed == 1)
-			{
-				char	   *answer = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-				call->cached_answer = MemoryContextStrdup(call->cxt, answer);
-				call->cache_hit = true;
-			}
-		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		dlist_container(LlmgwCall, node, iter.cur)->cache_hit = false;
 	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(old);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		dlist_foreach(iter, calls)
-		{
-			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-			call->cache_hit = false;
-		}
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /* Store a call's answer (in the settle transaction) */
@@ -199,7 +175,7 @@ llmgw_cache_store(LlmgwCall *call, const char *answer)
 	{
 		Oid			types[6] = {BYTEAOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT4OID};
 
-		store_plan = prepare("INSERT INTO llmgw.response_cache (key, model, scope, kind, answer,"
+		store_plan = llmgw_spi_prepare("INSERT INTO llmgw.response_cache (key, model, scope, kind, answer,"
 							 " expires_at) VALUES ($1, $2, $3, $4, $5,"
 							 " pg_catalog.now() + $6 * interval '1 second')"
 							 " ON CONFLICT (key) DO UPDATE SET answer = excluded.answer,"

@@ -34,52 +34,24 @@ PG_FUNCTION_INFO_V1(llm_embed);
 PG_FUNCTION_INFO_V1(llm_embed_batch);
 PG_FUNCTION_INFO_V1(llmgw_stats);
 
-/* Put a request into the payload area */
+/* Put a request into the payload area, with the session's settings */
 static dsa_pointer
 request_create(int kind, const char *model, const char *body, size_t body_len)
 {
-	char	   *role = GetUserNameFromId(GetUserId(), false);
-	LlmgwRequest tmp;
-	LlmgwRequest *req;
-	dsa_pointer dp;
-	char	   *p;
+	LlmgwRequest header;
 
-	memset(&tmp, 0, sizeof(tmp));
-	tmp.kind = kind;
-	tmp.timeout_ms = llmgw_request_timeout;
-	tmp.max_retries = llmgw_max_retries;
-	tmp.retry_max_wait_ms = llmgw_retry_max_wait;
-	tmp.retry_base_delay_ms = llmgw_retry_base_delay;
-	tmp.max_response_bytes = llmgw_max_response_size;
-	tmp.has_key = llmgw_api_key_current(tmp.key_hash);
-	tmp.cache_mode = llmgw_cache_mode;
-	tmp.cache_ttl_s = llmgw_cache_ttl;
-	tmp.role_len = strlen(role);
-	tmp.model_len = strlen(model);
-	tmp.body_len = body_len;
-	tmp.tags_len = llmgw_tags ? strlen(llmgw_tags) : 0;
-	if (!pg_strong_random(tmp.request_id, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a request id")));
-	tmp.request_id[6] = (tmp.request_id[6] & 0x0f) | 0x40;	/* version 4 */
-	tmp.request_id[8] = (tmp.request_id[8] & 0x3f) | 0x80;	/* variant */
-
-	dp = dsa_allocate_extended(llmgw_dsa(), LLMGW_REQUEST_SIZE(&tmp), DSA_ALLOC_HUGE);
-	req = dsa_get_address(llmgw_dsa(), dp);
-	*req = tmp;
-	p = req->data;
-	memcpy(p, role, tmp.role_len + 1);
-	p += tmp.role_len + 1;
-	memcpy(p, model, tmp.model_len + 1);
-	p += tmp.model_len + 1;
-	memcpy(p, body, body_len);
-	p[body_len] = '\0';
-	p += body_len + 1;
-	if (tmp.tags_len)
-		memcpy(p, llmgw_tags, tmp.tags_len);
-	p[tmp.tags_len] = '\0';
-	return dp;
+	memset(&header, 0, sizeof(header));
+	header.kind = kind;
+	header.timeout_ms = llmgw_request_timeout;
+	header.max_retries = llmgw_max_retries;
+	header.retry_max_wait_ms = llmgw_retry_max_wait;
+	header.retry_base_delay_ms = llmgw_retry_base_delay;
+	header.max_response_bytes = llmgw_max_response_size;
+	header.has_key = llmgw_api_key_current(header.key_hash);
+	header.cache_mode = llmgw_cache_mode;
+	header.cache_ttl_s = llmgw_cache_ttl;
+	return llmgw_request_create(&header, GetUserNameFromId(GetUserId(), false), model,
+								body, body_len, llmgw_tags && llmgw_tags[0] ? llmgw_tags : NULL);
 }
 
 /* The model argument, which must not be NULL */

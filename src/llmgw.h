@@ -172,6 +172,9 @@ extern dsa_area *llmgw_dsa(void);
 extern int	llmgw_slot_submit(dsa_pointer request);
 extern int	llmgw_slot_try_submit(dsa_pointer request);
 extern int	llmgw_slot_submit_detached(dsa_pointer request);
+extern dsa_pointer llmgw_request_create(const LlmgwRequest *header, const char *role,
+										const char *model, const char *body, size_t body_len,
+										const char *tags);
 extern void llmgw_queue_full_error(void) pg_attribute_noreturn();
 extern LlmgwResult *llmgw_slot_wait(int slotno);
 extern void llmgw_slots_wait_any(const int *slotnos, int n);

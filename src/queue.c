@@ -19,6 +19,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/memutils.h"
+#include "utils/uuid.h"
 #include "utils/wait_event.h"
 
 #include "errors.h"
@@ -558,4 +559,45 @@ llmgw_queue_counts(int *workers, int *queued, int *running, uint64 *total)
 		*running += (llmgw_slots[i].state == LLMGW_SLOT_RUNNING);
 	SpinLockRelease(&llmgw_shared->mutex);
 	*total = pg_atomic_read_u64(&llmgw_shared->requests_total);
+}
+
+/*
+ * A request in the payload area: the header's fixed fields (request_id
+ * filled here), then role, model, body and tags (tags may be NULL).
+ */
+dsa_pointer
+llmgw_request_create(const LlmgwRequest *header, const char *role, const char *model,
+					 const char *body, size_t body_len, const char *tags)
+{
+	LlmgwRequest tmp = *header;
+	LlmgwRequest *req;
+	dsa_pointer dp;
+	char	   *p;
+
+	tmp.role_len = strlen(role);
+	tmp.model_len = strlen(model);
+	tmp.body_len = body_len;
+	tmp.tags_len = tags ? strlen(tags) : 0;
+	if (!pg_strong_random(tmp.request_id, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a request id")));
+	tmp.request_id[6] = (tmp.request_id[6] & 0x0f) | 0x40;	/* version 4 */
+	tmp.request_id[8] = (tmp.request_id[8] & 0x3f) | 0x80;	/* variant */
+
+	dp = dsa_allocate_extended(llmgw_dsa(), LLMGW_REQUEST_SIZE(&tmp), DSA_ALLOC_HUGE);
+	req = dsa_get_address(llmgw_dsa(), dp);
+	*req = tmp;
+	p = req->data;
+	memcpy(p, role, tmp.role_len + 1);
+	p += tmp.role_len + 1;
+	memcpy(p, model, tmp.model_len + 1);
+	p += tmp.model_len + 1;
+	memcpy(p, body, body_len);
+	p[body_len] = '\0';
+	p += body_len + 1;
+	if (tmp.tags_len)
+		memcpy(p, tags, tmp.tags_len);
+	p[tmp.tags_len] = '\0';
+	return dp;
 }

@@ -33,6 +33,7 @@
 #include "cache.h"
 #include "config.h"
 #include "journal.h"
+#include "txn.h"
 #include "llmgw.h"
 
 /* Requests taken from the queue per round */
@@ -116,6 +117,13 @@ refresh_config(void)
 	return ok;
 }
 
+/* Keep three months of usage partitions ahead (in a transaction) */
+static void
+create_partitions(void *arg)
+{
+	SPI_execute("SELECT llmgw.create_usage_partitions(3)", false, 0);
+}
+
 /*
  * Housekeeping: at start, every worker records the calls a previous server
  * life left in flight; worker 0 keeps the monthly partitions of llmgw.usage
@@ -125,10 +133,8 @@ static void
 maintain_tables(void)
 {
 	static TimestampTz last = 0;
-	TimestampTz now = GetCurrentTimestamp();
-	MemoryContext old = CurrentMemoryContext;
-
 	static bool recovered = false;
+	TimestampTz now = GetCurrentTimestamp();
 
 	/* calls a previous server life had in flight: once, by every worker */
 	if (!recovered && refresh_config() && llmgw_config_installed())
@@ -137,28 +143,7 @@ maintain_tables(void)
 		!llmgw_config_installed())
 		return;
 	last = now;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PG_TRY();
-	{
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "llmgw: creating usage partitions");
-		SPI_execute("SELECT llmgw.create_usage_partitions(3)", false, 0);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(old);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	(void) llmgw_in_transaction("llmgw: creating usage partitions", create_partitions, NULL);
 }
 
 /* Take queued requests while we have room for more transfers */

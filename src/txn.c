@@ -1,0 +1,83 @@
+/*-------------------------------------------------------------------------
+ *
+ * txn.c
+ *		A worker's short transactions.
+ *
+ * Workers run outside any transaction.  Housekeeping (partitions, the
+ * journal, asynchronous calls, cache lookups) each runs in one of its own:
+ * an error is reported to the server log and rolled back, and the worker
+ * goes on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "txn.h"
+
+/*
+ * Run work(arg) in a transaction of its own, with SPI connected and
+ * activity shown in pg_stat_activity.  Returns false when it failed (the
+ * error is in the server log and the transaction rolled back).
+ */
+bool
+llmgw_in_transaction(const char *activity, LlmgwTxnWork work, void *arg)
+{
+	MemoryContext old = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, activity);
+		work(arg);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+/* Prepare a statement for the life of the worker */
+SPIPlanPtr
+llmgw_spi_prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "llmgw: could not prepare a statement: %s",
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* A text Datum for an SPI argument, or a NULL (nulls[i] = 'n') */
+Datum
+llmgw_text_or_null(const char *s, char *nulls, int i)
+{
+	if (s == NULL)
+	{
+		nulls[i] = 'n';
+		return (Datum) 0;
+	}
+	return CStringGetTextDatum(s);
+}
