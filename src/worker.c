@@ -117,6 +117,17 @@ refresh_config(void)
 	return ok;
 }
 
+/* Drop expired cached answers and the oldest beyond llmgw.cache_max_size */
+static void
+trim_cache(void *arg)
+{
+	char		sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT llmgw.trim_cache(%lld)",
+			 (long long) llmgw_cache_max_size * 1024);
+	SPI_execute(sql, false, 0);
+}
+
 /* Keep three months of usage partitions ahead (in a transaction) */
 static void
 create_partitions(void *arg)
@@ -133,14 +144,21 @@ static void
 maintain_tables(void)
 {
 	static TimestampTz last = 0;
+	static TimestampTz last_trim = 0;
 	static bool recovered = false;
 	TimestampTz now = GetCurrentTimestamp();
 
 	/* calls a previous server life had in flight: once, by every worker */
 	if (!recovered && refresh_config() && llmgw_config_installed())
 		recovered = llmgw_journal_recover();
-	if (my_index != 0 || (last != 0 && now - last < USECS_PER_HOUR) ||
-		!llmgw_config_installed())
+	if (my_index != 0 || !llmgw_config_installed())
+		return;
+	if (now - last_trim >= USECS_PER_MINUTE)
+	{
+		last_trim = now;
+		(void) llmgw_in_transaction("llmgw: trimming the response cache", trim_cache, NULL);
+	}
+	if (last != 0 && now - last < USECS_PER_HOUR)
 		return;
 	last = now;
 	(void) llmgw_in_transaction("llmgw: creating usage partitions", create_partitions, NULL);
