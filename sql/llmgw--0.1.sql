@@ -36,6 +36,9 @@ CREATE TABLE llmgw.providers (
     secret_ref text CHECK (secret_ref ~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+|stored)$'),
     timeout_ms integer NOT NULL DEFAULT 60000 CHECK (timeout_ms > 0),
     connect_timeout_ms integer NOT NULL DEFAULT 10000 CHECK (connect_timeout_ms > 0),
+    -- longest silence allowed once connected: before the first byte and
+    -- between stream chunks (whole seconds; NULL: only timeout_ms applies)
+    idle_timeout_ms integer CHECK (idle_timeout_ms >= 1000),
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
@@ -1075,7 +1078,8 @@ CREATE FUNCTION llmgw.create_provider(
     secret text DEFAULT NULL,
     api_version text DEFAULT NULL,
     timeout_ms integer DEFAULT 60000,
-    connect_timeout_ms integer DEFAULT 10000)
+    connect_timeout_ms integer DEFAULT 10000,
+    idle_timeout_ms integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1105,9 +1109,9 @@ BEGIN
                   HINT = 'Use env:VARIABLE_NAME or file:/absolute/path.';
     END IF;
     INSERT INTO llmgw.providers (name, kind, base_url, api_version, secret_ref,
-                                 timeout_ms, connect_timeout_ms)
+                                 timeout_ms, connect_timeout_ms, idle_timeout_ms)
     VALUES (name, kind, base_url, api_version,
-            CASE WHEN is_ref THEN secret END, timeout_ms, connect_timeout_ms);
+            CASE WHEN is_ref THEN secret END, timeout_ms, connect_timeout_ms, idle_timeout_ms);
     IF secret IS NOT NULL AND NOT is_ref THEN
         PERFORM llmgw.set_provider_secret(name, secret);
     END IF;
@@ -1557,7 +1561,7 @@ GRANT SELECT ON llmgw.deployment_health TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text)
     TO llmgw_admin, llmgw_user;
 GRANT EXECUTE ON FUNCTION
-    llmgw.create_provider(text, text, text, text, text, integer, integer),
+    llmgw.create_provider(text, text, text, text, text, integer, integer, integer),
     llmgw.set_provider_secret(text, text),
     llmgw.drop_provider(text),
     llmgw.create_model(text, text, text, integer, integer, text, integer, bigint),

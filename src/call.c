@@ -257,6 +257,7 @@ start_attempt(LlmgwCall *call)
 	call->timeout_ms = call->request_timeout_ms > 0 ? call->request_timeout_ms : route->timeout_ms;
 	call->connect_timeout_ms = Min(route->connect_timeout_ms, call->timeout_ms);
 	memset(&call->hint_headers, 0, sizeof(call->hint_headers));
+	call->went_silent = false;
 	memset(&call->response, 0, sizeof(call->response));
 	call->tries_on_route++;
 
@@ -474,6 +475,37 @@ llmgw_call_resume(LlmgwCall *call)
 	return started;
 }
 
+/*
+ * Has the current attempt been silent for longer than its deployment's
+ * idle_timeout_ms (before the first byte, or between stream chunks)?
+ * Returns the milliseconds left otherwise (-1: no idle timeout).
+ */
+long
+llmgw_call_silence(LlmgwCall *call, TimestampTz now)
+{
+	TimestampTz last;
+	long		left;
+
+	if (call->easy == NULL || call->route == NULL || call->route->idle_timeout_ms <= 0)
+		return -1;
+	last = Max(call->started_at, call->response.last_data);
+	left = call->route->idle_timeout_ms - (long) ((now - last) / 1000);
+	return Max(left, 0);
+}
+
+/* Abort an attempt that went silent; it ends as a timeout */
+void
+llmgw_call_abort_silent(LlmgwCall *call)
+{
+	llmgw_health_record(call->route->deployment_id, false, LLMGW_ERR_TIMEOUT,
+						(double) (GetCurrentTimestamp() - call->started_at) / 1000.0);
+	llmgw_http_abort(call);
+	call->went_silent = true;
+	call->out.status = LLMGW_STATUS_ERROR;
+	call->out.error = LLMGW_ERR_TIMEOUT;
+	call->out.provider_message = psprintf("no data for %d ms", call->route->idle_timeout_ms);
+}
+
 /* Turn a finished transfer into an outcome */
 void
 llmgw_call_interpret(LlmgwCall *call)
@@ -542,8 +574,12 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 							 (long long) call->max_response_bytes);
 			break;
 		case LLMGW_ERR_TIMEOUT:
-			*message = psprintf("provider \"%s\" did not answer within %d ms",
-								call->provider, call->timeout_ms);
+			if (call->went_silent)
+				*message = psprintf("provider \"%s\" sent nothing for %d ms",
+									call->provider, call->route->idle_timeout_ms);
+			else
+				*message = psprintf("provider \"%s\" did not answer within %d ms",
+									call->provider, call->timeout_ms);
 			break;
 		case LLMGW_ERR_INVALID_KEY:
 		case LLMGW_ERR_NOT_ALLOWED:

@@ -70,6 +70,7 @@ typedef struct LlmgwBuffer
 	size_t		cap;
 	size_t		limit;
 	bool		overflow;		/* more than limit bytes were offered */
+	TimestampTz last_data;		/* when bytes last arrived, or 0 */
 } LlmgwBuffer;
 
 /* A finished attempt of a call that went on to another attempt */
@@ -157,6 +158,7 @@ typedef struct LlmgwCall
 	/* transfer state */
 	bool		reached_provider;	/* an HTTP attempt was made */
 	bool		health_counted; /* counted in its deployment's calls in flight */
+	bool		went_silent;	/* aborted by the route's idle_timeout_ms */
 	bool		journaled;		/* in llmgw.calls_in_flight */
 	TimestampTz started_at;
 	TimestampTz finished_at;
@@ -198,6 +200,8 @@ extern bool llmgw_call_continue(LlmgwCall *call);
 extern bool llmgw_call_resume(LlmgwCall *call);
 extern void llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a);
 extern void llmgw_call_interpret(LlmgwCall *call);
+extern long llmgw_call_silence(LlmgwCall *call, TimestampTz now);
+extern void llmgw_call_abort_silent(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
 extern char *llmgw_call_answer(LlmgwCall *call);
 extern void llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint);

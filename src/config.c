@@ -145,7 +145,8 @@ load_routes(void)
 					 " m.cache_shared, m.cache_hit_cost, coalesce(pr.id, 0),"
 					 " coalesce((SELECT min(n.valid_from) FROM llmgw.prices n"
 					 "   WHERE n.model = ANY (llmgw.price_names(p.name, p.kind, d.upstream_model,"
-					 "     d.price_model)) AND n.valid_from > now()), pr.valid_to, 'infinity')"
+					 "     d.price_model)) AND n.valid_from > now()), pr.valid_to, 'infinity'),"
+					 " coalesce(p.idle_timeout_ms, 0)"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
@@ -208,6 +209,7 @@ load_routes(void)
 		route->per_request = route->priced ? spi_int64(tup, 22) : 0;
 		route->max_output_tokens = pg_strtoint32(spi_text(tup, 23));
 		route->price_id = spi_int64(tup, 28);
+		route->idle_timeout_ms = pg_strtoint32(spi_text(tup, 30));
 		{
 			bool		isnull;
 

@@ -20,6 +20,7 @@ typedef struct LlmgwRoute
 	char	   *upstream_model;
 	int			timeout_ms;
 	int			connect_timeout_ms;
+	int			idle_timeout_ms;	/* longest silence once connected; 0: none */
 	int			priority;		/* higher first; fallbacks go down */
 	int			weight;			/* share among deployments of equal priority */
 	int64		deployment_id;

@@ -20,6 +20,7 @@
 #include "utils/timestamp.h"
 
 #include "call.h"
+#include "config.h"
 
 static CURLM *multi = NULL;
 static int	epoll_fd = -1;
@@ -88,6 +89,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		buf->cap = cap;
 	}
 	memcpy(buf->data + buf->len, ptr, n);
+	buf->last_data = GetCurrentTimestamp();
 	buf->len += n;
 	buf->data[buf->len] = '\0';
 	return n;

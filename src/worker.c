@@ -284,6 +284,42 @@ process_transfers(dlist_head *finished)
 	}
 }
 
+/*
+ * Abort the attempts that went silent for longer than their deployment's
+ * idle_timeout_ms, and retry or fall back like any timeout.  Returns the
+ * milliseconds until the next such check is due (-1: none).
+ */
+static long
+check_silence(dlist_head *finished)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	dlist_mutable_iter iter;
+	long		next = -1;
+
+	dlist_foreach_modify(iter, &running)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+		long		left = llmgw_call_silence(call, now);
+
+		if (left < 0)
+			continue;
+		if (left > 0)
+		{
+			next = next < 0 ? left : Min(next, left);
+			continue;
+		}
+		dlist_delete(&call->node);
+		llmgw_call_abort_silent(call);
+		if (!llmgw_call_continue(call))
+			dlist_push_tail(finished, &call->node);
+		else if (call->retry_at != 0)
+			dlist_push_tail(&delayed, &call->node);
+		else
+			dlist_push_tail(&running, &call->node);
+	}
+	return next;
+}
+
 /* Start the retries whose delay is over */
 static void
 start_due_retries(dlist_head *finished)
@@ -300,6 +336,22 @@ start_due_retries(dlist_head *finished)
 		dlist_delete(&call->node);
 		dlist_push_tail(llmgw_call_resume(call) ? &running : finished, &call->node);
 	}
+}
+
+/* Is a running call waiting to be journaled? */
+static bool
+any_unjournaled(void)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &running)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (call->reached_provider && !call->journaled)
+			return true;
+	}
+	return false;
 }
 
 /* Milliseconds until the next retry is due, or -1 when none waits */
@@ -401,6 +453,7 @@ llmgw_worker_main(Datum arg)
 
 	for (;;)
 	{
+		static long silence = -1;
 		dlist_head	finished = DLIST_STATIC_INIT(finished);
 		WaitEvent	event;
 		long		timeout = llmgw_http_timeout();
@@ -414,8 +467,10 @@ llmgw_worker_main(Datum arg)
 		if (my_index == 0 && timeout > LLMGW_ASYNC_POLL_MS)
 			timeout = LLMGW_ASYNC_POLL_MS;
 		/* calls in flight are journaled once they run llmgw.journal_delay */
-		if (!dlist_is_empty(&running) && timeout > llmgw_journal_delay)
+		if (timeout > llmgw_journal_delay && any_unjournaled())
 			timeout = Max(llmgw_journal_delay, 1);
+		if (silence >= 0 && timeout > silence)
+			timeout = silence;
 		(void) WaitEventSetWait(wes, timeout, &event, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -432,6 +487,7 @@ llmgw_worker_main(Datum arg)
 		start_due_retries(&finished);
 		process_cancels(&finished);
 		process_transfers(&finished);
+		silence = check_silence(&finished);
 		settle(&finished);
 		maintain_tables();
 		if (my_index == 0 && llmgw_config_installed())
