@@ -61,7 +61,8 @@ llmgw_in_transaction(const char *activity, LlmgwTxnWork work, void *arg)
 SPIPlanPtr
 llmgw_spi_prepare(const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	/* always the generic plan: these run thousands of times a second */
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "llmgw: could not prepare a statement: %s",

@@ -54,7 +54,7 @@ usage_plan(void)
 
 		for (int i = 0; i < USAGE_NARGS; i++)
 			argtypes[i] = get_array_type(usage_types[i]);
-		plan = SPI_prepare("INSERT INTO llmgw.usage (request_id, started_at, role_name,"
+		plan = SPI_prepare_cursor("INSERT INTO llmgw.usage (request_id, started_at, role_name,"
 						   " model, provider, upstream_model, status, error_class, http_status,"
 						   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
 						   " cache_write_tokens, reasoning_tokens, cache_write_1h_tokens,"
@@ -75,13 +75,14 @@ usage_plan(void)
 						   "   price_model, tags, hit, hit_cost, price_id)"
 						   /* the worker knows the price row in force, else it is looked up */
 						   " CROSS JOIN LATERAL (SELECT CASE WHEN v.status = 'ok' AND NOT v.hit"
+						   "   AND v.price_id IS DISTINCT FROM 0"
 						   "   THEN coalesce(v.price_id, (llmgw.price_at(llmgw.price_names(v.provider,"
 						   "     v.kind, v.upstream_model, v.price_model), v.started_at)).id) END AS id) pid"
 						   " LEFT JOIN llmgw.prices p ON p.id = pid.id"
 						   " CROSS JOIN LATERAL (SELECT llmgw.cost(p, v.i, v.o, v.ci, v.cw, v.cw1h, v.r)"
 						   "   AS cost) c"
 						   " RETURNING request_id, attempt, currency, ceil(cost * 10000000000)::int8",
-						   USAGE_NARGS, argtypes);
+						   USAGE_NARGS, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "llmgw: could not prepare usage insert: %s",
 				 SPI_result_code_string(SPI_result));
@@ -195,9 +196,14 @@ add_row(UsageBatch *b, LlmgwCall *call, const LlmgwAttempt *a)
 	set_text(b, 21, a->route ? a->route->kind : NULL);
 	set_text(b, 22, a->route ? a->route->price_model : NULL);
 	set_text(b, 23, call->tags);
-	/* the price row the configuration found, if still in force at the start */
-	set_id(b, 26, a->route && a->route->price_id && a->started_at < a->route->price_until ?
-		   a->route->price_id : 0);
+	/*
+	 * The price row the configuration found (0: it found none), if that is
+	 * still true when the attempt started; NULL lets SQL look it up.
+	 */
+	if (a->route && a->started_at < a->route->price_until)
+		b->values[26][b->n] = Int64GetDatum(a->route->price_id);
+	else
+		b->nulls[26][b->n] = true;
 	b->values[24][b->n] = BoolGetDatum(call->cache_hit);
 	set_text(b, 25, call->cache_hit ? call->cache_hit_cost : NULL);
 	b->calls[b->n] = call;
