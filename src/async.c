@@ -93,7 +93,11 @@ async_request(int64 id, const char *model, const char *body, const char *role,
 	return llmgw_request_create(&header, role, model, body, strlen(body), tags);
 }
 
-/* Take up to *room calls and queue them for the workers (in a transaction) */
+/* The requests of the calls just taken, queued once the taking commits */
+static dsa_pointer taken[ASYNC_TAKE_MAX];
+static int	ntaken = 0;
+
+/* Take up to *room calls and build their requests (in a transaction) */
 static void
 take_calls(void *arg)
 {
@@ -131,10 +135,7 @@ take_calls(void *arg)
 								SPI_getvalue(tup, desc, 4), key_hash, SPI_getvalue(tup, desc, 6),
 								DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)),
 								DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)));
-		/* detached: the worker that makes the call frees the slot; with no
-		 * slot free after all, the lease runs out and it is taken again */
-		if (llmgw_slot_submit_detached(request) < 0)
-			dsa_free(llmgw_dsa(), request);
+		taken[ntaken++] = request;
 	}
 }
 
@@ -162,7 +163,23 @@ llmgw_async_dispatch(void)
 	seen = submitted;
 	next_poll = TimestampTzPlusMilliseconds(now, LLMGW_ASYNC_POLL_MS);
 
-	(void) llmgw_in_transaction("llmgw: taking asynchronous calls", take_calls, &room);
+	ntaken = 0;
+	if (!llmgw_in_transaction("llmgw: taking asynchronous calls", take_calls, &room))
+	{
+		for (int i = 0; i < ntaken; i++)
+			dsa_free(llmgw_dsa(), taken[i]);
+		return;
+	}
+
+	/*
+	 * Only now that the calls are marked running for everyone may a worker
+	 * make them (its answer is written where status = 'running').  Detached:
+	 * the worker that makes a call frees its slot; with no slot free after
+	 * all, the lease runs out and the call is taken again.
+	 */
+	for (int i = 0; i < ntaken; i++)
+		if (llmgw_slot_submit_detached(taken[i]) < 0)
+			dsa_free(llmgw_dsa(), taken[i]);
 }
 
 /* In the settle transaction: the answer or error of an asynchronous call */
