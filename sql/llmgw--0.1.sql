@@ -936,18 +936,16 @@ CREATE POLICY usage_daily_team ON llmgw.usage_daily FOR SELECT TO llmgw_user
 -- Finance views
 ------------------------------------------------------------------------------
 
+-- One row per day and dimensions and worker (each worker keeps its own rollup
+-- rows, so that workers never wait for each other): sum over the columns you
+-- group by, as reports do anyway.
 CREATE VIEW llmgw.spend_daily WITH (security_invoker = true) AS
 SELECT d.day, t.name AS team, k.prefix AS key_prefix, d.role_name, d.model, d.provider,
-       d.upstream_model, d.currency, sum(d.calls) AS calls, sum(d.errors) AS errors,
-       sum(d.unpriced) AS unpriced, sum(d.cache_hits) AS cache_hits,
-       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
-       sum(d.cached_input_tokens) AS cached_input_tokens,
-       sum(d.reasoning_tokens) AS reasoning_tokens, sum(d.cost) AS cost
+       d.upstream_model, d.currency, d.calls, d.errors, d.unpriced, d.cache_hits,
+       d.input_tokens, d.output_tokens, d.cached_input_tokens, d.reasoning_tokens, d.cost
   FROM llmgw.usage_daily d
   LEFT JOIN llmgw.teams t ON t.id = d.team_id
-  LEFT JOIN llmgw.keys k ON k.id = d.key_id
- GROUP BY d.day, t.name, k.prefix, d.role_name, d.model, d.provider, d.upstream_model,
-          d.currency;
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id;
 
 CREATE VIEW llmgw.spend_by_key WITH (security_invoker = true) AS
 SELECT d.month, d.key_id, k.prefix AS key_prefix,
@@ -1510,6 +1508,74 @@ BEGIN
     COMMIT;
 END
 $fn$;
+
+------------------------------------------------------------------------------
+-- A seed of list prices (LiteLLM's format, per token, USD) so that the demo
+-- and a fresh install price the common models; llmgw.import_prices() with
+-- LiteLLM's whole file brings the rest and newer prices.
+------------------------------------------------------------------------------
+
+SELECT llmgw.import_prices($seed$
+{
+ "gpt-4o": {
+  "input_cost_per_token": 2.5e-06,
+  "output_cost_per_token": 1e-05,
+  "cache_read_input_token_cost": 1.25e-06,
+  "input_cost_per_token_batches": 1.25e-06,
+  "output_cost_per_token_batches": 5e-06,
+  "max_output_tokens": 16384
+ },
+ "gpt-4o-mini": {
+  "input_cost_per_token": 1.5e-07,
+  "output_cost_per_token": 6e-07,
+  "cache_read_input_token_cost": 7.5e-08,
+  "input_cost_per_token_batches": 7.5e-08,
+  "output_cost_per_token_batches": 3e-07,
+  "max_output_tokens": 16384
+ },
+ "gpt-4.1-mini": {
+  "input_cost_per_token": 4e-07,
+  "output_cost_per_token": 1.6e-06,
+  "cache_read_input_token_cost": 1e-07,
+  "input_cost_per_token_batches": 2e-07,
+  "output_cost_per_token_batches": 8e-07,
+  "max_output_tokens": 32768
+ },
+ "claude-sonnet-4-5": {
+  "input_cost_per_token": 3e-06,
+  "output_cost_per_token": 1.5e-05,
+  "cache_read_input_token_cost": 3e-07,
+  "cache_creation_input_token_cost": 3.75e-06,
+  "cache_creation_input_token_cost_above_1hr": 6e-06,
+  "input_cost_per_token_above_200k_tokens": 6e-06,
+  "output_cost_per_token_above_200k_tokens": 2.25e-05,
+  "cache_read_input_token_cost_above_200k_tokens": 6e-07,
+  "cache_creation_input_token_cost_above_200k_tokens": 7.5e-06,
+  "max_output_tokens": 64000
+ },
+ "claude-haiku-4-5": {
+  "input_cost_per_token": 1e-06,
+  "output_cost_per_token": 5e-06,
+  "cache_read_input_token_cost": 1e-07,
+  "cache_creation_input_token_cost": 1.25e-06,
+  "cache_creation_input_token_cost_above_1hr": 2e-06,
+  "max_output_tokens": 64000
+ },
+ "gemini/gemini-2.5-flash": {
+  "input_cost_per_token": 3e-07,
+  "output_cost_per_token": 2.5e-06,
+  "cache_read_input_token_cost": 3e-08,
+  "output_cost_per_reasoning_token": 2.5e-06,
+  "max_output_tokens": 65535
+ },
+ "text-embedding-3-small": {
+  "input_cost_per_token": 2e-08,
+  "output_cost_per_token": 0.0,
+  "input_cost_per_token_batches": 1e-08,
+  "output_cost_per_token_batches": 0.0
+ }
+}
+$seed$::jsonb, '2026-01-01 00:00:00+00');
 
 ------------------------------------------------------------------------------
 -- Privileges

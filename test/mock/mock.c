@@ -46,6 +46,7 @@ typedef struct Behaviour
 	int			delay_ms;
 	int			status;
 	int			fail_first;		/* -1: always */
+	int			fail_every;		/* fail one request in N (0: not used) */
 	bool		quota;
 	bool		context;
 	bool		malformed;
@@ -110,7 +111,7 @@ fnv1a(const char *s, uint64_t h)
  * applies to it (always, or while fewer than fail_first have failed)
  */
 static bool
-count_model(const char *model, bool fail_candidate, int fail_first)
+count_model(const char *model, bool fail_candidate, int fail_first, int fail_every)
 {
 	unsigned	b = fnv1a(model, 1469598103934665603ULL) % MODEL_BUCKETS;
 	ModelCount *m;
@@ -129,7 +130,9 @@ count_model(const char *model, bool fail_candidate, int fail_first)
 	m->requests++;
 	if (fail_candidate)
 	{
-		if (fail_first < 0)
+		if (fail_every > 0)
+			fail = (m->requests % fail_every) == 0;
+		else if (fail_first < 0)
 			fail = true;
 		else if (m->failed_first < fail_first)
 		{
@@ -154,6 +157,7 @@ apply_directive(Behaviour *b, const char *d)
 		sscanf(d, "cache_write:%ld", &b->cache_write) == 1 ||
 		sscanf(d, "status:%d", &b->status) == 1 ||
 		sscanf(d, "fail_first:%d", &b->fail_first) == 1 ||
+		sscanf(d, "fail_every:%d", &b->fail_every) == 1 ||
 		sscanf(d, "huge:%ld", &b->huge) == 1 ||
 		sscanf(d, "dim:%d", &b->dim) == 1 ||
 		sscanf(d, "cached:%ld", &b->cached) == 1 ||
@@ -710,7 +714,7 @@ should_fail(const Behaviour *b, const char *model)
 {
 	bool		candidate = b->status || b->quota || b->context || b->malformed;
 
-	return count_model(model, candidate, b->fail_first);
+	return count_model(model, candidate, b->fail_first, b->fail_every);
 }
 
 /* A chat request, whatever its format */
