@@ -440,7 +440,21 @@ llmgw_call_continue(LlmgwCall *call)
 	if (call->out.status != LLMGW_STATUS_ERROR)
 		return false;
 	old = MemoryContextSwitchTo(call->cxt);
-	if (retryable(error) && call->tries_on_route <= call->max_retries &&
+	/*
+	 * A transient failure with another deployment of the same priority (load
+	 * balancing) moves to it at once: no wait, and the retries left stay for
+	 * when no such alternative is left.
+	 */
+	if (retryable(error) && call->route_index + 1 < call->nroutes &&
+		call->routes[call->route_index + 1].priority == call->routes[call->route_index].priority &&
+		call->attempt <= call->max_retries + call->nroutes)
+	{
+		archive_attempt(call);
+		(void) next_route(call);
+		call->retry_at = 0;
+		goes_on = start_some_route(call);
+	}
+	else if (retryable(error) && call->tries_on_route <= call->max_retries &&
 		(hint < 0 || hint * 1000 <= call->retry_max_wait_ms))
 	{
 		wait_ms = hint >= 0 ? hint * 1000 :
