@@ -1216,6 +1216,13 @@ RETURNS TABLE (ordinality integer, embedding real[])
 AS 'MODULE_PATHNAME', 'llm_embed_batch'
 LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
+-- The embeddings of many inputs (the same as llm_embed_batch: one provider
+-- request carries them all, which is what the embeddings APIs are made for).
+CREATE FUNCTION @extschema@.llm_embed_many(inputs text[], model text)
+RETURNS TABLE (ordinality integer, embedding real[])
+LANGUAGE sql VOLATILE PARALLEL UNSAFE ROWS 100
+AS $$ SELECT * FROM @extschema@.llm_embed_batch(inputs, model) $$;
+
 ------------------------------------------------------------------------------
 -- Visibility
 ------------------------------------------------------------------------------
@@ -1590,6 +1597,7 @@ REVOKE ALL ON FUNCTION @extschema@.llm_chat(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_embed(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_embed_batch(text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed_many(text[], text) FROM PUBLIC;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.deployments
     TO llmgw_admin;
@@ -1650,5 +1658,6 @@ GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, do
     @extschema@.llm_chat(jsonb),
     @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text),
     @extschema@.llm_embed(text, text),
-    @extschema@.llm_embed_batch(text[], text)
+    @extschema@.llm_embed_batch(text[], text),
+    @extschema@.llm_embed_many(text[], text)
     TO llmgw_user, llmgw_admin;

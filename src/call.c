@@ -111,6 +111,8 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->max_retries = req->max_retries;
 	call->retry_max_wait_ms = req->retry_max_wait_ms;
 	call->retry_base_delay_ms = req->retry_base_delay_ms;
+	call->deadline = req->deadline_ms > 0 ?
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->deadline_ms) : 0;
 	call->max_response_bytes = req->max_response_bytes;
 	call->has_key = req->has_key;
 	call->async_id = req->async_id;
@@ -255,6 +257,13 @@ start_attempt(LlmgwCall *call)
 	call->reached_provider = false;
 	call->provider_ops = ops;
 	call->timeout_ms = call->request_timeout_ms > 0 ? call->request_timeout_ms : route->timeout_ms;
+	/* an attempt never runs past the call's overall deadline */
+	if (call->deadline != 0)
+	{
+		long		left = (long) ((call->deadline - GetCurrentTimestamp()) / 1000);
+
+		call->timeout_ms = (int) Max(Min((long) call->timeout_ms, left), 1);
+	}
 	call->connect_timeout_ms = Min(route->connect_timeout_ms, call->timeout_ms);
 	memset(&call->hint_headers, 0, sizeof(call->hint_headers));
 	call->went_silent = false;
@@ -439,6 +448,9 @@ llmgw_call_continue(LlmgwCall *call)
 
 	if (call->out.status != LLMGW_STATUS_ERROR)
 		return false;
+	/* the call's overall deadline: no new attempt once it is over */
+	if (call->deadline != 0 && GetCurrentTimestamp() >= call->deadline)
+		return false;
 	old = MemoryContextSwitchTo(call->cxt);
 	/*
 	 * A transient failure with another deployment of the same priority (load
@@ -461,9 +473,15 @@ llmgw_call_continue(LlmgwCall *call)
 			Min((double) call->retry_base_delay_ms * (1 << Min(call->tries_on_route - 1, 16)) *
 				(0.75 + 0.5 * pg_prng_double(&pg_global_prng_state)),
 				(double) call->retry_max_wait_ms);
-		archive_attempt(call);
-		call->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) wait_ms);
-		goes_on = true;
+		if (call->deadline != 0 &&
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) wait_ms) >= call->deadline)
+			goes_on = false;	/* the wait would outlast the deadline */
+		else
+		{
+			archive_attempt(call);
+			call->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) wait_ms);
+			goes_on = true;
+		}
 	}
 	else if (fallback_helps(error) && call->route_index + 1 < call->nroutes)
 	{

@@ -106,6 +106,7 @@ typedef struct LlmgwCall
 	int			max_retries;	/* the caller's retry settings */
 	int			retry_max_wait_ms;
 	int			retry_base_delay_ms;
+	TimestampTz deadline;		/* llmgw.call_deadline from the start, or 0 */
 	int			timeout_ms;		/* of the current attempt */
 	int			connect_timeout_ms;
 	int64		max_response_bytes;

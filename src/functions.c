@@ -46,6 +46,7 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	header.max_retries = llmgw_max_retries;
 	header.retry_max_wait_ms = llmgw_retry_max_wait;
 	header.retry_base_delay_ms = llmgw_retry_base_delay;
+	header.deadline_ms = llmgw_call_deadline;
 	header.max_response_bytes = llmgw_max_response_size;
 	header.has_key = llmgw_api_key_current(header.key_hash);
 	header.cache_mode = llmgw_cache_mode;

@@ -40,6 +40,7 @@ char	   *llmgw_tags = NULL;
 int			llmgw_cache_mode = LLMGW_CACHE_DEFAULT;
 int			llmgw_cache_ttl = 3600;
 int			llmgw_journal_delay = 100;
+int			llmgw_call_deadline = 0;
 int			llmgw_rollup_shard = 0;
 
 static const struct config_enum_entry cache_modes[] = {
@@ -178,6 +179,10 @@ llmgw_define_gucs(void)
 							"Size cap of the response cache; the oldest answers go first.",
 							NULL, &llmgw_cache_max_size, 100 * 1024, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.call_deadline",
+							"Overall time for a call, all attempts, waits and fallbacks included; 0: none.",
+							NULL, &llmgw_call_deadline, 0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.journal_delay",
 							"How long a call runs before it is written to the journal of calls in flight.",
 							"A server crash loses track of calls younger than this; they get no \"interrupted\" usage row.",

@@ -30,6 +30,7 @@ extern int	llmgw_retry_max_wait;
 extern int	llmgw_retry_base_delay;
 extern char *llmgw_tags;
 extern int	llmgw_cache_mode;
+extern int	llmgw_call_deadline;
 extern int	llmgw_journal_delay;
 extern int	llmgw_rollup_shard;
 extern int	llmgw_cache_ttl;
@@ -109,6 +110,7 @@ typedef struct LlmgwRequest
 	int32		max_retries;	/* the caller's retry settings */
 	int32		retry_max_wait_ms;
 	int32		retry_base_delay_ms;
+	int32		deadline_ms;	/* llmgw.call_deadline: every attempt and wait; 0: none */
 	int64		max_response_bytes;
 	int64		async_id;		/* llmgw.async_calls.id, or 0 */
 	int32		cache_mode;		/* LLMGW_CACHE_* of llmgw.cache */

@@ -20,3 +20,15 @@ SELECT clock_timestamp() AS t0 \gset
 SELECT try($$SELECT llm_complete('anyone there?', 'drill-idle')$$);
 SELECT clock_timestamp() - :'t0'::timestamptz < interval '5 seconds' AS well_before_timeout_ms;
 SELECT attempt, status, error_class FROM usage_of('drill-idle');
+
+-- an overall deadline per call: no attempt or retry wait runs past llmgw.call_deadline
+SET llmgw.max_retries = 3;
+SET llmgw.retry_base_delay = '2s';
+SET llmgw.call_deadline = '500ms';
+SELECT llmgw.create_model('drill-deadline', 'mock', 'drill-deadline;status:500');
+SELECT clock_timestamp() AS t1 \gset
+SELECT try($$SELECT llm_complete('x', 'drill-deadline')$$);
+SELECT clock_timestamp() - :'t1'::timestamptz < interval '1500 ms' AS within_the_deadline;
+SELECT count(*) AS attempts FROM usage_of('drill-deadline');
+RESET llmgw.call_deadline;
+RESET llmgw.retry_base_delay;

@@ -82,6 +82,8 @@ SELECT try($$SELECT llm_chat('{"model": "nope", "messages": [{"role": "user", "c
 SELECT llmgw.create_model('embed', 'mock', 'text-embedding-mock;dim:4');
 SELECT llm_embed('hello world', 'embed');
 SELECT ordinality, embedding FROM llm_embed_batch(ARRAY['hello world', 'goodbye'], 'embed');
+-- llm_embed_many is the same call under the name of its completions sibling
+SELECT count(*) AS many FROM llm_embed_many(ARRAY['hello world', 'goodbye'], 'embed');
 SELECT llm_embed('hello world', 'embed') = embedding AS same_vector
   FROM llm_embed_batch(ARRAY['hello world'], 'embed');
 SELECT model, status, input_tokens, output_tokens FROM last_usage(3);
