@@ -29,6 +29,20 @@ SELECT llm_complete('Say hello', model => 'demo');
 \x on
 SELECT request_id, role_name, model, provider, upstream_model, status, http_status,
        round(latency_ms::numeric, 2) AS latency_ms, input_tokens, output_tokens,
-       cached_input_tokens, reasoning_tokens
+       cached_input_tokens, reasoning_tokens, cost, currency
   FROM llmgw.usage;
+\x off
+-- a team, a virtual key (shown once, stored as a hash) and a hard monthly budget
+SELECT llmgw.create_team('demo-team');
+SELECT api_key AS key FROM llmgw.create_key('demo-team', 'demo key') \gset
+SELECT llmgw.create_budget('demo monthly', 'team', 'demo-team', 'month', 1.00);
+\set ECHO none
+SET llmgw.api_key = :'key';
+\echo SET llmgw.api_key = <the key>
+\set ECHO queries
+SELECT llm_complete('Summarise: the quick brown fox', 'demo', max_tokens => 20);
+RESET llmgw.api_key;
+-- what finance sees
+SELECT team, model, calls, cost FROM llmgw.spend_daily ORDER BY team NULLS FIRST;
+SELECT name, limit_amount, spent, reserved, remaining, resets_at FROM llmgw.budget_status;
 SQL
