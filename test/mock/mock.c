@@ -2,7 +2,8 @@
  *
  * mock.c
  *		A mock LLM provider for llmgw's tests and benchmarks: the OpenAI
- *		Chat Completions and Embeddings wire formats, deterministic
+ *		Chat Completions and Embeddings, Anthropic Messages and Gemini
+ *		generateContent wire formats (streamed or not), deterministic
  *		answers, and failures chosen per request.
  *
  * Behaviour directives follow the model name, separated by ';' (for
@@ -59,6 +60,10 @@ typedef struct Behaviour
 	bool		echo_auth;
 	bool		tool_call;		/* answer with a call of the first tool */
 	long		cache_write;	/* Anthropic cache_creation_input_tokens */
+	bool		truncate;		/* stream without its terminal event */
+	bool		garbage;		/* stream with one malformed JSON event */
+	bool		stream_error;	/* stream ending in an in-stream error event */
+	bool		filtered;		/* content-filter / safety stop, with usage */
 	char		replay[256];	/* corpus case to replay, or "" */
 } Behaviour;
 
@@ -177,6 +182,14 @@ apply_directive(Behaviour *b, const char *d)
 		b->echo_auth = true;
 	else if (strcmp(d, "tool_call") == 0)
 		b->tool_call = true;
+	else if (strcmp(d, "truncate") == 0)
+		b->truncate = true;
+	else if (strcmp(d, "garbage") == 0)
+		b->garbage = true;
+	else if (strcmp(d, "stream_error") == 0)
+		b->stream_error = true;
+	else if (strcmp(d, "filtered") == 0)
+		b->filtered = true;
 }
 
 /* Apply every ';'-separated directive of s (the first element is skipped if skip_first) */
@@ -425,6 +438,10 @@ openai_failure(struct evhttp_request *req, const Behaviour *b, const char *model
 				snprintf(msg, sizeof(msg), "The model `%s` does not exist or you do not have access to it.", model);
 				reply_error(req, b, 404, msg, "invalid_request_error", "model_not_found", NULL);
 				break;
+			case 413:
+				reply_error(req, b, 413, "Request too large: the request body exceeds the maximum allowed size.",
+							"invalid_request_error", "request_too_large", NULL);
+				break;
 			case 429:
 				reply_error(req, b, 429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", NULL);
 				break;
@@ -464,6 +481,9 @@ anthropic_failure(struct evhttp_request *req, const Behaviour *b, const char *mo
 				break;
 			case 404:
 				type = "not_found_error", msg = "model: not found";
+				break;
+			case 413:
+				type = "request_too_large", msg = "Request exceeds the maximum allowed number of bytes.";
 				break;
 			case 429:
 				type = "rate_limit_error", msg = "Number of request tokens has exceeded your per-minute rate limit";
@@ -511,6 +531,9 @@ gemini_failure(struct evhttp_request *req, const Behaviour *b, const char *model
 				break;
 			case 404:
 				st = "NOT_FOUND", msg = "models/x is not found for API version v1beta.";
+				break;
+			case 413:
+				st = "INVALID_ARGUMENT", msg = "Request payload size exceeds the limit: 20971520 bytes.";
 				break;
 			case 429:
 				st = "RESOURCE_EXHAUSTED", msg = "You exceeded your current quota, please check your plan and billing details.";
@@ -633,15 +656,105 @@ huge_body(const char *model, long id, long prompt, long size)
 	return buf;
 }
 
-/* Append one SSE event "data: <chunk>" to buf (the chunk is released) */
+/*
+ * Append one SSE event carrying payload, framed as the format frames it:
+ * "event: NAME" first when named, CRLF line ends for Gemini
+ */
 static void
-add_event(struct evbuffer *buf, json_t *chunk)
+add_raw_event(struct evbuffer *buf, Format fmt, const char *event, const char *payload)
+{
+	const char *eol = fmt == FMT_GEMINI ? "\r\n" : "\n";
+
+	if (event)
+		evbuffer_add_printf(buf, "event: %s%s", event, eol);
+	evbuffer_add_printf(buf, "data: %s%s%s", payload, eol, eol);
+}
+
+/*
+ * Append one SSE event holding the compact JSON of chunk (released); an
+ * Anthropic event is named by its "type", as Anthropic names them
+ */
+static void
+add_event(struct evbuffer *buf, Format fmt, json_t *chunk)
 {
 	char	   *s = json_dumps(chunk, JSON_COMPACT);
 
-	evbuffer_add_printf(buf, "data: %s\n\n", s);
+	add_raw_event(buf, fmt, fmt == FMT_ANTHROPIC ?
+				  json_string_value(json_object_get(chunk, "type")) : NULL, s ? s : "null");
 	free(s);
 	json_decref(chunk);
+}
+
+/* Append the malformed JSON event of the garbage directive, in the format's shape */
+static void
+add_garbage(struct evbuffer *buf, Format fmt)
+{
+	if (fmt == FMT_ANTHROPIC)
+		add_raw_event(buf, fmt, "content_block_delta",
+					  "{\"type\": \"content_block_delta\", \"index\": 0, \"delta\": ");
+	else if (fmt == FMT_GEMINI)
+		add_raw_event(buf, fmt, NULL, "{\"candidates\": [{\"content\": ");
+	else
+		add_raw_event(buf, fmt, NULL, "{\"choices\": [{\"delta\": ");
+}
+
+/* The in-stream error event of the stream_error directive, in the format's shape */
+static json_t *
+stream_error_event(Format fmt)
+{
+	if (fmt == FMT_ANTHROPIC)
+		return json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error",
+						 "type", "overloaded_error", "message", "Overloaded");
+	if (fmt == FMT_GEMINI)
+		return json_pack("{s:{s:i, s:s, s:s}}", "error", "code", 500,
+						 "message", "mock stream error", "status", "INTERNAL");
+	return json_pack("{s:{s:s, s:s, s:s}}", "error", "message", "mock stream error",
+					 "type", "server_error", "code", "server_error");
+}
+
+/*
+ * Append the end of a stream: its terminal event (released), nothing with
+ * truncate, or the format's error event instead with stream_error
+ */
+static void
+end_stream(struct evbuffer *buf, Format fmt, const Behaviour *b, json_t *terminal)
+{
+	if (b->stream_error || b->truncate)
+	{
+		json_decref(terminal);
+		if (b->stream_error)
+			add_event(buf, fmt, stream_error_event(fmt));
+	}
+	else if (terminal)
+		add_event(buf, fmt, terminal);
+	else
+		add_raw_event(buf, fmt, NULL, "[DONE]");
+}
+
+/* Why an answer stopped, in the format's own words */
+static const char *
+finish_reason(Format fmt, const Behaviour *b, bool tool, bool cut)
+{
+	if (fmt == FMT_ANTHROPIC)
+		return b->filtered ? "refusal" : tool ? "tool_use" : cut ? "max_tokens" : "end_turn";
+	if (fmt == FMT_GEMINI)
+		return b->filtered ? "SAFETY" : cut ? "MAX_TOKENS" : "STOP";
+	return b->filtered ? "content_filter" : tool ? "tool_calls" : cut ? "length" : "stop";
+}
+
+/* The words of text as a streamed answer sends them: every word after the first led by a space */
+static json_t *
+stream_pieces(const char *text)
+{
+	json_t	   *pieces = json_array();
+	char	   *copy = strdup(text);
+	char	   *save = NULL;
+
+	for (char *w = strtok_r(copy, WORD_SEPARATORS, &save); w;
+		 w = strtok_r(NULL, WORD_SEPARATORS, &save))
+		json_array_append_new(pieces, json_sprintf("%s%s", json_array_size(pieces) ? " " : "", w));
+	free(copy);
+	return pieces;
 }
 
 /* A chat.completion.chunk object with the given choices (stolen) */
@@ -652,38 +765,68 @@ chunk_object(const char *id, const char *model, json_t *choices)
 					 "created", 1700000000, "model", model, "choices", choices);
 }
 
-/* SSE chunks of a streamed answer, one word per chunk */
+/* A chat.completion.chunk with one choice whose delta is given (stolen), no finish yet */
+static json_t *
+delta_chunk(const char *id, const char *model, json_t *delta)
+{
+	return chunk_object(id, model, json_pack("[{s:i, s:o, s:n}]", "index", 0, "delta", delta,
+											 "finish_reason"));
+}
+
+/*
+ * SSE chunks of a streamed chat completion: one word per chunk (or the
+ * call of tool in pieces), the finish chunk, the usage chunk, [DONE]
+ */
 static struct evbuffer *
-stream_body(const char *model, const char *id, const char *text, const char *finish,
-			json_t *usage)
+stream_body(const Behaviour *b, const char *model, const char *id, const char *text,
+			const char *tool, const char *finish, json_t *usage)
 {
 	struct evbuffer *buf = evbuffer_new();
-	char	   *copy = strdup(text);
-	char	   *save = NULL;
+	json_t	   *pieces = tool ? json_array() : stream_pieces(text);
+	size_t		i;
+	json_t	   *piece;
 	bool		first = true;
 
-	for (char *w = strtok_r(copy, WORD_SEPARATORS, &save); w;
-		 w = strtok_r(NULL, WORD_SEPARATORS, &save))
+	if (tool)
 	{
-		json_t	   *piece = json_sprintf("%s%s", first ? "" : " ", w);
-		json_t	   *delta = first ? json_pack("{s:s, s:o}", "role", "assistant", "content", piece)
-			: json_pack("{s:o}", "content", piece);
-
+		add_event(buf, FMT_OPENAI, delta_chunk(id, model,
+											   json_pack("{s:s, s:n, s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}",
+														 "role", "assistant", "content", "tool_calls",
+														 "index", 0, "id", "call_mock", "type", "function",
+														 "function", "name", tool, "arguments", "")));
+		if (b->garbage)
+			add_garbage(buf, FMT_OPENAI);
+		add_event(buf, FMT_OPENAI, delta_chunk(id, model,
+											   json_pack("{s:[{s:i, s:{s:s}}]}", "tool_calls", "index", 0,
+														 "function", "arguments", "{\"city\":")));
+		add_event(buf, FMT_OPENAI, delta_chunk(id, model,
+											   json_pack("{s:[{s:i, s:{s:s}}]}", "tool_calls", "index", 0,
+														 "function", "arguments", "\"Paris\"}")));
 		first = false;
-		add_event(buf, chunk_object(id, model, json_pack("[{s:i, s:o, s:n}]", "index", 0,
-														 "delta", delta, "finish_reason")));
 	}
-	free(copy);
-	add_event(buf, chunk_object(id, model, json_pack("[{s:i, s:{}, s:s}]", "index", 0,
-													 "delta", "finish_reason", finish)));
+	json_array_foreach(pieces, i, piece)
+	{
+		json_t	   *delta = first ? json_pack("{s:s, s:O}", "role", "assistant", "content", piece)
+			: json_pack("{s:O}", "content", piece);
+
+		add_event(buf, FMT_OPENAI, delta_chunk(id, model, delta));
+		if (first && b->garbage)
+			add_garbage(buf, FMT_OPENAI);
+		first = false;
+	}
+	json_decref(pieces);
+	if (first && b->garbage)
+		add_garbage(buf, FMT_OPENAI);	/* no content chunk: before the finish */
+	add_event(buf, FMT_OPENAI, chunk_object(id, model, json_pack("[{s:i, s:{}, s:s}]", "index", 0,
+																 "delta", "finish_reason", finish)));
 	if (usage)
 	{
 		json_t	   *c = chunk_object(id, model, json_array());
 
 		json_object_set(c, "usage", usage);
-		add_event(buf, c);
+		add_event(buf, FMT_OPENAI, c);
 	}
-	evbuffer_add_printf(buf, "data: [DONE]\n\n");
+	end_stream(buf, FMT_OPENAI, b, NULL);
 	return buf;
 }
 
@@ -708,13 +851,21 @@ read_behaviour(struct evhttp_request *req, const char *model, Behaviour *b)
 		b->huge = MAX_HUGE;
 }
 
-/* Is the request's failure directive to be applied now? */
+/*
+ * Is the request's error directive to be applied now?  fail_first and
+ * fail_every count the broken-stream and filtered directives too: a request
+ * they spare loses those.
+ */
 static bool
-should_fail(const Behaviour *b, const char *model)
+should_fail(Behaviour *b, const char *model)
 {
-	bool		candidate = b->status || b->quota || b->context || b->malformed;
+	bool		error = b->status || b->quota || b->context || b->malformed;
+	bool		broken = b->truncate || b->garbage || b->stream_error || b->filtered;
 
-	return count_model(model, candidate, b->fail_first, b->fail_every);
+	if (count_model(model, error || broken, b->fail_first, b->fail_every))
+		return error;
+	b->truncate = b->garbage = b->stream_error = b->filtered = false;
+	return false;
 }
 
 /* A chat request, whatever its format */
@@ -792,9 +943,12 @@ read_messages_request(json_t *root, Format fmt, Chat *c)
 	return true;
 }
 
-/* Read a Gemini request (contents[].parts[], systemInstruction, generationConfig) */
+/*
+ * Read a Gemini request (contents[].parts[], systemInstruction,
+ * generationConfig); whether it streams comes from its path
+ */
 static bool
-read_gemini_request(json_t *root, Chat *c)
+read_gemini_request(json_t *root, bool stream, Chat *c)
 {
 	json_t	   *contents = json_object_get(root, "contents");
 	json_t	   *maxt = json_object_get(json_object_get(root, "generationConfig"), "maxOutputTokens");
@@ -811,6 +965,7 @@ read_gemini_request(json_t *root, Chat *c)
 	c->last_user = "";
 	c->max_tokens = json_is_integer(maxt) ? (long) json_integer_value(maxt) : -1;
 	c->tool = json_string_value(json_object_get(decl, "name"));
+	c->stream = stream;
 	if (sys)
 		c->prompt += 3 + content_words(sys, &ignored);
 	json_array_foreach(contents, i, m)
@@ -853,7 +1008,7 @@ answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut,
 	return text;
 }
 
-/* OpenAI chat.completion */
+/* OpenAI chat.completion, or its stream */
 static void
 reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, const char *model)
 {
@@ -862,13 +1017,14 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	char	   *text = answer(req, b, c, &cut, &completion);
 	json_t	   *usage = b->nousage ? NULL : chat_usage(b, c->prompt, completion);
 	bool		tool = b->tool_call && c->tool;
+	const char *finish = finish_reason(FMT_OPENAI, b, tool, cut);
 	char		id[64];
 
 	snprintf(id, sizeof(id), "chatcmpl-mock-%ld", atomic_fetch_add(&next_id, 1));
 	if (c->stream)
 	{
 		reply(req, b, 200, "text/event-stream",
-			  stream_body(model, id, text, cut ? "length" : "stop",
+			  stream_body(b, model, id, text, tool ? c->tool : NULL, finish,
 						  c->include_usage ? usage : NULL), true);
 		json_decref(usage);
 	}
@@ -884,7 +1040,7 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 		out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s}]}",
 						"id", id, "object", "chat.completion", "created", 1700000000,
 						"model", model, "choices", "index", 0, "message", message,
-						"finish_reason", tool ? "tool_calls" : cut ? "length" : "stop");
+						"finish_reason", finish);
 		if (usage)
 			json_object_set_new(out, "usage", usage);
 		reply(req, b, 200, "application/json", json_buffer(out), false);
@@ -892,7 +1048,88 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	free(text);
 }
 
-/* Anthropic message */
+/* Anthropic usage with this many output tokens */
+static json_t *
+anthropic_usage(const Behaviour *b, const Chat *c, long output)
+{
+	/* input_tokens excludes cache reads and writes, as Anthropic reports it */
+	long		read = b->cached > 0 ? b->cached : 0;
+	long		write = b->cache_write > 0 ? b->cache_write : 0;
+
+	return json_pack("{s:I, s:I, s:I, s:I}",
+					 "input_tokens", (json_int_t) (c->prompt - read - write),
+					 "cache_creation_input_tokens", (json_int_t) write,
+					 "cache_read_input_tokens", (json_int_t) read,
+					 "output_tokens", (json_int_t) output);
+}
+
+/* A content_block_delta event of block 0 (the delta is stolen) */
+static json_t *
+block_delta(json_t *delta)
+{
+	return json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index", 0, "delta", delta);
+}
+
+/*
+ * SSE events of a streamed Anthropic message: message_start (usage with
+ * output_tokens 1), a text block with one text_delta per word (or a
+ * tool_use block whose input comes in two input_json_delta pieces),
+ * message_delta with the stop reason and output_tokens, message_stop
+ */
+static struct evbuffer *
+anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, const char *text,
+					  bool tool, const char *stop, long completion)
+{
+	struct evbuffer *buf = evbuffer_new();
+	json_t	   *message = json_pack("{s:s, s:s, s:s, s:s, s:[], s:n, s:n}",
+									"id", "msg_mock", "type", "message", "role", "assistant",
+									"model", model, "content", "stop_reason", "stop_sequence");
+	json_t	   *pieces = stream_pieces(text);
+	json_t	   *delta;
+	size_t		i;
+	json_t	   *piece;
+
+	if (!b->nousage)
+		json_object_set_new(message, "usage", anthropic_usage(b, c, 1));
+	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:o}", "type", "message_start", "message", message));
+	add_event(buf, FMT_ANTHROPIC,
+			  json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index", 0, "content_block",
+						tool ? json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", "toolu_mock",
+										 "name", c->tool, "input") :
+						json_pack("{s:s, s:s}", "type", "text", "text", "")));
+	if (tool)
+	{
+		add_event(buf, FMT_ANTHROPIC, block_delta(json_pack("{s:s, s:s}", "type", "input_json_delta",
+															"partial_json", "{\"city\": ")));
+		if (b->garbage)
+			add_garbage(buf, FMT_ANTHROPIC);
+		add_event(buf, FMT_ANTHROPIC, block_delta(json_pack("{s:s, s:s}", "type", "input_json_delta",
+															"partial_json", "\"Paris\"}")));
+	}
+	else
+	{
+		json_array_foreach(pieces, i, piece)
+		{
+			add_event(buf, FMT_ANTHROPIC, block_delta(json_pack("{s:s, s:O}", "type", "text_delta",
+																"text", piece)));
+			if (i == 0 && b->garbage)
+				add_garbage(buf, FMT_ANTHROPIC);
+		}
+		if (json_array_size(pieces) == 0 && b->garbage)
+			add_garbage(buf, FMT_ANTHROPIC);	/* no text: before the block ends */
+	}
+	json_decref(pieces);
+	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+	delta = json_pack("{s:s, s:{s:s, s:n}}", "type", "message_delta", "delta",
+					  "stop_reason", stop, "stop_sequence");
+	if (!b->nousage)
+		json_object_set_new(delta, "usage", json_pack("{s:I}", "output_tokens", (json_int_t) completion));
+	add_event(buf, FMT_ANTHROPIC, delta);
+	end_stream(buf, FMT_ANTHROPIC, b, json_pack("{s:s}", "type", "message_stop"));
+	return buf;
+}
+
+/* Anthropic message, or its stream */
 static void
 reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, const char *model)
 {
@@ -900,34 +1137,116 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
 	bool		tool = b->tool_call && c->tool;
-	json_t	   *content = tool ?
+	const char *stop = finish_reason(FMT_ANTHROPIC, b, tool, cut);
+	json_t	   *content;
+	json_t	   *out;
+
+	if (c->stream)
+	{
+		reply(req, b, 200, "text/event-stream",
+			  anthropic_stream_body(b, c, model, text, tool, stop, completion), true);
+		free(text);
+		return;
+	}
+	content = tool ?
 		json_pack("[{s:s, s:s, s:s, s:{s:s}}]", "type", "tool_use", "id", "toolu_mock",
 				  "name", c->tool, "input", "city", "Paris") :
 		json_pack("[{s:s, s:s}]", "type", "text", "text", text);
-	json_t	   *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n}",
-								"id", "msg_mock", "type", "message", "role", "assistant",
-								"model", model, "content", content,
-								"stop_reason", tool ? "tool_use" : cut ? "max_tokens" : "end_turn",
-								"stop_sequence");
-
+	out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n}",
+					"id", "msg_mock", "type", "message", "role", "assistant",
+					"model", model, "content", content, "stop_reason", stop, "stop_sequence");
 	if (!b->nousage)
-	{
-		/* input_tokens excludes cache reads and writes, as Anthropic reports it */
-		long		read = b->cached > 0 ? b->cached : 0;
-		long		write = b->cache_write > 0 ? b->cache_write : 0;
-
-		json_object_set_new(out, "usage",
-							json_pack("{s:I, s:I, s:I, s:I}",
-									  "input_tokens", (json_int_t) (c->prompt - read - write),
-									  "cache_creation_input_tokens", (json_int_t) write,
-									  "cache_read_input_tokens", (json_int_t) read,
-									  "output_tokens", (json_int_t) completion));
-	}
+		json_object_set_new(out, "usage", anthropic_usage(b, c, completion));
 	reply(req, b, 200, "application/json", json_buffer(out), false);
 	free(text);
 }
 
-/* Gemini GenerateContentResponse */
+/* Gemini usageMetadata after this many answer tokens */
+static json_t *
+gemini_usage(const Behaviour *b, const Chat *c, long completion)
+{
+	/* Gemini omits zero counters and reports thinking apart */
+	json_t	   *u = json_pack("{s:I, s:I}", "promptTokenCount", (json_int_t) c->prompt,
+							  "totalTokenCount",
+							  (json_int_t) (c->prompt + completion + (b->reasoning > 0 ? b->reasoning : 0)));
+
+	if (completion > 0)
+		json_object_set_new(u, "candidatesTokenCount", json_integer(completion));
+	if (b->reasoning > 0)
+		json_object_set_new(u, "thoughtsTokenCount", json_integer(b->reasoning));
+	if (b->cached > 0)
+		json_object_set_new(u, "cachedContentTokenCount", json_integer(b->cached));
+	return u;
+}
+
+/*
+ * A GenerateContentResponse with one candidate of these parts (stolen),
+ * its finishReason if finish is not NULL, and the usage after completion
+ * answer tokens (none with nousage)
+ */
+static json_t *
+gemini_response(const Behaviour *b, const Chat *c, const char *model, json_t *parts,
+				const char *finish, long completion)
+{
+	json_t	   *candidate = json_pack("{s:{s:s, s:o}}", "content", "role", "model", "parts", parts);
+	json_t	   *out;
+
+	if (finish)
+		json_object_set_new(candidate, "finishReason", json_string(finish));
+	json_object_set_new(candidate, "index", json_integer(0));
+	if (finish && b->filtered)
+		json_object_set_new(candidate, "safetyRatings",
+							json_pack("[{s:s, s:s, s:b}]", "category", "HARM_CATEGORY_DANGEROUS_CONTENT",
+									  "probability", "HIGH", "blocked", 1));
+	out = json_pack("{s:[o], s:s}", "candidates", candidate, "modelVersion", model);
+	if (!b->nousage)
+		json_object_set_new(out, "usageMetadata", gemini_usage(b, c, completion));
+	return out;
+}
+
+/* The functionCall part of a Gemini tool call answer */
+static json_t *
+gemini_call(const Chat *c)
+{
+	return json_pack("[{s:{s:s, s:{s:s}}}]", "functionCall", "name", c->tool, "args", "city", "Paris");
+}
+
+/*
+ * SSE chunks of a streamed Gemini answer (CRLF line ends): one chunk per
+ * word (or one functionCall chunk), each with the usage so far, then a
+ * last chunk with an empty text, the finishReason and the whole usage
+ */
+static struct evbuffer *
+gemini_stream_body(const Behaviour *b, const Chat *c, const char *model, const char *text,
+				   bool tool, const char *finish, long completion)
+{
+	struct evbuffer *buf = evbuffer_new();
+	json_t	   *pieces = tool ? json_array() : stream_pieces(text);
+	size_t		i;
+	json_t	   *piece;
+
+	if (tool)
+	{
+		add_event(buf, FMT_GEMINI, gemini_response(b, c, model, gemini_call(c), NULL, completion));
+		if (b->garbage)
+			add_garbage(buf, FMT_GEMINI);
+	}
+	json_array_foreach(pieces, i, piece)
+	{
+		add_event(buf, FMT_GEMINI, gemini_response(b, c, model, json_pack("[{s:O}]", "text", piece),
+												   NULL, (long) i + 1));
+		if (i == 0 && b->garbage)
+			add_garbage(buf, FMT_GEMINI);
+	}
+	if (!tool && json_array_size(pieces) == 0 && b->garbage)
+		add_garbage(buf, FMT_GEMINI);	/* no text: before the last chunk */
+	json_decref(pieces);
+	end_stream(buf, FMT_GEMINI, b,
+			   gemini_response(b, c, model, json_pack("[{s:s}]", "text", ""), finish, completion));
+	return buf;
+}
+
+/* Gemini GenerateContentResponse, or its stream */
 static void
 reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, const char *model)
 {
@@ -935,30 +1254,16 @@ reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
 	bool		tool = b->tool_call && c->tool;
-	json_t	   *parts = tool ?
-		json_pack("[{s:{s:s, s:{s:s}}}]", "functionCall", "name", c->tool, "args", "city", "Paris") :
-		json_pack("[{s:s}]", "text", text);
-	json_t	   *out = json_pack("{s:[{s:{s:s, s:o}, s:s, s:i}], s:s}",
-								"candidates", "content", "role", "model", "parts", parts,
-								"finishReason", cut ? "MAX_TOKENS" : "STOP", "index", 0,
-								"modelVersion", model);
+	const char *finish = finish_reason(FMT_GEMINI, b, tool, cut);
 
-	if (!b->nousage)
-	{
-		/* Gemini omits zero counters and reports thinking apart */
-		json_t	   *u = json_pack("{s:I, s:I}", "promptTokenCount", (json_int_t) c->prompt,
-								  "totalTokenCount",
-								  (json_int_t) (c->prompt + completion + (b->reasoning > 0 ? b->reasoning : 0)));
-
-		if (completion > 0)
-			json_object_set_new(u, "candidatesTokenCount", json_integer(completion));
-		if (b->reasoning > 0)
-			json_object_set_new(u, "thoughtsTokenCount", json_integer(b->reasoning));
-		if (b->cached > 0)
-			json_object_set_new(u, "cachedContentTokenCount", json_integer(b->cached));
-		json_object_set_new(out, "usageMetadata", u);
-	}
-	reply(req, b, 200, "application/json", json_buffer(out), false);
+	if (c->stream)
+		reply(req, b, 200, "text/event-stream",
+			  gemini_stream_body(b, c, model, text, tool, finish, completion), true);
+	else
+		reply(req, b, 200, "application/json",
+			  json_buffer(gemini_response(b, c, model,
+										  tool ? gemini_call(c) : json_pack("[{s:s}]", "text", text),
+										  finish, completion)), false);
 	free(text);
 }
 
@@ -1209,7 +1514,8 @@ handle_api(struct evhttp_request *req, const char *path)
 	else if (fmt == FMT_RESPONSES)
 		reply_error(req, &b, 400, "the mock answers the Responses API only with replay:CASE",
 					"invalid_request_error", "unsupported", NULL);
-	else if (!(fmt == FMT_GEMINI ? read_gemini_request(root, &chat) :
+	else if (!(fmt == FMT_GEMINI ?
+			   read_gemini_request(root, ends_with(path, ":streamGenerateContent"), &chat) :
 			   read_messages_request(root, fmt, &chat)))
 		reply_error(req, &b, 400, "messages must be an array", "invalid_request_error",
 					"invalid_request", "messages");
