@@ -102,23 +102,29 @@ static void
 take_calls(void *arg)
 {
 	int			room = *(int *) arg;
-	char		sql[1024];
+	Oid			types[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	int			rc;
 
-	snprintf(sql, sizeof(sql),
-			 "UPDATE llmgw.async_calls a SET status = 'running', attempts = a.attempts + 1,"
-			 " started_at = coalesce(a.started_at, pg_catalog.clock_timestamp()),"
-			 " lease_until = pg_catalog.now() + %d * interval '1 second',"
-			 " server_started_at = pg_catalog.pg_postmaster_start_time()"
-			 " WHERE a.id IN (SELECT q.id FROM llmgw.async_calls q"
-			 "   WHERE q.status = 'queued' OR (q.status = 'running' AND"
-			 "     (q.lease_until < pg_catalog.now() OR"
-			 "      q.server_started_at <> pg_catalog.pg_postmaster_start_time()))"
-			 "   ORDER BY q.id LIMIT %d FOR UPDATE SKIP LOCKED)"
-			 " RETURNING a.id, a.model, a.request::text, a.owner, a.key_hash, a.tags::text,"
-			 "   a.max_retries, a.timeout_ms",
-			 llmgw_async_lease, room);
-	rc = SPI_execute(sql, false, 0);
+	/*
+	 * Queued calls, and running ones whose lease is over or whose server
+	 * life is gone (a crash restart: taken again at once).
+	 */
+	values[0] = Int32GetDatum(llmgw_async_lease);
+	values[1] = Int32GetDatum(room);
+	values[2] = TimestampTzGetDatum(llmgw_shared->life);
+	rc = SPI_execute_with_args("UPDATE llmgw.async_calls a SET status = 'running',"
+							   " attempts = a.attempts + 1,"
+							   " started_at = coalesce(a.started_at, pg_catalog.clock_timestamp()),"
+							   " lease_until = pg_catalog.now() + $1 * interval '1 second',"
+							   " server_started_at = $3"
+							   " WHERE a.id IN (SELECT q.id FROM llmgw.async_calls q"
+							   "   WHERE q.status = 'queued' OR (q.status = 'running' AND"
+							   "     (q.lease_until < pg_catalog.now() OR q.server_started_at <> $3))"
+							   "   ORDER BY q.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+							   " RETURNING a.id, a.model, a.request::text, a.owner, a.key_hash,"
+							   "   a.tags::text, a.max_retries, a.timeout_ms",
+							   3, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "llmgw: could not take asynchronous calls: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)

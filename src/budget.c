@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "budget.h"
+#include "config.h"
 
 int			llmgw_max_budgets = 1024;
 
@@ -385,4 +386,19 @@ llmgw_budget_ledger(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * Have every budget's spend loaded again from the usage rows (after rows
+ * were written that the ledger never charged: recovered calls).  A
+ * reservation held by a call in flight stays.
+ */
+void
+llmgw_budget_reload(void)
+{
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ledger->nentries; i++)
+		ledger->entries[i].loaded = false;
+	LWLockRelease(ledger->lock);
+	llmgw_config_invalidate();
 }

@@ -15,7 +15,9 @@
 
 #include "datatype/timestamp.h"
 
-#define LLMGW_MONEY_SCALE 10000000000.0	/* units per currency unit */
+#define LLMGW_MONEY_SCALE_SQL "10000000000"	/* units per currency unit */
+#define LLMGW_MONEY_SCALE 10000000000.0
+#define LLMGW_MONEY_UNITS_PER_TOKEN_SQL "10000"	/* a price per 1M tokens in units per token */
 #define LLMGW_MAX_CALL_BUDGETS 16
 
 /* The budgets a call counts against, and what it reserved on the hard ones */
@@ -73,5 +75,6 @@ extern bool llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, boo
 extern int	llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started_at,
 								LlmgwBudgetCrossing *crossings, int max);
 extern void llmgw_budget_release(LlmgwReservation *res);
+extern void llmgw_budget_reload(void);
 
 #endif							/* LLMGW_BUDGET_H */

@@ -20,6 +20,8 @@
 #include "config.h"
 #include "cache.h"
 #include "health.h"
+#include "journal.h"
+#include "mb/pg_wchar.h"
 #include "jsonutil.h"
 #include "policy.h"
 #include "provider.h"
@@ -116,6 +118,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->max_response_bytes = req->max_response_bytes;
 	call->has_key = req->has_key;
 	call->async_id = req->async_id;
+	call->job_id = req->job_id;
 	call->cache_mode = req->cache_mode;
 	call->session_cache_ttl_s = req->cache_ttl_s;
 	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
@@ -265,6 +268,9 @@ start_attempt(LlmgwCall *call)
 		call->timeout_ms = (int) Max(Min((long) call->timeout_ms, left), 1);
 	}
 	call->connect_timeout_ms = Min(route->connect_timeout_ms, call->timeout_ms);
+	/* what an interrupted attempt is charged: about 4 bytes a token, the output bound */
+	call->input_estimate = ((int64) call->caller_body_len + 3) / 4;
+	call->output_estimate = llmgw_policy_output_bound(call, route);
 	memset(&call->hint_headers, 0, sizeof(call->hint_headers));
 	call->went_silent = false;
 	memset(&call->response, 0, sizeof(call->response));
@@ -296,43 +302,6 @@ start_attempt(LlmgwCall *call)
 	llmgw_health_begin(route->deployment_id);
 	call->health_counted = true;
 	return true;
-}
-
-/* Failures worth another try on the same deployment */
-static bool
-retryable(LlmgwErrorClass error)
-{
-	switch (error)
-	{
-		case LLMGW_ERR_RATE_LIMIT:
-		case LLMGW_ERR_SERVER:
-		case LLMGW_ERR_OVERLOADED:
-		case LLMGW_ERR_TIMEOUT:
-		case LLMGW_ERR_CONNECTION:
-			return true;
-		default:
-			return false;
-	}
-}
-
-/* Failures another deployment may not have */
-static bool
-fallback_helps(LlmgwErrorClass error)
-{
-	switch (error)
-	{
-		case LLMGW_ERR_INVALID_REQUEST:
-		case LLMGW_ERR_CONTENT_FILTER:
-		case LLMGW_ERR_TOO_LARGE:
-		case LLMGW_ERR_CANCELLED:
-		case LLMGW_ERR_INTERRUPTED:
-		case LLMGW_ERR_USAGE_NOT_RECORDED:
-		case LLMGW_ERR_UNKNOWN_MODEL:
-		case LLMGW_ERR_MALFORMED:
-			return false;
-		default:
-			return true;
-	}
 }
 
 /* The current attempt of a call as a record (for archiving and usage rows) */
@@ -370,6 +339,8 @@ archive_attempt(LlmgwCall *call)
 
 	llmgw_call_attempt(call, a);
 	dlist_push_tail(&call->past_attempts, &a->node);
+	if (a->reached_provider)
+		call->unrecorded++;		/* its row is written in this round's settle */
 	release_transfer(call);
 	call->attempt++;
 }
@@ -393,7 +364,7 @@ start_some_route(LlmgwCall *call)
 {
 	while (!start_attempt(call))
 	{
-		if (!fallback_helps(call->out.error) || call->route_index + 1 >= call->nroutes)
+		if (!llmgw_error_fallback_helps(call->out.error) || call->route_index + 1 >= call->nroutes)
 			return false;
 		archive_attempt(call);
 		(void) next_route(call);
@@ -411,13 +382,15 @@ llmgw_call_start(LlmgwCall *call)
 	MemoryContext old = MemoryContextSwitchTo(call->cxt);
 	const LlmgwModelRoutes *model = llmgw_config_routes(call->model);
 	bool		started;
+	bool		installed;
+	const char *unavailable = llmgw_config_unavailable(&installed);
 
 	call->attempt = 1;
-	if (model == NULL || model->nroutes == 0)
-		started = fail_early(call, LLMGW_ERR_UNKNOWN_MODEL,
-							 llmgw_config_installed() ? NULL :
-							 psprintf("extension llmgw is not installed in database \"%s\"",
-									  llmgw_database));
+	if (unavailable)
+		started = fail_early(call, installed ? LLMGW_ERR_PROVIDER_CONFIG : LLMGW_ERR_UNKNOWN_MODEL,
+							 pstrdup(unavailable));
+	else if (model == NULL || model->nroutes == 0)
+		started = fail_early(call, LLMGW_ERR_UNKNOWN_MODEL, NULL);
 	else
 	{
 		order_routes(call, model);
@@ -457,7 +430,7 @@ llmgw_call_continue(LlmgwCall *call)
 	 * balancing) moves to it at once: no wait, and the retries left stay for
 	 * when no such alternative is left.
 	 */
-	if (retryable(error) && call->route_index + 1 < call->nroutes &&
+	if (llmgw_error_retryable(error) && call->route_index + 1 < call->nroutes &&
 		call->routes[call->route_index + 1].priority == call->routes[call->route_index].priority &&
 		call->attempt <= call->max_retries + call->nroutes)
 	{
@@ -466,7 +439,7 @@ llmgw_call_continue(LlmgwCall *call)
 		call->retry_at = 0;
 		goes_on = start_some_route(call);
 	}
-	else if (retryable(error) && call->tries_on_route <= call->max_retries &&
+	else if (llmgw_error_retryable(error) && call->tries_on_route <= call->max_retries &&
 		(hint < 0 || hint * 1000 <= call->retry_max_wait_ms))
 	{
 		wait_ms = hint >= 0 ? hint * 1000 :
@@ -483,7 +456,7 @@ llmgw_call_continue(LlmgwCall *call)
 			goes_on = true;
 		}
 	}
-	else if (fallback_helps(error) && call->route_index + 1 < call->nroutes)
+	else if (llmgw_error_fallback_helps(error) && call->route_index + 1 < call->nroutes)
 	{
 		archive_attempt(call);
 		(void) next_route(call);
@@ -545,7 +518,15 @@ llmgw_call_interpret(LlmgwCall *call)
 	MemoryContext old = MemoryContextSwitchTo(call->cxt);
 	LlmgwOutcome *out = &call->out;
 
-	if (call->curl_result != CURLE_OK)
+	if (call->journal_failed)
+	{
+		/* the request was not sent: nothing reached the provider */
+		call->reached_provider = false;
+		out->status = LLMGW_STATUS_ERROR;
+		out->error = LLMGW_ERR_USAGE_NOT_RECORDED;
+		out->provider_message = pstrdup("the journal of calls in flight could not be written, so the request was not sent");
+	}
+	else if (call->curl_result != CURLE_OK)
 	{
 		out->status = LLMGW_STATUS_ERROR;
 		if (llmgw_http_too_large(call))
@@ -710,6 +691,104 @@ llmgw_call_publish(LlmgwCall *call)
 	llmgw_slot_publish(call->slotno,
 					   llmgw_result_create(&header, text, message, detail, hint));
 	MemoryContextSwitchTo(old);
+}
+
+/* Copy a string into a fixed buffer, cut at a character boundary */
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	size_t		len = src ? strlen(src) : 0;
+
+	if (len >= size)
+		len = pg_mbcliplen(src, len, size - 1);
+	if (len > 0)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+/*
+ * The request of the current attempt is about to be sent: journal it, so
+ * that a crash from now on still leaves a usage row.  False when the
+ * journal cannot be written: the request is then not sent.
+ */
+bool
+llmgw_call_journal(LlmgwCall *call)
+{
+	LlmgwJournalEntry *e = palloc0(sizeof(LlmgwJournalEntry));
+	bool		ok;
+
+	e->life = llmgw_shared->life;
+	e->slotno = call->slotno;
+	e->request_id = call->request_id;
+	e->attempt = call->attempt;
+	e->kind = call->kind;
+	e->started_at = call->started_at;
+	e->key_id = call->key_id;
+	e->team_id = call->team_id;
+	e->deployment_id = call->route->deployment_id;
+	e->job_id = call->job_id;
+	e->async_id = call->async_id;
+	e->input_estimate = call->input_estimate;
+	e->output_estimate = call->output_estimate;
+	copy_text(e->role, sizeof(e->role), call->role);
+	copy_text(e->model, sizeof(e->model), call->model);
+	copy_text(e->provider, sizeof(e->provider), call->provider);
+	copy_text(e->upstream_model, sizeof(e->upstream_model), call->upstream_model);
+	copy_text(e->route_kind, sizeof(e->route_kind), call->route->kind);
+	copy_text(e->price_model, sizeof(e->price_model), call->route->price_model);
+	copy_text(e->tags, sizeof(e->tags), call->tags);
+	ok = llmgw_journal_begin(e);
+	pfree(e);
+	if (ok)
+		call->journaled = true;
+	else
+		call->journal_failed = true;
+	return ok;
+}
+
+/*
+ * A call whose worker died: what its journal record says of the attempt in
+ * flight, priced by estimate; without a record, its request was never sent.
+ */
+void
+llmgw_call_interrupted(LlmgwCall *call)
+{
+	LlmgwJournalEntry *e = palloc(sizeof(LlmgwJournalEntry));
+
+	call->recovered = true;
+	call->out.status = LLMGW_STATUS_INTERRUPTED;
+	call->out.error = LLMGW_ERR_INTERRUPTED;
+	call->started_at = call->finished_at = GetCurrentTimestamp();
+	call->attempt = 1;
+	if (llmgw_journal_read(call->slotno, e) &&
+		memcmp(e->request_id.data, call->request_id.data, UUID_LEN) == 0)
+	{
+		const LlmgwModelRoutes *model = llmgw_config_routes(call->model);
+
+		call->reached_provider = true;
+		call->journaled = true;
+		call->attempt = e->attempt;
+		call->started_at = e->started_at;
+		call->key_id = e->key_id;
+		call->team_id = e->team_id;
+		call->provider = pstrdup(e->provider);
+		call->upstream_model = pstrdup(e->upstream_model);
+		call->out.tokens[LLMGW_TOKENS_INPUT] = e->input_estimate;
+		call->out.tokens[LLMGW_TOKENS_OUTPUT] = e->output_estimate;
+		call->out.estimated = true;
+		/* its deployment, for the price */
+		for (int i = 0; model && i < model->nroutes; i++)
+		{
+			if (model->routes[i].deployment_id == e->deployment_id)
+			{
+				call->routes = palloc(sizeof(LlmgwRoute));
+				copy_route(call->routes, &model->routes[i]);
+				call->nroutes = 1;
+				call->route = call->routes;
+			}
+		}
+	}
+	pfree(e);
 }
 
 /* Free everything the call holds */

@@ -49,6 +49,7 @@ typedef struct LlmgwOutcome
 	char	   *provider_message;	/* the provider's own error message */
 	char	   *provider_code;	/* the provider's own error code */
 	double		retry_after_s;	/* -1 when the provider gave no hint */
+	bool		estimated;		/* tokens are llmgw's estimate (interrupted calls) */
 } LlmgwOutcome;
 
 /* Start an outcome with nothing known */
@@ -83,6 +84,7 @@ typedef struct LlmgwAttempt
 	const struct LlmgwRoute *route;	/* in the call's copy of the routes */
 	char	   *fallback_from;	/* "provider/model" of the deployment before, or NULL */
 	bool		reached_provider;
+	bool		recorded;		/* its usage row is committed */
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	LlmgwOutcome out;
@@ -100,6 +102,7 @@ typedef struct LlmgwCall
 	char	   *model;
 	char	   *tags;			/* llmgw.tags of the caller, or NULL */
 	int64		async_id;		/* llmgw.async_calls.id, or 0 */
+	int64		job_id;			/* llmgw.jobs.id, or 0 */
 	const char *caller_body;	/* in the DSA request */
 	size_t		caller_body_len;
 	int			request_timeout_ms;	/* the caller's llmgw.request_timeout */
@@ -147,6 +150,7 @@ typedef struct LlmgwCall
 	int			attempt;		/* number of the current attempt, from 1 */
 	char	   *fallback_from;
 	dlist_head	past_attempts;	/* LlmgwAttempt, oldest first */
+	int			unrecorded;		/* past attempts whose usage row is not written yet */
 	TimestampTz retry_at;		/* when a delayed attempt starts, or 0 */
 
 	/* the current attempt's deployment */
@@ -160,7 +164,11 @@ typedef struct LlmgwCall
 	bool		reached_provider;	/* an HTTP attempt was made */
 	bool		health_counted; /* counted in its deployment's calls in flight */
 	bool		went_silent;	/* aborted by the route's idle_timeout_ms */
-	bool		journaled;		/* in llmgw.calls_in_flight */
+	bool		journaled;		/* has a record in the journal of calls in flight */
+	bool		journal_failed; /* the journal could not be written: not sent */
+	bool		recovered;		/* its worker died: it may already have usage rows */
+	int64		input_estimate; /* tokens, for an interrupted attempt's row */
+	int64		output_estimate;	/* -1: no bound */
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	void	   *easy;			/* CURL * */
@@ -191,8 +199,6 @@ extern bool llmgw_http_too_large(LlmgwCall *call);
 /* response.c */
 extern char *llmgw_response_json(const LlmgwCall *call);
 
-/* usage.c */
-extern void llmgw_usage_record(dlist_head *calls, dlist_head *running);
 
 /* call.c */
 extern LlmgwCall *llmgw_call_create(int slotno, MemoryContext parent);
@@ -207,6 +213,8 @@ extern void llmgw_call_publish(LlmgwCall *call);
 extern char *llmgw_call_answer(LlmgwCall *call);
 extern void llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint);
 extern void llmgw_call_free(LlmgwCall *call);
+extern bool llmgw_call_journal(LlmgwCall *call);
+extern void llmgw_call_interrupted(LlmgwCall *call);
 extern char *llmgw_redact(const char *text, const char *secret);
 
 #endif							/* LLMGW_CALL_H */

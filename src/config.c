@@ -23,76 +23,21 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "budget.h"
 #include "config.h"
 #include "llmgw.h"
 #include "policy.h"
-
-/* Largest secret file we read */
-#define LLMGW_SECRET_FILE_MAX 65536
+#include "security.h"
 
 static MemoryContext config_cxt = NULL;
 static HTAB *routes = NULL;
 static uint64 loaded_generation = 0;
 static bool extension_installed = false;
+static char *unavailable = NULL;	/* why calls cannot be served */
+static bool version_mismatch = false;	/* installed, at another version */
 
 static bool generation_bump_pending = false;
 static bool xact_callback_registered = false;
-
-/* Read a secret from a file, trimming the trailing newline */
-static char *
-read_secret_file(const char *path, char **error)
-{
-	FILE	   *f = AllocateFile(path, "r");
-	char	   *buf;
-	size_t		n;
-
-	if (f == NULL)
-	{
-		*error = psprintf("could not open secret file \"%s\": %m", path);
-		return NULL;
-	}
-	buf = palloc(LLMGW_SECRET_FILE_MAX + 1);
-	n = fread(buf, 1, LLMGW_SECRET_FILE_MAX, f);
-	FreeFile(f);
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	if (n == 0)
-	{
-		*error = psprintf("secret file \"%s\" is empty", path);
-		return NULL;
-	}
-	return buf;
-}
-
-/* Resolve a provider's secret reference to the secret itself */
-static char *
-resolve_secret(const char *ref, const char *stored, char **error)
-{
-	if (ref == NULL)
-		return NULL;
-	if (strncmp(ref, "env:", 4) == 0)
-	{
-		const char *value = getenv(ref + 4);
-
-		if (value == NULL || value[0] == '\0')
-		{
-			*error = psprintf("environment variable \"%s\" is not set in the server's environment", ref + 4);
-			return NULL;
-		}
-		return pstrdup(value);
-	}
-	if (strncmp(ref, "file:", 5) == 0)
-		return read_secret_file(ref + 5, error);
-	if (strcmp(ref, "stored") == 0)
-	{
-		if (stored == NULL)
-			*error = pstrdup("the stored secret is missing");
-		return stored ? pstrdup(stored) : NULL;
-	}
-	*error = pstrdup("unknown secret reference kind");
-	return NULL;
-}
 
 /* Text value of column col of the current SPI row, or NULL */
 static char *
@@ -125,11 +70,27 @@ load_routes(void)
 	routes = hash_create("llmgw routes", 64, &ctl,
 						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	rc = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'llmgw'",
+	rc = SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'llmgw'",
 					 true, 1);
-	extension_installed = (rc == SPI_OK_SELECT && SPI_processed == 1);
-	if (!extension_installed)
+	extension_installed = false;
+	version_mismatch = false;
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+	{
+		unavailable = MemoryContextStrdup(config_cxt,
+										  psprintf("extension llmgw is not installed in database \"%s\"",
+												   llmgw_database));
 		return;
+	}
+	if (strcmp(spi_text(SPI_tuptable->vals[0], 1), LLMGW_SCHEMA_VERSION) != 0)
+	{
+		/* the library is newer than the schema: nothing is served until the update */
+		unavailable = MemoryContextStrdup(config_cxt,
+										  psprintf("extension llmgw is at version %s, but this server's llmgw library needs %s; run ALTER EXTENSION llmgw UPDATE",
+												   spi_text(SPI_tuptable->vals[0], 1), LLMGW_SCHEMA_VERSION));
+		version_mismatch = true;
+		return;
+	}
+	extension_installed = true;
 
 	rc = SPI_execute("SELECT m.alias, p.name, p.kind, p.base_url, p.api_version,"
 					 " p.secret_ref, s.secret, d.upstream_model,"
@@ -137,16 +98,19 @@ load_routes(void)
 					 " d.id, d.price_model, coalesce(d.rpm_limit, 0), coalesce(d.tpm_limit, 0),"
 					 " coalesce(m.rpm_limit, 0), coalesce(m.tpm_limit, 0), pr.id IS NOT NULL,"
 					 " ceil(greatest(pr.input, pr.tier_input, pr.cached_input, pr.tier_cached_input,"
-					 "   pr.cache_write_5m, pr.cache_write_1h, pr.tier_cache_write_5m) * 10000)::int8,"
-					 " ceil(greatest(pr.output, pr.tier_output, pr.reasoning) * 10000)::int8,"
-					 " ceil(coalesce(pr.per_request, 0) * 10000000000)::int8,"
+					 "   pr.cache_write_5m, pr.cache_write_1h, pr.tier_cache_write_5m,"
+					 "   pr.tier_cache_write_1h) * " LLMGW_MONEY_UNITS_PER_TOKEN_SQL ")::int8,"
+					 " ceil(greatest(pr.output, pr.tier_output, pr.reasoning) * "
+					 LLMGW_MONEY_UNITS_PER_TOKEN_SQL ")::int8,"
+					 " ceil(coalesce(pr.per_request, 0) * " LLMGW_MONEY_SCALE_SQL ")::int8,"
 					 " coalesce(pr.max_output_tokens, 0), m.strategy,"
 					 " least(coalesce(extract(epoch FROM m.cache_ttl), 0), 2000000000)::int8,"
 					 " m.cache_shared, m.cache_hit_cost, coalesce(pr.id, 0),"
 					 " coalesce((SELECT min(n.valid_from) FROM llmgw.prices n"
 					 "   WHERE n.model = ANY (llmgw.price_names(p.name, p.kind, d.upstream_model,"
 					 "     d.price_model)) AND n.valid_from > now()), pr.valid_to, 'infinity'),"
-					 " coalesce(p.idle_timeout_ms, 0)"
+					 " coalesce(p.idle_timeout_ms, 0), coalesce(pr.currency, ''),"
+					 " p.secret_ref_trusted"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
@@ -192,7 +156,10 @@ load_routes(void)
 		route->kind = spi_text(tup, 3);
 		route->base_url = spi_text(tup, 4);
 		route->api_version = spi_text(tup, 5);
-		route->secret = resolve_secret(spi_text(tup, 6), spi_text(tup, 7), &error);
+		route->secret = llmgw_resolve_secret(spi_text(tup, 6), spi_text(tup, 7),
+											 strcmp(spi_text(tup, 32), "t") == 0, &error);
+		if (error == NULL && llmgw_url_refused(route->base_url))
+			error = pstrdup(llmgw_url_refused(route->base_url));
 		route->config_error = error;
 		route->upstream_model = spi_text(tup, 8);
 		route->timeout_ms = pg_strtoint32(spi_text(tup, 9));
@@ -210,6 +177,7 @@ load_routes(void)
 		route->max_output_tokens = pg_strtoint32(spi_text(tup, 23));
 		route->price_id = spi_int64(tup, 28);
 		route->idle_timeout_ms = pg_strtoint32(spi_text(tup, 30));
+		strlcpy(route->currency, spi_text(tup, 31), sizeof(route->currency));
 		{
 			bool		isnull;
 
@@ -234,6 +202,7 @@ llmgw_config_refresh(void)
 	if (config_cxt == NULL)
 		config_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw config",
 										   ALLOCSET_DEFAULT_SIZES);
+	unavailable = NULL;
 	MemoryContextReset(config_cxt);
 	routes = NULL;
 	llmgw_policy_reset();
@@ -268,11 +237,36 @@ llmgw_config_context(void)
 	return config_cxt;
 }
 
-/* Was the extension installed in our database at the last refresh? */
+/* Was the extension installed (at our schema version) at the last refresh? */
 bool
 llmgw_config_installed(void)
 {
 	return extension_installed;
+}
+
+/*
+ * Why the workers cannot serve calls, or NULL.  *installed says whether
+ * the extension is there (at another version) or not at all.
+ */
+const char *
+llmgw_config_unavailable(bool *installed)
+{
+	*installed = version_mismatch;
+	return extension_installed ? NULL : unavailable;
+}
+
+/* Reload this worker's configuration at its next refresh */
+void
+llmgw_config_force_reload(void)
+{
+	loaded_generation = 0;
+}
+
+/* Have every worker reload its configuration (and the budget ledger) */
+void
+llmgw_config_invalidate(void)
+{
+	pg_atomic_fetch_add_u64(&llmgw_shared->config_generation, 1);
 }
 
 /* Bump the configuration generation once the changing transaction commits */
@@ -284,7 +278,7 @@ config_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (generation_bump_pending)
-				pg_atomic_fetch_add_u64(&llmgw_shared->config_generation, 1);
+				llmgw_config_invalidate();
 			generation_bump_pending = false;
 			break;
 		case XACT_EVENT_ABORT:

@@ -34,6 +34,7 @@ typedef struct LlmgwRoute
 	int64		per_request;	/* money units */
 	int32		max_output_tokens;	/* of the model, 0 when unknown */
 	int64		price_id;		/* that price row, 0 when none */
+	char		currency[4];	/* of that price */
 	TimestampTz price_until;	/* when another price row takes over */
 } LlmgwRoute;
 
@@ -52,8 +53,11 @@ typedef struct LlmgwModelRoutes
 } LlmgwModelRoutes;
 
 extern void llmgw_config_refresh(void);
+extern void llmgw_config_invalidate(void);
+extern void llmgw_config_force_reload(void);
 extern const LlmgwModelRoutes *llmgw_config_routes(const char *alias);
 extern bool llmgw_config_installed(void);
+extern const char *llmgw_config_unavailable(bool *installed);
 extern MemoryContext llmgw_config_context(void);
 
 #endif							/* LLMGW_CONFIG_H */

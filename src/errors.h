@@ -21,8 +21,11 @@
 #define ERRCODE_LLMGW_PROVIDER_CONFIG	MAKE_SQLSTATE('L','G','0','0','5')
 #define ERRCODE_LLMGW_INTERRUPTED		MAKE_SQLSTATE('L','G','0','0','6')
 #define ERRCODE_LLMGW_USAGE_NOT_RECORDED MAKE_SQLSTATE('L','G','0','0','7')
+#define ERRCODE_LLMGW_BROKEN_STREAM		MAKE_SQLSTATE('L','G','0','0','8')
+#define ERRCODE_LLMGW_REQUEST_TOO_LARGE	MAKE_SQLSTATE('L','G','0','0','9')
 #define ERRCODE_LLMGW_BUDGET_EXHAUSTED	MAKE_SQLSTATE('L','G','0','1','0')
 #define ERRCODE_LLMGW_RATE_LIMITED		MAKE_SQLSTATE('L','G','0','1','1')
+#define ERRCODE_LLMGW_SHARE_EXCEEDED	MAKE_SQLSTATE('L','G','0','1','2')
 #define ERRCODE_LLMGW_INVALID_REQUEST	MAKE_SQLSTATE('L','G','4','0','0')
 #define ERRCODE_LLMGW_AUTH				MAKE_SQLSTATE('L','G','4','0','1')
 #define ERRCODE_LLMGW_QUOTA				MAKE_SQLSTATE('L','G','4','0','2')
@@ -58,12 +61,17 @@ typedef enum LlmgwErrorClass
 	LLMGW_ERR_INVALID_KEY,		/* llmgw's own refusals, before any provider */
 	LLMGW_ERR_NOT_ALLOWED,
 	LLMGW_ERR_BUDGET,
-	LLMGW_ERR_LOCAL_RATE_LIMIT
+	LLMGW_ERR_LOCAL_RATE_LIMIT,
+	LLMGW_ERR_BROKEN_STREAM,	/* a 2xx stream cut short or unreadable */
+	LLMGW_ERR_REQUEST_TOO_LARGE	/* the provider refused the request's size */
 } LlmgwErrorClass;
 
 extern const char *llmgw_error_class_name(LlmgwErrorClass cls);
 extern int	llmgw_error_class_sqlstate(LlmgwErrorClass cls);
 extern const char *llmgw_error_class_message(LlmgwErrorClass cls);
+extern bool llmgw_error_retryable(LlmgwErrorClass cls);
+extern bool llmgw_error_fallback_helps(LlmgwErrorClass cls);
+extern bool llmgw_error_deployment_failure(LlmgwErrorClass cls);
 extern LlmgwErrorClass llmgw_error_class_from_http(long http_status);
 
 #endif							/* LLMGW_ERRORS_H */

@@ -20,6 +20,9 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
+#include "access/xlog.h"
+#include "commands/dbcommands.h"
+#include "storage/proc.h"
 
 #include "errors.h"
 #include "async.h"
@@ -34,12 +37,95 @@ PG_FUNCTION_INFO_V1(llm_embed);
 PG_FUNCTION_INFO_V1(llm_embed_batch);
 PG_FUNCTION_INFO_V1(llmgw_stats);
 
+/*
+ * Refuse a call that cannot be served from here: on a standby (the workers
+ * do no writing work there), or from a database the workers do not serve.
+ */
+static void
+check_caller(void)
+{
+	char	   *db;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("llmgw cannot call models on a standby server"),
+				 errdetail("Calls write usage rows, and a standby is read-only."),
+				 errhint("Call models on the primary; a standby serves the spend views and usage rows.")));
+	db = get_database_name(MyDatabaseId);
+	if (db == NULL || strcmp(db, llmgw_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("llmgw serves database \"%s\" only", llmgw_database),
+				 errhint("Call it from that database, or change llmgw.database and restart the server.")));
+}
+
+/*
+ * The job the session's calls work for: llmgw.job, which must name a
+ * running job of the calling role (checked once per transaction), so that
+ * nobody can charge calls to another role's job.
+ */
+static int64
+current_job(void)
+{
+	static int64 checked_job = 0;
+	static Oid	checked_user = InvalidOid;
+	static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
+	int64		job;
+	Oid			types[2] = {INT8OID, NAMEOID};
+	Datum		values[2];
+	int			rc;
+	bool		found;
+
+	if (llmgw_job == NULL || llmgw_job[0] == '\0')
+		return 0;
+	job = pg_strtoint64(llmgw_job);
+	if (job == checked_job && GetUserId() == checked_user && MyProc->lxid == checked_lxid)
+		return job;
+	values[0] = Int64GetDatum(job);
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT 1 FROM llmgw.jobs j WHERE j.id = $1 AND j.owner = $2"
+							   " AND j.status = 'running'", 2, types, values, NULL, true, 1);
+	found = (rc == SPI_OK_SELECT && SPI_processed == 1);
+	SPI_finish();
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("llmgw.job %lld is not a running job of role \"%s\"",
+						(long long) job, GetUserNameFromId(GetUserId(), false)),
+				 errhint("llmgw.enrich sets llmgw.job for its own job; RESET llmgw.job.")));
+	checked_job = job;
+	checked_user = GetUserId();
+	checked_lxid = MyProc->lxid;
+	return job;
+}
+
+/*
+ * The hash of the session's virtual key; false when it presents none,
+ * which llmgw.require_key forbids.
+ */
+static bool
+presented_key(uint8 *hash)
+{
+	bool		has_key = llmgw_api_key_current(hash);
+
+	if (llmgw_require_key && !has_key)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("a virtual key is required"),
+				 errdetail("llmgw.require_key is on and llmgw.api_key is empty."),
+				 errhint("Present a key: SELECT set_config('llmgw.api_key', '<key>', false), or PGOPTIONS='-c llmgw.api_key=<key>'.")));
+	return has_key;
+}
+
 /* Put a request into the payload area, with the session's settings */
 static dsa_pointer
 request_create(int kind, const char *model, const char *body, size_t body_len)
 {
 	LlmgwRequest header;
 
+	check_caller();
 	memset(&header, 0, sizeof(header));
 	header.kind = kind;
 	header.timeout_ms = llmgw_request_timeout;
@@ -48,7 +134,8 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	header.retry_base_delay_ms = llmgw_retry_base_delay;
 	header.deadline_ms = llmgw_call_deadline;
 	header.max_response_bytes = llmgw_max_response_size;
-	header.has_key = llmgw_api_key_current(header.key_hash);
+	header.has_key = presented_key(header.key_hash);
+	header.job_id = current_job();
 	header.cache_mode = llmgw_cache_mode;
 	header.cache_ttl_s = llmgw_cache_ttl;
 	return llmgw_request_create(&header, GetUserNameFromId(GetUserId(), false), model,
@@ -526,14 +613,15 @@ llm_embed_batch(PG_FUNCTION_ARGS)
 
 /*
  * llmgw.stats() -> (workers_running, calls_queued, calls_in_flight,
- *                   calls_since_start, queue_size)
+ *                   calls_since_start, queue_size, workers_configured,
+ *                   life_started_at)
  */
 Datum
 llmgw_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
 	int			workers;
 	int			queued;
 	int			running;
@@ -547,6 +635,9 @@ llmgw_stats(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(running);
 	values[3] = Int64GetDatum((int64) total);
 	values[4] = Int32GetDatum(llmgw_queue_size);
+	values[5] = Int32GetDatum(llmgw_workers);
+	values[6] = TimestampTzGetDatum(llmgw_shared->life);
+	/* an older schema (before ALTER EXTENSION UPDATE) has five columns */
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
@@ -586,7 +677,8 @@ llmgw_submit(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("llmgw.submit request needs a non-empty \"messages\" array")));
 
-	has_key = llmgw_api_key_current(hash);
+	check_caller();
+	has_key = presented_key(hash);
 	values[0] = CStringGetTextDatum(model);
 	values[1] = JsonbPGetDatum(request);
 	if (has_key)

@@ -100,26 +100,6 @@ entry(int64 id)
 	return NULL;
 }
 
-/* Failures that say something about the deployment, not the request */
-static bool
-deployment_failure(LlmgwErrorClass error)
-{
-	switch (error)
-	{
-		case LLMGW_ERR_SERVER:
-		case LLMGW_ERR_OVERLOADED:
-		case LLMGW_ERR_RATE_LIMIT:
-		case LLMGW_ERR_TIMEOUT:
-		case LLMGW_ERR_CONNECTION:
-		case LLMGW_ERR_AUTH:
-		case LLMGW_ERR_QUOTA:
-		case LLMGW_ERR_MALFORMED:
-			return true;
-		default:
-			return false;
-	}
-}
-
 /*
  * May the router send a call to this deployment now?  With claim, a call
  * that gets LLMGW_PROBE is the probe (no other call probes meanwhile,
@@ -179,7 +159,7 @@ void
 llmgw_health_record(int64 deployment_id, bool ok, LlmgwErrorClass error, double latency_ms)
 {
 	Health	   *e;
-	bool		failed = !ok && deployment_failure(error);
+	bool		failed = !ok && llmgw_error_deployment_failure(error);
 
 	LWLockAcquire(table->lock, LW_EXCLUSIVE);
 	if ((e = entry(deployment_id)) == NULL)

@@ -17,10 +17,12 @@
 #include <sys/epoll.h>
 #include <curl/curl.h>
 
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "call.h"
 #include "config.h"
+#include "security.h"
 
 static CURLM *multi = NULL;
 static int	epoll_fd = -1;
@@ -103,6 +105,36 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 	return size * nitems;
 }
 
+/*
+ * curl is about to send the request: journal the call first, so that from
+ * now on a crash still leaves its usage row.  A journal that cannot be
+ * written stops the request.
+ */
+static int
+prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+		  int conn_primary_port, int conn_local_port)
+{
+	LlmgwCall  *call = (LlmgwCall *) clientp;
+	MemoryContext old = MemoryContextSwitchTo(call->cxt);
+	bool		ok = llmgw_call_journal(call);
+
+	MemoryContextSwitchTo(old);
+	return ok ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
+
+/*
+ * curl is about to open a socket to an address a name resolved to: refuse
+ * link-local and cloud metadata addresses (a base URL's host may resolve
+ * anywhere, and change after it was checked).
+ */
+static curl_socket_t
+opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	if (!llmgw_address_allowed(&address->addr))
+		return CURL_SOCKET_BAD;
+	return socket(address->family, address->socktype, address->protocol);
+}
+
 /* Create the multi handle and the epoll set; once per worker */
 void
 llmgw_http_init(int max_connections)
@@ -172,6 +204,9 @@ llmgw_http_start(LlmgwCall *call, const char *url)
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, &call->hint_headers);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, call);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, call);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) call->timeout_ms);

@@ -63,6 +63,23 @@ llmgw_json_build(json_t *root, size_t *out_len)
 }
 
 /*
+ * Parse JSON text.  jansson refuses integers beyond 64 bits, which some
+ * servers send (a Together "seed"): such text is read again with reals for
+ * integers.  NULL when it is not JSON; *jerr says why (if given).
+ */
+json_t *
+llmgw_json_load(const char *buf, size_t len, json_error_t *jerr)
+{
+	json_error_t local;
+	json_error_t *e = jerr ? jerr : &local;
+	json_t	   *root = json_loadb(buf, len, 0, e);
+
+	if (root == NULL && strstr(e->text, "too big") != NULL)
+		root = json_loadb(buf, len, JSON_DECODE_INT_AS_REAL, e);
+	return root;
+}
+
+/*
  * Parse a response body.  Returns the root object, or NULL after setting
  * the outcome: a malformed 2xx response, or an error status whose body is
  * not JSON (classified by its status alone).
@@ -71,14 +88,8 @@ json_t *
 llmgw_json_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 {
 	json_error_t jerr;
-	json_t	   *root = json_loadb(buf, len, 0, &jerr);
+	json_t	   *root = llmgw_json_load(buf, len, &jerr);
 
-	/*
-	 * jansson refuses integers beyond 64 bits, which some servers send (a
-	 * Together "seed"): read such a body again with reals for integers.
-	 */
-	if (root == NULL && strstr(jerr.text, "too big") != NULL)
-		root = json_loadb(buf, len, JSON_DECODE_INT_AS_REAL, &jerr);
 	if (root != NULL && json_is_object(root))
 		return root;
 
@@ -170,4 +181,29 @@ llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims)
 	out->embeddings = vectors->data;
 	out->embedding_count = count;
 	out->embedding_dims = dims;
+}
+
+/*
+ * A 2xx stream that did not end with its terminal event, or that carried
+ * an event which is not JSON: the call failed, but the text and the usage
+ * it reported so far are kept (the usage is billed and priced).
+ */
+void
+llmgw_stream_broken(LlmgwOutcome *out, bool unreadable)
+{
+	out->status = LLMGW_STATUS_ERROR;
+	out->error = LLMGW_ERR_BROKEN_STREAM;
+	out->provider_message = pstrdup(unreadable ?
+									"the stream carried an event that is not valid JSON" :
+									"the stream ended before its final event");
+}
+
+/* Is an SSE data payload empty (a keep-alive), so that it says nothing? */
+bool
+llmgw_stream_empty(const char *data, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!isspace((unsigned char) data[i]))
+			return false;
+	return true;
 }

@@ -20,6 +20,7 @@
 extern int64 llmgw_json_count(json_t *obj, const char *key);
 extern char *llmgw_json_string(json_t *obj, const char *key);
 extern char *llmgw_json_dump(json_t *v);
+extern json_t *llmgw_json_load(const char *buf, size_t len, json_error_t *jerr);
 extern json_t *llmgw_json_parse(const char *buf, size_t len, long http_status,
 								LlmgwOutcome *out);
 extern char *llmgw_json_build(json_t *root, size_t *out_len);
@@ -30,6 +31,8 @@ extern json_t *llmgw_json_success(const char *buf, size_t len, long http_status,
 								  LlmgwOutcome *out, LlmgwErrorReader read_error);
 extern bool llmgw_vector_append(StringInfo vectors, json_t *values, int *dims);
 extern void llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims);
+extern void llmgw_stream_broken(LlmgwOutcome *out, bool unreadable);
+extern bool llmgw_stream_empty(const char *data, size_t len);
 extern void llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error,
 								 json_t *message, const char *code);
 

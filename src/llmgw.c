@@ -10,6 +10,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/bgworker_internals.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -21,9 +22,11 @@
 #include "budget.h"
 #include "cache.h"
 #include "health.h"
+#include "journal.h"
 #include "llmgw.h"
 #include "policy.h"
 #include "ratelimit.h"
+#include "security.h"
 
 PG_MODULE_MAGIC;
 
@@ -39,9 +42,10 @@ int			llmgw_retry_base_delay = 200;
 char	   *llmgw_tags = NULL;
 int			llmgw_cache_mode = LLMGW_CACHE_DEFAULT;
 int			llmgw_cache_ttl = 3600;
-int			llmgw_journal_delay = 100;
 int			llmgw_call_deadline = 0;
 int			llmgw_rollup_shard = 0;
+char	   *llmgw_job = NULL;
+bool		llmgw_require_key = false;
 
 static const struct config_enum_entry cache_modes[] = {
 	{"default", LLMGW_CACHE_DEFAULT, false},
@@ -81,27 +85,66 @@ llmgw_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	base = ShmemInitStruct("llmgw", llmgw_shmem_size(), &found);
 	llmgw_shmem_init(base, found);
+	/* a new life: the calls the last one had in flight are to be recorded */
+	if (!found)
+		llmgw_journal_rotate(llmgw_shared->life);
 	llmgw_budget_shmem_init();
 	llmgw_ratelimit_shmem_init();
 	llmgw_health_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* llmgw.tags must be empty or a JSON object */
+/*
+ * llmgw.tags must be empty or a JSON object that jsonb accepts (no \u0000,
+ * valid in the server encoding), of at most LLMGW_MAX_TAGS bytes: it goes
+ * into usage rows, and a value one of them refused would cost the rows of
+ * other sessions' calls written with it.
+ */
 static bool
 llmgw_tags_check(char **newval, void **extra, GucSource source)
+{
+	char	   *p = *newval;
+	size_t		len = p ? strlen(p) : 0;
+	JsonLexContext *lex;
+
+	if (len == 0)
+		return true;
+	if (len > LLMGW_MAX_TAGS)
+	{
+		GUC_check_errdetail("llmgw.tags is %zu bytes long; at most %d are allowed.",
+							len, LLMGW_MAX_TAGS);
+		return false;
+	}
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p != '{' || !pg_verifymbstr(*newval, (int) len, true))
+	{
+		GUC_check_errdetail("llmgw.tags must be a JSON object, such as {\"team\": \"nightly\"}.");
+		return false;
+	}
+	/* with de-escaping on, the lexer refuses what jsonb refuses (\u0000) */
+	lex = makeJsonLexContextCstringLen(*newval, (int) len, GetDatabaseEncoding(), true);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	{
+		GUC_check_errdetail("llmgw.tags must be a JSON object that jsonb accepts (no \\u0000, no invalid escapes), such as {\"team\": \"nightly\"}.");
+		return false;
+	}
+	return true;
+}
+
+/* llmgw.job must be empty or a job id (whose owner is checked at each call) */
+static bool
+llmgw_job_check(char **newval, void **extra, GucSource source)
 {
 	const char *p = *newval;
 
 	if (p == NULL || *p == '\0')
 		return true;
-	while (isspace((unsigned char) *p))
+	while (*p >= '0' && *p <= '9')
 		p++;
-	if (*p != '{' ||
-		pg_parse_json(makeJsonLexContextCstringLen(*newval, strlen(*newval), PG_UTF8, false),
-					  &nullSemAction) != JSON_SUCCESS)
+	if (*p != '\0' || p - *newval > 18)
 	{
-		GUC_check_errdetail("llmgw.tags must be a JSON object, such as {\"job\": \"nightly\"}.");
+		GUC_check_errdetail("llmgw.job must be the id of a running llmgw.jobs row.");
 		return false;
 	}
 	return true;
@@ -159,6 +202,35 @@ llmgw_define_gucs(void)
 							   "Tags (a JSON object) recorded in llmgw.usage.tags for this session's calls.",
 							   NULL, &llmgw_tags, "",
 							   PGC_USERSET, 0, llmgw_tags_check, NULL, NULL);
+	DefineCustomStringVariable("llmgw.job",
+							   "The llmgw.jobs row this session's calls work for (set by llmgw.enrich).",
+							   "Only the job's owner may set it, while the job runs; its calls carry usage.job_id.",
+							   &llmgw_job, "",
+							   PGC_USERSET, GUC_NOT_IN_SAMPLE, llmgw_job_check, NULL, NULL);
+	DefineCustomBoolVariable("llmgw.require_key",
+							 "Refuse calls that present no virtual key in llmgw.api_key.",
+							 "Set it cluster-wide, per database or per role (ALTER ROLE ... SET); only a superuser can change it.",
+							 &llmgw_require_key, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.secret_directory",
+							   "Directory whose files any llmgw_admin may use as provider secrets (file:/path).",
+							   "Empty: only a superuser may point a provider at a file.",
+							   &llmgw_secret_directory, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.secret_env_prefix",
+							   "Prefix of the environment variables any llmgw_admin may use as provider secrets (env:NAME).",
+							   "Empty: only a superuser may point a provider at an environment variable.",
+							   &llmgw_secret_env_prefix, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.allowed_hosts",
+							   "Hosts providers may be called on: names, or .domain for a whole domain, comma-separated.",
+							   "Empty: any host but link-local and cloud metadata addresses.",
+							   &llmgw_allowed_hosts, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("llmgw.allow_link_local",
+							 "Let providers be called on link-local and cloud metadata addresses.",
+							 NULL, &llmgw_allow_link_local, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.max_budgets",
 							"Maximum number of budgets the shared ledger holds.",
 							NULL, &llmgw_max_budgets, 1024, 16, 1000000,
@@ -183,11 +255,6 @@ llmgw_define_gucs(void)
 							"Overall time for a call, all attempts, waits and fallbacks included; 0: none.",
 							NULL, &llmgw_call_deadline, 0, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
-	DefineCustomIntVariable("llmgw.journal_delay",
-							"How long a call runs before it is written to the journal of calls in flight.",
-							"A server crash loses track of calls younger than this; they get no \"interrupted\" usage row.",
-							&llmgw_journal_delay, 100, 0, 60000,
-							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.rollup_shard",
 							"Internal: the rollup rows a worker writes (one set per worker avoids lock waits).",
 							NULL, &llmgw_rollup_shard, 0, 0, LLMGW_MAX_WORKERS,
@@ -211,10 +278,29 @@ llmgw_define_gucs(void)
 	MarkGUCPrefixReserved("llmgw");
 }
 
-/* Register the worker pool with the postmaster */
+/* How many background workers are registered so far */
+static int
+registered_workers(void)
+{
+	slist_iter	iter;
+	int			n = 0;
+
+	slist_foreach(iter, &BackgroundWorkerList)
+		n++;
+	return n;
+}
+
+/*
+ * Register the worker pool with the postmaster.  The postmaster refuses
+ * registrations beyond max_worker_processes with only a LOG line: say it
+ * louder, since fewer workers than configured serve the calls.
+ */
 static void
 llmgw_register_workers(void)
 {
+	int			before = registered_workers();
+	int			registered;
+
 	for (int i = 0; i < llmgw_workers; i++)
 	{
 		BackgroundWorker worker;
@@ -231,6 +317,14 @@ llmgw_register_workers(void)
 		worker.bgw_main_arg = Int32GetDatum(i);
 		RegisterBackgroundWorker(&worker);
 	}
+	registered = registered_workers() - before;
+	if (registered < llmgw_workers)
+		ereport(WARNING,
+				(errmsg("only %d of the %d llmgw workers could be registered",
+						registered, llmgw_workers),
+				 errdetail("max_worker_processes (%d) leaves no room for more background workers.",
+						   max_worker_processes),
+				 errhint("Raise max_worker_processes to at least the number of llmgw.workers plus the other background workers (pg_cron's launcher, parallel queries, logical replication).")));
 }
 
 void

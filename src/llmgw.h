@@ -14,6 +14,7 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
+#include "datatype/timestamp.h"
 #include "utils/dsa.h"
 
 #include "budget.h"
@@ -31,11 +32,18 @@ extern int	llmgw_retry_base_delay;
 extern char *llmgw_tags;
 extern int	llmgw_cache_mode;
 extern int	llmgw_call_deadline;
-extern int	llmgw_journal_delay;
 extern int	llmgw_rollup_shard;
 extern int	llmgw_cache_ttl;
+extern char *llmgw_job;
+extern bool llmgw_require_key;
+
+/* The schema version (sql/llmgw--X.sql) this library serves */
+#define LLMGW_SCHEMA_VERSION "0.2"
 
 #define LLMGW_MAX_WORKERS 64
+
+/* Largest llmgw.tags accepted, in bytes (it is journaled with each call) */
+#define LLMGW_MAX_TAGS 4096
 
 /* Life of a request slot */
 typedef enum LlmgwSlotState
@@ -88,6 +96,8 @@ typedef struct LlmgwShared
 	int			nslots;
 	int			dsa_tranche;
 	Oid			database_oid;	/* set once a worker has connected */
+	TimestampTz life;			/* when this shared memory was created: a new
+								 * value after every start and crash restart */
 	pg_atomic_uint64 config_generation;
 	pg_atomic_uint32 next_worker;
 	pg_atomic_uint64 requests_total;
@@ -113,6 +123,7 @@ typedef struct LlmgwRequest
 	int32		deadline_ms;	/* llmgw.call_deadline: every attempt and wait; 0: none */
 	int64		max_response_bytes;
 	int64		async_id;		/* llmgw.async_calls.id, or 0 */
+	int64		job_id;			/* llmgw.jobs.id the call works for, or 0 */
 	int32		cache_mode;		/* LLMGW_CACHE_* of llmgw.cache */
 	int32		cache_ttl_s;	/* llmgw.cache_ttl */
 	bool		has_key;		/* the caller presented a virtual key */

@@ -235,7 +235,7 @@ load_budgets(void)
 
 	run_select("SELECT id, name, scope, coalesce(key_id, 0), coalesce(team_id, 0), role_name,"
 			   " model, period, enforcement = 'hard',"
-			   " floor(least(limit_amount, 900000000) * 10000000000)::int8, currency"
+			   " floor(least(limit_amount, 900000000) * " LLMGW_MONEY_SCALE_SQL ")::int8, currency"
 			   " FROM llmgw.budgets ORDER BY id");
 	nbudgets = (int) SPI_processed;
 	budgets = palloc0(sizeof(LlmgwBudgetDef) * Max(nbudgets, 1));
@@ -268,7 +268,7 @@ load_budgets(void)
 	rc = SPI_execute("LOCK TABLE llmgw.usage IN SHARE MODE", false, 0);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "llmgw: could not lock llmgw.usage: %s", SPI_result_code_string(rc));
-	rc = SPI_execute("SELECT b.id, ceil(llmgw.budget_spent(b, now()) * 10000000000)::int8,"
+	rc = SPI_execute("SELECT b.id, ceil(llmgw.budget_spent(b, now()) * " LLMGW_MONEY_SCALE_SQL ")::int8,"
 					 " llmgw.period_start(b.period, now()), llmgw.period_end(b.period, now())"
 					 " FROM llmgw.budgets b ORDER BY b.id", false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -438,8 +438,8 @@ refuse_rate(LlmgwCall *call, const LlmgwLimit *l, const LlmgwLimitRefusal *r)
 }
 
 /* The largest output a call can produce on a route, or -1 when unbounded */
-static int64
-output_bound(const LlmgwCall *call, const LlmgwRoute *route)
+int64
+llmgw_policy_output_bound(const LlmgwCall *call, const LlmgwRoute *route)
 {
 	if (call->kind == LLMGW_KIND_EMBED)
 		return 0;
@@ -495,7 +495,7 @@ llmgw_policy_admit(LlmgwCall *call)
 	for (int i = 0; i < call->nroutes; i++)
 	{
 		const LlmgwRoute *route = &call->routes[i];
-		int64		out = output_bound(call, route);
+		int64		out = llmgw_policy_output_bound(call, route);
 		int64		cost;
 
 		if (!route->priced)
@@ -607,6 +607,28 @@ llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency, Timestamp
 		pending_alerts[npending_alerts].period_start = crossings[i].period_start;
 		npending_alerts++;
 	}
+}
+
+/*
+ * Charge a call whose usage rows could not be written, so that its budgets
+ * still count it: its tokens at its deployment's highest rates (the input
+ * and output bounds when the provider reported none).
+ */
+void
+llmgw_policy_charge_estimate(LlmgwCall *call)
+{
+	const LlmgwRoute *route = call->route;
+	int64		in = call->out.tokens[LLMGW_TOKENS_INPUT];
+	int64		out = call->out.tokens[LLMGW_TOKENS_OUTPUT];
+
+	if (route == NULL || !route->priced || !call->reached_provider)
+		return;
+	if (in == LLMGW_TOKENS_UNKNOWN)
+		in = call->input_estimate;
+	if (out == LLMGW_TOKENS_UNKNOWN)
+		out = Max(call->output_estimate, 0);
+	llmgw_policy_charge(call, in * route->input_rate + out * route->output_rate +
+						route->per_request, route->currency, call->started_at);
 }
 
 /* The call is settled: give back its reservation and correct token counts */

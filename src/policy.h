@@ -33,6 +33,8 @@ extern bool llmgw_policy_deployment(LlmgwCall *call, const struct LlmgwRoute *ro
 extern void llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency,
 								TimestampTz started_at);
 extern void llmgw_policy_finish(LlmgwCall *call);
+extern void llmgw_policy_charge_estimate(LlmgwCall *call);
+extern int64 llmgw_policy_output_bound(const LlmgwCall *call, const struct LlmgwRoute *route);
 extern void llmgw_policy_alerts(void);
 extern void llmgw_policy_alerts_discard(void);
 

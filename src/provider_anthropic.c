@@ -302,8 +302,9 @@ classify(const char *type, const char *message, long http_status)
 		return LLMGW_ERR_SERVER;
 	if (strcmp(type, "billing_error") == 0)
 		return LLMGW_ERR_QUOTA;
-	if (strcmp(type, "request_too_large") == 0 ||
-		(message && strstr(message, "prompt is too long") != NULL))
+	if (strcmp(type, "request_too_large") == 0)
+		return LLMGW_ERR_REQUEST_TOO_LARGE;
+	if (message && strstr(message, "prompt is too long") != NULL)
 		return LLMGW_ERR_CONTEXT_LENGTH;
 	if (strcmp(type, "invalid_request_error") == 0)
 		return LLMGW_ERR_INVALID_REQUEST;
@@ -362,7 +363,9 @@ typedef struct AnthropicStream
 	StringInfoData text;
 	json_t	   *blocks;			/* content blocks by index */
 	json_t	   *usage;			/* raw counters */
-	bool		failed;
+	bool		failed;			/* an error event arrived */
+	bool		done;			/* message_stop arrived */
+	bool		unreadable;		/* an event was not JSON */
 } AnthropicStream;
 
 /* Merge a usage object's counters into the raw counters */
@@ -400,9 +403,15 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 	json_t	   *ev;
 	const char *type;
 
-	if (st->failed)
+	if (st->failed || llmgw_stream_empty(data, len))
 		return;
-	ev = json_loadb(data, len, 0, NULL);
+	ev = llmgw_json_load(data, len, NULL);
+	if (!json_is_object(ev))
+	{
+		st->unreadable = true;
+		json_decref(ev);
+		return;
+	}
 	type = json_string_value(json_object_get(ev, "type"));
 	if (type == NULL)
 	{
@@ -443,6 +452,8 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 		if (json_is_string(json_object_get(json_object_get(ev, "delta"), "stop_reason")))
 			st->out->finish_reason = llmgw_json_string(json_object_get(ev, "delta"), "stop_reason");
 	}
+	else if (strcmp(type, "message_stop") == 0)
+		st->done = true;
 	else if (strcmp(type, "error") == 0)
 	{
 		parse_error(json_object_get(ev, "error"), 200, st->out);
@@ -492,7 +503,9 @@ anthropic_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	if (json_object_size(st.usage) > 0)
 		parse_usage(st.usage, out);
 	out->text = st.text.data;
-	if (!st.failed)
+	if (!st.failed && (st.unreadable || !st.done))
+		llmgw_stream_broken(out, st.unreadable);
+	else if (!st.failed)
 	{
 		out->status = LLMGW_STATUS_OK;
 		out->tool_calls = stream_tool_calls(st.blocks);

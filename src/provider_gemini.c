@@ -349,7 +349,9 @@ typedef struct GeminiStream
 	json_t	   *calls;
 	char	   *block_reason;
 	bool		any_candidate;
-	bool		failed;
+	bool		failed;			/* an error chunk arrived */
+	bool		done;			/* a finish or block reason arrived */
+	bool		unreadable;		/* a chunk was not JSON */
 } GeminiStream;
 
 /* One chunk: a partial GenerateContentResponse (usage is cumulative) */
@@ -360,11 +362,12 @@ gemini_stream_event(void *arg, const char *event, const char *data, size_t len)
 	json_t	   *chunk;
 	json_t	   *candidate;
 
-	if (st->failed)
+	if (st->failed || llmgw_stream_empty(data, len))
 		return;
-	chunk = json_loadb(data, len, 0, NULL);
+	chunk = llmgw_json_load(data, len, NULL);
 	if (!json_is_object(chunk))
 	{
+		st->unreadable = true;
 		json_decref(chunk);
 		return;
 	}
@@ -381,9 +384,14 @@ gemini_stream_event(void *arg, const char *event, const char *data, size_t len)
 	{
 		st->any_candidate = true;
 		add_candidate(candidate, &st->text, st->calls, st->out);
+		if (json_is_string(json_object_get(candidate, "finishReason")))
+			st->done = true;
 	}
 	if (json_is_string(json_object_get(json_object_get(chunk, "promptFeedback"), "blockReason")))
+	{
 		st->block_reason = llmgw_json_string(json_object_get(chunk, "promptFeedback"), "blockReason");
+		st->done = true;
+	}
 	json_decref(chunk);
 }
 
@@ -398,7 +406,12 @@ gemini_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	st.calls = json_array();
 	initStringInfo(&st.text);
 	llmgw_sse_parse(buf, len, gemini_stream_event, &st);
-	if (!st.failed)
+	if (!st.failed && (st.unreadable || !st.done))
+	{
+		set_answer(&st.text, st.calls, out);
+		llmgw_stream_broken(out, st.unreadable);
+	}
+	else if (!st.failed)
 	{
 		set_answer(&st.text, st.calls, out);
 		if (!st.any_candidate)

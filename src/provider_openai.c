@@ -91,6 +91,8 @@ classify(long http_status, const char *code, const char *type)
 			return LLMGW_ERR_QUOTA;
 		if (strcmp(c, "context_length_exceeded") == 0)
 			return LLMGW_ERR_CONTEXT_LENGTH;
+		if (strcmp(c, "request_too_large") == 0)
+			return LLMGW_ERR_REQUEST_TOO_LARGE;
 		if (strcmp(c, "content_filter") == 0 || strcmp(c, "content_policy_violation") == 0)
 			return LLMGW_ERR_CONTENT_FILTER;
 		if (strcmp(c, "model_not_found") == 0)
@@ -231,7 +233,9 @@ typedef struct OpenaiStream
 	LlmgwOutcome *out;
 	StringInfoData text;
 	json_t	   *calls;			/* [{id, name, arguments}] by tool call index */
-	bool		failed;
+	bool		failed;			/* an error event arrived */
+	bool		done;			/* the terminal "[DONE]" arrived */
+	bool		unreadable;		/* an event was not JSON */
 } OpenaiStream;
 
 /* Append a tool call delta to the call with its index */
@@ -275,13 +279,19 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 	size_t		j;
 	json_t	   *call;
 
-	if (st->failed || (len == 6 && memcmp(data, "[DONE]", 6) == 0))
+	if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
+	{
+		st->done = true;
 		return;
-	chunk = json_loadb(data, len, 0, NULL);
+	}
+	if (st->failed || llmgw_stream_empty(data, len))
+		return;
+	chunk = llmgw_json_load(data, len, NULL);
 	if (!json_is_object(chunk))
 	{
+		st->unreadable = true;
 		json_decref(chunk);
-		return;					/* keep-alives and unknown payloads */
+		return;
 	}
 	if (json_object_get(chunk, "error"))
 	{
@@ -323,7 +333,12 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	st.calls = json_array();
 	initStringInfo(&st.text);
 	llmgw_sse_parse(buf, len, openai_stream_event, &st);
-	if (!st.failed)
+	if (!st.failed && (st.unreadable || !st.done))
+	{
+		out->text = st.text.data;
+		llmgw_stream_broken(out, st.unreadable);
+	}
+	else if (!st.failed)
 	{
 		out->status = LLMGW_STATUS_OK;
 		out->text = st.text.data;

@@ -231,7 +231,8 @@ typedef struct ResponsesStream
 	LlmgwOutcome *out;
 	StringInfoData text;		/* output_text deltas */
 	bool		final;			/* a response.completed/incomplete/failed arrived */
-	bool		failed;
+	bool		failed;			/* an error event arrived */
+	bool		unreadable;		/* an event was not JSON */
 } ResponsesStream;
 
 /* One event of a Responses stream */
@@ -239,10 +240,16 @@ static void
 responses_stream_event(void *arg, const char *event, const char *data, size_t len)
 {
 	ResponsesStream *st = arg;
-	json_t	   *ev = json_loadb(data, len, 0, NULL);
-	const char *type = json_string_value(json_object_get(ev, "type"));
+	json_t	   *ev;
+	const char *type;
 
-	if (type == NULL)
+	if (llmgw_stream_empty(data, len))
+		return;
+	ev = llmgw_json_load(data, len, NULL);
+	type = json_string_value(json_object_get(ev, "type"));
+	if (!json_is_object(ev))
+		st->unreadable = true;
+	else if (type == NULL)
 		;
 	else if (strcmp(type, "response.output_text.delta") == 0 &&
 			 json_is_string(json_object_get(ev, "delta")))
@@ -284,14 +291,11 @@ responses_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	/* the text of a stream is what its deltas said */
 	if (st.text.len > 0)
 		out->text = st.text.data;
-	if (!st.final)
+	if (!st.final || st.unreadable)
 	{
 		out->text = st.text.data;
 		if (!st.failed)
-		{
-			llmgw_json_set_error(out, LLMGW_ERR_MALFORMED, NULL, NULL);
-			out->provider_message = pstrdup("the stream ended before the response was complete");
-		}
+			llmgw_stream_broken(out, st.unreadable);
 	}
 }
 

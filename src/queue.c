@@ -19,6 +19,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/wait_event.h"
 
@@ -94,6 +95,7 @@ llmgw_shmem_init(void *base, bool found)
 		}
 		llmgw_shared->free_head = 0;
 		llmgw_shared->database_oid = InvalidOid;
+		llmgw_shared->life = GetCurrentTimestamp();
 		pg_atomic_init_u64(&llmgw_shared->config_generation, 1);
 		pg_atomic_init_u32(&llmgw_shared->next_worker, 0);
 		pg_atomic_init_u64(&llmgw_shared->requests_total, 0);

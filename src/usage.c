@@ -1,95 +1,184 @@
 /*-------------------------------------------------------------------------
  *
  * usage.c
- *		Settle finished calls: one llmgw.usage row per provider attempt,
- *		all rows of a worker's wake-up written in one transaction (group
- *		commit) before any caller is woken.
+ *		Usage rows: a batch of rows written with one INSERT, one array per
+ *		column, each row priced exactly in that statement at the price in
+ *		force when its attempt started.
+ *
+ * Pricing rule: a row is priced by the tokens it carries, whatever its
+ * outcome.  Providers bill the tokens they processed, so an answer that
+ * ends as an error (a content filter, an error inside a stream) but reports
+ * usage costs that usage; a row without token counts costs nothing, except
+ * an answered call, which is then marked unpriced (cost NULL, never 0).
+ * Interrupted calls carry llmgw's estimate of their tokens (usage_source
+ * 'estimated'), and are priced by it.  A cache hit costs the model's
+ * cache_hit_cost.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "call.h"
-#include "async.h"
-#include "cache.h"
-#include "config.h"
-#include "journal.h"
+#include "budget.h"
 #include "policy.h"
+#include "txn.h"
+#include "usage.h"
 
-#define USAGE_NARGS 27
+/* The columns of a batch, one array parameter each */
+typedef enum UsageColumn
+{
+	COL_REQUEST_ID,
+	COL_STARTED_AT,
+	COL_ROLE,
+	COL_MODEL,
+	COL_PROVIDER,
+	COL_UPSTREAM_MODEL,
+	COL_STATUS,
+	COL_ERROR_CLASS,
+	COL_HTTP_STATUS,
+	COL_LATENCY,
+	COL_TOKENS,					/* LLMGW_NBUCKETS columns, in LlmgwBucket order */
+	COL_USAGE_SOURCE = COL_TOKENS + LLMGW_NBUCKETS,
+	COL_ATTEMPT,
+	COL_FALLBACK_FROM,
+	COL_KEY_ID,
+	COL_TEAM_ID,
+	COL_KIND,
+	COL_PRICE_MODEL,
+	COL_TAGS,
+	COL_HIT,
+	COL_HIT_COST,
+	COL_PRICE_ID,
+	COL_JOB_ID,
+	COL_ASYNC_ID,
+	NCOLUMNS
+} UsageColumn;
 
-/* Column types of the batched INSERT, one array parameter each */
-static const Oid usage_types[USAGE_NARGS] = {
-	UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
-	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4OID, TEXTOID,
-	INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, INT8OID
+StaticAssertDecl(LLMGW_NBUCKETS == 6, "the usage INSERT names six token columns");
+
+static const Oid column_types[NCOLUMNS] = {
+	[COL_REQUEST_ID] = UUIDOID,
+	[COL_STARTED_AT] = TIMESTAMPTZOID,
+	[COL_ROLE] = TEXTOID,
+	[COL_MODEL] = TEXTOID,
+	[COL_PROVIDER] = TEXTOID,
+	[COL_UPSTREAM_MODEL] = TEXTOID,
+	[COL_STATUS] = TEXTOID,
+	[COL_ERROR_CLASS] = TEXTOID,
+	[COL_HTTP_STATUS] = INT4OID,
+	[COL_LATENCY] = FLOAT8OID,
+	[COL_TOKENS] = INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	[COL_USAGE_SOURCE] = TEXTOID,
+	[COL_ATTEMPT] = INT4OID,
+	[COL_FALLBACK_FROM] = TEXTOID,
+	[COL_KEY_ID] = INT8OID,
+	[COL_TEAM_ID] = INT8OID,
+	[COL_KIND] = TEXTOID,
+	[COL_PRICE_MODEL] = TEXTOID,
+	[COL_TAGS] = TEXTOID,
+	[COL_HIT] = BOOLOID,
+	[COL_HIT_COST] = TEXTOID,
+	[COL_PRICE_ID] = INT8OID,
+	[COL_JOB_ID] = INT8OID,
+	[COL_ASYNC_ID] = INT8OID,
 };
 
-static SPIPlanPtr insert_plan = NULL;
-
 /*
- * Prepare (once) the INSERT of a round's usage rows, one array per column.
- * An answered attempt is priced in the same statement, exactly, at the
- * price in force when it started; one statement per round also means the
- * rollup trigger runs once per round.
+ * The INSERT of a batch; %s is where recovered rows skip the attempts that
+ * already have a row.  Keep the unnest column list in UsageColumn order.
  */
-static SPIPlanPtr
-usage_plan(void)
-{
-	if (insert_plan == NULL)
-	{
-		Oid			argtypes[USAGE_NARGS];
-		SPIPlanPtr	plan;
+#define USAGE_INSERT \
+	"INSERT INTO llmgw.usage (request_id, started_at, role_name, model, provider," \
+	" upstream_model, status, error_class, http_status, latency_ms, input_tokens," \
+	" output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens," \
+	" cache_write_1h_tokens, usage_source, attempt, fallback_from, key_id, team_id," \
+	" price_id, cost, currency, unpriced, tags, cache_hit, job_id, async_id)" \
+	" SELECT v.request_id, v.started_at, v.role_name, v.model, v.provider," \
+	" v.upstream_model, v.status, v.error_class, v.http_status, v.latency_ms," \
+	" v.i, v.o, v.ci, v.cw, v.r, v.cw1h, v.usage_source, v.attempt, v.fallback_from," \
+	" v.key_id, v.team_id, p.id," \
+	" CASE WHEN v.hit THEN v.hit_cost::numeric ELSE c.cost END," \
+	" CASE WHEN v.hit THEN 'USD' ELSE p.currency END," \
+	" NOT v.hit AND (v.status = 'ok' OR v.usage_source IS NOT NULL) AND c.cost IS NULL," \
+	" v.tags::jsonb, v.hit, v.job_id, v.async_id" \
+	" FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15," \
+	"   $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)" \
+	"   AS v(request_id, started_at, role_name, model, provider, upstream_model, status," \
+	"   error_class, http_status, latency_ms, i, o, ci, cw, r, cw1h, usage_source, attempt," \
+	"   fallback_from, key_id, team_id, kind, price_model, tags, hit, hit_cost, price_id," \
+	"   job_id, async_id)" \
+	/* rows with tokens are priced: by the row the worker knows, else looked up */ \
+	" CROSS JOIN LATERAL (SELECT CASE WHEN v.usage_source IS NOT NULL AND NOT v.hit" \
+	"   AND v.price_id IS DISTINCT FROM 0" \
+	"   THEN coalesce(v.price_id, (llmgw.price_at(llmgw.price_names(v.provider," \
+	"     v.kind, v.upstream_model, v.price_model), v.started_at)).id) END AS id) pid" \
+	" LEFT JOIN llmgw.prices p ON p.id = pid.id" \
+	" CROSS JOIN LATERAL (SELECT llmgw.cost(p, v.i, v.o, v.ci, v.cw, v.cw1h, v.r) AS cost) c" \
+	" %s" \
+	" RETURNING request_id, attempt, currency, ceil(cost * " LLMGW_MONEY_SCALE_SQL ")::int8"
 
-		for (int i = 0; i < USAGE_NARGS; i++)
-			argtypes[i] = get_array_type(usage_types[i]);
-		plan = SPI_prepare_cursor("INSERT INTO llmgw.usage (request_id, started_at, role_name,"
-						   " model, provider, upstream_model, status, error_class, http_status,"
-						   " latency_ms, input_tokens, output_tokens, cached_input_tokens,"
-						   " cache_write_tokens, reasoning_tokens, cache_write_1h_tokens,"
-						   " usage_source, attempt, fallback_from, key_id, team_id,"
-						   " price_id, cost, currency, unpriced, tags, cache_hit)"
-						   " SELECT v.request_id, v.started_at, v.role_name, v.model, v.provider,"
-						   " v.upstream_model, v.status, v.error_class, v.http_status, v.latency_ms,"
-						   " v.i, v.o, v.ci, v.cw, v.r, v.cw1h, v.usage_source, v.attempt,"
-						   " v.fallback_from, v.key_id, v.team_id, p.id,"
-						   " CASE WHEN v.hit THEN v.hit_cost::numeric ELSE c.cost END,"
-						   " CASE WHEN v.hit THEN 'USD' ELSE p.currency END,"
-						   " NOT v.hit AND v.status = 'ok' AND c.cost IS NULL, v.tags::jsonb, v.hit"
-						   " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-						   "   $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
-						   "   AS v(request_id, started_at, role_name, model, provider, upstream_model,"
-						   "   status, error_class, http_status, latency_ms, i, o, ci, cw, r, cw1h,"
-						   "   usage_source, attempt, fallback_from, key_id, team_id, kind,"
-						   "   price_model, tags, hit, hit_cost, price_id)"
-						   /* the worker knows the price row in force, else it is looked up */
-						   " CROSS JOIN LATERAL (SELECT CASE WHEN v.status = 'ok' AND NOT v.hit"
-						   "   AND v.price_id IS DISTINCT FROM 0"
-						   "   THEN coalesce(v.price_id, (llmgw.price_at(llmgw.price_names(v.provider,"
-						   "     v.kind, v.upstream_model, v.price_model), v.started_at)).id) END AS id) pid"
-						   " LEFT JOIN llmgw.prices p ON p.id = pid.id"
-						   " CROSS JOIN LATERAL (SELECT llmgw.cost(p, v.i, v.o, v.ci, v.cw, v.cw1h, v.r)"
-						   "   AS cost) c"
-						   " RETURNING request_id, attempt, currency, ceil(cost * 10000000000)::int8",
-						   USAGE_NARGS, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "llmgw: could not prepare usage insert: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
+#define SKIP_RECORDED \
+	"WHERE NOT EXISTS (SELECT 1 FROM llmgw.usage u" \
+	" WHERE u.request_id = v.request_id AND u.attempt = v.attempt)"
+
+/* The rows of a batch, column by column, and the charge each row owes */
+struct LlmgwUsageBatch
+{
+	int			n;
+	int			cap;
+	Datum	   *values[NCOLUMNS];
+	bool	   *nulls[NCOLUMNS];
+	LlmgwUsageRow *rows;
+	int64	   *charge;			/* money units, -1: nothing to charge */
+	char	  **currency;
+};
+
+/* A new empty batch in the current memory context */
+LlmgwUsageBatch *
+llmgw_usage_batch(void)
+{
+	LlmgwUsageBatch *b = palloc0(sizeof(LlmgwUsageBatch));
+
+	b->cap = 64;
+	for (int c = 0; c < NCOLUMNS; c++)
+	{
+		b->values[c] = palloc(sizeof(Datum) * b->cap);
+		b->nulls[c] = palloc(sizeof(bool) * b->cap);
 	}
-	return insert_plan;
+	b->rows = palloc(sizeof(LlmgwUsageRow) * b->cap);
+	b->charge = palloc(sizeof(int64) * b->cap);
+	b->currency = palloc(sizeof(char *) * b->cap);
+	return b;
+}
+
+/* A row with nothing known yet */
+void
+llmgw_usage_row_init(LlmgwUsageRow *row)
+{
+	memset(row, 0, sizeof(*row));
+	row->status = LLMGW_STATUS_ERROR;
+	row->price_id = -1;
+	for (int t = 0; t < LLMGW_NBUCKETS; t++)
+		row->tokens[t] = LLMGW_TOKENS_UNKNOWN;
+}
+
+int
+llmgw_usage_count(const LlmgwUsageBatch *batch)
+{
+	return batch->n;
+}
+
+/* Empty the batch, keeping its memory */
+void
+llmgw_usage_clear(LlmgwUsageBatch *batch)
+{
+	batch->n = 0;
 }
 
 /* Name of a status as stored in llmgw.usage.status */
@@ -109,355 +198,174 @@ status_name(LlmgwStatus status)
 	}
 }
 
-/* The rows of a round, column by column, and what each row belongs to */
-typedef struct UsageBatch
-{
-	int			n;
-	int			cap;
-	Datum	   *values[USAGE_NARGS];
-	bool	   *nulls[USAGE_NARGS];
-	LlmgwCall **calls;
-	LlmgwAttempt *attempts;		/* copies: started_at, number, status */
-} UsageBatch;
-
 static void
-batch_init(UsageBatch *b)
-{
-	memset(b, 0, sizeof(*b));
-	b->cap = 64;
-	for (int c = 0; c < USAGE_NARGS; c++)
-	{
-		b->values[c] = palloc(sizeof(Datum) * b->cap);
-		b->nulls[c] = palloc(sizeof(bool) * b->cap);
-	}
-	b->calls = palloc(sizeof(LlmgwCall *) * b->cap);
-	b->attempts = palloc(sizeof(LlmgwAttempt) * b->cap);
-}
-
-static void
-set_text(UsageBatch *b, int col, const char *s)
+set_text(LlmgwUsageBatch *b, int col, const char *s)
 {
 	b->nulls[col][b->n] = (s == NULL);
 	b->values[col][b->n] = s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
+/* An id column: 0 is NULL */
 static void
-set_id(UsageBatch *b, int col, int64 id)
+set_id(LlmgwUsageBatch *b, int col, int64 id)
 {
 	b->nulls[col][b->n] = (id == 0);
 	b->values[col][b->n] = Int64GetDatum(id);
 }
 
-/* Add the usage row of one attempt of a call */
-static void
-add_row(UsageBatch *b, LlmgwCall *call, const LlmgwAttempt *a)
+/* Add a row to the batch */
+void
+llmgw_usage_add(LlmgwUsageBatch *b, const LlmgwUsageRow *row)
 {
-	const LlmgwOutcome *out = &a->out;
 	bool		any_tokens = false;
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
 	if (b->n == b->cap)
 	{
 		b->cap *= 2;
-		for (int c = 0; c < USAGE_NARGS; c++)
+		for (int c = 0; c < NCOLUMNS; c++)
 		{
 			b->values[c] = repalloc(b->values[c], sizeof(Datum) * b->cap);
 			b->nulls[c] = repalloc(b->nulls[c], sizeof(bool) * b->cap);
 		}
-		b->calls = repalloc(b->calls, sizeof(LlmgwCall *) * b->cap);
-		b->attempts = repalloc(b->attempts, sizeof(LlmgwAttempt) * b->cap);
+		b->rows = repalloc(b->rows, sizeof(LlmgwUsageRow) * b->cap);
+		b->charge = repalloc(b->charge, sizeof(int64) * b->cap);
+		b->currency = repalloc(b->currency, sizeof(char *) * b->cap);
 	}
-	for (int c = 0; c < USAGE_NARGS; c++)
+	for (int c = 0; c < NCOLUMNS; c++)
 		b->nulls[c][b->n] = false;
-	*uuid = call->request_id;
-	b->values[0][b->n] = UUIDPGetDatum(uuid);
-	b->values[1][b->n] = TimestampTzGetDatum(a->started_at);
-	set_text(b, 2, call->role);
-	set_text(b, 3, call->model);
-	set_text(b, 4, a->provider);
-	set_text(b, 5, a->upstream_model);
-	set_text(b, 6, status_name(out->status));
-	set_text(b, 7, llmgw_error_class_name(out->error));
-	b->values[8][b->n] = Int32GetDatum((int32) out->http_status);
-	b->nulls[8][b->n] = (out->http_status == 0);
-	b->values[9][b->n] = Float8GetDatum((double) (a->finished_at - a->started_at) / 1000.0);
+	*uuid = row->request_id;
+	b->values[COL_REQUEST_ID][b->n] = UUIDPGetDatum(uuid);
+	b->values[COL_STARTED_AT][b->n] = TimestampTzGetDatum(row->started_at);
+	set_text(b, COL_ROLE, row->role);
+	set_text(b, COL_MODEL, row->model);
+	set_text(b, COL_PROVIDER, row->provider);
+	set_text(b, COL_UPSTREAM_MODEL, row->upstream_model);
+	set_text(b, COL_STATUS, status_name(row->status));
+	set_text(b, COL_ERROR_CLASS, llmgw_error_class_name(row->error));
+	b->values[COL_HTTP_STATUS][b->n] = Int32GetDatum(row->http_status);
+	b->nulls[COL_HTTP_STATUS][b->n] = (row->http_status == 0);
+	b->values[COL_LATENCY][b->n] =
+		Float8GetDatum((double) (row->finished_at - row->started_at) / 1000.0);
+	b->nulls[COL_LATENCY][b->n] = (row->finished_at == 0);
 	for (int t = 0; t < LLMGW_NBUCKETS; t++)
 	{
-		b->values[10 + t][b->n] = Int64GetDatum(out->tokens[t]);
-		b->nulls[10 + t][b->n] = (out->tokens[t] == LLMGW_TOKENS_UNKNOWN);
-		if (out->tokens[t] != LLMGW_TOKENS_UNKNOWN && t != LLMGW_TOKENS_CACHE_WRITE_1H)
+		b->values[COL_TOKENS + t][b->n] = Int64GetDatum(row->tokens[t]);
+		b->nulls[COL_TOKENS + t][b->n] = (row->tokens[t] == LLMGW_TOKENS_UNKNOWN);
+		if (row->tokens[t] != LLMGW_TOKENS_UNKNOWN && t != LLMGW_TOKENS_CACHE_WRITE_1H)
 			any_tokens = true;
 	}
-	set_text(b, 16, any_tokens && !call->cache_hit ? "provider" : NULL);
-	b->values[17][b->n] = Int32GetDatum(a->number);
-	set_text(b, 18, a->fallback_from);
-	set_id(b, 19, call->key_id);
-	set_id(b, 20, call->team_id);
-	set_text(b, 21, a->route ? a->route->kind : NULL);
-	set_text(b, 22, a->route ? a->route->price_model : NULL);
-	set_text(b, 23, call->tags);
-	/*
-	 * The price row the configuration found (0: it found none), if that is
-	 * still true when the attempt started; NULL lets SQL look it up.
-	 */
-	if (a->route && a->started_at < a->route->price_until)
-		b->values[26][b->n] = Int64GetDatum(a->route->price_id);
-	else
-		b->nulls[26][b->n] = true;
-	b->values[24][b->n] = BoolGetDatum(call->cache_hit);
-	set_text(b, 25, call->cache_hit ? call->cache_hit_cost : NULL);
-	b->calls[b->n] = call;
-	b->attempts[b->n] = *a;
+	set_text(b, COL_USAGE_SOURCE, !any_tokens || row->cache_hit ? NULL :
+			 row->estimated ? "estimated" : "provider");
+	b->values[COL_ATTEMPT][b->n] = Int32GetDatum(row->attempt);
+	set_text(b, COL_FALLBACK_FROM, row->fallback_from);
+	set_id(b, COL_KEY_ID, row->key_id);
+	set_id(b, COL_TEAM_ID, row->team_id);
+	set_text(b, COL_KIND, row->route_kind);
+	set_text(b, COL_PRICE_MODEL, row->price_model);
+	set_text(b, COL_TAGS, row->tags);
+	b->values[COL_HIT][b->n] = BoolGetDatum(row->cache_hit);
+	set_text(b, COL_HIT_COST, row->cache_hit ? row->hit_cost : NULL);
+	b->values[COL_PRICE_ID][b->n] = Int64GetDatum(row->price_id);
+	b->nulls[COL_PRICE_ID][b->n] = (row->price_id < 0);
+	set_id(b, COL_JOB_ID, row->job_id);
+	set_id(b, COL_ASYNC_ID, row->async_id);
+	b->rows[b->n] = *row;
+	b->charge[b->n] = -1;
+	b->currency[b->n] = NULL;
 	b->n++;
 }
 
-/* Insert the batch in one statement, and charge each answered row's cost */
-static void
-batch_insert(UsageBatch *b)
+/* The prepared INSERT, with or without skipping attempts already recorded */
+static SPIPlanPtr
+insert_plan(bool skip_recorded)
 {
-	Datum		args[USAGE_NARGS];
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+
+	if (plans[skip_recorded] == NULL)
+	{
+		Oid			argtypes[NCOLUMNS];
+
+		for (int c = 0; c < NCOLUMNS; c++)
+			argtypes[c] = get_array_type(column_types[c]);
+		plans[skip_recorded] = llmgw_spi_prepare(psprintf(USAGE_INSERT,
+														  skip_recorded ? SKIP_RECORDED : ""),
+												 NCOLUMNS, argtypes);
+	}
+	return plans[skip_recorded];
+}
+
+/*
+ * Insert the batch in one statement (SPI connected, in a transaction).
+ * Remembers what each priced row owes, for llmgw_usage_charge once the
+ * rows are sure to stay.  skip_recorded leaves out attempts that already
+ * have a row (recovered calls).  Returns the number of rows inserted.
+ */
+uint64
+llmgw_usage_insert(LlmgwUsageBatch *b, bool skip_recorded)
+{
+	Datum		args[NCOLUMNS];
 	int			dims[1] = {b->n};
 	int			lbs[1] = {1};
 	int			rc;
+	uint64		inserted;
 
 	if (b->n == 0)
-		return;
-	for (int c = 0; c < USAGE_NARGS; c++)
+		return 0;
+	for (int c = 0; c < NCOLUMNS; c++)
 	{
 		int16		typlen;
 		bool		typbyval;
 		char		typalign;
 
-		get_typlenbyvalalign(usage_types[c], &typlen, &typbyval, &typalign);
+		get_typlenbyvalalign(column_types[c], &typlen, &typbyval, &typalign);
 		args[c] = PointerGetDatum(construct_md_array(b->values[c], b->nulls[c], 1, dims, lbs,
-													 usage_types[c], typlen, typbyval, typalign));
+													 column_types[c], typlen, typbyval,
+													 typalign));
 	}
-	rc = SPI_execute_plan(usage_plan(), args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != (uint64) b->n)
+	rc = SPI_execute_plan(insert_plan(skip_recorded), args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING ||
+		(!skip_recorded && SPI_processed != (uint64) b->n))
 		elog(ERROR, "llmgw: could not record usage: %s", SPI_result_code_string(rc));
-	for (uint64 r = 0; r < SPI_processed; r++)
+	inserted = SPI_processed;
+	for (uint64 r = 0; r < inserted; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-		int32		number = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		int32		attempt = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		Datum		units = SPI_getbinval(tup, desc, 4, &isnull);
 
 		if (isnull)
 			continue;			/* not priced: nothing to charge */
 		for (int i = 0; i < b->n; i++)
 		{
-			if (b->attempts[i].number == number &&
-				memcmp(b->calls[i]->request_id.data, id->data, UUID_LEN) == 0)
+			if (b->rows[i].attempt == attempt &&
+				memcmp(b->rows[i].request_id.data, id->data, UUID_LEN) == 0)
 			{
-				llmgw_policy_charge(b->calls[i], DatumGetInt64(units),
-									SPI_getvalue(tup, desc, 3), b->attempts[i].started_at);
+				b->charge[i] = DatumGetInt64(units);
+				b->currency[i] = SPI_getvalue(tup, desc, 3);
 				break;
 			}
 		}
 	}
-}
-
-/* Add the rows of every attempt of a call that reached a provider */
-static void
-add_rows(UsageBatch *b, LlmgwCall *call)
-{
-	dlist_iter	iter;
-	LlmgwAttempt current;
-
-	dlist_foreach(iter, &call->past_attempts)
-	{
-		LlmgwAttempt *a = dlist_container(LlmgwAttempt, node, iter.cur);
-
-		if (a->reached_provider)
-			add_row(b, call, a);
-	}
-	if (!call->reached_provider && !call->cache_hit)
-		return;
-	llmgw_call_attempt(call, &current);
-	if (call->cache_hit)
-	{
-		/* answered from the cache: no provider, no tokens used */
-		current.provider = current.upstream_model = NULL;
-		current.route = NULL;
-		current.started_at = current.finished_at = GetCurrentTimestamp();
-		for (int t = 0; t < LLMGW_NBUCKETS; t++)
-			current.out.tokens[t] = 0;
-		current.out.tokens[LLMGW_TOKENS_CACHE_WRITE_1H] = LLMGW_TOKENS_UNKNOWN;
-	}
-	add_row(b, call, &current);
-}
-
-/* The result of an asynchronous call, written with its usage rows */
-static void
-async_answer(LlmgwCall *call)
-{
-	if (call->out.status == LLMGW_STATUS_OK)
-		llmgw_async_finish(call, llmgw_call_answer(call), 0, NULL, NULL);
-	else
-	{
-		char	   *message,
-				   *detail,
-				   *hint;
-
-		llmgw_call_error(call, &message, &detail, &hint);
-		llmgw_async_finish(call, NULL, llmgw_error_class_sqlstate(call->out.error),
-						   message, detail);
-	}
-}
-
-/* A fresh answer goes into the cache, with the usage rows */
-static void
-cache_answer(LlmgwCall *call)
-{
-	if (call->cache_enabled && !call->cache_hit && call->out.status == LLMGW_STATUS_OK)
-	{
-		char	   *answer = llmgw_call_answer(call);
-
-		if (answer)
-			llmgw_cache_store(call, answer);
-	}
-}
-
-/* Did any attempt of the call reach a provider? */
-static bool
-reached_provider(LlmgwCall *call)
-{
-	dlist_iter	iter;
-
-	dlist_foreach(iter, &call->past_attempts)
-	{
-		if (dlist_container(LlmgwAttempt, node, iter.cur)->reached_provider)
-			return true;
-	}
-	return call->reached_provider || call->cache_hit;
+	return inserted;
 }
 
 /*
- * Should a running call be written to the journal now?  Calls are
- * journaled once they have run for llmgw.journal_delay: the many calls
- * that finish sooner cost no journal writes.
- */
-static bool
-needs_journal(LlmgwCall *call, TimestampTz now)
-{
-	return call->reached_provider && !call->journaled &&
-		now - call->started_at >= (int64) llmgw_journal_delay * 1000;
-}
-
-/* Give back the reservations and correct the token estimates of calls */
-static void
-finish_all(dlist_head *calls)
-{
-	dlist_iter	iter;
-
-	dlist_foreach(iter, calls)
-	{
-		llmgw_policy_finish(dlist_container(LlmgwCall, node, iter.cur));
-	}
-}
-
-/*
- * Write the usage rows of the calls that reached a provider, charging
- * their cost to the budgets in the same transaction.  On failure
- * every call in the batch becomes an error: the caller must not believe a
- * call was accounted for when it was not.
+ * Charge the cost of the inserted rows to the budgets of their calls (in
+ * the transaction that wrote them, so that a ledger load, which takes a
+ * SHARE lock on llmgw.usage, sees each charge exactly once).
  */
 void
-llmgw_usage_record(dlist_head *calls, dlist_head *running)
+llmgw_usage_charge(LlmgwUsageBatch *b)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	dlist_iter	iter;
-	bool		any = false;
-	MemoryContext oldcxt = CurrentMemoryContext;
-
-	dlist_foreach(iter, calls)
+	for (int i = 0; i < b->n; i++)
 	{
-		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-		if (reached_provider(call) || call->async_id)
-			any = true;
+		if (b->charge[i] >= 0 && b->rows[i].call != NULL)
+			llmgw_policy_charge(b->rows[i].call, b->charge[i], b->currency[i],
+								b->rows[i].started_at);
+		b->charge[i] = -1;
 	}
-	dlist_foreach(iter, running)
-	{
-		if (needs_journal(dlist_container(LlmgwCall, node, iter.cur), now))
-			any = true;
-	}
-	if (!any)
-	{
-		finish_all(calls);
-		return;
-	}
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PG_TRY();
-	{
-		UsageBatch	batch;
-
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "llmgw: recording usage");
-		batch_init(&batch);
-		dlist_foreach(iter, calls)
-		{
-			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-			add_rows(&batch, call);
-			cache_answer(call);
-			if (call->async_id)
-				async_answer(call);
-			if (call->journaled || call->out.status == LLMGW_STATUS_INTERRUPTED)
-				llmgw_journal_remove(call);
-		}
-		batch_insert(&batch);
-		dlist_foreach(iter, running)
-		{
-			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-			if (needs_journal(call, now))
-				llmgw_journal_add(call);
-		}
-		llmgw_policy_alerts();
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		dlist_foreach(iter, running)
-		{
-			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-			if (needs_journal(call, now))
-				call->journaled = true;
-		}
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		llmgw_policy_alerts_discard();
-		ereport(WARNING,
-				(errmsg("llmgw could not record usage: %s", edata->message)));
-		dlist_foreach(iter, calls)
-		{
-			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-			if (reached_provider(call))
-			{
-				call->out.status = LLMGW_STATUS_ERROR;
-				call->out.error = LLMGW_ERR_USAGE_NOT_RECORDED;
-				call->out.provider_message = MemoryContextStrdup(call->cxt, edata->message);
-			}
-		}
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	finish_all(calls);
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -33,6 +33,7 @@
 #include "cache.h"
 #include "config.h"
 #include "journal.h"
+#include "settle.h"
 #include "txn.h"
 #include "llmgw.h"
 
@@ -82,7 +83,7 @@ settle(dlist_head *finished)
 {
 	dlist_mutable_iter iter;
 
-	llmgw_usage_record(finished, &running);
+	llmgw_settle(finished, &running, &delayed);
 	dlist_foreach_modify(iter, finished)
 	{
 		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
@@ -128,40 +129,34 @@ trim_cache(void *arg)
 	SPI_execute(sql, false, 0);
 }
 
-/* Keep three months of usage partitions ahead (in a transaction) */
-static void
-create_partitions(void *arg)
-{
-	SPI_execute("SELECT llmgw.create_usage_partitions(3)", false, 0);
-}
-
 /*
- * Housekeeping: at start, every worker records the calls a previous server
- * life left in flight; worker 0 keeps the monthly partitions of llmgw.usage
- * created ahead, at start and every hour.
+ * Housekeeping: worker 0 records the calls dead server lives had in flight
+ * (at start, and again until it succeeds: the extension may not be
+ * installed yet), trims the response cache every minute, and every worker
+ * flushes its journal to disk once a second.
  */
 static void
 maintain_tables(void)
 {
-	static TimestampTz last = 0;
 	static TimestampTz last_trim = 0;
+	static TimestampTz last_flush = 0;
 	static bool recovered = false;
 	TimestampTz now = GetCurrentTimestamp();
 
-	/* calls a previous server life had in flight: once, by every worker */
-	if (!recovered && refresh_config() && llmgw_config_installed())
-		recovered = llmgw_journal_recover();
-	if (my_index != 0 || !llmgw_config_installed())
+	if (now - last_flush >= USECS_PER_SEC)
+	{
+		last_flush = now;
+		llmgw_journal_flush();
+	}
+	if (my_index != 0 || !refresh_config() || !llmgw_config_installed())
 		return;
+	if (!recovered)
+		recovered = llmgw_settle_dead_lives();
 	if (now - last_trim >= USECS_PER_MINUTE)
 	{
 		last_trim = now;
 		(void) llmgw_in_transaction("llmgw: trimming the response cache", trim_cache, NULL);
 	}
-	if (last != 0 && now - last < USECS_PER_HOUR)
-		return;
-	last = now;
-	(void) llmgw_in_transaction("llmgw: creating usage partitions", create_partitions, NULL);
 }
 
 /* Take queued requests while we have room for more transfers */
@@ -338,22 +333,6 @@ start_due_retries(dlist_head *finished)
 	}
 }
 
-/* Is a running call waiting to be journaled? */
-static bool
-any_unjournaled(void)
-{
-	dlist_iter	iter;
-
-	dlist_foreach(iter, &running)
-	{
-		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-		if (call->reached_provider && !call->journaled)
-			return true;
-	}
-	return false;
-}
-
 /* Milliseconds until the next retry is due, or -1 when none waits */
 static long
 next_retry_ms(void)
@@ -375,7 +354,8 @@ next_retry_ms(void)
 
 /*
  * Calls that a previous incarnation of this worker had in flight when it
- * died: record them as interrupted and wake their callers.
+ * died: record them as interrupted (as the journal describes them) and
+ * wake their callers.
  */
 static void
 recover_orphans(void)
@@ -386,28 +366,28 @@ recover_orphans(void)
 	while ((n = llmgw_slots_orphaned(my_index, my_generation, slotnos, TAKE_BATCH)) > 0)
 	{
 		dlist_head	finished = DLIST_STATIC_INIT(finished);
+		dlist_mutable_iter iter;
 
 		dlist_init(&finished);
 		(void) refresh_config();
 		for (int i = 0; i < n; i++)
 		{
 			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
-			const LlmgwModelRoutes *model = llmgw_config_routes(call->model);
+			MemoryContext old = MemoryContextSwitchTo(call->cxt);
 
-			/* which deployment it was on is lost: name the first */
-			if (model && model->nroutes > 0)
-			{
-				call->provider = MemoryContextStrdup(call->cxt, model->routes[0].provider);
-				call->upstream_model = MemoryContextStrdup(call->cxt, model->routes[0].upstream_model);
-			}
-			call->attempt = 1;
-			call->reached_provider = true;
-			call->started_at = call->finished_at = GetCurrentTimestamp();
-			call->out.status = LLMGW_STATUS_INTERRUPTED;
-			call->out.error = LLMGW_ERR_INTERRUPTED;
+			llmgw_call_interrupted(call);
+			MemoryContextSwitchTo(old);
 			dlist_push_tail(&finished, &call->node);
 		}
-		settle(&finished);
+		llmgw_settle_recovered(&finished);
+		dlist_foreach_modify(iter, &finished)
+		{
+			LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+			dlist_delete(&call->node);
+			llmgw_call_publish(call);
+			llmgw_call_free(call);
+		}
 	}
 }
 
@@ -443,6 +423,7 @@ llmgw_worker_main(Datum arg)
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, llmgw_http_fd(), NULL, NULL);
 
+	(void) llmgw_journal_open();
 	worker_attach();
 	before_shmem_exit(worker_detach, (Datum) 0);
 	recover_orphans();
@@ -466,9 +447,9 @@ llmgw_worker_main(Datum arg)
 		/* worker 0 looks for asynchronous calls whose lease ran out */
 		if (my_index == 0 && timeout > LLMGW_ASYNC_POLL_MS)
 			timeout = LLMGW_ASYNC_POLL_MS;
-		/* calls in flight are journaled once they run llmgw.journal_delay */
-		if (timeout > llmgw_journal_delay && any_unjournaled())
-			timeout = Max(llmgw_journal_delay, 1);
+		/* the journal is flushed once a second */
+		if (timeout > 1000 && llmgw_http_active() > 0)
+			timeout = 1000;
 		if (silence >= 0 && timeout > silence)
 			timeout = silence;
 		(void) WaitEventSetWait(wes, timeout, &event, 1, PG_WAIT_EXTENSION);
@@ -478,6 +459,8 @@ llmgw_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* secret references and hosts may be allowed differently now */
+			llmgw_config_force_reload();
 		}
 
 		dlist_init(&finished);

@@ -4,8 +4,9 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-CORPUS="${LLMGW_CORPUS:-$ROOT/../shared/corpus}"
-if [ ! -d "$CORPUS" ]; then
+# an LLMGW_CORPUS set but empty means: no corpus
+CORPUS="${LLMGW_CORPUS-$ROOT/../shared/corpus}"
+if [ -z "$CORPUS" ] || [ ! -d "$CORPUS" ]; then
     echo "corpus not found at $CORPUS: conformance suite skipped"
     exit 0
 fi

@@ -6,7 +6,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-CORPUS="${LLMGW_CORPUS:-$ROOT/../shared/corpus}"
+CORPUS="${LLMGW_CORPUS-$ROOT/../shared/corpus}"
 SECONDS_EACH=60
 [ "${1:-}" = "--short" ] && SECONDS_EACH=5
 BUILD="$HERE/build"
@@ -21,7 +21,7 @@ seed() {
     local name=$1 pattern=$2 dir="$BUILD/seeds_$1"
     mkdir -p "$dir"
     printf '\0{}' >"$dir/empty"
-    [ -d "$CORPUS" ] || { echo "corpus not found at $CORPUS: built-in seed only" >&2; echo "$dir"; return; }
+    [ -n "$CORPUS" ] && [ -d "$CORPUS" ] || { echo "corpus not found at $CORPUS: built-in seed only" >&2; echo "$dir"; return; }
     for f in "$CORPUS"/$pattern/body.json "$CORPUS"/$pattern/case.json; do
         [ -f "$f" ] || continue
         { printf '\0'; cat "$f"; } >"$dir/$(basename "$(dirname "$f")")-$(basename "$f")"

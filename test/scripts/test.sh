@@ -35,9 +35,15 @@ chmod 600 "$LLMGW_TMP/provider.key"
 export LLMGW_KEY_FILE="$LLMGW_TMP/provider.key"
 LLMGW_SERVER_ENV="LLMGW_TEST_KEY=$LLMGW_TEST_KEY"
 
-# the mock replays corpus cases for the conformance tests when the corpus is there
-LLMGW_CORPUS=$(cd "$LLMGW_ROOT/../shared/corpus" 2>/dev/null && pwd || true)
+# the mock replays corpus cases for the conformance tests when the corpus is
+# there; LLMGW_NO_CORPUS=1 runs the suite as a user's clone would, without it
+if [ -n "${LLMGW_NO_CORPUS:-}" ]; then
+    LLMGW_CORPUS=""
+else
+    LLMGW_CORPUS=$(cd "$LLMGW_ROOT/../shared/corpus" 2>/dev/null && pwd || true)
+fi
 export LLMGW_CORPUS
+[ -n "$LLMGW_CORPUS" ] || echo "corpus not found: the corpus suites are skipped"
 llmgw_mock_start --require-key "$LLMGW_TEST_KEY" ${LLMGW_CORPUS:+--corpus "$LLMGW_CORPUS"}
 llmgw_cluster_start
 
@@ -51,10 +57,20 @@ as_postgres() {
 }
 
 echo "== pg_regress"
-as_postgres make -s -C "$TREE" PG_CONFIG=$PGBIN/pg_config TAP_TESTS= installcheck \
-    >"$LLMGW_TMP/regress.out" 2>&1
+# the corpus_* files need ../shared/corpus
+regress=""
+for f in $(ls "$LLMGW_ROOT"/test/sql/*.sql | sort); do
+    t=$(basename "$f" .sql)
+    if [ -z "$LLMGW_CORPUS" ] && [ "${t#corpus_}" != "$t" ]; then
+        echo "skip $t (no corpus)"
+        continue
+    fi
+    regress="$regress $t"
+done
+as_postgres make -s -C "$TREE" PG_CONFIG=$PGBIN/pg_config TAP_TESTS= REGRESS="$regress" \
+    installcheck >"$LLMGW_TMP/regress.out" 2>&1
 grep -E '\.\.\. ' "$LLMGW_TMP/regress.out" || true
-total=$(ls "$LLMGW_ROOT"/test/sql/*.sql | wc -l)
+total=$(echo $regress | wc -w)
 p=$(grep -cE '\.\.\. ok' "$LLMGW_TMP/regress.out")
 f=$((total - p))
 passed=$((passed + p)); failed=$((failed + f))

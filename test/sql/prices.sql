@@ -3,7 +3,8 @@
 SELECT llmgw.set_price('test-tiered', input => 3, output => 15, cached_input => 0.3,
                        cache_write_5m => 3.75, cache_write_1h => 6,
                        tier_threshold => 200000, tier_input => 6, tier_cached_input => 0.6,
-                       tier_cache_write_5m => 7.5, tier_output => 22.5) > 0 AS tiered;
+                       tier_cache_write_5m => 7.5, tier_output => 22.5,
+                       tier_cache_write_1h => 12) > 0 AS tiered;
 SELECT llmgw.set_price('test-reasoning', input => 0.3, output => 2.5, reasoning => 3.5) > 0 AS reasoning;
 SELECT llmgw.set_price('test-per-call', input => 0, output => 0, per_request => 0.01,
                        per_image => 0.002) > 0 AS per_call;
@@ -13,8 +14,7 @@ SELECT llmgw.set_price('test-embedding', input => 0.02, output => 0) > 0 AS embe
 CREATE FUNCTION c(m text, i bigint, o bigint, ca bigint DEFAULT NULL, cw bigint DEFAULT NULL,
                   cw1h bigint DEFAULT NULL, r bigint DEFAULT NULL, img int DEFAULT NULL)
 RETURNS numeric LANGUAGE sql AS $$
-    SELECT llmgw.cost(p, i, o, ca, cw, cw1h, r, img)
-      FROM llmgw.prices p WHERE p.model = m AND p.valid_to IS NULL
+    SELECT llmgw.cost(llmgw.price_at(ARRAY[m], now()), i, o, ca, cw, cw1h, r, img)
 $$;
 
 SELECT 'plain: 1000*3 + 500*15' AS case, c('test-tiered', 1000, 500) AS cost, 0.0105 AS expected
@@ -36,6 +36,9 @@ UNION ALL
 SELECT 'tier cache writes: 1000*6 + 199001*7.5 + 1*22.5',
        c('test-tiered', 200001, 1, cw => 199001), 1.49853
 UNION ALL
+SELECT 'tier 1-hour cache writes: 1000*6 + 99001*7.5 + 100000*12 + 1*22.5',
+       c('test-tiered', 200001, 1, cw => 199001, cw1h => 100000), 1.948530
+UNION ALL
 SELECT 'per request and per image: 0.01 + 3*0.002', c('test-per-call', 10, 10, img => 3), 0.016
 UNION ALL
 SELECT 'embedding without output count: 1000*0.02', c('test-embedding', 1000, NULL), 0.00002
@@ -48,7 +51,7 @@ SELECT 'no output count where output is priced', c('test-tiered', 10, NULL), NUL
 SELECT sum(llmgw.cost(p, 7, 3)) AS million_calls,
        1000000 * (7 * 0.3 + 3 * 2.5) / 1000000 AS expected
   FROM llmgw.prices p, generate_series(1, 1000000)
- WHERE p.model = 'test-reasoning' AND p.valid_to IS NULL;
+ WHERE p.id = (llmgw.price_at('{test-reasoning}', now())).id;
 
 -- Price history: a call before and after a price change
 SELECT llmgw.create_model('priced', 'mock', 'priced-model');
@@ -60,8 +63,10 @@ SELECT llm_complete('after the change', 'priced');
 SELECT u.input_tokens, u.output_tokens, u.price_id = :first_price AS first,
        u.price_id = :second_price AS second, u.cost, u.currency, u.unpriced
   FROM llmgw.usage u WHERE u.model = 'priced' ORDER BY u.id;
-SELECT model, input, output, valid_to IS NOT NULL AS closed, source
-  FROM llmgw.prices WHERE model = 'priced-model' ORDER BY id;
+-- the first row stays as it was; the second is in force from its valid_from on
+SELECT p.model, p.input, p.output, p.valid_to, p.source,
+       p.id IN (SELECT n.id FROM llmgw.prices_now n) AS in_force
+  FROM llmgw.prices p WHERE p.model = 'priced-model' ORDER BY p.id;
 -- history is never rewritten
 SELECT regexp_replace(try($$UPDATE llmgw.prices SET input = 0 WHERE model = 'priced-model'$$),
                       'row \d+', 'row N') AS rewrite;
@@ -79,21 +84,14 @@ SELECT model, status, cost, price_id, unpriced FROM llmgw.usage ORDER BY id DESC
 SELECT try($$UPDATE llmgw.usage SET cost = 0$$);
 SELECT try($$DELETE FROM llmgw.usage$$);
 
--- LiteLLM's price list (../shared/corpus), imported whole, then again
-\set prices `cat "$LLMGW_CORPUS/model_prices_and_context_window.json"`
-SELECT llmgw.import_prices(:'prices'::jsonb) > 2000 AS imported;
-SELECT llmgw.import_prices(:'prices'::jsonb) AS imported_again;
-SELECT model, input, cached_input, cache_write_5m, cache_write_1h, output, reasoning,
-       tier_threshold, tier_input, tier_cached_input, tier_output, batch_input, batch_output,
-       max_output_tokens
-  FROM llmgw.prices
- WHERE valid_to IS NULL AND model IN ('gpt-4o', 'claude-sonnet-4-5', 'claude-haiku-4-5',
-                                      'gemini/gemini-2.5-pro', 'gemini/gemini-2.5-flash',
-                                      'deepseek/deepseek-chat', 'text-embedding-3-small')
- ORDER BY model;
--- the recorded Anthropic cache-write call of the corpus, priced at claude-sonnet-4-5:
--- 8 input, 4167 written for 5 minutes, 0 read, 204 output (anthropic-messages-cache-write)
-SELECT llmgw.cost(p, 4175, 204, 0, 4167, 0) AS cache_write_call,
-       (8 * 3 + 4167 * 3.75 + 204 * 15) / 1000000.0 AS expected
-  FROM llmgw.prices p WHERE p.model = 'claude-sonnet-4-5' AND p.valid_to IS NULL;
 SELECT try($$SELECT llmgw.import_prices('[1, 2]')$$);
+
+-- A price may be ended (a model no longer priced), once, except a seed row;
+-- prices in force at a time come from the latest row started by then
+SELECT llmgw.set_price('retired-model', 1, 1, valid_from => now() - interval '1 day') AS retired \gset
+UPDATE llmgw.prices SET valid_to = now() - interval '1 hour' WHERE id = :retired;
+SELECT count(*) AS retired_now FROM llmgw.prices_now WHERE model = 'retired-model';
+SELECT (llmgw.price_at('{retired-model}', now() - interval '2 hours')).id = :retired AS before_end,
+       (llmgw.price_at('{retired-model}', now())).id IS NULL AS after_end;
+SELECT regexp_replace(try($$UPDATE llmgw.prices SET valid_to = now() WHERE model = 'gpt-4o' AND source = 'seed'$$),
+                      'row \d+', 'row N') AS seed_row;

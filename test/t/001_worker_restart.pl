@@ -22,7 +22,7 @@ my ($h, $out, $err) = LlmgwTest::background($node, "SELECT llm_complete('x', 'sl
 LlmgwTest::wait_for_call($node);
 kill 'TERM', $node->safe_psql('postgres', $worker_pid);
 $h->finish;
-like($$err, qr/LG006.*interrupted by a worker restart/, 'caller gets an interrupted error');
+like($$err, qr/LG006.*interrupted by a worker or server restart/, 'caller gets an interrupted error');
 is($node->safe_psql('postgres',
 		'SELECT status, error_class FROM llmgw.usage ORDER BY id DESC LIMIT 1'),
 	'interrupted|interrupted', 'the usage row says interrupted');

@@ -78,9 +78,15 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM llmgw.calls_in_flight'), '
 is($node->safe_psql('postgres',
 		"SET llmgw.api_key = '$key'; SELECT llm_complete('after', 'metered', max_tokens => 5)"),
 	'Hello! You said: after', 'calls work after the restart');
+# an interrupted call is charged as the provider may have billed it: here
+# the per-request price, 0.01 (docs/failures.md); 9 answered + 11 interrupted
+is($node->safe_psql('postgres', q{
+	SELECT sum(cost) FILTER (WHERE status = 'interrupted'), min(usage_source)
+	  FROM llmgw.usage WHERE status = 'interrupted'}),
+	'0.11|estimated', 'interrupted calls are priced by estimate');
 is($node->safe_psql('postgres', q{
 	SELECT spent, reserved, ledger_spent FROM llmgw.budget_status WHERE name = 'team budget'}),
-	'0.09|0|0.09', 'the budget is correct: spent = usage rows = ledger, nothing reserved');
+	'0.20|0|0.2', 'the budget is correct: spent = usage rows = ledger, nothing reserved');
 is($node->safe_psql('postgres', q{
 	SELECT team_id IS NOT NULL AND key_id IS NOT NULL FROM llmgw.usage
 	 WHERE status = 'interrupted' LIMIT 1}), 't', 'interrupted rows keep key and team');

@@ -1,0 +1,827 @@
+/* llmgw--0.1--0.2.sql: trust first (docs/operations.md, docs/security.md) */
+
+\echo Use "ALTER EXTENSION llmgw UPDATE TO '0.2'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Who is calling, and what they may reach (src/security.c)
+------------------------------------------------------------------------------
+
+-- The role really calling, seen from inside a SECURITY DEFINER function
+-- (where CURRENT_USER is the function's owner): the SET ROLE role.
+CREATE FUNCTION llmgw.caller() RETURNS name
+AS 'MODULE_PATHNAME', 'llmgw_caller_name'
+LANGUAGE C STABLE STRICT;
+
+-- Is the calling role a superuser?
+CREATE FUNCTION llmgw.caller_is_superuser() RETURNS boolean
+AS 'MODULE_PATHNAME', 'llmgw_caller_is_superuser'
+LANGUAGE C STABLE STRICT;
+
+-- Is the calling role a member of a role by explicit grants?
+CREATE FUNCTION llmgw.caller_has_role(role name) RETURNS boolean
+AS 'MODULE_PATHNAME', 'llmgw_caller_has_role'
+LANGUAGE C STABLE STRICT;
+
+-- Does postgresql.conf (llmgw.secret_env_prefix, llmgw.secret_directory)
+-- let any llmgw_admin use this secret reference?
+CREATE FUNCTION llmgw.secret_ref_allowed(ref text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'llmgw_secret_ref_allowed_sql'
+LANGUAGE C STABLE STRICT;
+
+-- An error if llmgw would refuse to call this base URL (llmgw.allowed_hosts,
+-- link-local and cloud metadata addresses)
+CREATE FUNCTION llmgw.check_base_url(url text) RETURNS void
+AS 'MODULE_PATHNAME', 'llmgw_check_base_url'
+LANGUAGE C STABLE STRICT;
+
+-- Hide the running statement, which passed a secret, from pg_stat_activity
+CREATE FUNCTION llmgw.hide_statement() RETURNS void
+AS 'MODULE_PATHNAME', 'llmgw_hide_statement'
+LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Providers: secret references within what postgresql.conf allows, and a
+-- secret never follows a provider to a new URL.  References set under 0.1
+-- are not trusted: they resolve if postgresql.conf allows them, or once a
+-- superuser sets secret_ref_trusted (docs/security.md).
+------------------------------------------------------------------------------
+
+ALTER TABLE llmgw.providers ADD COLUMN secret_ref_trusted boolean NOT NULL DEFAULT false;
+
+-- Guard provider rows, whoever writes them: a secret reference (env:, file:)
+-- outside what postgresql.conf allows (llmgw.secret_env_prefix,
+-- llmgw.secret_directory) may be set by a superuser only, and
+-- secret_ref_trusted records that one did; a new base URL or kind drops the
+-- secret, unless the same statement sets another, so that a secret is never
+-- sent to an endpoint it was not given for.
+CREATE FUNCTION llmgw.providers_guard() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    ref_changed boolean := TG_OP = 'INSERT' OR NEW.secret_ref IS DISTINCT FROM OLD.secret_ref;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NOT ref_changed AND OLD.secret_ref IS NOT NULL
+       AND (NEW.base_url, NEW.kind) IS DISTINCT FROM (OLD.base_url, OLD.kind) THEN
+        NEW.secret_ref := NULL;
+        ref_changed := true;
+        DELETE FROM llmgw.provider_secrets s WHERE s.provider = OLD.name;
+        RAISE NOTICE 'the secret of provider "%" was removed because its base URL or kind changed',
+            NEW.name
+            USING HINT = 'Give it a secret again with llmgw.set_provider_secret() or secret_ref.';
+    END IF;
+    IF NOT ref_changed THEN
+        -- a superuser may vouch for a reference set before (say, under 0.1)
+        IF NOT llmgw.caller_is_superuser() THEN
+            NEW.secret_ref_trusted := OLD.secret_ref_trusted;
+        END IF;
+        RETURN NEW;
+    END IF;
+    NEW.secret_ref_trusted := coalesce(NEW.secret_ref ~ '^(env|file):', false)
+                              AND llmgw.caller_is_superuser();
+    IF NEW.secret_ref ~ '^(env|file):' AND NOT NEW.secret_ref_trusted
+       AND NOT llmgw.secret_ref_allowed(NEW.secret_ref) THEN
+        RAISE EXCEPTION 'only a superuser may point provider "%" at %', NEW.name,
+            CASE WHEN NEW.secret_ref LIKE 'env:%' THEN 'an environment variable outside llmgw.secret_env_prefix'
+                 ELSE 'a file outside llmgw.secret_directory' END
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A superuser can allow a variable-name prefix (llmgw.secret_env_prefix) or a directory (llmgw.secret_directory) in postgresql.conf.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+CREATE TRIGGER providers_guard BEFORE INSERT OR UPDATE ON llmgw.providers
+    FOR EACH ROW EXECUTE FUNCTION llmgw.providers_guard();
+
+-- Store (or, with NULL, remove) a provider's secret in the owner-only table.
+-- The statement is hidden from pg_stat_activity and masked in the server log.
+CREATE OR REPLACE FUNCTION llmgw.set_provider_secret(provider text, secret text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM llmgw.hide_statement();
+    IF NOT EXISTS (SELECT 1 FROM llmgw.providers p WHERE p.name = provider) THEN
+        RAISE EXCEPTION 'provider "%" does not exist', provider
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF secret = '' OR secret ~ '[[:cntrl:]]' OR octet_length(secret) > 65536 THEN
+        RAISE EXCEPTION 'the secret given for provider "%" is empty, longer than 64 kB or contains control characters',
+            provider
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM llmgw.provider_secrets s WHERE s.provider = set_provider_secret.provider;
+    IF secret IS NULL THEN
+        UPDATE llmgw.providers p SET secret_ref = NULL
+         WHERE p.name = provider AND p.secret_ref = 'stored';
+    ELSE
+        INSERT INTO llmgw.provider_secrets (provider, secret)
+            VALUES (set_provider_secret.provider, secret);
+        UPDATE llmgw.providers p SET secret_ref = 'stored' WHERE p.name = provider;
+    END IF;
+END
+$fn$;
+
+-- Register a provider.  secret: 'env:NAME', 'file:/path', a literal secret
+-- (stored in the owner-only table), or NULL for servers without auth.
+CREATE OR REPLACE FUNCTION llmgw.create_provider(
+    name text,
+    kind text,
+    base_url text,
+    secret text DEFAULT NULL,
+    api_version text DEFAULT NULL,
+    timeout_ms integer DEFAULT 60000,
+    connect_timeout_ms integer DEFAULT 10000,
+    idle_timeout_ms integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    is_ref boolean := secret ~ '^(env|file):';
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid provider name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to 63 letters, digits, "_", "." or "-".';
+    END IF;
+    IF kind IS NULL OR kind NOT IN ('openai', 'openai_responses', 'openai_compatible', 'azure',
+                                    'anthropic', 'gemini') THEN
+        RAISE EXCEPTION 'unknown provider kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use openai, openai_responses, openai_compatible, azure, anthropic or gemini.';
+    END IF;
+    IF base_url IS NULL OR base_url !~ '^https?://[^/?#@]+([/?#][^@]*)?$' THEN
+        RAISE EXCEPTION 'invalid base URL for provider "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use an http:// or https:// URL without credentials, such as https://api.openai.com/v1.';
+    END IF;
+    PERFORM llmgw.check_base_url(base_url);
+    IF is_ref AND secret !~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$' THEN
+        RAISE EXCEPTION 'invalid secret reference for provider "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use env:VARIABLE_NAME or file:/absolute/path.';
+    END IF;
+    INSERT INTO llmgw.providers (name, kind, base_url, api_version, secret_ref,
+                                 timeout_ms, connect_timeout_ms, idle_timeout_ms)
+    VALUES (name, kind, base_url, api_version,
+            CASE WHEN is_ref THEN secret END, timeout_ms, connect_timeout_ms, idle_timeout_ms);
+    IF secret IS NOT NULL AND NOT is_ref THEN
+        PERFORM llmgw.set_provider_secret(name, secret);
+    END IF;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- Usage: the job and asynchronous call of each row, in columns of their own
+-- (no more job id in tags, which anyone could set)
+------------------------------------------------------------------------------
+
+ALTER TABLE llmgw.usage ADD COLUMN job_id bigint, ADD COLUMN async_id bigint;
+DROP INDEX llmgw.usage_job_idx;
+CREATE INDEX usage_job_id_idx ON llmgw.usage (job_id) WHERE job_id IS NOT NULL;
+ALTER TABLE llmgw.usage DISABLE TRIGGER usage_append_only;
+UPDATE llmgw.usage SET job_id = (tags->>'job')::bigint
+ WHERE tags ? 'job' AND tags->>'job' ~ '^[0-9]{1,18}$';
+ALTER TABLE llmgw.usage ENABLE TRIGGER usage_append_only;
+
+-- Monthly partitions made by the 0.1 script belong to the extension, so
+-- pg_dump leaves their rows out: they become ordinary tables.
+DO $parts$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT c.oid::regclass FROM pg_catalog.pg_inherits i
+                  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass
+                       AND d.objid = c.oid AND d.deptype = 'e'
+                 WHERE i.inhparent = 'llmgw.usage'::regclass AND c.relname <> 'usage_default'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER EXTENSION llmgw DROP TABLE %s', part);
+    END LOOP;
+END
+$parts$;
+
+------------------------------------------------------------------------------
+-- The journal of calls in flight is a file now (src/journal.c)
+------------------------------------------------------------------------------
+
+DROP FUNCTION llmgw.recover_interrupted();
+DROP TABLE llmgw.calls_in_flight;
+
+-- The calls of this server life whose requests were sent and that are not
+-- settled yet, as the journal of calls in flight (pg_llmgw/journal) has
+-- them.  After a crash or an immediate shutdown, worker 0 records the calls
+-- of the dead life as "interrupted" usage rows.
+CREATE FUNCTION llmgw.calls_in_flight_now(
+    OUT request_id uuid, OUT attempt integer, OUT started_at timestamptz,
+    OUT role_name text, OUT model text, OUT provider text, OUT upstream_model text,
+    OUT key_id bigint, OUT team_id bigint, OUT job_id bigint, OUT async_id bigint,
+    OUT slot integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'llmgw_calls_in_flight'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW llmgw.calls_in_flight AS
+SELECT request_id, attempt, started_at, role_name, model, provider, upstream_model,
+       key_id, team_id, job_id, async_id
+  FROM llmgw.calls_in_flight_now();
+
+------------------------------------------------------------------------------
+-- Prices: never changed once written, the 1-hour cache write tier, seed
+-- rows left out of dumps (a restore makes them anew)
+------------------------------------------------------------------------------
+
+ALTER TABLE llmgw.prices ADD COLUMN tier_cache_write_1h numeric;
+DROP INDEX llmgw.prices_current_idx;
+DROP INDEX llmgw.prices_model_idx;
+CREATE UNIQUE INDEX prices_model_from_idx ON llmgw.prices (model, valid_from);
+
+-- History is never rewritten: a price row is never changed or deleted, and a
+-- new price is a new row from its valid_from on.  The one change allowed is
+-- to end a row that is not a seed row (valid_to, set once), for a model
+-- that is no longer priced.
+CREATE OR REPLACE FUNCTION llmgw.prices_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'price rows are never deleted'
+            USING ERRCODE = 'prohibited_sql_statement_attempted',
+                  HINT = 'Set a new price with llmgw.set_price(); it applies from its valid_from on.';
+    END IF;
+    IF OLD.valid_to IS NOT NULL OR OLD.source IS NOT DISTINCT FROM 'seed'
+       OR (to_jsonb(NEW) - 'valid_to') IS DISTINCT FROM (to_jsonb(OLD) - 'valid_to') THEN
+        RAISE EXCEPTION 'price row % is history and cannot be changed', OLD.id
+            USING ERRCODE = 'prohibited_sql_statement_attempted',
+                  HINT = 'Set a new price with llmgw.set_price(); it applies from its valid_from on.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+DROP FUNCTION llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
+    numeric, bigint, numeric, numeric, numeric, numeric, numeric, numeric, integer, text,
+    timestamptz, text);
+-- Set the price of a model from valid_from on (the row before stays as it
+-- was: a price is in force until the next one of its model starts).  Rates
+-- are per 1M tokens; per_request and per_image per call and image.
+CREATE FUNCTION llmgw.set_price(
+    model text,
+    input numeric,
+    output numeric,
+    cached_input numeric DEFAULT NULL,
+    cache_write_5m numeric DEFAULT NULL,
+    cache_write_1h numeric DEFAULT NULL,
+    reasoning numeric DEFAULT NULL,
+    per_request numeric DEFAULT NULL,
+    per_image numeric DEFAULT NULL,
+    tier_threshold bigint DEFAULT NULL,
+    tier_input numeric DEFAULT NULL,
+    tier_cached_input numeric DEFAULT NULL,
+    tier_cache_write_5m numeric DEFAULT NULL,
+    tier_output numeric DEFAULT NULL,
+    batch_input numeric DEFAULT NULL,
+    batch_output numeric DEFAULT NULL,
+    max_output_tokens integer DEFAULT NULL,
+    currency text DEFAULT 'USD',
+    valid_from timestamptz DEFAULT pg_catalog.now(),
+    source text DEFAULT 'manual',
+    tier_cache_write_1h numeric DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    latest timestamptz;
+    id bigint;
+BEGIN
+    SELECT max(p.valid_from) INTO latest FROM llmgw.prices p WHERE p.model = set_price.model;
+    IF latest >= set_price.valid_from THEN
+        RAISE EXCEPTION 'the latest price of "%" is valid from %, which is not before %',
+            model, latest, set_price.valid_from
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Prices are history: a new price starts after the latest one.';
+    END IF;
+    INSERT INTO llmgw.prices (model, currency, input, cached_input, cache_write_5m,
+        cache_write_1h, output, reasoning, per_request, per_image, tier_threshold,
+        tier_input, tier_cached_input, tier_cache_write_5m, tier_output, batch_input,
+        batch_output, max_output_tokens, valid_from, source, tier_cache_write_1h)
+    VALUES (model, currency, trim_scale(coalesce(input, 0)), trim_scale(cached_input),
+        trim_scale(cache_write_5m), trim_scale(cache_write_1h), trim_scale(coalesce(output, 0)),
+        trim_scale(reasoning), trim_scale(per_request), trim_scale(per_image), tier_threshold,
+        trim_scale(tier_input), trim_scale(tier_cached_input), trim_scale(tier_cache_write_5m),
+        trim_scale(tier_output), trim_scale(batch_input), trim_scale(batch_output),
+        max_output_tokens, valid_from, source, trim_scale(tier_cache_write_1h))
+    RETURNING prices.id INTO id;
+    RETURN id;
+END
+$fn$;
+
+DROP FUNCTION llmgw.import_prices(jsonb, timestamptz, text[]);
+-- Import LiteLLM's model_prices_and_context_window.json (per-token USD).
+-- Models whose rates are unchanged keep their row; changed ones get a new
+-- row from valid_from on.  Returns the number of models priced anew.
+CREATE FUNCTION llmgw.import_prices(prices jsonb, valid_from timestamptz DEFAULT pg_catalog.now(),
+                                    only_models text[] DEFAULT NULL,
+                                    source text DEFAULT 'litellm')
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    e record;
+    v jsonb;
+    cur llmgw.prices;
+    n integer := 0;
+    tier text;
+    r record;
+BEGIN
+    IF jsonb_typeof(prices) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'import_prices expects a JSON object keyed by model'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR e IN SELECT key, value FROM jsonb_each(prices)
+              WHERE key <> 'sample_spec' AND jsonb_typeof(value) = 'object'
+                AND (only_models IS NULL OR key = ANY (only_models))
+                AND (value ? 'input_cost_per_token' OR value ? 'output_cost_per_token'
+                     OR value ? 'input_cost_per_request')
+              ORDER BY key
+    LOOP
+        v := e.value;
+        -- the tier LiteLLM lists, if any (one per model in practice)
+        tier := (SELECT substring(k FROM '_above_([0-9]+)k_tokens$') FROM jsonb_object_keys(v) k
+                  WHERE k ~ '^input_cost_per_token_above_[0-9]+k_tokens$' LIMIT 1);
+        SELECT (v->>'input_cost_per_token')::numeric * 1000000 AS input,
+               (v->>'output_cost_per_token')::numeric * 1000000 AS output,
+               (v->>'cache_read_input_token_cost')::numeric * 1000000 AS cached_input,
+               (v->>'cache_creation_input_token_cost')::numeric * 1000000 AS cache_write_5m,
+               (v->>'cache_creation_input_token_cost_above_1hr')::numeric * 1000000 AS cache_write_1h,
+               (v->>'output_cost_per_reasoning_token')::numeric * 1000000 AS reasoning,
+               (v->>'input_cost_per_request')::numeric AS per_request,
+               (v->>'input_cost_per_image')::numeric AS per_image,
+               tier::bigint * 1000 AS tier_threshold,
+               (v->>('input_cost_per_token_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_input,
+               (v->>('cache_read_input_token_cost_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cached_input,
+               (v->>('cache_creation_input_token_cost_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cache_write_5m,
+               (v->>('cache_creation_input_token_cost_above_1hr_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cache_write_1h,
+               (v->>('output_cost_per_token_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_output,
+               (v->>'input_cost_per_token_batches')::numeric * 1000000 AS batch_input,
+               (v->>'output_cost_per_token_batches')::numeric * 1000000 AS batch_output,
+               CASE WHEN jsonb_typeof(coalesce(v->'max_output_tokens', v->'max_tokens')) = 'number'
+                    THEN nullif(least(greatest((coalesce(v->>'max_output_tokens',
+                                                         v->>'max_tokens'))::numeric, 0),
+                                      2147483647)::integer, 0) END AS max_output_tokens
+          INTO r;
+        -- the latest row of the model, if it is still in force
+        SELECT * INTO cur FROM llmgw.prices p WHERE p.model = e.key
+         ORDER BY p.valid_from DESC LIMIT 1;
+        IF cur.id IS NOT NULL AND cur.valid_to IS NULL
+           AND (cur.input, cur.output, cur.cached_input, cur.cache_write_5m, cur.cache_write_1h,
+                cur.reasoning, cur.per_request, cur.per_image, cur.tier_threshold, cur.tier_input,
+                cur.tier_cached_input, cur.tier_cache_write_5m, cur.tier_cache_write_1h,
+                cur.tier_output, cur.batch_input, cur.batch_output, cur.max_output_tokens)
+               IS NOT DISTINCT FROM
+               (coalesce(r.input, 0), coalesce(r.output, 0), r.cached_input, r.cache_write_5m,
+                r.cache_write_1h, r.reasoning, r.per_request, r.per_image, r.tier_threshold,
+                r.tier_input, r.tier_cached_input, r.tier_cache_write_5m, r.tier_cache_write_1h,
+                r.tier_output, r.batch_input, r.batch_output, r.max_output_tokens) THEN
+            CONTINUE;
+        END IF;
+        PERFORM llmgw.set_price(e.key, r.input, r.output, r.cached_input, r.cache_write_5m,
+            r.cache_write_1h, r.reasoning, r.per_request, r.per_image, r.tier_threshold,
+            r.tier_input, r.tier_cached_input, r.tier_cache_write_5m, r.tier_output,
+            r.batch_input, r.batch_output, r.max_output_tokens, 'USD', valid_from,
+            import_prices.source, r.tier_cache_write_1h);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+
+-- The exact cost of a call at price p, from the normalised token buckets
+-- (input includes cached input and cache writes; output includes
+-- reasoning).  Above the tier threshold the whole call is charged the tier
+-- rates.  NULL when the counts needed are missing.
+CREATE OR REPLACE FUNCTION llmgw.cost(
+    p llmgw.prices,
+    input_tokens bigint,
+    output_tokens bigint,
+    cached_input_tokens bigint DEFAULT NULL,
+    cache_write_tokens bigint DEFAULT NULL,
+    cache_write_1h_tokens bigint DEFAULT NULL,
+    reasoning_tokens bigint DEFAULT NULL,
+    images integer DEFAULT NULL)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE WHEN p.id IS NULL THEN NULL ELSE trim_scale(
+    ((input_tokens - coalesce(cached_input_tokens, 0) - coalesce(cache_write_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_input, p.input)
+               ELSE p.input END
+     + coalesce(cached_input_tokens, 0)
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cached_input, p.cached_input, p.tier_input, p.input)
+               ELSE coalesce(p.cached_input, p.input) END
+     + (coalesce(cache_write_tokens, 0) - coalesce(cache_write_1h_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cache_write_5m, p.cache_write_5m, p.tier_input, p.input)
+               ELSE coalesce(p.cache_write_5m, p.input) END
+     + coalesce(cache_write_1h_tokens, 0)
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cache_write_1h, p.cache_write_1h, p.tier_cache_write_5m,
+                             p.cache_write_5m, p.tier_input, p.input)
+               ELSE coalesce(p.cache_write_1h, p.cache_write_5m, p.input) END
+     + (coalesce(output_tokens, CASE WHEN p.output = 0 AND p.reasoning IS NULL THEN 0 END)
+        - coalesce(reasoning_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_output, p.output)
+               ELSE p.output END
+     + coalesce(reasoning_tokens, 0) * coalesce(p.reasoning,
+        CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_output, p.output)
+             ELSE p.output END)
+    ) / 1000000
+    + coalesce(p.per_request, 0) + coalesce(images, 0) * coalesce(p.per_image, 0))
+END
+$$;
+
+-- The price row in force at a time for one of the names (the first name
+-- that has one): of each name, the latest row started by then, unless it
+-- was ended before then
+CREATE OR REPLACE FUNCTION llmgw.price_at(names text[], at timestamptz)
+RETURNS llmgw.prices
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT c.p FROM (
+    SELECT (SELECT p FROM llmgw.prices p
+             WHERE p.model = n.name AND p.valid_from <= at
+             ORDER BY p.valid_from DESC LIMIT 1) AS p, n.ord
+      FROM unnest(names) WITH ORDINALITY AS n(name, ord)) c
+ WHERE (c.p).id IS NOT NULL AND ((c.p).valid_to IS NULL OR (c.p).valid_to > at)
+ ORDER BY c.ord
+ LIMIT 1
+$$;
+
+-- The price in force now of every model (a row applies from its valid_from
+-- until the next row of its model starts, or until its own valid_to)
+CREATE VIEW llmgw.prices_now AS
+SELECT p.*
+  FROM (SELECT DISTINCT ON (model) * FROM llmgw.prices
+         WHERE valid_from <= pg_catalog.now()
+         ORDER BY model, valid_from DESC) p
+ WHERE p.valid_to IS NULL OR p.valid_to > pg_catalog.now();
+
+-- the seed of 0.1: its first seven rows, imported at 2026-01-01
+ALTER TABLE llmgw.prices DISABLE TRIGGER prices_immutable;
+UPDATE llmgw.prices SET source = 'seed'
+ WHERE id <= 7 AND source = 'litellm' AND valid_from = '2026-01-01 00:00:00+00';
+ALTER TABLE llmgw.prices ENABLE TRIGGER prices_immutable;
+SELECT pg_catalog.pg_extension_config_dump('llmgw.prices', 'WHERE source IS DISTINCT FROM ''seed''');
+
+------------------------------------------------------------------------------
+-- Teams and keys: explicit role membership only, the real caller, views as
+-- security barriers
+------------------------------------------------------------------------------
+
+-- The teams the current role acts as: the bindings of the role and of the
+-- roles it is a member of by explicit grants (a superuser is not bound to
+-- every team).  For row-level security; it runs with the caller's identity,
+-- so it must not be SECURITY DEFINER.
+CREATE OR REPLACE FUNCTION llmgw.my_teams() RETURNS SETOF bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE roles(oid) AS (
+        SELECT r.oid FROM pg_roles r WHERE r.rolname = CURRENT_USER
+        UNION
+        SELECT m.roleid FROM pg_auth_members m JOIN roles ON m.member = roles.oid)
+    SELECT b.team_id FROM llmgw.role_bindings b
+      JOIN pg_roles br ON br.rolname = b.role_name
+     WHERE br.oid IN (SELECT oid FROM roles)
+$$;
+
+-- The keys without their hashes: admin and finance see all, other roles the
+-- keys of their teams.  A security barrier: no function of the caller's
+-- sees a row before the filter has run.
+CREATE OR REPLACE VIEW llmgw.keys AS
+SELECT k.id, k.name, k.prefix, t.name AS team, k.allowed_models, k.rpm_limit, k.tpm_limit,
+       k.expires_at, k.revoked_at, k.rotated_from, k.lineage_id, k.created_at, k.created_by,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS state
+  FROM llmgw.virtual_keys k LEFT JOIN llmgw.teams t ON t.id = k.team_id
+ WHERE pg_catalog.pg_has_role(CURRENT_USER, 'llmgw_admin', 'MEMBER')
+    OR pg_catalog.pg_has_role(CURRENT_USER, 'llmgw_finance', 'MEMBER')
+    OR k.team_id IN (SELECT llmgw.my_teams());
+ALTER VIEW llmgw.keys SET (security_barrier = true);
+
+-- Create a virtual key.  The key is returned once; only its hash is kept.
+CREATE OR REPLACE FUNCTION llmgw.create_key(
+    team text,
+    name text DEFAULT NULL,
+    allowed_models text[] DEFAULT NULL,
+    expires_at timestamptz DEFAULT NULL,
+    rpm_limit integer DEFAULT NULL,
+    tpm_limit bigint DEFAULT NULL,
+    OUT key_id bigint, OUT api_key text, OUT prefix text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m record;
+BEGIN
+    IF NOT llmgw.caller_has_role('llmgw_admin') AND NOT llmgw.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to create a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    SELECT * INTO m FROM llmgw.new_key_material();
+    INSERT INTO llmgw.virtual_keys (name, prefix, hash, team_id, allowed_models,
+                                    rpm_limit, tpm_limit, expires_at, lineage_id, created_by)
+    VALUES (create_key.name, m.prefix, m.hash,
+            CASE WHEN team IS NOT NULL THEN llmgw.team_id(team) END,
+            allowed_models, rpm_limit, tpm_limit, expires_at, 0, llmgw.caller())
+    RETURNING id INTO key_id;
+    UPDATE llmgw.virtual_keys k SET lineage_id = k.id WHERE k.id = key_id;
+    api_key := m.api_key;
+    prefix := m.prefix;
+END
+$fn$;
+
+-- Revoke a key at once
+CREATE OR REPLACE FUNCTION llmgw.revoke_key(key_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT llmgw.caller_has_role('llmgw_admin') AND NOT llmgw.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to revoke a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    UPDATE llmgw.virtual_keys k SET revoked_at = coalesce(k.revoked_at, now())
+     WHERE k.id = key_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'virtual key % does not exist', key_id USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+-- Replace a key by a new one with the same settings; the old key keeps
+-- working for the grace period.  Budgets on the key follow the new one.
+CREATE OR REPLACE FUNCTION llmgw.rotate_key(key_id bigint, grace interval DEFAULT '1 hour',
+                                 OUT new_key_id bigint, OUT api_key text, OUT prefix text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    old llmgw.virtual_keys;
+    m record;
+BEGIN
+    IF NOT llmgw.caller_has_role('llmgw_admin') AND NOT llmgw.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to rotate a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    SELECT * INTO old FROM llmgw.virtual_keys k WHERE k.id = key_id FOR UPDATE;
+    IF old.id IS NULL OR old.revoked_at IS NOT NULL THEN
+        RAISE EXCEPTION 'virtual key % does not exist or is revoked', key_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO m FROM llmgw.new_key_material();
+    INSERT INTO llmgw.virtual_keys (name, prefix, hash, team_id, allowed_models, rpm_limit,
+                                    tpm_limit, expires_at, rotated_from, lineage_id, created_by)
+    VALUES (old.name, m.prefix, m.hash, old.team_id, old.allowed_models, old.rpm_limit,
+            old.tpm_limit, old.expires_at, old.id, old.lineage_id, llmgw.caller())
+    RETURNING id INTO new_key_id;
+    UPDATE llmgw.virtual_keys k
+       SET expires_at = least(coalesce(k.expires_at, 'infinity'), now() + grace)
+     WHERE k.id = key_id;
+    api_key := m.api_key;
+    prefix := m.prefix;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- Visibility and enrichment
+------------------------------------------------------------------------------
+
+DROP FUNCTION llmgw.stats();
+-- The workers and the queue right now
+CREATE FUNCTION llmgw.stats(
+    OUT workers_running integer,
+    OUT calls_queued integer,
+    OUT calls_in_flight integer,
+    OUT calls_since_start bigint,
+    OUT queue_size integer,
+    OUT workers_configured integer,
+    OUT life_started_at timestamptz)
+AS 'MODULE_PATHNAME', 'llmgw_stats'
+LANGUAGE C STRICT VOLATILE;
+
+-- Progress of every job: rate and estimated finish while it runs
+CREATE OR REPLACE VIEW llmgw.job_progress WITH (security_invoker = true) AS
+SELECT id, name, owner, source, output_column, model, status,
+       rows_total, rows_done, rows_failed, rows_skipped,
+       (SELECT sum(u.cost) FROM llmgw.usage u WHERE u.job_id = jobs.id) AS spend,
+       round(rows_done / nullif(extract(epoch FROM updated_at - started_at), 0), 2)
+           AS rows_per_second,
+       CASE WHEN status = 'running' AND rows_done > 0 THEN
+           updated_at + (updated_at - started_at)
+               * ((rows_total - rows_done - rows_failed - rows_skipped)::float8 / rows_done)
+       END AS estimated_finish,
+       started_at, updated_at, finished_at, last_error
+  FROM llmgw.jobs;
+
+-- Fill output_column of source from a prompt expression over each row, in
+-- chunks committed one by one.  Rows whose output is already set are skipped,
+-- so a cancelled or crashed run resumes where it stopped.  Only rows the
+-- caller may update are taken (row-level security, locks of concurrent
+-- runs): no model is called for an answer that could not be written.  Must
+-- be CALLed outside an explicit transaction block (it commits).
+CREATE OR REPLACE PROCEDURE llmgw.enrich(
+    source regclass,
+    key_column text,
+    prompt text,
+    output_column text,
+    model text,
+    system text DEFAULT NULL,
+    max_tokens integer DEFAULT NULL,
+    chunk_size integer DEFAULT 500,
+    concurrency integer DEFAULT 64,
+    job_name text DEFAULT NULL)
+LANGUAGE plpgsql
+-- no SET search_path: a procedure with SET cannot COMMIT.  It runs with the
+-- caller's rights, and every name it uses is qualified or in pg_catalog.
+AS $fn$
+DECLARE
+    job bigint;
+    skip text[] := '{}';
+    keys text[];
+    prompts text[];
+    r record;
+    done_keys text[];
+    answers text[];
+    written_keys text[];
+    done bigint;
+    failed bigint;
+    skipped bigint;
+    chunk_error text;
+    stop_reason text;
+    limited bigint;
+    still_pending bigint;
+    backoff float8 := 0.5;
+    pending text := format('%I IS NULL AND NOT (%I::text = ANY ($1))', output_column, key_column);
+BEGIN
+    IF chunk_size < 1 THEN
+        RAISE EXCEPTION 'chunk_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- every answer paid for must be writable: check before any call
+    IF NOT pg_catalog.has_column_privilege(source, output_column, 'UPDATE') THEN
+        RAISE EXCEPTION 'permission denied to update column % of %', output_column, source
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'llmgw.enrich writes each answer into the output column, and calls no model for a row it could not write.';
+    END IF;
+    INSERT INTO llmgw.jobs (name, source, output_column, model)
+    VALUES (job_name, source::text, output_column, model)
+    RETURNING id INTO job;
+    EXECUTE format('SELECT count(*) FROM %s WHERE %s', source, pending)
+        INTO r USING skip;
+    UPDATE llmgw.jobs SET rows_total = r.count WHERE id = job;
+    COMMIT;
+
+    LOOP
+        -- FOR UPDATE takes only rows the caller may update (row-level
+        -- security) and not locked by a concurrent run
+        EXECUTE format('SELECT array_agg(k ORDER BY k), array_agg(p ORDER BY k)
+                          FROM (SELECT %I::text AS k, (%s)::text AS p FROM %s WHERE %s
+                                 ORDER BY %I LIMIT %s FOR UPDATE SKIP LOCKED) c',
+                       key_column, prompt, source, pending, key_column, chunk_size)
+            INTO keys, prompts USING skip;
+        EXIT WHEN keys IS NULL;
+
+        done := 0; failed := 0; skipped := 0; limited := 0;
+        done_keys := '{}'; answers := '{}';
+        -- the job's calls carry its id (usage.job_id), so that its spend can be summed
+        PERFORM set_config('llmgw.job', job::text, true);
+        FOR r IN SELECT * FROM @extschema@.llm_complete_many(prompts, model, system, max_tokens,
+                                                             NULL, concurrency, 'continue')
+        LOOP
+            IF r.answer IS NOT NULL THEN
+                done_keys := done_keys || keys[r.ordinality];
+                answers := answers || r.answer;
+            ELSIF r.sqlstate = 'LG010' THEN
+                -- a budget is exhausted: the row stays pending for a later run
+                stop_reason := coalesce(stop_reason, r.error);
+            ELSIF r.sqlstate = 'LG011' THEN
+                -- rate limited by llmgw: the row stays pending, we slow down
+                limited := limited + 1;
+            ELSE
+                skip := skip || keys[r.ordinality];
+                IF r.error IS NULL THEN
+                    skipped := skipped + 1;
+                ELSE
+                    failed := failed + 1;
+                    chunk_error := r.sqlstate || ': ' || r.error;
+                END IF;
+            END IF;
+        END LOOP;
+        PERFORM set_config('llmgw.job', '', true);
+        -- one UPDATE per chunk (a join, whatever the key's type)
+        EXECUTE format('WITH w AS (UPDATE %s t SET %I = a.answer FROM unnest($1, $2) a(k, answer)
+                                    WHERE t.%I::text = a.k RETURNING a.k)
+                        SELECT coalesce(array_agg(k), ''{}'') FROM w',
+                       source, output_column, key_column)
+            INTO written_keys USING done_keys, answers;
+        done := cardinality(written_keys);
+        IF done < cardinality(done_keys) THEN
+            -- answered but not written (the row went away meanwhile)
+            failed := failed + cardinality(done_keys) - done;
+            skip := skip || ARRAY(SELECT unnest(done_keys) EXCEPT SELECT unnest(written_keys));
+            chunk_error := 'answers could not be written into ' || source::text;
+        END IF;
+        -- a chunk whose rows are all still pending would be taken again forever
+        EXECUTE format('SELECT count(*) FROM %s WHERE %s AND %I::text = ANY ($2)',
+                       source, pending, key_column)
+            INTO still_pending USING skip, keys;
+        IF still_pending = cardinality(keys) AND limited = 0 AND stop_reason IS NULL THEN
+            ROLLBACK;
+            UPDATE llmgw.jobs SET status = 'failed', finished_at = clock_timestamp(),
+                   updated_at = clock_timestamp(),
+                   last_error = format('no progress: none of %s rows of the chunk left the pending set', cardinality(keys))
+             WHERE id = job;
+            COMMIT;
+            RAISE EXCEPTION 'llmgw.enrich job % makes no progress', job
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('After a chunk, its %s rows still have %s NULL: something (a trigger, a policy) undoes the answers.',
+                                      cardinality(keys), output_column),
+                      HINT = 'Check the triggers and row-level security policies of the table.';
+        END IF;
+
+        UPDATE llmgw.jobs j
+           SET rows_done = j.rows_done + done, rows_failed = j.rows_failed + failed,
+               rows_skipped = j.rows_skipped + skipped,
+               last_error = coalesce(chunk_error, j.last_error),
+               updated_at = clock_timestamp()
+         WHERE j.id = job
+        RETURNING j.rows_done, j.rows_failed INTO done, failed;
+        COMMIT;
+        RAISE NOTICE 'llmgw.enrich job %: % rows done, % failed', job, done, failed;
+        IF stop_reason IS NOT NULL THEN
+            UPDATE llmgw.jobs SET status = 'stopped', last_error = 'LG010: ' || stop_reason,
+                   finished_at = clock_timestamp(), updated_at = clock_timestamp()
+             WHERE id = job;
+            COMMIT;
+            RAISE WARNING 'llmgw.enrich job % stopped: %', job, stop_reason
+                USING HINT = 'Rows not done yet stay NULL; CALL llmgw.enrich again once the budget allows.';
+            RETURN;
+        END IF;
+        IF limited > 0 THEN
+            RAISE NOTICE 'llmgw.enrich job %: % calls rate limited, waiting % s', job, limited, backoff;
+            PERFORM pg_sleep(backoff);
+            backoff := least(backoff * 2, 10);
+        ELSE
+            backoff := 0.5;
+        END IF;
+    END LOOP;
+
+    UPDATE llmgw.jobs SET status = 'finished', finished_at = clock_timestamp(),
+           updated_at = clock_timestamp()
+     WHERE id = job;
+    COMMIT;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- pg_dump keeps the position of every sequence
+------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.' || t, 'id')::regclass, '')
+  FROM unnest(ARRAY['deployments', 'teams', 'virtual_keys', 'prices', 'budgets', 'alerts',
+                    'jobs', 'async_calls']) AS t;
+
+------------------------------------------------------------------------------
+-- Privileges of the new and re-created objects
+------------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION llmgw.caller(), llmgw.caller_is_superuser(), llmgw.caller_has_role(name),
+    llmgw.secret_ref_allowed(text), llmgw.check_base_url(text), llmgw.hide_statement(),
+    llmgw.providers_guard(), llmgw.calls_in_flight_now(), llmgw.stats(),
+    llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
+                    bigint, numeric, numeric, numeric, numeric, numeric, numeric, integer, text,
+                    timestamptz, text, numeric),
+    llmgw.import_prices(jsonb, timestamptz, text[], text)
+    FROM PUBLIC;
+REVOKE ALL ON llmgw.calls_in_flight, llmgw.prices_now FROM PUBLIC;
+GRANT SELECT ON llmgw.prices_now TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
+GRANT SELECT ON llmgw.calls_in_flight TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON FUNCTION llmgw.check_base_url(text) TO llmgw_admin;
+GRANT EXECUTE ON FUNCTION
+    llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
+                    bigint, numeric, numeric, numeric, numeric, numeric, numeric, integer, text,
+                    timestamptz, text, numeric),
+    llmgw.import_prices(jsonb, timestamptz, text[], text)
+    TO llmgw_admin;

@@ -1,0 +1,1837 @@
+/* llmgw--0.2.sql: providers, models, usage and the calling functions */
+
+\echo Use "CREATE EXTENSION llmgw" to load this file. \quit
+
+-- Roles are cluster-wide: create them once, keep them across re-installs.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llmgw_admin') THEN
+        CREATE ROLE llmgw_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llmgw_finance') THEN
+        CREATE ROLE llmgw_finance NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llmgw_user') THEN
+        CREATE ROLE llmgw_user NOLOGIN;
+    END IF;
+END
+$roles$;
+
+CREATE SCHEMA llmgw;
+REVOKE ALL ON SCHEMA llmgw FROM PUBLIC;
+GRANT USAGE ON SCHEMA llmgw TO llmgw_admin, llmgw_finance, llmgw_user;
+
+------------------------------------------------------------------------------
+-- Configuration
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.providers (
+    name text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+    kind text NOT NULL
+        CHECK (kind IN ('openai', 'openai_responses', 'openai_compatible', 'azure',
+                        'anthropic', 'gemini')),
+    base_url text NOT NULL CHECK (base_url ~ '^https?://[^/?#@]+([/?#][^@]*)?$'),
+    api_version text,
+    -- env:NAME, file:/path, or 'stored' (the secret is in provider_secrets)
+    secret_ref text CHECK (secret_ref ~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+|stored)$'),
+    timeout_ms integer NOT NULL DEFAULT 60000 CHECK (timeout_ms > 0),
+    connect_timeout_ms integer NOT NULL DEFAULT 10000 CHECK (connect_timeout_ms > 0),
+    -- longest silence allowed once connected: before the first byte and
+    -- between stream chunks (whole seconds; NULL: only timeout_ms applies)
+    idle_timeout_ms integer CHECK (idle_timeout_ms >= 1000),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- a superuser set secret_ref: it resolves even outside what
+    -- llmgw.secret_env_prefix and llmgw.secret_directory allow (kept by the
+    -- providers_guard trigger, never by hand)
+    secret_ref_trusted boolean NOT NULL DEFAULT false
+);
+
+-- Readable by the extension owner only: no grant to any role, ever.
+CREATE TABLE llmgw.provider_secrets (
+    provider text PRIMARY KEY REFERENCES llmgw.providers (name) ON DELETE CASCADE,
+    secret text NOT NULL
+);
+
+CREATE TABLE llmgw.models (
+    alias text PRIMARY KEY CHECK (pg_catalog.length(alias) BETWEEN 1 AND 200),
+    description text,
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
+    -- how calls spread over deployments of equal priority
+    strategy text NOT NULL DEFAULT 'weighted'
+        CHECK (strategy IN ('weighted', 'least_busy', 'lowest_latency')),
+    -- exact-match response cache: how long answers are kept (NULL: not
+    -- cached unless a session sets llmgw.cache = on), whether teams share
+    -- them, and what a cache hit costs
+    cache_ttl interval CHECK (cache_ttl > interval '0'),
+    cache_shared boolean NOT NULL DEFAULT false,
+    cache_hit_cost numeric NOT NULL DEFAULT 0 CHECK (cache_hit_cost >= 0),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE TABLE llmgw.deployments (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    model text NOT NULL REFERENCES llmgw.models (alias) ON DELETE CASCADE,
+    provider text NOT NULL REFERENCES llmgw.providers (name),
+    upstream_model text NOT NULL CHECK (upstream_model <> ''),
+    priority integer NOT NULL DEFAULT 0,
+    weight integer NOT NULL DEFAULT 1 CHECK (weight > 0),
+    -- the llmgw.prices model this deployment is charged at; NULL: looked up
+    -- as "<kind>/<upstream_model>", then "<upstream_model>"
+    price_model text,
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
+    UNIQUE (model, provider, upstream_model)
+);
+
+CREATE FUNCTION llmgw.config_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'llmgw_config_changed' LANGUAGE C;
+
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.providers FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.provider_secrets FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.models FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.deployments FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+
+------------------------------------------------------------------------------
+-- Usage: one row per provider attempt, written by the workers
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE llmgw.usage_id_seq;
+
+CREATE TABLE llmgw.usage (
+    id bigint NOT NULL DEFAULT pg_catalog.nextval('llmgw.usage_id_seq'),
+    request_id uuid NOT NULL,
+    attempt integer NOT NULL DEFAULT 1,
+    started_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    role_name text,
+    key_id bigint,
+    team_id bigint,
+    model text,
+    provider text,
+    upstream_model text,
+    status text NOT NULL CHECK (status IN ('ok', 'error', 'cancelled', 'interrupted')),
+    error_class text,
+    http_status integer,
+    latency_ms double precision,
+    -- token buckets: NULL means the provider did not report it
+    input_tokens bigint,
+    output_tokens bigint,
+    cached_input_tokens bigint,
+    cache_write_tokens bigint,
+    cache_write_1h_tokens bigint,   -- the part of cache_write_tokens kept for 1 hour
+    reasoning_tokens bigint,
+    usage_source text CHECK (usage_source IN ('provider', 'estimated')),
+    price_id bigint,
+    cost numeric,
+    currency text,
+    -- an answered call that could not be priced (no price row, or no token
+    -- counts): its cost is NULL, never 0
+    unpriced boolean NOT NULL DEFAULT false,
+    cache_hit boolean NOT NULL DEFAULT false,
+    fallback_from text,
+    tags jsonb,
+    job_id bigint,                  -- the llmgw.jobs row the call worked for
+    async_id bigint,                -- the llmgw.async_calls row it answered
+    PRIMARY KEY (id, started_at)
+) PARTITION BY RANGE (started_at);
+
+CREATE TABLE llmgw.usage_default PARTITION OF llmgw.usage DEFAULT;
+CREATE INDEX usage_request_id_idx ON llmgw.usage (request_id);
+CREATE INDEX usage_started_at_idx ON llmgw.usage (started_at);
+CREATE INDEX usage_job_id_idx ON llmgw.usage (job_id) WHERE job_id IS NOT NULL;
+
+SELECT pg_catalog.pg_extension_config_dump('llmgw.providers', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.provider_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.models', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.deployments', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_default', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Who is calling, and what they may reach (src/security.c)
+------------------------------------------------------------------------------
+
+-- The role really calling, seen from inside a SECURITY DEFINER function
+-- (where CURRENT_USER is the function's owner): the SET ROLE role.
+CREATE FUNCTION llmgw.caller() RETURNS name
+AS 'MODULE_PATHNAME', 'llmgw_caller_name'
+LANGUAGE C STABLE STRICT;
+
+-- Is the calling role a superuser?
+CREATE FUNCTION llmgw.caller_is_superuser() RETURNS boolean
+AS 'MODULE_PATHNAME', 'llmgw_caller_is_superuser'
+LANGUAGE C STABLE STRICT;
+
+-- Is the calling role a member of a role by explicit grants?
+CREATE FUNCTION llmgw.caller_has_role(role name) RETURNS boolean
+AS 'MODULE_PATHNAME', 'llmgw_caller_has_role'
+LANGUAGE C STABLE STRICT;
+
+-- Does postgresql.conf (llmgw.secret_env_prefix, llmgw.secret_directory)
+-- let any llmgw_admin use this secret reference?
+CREATE FUNCTION llmgw.secret_ref_allowed(ref text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'llmgw_secret_ref_allowed_sql'
+LANGUAGE C STABLE STRICT;
+
+-- An error if llmgw would refuse to call this base URL (llmgw.allowed_hosts,
+-- link-local and cloud metadata addresses)
+CREATE FUNCTION llmgw.check_base_url(url text) RETURNS void
+AS 'MODULE_PATHNAME', 'llmgw_check_base_url'
+LANGUAGE C STABLE STRICT;
+
+-- Hide the running statement, which passed a secret, from pg_stat_activity
+CREATE FUNCTION llmgw.hide_statement() RETURNS void
+AS 'MODULE_PATHNAME', 'llmgw_hide_statement'
+LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- Teams, role bindings and virtual keys
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.teams (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+    allowed_models text[],          -- NULL: every model
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- A Postgres role (and, through membership, its members) acts as a team
+-- when it calls without a virtual key.
+CREATE TABLE llmgw.role_bindings (
+    role_name name PRIMARY KEY,
+    team_id bigint NOT NULL REFERENCES llmgw.teams (id) ON DELETE CASCADE
+);
+
+-- Readable by the extension owner only: the hashes never leave it.
+CREATE TABLE llmgw.virtual_keys (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text,
+    prefix text NOT NULL,           -- the first 12 characters, shown to people
+    hash bytea NOT NULL UNIQUE,     -- sha256 of the whole key
+    team_id bigint REFERENCES llmgw.teams (id) ON DELETE CASCADE,
+    allowed_models text[],          -- NULL: what the team may use
+    rpm_limit integer CHECK (rpm_limit > 0),
+    tpm_limit bigint CHECK (tpm_limit > 0),
+    expires_at timestamptz,
+    revoked_at timestamptz,
+    rotated_from bigint REFERENCES llmgw.virtual_keys (id),
+    lineage_id bigint NOT NULL,     -- the first key of a rotation chain
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by name NOT NULL DEFAULT CURRENT_USER
+);
+
+-- The teams the current role acts as: the bindings of the role and of the
+-- roles it is a member of by explicit grants (a superuser is not bound to
+-- every team).  For row-level security; it runs with the caller's identity,
+-- so it must not be SECURITY DEFINER.
+CREATE FUNCTION llmgw.my_teams() RETURNS SETOF bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE roles(oid) AS (
+        SELECT r.oid FROM pg_roles r WHERE r.rolname = CURRENT_USER
+        UNION
+        SELECT m.roleid FROM pg_auth_members m JOIN roles ON m.member = roles.oid)
+    SELECT b.team_id FROM llmgw.role_bindings b
+      JOIN pg_roles br ON br.rolname = b.role_name
+     WHERE br.oid IN (SELECT oid FROM roles)
+$$;
+
+-- The keys without their hashes: admin and finance see all, other roles the
+-- keys of their teams.  A security barrier: no function of the caller's
+-- sees a row before the filter has run.
+CREATE VIEW llmgw.keys WITH (security_barrier = true) AS
+SELECT k.id, k.name, k.prefix, t.name AS team, k.allowed_models, k.rpm_limit, k.tpm_limit,
+       k.expires_at, k.revoked_at, k.rotated_from, k.lineage_id, k.created_at, k.created_by,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS state
+  FROM llmgw.virtual_keys k LEFT JOIN llmgw.teams t ON t.id = k.team_id
+ WHERE pg_catalog.pg_has_role(CURRENT_USER, 'llmgw_admin', 'MEMBER')
+    OR pg_catalog.pg_has_role(CURRENT_USER, 'llmgw_finance', 'MEMBER')
+    OR k.team_id IN (SELECT llmgw.my_teams());
+
+CREATE FUNCTION llmgw.create_team(
+    name text,
+    allowed_models text[] DEFAULT NULL,
+    rpm_limit integer DEFAULT NULL,
+    tpm_limit bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    id bigint;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid team name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to 63 letters, digits, "_", "." or "-".';
+    END IF;
+    INSERT INTO llmgw.teams (name, allowed_models, rpm_limit, tpm_limit)
+    VALUES (name, allowed_models, rpm_limit, tpm_limit)
+    RETURNING teams.id INTO id;
+    RETURN id;
+END
+$fn$;
+
+-- The team id of a team name, or an error naming it
+CREATE FUNCTION llmgw.team_id(team text) RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    id bigint;
+BEGIN
+    SELECT t.id INTO id FROM llmgw.teams t WHERE t.name = team;
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'team "%" does not exist', team
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with llmgw.create_team().';
+    END IF;
+    RETURN id;
+END
+$fn$;
+
+-- Let a role (and its members) call as a team when no key is presented
+CREATE FUNCTION llmgw.bind_role(role regrole, team text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO llmgw.role_bindings (role_name, team_id)
+    VALUES (role::text, llmgw.team_id(team))
+    ON CONFLICT (role_name) DO UPDATE SET team_id = excluded.team_id
+$$;
+
+CREATE FUNCTION llmgw.unbind_role(role regrole) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM llmgw.role_bindings WHERE role_name = role::text
+$$;
+
+-- A new random key and its hash; the key itself is never stored
+CREATE FUNCTION llmgw.new_key_material(OUT api_key text, OUT prefix text, OUT hash bytea)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k, substr(k, 1, 12), sha256(convert_to(k, 'UTF8'))
+      FROM (SELECT 'lgw_' || substr(encode(sha256(uuid_send(gen_random_uuid())
+                                                  || uuid_send(gen_random_uuid())), 'hex'),
+                                   1, 40) AS k) s
+$$;
+
+-- Create a virtual key.  The key is returned once; only its hash is kept.
+CREATE FUNCTION llmgw.create_key(
+    team text,
+    name text DEFAULT NULL,
+    allowed_models text[] DEFAULT NULL,
+    expires_at timestamptz DEFAULT NULL,
+    rpm_limit integer DEFAULT NULL,
+    tpm_limit bigint DEFAULT NULL,
+    OUT key_id bigint, OUT api_key text, OUT prefix text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m record;
+BEGIN
+    IF NOT llmgw.caller_has_role('llmgw_admin') AND NOT llmgw.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to create a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    SELECT * INTO m FROM llmgw.new_key_material();
+    INSERT INTO llmgw.virtual_keys (name, prefix, hash, team_id, allowed_models,
+                                    rpm_limit, tpm_limit, expires_at, lineage_id, created_by)
+    VALUES (create_key.name, m.prefix, m.hash,
+            CASE WHEN team IS NOT NULL THEN llmgw.team_id(team) END,
+            allowed_models, rpm_limit, tpm_limit, expires_at, 0, llmgw.caller())
+    RETURNING id INTO key_id;
+    UPDATE llmgw.virtual_keys k SET lineage_id = k.id WHERE k.id = key_id;
+    api_key := m.api_key;
+    prefix := m.prefix;
+END
+$fn$;
+
+-- Revoke a key at once
+CREATE FUNCTION llmgw.revoke_key(key_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT llmgw.caller_has_role('llmgw_admin') AND NOT llmgw.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to revoke a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    UPDATE llmgw.virtual_keys k SET revoked_at = coalesce(k.revoked_at, now())
+     WHERE k.id = key_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'virtual key % does not exist', key_id USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+-- Replace a key by a new one with the same settings; the old key keeps
+-- working for the grace period.  Budgets on the key follow the new one.
+CREATE FUNCTION llmgw.rotate_key(key_id bigint, grace interval DEFAULT '1 hour',
+                                 OUT new_key_id bigint, OUT api_key text, OUT prefix text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    old llmgw.virtual_keys;
+    m record;
+BEGIN
+    IF NOT llmgw.caller_has_role('llmgw_admin') AND NOT llmgw.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to rotate a virtual key'
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Keys are managed by llmgw_admin.';
+    END IF;
+    SELECT * INTO old FROM llmgw.virtual_keys k WHERE k.id = key_id FOR UPDATE;
+    IF old.id IS NULL OR old.revoked_at IS NOT NULL THEN
+        RAISE EXCEPTION 'virtual key % does not exist or is revoked', key_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO m FROM llmgw.new_key_material();
+    INSERT INTO llmgw.virtual_keys (name, prefix, hash, team_id, allowed_models, rpm_limit,
+                                    tpm_limit, expires_at, rotated_from, lineage_id, created_by)
+    VALUES (old.name, m.prefix, m.hash, old.team_id, old.allowed_models, old.rpm_limit,
+            old.tpm_limit, old.expires_at, old.id, old.lineage_id, llmgw.caller())
+    RETURNING id INTO new_key_id;
+    UPDATE llmgw.virtual_keys k
+       SET expires_at = least(coalesce(k.expires_at, 'infinity'), now() + grace)
+     WHERE k.id = key_id;
+    api_key := m.api_key;
+    prefix := m.prefix;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- Prices: time-versioned, per 1M tokens (exact numeric)
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.prices (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- an upstream model name ("gpt-4o") or a provider-qualified one
+    -- ("gemini/gemini-2.5-pro"), as in LiteLLM's price list
+    model text NOT NULL CHECK (model <> ''),
+    currency text NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+    input numeric NOT NULL DEFAULT 0 CHECK (input >= 0),
+    cached_input numeric CHECK (cached_input >= 0),     -- NULL: at the input rate
+    cache_write_5m numeric CHECK (cache_write_5m >= 0), -- NULL: at the input rate
+    cache_write_1h numeric CHECK (cache_write_1h >= 0), -- NULL: at the 5 minute rate
+    output numeric NOT NULL DEFAULT 0 CHECK (output >= 0),
+    reasoning numeric CHECK (reasoning >= 0),           -- NULL: at the output rate
+    per_request numeric CHECK (per_request >= 0),
+    per_image numeric CHECK (per_image >= 0),
+    -- above this many input tokens the whole call is charged the tier rates
+    tier_threshold bigint CHECK (tier_threshold > 0),
+    tier_input numeric, tier_cached_input numeric, tier_cache_write_5m numeric,
+    tier_output numeric,
+    -- the providers' Batch APIs (kept for reference and reports)
+    batch_input numeric, batch_output numeric,
+    max_output_tokens integer CHECK (max_output_tokens > 0),
+    valid_from timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    valid_to timestamptz,           -- set only to end a price with no successor
+    source text,                    -- 'seed' rows come with the extension
+    CHECK (valid_to IS NULL OR valid_to > valid_from),
+    tier_cache_write_1h numeric     -- 1-hour cache writes above the tier threshold
+);
+CREATE UNIQUE INDEX prices_model_from_idx ON llmgw.prices (model, valid_from);
+
+-- History is never rewritten: a price row is never changed or deleted, and a
+-- new price is a new row from its valid_from on.  The one change allowed is
+-- to end a row that is not a seed row (valid_to, set once), for a model
+-- that is no longer priced.
+CREATE FUNCTION llmgw.prices_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'price rows are never deleted'
+            USING ERRCODE = 'prohibited_sql_statement_attempted',
+                  HINT = 'Set a new price with llmgw.set_price(); it applies from its valid_from on.';
+    END IF;
+    IF OLD.valid_to IS NOT NULL OR OLD.source IS NOT DISTINCT FROM 'seed'
+       OR (to_jsonb(NEW) - 'valid_to') IS DISTINCT FROM (to_jsonb(OLD) - 'valid_to') THEN
+        RAISE EXCEPTION 'price row % is history and cannot be changed', OLD.id
+            USING ERRCODE = 'prohibited_sql_statement_attempted',
+                  HINT = 'Set a new price with llmgw.set_price(); it applies from its valid_from on.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER prices_immutable BEFORE UPDATE OR DELETE ON llmgw.prices
+    FOR EACH ROW EXECUTE FUNCTION llmgw.prices_immutable();
+
+-- Set the price of a model from valid_from on (the row before stays as it
+-- was: a price is in force until the next one of its model starts).  Rates
+-- are per 1M tokens; per_request and per_image per call and image.
+CREATE FUNCTION llmgw.set_price(
+    model text,
+    input numeric,
+    output numeric,
+    cached_input numeric DEFAULT NULL,
+    cache_write_5m numeric DEFAULT NULL,
+    cache_write_1h numeric DEFAULT NULL,
+    reasoning numeric DEFAULT NULL,
+    per_request numeric DEFAULT NULL,
+    per_image numeric DEFAULT NULL,
+    tier_threshold bigint DEFAULT NULL,
+    tier_input numeric DEFAULT NULL,
+    tier_cached_input numeric DEFAULT NULL,
+    tier_cache_write_5m numeric DEFAULT NULL,
+    tier_output numeric DEFAULT NULL,
+    batch_input numeric DEFAULT NULL,
+    batch_output numeric DEFAULT NULL,
+    max_output_tokens integer DEFAULT NULL,
+    currency text DEFAULT 'USD',
+    valid_from timestamptz DEFAULT pg_catalog.now(),
+    source text DEFAULT 'manual',
+    tier_cache_write_1h numeric DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    latest timestamptz;
+    id bigint;
+BEGIN
+    SELECT max(p.valid_from) INTO latest FROM llmgw.prices p WHERE p.model = set_price.model;
+    IF latest >= set_price.valid_from THEN
+        RAISE EXCEPTION 'the latest price of "%" is valid from %, which is not before %',
+            model, latest, set_price.valid_from
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Prices are history: a new price starts after the latest one.';
+    END IF;
+    INSERT INTO llmgw.prices (model, currency, input, cached_input, cache_write_5m,
+        cache_write_1h, output, reasoning, per_request, per_image, tier_threshold,
+        tier_input, tier_cached_input, tier_cache_write_5m, tier_output, batch_input,
+        batch_output, max_output_tokens, valid_from, source, tier_cache_write_1h)
+    VALUES (model, currency, trim_scale(coalesce(input, 0)), trim_scale(cached_input),
+        trim_scale(cache_write_5m), trim_scale(cache_write_1h), trim_scale(coalesce(output, 0)),
+        trim_scale(reasoning), trim_scale(per_request), trim_scale(per_image), tier_threshold,
+        trim_scale(tier_input), trim_scale(tier_cached_input), trim_scale(tier_cache_write_5m),
+        trim_scale(tier_output), trim_scale(batch_input), trim_scale(batch_output),
+        max_output_tokens, valid_from, source, trim_scale(tier_cache_write_1h))
+    RETURNING prices.id INTO id;
+    RETURN id;
+END
+$fn$;
+
+-- Import LiteLLM's model_prices_and_context_window.json (per-token USD).
+-- Models whose rates are unchanged keep their row; changed ones get a new
+-- row from valid_from on.  Returns the number of models priced anew.
+CREATE FUNCTION llmgw.import_prices(prices jsonb, valid_from timestamptz DEFAULT pg_catalog.now(),
+                                    only_models text[] DEFAULT NULL,
+                                    source text DEFAULT 'litellm')
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    e record;
+    v jsonb;
+    cur llmgw.prices;
+    n integer := 0;
+    tier text;
+    r record;
+BEGIN
+    IF jsonb_typeof(prices) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'import_prices expects a JSON object keyed by model'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR e IN SELECT key, value FROM jsonb_each(prices)
+              WHERE key <> 'sample_spec' AND jsonb_typeof(value) = 'object'
+                AND (only_models IS NULL OR key = ANY (only_models))
+                AND (value ? 'input_cost_per_token' OR value ? 'output_cost_per_token'
+                     OR value ? 'input_cost_per_request')
+              ORDER BY key
+    LOOP
+        v := e.value;
+        -- the tier LiteLLM lists, if any (one per model in practice)
+        tier := (SELECT substring(k FROM '_above_([0-9]+)k_tokens$') FROM jsonb_object_keys(v) k
+                  WHERE k ~ '^input_cost_per_token_above_[0-9]+k_tokens$' LIMIT 1);
+        SELECT (v->>'input_cost_per_token')::numeric * 1000000 AS input,
+               (v->>'output_cost_per_token')::numeric * 1000000 AS output,
+               (v->>'cache_read_input_token_cost')::numeric * 1000000 AS cached_input,
+               (v->>'cache_creation_input_token_cost')::numeric * 1000000 AS cache_write_5m,
+               (v->>'cache_creation_input_token_cost_above_1hr')::numeric * 1000000 AS cache_write_1h,
+               (v->>'output_cost_per_reasoning_token')::numeric * 1000000 AS reasoning,
+               (v->>'input_cost_per_request')::numeric AS per_request,
+               (v->>'input_cost_per_image')::numeric AS per_image,
+               tier::bigint * 1000 AS tier_threshold,
+               (v->>('input_cost_per_token_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_input,
+               (v->>('cache_read_input_token_cost_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cached_input,
+               (v->>('cache_creation_input_token_cost_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cache_write_5m,
+               (v->>('cache_creation_input_token_cost_above_1hr_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_cache_write_1h,
+               (v->>('output_cost_per_token_above_' || tier || 'k_tokens'))::numeric * 1000000 AS tier_output,
+               (v->>'input_cost_per_token_batches')::numeric * 1000000 AS batch_input,
+               (v->>'output_cost_per_token_batches')::numeric * 1000000 AS batch_output,
+               CASE WHEN jsonb_typeof(coalesce(v->'max_output_tokens', v->'max_tokens')) = 'number'
+                    THEN nullif(least(greatest((coalesce(v->>'max_output_tokens',
+                                                         v->>'max_tokens'))::numeric, 0),
+                                      2147483647)::integer, 0) END AS max_output_tokens
+          INTO r;
+        -- the latest row of the model, if it is still in force
+        SELECT * INTO cur FROM llmgw.prices p WHERE p.model = e.key
+         ORDER BY p.valid_from DESC LIMIT 1;
+        IF cur.id IS NOT NULL AND cur.valid_to IS NULL
+           AND (cur.input, cur.output, cur.cached_input, cur.cache_write_5m, cur.cache_write_1h,
+                cur.reasoning, cur.per_request, cur.per_image, cur.tier_threshold, cur.tier_input,
+                cur.tier_cached_input, cur.tier_cache_write_5m, cur.tier_cache_write_1h,
+                cur.tier_output, cur.batch_input, cur.batch_output, cur.max_output_tokens)
+               IS NOT DISTINCT FROM
+               (coalesce(r.input, 0), coalesce(r.output, 0), r.cached_input, r.cache_write_5m,
+                r.cache_write_1h, r.reasoning, r.per_request, r.per_image, r.tier_threshold,
+                r.tier_input, r.tier_cached_input, r.tier_cache_write_5m, r.tier_cache_write_1h,
+                r.tier_output, r.batch_input, r.batch_output, r.max_output_tokens) THEN
+            CONTINUE;
+        END IF;
+        PERFORM llmgw.set_price(e.key, r.input, r.output, r.cached_input, r.cache_write_5m,
+            r.cache_write_1h, r.reasoning, r.per_request, r.per_image, r.tier_threshold,
+            r.tier_input, r.tier_cached_input, r.tier_cache_write_5m, r.tier_output,
+            r.batch_input, r.batch_output, r.max_output_tokens, 'USD', valid_from,
+            import_prices.source, r.tier_cache_write_1h);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+
+-- The exact cost of a call at price p, from the normalised token buckets
+-- (input includes cached input and cache writes; output includes
+-- reasoning).  Above the tier threshold the whole call is charged the tier
+-- rates.  NULL when the counts needed are missing.
+CREATE FUNCTION llmgw.cost(
+    p llmgw.prices,
+    input_tokens bigint,
+    output_tokens bigint,
+    cached_input_tokens bigint DEFAULT NULL,
+    cache_write_tokens bigint DEFAULT NULL,
+    cache_write_1h_tokens bigint DEFAULT NULL,
+    reasoning_tokens bigint DEFAULT NULL,
+    images integer DEFAULT NULL)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE WHEN p.id IS NULL THEN NULL ELSE trim_scale(
+    ((input_tokens - coalesce(cached_input_tokens, 0) - coalesce(cache_write_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_input, p.input)
+               ELSE p.input END
+     + coalesce(cached_input_tokens, 0)
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cached_input, p.cached_input, p.tier_input, p.input)
+               ELSE coalesce(p.cached_input, p.input) END
+     + (coalesce(cache_write_tokens, 0) - coalesce(cache_write_1h_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cache_write_5m, p.cache_write_5m, p.tier_input, p.input)
+               ELSE coalesce(p.cache_write_5m, p.input) END
+     + coalesce(cache_write_1h_tokens, 0)
+        * CASE WHEN input_tokens > p.tier_threshold
+               THEN coalesce(p.tier_cache_write_1h, p.cache_write_1h, p.tier_cache_write_5m,
+                             p.cache_write_5m, p.tier_input, p.input)
+               ELSE coalesce(p.cache_write_1h, p.cache_write_5m, p.input) END
+     + (coalesce(output_tokens, CASE WHEN p.output = 0 AND p.reasoning IS NULL THEN 0 END)
+        - coalesce(reasoning_tokens, 0))
+        * CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_output, p.output)
+               ELSE p.output END
+     + coalesce(reasoning_tokens, 0) * coalesce(p.reasoning,
+        CASE WHEN input_tokens > p.tier_threshold THEN coalesce(p.tier_output, p.output)
+             ELSE p.output END)
+    ) / 1000000
+    + coalesce(p.per_request, 0) + coalesce(images, 0) * coalesce(p.per_image, 0))
+END
+$$;
+
+-- The price in force now of every model (a row applies from its valid_from
+-- until the next row of its model starts, or until its own valid_to)
+CREATE VIEW llmgw.prices_now AS
+SELECT p.*
+  FROM (SELECT DISTINCT ON (model) * FROM llmgw.prices
+         WHERE valid_from <= pg_catalog.now()
+         ORDER BY model, valid_from DESC) p
+ WHERE p.valid_to IS NULL OR p.valid_to > pg_catalog.now();
+
+-- The price names a deployment is looked up under, most specific first
+CREATE FUNCTION llmgw.price_names(provider text, kind text, upstream_model text,
+                                  price_model text DEFAULT NULL)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE WHEN price_model IS NOT NULL THEN ARRAY[price_model]
+            ELSE ARRAY[provider || '/' || upstream_model,
+                       CASE kind WHEN 'openai_responses' THEN 'openai'
+                                 WHEN 'openai_compatible' THEN provider
+                                 ELSE kind END || '/' || upstream_model,
+                       upstream_model] END
+$$;
+
+-- The price row in force at a time for one of the names (the first name
+-- that has one): of each name, the latest row started by then, unless it
+-- was ended before then
+CREATE FUNCTION llmgw.price_at(names text[], at timestamptz)
+RETURNS llmgw.prices
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT c.p FROM (
+    SELECT (SELECT p FROM llmgw.prices p
+             WHERE p.model = n.name AND p.valid_from <= at
+             ORDER BY p.valid_from DESC LIMIT 1) AS p, n.ord
+      FROM unnest(names) WITH ORDINALITY AS n(name, ord)) c
+ WHERE (c.p).id IS NOT NULL AND ((c.p).valid_to IS NULL OR (c.p).valid_to > at)
+ ORDER BY c.ord
+ LIMIT 1
+$$;
+
+------------------------------------------------------------------------------
+-- Budgets and alerts
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.budgets (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    scope text NOT NULL CHECK (scope IN ('key', 'team', 'role', 'model', 'global')),
+    key_id bigint REFERENCES llmgw.virtual_keys (id) ON DELETE CASCADE,  -- a key lineage
+    team_id bigint REFERENCES llmgw.teams (id) ON DELETE CASCADE,
+    role_name name,
+    model text,
+    period text NOT NULL CHECK (period IN ('day', 'week', 'month', 'total')),
+    limit_amount numeric NOT NULL CHECK (limit_amount >= 0),
+    currency text NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+    enforcement text NOT NULL DEFAULT 'hard' CHECK (enforcement IN ('hard', 'soft')),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((key_id IS NOT NULL) = (scope = 'key')),
+    CHECK ((team_id IS NOT NULL) = (scope = 'team')),
+    CHECK ((role_name IS NOT NULL) = (scope = 'role')),
+    CHECK ((model IS NOT NULL) = (scope = 'model'))
+);
+
+-- Budget periods are UTC calendar days, ISO weeks and months
+CREATE FUNCTION llmgw.period_start(period text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE period WHEN 'total' THEN '-infinity'::timestamptz
+       ELSE date_trunc(period, at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END
+$$;
+
+CREATE FUNCTION llmgw.period_end(period text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT CASE period WHEN 'total' THEN 'infinity'::timestamptz
+       ELSE (date_trunc(period, at AT TIME ZONE 'UTC') + ('1 ' || period)::interval)
+            AT TIME ZONE 'UTC' END
+$$;
+
+-- Create a budget.  scope 'key' takes a key id, 'team' a team name, 'role'
+-- a role name, 'model' a model alias, 'global' nothing.
+CREATE FUNCTION llmgw.create_budget(
+    name text,
+    scope text,
+    target text,
+    period text,
+    limit_amount numeric,
+    enforcement text DEFAULT 'hard',
+    currency text DEFAULT 'USD')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    id bigint;
+    lineage bigint;
+BEGIN
+    IF scope IS NULL OR scope NOT IN ('key', 'team', 'role', 'model', 'global') THEN
+        RAISE EXCEPTION 'unknown budget scope "%"', scope
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use key, team, role, model or global.';
+    END IF;
+    IF (scope = 'global') <> (target IS NULL) THEN
+        RAISE EXCEPTION 'a % budget %', scope,
+            CASE WHEN scope = 'global' THEN 'takes no target' ELSE 'needs a target' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF scope = 'key' THEN
+        SELECT k.lineage_id INTO lineage FROM llmgw.keys k WHERE k.id = target::bigint;
+        IF lineage IS NULL THEN
+            RAISE EXCEPTION 'virtual key % does not exist', target USING ERRCODE = 'undefined_object';
+        END IF;
+    ELSIF scope = 'role' AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = target) THEN
+        RAISE EXCEPTION 'role "%" does not exist', target USING ERRCODE = 'undefined_object';
+    ELSIF scope = 'model' AND NOT EXISTS (SELECT 1 FROM llmgw.models m WHERE m.alias = target) THEN
+        RAISE EXCEPTION 'model "%" does not exist', target USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO llmgw.budgets (name, scope, key_id, team_id, role_name, model, period,
+                               limit_amount, currency, enforcement)
+    VALUES (name, scope, lineage,
+            CASE WHEN scope = 'team' THEN llmgw.team_id(target) END,
+            CASE WHEN scope = 'role' THEN target END,
+            CASE WHEN scope = 'model' THEN target END,
+            period, limit_amount, currency, enforcement)
+    RETURNING budgets.id INTO id;
+    RETURN id;
+END
+$fn$;
+
+-- A budget crossing its limit (soft: the call went ahead; hard: calls are
+-- refused from now on).  Each alert is also sent as NOTIFY llmgw_alerts.
+CREATE TABLE llmgw.alerts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    budget_id bigint REFERENCES llmgw.budgets (id) ON DELETE SET NULL,
+    budget_name text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('soft_limit_reached', 'hard_limit_reached')),
+    period_start timestamptz,
+    limit_amount numeric NOT NULL,
+    spent numeric NOT NULL,
+    currency text NOT NULL,
+    team_id bigint
+);
+
+------------------------------------------------------------------------------
+-- Usage: partitions by month, daily rollups, row-level security
+------------------------------------------------------------------------------
+
+-- Create the monthly partitions of llmgw.usage from this month to
+-- months_ahead months ahead (the workers call it daily).
+CREATE FUNCTION llmgw.create_usage_partitions(months_ahead integer DEFAULT 3)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m timestamptz;
+    n integer := 0;
+    part text;
+BEGIN
+    FOR i IN 0 .. months_ahead LOOP
+        m := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))
+             AT TIME ZONE 'UTC';
+        part := 'usage_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM');
+        CONTINUE WHEN to_regclass('llmgw.' || part) IS NOT NULL;
+        BEGIN
+            EXECUTE format('CREATE TABLE llmgw.%I PARTITION OF llmgw.usage'
+                           ' FOR VALUES FROM (%L) TO (%L)',
+                           part, m,
+                           (date_trunc('month', m AT TIME ZONE 'UTC') + interval '1 month')
+                               AT TIME ZONE 'UTC');
+            n := n + 1;
+        EXCEPTION WHEN check_violation THEN
+            RAISE WARNING 'llmgw: could not create partition %: the default partition holds rows of that month', part;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+-- No monthly partition is made here: partitions made by an extension script
+-- belong to the extension and pg_dump would leave their rows out.  The
+-- workers make each month's partition when its first row is written.
+
+-- Spend per UTC day and every dimension a budget or a report groups by;
+-- maintained as usage rows are written, so views need not scan llmgw.usage.
+CREATE TABLE llmgw.usage_daily (
+    day date NOT NULL,
+    shard integer NOT NULL DEFAULT 0,   -- the worker that wrote it: no lock waits between workers
+    team_id bigint,
+    key_id bigint,
+    role_name text,
+    model text,
+    provider text,
+    upstream_model text,
+    currency text,
+    calls bigint NOT NULL,
+    errors bigint NOT NULL,
+    unpriced bigint NOT NULL,
+    cache_hits bigint NOT NULL,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    cached_input_tokens bigint NOT NULL,
+    reasoning_tokens bigint NOT NULL,
+    cost numeric NOT NULL,
+    month date NOT NULL GENERATED ALWAYS AS ((date_trunc('month', day::timestamp))::date) STORED,
+    UNIQUE NULLS NOT DISTINCT (day, team_id, key_id, role_name, model, provider,
+                               upstream_model, currency, shard)
+);
+CREATE INDEX usage_daily_month_idx ON llmgw.usage_daily (month);
+
+CREATE FUNCTION llmgw.usage_rollup() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- ordered, so that concurrent writers lock rollup rows in one order
+    INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model, provider,
+        upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
+        output_tokens, cached_input_tokens, reasoning_tokens, cost)
+    SELECT (n.started_at AT TIME ZONE 'UTC')::date,
+           coalesce(nullif(current_setting('llmgw.rollup_shard', true), '')::integer, 0),
+           n.team_id, n.key_id, n.role_name, n.model,
+           n.provider, n.upstream_model, n.currency,
+           count(*), count(*) FILTER (WHERE n.status <> 'ok'),
+           count(*) FILTER (WHERE n.unpriced), count(*) FILTER (WHERE n.cache_hit),
+           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
+           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0),
+           coalesce(sum(n.cost), 0)
+      FROM new_rows n
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency, shard)
+    DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
+                  unpriced = d.unpriced + excluded.unpriced,
+                  cache_hits = d.cache_hits + excluded.cache_hits,
+                  input_tokens = d.input_tokens + excluded.input_tokens,
+                  output_tokens = d.output_tokens + excluded.output_tokens,
+                  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens,
+                  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,
+                  cost = d.cost + excluded.cost;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER usage_rollup AFTER INSERT ON llmgw.usage
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION llmgw.usage_rollup();
+
+-- Exact-match response cache (owner only: answers may be confidential).
+-- key = sha256 of the scope (team, key or role; 'shared' when the model
+-- shares), the kind of call, the model alias and the normalised request.
+CREATE TABLE llmgw.response_cache (
+    key bytea PRIMARY KEY,
+    model text NOT NULL,
+    scope text NOT NULL,
+    kind integer NOT NULL,
+    answer text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at timestamptz NOT NULL,
+    hits bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX response_cache_expires_idx ON llmgw.response_cache (expires_at);
+
+-- What the cache holds, without the answers
+CREATE VIEW llmgw.cache_stats AS
+SELECT model, scope, count(*) AS entries, sum(pg_catalog.octet_length(answer)) AS bytes,
+       sum(hits) AS hits, min(created_at) AS oldest, max(expires_at) AS last_expiry
+  FROM llmgw.response_cache GROUP BY model, scope;
+
+-- Drop expired entries, then the oldest ones beyond max_bytes
+CREATE FUNCTION llmgw.trim_cache(max_bytes bigint) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH expired AS (
+    DELETE FROM llmgw.response_cache WHERE expires_at <= now() RETURNING 1),
+sized AS (
+    SELECT key, sum(octet_length(answer)) OVER (ORDER BY created_at DESC, key) AS upto
+      FROM llmgw.response_cache),
+over AS (
+    DELETE FROM llmgw.response_cache c USING sized s
+     WHERE c.key = s.key AND s.upto > max_bytes RETURNING 1)
+SELECT (SELECT count(*) FROM expired) + (SELECT count(*) FROM over)
+$$;
+
+-- Forget the cached answers of a model, or all of them
+CREATE FUNCTION llmgw.clear_cache(model text DEFAULT NULL) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH gone AS (DELETE FROM llmgw.response_cache c
+               WHERE clear_cache.model IS NULL OR c.model = clear_cache.model RETURNING 1)
+SELECT count(*) FROM gone
+$$;
+
+-- The calls of this server life whose requests were sent and that are not
+-- settled yet, as the journal of calls in flight (pg_llmgw/journal) has
+-- them.  After a crash or an immediate shutdown, worker 0 records the calls
+-- of the dead life as "interrupted" usage rows.
+CREATE FUNCTION llmgw.calls_in_flight_now(
+    OUT request_id uuid, OUT attempt integer, OUT started_at timestamptz,
+    OUT role_name text, OUT model text, OUT provider text, OUT upstream_model text,
+    OUT key_id bigint, OUT team_id bigint, OUT job_id bigint, OUT async_id bigint,
+    OUT slot integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'llmgw_calls_in_flight'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW llmgw.calls_in_flight AS
+SELECT request_id, attempt, started_at, role_name, model, provider, upstream_model,
+       key_id, team_id, job_id, async_id
+  FROM llmgw.calls_in_flight_now();
+
+-- Usage rows are a ledger: written once by the workers, never changed
+CREATE FUNCTION llmgw.usage_append_only() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'llmgw.usage rows cannot be changed or deleted'
+        USING ERRCODE = 'prohibited_sql_statement_attempted',
+              HINT = 'Drop or detach whole monthly partitions to remove old usage.';
+END
+$fn$;
+CREATE TRIGGER usage_append_only BEFORE UPDATE OR DELETE ON llmgw.usage
+    FOR EACH ROW EXECUTE FUNCTION llmgw.usage_append_only();
+
+-- Admin and finance see every row; other roles see their team's rows, and
+-- calls they made without a team.
+ALTER TABLE llmgw.usage ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usage_staff ON llmgw.usage FOR SELECT
+    TO llmgw_admin, llmgw_finance USING (true);
+CREATE POLICY usage_team ON llmgw.usage FOR SELECT TO llmgw_user
+    USING (team_id IN (SELECT llmgw.my_teams())
+           OR (team_id IS NULL AND role_name = CURRENT_USER));
+ALTER TABLE llmgw.usage_daily ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usage_daily_staff ON llmgw.usage_daily FOR SELECT
+    TO llmgw_admin, llmgw_finance USING (true);
+CREATE POLICY usage_daily_team ON llmgw.usage_daily FOR SELECT TO llmgw_user
+    USING (team_id IN (SELECT llmgw.my_teams())
+           OR (team_id IS NULL AND role_name = CURRENT_USER));
+
+------------------------------------------------------------------------------
+-- Finance views
+------------------------------------------------------------------------------
+
+-- One row per day and dimensions and worker (each worker keeps its own rollup
+-- rows, so that workers never wait for each other): sum over the columns you
+-- group by, as reports do anyway.
+CREATE VIEW llmgw.spend_daily WITH (security_invoker = true) AS
+SELECT d.day, t.name AS team, k.prefix AS key_prefix, d.role_name, d.model, d.provider,
+       d.upstream_model, d.currency, d.calls, d.errors, d.unpriced, d.cache_hits,
+       d.input_tokens, d.output_tokens, d.cached_input_tokens, d.reasoning_tokens, d.cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id;
+
+CREATE VIEW llmgw.spend_by_key WITH (security_invoker = true) AS
+SELECT d.month, d.key_id, k.prefix AS key_prefix,
+       k.name AS key_name, t.name AS team, d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cost) AS cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+ GROUP BY 1, 2, 3, 4, 5, 6;
+
+CREATE VIEW llmgw.spend_by_team WITH (security_invoker = true) AS
+SELECT d.month, d.team_id, t.name AS team, d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cost) AS cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+ GROUP BY 1, 2, 3, 4;
+
+CREATE VIEW llmgw.spend_by_model WITH (security_invoker = true) AS
+SELECT d.month, d.model, d.provider, d.upstream_model,
+       d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cached_input_tokens) AS cached_input_tokens,
+       sum(d.reasoning_tokens) AS reasoning_tokens, sum(d.cost) AS cost
+  FROM llmgw.usage_daily d
+ GROUP BY 1, 2, 3, 4, 5;
+
+-- The enforcement state of each budget in shared memory (reservations of
+-- calls in flight, and the spend the workers enforce)
+CREATE FUNCTION llmgw.budget_ledger(OUT budget_id bigint, OUT reserved numeric,
+                                    OUT ledger_spent numeric, OUT period_start timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'llmgw_budget_ledger'
+LANGUAGE C STRICT VOLATILE;
+
+-- Spend of each budget in its current period, from the rollups
+CREATE FUNCTION llmgw.budget_spent(b llmgw.budgets, at timestamptz DEFAULT pg_catalog.now())
+RETURNS numeric
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce(sum(d.cost), 0)
+  FROM llmgw.usage_daily d
+ WHERE d.currency = b.currency
+   AND d.day >= (llmgw.period_start(b.period, at) AT TIME ZONE 'UTC')::date
+   AND CASE b.scope
+         WHEN 'key' THEN d.key_id IN (SELECT k.id FROM llmgw.virtual_keys k
+                                       WHERE k.lineage_id = b.key_id)
+         WHEN 'team' THEN d.team_id = b.team_id
+         WHEN 'role' THEN d.role_name = b.role_name
+         WHEN 'model' THEN d.model = b.model
+         ELSE true END
+$$;
+
+CREATE VIEW llmgw.budget_status WITH (security_invoker = true) AS
+SELECT b.id, b.name, b.scope,
+       CASE b.scope WHEN 'key' THEN (SELECT k.prefix FROM llmgw.keys k WHERE k.id = b.key_id)
+                    WHEN 'team' THEN t.name
+                    WHEN 'role' THEN b.role_name::text
+                    WHEN 'model' THEN b.model END AS target,
+       b.period, b.enforcement, b.currency, b.limit_amount,
+       s.spent, trim_scale(coalesce(l.reserved, 0)) AS reserved,
+       trim_scale(greatest(b.limit_amount - s.spent - coalesce(l.reserved, 0), 0)) AS remaining,
+       llmgw.period_start(b.period) AS period_start,
+       llmgw.period_end(b.period) AS resets_at,
+       trim_scale(l.ledger_spent) AS ledger_spent
+  FROM llmgw.budgets b
+  LEFT JOIN llmgw.teams t ON t.id = b.team_id
+  CROSS JOIN LATERAL (SELECT llmgw.budget_spent(b) AS spent) s
+  LEFT JOIN llmgw.budget_ledger() l ON l.budget_id = b.id;
+
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.teams FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.role_bindings FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.virtual_keys FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.prices FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.budgets FOR EACH STATEMENT EXECUTE FUNCTION llmgw.config_changed();
+
+SELECT pg_catalog.pg_extension_config_dump('llmgw.teams', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.role_bindings', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.virtual_keys', '');
+-- the seed prices come with the extension: a restore makes them anew
+SELECT pg_catalog.pg_extension_config_dump('llmgw.prices', 'WHERE source IS DISTINCT FROM ''seed''');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.budgets', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('llmgw.usage_daily', '');
+
+------------------------------------------------------------------------------
+-- Administration
+------------------------------------------------------------------------------
+
+-- Store (or, with NULL, remove) a provider's secret in the owner-only table.
+-- The statement is hidden from pg_stat_activity and masked in the server log.
+CREATE FUNCTION llmgw.set_provider_secret(provider text, secret text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM llmgw.hide_statement();
+    IF NOT EXISTS (SELECT 1 FROM llmgw.providers p WHERE p.name = provider) THEN
+        RAISE EXCEPTION 'provider "%" does not exist', provider
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF secret = '' OR secret ~ '[[:cntrl:]]' OR octet_length(secret) > 65536 THEN
+        RAISE EXCEPTION 'the secret given for provider "%" is empty, longer than 64 kB or contains control characters',
+            provider
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM llmgw.provider_secrets s WHERE s.provider = set_provider_secret.provider;
+    IF secret IS NULL THEN
+        UPDATE llmgw.providers p SET secret_ref = NULL
+         WHERE p.name = provider AND p.secret_ref = 'stored';
+    ELSE
+        INSERT INTO llmgw.provider_secrets (provider, secret)
+            VALUES (set_provider_secret.provider, secret);
+        UPDATE llmgw.providers p SET secret_ref = 'stored' WHERE p.name = provider;
+    END IF;
+END
+$fn$;
+
+-- Guard provider rows, whoever writes them: a secret reference (env:, file:)
+-- outside what postgresql.conf allows (llmgw.secret_env_prefix,
+-- llmgw.secret_directory) may be set by a superuser only, and
+-- secret_ref_trusted records that one did; a new base URL or kind drops the
+-- secret, unless the same statement sets another, so that a secret is never
+-- sent to an endpoint it was not given for.
+CREATE FUNCTION llmgw.providers_guard() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    ref_changed boolean := TG_OP = 'INSERT' OR NEW.secret_ref IS DISTINCT FROM OLD.secret_ref;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NOT ref_changed AND OLD.secret_ref IS NOT NULL
+       AND (NEW.base_url, NEW.kind) IS DISTINCT FROM (OLD.base_url, OLD.kind) THEN
+        NEW.secret_ref := NULL;
+        ref_changed := true;
+        DELETE FROM llmgw.provider_secrets s WHERE s.provider = OLD.name;
+        RAISE NOTICE 'the secret of provider "%" was removed because its base URL or kind changed',
+            NEW.name
+            USING HINT = 'Give it a secret again with llmgw.set_provider_secret() or secret_ref.';
+    END IF;
+    IF NOT ref_changed THEN
+        -- a superuser may vouch for a reference set before (say, under 0.1)
+        IF NOT llmgw.caller_is_superuser() THEN
+            NEW.secret_ref_trusted := OLD.secret_ref_trusted;
+        END IF;
+        RETURN NEW;
+    END IF;
+    NEW.secret_ref_trusted := coalesce(NEW.secret_ref ~ '^(env|file):', false)
+                              AND llmgw.caller_is_superuser();
+    IF NEW.secret_ref ~ '^(env|file):' AND NOT NEW.secret_ref_trusted
+       AND NOT llmgw.secret_ref_allowed(NEW.secret_ref) THEN
+        RAISE EXCEPTION 'only a superuser may point provider "%" at %', NEW.name,
+            CASE WHEN NEW.secret_ref LIKE 'env:%' THEN 'an environment variable outside llmgw.secret_env_prefix'
+                 ELSE 'a file outside llmgw.secret_directory' END
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A superuser can allow a variable-name prefix (llmgw.secret_env_prefix) or a directory (llmgw.secret_directory) in postgresql.conf.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+CREATE TRIGGER providers_guard BEFORE INSERT OR UPDATE ON llmgw.providers
+    FOR EACH ROW EXECUTE FUNCTION llmgw.providers_guard();
+
+-- Register a provider.  secret: 'env:NAME', 'file:/path', a literal secret
+-- (stored in the owner-only table), or NULL for servers without auth.
+CREATE FUNCTION llmgw.create_provider(
+    name text,
+    kind text,
+    base_url text,
+    secret text DEFAULT NULL,
+    api_version text DEFAULT NULL,
+    timeout_ms integer DEFAULT 60000,
+    connect_timeout_ms integer DEFAULT 10000,
+    idle_timeout_ms integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    is_ref boolean := secret ~ '^(env|file):';
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid provider name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to 63 letters, digits, "_", "." or "-".';
+    END IF;
+    IF kind IS NULL OR kind NOT IN ('openai', 'openai_responses', 'openai_compatible', 'azure',
+                                    'anthropic', 'gemini') THEN
+        RAISE EXCEPTION 'unknown provider kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use openai, openai_responses, openai_compatible, azure, anthropic or gemini.';
+    END IF;
+    IF base_url IS NULL OR base_url !~ '^https?://[^/?#@]+([/?#][^@]*)?$' THEN
+        RAISE EXCEPTION 'invalid base URL for provider "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use an http:// or https:// URL without credentials, such as https://api.openai.com/v1.';
+    END IF;
+    PERFORM llmgw.check_base_url(base_url);
+    IF is_ref AND secret !~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$' THEN
+        RAISE EXCEPTION 'invalid secret reference for provider "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use env:VARIABLE_NAME or file:/absolute/path.';
+    END IF;
+    INSERT INTO llmgw.providers (name, kind, base_url, api_version, secret_ref,
+                                 timeout_ms, connect_timeout_ms, idle_timeout_ms)
+    VALUES (name, kind, base_url, api_version,
+            CASE WHEN is_ref THEN secret END, timeout_ms, connect_timeout_ms, idle_timeout_ms);
+    IF secret IS NOT NULL AND NOT is_ref THEN
+        PERFORM llmgw.set_provider_secret(name, secret);
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION llmgw.drop_provider(name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM llmgw.providers p WHERE p.name = drop_provider.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'provider "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+-- Map a model alias to a provider's upstream model.  Calling it again for
+-- the same alias adds another deployment (used by routing and fallback).
+CREATE FUNCTION llmgw.create_model(
+    alias text,
+    provider text,
+    upstream_model text,
+    priority integer DEFAULT 0,
+    weight integer DEFAULT 1,
+    price_model text DEFAULT NULL,
+    rpm_limit integer DEFAULT NULL,
+    tpm_limit bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM llmgw.providers p WHERE p.name = provider) THEN
+        RAISE EXCEPTION 'provider "%" does not exist', provider
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with llmgw.create_provider().';
+    END IF;
+    INSERT INTO llmgw.models (alias) VALUES (alias) ON CONFLICT DO NOTHING;
+    INSERT INTO llmgw.deployments (model, provider, upstream_model, priority, weight,
+                                   price_model, rpm_limit, tpm_limit)
+    VALUES (alias, provider, upstream_model, priority, weight, price_model, rpm_limit, tpm_limit);
+END
+$fn$;
+
+CREATE FUNCTION llmgw.drop_model(alias text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM llmgw.models m WHERE m.alias = drop_model.alias;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', alias
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- Calling models
+------------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.llm_complete(
+    prompt text,
+    model text,
+    system text DEFAULT NULL,
+    max_tokens integer DEFAULT NULL,
+    temperature double precision DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'llm_complete'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Many completions from one statement, run concurrently by the workers.
+CREATE FUNCTION @extschema@.llm_complete_many(
+    prompts text[],
+    model text,
+    system text DEFAULT NULL,
+    max_tokens integer DEFAULT NULL,
+    temperature double precision DEFAULT NULL,
+    concurrency integer DEFAULT 64,
+    on_error text DEFAULT 'raise')
+RETURNS TABLE (ordinality integer, answer text, sqlstate text, error text)
+AS 'MODULE_PATHNAME', 'llm_complete_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+-- An OpenAI Chat Completions-shaped request whose "model" is an llmgw alias;
+-- answers in llmgw's normalised shape whatever the provider.
+CREATE FUNCTION @extschema@.llm_chat(request jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'llm_chat'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+-- The embedding of one input.
+CREATE FUNCTION @extschema@.llm_embed(input text, model text)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'llm_embed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The embeddings of many inputs, in one provider request.
+CREATE FUNCTION @extschema@.llm_embed_batch(inputs text[], model text)
+RETURNS TABLE (ordinality integer, embedding real[])
+AS 'MODULE_PATHNAME', 'llm_embed_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+-- The embeddings of many inputs (the same as llm_embed_batch: one provider
+-- request carries them all, which is what the embeddings APIs are made for).
+CREATE FUNCTION @extschema@.llm_embed_many(inputs text[], model text)
+RETURNS TABLE (ordinality integer, embedding real[])
+LANGUAGE sql VOLATILE PARALLEL UNSAFE ROWS 100
+AS $$ SELECT * FROM @extschema@.llm_embed_batch(inputs, model) $$;
+
+------------------------------------------------------------------------------
+-- Visibility
+------------------------------------------------------------------------------
+
+-- The workers and the queue right now
+CREATE FUNCTION llmgw.stats(
+    OUT workers_running integer,
+    OUT calls_queued integer,
+    OUT calls_in_flight integer,
+    OUT calls_since_start bigint,
+    OUT queue_size integer,
+    OUT workers_configured integer,
+    OUT life_started_at timestamptz)
+AS 'MODULE_PATHNAME', 'llmgw_stats'
+LANGUAGE C STRICT VOLATILE;
+
+-- Health of each deployment since the server started (shared memory)
+CREATE FUNCTION llmgw.deployment_stats(
+    OUT deployment_id bigint, OUT state text, OUT cooldown_until timestamptz,
+    OUT consecutive_failures integer, OUT in_flight integer, OUT successes bigint,
+    OUT failures bigint, OUT cooldowns bigint, OUT p50_ms float8, OUT p95_ms float8,
+    OUT p99_ms float8, OUT recent_ms float8)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'llmgw_deployment_stats'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW llmgw.deployment_health AS
+SELECT d.model, d.provider, d.upstream_model, d.priority, d.weight,
+       coalesce(s.state, 'healthy') AS state, s.cooldown_until, s.consecutive_failures,
+       coalesce(s.in_flight, 0) AS in_flight, coalesce(s.successes, 0) AS successes,
+       coalesce(s.failures, 0) AS failures, coalesce(s.cooldowns, 0) AS cooldowns,
+       round(s.p50_ms::numeric, 1) AS p50_ms, round(s.p95_ms::numeric, 1) AS p95_ms,
+       round(s.p99_ms::numeric, 1) AS p99_ms, round(s.recent_ms::numeric, 1) AS recent_ms,
+       d.id AS deployment_id
+  FROM llmgw.deployments d
+  LEFT JOIN llmgw.deployment_stats() s ON s.deployment_id = d.id;
+
+-- One row per logical call, its attempts folded in (the last one decides)
+CREATE VIEW llmgw.requests WITH (security_invoker = true) AS
+SELECT request_id,
+       min(started_at) AS started_at,
+       max(recorded_at) AS finished_at,
+       min(role_name) AS role_name,
+       min(model) AS model,
+       count(*) AS attempts,
+       (array_agg(provider ORDER BY attempt DESC))[1] AS provider,
+       (array_agg(upstream_model ORDER BY attempt DESC))[1] AS upstream_model,
+       (array_agg(status ORDER BY attempt DESC))[1] AS status,
+       (array_agg(error_class ORDER BY attempt DESC))[1] AS error_class,
+       sum(latency_ms) AS latency_ms,
+       sum(input_tokens) AS input_tokens,
+       sum(output_tokens) AS output_tokens,
+       sum(cost) AS cost
+  FROM llmgw.usage
+ GROUP BY request_id;
+
+------------------------------------------------------------------------------
+-- Asynchronous calls: queued durably, served by the workers with leases
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.async_calls (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner name NOT NULL DEFAULT CURRENT_USER,
+    model text NOT NULL,
+    request jsonb NOT NULL,         -- llm_chat's request
+    key_hash bytea,                 -- the caller's virtual key (owner only)
+    tags jsonb,
+    max_retries integer NOT NULL,
+    timeout_ms integer NOT NULL,
+    status text NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'done', 'error')),
+    answer jsonb,                   -- llm_chat's answer
+    sqlstate text,
+    error text,
+    attempts integer NOT NULL DEFAULT 0,   -- times a worker took it
+    submitted_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    lease_until timestamptz,        -- a worker holds it until then
+    server_started_at timestamptz   -- of the server life that took it
+);
+CREATE INDEX async_calls_pending_idx ON llmgw.async_calls (id) WHERE status IN ('queued', 'running');
+ALTER TABLE llmgw.async_calls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY async_staff ON llmgw.async_calls TO llmgw_admin USING (true);
+CREATE POLICY async_own ON llmgw.async_calls TO llmgw_user USING (owner = CURRENT_USER);
+SELECT pg_catalog.pg_extension_config_dump('llmgw.async_calls', '');
+
+-- Queue a call (llm_chat's request); returns its id at once.  The call is
+-- made once the submitting transaction commits, with the caller's role,
+-- virtual key and llmgw.tags.
+CREATE FUNCTION llmgw.submit(request jsonb) RETURNS bigint
+AS 'MODULE_PATHNAME', 'llmgw_submit'
+LANGUAGE C STRICT VOLATILE;
+
+-- The state and, once there, the answer of a submitted call
+CREATE FUNCTION llmgw.result(id bigint,
+    OUT status text, OUT answer jsonb, OUT sqlstate text, OUT error text,
+    OUT submitted_at timestamptz, OUT finished_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT a.status, a.answer, a.sqlstate, a.error, a.submitted_at, a.finished_at
+  FROM llmgw.async_calls a WHERE a.id = result.id
+$$;
+
+-- Wait up to timeout for a submitted call to finish; returns its result
+-- (status 'queued' or 'running' when the time ran out).  Call it outside
+-- the transaction that submitted the call.
+CREATE FUNCTION llmgw.wait(id bigint, timeout interval DEFAULT '30 seconds',
+    OUT status text, OUT answer jsonb, OUT sqlstate text, OUT error text,
+    OUT submitted_at timestamptz, OUT finished_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    deadline timestamptz := clock_timestamp() + timeout;
+    pause float8 := 0.005;
+BEGIN
+    LOOP
+        SELECT r.* INTO status, answer, sqlstate, error, submitted_at, finished_at
+          FROM llmgw.result(id) r;
+        IF NOT FOUND OR status IS NULL THEN
+            RAISE EXCEPTION 'asynchronous call % does not exist', id
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        EXIT WHEN status IN ('done', 'error') OR clock_timestamp() >= deadline;
+        PERFORM pg_sleep(least(pause, extract(epoch FROM deadline - clock_timestamp())));
+        pause := least(pause * 2, 0.2);
+    END LOOP;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- Batch enrichment
+------------------------------------------------------------------------------
+
+CREATE TABLE llmgw.jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text,
+    owner name NOT NULL DEFAULT CURRENT_USER,
+    source text NOT NULL,
+    output_column text NOT NULL,
+    model text NOT NULL,
+    status text NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'finished', 'failed', 'stopped')),
+    rows_total bigint,
+    rows_done bigint NOT NULL DEFAULT 0,
+    rows_failed bigint NOT NULL DEFAULT 0,
+    rows_skipped bigint NOT NULL DEFAULT 0,
+    last_error text,
+    started_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at timestamptz
+);
+ALTER TABLE llmgw.jobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY jobs_staff ON llmgw.jobs TO llmgw_admin, llmgw_finance USING (true);
+CREATE POLICY jobs_own ON llmgw.jobs TO llmgw_user USING (owner = CURRENT_USER);
+SELECT pg_catalog.pg_extension_config_dump('llmgw.jobs', '');
+
+-- Progress of every job: rate and estimated finish while it runs
+CREATE VIEW llmgw.job_progress WITH (security_invoker = true) AS
+SELECT id, name, owner, source, output_column, model, status,
+       rows_total, rows_done, rows_failed, rows_skipped,
+       (SELECT sum(u.cost) FROM llmgw.usage u WHERE u.job_id = jobs.id) AS spend,
+       round(rows_done / nullif(extract(epoch FROM updated_at - started_at), 0), 2)
+           AS rows_per_second,
+       CASE WHEN status = 'running' AND rows_done > 0 THEN
+           updated_at + (updated_at - started_at)
+               * ((rows_total - rows_done - rows_failed - rows_skipped)::float8 / rows_done)
+       END AS estimated_finish,
+       started_at, updated_at, finished_at, last_error
+  FROM llmgw.jobs;
+
+-- Fill output_column of source from a prompt expression over each row, in
+-- chunks committed one by one.  Rows whose output is already set are skipped,
+-- so a cancelled or crashed run resumes where it stopped.  Only rows the
+-- caller may update are taken (row-level security, locks of concurrent
+-- runs): no model is called for an answer that could not be written.  Must
+-- be CALLed outside an explicit transaction block (it commits).
+CREATE PROCEDURE llmgw.enrich(
+    source regclass,
+    key_column text,
+    prompt text,
+    output_column text,
+    model text,
+    system text DEFAULT NULL,
+    max_tokens integer DEFAULT NULL,
+    chunk_size integer DEFAULT 500,
+    concurrency integer DEFAULT 64,
+    job_name text DEFAULT NULL)
+LANGUAGE plpgsql
+-- no SET search_path: a procedure with SET cannot COMMIT.  It runs with the
+-- caller's rights, and every name it uses is qualified or in pg_catalog.
+AS $fn$
+DECLARE
+    job bigint;
+    skip text[] := '{}';
+    keys text[];
+    prompts text[];
+    r record;
+    done_keys text[];
+    answers text[];
+    written_keys text[];
+    done bigint;
+    failed bigint;
+    skipped bigint;
+    chunk_error text;
+    stop_reason text;
+    limited bigint;
+    still_pending bigint;
+    backoff float8 := 0.5;
+    pending text := format('%I IS NULL AND NOT (%I::text = ANY ($1))', output_column, key_column);
+BEGIN
+    IF chunk_size < 1 THEN
+        RAISE EXCEPTION 'chunk_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- every answer paid for must be writable: check before any call
+    IF NOT pg_catalog.has_column_privilege(source, output_column, 'UPDATE') THEN
+        RAISE EXCEPTION 'permission denied to update column % of %', output_column, source
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'llmgw.enrich writes each answer into the output column, and calls no model for a row it could not write.';
+    END IF;
+    INSERT INTO llmgw.jobs (name, source, output_column, model)
+    VALUES (job_name, source::text, output_column, model)
+    RETURNING id INTO job;
+    EXECUTE format('SELECT count(*) FROM %s WHERE %s', source, pending)
+        INTO r USING skip;
+    UPDATE llmgw.jobs SET rows_total = r.count WHERE id = job;
+    COMMIT;
+
+    LOOP
+        -- FOR UPDATE takes only rows the caller may update (row-level
+        -- security) and not locked by a concurrent run
+        EXECUTE format('SELECT array_agg(k ORDER BY k), array_agg(p ORDER BY k)
+                          FROM (SELECT %I::text AS k, (%s)::text AS p FROM %s WHERE %s
+                                 ORDER BY %I LIMIT %s FOR UPDATE SKIP LOCKED) c',
+                       key_column, prompt, source, pending, key_column, chunk_size)
+            INTO keys, prompts USING skip;
+        EXIT WHEN keys IS NULL;
+
+        done := 0; failed := 0; skipped := 0; limited := 0;
+        done_keys := '{}'; answers := '{}';
+        -- the job's calls carry its id (usage.job_id), so that its spend can be summed
+        PERFORM set_config('llmgw.job', job::text, true);
+        FOR r IN SELECT * FROM @extschema@.llm_complete_many(prompts, model, system, max_tokens,
+                                                             NULL, concurrency, 'continue')
+        LOOP
+            IF r.answer IS NOT NULL THEN
+                done_keys := done_keys || keys[r.ordinality];
+                answers := answers || r.answer;
+            ELSIF r.sqlstate = 'LG010' THEN
+                -- a budget is exhausted: the row stays pending for a later run
+                stop_reason := coalesce(stop_reason, r.error);
+            ELSIF r.sqlstate = 'LG011' THEN
+                -- rate limited by llmgw: the row stays pending, we slow down
+                limited := limited + 1;
+            ELSE
+                skip := skip || keys[r.ordinality];
+                IF r.error IS NULL THEN
+                    skipped := skipped + 1;
+                ELSE
+                    failed := failed + 1;
+                    chunk_error := r.sqlstate || ': ' || r.error;
+                END IF;
+            END IF;
+        END LOOP;
+        PERFORM set_config('llmgw.job', '', true);
+        -- one UPDATE per chunk (a join, whatever the key's type)
+        EXECUTE format('WITH w AS (UPDATE %s t SET %I = a.answer FROM unnest($1, $2) a(k, answer)
+                                    WHERE t.%I::text = a.k RETURNING a.k)
+                        SELECT coalesce(array_agg(k), ''{}'') FROM w',
+                       source, output_column, key_column)
+            INTO written_keys USING done_keys, answers;
+        done := cardinality(written_keys);
+        IF done < cardinality(done_keys) THEN
+            -- answered but not written (the row went away meanwhile)
+            failed := failed + cardinality(done_keys) - done;
+            skip := skip || ARRAY(SELECT unnest(done_keys) EXCEPT SELECT unnest(written_keys));
+            chunk_error := 'answers could not be written into ' || source::text;
+        END IF;
+        -- a chunk whose rows are all still pending would be taken again forever
+        EXECUTE format('SELECT count(*) FROM %s WHERE %s AND %I::text = ANY ($2)',
+                       source, pending, key_column)
+            INTO still_pending USING skip, keys;
+        IF still_pending = cardinality(keys) AND limited = 0 AND stop_reason IS NULL THEN
+            ROLLBACK;
+            UPDATE llmgw.jobs SET status = 'failed', finished_at = clock_timestamp(),
+                   updated_at = clock_timestamp(),
+                   last_error = format('no progress: none of %s rows of the chunk left the pending set', cardinality(keys))
+             WHERE id = job;
+            COMMIT;
+            RAISE EXCEPTION 'llmgw.enrich job % makes no progress', job
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('After a chunk, its %s rows still have %s NULL: something (a trigger, a policy) undoes the answers.',
+                                      cardinality(keys), output_column),
+                      HINT = 'Check the triggers and row-level security policies of the table.';
+        END IF;
+
+        UPDATE llmgw.jobs j
+           SET rows_done = j.rows_done + done, rows_failed = j.rows_failed + failed,
+               rows_skipped = j.rows_skipped + skipped,
+               last_error = coalesce(chunk_error, j.last_error),
+               updated_at = clock_timestamp()
+         WHERE j.id = job
+        RETURNING j.rows_done, j.rows_failed INTO done, failed;
+        COMMIT;
+        RAISE NOTICE 'llmgw.enrich job %: % rows done, % failed', job, done, failed;
+        IF stop_reason IS NOT NULL THEN
+            UPDATE llmgw.jobs SET status = 'stopped', last_error = 'LG010: ' || stop_reason,
+                   finished_at = clock_timestamp(), updated_at = clock_timestamp()
+             WHERE id = job;
+            COMMIT;
+            RAISE WARNING 'llmgw.enrich job % stopped: %', job, stop_reason
+                USING HINT = 'Rows not done yet stay NULL; CALL llmgw.enrich again once the budget allows.';
+            RETURN;
+        END IF;
+        IF limited > 0 THEN
+            RAISE NOTICE 'llmgw.enrich job %: % calls rate limited, waiting % s', job, limited, backoff;
+            PERFORM pg_sleep(backoff);
+            backoff := least(backoff * 2, 10);
+        ELSE
+            backoff := 0.5;
+        END IF;
+    END LOOP;
+
+    UPDATE llmgw.jobs SET status = 'finished', finished_at = clock_timestamp(),
+           updated_at = clock_timestamp()
+     WHERE id = job;
+    COMMIT;
+END
+$fn$;
+
+------------------------------------------------------------------------------
+-- A seed of list prices (LiteLLM's format, per token, USD) so that the demo
+-- and a fresh install price the common models; llmgw.import_prices() with
+-- LiteLLM's whole file brings the rest and newer prices.
+------------------------------------------------------------------------------
+
+SELECT llmgw.import_prices($seed$
+{
+ "gpt-4o": {
+  "input_cost_per_token": 2.5e-06,
+  "output_cost_per_token": 1e-05,
+  "cache_read_input_token_cost": 1.25e-06,
+  "input_cost_per_token_batches": 1.25e-06,
+  "output_cost_per_token_batches": 5e-06,
+  "max_output_tokens": 16384
+ },
+ "gpt-4o-mini": {
+  "input_cost_per_token": 1.5e-07,
+  "output_cost_per_token": 6e-07,
+  "cache_read_input_token_cost": 7.5e-08,
+  "input_cost_per_token_batches": 7.5e-08,
+  "output_cost_per_token_batches": 3e-07,
+  "max_output_tokens": 16384
+ },
+ "gpt-4.1-mini": {
+  "input_cost_per_token": 4e-07,
+  "output_cost_per_token": 1.6e-06,
+  "cache_read_input_token_cost": 1e-07,
+  "input_cost_per_token_batches": 2e-07,
+  "output_cost_per_token_batches": 8e-07,
+  "max_output_tokens": 32768
+ },
+ "claude-sonnet-4-5": {
+  "input_cost_per_token": 3e-06,
+  "output_cost_per_token": 1.5e-05,
+  "cache_read_input_token_cost": 3e-07,
+  "cache_creation_input_token_cost": 3.75e-06,
+  "cache_creation_input_token_cost_above_1hr": 6e-06,
+  "input_cost_per_token_above_200k_tokens": 6e-06,
+  "output_cost_per_token_above_200k_tokens": 2.25e-05,
+  "cache_read_input_token_cost_above_200k_tokens": 6e-07,
+  "cache_creation_input_token_cost_above_200k_tokens": 7.5e-06,
+  "max_output_tokens": 64000
+ },
+ "claude-haiku-4-5": {
+  "input_cost_per_token": 1e-06,
+  "output_cost_per_token": 5e-06,
+  "cache_read_input_token_cost": 1e-07,
+  "cache_creation_input_token_cost": 1.25e-06,
+  "cache_creation_input_token_cost_above_1hr": 2e-06,
+  "max_output_tokens": 64000
+ },
+ "gemini/gemini-2.5-flash": {
+  "input_cost_per_token": 3e-07,
+  "output_cost_per_token": 2.5e-06,
+  "cache_read_input_token_cost": 3e-08,
+  "output_cost_per_reasoning_token": 2.5e-06,
+  "max_output_tokens": 65535
+ },
+ "text-embedding-3-small": {
+  "input_cost_per_token": 2e-08,
+  "output_cost_per_token": 0.0,
+  "input_cost_per_token_batches": 1e-08,
+  "output_cost_per_token_batches": 0.0
+ }
+}
+$seed$::jsonb, '2026-01-01 00:00:00+00', source => 'seed');
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA llmgw FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_chat(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed_batch(text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed_many(text[], text) FROM PUBLIC;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.deployments
+    TO llmgw_admin;
+GRANT SELECT ON llmgw.models TO llmgw_user;
+GRANT SELECT ON llmgw.usage, llmgw.usage_daily TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.teams, llmgw.role_bindings, llmgw.keys TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.prices, llmgw.prices_now, llmgw.budgets, llmgw.alerts TO llmgw_admin, llmgw_finance;
+GRANT INSERT, UPDATE, DELETE ON llmgw.teams, llmgw.role_bindings, llmgw.budgets TO llmgw_admin;
+GRANT INSERT, UPDATE ON llmgw.prices TO llmgw_admin;
+GRANT SELECT ON llmgw.spend_daily, llmgw.spend_by_key, llmgw.spend_by_team, llmgw.spend_by_model
+    TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.budget_status TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON FUNCTION llmgw.my_teams(), llmgw.cost(llmgw.prices, bigint, bigint, bigint, bigint, bigint, bigint, integer),
+    llmgw.price_names(text, text, text, text), llmgw.price_at(text[], timestamptz),
+    llmgw.period_start(text, timestamptz), llmgw.period_end(text, timestamptz)
+    TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT EXECUTE ON FUNCTION llmgw.budget_spent(llmgw.budgets, timestamptz), llmgw.budget_ledger()
+    TO llmgw_admin, llmgw_finance;
+GRANT SELECT, INSERT, UPDATE ON llmgw.jobs TO llmgw_admin, llmgw_user;
+GRANT SELECT ON llmgw.jobs TO llmgw_finance;
+GRANT SELECT ON llmgw.job_progress TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.requests TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON FUNCTION llmgw.deployment_stats() TO llmgw_admin, llmgw_finance;
+GRANT SELECT ON llmgw.calls_in_flight TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON FUNCTION llmgw.check_base_url(text) TO llmgw_admin;
+GRANT SELECT (id, owner, model, request, tags, max_retries, timeout_ms, status, answer, sqlstate,
+              error, attempts, submitted_at, started_at, finished_at, lease_until)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+GRANT INSERT (model, request, key_hash, tags, max_retries, timeout_ms)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+GRANT EXECUTE ON FUNCTION llmgw.submit(jsonb), llmgw.result(bigint), llmgw.wait(bigint, interval)
+    TO llmgw_admin, llmgw_user;
+GRANT SELECT ON llmgw.cache_stats TO llmgw_admin;
+GRANT EXECUTE ON FUNCTION llmgw.trim_cache(bigint), llmgw.clear_cache(text) TO llmgw_admin;
+GRANT SELECT ON llmgw.deployment_health TO llmgw_admin, llmgw_finance;
+GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text)
+    TO llmgw_admin, llmgw_user;
+GRANT EXECUTE ON FUNCTION
+    llmgw.create_provider(text, text, text, text, text, integer, integer, integer),
+    llmgw.set_provider_secret(text, text),
+    llmgw.drop_provider(text),
+    llmgw.create_model(text, text, text, integer, integer, text, integer, bigint),
+    llmgw.drop_model(text),
+    llmgw.create_team(text, text[], integer, bigint),
+    llmgw.team_id(text),
+    llmgw.bind_role(regrole, text),
+    llmgw.unbind_role(regrole),
+    llmgw.create_key(text, text, text[], timestamptz, integer, bigint),
+    llmgw.revoke_key(bigint),
+    llmgw.rotate_key(bigint, interval),
+    llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
+                    bigint, numeric, numeric, numeric, numeric, numeric, numeric, integer, text,
+                    timestamptz, text, numeric),
+    llmgw.import_prices(jsonb, timestamptz, text[], text),
+    llmgw.create_budget(text, text, text, text, numeric, text, text),
+    llmgw.create_usage_partitions(integer)
+    TO llmgw_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision),
+    @extschema@.llm_chat(jsonb),
+    @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text),
+    @extschema@.llm_embed(text, text),
+    @extschema@.llm_embed_batch(text[], text),
+    @extschema@.llm_embed_many(text[], text)
+    TO llmgw_user, llmgw_admin;
+
+------------------------------------------------------------------------------
+-- pg_dump keeps the position of every sequence, so that after a restore the
+-- next id of each table follows the restored rows
+------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.deployments', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.teams', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.virtual_keys', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.prices', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.budgets', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.alerts', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.jobs', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.async_calls', 'id')::regclass, '');
