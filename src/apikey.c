@@ -13,8 +13,6 @@
  */
 #include "postgres.h"
 
-#include <ctype.h>
-
 #include "common/cryptohash.h"
 #include "lib/stringinfo.h"
 #include "tcop/tcopprot.h"
@@ -81,84 +79,4 @@ llmgw_api_key_current(uint8 *hash)
 		return false;
 	memcpy(hash, key_hash, LLMGW_KEY_HASH_LEN);
 	return true;
-}
-
-/*
- * Log lines must not carry keys, even with log_statement = all: mask every
- * "lgw_" token in a message, and leave out the statement of a report when
- * it holds one.
- */
-static emit_log_hook_type prev_emit_log_hook = NULL;
-
-/* Length of the key-like token at s ("lgw_" and what follows), or 0 */
-static int
-key_token_length(const char *s)
-{
-	int			n = 4;
-
-	if (strncmp(s, "lgw_", 4) != 0)
-		return 0;
-	while (isalnum((unsigned char) s[n]))
-		n++;
-	/* a prefix (lgw_ and 8 characters) is not secret: keys are longer */
-	return n >= 4 + 16 ? n : 0;
-}
-
-static bool
-has_key_token(const char *s)
-{
-	if (s == NULL)
-		return false;
-	for (const char *p = strstr(s, "lgw_"); p; p = strstr(p + 1, "lgw_"))
-		if (key_token_length(p) > 0)
-			return true;
-	return false;
-}
-
-static char *
-mask_keys(const char *s)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	while (*s)
-	{
-		int			n = key_token_length(s);
-
-		if (n > 0)
-		{
-			appendStringInfoString(&buf, "lgw_[redacted]");
-			s += n;
-			continue;
-		}
-		appendStringInfoChar(&buf, *s++);
-	}
-	return buf.data;
-}
-
-static void
-llmgw_emit_log(ErrorData *edata)
-{
-	if (has_key_token(edata->message) || has_key_token(edata->detail) ||
-		has_key_token(debug_query_string))
-	{
-		MemoryContext old = MemoryContextSwitchTo(ErrorContext);
-
-		if (has_key_token(edata->message))
-			edata->message = mask_keys(edata->message);
-		if (has_key_token(edata->detail))
-			edata->detail = mask_keys(edata->detail);
-		if (has_key_token(debug_query_string))
-			edata->hide_stmt = true;
-		MemoryContextSwitchTo(old);
-	}
-	if (prev_emit_log_hook)
-		prev_emit_log_hook(edata);
-}
-
-void
-llmgw_api_key_install_log_hook(void)
-{
-	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = llmgw_emit_log;
 }

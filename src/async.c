@@ -25,6 +25,7 @@
 
 #include "async.h"
 #include "call.h"
+#include "share.h"
 #include "txn.h"
 
 int			llmgw_async_lease = 600;	/* seconds */
@@ -164,6 +165,8 @@ llmgw_async_dispatch(void)
 		return;
 	llmgw_queue_counts(&workers, &queued, &running, &total);
 	room = Min(ASYNC_TAKE_MAX, llmgw_queue_size - queued - running - 1);
+	/* asynchronous calls together hold one fair share of the slots */
+	room = Min(room, llmgw_share_room(llmgw_share_key(LLMGW_SHARE_ASYNC, "", 0)));
 	if (room <= 0)
 		return;
 	seen = submitted;

@@ -25,6 +25,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "llmgw.h"
 #include "budget.h"
 #include "config.h"
 
@@ -76,7 +77,7 @@ llmgw_budget_shmem_init(void)
 	{
 		memset(ledger, 0, llmgw_budget_shmem_size());
 		ledger->nentries = llmgw_max_budgets * 2;
-		ledger->lock = &(GetNamedLWLockTranche("llmgw"))[0].lock;
+		ledger->lock = llmgw_lock(LLMGW_LOCK_LEDGER);
 	}
 }
 

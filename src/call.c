@@ -25,55 +25,8 @@
 #include "jsonutil.h"
 #include "policy.h"
 #include "provider.h"
-
-/*
- * Copy of text with secrets removed: the provider secret itself, and any
- * word containing "***", which is how providers echo a masked key.
- */
-char *
-llmgw_redact(const char *text, const char *secret)
-{
-	StringInfoData buf;
-	const char *p = text;
-
-	if (text == NULL)
-		return NULL;
-	initStringInfo(&buf);
-	while (*p)
-	{
-		const char *end = p;
-
-		if (secret && *secret && strncmp(p, secret, strlen(secret)) == 0)
-		{
-			appendStringInfoString(&buf, "[redacted]");
-			p += strlen(secret);
-			continue;
-		}
-		while (*end && *end != ' ')
-			end++;
-		if (end > p)
-		{
-			char	   *word = pnstrdup(p, end - p);
-
-			if (strstr(word, "***") != NULL)
-			{
-				size_t		keep = strlen(word);
-
-				while (keep > 0 && strchr(".,;:)", word[keep - 1]))
-					keep--;
-				appendStringInfo(&buf, "[redacted]%s", word + keep);
-			}
-			else if (secret && *secret && strstr(word, secret) != NULL)
-				appendStringInfoString(&buf, llmgw_redact(word, secret));
-			else
-				appendStringInfoString(&buf, word);
-			p = end;
-		}
-		if (*p == ' ')
-			appendStringInfoChar(&buf, *p++);
-	}
-	return buf.data;
-}
+#include "redact.h"
+#include "share.h"
 
 /* The output bound of a chat request body (max_tokens and its aliases), or 0 */
 static int64
@@ -373,7 +326,44 @@ start_some_route(LlmgwCall *call)
 }
 
 /*
- * Route the call and start its first attempt.  Returns false when the call
+ * Hold the call to its team's fair share of the calls the workers run at
+ * once.  False when the team runs its whole share: the call waits.
+ */
+static bool
+take_team_share(LlmgwCall *call)
+{
+	if (call->team_id == 0 || call->team_running)
+		return true;
+	if (call->team_share == NULL)
+	{
+		uint64		key = llmgw_share_key(LLMGW_SHARE_TEAM, &call->team_id, sizeof(call->team_id));
+
+		if (!llmgw_share_acquire(&key, 1, &call->team_share))
+			return false;
+	}
+	if (!llmgw_share_may_run(&call->team_share, 1))
+		return false;
+	llmgw_share_run(&call->team_share, 1, 1);
+	call->team_running = true;
+	return true;
+}
+
+/* Look the admitted call up in the cache first, or start its first attempt */
+static bool
+route(LlmgwCall *call, const LlmgwModelRoutes *model)
+{
+	/* a cached call waits for the worker's lookup before it is routed */
+	if (llmgw_cache_prepare(call, model))
+	{
+		call->awaiting_cache = true;
+		return true;
+	}
+	return start_some_route(call);
+}
+
+/*
+ * Admit the call and route it: start its first attempt, or leave it waiting
+ * for a cache lookup or for its team's share.  Returns false when the call
  * failed before reaching any provider (its outcome says why).
  */
 bool
@@ -395,12 +385,36 @@ llmgw_call_start(LlmgwCall *call)
 	{
 		order_routes(call, model);
 		started = llmgw_policy_admit(call);
-		/* a cached call waits for the worker's lookup before it is routed */
-		if (started && llmgw_cache_prepare(call, model))
-			call->awaiting_cache = true;
+		/* a team that runs its whole share waits (the worker parks the call) */
+		if (started && !take_team_share(call))
+			call->awaiting_share = true;
 		else if (started)
-			started = start_some_route(call);
+			started = route(call, model);
 	}
+	MemoryContextSwitchTo(old);
+	return started;
+}
+
+/*
+ * A parked call: if its team's share has room now, route it.  Returns false
+ * when it failed at once; call->awaiting_share says whether it still waits.
+ */
+bool
+llmgw_call_unpark(LlmgwCall *call)
+{
+	MemoryContext old;
+	const LlmgwModelRoutes *model;
+	bool		started;
+
+	if (!take_team_share(call))
+		return true;
+	old = MemoryContextSwitchTo(call->cxt);
+	call->awaiting_share = false;
+	model = llmgw_config_routes(call->model);
+	if (model == NULL || model->nroutes == 0)
+		started = fail_early(call, LLMGW_ERR_UNKNOWN_MODEL, NULL);
+	else
+		started = route(call, model);
 	MemoryContextSwitchTo(old);
 	return started;
 }
@@ -796,6 +810,10 @@ void
 llmgw_call_free(LlmgwCall *call)
 {
 	release_transfer(call);
+	if (call->team_running)
+		llmgw_share_run(&call->team_share, 1, -1);
+	if (call->team_share)
+		llmgw_share_release(&call->team_share, 1);
 	for (int i = 0; i < call->nroutes; i++)
 		if (call->routes[i].secret)
 			explicit_bzero(call->routes[i].secret, strlen(call->routes[i].secret));

@@ -132,6 +132,9 @@ typedef struct LlmgwCall
 	int32		session_cache_ttl_s;
 	bool		cache_enabled;	/* looked up, and stored on success */
 	bool		awaiting_cache; /* admitted, waits for the lookup */
+	bool		awaiting_share; /* admitted, waits for its team's fair share */
+	struct LlmgwShare *team_share;	/* its team's share, once taken */
+	bool		team_running;	/* counted among its team's running calls */
 	bool		cache_hit;
 	int32		cache_ttl_s;
 	uint8		cache_key[32];
@@ -203,6 +206,7 @@ extern char *llmgw_response_json(const LlmgwCall *call);
 /* call.c */
 extern LlmgwCall *llmgw_call_create(int slotno, MemoryContext parent);
 extern bool llmgw_call_start(LlmgwCall *call);
+extern bool llmgw_call_unpark(LlmgwCall *call);
 extern bool llmgw_call_continue(LlmgwCall *call);
 extern bool llmgw_call_resume(LlmgwCall *call);
 extern void llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a);
@@ -215,6 +219,5 @@ extern void llmgw_call_error(LlmgwCall *call, char **message, char **detail, cha
 extern void llmgw_call_free(LlmgwCall *call);
 extern bool llmgw_call_journal(LlmgwCall *call);
 extern void llmgw_call_interrupted(LlmgwCall *call);
-extern char *llmgw_redact(const char *text, const char *secret);
 
 #endif							/* LLMGW_CALL_H */

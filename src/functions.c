@@ -29,6 +29,7 @@
 #include "executor/spi.h"
 #include "llmgw.h"
 #include "policy.h"
+#include "share.h"
 
 PG_FUNCTION_INFO_V1(llm_complete);
 PG_FUNCTION_INFO_V1(llm_chat);
@@ -333,9 +334,16 @@ run_many(FunctionCallInfo fcinfo, const char *model, Datum *prompts, bool *nulls
 				if (slotno < 0)
 				{
 					dsa_free(llmgw_dsa(), request);
-					if (nactive == 0)
+					if (nactive > 0)
+						break;	/* no slot now: wait for ours to free one */
+					if (slotno == LLMGW_QUEUE_FULL)
 						llmgw_queue_full_error();
-					break;		/* all slots busy: wait for ours */
+					if (!llmgw_share_wait)
+						llmgw_share_full_error();
+					/* our share is held by other sessions of our role or key */
+					llmgw_share_wait_for_room();
+					CHECK_FOR_INTERRUPTS();
+					continue;
 				}
 				calls.slot[next] = slotno;
 				active[nactive++] = next++;

@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "llmgw.h"
 #include "health.h"
 
 int			llmgw_max_deployments = 1024;
@@ -75,7 +76,7 @@ llmgw_health_shmem_init(void)
 	{
 		memset(table, 0, llmgw_health_shmem_size());
 		table->n = llmgw_max_deployments * 2;
-		table->lock = &(GetNamedLWLockTranche("llmgw"))[2].lock;
+		table->lock = llmgw_lock(LLMGW_LOCK_HEALTH);
 	}
 }
 

@@ -26,7 +26,9 @@
 #include "llmgw.h"
 #include "policy.h"
 #include "ratelimit.h"
+#include "redact.h"
 #include "security.h"
+#include "share.h"
 
 PG_MODULE_MAGIC;
 
@@ -69,7 +71,8 @@ llmgw_shmem_request(void)
 	RequestAddinShmemSpace(llmgw_budget_shmem_size());
 	RequestAddinShmemSpace(llmgw_ratelimit_shmem_size());
 	RequestAddinShmemSpace(llmgw_health_shmem_size());
-	RequestNamedLWLockTranche("llmgw", 3);
+	RequestAddinShmemSpace(llmgw_share_shmem_size());
+	RequestNamedLWLockTranche("llmgw", LLMGW_NLOCKS);
 }
 
 /* Create or attach to our part of shared memory */
@@ -91,6 +94,7 @@ llmgw_shmem_startup(void)
 	llmgw_budget_shmem_init();
 	llmgw_ratelimit_shmem_init();
 	llmgw_health_shmem_init();
+	llmgw_share_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -130,6 +134,13 @@ llmgw_tags_check(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/* One of the llmgw tranche's locks */
+LWLock *
+llmgw_lock(LlmgwLock which)
+{
+	return &(GetNamedLWLockTranche("llmgw"))[which].lock;
 }
 
 /* llmgw.job must be empty or a job id (whose owner is checked at each call) */
@@ -231,6 +242,14 @@ llmgw_define_gucs(void)
 							 "Let providers be called on link-local and cloud metadata addresses.",
 							 NULL, &llmgw_allow_link_local, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.max_share",
+							"Percent of the request slots, and of the calls the workers run at once, that one role, key or team may hold.",
+							NULL, &llmgw_max_share, 50, 1, 100,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("llmgw.share_wait",
+							 "Wait when this session's role or key holds its whole share of the gateway; off: fail with LG012.",
+							 NULL, &llmgw_share_wait, true,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.max_budgets",
 							"Maximum number of budgets the shared ledger holds.",
 							NULL, &llmgw_max_budgets, 1024, 16, 1000000,
@@ -344,5 +363,5 @@ _PG_init(void)
 	shmem_startup_hook = llmgw_shmem_startup;
 
 	llmgw_register_workers();
-	llmgw_api_key_install_log_hook();
+	llmgw_redact_install_log_hook();
 }

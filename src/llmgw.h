@@ -13,6 +13,7 @@
 
 #include "port/atomics.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "datatype/timestamp.h"
 #include "utils/dsa.h"
@@ -45,6 +46,16 @@ extern bool llmgw_require_key;
 /* Largest llmgw.tags accepted, in bytes (it is journaled with each call) */
 #define LLMGW_MAX_TAGS 4096
 
+/* The LWLocks of the llmgw tranche */
+typedef enum LlmgwLock
+{
+	LLMGW_LOCK_LEDGER,			/* budget.c */
+	LLMGW_LOCK_RATE_LIMITS,		/* ratelimit.c */
+	LLMGW_LOCK_HEALTH,			/* health.c */
+	LLMGW_LOCK_SHARES,			/* share.c */
+	LLMGW_NLOCKS
+} LlmgwLock;
+
 /* Life of a request slot */
 typedef enum LlmgwSlotState
 {
@@ -76,6 +87,8 @@ typedef struct LlmgwSlot
 	dsa_pointer result;			/* LlmgwResult, written by the worker */
 	int			next;			/* free list link */
 	LlmgwReservation reservation;	/* budgets held by the call, owned by its worker */
+	struct LlmgwShare *share[2];	/* the fair shares it counts against (share.c) */
+	bool		share_running;	/* counted among the shares' running calls */
 } LlmgwSlot;
 
 /* What the shared memory knows of each worker */
@@ -176,11 +189,16 @@ typedef struct LlmgwResult
 	 (q)->body_len + (q)->tags_len + 4)
 
 /* llmgw.c */
+extern LWLock *llmgw_lock(LlmgwLock which);
+
+/* queue.c */
 extern LlmgwShared *llmgw_shared;
 extern LlmgwSlot *llmgw_slots;
 extern int *llmgw_queue;
 
-/* queue.c */
+#define LLMGW_QUEUE_FULL (-1)		/* every slot is in use */
+#define LLMGW_SHARE_FULL (-2)		/* the caller's share of the slots is used up */
+
 extern dsa_area *llmgw_dsa(void);
 extern int	llmgw_slot_submit(dsa_pointer request);
 extern int	llmgw_slot_try_submit(dsa_pointer request);
@@ -189,6 +207,7 @@ extern dsa_pointer llmgw_request_create(const LlmgwRequest *header, const char *
 										const char *model, const char *body, size_t body_len,
 										const char *tags);
 extern void llmgw_queue_full_error(void) pg_attribute_noreturn();
+extern void llmgw_share_full_error(void) pg_attribute_noreturn();
 extern LlmgwResult *llmgw_slot_wait(int slotno);
 extern void llmgw_slots_wait_any(const int *slotnos, int n);
 extern bool llmgw_slot_done(int slotno);

@@ -180,11 +180,22 @@ load_identities(void)
 	}
 
 	role_teams = make_hash("llmgw role teams", NAMEDATALEN, sizeof(RoleTeam), HASH_STRINGS);
-	/* a role's own binding first, then the first role it is a member of */
-	run_select("SELECT r.rolname, b.team_id FROM llmgw.role_bindings b"
-			   " JOIN pg_catalog.pg_roles br ON br.rolname = b.role_name"
-			   " JOIN pg_catalog.pg_roles r ON pg_catalog.pg_has_role(r.oid, br.oid, 'MEMBER')"
-			   " ORDER BY r.rolname, r.oid = br.oid DESC, b.role_name");
+	/*
+	 * A role's own binding first, then the nearest role it is a member of by
+	 * explicit grants: a superuser, a member of every role to
+	 * pg_has_role(), is bound to no team unless a binding says so.
+	 */
+	run_select("WITH RECURSIVE m(member, roleid, depth) AS ("
+			   "   SELECT r.oid, r.oid, 0 FROM pg_catalog.pg_roles r"
+			   "   UNION"
+			   "   SELECT m.member, a.roleid, m.depth + 1 FROM m"
+			   "     JOIN pg_catalog.pg_auth_members a ON a.member = m.roleid"
+			   "    WHERE m.depth < 64)"
+			   " SELECT r.rolname, b.team_id FROM m"
+			   "   JOIN pg_catalog.pg_roles r ON r.oid = m.member"
+			   "   JOIN pg_catalog.pg_roles br ON br.oid = m.roleid"
+			   "   JOIN llmgw.role_bindings b ON b.role_name = br.rolname"
+			   " ORDER BY r.rolname, m.depth, b.role_name");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];

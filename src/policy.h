@@ -23,7 +23,6 @@ extern bool llmgw_api_key_check(char **newval, void **extra, GucSource source);
 extern void llmgw_api_key_assign(const char *newval, void *extra);
 extern const char *llmgw_api_key_show(void);
 extern bool llmgw_api_key_current(uint8 *hash);
-extern void llmgw_api_key_install_log_hook(void);
 
 /* policy.c */
 extern void llmgw_policy_reset(void);

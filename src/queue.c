@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "llmgw.h"
+#include "share.h"
 
 /* Size of the DSA area kept inside the main shared memory segment */
 #define LLMGW_DSA_INPLACE_SIZE (4 * 1024 * 1024)
@@ -145,8 +146,10 @@ pick_worker(void)
 static int	slot_submit(dsa_pointer request, bool detached);
 
 /*
- * Queue a request; returns the slot number, or -1 when every slot is in
- * use.  The slot owns the request memory from then on.
+ * Queue a request; returns the slot number, LLMGW_QUEUE_FULL when every
+ * slot is in use, or LLMGW_SHARE_FULL when the caller's role or key holds
+ * its whole share of the slots.  The slot owns the request memory from
+ * then on.
  */
 int
 llmgw_slot_try_submit(dsa_pointer request)
@@ -156,12 +159,31 @@ llmgw_slot_try_submit(dsa_pointer request)
 
 /*
  * Queue a request nobody waits for (an asynchronous call): the worker frees
- * the slot when the call is done.  Returns -1 when every slot is in use.
+ * the slot when the call is done.  Returns a slot number or a *_FULL code.
  */
 int
 llmgw_slot_submit_detached(dsa_pointer request)
 {
 	return slot_submit(request, true);
+}
+
+/* The shares a request counts against: its role and key, or "async" */
+static int
+request_shares(dsa_pointer request, bool detached, uint64 *keys)
+{
+	LlmgwRequest *req = dsa_get_address(llmgw_dsa(), request);
+	Oid			role = GetUserId();
+	int			n = 0;
+
+	if (detached)
+	{
+		keys[n++] = llmgw_share_key(LLMGW_SHARE_ASYNC, "", 0);
+		return n;
+	}
+	keys[n++] = llmgw_share_key(LLMGW_SHARE_ROLE, &role, sizeof(role));
+	if (req->has_key)
+		keys[n++] = llmgw_share_key(LLMGW_SHARE_KEY, req->key_hash, sizeof(req->key_hash));
+	return n;
 }
 
 static int
@@ -171,6 +193,12 @@ slot_submit(dsa_pointer request, bool detached)
 	int			w;
 	Latch	   *wake = NULL;
 	Oid			dboid;
+	uint64		keys[LLMGW_SLOT_SHARES];
+	LlmgwShare *shares[LLMGW_SLOT_SHARES] = {NULL, NULL};
+	int			nshares = request_shares(request, detached, keys);
+
+	if (!llmgw_share_acquire(keys, nshares, shares))
+		return LLMGW_SHARE_FULL;
 
 	SpinLockAcquire(&llmgw_shared->mutex);
 	dboid = llmgw_shared->database_oid;
@@ -189,6 +217,9 @@ slot_submit(dsa_pointer request, bool detached)
 		slot->request = request;
 		slot->result = InvalidDsaPointer;
 		slot->reservation.n = 0;
+		slot->share[0] = shares[0];
+		slot->share[1] = shares[1];
+		slot->share_running = false;
 		llmgw_queue[(llmgw_shared->queue_head + llmgw_shared->queue_len) %
 					llmgw_shared->nslots] = slotno;
 		llmgw_shared->queue_len++;
@@ -198,18 +229,33 @@ slot_submit(dsa_pointer request, bool detached)
 	}
 	SpinLockRelease(&llmgw_shared->mutex);
 
+	if (slotno < 0 || (dboid != InvalidOid && dboid != MyDatabaseId))
+		llmgw_share_release(shares, nshares);
 	if (dboid != InvalidOid && dboid != MyDatabaseId)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("llmgw serves database \"%s\" only", llmgw_database),
 				 errhint("Call it from that database, or change llmgw.database and restart the server.")));
 	if (slotno < 0)
-		return -1;
+		return LLMGW_QUEUE_FULL;
 
 	pg_atomic_fetch_add_u64(&llmgw_shared->requests_total, 1);
 	if (wake)
 		SetLatch(wake);
 	return slotno;
+}
+
+/* Raise the error of a caller whose share of the gateway is used up */
+void
+llmgw_share_full_error(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LLMGW_SHARE_EXCEEDED),
+			 errmsg("role \"%s\" holds its whole share of the llmgw gateway",
+					GetUserNameFromId(GetUserId(), false)),
+			 errdetail("One role or virtual key may hold %d of the %d request slots (llmgw.max_share = %d%%).",
+					   llmgw_share_slot_cap(), llmgw_queue_size, llmgw_max_share),
+			 errhint("Wait for its calls to finish, lower their concurrency, or SET llmgw.share_wait = on to wait for room.")));
 }
 
 /* Raise the error of a full queue */
@@ -223,23 +269,40 @@ llmgw_queue_full_error(void)
 			 errhint("Raise llmgw.queue_size or lower the number of concurrent calls.")));
 }
 
-/* Queue a request; all slots in use is an error */
+/*
+ * Queue a request.  All slots in use is an error; a share used up is
+ * waited for (llmgw.share_wait) or an error.
+ */
 int
 llmgw_slot_submit(dsa_pointer request)
 {
-	int			slotno = llmgw_slot_try_submit(request);
+	for (;;)
+	{
+		int			slotno = llmgw_slot_try_submit(request);
 
-	if (slotno < 0)
-		llmgw_queue_full_error();
-	return slotno;
+		if (slotno >= 0)
+			return slotno;
+		if (slotno == LLMGW_QUEUE_FULL)
+			llmgw_queue_full_error();
+		if (!llmgw_share_wait)
+			llmgw_share_full_error();
+		llmgw_share_wait_for_room();
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
-/* Return a slot to the free list; caller holds the mutex */
+/*
+ * Return a slot to the free list; caller holds the mutex, and gives the
+ * slot's shares back (llmgw_share_release) once it has let go of it.
+ */
 static void
-slot_release_locked(int slotno)
+slot_release_locked(int slotno, LlmgwShare **shares)
 {
 	LlmgwSlot  *slot = &llmgw_slots[slotno];
 
+	shares[0] = slot->share[0];
+	shares[1] = slot->share[1];
+	slot->share[0] = slot->share[1] = NULL;
 	slot->state = LLMGW_SLOT_FREE;
 	slot->request = InvalidDsaPointer;
 	slot->result = InvalidDsaPointer;
@@ -254,12 +317,14 @@ slot_free(int slotno)
 {
 	dsa_pointer request;
 	dsa_pointer result;
+	LlmgwShare *shares[LLMGW_SLOT_SHARES];
 
 	SpinLockAcquire(&llmgw_shared->mutex);
 	request = llmgw_slots[slotno].request;
 	result = llmgw_slots[slotno].result;
-	slot_release_locked(slotno);
+	slot_release_locked(slotno, shares);
 	SpinLockRelease(&llmgw_shared->mutex);
+	llmgw_share_release(shares, LLMGW_SLOT_SHARES);
 
 	if (DsaPointerIsValid(request))
 		dsa_free(llmgw_dsa(), request);
@@ -407,42 +472,72 @@ llmgw_slot_wait(int slotno)
 	return llmgw_slot_result(slotno);
 }
 
+/* How far into the queue a worker looks for calls whose share may run */
+#define TAKE_SCAN_MAX 4096
+
 /*
- * Worker side: take up to max queued slots.  Slots abandoned before a
- * worker saw them are freed here, unseen by any provider.
+ * Worker side: take up to max queued slots, in order, but passing over the
+ * calls of shares that already run their share (they stay queued, in
+ * order).  Slots abandoned before a worker saw them are freed here, unseen
+ * by any provider.
  */
 int
 llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max)
 {
 	int			n = 0;
 	dsa_pointer dropped[64];
+	LlmgwShare *dropped_shares[64 * LLMGW_SLOT_SHARES];
 	int			ndropped = 0;
+	int			kept[TAKE_SCAN_MAX];
+	int			nkept = 0;
+	int			scanned = 0;
+	int			nslots;
+	int			head;
 
 	SpinLockAcquire(&llmgw_shared->mutex);
-	while (n < max && llmgw_shared->queue_len > 0 && ndropped < lengthof(dropped))
+	nslots = llmgw_shared->nslots;
+	head = llmgw_shared->queue_head;
+	while (n < max && scanned < llmgw_shared->queue_len && scanned < TAKE_SCAN_MAX &&
+		   ndropped < lengthof(dropped))
 	{
-		int			slotno = llmgw_queue[llmgw_shared->queue_head];
+		int			slotno = llmgw_queue[(head + scanned) % nslots];
 		LlmgwSlot  *slot = &llmgw_slots[slotno];
 
-		llmgw_shared->queue_head = (llmgw_shared->queue_head + 1) % llmgw_shared->nslots;
-		llmgw_shared->queue_len--;
+		scanned++;
 		/* a caller that left before a worker took the call (a detached call
 		 * has no caller, and is run) */
 		if (slot->abandoned && slot->cancel_requested)
 		{
-			dropped[ndropped++] = slot->request;
-			slot_release_locked(slotno);
+			dropped[ndropped] = slot->request;
+			slot_release_locked(slotno, &dropped_shares[ndropped * LLMGW_SLOT_SHARES]);
+			ndropped++;
 			continue;
 		}
+		if (!llmgw_share_may_run(slot->share, LLMGW_SLOT_SHARES))
+		{
+			kept[nkept++] = slotno;
+			continue;
+		}
+		llmgw_share_run(slot->share, LLMGW_SLOT_SHARES, 1);
+		slot->share_running = true;
 		slot->state = LLMGW_SLOT_RUNNING;
 		slot->worker = worker;
 		slot->worker_generation = generation;
 		slotnos[n++] = slotno;
 	}
+	/* the calls passed over move up, in order, to just before the rest */
+	head = (head + scanned - nkept) % nslots;
+	for (int i = 0; i < nkept; i++)
+		llmgw_queue[(head + i) % nslots] = kept[i];
+	llmgw_shared->queue_head = head;
+	llmgw_shared->queue_len -= scanned - nkept;
 	SpinLockRelease(&llmgw_shared->mutex);
 
 	for (int i = 0; i < ndropped; i++)
+	{
 		dsa_free(llmgw_dsa(), dropped[i]);
+		llmgw_share_release(&dropped_shares[i * LLMGW_SLOT_SHARES], LLMGW_SLOT_SHARES);
+	}
 	return n;
 }
 
@@ -467,6 +562,9 @@ llmgw_slot_publish(int slotno, dsa_pointer result)
 	bool		abandoned;
 
 	SpinLockAcquire(&llmgw_shared->mutex);
+	if (slot->share_running)
+		llmgw_share_run(slot->share, LLMGW_SLOT_SHARES, -1);
+	slot->share_running = false;
 	abandoned = slot->abandoned;
 	slot->result = result;
 	if (!abandoned)

@@ -18,6 +18,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "llmgw.h"
 #include "ratelimit.h"
 
 int			llmgw_max_rate_limits = 4096;
@@ -59,7 +60,7 @@ llmgw_ratelimit_shmem_init(void)
 	{
 		memset(buckets, 0, llmgw_ratelimit_shmem_size());
 		buckets->nbuckets = llmgw_max_rate_limits * 2;
-		buckets->lock = &(GetNamedLWLockTranche("llmgw"))[1].lock;
+		buckets->lock = llmgw_lock(LLMGW_LOCK_RATE_LIMITS);
 	}
 }
 

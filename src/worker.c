@@ -40,6 +40,9 @@
 /* Requests taken from the queue per round */
 #define TAKE_BATCH 64
 
+/* How often a call waiting for its team's fair share looks again */
+#define SHARE_RECHECK_MS 10
+
 /* Longest sleep when nothing at all is happening */
 #define IDLE_WAIT_MS 10000L
 
@@ -159,6 +162,50 @@ maintain_tables(void)
 	}
 }
 
+/*
+ * Put a call that was just admitted where it belongs now: finished (it
+ * failed at once), waiting for its team's share (delayed), waiting for a
+ * cache lookup, or running.
+ */
+static void
+place_admitted(LlmgwCall *call, bool ok, dlist_head *finished, dlist_head *lookups)
+{
+	if (!ok)
+		dlist_push_tail(finished, &call->node);
+	else if (call->awaiting_share)
+	{
+		call->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHARE_RECHECK_MS);
+		dlist_push_tail(&delayed, &call->node);
+	}
+	else if (call->awaiting_cache)
+		dlist_push_tail(lookups, &call->node);
+	else
+		dlist_push_tail(&running, &call->node);
+}
+
+/* Cached calls: a hit is finished, a miss goes to its provider now */
+static void
+look_up_cached(dlist_head *lookups, dlist_head *finished)
+{
+	dlist_mutable_iter iter;
+
+	llmgw_cache_lookup(lookups);
+	dlist_foreach_modify(iter, lookups)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		dlist_delete(&call->node);
+		if (call->cache_hit)
+		{
+			call->out.status = LLMGW_STATUS_OK;
+			call->out.error = LLMGW_ERR_NONE;
+			dlist_push_tail(finished, &call->node);
+		}
+		else
+			dlist_push_tail(llmgw_call_resume(call) ? &running : finished, &call->node);
+	}
+}
+
 /* Take queued requests while we have room for more transfers */
 static void
 accept_requests(dlist_head *finished)
@@ -166,7 +213,6 @@ accept_requests(dlist_head *finished)
 	int			slotnos[TAKE_BATCH];
 	int			n;
 	dlist_head	lookups = DLIST_STATIC_INIT(lookups);
-	dlist_mutable_iter iter;
 
 	dlist_init(&lookups);
 	do
@@ -190,31 +236,11 @@ accept_requests(dlist_head *finished)
 				call->out.provider_message = "the configuration could not be loaded; see the server log";
 				dlist_push_tail(finished, &call->node);
 			}
-			else if (!llmgw_call_start(call))
-				dlist_push_tail(finished, &call->node);
-			else if (call->awaiting_cache)
-				dlist_push_tail(&lookups, &call->node);
 			else
-				dlist_push_tail(&running, &call->node);
+				place_admitted(call, llmgw_call_start(call), finished, &lookups);
 		}
 	} while (n == TAKE_BATCH);
-
-	/* cached calls: a hit is finished, a miss goes to its provider now */
-	llmgw_cache_lookup(&lookups);
-	dlist_foreach_modify(iter, &lookups)
-	{
-		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-		dlist_delete(&call->node);
-		if (call->cache_hit)
-		{
-			call->out.status = LLMGW_STATUS_OK;
-			call->out.error = LLMGW_ERR_NONE;
-			dlist_push_tail(finished, &call->node);
-		}
-		else
-			dlist_push_tail(llmgw_call_resume(call) ? &running : finished, &call->node);
-	}
+	look_up_cached(&lookups, finished);
 }
 
 /* Abort the transfers whose callers asked to cancel */
@@ -315,13 +341,15 @@ check_silence(dlist_head *finished)
 	return next;
 }
 
-/* Start the retries whose delay is over */
+/* Start the retries whose delay is over, and the calls whose team has room */
 static void
 start_due_retries(dlist_head *finished)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	dlist_mutable_iter iter;
+	dlist_head	lookups = DLIST_STATIC_INIT(lookups);
 
+	dlist_init(&lookups);
 	dlist_foreach_modify(iter, &delayed)
 	{
 		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
@@ -329,8 +357,12 @@ start_due_retries(dlist_head *finished)
 		if (call->retry_at > now)
 			continue;
 		dlist_delete(&call->node);
-		dlist_push_tail(llmgw_call_resume(call) ? &running : finished, &call->node);
+		if (call->awaiting_share)
+			place_admitted(call, llmgw_call_unpark(call), finished, &lookups);
+		else
+			dlist_push_tail(llmgw_call_resume(call) ? &running : finished, &call->node);
 	}
+	look_up_cached(&lookups, finished);
 }
 
 /* Milliseconds until the next retry is due, or -1 when none waits */
