@@ -798,9 +798,14 @@ $fn$;
 -- pg_dump keeps the position of every sequence
 ------------------------------------------------------------------------------
 
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.' || t, 'id')::regclass, '')
-  FROM unnest(ARRAY['deployments', 'teams', 'virtual_keys', 'prices', 'budgets', 'alerts',
-                    'jobs', 'async_calls']) AS t;
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.deployments', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.teams', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.virtual_keys', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.prices', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.budgets', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.alerts', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.jobs', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('llmgw.async_calls', 'id')::regclass, '');
 
 ------------------------------------------------------------------------------
 -- Privileges of the new and re-created objects
@@ -825,3 +830,145 @@ GRANT EXECUTE ON FUNCTION
                     timestamptz, text, numeric),
     llmgw.import_prices(jsonb, timestamptz, text[], text)
     TO llmgw_admin;
+
+------------------------------------------------------------------------------
+-- What every object is for (\dd llmgw.*, \d+)
+------------------------------------------------------------------------------
+
+COMMENT ON SCHEMA llmgw IS 'llmgw: an LLM gateway inside PostgreSQL (providers, models, keys, budgets, usage)';
+
+-- configuration
+COMMENT ON TABLE llmgw.providers IS 'Model providers: wire format (kind), base URL, timeouts and where the secret is (secret_ref); see llmgw.create_provider()';
+COMMENT ON COLUMN llmgw.providers.secret_ref IS 'env:NAME, file:/path or stored (llmgw.provider_secrets); references outside llmgw.secret_env_prefix / llmgw.secret_directory only by a superuser';
+COMMENT ON COLUMN llmgw.providers.secret_ref_trusted IS 'A superuser set secret_ref, so it resolves whatever postgresql.conf allows (kept by the providers_guard trigger)';
+COMMENT ON TABLE llmgw.provider_secrets IS 'Stored provider secrets; readable by the extension owner only (llmgw.set_provider_secret() writes it)';
+COMMENT ON TABLE llmgw.models IS 'Public model aliases, with their rate limits, routing strategy and response cache settings';
+COMMENT ON TABLE llmgw.deployments IS 'The upstream models an alias routes to: provider, priority (fallback order), weight (load balancing), price model and limits';
+COMMENT ON TABLE llmgw.teams IS 'Teams: the models they may use and their rate limits; keys and role bindings belong to a team';
+COMMENT ON TABLE llmgw.role_bindings IS 'A PostgreSQL role (and the roles that are explicitly its members) calls as a team when it presents no virtual key';
+COMMENT ON TABLE llmgw.virtual_keys IS 'Virtual keys: sha256 hash and visible prefix only; readable by the extension owner only (see the view llmgw.keys)';
+COMMENT ON TABLE llmgw.prices IS 'Prices per 1M tokens, time-versioned: a row applies from valid_from until the next row of its model starts; rows are never changed';
+COMMENT ON COLUMN llmgw.prices.valid_to IS 'Set (once) only to end a price that has no successor; NULL otherwise';
+COMMENT ON COLUMN llmgw.prices.source IS 'Where the row came from: manual, litellm, or seed (rows created by the extension, left out of dumps)';
+COMMENT ON COLUMN llmgw.prices.tier_cache_write_1h IS '1-hour cache writes above tier_threshold input tokens, per 1M tokens';
+COMMENT ON TABLE llmgw.budgets IS 'Budgets per key, team, role, model or globally, per day, week, month or in total; hard ones refuse calls, soft ones alert';
+COMMENT ON TABLE llmgw.alerts IS 'A budget crossing its limit; each row is also sent as NOTIFY llmgw_alerts';
+
+-- usage
+COMMENT ON TABLE llmgw.usage IS 'One row per provider attempt or cache hit, written by the workers before the caller is woken; partitioned by month, append-only';
+COMMENT ON COLUMN llmgw.usage.status IS 'ok, error, cancelled, or interrupted (the worker or the server died while the call was in flight)';
+COMMENT ON COLUMN llmgw.usage.error_class IS 'Why it failed: a class of docs/errors.md (timeout, rate_limit, broken_stream, ...)';
+COMMENT ON COLUMN llmgw.usage.usage_source IS 'provider: the provider reported the tokens; estimated: llmgw estimated them (interrupted calls); NULL: none known';
+COMMENT ON COLUMN llmgw.usage.cost IS 'Exact cost of the row''s tokens at the price in force when the attempt started; NULL when it could not be priced';
+COMMENT ON COLUMN llmgw.usage.unpriced IS 'The row has tokens (or an answer) but no price applied: its cost is NULL, never 0';
+COMMENT ON COLUMN llmgw.usage.job_id IS 'The llmgw.jobs row the call worked for (llmgw.enrich)';
+COMMENT ON COLUMN llmgw.usage.async_id IS 'The llmgw.async_calls row the call answered (llmgw.submit)';
+COMMENT ON TABLE llmgw.usage_default IS 'Usage rows of months without a partition of their own (the workers create monthly partitions as rows need them)';
+COMMENT ON TABLE llmgw.usage_daily IS 'Daily rollups of llmgw.usage by team, key, role, model, deployment and currency, one set per worker (shard)';
+COMMENT ON TABLE llmgw.response_cache IS 'Exact-match response cache, per team (or shared); readable by the extension owner only';
+COMMENT ON TABLE llmgw.async_calls IS 'Asynchronous calls of llmgw.submit(), served by the workers with leases; the answer is written with the usage rows';
+COMMENT ON TABLE llmgw.jobs IS 'Runs of llmgw.enrich(): what they fill, their progress and how they ended';
+
+COMMENT ON SEQUENCE llmgw.usage_id_seq IS 'Ids of llmgw.usage rows';
+COMMENT ON SEQUENCE llmgw.alerts_id_seq IS 'Ids of llmgw.alerts rows';
+COMMENT ON SEQUENCE llmgw.async_calls_id_seq IS 'Ids of llmgw.async_calls rows';
+COMMENT ON SEQUENCE llmgw.budgets_id_seq IS 'Ids of llmgw.budgets rows';
+COMMENT ON SEQUENCE llmgw.deployments_id_seq IS 'Ids of llmgw.deployments rows';
+COMMENT ON SEQUENCE llmgw.jobs_id_seq IS 'Ids of llmgw.jobs rows';
+COMMENT ON SEQUENCE llmgw.prices_id_seq IS 'Ids of llmgw.prices rows';
+COMMENT ON SEQUENCE llmgw.teams_id_seq IS 'Ids of llmgw.teams rows';
+COMMENT ON SEQUENCE llmgw.virtual_keys_id_seq IS 'Ids of llmgw.virtual_keys rows';
+
+-- views
+COMMENT ON VIEW llmgw.keys IS 'Virtual keys without their hashes: admin and finance see all, other roles their teams'' keys (a security barrier)';
+COMMENT ON VIEW llmgw.prices_now IS 'The price in force now of each model';
+COMMENT ON VIEW llmgw.spend_daily IS 'Spend per day, team, key, role, model and deployment, from the rollups (row-level security of llmgw.usage_daily)';
+COMMENT ON VIEW llmgw.spend_by_key IS 'Spend per month and virtual key';
+COMMENT ON VIEW llmgw.spend_by_team IS 'Spend per month and team';
+COMMENT ON VIEW llmgw.spend_by_model IS 'Spend per month, model alias and deployment';
+COMMENT ON VIEW llmgw.budget_status IS 'Each budget now: limit, spent this period, reserved by calls in flight, remaining, when it resets';
+COMMENT ON VIEW llmgw.cache_stats IS 'What the response cache holds, per model and scope, without the answers';
+COMMENT ON VIEW llmgw.calls_in_flight IS 'Calls whose requests were sent and that are not settled yet (the journal pg_llmgw/journal)';
+COMMENT ON VIEW llmgw.deployment_health IS 'Each deployment: cooldown state, successes, failures and latency percentiles since the server started';
+COMMENT ON VIEW llmgw.requests IS 'One row per call, its attempts folded in (row-level security of llmgw.usage)';
+COMMENT ON VIEW llmgw.job_progress IS 'Each enrich job: rows done, failed and skipped, spend, rate and estimated finish';
+
+-- calling models
+COMMENT ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double precision) IS 'One chat completion of prompt by model (an llmgw alias); NULL prompt gives NULL';
+COMMENT ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) IS 'Many completions from one statement, run concurrently by the workers';
+COMMENT ON FUNCTION @extschema@.llm_chat(jsonb) IS 'An OpenAI Chat Completions-shaped request to any provider; answers in llmgw''s normalised shape';
+COMMENT ON FUNCTION @extschema@.llm_embed(text, text) IS 'The embedding of one input';
+COMMENT ON FUNCTION @extschema@.llm_embed_batch(text[], text) IS 'The embeddings of many inputs in one provider request';
+COMMENT ON FUNCTION @extschema@.llm_embed_many(text[], text) IS 'The same as llm_embed_batch';
+COMMENT ON FUNCTION llmgw.submit(jsonb) IS 'Queue an llm_chat request durably; the workers make the call once the transaction commits; returns its id';
+COMMENT ON FUNCTION llmgw.result(bigint) IS 'The state and, once there, the answer of a submitted call';
+COMMENT ON FUNCTION llmgw.wait(bigint, interval) IS 'Wait up to timeout for a submitted call to finish; returns its result';
+COMMENT ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text) IS 'Fill a column from a prompt over each row, in committed, resumable chunks; only rows the caller may update';
+
+-- administration
+COMMENT ON FUNCTION llmgw.create_provider(text, text, text, text, text, integer, integer, integer) IS 'Register a provider: kind, base URL, and its secret (env:, file:, or a literal stored owner-only)';
+COMMENT ON FUNCTION llmgw.set_provider_secret(text, text) IS 'Store (or with NULL remove) a provider''s secret in the owner-only table; the statement is hidden from pg_stat_activity and logs';
+COMMENT ON FUNCTION llmgw.drop_provider(text) IS 'Remove a provider that no model uses';
+COMMENT ON FUNCTION llmgw.create_model(text, text, text, integer, integer, text, integer, bigint) IS 'Map an alias to a provider''s upstream model; again for the same alias adds a deployment';
+COMMENT ON FUNCTION llmgw.drop_model(text) IS 'Remove a model alias and its deployments';
+COMMENT ON FUNCTION llmgw.create_team(text, text[], integer, bigint) IS 'Create a team, with the models it may use and its rate limits';
+COMMENT ON FUNCTION llmgw.team_id(text) IS 'The id of a team, or an error naming it';
+COMMENT ON FUNCTION llmgw.bind_role(regrole, text) IS 'Let a role (and its explicit members) call as a team when it presents no key';
+COMMENT ON FUNCTION llmgw.unbind_role(regrole) IS 'Remove a role''s team binding';
+COMMENT ON FUNCTION llmgw.new_key_material() IS 'A new random virtual key, its prefix and its hash (internal)';
+COMMENT ON FUNCTION llmgw.create_key(text, text, text[], timestamptz, integer, bigint) IS 'Create a virtual key; the key is returned once, only its hash is kept';
+COMMENT ON FUNCTION llmgw.revoke_key(bigint) IS 'Revoke a virtual key at once';
+COMMENT ON FUNCTION llmgw.rotate_key(bigint, interval) IS 'Replace a key by a new one; the old one works for the grace period';
+COMMENT ON FUNCTION llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric, bigint, numeric, numeric, numeric, numeric, numeric, numeric, integer, text, timestamptz, text, numeric) IS 'Price a model from valid_from on (per 1M tokens); earlier rows stay as they were';
+COMMENT ON FUNCTION llmgw.import_prices(jsonb, timestamptz, text[], text) IS 'Import LiteLLM''s model_prices_and_context_window.json; changed models get a new row';
+COMMENT ON FUNCTION llmgw.cost(llmgw.prices, bigint, bigint, bigint, bigint, bigint, bigint, integer) IS 'The exact cost of token counts at a price row';
+COMMENT ON FUNCTION llmgw.price_names(text, text, text, text) IS 'The price names a deployment is looked up under, most specific first';
+COMMENT ON FUNCTION llmgw.price_at(text[], timestamptz) IS 'The price row in force at a time for the first of the names that has one';
+COMMENT ON FUNCTION llmgw.create_budget(text, text, text, text, numeric, text, text) IS 'Create a budget for a key, team, role, model or everything, per day, week, month or in total';
+COMMENT ON FUNCTION llmgw.period_start(text, timestamptz) IS 'Start of the budget period (UTC day, ISO week, month) containing a time';
+COMMENT ON FUNCTION llmgw.period_end(text, timestamptz) IS 'End of the budget period containing a time';
+COMMENT ON FUNCTION llmgw.budget_spent(llmgw.budgets, timestamptz) IS 'Spend of a budget in its current period, from the rollups';
+COMMENT ON FUNCTION llmgw.budget_ledger() IS 'The budget ledger in shared memory: reserved and spent per budget';
+COMMENT ON FUNCTION llmgw.create_usage_partitions(integer) IS 'Create the monthly partitions of llmgw.usage from this month to months_ahead ahead';
+COMMENT ON FUNCTION llmgw.trim_cache(bigint) IS 'Drop expired cached answers, then the oldest beyond max_bytes';
+COMMENT ON FUNCTION llmgw.clear_cache(text) IS 'Forget the cached answers of a model, or all of them';
+COMMENT ON FUNCTION llmgw.stats() IS 'The workers and the queue now: workers running and configured, calls queued and in flight, the server life';
+COMMENT ON FUNCTION llmgw.deployment_stats() IS 'Health of each deployment in shared memory (see the view llmgw.deployment_health)';
+COMMENT ON FUNCTION llmgw.calls_in_flight_now() IS 'The journal of calls in flight of this server life (see the view llmgw.calls_in_flight)';
+COMMENT ON FUNCTION llmgw.my_teams() IS 'The teams the current role acts as, by explicit role bindings (row-level security)';
+COMMENT ON FUNCTION llmgw.caller() IS 'The role really calling, also inside a SECURITY DEFINER function';
+COMMENT ON FUNCTION llmgw.caller_is_superuser() IS 'Is the calling role a superuser?';
+COMMENT ON FUNCTION llmgw.caller_has_role(name) IS 'Is the calling role a member of a role by explicit grants?';
+COMMENT ON FUNCTION llmgw.secret_ref_allowed(text) IS 'Does postgresql.conf let any llmgw_admin use this secret reference?';
+COMMENT ON FUNCTION llmgw.check_base_url(text) IS 'An error if llmgw would refuse to call a base URL (llmgw.allowed_hosts, link-local and metadata addresses)';
+COMMENT ON FUNCTION llmgw.hide_statement() IS 'Hide the running statement, which passed a secret, from pg_stat_activity';
+
+-- triggers and their functions
+COMMENT ON FUNCTION llmgw.config_changed() IS 'Trigger: tell the workers to reload their configuration once the transaction commits';
+COMMENT ON FUNCTION llmgw.prices_immutable() IS 'Trigger: price rows are never changed or deleted (only an end, once)';
+COMMENT ON FUNCTION llmgw.providers_guard() IS 'Trigger: secret references within what postgresql.conf allows; a new base URL or kind drops the secret';
+COMMENT ON FUNCTION llmgw.usage_rollup() IS 'Trigger: add a statement''s new usage rows to the daily rollups';
+COMMENT ON FUNCTION llmgw.usage_append_only() IS 'Trigger: usage rows are never changed or deleted';
+COMMENT ON TRIGGER config_changed ON llmgw.providers IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.provider_secrets IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.models IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.deployments IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.teams IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.role_bindings IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.virtual_keys IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.prices IS 'The workers reload their configuration';
+COMMENT ON TRIGGER config_changed ON llmgw.budgets IS 'The workers reload their configuration';
+COMMENT ON TRIGGER prices_immutable ON llmgw.prices IS 'Price rows are history';
+COMMENT ON TRIGGER providers_guard ON llmgw.providers IS 'Secret references and endpoint changes';
+COMMENT ON TRIGGER usage_rollup ON llmgw.usage IS 'Daily rollups';
+COMMENT ON TRIGGER usage_append_only ON llmgw.usage IS 'Usage rows are a ledger';
+
+-- row-level security
+COMMENT ON POLICY usage_staff ON llmgw.usage IS 'llmgw_admin and llmgw_finance see every usage row';
+COMMENT ON POLICY usage_team ON llmgw.usage IS 'Other roles see their teams'' rows, and their own rows without a team';
+COMMENT ON POLICY usage_daily_staff ON llmgw.usage_daily IS 'llmgw_admin and llmgw_finance see every rollup row';
+COMMENT ON POLICY usage_daily_team ON llmgw.usage_daily IS 'Other roles see their teams'' rollups, and their own without a team';
+COMMENT ON POLICY async_staff ON llmgw.async_calls IS 'llmgw_admin sees every asynchronous call';
+COMMENT ON POLICY async_own ON llmgw.async_calls IS 'Other roles see their own asynchronous calls';
+COMMENT ON POLICY jobs_staff ON llmgw.jobs IS 'llmgw_admin and llmgw_finance see every job';
+COMMENT ON POLICY jobs_own ON llmgw.jobs IS 'Other roles see their own jobs';
