@@ -86,7 +86,7 @@ prove_tests=${LLMGW_PROVE-$(ls "$LLMGW_ROOT"/test/t/*.pl | sed "s#^$LLMGW_ROOT/#
 [ "$prove_tests" = none ] || as_postgres make -s -C "$TREE" PG_CONFIG=$PGBIN/pg_config REGRESS= installcheck \
     PROVE_TESTS="$prove_tests" PROVE_FLAGS="--verbose" >"$LLMGW_TMP/tap.out" 2>&1
 [ "$prove_tests" = none ] && echo "Result: PASS" >"$LLMGW_TMP/tap.out"
-grep -E '^(ok|not ok) ' "$LLMGW_TMP/tap.out"
+grep -E '^(ok|not ok) |^# figures:' "$LLMGW_TMP/tap.out"
 p=$(grep -cE '^ok ' "$LLMGW_TMP/tap.out")
 f=$(grep -cE '^not ok ' "$LLMGW_TMP/tap.out")
 if ! grep -q '^Result: PASS' "$LLMGW_TMP/tap.out"; then

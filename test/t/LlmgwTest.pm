@@ -7,6 +7,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
+use IO::Socket::INET;
 use Test::More;
 
 # A started node with llmgw, the mock provider and models demo and slow
@@ -40,6 +41,25 @@ sub background
 		  '-c', $sql ],
 		'>', \$out, '2>', \$err, $timer);
 	return ($h, \$out, \$err);
+}
+
+# How many requests the mock provider saw for the model strings given
+sub mock_requests
+{
+	my (@models) = @_;
+	my $port = $ENV{LLMGW_MOCK_PORT} or BAIL_OUT('LLMGW_MOCK_PORT is not set');
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+	  or BAIL_OUT("cannot reach the mock: $!");
+	print $s "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+	my $body = do { local $/; <$s> };
+	my $total = 0;
+	for my $model (@models)
+	{
+		my $q = quotemeta($model);
+		my ($n) = $body =~ /"$q"\s*:\s*(\d+)/;
+		$total += $n // 0;
+	}
+	return $total;
 }
 
 # Wait until some session sleeps in an llmgw call
