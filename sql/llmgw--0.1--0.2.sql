@@ -204,6 +204,50 @@ BEGIN
 END
 $parts$;
 
+-- Create the monthly partitions of llmgw.usage from this month to
+-- months_ahead months ahead (the workers call it daily).
+CREATE OR REPLACE FUNCTION llmgw.create_usage_partitions(months_ahead integer DEFAULT 3)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m timestamptz;
+    n integer := 0;
+    part text;
+BEGIN
+    IF months_ahead IS NULL OR months_ahead NOT BETWEEN 0 AND 120 THEN
+        RAISE EXCEPTION 'months_ahead must be between 0 and 120'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 0 .. months_ahead LOOP
+        m := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))
+             AT TIME ZONE 'UTC';
+        part := 'usage_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM');
+        CONTINUE WHEN to_regclass('llmgw.' || part) IS NOT NULL;
+        BEGIN
+            EXECUTE format('CREATE TABLE llmgw.%I PARTITION OF llmgw.usage'
+                           ' FOR VALUES FROM (%L) TO (%L)',
+                           part, m,
+                           (date_trunc('month', m AT TIME ZONE 'UTC') + interval '1 month')
+                               AT TIME ZONE 'UTC');
+            n := n + 1;
+        EXCEPTION WHEN check_violation THEN
+            RAISE WARNING 'llmgw: could not create partition %: the default partition holds rows of that month', part;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+
+-- asynchronous calls keep their retry settings within what the settings allow
+UPDATE llmgw.async_calls SET max_retries = least(greatest(max_retries, 0), 10),
+                             timeout_ms = greatest(timeout_ms, 0)
+ WHERE max_retries NOT BETWEEN 0 AND 10 OR timeout_ms < 0;
+ALTER TABLE llmgw.async_calls
+    ADD CONSTRAINT async_calls_max_retries_check CHECK (max_retries BETWEEN 0 AND 10),
+    ADD CONSTRAINT async_calls_timeout_ms_check CHECK (timeout_ms >= 0);
+
 ------------------------------------------------------------------------------
 -- The journal of calls in flight is a file now (src/journal.c)
 ------------------------------------------------------------------------------

@@ -815,6 +815,10 @@ DECLARE
     n integer := 0;
     part text;
 BEGIN
+    IF months_ahead IS NULL OR months_ahead NOT BETWEEN 0 AND 120 THEN
+        RAISE EXCEPTION 'months_ahead must be between 0 and 120'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     FOR i IN 0 .. months_ahead LOOP
         m := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))
              AT TIME ZONE 'UTC';
@@ -1409,8 +1413,8 @@ CREATE TABLE llmgw.async_calls (
     request jsonb NOT NULL,         -- llm_chat's request
     key_hash bytea,                 -- the caller's virtual key (owner only)
     tags jsonb,
-    max_retries integer NOT NULL,
-    timeout_ms integer NOT NULL,
+    max_retries integer NOT NULL CHECK (max_retries BETWEEN 0 AND 10),
+    timeout_ms integer NOT NULL CHECK (timeout_ms >= 0),
     status text NOT NULL DEFAULT 'queued'
         CHECK (status IN ('queued', 'running', 'done', 'error')),
     answer jsonb,                   -- llm_chat's answer
