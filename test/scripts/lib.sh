@@ -19,11 +19,12 @@ llmgw_install_packages() {
     apt-get install -y -q $missing >/dev/null
 }
 
-# Build and install the extension and build the mock
+# Build and install the extension and build the mock; fails when any step
+# fails (a failed build must not leave the tests running an older llmgw.so)
 llmgw_build() {
-    make -s -C "$LLMGW_ROOT" PG_CONFIG=$PGBIN/pg_config >/dev/null
-    make -s -C "$LLMGW_ROOT" PG_CONFIG=$PGBIN/pg_config install >/dev/null
-    make -s -C "$LLMGW_ROOT/test/mock" >/dev/null
+    make -s -C "$LLMGW_ROOT" PG_CONFIG=$PGBIN/pg_config >/dev/null &&
+        make -s -C "$LLMGW_ROOT" PG_CONFIG=$PGBIN/pg_config install >/dev/null &&
+        make -s -C "$LLMGW_ROOT/test/mock" >/dev/null
 }
 
 # Start a throwaway cluster in $LLMGW_TMP; sets PGHOST, PGUSER
