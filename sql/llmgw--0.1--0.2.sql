@@ -252,6 +252,14 @@ ALTER TABLE llmgw.async_calls
 -- The journal of calls in flight is a file now (src/journal.c)
 ------------------------------------------------------------------------------
 
+-- what the 0.1 journal still holds was in flight in a server life that is
+-- gone (a 0.2 library never serves a 0.1 schema): interrupted calls
+INSERT INTO llmgw.usage (request_id, attempt, started_at, role_name, key_id, team_id, model,
+                         provider, upstream_model, status, error_class)
+SELECT f.request_id, 1, f.started_at, f.role_name, f.key_id, f.team_id, f.model, f.provider,
+       f.upstream_model, 'interrupted', 'interrupted'
+  FROM llmgw.calls_in_flight f
+ WHERE NOT EXISTS (SELECT 1 FROM llmgw.usage u WHERE u.request_id = f.request_id);
 DROP FUNCTION llmgw.recover_interrupted();
 DROP TABLE llmgw.calls_in_flight;
 

@@ -101,11 +101,11 @@ classify(long http_status, const char *code, const char *type)
 			return LLMGW_ERR_AUTH;
 		if (strcmp(c, "rate_limit_exceeded") == 0)
 			return LLMGW_ERR_RATE_LIMIT;
-		/* an error event inside a 200 stream says what its status could not */
-		if (strcmp(c, "server_error") == 0)
-			return LLMGW_ERR_SERVER;
 		if (strcmp(c, "server_is_overloaded") == 0 || strcmp(c, "overloaded_error") == 0)
 			return LLMGW_ERR_OVERLOADED;
+		/* an error event inside a 200 stream: the status says nothing */
+		if (strcmp(c, "server_error") == 0 && http_status < 300)
+			return LLMGW_ERR_SERVER;
 	}
 	return llmgw_error_class_from_http(http_status);
 }

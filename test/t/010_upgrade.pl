@@ -21,7 +21,8 @@ my $describe = "$FindBin::Bin/../scripts/describe_extension.sql";
 # Tables an update drops, with their rows
 my %dropped_by_update = (
 	'llmgw.calls_in_flight' =>
-	  'from 0.2 on the journal of calls in flight is a file, and calls_in_flight a view');
+	  'from 0.2 on the journal of calls in flight is a file, and calls_in_flight a view;'
+	  . ' its rows become interrupted usage rows');
 # Columns an update rewrites: from the updated row, an SQL expression for the
 # value the column had in 0.1
 my %rewritten_by_update = (
@@ -29,7 +30,9 @@ my %rewritten_by_update = (
 	  { source => q{CASE WHEN source = 'seed' THEN 'litellm' ELSE source END} });
 # Tables an update may add rows to (say, new seed prices): their 0.1 rows
 # must all still be there, new ones are allowed
-my %update_may_add_rows = ();
+my %update_may_add_rows = (
+	'llmgw.usage' => 'the calls left in the 0.1 journal become interrupted rows',
+	'llmgw.usage_daily' => 'and are rolled up');
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
 $node->init;
@@ -361,6 +364,13 @@ for my $table (sort keys %old_columns)
 	  or diag(diff_texts('upgrade_rows', 'before the update', $old_rows{$table},
 						 'after', $rows));
 }
+# the call the 0.1 journal held is an interrupted usage row now
+is($node->safe_psql('postgres', q{
+	SELECT status, error_class, model, provider FROM llmgw.usage
+	 WHERE request_id = md5('upgrade-in-flight')::uuid}),
+	'interrupted|interrupted|chat|openai',
+	'the call left in the 0.1 journal is recorded as interrupted');
+
 # the rewrite of prices.source (0.1 to 0.2): the seed of 0.1, its first
 # seven rows, and only it, is marked as the seed
 is($node->safe_psql('postgres',
