@@ -19,15 +19,24 @@ my $mock = $ENV{LLMGW_MOCK_URL};
 my $test_key = $ENV{LLMGW_TEST_KEY} or BAIL_OUT('LLMGW_TEST_KEY is not set');
 
 my $src = LlmgwTest::node('dump_src', 2);
+# an llmgw_admin may point providers at variables starting with LLMGW_
+$src->append_conf('postgresql.conf', "llmgw.secret_env_prefix = 'LLMGW_'\n");
+$src->reload;
 
 # the last line of a psql output (the value a SELECT ... returned last)
 sub last_line { return (split /\n/, $_[0])[-1]; }
 
-# Providers: a stored secret, env: references, two wire formats
+# Providers: a stored secret, env: references (one set by a superuser, so
+# trusted; one by an llmgw_admin, within llmgw.secret_env_prefix), two wire
+# formats
 $src->safe_psql('postgres', qq{
 	CREATE ROLE ops_admin LOGIN IN ROLE llmgw_admin;
 	CREATE ROLE analyst LOGIN IN ROLE llmgw_user;
 	CREATE ROLE auditor LOGIN IN ROLE llmgw_finance;
+	SET ROLE ops_admin;
+	SELECT llmgw.create_provider('by-admin', 'openai_compatible', '$mock',
+	                             secret => 'env:LLMGW_TEST_KEY');
+	RESET ROLE;
 	SELECT llmgw.create_provider('vault', 'openai_compatible', '$mock', timeout_ms => 5000);
 	SELECT llmgw.set_provider_secret('vault', '$test_key');
 	SELECT llmgw.create_provider('claude', 'anthropic', '$mock', secret => 'env:LLMGW_TEST_KEY',
@@ -294,6 +303,9 @@ for my $k (sort keys %$before)
 {
 	is($after->{$k}, $before->{$k}, "target: $k is the same");
 }
+my $trusted = q{SELECT string_agg(name || ':' || secret_ref_trusted, ',' ORDER BY name) FROM llmgw.providers};
+is($dst->safe_psql('postgres', $trusted), $src->safe_psql('postgres', $trusted),
+	'target: secret_ref_trusted as in the source (the restoring superuser vouches for no reference)');
 is($dst->safe_psql('postgres', 'SELECT count(*) FROM llmgw.response_cache'), '0',
 	'target: the response cache is not restored (not dumped, by design)');
 is($dst->safe_psql('postgres', q{
