@@ -3,7 +3,8 @@
 # cancel), and the short fuzz runs.  Ends with "N passed, M failed".
 # While working on one part: LLMGW_REGRESS="a b" (pg_regress files, "" for
 # none), LLMGW_PROVE="test/t/x.pl" (TAP files, "" for none), LLMGW_QUICK=1
-# (no conformance, no fuzz).
+# (no conformance, no fuzz), LLMGW_KEEP=DIR (keep results/ and the TAP logs
+# of tmp_check/ there).
 set -uo pipefail
 
 LLMGW_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,7 +20,7 @@ export LLMGW_TMP
 cleanup() {
     llmgw_cluster_stop
     llmgw_mock_stop
-    [ -n "${LLMGW_KEEP:-}" ] && cp -r "$TREE/results" "$LLMGW_KEEP/" 2>/dev/null
+    [ -n "${LLMGW_KEEP:-}" ] && cp -r "$TREE/results" "$TREE/tmp_check" "$LLMGW_KEEP/" 2>/dev/null
     rm -rf "$LLMGW_TMP"
 }
 trap cleanup EXIT

@@ -10,16 +10,25 @@ use IPC::Run;
 use IO::Socket::INET;
 use Test::More;
 
-# A started node with llmgw, the mock provider and models demo and slow
-sub node
+# A started node with llmgw preloaded, the extension not created; %init
+# goes to init (allows_streaming => 1 for a primary with standbys)
+sub bare_node
 {
-	my ($name, $workers) = @_;
-	my $mock = $ENV{LLMGW_MOCK_URL} or BAIL_OUT('LLMGW_MOCK_URL is not set');
+	my ($name, $workers, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'llmgw'\nllmgw.workers = $workers\nrestart_after_crash = on\n");
 	$node->start;
+	return $node;
+}
+
+# A started node with llmgw, the mock provider and models demo and slow
+sub node
+{
+	my ($name, $workers, %init) = @_;
+	my $mock = $ENV{LLMGW_MOCK_URL} or BAIL_OUT('LLMGW_MOCK_URL is not set');
+	my $node = bare_node($name, $workers, %init);
 	$node->safe_psql('postgres', qq{
 		CREATE EXTENSION llmgw;
 		SELECT llmgw.create_provider('mock', 'openai_compatible', '$mock',
@@ -60,6 +69,16 @@ sub mock_requests
 		$total += $n // 0;
 	}
 	return $total;
+}
+
+# "SQLSTATE: message" of the error a statement raises, or "ok"
+sub error_of
+{
+	my ($node, $sql) = @_;
+	my ($out, $err) = ('', '');
+	$node->psql('postgres', $sql, stdout => \$out, stderr => \$err,
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return $err =~ /ERROR:  ([0-9A-Z]{5}): ([^\n]*)/ ? "$1: $2" : 'ok';
 }
 
 # Wait until some session sleeps in an llmgw call
