@@ -50,8 +50,10 @@ ALTER TABLE llmgw.providers ADD COLUMN secret_ref_trusted boolean NOT NULL DEFAU
 
 -- Guard provider rows, whoever writes them: a secret reference (env:, file:)
 -- outside what postgresql.conf allows (llmgw.secret_env_prefix,
--- llmgw.secret_directory) may be set by a superuser only, and
--- secret_ref_trusted records that one did; a new base URL or kind drops the
+-- llmgw.secret_directory) may be set by a superuser only, who vouches for it
+-- with secret_ref_trusted (llmgw.create_provider() sets it for a superuser;
+-- a restore keeps what was dumped); for anyone else the flag stays as it
+-- was, or false for a new reference.  A new base URL or kind drops the
 -- secret, unless the same statement sets another, so that a secret is never
 -- sent to an endpoint it was not given for.
 CREATE FUNCTION llmgw.providers_guard() RETURNS trigger
@@ -60,6 +62,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     ref_changed boolean := TG_OP = 'INSERT' OR NEW.secret_ref IS DISTINCT FROM OLD.secret_ref;
+    is_ref boolean;
 BEGIN
     IF TG_OP = 'UPDATE' AND NOT ref_changed AND OLD.secret_ref IS NOT NULL
        AND (NEW.base_url, NEW.kind) IS DISTINCT FROM (OLD.base_url, OLD.kind) THEN
@@ -70,17 +73,17 @@ BEGIN
             NEW.name
             USING HINT = 'Give it a secret again with llmgw.set_provider_secret() or secret_ref.';
     END IF;
-    IF NOT ref_changed THEN
-        -- a superuser may vouch for a reference set before (say, under 0.1)
-        IF NOT llmgw.caller_is_superuser() THEN
-            NEW.secret_ref_trusted := OLD.secret_ref_trusted;
-        END IF;
+    is_ref := coalesce(NEW.secret_ref ~ '^(env|file):', false);
+    IF llmgw.caller_is_superuser() THEN
+        NEW.secret_ref_trusted := is_ref AND NEW.secret_ref_trusted;
         RETURN NEW;
     END IF;
-    NEW.secret_ref_trusted := coalesce(NEW.secret_ref ~ '^(env|file):', false)
-                              AND llmgw.caller_is_superuser();
-    IF NEW.secret_ref ~ '^(env|file):' AND NOT NEW.secret_ref_trusted
-       AND NOT llmgw.secret_ref_allowed(NEW.secret_ref) THEN
+    IF NOT ref_changed THEN
+        NEW.secret_ref_trusted := OLD.secret_ref_trusted;
+        RETURN NEW;
+    END IF;
+    NEW.secret_ref_trusted := false;
+    IF is_ref AND NOT llmgw.secret_ref_allowed(NEW.secret_ref) THEN
         RAISE EXCEPTION 'only a superuser may point provider "%" at %', NEW.name,
             CASE WHEN NEW.secret_ref LIKE 'env:%' THEN 'an environment variable outside llmgw.secret_env_prefix'
                  ELSE 'a file outside llmgw.secret_directory' END
@@ -158,16 +161,22 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use an http:// or https:// URL without credentials, such as https://api.openai.com/v1.';
     END IF;
+    IF secret IS NOT NULL AND NOT is_ref THEN
+        PERFORM llmgw.hide_statement();
+    END IF;
     PERFORM llmgw.check_base_url(base_url);
     IF is_ref AND secret !~ '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$' THEN
         RAISE EXCEPTION 'invalid secret reference for provider "%"', name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use env:VARIABLE_NAME or file:/absolute/path.';
     END IF;
+    -- a superuser vouches for the reference it gives (providers_guard)
     INSERT INTO llmgw.providers (name, kind, base_url, api_version, secret_ref,
-                                 timeout_ms, connect_timeout_ms, idle_timeout_ms)
+                                 timeout_ms, connect_timeout_ms, idle_timeout_ms,
+                                 secret_ref_trusted)
     VALUES (name, kind, base_url, api_version,
-            CASE WHEN is_ref THEN secret END, timeout_ms, connect_timeout_ms, idle_timeout_ms);
+            CASE WHEN is_ref THEN secret END, timeout_ms, connect_timeout_ms, idle_timeout_ms,
+            coalesce(is_ref, false) AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = CURRENT_USER));
     IF secret IS NOT NULL AND NOT is_ref THEN
         PERFORM llmgw.set_provider_secret(name, secret);
     END IF;
@@ -180,8 +189,6 @@ $fn$;
 ------------------------------------------------------------------------------
 
 ALTER TABLE llmgw.usage ADD COLUMN job_id bigint, ADD COLUMN async_id bigint;
-DROP INDEX llmgw.usage_job_idx;
-CREATE INDEX usage_job_id_idx ON llmgw.usage (job_id) WHERE job_id IS NOT NULL;
 ALTER TABLE llmgw.usage DISABLE TRIGGER usage_append_only;
 UPDATE llmgw.usage SET job_id = (tags->>'job')::bigint
  WHERE tags ? 'job' AND tags->>'job' ~ '^[0-9]{1,18}$';
@@ -204,8 +211,32 @@ BEGIN
 END
 $parts$;
 
+-- The key and indexes of llmgw.usage move to its partitions: a partition
+-- that pg_restore attaches to a parent with indexes gets them twice.
+ALTER TABLE llmgw.usage DROP CONSTRAINT usage_pkey;
+DROP INDEX llmgw.usage_request_id_idx, llmgw.usage_started_at_idx, llmgw.usage_job_idx;
+
+-- The primary key and indexes of a partition of llmgw.usage.  They live on
+-- each partition, not on llmgw.usage: a partition that pg_restore attaches
+-- to a parent with indexes gets them twice, and the restore fails.
+CREATE FUNCTION llmgw.index_usage_partition(part regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (id, started_at)', part);
+    EXECUTE format('CREATE INDEX ON %s (request_id)', part);
+    EXECUTE format('CREATE INDEX ON %s (started_at)', part);
+    EXECUTE format('CREATE INDEX ON %s (job_id) WHERE job_id IS NOT NULL', part);
+END
+$fn$;
+
+SELECT llmgw.index_usage_partition(i.inhrelid::regclass)
+  FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'llmgw.usage'::regclass;
+
 -- Create the monthly partitions of llmgw.usage from this month to
--- months_ahead months ahead (the workers call it daily).
+-- months_ahead months ahead, with their keys and indexes (the workers call
+-- it when a row first needs a partition).
 CREATE OR REPLACE FUNCTION llmgw.create_usage_partitions(months_ahead integer DEFAULT 3)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -231,6 +262,7 @@ BEGIN
                            part, m,
                            (date_trunc('month', m AT TIME ZONE 'UTC') + interval '1 month')
                                AT TIME ZONE 'UTC');
+            PERFORM llmgw.index_usage_partition(('llmgw.' || quote_ident(part))::regclass);
             n := n + 1;
         EXCEPTION WHEN check_violation THEN
             RAISE WARNING 'llmgw: could not create partition %: the default partition holds rows of that month', part;
@@ -239,6 +271,15 @@ BEGIN
     RETURN n;
 END
 $fn$;
+
+-- Rollups written by anything but the workers' own rollup trigger (a
+-- restore, a repair by hand): the workers load the budget ledger again
+CREATE FUNCTION llmgw.ledger_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'llmgw_ledger_changed' LANGUAGE C;
+CREATE TRIGGER ledger_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON llmgw.usage_daily FOR EACH STATEMENT
+    WHEN (pg_catalog.pg_trigger_depth() < 1)
+    EXECUTE FUNCTION llmgw.ledger_changed();
 
 -- asynchronous calls keep their retry settings within what the settings allow
 UPDATE llmgw.async_calls SET max_retries = least(greatest(max_retries, 0), 10),
@@ -293,8 +334,8 @@ CREATE UNIQUE INDEX prices_model_from_idx ON llmgw.prices (model, valid_from);
 
 -- History is never rewritten: a price row is never changed or deleted, and a
 -- new price is a new row from its valid_from on.  The one change allowed is
--- to end a row that is not a seed row (valid_to, set once), for a model
--- that is no longer priced.
+-- to end the latest row of a model (valid_to, set once, not on a seed row),
+-- when the model is no longer priced.
 CREATE OR REPLACE FUNCTION llmgw.prices_immutable() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -306,10 +347,12 @@ BEGIN
                   HINT = 'Set a new price with llmgw.set_price(); it applies from its valid_from on.';
     END IF;
     IF OLD.valid_to IS NOT NULL OR OLD.source IS NOT DISTINCT FROM 'seed'
-       OR (to_jsonb(NEW) - 'valid_to') IS DISTINCT FROM (to_jsonb(OLD) - 'valid_to') THEN
+       OR (to_jsonb(NEW) - 'valid_to') IS DISTINCT FROM (to_jsonb(OLD) - 'valid_to')
+       OR EXISTS (SELECT 1 FROM llmgw.prices p
+                   WHERE p.model = OLD.model AND p.valid_from > OLD.valid_from) THEN
         RAISE EXCEPTION 'price row % is history and cannot be changed', OLD.id
             USING ERRCODE = 'prohibited_sql_statement_attempted',
-                  HINT = 'Set a new price with llmgw.set_price(); it applies from its valid_from on.';
+                  HINT = 'Set a new price with llmgw.set_price(); it applies from its valid_from on.  Only the latest price of a model may be ended.';
     END IF;
     RETURN NEW;
 END
@@ -864,6 +907,7 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ll
 ------------------------------------------------------------------------------
 
 REVOKE ALL ON FUNCTION llmgw.caller(), llmgw.caller_is_superuser(), llmgw.caller_has_role(name),
+    llmgw.index_usage_partition(regclass), llmgw.ledger_changed(),
     llmgw.secret_ref_allowed(text), llmgw.check_base_url(text), llmgw.hide_statement(),
     llmgw.providers_guard(), llmgw.calls_in_flight_now(), llmgw.stats(),
     llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
@@ -875,7 +919,7 @@ REVOKE ALL ON llmgw.calls_in_flight, llmgw.prices_now FROM PUBLIC;
 GRANT SELECT ON llmgw.prices_now TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
 GRANT SELECT ON llmgw.calls_in_flight TO llmgw_admin, llmgw_finance;
-GRANT EXECUTE ON FUNCTION llmgw.check_base_url(text) TO llmgw_admin;
+GRANT EXECUTE ON FUNCTION llmgw.check_base_url(text), llmgw.hide_statement() TO llmgw_admin;
 GRANT EXECUTE ON FUNCTION
     llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
                     bigint, numeric, numeric, numeric, numeric, numeric, numeric, integer, text,
@@ -981,7 +1025,8 @@ COMMENT ON FUNCTION llmgw.period_start(text, timestamptz) IS 'Start of the budge
 COMMENT ON FUNCTION llmgw.period_end(text, timestamptz) IS 'End of the budget period containing a time';
 COMMENT ON FUNCTION llmgw.budget_spent(llmgw.budgets, timestamptz) IS 'Spend of a budget in its current period, from the rollups';
 COMMENT ON FUNCTION llmgw.budget_ledger() IS 'The budget ledger in shared memory: reserved and spent per budget';
-COMMENT ON FUNCTION llmgw.create_usage_partitions(integer) IS 'Create the monthly partitions of llmgw.usage from this month to months_ahead ahead';
+COMMENT ON FUNCTION llmgw.create_usage_partitions(integer) IS 'Create the monthly partitions of llmgw.usage from this month to months_ahead ahead, with their keys and indexes';
+COMMENT ON FUNCTION llmgw.index_usage_partition(regclass) IS 'Give a partition of llmgw.usage its primary key and indexes (llmgw.usage has none of its own)';
 COMMENT ON FUNCTION llmgw.trim_cache(bigint) IS 'Drop expired cached answers, then the oldest beyond max_bytes';
 COMMENT ON FUNCTION llmgw.clear_cache(text) IS 'Forget the cached answers of a model, or all of them';
 COMMENT ON FUNCTION llmgw.stats() IS 'The workers and the queue now: workers running and configured, calls queued and in flight, the server life';
@@ -1001,6 +1046,8 @@ COMMENT ON FUNCTION llmgw.prices_immutable() IS 'Trigger: price rows are never c
 COMMENT ON FUNCTION llmgw.providers_guard() IS 'Trigger: secret references within what postgresql.conf allows; a new base URL or kind drops the secret';
 COMMENT ON FUNCTION llmgw.usage_rollup() IS 'Trigger: add a statement''s new usage rows to the daily rollups';
 COMMENT ON FUNCTION llmgw.usage_append_only() IS 'Trigger: usage rows are never changed or deleted';
+COMMENT ON FUNCTION llmgw.ledger_changed() IS 'Trigger: rollups written by anything but the workers: the workers load the budget ledger again';
+COMMENT ON TRIGGER ledger_changed ON llmgw.usage_daily IS 'Budget ledger reload after a restore or a repair';
 COMMENT ON TRIGGER config_changed ON llmgw.providers IS 'The workers reload their configuration';
 COMMENT ON TRIGGER config_changed ON llmgw.provider_secrets IS 'The workers reload their configuration';
 COMMENT ON TRIGGER config_changed ON llmgw.models IS 'The workers reload their configuration';

@@ -120,8 +120,12 @@ take_calls(void *arg)
 							   " lease_until = pg_catalog.now() + $1 * interval '1 second',"
 							   " server_started_at = $3"
 							   " WHERE a.id IN (SELECT q.id FROM llmgw.async_calls q"
-							   "   WHERE q.status = 'queued' OR (q.status = 'running' AND"
-							   "     (q.lease_until < pg_catalog.now() OR q.server_started_at <> $3))"
+							   "   WHERE (q.status = 'queued' OR (q.status = 'running' AND"
+							   "     (q.lease_until < pg_catalog.now() OR q.server_started_at <> $3)))"
+							   /* not while pg_restore fills the database: models may be missing */
+							   "     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity s"
+							   "       WHERE s.datname = pg_catalog.current_database()"
+							   "         AND s.application_name = 'pg_restore')"
 							   "   ORDER BY q.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
 							   " RETURNING a.id, a.model, a.request::text, a.owner, a.key_hash,"
 							   "   a.tags::text, a.max_retries, a.timeout_ms",
@@ -222,4 +226,29 @@ llmgw_async_finish(LlmgwCall *call, const char *answer, int sqlstate, const char
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "llmgw: could not record the result of asynchronous call %lld",
 			 (long long) call->async_id);
+}
+
+/*
+ * In the settle transaction: an asynchronous call whose worker died is
+ * queued again (its interrupted try has its usage row), so that a worker
+ * takes it again at once.
+ */
+void
+llmgw_async_requeue(LlmgwCall *call)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+
+		plan = llmgw_spi_prepare("UPDATE llmgw.async_calls SET status = 'queued', lease_until = NULL"
+								 " WHERE id = $1 AND status = 'running'", 1, types);
+	}
+	values[0] = Int64GetDatum(call->async_id);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "llmgw: could not queue asynchronous call %lld again",
+			 (long long) call->async_id);
+	llmgw_async_signal_at_commit();
 }

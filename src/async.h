@@ -16,6 +16,7 @@ extern int	llmgw_async_lease;
 
 extern void llmgw_async_signal_at_commit(void);
 extern void llmgw_async_dispatch(void);
+extern void llmgw_async_requeue(LlmgwCall *call);
 extern void llmgw_async_finish(LlmgwCall *call, const char *answer, int sqlstate,
 							   const char *message, const char *detail);
 

@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -402,4 +404,43 @@ llmgw_budget_reload(void)
 		ledger->entries[i].loaded = false;
 	LWLockRelease(ledger->lock);
 	llmgw_config_invalidate();
+}
+
+static bool ledger_reload_pending = false;
+static bool ledger_callback_registered = false;
+
+/* Reload the ledger once the transaction that changed the rollups commits */
+static void
+ledger_xact_callback(XactEvent event, void *arg)
+{
+	if (!ledger_reload_pending)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		llmgw_budget_reload();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		ledger_reload_pending = false;
+}
+
+PG_FUNCTION_INFO_V1(llmgw_ledger_changed);
+
+/*
+ * Statement trigger on llmgw.usage_daily, for writes by anything but the
+ * rollup trigger (a restore, a repair): the ledger's spend, loaded from the
+ * rollups, is loaded again once the change commits.
+ */
+Datum
+llmgw_ledger_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("llmgw.ledger_changed() must be called as a trigger")));
+	if (!ledger_callback_registered)
+	{
+		RegisterXactCallback(ledger_xact_callback, NULL);
+		ledger_callback_registered = true;
+	}
+	ledger_reload_pending = true;
+	return PointerGetDatum(NULL);
 }

@@ -154,7 +154,9 @@ add_call_rows(LlmgwUsageBatch *batch, LlmgwCall *call, bool finished, bool witho
 static void
 async_answer(LlmgwCall *call)
 {
-	if (call->out.status == LLMGW_STATUS_OK)
+	if (call->out.status == LLMGW_STATUS_INTERRUPTED)
+		llmgw_async_requeue(call);
+	else if (call->out.status == LLMGW_STATUS_OK)
 		llmgw_async_finish(call, llmgw_call_answer(call), 0, NULL, NULL);
 	else
 	{
