@@ -29,6 +29,22 @@ is($node->safe_psql('postgres',
 ok($node->poll_query_until('postgres', "SELECT llm_complete('again', 'demo') = 'Hello! You said: again'"),
 	'the next call works after a worker restart');
 
+# an asynchronous call whose worker dies is queued again at once and
+# answered; its first try is an interrupted usage row
+$node->safe_psql('postgres', "SELECT llmgw.create_model('slowish', 'mock', 'mock-model;delay:1500')");
+my $async = $node->safe_psql('postgres', q{
+	SELECT llmgw.submit('{"model": "slowish", "messages": [{"role": "user", "content": "async"}]}')});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM llmgw.calls_in_flight WHERE async_id = $async");
+kill 'TERM', $node->safe_psql('postgres', $worker_pid);
+is($node->safe_psql('postgres', "SELECT status FROM llmgw.wait($async, '60 seconds')"), 'done',
+	'an asynchronous call whose worker died is answered');
+is($node->safe_psql('postgres', qq{
+	SELECT a.attempts, (SELECT count(*) FROM llmgw.usage u
+	                     WHERE u.async_id = a.id AND u.status = 'interrupted')
+	  FROM llmgw.async_calls a WHERE a.id = $async}), '2|1',
+	'it was taken twice, its first try recorded as interrupted');
+
 # SIGKILL: crash restart of the cluster; the caller is disconnected, not hung
 ($h, $out, $err) = LlmgwTest::background($node, "SELECT llm_complete('x', 'slow')");
 LlmgwTest::wait_for_call($node);
