@@ -28,6 +28,7 @@
 #include "llmgw.h"
 #include "policy.h"
 #include "security.h"
+#include "txn.h"
 
 static MemoryContext config_cxt = NULL;
 static HTAB *routes = NULL;
@@ -189,15 +190,26 @@ load_routes(void)
 	llmgw_policy_load();
 }
 
-/* Reload the cache if an admin changed the configuration since last time */
-void
+/* Load every route and the policy (in a transaction, SPI connected) */
+static void
+load_config(void *arg)
+{
+	load_routes();
+}
+
+/*
+ * Reload the cache if an admin changed the configuration since last time.
+ * Returns false when it could not be loaded (the error is in the server
+ * log; the cache is empty, and calls fail until a reload works).
+ */
+bool
 llmgw_config_refresh(void)
 {
 	uint64		generation = pg_atomic_read_u64(&llmgw_shared->config_generation);
 
 	/* CREATE EXTENSION fires no trigger: keep looking until it is there */
 	if (generation == loaded_generation && extension_installed)
-		return;
+		return true;
 
 	if (config_cxt == NULL)
 		config_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw config",
@@ -206,19 +218,10 @@ llmgw_config_refresh(void)
 	MemoryContextReset(config_cxt);
 	routes = NULL;
 	llmgw_policy_reset();
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "llmgw: loading configuration");
-	load_routes();
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-
+	if (!llmgw_in_transaction("llmgw: loading configuration", load_config, NULL))
+		return false;
 	loaded_generation = generation;
+	return true;
 }
 
 /* The deployments of a model alias, or NULL */

@@ -52,7 +52,7 @@ typedef struct LlmgwModelRoutes
 	char	   *cache_hit_cost; /* numeric, as text */
 } LlmgwModelRoutes;
 
-extern void llmgw_config_refresh(void);
+extern bool llmgw_config_refresh(void);
 extern void llmgw_config_invalidate(void);
 extern void llmgw_config_force_reload(void);
 extern const LlmgwModelRoutes *llmgw_config_routes(const char *alias);

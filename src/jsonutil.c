@@ -199,11 +199,31 @@ llmgw_stream_broken(LlmgwOutcome *out, bool unreadable)
 }
 
 /* Is an SSE data payload empty (a keep-alive), so that it says nothing? */
-bool
-llmgw_stream_empty(const char *data, size_t len)
+static bool
+stream_empty(const char *data, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
 		if (!isspace((unsigned char) data[i]))
 			return false;
 	return true;
+}
+
+/*
+ * The JSON object an SSE data payload carries.  NULL for a keep-alive (an
+ * empty payload), and for a payload that is not a JSON object, which also
+ * sets *unreadable: the stream is broken.
+ */
+json_t *
+llmgw_stream_event_json(const char *data, size_t len, bool *unreadable)
+{
+	json_t	   *event;
+
+	if (stream_empty(data, len))
+		return NULL;
+	event = llmgw_json_load(data, len, NULL);
+	if (json_is_object(event))
+		return event;
+	*unreadable = true;
+	json_decref(event);
+	return NULL;
 }

@@ -32,7 +32,7 @@ extern json_t *llmgw_json_success(const char *buf, size_t len, long http_status,
 extern bool llmgw_vector_append(StringInfo vectors, json_t *values, int *dims);
 extern void llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims);
 extern void llmgw_stream_broken(LlmgwOutcome *out, bool unreadable);
-extern bool llmgw_stream_empty(const char *data, size_t len);
+extern json_t *llmgw_stream_event_json(const char *data, size_t len, bool *unreadable);
 extern void llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error,
 								 json_t *message, const char *code);
 

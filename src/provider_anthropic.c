@@ -403,15 +403,11 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 	json_t	   *ev;
 	const char *type;
 
-	if (st->failed || llmgw_stream_empty(data, len))
+	if (st->failed)
 		return;
-	ev = llmgw_json_load(data, len, NULL);
-	if (!json_is_object(ev))
-	{
-		st->unreadable = true;
-		json_decref(ev);
+	ev = llmgw_stream_event_json(data, len, &st->unreadable);
+	if (ev == NULL)
 		return;
-	}
 	type = json_string_value(json_object_get(ev, "type"));
 	if (type == NULL)
 	{

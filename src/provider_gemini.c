@@ -362,15 +362,11 @@ gemini_stream_event(void *arg, const char *event, const char *data, size_t len)
 	json_t	   *chunk;
 	json_t	   *candidate;
 
-	if (st->failed || llmgw_stream_empty(data, len))
+	if (st->failed)
 		return;
-	chunk = llmgw_json_load(data, len, NULL);
-	if (!json_is_object(chunk))
-	{
-		st->unreadable = true;
-		json_decref(chunk);
+	chunk = llmgw_stream_event_json(data, len, &st->unreadable);
+	if (chunk == NULL)
 		return;
-	}
 	if (json_object_get(chunk, "error"))
 	{
 		parse_error(chunk, 200, st->out);

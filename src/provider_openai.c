@@ -289,15 +289,11 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 		st->done = true;
 		return;
 	}
-	if (st->failed || llmgw_stream_empty(data, len))
+	if (st->failed)
 		return;
-	chunk = llmgw_json_load(data, len, NULL);
-	if (!json_is_object(chunk))
-	{
-		st->unreadable = true;
-		json_decref(chunk);
+	chunk = llmgw_stream_event_json(data, len, &st->unreadable);
+	if (chunk == NULL)
 		return;
-	}
 	if (json_object_get(chunk, "error"))
 	{
 		parse_error(chunk, 200, st->out);

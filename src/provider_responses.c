@@ -243,13 +243,9 @@ responses_stream_event(void *arg, const char *event, const char *data, size_t le
 	json_t	   *ev;
 	const char *type;
 
-	if (llmgw_stream_empty(data, len))
-		return;
-	ev = llmgw_json_load(data, len, NULL);
+	ev = llmgw_stream_event_json(data, len, &st->unreadable);
 	type = json_string_value(json_object_get(ev, "type"));
-	if (!json_is_object(ev))
-		st->unreadable = true;
-	else if (type == NULL)
+	if (ev == NULL || type == NULL)
 		;
 	else if (strcmp(type, "response.output_text.delta") == 0 &&
 			 json_is_string(json_object_get(ev, "delta")))

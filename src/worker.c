@@ -97,30 +97,6 @@ settle(dlist_head *finished)
 	}
 }
 
-/* Refresh the configuration; on failure report it and keep the old one */
-static bool
-refresh_config(void)
-{
-	MemoryContext old = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	PG_TRY();
-	{
-		llmgw_config_refresh();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(old);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	return ok;
-}
-
 /* Drop expired cached answers and the oldest beyond llmgw.cache_max_size */
 static void
 trim_cache(void *arg)
@@ -151,7 +127,7 @@ maintain_tables(void)
 		last_flush = now;
 		llmgw_journal_flush();
 	}
-	if (my_index != 0 || !refresh_config() || !llmgw_config_installed())
+	if (my_index != 0 || !llmgw_config_refresh() || !llmgw_config_installed())
 		return;
 	if (!recovered)
 		recovered = llmgw_settle_dead_lives();
@@ -225,7 +201,7 @@ accept_requests(dlist_head *finished)
 		n = llmgw_queue_take(my_index, my_generation, slotnos, Min(room, TAKE_BATCH));
 		if (n == 0)
 			break;
-		config_ok = refresh_config();
+		config_ok = llmgw_config_refresh();
 		for (int i = 0; i < n; i++)
 		{
 			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
@@ -401,7 +377,7 @@ recover_orphans(void)
 		dlist_mutable_iter iter;
 
 		dlist_init(&finished);
-		(void) refresh_config();
+		(void) llmgw_config_refresh();
 		for (int i = 0; i < n; i++)
 		{
 			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
