@@ -5,7 +5,7 @@ MODULE_big = llmgw
 OBJS = src/llmgw.o src/queue.o src/worker.o src/http.o src/call.o \
        src/config.o src/provider.o src/provider_openai.o src/provider_responses.o src/provider_anthropic.o \
        src/provider_gemini.o src/jsonutil.o src/sse.o src/retry.o src/response.o src/usage.o src/settle.o src/errors.o \
-       src/functions.o src/apikey.o src/policy.o src/budget.o src/ratelimit.o src/journal.o src/health.o src/cache.o src/async.o src/txn.o src/security.o src/redact.o src/share.o
+       src/functions.o src/apikey.o src/policy.o src/budget.o src/ratelimit.o src/journal.o src/health.o src/cache.o src/async.o src/txn.o src/security.o src/redact.o src/share.o src/route.o
 DATA = $(wildcard sql/llmgw--*.sql)
 PGFILEDESC = "llmgw - LLM gateway inside PostgreSQL"
 
@@ -25,12 +25,20 @@ EXTRA_CLEAN = results/ regression.diffs regression.out tmp_check/ log/
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
-ifneq ($(PGXS),)
-include $(PGXS)
-# no JIT bitcode: the functions here only wait on workers
+# no JIT bitcode: the functions here only wait on workers (an override set
+# before the include, so that PGXS's own setting does not win)
 override with_llvm = no
 override CONTRIB_TESTDB = $(LLMGW_TEST_DB)
+ifneq ($(PGXS),)
+include $(PGXS)
 endif
+
+# bitcode an older build installed would be inlined by JIT in place of this
+# build's code: remove it
+install: remove-bitcode
+.PHONY: remove-bitcode
+remove-bitcode:
+	rm -rf '$(DESTDIR)$(pkglibdir)/bitcode/llmgw' '$(DESTDIR)$(pkglibdir)/bitcode/llmgw.index.bc'
 
 # every object depends on every header: the tree is small, correctness first
 $(OBJS): $(wildcard src/*.h)

@@ -25,6 +25,7 @@
 
 #include "async.h"
 #include "call.h"
+#include "queue.h"
 #include "share.h"
 #include "txn.h"
 

@@ -17,6 +17,9 @@
 #include "utils/timestamp.h"
 
 #include "call.h"
+#include "response.h"
+#include "http.h"
+#include "queue.h"
 #include "config.h"
 #include "cache.h"
 #include "health.h"
@@ -25,6 +28,7 @@
 #include "jsonutil.h"
 #include "policy.h"
 #include "provider.h"
+#include "route.h"
 #include "redact.h"
 #include "share.h"
 
@@ -90,108 +94,6 @@ fail_early(LlmgwCall *call, LlmgwErrorClass error, char *message)
 	call->out.error = error;
 	call->out.provider_message = message;
 	return false;
-}
-
-/* A copy of a deployment in the call's memory (the configuration may reload) */
-static void
-copy_route(LlmgwRoute *dst, const LlmgwRoute *src)
-{
-	*dst = *src;
-	dst->provider = pstrdup(src->provider);
-	dst->kind = pstrdup(src->kind);
-	dst->base_url = pstrdup(src->base_url);
-	dst->api_version = src->api_version ? pstrdup(src->api_version) : NULL;
-	dst->secret = src->secret ? pstrdup(src->secret) : NULL;
-	dst->config_error = src->config_error ? pstrdup(src->config_error) : NULL;
-	dst->upstream_model = pstrdup(src->upstream_model);
-}
-
-/* Pick among routes[from..to) the one to try first, weighted by weight */
-static int
-pick_weighted(LlmgwRoute *routes, int from, int to)
-{
-	double		total = 0;
-	double		pick;
-
-	for (int j = from; j < to; j++)
-		total += routes[j].weight;
-	pick = pg_prng_double(&pg_global_prng_state) * total;
-	for (int j = from; j < to; j++)
-	{
-		pick -= routes[j].weight;
-		if (pick < 0)
-			return j;
-	}
-	return from;
-}
-
-/* Pick among routes[from..to) the least busy, or the fastest recently */
-static int
-pick_by_load(LlmgwRoute *routes, int from, int to, char strategy)
-{
-	int			best = from;
-	double		best_score = 0;
-
-	for (int j = from; j < to; j++)
-	{
-		int			in_flight;
-		double		latency;
-		double		score;
-
-		llmgw_health_load(routes[j].deployment_id, &in_flight, &latency);
-		/* ties are broken at random, so equal deployments share the load */
-		score = (strategy == 'b' ? in_flight : latency) + pg_prng_double(&pg_global_prng_state) * 1e-3;
-		if (j == from || score < best_score)
-		{
-			best = j;
-			best_score = score;
-		}
-	}
-	return best;
-}
-
-/*
- * The order in which the call tries the deployments: by priority; among
- * equal priorities by the model's strategy (weighted random by default,
- * least busy, or lowest recent latency).  Deployments cooling down after
- * repeated failures go last, so they are used only when nothing else is.
- */
-static void
-order_routes(LlmgwCall *call, const LlmgwModelRoutes *model)
-{
-	int			n = model->nroutes;
-	LlmgwRoute *healthy = palloc(sizeof(LlmgwRoute) * n);
-	LlmgwRoute *cooling = palloc(sizeof(LlmgwRoute) * n);
-	int			nhealthy = 0;
-	int			ncooling = 0;
-
-	for (int i = 0; i < n; i++)
-	{
-		if (llmgw_health_available(model->routes[i].deployment_id, false) == LLMGW_COOLING_DOWN)
-			copy_route(&cooling[ncooling++], &model->routes[i]);
-		else
-			copy_route(&healthy[nhealthy++], &model->routes[i]);
-	}
-	for (int start = 0; start < nhealthy;)
-	{
-		int			end = start;
-
-		while (end < nhealthy && healthy[end].priority == healthy[start].priority)
-			end++;
-		for (int i = start; i < end - 1; i++)
-		{
-			int			k = model->strategy == 'p' ? pick_weighted(healthy, i, end) :
-				pick_by_load(healthy, i, end, model->strategy);
-			LlmgwRoute	tmp = healthy[i];
-
-			healthy[i] = healthy[k];
-			healthy[k] = tmp;
-		}
-		start = end;
-	}
-	memcpy(healthy + nhealthy, cooling, sizeof(LlmgwRoute) * ncooling);
-	call->routes = healthy;
-	call->nroutes = n;
 }
 
 /*
@@ -298,19 +200,6 @@ archive_attempt(LlmgwCall *call)
 	call->attempt++;
 }
 
-/* Move to the next deployment; false when there is none */
-static bool
-next_route(LlmgwCall *call)
-{
-	if (call->route_index + 1 >= call->nroutes)
-		return false;
-	call->fallback_from = psprintf("%s/%s", call->routes[call->route_index].provider,
-								   call->routes[call->route_index].upstream_model);
-	call->route_index++;
-	call->tries_on_route = 0;
-	return true;
-}
-
 /* Try deployments from the current one until one starts; false if none does */
 static bool
 start_some_route(LlmgwCall *call)
@@ -320,7 +209,7 @@ start_some_route(LlmgwCall *call)
 		if (!llmgw_error_fallback_helps(call->out.error) || call->route_index + 1 >= call->nroutes)
 			return false;
 		archive_attempt(call);
-		(void) next_route(call);
+		(void) llmgw_route_next(call);
 	}
 	return true;
 }
@@ -383,8 +272,8 @@ llmgw_call_start(LlmgwCall *call)
 		started = fail_early(call, LLMGW_ERR_UNKNOWN_MODEL, NULL);
 	else
 	{
-		order_routes(call, model);
-		started = llmgw_policy_admit(call);
+		llmgw_route_order(call, model);
+		started = llmgw_policy_admit(call, model);
 		/* a team that runs its whole share waits (the worker parks the call) */
 		if (started && !take_team_share(call))
 			call->awaiting_share = true;
@@ -449,7 +338,7 @@ llmgw_call_continue(LlmgwCall *call)
 		call->attempt <= call->max_retries + call->nroutes)
 	{
 		archive_attempt(call);
-		(void) next_route(call);
+		(void) llmgw_route_next(call);
 		call->retry_at = 0;
 		goes_on = start_some_route(call);
 	}
@@ -457,9 +346,9 @@ llmgw_call_continue(LlmgwCall *call)
 		(hint < 0 || hint * 1000 <= call->retry_max_wait_ms))
 	{
 		wait_ms = hint >= 0 ? hint * 1000 :
-			Min((double) call->retry_base_delay_ms * (1 << Min(call->tries_on_route - 1, 16)) *
-				(0.75 + 0.5 * pg_prng_double(&pg_global_prng_state)),
-				(double) call->retry_max_wait_ms);
+			llmgw_retry_backoff_ms(call->tries_on_route, call->retry_base_delay_ms,
+								   call->retry_max_wait_ms,
+								   pg_prng_double(&pg_global_prng_state));
 		if (call->deadline != 0 &&
 			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) wait_ms) >= call->deadline)
 			goes_on = false;	/* the wait would outlast the deadline */
@@ -473,7 +362,7 @@ llmgw_call_continue(LlmgwCall *call)
 	else if (llmgw_error_fallback_helps(error) && call->route_index + 1 < call->nroutes)
 	{
 		archive_attempt(call);
-		(void) next_route(call);
+		(void) llmgw_route_next(call);
 		call->retry_at = 0;
 		goes_on = start_some_route(call);
 	}
@@ -573,8 +462,8 @@ llmgw_call_interpret(LlmgwCall *call)
 }
 
 /* The error message, detail and hint a caller sees for a failed call */
-static void
-describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
+void
+llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint)
 {
 	LlmgwOutcome *out = &call->out;
 	const char *what = llmgw_error_class_message(out->error);
@@ -660,12 +549,6 @@ describe_error(LlmgwCall *call, char **message, char **detail, char **hint)
 	*detail = d.len > 0 ? d.data : NULL;
 }
 
-/* The error message, detail and hint of a failed call */
-void
-llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint)
-{
-	describe_error(call, message, detail, hint);
-}
 
 /* The answer of a successful call as the caller receives it (NULL: SQL NULL) */
 char *
@@ -697,7 +580,7 @@ llmgw_call_publish(LlmgwCall *call)
 	if (call->out.status != LLMGW_STATUS_OK)
 	{
 		header.sqlerrcode = llmgw_error_class_sqlstate(call->out.error);
-		describe_error(call, &message, &detail, &hint);
+		llmgw_call_error(call, &message, &detail, &hint);
 	}
 	else
 		text = llmgw_call_answer(call);
@@ -796,7 +679,7 @@ llmgw_call_interrupted(LlmgwCall *call)
 			if (model->routes[i].deployment_id == e->deployment_id)
 			{
 				call->routes = palloc(sizeof(LlmgwRoute));
-				copy_route(call->routes, &model->routes[i]);
+				llmgw_route_copy(call->routes, &model->routes[i]);
 				call->nroutes = 1;
 				call->route = call->routes;
 			}

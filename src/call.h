@@ -186,23 +186,6 @@ typedef struct LlmgwCall
 	LlmgwOutcome out;
 } LlmgwCall;
 
-/* http.c */
-extern void llmgw_http_init(int max_connections);
-extern int	llmgw_http_fd(void);
-extern long llmgw_http_timeout(void);
-extern int	llmgw_http_active(void);
-extern void llmgw_http_start(LlmgwCall *call, const char *url);
-extern void llmgw_http_abort(LlmgwCall *call);
-extern void llmgw_http_drive(dlist_head *finished);
-extern void llmgw_http_release(LlmgwCall *call);
-extern const char *llmgw_http_strerror(int curl_result);
-extern bool llmgw_http_timed_out(int curl_result);
-extern bool llmgw_http_too_large(LlmgwCall *call);
-
-/* response.c */
-extern char *llmgw_response_json(const LlmgwCall *call);
-
-
 /* call.c */
 extern LlmgwCall *llmgw_call_create(int slotno, MemoryContext parent);
 extern bool llmgw_call_start(LlmgwCall *call);

@@ -26,7 +26,6 @@
 #include "budget.h"
 #include "config.h"
 #include "llmgw.h"
-#include "policy.h"
 #include "security.h"
 #include "txn.h"
 
@@ -143,8 +142,9 @@ load_routes(void)
 			model->routes = palloc(sizeof(LlmgwRoute) * 4);
 			model->rpm_limit = pg_strtoint32(spi_text(tup, 17));
 			model->tpm_limit = spi_int64(tup, 18);
-			model->strategy = strcmp(spi_text(tup, 24), "least_busy") == 0 ? 'b' :
-				strcmp(spi_text(tup, 24), "lowest_latency") == 0 ? 'l' : 'p';
+			model->strategy = strcmp(spi_text(tup, 24), "least_busy") == 0 ? LLMGW_STRATEGY_LEAST_BUSY :
+				strcmp(spi_text(tup, 24), "lowest_latency") == 0 ? LLMGW_STRATEGY_LOWEST_LATENCY :
+				LLMGW_STRATEGY_WEIGHTED;
 			model->cache_ttl_s = (int32) spi_int64(tup, 25);
 			model->cache_shared = strcmp(spi_text(tup, 26), "t") == 0;
 			model->cache_hit_cost = spi_text(tup, 27);
@@ -187,7 +187,6 @@ load_routes(void)
 		}
 		MemoryContextSwitchTo(old);
 	}
-	llmgw_policy_load();
 }
 
 /* Load every route and the policy (in a transaction, SPI connected) */
@@ -217,7 +216,6 @@ llmgw_config_refresh(void)
 	unavailable = NULL;
 	MemoryContextReset(config_cxt);
 	routes = NULL;
-	llmgw_policy_reset();
 	if (!llmgw_in_transaction("llmgw: loading configuration", load_config, NULL))
 		return false;
 	loaded_generation = generation;
@@ -233,12 +231,6 @@ llmgw_config_routes(const char *alias)
 	return hash_search(routes, alias, HASH_FIND, NULL);
 }
 
-/* The memory context the configuration lives in until the next reload */
-MemoryContext
-llmgw_config_context(void)
-{
-	return config_cxt;
-}
 
 /* Was the extension installed (at our schema version) at the last refresh? */
 bool

@@ -8,6 +8,14 @@
 #ifndef LLMGW_CONFIG_H
 #define LLMGW_CONFIG_H
 
+/* How calls spread over deployments of equal priority (models.strategy) */
+typedef enum LlmgwStrategy
+{
+	LLMGW_STRATEGY_WEIGHTED,	/* at random, by weight */
+	LLMGW_STRATEGY_LEAST_BUSY,	/* fewest calls in flight */
+	LLMGW_STRATEGY_LOWEST_LATENCY	/* fastest recently */
+} LlmgwStrategy;
+
 /* One deployment of a model alias, with its provider */
 typedef struct LlmgwRoute
 {
@@ -46,7 +54,7 @@ typedef struct LlmgwModelRoutes
 	LlmgwRoute *routes;
 	int32		rpm_limit;		/* of the alias; 0: none */
 	int64		tpm_limit;
-	char		strategy;		/* 'p'riority/weight, 'b' least busy, 'l' lowest latency */
+	LlmgwStrategy strategy;
 	int32		cache_ttl_s;	/* models.cache_ttl; 0: not cached by default */
 	bool		cache_shared;
 	char	   *cache_hit_cost; /* numeric, as text */
@@ -58,6 +66,5 @@ extern void llmgw_config_force_reload(void);
 extern const LlmgwModelRoutes *llmgw_config_routes(const char *alias);
 extern bool llmgw_config_installed(void);
 extern const char *llmgw_config_unavailable(bool *installed);
-extern MemoryContext llmgw_config_context(void);
 
 #endif							/* LLMGW_CONFIG_H */

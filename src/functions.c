@@ -28,6 +28,7 @@
 #include "async.h"
 #include "executor/spi.h"
 #include "llmgw.h"
+#include "queue.h"
 #include "policy.h"
 #include "share.h"
 

@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "call.h"
+#include "http.h"
 #include "config.h"
 #include "security.h"
 

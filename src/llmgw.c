@@ -24,6 +24,7 @@
 #include "health.h"
 #include "journal.h"
 #include "llmgw.h"
+#include "queue.h"
 #include "policy.h"
 #include "ratelimit.h"
 #include "redact.h"
@@ -277,7 +278,8 @@ llmgw_define_gucs(void)
 	DefineCustomIntVariable("llmgw.rollup_shard",
 							"Internal: the rollup rows a worker writes (one set per worker avoids lock waits).",
 							NULL, &llmgw_rollup_shard, 0, 0, LLMGW_MAX_WORKERS,
-							PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+							PGC_INTERNAL, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.async_lease",
 							"How long a worker holds an asynchronous call before another may take it.",
 							NULL, &llmgw_async_lease, 600, 10, 86400,

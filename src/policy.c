@@ -28,6 +28,7 @@
 #include "config.h"
 #include "policy.h"
 #include "ratelimit.h"
+#include "txn.h"
 
 /* A list of model aliases; NULL list means every model */
 typedef struct ModelList
@@ -299,24 +300,44 @@ load_budgets(void)
 	}
 }
 
-/* Forget the policy configuration (its memory is about to be reset) */
-void
-llmgw_policy_reset(void)
-{
-	teams = keys = role_teams = NULL;
-	budgets = NULL;
-	nbudgets = 0;
-}
+static MemoryContext policy_cxt = NULL;
+static uint64 loaded_generation = 0;
 
-/* Load the policy part of the configuration (called by config.c) */
-void
-llmgw_policy_load(void)
+/* Load identities and budgets (in a transaction, SPI connected) */
+static void
+load_policy(void *arg)
 {
-	MemoryContext old = MemoryContextSwitchTo(llmgw_config_context());
+	MemoryContext old = MemoryContextSwitchTo(policy_cxt);
 
 	load_identities();
 	load_budgets();
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Reload teams, keys, role bindings and budgets if an admin changed them
+ * (or the ledger asks for a reload) since last time.  The worker refreshes
+ * the configuration first: nothing is loaded while the extension is not
+ * installed.  Returns false when they could not be loaded.
+ */
+bool
+llmgw_policy_refresh(void)
+{
+	uint64		generation = pg_atomic_read_u64(&llmgw_shared->config_generation);
+
+	if (generation == loaded_generation || !llmgw_config_installed())
+		return true;
+	if (policy_cxt == NULL)
+		policy_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw policy",
+										   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(policy_cxt);
+	teams = keys = role_teams = NULL;
+	budgets = NULL;
+	nbudgets = 0;
+	if (!llmgw_in_transaction("llmgw: loading keys and budgets", load_policy, NULL))
+		return false;
+	loaded_generation = generation;
+	return true;
 }
 
 /* Refuse a call with a policy error; message, detail and hint are the user's */
@@ -466,7 +487,7 @@ llmgw_policy_output_bound(const LlmgwCall *call, const LlmgwRoute *route)
  * ordered).  Returns false when the call is refused; its outcome says why.
  */
 bool
-llmgw_policy_admit(LlmgwCall *call)
+llmgw_policy_admit(LlmgwCall *call, const LlmgwModelRoutes *model)
 {
 	LlmgwBudgetDef *applicable[LLMGW_MAX_CALL_BUDGETS];
 	int			napplicable = 0;
@@ -476,7 +497,6 @@ llmgw_policy_admit(LlmgwCall *call)
 	LlmgwBudgetRefusal refusal;
 	LlmgwLimitRefusal rate_refusal;
 	LlmgwReservation *res = &llmgw_slots[call->slotno].reservation;
-	const LlmgwModelRoutes *model = llmgw_config_routes(call->model);
 	int64		input_bound = (int64) call->caller_body_len;
 
 	if (!identify(call))

@@ -13,6 +13,7 @@
 #include "utils/guc.h"
 
 #include "call.h"
+#include "config.h"
 
 #define LLMGW_KEY_HASH_LEN 32
 #define LLMGW_KEY_PREFIX_LEN 12
@@ -25,9 +26,8 @@ extern const char *llmgw_api_key_show(void);
 extern bool llmgw_api_key_current(uint8 *hash);
 
 /* policy.c */
-extern void llmgw_policy_reset(void);
-extern void llmgw_policy_load(void);
-extern bool llmgw_policy_admit(LlmgwCall *call);
+extern bool llmgw_policy_refresh(void);
+extern bool llmgw_policy_admit(LlmgwCall *call, const LlmgwModelRoutes *model);
 extern bool llmgw_policy_deployment(LlmgwCall *call, const struct LlmgwRoute *route);
 extern void llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency,
 								TimestampTz started_at);

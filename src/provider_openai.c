@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 
+#include "common/base64.h"
 #include "lib/stringinfo.h"
 
 #include "provider.h"
@@ -374,52 +375,27 @@ llmgw_openai_build_embed(const char *request, size_t len, const char *upstream_m
 	return llmgw_json_build(root, out_len);
 }
 
-/* Value of a base64 digit, or -1 */
-static int
-base64_digit(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
-/* A base64 string of little-endian float32 values as a JSON array; NULL if invalid */
+/*
+ * A base64 string of little-endian float32 values as a JSON array; NULL if
+ * invalid.  The URL-safe alphabet is read too.
+ */
 static json_t *
 base64_floats(const char *s)
 {
-	size_t		n = strlen(s);
-	unsigned char *bytes = palloc(n);
-	size_t		nbytes = 0;
-	uint32		acc = 0;
-	int			bits = 0;
+	int			n = (int) strlen(s);
+	char	   *std = pstrdup(s);
+	int			cap = pg_b64_dec_len(n);
+	unsigned char *bytes = palloc(cap + 1);
+	int			nbytes;
 	json_t	   *values;
 
-	for (size_t i = 0; i < n && s[i] != '='; i++)
-	{
-		int			d = base64_digit(s[i]);
-
-		if (d < 0)
-			return NULL;
-		acc = (acc << 6) | (uint32) d;
-		bits += 6;
-		if (bits >= 8)
-		{
-			bits -= 8;
-			bytes[nbytes++] = (unsigned char) (acc >> bits);
-		}
-	}
-	if (nbytes == 0 || nbytes % 4 != 0)
+	for (int i = 0; i < n; i++)
+		std[i] = std[i] == '-' ? '+' : std[i] == '_' ? '/' : std[i];
+	nbytes = pg_b64_decode(std, n, (char *) bytes, cap);
+	if (nbytes <= 0 || nbytes % 4 != 0)
 		return NULL;
 	values = json_array();
-	for (size_t i = 0; i < nbytes; i += 4)
+	for (int i = 0; i < nbytes; i += 4)
 	{
 		uint32		u = (uint32) bytes[i] | (uint32) bytes[i + 1] << 8 |
 			(uint32) bytes[i + 2] << 16 | (uint32) bytes[i + 3] << 24;

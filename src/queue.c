@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "llmgw.h"
+#include "queue.h"
 #include "share.h"
 
 /* Size of the DSA area kept inside the main shared memory segment */

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "call.h"
+#include "response.h"
 #include "jsonutil.h"
 
 /* A count, or null when unknown */

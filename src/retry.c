@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * retry.c
- *		One retry hint, in seconds, from whichever headers a provider sends:
+ *		When to retry: the backoff of a retry without a hint, and the one
+ *		retry hint, in seconds, from whichever headers a provider sends:
  *		retry-after-ms and retry-after (OpenAI, Anthropic, Azure), OpenAI's
  *		x-ratelimit-reset-* durations ("12ms", "2.764s", "6m0s") for limits
  *		with nothing remaining, Anthropic's anthropic-ratelimit-*-reset
@@ -16,6 +17,7 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 
 #include "retry.h"
 
@@ -179,6 +181,15 @@ exhausted_reset(const LlmgwHintHeaders *h, time_t now)
 	return best;
 }
 
+/* Seconds until an HTTP-date ("Wed, 21 Oct 2026 07:28:00 GMT"), or -1 */
+static double
+until_http_date(const char *s, time_t now)
+{
+	time_t		at = s ? curl_getdate(s, NULL) : -1;
+
+	return at < 0 ? -1 : Max((double) (at - now), 0.0);
+}
+
 /* The provider's hint of when to retry, in seconds; -1 when it gave none */
 double
 llmgw_retry_hint(const LlmgwHintHeaders *h, time_t now)
@@ -189,5 +200,22 @@ llmgw_retry_hint(const LlmgwHintHeaders *h, time_t now)
 		return v / 1000;
 	if ((v = number(header(h, "retry-after"))) >= 0)
 		return v;
+	/* retry-after may also be an HTTP-date (RFC 9110) */
+	if ((v = until_http_date(header(h, "retry-after"), now)) >= 0)
+		return v;
 	return exhausted_reset(h, now);
+}
+
+/*
+ * The wait before retry number tries (1, 2, ...) when the provider gave no
+ * hint: base_ms doubling with each retry, spread by +-25% (jitter, in [0,
+ * 1), so that calls failing together do not retry together), at most max_ms.
+ */
+double
+llmgw_retry_backoff_ms(int tries, int base_ms, int max_ms, double jitter)
+{
+	double		wait = (double) base_ms * (double) (1 << Min(Max(tries - 1, 0), 16)) *
+		(0.75 + 0.5 * jitter);
+
+	return Min(wait, (double) max_ms);
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * retry.h
- *		The provider's hint of when to retry, from response headers.
+ *		When to retry: backoff, and the provider's hint from response headers.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,5 +23,6 @@ typedef struct LlmgwHintHeaders
 extern void llmgw_hint_headers_add(LlmgwHintHeaders *h, const char *line, size_t len);
 extern double llmgw_retry_hint(const LlmgwHintHeaders *h, time_t now);
 extern double llmgw_duration_seconds(const char *s);
+extern double llmgw_retry_backoff_ms(int tries, int base_ms, int max_ms, double jitter);
 
 #endif							/* LLMGW_RETRY_H */

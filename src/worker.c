@@ -29,13 +29,16 @@
 #include "utils/wait_event.h"
 
 #include "call.h"
+#include "http.h"
 #include "async.h"
 #include "cache.h"
 #include "config.h"
 #include "journal.h"
+#include "policy.h"
 #include "settle.h"
 #include "txn.h"
 #include "llmgw.h"
+#include "queue.h"
 
 /* Requests taken from the queue per round */
 #define TAKE_BATCH 64
@@ -97,6 +100,16 @@ settle(dlist_head *finished)
 	}
 }
 
+/*
+ * Refresh the configuration, then the keys and budgets; false when either
+ * could not be loaded (the error is in the server log).
+ */
+static bool
+refresh(void)
+{
+	return llmgw_config_refresh() && llmgw_policy_refresh();
+}
+
 /* Drop expired cached answers and the oldest beyond llmgw.cache_max_size */
 static void
 trim_cache(void *arg)
@@ -127,7 +140,7 @@ maintain_tables(void)
 		last_flush = now;
 		llmgw_journal_flush();
 	}
-	if (my_index != 0 || !llmgw_config_refresh() || !llmgw_config_installed())
+	if (my_index != 0 || !refresh() || !llmgw_config_installed())
 		return;
 	if (!recovered)
 		recovered = llmgw_settle_dead_lives();
@@ -201,7 +214,7 @@ accept_requests(dlist_head *finished)
 		n = llmgw_queue_take(my_index, my_generation, slotnos, Min(room, TAKE_BATCH));
 		if (n == 0)
 			break;
-		config_ok = llmgw_config_refresh();
+		config_ok = refresh();
 		for (int i = 0; i < n; i++)
 		{
 			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
@@ -257,6 +270,21 @@ process_cancels(dlist_head *finished)
 	}
 }
 
+/*
+ * An attempt ended: the call is finished, waits to retry, or runs again
+ * (a fallback, or a retry on another deployment of the same priority).
+ */
+static void
+place_after_attempt(LlmgwCall *call, dlist_head *finished)
+{
+	if (!llmgw_call_continue(call))
+		dlist_push_tail(finished, &call->node);
+	else if (call->retry_at != 0)
+		dlist_push_tail(&delayed, &call->node);
+	else
+		dlist_push_tail(&running, &call->node);
+}
+
 /* Let curl work, and interpret the transfers it finished */
 static void
 process_transfers(dlist_head *finished)
@@ -272,12 +300,7 @@ process_transfers(dlist_head *finished)
 
 		dlist_delete(&call->node);
 		llmgw_call_interpret(call);
-		if (!llmgw_call_continue(call))
-			dlist_push_tail(finished, &call->node);
-		else if (call->retry_at != 0)
-			dlist_push_tail(&delayed, &call->node);
-		else
-			dlist_push_tail(&running, &call->node);
+		place_after_attempt(call, finished);
 	}
 }
 
@@ -307,12 +330,7 @@ check_silence(dlist_head *finished)
 		}
 		dlist_delete(&call->node);
 		llmgw_call_abort_silent(call);
-		if (!llmgw_call_continue(call))
-			dlist_push_tail(finished, &call->node);
-		else if (call->retry_at != 0)
-			dlist_push_tail(&delayed, &call->node);
-		else
-			dlist_push_tail(&running, &call->node);
+		place_after_attempt(call, finished);
 	}
 	return next;
 }
@@ -377,7 +395,7 @@ recover_orphans(void)
 		dlist_mutable_iter iter;
 
 		dlist_init(&finished);
-		(void) llmgw_config_refresh();
+		(void) refresh();
 		for (int i = 0; i < n; i++)
 		{
 			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
@@ -418,7 +436,7 @@ llmgw_worker_main(Datum arg)
 		char		shard[16];
 
 		snprintf(shard, sizeof(shard), "%d", my_index + 1);
-		SetConfigOption("llmgw.rollup_shard", shard, PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("llmgw.rollup_shard", shard, PGC_INTERNAL, PGC_S_OVERRIDE);
 	}
 
 	calls_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw calls",

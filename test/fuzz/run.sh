@@ -44,7 +44,7 @@ for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*res
     name=${target%%:*}
     pattern=${target#*:}
     clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
-        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl
+        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl /usr/lib/postgresql/15/lib/libpgcommon.a
     seeds=$(eval seed "$name" "\"$pattern\"")
     mkdir -p "$BUILD/work_$name"
     # inputs that once broke this parser, kept so they never do again

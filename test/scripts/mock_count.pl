@@ -5,6 +5,7 @@
 use strict;
 use warnings;
 use IO::Socket::INET;
+use JSON::PP;
 
 my $port = $ENV{LLMGW_MOCK_PORT} or die "LLMGW_MOCK_PORT is not set\n";
 my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
@@ -12,9 +13,5 @@ my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
 print $s "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
 my $body = do { local $/; <$s> };
 $body =~ s/^.*?\r\n\r\n//s;
-for my $model (@ARGV)
-{
-	my $q = quotemeta($model);
-	my ($n) = $body =~ /"$q"\s*:\s*(\d+)/;
-	printf "mock requests for %s: %d\n", $model, $n // 0;
-}
+my $stats = decode_json($body);
+printf "mock requests for %s: %d\n", $_, $stats->{by_model}{$_} // 0 for @ARGV;

@@ -8,6 +8,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
 use IO::Socket::INET;
+use JSON::PP;
 use Test::More;
 
 # A started node with llmgw preloaded, the extension not created; %init
@@ -61,13 +62,10 @@ sub mock_requests
 	  or BAIL_OUT("cannot reach the mock: $!");
 	print $s "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
 	my $body = do { local $/; <$s> };
+	$body =~ s/^.*?\r\n\r\n//s;
+	my $stats = JSON::PP::decode_json($body);
 	my $total = 0;
-	for my $model (@models)
-	{
-		my $q = quotemeta($model);
-		my ($n) = $body =~ /"$q"\s*:\s*(\d+)/;
-		$total += $n // 0;
-	}
+	$total += $stats->{by_model}{$_} // 0 for @models;
 	return $total;
 }
 

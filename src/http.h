@@ -1,0 +1,26 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.h
+ *		The worker's transfers: one libcurl multi handle driven through an
+ *		epoll set.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_HTTP_H
+#define LLMGW_HTTP_H
+
+#include "call.h"
+
+extern void llmgw_http_init(int max_connections);
+extern int	llmgw_http_fd(void);
+extern long llmgw_http_timeout(void);
+extern int	llmgw_http_active(void);
+extern void llmgw_http_start(LlmgwCall *call, const char *url);
+extern void llmgw_http_abort(LlmgwCall *call);
+extern void llmgw_http_drive(dlist_head *finished);
+extern void llmgw_http_release(LlmgwCall *call);
+extern const char *llmgw_http_strerror(int curl_result);
+extern bool llmgw_http_timed_out(int curl_result);
+extern bool llmgw_http_too_large(LlmgwCall *call);
+
+#endif							/* LLMGW_HTTP_H */
