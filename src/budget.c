@@ -23,6 +23,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/datetime.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -33,13 +34,11 @@
 
 int			llmgw_max_budgets = 1024;
 
-#define ENTRY_FREE 0
-#define ENTRY_DELETED (-1)
-
+/* A budget in the ledger (hash key: budget_id) */
 typedef struct LedgerEntry
 {
-	int64		budget_id;		/* ENTRY_FREE, ENTRY_DELETED, or a budget id */
-	char		period;
+	int64		budget_id;
+	LlmgwPeriod period;
 	bool		hard;
 	bool		loaded;			/* spent holds the period's spend */
 	bool		alerted;		/* its limit was reached in this period */
@@ -53,19 +52,18 @@ typedef struct LedgerEntry
 
 typedef struct Ledger
 {
-	LWLock	   *lock;
-	int			nentries;
+	LWLock	   *lock;			/* the entries and every field of them */
 	uint64		sync_round;
-	LedgerEntry entries[FLEXIBLE_ARRAY_MEMBER];
 } Ledger;
 
 static Ledger *ledger = NULL;
+static HTAB *entries = NULL;
 
 Size
 llmgw_budget_shmem_size(void)
 {
-	return add_size(offsetof(Ledger, entries),
-					mul_size(sizeof(LedgerEntry), llmgw_max_budgets * 2));
+	return add_size(MAXALIGN(sizeof(Ledger)),
+					hash_estimate_size(llmgw_max_budgets, sizeof(LedgerEntry)));
 }
 
 /* Called from the shmem startup hook, with AddinShmemInitLock held */
@@ -73,19 +71,24 @@ void
 llmgw_budget_shmem_init(void)
 {
 	bool		found;
+	HASHCTL		info;
 
-	ledger = ShmemInitStruct("llmgw budgets", llmgw_budget_shmem_size(), &found);
+	ledger = ShmemInitStruct("llmgw budgets", sizeof(Ledger), &found);
 	if (!found)
 	{
-		memset(ledger, 0, llmgw_budget_shmem_size());
-		ledger->nentries = llmgw_max_budgets * 2;
 		ledger->lock = llmgw_lock(LLMGW_LOCK_LEDGER);
+		ledger->sync_round = 0;
 	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(int64);
+	info.entrysize = sizeof(LedgerEntry);
+	entries = ShmemInitHash("llmgw budget ledger", llmgw_max_budgets, llmgw_max_budgets,
+							&info, HASH_ELEM | HASH_BLOBS);
 }
 
 /* The end of the period that starts at start (UTC calendar) */
 static TimestampTz
-period_after(char period, TimestampTz start)
+period_after(LlmgwPeriod period, TimestampTz start)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -93,11 +96,11 @@ period_after(char period, TimestampTz start)
 
 	switch (period)
 	{
-		case 'd':
+		case LLMGW_PERIOD_DAY:
 			return start + USECS_PER_DAY;
-		case 'w':
+		case LLMGW_PERIOD_WEEK:
 			return start + 7 * USECS_PER_DAY;
-		case 'm':
+		case LLMGW_PERIOD_MONTH:
 			if (timestamp2tm(start, NULL, &tm, &fsec, NULL, NULL) != 0)
 				return DT_NOEND;
 			tm.tm_mon++;
@@ -127,32 +130,6 @@ roll_over(LedgerEntry *e, TimestampTz now)
 	}
 }
 
-/* Find the entry of a budget, or where to put it; lock held */
-static int
-find_entry(int64 budget_id, bool create)
-{
-	uint32		h = (uint32) (budget_id * 2654435761u) % ledger->nentries;
-	int			spare = -1;
-
-	for (int i = 0; i < ledger->nentries; i++)
-	{
-		int			at = (h + i) % ledger->nentries;
-		LedgerEntry *e = &ledger->entries[at];
-
-		if (e->budget_id == budget_id)
-			return at;
-		if (e->budget_id == ENTRY_DELETED && spare < 0)
-			spare = at;
-		if (e->budget_id == ENTRY_FREE)
-		{
-			if (!create)
-				return -1;
-			return spare >= 0 ? spare : at;
-		}
-	}
-	return create ? spare : -1;
-}
-
 /*
  * Make the ledger hold exactly the budgets defs, and set each def's entry.
  * Returns true when some of them need their spend loaded.
@@ -162,16 +139,18 @@ llmgw_budget_sync(LlmgwBudgetDef *defs, int n)
 {
 	bool		need_load = false;
 	uint64		round;
+	HASH_SEQ_STATUS seq;
+	LedgerEntry *e;
 
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
 	round = ++ledger->sync_round;
 	for (int i = 0; i < n; i++)
 	{
-		int			at = find_entry(defs[i].id, true);
-		LedgerEntry *e;
+		bool		found;
 
-		defs[i].entry = at;
-		if (at < 0)
+		e = hash_search(entries, &defs[i].id, HASH_ENTER_NULL, &found);
+		defs[i].entry = e;
+		if (e == NULL)
 		{
 			LWLockRelease(ledger->lock);
 			ereport(ERROR,
@@ -180,8 +159,7 @@ llmgw_budget_sync(LlmgwBudgetDef *defs, int n)
 					 errhint("Raise llmgw.max_budgets (currently %d) and restart the server.",
 							 llmgw_max_budgets)));
 		}
-		e = &ledger->entries[at];
-		if (e->budget_id != defs[i].id || e->period != defs[i].period)
+		if (!found || e->period != defs[i].period)
 		{
 			memset(e, 0, sizeof(*e));
 			e->budget_id = defs[i].id;
@@ -195,16 +173,12 @@ llmgw_budget_sync(LlmgwBudgetDef *defs, int n)
 		if (!e->loaded)
 			need_load = true;
 	}
-	/* budgets that were dropped */
-	for (int i = 0; i < ledger->nentries; i++)
+	/* budgets that were dropped (a reservation that names one skips it) */
+	hash_seq_init(&seq, entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		LedgerEntry *e = &ledger->entries[i];
-
-		if (e->budget_id > 0 && e->sync_round != round)
-		{
-			e->budget_id = ENTRY_DELETED;
-			e->loaded = false;
-		}
+		if (e->sync_round != round)
+			(void) hash_search(entries, &e->budget_id, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(ledger->lock);
 	return need_load;
@@ -212,13 +186,14 @@ llmgw_budget_sync(LlmgwBudgetDef *defs, int n)
 
 /* Store a budget's spend as loaded from the rollups */
 void
-llmgw_budget_loaded(int64 budget_id, int entry, int64 spent,
-					TimestampTz period_start, TimestampTz period_end)
+llmgw_budget_loaded(int64 budget_id, int64 spent, TimestampTz period_start,
+					TimestampTz period_end)
 {
-	LedgerEntry *e = &ledger->entries[entry];
+	LedgerEntry *e;
 
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
-	if (e->budget_id == budget_id)
+	e = hash_search(entries, &budget_id, HASH_FIND, NULL);
+	if (e)
 	{
 		e->spent = spent;
 		e->period_start = period_start;
@@ -248,9 +223,9 @@ llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
-		LedgerEntry *e = &ledger->entries[defs[i]->entry];
+		LedgerEntry *e = defs[i]->entry;
 
-		if (e->budget_id != defs[i]->id)
+		if (e == NULL || e->budget_id != defs[i]->id)
 			continue;			/* dropped meanwhile */
 		roll_over(e, now);
 		if (e->hard && (e->spent + e->reserved + amount > e->limit ||
@@ -267,11 +242,11 @@ llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 	}
 	for (int i = 0; i < n && res->n < LLMGW_MAX_CALL_BUDGETS; i++)
 	{
-		LedgerEntry *e = &ledger->entries[defs[i]->entry];
+		LedgerEntry *e = defs[i]->entry;
 
-		if (e->budget_id != defs[i]->id)
+		if (e == NULL || e->budget_id != defs[i]->id)
 			continue;
-		res->entry[res->n] = defs[i]->entry;
+		res->entry[res->n] = e;
 		res->budget_id[res->n] = e->budget_id;
 		res->amount[res->n] = 0;
 		if (e->hard)
@@ -302,7 +277,7 @@ llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < res->n; i++)
 	{
-		LedgerEntry *e = &ledger->entries[res->entry[i]];
+		LedgerEntry *e = res->entry[i];
 
 		if (e->budget_id != res->budget_id[i] || !e->loaded)
 			continue;
@@ -332,7 +307,7 @@ llmgw_budget_release(LlmgwReservation *res)
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < res->n; i++)
 	{
-		LedgerEntry *e = &ledger->entries[res->entry[i]];
+		LedgerEntry *e = res->entry[i];
 
 		if (res->amount[i] > 0 && e->budget_id == res->budget_id[i])
 			e->reserved = Max(e->reserved - res->amount[i], 0);
@@ -361,15 +336,16 @@ llmgw_budget_ledger(PG_FUNCTION_ARGS)
 	LedgerEntry *copy;
 	int			n = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	HASH_SEQ_STATUS seq;
+	LedgerEntry *e;
 
 	InitMaterializedSRF(fcinfo, 0);
-	copy = palloc(sizeof(LedgerEntry) * ledger->nentries);
+	copy = palloc(sizeof(LedgerEntry) * Max(llmgw_max_budgets, 1));
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ledger->nentries; i++)
+	hash_seq_init(&seq, entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		LedgerEntry *e = &ledger->entries[i];
-
-		if (e->budget_id > 0 && e->loaded)
+		if (e->loaded && n < llmgw_max_budgets)
 		{
 			roll_over(e, now);
 			copy[n++] = *e;
@@ -399,9 +375,13 @@ llmgw_budget_ledger(PG_FUNCTION_ARGS)
 void
 llmgw_budget_reload(void)
 {
+	HASH_SEQ_STATUS seq;
+	LedgerEntry *e;
+
 	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ledger->nentries; i++)
-		ledger->entries[i].loaded = false;
+	hash_seq_init(&seq, entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		e->loaded = false;
 	LWLockRelease(ledger->lock);
 	llmgw_config_invalidate();
 }

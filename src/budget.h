@@ -20,11 +20,32 @@
 #define LLMGW_MONEY_UNITS_PER_TOKEN_SQL "10000"	/* a price per 1M tokens in units per token */
 #define LLMGW_MAX_CALL_BUDGETS 16
 
+struct LedgerEntry;
+
+/* What a budget is kept for (llmgw.budgets.scope) */
+typedef enum LlmgwBudgetScope
+{
+	LLMGW_BUDGET_KEY,
+	LLMGW_BUDGET_TEAM,
+	LLMGW_BUDGET_ROLE,
+	LLMGW_BUDGET_MODEL,
+	LLMGW_BUDGET_GLOBAL
+} LlmgwBudgetScope;
+
+/* A budget's period, in UTC (llmgw.budgets.period) */
+typedef enum LlmgwPeriod
+{
+	LLMGW_PERIOD_DAY,
+	LLMGW_PERIOD_WEEK,
+	LLMGW_PERIOD_MONTH,
+	LLMGW_PERIOD_TOTAL
+} LlmgwPeriod;
+
 /* The budgets a call counts against, and what it reserved on the hard ones */
 typedef struct LlmgwReservation
 {
 	int			n;
-	int			entry[LLMGW_MAX_CALL_BUDGETS];	/* ledger entry index */
+	struct LedgerEntry *entry[LLMGW_MAX_CALL_BUDGETS];	/* in the shared ledger */
 	int64		budget_id[LLMGW_MAX_CALL_BUDGETS];
 	int64		amount[LLMGW_MAX_CALL_BUDGETS];	/* units reserved; 0 on soft ones */
 } LlmgwReservation;
@@ -34,16 +55,16 @@ typedef struct LlmgwBudgetDef
 {
 	int64		id;
 	char	   *name;
-	char		scope;			/* 'k'ey, 't'eam, 'r'ole, 'm'odel, 'g'lobal */
+	LlmgwBudgetScope scope;
 	int64		key_lineage;
 	int64		team_id;
 	char	   *role;
 	char	   *model;
-	char		period;			/* 'd'ay, 'w'eek, 'm'onth, 't'otal */
+	LlmgwPeriod period;
 	bool		hard;
 	int64		limit;			/* units */
 	char		currency[4];
-	int			entry;			/* its ledger entry, set by llmgw_budget_sync */
+	struct LedgerEntry *entry;	/* in the ledger, set by llmgw_budget_sync */
 } LlmgwBudgetDef;
 
 /* Why admission failed */
@@ -68,8 +89,8 @@ extern int	llmgw_max_budgets;
 extern Size llmgw_budget_shmem_size(void);
 extern void llmgw_budget_shmem_init(void);
 extern bool llmgw_budget_sync(LlmgwBudgetDef *defs, int n);
-extern void llmgw_budget_loaded(int64 budget_id, int entry, int64 spent,
-								TimestampTz period_start, TimestampTz period_end);
+extern void llmgw_budget_loaded(int64 budget_id, int64 spent, TimestampTz period_start,
+								TimestampTz period_end);
 extern bool llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 								 LlmgwReservation *res, LlmgwBudgetRefusal *refusal);
 extern int	llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started_at,

@@ -23,6 +23,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "llmgw.h"
@@ -38,7 +39,7 @@ int			llmgw_cooldown_time = 30000;
 
 typedef struct Health
 {
-	int64		deployment_id;	/* 0: free */
+	int64		deployment_id;	/* hash key */
 	int32		in_flight;
 	int32		consecutive_failures;
 	TimestampTz probe_started;	/* a probe call is in flight since, or 0 */
@@ -52,53 +53,48 @@ typedef struct Health
 
 typedef struct HealthTable
 {
-	LWLock	   *lock;
-	int			n;
-	Health		h[FLEXIBLE_ARRAY_MEMBER];
+	LWLock	   *lock;			/* the entries and every field of them */
 } HealthTable;
 
 static HealthTable *table = NULL;
+static HTAB *entries = NULL;	/* Health by deployment_id */
 
 Size
 llmgw_health_shmem_size(void)
 {
-	return add_size(offsetof(HealthTable, h),
-					mul_size(sizeof(Health), llmgw_max_deployments * 2));
+	return add_size(MAXALIGN(sizeof(HealthTable)),
+					hash_estimate_size(llmgw_max_deployments, sizeof(Health)));
 }
 
 void
 llmgw_health_shmem_init(void)
 {
 	bool		found;
+	HASHCTL		info;
 
-	table = ShmemInitStruct("llmgw health", llmgw_health_shmem_size(), &found);
+	table = ShmemInitStruct("llmgw health", sizeof(HealthTable), &found);
 	if (!found)
-	{
-		memset(table, 0, llmgw_health_shmem_size());
-		table->n = llmgw_max_deployments * 2;
 		table->lock = llmgw_lock(LLMGW_LOCK_HEALTH);
-	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(int64);
+	info.entrysize = sizeof(Health);
+	entries = ShmemInitHash("llmgw deployment health", llmgw_max_deployments,
+							llmgw_max_deployments, &info, HASH_ELEM | HASH_BLOBS);
 }
 
 /* The entry of a deployment, created on first use; NULL when full.  Lock held. */
 static Health *
 entry(int64 id)
 {
-	uint32		h = (uint32) (id * 2654435761u) % table->n;
+	bool		found;
+	Health	   *e = hash_search(entries, &id, HASH_ENTER_NULL, &found);
 
-	for (int i = 0; i < table->n; i++)
+	if (e && !found)
 	{
-		Health	   *e = &table->h[(h + i) % table->n];
-
-		if (e->deployment_id == id)
-			return e;
-		if (e->deployment_id == 0)
-		{
-			e->deployment_id = id;
-			return e;
-		}
+		memset(e, 0, sizeof(*e));
+		e->deployment_id = id;
 	}
-	return NULL;
+	return e;
 }
 
 /*
@@ -209,17 +205,11 @@ llmgw_health_load(int64 deployment_id, int *in_flight, double *latency_ms)
 	*in_flight = 0;
 	*latency_ms = 0;
 	LWLockAcquire(table->lock, LW_SHARED);
-	for (int i = 0, h = (uint32) (deployment_id * 2654435761u) % table->n; i < table->n; i++)
+	e = hash_search(entries, &deployment_id, HASH_FIND, NULL);
+	if (e)
 	{
-		e = &table->h[(h + i) % table->n];
-		if (e->deployment_id == deployment_id)
-		{
-			*in_flight = e->in_flight;
-			*latency_ms = e->ewma_ms;
-			break;
-		}
-		if (e->deployment_id == 0)
-			break;
+		*in_flight = e->in_flight;
+		*latency_ms = e->ewma_ms;
 	}
 	LWLockRelease(table->lock);
 }
@@ -254,13 +244,16 @@ llmgw_deployment_stats(PG_FUNCTION_ARGS)
 	Health	   *copy;
 	int			n = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	HASH_SEQ_STATUS seq;
+	Health	   *shared;
 
 	InitMaterializedSRF(fcinfo, 0);
-	copy = palloc(sizeof(Health) * table->n);
+	copy = palloc(sizeof(Health) * Max(llmgw_max_deployments, 1));
 	LWLockAcquire(table->lock, LW_SHARED);
-	for (int i = 0; i < table->n; i++)
-		if (table->h[i].deployment_id != 0)
-			copy[n++] = table->h[i];
+	hash_seq_init(&seq, entries);
+	while ((shared = hash_seq_search(&seq)) != NULL)
+		if (n < llmgw_max_deployments)
+			copy[n++] = *shared;
 	LWLockRelease(table->lock);
 
 	for (int i = 0; i < n; i++)

@@ -238,6 +238,51 @@ load_identities(void)
 	}
 }
 
+/* A budget scope as llmgw.budgets names it */
+static LlmgwBudgetScope
+budget_scope(const char *s)
+{
+	if (strcmp(s, "key") == 0)
+		return LLMGW_BUDGET_KEY;
+	if (strcmp(s, "team") == 0)
+		return LLMGW_BUDGET_TEAM;
+	if (strcmp(s, "role") == 0)
+		return LLMGW_BUDGET_ROLE;
+	if (strcmp(s, "model") == 0)
+		return LLMGW_BUDGET_MODEL;
+	return LLMGW_BUDGET_GLOBAL;
+}
+
+/* A budget period as llmgw.budgets names it */
+static LlmgwPeriod
+budget_period(const char *s)
+{
+	if (strcmp(s, "day") == 0)
+		return LLMGW_PERIOD_DAY;
+	if (strcmp(s, "week") == 0)
+		return LLMGW_PERIOD_WEEK;
+	if (strcmp(s, "month") == 0)
+		return LLMGW_PERIOD_MONTH;
+	return LLMGW_PERIOD_TOTAL;
+}
+
+/* The word for a period in messages */
+static const char *
+period_name(LlmgwPeriod period)
+{
+	switch (period)
+	{
+		case LLMGW_PERIOD_DAY:
+			return "day";
+		case LLMGW_PERIOD_WEEK:
+			return "week";
+		case LLMGW_PERIOD_MONTH:
+			return "month";
+		default:
+			return "budget's lifetime";
+	}
+}
+
 /* Load the budgets and make the shared ledger hold them */
 static void
 load_budgets(void)
@@ -258,12 +303,12 @@ load_budgets(void)
 
 		b->id = col_int64(tup, 1);
 		b->name = col_text(tup, 2);
-		b->scope = col_text(tup, 3)[0];
+		b->scope = budget_scope(col_text(tup, 3));
 		b->key_lineage = col_int64(tup, 4);
 		b->team_id = col_int64(tup, 5);
 		b->role = col_text(tup, 6);
 		b->model = col_text(tup, 7);
-		b->period = col_text(tup, 8)[0];
+		b->period = budget_period(col_text(tup, 8));
 		b->hard = strcmp(col_text(tup, 9), "t") == 0;
 		b->limit = col_int64(tup, 10);
 		strlcpy(b->currency, col_text(tup, 11), sizeof(b->currency));
@@ -294,7 +339,7 @@ load_budgets(void)
 
 		for (int j = 0; j < nbudgets; j++)
 			if (budgets[j].id == id)
-				llmgw_budget_loaded(id, budgets[j].entry, col_int64(tup, 2),
+				llmgw_budget_loaded(id, col_int64(tup, 2),
 									DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)),
 									DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
 	}
@@ -365,13 +410,13 @@ budget_applies(const LlmgwBudgetDef *b, const LlmgwCall *call)
 {
 	switch (b->scope)
 	{
-		case 'k':
+		case LLMGW_BUDGET_KEY:
 			return call->key_lineage != 0 && b->key_lineage == call->key_lineage;
-		case 't':
+		case LLMGW_BUDGET_TEAM:
 			return call->team_id != 0 && b->team_id == call->team_id;
-		case 'r':
+		case LLMGW_BUDGET_ROLE:
 			return call->role && strcmp(b->role, call->role) == 0;
-		case 'm':
+		case LLMGW_BUDGET_MODEL:
 			return strcmp(b->model, call->model) == 0;
 		default:
 			return true;
@@ -560,8 +605,7 @@ llmgw_policy_admit(LlmgwCall *call, const LlmgwModelRoutes *model)
 		initStringInfo(&detail);
 		appendStringInfo(&detail, "Spent %s of %s this %s", money_text(refusal.spent, b->currency),
 						 money_text(b->limit, b->currency),
-						 b->period == 'd' ? "day" : b->period == 'w' ? "week" :
-						 b->period == 'm' ? "month" : "budget's lifetime");
+						 period_name(b->period));
 		if (refusal.reserved > 0)
 			appendStringInfo(&detail, ", %s reserved by calls in flight",
 							 money_text(refusal.reserved, b->currency));

@@ -16,6 +16,7 @@
 
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "llmgw.h"
@@ -23,10 +24,16 @@
 
 int			llmgw_max_rate_limits = 4096;
 
+/* Who a bucket belongs to (hash key) */
+typedef struct BucketKey
+{
+	int32		scope;			/* LlmgwLimitScope */
+	int64		id;
+} BucketKey;
+
 typedef struct Bucket
 {
-	int32		scope;			/* 0: free */
-	int64		id;
+	BucketKey	key;
 	double		requests;		/* available now */
 	double		tokens;
 	TimestampTz updated;
@@ -34,19 +41,17 @@ typedef struct Bucket
 
 typedef struct Buckets
 {
-	LWLock	   *lock;
-	int			nbuckets;
-	int			used;
-	Bucket		b[FLEXIBLE_ARRAY_MEMBER];
+	LWLock	   *lock;			/* the buckets and every field of them */
 } Buckets;
 
 static Buckets *buckets = NULL;
+static HTAB *table = NULL;
 
 Size
 llmgw_ratelimit_shmem_size(void)
 {
-	return add_size(offsetof(Buckets, b),
-					mul_size(sizeof(Bucket), llmgw_max_rate_limits * 2));
+	return add_size(MAXALIGN(sizeof(Buckets)),
+					hash_estimate_size(llmgw_max_rate_limits, sizeof(Bucket)));
 }
 
 /* Called from the shmem startup hook, with AddinShmemInitLock held */
@@ -54,48 +59,40 @@ void
 llmgw_ratelimit_shmem_init(void)
 {
 	bool		found;
+	HASHCTL		info;
 
-	buckets = ShmemInitStruct("llmgw rate limits", llmgw_ratelimit_shmem_size(), &found);
+	buckets = ShmemInitStruct("llmgw rate limits", sizeof(Buckets), &found);
 	if (!found)
-	{
-		memset(buckets, 0, llmgw_ratelimit_shmem_size());
-		buckets->nbuckets = llmgw_max_rate_limits * 2;
 		buckets->lock = llmgw_lock(LLMGW_LOCK_RATE_LIMITS);
-	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(BucketKey);
+	info.entrysize = sizeof(Bucket);
+	table = ShmemInitHash("llmgw rate limit buckets", llmgw_max_rate_limits,
+						  llmgw_max_rate_limits, &info, HASH_ELEM | HASH_BLOBS);
 }
 
 /* The bucket of a limit, refilled up to now; NULL when the table is full */
 static Bucket *
 bucket_for(const LlmgwLimit *l, TimestampTz now)
 {
-	uint64		h = ((uint64) l->scope * 0x9E3779B97F4A7C15u) ^ ((uint64) l->id * 0xC2B2AE3D27D4EB4Fu);
-	Bucket	   *b = NULL;
+	BucketKey	key;
+	Bucket	   *b;
+	bool		found;
 	double		elapsed_min;
 
-	for (int i = 0; i < buckets->nbuckets; i++)
-	{
-		Bucket	   *c = &buckets->b[(h + i) % buckets->nbuckets];
-
-		if (c->scope == (int32) l->scope && c->id == l->id)
-		{
-			b = c;
-			break;
-		}
-		if (c->scope == 0)
-		{
-			if (buckets->used >= llmgw_max_rate_limits)
-				return NULL;
-			c->scope = l->scope;
-			c->id = l->id;
-			c->requests = l->rpm;
-			c->tokens = (double) l->tpm;
-			c->updated = now;
-			buckets->used++;
-			return c;
-		}
-	}
+	memset(&key, 0, sizeof(key));	/* the padding is part of the key */
+	key.scope = (int32) l->scope;
+	key.id = l->id;
+	b = hash_search(table, &key, HASH_ENTER_NULL, &found);
 	if (b == NULL)
 		return NULL;
+	if (!found)
+	{
+		b->requests = l->rpm;
+		b->tokens = (double) l->tpm;
+		b->updated = now;
+		return b;
+	}
 	elapsed_min = (double) (now - b->updated) / (60.0 * USECS_PER_SEC);
 	if (elapsed_min > 0)
 	{
