@@ -115,6 +115,12 @@ BEGIN
             provider
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- 'OPENAI_API_KEY' is a variable's name, not a key: it would only show as a 401 later
+    IF secret ~ '^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$' AND octet_length(secret) <= 64 THEN
+        RAISE WARNING 'the secret stored for provider "%" looks like the name of an environment variable',
+            provider
+            USING HINT = 'To read the key from the server''s environment, give the secret as env:NAME (docs/security.md).';
+    END IF;
     DELETE FROM llmgw.provider_secrets s WHERE s.provider = set_provider_secret.provider;
     IF secret IS NULL THEN
         UPDATE llmgw.providers p SET secret_ref = NULL
@@ -288,6 +294,21 @@ UPDATE llmgw.async_calls SET max_retries = least(greatest(max_retries, 0), 10),
 ALTER TABLE llmgw.async_calls
     ADD CONSTRAINT async_calls_max_retries_check CHECK (max_retries BETWEEN 0 AND 10),
     ADD CONSTRAINT async_calls_timeout_ms_check CHECK (timeout_ms >= 0);
+
+-- and every other setting of the session that submitted them (NULL: the server's)
+ALTER TABLE llmgw.async_calls
+    ADD COLUMN retry_max_wait_ms integer CHECK (retry_max_wait_ms BETWEEN 0 AND 600000),
+    ADD COLUMN retry_base_delay_ms integer CHECK (retry_base_delay_ms BETWEEN 0 AND 60000),
+    ADD COLUMN deadline_ms integer CHECK (deadline_ms >= 0),
+    ADD COLUMN cache text CHECK (cache IN ('default', 'on', 'off')),
+    ADD COLUMN cache_ttl_s integer CHECK (cache_ttl_s > 0),
+    ADD COLUMN max_response_bytes bigint CHECK (max_response_bytes BETWEEN 1024 AND 2147483647);
+GRANT SELECT (retry_max_wait_ms, retry_base_delay_ms, deadline_ms, cache, cache_ttl_s,
+              max_response_bytes)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+GRANT INSERT (retry_max_wait_ms, retry_base_delay_ms, deadline_ms, cache, cache_ttl_s,
+              max_response_bytes)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
 
 ------------------------------------------------------------------------------
 -- The journal of calls in flight is a file now (src/journal.c)
@@ -890,6 +911,20 @@ END
 $fn$;
 
 ------------------------------------------------------------------------------
+-- One name for the embeddings of many inputs: llm_embed_many, beside
+-- llm_complete_many ("batch" is for the providers' Batch APIs)
+------------------------------------------------------------------------------
+
+DROP FUNCTION @extschema@.llm_embed_many(text[], text);
+DROP FUNCTION @extschema@.llm_embed_batch(text[], text);
+CREATE FUNCTION @extschema@.llm_embed_many(inputs text[], model text)
+RETURNS TABLE (ordinality integer, embedding real[])
+AS 'MODULE_PATHNAME', 'llm_embed_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed_many(text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.llm_embed_many(text[], text) TO llmgw_user, llmgw_admin;
+
+------------------------------------------------------------------------------
 -- pg_dump keeps the position of every sequence
 ------------------------------------------------------------------------------
 
@@ -959,6 +994,14 @@ COMMENT ON COLUMN llmgw.usage.cost IS 'Exact cost of the row''s tokens at the pr
 COMMENT ON COLUMN llmgw.usage.unpriced IS 'The row has tokens (or an answer) but no price applied: its cost is NULL, never 0';
 COMMENT ON COLUMN llmgw.usage.job_id IS 'The llmgw.jobs row the call worked for (llmgw.enrich)';
 COMMENT ON COLUMN llmgw.usage.async_id IS 'The llmgw.async_calls row the call answered (llmgw.submit)';
+COMMENT ON COLUMN llmgw.async_calls.max_retries IS 'llmgw.max_retries of the session that submitted the call';
+COMMENT ON COLUMN llmgw.async_calls.timeout_ms IS 'llmgw.request_timeout of the submitting session, in ms (0: the provider''s timeout)';
+COMMENT ON COLUMN llmgw.async_calls.retry_max_wait_ms IS 'llmgw.retry_max_wait of the submitting session, in ms (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.retry_base_delay_ms IS 'llmgw.retry_base_delay of the submitting session, in ms (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.deadline_ms IS 'llmgw.call_deadline of the submitting session, in ms, counted from each time a worker takes the call (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.cache IS 'llmgw.cache of the submitting session: default, on or off (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.cache_ttl_s IS 'llmgw.cache_ttl of the submitting session, in seconds (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.max_response_bytes IS 'llmgw.max_response_size of the submitting session, in bytes (NULL: the server''s)';
 COMMENT ON TABLE llmgw.usage_default IS 'Usage rows of months without a partition of their own (the workers create monthly partitions as rows need them)';
 COMMENT ON TABLE llmgw.usage_daily IS 'Daily rollups of llmgw.usage by team, key, role, model, deployment and currency, one set per worker (shard)';
 COMMENT ON TABLE llmgw.response_cache IS 'Exact-match response cache, per team (or shared); readable by the extension owner only';
@@ -994,8 +1037,7 @@ COMMENT ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double p
 COMMENT ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) IS 'Many completions from one statement, run concurrently by the workers';
 COMMENT ON FUNCTION @extschema@.llm_chat(jsonb) IS 'An OpenAI Chat Completions-shaped request to any provider; answers in llmgw''s normalised shape';
 COMMENT ON FUNCTION @extschema@.llm_embed(text, text) IS 'The embedding of one input';
-COMMENT ON FUNCTION @extschema@.llm_embed_batch(text[], text) IS 'The embeddings of many inputs in one provider request';
-COMMENT ON FUNCTION @extschema@.llm_embed_many(text[], text) IS 'The same as llm_embed_batch';
+COMMENT ON FUNCTION @extschema@.llm_embed_many(text[], text) IS 'The embeddings of many inputs in one provider request, one row per input in input order';
 COMMENT ON FUNCTION llmgw.submit(jsonb) IS 'Queue an llm_chat request durably; the workers make the call once the transaction commits; returns its id';
 COMMENT ON FUNCTION llmgw.result(bigint) IS 'The state and, once there, the answer of a submitted call';
 COMMENT ON FUNCTION llmgw.wait(bigint, interval) IS 'Wait up to timeout for a submitted call to finish; returns its result';

@@ -1159,6 +1159,12 @@ BEGIN
             provider
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- 'OPENAI_API_KEY' is a variable's name, not a key: it would only show as a 401 later
+    IF secret ~ '^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$' AND octet_length(secret) <= 64 THEN
+        RAISE WARNING 'the secret stored for provider "%" looks like the name of an environment variable',
+            provider
+            USING HINT = 'To read the key from the server''s environment, give the secret as env:NAME (docs/security.md).';
+    END IF;
     DELETE FROM llmgw.provider_secrets s WHERE s.provider = set_provider_secret.provider;
     IF secret IS NULL THEN
         UPDATE llmgw.providers p SET secret_ref = NULL
@@ -1371,17 +1377,10 @@ AS 'MODULE_PATHNAME', 'llm_embed'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- The embeddings of many inputs, in one provider request.
-CREATE FUNCTION @extschema@.llm_embed_batch(inputs text[], model text)
-RETURNS TABLE (ordinality integer, embedding real[])
-AS 'MODULE_PATHNAME', 'llm_embed_batch'
-LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
-
--- The embeddings of many inputs (the same as llm_embed_batch: one provider
--- request carries them all, which is what the embeddings APIs are made for).
 CREATE FUNCTION @extschema@.llm_embed_many(inputs text[], model text)
 RETURNS TABLE (ordinality integer, embedding real[])
-LANGUAGE sql VOLATILE PARALLEL UNSAFE ROWS 100
-AS $$ SELECT * FROM @extschema@.llm_embed_batch(inputs, model) $$;
+AS 'MODULE_PATHNAME', 'llm_embed_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
 ------------------------------------------------------------------------------
 -- Visibility
@@ -1462,7 +1461,14 @@ CREATE TABLE llmgw.async_calls (
     started_at timestamptz,
     finished_at timestamptz,
     lease_until timestamptz,        -- a worker holds it until then
-    server_started_at timestamptz   -- of the server life that took it
+    server_started_at timestamptz,  -- of the server life that took it
+    -- the other settings of the session that submitted it (NULL: the server's)
+    retry_max_wait_ms integer CHECK (retry_max_wait_ms BETWEEN 0 AND 600000),
+    retry_base_delay_ms integer CHECK (retry_base_delay_ms BETWEEN 0 AND 60000),
+    deadline_ms integer CHECK (deadline_ms >= 0),
+    cache text CHECK (cache IN ('default', 'on', 'off')),
+    cache_ttl_s integer CHECK (cache_ttl_s > 0),
+    max_response_bytes bigint CHECK (max_response_bytes BETWEEN 1024 AND 2147483647)
 );
 CREATE INDEX async_calls_pending_idx ON llmgw.async_calls (id) WHERE status IN ('queued', 'running');
 ALTER TABLE llmgw.async_calls ENABLE ROW LEVEL SECURITY;
@@ -1795,7 +1801,6 @@ REVOKE ALL ON FUNCTION @extschema@.llm_complete(text, text, text, integer, doubl
 REVOKE ALL ON FUNCTION @extschema@.llm_chat(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_embed(text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@.llm_embed_batch(text[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.llm_embed_many(text[], text) FROM PUBLIC;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON llmgw.providers, llmgw.models, llmgw.deployments
@@ -1828,6 +1833,12 @@ GRANT SELECT (id, owner, model, request, tags, max_retries, timeout_ms, status, 
     ON llmgw.async_calls TO llmgw_admin, llmgw_user;
 GRANT INSERT (model, request, key_hash, tags, max_retries, timeout_ms)
     ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+GRANT SELECT (retry_max_wait_ms, retry_base_delay_ms, deadline_ms, cache, cache_ttl_s,
+              max_response_bytes)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+GRANT INSERT (retry_max_wait_ms, retry_base_delay_ms, deadline_ms, cache, cache_ttl_s,
+              max_response_bytes)
+    ON llmgw.async_calls TO llmgw_admin, llmgw_user;
 GRANT EXECUTE ON FUNCTION llmgw.submit(jsonb), llmgw.result(bigint), llmgw.wait(bigint, interval)
     TO llmgw_admin, llmgw_user;
 GRANT SELECT ON llmgw.cache_stats TO llmgw_admin;
@@ -1859,7 +1870,6 @@ GRANT EXECUTE ON FUNCTION @extschema@.llm_complete(text, text, text, integer, do
     @extschema@.llm_chat(jsonb),
     @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text),
     @extschema@.llm_embed(text, text),
-    @extschema@.llm_embed_batch(text[], text),
     @extschema@.llm_embed_many(text[], text)
     TO llmgw_user, llmgw_admin;
 
@@ -1909,6 +1919,14 @@ COMMENT ON COLUMN llmgw.usage.cost IS 'Exact cost of the row''s tokens at the pr
 COMMENT ON COLUMN llmgw.usage.unpriced IS 'The row has tokens (or an answer) but no price applied: its cost is NULL, never 0';
 COMMENT ON COLUMN llmgw.usage.job_id IS 'The llmgw.jobs row the call worked for (llmgw.enrich)';
 COMMENT ON COLUMN llmgw.usage.async_id IS 'The llmgw.async_calls row the call answered (llmgw.submit)';
+COMMENT ON COLUMN llmgw.async_calls.max_retries IS 'llmgw.max_retries of the session that submitted the call';
+COMMENT ON COLUMN llmgw.async_calls.timeout_ms IS 'llmgw.request_timeout of the submitting session, in ms (0: the provider''s timeout)';
+COMMENT ON COLUMN llmgw.async_calls.retry_max_wait_ms IS 'llmgw.retry_max_wait of the submitting session, in ms (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.retry_base_delay_ms IS 'llmgw.retry_base_delay of the submitting session, in ms (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.deadline_ms IS 'llmgw.call_deadline of the submitting session, in ms, counted from each time a worker takes the call (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.cache IS 'llmgw.cache of the submitting session: default, on or off (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.cache_ttl_s IS 'llmgw.cache_ttl of the submitting session, in seconds (NULL: the server''s)';
+COMMENT ON COLUMN llmgw.async_calls.max_response_bytes IS 'llmgw.max_response_size of the submitting session, in bytes (NULL: the server''s)';
 COMMENT ON TABLE llmgw.usage_default IS 'Usage rows of months without a partition of their own (the workers create monthly partitions as rows need them)';
 COMMENT ON TABLE llmgw.usage_daily IS 'Daily rollups of llmgw.usage by team, key, role, model, deployment and currency, one set per worker (shard)';
 COMMENT ON TABLE llmgw.response_cache IS 'Exact-match response cache, per team (or shared); readable by the extension owner only';
@@ -1944,8 +1962,7 @@ COMMENT ON FUNCTION @extschema@.llm_complete(text, text, text, integer, double p
 COMMENT ON FUNCTION @extschema@.llm_complete_many(text[], text, text, integer, double precision, integer, text) IS 'Many completions from one statement, run concurrently by the workers';
 COMMENT ON FUNCTION @extschema@.llm_chat(jsonb) IS 'An OpenAI Chat Completions-shaped request to any provider; answers in llmgw''s normalised shape';
 COMMENT ON FUNCTION @extschema@.llm_embed(text, text) IS 'The embedding of one input';
-COMMENT ON FUNCTION @extschema@.llm_embed_batch(text[], text) IS 'The embeddings of many inputs in one provider request';
-COMMENT ON FUNCTION @extschema@.llm_embed_many(text[], text) IS 'The same as llm_embed_batch';
+COMMENT ON FUNCTION @extschema@.llm_embed_many(text[], text) IS 'The embeddings of many inputs in one provider request, one row per input in input order';
 COMMENT ON FUNCTION llmgw.submit(jsonb) IS 'Queue an llm_chat request durably; the workers make the call once the transaction commits; returns its id';
 COMMENT ON FUNCTION llmgw.result(bigint) IS 'The state and, once there, the answer of a submitted call';
 COMMENT ON FUNCTION llmgw.wait(bigint, interval) IS 'Wait up to timeout for a submitted call to finish; returns its result';

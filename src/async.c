@@ -70,29 +70,62 @@ llmgw_async_signal_at_commit(void)
 	signal_pending = true;
 }
 
-/* A request in the payload area for an asynchronous call */
+/* The columns of an async_calls row that async_request reads, from 2 on */
+#define ASYNC_CALL_COLUMNS \
+	"a.id, a.model, a.request::text, a.owner, a.key_hash, a.tags::text," \
+	" a.max_retries, a.timeout_ms, a.retry_max_wait_ms, a.retry_base_delay_ms," \
+	" a.deadline_ms, a.cache, a.cache_ttl_s, a.max_response_bytes"
+
+/* An integer column of the row, or *value unchanged when it is NULL */
+static void
+column_int32(HeapTuple tup, TupleDesc desc, int col, int32 *value)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	if (!isnull)
+		*value = DatumGetInt32(d);
+}
+
+/*
+ * A request in the payload area for the asynchronous call of a row taken
+ * with ASYNC_CALL_COLUMNS.  The row carries the settings of the session
+ * that submitted it; a NULL one (a row inserted by hand) is the server's.
+ */
 static dsa_pointer
-async_request(int64 id, const char *model, const char *body, const char *role,
-			  bytea *key_hash, const char *tags, int max_retries, int timeout_ms)
+async_request(HeapTuple tup, TupleDesc desc)
 {
 	LlmgwRequest header;
+	bool		isnull;
+	Datum		d;
+	char	   *cache;
+	char	   *body;
 
 	memset(&header, 0, sizeof(header));
 	header.kind = LLMGW_KIND_CHAT_JSON;
-	header.async_id = id;
-	header.timeout_ms = timeout_ms;
-	header.max_retries = max_retries;
-	header.retry_max_wait_ms = llmgw_retry_max_wait;
-	header.retry_base_delay_ms = llmgw_retry_base_delay;
-	header.max_response_bytes = llmgw_max_response_size;
-	header.cache_mode = LLMGW_CACHE_DEFAULT;
-	header.cache_ttl_s = llmgw_cache_ttl;
-	if (key_hash && VARSIZE_ANY_EXHDR(key_hash) == sizeof(header.key_hash))
+	header.async_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	llmgw_call_settings_current(&header.settings);
+	column_int32(tup, desc, 7, &header.settings.max_retries);
+	column_int32(tup, desc, 8, &header.settings.timeout_ms);
+	column_int32(tup, desc, 9, &header.settings.retry_max_wait_ms);
+	column_int32(tup, desc, 10, &header.settings.retry_base_delay_ms);
+	column_int32(tup, desc, 11, &header.settings.deadline_ms);
+	cache = SPI_getvalue(tup, desc, 12);
+	if (cache)
+		header.settings.cache_mode = llmgw_cache_mode_from_name(cache);
+	column_int32(tup, desc, 13, &header.settings.cache_ttl_s);
+	d = SPI_getbinval(tup, desc, 14, &isnull);
+	if (!isnull)
+		header.settings.max_response_bytes = DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	if (!isnull && VARSIZE_ANY_EXHDR(DatumGetByteaPP(d)) == sizeof(header.key_hash))
 	{
 		header.has_key = true;
-		memcpy(header.key_hash, VARDATA_ANY(key_hash), sizeof(header.key_hash));
+		memcpy(header.key_hash, VARDATA_ANY(DatumGetByteaPP(d)), sizeof(header.key_hash));
 	}
-	return llmgw_request_create(&header, role, model, body, strlen(body), tags);
+	body = SPI_getvalue(tup, desc, 3);
+	return llmgw_request_create(&header, SPI_getvalue(tup, desc, 4), SPI_getvalue(tup, desc, 2),
+								body, strlen(body), SPI_getvalue(tup, desc, 6));
 }
 
 /* The requests of the calls just taken, queued once the taking commits */
@@ -128,27 +161,12 @@ take_calls(void *arg)
 							   "       WHERE s.datname = pg_catalog.current_database()"
 							   "         AND s.application_name = 'pg_restore')"
 							   "   ORDER BY q.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-							   " RETURNING a.id, a.model, a.request::text, a.owner, a.key_hash,"
-							   "   a.tags::text, a.max_retries, a.timeout_ms",
+							   " RETURNING " ASYNC_CALL_COLUMNS,
 							   3, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "llmgw: could not take asynchronous calls: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		Datum		hash = SPI_getbinval(tup, desc, 5, &isnull);
-		bytea	   *key_hash = isnull ? NULL : DatumGetByteaPP(hash);
-		dsa_pointer request;
-
-		request = async_request(id, SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3),
-								SPI_getvalue(tup, desc, 4), key_hash, SPI_getvalue(tup, desc, 6),
-								DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)),
-								DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull)));
-		taken[ntaken++] = request;
-	}
+		taken[ntaken++] = async_request(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 }
 
 /*

@@ -61,10 +61,10 @@ hash_parts(uint8 *out, const char *const *parts, const size_t *lens, int n)
 bool
 llmgw_cache_prepare(LlmgwCall *call, const LlmgwModelRoutes *model)
 {
-	if (call->cache_mode == LLMGW_CACHE_OFF)
+	if (call->settings.cache_mode == LLMGW_CACHE_OFF)
 		return false;
 	call->cache_ttl_s = model->cache_ttl_s > 0 ? model->cache_ttl_s :
-		call->cache_mode == LLMGW_CACHE_ON ? call->session_cache_ttl_s : 0;
+		call->settings.cache_mode == LLMGW_CACHE_ON ? call->settings.cache_ttl_s : 0;
 	if (call->cache_ttl_s <= 0)
 		return false;
 	if (model->cache_shared)

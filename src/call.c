@@ -66,18 +66,12 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->caller_body = LLMGW_REQUEST_BODY(req);
 	call->tags = req->tags_len ? MemoryContextStrdup(cxt, LLMGW_REQUEST_TAGS(req)) : NULL;
 	call->caller_body_len = req->body_len;
-	call->request_timeout_ms = req->timeout_ms;
-	call->max_retries = req->max_retries;
-	call->retry_max_wait_ms = req->retry_max_wait_ms;
-	call->retry_base_delay_ms = req->retry_base_delay_ms;
-	call->deadline = req->deadline_ms > 0 ?
-		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->deadline_ms) : 0;
-	call->max_response_bytes = req->max_response_bytes;
+	call->settings = req->settings;
+	call->deadline = req->settings.deadline_ms > 0 ?
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->settings.deadline_ms) : 0;
 	call->has_key = req->has_key;
 	call->async_id = req->async_id;
 	call->job_id = req->job_id;
-	call->cache_mode = req->cache_mode;
-	call->session_cache_ttl_s = req->cache_ttl_s;
 	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
 	if (call->kind != LLMGW_KIND_EMBED)
 		call->max_output_tokens = body_max_tokens(call->caller_body, call->caller_body_len);
@@ -114,7 +108,7 @@ start_attempt(LlmgwCall *call)
 	call->secret = route->secret;
 	call->reached_provider = false;
 	call->provider_ops = ops;
-	call->timeout_ms = call->request_timeout_ms > 0 ? call->request_timeout_ms : route->timeout_ms;
+	call->timeout_ms = call->settings.timeout_ms > 0 ? call->settings.timeout_ms : route->timeout_ms;
 	/* an attempt never runs past the call's overall deadline */
 	if (call->deadline != 0)
 	{
@@ -335,19 +329,19 @@ llmgw_call_continue(LlmgwCall *call)
 	 */
 	if (llmgw_error_retryable(error) && call->route_index + 1 < call->nroutes &&
 		call->routes[call->route_index + 1].priority == call->routes[call->route_index].priority &&
-		call->attempt <= call->max_retries + call->nroutes)
+		call->attempt <= call->settings.max_retries + call->nroutes)
 	{
 		archive_attempt(call);
 		(void) llmgw_route_next(call);
 		call->retry_at = 0;
 		goes_on = start_some_route(call);
 	}
-	else if (llmgw_error_retryable(error) && call->tries_on_route <= call->max_retries &&
-		(hint < 0 || hint * 1000 <= call->retry_max_wait_ms))
+	else if (llmgw_error_retryable(error) && call->tries_on_route <= call->settings.max_retries &&
+		(hint < 0 || hint * 1000 <= call->settings.retry_max_wait_ms))
 	{
 		wait_ms = hint >= 0 ? hint * 1000 :
-			llmgw_retry_backoff_ms(call->tries_on_route, call->retry_base_delay_ms,
-								   call->retry_max_wait_ms,
+			llmgw_retry_backoff_ms(call->tries_on_route, call->settings.retry_base_delay_ms,
+								   call->settings.retry_max_wait_ms,
 								   pg_prng_double(&pg_global_prng_state));
 		if (call->deadline != 0 &&
 			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) wait_ms) >= call->deadline)
@@ -487,7 +481,7 @@ llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint)
 			*message = psprintf("response of provider \"%s\" exceeds llmgw.max_response_size",
 								call->provider);
 			appendStringInfo(&d, "The limit is %lld bytes.",
-							 (long long) call->max_response_bytes);
+							 (long long) call->settings.max_response_bytes);
 			break;
 		case LLMGW_ERR_TIMEOUT:
 			if (call->went_silent)

@@ -105,14 +105,10 @@ typedef struct LlmgwCall
 	int64		job_id;			/* llmgw.jobs.id, or 0 */
 	const char *caller_body;	/* in the DSA request */
 	size_t		caller_body_len;
-	int			request_timeout_ms;	/* the caller's llmgw.request_timeout */
-	int			max_retries;	/* the caller's retry settings */
-	int			retry_max_wait_ms;
-	int			retry_base_delay_ms;
+	LlmgwCallSettings settings; /* the caller's */
 	TimestampTz deadline;		/* llmgw.call_deadline from the start, or 0 */
 	int			timeout_ms;		/* of the current attempt */
 	int			connect_timeout_ms;
-	int64		max_response_bytes;
 	int64		max_output_tokens;	/* the request's max_tokens, or 0 */
 
 	/* policy, set by llmgw_policy_admit */
@@ -128,8 +124,6 @@ typedef struct LlmgwCall
 	LlmgwLimit	deployment_limit;	/* of the current attempt */
 	bool		has_deployment_limit;
 	/* response cache */
-	int32		cache_mode;		/* LLMGW_CACHE_* of the caller */
-	int32		session_cache_ttl_s;
 	bool		cache_enabled;	/* looked up, and stored on success */
 	bool		awaiting_cache; /* admitted, waits for the lookup */
 	bool		awaiting_share; /* admitted, waits for its team's fair share */

@@ -36,7 +36,7 @@ PG_FUNCTION_INFO_V1(llm_complete);
 PG_FUNCTION_INFO_V1(llm_chat);
 PG_FUNCTION_INFO_V1(llm_complete_many);
 PG_FUNCTION_INFO_V1(llm_embed);
-PG_FUNCTION_INFO_V1(llm_embed_batch);
+PG_FUNCTION_INFO_V1(llm_embed_many);
 PG_FUNCTION_INFO_V1(llmgw_stats);
 
 /*
@@ -130,16 +130,9 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	check_caller();
 	memset(&header, 0, sizeof(header));
 	header.kind = kind;
-	header.timeout_ms = llmgw_request_timeout;
-	header.max_retries = llmgw_max_retries;
-	header.retry_max_wait_ms = llmgw_retry_max_wait;
-	header.retry_base_delay_ms = llmgw_retry_base_delay;
-	header.deadline_ms = llmgw_call_deadline;
-	header.max_response_bytes = llmgw_max_response_size;
+	llmgw_call_settings_current(&header.settings);
 	header.has_key = presented_key(header.key_hash);
 	header.job_id = current_job();
-	header.cache_mode = llmgw_cache_mode;
-	header.cache_ttl_s = llmgw_cache_ttl;
 	return llmgw_request_create(&header, GetUserNameFromId(GetUserId(), false), model,
 								body, body_len, llmgw_tags && llmgw_tags[0] ? llmgw_tags : NULL);
 }
@@ -565,13 +558,13 @@ llm_embed(PG_FUNCTION_ARGS)
 }
 
 /*
- * llm_embed_batch(inputs text[], model text)
+ * llm_embed_many(inputs text[], model text)
  *		-> TABLE (ordinality integer, embedding real[])
  *
  * All inputs go to the provider in one request.
  */
 Datum
-llm_embed_batch(PG_FUNCTION_ARGS)
+llm_embed_many(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum	   *elems;
@@ -621,6 +614,17 @@ llm_embed_batch(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The 0.1 name of llm_embed_many, which only the 0.1 install script binds
+ * (an upgrade from 0.1 starts by running it against this library).
+ */
+PG_FUNCTION_INFO_V1(llm_embed_batch);
+Datum
+llm_embed_batch(PG_FUNCTION_ARGS)
+{
+	return llm_embed_many(fcinfo);
+}
+
+/*
  * llmgw.stats() -> (workers_running, calls_queued, calls_in_flight,
  *                   calls_since_start, queue_size, workers_configured,
  *                   life_started_at)
@@ -664,9 +668,11 @@ llmgw_submit(PG_FUNCTION_ARGS)
 	char	   *model;
 	uint8		hash[32];
 	bool		has_key;
-	Oid			types[6] = {TEXTOID, JSONBOID, BYTEAOID, JSONBOID, INT4OID, INT4OID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	LlmgwCallSettings settings;
+	Oid			types[12] = {TEXTOID, JSONBOID, BYTEAOID, JSONBOID, INT4OID, INT4OID,
+							 INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[12];
+	char		nulls[12];
 	int64		id;
 	bool		isnull;
 	int			rc;
@@ -688,6 +694,7 @@ llmgw_submit(PG_FUNCTION_ARGS)
 
 	check_caller();
 	has_key = presented_key(hash);
+	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(model);
 	values[1] = JsonbPGetDatum(request);
 	if (has_key)
@@ -704,13 +711,23 @@ llmgw_submit(PG_FUNCTION_ARGS)
 		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(llmgw_tags));
 	else
 		nulls[3] = 'n';
-	values[4] = Int32GetDatum(llmgw_max_retries);
-	values[5] = Int32GetDatum(llmgw_request_timeout);
+	/* the call runs as this session would run it */
+	llmgw_call_settings_current(&settings);
+	values[4] = Int32GetDatum(settings.max_retries);
+	values[5] = Int32GetDatum(settings.timeout_ms);
+	values[6] = Int32GetDatum(settings.retry_max_wait_ms);
+	values[7] = Int32GetDatum(settings.retry_base_delay_ms);
+	values[8] = Int32GetDatum(settings.deadline_ms);
+	values[9] = CStringGetTextDatum(llmgw_cache_mode_name(settings.cache_mode));
+	values[10] = Int32GetDatum(settings.cache_ttl_s);
+	values[11] = Int64GetDatum(settings.max_response_bytes);
 
 	SPI_connect();
 	rc = SPI_execute_with_args("INSERT INTO llmgw.async_calls (model, request, key_hash, tags,"
-							   " max_retries, timeout_ms) VALUES ($1, $2, $3, $4, $5, $6)"
-							   " RETURNING id", 6, types, values, nulls, false, 1);
+							   " max_retries, timeout_ms, retry_max_wait_ms, retry_base_delay_ms,"
+							   " deadline_ms, cache, cache_ttl_s, max_response_bytes)"
+							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+							   " RETURNING id", 12, types, values, nulls, false, 1);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "llmgw: could not queue the call: %s", SPI_result_code_string(rc));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

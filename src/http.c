@@ -191,7 +191,7 @@ llmgw_http_start(LlmgwCall *call, const char *url)
 	if (easy == NULL)
 		elog(ERROR, "llmgw: could not create a curl handle");
 	call->easy = easy;
-	call->response.limit = (size_t) call->max_response_bytes;
+	call->response.limit = (size_t) call->settings.max_response_bytes;
 
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");

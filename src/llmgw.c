@@ -37,15 +37,15 @@ int			llmgw_workers = 2;
 int			llmgw_max_connections = 256;
 int			llmgw_queue_size = 1024;
 char	   *llmgw_database = NULL;
-int			llmgw_max_response_size = 16 * 1024 * 1024;
-int			llmgw_request_timeout = 0;
-int			llmgw_max_retries = 2;
-int			llmgw_retry_max_wait = 10000;
-int			llmgw_retry_base_delay = 200;
+static int	llmgw_max_response_size = 16 * 1024 * 1024;
+static int	llmgw_request_timeout = 0;
+static int	llmgw_max_retries = 2;
+static int	llmgw_retry_max_wait = 10000;
+static int	llmgw_retry_base_delay = 200;
 char	   *llmgw_tags = NULL;
-int			llmgw_cache_mode = LLMGW_CACHE_DEFAULT;
-int			llmgw_cache_ttl = 3600;
-int			llmgw_call_deadline = 0;
+static int	llmgw_cache_mode = LLMGW_CACHE_DEFAULT;
+static int	llmgw_cache_ttl = 3600;
+static int	llmgw_call_deadline = 0;
 int			llmgw_rollup_shard = 0;
 char	   *llmgw_job = NULL;
 bool		llmgw_require_key = false;
@@ -297,6 +297,40 @@ llmgw_define_gucs(void)
 							NULL, &llmgw_cooldown_time, 30000, 0, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("llmgw");
+}
+
+/* The settings of a call made now, in this session */
+void
+llmgw_call_settings_current(LlmgwCallSettings *settings)
+{
+	settings->timeout_ms = llmgw_request_timeout;
+	settings->max_retries = llmgw_max_retries;
+	settings->retry_max_wait_ms = llmgw_retry_max_wait;
+	settings->retry_base_delay_ms = llmgw_retry_base_delay;
+	settings->deadline_ms = llmgw_call_deadline;
+	settings->cache_mode = llmgw_cache_mode;
+	settings->cache_ttl_s = llmgw_cache_ttl;
+	settings->max_response_bytes = llmgw_max_response_size;
+}
+
+/* The name of an llmgw.cache mode, as the setting and async_calls.cache spell it */
+const char *
+llmgw_cache_mode_name(int mode)
+{
+	for (const struct config_enum_entry *e = cache_modes; e->name; e++)
+		if (e->val == mode)
+			return e->name;
+	return "default";
+}
+
+/* The mode of a name; unknown names (which the CHECK of async_calls refuses) are "default" */
+int
+llmgw_cache_mode_from_name(const char *name)
+{
+	for (const struct config_enum_entry *e = cache_modes; e->name; e++)
+		if (strcmp(e->name, name) == 0)
+			return e->val;
+	return LLMGW_CACHE_DEFAULT;
 }
 
 /* How many background workers are registered so far */

@@ -25,16 +25,8 @@ extern int	llmgw_workers;
 extern int	llmgw_max_connections;
 extern int	llmgw_queue_size;
 extern char *llmgw_database;
-extern int	llmgw_max_response_size;
-extern int	llmgw_request_timeout;
-extern int	llmgw_max_retries;
-extern int	llmgw_retry_max_wait;
-extern int	llmgw_retry_base_delay;
 extern char *llmgw_tags;
-extern int	llmgw_cache_mode;
-extern int	llmgw_call_deadline;
 extern int	llmgw_rollup_shard;
-extern int	llmgw_cache_ttl;
 extern char *llmgw_job;
 extern bool llmgw_require_key;
 
@@ -125,20 +117,39 @@ typedef struct LlmgwShared
  * NUL-terminated strings role, model, body (an OpenAI-shaped chat request
  * without "model").
  */
+/*
+ * How a caller wants its call run: the session's settings for a call of
+ * SQL, the columns of its llmgw.async_calls row for an asynchronous one.
+ */
+typedef struct LlmgwCallSettings
+{
+	int32		timeout_ms;		/* llmgw.request_timeout; 0: the provider's */
+	int32		max_retries;	/* llmgw.max_retries */
+	int32		retry_max_wait_ms;	/* llmgw.retry_max_wait */
+	int32		retry_base_delay_ms;	/* llmgw.retry_base_delay */
+	int32		deadline_ms;	/* llmgw.call_deadline: every attempt and wait; 0: none */
+	int32		cache_mode;		/* LLMGW_CACHE_* of llmgw.cache */
+	int32		cache_ttl_s;	/* llmgw.cache_ttl */
+	int64		max_response_bytes; /* llmgw.max_response_size */
+} LlmgwCallSettings;
+
+/* The current values of the settings above, and llmgw.cache's names (llmgw.c) */
+extern void llmgw_call_settings_current(LlmgwCallSettings *settings);
+extern const char *llmgw_cache_mode_name(int mode);
+extern int	llmgw_cache_mode_from_name(const char *name);
+
+/*
+ * A request as handed to a worker.  Fixed header followed by the
+ * NUL-terminated strings role, model, body (an OpenAI-shaped chat request
+ * without "model").
+ */
 typedef struct LlmgwRequest
 {
 	uint8		request_id[16];
 	int32		kind;			/* LLMGW_KIND_* */
-	int32		timeout_ms;		/* 0 means the provider's default */
-	int32		max_retries;	/* the caller's retry settings */
-	int32		retry_max_wait_ms;
-	int32		retry_base_delay_ms;
-	int32		deadline_ms;	/* llmgw.call_deadline: every attempt and wait; 0: none */
-	int64		max_response_bytes;
+	LlmgwCallSettings settings;
 	int64		async_id;		/* llmgw.async_calls.id, or 0 */
 	int64		job_id;			/* llmgw.jobs.id the call works for, or 0 */
-	int32		cache_mode;		/* LLMGW_CACHE_* of llmgw.cache */
-	int32		cache_ttl_s;	/* llmgw.cache_ttl */
 	bool		has_key;		/* the caller presented a virtual key */
 	uint8		key_hash[32];	/* its sha256; the key itself never leaves the caller */
 	uint32		role_len;

@@ -22,6 +22,33 @@ SELECT array_agg(llmgw.submit(jsonb_build_object('model', 'demo', 'messages',
 SELECT count(*) FILTER (WHERE w.status = 'done') AS done
   FROM unnest(:'ids'::bigint[]) id, LATERAL llmgw.wait(id, '10 seconds') w;
 
+-- a submitted call runs as the session that submitted it would run it:
+-- its deadline, retry waits, cache and limits go with it
+SET llmgw.max_retries = 3;
+SET llmgw.retry_base_delay = '2s';
+SET llmgw.call_deadline = '500ms';
+SET llmgw.cache = off;
+SET llmgw.max_response_size = '64kB';
+SELECT llmgw.create_model('async-deadline', 'mock', 'async-deadline;status:500');
+SELECT llmgw.submit('{"model": "async-deadline", "messages": [{"role": "user", "content": "x"}]}') AS late \gset
+RESET llmgw.max_retries;
+RESET llmgw.retry_base_delay;
+RESET llmgw.call_deadline;
+RESET llmgw.cache;
+RESET llmgw.max_response_size;
+SELECT max_retries, timeout_ms, retry_max_wait_ms, retry_base_delay_ms, deadline_ms, cache,
+       cache_ttl_s, max_response_bytes FROM llmgw.async_calls WHERE id = :late;
+SELECT status, sqlstate FROM llmgw.wait(:late, '10 seconds');
+-- the 2 s retry wait would outlast the 500 ms deadline: one attempt only
+SELECT count(*) AS attempts FROM llmgw.usage WHERE async_id = :late;
+-- a row inserted by hand runs with the server's settings
+INSERT INTO llmgw.async_calls (model, request, max_retries, timeout_ms)
+VALUES ('demo', '{"model": "demo", "messages": [{"role": "user", "content": "by hand"}]}', 0, 0)
+RETURNING id AS by_hand \gset
+SELECT status, answer->'message'->>'content' IS NOT NULL AS answered FROM llmgw.wait(:by_hand, '10 seconds');
+SELECT try($$INSERT INTO llmgw.async_calls (model, request, max_retries, timeout_ms, cache)
+             VALUES ('demo', '{}', 0, 0, 'sometimes')$$);
+
 -- bad requests are refused at once
 SELECT try($$SELECT llmgw.submit('[1]')$$);
 SELECT try($$SELECT llmgw.submit('{"messages": []}')$$);

@@ -81,14 +81,12 @@ SELECT try($$SELECT llm_chat('{"model": "nope", "messages": [{"role": "user", "c
 -- embeddings: one input, or many in one request; deterministic mock vectors
 SELECT llmgw.create_model('embed', 'mock', 'text-embedding-mock;dim:4');
 SELECT llm_embed('hello world', 'embed');
-SELECT ordinality, embedding FROM llm_embed_batch(ARRAY['hello world', 'goodbye'], 'embed');
--- llm_embed_many is the same call under the name of its completions sibling
-SELECT count(*) AS many FROM llm_embed_many(ARRAY['hello world', 'goodbye'], 'embed');
+SELECT ordinality, embedding FROM llm_embed_many(ARRAY['hello world', 'goodbye'], 'embed');
 SELECT llm_embed('hello world', 'embed') = embedding AS same_vector
-  FROM llm_embed_batch(ARRAY['hello world'], 'embed');
+  FROM llm_embed_many(ARRAY['hello world'], 'embed');
 SELECT model, status, input_tokens, output_tokens FROM last_usage(3);
 SELECT llm_embed(NULL, 'embed') IS NULL AS null_input;
-SELECT try($$SELECT llm_embed_batch(ARRAY['a', NULL], 'embed')$$);
+SELECT try($$SELECT llm_embed_many(ARRAY['a', NULL], 'embed')$$);
 SELECT try($$SELECT llm_embed('x', 'claude')$$);
 
 -- a streamed chat answer is the same answer, with usage (always requested)
@@ -96,3 +94,9 @@ SELECT llm_chat('{"model": "demo", "stream": true, "messages": [{"role": "user",
        -> 'usage' ->> 'output_tokens' AS streamed_output_tokens,
        llm_chat('{"model": "demo", "stream": true, "messages": [{"role": "user", "content": "stream me"}]}')
        -> 'message' ->> 'content' AS streamed_text;
+
+-- a secret that looks like a variable's name is stored, with a warning
+SELECT llmgw.create_provider('looks-like-a-name', 'openai', 'https://api.openai.com/v1',
+                             secret => 'OPENAI_API_KEY');
+SELECT llmgw.set_provider_secret('looks-like-a-name', 'sk-proj-abc_DEF');
+SELECT llmgw.drop_provider('looks-like-a-name');

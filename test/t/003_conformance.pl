@@ -1,7 +1,7 @@
 # Conformance through the real path: every case of the corpus (chat, JSON
 # bodies and SSE streams, and embeddings) is
 # replayed byte for byte by the mock, called with llm_chat() or
-# llm_embed_batch() through a
+# llm_embed_many() through a
 # worker, and the usage row and the answer are checked against the case's
 # expected fields.  Skipped when ../shared/corpus is absent.
 use strict;
@@ -54,7 +54,7 @@ foreach my $id (@cases)
 	my $e = $case->{expected};
 	my $sql = $embed ?
 	  "SELECT count(*) || ' x ' || max(array_length(embedding, 1)) FROM "
-	  . "llm_embed_batch(array_fill('x'::text, ARRAY[$e->{embedding_count}]), '$alias')"
+	  . "llm_embed_many(array_fill('x'::text, ARRAY[$e->{embedding_count}]), '$alias')"
 	  : qq{SELECT llm_chat('{"model": "$alias", "stream": $stream, "messages": [{"role": "user", "content": "x"}]}')};
 	my ($rc, $out, $err) = $node->psql('postgres', $sql);
 	my $row = $node->safe_psql('postgres', qq{

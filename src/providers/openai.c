@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * provider_openai.c
+ * providers/openai.c
  *		OpenAI Chat Completions wire format, used by OpenAI, Azure OpenAI
  *		and OpenAI-compatible servers (vLLM, Ollama, Groq, Together,
  *		DeepSeek, Mistral), with their usage quirks.

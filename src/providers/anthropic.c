@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * provider_anthropic.c
+ * providers/anthropic.c
  *		Anthropic Messages wire format: translate llmgw's OpenAI-shaped
  *		request, read responses and errors.
  *

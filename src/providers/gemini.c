@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * provider_gemini.c
+ * providers/gemini.c
  *		Gemini generateContent wire format: translate llmgw's OpenAI-shaped
  *		request, read responses and errors.
  *

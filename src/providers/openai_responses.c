@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * provider_responses.c
+ * providers/openai_responses.c
  *		OpenAI Responses API wire format (provider kind openai_responses):
  *		translate llmgw's Chat Completions-shaped request, read responses,
  *		streams and errors.  Errors share the Chat Completions envelope.
