@@ -71,7 +71,6 @@ void
 llmgw_budget_shmem_init(void)
 {
 	bool		found;
-	HASHCTL		info;
 
 	ledger = ShmemInitStruct("llmgw budgets", sizeof(Ledger), &found);
 	if (!found)
@@ -79,11 +78,8 @@ llmgw_budget_shmem_init(void)
 		ledger->lock = llmgw_lock(LLMGW_LOCK_LEDGER);
 		ledger->sync_round = 0;
 	}
-	memset(&info, 0, sizeof(info));
-	info.keysize = sizeof(int64);
-	info.entrysize = sizeof(LedgerEntry);
-	entries = ShmemInitHash("llmgw budget ledger", llmgw_max_budgets, llmgw_max_budgets,
-							&info, HASH_ELEM | HASH_BLOBS);
+	entries = llmgw_shmem_hash("llmgw budget ledger", llmgw_max_budgets, sizeof(int64),
+							   sizeof(LedgerEntry));
 }
 
 /* The end of the period that starts at start (UTC calendar) */

@@ -231,10 +231,15 @@ take_team_share(LlmgwCall *call)
 	return true;
 }
 
-/* Look the admitted call up in the cache first, or start its first attempt */
+/*
+ * Look the admitted call up in the cache first, or start its first attempt
+ * (the model may be gone from a configuration reloaded while it waited)
+ */
 static bool
 route(LlmgwCall *call, const LlmgwModelRoutes *model)
 {
+	if (model == NULL || model->nroutes == 0)
+		return fail_early(call, LLMGW_ERR_UNKNOWN_MODEL, NULL);
 	/* a cached call waits for the worker's lookup before it is routed */
 	if (llmgw_cache_prepare(call, model))
 	{
@@ -286,18 +291,13 @@ bool
 llmgw_call_unpark(LlmgwCall *call)
 {
 	MemoryContext old;
-	const LlmgwModelRoutes *model;
 	bool		started;
 
 	if (!take_team_share(call))
 		return true;
 	old = MemoryContextSwitchTo(call->cxt);
 	call->awaiting_share = false;
-	model = llmgw_config_routes(call->model);
-	if (model == NULL || model->nroutes == 0)
-		started = fail_early(call, LLMGW_ERR_UNKNOWN_MODEL, NULL);
-	else
-		started = route(call, model);
+	started = route(call, llmgw_config_routes(call->model));
 	MemoryContextSwitchTo(old);
 	return started;
 }

@@ -330,13 +330,8 @@ run_many(FunctionCallInfo fcinfo, const char *model, Datum *prompts, bool *nulls
 					dsa_free(llmgw_dsa(), request);
 					if (nactive > 0)
 						break;	/* no slot now: wait for ours to free one */
-					if (slotno == LLMGW_QUEUE_FULL)
-						llmgw_queue_full_error();
-					if (!llmgw_share_wait)
-						llmgw_share_full_error();
 					/* our share is held by other sessions of our role or key */
-					llmgw_share_wait_for_room();
-					CHECK_FOR_INTERRUPTS();
+					llmgw_slot_refused(slotno);
 					continue;
 				}
 				calls.slot[next] = slotno;

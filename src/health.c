@@ -70,16 +70,12 @@ void
 llmgw_health_shmem_init(void)
 {
 	bool		found;
-	HASHCTL		info;
 
 	table = ShmemInitStruct("llmgw health", sizeof(HealthTable), &found);
 	if (!found)
 		table->lock = llmgw_lock(LLMGW_LOCK_HEALTH);
-	memset(&info, 0, sizeof(info));
-	info.keysize = sizeof(int64);
-	info.entrysize = sizeof(Health);
-	entries = ShmemInitHash("llmgw deployment health", llmgw_max_deployments,
-							llmgw_max_deployments, &info, HASH_ELEM | HASH_BLOBS);
+	entries = llmgw_shmem_hash("llmgw deployment health", llmgw_max_deployments,
+							   sizeof(int64), sizeof(Health));
 }
 
 /* The entry of a deployment, created on first use; NULL when full.  Lock held. */

@@ -144,6 +144,21 @@ llmgw_lock(LlmgwLock which)
 	return &(GetNamedLWLockTranche("llmgw"))[which].lock;
 }
 
+/*
+ * A fixed-size shared hash table of max entries keyed by keysize bytes
+ * (the shmem startup hook, AddinShmemInitLock held)
+ */
+HTAB *
+llmgw_shmem_hash(const char *name, long max, Size keysize, Size entrysize)
+{
+	HASHCTL		info;
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = keysize;
+	info.entrysize = entrysize;
+	return ShmemInitHash(name, max, max, &info, HASH_ELEM | HASH_BLOBS);
+}
+
 /* llmgw.job must be empty or a job id (whose owner is checked at each call) */
 static bool
 llmgw_job_check(char **newval, void **extra, GucSource source)

@@ -17,6 +17,7 @@
 #include "storage/spin.h"
 #include "datatype/timestamp.h"
 #include "utils/dsa.h"
+#include "utils/hsearch.h"
 
 #include "budget.h"
 
@@ -201,6 +202,7 @@ typedef struct LlmgwResult
 
 /* llmgw.c */
 extern LWLock *llmgw_lock(LlmgwLock which);
+extern HTAB *llmgw_shmem_hash(const char *name, long max, Size keysize, Size entrysize);
 
 /* queue.c (its functions: queue.h) */
 extern LlmgwShared *llmgw_shared;

@@ -247,8 +247,8 @@ slot_submit(dsa_pointer request, bool detached)
 }
 
 /* Raise the error of a caller whose share of the gateway is used up */
-void
-llmgw_share_full_error(void)
+static void
+share_full_error(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_LLMGW_SHARE_EXCEEDED),
@@ -260,8 +260,8 @@ llmgw_share_full_error(void)
 }
 
 /* Raise the error of a full queue */
-void
-llmgw_queue_full_error(void)
+static void
+queue_full_error(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
@@ -271,9 +271,22 @@ llmgw_queue_full_error(void)
 }
 
 /*
- * Queue a request.  All slots in use is an error; a share used up is
- * waited for (llmgw.share_wait) or an error.
+ * A submission was refused (LLMGW_QUEUE_FULL or LLMGW_SHARE_FULL): all
+ * slots in use is an error; a share used up is waited for
+ * (llmgw.share_wait), or an error.
  */
+void
+llmgw_slot_refused(int why)
+{
+	if (why == LLMGW_QUEUE_FULL)
+		queue_full_error();
+	if (!llmgw_share_wait)
+		share_full_error();
+	llmgw_share_wait_for_room();
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* Queue a request, waiting for room in the caller's share if need be */
 int
 llmgw_slot_submit(dsa_pointer request)
 {
@@ -283,12 +296,7 @@ llmgw_slot_submit(dsa_pointer request)
 
 		if (slotno >= 0)
 			return slotno;
-		if (slotno == LLMGW_QUEUE_FULL)
-			llmgw_queue_full_error();
-		if (!llmgw_share_wait)
-			llmgw_share_full_error();
-		llmgw_share_wait_for_room();
-		CHECK_FOR_INTERRUPTS();
+		llmgw_slot_refused(slotno);
 	}
 }
 

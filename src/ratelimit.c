@@ -59,16 +59,12 @@ void
 llmgw_ratelimit_shmem_init(void)
 {
 	bool		found;
-	HASHCTL		info;
 
 	buckets = ShmemInitStruct("llmgw rate limits", sizeof(Buckets), &found);
 	if (!found)
 		buckets->lock = llmgw_lock(LLMGW_LOCK_RATE_LIMITS);
-	memset(&info, 0, sizeof(info));
-	info.keysize = sizeof(BucketKey);
-	info.entrysize = sizeof(Bucket);
-	table = ShmemInitHash("llmgw rate limit buckets", llmgw_max_rate_limits,
-						  llmgw_max_rate_limits, &info, HASH_ELEM | HASH_BLOBS);
+	table = llmgw_shmem_hash("llmgw rate limit buckets", llmgw_max_rate_limits,
+							 sizeof(BucketKey), sizeof(Bucket));
 }
 
 /* The bucket of a limit, refilled up to now; NULL when the table is full */

@@ -194,9 +194,11 @@ has_work(LlmgwCall *call, bool finished)
 	return finished && (call->reached_provider || call->cache_hit || call->async_id);
 }
 
-/* Add the rows and write the effects of the calls of a list */
+typedef void (*CallStep) (SettleWork *w, LlmgwCall *call, bool finished);
+
+/* Run a step on each call of a list that has something to settle */
 static void
-work_list(SettleWork *w, dlist_head *list, bool finished)
+each_call_with_work(SettleWork *w, dlist_head *list, bool finished, CallStep step)
 {
 	dlist_iter	iter;
 
@@ -206,15 +208,20 @@ work_list(SettleWork *w, dlist_head *list, bool finished)
 	{
 		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
 
-		if (!has_work(call, finished))
-			continue;
-		add_call_rows(w->batch, call, finished, w->without_tags);
-		if (finished)
-			finish_effects(call);
+		if (has_work(call, finished))
+			step(w, call, finished);
 	}
 }
 
-/* Write the rows and effects of the round, or of w->only */
+/* Add a call's rows to the batch and write its effects */
+static void
+add_call_work(SettleWork *w, LlmgwCall *call, bool finished)
+{
+	add_call_rows(w->batch, call, finished, w->without_tags);
+	if (finished)
+		finish_effects(call);
+}
+
 static void
 settle_work(void *arg)
 {
@@ -229,9 +236,9 @@ settle_work(void *arg)
 	}
 	else
 	{
-		work_list(w, w->finished, true);
-		work_list(w, w->running, false);
-		work_list(w, w->delayed, false);
+		each_call_with_work(w, w->finished, true, add_call_work);
+		each_call_with_work(w, w->running, false, add_call_work);
+		each_call_with_work(w, w->delayed, false, add_call_work);
 	}
 	(void) llmgw_usage_insert(w->batch, w->skip_recorded);
 }
@@ -319,24 +326,6 @@ settle_one(SettleWork *w, LlmgwCall *call, bool finished)
 		mark_call_recorded(call);	/* given up: it is charged, and logged */
 }
 
-/* Write the calls of a list one by one */
-static void
-settle_list_one_by_one(SettleWork *w, dlist_head *list, bool finished)
-{
-	dlist_iter	iter;
-
-	if (list == NULL)
-		return;
-	dlist_foreach(iter, list)
-	{
-		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
-
-		if (has_work(call, finished))
-			settle_one(w, call, finished);
-	}
-}
-
-/* The past attempts of a call are done with: recorded, or given up */
 static void
 mark_call_recorded(LlmgwCall *call)
 {
@@ -478,9 +467,9 @@ settle(dlist_head *finished, dlist_head *running, dlist_head *delayed, bool reco
 			ereport(WARNING,
 					(errmsg("llmgw could not record a round of usage rows at once, recording them call by call: %s",
 							why)));
-			settle_list_one_by_one(&w, finished, true);
-			settle_list_one_by_one(&w, running, false);
-			settle_list_one_by_one(&w, delayed, false);
+			each_call_with_work(&w, finished, true, settle_one);
+			each_call_with_work(&w, running, false, settle_one);
+			each_call_with_work(&w, delayed, false, settle_one);
 		}
 		llmgw_policy_alerts();
 		SPI_finish();

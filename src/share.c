@@ -66,7 +66,6 @@ void
 llmgw_share_shmem_init(void)
 {
 	bool		found;
-	HASHCTL		info;
 
 	state = ShmemInitStruct("llmgw shares", sizeof(ShareState), &found);
 	if (!found)
@@ -75,11 +74,8 @@ llmgw_share_shmem_init(void)
 		ConditionVariableInit(&state->room);
 		pg_atomic_init_u32(&state->waiters, 0);
 	}
-	memset(&info, 0, sizeof(info));
-	info.keysize = sizeof(uint64);
-	info.entrysize = sizeof(LlmgwShare);
-	shares = ShmemInitHash("llmgw share table", max_shares(), max_shares(), &info,
-						   HASH_ELEM | HASH_BLOBS);
+	shares = llmgw_shmem_hash("llmgw share table", max_shares(), sizeof(uint64),
+							  sizeof(LlmgwShare));
 }
 
 /* The hash key of a share (never 0) */
