@@ -10,15 +10,18 @@ use IPC::Run;
 use IO::Socket::INET;
 use Test::More;
 
-# A started node with llmgw, the mock provider and models demo and slow
+# A started node with llmgw, the mock provider and models demo and slow;
+# $extra_conf (optional) is appended to postgresql.conf after llmgw's own
+# lines, so it may override them (shared_preload_libraries, say)
 sub node
 {
-	my ($name, $workers) = @_;
+	my ($name, $workers, $extra_conf) = @_;
 	my $mock = $ENV{LLMGW_MOCK_URL} or BAIL_OUT('LLMGW_MOCK_URL is not set');
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
 	$node->append_conf('postgresql.conf',
-		"shared_preload_libraries = 'llmgw'\nllmgw.workers = $workers\nrestart_after_crash = on\n");
+		"shared_preload_libraries = 'llmgw'\nllmgw.workers = $workers\nrestart_after_crash = on\n"
+		  . ($extra_conf // ''));
 	$node->start;
 	$node->safe_psql('postgres', qq{
 		CREATE EXTENSION llmgw;
