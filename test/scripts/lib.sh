@@ -27,7 +27,9 @@ llmgw_build() {
         make -s -C "$LLMGW_ROOT/test/mock" >/dev/null
 }
 
-# Start a throwaway cluster in $LLMGW_TMP; sets PGHOST, PGUSER
+# Start a throwaway cluster in $LLMGW_TMP; sets PGHOST, PGUSER.  Any
+# llmgw_admin may use env:LLMGW_* and the files of $LLMGW_TMP/secrets as
+# provider secrets (docs/security.md); the rest only a superuser.
 llmgw_cluster_start() {
     chown postgres "$LLMGW_TMP"
     runuser -u postgres -- $PGBIN/initdb -D "$LLMGW_TMP/data" -A trust >/dev/null
@@ -40,6 +42,8 @@ cron.use_background_workers = on
 max_worker_processes = 32
 max_connections = 100
 llmgw.database = 'postgres'
+llmgw.secret_env_prefix = 'LLMGW_'
+llmgw.secret_directory = '$LLMGW_TMP/secrets'
 CONF
     runuser -u postgres -- env ${LLMGW_SERVER_ENV:-} $PGBIN/pg_ctl -D "$LLMGW_TMP/data" \
         -l "$LLMGW_TMP/server.log" -w start >/dev/null

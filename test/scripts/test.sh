@@ -37,6 +37,13 @@ echo "$LLMGW_TEST_KEY" >"$LLMGW_TMP/provider.key"
 chown postgres "$LLMGW_TMP/provider.key"
 chmod 600 "$LLMGW_TMP/provider.key"
 export LLMGW_KEY_FILE="$LLMGW_TMP/provider.key"
+# llmgw.secret_directory of the test cluster (lib.sh), holding the same key
+mkdir -p "$LLMGW_TMP/secrets"
+cp "$LLMGW_KEY_FILE" "$LLMGW_TMP/secrets/provider.key"
+chown -R postgres "$LLMGW_TMP/secrets"
+chmod 700 "$LLMGW_TMP/secrets"
+chmod 600 "$LLMGW_TMP/secrets/provider.key"
+export LLMGW_SECRET_DIR="$LLMGW_TMP/secrets"
 LLMGW_SERVER_ENV="LLMGW_TEST_KEY=$LLMGW_TEST_KEY"
 
 # the mock replays corpus cases for the conformance tests when the corpus is
@@ -57,6 +64,7 @@ as_postgres() {
     runuser -u postgres -- env PGHOST="$PGHOST" PGUSER=postgres \
         LLMGW_MOCK_URL="$LLMGW_MOCK_URL" LLMGW_MOCK_PORT="$LLMGW_MOCK_PORT" \
         LLMGW_TEST_KEY="$LLMGW_TEST_KEY" LLMGW_KEY_FILE="$LLMGW_KEY_FILE" \
+        LLMGW_SECRET_DIR="$LLMGW_SECRET_DIR" \
         LLMGW_CORPUS="$LLMGW_CORPUS" "$@"
 }
 

@@ -11,25 +11,30 @@ use IO::Socket::INET;
 use JSON::PP;
 use Test::More;
 
-# A started node with llmgw preloaded, the extension not created; %init
-# goes to init (allows_streaming => 1 for a primary with standbys)
+# A started node with llmgw preloaded, the extension not created.  %opts
+# go to init (allows_streaming => 1 for a primary with standbys), except
+# conf: lines appended to postgresql.conf after llmgw's own, so that they
+# may override them (shared_preload_libraries, say)
 sub bare_node
 {
-	my ($name, $workers, %init) = @_;
+	my ($name, $workers, %opts) = @_;
+	my $conf = delete $opts{conf} // '';
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(%init);
+	$node->init(%opts);
 	$node->append_conf('postgresql.conf',
-		"shared_preload_libraries = 'llmgw'\nllmgw.workers = $workers\nrestart_after_crash = on\n");
+		"shared_preload_libraries = 'llmgw'\nllmgw.workers = $workers\nrestart_after_crash = on\n"
+		  . $conf);
 	$node->start;
 	return $node;
 }
 
 # A started node with llmgw, the mock provider and models demo and slow
+# (%opts as for bare_node)
 sub node
 {
-	my ($name, $workers, %init) = @_;
+	my ($name, $workers, %opts) = @_;
 	my $mock = $ENV{LLMGW_MOCK_URL} or BAIL_OUT('LLMGW_MOCK_URL is not set');
-	my $node = bare_node($name, $workers, %init);
+	my $node = bare_node($name, $workers, %opts);
 	$node->safe_psql('postgres', qq{
 		CREATE EXTENSION llmgw;
 		SELECT llmgw.create_provider('mock', 'openai_compatible', '$mock',
