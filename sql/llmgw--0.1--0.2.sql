@@ -1114,6 +1114,7 @@ COMMENT ON POLICY async_own ON llmgw.async_calls IS 'Other roles see their own a
 COMMENT ON POLICY jobs_staff ON llmgw.jobs IS 'llmgw_admin and llmgw_finance see every job';
 COMMENT ON POLICY jobs_own ON llmgw.jobs IS 'Other roles see their own jobs';
 
+
 ------------------------------------------------------------------------------
 -- Columns
 ------------------------------------------------------------------------------
