@@ -88,24 +88,48 @@ llmgw_secret_ref_allowed(const char *ref)
 	return true;				/* 'stored' */
 }
 
+/*
+ * The canonical path of a file (symbolic links resolved), palloc'd; NULL
+ * when it cannot be resolved.  realpath() allocates it: a buffer of ours
+ * would have to be PATH_MAX long (glibc's _FORTIFY_SOURCE checks that).
+ */
+static char *
+canonical_path(const char *path)
+{
+	char	   *real = realpath(path, NULL);
+	char	   *copy;
+
+	if (real == NULL)
+		return NULL;
+	copy = pstrdup(real);
+	free(real);
+	return copy;
+}
+
 /* Read a secret file, trimming the trailing newline */
 static char *
 read_secret_file(const char *path, bool trusted, char **error)
 {
-	char		real[MAXPGPATH];
-	char		dir[MAXPGPATH];
 	FILE	   *f;
 	char	   *buf;
 	size_t		n;
 	struct stat st;
 
-	/* symbolic links may not lead out of the allowed directory */
-	if (!trusted &&
-		(realpath(path, real) == NULL || realpath(llmgw_secret_directory, dir) == NULL ||
-		 !path_inside(real, dir)))
+	/*
+	 * Symbolic links may not lead out of the allowed directory: the file
+	 * read is the one whose canonical path was checked.
+	 */
+	if (!trusted)
 	{
-		*error = pstrdup("the secret file is outside llmgw.secret_directory or cannot be read");
-		return NULL;
+		char	   *real = canonical_path(path);
+		char	   *dir = canonical_path(llmgw_secret_directory);
+
+		if (real == NULL || dir == NULL || !path_inside(real, dir))
+		{
+			*error = pstrdup("the secret file is outside llmgw.secret_directory or cannot be read");
+			return NULL;
+		}
+		path = real;
 	}
 	if (stat(path, &st) != 0)
 	{
