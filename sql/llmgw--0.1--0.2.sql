@@ -64,6 +64,11 @@ DECLARE
     ref_changed boolean := TG_OP = 'INSERT' OR NEW.secret_ref IS DISTINCT FROM OLD.secret_ref;
     is_ref boolean;
 BEGIN
+    -- a stored secret lives only while the reference says 'stored': a row
+    -- left behind would follow the provider to whatever URL sets it again
+    IF TG_OP = 'UPDATE' AND OLD.secret_ref = 'stored' AND NEW.secret_ref IS DISTINCT FROM 'stored' THEN
+        DELETE FROM llmgw.provider_secrets s WHERE s.provider = OLD.name;
+    END IF;
     IF TG_OP = 'UPDATE' AND NOT ref_changed AND OLD.secret_ref IS NOT NULL
        AND (NEW.base_url, NEW.kind) IS DISTINCT FROM (OLD.base_url, OLD.kind) THEN
         NEW.secret_ref := NULL;
@@ -96,6 +101,10 @@ $fn$;
 
 CREATE TRIGGER providers_guard BEFORE INSERT OR UPDATE ON llmgw.providers
     FOR EACH ROW EXECUTE FUNCTION llmgw.providers_guard();
+
+-- a stored secret whose provider no longer says 'stored' is not used: gone
+DELETE FROM llmgw.provider_secrets s USING llmgw.providers p
+ WHERE p.name = s.provider AND p.secret_ref IS DISTINCT FROM 'stored';
 
 -- Store (or, with NULL, remove) a provider's secret in the owner-only table.
 -- The statement is hidden from pg_stat_activity and masked in the server log.
@@ -309,6 +318,18 @@ GRANT SELECT (retry_max_wait_ms, retry_base_delay_ms, deadline_ms, cache, cache_
 GRANT INSERT (retry_max_wait_ms, retry_base_delay_ms, deadline_ms, cache, cache_ttl_s,
               max_response_bytes)
     ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+
+-- A call queued by hand is queued as llmgw.submit() queues it: the
+-- session's key (never a hash written in the row), llmgw.require_key, and
+-- the session's tags unless given (a JSON object of at most 4096 bytes).
+-- A superuser's rows (a restore) keep what they say.
+CREATE FUNCTION llmgw.async_calls_guard() RETURNS trigger
+AS 'MODULE_PATHNAME', 'llmgw_async_calls_guard'
+LANGUAGE C;
+
+CREATE TRIGGER async_calls_guard BEFORE INSERT ON llmgw.async_calls
+    FOR EACH ROW EXECUTE FUNCTION llmgw.async_calls_guard();
+REVOKE ALL ON FUNCTION llmgw.async_calls_guard() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- The journal of calls in flight is a file now (src/journal.c)
@@ -954,6 +975,8 @@ REVOKE ALL ON llmgw.calls_in_flight, llmgw.prices_now FROM PUBLIC;
 GRANT SELECT ON llmgw.prices_now TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
 GRANT SELECT ON llmgw.calls_in_flight TO llmgw_admin, llmgw_finance;
+-- the view reads the journal through this function, with the reader's rights
+GRANT EXECUTE ON FUNCTION llmgw.calls_in_flight_now() TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON FUNCTION llmgw.check_base_url(text), llmgw.hide_statement() TO llmgw_admin;
 GRANT EXECUTE ON FUNCTION
     llmgw.set_price(text, numeric, numeric, numeric, numeric, numeric, numeric, numeric, numeric,
@@ -1086,6 +1109,7 @@ COMMENT ON FUNCTION llmgw.hide_statement() IS 'Hide the running statement, which
 COMMENT ON FUNCTION llmgw.config_changed() IS 'Trigger: tell the workers to reload their configuration once the transaction commits';
 COMMENT ON FUNCTION llmgw.prices_immutable() IS 'Trigger: price rows are never changed or deleted (only an end, once)';
 COMMENT ON FUNCTION llmgw.providers_guard() IS 'Trigger: secret references within what postgresql.conf allows; a new base URL or kind drops the secret';
+COMMENT ON FUNCTION llmgw.async_calls_guard() IS 'Trigger: a call queued by hand carries the session''s key and tags, and obeys llmgw.require_key, as llmgw.submit() does';
 COMMENT ON FUNCTION llmgw.usage_rollup() IS 'Trigger: add a statement''s new usage rows to the daily rollups';
 COMMENT ON FUNCTION llmgw.usage_append_only() IS 'Trigger: usage rows are never changed or deleted';
 COMMENT ON FUNCTION llmgw.ledger_changed() IS 'Trigger: rollups written by anything but the workers: the workers load the budget ledger again';
@@ -1101,6 +1125,7 @@ COMMENT ON TRIGGER config_changed ON llmgw.prices IS 'The workers reload their c
 COMMENT ON TRIGGER config_changed ON llmgw.budgets IS 'The workers reload their configuration';
 COMMENT ON TRIGGER prices_immutable ON llmgw.prices IS 'Price rows are history';
 COMMENT ON TRIGGER providers_guard ON llmgw.providers IS 'Secret references and endpoint changes';
+COMMENT ON TRIGGER async_calls_guard ON llmgw.async_calls IS 'Calls queued by hand are queued as llmgw.submit() queues them';
 COMMENT ON TRIGGER usage_rollup ON llmgw.usage IS 'Daily rollups';
 COMMENT ON TRIGGER usage_append_only ON llmgw.usage IS 'Usage rows are a ledger';
 

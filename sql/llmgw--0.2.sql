@@ -1193,6 +1193,11 @@ DECLARE
     ref_changed boolean := TG_OP = 'INSERT' OR NEW.secret_ref IS DISTINCT FROM OLD.secret_ref;
     is_ref boolean;
 BEGIN
+    -- a stored secret lives only while the reference says 'stored': a row
+    -- left behind would follow the provider to whatever URL sets it again
+    IF TG_OP = 'UPDATE' AND OLD.secret_ref = 'stored' AND NEW.secret_ref IS DISTINCT FROM 'stored' THEN
+        DELETE FROM llmgw.provider_secrets s WHERE s.provider = OLD.name;
+    END IF;
     IF TG_OP = 'UPDATE' AND NOT ref_changed AND OLD.secret_ref IS NOT NULL
        AND (NEW.base_url, NEW.kind) IS DISTINCT FROM (OLD.base_url, OLD.kind) THEN
         NEW.secret_ref := NULL;
@@ -1475,6 +1480,17 @@ ALTER TABLE llmgw.async_calls ENABLE ROW LEVEL SECURITY;
 CREATE POLICY async_staff ON llmgw.async_calls TO llmgw_admin USING (true);
 CREATE POLICY async_own ON llmgw.async_calls TO llmgw_user USING (owner = CURRENT_USER);
 SELECT pg_catalog.pg_extension_config_dump('llmgw.async_calls', '');
+
+-- A call queued by hand is queued as llmgw.submit() queues it: the
+-- session's key (never a hash written in the row), llmgw.require_key, and
+-- the session's tags unless given (a JSON object of at most 4096 bytes).
+-- A superuser's rows (a restore) keep what they say.
+CREATE FUNCTION llmgw.async_calls_guard() RETURNS trigger
+AS 'MODULE_PATHNAME', 'llmgw_async_calls_guard'
+LANGUAGE C;
+
+CREATE TRIGGER async_calls_guard BEFORE INSERT ON llmgw.async_calls
+    FOR EACH ROW EXECUTE FUNCTION llmgw.async_calls_guard();
 
 -- Queue a call (llm_chat's request); returns its id at once.  The call is
 -- made once the submitting transaction commits, with the caller's role,
@@ -1827,6 +1843,8 @@ GRANT SELECT ON llmgw.requests TO llmgw_admin, llmgw_finance, llmgw_user;
 GRANT EXECUTE ON FUNCTION llmgw.stats() TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON FUNCTION llmgw.deployment_stats() TO llmgw_admin, llmgw_finance;
 GRANT SELECT ON llmgw.calls_in_flight TO llmgw_admin, llmgw_finance;
+-- the view reads the journal through this function, with the reader's rights
+GRANT EXECUTE ON FUNCTION llmgw.calls_in_flight_now() TO llmgw_admin, llmgw_finance;
 GRANT EXECUTE ON FUNCTION llmgw.check_base_url(text), llmgw.hide_statement() TO llmgw_admin;
 GRANT SELECT (id, owner, model, request, tags, max_retries, timeout_ms, status, answer, sqlstate,
               error, attempts, submitted_at, started_at, finished_at, lease_until)
@@ -2011,6 +2029,7 @@ COMMENT ON FUNCTION llmgw.hide_statement() IS 'Hide the running statement, which
 COMMENT ON FUNCTION llmgw.config_changed() IS 'Trigger: tell the workers to reload their configuration once the transaction commits';
 COMMENT ON FUNCTION llmgw.prices_immutable() IS 'Trigger: price rows are never changed or deleted (only an end, once)';
 COMMENT ON FUNCTION llmgw.providers_guard() IS 'Trigger: secret references within what postgresql.conf allows; a new base URL or kind drops the secret';
+COMMENT ON FUNCTION llmgw.async_calls_guard() IS 'Trigger: a call queued by hand carries the session''s key and tags, and obeys llmgw.require_key, as llmgw.submit() does';
 COMMENT ON FUNCTION llmgw.usage_rollup() IS 'Trigger: add a statement''s new usage rows to the daily rollups';
 COMMENT ON FUNCTION llmgw.usage_append_only() IS 'Trigger: usage rows are never changed or deleted';
 COMMENT ON FUNCTION llmgw.ledger_changed() IS 'Trigger: rollups written by anything but the workers: the workers load the budget ledger again';
@@ -2026,6 +2045,7 @@ COMMENT ON TRIGGER config_changed ON llmgw.prices IS 'The workers reload their c
 COMMENT ON TRIGGER config_changed ON llmgw.budgets IS 'The workers reload their configuration';
 COMMENT ON TRIGGER prices_immutable ON llmgw.prices IS 'Price rows are history';
 COMMENT ON TRIGGER providers_guard ON llmgw.providers IS 'Secret references and endpoint changes';
+COMMENT ON TRIGGER async_calls_guard ON llmgw.async_calls IS 'Calls queued by hand are queued as llmgw.submit() queues them';
 COMMENT ON TRIGGER usage_rollup ON llmgw.usage IS 'Daily rollups';
 COMMENT ON TRIGGER usage_append_only ON llmgw.usage IS 'Usage rows are a ledger';
 

@@ -22,6 +22,8 @@
 #include "utils/uuid.h"
 #include "access/xlog.h"
 #include "commands/dbcommands.h"
+#include "commands/trigger.h"
+#include "access/htup_details.h"
 #include "storage/proc.h"
 
 #include "errors.h"
@@ -649,6 +651,83 @@ llmgw_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
+/* A key hash as bytea */
+static bytea *
+hash_bytea(const uint8 *hash)
+{
+	bytea	   *b = palloc(VARHDRSZ + 32);
+
+	SET_VARSIZE(b, VARHDRSZ + 32);
+	memcpy(VARDATA(b), hash, 32);
+	return b;
+}
+
+PG_FUNCTION_INFO_V1(llmgw_async_calls_guard);
+
+/*
+ * llmgw.async_calls_guard(): BEFORE INSERT trigger of llmgw.async_calls.
+ * A call queued by hand is queued as llmgw.submit() queues it: its key is
+ * the session's (a hash written in the row is not taken: it would charge a
+ * key the caller never presented), llmgw.require_key holds, and its tags
+ * are the session's llmgw.tags unless given, within the same rules.  A
+ * superuser's rows (a restore, say) keep what they say; what they leave
+ * NULL is filled the same way.
+ */
+Datum
+llmgw_async_calls_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	int			cols[2];
+	Datum		values[2];
+	bool		nulls[2];
+	bool		trusted = superuser();
+	uint8		hash[32];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "llmgw.async_calls_guard() must be fired BEFORE INSERT FOR EACH ROW");
+	desc = trigdata->tg_relation->rd_att;
+	tuple = trigdata->tg_trigtuple;
+	cols[0] = SPI_fnumber(desc, "key_hash");
+	cols[1] = SPI_fnumber(desc, "tags");
+	if (cols[0] <= 0 || cols[1] <= 0)
+		elog(ERROR, "llmgw.async_calls has no key_hash or tags column");
+	values[0] = heap_getattr(tuple, cols[0], desc, &nulls[0]);
+	values[1] = heap_getattr(tuple, cols[1], desc, &nulls[1]);
+
+	if (!trusted || nulls[0])
+	{
+		bool		has_key = trusted ? llmgw_api_key_current(hash) : presented_key(hash);
+
+		nulls[0] = !has_key;
+		if (has_key)
+			values[0] = PointerGetDatum(hash_bytea(hash));
+	}
+	if (nulls[1])
+	{
+		nulls[1] = !(llmgw_tags && llmgw_tags[0]);
+		if (!nulls[1])
+			values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(llmgw_tags));
+	}
+	else if (!trusted)
+	{
+		Jsonb	   *tags = DatumGetJsonbP(values[1]);
+		char	   *text = JsonbToCString(NULL, &tags->root, VARSIZE(tags));
+
+		if (!JB_ROOT_IS_OBJECT(tags) || strlen(text) > LLMGW_MAX_TAGS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the tags of an asynchronous call must be a JSON object of at most %d bytes",
+							LLMGW_MAX_TAGS),
+					 errdetail("They go into its usage rows, as llmgw.tags does.")));
+	}
+	tuple = heap_modify_tuple_by_cols(tuple, desc, 2, cols, values, nulls);
+	llmgw_async_signal_at_commit();		/* the dispatcher takes it at once */
+	return PointerGetDatum(tuple);
+}
+
 PG_FUNCTION_INFO_V1(llmgw_submit);
 
 /*
@@ -661,13 +740,10 @@ llmgw_submit(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *request = PG_GETARG_JSONB_P(0);
 	char	   *model;
-	uint8		hash[32];
-	bool		has_key;
 	LlmgwCallSettings settings;
-	Oid			types[12] = {TEXTOID, JSONBOID, BYTEAOID, JSONBOID, INT4OID, INT4OID,
-							 INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID, INT8OID};
-	Datum		values[12];
-	char		nulls[12];
+	Oid			types[10] = {TEXTOID, JSONBOID, INT4OID, INT4OID, INT4OID, INT4OID,
+							 INT4OID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[10];
 	int64		id;
 	bool		isnull;
 	int			rc;
@@ -688,45 +764,28 @@ llmgw_submit(PG_FUNCTION_ARGS)
 				 errmsg("llmgw.submit request needs a non-empty \"messages\" array")));
 
 	check_caller();
-	has_key = presented_key(hash);
-	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(model);
 	values[1] = JsonbPGetDatum(request);
-	if (has_key)
-	{
-		bytea	   *b = palloc(VARHDRSZ + sizeof(hash));
-
-		SET_VARSIZE(b, VARHDRSZ + sizeof(hash));
-		memcpy(VARDATA(b), hash, sizeof(hash));
-		values[2] = PointerGetDatum(b);
-	}
-	else
-		nulls[2] = 'n';
-	if (llmgw_tags && llmgw_tags[0])
-		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(llmgw_tags));
-	else
-		nulls[3] = 'n';
-	/* the call runs as this session would run it */
+	/* the call runs as this session would run it (its key and tags: the trigger) */
 	llmgw_call_settings_current(&settings);
-	values[4] = Int32GetDatum(settings.max_retries);
-	values[5] = Int32GetDatum(settings.timeout_ms);
-	values[6] = Int32GetDatum(settings.retry_max_wait_ms);
-	values[7] = Int32GetDatum(settings.retry_base_delay_ms);
-	values[8] = Int32GetDatum(settings.deadline_ms);
-	values[9] = CStringGetTextDatum(llmgw_cache_mode_name(settings.cache_mode));
-	values[10] = Int32GetDatum(settings.cache_ttl_s);
-	values[11] = Int64GetDatum(settings.max_response_bytes);
+	values[2] = Int32GetDatum(settings.max_retries);
+	values[3] = Int32GetDatum(settings.timeout_ms);
+	values[4] = Int32GetDatum(settings.retry_max_wait_ms);
+	values[5] = Int32GetDatum(settings.retry_base_delay_ms);
+	values[6] = Int32GetDatum(settings.deadline_ms);
+	values[7] = CStringGetTextDatum(llmgw_cache_mode_name(settings.cache_mode));
+	values[8] = Int32GetDatum(settings.cache_ttl_s);
+	values[9] = Int64GetDatum(settings.max_response_bytes);
 
 	SPI_connect();
-	rc = SPI_execute_with_args("INSERT INTO llmgw.async_calls (model, request, key_hash, tags,"
-							   " max_retries, timeout_ms, retry_max_wait_ms, retry_base_delay_ms,"
-							   " deadline_ms, cache, cache_ttl_s, max_response_bytes)"
-							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-							   " RETURNING id", 12, types, values, nulls, false, 1);
+	rc = SPI_execute_with_args("INSERT INTO llmgw.async_calls (model, request, max_retries,"
+							   " timeout_ms, retry_max_wait_ms, retry_base_delay_ms, deadline_ms,"
+							   " cache, cache_ttl_s, max_response_bytes)"
+							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+							   " RETURNING id", 10, types, values, NULL, false, 1);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "llmgw: could not queue the call: %s", SPI_result_code_string(rc));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
-	llmgw_async_signal_at_commit();
 	PG_RETURN_INT64(id);
 }

@@ -293,6 +293,12 @@ llmgw_url_refused(const char *url)
 			bare[len - 1] = '\0';
 			bare++;
 		}
+		/* "metadata.google.internal." and "169.254.169.254." are the same hosts */
+		else
+		{
+			while (len > 0 && bare[len - 1] == '.')
+				bare[--len] = '\0';
+		}
 		if (!llmgw_allow_link_local &&
 			((inet_pton(AF_INET, bare, addr) == 1 && refused_ipv4(ntohl(*(uint32 *) addr))) ||
 			 (inet_pton(AF_INET6, bare, addr) == 1 && refused_ipv6(addr)) ||

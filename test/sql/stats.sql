@@ -10,6 +10,12 @@ SELECT r AS role, has_table_privilege(r, 'llmgw.calls_in_flight', 'SELECT') AS m
   FROM unnest(ARRAY['llmgw_admin', 'llmgw_finance', 'llmgw_user']) r;
 -- nothing in flight now
 SELECT count(*) AS in_flight FROM llmgw.calls_in_flight;
+-- and they really read it (the view calls the journal's reader with their rights)
+CREATE ROLE regress_stats_finance IN ROLE llmgw_finance;
+SET ROLE regress_stats_finance;
+SELECT count(*) AS finance_reads FROM llmgw.calls_in_flight;
+RESET ROLE;
+DROP ROLE regress_stats_finance;
 -- a plain caller may do neither
 CREATE ROLE regress_stats IN ROLE llmgw_user;
 SET ROLE regress_stats;
