@@ -14,7 +14,7 @@ mkdir -p "$BUILD"
 
 PGINC=$(/usr/lib/postgresql/15/bin/pg_config --includedir-server)
 CFLAGS="-w -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$PGINC -I$ROOT/src -I$HERE"
-SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/providers/openai.c $ROOT/src/providers/openai_responses.c $ROOT/src/providers/anthropic.c $ROOT/src/providers/gemini.c $ROOT/src/jsonutil.c $ROOT/src/sse.c $ROOT/src/retry.c $ROOT/src/errors.c"
+SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/providers/openai.c $ROOT/src/providers/openai_responses.c $ROOT/src/providers/anthropic.c $ROOT/src/providers/gemini.c $ROOT/src/jsonutil.c $ROOT/src/translate.c $ROOT/src/sse.c $ROOT/src/retry.c $ROOT/src/errors.c"
 
 # Seeds: the corpus's recorded bodies of a provider's cases, behind a status byte
 seed() {
