@@ -455,6 +455,21 @@ llmgw_call_interpret(LlmgwCall *call)
 	MemoryContextSwitchTo(old);
 }
 
+/* Message and detail of a failure the provider reported */
+static void
+provider_failure(LlmgwCall *call, const char *what, char **message, StringInfo d)
+{
+	LlmgwOutcome *out = &call->out;
+
+	*message = psprintf("provider \"%s\" failed: %s", call->provider, what);
+	if (out->http_status)
+		appendStringInfo(d, "HTTP status %ld.", out->http_status);
+	if (out->provider_code)
+		appendStringInfo(d, "%sProvider code: %s.", d->len ? " " : "", out->provider_code);
+	if (out->provider_message)
+		appendStringInfo(d, "%sProvider message: %s", d->len ? " " : "", out->provider_message);
+}
+
 /* The error message, detail and hint a caller sees for a failed call */
 void
 llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint)
@@ -507,16 +522,19 @@ llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint)
 			if (out->provider_message)
 				appendStringInfo(&d, "%s.", out->provider_message);
 			break;
+		case LLMGW_ERR_INVALID_REQUEST:
+			if (!call->reached_provider)
+			{
+				/* its wire format could not take the request: nothing was sent */
+				*message = psprintf("cannot send this request to provider \"%s\"", call->provider);
+				if (out->provider_message)
+					appendStringInfo(&d, "%s.", out->provider_message);
+				break;
+			}
+			provider_failure(call, what, message, &d);
+			break;
 		default:
-			*message = psprintf("provider \"%s\" failed: %s", call->provider, what);
-			if (out->http_status)
-				appendStringInfo(&d, "HTTP status %ld.", out->http_status);
-			if (out->provider_code)
-				appendStringInfo(&d, "%sProvider code: %s.", d.len ? " " : "",
-								 out->provider_code);
-			if (out->provider_message)
-				appendStringInfo(&d, "%sProvider message: %s", d.len ? " " : "",
-								 out->provider_message);
+			provider_failure(call, what, message, &d);
 			break;
 	}
 	if (!dlist_is_empty(&call->past_attempts))

@@ -19,32 +19,31 @@
 #include "provider.h"
 #include "jsonutil.h"
 #include "sse.h"
+#include "translate.h"
 
 /* Anthropic requires max_tokens; this is used when the caller gave none */
 #define ANTHROPIC_DEFAULT_MAX_TOKENS 4096
 #define ANTHROPIC_DEFAULT_VERSION "2023-06-01"
 
-/* OpenAI message content (string or parts) as Anthropic content blocks */
+/* The tool that carries a response_format answer (docs/providers.md) */
+#define RESPONSE_TOOL "llmgw_response"
+
+static const char *const anthropic_media_types[] = {
+	"image/jpeg", "image/png", "image/gif", "image/webp", NULL
+};
+static const LlmgwPartRules anthropic_parts = {"anthropic", anthropic_media_types, true};
+
+/* A content part as an Anthropic content block */
 static json_t *
-content_blocks(json_t *content)
+content_block(const LlmgwPart *part)
 {
-	json_t	   *blocks = json_array();
-	size_t		i;
-	json_t	   *part;
-
-	if (json_is_string(content))
-	{
-		json_array_append_new(blocks, json_pack("{s:s, s:O}", "type", "text", "text", content));
-		return blocks;
-	}
-	json_array_foreach(content, i, part)
-	{
-		json_t	   *text = json_object_get(part, "text");
-
-		if (json_is_string(text))
-			json_array_append_new(blocks, json_pack("{s:s, s:O}", "type", "text", "text", text));
-	}
-	return blocks;
+	if (part->text)
+		return json_pack("{s:s, s:O}", "type", "text", "text", part->text);
+	if (part->data)
+		return json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type", "base64",
+						 "media_type", part->media_type, "data", part->data);
+	return json_pack("{s:s, s:{s:s, s:O}}", "type", "image", "source", "type", "url",
+					 "url", part->url);
 }
 
 /* An assistant message's tool calls as tool_use blocks */
@@ -73,7 +72,37 @@ append_tool_uses(json_t *blocks, json_t *tool_calls)
 	}
 }
 
-/* Translate OpenAI messages; system messages go to the system string */
+/*
+ * A tool message as a tool_result block: its content a string as it is, or
+ * parts as text and image blocks.  NULL with *error set.
+ */
+static json_t *
+tool_result(json_t *m, size_t i, char **error)
+{
+	json_t	   *content = json_object_get(m, "content");
+	json_t	   *result = json_pack("{s:s, s:O?}", "type", "tool_result",
+								   "tool_use_id", json_object_get(m, "tool_call_id"));
+	json_t	   *blocks;
+
+	if (json_is_string(content))
+		json_object_set(result, "content", content);
+	else if (content != NULL && !json_is_null(content))
+	{
+		blocks = llmgw_content_translate(content, i, true, &anthropic_parts, content_block, error);
+		if (blocks == NULL)
+		{
+			json_decref(result);
+			return NULL;
+		}
+		json_object_set_new(result, "content", blocks);
+	}
+	return result;
+}
+
+/*
+ * Translate OpenAI messages; system messages go to the system string.
+ * Images may come in user messages and tool results.
+ */
 static bool
 translate_messages(json_t *messages, json_t *req, char **error)
 {
@@ -90,37 +119,32 @@ translate_messages(json_t *messages, json_t *req, char **error)
 		json_t	   *blocks;
 
 		if (role == NULL)
-		{
-			json_decref(out);
 			*error = psprintf("messages[%zu] has no role", i);
-			return false;
-		}
-		if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
+		else if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
 		{
-			json_t	   *parts = content_blocks(content);
-			size_t		j;
-			json_t	   *b;
-
-			json_array_foreach(parts, j, b)
-				appendStringInfo(&system, "%s%s", system.len ? "\n\n" : "",
-								 json_string_value(json_object_get(b, "text")));
-			json_decref(parts);
+			if (llmgw_content_text(content, i, &anthropic_parts, &system, error))
+				continue;
+		}
+		else if (strcmp(role, "tool") == 0)
+		{
+			if ((blocks = tool_result(m, i, error)) != NULL)
+			{
+				json_array_append_new(out, json_pack("{s:s, s:[o]}", "role", "user", "content", blocks));
+				continue;
+			}
+		}
+		else if ((blocks = llmgw_content_translate(content, i, strcmp(role, "user") == 0,
+												   &anthropic_parts, content_block, error)) != NULL)
+		{
+			if (strcmp(role, "assistant") == 0)
+				append_tool_uses(blocks, json_object_get(m, "tool_calls"));
+			json_array_append_new(out, json_pack("{s:s, s:o}", "role",
+												 strcmp(role, "assistant") == 0 ? "assistant" : "user",
+												 "content", blocks));
 			continue;
 		}
-		if (strcmp(role, "tool") == 0)
-		{
-			blocks = json_pack("[{s:s, s:O?, s:O?}]", "type", "tool_result",
-							   "tool_use_id", json_object_get(m, "tool_call_id"),
-							   "content", content);
-			json_array_append_new(out, json_pack("{s:s, s:o}", "role", "user", "content", blocks));
-			continue;
-		}
-		blocks = content ? content_blocks(content) : json_array();
-		if (strcmp(role, "assistant") == 0)
-			append_tool_uses(blocks, json_object_get(m, "tool_calls"));
-		json_array_append_new(out, json_pack("{s:s, s:o}", "role",
-											 strcmp(role, "assistant") == 0 ? "assistant" : "user",
-											 "content", blocks));
+		json_decref(out);
+		return false;
 	}
 	json_object_set_new(req, "messages", out);
 	if (system.len > 0)
@@ -128,9 +152,12 @@ translate_messages(json_t *messages, json_t *req, char **error)
 	return true;
 }
 
-/* OpenAI tools and tool_choice in Anthropic's shape */
-static void
-translate_tools(json_t *src, json_t *req)
+/*
+ * OpenAI tools and tool_choice in Anthropic's shape.  The name of the
+ * response_format tool is reserved.
+ */
+static bool
+translate_tools(json_t *src, json_t *req, char **error)
 {
 	json_t	   *tools = json_object_get(src, "tools");
 	json_t	   *choice = json_object_get(src, "tool_choice");
@@ -144,11 +171,19 @@ translate_tools(json_t *src, json_t *req)
 		json_array_foreach(tools, i, t)
 		{
 			json_t	   *fn = json_object_get(t, "function");
+			json_t	   *name = json_object_get(fn, "name");
 			json_t	   *schema = json_object_get(fn, "parameters");
 
+			if (json_is_string(name) && strcmp(json_string_value(name), RESPONSE_TOOL) == 0)
+			{
+				json_decref(out);
+				*error = psprintf("tools[%zu] is named \"%s\", a name llmgw reserves for response_format",
+								  i, RESPONSE_TOOL);
+				return false;
+			}
 			schema = schema ? json_incref(schema) : json_pack("{s:s}", "type", "object");
 			json_array_append_new(out, json_pack("{s:O?, s:O?, s:o}",
-												 "name", json_object_get(fn, "name"),
+												 "name", name,
 												 "description", json_object_get(fn, "description"),
 												 "input_schema", schema));
 		}
@@ -167,6 +202,51 @@ translate_tools(json_t *src, json_t *req)
 		json_object_set_new(req, "tool_choice",
 							json_pack("{s:s, s:O?}", "type", "tool", "name",
 									  json_object_get(json_object_get(choice, "function"), "name")));
+	return true;
+}
+
+/* Is a member of the request there, and neither null nor an empty array? */
+static bool
+given(json_t *src, const char *key)
+{
+	json_t	   *v = json_object_get(src, key);
+
+	return v != NULL && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0);
+}
+
+/*
+ * response_format as a forced tool whose input is the answer: Anthropic
+ * has no JSON mode of its own.  The parsers turn a call of that tool back
+ * into the answer's text.
+ */
+static bool
+translate_response_format(json_t *src, json_t *req, char **error)
+{
+	LlmgwResponseFormat format;
+	json_t	   *json_schema;
+	json_t	   *schema;
+	json_t	   *description;
+
+	if (!llmgw_response_format(src, &format, &json_schema, error))
+		return false;
+	if (format == LLMGW_FORMAT_TEXT)
+		return true;
+	if (given(src, "tools") || given(src, "tool_choice"))
+	{
+		*error = pstrdup("response_format cannot be combined with tools or tool_choice for provider kind \"anthropic\", which receives the response format as a tool of its own");
+		return false;
+	}
+	schema = json_object_get(json_schema, "schema");
+	description = json_object_get(json_schema, "description");
+	json_object_set_new(req, "tools",
+						json_pack("[{s:s, s:o, s:o}]", "name", RESPONSE_TOOL, "description",
+								  json_is_string(description) ? json_incref(description) :
+								  json_string("Give your answer as this tool's input."),
+								  "input_schema",
+								  schema ? json_incref(schema) : json_pack("{s:s}", "type", "object")));
+	json_object_set_new(req, "tool_choice",
+						json_pack("{s:s, s:s}", "type", "tool", "name", RESPONSE_TOOL));
+	return true;
 }
 
 /* Build a Messages request from llmgw's request */
@@ -186,7 +266,8 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 		return NULL;
 	}
 	req = json_pack("{s:s}", "model", upstream_model);
-	if (!translate_messages(json_object_get(src, "messages"), req, error))
+	if (!translate_messages(json_object_get(src, "messages"), req, error) ||
+		!translate_tools(src, req, error) || !translate_response_format(src, req, error))
 	{
 		json_decref(src);
 		json_decref(req);
@@ -206,7 +287,6 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 		json_object_set_new(req, "stop_sequences", json_pack("[O]", stop));
 	else if (json_is_array(stop))
 		json_object_set(req, "stop_sequences", stop);
-	translate_tools(src, req);
 	*stream = json_is_true(json_object_get(src, "stream"));
 	if (*stream)
 		json_object_set_new(req, "stream", json_true());
@@ -250,12 +330,40 @@ parse_usage(json_t *usage, LlmgwOutcome *out)
 		out->tokens[LLMGW_TOKENS_REASONING] = llmgw_json_count(details, "thinking_tokens");
 }
 
-/* Text blocks (thinking excluded) and tool_use blocks of a message */
+/* Is this content block a call of the response_format tool? */
+static bool
+response_tool(json_t *block)
+{
+	const char *type = json_string_value(json_object_get(block, "type"));
+	const char *name = json_string_value(json_object_get(block, "name"));
+
+	return type && name && strcmp(type, "tool_use") == 0 && strcmp(name, RESPONSE_TOOL) == 0;
+}
+
+/*
+ * An answer given as the response_format tool's input (compact JSON) is
+ * the answer's text, and it ends as a plain answer would: callers get the
+ * same answer as from a provider with a JSON mode.
+ */
+static void
+set_response_answer(LlmgwOutcome *out, char *json)
+{
+	out->text = json;
+	if (out->tool_calls == NULL && out->finish_reason &&
+		strcmp(out->finish_reason, "tool_use") == 0)
+		out->finish_reason = pstrdup("end_turn");
+}
+
+/*
+ * Text blocks (thinking excluded) and tool_use blocks of a message; a call
+ * of the response_format tool is the answer
+ */
 static void
 parse_content(json_t *content, LlmgwOutcome *out)
 {
 	StringInfoData text;
 	json_t	   *calls = json_array();
+	char	   *answer = NULL;
 	size_t		i;
 	json_t	   *block;
 
@@ -268,6 +376,8 @@ parse_content(json_t *content, LlmgwOutcome *out)
 			continue;
 		if (strcmp(type, "text") == 0 && json_is_string(json_object_get(block, "text")))
 			appendStringInfoString(&text, json_string_value(json_object_get(block, "text")));
+		else if (response_tool(block))
+			answer = llmgw_json_dump(json_object_get(block, "input"));
 		else if (strcmp(type, "tool_use") == 0)
 		{
 			char	   *args = llmgw_json_dump(json_object_get(block, "input"));
@@ -282,6 +392,8 @@ parse_content(json_t *content, LlmgwOutcome *out)
 	if (json_array_size(calls) > 0)
 		out->tool_calls = llmgw_json_dump(calls);
 	json_decref(calls);
+	if (answer)
+		set_response_answer(out, answer);
 }
 
 /* Class of an Anthropic error type */
@@ -345,8 +457,8 @@ anthropic_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out
 	else
 	{
 		out->status = LLMGW_STATUS_OK;
-		parse_content(json_object_get(root, "content"), out);
 		out->finish_reason = llmgw_json_string(root, "stop_reason");
+		parse_content(json_object_get(root, "content"), out);
 		if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
 			llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, "refusal");
 	}
@@ -458,9 +570,27 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 	json_decref(ev);
 }
 
-/* The tool_use blocks of a finished stream */
+/* JSON text a stream sent in pieces, compact when it parses */
 static char *
-stream_tool_calls(json_t *blocks)
+compact_json(const char *text)
+{
+	json_t	   *v;
+	char	   *s;
+
+	if (text == NULL || *text == '\0')
+		return pstrdup("{}");
+	v = llmgw_json_load(text, strlen(text), NULL);
+	s = v ? llmgw_json_dump(v) : pstrdup(text);
+	json_decref(v);
+	return s;
+}
+
+/*
+ * The tool_use blocks of a finished stream; a call of the response_format
+ * tool sets *answer instead
+ */
+static char *
+stream_tool_calls(json_t *blocks, char **answer)
 {
 	json_t	   *calls = json_array();
 	size_t		i;
@@ -471,6 +601,11 @@ stream_tool_calls(json_t *blocks)
 	{
 		const char *args = json_string_value(json_object_get(b, "partial_json"));
 
+		if (response_tool(b))
+		{
+			*answer = compact_json(args);
+			continue;
+		}
 		if (!json_is_string(json_object_get(b, "type")) ||
 			strcmp(json_string_value(json_object_get(b, "type")), "tool_use") != 0)
 			continue;
@@ -503,8 +638,12 @@ anthropic_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 		llmgw_stream_broken(out, st.unreadable);
 	else if (!st.failed)
 	{
+		char	   *answer = NULL;
+
 		out->status = LLMGW_STATUS_OK;
-		out->tool_calls = stream_tool_calls(st.blocks);
+		out->tool_calls = stream_tool_calls(st.blocks, &answer);
+		if (answer)
+			set_response_answer(out, answer);
 		if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
 			llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, "refusal");
 	}

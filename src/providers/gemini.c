@@ -19,25 +19,25 @@
 #include "provider.h"
 #include "jsonutil.h"
 #include "sse.h"
+#include "translate.h"
 
 static void parse_error(json_t *root, long http_status, LlmgwOutcome *out);
 
-/* OpenAI content (string or parts) as Gemini parts */
-static json_t *
-text_parts(json_t *content)
-{
-	json_t	   *parts = json_array();
-	size_t		i;
-	json_t	   *part;
+static const char *const gemini_media_types[] = {
+	"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif", NULL
+};
 
-	if (json_is_string(content))
-		json_array_append_new(parts, json_pack("{s:O}", "text", content));
-	json_array_foreach(content, i, part)
-	{
-		if (json_is_string(json_object_get(part, "text")))
-			json_array_append_new(parts, json_pack("{s:O}", "text", json_object_get(part, "text")));
-	}
-	return parts;
+/* Gemini fetches no image by URL for us: images come inline */
+static const LlmgwPartRules gemini_parts = {"gemini", gemini_media_types, false};
+
+/* A content part as a Gemini part */
+static json_t *
+gemini_part(const LlmgwPart *part)
+{
+	if (part->text)
+		return json_pack("{s:O}", "text", part->text);
+	return json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", part->media_type,
+					 "data", part->data);
 }
 
 /* The function name of the tool call with this id, from earlier messages */
@@ -61,33 +61,52 @@ tool_name(json_t *messages, json_t *id)
 	return NULL;
 }
 
-/* One OpenAI message as a Gemini content; system goes to sysparts */
+/*
+ * messages[i] as a Gemini content, or json null for a system message,
+ * whose parts go to sysparts; NULL with *error set when it cannot be
+ * translated.  Images may come in user messages.
+ */
 static json_t *
-translate_message(json_t *messages, json_t *m, json_t *sysparts)
+translate_message(json_t *messages, size_t i, json_t *sysparts, char **error)
 {
+	json_t	   *m = json_array_get(messages, i);
 	const char *role = json_string_value(json_object_get(m, "role"));
 	json_t	   *content = json_object_get(m, "content");
 	json_t	   *parts;
-	size_t		i;
+	size_t		j;
 	json_t	   *call;
 
 	if (role == NULL)
-		return NULL;
-	if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
 	{
-		json_array_extend(sysparts, parts = text_parts(content));
-		json_decref(parts);
-		return json_null();
+		*error = psprintf("messages[%zu] has no role", i);
+		return NULL;
 	}
 	if (strcmp(role, "tool") == 0)
 	{
 		json_t	   *name = tool_name(messages, json_object_get(m, "tool_call_id"));
+		StringInfoData text;
 
-		return json_pack("{s:s, s:[{s:{s:O?, s:{s:O?}}}]}", "role", "user", "parts",
-						 "functionResponse", "name", name, "response", "content", content);
+		/* the response is a JSON object: parts of text become one string */
+		if (content == NULL || json_is_null(content) || json_is_string(content))
+			return json_pack("{s:s, s:[{s:{s:O?, s:{s:O?}}}]}", "role", "user", "parts",
+							 "functionResponse", "name", name, "response", "content", content);
+		initStringInfo(&text);
+		if (!llmgw_content_text(content, i, &gemini_parts, &text, error))
+			return NULL;
+		return json_pack("{s:s, s:[{s:{s:O?, s:{s:s}}}]}", "role", "user", "parts",
+						 "functionResponse", "name", name, "response", "content", text.data);
 	}
-	parts = text_parts(content);
-	json_array_foreach(json_object_get(m, "tool_calls"), i, call)
+	parts = llmgw_content_translate(content, i, strcmp(role, "user") == 0, &gemini_parts,
+									gemini_part, error);
+	if (parts == NULL)
+		return NULL;
+	if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
+	{
+		json_array_extend(sysparts, parts);
+		json_decref(parts);
+		return json_null();
+	}
+	json_array_foreach(json_object_get(m, "tool_calls"), j, call)
 	{
 		json_t	   *fn = json_object_get(call, "function");
 		json_t	   *args = json_object_get(fn, "arguments");
@@ -105,16 +124,24 @@ translate_message(json_t *messages, json_t *m, json_t *sysparts)
 					 "parts", parts);
 }
 
-/* generationConfig from the OpenAI parameters */
+/*
+ * generationConfig from the OpenAI parameters; NULL with *error set when
+ * response_format is not one llmgw knows
+ */
 static json_t *
-generation_config(json_t *src)
+generation_config(json_t *src, char **error)
 {
 	json_t	   *cfg = json_pack("{}");
 	json_t	   *max_tokens = json_object_get(src, "max_completion_tokens");
 	json_t	   *stop = json_object_get(src, "stop");
-	json_t	   *format = json_object_get(src, "response_format");
-	const char *ftype = json_string_value(json_object_get(format, "type"));
+	LlmgwResponseFormat format;
+	json_t	   *json_schema;
 
+	if (!llmgw_response_format(src, &format, &json_schema, error))
+	{
+		json_decref(cfg);
+		return NULL;
+	}
 	if (!json_is_integer(max_tokens))
 		max_tokens = json_object_get(src, "max_tokens");
 	if (json_is_integer(max_tokens))
@@ -127,14 +154,11 @@ generation_config(json_t *src)
 		json_object_set_new(cfg, "stopSequences", json_pack("[O]", stop));
 	else if (json_is_array(stop))
 		json_object_set(cfg, "stopSequences", stop);
-	if (ftype && (strcmp(ftype, "json_object") == 0 || strcmp(ftype, "json_schema") == 0))
-	{
-		json_t	   *schema = json_object_get(json_object_get(format, "json_schema"), "schema");
-
+	/* JSON mode; a JSON Schema goes to responseJsonSchema as it is */
+	if (format != LLMGW_FORMAT_TEXT)
 		json_object_set_new(cfg, "responseMimeType", json_string("application/json"));
-		if (schema)
-			json_object_set(cfg, "responseJsonSchema", schema);
-	}
+	if (json_object_get(json_schema, "schema"))
+		json_object_set(cfg, "responseJsonSchema", json_object_get(json_schema, "schema"));
 	return cfg;
 }
 
@@ -167,36 +191,32 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	json_t	   *messages = json_object_get(src, "messages");
 	json_t	   *contents = json_array();
 	json_t	   *sysparts = json_array();
+	json_t	   *config = NULL;
 	json_t	   *req;
 	size_t		i;
-	json_t	   *m;
+	bool		ok = json_is_array(messages);
 
-	if (!json_is_array(messages))
+	if (!ok)
+		*error = pstrdup("the request has no messages array");
+	for (i = 0; ok && i < json_array_size(messages); i++)
+	{
+		json_t	   *c = translate_message(messages, i, sysparts, error);
+
+		ok = (c != NULL);
+		if (ok && !json_is_null(c))
+			json_array_append(contents, c);
+		json_decref(c);
+	}
+	if (ok)
+		ok = (config = generation_config(src, error)) != NULL;
+	if (!ok)
 	{
 		json_decref(src);
 		json_decref(contents);
 		json_decref(sysparts);
-		*error = pstrdup("the request has no messages array");
 		return NULL;
 	}
-	json_array_foreach(messages, i, m)
-	{
-		json_t	   *c = translate_message(messages, m, sysparts);
-
-		if (c == NULL)
-		{
-			*error = psprintf("messages[%zu] has no role", i);
-			json_decref(src);
-			json_decref(contents);
-			json_decref(sysparts);
-			return NULL;
-		}
-		if (!json_is_null(c))
-			json_array_append(contents, c);
-		json_decref(c);
-	}
-	req = json_pack("{s:o, s:o}", "contents", contents,
-					"generationConfig", generation_config(src));
+	req = json_pack("{s:o, s:o}", "contents", contents, "generationConfig", config);
 	if (json_array_size(sysparts) > 0)
 		json_object_set_new(req, "systemInstruction", json_pack("{s:O}", "parts", sysparts));
 	json_decref(sysparts);

@@ -16,51 +16,91 @@
 #include "provider.h"
 #include "jsonutil.h"
 #include "sse.h"
+#include "translate.h"
 
-/* Chat messages as Responses input items; system messages become instructions */
+static const char *const responses_media_types[] = {
+	"image/png", "image/jpeg", "image/webp", "image/gif", NULL
+};
+static const LlmgwPartRules responses_parts = {"openai_responses", responses_media_types, true};
+
+/* A content part as a Responses input content item */
 static json_t *
-translate_input(json_t *messages, StringInfo instructions)
+input_part(const LlmgwPart *part)
 {
-	json_t	   *input = json_array();
-	size_t		i;
-	json_t	   *m;
+	json_t	   *detail = json_is_string(part->detail) ? part->detail : NULL;
 
-	json_array_foreach(messages, i, m)
+	if (part->text)
+		return json_pack("{s:s, s:O}", "type", "input_text", "text", part->text);
+	return json_pack("{s:s, s:O, s:s}", "type", "input_image", "image_url", part->url,
+					 "detail", detail ? json_string_value(detail) : "auto");
+}
+
+/* A text part of an earlier answer, which the Responses API takes as output text */
+static json_t *
+output_part(const LlmgwPart *part)
+{
+	return json_pack("{s:s, s:O}", "type", "output_text", "text", part->text);
+}
+
+/*
+ * A message's content as a Responses message's (a new reference): parts
+ * translated, images in user and tool messages only; a string as it is;
+ * json null when there is none.  NULL with *error set.
+ */
+static json_t *
+message_content(json_t *content, size_t i, const char *role, char **error)
+{
+	bool		assistant = strcmp(role, "assistant") == 0;
+
+	if (content == NULL || json_is_null(content))
+		return json_null();
+	if (json_is_string(content))
+		return json_incref(content);
+	return llmgw_content_translate(content, i, !assistant, &responses_parts,
+								   assistant ? output_part : input_part, error);
+}
+
+/*
+ * messages[i] as Responses input items appended to input; a system
+ * message goes to instructions.  False with *error set when it cannot be
+ * translated.
+ */
+static bool
+translate_message(json_t *m, size_t i, json_t *input, StringInfo instructions, char **error)
+{
+	const char *role = json_string_value(json_object_get(m, "role"));
+	json_t	   *content;
+	size_t		j;
+	json_t	   *call;
+
+	if (role == NULL)
 	{
-		const char *role = json_string_value(json_object_get(m, "role"));
-		json_t	   *content = json_object_get(m, "content");
-		size_t		j;
-		json_t	   *call;
-
-		if (role == NULL)
-			continue;
-		if ((strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) &&
-			json_is_string(content))
-		{
-			appendStringInfo(instructions, "%s%s", instructions->len ? "\n\n" : "",
-							 json_string_value(content));
-			continue;
-		}
-		if (strcmp(role, "tool") == 0)
-		{
-			json_array_append_new(input, json_pack("{s:s, s:O?, s:O?}", "type", "function_call_output",
-												   "call_id", json_object_get(m, "tool_call_id"),
-												   "output", content));
-			continue;
-		}
-		if (content && !json_is_null(content))
-			json_array_append_new(input, json_pack("{s:s, s:O}", "role", role, "content", content));
-		json_array_foreach(json_object_get(m, "tool_calls"), j, call)
-		{
-			json_t	   *fn = json_object_get(call, "function");
-
-			json_array_append_new(input, json_pack("{s:s, s:O?, s:O?, s:O?}", "type", "function_call",
-												   "call_id", json_object_get(call, "id"),
-												   "name", json_object_get(fn, "name"),
-												   "arguments", json_object_get(fn, "arguments")));
-		}
+		*error = psprintf("messages[%zu] has no role", i);
+		return false;
 	}
-	return input;
+	if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
+		return llmgw_content_text(json_object_get(m, "content"), i, &responses_parts,
+								  instructions, error);
+	content = message_content(json_object_get(m, "content"), i, role, error);
+	if (content == NULL)
+		return false;
+	if (strcmp(role, "tool") == 0)
+		json_array_append_new(input, json_pack("{s:s, s:O?, s:O}", "type", "function_call_output",
+											   "call_id", json_object_get(m, "tool_call_id"),
+											   "output", content));
+	else if (!json_is_null(content))
+		json_array_append_new(input, json_pack("{s:s, s:O}", "role", role, "content", content));
+	json_decref(content);
+	json_array_foreach(json_object_get(m, "tool_calls"), j, call)
+	{
+		json_t	   *fn = json_object_get(call, "function");
+
+		json_array_append_new(input, json_pack("{s:s, s:O?, s:O?, s:O?}", "type", "function_call",
+											   "call_id", json_object_get(call, "id"),
+											   "name", json_object_get(fn, "name"),
+											   "arguments", json_object_get(fn, "arguments")));
+	}
+	return true;
 }
 
 /* Function tools flattened as the Responses API wants them */
@@ -83,24 +123,61 @@ translate_tools(json_t *tools)
 	return out;
 }
 
+/* response_format as the Responses API's text.format */
+static bool
+translate_response_format(json_t *src, json_t *req, char **error)
+{
+	LlmgwResponseFormat format;
+	json_t	   *json_schema;
+	json_t	   *spec;
+
+	if (!llmgw_response_format(src, &format, &json_schema, error))
+		return false;
+	if (format == LLMGW_FORMAT_TEXT)
+		return true;
+	if (format == LLMGW_FORMAT_JSON_OBJECT)
+		spec = json_pack("{s:s}", "type", "json_object");
+	else
+	{
+		/* the json_schema's members (name, schema, strict, description) flattened */
+		spec = json_copy(json_schema);
+		json_object_set_new(spec, "type", json_string("json_schema"));
+	}
+	json_object_set_new(req, "text", json_pack("{s:o}", "format", spec));
+	return true;
+}
+
 static char *
 responses_build(const char *request, size_t len, const char *upstream_model,
 				size_t *out_len, bool *stream, char **error)
 {
 	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *messages = json_object_get(src, "messages");
+	json_t	   *input = json_array();
 	json_t	   *req;
 	json_t	   *max_tokens;
 	StringInfoData instructions;
+	bool		ok = json_is_object(src) && json_is_array(messages);
+	size_t		i;
 
-	if (!json_is_object(src) || !json_is_array(json_object_get(src, "messages")))
+	if (!ok)
+		*error = pstrdup("the request has no messages array");
+	initStringInfo(&instructions);
+	for (i = 0; ok && i < json_array_size(messages); i++)
+		ok = translate_message(json_array_get(messages, i), i, input, &instructions, error);
+	if (!ok)
 	{
 		json_decref(src);
-		*error = pstrdup("the request has no messages array");
+		json_decref(input);
 		return NULL;
 	}
-	initStringInfo(&instructions);
-	req = json_pack("{s:s, s:o}", "model", upstream_model,
-					"input", translate_input(json_object_get(src, "messages"), &instructions));
+	req = json_pack("{s:s, s:o}", "model", upstream_model, "input", input);
+	if (!translate_response_format(src, req, error))
+	{
+		json_decref(src);
+		json_decref(req);
+		return NULL;
+	}
 	if (instructions.len > 0)
 		json_object_set_new(req, "instructions", json_string(instructions.data));
 	max_tokens = json_object_get(src, "max_completion_tokens");

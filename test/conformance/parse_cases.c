@@ -1,8 +1,10 @@
 /*
  * Conformance of the wire-format parsers against ../shared/corpus, without
  * a server: every JSON chat response of the corpus goes through its
- * provider's parser and every expected field is compared.  Prints one line
- * per case and "N passed, M failed, K skipped".
+ * provider's parser and every expected field is compared.  Some built-in
+ * cases come first: answers to requests that llmgw itself translated (the
+ * response_format tool of Anthropic), which the corpus does not record.
+ * Prints one line per case and "N passed, M failed, K skipped".
  */
 #include "postgres.h"
 
@@ -202,6 +204,90 @@ case_body(const char *dir, json_t *resp, size_t *len)
 	return pstrdup("");
 }
 
+/* An answer to a request llmgw translated, and what it must read as */
+typedef struct BuiltinCase
+{
+	const char *id;
+	const LlmgwProvider *provider;
+	bool		stream;
+	const char *body;
+	const char *text;
+	const char *finish_reason;
+	const char *tool_calls;		/* JSON of the tool calls, or NULL for none */
+} BuiltinCase;
+
+#define ANTHROPIC_EVENT(type, data) "event: " type "\ndata: " data "\n\n"
+#define ANTHROPIC_START \
+	ANTHROPIC_EVENT("message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}") \
+	ANTHROPIC_EVENT("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"llmgw_response\",\"input\":{}}}")
+#define ANTHROPIC_DELTA(json) \
+	ANTHROPIC_EVENT("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"" json "\"}}")
+#define ANTHROPIC_END(stop) \
+	ANTHROPIC_EVENT("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}") \
+	ANTHROPIC_EVENT("message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"" stop "\"},\"usage\":{\"output_tokens\":12}}") \
+	ANTHROPIC_EVENT("message_stop", "{\"type\":\"message_stop\"}")
+
+static const BuiltinCase builtin_cases[] = {
+	{"builtin-anthropic-response-format", &llmgw_provider_anthropic, false,
+		"{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_01\","
+		"\"name\":\"llmgw_response\",\"input\":{\"city\": \"Paris\", \"population\": 2102650}}],"
+		"\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":20,\"output_tokens\":12}}",
+	"{\"city\":\"Paris\",\"population\":2102650}", "end_turn", NULL},
+	/* not a request llmgw makes, but the parser keeps other calls as calls */
+	{"builtin-anthropic-response-format-beside-a-tool", &llmgw_provider_anthropic, false,
+		"{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"Here it is.\"},"
+		"{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"llmgw_response\",\"input\":{\"a\":[1,2]}},"
+		"{\"type\":\"tool_use\",\"id\":\"toolu_02\",\"name\":\"get_city\",\"input\":{}}],"
+		"\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":20,\"output_tokens\":12}}",
+	"{\"a\":[1,2]}", "tool_use", "[{\"name\":\"get_city\",\"arguments\":\"{}\"}]"},
+	/* the input comes in pieces split anywhere, with spaces: compact JSON */
+	{"builtin-anthropic-stream-response-format", &llmgw_provider_anthropic, true,
+		ANTHROPIC_START ANTHROPIC_DELTA("") ANTHROPIC_DELTA("{\\\"city\\\": \\\"Pa")
+		ANTHROPIC_DELTA("ris\\\", \\\"tags\\\": [1, ") ANTHROPIC_DELTA("2]}") ANTHROPIC_END("tool_use"),
+	"{\"city\":\"Paris\",\"tags\":[1,2]}", "end_turn", NULL},
+	/* cut by max_tokens: the JSON so far, as sent, and the finish says why */
+	{"builtin-anthropic-stream-response-format-max-tokens", &llmgw_provider_anthropic, true,
+		ANTHROPIC_START ANTHROPIC_DELTA("{\\\"city\\\": \\\"Pa") ANTHROPIC_END("max_tokens"),
+	"{\"city\": \"Pa", "max_tokens", NULL},
+};
+
+/* Run the built-in cases; returns how many failed */
+static int
+run_builtin_cases(int *passed)
+{
+	int			failed = 0;
+
+	for (int i = 0; i < lengthof(builtin_cases); i++)
+	{
+		const BuiltinCase *c = &builtin_cases[i];
+		LlmgwOutcome out;
+		json_t	   *expected;
+
+		llmgw_outcome_init(&out);
+		if (c->stream)
+			c->provider->parse_stream(c->body, strlen(c->body), &out);
+		else
+			c->provider->parse_chat(c->body, strlen(c->body), 200, &out);
+		expected = json_pack("{s:s, s:s, s:s, s:o}", "text", c->text,
+							 "finish_reason", c->finish_reason, "error_class", "none",
+							 "tool_calls", c->tool_calls ? json_loads(c->tool_calls, 0, NULL) : json_array());
+		failures_in_case = 0;
+		check_string(c->id, expected, "text", out.text);
+		check_string(c->id, expected, "finish_reason", out.finish_reason);
+		check_string(c->id, expected, "error_class",
+					 out.status == LLMGW_STATUS_OK ? "none" : llmgw_error_class_name(out.error));
+		check_tools(c->id, expected, out.tool_calls);
+		printf("%s %s\n", failures_in_case ? "not ok" : "ok", c->id);
+		if (failures_in_case)
+			failed++;
+		else
+			(*passed)++;
+		json_decref(expected);
+		stub_arena_reset();
+	}
+	return failed;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -213,10 +299,12 @@ main(int argc, char **argv)
 	char	  **ids = NULL;
 	int			nids = 0;
 
+	failed = run_builtin_cases(&passed);
 	if (d == NULL)
 	{
-		printf("corpus not found at %s: skipped\n", corpus);
-		return 0;
+		printf("corpus not found at \"%s\": its cases skipped\n", corpus);
+		printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+		return failed > 0;
 	}
 	while ((e = readdir(d)) != NULL)
 	{

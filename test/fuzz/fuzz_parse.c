@@ -2,12 +2,37 @@
  * libFuzzer target: a provider's response parser (chosen at build time
  * with -DFUZZ_PROVIDER=llmgw_provider_xxx): JSON bodies, SSE streams and
  * embeddings responses, with the parser and HTTP status chosen by the first
- * byte.
+ * byte; or its request builder, which reads the caller's request (content
+ * parts, data: URLs, response_format).
  */
 #include "postgres.h"
 
 #include "provider.h"
+#include "jsonutil.h"
 #include "pg_stubs.h"
+
+/* Build a request: a body must be a JSON object, a refusal must say why */
+static void
+fuzz_build(const char *data, size_t size)
+{
+	size_t		len = 0;
+	bool		stream = false;
+	char	   *error = NULL;
+	char	   *body = FUZZ_PROVIDER.build_chat(data, size, "fuzz-model", &len, &stream, &error);
+	json_t	   *root;
+
+	if (body == NULL)
+	{
+		if (error == NULL)
+			abort();
+		return;
+	}
+	root = json_loadb(body, len, 0, NULL);
+	if (!json_is_object(root))
+		abort();
+	json_decref(root);
+	free(body);
+}
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,7 +44,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long		status = 200;
 	int			mode = 0;
 
-	/* first byte: bits 6-7 pick the parser (chat, stream, embeddings), the rest the status */
+	/*
+	 * first byte: bits 6-7 pick the parser (chat, stream, embeddings) or the
+	 * request builder, the rest the status
+	 */
 	if (size > 0)
 	{
 		mode = data[0] >> 6;
@@ -28,6 +56,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size--;
 	}
 	llmgw_outcome_init(&out);
+	if (mode == 3)
+	{
+		fuzz_build((const char *) data, size);
+		stub_arena_reset();
+		return 0;
+	}
 	if (mode == 1)
 		FUZZ_PROVIDER.parse_stream((const char *) data, size, &out);
 	else if (mode == 2 && FUZZ_PROVIDER.parse_embed)

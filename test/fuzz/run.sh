@@ -14,13 +14,18 @@ mkdir -p "$BUILD"
 
 PGINC=$(/usr/lib/postgresql/15/bin/pg_config --includedir-server)
 CFLAGS="-w -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$PGINC -I$ROOT/src -I$HERE"
-SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/providers/openai.c $ROOT/src/providers/openai_responses.c $ROOT/src/providers/anthropic.c $ROOT/src/providers/gemini.c $ROOT/src/jsonutil.c $ROOT/src/sse.c $ROOT/src/retry.c $ROOT/src/errors.c"
+SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/providers/openai.c $ROOT/src/providers/openai_responses.c $ROOT/src/providers/anthropic.c $ROOT/src/providers/gemini.c $ROOT/src/jsonutil.c $ROOT/src/translate.c $ROOT/src/sse.c $ROOT/src/retry.c $ROOT/src/errors.c"
 
-# Seeds: the corpus's recorded bodies of a provider's cases, behind a status byte
+# Seeds: the corpus's recorded bodies of a provider's cases, behind a status
+# byte, and the requests of requests/ for the request builders
 seed() {
     local name=$1 pattern=$2 dir="$BUILD/seeds_$1"
     mkdir -p "$dir"
     printf '\0{}' >"$dir/empty"
+    # requests for the builder (first byte 0300): content parts, response_format
+    for f in "$HERE"/requests/*.json; do
+        { printf '\300'; cat "$f"; } >"$dir/request-$(basename "$f" .json)"
+    done
     [ -n "$CORPUS" ] && [ -d "$CORPUS" ] || { echo "corpus not found at $CORPUS: built-in seed only" >&2; echo "$dir"; return; }
     for f in "$CORPUS"/$pattern/body.json "$CORPUS"/$pattern/case.json; do
         [ -f "$f" ] || continue

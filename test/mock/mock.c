@@ -58,6 +58,8 @@ typedef struct Behaviour
 	long		cached;			/* -1: not reported */
 	long		reasoning;
 	bool		echo_auth;
+	bool		echo_body;
+	char	   *echo;			/* with echo_body: the request as answered (malloc'd) */
 	bool		tool_call;		/* answer with a call of the first tool */
 	long		cache_write;	/* Anthropic cache_creation_input_tokens */
 	bool		truncate;		/* stream without its terminal event */
@@ -180,6 +182,8 @@ apply_directive(Behaviour *b, const char *d)
 		b->nousage = true;
 	else if (strcmp(d, "echo_auth") == 0)
 		b->echo_auth = true;
+	else if (strcmp(d, "echo_body") == 0)
+		b->echo_body = true;
 	else if (strcmp(d, "tool_call") == 0)
 		b->tool_call = true;
 	else if (strcmp(d, "truncate") == 0)
@@ -386,7 +390,7 @@ typedef enum Format
 	FMT_OPENAI,					/* OpenAI, Azure and compatible servers */
 	FMT_ANTHROPIC,
 	FMT_GEMINI,
-	FMT_RESPONSES				/* OpenAI Responses: corpus replay only */
+	FMT_RESPONSES				/* OpenAI Responses: corpus replay and echo_body only */
 } Format;
 
 /* Send an OpenAI error body with the given status */
@@ -1000,6 +1004,8 @@ answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut,
 			auth = evhttp_find_header(in, "api-key");
 		full = printable(strdup(auth ? auth : ""));
 	}
+	else if (b->echo)
+		full = strdup(b->echo);
 	else if (asprintf(&full, "Hello! You said: %s", c->last_user) < 0)
 		abort();
 	text = first_words(full, c->max_tokens, cut);
@@ -1267,6 +1273,33 @@ reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	free(text);
 }
 
+/* The request body as echo_body answers it: compact JSON, without "model" */
+static char *
+echo_text(json_t *root)
+{
+	json_t	   *copy = json_copy(root);
+	char	   *text;
+
+	json_object_del(copy, "model");
+	text = json_dumps(copy, JSON_COMPACT);
+	json_decref(copy);
+	return text;
+}
+
+/* A Responses API answer whose text is the echoed request (echo_body only) */
+static void
+reply_responses(struct evhttp_request *req, const Behaviour *b, const char *model)
+{
+	json_int_t	words = count_words(b->echo);
+
+	reply(req, b, 200, "application/json",
+		  json_buffer(json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:s, s:[{s:s, s:s}]}], s:{s:I, s:I}}",
+								"id", "resp_mock", "object", "response", "status", "completed",
+								"model", model, "output", "type", "message", "id", "msg_mock",
+								"role", "assistant", "content", "type", "output_text", "text", b->echo,
+								"usage", "input_tokens", words, "output_tokens", words)), false);
+}
+
 /* Deterministic embedding element j of s, in [-1, 1] */
 static double
 embed_value(const char *s, int j)
@@ -1501,6 +1534,8 @@ handle_api(struct evhttp_request *req, const char *path)
 		return;
 	}
 	read_behaviour(req, full_model, &b);
+	if (b.echo_body)
+		b.echo = echo_text(root);
 	model = strndup(full_model, strcspn(full_model, ";"));
 	if (b.replay[0])
 		replay_case(req, &b);
@@ -1511,8 +1546,10 @@ handle_api(struct evhttp_request *req, const char *path)
 					"invalid_request_error", "unsupported", NULL);
 	else if (embed)
 		handle_embeddings(req, root, &b, model);
+	else if (fmt == FMT_RESPONSES && b.echo)
+		reply_responses(req, &b, model);
 	else if (fmt == FMT_RESPONSES)
-		reply_error(req, &b, 400, "the mock answers the Responses API only with replay:CASE",
+		reply_error(req, &b, 400, "the mock answers the Responses API only with replay:CASE or echo_body",
 					"invalid_request_error", "unsupported", NULL);
 	else if (!(fmt == FMT_GEMINI ?
 			   read_gemini_request(root, ends_with(path, ":streamGenerateContent"), &chat) :
@@ -1528,6 +1565,7 @@ handle_api(struct evhttp_request *req, const char *path)
 		reply_gemini(req, &b, &chat, model);
 	else
 		reply_openai(req, &b, &chat, model);
+	free(b.echo);
 	free(model);
 	free(path_model);
 	json_decref(root);

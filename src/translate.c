@@ -1,0 +1,279 @@
+/*-------------------------------------------------------------------------
+ *
+ * translate.c
+ *		What every wire format that translates llmgw's Chat Completions
+ *		request reads the same way: content parts, data: URLs and
+ *		response_format.  A part a format cannot take is refused with an
+ *		error naming it; none is ever dropped.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "translate.h"
+
+/* Where a part is, in errors */
+#define PART_AT "messages[%zu].content[%zu]"
+
+/* c in lower case, if it is an ASCII letter (whatever the locale) */
+static char
+ascii_lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* Does s start with prefix (lower case), ignoring ASCII case? */
+static bool
+starts_with(const char *s, const char *prefix)
+{
+	for (; *prefix; s++, prefix++)
+		if (ascii_lower(*s) != *prefix)
+			return false;
+	return true;
+}
+
+/* Is c a character of base64's standard alphabet (padding aside)? */
+static bool
+base64_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		c == '+' || c == '/';
+}
+
+/*
+ * Split a data: URL, data:<media type>[;<parameter>];base64,<data>, into
+ * its media type (palloc'd, lower case, "" when absent) and its base64 data
+ * (within url).  Returns NULL, or what is wrong with it ("it has no
+ * data after the comma").
+ */
+const char *
+llmgw_data_url(const char *url, char **media_type, const char **data)
+{
+	const char *header = url + 5;
+	const char *comma;
+	size_t		len;
+	size_t		pad = 0;
+
+	if (!starts_with(url, "data:"))
+		return "it does not start with \"data:\"";
+	comma = strchr(header, ',');
+	if (comma == NULL)
+		return "it has no comma before its data";
+	if (comma - header < 7 || !starts_with(comma - 7, ";base64"))
+		return "it is not base64-encoded (\";base64\" must come right before the comma)";
+	*media_type = pnstrdup(header, strcspn(header, ";,"));
+	for (char *c = *media_type; *c; c++)
+		*c = ascii_lower(*c);
+	*data = comma + 1;
+	len = strlen(*data);
+	if (len == 0)
+		return "it has no data after the comma";
+	for (size_t i = 0; i < len; i++)
+	{
+		if ((*data)[i] == '=')
+			pad++;
+		else if (pad > 0 || !base64_char((*data)[i]))
+			return "its data is not base64 (A-Z, a-z, 0-9, + and / only, then = padding)";
+	}
+	if (pad > 2 || len % 4 != 0)
+		return "its data is not base64 (its length is not a multiple of 4)";
+	return NULL;
+}
+
+/* Is media_type one of the NULL-terminated list? */
+static bool
+listed(const char *const *list, const char *media_type)
+{
+	for (; *list; list++)
+		if (strcmp(*list, media_type) == 0)
+			return true;
+	return false;
+}
+
+/* The list as text for an error: "image/png, image/jpeg" */
+static char *
+list_text(const char *const *list)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (; *list; list++)
+		appendStringInfo(&s, "%s%s", s.len ? ", " : "", *list);
+	return s.data;
+}
+
+/*
+ * Read an image_url part, {"image_url": {"url", "detail"}} (or a bare URL
+ * string): a data: URL of a media type rules take, or an http(s) URL when
+ * they take those.
+ */
+static bool
+read_image(json_t *part, size_t msg, size_t idx, const LlmgwPartRules *rules,
+		   LlmgwPart *out, char **error)
+{
+	json_t	   *image = json_object_get(part, "image_url");
+	const char *url;
+	const char *fault;
+
+	out->url = json_is_object(image) ? json_object_get(image, "url") : image;
+	out->detail = json_object_get(image, "detail");
+	url = json_string_value(out->url);
+	if (url == NULL)
+		*error = psprintf(PART_AT " is an \"image_url\" part without a \"url\" string", msg, idx);
+	else if (starts_with(url, "data:"))
+	{
+		if ((fault = llmgw_data_url(url, &out->media_type, &out->data)) != NULL)
+			*error = psprintf(PART_AT " has an invalid data: URL: %s", msg, idx, fault);
+		else if (!listed(rules->media_types, out->media_type))
+			*error = psprintf(PART_AT " is an image of media type \"%.64s\", which provider kind \"%s\" does not take (it takes %s)",
+							  msg, idx, out->media_type, rules->kind, list_text(rules->media_types));
+		else
+			return true;
+	}
+	else if (!starts_with(url, "http://") && !starts_with(url, "https://"))
+		*error = psprintf(PART_AT " has an image URL that is neither a data: URL nor an http(s) URL",
+						  msg, idx);
+	else if (!rules->image_urls)
+		*error = psprintf(PART_AT " gives an image by its http(s) URL, which provider kind \"%s\" cannot send: pass the image as a data: URL (data:image/png;base64,...)",
+						  msg, idx, rules->kind);
+	else
+		return true;
+	return false;
+}
+
+/*
+ * Read part idx of messages[msg]: a text, or an image where the message
+ * may hold images.  False with *error set when it is not a part that
+ * rules take.
+ */
+static bool
+read_part(json_t *part, size_t msg, size_t idx, bool images,
+		  const LlmgwPartRules *rules, LlmgwPart *out, char **error)
+{
+	const char *type = json_string_value(json_object_get(part, "type"));
+
+	memset(out, 0, sizeof(*out));
+	if (type == NULL)
+		*error = psprintf(PART_AT " is not a content part (an object with a \"type\" string)",
+						  msg, idx);
+	else if (strcmp(type, "text") == 0)
+	{
+		out->text = json_object_get(part, "text");
+		if (json_is_string(out->text))
+			return true;
+		*error = psprintf(PART_AT " is a \"text\" part without a \"text\" string", msg, idx);
+	}
+	else if (strcmp(type, "image_url") != 0)
+		*error = psprintf(PART_AT " is a part of type \"%.64s\", which provider kind \"%s\" does not take (it takes \"text\" and \"image_url\" parts)",
+						  msg, idx, type, rules->kind);
+	else if (!images)
+		*error = psprintf(PART_AT " is an image in a message whose role takes only text for provider kind \"%s\"",
+						  msg, idx, rules->kind);
+	else
+		return read_image(part, msg, idx, rules, out, error);
+	return false;
+}
+
+/*
+ * The content of messages[msg] (a string, an array of parts, or null) as
+ * an array of parts in a wire format's shape, each written by write.
+ * images: whether this message may hold images.  NULL with *error set when
+ * a part is not one that rules take.
+ */
+json_t *
+llmgw_content_translate(json_t *content, size_t msg, bool images,
+						const LlmgwPartRules *rules, LlmgwPartWriter write, char **error)
+{
+	json_t	   *out = json_array();
+	LlmgwPart	part;
+	size_t		i;
+	json_t	   *p;
+
+	if (json_is_string(content))
+	{
+		memset(&part, 0, sizeof(part));
+		part.text = content;
+		json_array_append_new(out, write(&part));
+	}
+	else if (content != NULL && !json_is_null(content) && !json_is_array(content))
+	{
+		json_decref(out);
+		*error = psprintf("messages[%zu].content is neither a string nor an array of parts", msg);
+		return NULL;
+	}
+	json_array_foreach(content, i, p)
+	{
+		if (!read_part(p, msg, i, images, rules, &part, error))
+		{
+			json_decref(out);
+			return NULL;
+		}
+		json_array_append_new(out, write(&part));
+	}
+	return out;
+}
+
+/* A text part as itself */
+static json_t *
+text_of(const LlmgwPart *part)
+{
+	return json_incref(part->text);
+}
+
+/*
+ * Append the text of messages[msg], whose content may hold only text, to
+ * text: every part after a blank line.
+ */
+bool
+llmgw_content_text(json_t *content, size_t msg, const LlmgwPartRules *rules,
+				   StringInfo text, char **error)
+{
+	json_t	   *texts = llmgw_content_translate(content, msg, false, rules, text_of, error);
+	size_t		i;
+	json_t	   *t;
+
+	if (texts == NULL)
+		return false;
+	json_array_foreach(texts, i, t)
+		appendStringInfo(text, "%s%s", text->len ? "\n\n" : "", json_string_value(t));
+	json_decref(texts);
+	return true;
+}
+
+/*
+ * What the request's response_format asks for; for json_schema, also its
+ * json_schema object (borrowed: name, schema, strict, description).  False
+ * with *error set when it is none of the three.
+ */
+bool
+llmgw_response_format(json_t *request, LlmgwResponseFormat *format, json_t **json_schema,
+					  char **error)
+{
+	json_t	   *rf = json_object_get(request, "response_format");
+	const char *type = json_string_value(json_object_get(rf, "type"));
+	json_t	   *schema;
+
+	*format = LLMGW_FORMAT_TEXT;
+	*json_schema = NULL;
+	if (rf == NULL || json_is_null(rf) || (type && strcmp(type, "text") == 0))
+		return true;
+	if (type && strcmp(type, "json_object") == 0)
+	{
+		*format = LLMGW_FORMAT_JSON_OBJECT;
+		return true;
+	}
+	if (type == NULL || strcmp(type, "json_schema") != 0)
+	{
+		*error = pstrdup("response_format is not {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": {...}}");
+		return false;
+	}
+	*json_schema = json_object_get(rf, "json_schema");
+	schema = json_object_get(*json_schema, "schema");
+	if (!json_is_object(*json_schema) || (schema != NULL && !json_is_object(schema)))
+	{
+		*error = pstrdup("response_format of type \"json_schema\" needs a \"json_schema\" object, whose \"schema\" (if given) is an object");
+		return false;
+	}
+	*format = LLMGW_FORMAT_JSON_SCHEMA;
+	return true;
+}

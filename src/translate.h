@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ *
+ * translate.h
+ *		What every wire format that translates llmgw's Chat Completions
+ *		request reads the same way: content parts (text, images as data: or
+ *		http(s) URLs), data: URLs, response_format.
+ *
+ * Include after the PostgreSQL headers: it includes jansson.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_TRANSLATE_H
+#define LLMGW_TRANSLATE_H
+
+#include "jsonutil.h"
+
+/* What a wire format takes in content parts */
+typedef struct LlmgwPartRules
+{
+	const char *kind;			/* the provider kind, named in errors */
+	const char *const *media_types; /* image media types it takes inline, NULL-terminated */
+	bool		image_urls;		/* it takes images by http(s) URL */
+} LlmgwPartRules;
+
+/* A content part that was read: text, or an image (by URL or inline) */
+typedef struct LlmgwPart
+{
+	json_t	   *text;			/* a text part's text (borrowed), else NULL */
+	json_t	   *url;			/* an image's URL as given (borrowed) */
+	json_t	   *detail;			/* an image's detail (borrowed), or NULL */
+	char	   *media_type;		/* an inline image: its media type, lower case */
+	const char *data;			/* an inline image: its base64 data (within url) */
+} LlmgwPart;
+
+/* A part in a wire format's own shape (a new reference) */
+typedef json_t *(*LlmgwPartWriter) (const LlmgwPart *part);
+
+extern json_t *llmgw_content_translate(json_t *content, size_t msg, bool images,
+									   const LlmgwPartRules *rules, LlmgwPartWriter write,
+									   char **error);
+extern bool llmgw_content_text(json_t *content, size_t msg, const LlmgwPartRules *rules,
+							   StringInfo text, char **error);
+extern const char *llmgw_data_url(const char *url, char **media_type, const char **data);
+
+/* What a request's response_format asks for */
+typedef enum LlmgwResponseFormat
+{
+	LLMGW_FORMAT_TEXT,			/* none, or {"type": "text"} */
+	LLMGW_FORMAT_JSON_OBJECT,
+	LLMGW_FORMAT_JSON_SCHEMA
+} LlmgwResponseFormat;
+
+extern bool llmgw_response_format(json_t *request, LlmgwResponseFormat *format,
+								  json_t **json_schema, char **error);
+
+#endif							/* LLMGW_TRANSLATE_H */

@@ -1,0 +1,188 @@
+-- Content parts (text, images) and response_format in every wire format
+-- (docs/providers.md, "Content parts and response_format"): what llmgw
+-- sends, read back from the mock's echo_body (its answer is the request
+-- body it received), and what llmgw refuses before sending anything.
+\getenv mock_url LLMGW_MOCK_URL
+SELECT regexp_replace(:'mock_url', '/v1$', '') AS mock_root \gset
+
+SELECT llmgw.create_provider(name, kind, :'mock_root' || path, secret => 'env:LLMGW_TEST_KEY')
+  FROM (VALUES ('cp-anthropic', 'anthropic', '/v1'), ('cp-gemini', 'gemini', '/v1beta'),
+               ('cp-responses', 'openai_responses', '/v1')) v(name, kind, path);
+SELECT llmgw.create_model(alias, provider, upstream)
+  FROM (VALUES ('cp-claude', 'cp-anthropic', 'claude-cp;echo_body'),
+               ('cp-gemini', 'cp-gemini', 'gemini-cp;echo_body'),
+               ('cp-responses', 'cp-responses', 'gpt-cp;echo_body'),
+               ('cp-openai', 'mock', 'mock-cp;echo_body'),
+               -- answers with a call of the first tool offered: the response_format tool
+               ('cp-claude-json', 'cp-anthropic', 'claude-cp;tool_call'),
+               -- refusals only: the mock must never see these
+               ('cp-claude-no', 'cp-anthropic', 'claude-cp-refused'),
+               ('cp-gemini-no', 'cp-gemini', 'gemini-cp-refused'),
+               ('cp-responses-no', 'cp-responses', 'gpt-cp-refused')) v(alias, provider, upstream);
+
+-- cp_sent(model, request): the body the provider received for an llm_chat
+-- request (without its "model")
+CREATE FUNCTION cp_sent(model text, request jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT (llm_chat(request || jsonb_build_object('model', model))->'message'->>'content')::jsonb
+$$;
+
+-- A question about two images: inline (a data: URL) and by URL
+CREATE TABLE cp_requests (name text PRIMARY KEY, request jsonb);
+INSERT INTO cp_requests VALUES
+('images', '{"messages": [
+    {"role": "system", "content": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Be kind."}]},
+    {"role": "user", "content": [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]}'),
+('inline', '{"messages": [
+    {"role": "user", "content": [
+        {"type": "text", "text": "What is in this?"},
+        {"type": "image_url", "image_url": {"url": "DATA:Image/JPEG;base64,/9j/4AAQ"}}]}]}'),
+('tool_image', '{"messages": [
+    {"role": "user", "content": "Zoom in"},
+    {"role": "assistant", "content": [{"type": "text", "text": "Zooming."}], "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "zoom", "arguments": "{\"x\": 2}"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": [
+        {"type": "text", "text": "zoomed"},
+        {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklGRg=="}}]}]}'),
+('tool_text', '{"messages": [
+    {"role": "user", "content": "Weather?"},
+    {"role": "assistant", "content": null, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "sunny"}, {"type": "text", "text": "22 C"}]}]}');
+
+-- Anthropic: image blocks, base64 or by URL; system text joined
+SELECT jsonb_pretty(cp_sent('cp-claude', request) - 'max_tokens') FROM cp_requests WHERE name = 'images';
+-- the media type of a data: URL is read case-insensitively
+SELECT cp_sent('cp-claude', request)->'messages' FROM cp_requests WHERE name = 'inline';
+-- images in a tool result too
+SELECT jsonb_pretty(cp_sent('cp-claude', request)->'messages') FROM cp_requests WHERE name = 'tool_image';
+
+-- Gemini: inline data
+SELECT jsonb_pretty(cp_sent('cp-gemini', request)) FROM cp_requests WHERE name = 'inline';
+-- (the question without its image by URL)
+SELECT jsonb_pretty(cp_sent('cp-gemini', request #- '{messages,1,content,2}'))
+  FROM cp_requests WHERE name = 'images';
+-- a tool result's text parts become one string
+SELECT cp_sent('cp-gemini', request)->'contents'->2 FROM cp_requests WHERE name = 'tool_text';
+
+-- Responses API: input_text, input_image (detail kept, else auto), output_text
+-- for an earlier answer, instructions from the system message
+SELECT jsonb_pretty(cp_sent('cp-responses', request)) FROM cp_requests WHERE name = 'images';
+SELECT jsonb_pretty(cp_sent('cp-responses', request)->'input') FROM cp_requests WHERE name = 'tool_image';
+
+-- OpenAI-compatible: passed through unchanged
+SELECT cp_sent('cp-openai', request)->'messages' = request->'messages' AS unchanged
+  FROM cp_requests;
+
+-- Refused before anything is sent: the part's place, its type, the kind
+SELECT m, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m, 'messages', jsonb_build_array(
+    jsonb_build_object('role', 'user', 'content', jsonb_build_array(
+        jsonb_build_object('type', 'text', 'text', 'Listen'),
+        jsonb_build_object('type', 'input_audio', 'input_audio',
+                           jsonb_build_object('data', 'AAAA', 'format', 'wav'))))))))
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no']) m;
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": [
+    {"type": "file", "file": {"file_id": "file-1"}}]}]}')$$);
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": [
+    {"text": "no type"}]}]}')$$);
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": [
+    {"type": "text", "text": 42}]}]}')$$);
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"detail": "high"}}]}]}')$$);
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}]}')$$);
+-- the OpenAI kinds pass any part on: the provider decides
+SELECT cp_sent('cp-openai', '{"messages": [{"role": "user", "content": [
+    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]}')->'messages';
+
+-- data: URLs that are not base64 images of a media type the kind takes
+SELECT url, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', 'cp-claude-no', 'messages', jsonb_build_array(
+    jsonb_build_object('role', 'user', 'content', jsonb_build_array(
+        jsonb_build_object('type', 'image_url', 'image_url', jsonb_build_object('url', url))))))))
+  FROM unnest(ARRAY['data:image/png,iVBORw0KGgo=', 'data:image/png;base64',
+                    'data:image/png;base64,', 'data:image/png;base64,iVBO Rw0K',
+                    'data:image/png;base64,iVBORw0KGg', 'data:image/png;base64,iV=ORw0K',
+                    'data:image/bmp;base64,Qk0=', 'data:;base64,Qk0=',
+                    'file:///etc/passwd', 'ftp://example.com/cat.png']) url;
+SELECT try($$SELECT llm_chat('{"model": "cp-gemini-no", "messages": [{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlh"}}]}]}')$$);
+-- Gemini takes no image by URL
+SELECT try(format('SELECT llm_chat(%L)', request || '{"model": "cp-gemini-no"}'))
+  FROM cp_requests WHERE name = 'images';
+-- images only where the role takes them
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "system", "content": [
+    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]}')$$);
+SELECT try($$SELECT llm_chat('{"model": "cp-responses-no", "messages": [{"role": "assistant", "content": [
+    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]}')$$);
+SELECT try(format('SELECT llm_chat(%L)', request || '{"model": "cp-gemini-no"}'))
+  FROM cp_requests WHERE name = 'tool_image';
+
+-- response_format on Anthropic: a forced tool, llmgw_response, whose input
+-- schema is the json_schema's schema ({"type": "object"} for json_object)
+SELECT cp_sent('cp-claude', '{"messages": [{"role": "user", "content": "A city"}],
+    "response_format": {"type": "json_schema", "json_schema": {"name": "city", "strict": true,
+        "schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}}')
+       - 'messages' - 'max_tokens' AS sent;
+SELECT cp_sent('cp-claude', '{"messages": [{"role": "user", "content": "A city"}],
+    "response_format": {"type": "json_object"}}') - 'messages' - 'max_tokens' AS sent;
+SELECT cp_sent('cp-claude', '{"messages": [{"role": "user", "content": "A city"}],
+    "response_format": {"type": "text"}}') - 'messages' - 'max_tokens' AS sent;
+-- the tool's call comes back as the answer's text, compact JSON, ending as a
+-- plain answer ends; streamed or not, json_schema or json_object
+SELECT stream, format, r->'message' AS message, r->>'finish_reason' AS finish_reason,
+       r->'usage'->>'output_tokens' AS output_tokens
+  FROM (VALUES (false), (true)) s(stream),
+       (VALUES ('{"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}}}'::jsonb),
+               ('{"type": "json_object"}')) f(format),
+       LATERAL llm_chat(jsonb_build_object('model', 'cp-claude-json', 'stream', stream,
+           'response_format', format,
+           'messages', '[{"role": "user", "content": "A city"}]'::jsonb)) r;
+-- without response_format the same answer is a tool call
+SELECT r->'message'->'tool_calls' AS tool_calls, r->>'finish_reason' AS finish_reason
+  FROM llm_chat('{"model": "cp-claude-json", "messages": [{"role": "user", "content": "A city"}],
+      "tools": [{"type": "function", "function": {"name": "get_city"}}]}') r;
+-- response_format and tools of the caller's own cannot both go to Anthropic
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": "x"}],
+    "response_format": {"type": "json_object"},
+    "tools": [{"type": "function", "function": {"name": "get_city"}}]}')$$);
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": "x"}],
+    "response_format": {"type": "json_object"}, "tool_choice": "none"}')$$);
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": "x"}],
+    "tools": [{"type": "function", "function": {"name": "llmgw_response"}}]}')$$);
+-- a response_format llmgw does not know is refused by every translating kind
+SELECT m, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
+    'response_format', r, 'messages', '[{"role": "user", "content": "x"}]'::jsonb)))
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no']) m,
+       unnest(ARRAY['{"type": "xml"}', '{"type": "json_schema"}',
+                    '{"type": "json_schema", "json_schema": {"schema": "object"}}']::jsonb[]) r;
+
+-- Gemini: JSON mode, with the schema in responseJsonSchema
+SELECT cp_sent('cp-gemini', '{"messages": [{"role": "user", "content": "A city"}],
+    "response_format": {"type": "json_schema", "json_schema": {"name": "city",
+        "schema": {"type": "object", "properties": {"city": {"type": "string"}}}}}}')->'generationConfig';
+SELECT cp_sent('cp-gemini', '{"messages": [{"role": "user", "content": "A city"}],
+    "response_format": {"type": "json_object"}}')->'generationConfig';
+-- Responses API: text.format
+SELECT cp_sent('cp-responses', '{"messages": [{"role": "user", "content": "A city"}],
+    "response_format": {"type": "json_schema", "json_schema": {"name": "city", "strict": true,
+        "schema": {"type": "object"}}}}')->'text';
+SELECT cp_sent('cp-responses', '{"messages": [{"role": "user", "content": "A city"}],
+    "response_format": {"type": "json_object"}}')->'text';
+
+-- nothing refused reached a provider: no request at the mock (where the
+-- calls of cp-claude-json above were counted), no usage row
+\! perl test/scripts/mock_count.pl 'claude-cp-refused' 'gemini-cp-refused' 'gpt-cp-refused' 'claude-cp;tool_call'
+SELECT count(*) FILTER (WHERE model LIKE 'cp-%-no') AS refused_rows,
+       count(*) FILTER (WHERE model = 'cp-claude-json') AS cp_claude_json_rows
+  FROM llmgw.usage;
+
+-- the tests that follow see the configuration as it was
+DO $$
+BEGIN
+    PERFORM llmgw.drop_model(alias) FROM llmgw.models WHERE alias LIKE 'cp-%';
+    PERFORM llmgw.drop_provider(p) FROM unnest(ARRAY['cp-anthropic', 'cp-gemini', 'cp-responses']) p;
+END
+$$;
+DROP FUNCTION cp_sent(text, jsonb);
+DROP TABLE cp_requests;
