@@ -184,18 +184,39 @@ llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims)
 }
 
 /*
- * A 2xx stream that did not end with its terminal event, or that carried
- * an event which is not JSON: the call failed, but the text and the usage
- * it reported so far are kept (the usage is billed and priced).
+ * Read a whole stream: each event goes to handler with st (the first member
+ * of the wire format's own state, zeroed by the caller).
  */
 void
-llmgw_stream_broken(LlmgwOutcome *out, bool unreadable)
+llmgw_stream_read(LlmgwStream *st, LlmgwOutcome *out, const char *buf, size_t len,
+				  LlmgwSseHandler handler)
 {
-	out->status = LLMGW_STATUS_ERROR;
-	out->error = LLMGW_ERR_BROKEN_STREAM;
-	out->provider_message = pstrdup(unreadable ?
-									"the stream carried an event that is not valid JSON" :
-									"the stream ended before its final event");
+	st->out = out;
+	initStringInfo(&st->text);
+	llmgw_sse_parse(buf, len, handler, st);
+}
+
+/*
+ * Did the stream end whole: its terminal event, no error event, no event
+ * that is not JSON?  A 2xx stream that did not is broken: the call failed,
+ * but the text and the usage it reported so far are kept (the usage is
+ * billed and priced).  An error event has set the outcome already.
+ */
+bool
+llmgw_stream_whole(LlmgwStream *st)
+{
+	if (st->failed)
+		return false;
+	if (st->unreadable || !st->done)
+	{
+		st->out->status = LLMGW_STATUS_ERROR;
+		st->out->error = LLMGW_ERR_BROKEN_STREAM;
+		st->out->provider_message = pstrdup(st->unreadable ?
+											"the stream carried an event that is not valid JSON" :
+											"the stream ended before its final event");
+		return false;
+	}
+	return true;
 }
 
 /* Is an SSE data payload empty (a keep-alive), so that it says nothing? */

@@ -16,6 +16,7 @@
 
 #include "call.h"
 #include "lib/stringinfo.h"
+#include "sse.h"
 
 extern int64 llmgw_json_count(json_t *obj, const char *key);
 extern char *llmgw_json_string(json_t *obj, const char *key);
@@ -31,7 +32,20 @@ extern json_t *llmgw_json_success(const char *buf, size_t len, long http_status,
 								  LlmgwOutcome *out, LlmgwErrorReader read_error);
 extern bool llmgw_vector_append(StringInfo vectors, json_t *values, int *dims);
 extern void llmgw_vectors_finish(LlmgwOutcome *out, StringInfo vectors, int count, int dims);
-extern void llmgw_stream_broken(LlmgwOutcome *out, bool unreadable);
+
+/* What every wire format's stream reader keeps: the first member of its own */
+typedef struct LlmgwStream
+{
+	LlmgwOutcome *out;
+	StringInfoData text;		/* the answer's text, delta by delta */
+	bool		failed;			/* an error event arrived */
+	bool		done;			/* the stream's terminal event arrived */
+	bool		unreadable;		/* an event was not JSON */
+} LlmgwStream;
+
+extern void llmgw_stream_read(LlmgwStream *st, LlmgwOutcome *out, const char *buf, size_t len,
+							  LlmgwSseHandler handler);
+extern bool llmgw_stream_whole(LlmgwStream *st);
 extern json_t *llmgw_stream_event_json(const char *data, size_t len, bool *unreadable);
 extern void llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error,
 								 json_t *message, const char *code);

@@ -471,13 +471,9 @@ anthropic_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out
  */
 typedef struct AnthropicStream
 {
-	LlmgwOutcome *out;
-	StringInfoData text;
+	LlmgwStream base;			/* done: message_stop arrived */
 	json_t	   *blocks;			/* content blocks by index */
 	json_t	   *usage;			/* raw counters */
-	bool		failed;			/* an error event arrived */
-	bool		done;			/* message_stop arrived */
-	bool		unreadable;		/* an event was not JSON */
 } AnthropicStream;
 
 /* Merge a usage object's counters into the raw counters */
@@ -515,9 +511,9 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 	json_t	   *ev;
 	const char *type;
 
-	if (st->failed)
+	if (st->base.failed)
 		return;
-	ev = llmgw_stream_event_json(data, len, &st->unreadable);
+	ev = llmgw_stream_event_json(data, len, &st->base.unreadable);
 	if (ev == NULL)
 		return;
 	type = json_string_value(json_object_get(ev, "type"));
@@ -544,7 +540,7 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 
 		if (block && dtype && strcmp(dtype, "text_delta") == 0 &&
 			(piece = json_string_value(json_object_get(delta, "text"))) != NULL)
-			appendStringInfoString(&st->text, piece);
+			appendStringInfoString(&st->base.text, piece);
 		else if (block && dtype && strcmp(dtype, "input_json_delta") == 0 &&
 				 (piece = json_string_value(json_object_get(delta, "partial_json"))) != NULL)
 		{
@@ -558,14 +554,14 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 	{
 		merge_usage(st, json_object_get(ev, "usage"));
 		if (json_is_string(json_object_get(json_object_get(ev, "delta"), "stop_reason")))
-			st->out->finish_reason = llmgw_json_string(json_object_get(ev, "delta"), "stop_reason");
+			st->base.out->finish_reason = llmgw_json_string(json_object_get(ev, "delta"), "stop_reason");
 	}
 	else if (strcmp(type, "message_stop") == 0)
-		st->done = true;
+		st->base.done = true;
 	else if (strcmp(type, "error") == 0)
 	{
-		parse_error(json_object_get(ev, "error"), 200, st->out);
-		st->failed = true;
+		parse_error(json_object_get(ev, "error"), 200, st->base.out);
+		st->base.failed = true;
 	}
 	json_decref(ev);
 }
@@ -626,17 +622,13 @@ anthropic_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	AnthropicStream st;
 
 	memset(&st, 0, sizeof(st));
-	st.out = out;
 	st.blocks = json_array();
 	st.usage = json_pack("{}");
-	initStringInfo(&st.text);
-	llmgw_sse_parse(buf, len, anthropic_stream_event, &st);
+	llmgw_stream_read(&st.base, out, buf, len, anthropic_stream_event);
 	if (json_object_size(st.usage) > 0)
 		parse_usage(st.usage, out);
-	out->text = st.text.data;
-	if (!st.failed && (st.unreadable || !st.done))
-		llmgw_stream_broken(out, st.unreadable);
-	else if (!st.failed)
+	out->text = st.base.text.data;
+	if (llmgw_stream_whole(&st.base))
 	{
 		char	   *answer = NULL;
 

@@ -364,14 +364,10 @@ parse_response(json_t *root, LlmgwOutcome *out)
 /* What a streamGenerateContent stream has said so far */
 typedef struct GeminiStream
 {
-	LlmgwOutcome *out;
-	StringInfoData text;
+	LlmgwStream base;			/* done: a finish or block reason arrived */
 	json_t	   *calls;
 	char	   *block_reason;
 	bool		any_candidate;
-	bool		failed;			/* an error chunk arrived */
-	bool		done;			/* a finish or block reason arrived */
-	bool		unreadable;		/* a chunk was not JSON */
 } GeminiStream;
 
 /* One chunk: a partial GenerateContentResponse (usage is cumulative) */
@@ -382,31 +378,31 @@ gemini_stream_event(void *arg, const char *event, const char *data, size_t len)
 	json_t	   *chunk;
 	json_t	   *candidate;
 
-	if (st->failed)
+	if (st->base.failed)
 		return;
-	chunk = llmgw_stream_event_json(data, len, &st->unreadable);
+	chunk = llmgw_stream_event_json(data, len, &st->base.unreadable);
 	if (chunk == NULL)
 		return;
 	if (json_object_get(chunk, "error"))
 	{
-		parse_error(chunk, 200, st->out);
-		st->failed = true;
+		parse_error(chunk, 200, st->base.out);
+		st->base.failed = true;
 		json_decref(chunk);
 		return;
 	}
-	parse_usage(json_object_get(chunk, "usageMetadata"), st->out);
+	parse_usage(json_object_get(chunk, "usageMetadata"), st->base.out);
 	candidate = json_array_get(json_object_get(chunk, "candidates"), 0);
 	if (json_is_object(candidate))
 	{
 		st->any_candidate = true;
-		add_candidate(candidate, &st->text, st->calls, st->out);
+		add_candidate(candidate, &st->base.text, st->calls, st->base.out);
 		if (json_is_string(json_object_get(candidate, "finishReason")))
-			st->done = true;
+			st->base.done = true;
 	}
 	if (json_is_string(json_object_get(json_object_get(chunk, "promptFeedback"), "blockReason")))
 	{
 		st->block_reason = llmgw_json_string(json_object_get(chunk, "promptFeedback"), "blockReason");
-		st->done = true;
+		st->base.done = true;
 	}
 	json_decref(chunk);
 }
@@ -418,18 +414,12 @@ gemini_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	GeminiStream st;
 
 	memset(&st, 0, sizeof(st));
-	st.out = out;
 	st.calls = json_array();
-	initStringInfo(&st.text);
-	llmgw_sse_parse(buf, len, gemini_stream_event, &st);
-	if (!st.failed && (st.unreadable || !st.done))
+	llmgw_stream_read(&st.base, out, buf, len, gemini_stream_event);
+	if (!st.base.failed)
+		set_answer(&st.base.text, st.calls, out);
+	if (llmgw_stream_whole(&st.base))
 	{
-		set_answer(&st.text, st.calls, out);
-		llmgw_stream_broken(out, st.unreadable);
-	}
-	else if (!st.failed)
-	{
-		set_answer(&st.text, st.calls, out);
 		if (!st.any_candidate)
 			fail_no_candidate(st.block_reason, out);
 		else

@@ -236,12 +236,8 @@ openai_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out)
 /* What a chat stream has said so far */
 typedef struct OpenaiStream
 {
-	LlmgwOutcome *out;
-	StringInfoData text;
+	LlmgwStream base;			/* done: the terminal "[DONE]" arrived */
 	json_t	   *calls;			/* [{id, name, arguments}] by tool call index */
-	bool		failed;			/* an error event arrived */
-	bool		done;			/* the terminal "[DONE]" arrived */
-	bool		unreadable;		/* an event was not JSON */
 } OpenaiStream;
 
 /* Append a tool call delta to the call with its index */
@@ -287,18 +283,18 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 
 	if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
 	{
-		st->done = true;
+		st->base.done = true;
 		return;
 	}
-	if (st->failed)
+	if (st->base.failed)
 		return;
-	chunk = llmgw_stream_event_json(data, len, &st->unreadable);
+	chunk = llmgw_stream_event_json(data, len, &st->base.unreadable);
 	if (chunk == NULL)
 		return;
 	if (json_object_get(chunk, "error"))
 	{
-		parse_error(chunk, 200, st->out);
-		st->failed = true;
+		parse_error(chunk, 200, st->base.out);
+		st->base.failed = true;
 		json_decref(chunk);
 		return;
 	}
@@ -306,7 +302,7 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 	if (!json_is_object(usage))
 		usage = json_object_get(json_object_get(chunk, "x_groq"), "usage");
 	if (json_is_object(usage))
-		parse_usage(usage, st->out);
+		parse_usage(usage, st->base.out);
 	json_array_foreach(json_object_get(chunk, "choices"), i, choice)
 	{
 		json_t	   *index = json_object_get(choice, "index");
@@ -315,11 +311,11 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 			continue;			/* n > 1: the first choice is the answer */
 		delta = json_object_get(choice, "delta");
 		if (json_is_string(json_object_get(delta, "content")))
-			appendStringInfoString(&st->text, json_string_value(json_object_get(delta, "content")));
+			appendStringInfoString(&st->base.text, json_string_value(json_object_get(delta, "content")));
 		json_array_foreach(json_object_get(delta, "tool_calls"), j, call)
 			add_tool_delta(st, call);
 		if (json_is_string(json_object_get(choice, "finish_reason")))
-			st->out->finish_reason = llmgw_json_string(choice, "finish_reason");
+			st->base.out->finish_reason = llmgw_json_string(choice, "finish_reason");
 	}
 	json_decref(chunk);
 }
@@ -331,19 +327,12 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	OpenaiStream st;
 
 	memset(&st, 0, sizeof(st));
-	st.out = out;
 	st.calls = json_array();
-	initStringInfo(&st.text);
-	llmgw_sse_parse(buf, len, openai_stream_event, &st);
-	if (!st.failed && (st.unreadable || !st.done))
-	{
-		out->text = st.text.data;
-		llmgw_stream_broken(out, st.unreadable);
-	}
-	else if (!st.failed)
+	llmgw_stream_read(&st.base, out, buf, len, openai_stream_event);
+	out->text = st.base.text.data;
+	if (llmgw_stream_whole(&st.base))
 	{
 		out->status = LLMGW_STATUS_OK;
-		out->text = st.text.data;
 		if (json_array_size(st.calls) > 0)
 			out->tool_calls = llmgw_json_dump(st.calls);
 		if (out->finish_reason && strcmp(out->finish_reason, "content_filter") == 0)
@@ -353,8 +342,6 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 			out->provider_message = pstrdup("the completion was filtered (finish_reason content_filter)");
 		}
 	}
-	else
-		out->text = st.text.data;
 	json_decref(st.calls);
 }
 

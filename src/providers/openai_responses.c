@@ -305,11 +305,8 @@ responses_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out
 /* What a Responses stream has said so far */
 typedef struct ResponsesStream
 {
-	LlmgwOutcome *out;
-	StringInfoData text;		/* output_text deltas */
-	bool		final;			/* a response.completed/incomplete/failed arrived */
-	bool		failed;			/* an error event arrived */
-	bool		unreadable;		/* an event was not JSON */
+	LlmgwStream base;			/* text: output_text deltas; done: a
+								 * response.completed/incomplete/failed arrived */
 } ResponsesStream;
 
 /* One event of a Responses stream */
@@ -320,34 +317,34 @@ responses_stream_event(void *arg, const char *event, const char *data, size_t le
 	json_t	   *ev;
 	const char *type;
 
-	ev = llmgw_stream_event_json(data, len, &st->unreadable);
+	ev = llmgw_stream_event_json(data, len, &st->base.unreadable);
 	type = json_string_value(json_object_get(ev, "type"));
 	if (ev == NULL || type == NULL)
 		;
 	else if (strcmp(type, "response.output_text.delta") == 0 &&
 			 json_is_string(json_object_get(ev, "delta")))
-		appendStringInfoString(&st->text, json_string_value(json_object_get(ev, "delta")));
+		appendStringInfoString(&st->base.text, json_string_value(json_object_get(ev, "delta")));
 	else if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0 ||
 			 strcmp(type, "response.failed") == 0)
 	{
-		LlmgwErrorClass error = st->out->error;
-		LlmgwStatus status = st->out->status;
+		LlmgwErrorClass error = st->base.out->error;
+		LlmgwStatus status = st->base.out->status;
 
-		parse_response_object(json_object_get(ev, "response"), st->out);
-		st->final = true;
-		if (st->failed)
+		parse_response_object(json_object_get(ev, "response"), st->base.out);
+		st->base.done = true;
+		if (st->base.failed)
 		{
 			/* the error event said why; keep it */
-			st->out->status = status;
-			st->out->error = error;
+			st->base.out->status = status;
+			st->base.out->error = error;
 		}
 	}
 	else if (strcmp(type, "error") == 0)
 	{
 		json_t	   *err = json_object_get(ev, "error");
 
-		set_error(json_is_object(err) ? err : ev, 200, st->out);
-		st->failed = true;
+		set_error(json_is_object(err) ? err : ev, 200, st->base.out);
+		st->base.failed = true;
 	}
 	json_decref(ev);
 }
@@ -358,18 +355,11 @@ responses_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	ResponsesStream st;
 
 	memset(&st, 0, sizeof(st));
-	st.out = out;
-	initStringInfo(&st.text);
-	llmgw_sse_parse(buf, len, responses_stream_event, &st);
+	llmgw_stream_read(&st.base, out, buf, len, responses_stream_event);
 	/* the text of a stream is what its deltas said */
-	if (st.text.len > 0)
-		out->text = st.text.data;
-	if (!st.final || st.unreadable)
-	{
-		out->text = st.text.data;
-		if (!st.failed)
-			llmgw_stream_broken(out, st.unreadable);
-	}
+	if (st.base.text.len > 0 || !st.base.done || st.base.unreadable)
+		out->text = st.base.text.data;
+	(void) llmgw_stream_whole(&st.base);
 }
 
 static char *
