@@ -277,3 +277,37 @@ llmgw_response_format(json_t *request, LlmgwResponseFormat *format, json_t **jso
 	*format = LLMGW_FORMAT_JSON_SCHEMA;
 	return true;
 }
+
+/*
+ * What the request's tool_choice asks for; for a named function, its name
+ * (borrowed).  False with *error set when it is none of the OpenAI forms.
+ */
+bool
+llmgw_tool_choice(json_t *request, LlmgwToolChoice *choice, const char **name, char **error)
+{
+	json_t	   *tc = json_object_get(request, "tool_choice");
+	const char *mode = json_string_value(tc);
+
+	*name = NULL;
+	*choice = LLMGW_TOOLS_UNSET;
+	if (tc == NULL || json_is_null(tc))
+		return true;
+	if (mode && strcmp(mode, "auto") == 0)
+		*choice = LLMGW_TOOLS_AUTO;
+	else if (mode && strcmp(mode, "none") == 0)
+		*choice = LLMGW_TOOLS_NONE;
+	else if (mode && strcmp(mode, "required") == 0)
+		*choice = LLMGW_TOOLS_REQUIRED;
+	else if (json_is_object(tc) &&
+			 json_is_string(json_object_get(json_object_get(tc, "function"), "name")))
+	{
+		*choice = LLMGW_TOOLS_NAMED;
+		*name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+	}
+	else
+	{
+		*error = pstrdup("tool_choice is not \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+		return false;
+	}
+	return true;
+}

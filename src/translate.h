@@ -3,7 +3,7 @@
  * translate.h
  *		What every wire format that translates llmgw's Chat Completions
  *		request reads the same way: content parts (text, images as data: or
- *		http(s) URLs), data: URLs, response_format.
+ *		http(s) URLs), data: URLs, response_format, tool_choice.
  *
  * Include after the PostgreSQL headers: it includes jansson.
  *
@@ -52,5 +52,18 @@ typedef enum LlmgwResponseFormat
 
 extern bool llmgw_response_format(json_t *request, LlmgwResponseFormat *format,
 								  json_t **json_schema, char **error);
+
+/* What a request's tool_choice asks for */
+typedef enum LlmgwToolChoice
+{
+	LLMGW_TOOLS_UNSET,			/* none given: the provider's default */
+	LLMGW_TOOLS_AUTO,
+	LLMGW_TOOLS_NONE,
+	LLMGW_TOOLS_REQUIRED,		/* some tool must be called */
+	LLMGW_TOOLS_NAMED			/* this function must be called */
+} LlmgwToolChoice;
+
+extern bool llmgw_tool_choice(json_t *request, LlmgwToolChoice *choice, const char **name,
+							  char **error);
 
 #endif							/* LLMGW_TRANSLATE_H */

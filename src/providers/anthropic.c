@@ -160,7 +160,8 @@ static bool
 translate_tools(json_t *src, json_t *req, char **error)
 {
 	json_t	   *tools = json_object_get(src, "tools");
-	json_t	   *choice = json_object_get(src, "tool_choice");
+	LlmgwToolChoice choice;
+	const char *chosen;
 	size_t		i;
 	json_t	   *t;
 
@@ -189,19 +190,15 @@ translate_tools(json_t *src, json_t *req, char **error)
 		}
 		json_object_set_new(req, "tools", out);
 	}
-	if (json_is_string(choice))
-	{
-		const char *c = json_string_value(choice);
-
+	if (!llmgw_tool_choice(src, &choice, &chosen, error))
+		return false;
+	if (choice == LLMGW_TOOLS_NAMED)
+		json_object_set_new(req, "tool_choice", json_pack("{s:s, s:s}", "type", "tool", "name", chosen));
+	else if (choice != LLMGW_TOOLS_UNSET)
 		json_object_set_new(req, "tool_choice",
 							json_pack("{s:s}", "type",
-									  strcmp(c, "required") == 0 ? "any" :
-									  strcmp(c, "none") == 0 ? "none" : "auto"));
-	}
-	else if (json_is_object(choice))
-		json_object_set_new(req, "tool_choice",
-							json_pack("{s:s, s:O?}", "type", "tool", "name",
-									  json_object_get(json_object_get(choice, "function"), "name")));
+									  choice == LLMGW_TOOLS_REQUIRED ? "any" :
+									  choice == LLMGW_TOOLS_NONE ? "none" : "auto"));
 	return true;
 }
 

@@ -195,6 +195,8 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	json_t	   *req;
 	size_t		i;
 	bool		ok = json_is_array(messages);
+	LlmgwToolChoice choice = LLMGW_TOOLS_UNSET;
+	const char *chosen = NULL;
 
 	if (!ok)
 		*error = pstrdup("the request has no messages array");
@@ -209,6 +211,8 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	}
 	if (ok)
 		ok = (config = generation_config(src, error)) != NULL;
+	if (ok)
+		ok = llmgw_tool_choice(src, &choice, &chosen, error);
 	if (!ok)
 	{
 		json_decref(src);
@@ -222,6 +226,16 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	json_decref(sysparts);
 	if (json_is_array(json_object_get(src, "tools")))
 		json_object_set_new(req, "tools", translate_tools(json_object_get(src, "tools")));
+	/* tool_choice as the function calling mode (a named function: ANY of one) */
+	if (choice == LLMGW_TOOLS_NAMED)
+		json_object_set_new(req, "toolConfig",
+							json_pack("{s:{s:s, s:[s]}}", "functionCallingConfig", "mode", "ANY",
+									  "allowedFunctionNames", chosen));
+	else if (choice != LLMGW_TOOLS_UNSET)
+		json_object_set_new(req, "toolConfig",
+							json_pack("{s:{s:s}}", "functionCallingConfig", "mode",
+									  choice == LLMGW_TOOLS_REQUIRED ? "ANY" :
+									  choice == LLMGW_TOOLS_NONE ? "NONE" : "AUTO"));
 	*stream = json_is_true(json_object_get(src, "stream"));
 	json_decref(src);
 	return llmgw_json_build(req, out_len);

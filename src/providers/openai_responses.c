@@ -158,6 +158,8 @@ responses_build(const char *request, size_t len, const char *upstream_model,
 	json_t	   *max_tokens;
 	StringInfoData instructions;
 	bool		ok = json_is_object(src) && json_is_array(messages);
+	LlmgwToolChoice choice;
+	const char *chosen;
 	size_t		i;
 
 	if (!ok)
@@ -189,6 +191,17 @@ responses_build(const char *request, size_t len, const char *upstream_model,
 		json_object_set(req, "temperature", json_object_get(src, "temperature"));
 	if (json_is_array(json_object_get(src, "tools")))
 		json_object_set_new(req, "tools", translate_tools(json_object_get(src, "tools")));
+	if (!llmgw_tool_choice(src, &choice, &chosen, error))
+	{
+		json_decref(src);
+		json_decref(req);
+		return NULL;
+	}
+	if (choice == LLMGW_TOOLS_NAMED)
+		json_object_set_new(req, "tool_choice", json_pack("{s:s, s:s}", "type", "function",
+														  "name", chosen));
+	else if (choice != LLMGW_TOOLS_UNSET)
+		json_object_set(req, "tool_choice", json_object_get(src, "tool_choice"));
 	*stream = json_is_true(json_object_get(src, "stream"));
 	if (*stream)
 		json_object_set_new(req, "stream", json_true());

@@ -170,6 +170,18 @@ SELECT cp_sent('cp-responses', '{"messages": [{"role": "user", "content": "A cit
 SELECT cp_sent('cp-responses', '{"messages": [{"role": "user", "content": "A city"}],
     "response_format": {"type": "json_object"}}')->'text';
 
+-- tool_choice in each wire format's shape; an unknown form is refused
+SELECT m AS model, cp_sent(m, '{"messages": [{"role": "user", "content": "Weather?"}],
+    "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+    "tool_choice": {"type": "function", "function": {"name": "weather"}}}') -> k AS named,
+       cp_sent(m, '{"messages": [{"role": "user", "content": "Weather?"}],
+    "tools": [{"type": "function", "function": {"name": "weather"}}], "tool_choice": "required"}') -> k AS required
+  FROM (VALUES ('cp-claude', 'tool_choice'), ('cp-gemini', 'toolConfig'),
+               ('cp-responses', 'tool_choice')) v(m, k);
+SELECT m AS model, try(format($$SELECT llm_chat('{"model": "%s", "tool_choice": "sometimes",
+    "messages": [{"role": "user", "content": "x"}]}')$$, m)) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no']) m;
+
 -- nothing refused reached a provider: no request at the mock (where the
 -- calls of cp-claude-json above were counted), no usage row
 \! perl test/scripts/mock_count.pl 'claude-cp-refused' 'gemini-cp-refused' 'gpt-cp-refused' 'claude-cp;tool_call'
