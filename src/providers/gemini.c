@@ -218,6 +218,7 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 		json_decref(src);
 		json_decref(contents);
 		json_decref(sysparts);
+		json_decref(config);
 		return NULL;
 	}
 	req = json_pack("{s:o, s:o}", "contents", contents, "generationConfig", config);
