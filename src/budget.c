@@ -259,11 +259,14 @@ llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 
 /*
  * Charge the cost of one attempt that started at started_at to the budgets
- * of res.  Returns how many budgets reached their limit with it.
+ * of res that charged[] names.  The cost comes out of what the call
+ * reserved on each, in the same step, so that no other call ever sees it
+ * counted twice (spent and still reserved).  Returns how many budgets
+ * reached their limit with it.
  */
 int
-llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started_at,
-					LlmgwBudgetCrossing *crossings, int max)
+llmgw_budget_charge(LlmgwReservation *res, const bool *charged, int64 cost,
+					TimestampTz started_at, LlmgwBudgetCrossing *crossings, int max)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			ncrossed = 0;
@@ -274,12 +277,18 @@ llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started
 	for (int i = 0; i < res->n; i++)
 	{
 		LedgerEntry *e = res->entry[i];
+		int64		taken = Min(cost, res->amount[i]);
 
-		if (e->budget_id != res->budget_id[i] || !e->loaded)
+		if (!charged[i] || e->budget_id != res->budget_id[i] || !e->loaded)
 			continue;
 		roll_over(e, now);
 		if (started_at < e->period_start)
 			continue;			/* belongs to a period that is over */
+		if (taken > 0)
+		{
+			e->reserved = Max(e->reserved - taken, 0);
+			res->amount[i] -= taken;
+		}
 		e->spent += cost;
 		if (!e->alerted && e->spent >= e->limit && ncrossed < max)
 		{

@@ -93,8 +93,9 @@ extern void llmgw_budget_loaded(int64 budget_id, int64 spent, TimestampTz period
 								TimestampTz period_end);
 extern bool llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 								 LlmgwReservation *res, LlmgwBudgetRefusal *refusal);
-extern int	llmgw_budget_charge(const LlmgwReservation *res, int64 cost, TimestampTz started_at,
-								LlmgwBudgetCrossing *crossings, int max);
+extern int	llmgw_budget_charge(LlmgwReservation *res, const bool *charged, int64 cost,
+								TimestampTz started_at, LlmgwBudgetCrossing *crossings,
+								int max);
 extern void llmgw_budget_release(LlmgwReservation *res);
 extern void llmgw_budget_reload(void);
 

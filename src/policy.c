@@ -653,28 +653,23 @@ llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency, Timestamp
 {
 	LlmgwReservation *res = &llmgw_slots[call->slotno].reservation;
 	LlmgwBudgetCrossing crossings[LLMGW_MAX_CALL_BUDGETS];
-	LlmgwReservation same;
+	bool		charged[LLMGW_MAX_CALL_BUDGETS];
 	int			n;
 
 	/* only the budgets kept in the attempt's currency */
-	same = *res;
-	same.n = 0;
 	for (int i = 0; i < res->n; i++)
 	{
+		charged[i] = false;
 		for (int j = 0; j < nbudgets; j++)
 		{
-			if (budgets[j].id == res->budget_id[i] && currency &&
-				strcmp(budgets[j].currency, currency) == 0)
+			if (budgets[j].id == res->budget_id[i])
 			{
-				same.entry[same.n] = res->entry[i];
-				same.budget_id[same.n] = res->budget_id[i];
-				same.amount[same.n] = res->amount[i];
-				same.n++;
+				charged[i] = currency && strcmp(budgets[j].currency, currency) == 0;
 				break;
 			}
 		}
 	}
-	n = llmgw_budget_charge(&same, cost, started_at, crossings, LLMGW_MAX_CALL_BUDGETS);
+	n = llmgw_budget_charge(res, charged, cost, started_at, crossings, LLMGW_MAX_CALL_BUDGETS);
 	for (int i = 0; i < n && npending_alerts < MAX_PENDING_ALERTS; i++)
 	{
 		pending_alerts[npending_alerts].budget_id = crossings[i].budget_id;
