@@ -99,16 +99,6 @@ compute_key(LlmgwCall *call)
 	return hash_parts(call->cache_key, parts, lens, 4);
 }
 
-static Datum
-key_datum(const LlmgwCall *call)
-{
-	bytea	   *key = palloc(VARHDRSZ + 32);
-
-	SET_VARSIZE(key, VARHDRSZ + 32);
-	memcpy(VARDATA(key), call->cache_key, 32);
-	return PointerGetDatum(key);
-}
-
 /* Look up the calls of a round (in a transaction) */
 static void
 lookup(void *arg)
@@ -134,7 +124,7 @@ lookup(void *arg)
 			call->cache_enabled = false;
 			continue;
 		}
-		values[0] = key_datum(call);
+		values[0] = llmgw_bytea_datum(call->cache_key, sizeof(call->cache_key));
 		if (SPI_execute_plan(lookup_plan, values, NULL, false, 1) == SPI_OK_UPDATE_RETURNING &&
 			SPI_processed == 1)
 		{
@@ -182,7 +172,7 @@ llmgw_cache_store(LlmgwCall *call, const char *answer)
 							 " created_at = excluded.created_at, expires_at = excluded.expires_at",
 							 6, types);
 	}
-	values[0] = key_datum(call);
+	values[0] = llmgw_bytea_datum(call->cache_key, sizeof(call->cache_key));
 	values[1] = CStringGetTextDatum(call->model);
 	values[2] = CStringGetTextDatum(call->cache_scope);
 	values[3] = Int32GetDatum(call->kind);

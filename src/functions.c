@@ -33,6 +33,7 @@
 #include "queue.h"
 #include "policy.h"
 #include "share.h"
+#include "txn.h"
 
 PG_FUNCTION_INFO_V1(llm_complete);
 PG_FUNCTION_INFO_V1(llm_chat);
@@ -651,17 +652,6 @@ llmgw_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
-/* A key hash as bytea */
-static bytea *
-hash_bytea(const uint8 *hash)
-{
-	bytea	   *b = palloc(VARHDRSZ + 32);
-
-	SET_VARSIZE(b, VARHDRSZ + 32);
-	memcpy(VARDATA(b), hash, 32);
-	return b;
-}
-
 PG_FUNCTION_INFO_V1(llmgw_async_calls_guard);
 
 /*
@@ -703,7 +693,7 @@ llmgw_async_calls_guard(PG_FUNCTION_ARGS)
 
 		nulls[0] = !has_key;
 		if (has_key)
-			values[0] = PointerGetDatum(hash_bytea(hash));
+			values[0] = llmgw_bytea_datum(hash, sizeof(hash));
 	}
 	if (nulls[1])
 	{

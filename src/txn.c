@@ -82,3 +82,14 @@ llmgw_text_or_null(const char *s, char *nulls, int i)
 	}
 	return CStringGetTextDatum(s);
 }
+
+/* A bytea Datum of len bytes (a digest, say) */
+Datum
+llmgw_bytea_datum(const uint8 *bytes, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), bytes, len);
+	return PointerGetDatum(b);
+}

@@ -16,5 +16,6 @@ typedef void (*LlmgwTxnWork) (void *arg);
 extern bool llmgw_in_transaction(const char *activity, LlmgwTxnWork work, void *arg);
 extern SPIPlanPtr llmgw_spi_prepare(const char *sql, int nargs, Oid *types);
 extern Datum llmgw_text_or_null(const char *s, char *nulls, int i);
+extern Datum llmgw_bytea_datum(const uint8 *bytes, size_t len);
 
 #endif							/* LLMGW_TXN_H */
