@@ -90,6 +90,8 @@ typedef struct LlmgwWorkerInfo
 	pid_t		pid;			/* 0 when not running */
 	Latch	   *latch;
 	uint64		generation;		/* bumped at every start */
+	int			room;			/* transfers it could still start, as it
+								 * last said (llmgw_queue_worker_room) */
 } LlmgwWorkerInfo;
 
 /* The shared state, laid out by llmgw_shmem_startup */

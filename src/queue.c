@@ -128,20 +128,31 @@ llmgw_dsa(void)
 	return llmgw_area;
 }
 
-/* Pick a running worker, round robin; -1 when none is running */
+/*
+ * Pick a running worker to wake, round robin among those with room for
+ * another transfer (a full worker would leave the call queued until one of
+ * its transfers ends); any running one when all are full, -1 when none is
+ * running.  Caller holds the mutex.
+ */
 static int
-pick_worker(void)
+pick_worker_locked(int except)
 {
 	uint32		start = pg_atomic_fetch_add_u32(&llmgw_shared->next_worker, 1);
+	int			any = -1;
 
 	for (int i = 0; i < llmgw_workers; i++)
 	{
 		int			w = (start + i) % llmgw_workers;
+		LlmgwWorkerInfo *info = &llmgw_shared->workers[w];
 
-		if (llmgw_shared->workers[w].pid != 0)
+		if (info->pid == 0 || w == except)
+			continue;
+		if (info->room > 0)
 			return w;
+		if (any < 0)
+			any = w;
 	}
-	return -1;
+	return except < 0 ? any : -1;
 }
 
 static int	slot_submit(dsa_pointer request, bool detached);
@@ -224,7 +235,7 @@ slot_submit(dsa_pointer request, bool detached)
 		llmgw_queue[(llmgw_shared->queue_head + llmgw_shared->queue_len) %
 					llmgw_shared->nslots] = slotno;
 		llmgw_shared->queue_len++;
-		w = pick_worker();
+		w = pick_worker_locked(-1);
 		if (w >= 0)
 			wake = llmgw_shared->workers[w].latch;
 	}
@@ -548,6 +559,33 @@ llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max)
 		llmgw_share_release(&dropped_shares[i * LLMGW_SLOT_SHARES], LLMGW_SLOT_SHARES);
 	}
 	return n;
+}
+
+/*
+ * A worker says how many more transfers it could start.  A full worker with
+ * calls still queued passes the wake-up on to one with room; a worker with
+ * room and calls queued is told so (true), to take them now.
+ */
+bool
+llmgw_queue_worker_room(int worker, int room)
+{
+	Latch	   *wake = NULL;
+	bool		waiting;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	llmgw_shared->workers[worker].room = room;
+	waiting = llmgw_shared->queue_len > 0;
+	if (waiting && room <= 0)
+	{
+		int			w = pick_worker_locked(worker);
+
+		if (w >= 0 && llmgw_shared->workers[w].room > 0)
+			wake = llmgw_shared->workers[w].latch;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+	if (wake)
+		SetLatch(wake);
+	return waiting && room > 0;
 }
 
 /* Is the caller of this slot still waiting for it? */

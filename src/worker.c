@@ -67,6 +67,7 @@ worker_attach(void)
 	my_generation = info->generation;
 	info->pid = MyProcPid;
 	info->latch = MyLatch;
+	info->room = llmgw_max_connections;
 	llmgw_shared->database_oid = MyDatabaseId;
 	SpinLockRelease(&llmgw_shared->mutex);
 }
@@ -80,6 +81,7 @@ worker_detach(int code, Datum arg)
 	SpinLockAcquire(&llmgw_shared->mutex);
 	info->pid = 0;
 	info->latch = NULL;
+	info->room = 0;
 	SpinLockRelease(&llmgw_shared->mutex);
 }
 
@@ -195,10 +197,15 @@ look_up_cached(dlist_head *lookups, dlist_head *finished)
 	}
 }
 
-/* Take queued requests while we have room for more transfers */
-static void
+/*
+ * Take queued requests while we have room for more transfers.  Returns true
+ * when it stopped for want of room (the calls left queued were passed on to
+ * a worker with room, if there is one).
+ */
+static bool
 accept_requests(dlist_head *finished)
 {
+	bool		full = false;
 	int			slotnos[TAKE_BATCH];
 	int			n;
 	dlist_head	lookups = DLIST_STATIC_INIT(lookups);
@@ -210,7 +217,11 @@ accept_requests(dlist_head *finished)
 		bool		config_ok;
 
 		if (room <= 0)
+		{
+			full = true;
+			(void) llmgw_queue_worker_room(my_index, 0);
 			break;
+		}
 		n = llmgw_queue_take(my_index, my_generation, slotnos, Min(room, TAKE_BATCH));
 		if (n == 0)
 			break;
@@ -230,6 +241,7 @@ accept_requests(dlist_head *finished)
 		}
 	} while (n == TAKE_BATCH);
 	look_up_cached(&lookups, finished);
+	return full;
 }
 
 /* Abort the transfers whose callers asked to cancel */
@@ -461,6 +473,7 @@ llmgw_worker_main(Datum arg)
 	for (;;)
 	{
 		static long silence = -1;
+		bool		was_full;
 		dlist_head	finished = DLIST_STATIC_INIT(finished);
 		WaitEvent	event;
 		long		timeout = llmgw_http_timeout();
@@ -492,7 +505,7 @@ llmgw_worker_main(Datum arg)
 		dlist_init(&finished);
 		if (my_index == 0 && llmgw_config_installed())
 			llmgw_async_dispatch();
-		accept_requests(&finished);
+		was_full = accept_requests(&finished);
 		start_due_retries(&finished);
 		process_cancels(&finished);
 		process_transfers(&finished);
@@ -501,6 +514,11 @@ llmgw_worker_main(Datum arg)
 		maintain_tables();
 		if (my_index == 0 && llmgw_config_installed())
 			llmgw_async_dispatch();
+		/* say how much room is left; calls left queued for want of it are
+		 * taken at once now that transfers have ended */
+		if (llmgw_queue_worker_room(my_index, llmgw_max_connections - llmgw_http_active()) &&
+			was_full)
+			SetLatch(MyLatch);
 		MemoryContextSwitchTo(TopMemoryContext);
 	}
 }
