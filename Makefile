@@ -8,11 +8,12 @@ OBJS = src/llmgw.o src/queue.o src/worker.o src/http.o src/call.o src/config.o \
        src/ratelimit.o src/journal.o src/health.o src/cache.o src/async.o src/txn.o \
        src/security.o src/redact.o src/share.o src/route.o src/translate.o \
        src/providers/openai.o src/providers/openai_responses.o src/providers/anthropic.o \
-       src/providers/gemini.o
+       src/providers/gemini.o src/frontdoor.o src/frontdoor_openai.o \
+       src/frontdoor_anthropic.o
 DATA = $(wildcard sql/llmgw--*.sql)
 PGFILEDESC = "llmgw - LLM gateway inside PostgreSQL"
 
-SHLIB_LINK = -lcurl -ljansson
+SHLIB_LINK = -lcurl -ljansson -lmicrohttpd
 PG_CPPFLAGS = -Isrc
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
             -Wno-missing-field-initializers

@@ -17,6 +17,7 @@
 #include "lib/stringinfo.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "pgstat.h"
 #include "utils/guc.h"
 
@@ -34,29 +35,49 @@ llmgw_api_key_check(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * The hash a virtual key is stored under (SHA-256); false when it could not
+ * be computed (out of memory), and then the hash matches no key.
+ */
+bool
+llmgw_api_key_hash(const char *key, size_t len, uint8 *hash)
+{
+	static ResourceOwner outside = NULL;
+	ResourceOwner saved = CurrentResourceOwner;
+	pg_cryptohash_ctx *ctx;
+	bool		ok;
+
+	/* outside a transaction (the front door), the context needs an owner */
+	if (CurrentResourceOwner == NULL)
+	{
+		if (outside == NULL)
+			outside = ResourceOwnerCreate(NULL, "llmgw key hashing");
+		CurrentResourceOwner = outside;
+	}
+	ctx = pg_cryptohash_create(PG_SHA256);
+	ok = ctx != NULL && pg_cryptohash_init(ctx) == 0 &&
+		pg_cryptohash_update(ctx, (const uint8 *) key, len) == 0 &&
+		pg_cryptohash_final(ctx, hash, LLMGW_KEY_HASH_LEN) == 0;
+	pg_cryptohash_free(ctx);
+	CurrentResourceOwner = saved;
+	if (!ok)
+		memset(hash, 0, LLMGW_KEY_HASH_LEN);
+	return ok;
+}
+
 void
 llmgw_api_key_assign(const char *newval, void *extra)
 {
-	pg_cryptohash_ctx *ctx;
 	size_t		len = newval ? strlen(newval) : 0;
 
 	key_set = false;
 	key_shown[0] = '\0';
 	if (len == 0)
 		return;
-	ctx = pg_cryptohash_create(PG_SHA256);
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) newval, len) < 0 ||
-		pg_cryptohash_final(ctx, key_hash, sizeof(key_hash)) < 0)
-	{
-		/* out of memory: no key is presented, and calls say so */
-		pg_cryptohash_free(ctx);
-		memset(key_hash, 0, sizeof(key_hash));
-		key_set = true;
-		return;
-	}
-	pg_cryptohash_free(ctx);
+	/* out of memory: the hash matches no key, and calls say so */
 	key_set = true;
+	if (!llmgw_api_key_hash(newval, len, key_hash))
+		return;
 	snprintf(key_shown, sizeof(key_shown), "%.*s...",
 			 (int) Min(len / 2, LLMGW_KEY_PREFIX_LEN), newval);
 	/* the statement that set the key must not stay in pg_stat_activity */

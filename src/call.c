@@ -316,7 +316,7 @@ llmgw_call_continue(LlmgwCall *call)
 	double		wait_ms = -1;
 	bool		goes_on = false;
 
-	if (call->out.status != LLMGW_STATUS_ERROR)
+	if (call->out.status != LLMGW_STATUS_ERROR || call->committed)
 		return false;
 	/* the call's overall deadline: no new attempt once it is over */
 	if (call->deadline != 0 && GetCurrentTimestamp() >= call->deadline)
@@ -393,6 +393,25 @@ llmgw_call_silence(LlmgwCall *call, TimestampTz now)
 	last = Max(call->started_at, call->response.last_data);
 	left = call->route->idle_timeout_ms - (long) ((now - last) / 1000);
 	return Max(left, 0);
+}
+
+/*
+ * The caller left (a cancelled statement, a client gone from the front
+ * door): abort the transfer; the call ends cancelled, with the usage its
+ * stream reported so far
+ */
+void
+llmgw_call_cancel(LlmgwCall *call)
+{
+	MemoryContext old = MemoryContextSwitchTo(call->cxt);
+
+	if (call->easy && call->stream && call->response.len > 0 && call->provider_ops &&
+		llmgw_http_status_now(call) / 100 == 2)
+		call->provider_ops->parse_stream(call->response.data, call->response.len, &call->out);
+	llmgw_http_abort(call);
+	call->out.status = LLMGW_STATUS_CANCELLED;
+	call->out.error = LLMGW_ERR_CANCELLED;
+	MemoryContextSwitchTo(old);
 }
 
 /* Abort an attempt that went silent; it ends as a timeout */

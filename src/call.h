@@ -72,6 +72,7 @@ typedef struct LlmgwBuffer
 	size_t		limit;
 	bool		overflow;		/* more than limit bytes were offered */
 	TimestampTz last_data;		/* when bytes last arrived, or 0 */
+	bool		grew;			/* bytes arrived since the flag was cleared */
 } LlmgwBuffer;
 
 /* A finished attempt of a call that went on to another attempt */
@@ -178,6 +179,15 @@ typedef struct LlmgwCall
 	LlmgwHintHeaders hint_headers;	/* rate-limit headers of the response */
 
 	LlmgwOutcome out;
+
+	/* a call of the HTTP front door (frontdoor.c) */
+	struct LlmgwFrontRequest *front;	/* its client's request; NULL for a
+										 * call of SQL, or once the client left */
+	bool		committed;		/* part of the answer reached the client: no
+								 * other attempt may follow */
+	int64		cost_units;		/* charged so far, in money units */
+	bool		cost_known;		/* some usage row of it was priced */
+	char		cost_currency[4];
 } LlmgwCall;
 
 /* call.c */
@@ -190,6 +200,7 @@ extern void llmgw_call_attempt(const LlmgwCall *call, LlmgwAttempt *a);
 extern void llmgw_call_interpret(LlmgwCall *call);
 extern long llmgw_call_silence(LlmgwCall *call, TimestampTz now);
 extern void llmgw_call_abort_silent(LlmgwCall *call);
+extern void llmgw_call_cancel(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
 extern char *llmgw_call_answer(LlmgwCall *call);
 extern void llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint);

@@ -231,6 +231,32 @@ llmgw_config_routes(const char *alias)
 	return hash_search(routes, alias, HASH_FIND, NULL);
 }
 
+/* Compare two alias names, for sorting */
+static int
+alias_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Every model alias with a deployment, sorted (palloc'd array) */
+char	  **
+llmgw_config_aliases(int *n)
+{
+	HASH_SEQ_STATUS seq;
+	LlmgwModelRoutes *m;
+	char	  **names;
+
+	*n = 0;
+	if (routes == NULL)
+		return NULL;
+	names = palloc(sizeof(char *) * (hash_get_num_entries(routes) + 1));
+	hash_seq_init(&seq, routes);
+	while ((m = hash_seq_search(&seq)) != NULL)
+		if (m->nroutes > 0)
+			names[(*n)++] = pstrdup(m->alias);
+	qsort(names, *n, sizeof(char *), alias_cmp);
+	return names;
+}
 
 /* Was the extension installed (at our schema version) at the last refresh? */
 bool

@@ -65,6 +65,7 @@ extern void llmgw_config_invalidate(void);
 extern void llmgw_config_force_reload(void);
 extern const LlmgwModelRoutes *llmgw_config_routes(const char *alias);
 extern bool llmgw_config_installed(void);
+extern char **llmgw_config_aliases(int *n);
 extern const char *llmgw_config_unavailable(bool *installed);
 
 #endif							/* LLMGW_CONFIG_H */

@@ -72,6 +72,7 @@ extern const char *llmgw_error_class_message(LlmgwErrorClass cls);
 extern bool llmgw_error_retryable(LlmgwErrorClass cls);
 extern bool llmgw_error_fallback_helps(LlmgwErrorClass cls);
 extern bool llmgw_error_deployment_failure(LlmgwErrorClass cls);
+extern int	llmgw_error_class_http(LlmgwErrorClass cls);
 extern LlmgwErrorClass llmgw_error_class_from_http(long http_status);
 
 #endif							/* LLMGW_ERRORS_H */

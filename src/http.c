@@ -93,6 +93,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	}
 	memcpy(buf->data + buf->len, ptr, n);
 	buf->last_data = GetCurrentTimestamp();
+	buf->grew = true;
 	buf->len += n;
 	buf->data[buf->len] = '\0';
 	return n;
@@ -219,6 +220,17 @@ llmgw_http_start(LlmgwCall *call, const char *url)
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 		elog(ERROR, "llmgw: could not start a transfer");
 	active++;
+}
+
+/* The HTTP status of a transfer's response so far (0 before its headers) */
+long
+llmgw_http_status_now(LlmgwCall *call)
+{
+	long		status = 0;
+
+	if (call->easy)
+		curl_easy_getinfo((CURL *) call->easy, CURLINFO_RESPONSE_CODE, &status);
+	return status;
 }
 
 /* Stop a transfer in flight */

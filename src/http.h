@@ -16,6 +16,7 @@ extern int	llmgw_http_fd(void);
 extern long llmgw_http_timeout(void);
 extern int	llmgw_http_active(void);
 extern void llmgw_http_start(LlmgwCall *call, const char *url);
+extern long llmgw_http_status_now(LlmgwCall *call);
 extern void llmgw_http_abort(LlmgwCall *call);
 extern void llmgw_http_drive(dlist_head *finished);
 extern void llmgw_http_release(LlmgwCall *call);

@@ -21,6 +21,7 @@
 #include "async.h"
 #include "budget.h"
 #include "cache.h"
+#include "frontdoor.h"
 #include "health.h"
 #include "journal.h"
 #include "llmgw.h"
@@ -311,6 +312,32 @@ llmgw_define_gucs(void)
 							"How long a failing deployment is left out of routing before a probe; 0 disables cooldowns.",
 							NULL, &llmgw_cooldown_time, 30000, 0, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.http_listen",
+							   "Address (host:port) the workers serve the HTTP front door on; empty: off.",
+							   "Every worker listens on it (SO_REUSEPORT). See docs/http.md.",
+							   &llmgw_http_listen, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.http_tls_cert",
+							   "PEM certificate file of the front door; set with llmgw.http_tls_key, it serves HTTPS.",
+							   NULL, &llmgw_http_tls_cert, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("llmgw.http_tls_key",
+							   "PEM private key file of the front door's certificate.",
+							   NULL, &llmgw_http_tls_key, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.http_max_connections",
+							"Most client connections the front door holds open, across all workers.",
+							NULL, &llmgw_http_max_connections, 1024, 1, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.http_max_body",
+							"Largest request body the front door accepts.",
+							NULL, &llmgw_http_max_body, 8 * 1024 * 1024, 1024, INT_MAX / 2,
+							PGC_POSTMASTER, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.http_idle_timeout",
+							"Time a client connection may stay silent (idle, or sending too slowly) before it is closed.",
+							NULL, &llmgw_http_idle_timeout, 60, 1, 3600,
+							PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("llmgw");
 }
 

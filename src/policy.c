@@ -481,6 +481,30 @@ identify(LlmgwCall *call)
 	return true;
 }
 
+/*
+ * May the key with this hash call the model (NULL: is it a valid key at
+ * all)?  LLMGW_ERR_NONE, LLMGW_ERR_INVALID_KEY or LLMGW_ERR_NOT_ALLOWED, as
+ * a call would be refused (the front door lists a key's models with it).
+ */
+LlmgwErrorClass
+llmgw_policy_key_may(const uint8 *hash, const char *model)
+{
+	KeyInfo    *k = keys ? hash_search(keys, hash, HASH_FIND, NULL) : NULL;
+	TeamInfo   *t;
+
+	if (k == NULL || k->revoked ||
+		(k->expires_at != DT_NOEND && k->expires_at <= GetCurrentTimestamp()))
+		return LLMGW_ERR_INVALID_KEY;
+	if (model == NULL)
+		return LLMGW_ERR_NONE;
+	if (!model_allowed(k->allowed, model))
+		return LLMGW_ERR_NOT_ALLOWED;
+	t = k->team_id != 0 && teams ? hash_search(teams, &k->team_id, HASH_FIND, NULL) : NULL;
+	if (t && !model_allowed(t->allowed, model))
+		return LLMGW_ERR_NOT_ALLOWED;
+	return LLMGW_ERR_NONE;
+}
+
 /* Name of the scope a limit belongs to, for messages */
 static char *
 limit_name(const LlmgwCall *call, const LlmgwLimit *l)
@@ -610,6 +634,10 @@ llmgw_policy_admit(LlmgwCall *call, const LlmgwModelRoutes *model)
 			appendStringInfo(&detail, ", %s reserved by calls in flight",
 							 money_text(refusal.reserved, b->currency));
 		appendStringInfo(&detail, "; this call may cost up to %s.", money_text(worst, b->currency));
+		/* when it is worth trying again (the front door's Retry-After) */
+		if (refusal.resets_at != DT_NOEND)
+			call->out.retry_after_s =
+				Max((double) (refusal.resets_at - GetCurrentTimestamp()) / USECS_PER_SEC, 0);
 		return refuse(call, LLMGW_ERR_BUDGET,
 					  psprintf("budget \"%s\" is exhausted", b->name), detail.data,
 					  refusal.resets_at == DT_NOEND ?

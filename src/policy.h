@@ -24,6 +24,8 @@ extern bool llmgw_api_key_check(char **newval, void **extra, GucSource source);
 extern void llmgw_api_key_assign(const char *newval, void *extra);
 extern const char *llmgw_api_key_show(void);
 extern bool llmgw_api_key_current(uint8 *hash);
+extern bool llmgw_api_key_hash(const char *key, size_t len, uint8 *hash);
+extern LlmgwErrorClass llmgw_policy_key_may(const uint8 *hash, const char *model);
 
 /* policy.c */
 extern bool llmgw_policy_refresh(void);

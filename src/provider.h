@@ -12,6 +12,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "lib/stringinfo.h"
 
 typedef struct LlmgwProvider
 {
@@ -39,6 +40,13 @@ typedef struct LlmgwProvider
 								size_t *out_len, char **error);
 	void		(*parse_embed) (const char *buf, size_t len, long http_status,
 								LlmgwOutcome *out);
+
+	/*
+	 * Append the answer text one event of a chat stream carries (the front
+	 * door forwards it as it arrives; parse_stream still reads the whole
+	 * stream for the outcome).
+	 */
+	void		(*stream_text) (const char *data, size_t len, StringInfo text);
 } LlmgwProvider;
 
 extern const LlmgwProvider *llmgw_provider(const char *kind);

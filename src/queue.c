@@ -257,6 +257,52 @@ slot_submit(dsa_pointer request, bool detached)
 	return slotno;
 }
 
+/*
+ * A call the front door of this worker runs itself: it takes a slot at once
+ * (no queue), running on this worker, with no caller waiting on it (the slot
+ * is freed when its result is published).  It counts against its key's fair
+ * share of the slots and of the calls running.  Returns the slot number,
+ * LLMGW_QUEUE_FULL or LLMGW_SHARE_FULL; on success the slot owns the request.
+ */
+int
+llmgw_slot_claim(dsa_pointer request, int worker, uint64 generation)
+{
+	LlmgwRequest *req = dsa_get_address(llmgw_dsa(), request);
+	uint64		key = llmgw_share_key(LLMGW_SHARE_KEY, req->key_hash, sizeof(req->key_hash));
+	LlmgwShare *shares[LLMGW_SLOT_SHARES] = {NULL, NULL};
+	int			slotno;
+
+	if (!llmgw_share_acquire(&key, 1, shares))
+		return LLMGW_SHARE_FULL;
+	SpinLockAcquire(&llmgw_shared->mutex);
+	slotno = llmgw_shared->free_head;
+	if (slotno >= 0 && llmgw_share_may_run(shares, 1))
+	{
+		LlmgwSlot  *slot = &llmgw_slots[slotno];
+
+		llmgw_shared->free_head = slot->next;
+		slot->state = LLMGW_SLOT_RUNNING;
+		slot->cancel_requested = false;
+		slot->abandoned = true;
+		slot->worker = worker;
+		slot->worker_generation = generation;
+		slot->caller_latch = NULL;
+		slot->request = request;
+		slot->result = InvalidDsaPointer;
+		slot->reservation.n = 0;
+		slot->share[0] = shares[0];
+		slot->share[1] = NULL;
+		llmgw_share_run(shares, 1, 1);
+		slot->share_running = true;
+		SpinLockRelease(&llmgw_shared->mutex);
+		pg_atomic_fetch_add_u64(&llmgw_shared->requests_total, 1);
+		return slotno;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+	llmgw_share_release(shares, 1);
+	return slotno < 0 ? LLMGW_QUEUE_FULL : LLMGW_SHARE_FULL;
+}
+
 /* Raise the error of a caller whose share of the gateway is used up */
 static void
 share_full_error(void)

@@ -30,6 +30,7 @@ extern void llmgw_slot_abandon(int slotno);
 extern void llmgw_queue_counts(int *workers, int *queued, int *running, uint64 *total);
 extern int	llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max);
 extern bool llmgw_queue_worker_room(int worker, int room);
+extern int	llmgw_slot_claim(dsa_pointer request, int worker, uint64 generation);
 extern void llmgw_slot_publish(int slotno, dsa_pointer result);
 extern bool llmgw_slot_cancelled(int slotno);
 extern int	llmgw_slots_orphaned(int worker, uint64 generation, int *slotnos, int max);

@@ -363,9 +363,17 @@ llmgw_usage_charge(LlmgwUsageBatch *b)
 {
 	for (int i = 0; i < b->n; i++)
 	{
-		if (b->charge[i] >= 0 && b->rows[i].call != NULL)
-			llmgw_policy_charge(b->rows[i].call, b->charge[i], b->currency[i],
-								b->rows[i].started_at);
+		LlmgwCall  *call = b->rows[i].call;
+
+		if (b->charge[i] >= 0 && call != NULL)
+		{
+			llmgw_policy_charge(call, b->charge[i], b->currency[i], b->rows[i].started_at);
+			/* what the call cost so far, for the front door's proof */
+			call->cost_units += b->charge[i];
+			call->cost_known = true;
+			strlcpy(call->cost_currency, b->currency[i] ? b->currency[i] : "",
+					sizeof(call->cost_currency));
+		}
 		b->charge[i] = -1;
 	}
 }

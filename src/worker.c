@@ -33,6 +33,7 @@
 #include "async.h"
 #include "cache.h"
 #include "config.h"
+#include "frontdoor.h"
 #include "journal.h"
 #include "policy.h"
 #include "settle.h"
@@ -97,6 +98,7 @@ settle(dlist_head *finished)
 		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
 
 		dlist_delete(&call->node);
+		llmgw_frontdoor_finish(call);
 		llmgw_call_publish(call);
 		llmgw_call_free(call);
 	}
@@ -197,6 +199,46 @@ look_up_cached(dlist_head *lookups, dlist_head *finished)
 	}
 }
 
+/* Admit new calls and route them; config_ok: the configuration is loaded */
+static void
+admit(LlmgwCall *call, bool config_ok, dlist_head *finished, dlist_head *lookups)
+{
+	if (!config_ok)
+	{
+		call->out.error = LLMGW_ERR_PROVIDER_CONFIG;
+		call->out.provider_message = "the configuration could not be loaded; see the server log";
+		dlist_push_tail(finished, &call->node);
+	}
+	else
+		place_admitted(call, llmgw_call_start(call), finished, lookups);
+}
+
+/* Serve the front door's clients; the calls they make are admitted */
+static void
+serve_front_door(dlist_head *finished)
+{
+	dlist_head	created = DLIST_STATIC_INIT(created);
+	dlist_head	lookups = DLIST_STATIC_INIT(lookups);
+	dlist_mutable_iter iter;
+	bool		config_ok;
+
+	if (!llmgw_frontdoor_listening())
+		return;
+	dlist_init(&created);
+	dlist_init(&lookups);
+	/* keys and models as they are now, for the requests */
+	config_ok = refresh();
+	llmgw_frontdoor_run(&created);
+	dlist_foreach_modify(iter, &created)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		dlist_delete(&call->node);
+		admit(call, config_ok, finished, &lookups);
+	}
+	look_up_cached(&lookups, finished);
+}
+
 /*
  * Take queued requests while we have room for more transfers.  Returns true
  * when it stopped for want of room (the calls left queued were passed on to
@@ -227,18 +269,7 @@ accept_requests(dlist_head *finished)
 			break;
 		config_ok = refresh();
 		for (int i = 0; i < n; i++)
-		{
-			LlmgwCall  *call = llmgw_call_create(slotnos[i], calls_cxt);
-
-			if (!config_ok)
-			{
-				call->out.error = LLMGW_ERR_PROVIDER_CONFIG;
-				call->out.provider_message = "the configuration could not be loaded; see the server log";
-				dlist_push_tail(finished, &call->node);
-			}
-			else
-				place_admitted(call, llmgw_call_start(call), finished, &lookups);
-		}
+			admit(llmgw_call_create(slotnos[i], calls_cxt), config_ok, finished, &lookups);
 	} while (n == TAKE_BATCH);
 	look_up_cached(&lookups, finished);
 	return full;
@@ -260,9 +291,7 @@ process_cancels(dlist_head *finished)
 
 		if (!llmgw_slot_cancelled(call->slotno))
 			continue;
-		llmgw_http_abort(call);
-		call->out.status = LLMGW_STATUS_CANCELLED;
-		call->out.error = LLMGW_ERR_CANCELLED;
+		llmgw_call_cancel(call);
 		dlist_delete(&call->node);
 		dlist_push_tail(finished, &call->node);
 	}
@@ -456,7 +485,7 @@ llmgw_worker_main(Datum arg)
 	(void) llmgw_dsa();
 	llmgw_http_init(llmgw_max_connections);
 
-	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	wes = CreateWaitEventSet(TopMemoryContext, 4);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, llmgw_http_fd(), NULL, NULL);
@@ -464,6 +493,7 @@ llmgw_worker_main(Datum arg)
 	(void) llmgw_journal_open();
 	worker_attach();
 	before_shmem_exit(worker_detach, (Datum) 0);
+	llmgw_frontdoor_start(my_index, my_generation, wes);
 	recover_orphans();
 	maintain_tables();
 	if (my_index == 0 && llmgw_config_installed())
@@ -473,6 +503,7 @@ llmgw_worker_main(Datum arg)
 	for (;;)
 	{
 		static long silence = -1;
+		long		front = llmgw_frontdoor_timeout();
 		bool		was_full;
 		dlist_head	finished = DLIST_STATIC_INIT(finished);
 		WaitEvent	event;
@@ -491,6 +522,8 @@ llmgw_worker_main(Datum arg)
 			timeout = 1000;
 		if (silence >= 0 && timeout > silence)
 			timeout = silence;
+		if (front >= 0 && timeout > front)
+			timeout = front;
 		(void) WaitEventSetWait(wes, timeout, &event, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -506,9 +539,11 @@ llmgw_worker_main(Datum arg)
 		if (my_index == 0 && llmgw_config_installed())
 			llmgw_async_dispatch();
 		was_full = accept_requests(&finished);
+		serve_front_door(&finished);
 		start_due_retries(&finished);
 		process_cancels(&finished);
 		process_transfers(&finished);
+		llmgw_frontdoor_progress(&running);
 		silence = check_silence(&finished);
 		settle(&finished);
 		maintain_tables();
@@ -519,6 +554,8 @@ llmgw_worker_main(Datum arg)
 		if (llmgw_queue_worker_room(my_index, llmgw_max_connections - llmgw_http_active()) &&
 			was_full)
 			SetLatch(MyLatch);
+		/* send what the settled calls answered */
+		llmgw_frontdoor_run(NULL);
 		MemoryContextSwitchTo(TopMemoryContext);
 	}
 }

@@ -659,7 +659,23 @@ anthropic_headers(const LlmgwRoute *route, const char *secret)
 	return llmgw_header_secret(h, "x-api-key", "", secret);
 }
 
+/* The text one event of a Messages stream adds (text_delta events) */
+static void
+anthropic_stream_text(const char *data, size_t len, StringInfo text)
+{
+	bool		unreadable = false;
+	json_t	   *ev = llmgw_stream_event_json(data, len, &unreadable);
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	json_t	   *delta = json_object_get(ev, "delta");
+	const char *dtype = json_string_value(json_object_get(delta, "type"));
+
+	if (type && strcmp(type, "content_block_delta") == 0 && dtype &&
+		strcmp(dtype, "text_delta") == 0 && json_is_string(json_object_get(delta, "text")))
+		appendStringInfoString(text, json_string_value(json_object_get(delta, "text")));
+	json_decref(ev);
+}
+
 const LlmgwProvider llmgw_provider_anthropic = {
 	"anthropic", anthropic_url, anthropic_headers, anthropic_build, anthropic_parse,
-	anthropic_parse_stream
+	anthropic_parse_stream, .stream_text = anthropic_stream_text
 };

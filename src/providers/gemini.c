@@ -607,7 +607,27 @@ gemini_headers(const LlmgwRoute *route, const char *secret)
 	return llmgw_header_secret(llmgw_json_headers(), "x-goog-api-key", "", secret);
 }
 
+/* The text one chunk of a Gemini stream adds (thought summaries excluded) */
+static void
+gemini_stream_text(const char *data, size_t len, StringInfo text)
+{
+	bool		unreadable = false;
+	json_t	   *chunk = llmgw_stream_event_json(data, len, &unreadable);
+	json_t	   *candidate = json_array_get(json_object_get(chunk, "candidates"), 0);
+	size_t		i;
+	json_t	   *part;
+
+	json_array_foreach(json_object_get(json_object_get(candidate, "content"), "parts"), i, part)
+	{
+		if (!json_is_true(json_object_get(part, "thought")) &&
+			json_is_string(json_object_get(part, "text")))
+			appendStringInfoString(text, json_string_value(json_object_get(part, "text")));
+	}
+	json_decref(chunk);
+}
+
 const LlmgwProvider llmgw_provider_gemini = {
 	"gemini", gemini_url, gemini_headers, gemini_build, gemini_parse,
-	gemini_parse_stream, gemini_embed_url, gemini_build_embed, gemini_parse_embed
+	gemini_parse_stream, gemini_embed_url, gemini_build_embed, gemini_parse_embed,
+	gemini_stream_text
 };

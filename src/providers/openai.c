@@ -345,6 +345,28 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	json_decref(st.calls);
 }
 
+/* The text one chunk of a chat stream adds (its first choice's delta) */
+static void
+openai_stream_text(const char *data, size_t len, StringInfo text)
+{
+	bool		unreadable = false;
+	json_t	   *chunk = llmgw_stream_event_json(data, len, &unreadable);
+	size_t		i;
+	json_t	   *choice;
+
+	json_array_foreach(json_object_get(chunk, "choices"), i, choice)
+	{
+		json_t	   *index = json_object_get(choice, "index");
+		json_t	   *content = json_object_get(json_object_get(choice, "delta"), "content");
+
+		if (json_is_integer(index) && json_integer_value(index) != 0)
+			continue;
+		if (json_is_string(content))
+			appendStringInfoString(text, json_string_value(content));
+	}
+	json_decref(chunk);
+}
+
 /* The embeddings request: {"model", "input": [...], "dimensions"?} */
 char *
 llmgw_openai_build_embed(const char *request, size_t len, const char *upstream_model,
@@ -474,7 +496,8 @@ llmgw_openai_headers(const LlmgwRoute *route, const char *secret)
 
 const LlmgwProvider llmgw_provider_openai = {
 	"openai", openai_url, llmgw_openai_headers, openai_build, openai_parse,
-	openai_parse_stream, llmgw_openai_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed
+	openai_parse_stream, llmgw_openai_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed,
+	openai_stream_text
 };
 
 /*
@@ -513,5 +536,6 @@ azure_headers(const LlmgwRoute *route, const char *secret)
 
 const LlmgwProvider llmgw_provider_azure = {
 	"azure", azure_url, azure_headers, openai_build, openai_parse,
-	openai_parse_stream, azure_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed
+	openai_parse_stream, azure_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed,
+	openai_stream_text
 };

@@ -382,8 +382,22 @@ responses_url(const LlmgwRoute *route, bool stream)
 }
 
 /* Headers and embeddings are OpenAI's own */
+/* The text one event of a Responses stream adds */
+static void
+responses_stream_text(const char *data, size_t len, StringInfo text)
+{
+	bool		unreadable = false;
+	json_t	   *ev = llmgw_stream_event_json(data, len, &unreadable);
+	const char *type = json_string_value(json_object_get(ev, "type"));
+
+	if (type && strcmp(type, "response.output_text.delta") == 0 &&
+		json_is_string(json_object_get(ev, "delta")))
+		appendStringInfoString(text, json_string_value(json_object_get(ev, "delta")));
+	json_decref(ev);
+}
+
 const LlmgwProvider llmgw_provider_responses = {
 	"openai_responses", responses_url, llmgw_openai_headers, responses_build, responses_parse,
 	responses_parse_stream, llmgw_openai_embed_url, llmgw_openai_build_embed,
-	llmgw_openai_parse_embed
+	llmgw_openai_parse_embed, responses_stream_text
 };

@@ -1,0 +1,1177 @@
+/*-------------------------------------------------------------------------
+ *
+ * frontdoor.c
+ *		The HTTP front door: every worker serves the OpenAI and Anthropic
+ *		APIs on llmgw.http_listen (libmicrohttpd), and runs the calls it
+ *		receives itself, through the same admission, routing, cache, usage
+ *		rows and budgets as a call of SQL.
+ *
+ * The daemon runs in the worker's own event loop: its epoll descriptor sits
+ * in the worker's WaitEventSet beside curl's, and MHD_run() is called when
+ * it is readable, so one thread serves clients and providers and never
+ * blocks.  Every worker listens on the same address (SO_REUSEPORT): the
+ * kernel spreads the connections.
+ *
+ * A request becomes a call at once: it takes a request slot of its own
+ * (llmgw_slot_claim, counted against its key's fair share), and its
+ * connection is suspended until the call is settled, that is, until its
+ * usage row is committed.  A streamed answer is forwarded event by event
+ * as the provider sends it (the provider's stream_text reads each event's
+ * text); once a byte has reached the client the call may not move to
+ * another attempt.  A client that leaves cancels its call: the transfer is
+ * aborted and the usage row says cancelled.
+ *
+ * Secrets: the virtual key is hashed at once and never logged; nothing of
+ * a request is logged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "config.h"
+#include "frontdoor.h"
+#include "frontdoor_anthropic.h"
+#include "frontdoor_openai.h"
+#include "http.h"
+#include "jsonutil.h"
+#include "policy.h"
+#include "queue.h"
+#include "sse.h"
+#include "provider.h"
+
+char	   *llmgw_http_listen = NULL;
+char	   *llmgw_http_tls_cert = NULL;
+char	   *llmgw_http_tls_key = NULL;
+int			llmgw_http_max_connections = 1024;
+int			llmgw_http_max_body = 8 * 1024 * 1024;
+int			llmgw_http_idle_timeout = 60;
+
+/* Largest request header block of a connection (MHD answers 431 beyond) */
+#define HEADER_MEMORY (64 * 1024)
+
+typedef enum FrontEndpoint
+{
+	FRONT_CHAT,					/* POST /v1/chat/completions */
+	FRONT_MESSAGES,				/* POST /v1/messages */
+	FRONT_EMBEDDINGS,			/* POST /v1/embeddings */
+	FRONT_MODELS,				/* GET /v1/models */
+	FRONT_MODEL,				/* GET /v1/models/{id} */
+	FRONT_HEALTH,				/* GET /health */
+	FRONT_NOT_FOUND,
+	FRONT_BAD_METHOD
+} FrontEndpoint;
+
+/* One client request, from its first header to its last byte */
+typedef struct LlmgwFrontRequest
+{
+	struct MHD_Connection *conn;
+	MemoryContext cxt;
+	FrontEndpoint endpoint;
+	const char *path;
+	StringInfoData body;
+	bool		body_too_large;
+	bool		dispatched;
+	LlmgwCall  *call;			/* the call in flight, or NULL */
+	bool		suspended;		/* waits in the access handler for its call */
+	struct MHD_Response *ready; /* to queue when the handler runs again */
+	unsigned int status;
+
+	/* what the answer needs */
+	char	   *model;			/* the alias the client asked for */
+	char		id[64];			/* chatcmpl-..., msg_... */
+	int64		created;
+	bool		stream;
+	bool		include_usage;
+	bool		base64;			/* embeddings as base64 */
+
+	/* a streamed answer */
+	bool		sse;			/* its response is under way */
+	StringInfoData out;			/* bytes not yet taken by MHD */
+	size_t		out_sent;
+	bool		out_done;		/* nothing follows what is in out */
+	bool		parked;			/* suspended in the reader, waiting for bytes */
+	size_t		consumed;		/* bytes of the provider's stream translated */
+	int			consumed_attempt;
+	StringInfoData streamed;	/* the text sent so far */
+	StringInfoData delta;
+	LlmgwAnthropicStream anthropic;
+} LlmgwFrontRequest;
+
+typedef LlmgwFrontRequest FrontRequest;
+
+static struct MHD_Daemon *daemon_handle = NULL;
+static int	my_worker;
+static uint64 my_generation;
+static dlist_head *created_calls = NULL;	/* during llmgw_frontdoor_run */
+
+/* Text of a UUID */
+static void
+uuid_hex(const pg_uuid_t *id, char *dst, bool dashes)
+{
+	const unsigned char *d = id->data;
+	int			pos = 0;
+
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (dashes && (i == 4 || i == 6 || i == 8 || i == 10))
+			dst[pos++] = '-';
+		pos += sprintf(dst + pos, "%02x", d[i]);
+	}
+	dst[pos] = '\0';
+}
+
+static bool
+is_anthropic(const FrontRequest *r)
+{
+	return r->endpoint == FRONT_MESSAGES;
+}
+
+/* Add the route and billing proof of the request's call to a response */
+static void
+add_proof_headers(struct MHD_Response *resp, LlmgwCall *call)
+{
+	char		id[40];
+	char		buf[64];
+
+	uuid_hex(&call->request_id, id, true);
+	MHD_add_response_header(resp, "x-request-id", id);
+	if (call->provider && call->upstream_model)
+	{
+		char	   *deployment = psprintf("%s/%s", call->provider, call->upstream_model);
+
+		MHD_add_response_header(resp, "x-llmgw-deployment", deployment);
+		pfree(deployment);
+	}
+	snprintf(buf, sizeof(buf), "%d", call->attempt);
+	MHD_add_response_header(resp, "x-llmgw-attempts", buf);
+	if (call->cache_hit)
+		MHD_add_response_header(resp, "x-llmgw-cache", "hit");
+	if (call->cost_known)
+	{
+		snprintf(buf, sizeof(buf), "%.10f", (double) call->cost_units / LLMGW_MONEY_SCALE);
+		MHD_add_response_header(resp, "x-llmgw-cost", buf);
+		MHD_add_response_header(resp, "x-llmgw-currency", call->cost_currency);
+	}
+}
+
+/* The proof as JSON, for the end of a stream */
+static char *
+proof_json(LlmgwCall *call)
+{
+	char		id[40];
+	json_t	   *p;
+	char	   *text;
+
+	uuid_hex(&call->request_id, id, true);
+	p = json_pack("{s:s, s:i, s:b}", "request_id", id, "attempts", call->attempt,
+				  "cache_hit", call->cache_hit);
+	if (call->provider && call->upstream_model)
+		json_object_set_new(p, "deployment",
+							json_string(psprintf("%s/%s", call->provider, call->upstream_model)));
+	if (call->cost_known)
+	{
+		json_object_set_new(p, "cost",
+							json_string(psprintf("%.10f", (double) call->cost_units / LLMGW_MONEY_SCALE)));
+		json_object_set_new(p, "currency", json_string(call->cost_currency));
+	}
+	text = llmgw_json_dump(p);
+	json_decref(p);
+	return text;
+}
+
+/* Make the response the handler queues when it runs again */
+static void
+reply(FrontRequest *r, unsigned int status, const char *body, LlmgwCall *call)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_MUST_COPY);
+
+	if (resp == NULL)
+		return;					/* out of memory: MHD closes the connection */
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	if (call)
+		add_proof_headers(resp, call);
+	if (r->ready)
+		MHD_destroy_response(r->ready);
+	r->ready = resp;
+	r->status = status;
+}
+
+/* An error in the envelope of the client's API, with a stable code */
+static void
+reply_error(FrontRequest *r, unsigned int status, const char *code, const char *message,
+			double retry_after_s, LlmgwCall *call)
+{
+	char	   *body;
+
+	if (is_anthropic(r))
+	{
+		json_t	   *e = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "error", "error",
+								  "type", llmgw_anthropic_error_type(status),
+								  "message", message, "code", code);
+
+		body = llmgw_json_dump(e);
+		json_decref(e);
+	}
+	else
+		body = llmgw_openai_error(status, code, message);
+	reply(r, status, body, call);
+	if (r->ready && retry_after_s >= 0)
+	{
+		char		secs[32];
+
+		snprintf(secs, sizeof(secs), "%.0f", ceil(Max(retry_after_s, 1)));
+		MHD_add_response_header(r->ready, "Retry-After", secs);
+	}
+	if (r->ready)
+		MHD_add_response_header(r->ready, "x-llmgw-error-code", code);
+}
+
+/* The virtual key of the request (Bearer, or x-api-key) as its hash */
+static bool
+authenticate(FrontRequest *r, uint8 *hash)
+{
+	const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+												   MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *key = NULL;
+
+	if (auth && pg_strncasecmp(auth, "Bearer ", 7) == 0)
+		key = auth + 7;
+	else
+		key = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-api-key");
+	while (key && *key == ' ')
+		key++;
+	if (key == NULL || *key == '\0')
+	{
+		reply_error(r, 401, "missing_key",
+					is_anthropic(r) ? "no virtual key: send it in the x-api-key header" :
+					"no virtual key: send it as Authorization: Bearer <key>", -1, NULL);
+		return false;
+	}
+	(void) llmgw_api_key_hash(key, strlen(key), hash);
+	return true;
+}
+
+/* GET /v1/models and /v1/models/{id}: the aliases the key may call */
+static void
+serve_models(FrontRequest *r)
+{
+	uint8		hash[LLMGW_KEY_HASH_LEN];
+	int			n;
+	char	  **aliases;
+	int			kept = 0;
+
+	if (!authenticate(r, hash))
+		return;
+	if (llmgw_policy_key_may(hash, NULL) != LLMGW_ERR_NONE)
+	{
+		reply_error(r, 401, "invalid_key", "invalid virtual key", -1, NULL);
+		return;
+	}
+	aliases = llmgw_config_aliases(&n);
+	for (int i = 0; i < n; i++)
+		if (llmgw_policy_key_may(hash, aliases[i]) == LLMGW_ERR_NONE)
+			aliases[kept++] = aliases[i];
+	if (r->endpoint == FRONT_MODELS)
+	{
+		reply(r, 200, llmgw_openai_models(aliases, kept), NULL);
+		return;
+	}
+	for (int i = 0; i < kept; i++)
+	{
+		if (strcmp(aliases[i], r->path + strlen("/v1/models/")) == 0)
+		{
+			reply(r, 200, llmgw_openai_model(aliases[i]), NULL);
+			return;
+		}
+	}
+	reply_error(r, 404, "unknown_model",
+				psprintf("model \"%s\" does not exist or this key may not use it",
+						 r->path + strlen("/v1/models/")), -1, NULL);
+}
+
+/* GET /health: the workers are up and take calls */
+static void
+serve_health(FrontRequest *r)
+{
+	int			workers,
+				queued,
+				running;
+	uint64		total;
+	json_t	   *h;
+
+	llmgw_queue_counts(&workers, &queued, &running, &total);
+	h = json_pack("{s:s, s:i, s:i, s:i}", "status", "ok", "workers", workers,
+				  "calls_queued", queued, "calls_in_flight", running);
+	reply(r, 200, llmgw_json_dump(h), NULL);
+	json_decref(h);
+}
+
+/* Merge a JSON object's members into tags */
+static void
+tags_merge(json_t *tags, json_t *obj)
+{
+	const char *k;
+	json_t	   *v;
+
+	json_object_foreach(obj, k, v)
+		json_object_set(tags, k, v);
+}
+
+/*
+ * The tags of the call's usage row: the x-llmgw-tags header (a JSON
+ * object), then OpenAI's user and metadata.  False (with the reply made)
+ * when they are not acceptable.
+ */
+static bool
+client_tags(FrontRequest *r, json_t *root, char **tags_text)
+{
+	const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-llmgw-tags");
+	json_t	   *tags = json_pack("{}");
+	json_t	   *user = json_object_get(root, "user");
+	json_t	   *metadata = json_object_get(root, "metadata");
+
+	*tags_text = NULL;
+	if (header)
+	{
+		json_t	   *h = llmgw_json_load(header, strlen(header), NULL);
+
+		if (!json_is_object(h))
+		{
+			json_decref(h);
+			json_decref(tags);
+			reply_error(r, 400, "invalid_tags", "the x-llmgw-tags header must be a JSON object", -1, NULL);
+			return false;
+		}
+		tags_merge(tags, h);
+		json_decref(h);
+	}
+	if (json_is_string(user))
+		json_object_set(tags, "user", user);
+	if (json_is_object(metadata) && !is_anthropic(r))
+		tags_merge(tags, metadata);
+	if (json_object_size(tags) > 0)
+	{
+		*tags_text = llmgw_json_dump(tags);
+		if (strlen(*tags_text) > LLMGW_MAX_TAGS)
+		{
+			json_decref(tags);
+			reply_error(r, 400, "invalid_tags",
+						psprintf("the tags (x-llmgw-tags, user, metadata) are longer than %d bytes",
+								 LLMGW_MAX_TAGS), -1, NULL);
+			return false;
+		}
+	}
+	json_decref(tags);
+	return true;
+}
+
+/* An OpenAI embeddings request as llmgw's: {"input": [strings], "dimensions"?} */
+static char *
+embeddings_request(FrontRequest *r, json_t *root, char **error)
+{
+	json_t	   *input = json_object_get(root, "input");
+	json_t	   *dims = json_object_get(root, "dimensions");
+	const char *format = json_string_value(json_object_get(root, "encoding_format"));
+	json_t	   *req;
+	char	   *text;
+	size_t		i;
+	json_t	   *v;
+
+	if (format && strcmp(format, "base64") != 0 && strcmp(format, "float") != 0)
+	{
+		*error = pstrdup("encoding_format must be \"float\" or \"base64\"");
+		return NULL;
+	}
+	r->base64 = format && strcmp(format, "base64") == 0;
+	if (json_is_string(input))
+		req = json_pack("{s:[O]}", "input", input);
+	else if (json_is_array(input) && json_array_size(input) > 0)
+	{
+		json_array_foreach(input, i, v)
+		{
+			if (!json_is_string(v))
+			{
+				*error = pstrdup("input must be a string or an array of strings (token arrays are not supported)");
+				return NULL;
+			}
+		}
+		req = json_pack("{s:O}", "input", input);
+	}
+	else
+	{
+		*error = pstrdup("input must be a string or a non-empty array of strings");
+		return NULL;
+	}
+	if (dims && !json_is_integer(dims))
+	{
+		json_decref(req);
+		*error = pstrdup("dimensions must be an integer");
+		return NULL;
+	}
+	if (dims)
+		json_object_set(req, "dimensions", dims);
+	text = llmgw_json_dump(req);
+	json_decref(req);
+	return text;
+}
+
+/*
+ * The body of a call as llmgw takes it, from the client's request; NULL
+ * with *error when the request is malformed
+ */
+static char *
+call_body(FrontRequest *r, json_t *root, char **error)
+{
+	json_t	   *model = json_object_get(root, "model");
+	json_t	   *n = json_object_get(root, "n");
+
+	if (!json_is_string(model) || json_string_length(model) == 0)
+	{
+		*error = pstrdup("model is required");
+		return NULL;
+	}
+	r->model = pstrdup(json_string_value(model));
+	if (r->endpoint == FRONT_EMBEDDINGS)
+		return embeddings_request(r, root, error);
+	if (n && !(json_is_integer(n) && json_integer_value(n) == 1))
+	{
+		*error = pstrdup("n other than 1 is not supported");
+		return NULL;
+	}
+	r->stream = json_is_true(json_object_get(root, "stream"));
+	r->include_usage = json_is_true(json_object_get(json_object_get(root, "stream_options"),
+													"include_usage"));
+	json_object_del(root, "model");
+	return llmgw_json_dump(root);
+}
+
+/*
+ * POST /v1/chat/completions, /v1/messages, /v1/embeddings: make the call,
+ * and suspend the connection until it is settled
+ */
+static void
+start_call(FrontRequest *r, dlist_head *created)
+{
+	uint8		hash[LLMGW_KEY_HASH_LEN];
+	const char *ctype = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+													MHD_HTTP_HEADER_CONTENT_TYPE);
+	json_t	   *root = NULL;
+	char	   *body = NULL;
+	char	   *tags = NULL;
+	char	   *error = NULL;
+	LlmgwRequest header;
+	dsa_pointer request;
+	int			slotno;
+	LlmgwCall  *call;
+
+	if (!authenticate(r, hash))
+		return;
+	if (r->body_too_large)
+	{
+		reply_error(r, 413, "request_too_large",
+					psprintf("the request body is larger than llmgw.http_max_body (%d bytes)",
+							 llmgw_http_max_body), -1, NULL);
+		return;
+	}
+	if (ctype == NULL || pg_strncasecmp(ctype, "application/json", 16) != 0)
+	{
+		reply_error(r, 415, "unsupported_media_type",
+					"the request body must be JSON (Content-Type: application/json)", -1, NULL);
+		return;
+	}
+	if (is_anthropic(r))
+	{
+		char	   *model = NULL;
+
+		body = llmgw_anthropic_to_chat(r->body.data, r->body.len, &model, &r->stream, &error);
+		r->model = model;
+		r->include_usage = true;
+		if (body)
+			root = llmgw_json_load(body, strlen(body), NULL);
+	}
+	else
+	{
+		root = llmgw_json_load(r->body.data, r->body.len, NULL);
+		if (!json_is_object(root))
+			error = pstrdup("the request body is not a JSON object");
+		else
+			body = call_body(r, root, &error);
+	}
+	if (error || root == NULL)
+	{
+		json_decref(root);
+		reply_error(r, 400, "invalid_request", error ? error : "the request could not be read", -1, NULL);
+		return;
+	}
+	if (!client_tags(r, root, &tags))
+	{
+		json_decref(root);
+		return;
+	}
+	json_decref(root);
+
+	memset(&header, 0, sizeof(header));
+	header.kind = r->endpoint == FRONT_EMBEDDINGS ? LLMGW_KIND_EMBED : LLMGW_KIND_CHAT_JSON;
+	llmgw_call_settings_current(&header.settings);
+	header.has_key = true;
+	memcpy(header.key_hash, hash, sizeof(header.key_hash));
+	request = llmgw_request_create(&header, "", r->model, body, strlen(body), tags);
+	slotno = llmgw_slot_claim(request, my_worker, my_generation);
+	if (slotno < 0)
+	{
+		dsa_free(llmgw_dsa(), request);
+		if (slotno == LLMGW_SHARE_FULL)
+			reply_error(r, 429, "share_exceeded",
+						"this key holds its whole share of the llmgw gateway (llmgw.max_share)", 1, NULL);
+		else
+			reply_error(r, 503, "gateway_full",
+						"every request slot of the llmgw gateway is in use (llmgw.queue_size)", 1, NULL);
+		return;
+	}
+	call = llmgw_call_create(slotno, TopMemoryContext);
+	call->role = NULL;			/* a key's call: no database role */
+	call->front = r;
+	r->call = call;
+	r->created = (int64) time(NULL);
+	if (is_anthropic(r))
+	{
+		char		hex[40];
+
+		uuid_hex(&call->request_id, hex, false);
+		snprintf(r->id, sizeof(r->id), "msg_%s", hex);
+	}
+	else
+	{
+		char		hex[40];
+
+		uuid_hex(&call->request_id, hex, false);
+		snprintf(r->id, sizeof(r->id), "chatcmpl-%s", hex);
+	}
+	dlist_push_tail(created, &call->node);
+}
+
+/* Serve a complete request: a reply now, or a call */
+static void
+dispatch(FrontRequest *r)
+{
+	switch (r->endpoint)
+	{
+		case FRONT_HEALTH:
+			serve_health(r);
+			break;
+		case FRONT_MODELS:
+		case FRONT_MODEL:
+			serve_models(r);
+			break;
+		case FRONT_CHAT:
+		case FRONT_MESSAGES:
+		case FRONT_EMBEDDINGS:
+			start_call(r, created_calls);
+			break;
+		case FRONT_BAD_METHOD:
+			reply_error(r, 405, "method_not_allowed",
+						psprintf("%s does not take this method", r->path), -1, NULL);
+			break;
+		case FRONT_NOT_FOUND:
+			reply_error(r, 404, "not_found", psprintf("no endpoint %s", r->path), -1, NULL);
+			break;
+	}
+}
+
+/* Which endpoint a method and path name */
+static FrontEndpoint
+endpoint_of(const char *method, const char *url)
+{
+	static const struct
+	{
+		const char *path;
+		const char *method;
+		FrontEndpoint endpoint;
+	}			routes[] = {
+		{"/v1/chat/completions", "POST", FRONT_CHAT},
+		{"/chat/completions", "POST", FRONT_CHAT},
+		{"/v1/messages", "POST", FRONT_MESSAGES},
+		{"/v1/embeddings", "POST", FRONT_EMBEDDINGS},
+		{"/embeddings", "POST", FRONT_EMBEDDINGS},
+		{"/v1/models", "GET", FRONT_MODELS},
+		{"/models", "GET", FRONT_MODELS},
+		{"/health", "GET", FRONT_HEALTH},
+	};
+
+	for (int i = 0; i < lengthof(routes); i++)
+		if (strcmp(url, routes[i].path) == 0)
+			return strcmp(method, routes[i].method) == 0 ? routes[i].endpoint : FRONT_BAD_METHOD;
+	if (strncmp(url, "/v1/models/", 11) == 0 && url[11] != '\0')
+		return strcmp(method, "GET") == 0 ? FRONT_MODEL : FRONT_BAD_METHOD;
+	return FRONT_NOT_FOUND;
+}
+
+/* A new request: its endpoint, and a refusal of a body announced too large */
+static FrontRequest *
+request_new(struct MHD_Connection *conn, const char *url, const char *method)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "llmgw front request",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	FrontRequest *r = palloc0(sizeof(FrontRequest));
+	const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+													 MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	r->conn = conn;
+	r->cxt = cxt;
+	r->path = pstrdup(url);
+	r->endpoint = endpoint_of(method, url);
+	initStringInfo(&r->body);
+	initStringInfo(&r->out);
+	initStringInfo(&r->streamed);
+	initStringInfo(&r->delta);
+	if (length && strtoll(length, NULL, 10) > llmgw_http_max_body)
+		r->body_too_large = true;
+	MemoryContextSwitchTo(old);
+	return r;
+}
+
+/* Run fn(r) with the request's memory, turning an error into a 500 reply */
+static void
+guarded(FrontRequest *r, void (*fn) (FrontRequest *))
+{
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	PG_TRY();
+	{
+		fn(r);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(r->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(WARNING,
+				(errmsg("llmgw front door: %s", edata->message)));
+		if (r->call == NULL)
+			reply_error(r, 500, "internal_error", "llmgw could not serve this request; see the server log", -1, NULL);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+}
+
+/* MHD's access handler: headers, body pieces, then the reply */
+static enum MHD_Result
+access_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+			   const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+	FrontRequest *r = *con_cls;
+
+	if (r == NULL)
+	{
+		*con_cls = request_new(conn, url, method);
+		return MHD_YES;
+	}
+	if (*upload_size > 0)
+	{
+		if (!r->body_too_large && r->body.len + *upload_size > (size_t) llmgw_http_max_body)
+			r->body_too_large = true;
+		if (!r->body_too_large)
+		{
+			MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+			appendBinaryStringInfo(&r->body, upload_data, (int) *upload_size);
+			MemoryContextSwitchTo(old);
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (!r->dispatched)
+	{
+		r->dispatched = true;
+		guarded(r, dispatch);
+	}
+	if (r->ready)
+	{
+		enum MHD_Result ok = MHD_queue_response(conn, r->status, r->ready);
+
+		MHD_destroy_response(r->ready);
+		r->ready = NULL;
+		return ok;
+	}
+	if (r->call)
+	{
+		MHD_suspend_connection(conn);
+		r->suspended = true;
+		return MHD_YES;
+	}
+	return MHD_NO;				/* nothing to say: close the connection */
+}
+
+/* Wake a connection waiting for its call or for more of the stream */
+static void
+wake(FrontRequest *r)
+{
+	if (r->suspended && r->ready)
+	{
+		r->suspended = false;
+		MHD_resume_connection(r->conn);
+	}
+	else if (r->parked)
+	{
+		r->parked = false;
+		MHD_resume_connection(r->conn);
+	}
+}
+
+/* MHD asks for the next bytes of a streamed answer */
+static ssize_t
+stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	FrontRequest *r = cls;
+	size_t		avail = r->out.len - r->out_sent;
+
+	if (avail > 0)
+	{
+		size_t		n = Min(avail, max);
+
+		memcpy(buf, r->out.data + r->out_sent, n);
+		r->out_sent += n;
+		if (r->out_sent == (size_t) r->out.len)
+		{
+			resetStringInfo(&r->out);
+			r->out_sent = 0;
+		}
+		return (ssize_t) n;
+	}
+	if (r->out_done)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	MHD_suspend_connection(r->conn);
+	r->parked = true;
+	return 0;
+}
+
+static LlmgwFrontMeta
+meta_of(FrontRequest *r)
+{
+	LlmgwFrontMeta m = {r->id, r->model, r->created};
+
+	return m;
+}
+
+/* Start the response of a streamed answer: status 200, server-sent events */
+static void
+stream_start(FrontRequest *r, LlmgwCall *call)
+{
+	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
+																  stream_reader, r, NULL);
+	LlmgwFrontMeta meta = meta_of(r);
+
+	if (resp == NULL)
+		elog(ERROR, "could not create a streamed response");
+	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	add_proof_headers(resp, call);
+	r->ready = resp;
+	r->status = 200;
+	r->sse = true;
+	if (is_anthropic(r))
+		llmgw_anthropic_stream_start(&r->anthropic, &r->out, r->model, r->id);
+	else
+		llmgw_openai_stream_start(&r->out, &meta);
+}
+
+/* Forward a piece of the answer's text */
+static void
+stream_text(FrontRequest *r, LlmgwCall *call, const char *text, size_t len)
+{
+	LlmgwFrontMeta meta = meta_of(r);
+
+	if (len == 0)
+		return;
+	if (!r->sse)
+		stream_start(r, call);
+	if (is_anthropic(r))
+		llmgw_anthropic_stream_text(&r->anthropic, &r->out, text, len);
+	else
+		llmgw_openai_stream_text(&r->out, &meta, text, len);
+	appendBinaryStringInfo(&r->streamed, text, (int) len);
+	call->committed = true;
+}
+
+/* SSE handler: the text an event of the provider's stream carries */
+static void
+collect_text(void *arg, const char *event, const char *data, size_t len)
+{
+	LlmgwCall  *call = arg;
+
+	if (call->provider_ops && call->provider_ops->stream_text)
+		call->provider_ops->stream_text(data, len, &call->front->delta);
+}
+
+/* End of the last complete event in buf[from, len), or from when none */
+static size_t
+events_end(const char *buf, size_t from, size_t len)
+{
+	for (size_t i = len; i > from + 1; i--)
+	{
+		if (buf[i - 1] == '\n' && (buf[i - 2] == '\n' ||
+								   (i >= from + 3 && buf[i - 2] == '\r' && buf[i - 3] == '\n')))
+			return i;
+	}
+	return from;
+}
+
+/* Translate what a streamed call received since the last look */
+static void
+forward(LlmgwCall *call)
+{
+	FrontRequest *r = call->front;
+	MemoryContext old;
+	long		status = llmgw_http_status_now(call);
+	size_t		end;
+
+	if (status < 200 || status >= 300)
+		return;
+	if (r->consumed_attempt != call->attempt)
+	{
+		r->consumed = 0;
+		r->consumed_attempt = call->attempt;
+	}
+	end = events_end(call->response.data, r->consumed, call->response.len);
+	if (end <= r->consumed)
+		return;
+	old = MemoryContextSwitchTo(r->cxt);
+	resetStringInfo(&r->delta);
+	llmgw_sse_parse(call->response.data + r->consumed, end - r->consumed, collect_text, call);
+	r->consumed = end;
+	stream_text(r, call, r->delta.data, r->delta.len);
+	wake(r);
+	MemoryContextSwitchTo(old);
+}
+
+/* Forward the new bytes of every streamed call of the front door */
+void
+llmgw_frontdoor_progress(dlist_head *running)
+{
+	dlist_iter	iter;
+
+	if (daemon_handle == NULL)
+		return;
+	dlist_foreach(iter, running)
+	{
+		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
+
+		if (call->front == NULL || !call->front->stream || !call->response.grew)
+			continue;
+		call->response.grew = false;
+		forward(call);
+	}
+}
+
+/* The text of the answer not streamed yet (it all, when streamed differs) */
+static const char *
+text_rest(FrontRequest *r, json_t *answer)
+{
+	const char *text = json_string_value(json_object_get(json_object_get(answer, "message"), "content"));
+
+	if (text == NULL)
+		return NULL;
+	if (strncmp(text, r->streamed.data, r->streamed.len) == 0)
+		return text + r->streamed.len;
+	return r->streamed.len == 0 ? text : NULL;
+}
+
+/* A call succeeded: the answer in the client's API */
+static void
+answer(FrontRequest *r, LlmgwCall *call)
+{
+	char	   *result = llmgw_call_answer(call);
+	LlmgwFrontMeta meta = meta_of(r);
+	char	   *body = NULL;
+
+	if (r->endpoint == FRONT_EMBEDDINGS)
+		body = llmgw_openai_embeddings(result, r->model, r->base64,
+									   call->out.tokens[LLMGW_TOKENS_INPUT]);
+	else if (r->stream)
+	{
+		json_t	   *a = result ? llmgw_json_load(result, strlen(result), NULL) : NULL;
+		const char *rest = a ? text_rest(r, a) : NULL;
+
+		if (!r->sse)
+			stream_start(r, call);
+		if (is_anthropic(r))
+		{
+			if (rest && *rest)
+				llmgw_anthropic_stream_text(&r->anthropic, &r->out, rest, strlen(rest));
+			llmgw_anthropic_stream_end(&r->anthropic, &r->out, result ? result : "{}");
+		}
+		else
+			llmgw_openai_stream_end(&r->out, &meta, result ? result : "{}", rest,
+									r->include_usage, proof_json(call));
+		json_decref(a);
+		r->out_done = true;
+		return;
+	}
+	else if (is_anthropic(r))
+		body = result ? llmgw_anthropic_message(result, r->model, r->id) : NULL;
+	else
+		body = result ? llmgw_openai_completion(result, &meta) : NULL;
+	if (body == NULL)
+		reply_error(r, 502, "malformed_response", "the answer could not be rendered", -1, call);
+	else
+		reply(r, 200, body, call);
+}
+
+/* A call failed: the error in the client's API (in the stream, if started) */
+static void
+failure(FrontRequest *r, LlmgwCall *call)
+{
+	LlmgwErrorClass error = call->out.error;
+	int			status = llmgw_error_class_http(error);
+	const char *code = llmgw_error_class_name(error);
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+	char	   *text;
+
+	llmgw_call_error(call, &message, &detail, &hint);
+	text = detail ? psprintf("%s: %s", message, detail) : message;
+	if (r->sse)
+	{
+		if (is_anthropic(r))
+			llmgw_anthropic_stream_error(&r->out, llmgw_anthropic_error_type(status), text);
+		else
+			llmgw_openai_stream_error(&r->out, status, code, text);
+		r->out_done = true;
+		return;
+	}
+	reply_error(r, status, code, text,
+				status == 429 || status == 503 ? call->out.retry_after_s : -1, call);
+}
+
+/*
+ * A call of the front door is settled (its usage rows are committed):
+ * answer its client, if it is still there
+ */
+void
+llmgw_frontdoor_finish(LlmgwCall *call)
+{
+	FrontRequest *r = call->front;
+	MemoryContext old;
+
+	if (r == NULL)
+		return;
+	r->call = NULL;
+	call->front = NULL;
+	old = MemoryContextSwitchTo(r->cxt);
+	PG_TRY();
+	{
+		if (call->out.status == LLMGW_STATUS_OK)
+			answer(r, call);
+		else
+			failure(r, call);
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		if (!r->sse)
+			reply_error(r, 500, "internal_error", "llmgw could not render the answer", -1, NULL);
+		r->out_done = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	wake(r);
+}
+
+/* A request ended (answered, or its client left) */
+static void
+request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+				  enum MHD_RequestTerminationCode toe)
+{
+	FrontRequest *r = *con_cls;
+
+	if (r == NULL)
+		return;
+	if (r->call)
+	{
+		/* the client left: cancel its call (the row says cancelled) */
+		r->call->front = NULL;
+		llmgw_slot_abandon(r->call->slotno);
+	}
+	if (r->ready)
+		MHD_destroy_response(r->ready);
+	MemoryContextDelete(r->cxt);
+	*con_cls = NULL;
+}
+
+/* MHD's own messages go to the server log at DEBUG1: they name no secret */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char		buf[512];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	elog(DEBUG1, "llmgw front door: %s", buf);
+}
+
+/* A whole file, for the TLS certificate and key */
+static char *
+read_file(const char *path)
+{
+	FILE	   *f = AllocateFile(path, "r");
+	StringInfoData s;
+	char		buf[4096];
+	size_t		n;
+
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", path)));
+	initStringInfo(&s);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		appendBinaryStringInfo(&s, buf, (int) n);
+	FreeFile(f);
+	return s.data;
+}
+
+/*
+ * Start listening on llmgw.http_listen (host:port, [v6]:port), when set;
+ * a worker that cannot says so in the log and serves SQL only
+ */
+void
+llmgw_frontdoor_start(int worker, uint64 generation, WaitEventSet *wes)
+{
+	char	   *spec;
+	char	   *colon;
+	char	   *host;
+	struct addrinfo hints;
+	struct addrinfo *ai = NULL;
+	unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	bool		tls = llmgw_http_tls_cert && *llmgw_http_tls_cert;
+	char	   *cert = NULL;
+	char	   *key = NULL;
+	const union MHD_DaemonInfo *info;
+	int			per_worker = Max(llmgw_http_max_connections / Max(llmgw_workers, 1), 1);
+
+	my_worker = worker;
+	my_generation = generation;
+	if (llmgw_http_listen == NULL || *llmgw_http_listen == '\0')
+		return;
+	spec = pstrdup(llmgw_http_listen);
+	colon = strrchr(spec, ':');
+	if (colon == NULL || colon[1] == '\0')
+	{
+		ereport(WARNING,
+				(errmsg("llmgw.http_listen must be host:port, not \"%s\"", llmgw_http_listen)));
+		return;
+	}
+	*colon = '\0';
+	host = spec;
+	if (*host == '[' && host[strlen(host) - 1] == ']')
+	{
+		host[strlen(host) - 1] = '\0';
+		host++;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if (getaddrinfo(*host ? host : NULL, colon + 1, &hints, &ai) != 0 || ai == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("llmgw.http_listen: cannot resolve \"%s\"", llmgw_http_listen)));
+		return;
+	}
+	if (tls)
+	{
+		flags |= MHD_USE_TLS;
+		cert = read_file(llmgw_http_tls_cert);
+		key = read_file(llmgw_http_tls_key);
+	}
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon_handle = MHD_start_daemon(flags, 1, NULL, NULL, access_handler, NULL,
+									 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+									 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+									 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) per_worker,
+									 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) llmgw_http_idle_timeout,
+									 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HEADER_MEMORY,
+									 MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+									 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+									 tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+									 MHD_OPTION_HTTPS_MEM_KEY, key,
+									 MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (key)
+		explicit_bzero(key, strlen(key));
+	if (daemon_handle == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("llmgw worker %d could not listen on llmgw.http_listen \"%s\"",
+						worker + 1, llmgw_http_listen),
+				 errhint("Is the address in use by another program, or not of this machine?")));
+		return;
+	}
+	info = MHD_get_daemon_info(daemon_handle, MHD_DAEMON_INFO_EPOLL_FD);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, info->epoll_fd, NULL, NULL);
+}
+
+/* Does this worker serve the front door? */
+bool
+llmgw_frontdoor_listening(void)
+{
+	return daemon_handle != NULL;
+}
+
+/*
+ * Serve what the clients sent; the calls they start go to created.  NULL:
+ * keep them for the next call (the worker's loop admits them then).
+ */
+void
+llmgw_frontdoor_run(dlist_head *created)
+{
+	static dlist_head pending = DLIST_STATIC_INIT(pending);
+
+	if (daemon_handle == NULL)
+		return;
+	created_calls = &pending;
+	(void) MHD_run(daemon_handle);
+	created_calls = NULL;
+	if (created == NULL)
+	{
+		if (!dlist_is_empty(&pending))
+			SetLatch(MyLatch);
+		return;
+	}
+	while (!dlist_is_empty(&pending))
+		dlist_push_tail(created, dlist_pop_head_node(&pending));
+}
+
+/* Milliseconds until the front door has something to do (-1: nothing) */
+long
+llmgw_frontdoor_timeout(void)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	if (daemon_handle == NULL || MHD_get_timeout(daemon_handle, &ms) != MHD_YES)
+		return -1;
+	return (long) Min(ms, (MHD_UNSIGNED_LONG_LONG) LONG_MAX);
+}
+
+/* Stop listening (the worker exits) */
+void
+llmgw_frontdoor_stop(void)
+{
+	if (daemon_handle)
+		MHD_stop_daemon(daemon_handle);
+	daemon_handle = NULL;
+}

@@ -1,0 +1,1199 @@
+/*-------------------------------------------------------------------------
+ *
+ * frontdoor_anthropic.c
+ *		The front door's Anthropic Messages API, as a client speaks it: its
+ *		request read into llmgw's OpenAI-shaped chat request, and llmgw's
+ *		normalised answer (response.c) written back as a Message, whole or
+ *		as a stream of events.  This is the opposite direction of
+ *		providers/anthropic.c.
+ *
+ * What is dropped on purpose: cache_control marks (llmgw's providers cache
+ * on their own terms), thinking and redacted_thinking blocks and the
+ * thinking parameter (Chat Completions has no place for them), top_k (Chat
+ * Completions has none), a tool result's is_error (a tool message has no
+ * such flag; the result's text says what went wrong) and unknown
+ * top-level members.  Everything else that cannot be translated (documents,
+ * server tools, file sources) is refused with an error naming the field.
+ *
+ * Usage: Anthropic's input_tokens excludes prompt-cache reads and writes,
+ * which it reports apart; llmgw's input_tokens is the sum of the three.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+
+#include "frontdoor_anthropic.h"
+#include "jsonutil.h"
+#include "translate.h"
+
+/* Where a content block is, in errors */
+#define BLOCK_AT "messages[%zu].content[%zu]"
+
+/* The image media types Anthropic takes, and so its clients send */
+static const char *const image_media_types[] = {
+	"image/jpeg", "image/png", "image/gif", "image/webp", NULL
+};
+
+/* c in lower case, if it is an ASCII letter (whatever the locale) */
+static char
+ascii_lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* Are a and b the same, ignoring ASCII case? */
+static bool
+same_word(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++)
+		if (ascii_lower(*a) != ascii_lower(*b))
+			return false;
+	return *a == *b;
+}
+
+/* Does s start with prefix (lower case), ignoring ASCII case? */
+static bool
+starts_with(const char *s, const char *prefix)
+{
+	for (; *prefix; s++, prefix++)
+		if (ascii_lower(*s) != *prefix)
+			return false;
+	return true;
+}
+
+/* Is v a JSON string equal to s? */
+static bool
+is_word(json_t *v, const char *s)
+{
+	return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
+}
+
+/* Is a member absent or null (the client did not give it)? */
+static bool
+absent(json_t *v)
+{
+	return v == NULL || json_is_null(v);
+}
+
+/*
+ * Text as valid UTF-8 (palloc'd, NUL-terminated; *out_len its length, which
+ * counts any NUL it holds): each byte that does not start a valid UTF-8
+ * character becomes U+FFFD.  With cut, a character that the end of the text
+ * cuts short is not replaced but left out, its length in *cut (0 if none).
+ */
+static char *
+valid_utf8(const char *s, size_t len, size_t *out_len, int *cut)
+{
+	StringInfoData out;
+	size_t		i = 0;
+
+	initStringInfo(&out);
+	if (cut)
+		*cut = 0;
+	while (i < len)
+	{
+		const unsigned char *c = (const unsigned char *) s + i;
+		int			n = (*c < 0x80) ? 1 : pg_utf_mblen(c);
+
+		if (n > 1 && i + n > len && cut)
+		{
+			/* a character cut short: only continuation bytes may follow */
+			bool		prefix = true;
+
+			for (size_t k = i + 1; k < len; k++)
+				prefix = prefix && ((unsigned char) s[k] & 0xC0) == 0x80;
+			if (prefix)
+			{
+				*cut = (int) (len - i);
+				break;
+			}
+		}
+		if (i + n <= len && (n == 1 ? *c < 0x80 : pg_utf8_islegal(c, n)))
+		{
+			appendBinaryStringInfo(&out, s + i, n);
+			i += n;
+		}
+		else
+		{
+			appendStringInfoString(&out, "\xEF\xBF\xBD");
+			i++;
+		}
+	}
+	*out_len = out.len;
+	return out.data;
+}
+
+/* A JSON string of any bytes (NULL as ""), made valid UTF-8 */
+static json_t *
+text_value(const char *s, size_t len)
+{
+	size_t		n;
+	char	   *valid;
+
+	if (s == NULL)
+		return json_string("");
+	valid = valid_utf8(s, len, &n, NULL);
+	return json_stringn(valid, n);
+}
+
+/* A NUL-terminated string as a JSON string (NULL as "") */
+static json_t *
+cstring_value(const char *s)
+{
+	return text_value(s, s ? strlen(s) : 0);
+}
+
+/*
+ * The content of a message or tool result: a single text part as its
+ * string, else the parts.  Steals parts.
+ */
+static json_t *
+parts_content(json_t *parts)
+{
+	json_t	   *only = json_array_get(parts, 0);
+	json_t	   *text;
+
+	if (json_array_size(parts) != 1 || !is_word(json_object_get(only, "type"), "text"))
+		return parts;
+	text = json_incref(json_object_get(only, "text"));
+	json_decref(parts);
+	return text;
+}
+
+/* A text block as a text part; NULL with *error set when it has no text */
+static json_t *
+text_part(json_t *block, const char *where, char **error)
+{
+	json_t	   *text = json_object_get(block, "text");
+
+	if (json_is_string(text))
+		return json_pack("{s:s, s:O}", "type", "text", "text", text);
+	*error = psprintf("%s is a \"text\" block without a \"text\" string", where);
+	return NULL;
+}
+
+/*
+ * An image block, {"source": {"type": "base64", "media_type", "data"}} or
+ * {"source": {"type": "url", "url"}}, as an image_url part (a data: URL for
+ * base64 data).  NULL with *error set.
+ */
+static json_t *
+image_part(json_t *block, const char *where, char **error)
+{
+	json_t	   *source = json_object_get(block, "source");
+	json_t	   *stype = json_object_get(source, "type");
+	json_t	   *media = json_object_get(source, "media_type");
+	json_t	   *data = json_object_get(source, "data");
+	json_t	   *url = json_object_get(source, "url");
+	char	   *media_type;
+	const char *b64;
+
+	if (!json_is_object(source) || !json_is_string(stype))
+		*error = psprintf("%s is an \"image\" block without a \"source\" object with a \"type\" string",
+						  where);
+	else if (is_word(stype, "base64"))
+	{
+		const char *mt = json_string_value(media);
+
+		if (mt == NULL || strlen(mt) != json_string_length(media))
+			*error = psprintf("%s.source has no \"media_type\" string", where);
+		else if (!json_is_string(data) || json_string_length(data) == 0 ||
+				 strlen(json_string_value(data)) != json_string_length(data))
+			*error = psprintf("%s.source has no \"data\" string", where);
+		else
+		{
+			bool		known = false;
+
+			for (const char *const *t = image_media_types; *t; t++)
+				known = known || strcmp(*t, mt) == 0;
+			if (!known)
+				*error = psprintf("%s.source.media_type is \"%.64s\", which is not an image type Anthropic takes (image/jpeg, image/png, image/gif or image/webp)",
+								  where, mt);
+			else
+			{
+				char	   *data_url = psprintf("data:%s;base64,%s", mt, json_string_value(data));
+
+				if (llmgw_data_url(data_url, &media_type, &b64) == NULL)
+					return json_pack("{s:s, s:{s:s}}", "type", "image_url",
+									 "image_url", "url", data_url);
+				*error = psprintf("%s.source.data is not base64 (A-Z, a-z, 0-9, + and /, then = padding, in a multiple of 4 characters)",
+								  where);
+			}
+		}
+	}
+	else if (is_word(stype, "url"))
+	{
+		const char *u = json_string_value(url);
+
+		if (u == NULL || strlen(u) != json_string_length(url) ||
+			!(starts_with(u, "http://") || starts_with(u, "https://")))
+			*error = psprintf("%s.source.url is not an http(s) URL", where);
+		else
+			return json_pack("{s:s, s:{s:O}}", "type", "image_url", "image_url", "url", url);
+	}
+	else
+		*error = psprintf("%s.source.type is \"%.64s\", which llmgw does not take (it takes \"base64\" and \"url\" sources)",
+						  where, json_string_value(stype));
+	return NULL;
+}
+
+/* The type of a content block; NULL with *error set when it has none */
+static const char *
+block_type(json_t *block, const char *where, char **error)
+{
+	const char *type = json_string_value(json_object_get(block, "type"));
+
+	if (type == NULL)
+		*error = psprintf("%s is not a content block (an object with a \"type\" string)", where);
+	return type;
+}
+
+/* A block of a type llmgw does not take: NULL with *error set */
+static json_t *
+unknown_block(const char *where, const char *type, const char *takes, char **error)
+{
+	*error = psprintf("%s is a block of type \"%.64s\", which llmgw does not take here (it takes %s)",
+					  where, type, takes);
+	return NULL;
+}
+
+/*
+ * A tool_result block's content (absent, a string, or text and image
+ * blocks) as a tool message's content.  NULL with *error set.
+ */
+static json_t *
+tool_result_content(json_t *content, const char *where, char **error)
+{
+	json_t	   *parts;
+	size_t		k;
+	json_t	   *b;
+
+	if (absent(content))
+		return json_string("");
+	if (json_is_string(content))
+		return json_incref(content);
+	if (!json_is_array(content))
+	{
+		*error = psprintf("%s.content is neither a string nor an array of content blocks", where);
+		return NULL;
+	}
+	parts = json_array();
+	json_array_foreach(content, k, b)
+	{
+		char	   *at = psprintf("%s.content[%zu]", where, k);
+		const char *type = block_type(b, at, error);
+		json_t	   *part = NULL;
+
+		if (type == NULL)
+			part = NULL;		/* *error says why */
+		else if (strcmp(type, "text") == 0)
+			part = text_part(b, at, error);
+		else if (strcmp(type, "image") == 0)
+			part = image_part(b, at, error);
+		else
+			unknown_block(at, type, "\"text\" and \"image\" blocks in a tool result", error);
+		if (part == NULL)
+		{
+			json_decref(parts);
+			return NULL;
+		}
+		json_array_append_new(parts, part);
+	}
+	if (json_array_size(parts) == 0)
+	{
+		json_decref(parts);
+		return json_string("");
+	}
+	return parts_content(parts);
+}
+
+/*
+ * A tool_result block as a tool message.  Its is_error has no place in a
+ * tool message and is dropped.  NULL with *error set.
+ */
+static json_t *
+tool_message(json_t *block, const char *where, char **error)
+{
+	json_t	   *id = json_object_get(block, "tool_use_id");
+	json_t	   *content;
+
+	if (!json_is_string(id))
+	{
+		*error = psprintf("%s is a \"tool_result\" block without a \"tool_use_id\" string", where);
+		return NULL;
+	}
+	content = tool_result_content(json_object_get(block, "content"), where, error);
+	if (content == NULL)
+		return NULL;
+	return json_pack("{s:s, s:O, s:o}", "role", "tool", "tool_call_id", id, "content", content);
+}
+
+/*
+ * A user message's content blocks: each tool_result as a tool message, in
+ * order, then the rest (text and images) as one user message.  False with
+ * *error set.
+ */
+static bool
+user_blocks(json_t *content, size_t i, json_t *messages, char **error)
+{
+	json_t	   *parts = json_array();
+	size_t		results = 0;
+	size_t		j;
+	json_t	   *b;
+
+	json_array_foreach(content, j, b)
+	{
+		char	   *at = psprintf(BLOCK_AT, i, j);
+		const char *type = block_type(b, at, error);
+		json_t	   *part = NULL;
+
+		if (type == NULL)
+			part = NULL;		/* *error says why */
+		else if (strcmp(type, "text") == 0)
+			part = text_part(b, at, error);
+		else if (strcmp(type, "image") == 0)
+			part = image_part(b, at, error);
+		else if (strcmp(type, "tool_result") == 0)
+		{
+			json_t	   *tool = tool_message(b, at, error);
+
+			if (tool != NULL)
+			{
+				json_array_append_new(messages, tool);
+				results++;
+				continue;
+			}
+		}
+		/* thinking has no place in Chat Completions: dropped */
+		else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
+			continue;
+		else if (strcmp(type, "tool_use") == 0)
+			*error = psprintf("%s is a \"tool_use\" block in a user message: tool_use blocks belong to assistant messages",
+							  at);
+		else
+			unknown_block(at, type, "\"text\", \"image\" and \"tool_result\" blocks in a user message",
+						  error);
+		if (part == NULL)
+		{
+			json_decref(parts);
+			return false;
+		}
+		json_array_append_new(parts, part);
+	}
+	if (json_array_size(parts) > 0)
+		json_array_append_new(messages, json_pack("{s:s, s:o}", "role", "user",
+												  "content", parts_content(parts)));
+	else
+	{
+		json_decref(parts);
+		if (results == 0)
+		{
+			*error = psprintf("messages[%zu].content has no text, image or tool_result block", i);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * A tool_use block as a Chat Completions tool call, its input JSON-encoded.
+ * NULL with *error set.
+ */
+static json_t *
+tool_call(json_t *block, const char *where, char **error)
+{
+	json_t	   *id = json_object_get(block, "id");
+	json_t	   *name = json_object_get(block, "name");
+	json_t	   *input = json_object_get(block, "input");
+
+	if (!json_is_string(id) || !json_is_string(name))
+		*error = psprintf("%s is a \"tool_use\" block without \"id\" and \"name\" strings", where);
+	else if (!absent(input) && !json_is_object(input))
+		*error = psprintf("%s.input is not an object", where);
+	else
+		return json_pack("{s:O, s:s, s:{s:O, s:s}}", "id", id, "type", "function",
+						 "function", "name", name,
+						 "arguments", absent(input) ? "{}" : llmgw_json_dump(input));
+	return NULL;
+}
+
+/*
+ * An assistant message's content blocks as one assistant message: its
+ * text (or null) and its tool calls.  False with *error set.
+ */
+static bool
+assistant_blocks(json_t *content, size_t i, json_t *messages, char **error)
+{
+	json_t	   *parts = json_array();
+	json_t	   *calls = json_array();
+	json_t	   *message;
+	size_t		j;
+	json_t	   *b;
+
+	json_array_foreach(content, j, b)
+	{
+		char	   *at = psprintf(BLOCK_AT, i, j);
+		const char *type = block_type(b, at, error);
+		json_t	   *item = NULL;
+		json_t	   *into = parts;
+
+		if (type == NULL)
+			item = NULL;		/* *error says why */
+		else if (strcmp(type, "text") == 0)
+			item = text_part(b, at, error);
+		else if (strcmp(type, "tool_use") == 0)
+		{
+			item = tool_call(b, at, error);
+			into = calls;
+		}
+		/* thinking has no place in Chat Completions: dropped */
+		else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
+			continue;
+		else if (strcmp(type, "image") == 0 || strcmp(type, "tool_result") == 0)
+			*error = psprintf("%s is an \"%s\" block in an assistant message: it belongs to user messages",
+							  at, type);
+		else
+			unknown_block(at, type, "\"text\" and \"tool_use\" blocks in an assistant message",
+						  error);
+		if (item == NULL)
+		{
+			json_decref(parts);
+			json_decref(calls);
+			return false;
+		}
+		json_array_append_new(into, item);
+	}
+	if (json_array_size(parts) > 0)
+		message = json_pack("{s:s, s:o}", "role", "assistant", "content", parts_content(parts));
+	else
+	{
+		json_decref(parts);
+		message = json_pack("{s:s, s:o}", "role", "assistant", "content",
+							json_array_size(calls) > 0 ? json_null() : json_string(""));
+	}
+	if (json_array_size(calls) > 0)
+		json_object_set_new(message, "tool_calls", calls);
+	else
+		json_decref(calls);
+	json_array_append_new(messages, message);
+	return true;
+}
+
+/* Message i of the request, appended to messages.  False with *error set. */
+static bool
+translate_message(json_t *m, size_t i, json_t *messages, char **error)
+{
+	json_t	   *role = json_object_get(m, "role");
+	json_t	   *content = json_object_get(m, "content");
+	bool		user = is_word(role, "user");
+
+	if (!json_is_object(m))
+		*error = psprintf("messages[%zu] is not an object", i);
+	else if (!user && !is_word(role, "assistant"))
+		*error = psprintf("messages[%zu].role is not \"user\" or \"assistant\"", i);
+	else if (json_is_string(content))
+	{
+		json_array_append_new(messages, json_pack("{s:s, s:O}", "role", user ? "user" : "assistant",
+												  "content", content));
+		return true;
+	}
+	else if (!json_is_array(content))
+		*error = psprintf("messages[%zu].content is neither a string nor an array of content blocks", i);
+	else if (user)
+		return user_blocks(content, i, messages, error);
+	else
+		return assistant_blocks(content, i, messages, error);
+	return false;
+}
+
+/*
+ * system (a string, or text blocks) as a leading system message.  False
+ * with *error set.
+ */
+static bool
+translate_system(json_t *system, json_t *messages, char **error)
+{
+	json_t	   *parts;
+	size_t		j;
+	json_t	   *b;
+
+	if (absent(system))
+		return true;
+	if (json_is_string(system))
+	{
+		if (json_string_length(system) > 0)
+			json_array_append_new(messages, json_pack("{s:s, s:O}", "role", "system",
+													  "content", system));
+		return true;
+	}
+	if (!json_is_array(system))
+	{
+		*error = pstrdup("system is neither a string nor an array of text blocks");
+		return false;
+	}
+	parts = json_array();
+	json_array_foreach(system, j, b)
+	{
+		char	   *at = psprintf("system[%zu]", j);
+		const char *type = block_type(b, at, error);
+		json_t	   *part = NULL;
+
+		if (type && strcmp(type, "text") == 0)
+			part = text_part(b, at, error);
+		else if (type)
+			unknown_block(at, type, "\"text\" blocks in system", error);
+		if (part == NULL)
+		{
+			json_decref(parts);
+			return false;
+		}
+		json_array_append_new(parts, part);
+	}
+	if (json_array_size(parts) == 0)
+		json_decref(parts);
+	else
+		json_array_append_new(messages, json_pack("{s:s, s:o}", "role", "system",
+												  "content", parts_content(parts)));
+	return true;
+}
+
+/*
+ * tools [{name, description, input_schema}] as Chat Completions function
+ * tools.  Anthropic's server tools (web search, code execution, ...) are
+ * refused: no provider behind llmgw would run them.  False with *error set.
+ */
+static bool
+translate_tools(json_t *req, json_t *out, char **error)
+{
+	json_t	   *tools = json_object_get(req, "tools");
+	json_t	   *functions;
+	size_t		i;
+	json_t	   *t;
+
+	if (absent(tools))
+		return true;
+	if (!json_is_array(tools))
+	{
+		*error = pstrdup("tools is not an array");
+		return false;
+	}
+	functions = json_array();
+	json_array_foreach(tools, i, t)
+	{
+		json_t	   *type = json_object_get(t, "type");
+		json_t	   *name = json_object_get(t, "name");
+		json_t	   *schema = json_object_get(t, "input_schema");
+		json_t	   *description = json_object_get(t, "description");
+		json_t	   *fn;
+
+		if (!json_is_object(t))
+			*error = psprintf("tools[%zu] is not an object", i);
+		else if (!absent(type) && !is_word(type, "custom"))
+			*error = psprintf("tools[%zu] is a tool of type \"%.64s\", which llmgw does not take (it takes client tools: {name, description, input_schema})",
+							  i, json_is_string(type) ? json_string_value(type) : "?");
+		else if (!json_is_string(name) || json_string_length(name) == 0)
+			*error = psprintf("tools[%zu] has no \"name\" string", i);
+		else if (!json_is_object(schema))
+			*error = psprintf("tools[%zu].input_schema is not an object", i);
+		else if (!absent(description) && !json_is_string(description))
+			*error = psprintf("tools[%zu].description is not a string", i);
+		else
+		{
+			fn = json_pack("{s:O}", "name", name);
+			if (json_is_string(description))
+				json_object_set(fn, "description", description);
+			json_object_set(fn, "parameters", schema);
+			json_array_append_new(functions, json_pack("{s:s, s:o}", "type", "function",
+													   "function", fn));
+			continue;
+		}
+		json_decref(functions);
+		return false;
+	}
+	/* Chat Completions refuses an empty tools array: none is none */
+	if (json_array_size(functions) > 0)
+		json_object_set_new(out, "tools", functions);
+	else
+		json_decref(functions);
+	return true;
+}
+
+/*
+ * tool_choice {type: auto|any|tool|none, name} as Chat Completions'
+ * tool_choice; disable_parallel_tool_use as parallel_tool_calls false
+ * (which Chat Completions takes only with tools).  False with *error set.
+ */
+static bool
+translate_tool_choice(json_t *req, json_t *out, char **error)
+{
+	json_t	   *tc = json_object_get(req, "tool_choice");
+	json_t	   *type = json_object_get(tc, "type");
+	json_t	   *name = json_object_get(tc, "name");
+	json_t	   *choice;
+
+	if (absent(tc))
+		return true;
+	if (is_word(type, "auto"))
+		choice = json_string("auto");
+	else if (is_word(type, "any"))
+		choice = json_string("required");
+	else if (is_word(type, "none"))
+		choice = json_string("none");
+	else if (is_word(type, "tool") && json_is_string(name))
+		choice = json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name);
+	else
+	{
+		*error = pstrdup("tool_choice is not {\"type\": \"auto\"}, {\"type\": \"any\"}, {\"type\": \"tool\", \"name\": ...} or {\"type\": \"none\"}");
+		return false;
+	}
+	json_object_set_new(out, "tool_choice", choice);
+	if (json_is_true(json_object_get(tc, "disable_parallel_tool_use")) &&
+		json_object_get(out, "tools") != NULL)
+		json_object_set_new(out, "parallel_tool_calls", json_false());
+	return true;
+}
+
+/*
+ * max_tokens, temperature, top_p, stop_sequences, stream and
+ * metadata.user_id.  top_k is dropped: Chat Completions has none.  False
+ * with *error set.
+ */
+static bool
+translate_settings(json_t *req, json_t *out, bool *stream, char **error)
+{
+	json_t	   *max_tokens = json_object_get(req, "max_tokens");
+	json_t	   *stop = json_object_get(req, "stop_sequences");
+	json_t	   *streamed = json_object_get(req, "stream");
+	json_t	   *metadata = json_object_get(req, "metadata");
+	json_t	   *user = json_object_get(metadata, "user_id");
+	const char *const numbers[] = {"temperature", "top_p"};
+	size_t		i;
+	json_t	   *s;
+
+	if (!json_is_integer(max_tokens) || json_integer_value(max_tokens) <= 0)
+	{
+		*error = pstrdup("max_tokens is missing or not a positive integer");
+		return false;
+	}
+	json_object_set(out, "max_tokens", max_tokens);
+	for (int k = 0; k < lengthof(numbers); k++)
+	{
+		json_t	   *v = json_object_get(req, numbers[k]);
+
+		if (json_is_number(v))
+			json_object_set(out, numbers[k], v);
+		else if (!absent(v))
+		{
+			*error = psprintf("%s is not a number", numbers[k]);
+			return false;
+		}
+	}
+	if (!absent(stop))
+	{
+		bool		strings = json_is_array(stop);
+
+		json_array_foreach(stop, i, s)
+			strings = strings && json_is_string(s);
+		if (!strings)
+		{
+			*error = pstrdup("stop_sequences is not an array of strings");
+			return false;
+		}
+		if (json_array_size(stop) > 0)
+			json_object_set(out, "stop", stop);
+	}
+	if (!absent(streamed) && !json_is_boolean(streamed))
+	{
+		*error = pstrdup("stream is not a boolean");
+		return false;
+	}
+	*stream = json_is_true(streamed);
+	if (*stream)
+	{
+		json_object_set_new(out, "stream", json_true());
+		json_object_set_new(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
+	}
+	if (!absent(metadata) && !json_is_object(metadata))
+	{
+		*error = pstrdup("metadata is not an object");
+		return false;
+	}
+	if (json_is_string(user))
+		json_object_set(out, "user", user);
+	else if (!absent(user))
+	{
+		*error = pstrdup("metadata.user_id is not a string");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The Anthropic Messages request a client sent, as llmgw's OpenAI-shaped
+ * chat request (palloc'd JSON text, without "model"); *model gets the
+ * "model" member and *stream the "stream" member.  NULL with *error set
+ * (one sentence naming the field) when the request is malformed.
+ */
+char *
+llmgw_anthropic_to_chat(const char *body, size_t len, char **model, bool *stream,
+						char **error)
+{
+	json_t	   *req = body ? llmgw_json_load(body, len, NULL) : NULL;
+	json_t	   *name = json_object_get(req, "model");
+	json_t	   *messages = json_object_get(req, "messages");
+	json_t	   *out = NULL;
+	json_t	   *chat;
+	char	   *text = NULL;
+	size_t		i;
+	json_t	   *m;
+
+	*model = NULL;
+	*stream = false;
+	*error = NULL;
+	if (!json_is_object(req))
+		*error = pstrdup("the request body is not a JSON object");
+	else if (!json_is_string(name))
+		*error = pstrdup("model is missing or not a string");
+	else if (json_string_length(name) == 0)
+		*error = pstrdup("model is empty");
+	else if (!json_is_array(messages) || json_array_size(messages) == 0)
+		*error = pstrdup("messages is missing, empty or not an array");
+	else
+	{
+		chat = json_array();
+		out = json_pack("{s:o}", "messages", chat);
+		if (translate_system(json_object_get(req, "system"), chat, error))
+		{
+			json_array_foreach(messages, i, m)
+			{
+				if (!translate_message(m, i, chat, error))
+					break;
+			}
+		}
+		if (*error == NULL && translate_tools(req, out, error) &&
+			translate_tool_choice(req, out, error) &&
+			translate_settings(req, out, stream, error))
+		{
+			*model = pnstrdup(json_string_value(name), json_string_length(name));
+			text = llmgw_json_dump(out);
+		}
+	}
+	if (text == NULL)
+	{
+		*stream = false;
+		if (*error == NULL)
+			*error = pstrdup("the request could not be translated");
+	}
+	json_decref(out);
+	json_decref(req);
+	return text;
+}
+
+/* Token counts of a normalised answer, each 0 when unknown */
+typedef struct AnswerUsage
+{
+	int64		input;			/* Anthropic's: cache reads and writes excluded */
+	int64		output;
+	int64		cache_read;
+	int64		cache_write;
+} AnswerUsage;
+
+/* A count of the answer's usage, 0 when unknown */
+static int64
+known(json_t *usage, const char *key)
+{
+	int64		n = llmgw_json_count(usage, key);
+
+	return n == LLMGW_TOKENS_UNKNOWN ? 0 : n;
+}
+
+/* The answer's usage in Anthropic's terms */
+static AnswerUsage
+answer_usage(json_t *answer)
+{
+	json_t	   *usage = json_object_get(answer, "usage");
+	AnswerUsage u;
+
+	u.output = known(usage, "output_tokens");
+	u.cache_read = known(usage, "cached_input_tokens");
+	u.cache_write = known(usage, "cache_write_tokens");
+	/* never below 0 (and no overflow on absurd counts) */
+	u.input = known(usage, "input_tokens");
+	u.input -= Min(u.input, u.cache_read);
+	u.input -= Min(u.input, u.cache_write);
+	return u;
+}
+
+/*
+ * A usage object.  Anthropic's SDKs and clients read these as numbers (they
+ * add them up), so an unknown count is 0, never null.
+ */
+static json_t *
+usage_value(const AnswerUsage *u)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}",
+					 "input_tokens", (json_int_t) u->input,
+					 "cache_creation_input_tokens", (json_int_t) u->cache_write,
+					 "cache_read_input_tokens", (json_int_t) u->cache_read,
+					 "output_tokens", (json_int_t) u->output);
+}
+
+/*
+ * Anthropic's stop_reason for the provider's own finish reason (OpenAI,
+ * Anthropic, Gemini, Responses API).  A stop-like reason with tool calls
+ * is tool_use; a tool-call reason without any is end_turn.
+ */
+static const char *
+stop_reason(const char *finish, bool calls)
+{
+	static const char *const max_tokens[] = {
+		"length", "max_tokens", "incomplete", "max_output_tokens",
+		"model_context_window_exceeded", NULL
+	};
+	static const char *const refusal[] = {
+		"refusal", "content_filter", "safety", "recitation", "blocklist",
+		"prohibited_content", "spii", "image_safety", "language", NULL
+	};
+	static const char *const tool_use[] = {"tool_use", "tool_calls", "function_call", NULL};
+
+	for (int k = 0; finish && max_tokens[k]; k++)
+		if (same_word(finish, max_tokens[k]))
+			return "max_tokens";
+	for (int k = 0; finish && refusal[k]; k++)
+		if (same_word(finish, refusal[k]))
+			return "refusal";
+	if (finish && same_word(finish, "stop_sequence"))
+		return "stop_sequence";
+	for (int k = 0; finish && !calls && tool_use[k]; k++)
+		if (same_word(finish, tool_use[k]))
+			return "end_turn";
+	/* stop, end_turn, STOP, completed, pause_turn, unknown, none: stop-like */
+	return calls ? "tool_use" : "end_turn";
+}
+
+/*
+ * A tool call's input: its arguments, an object as Anthropic gives, or {}
+ * when there are none.  Arguments that were not JSON (response.c leaves
+ * them as the string the provider sent) are kept as that string rather
+ * than lost.
+ */
+static json_t *
+tool_input(json_t *call)
+{
+	json_t	   *args = json_object_get(call, "arguments");
+
+	return absent(args) ? json_pack("{}") : json_incref(args);
+}
+
+/* A tool call's id, or one made from its position when the provider gave none */
+static json_t *
+tool_id(json_t *call, size_t k)
+{
+	json_t	   *id = json_object_get(call, "id");
+
+	if (json_is_string(id) && json_string_length(id) > 0)
+		return json_incref(id);
+	return json_string(psprintf("toolu_llmgw_%zu", k));
+}
+
+/* A tool call's name ("" when missing) */
+static json_t *
+tool_name(json_t *call)
+{
+	json_t	   *name = json_object_get(call, "name");
+
+	return json_is_string(name) ? json_incref(name) : json_string("");
+}
+
+/* The normalised answer, or NULL when it is not a JSON object */
+static json_t *
+load_answer(const char *answer_json)
+{
+	json_t	   *answer = answer_json ?
+		llmgw_json_load(answer_json, strlen(answer_json), NULL) : NULL;
+
+	if (json_is_object(answer))
+		return answer;
+	json_decref(answer);
+	return NULL;
+}
+
+/* The message id: msg_<id>, unless it starts so already */
+static json_t *
+message_id(const char *id, json_t *answer)
+{
+	const char *given = id ? id : json_string_value(json_object_get(answer, "id"));
+
+	if (given == NULL || *given == '\0')
+		return json_string("msg_llmgw");
+	if (strncmp(given, "msg_", 4) == 0)
+		return cstring_value(given);
+	return cstring_value(psprintf("msg_%s", given));
+}
+
+/*
+ * The Anthropic Message a client receives for a normalised answer
+ * (palloc'd JSON text).  NULL if answer_json is not a JSON object.
+ */
+char *
+llmgw_anthropic_message(const char *answer_json, const char *model, const char *id)
+{
+	json_t	   *answer = load_answer(answer_json);
+	json_t	   *message;
+	json_t	   *content;
+	json_t	   *text;
+	json_t	   *calls;
+	json_t	   *root;
+	AnswerUsage usage;
+	size_t		k;
+	json_t	   *call;
+	char	   *result;
+
+	if (answer == NULL)
+		return NULL;
+	message = json_object_get(answer, "message");
+	text = json_object_get(message, "content");
+	calls = json_object_get(message, "tool_calls");
+	content = json_array();
+	if (json_is_string(text) && json_string_length(text) > 0)
+		json_array_append_new(content, json_pack("{s:s, s:O}", "type", "text", "text", text));
+	json_array_foreach(calls, k, call)
+		json_array_append_new(content, json_pack("{s:s, s:o, s:o, s:o}", "type", "tool_use",
+												 "id", tool_id(call, k),
+												 "name", tool_name(call),
+												 "input", tool_input(call)));
+	usage = answer_usage(answer);
+	root = json_pack("{s:o, s:s, s:s, s:o, s:o, s:s, s:n, s:o}",
+					 "id", message_id(id, answer),
+					 "type", "message",
+					 "role", "assistant",
+					 "model", model ? cstring_value(model) :
+					 json_is_string(json_object_get(answer, "model")) ?
+					 json_incref(json_object_get(answer, "model")) : json_string(""),
+					 "content", content,
+					 "stop_reason",
+					 stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
+								 json_array_size(calls) > 0),
+					 "stop_sequence",
+					 "usage", usage_value(&usage));
+	result = root ? llmgw_json_dump(root) : NULL;
+	json_decref(root);
+	json_decref(answer);
+	return result;
+}
+
+/* Append one event, "event: NAME\ndata: JSON\n\n", and release data */
+static void
+emit(StringInfo buf, const char *name, json_t *data)
+{
+	appendStringInfo(buf, "event: %s\ndata: %s\n\n", name, llmgw_json_dump(data));
+	json_decref(data);
+}
+
+/* content_block_stop of block index */
+static void
+emit_block_stop(StringInfo buf, int index)
+{
+	emit(buf, "content_block_stop", json_pack("{s:s, s:i}", "type", "content_block_stop",
+											  "index", index));
+}
+
+/* A text delta (valid UTF-8) in the open text block, opening it if need be */
+static void
+emit_text(LlmgwAnthropicStream *st, StringInfo buf, const char *text, size_t len)
+{
+	if (len == 0)
+		return;
+	if (!st->text_open)
+	{
+		emit(buf, "content_block_start",
+			 json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start",
+					   "index", st->next_index, "content_block", "type", "text", "text", ""));
+		st->text_open = true;
+		st->next_index++;
+	}
+	emit(buf, "content_block_delta",
+		 json_pack("{s:s, s:i, s:{s:s, s:o}}", "type", "content_block_delta",
+				   "index", st->next_index - 1, "delta", "type", "text_delta",
+				   "text", json_stringn(text, len)));
+	st->text_sent = true;
+}
+
+/* message_start (usage zeros, content []) appended to buf */
+void
+llmgw_anthropic_stream_start(LlmgwAnthropicStream *st, StringInfo buf, const char *model,
+							 const char *id)
+{
+	AnswerUsage zero = {0, 0, 0, 0};
+
+	memset(st, 0, sizeof(*st));
+	emit(buf, "message_start",
+		 json_pack("{s:s, s:{s:o, s:s, s:s, s:o, s:[], s:n, s:n, s:o}}",
+				   "type", "message_start",
+				   "message",
+				   "id", message_id(id ? id : "", NULL),
+				   "type", "message",
+				   "role", "assistant",
+				   "model", cstring_value(model),
+				   "content",
+				   "stop_reason",
+				   "stop_sequence",
+				   "usage", usage_value(&zero)));
+}
+
+/*
+ * A piece of the answer's text.  A UTF-8 character the piece cuts short is
+ * kept for the next piece; bytes that are not UTF-8 become U+FFFD.
+ */
+void
+llmgw_anthropic_stream_text(LlmgwAnthropicStream *st, StringInfo buf, const char *text,
+							size_t len)
+{
+	StringInfoData joined;
+	char	   *valid;
+	size_t		n;
+	int			cut;
+
+	if (text == NULL)
+		len = 0;
+	initStringInfo(&joined);
+	appendBinaryStringInfo(&joined, st->pending, st->pending_len);
+	if (len > 0)
+		appendBinaryStringInfo(&joined, text, (int) len);
+	valid = valid_utf8(joined.data, joined.len, &n, &cut);
+	st->pending_len = cut;
+	memcpy(st->pending, joined.data + joined.len - cut, cut);
+	emit_text(st, buf, valid, n);
+}
+
+/* The tool calls of the answer, each as a whole tool_use block */
+static void
+emit_tool_uses(LlmgwAnthropicStream *st, StringInfo buf, json_t *calls)
+{
+	size_t		k;
+	json_t	   *call;
+
+	json_array_foreach(calls, k, call)
+	{
+		json_t	   *input = tool_input(call);
+
+		emit(buf, "content_block_start",
+			 json_pack("{s:s, s:i, s:{s:s, s:o, s:o, s:{}}}", "type", "content_block_start",
+					   "index", st->next_index, "content_block", "type", "tool_use",
+					   "id", tool_id(call, k), "name", tool_name(call), "input"));
+		emit(buf, "content_block_delta",
+			 json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
+					   "index", st->next_index, "delta", "type", "input_json_delta",
+					   "partial_json", llmgw_json_dump(input)));
+		emit_block_stop(buf, st->next_index);
+		st->next_index++;
+		json_decref(input);
+	}
+}
+
+/*
+ * The end, given the final normalised answer: closes the text, sends the
+ * answer's text if none was streamed, then its tool calls, message_delta
+ * (stop_reason, usage) and message_stop.  An unreadable answer ends the
+ * message with what was streamed (end_turn, usage unknown).
+ */
+void
+llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char *answer_json)
+{
+	json_t	   *answer = load_answer(answer_json);
+	json_t	   *message = json_object_get(answer, "message");
+	json_t	   *text = json_object_get(message, "content");
+	json_t	   *calls = json_object_get(message, "tool_calls");
+	AnswerUsage usage = answer_usage(answer);
+
+	/* a character cut short that never came whole */
+	if (st->pending_len > 0)
+	{
+		st->pending_len = 0;
+		emit_text(st, buf, "\xEF\xBF\xBD", 3);
+	}
+	if (!st->text_sent && json_is_string(text))
+		emit_text(st, buf, json_string_value(text), json_string_length(text));
+	if (st->text_open)
+	{
+		emit_block_stop(buf, st->next_index - 1);
+		st->text_open = false;
+	}
+	if (json_is_array(calls))
+		emit_tool_uses(st, buf, calls);
+	emit(buf, "message_delta",
+		 json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta",
+				   "delta",
+				   "stop_reason",
+				   stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
+							   json_array_size(calls) > 0),
+				   "stop_sequence",
+				   "usage", usage_value(&usage)));
+	emit(buf, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+	json_decref(answer);
+}
+
+/* The error object {"type", "message"} (api_error when no type is given) */
+static json_t *
+error_value(const char *type, const char *message)
+{
+	return json_pack("{s:o, s:o}", "type", cstring_value(type ? type : "api_error"),
+					 "message", cstring_value(message));
+}
+
+/* An error event mid-stream */
+void
+llmgw_anthropic_stream_error(StringInfo buf, const char *type, const char *message)
+{
+	emit(buf, "error", json_pack("{s:s, s:o}", "type", "error",
+								 "error", error_value(type, message)));
+}
+
+/* The error body of a non-streamed response (palloc'd) */
+char *
+llmgw_anthropic_error(const char *type, const char *message)
+{
+	json_t	   *root = json_pack("{s:s, s:o}", "type", "error", "error",
+								 error_value(type, message));
+	char	   *text = llmgw_json_dump(root);
+
+	json_decref(root);
+	return text;
+}
+
+/*
+ * Anthropic's error type for an HTTP status, as its API documents them;
+ * any other 4xx is invalid_request_error, any other status api_error.
+ */
+const char *
+llmgw_anthropic_error_type(int http_status)
+{
+	switch (http_status)
+	{
+		case 400:
+			return "invalid_request_error";
+		case 401:
+			return "authentication_error";
+		case 402:
+			return "billing_error";
+		case 403:
+			return "permission_error";
+		case 404:
+			return "not_found_error";
+		case 413:
+			return "request_too_large";
+		case 429:
+			return "rate_limit_error";
+		case 503:
+		case 529:
+			return "overloaded_error";
+		case 504:
+			return "timeout_error";
+		default:
+			return (http_status >= 400 && http_status < 500) ?
+				"invalid_request_error" : "api_error";
+	}
+}
