@@ -18,9 +18,13 @@ trap 'llmgw_cluster_stop; llmgw_mock_stop; rm -rf "$LLMGW_TMP"' EXIT
 export DEMO_KEY=sk-demo-not-a-real-key
 LLMGW_SERVER_ENV="DEMO_KEY=$DEMO_KEY"
 llmgw_mock_start --require-key "$DEMO_KEY"
+# the HTTP front door on loopback (docs/http.md)
+HTTP_PORT=$(llmgw_free_port)
+LLMGW_EXTRA_CONF="llmgw.http_listen = '127.0.0.1:$HTTP_PORT'"
 llmgw_cluster_start
 
-psql -X -v ON_ERROR_STOP=1 -v mock_url="$LLMGW_MOCK_URL" -e <<'SQL'
+KEYFILE=$LLMGW_TMP/demo.key
+psql -X -v ON_ERROR_STOP=1 -v mock_url="$LLMGW_MOCK_URL" -v keyfile="$KEYFILE" -e <<'SQL'
 CREATE EXTENSION llmgw;
 -- the provider's key stays in the server's environment; only its name is stored
 SELECT llmgw.create_provider('mock', 'openai_compatible', :'mock_url', secret => 'env:DEMO_KEY');
@@ -45,4 +49,20 @@ RESET llmgw.api_key;
 -- what finance sees
 SELECT team, model, calls, cost FROM llmgw.spend_daily ORDER BY team NULLS FIRST;
 SELECT name, limit_amount, spent, reserved, remaining, resets_at FROM llmgw.budget_status;
+\set ECHO none
+\t on
+\a
+\o :keyfile
+SELECT :'key';
+\o
 SQL
+
+# The same key and budget through the HTTP front door, as an OpenAI client would call it
+KEY=$(tr -d ' \n' <"$KEYFILE")
+echo
+echo "+ curl http://127.0.0.1:$HTTP_PORT/v1/chat/completions -H 'Authorization: Bearer <the key>' ..."
+curl -sS -D - "http://127.0.0.1:$HTTP_PORT/v1/chat/completions" \
+    -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d '{"model": "demo", "messages": [{"role": "user", "content": "Hello through the front door"}], "user": "demo-app"}'
+echo
+psql -X -e -c "SELECT request_id, key_id, model, status, cost, tags FROM llmgw.usage WHERE key_id IS NOT NULL ORDER BY id"

@@ -3,7 +3,7 @@
 
 PGBIN=/usr/lib/postgresql/15/bin
 PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev
-libjansson-dev libmicrohttpd-dev libipc-run-perl libevent-dev make gcc clang libfuzzer-14-dev"
+libjansson-dev libmicrohttpd-dev curl libipc-run-perl libevent-dev make gcc clang libfuzzer-14-dev"
 
 # Install what is missing (apt-get update once, only when something is)
 llmgw_install_packages() {
@@ -44,6 +44,7 @@ max_connections = 100
 llmgw.database = 'postgres'
 llmgw.secret_env_prefix = 'LLMGW_'
 llmgw.secret_directory = '$LLMGW_TMP/secrets'
+${LLMGW_EXTRA_CONF:-}
 CONF
     runuser -u postgres -- env ${LLMGW_SERVER_ENV:-} $PGBIN/pg_ctl -D "$LLMGW_TMP/data" \
         -l "$LLMGW_TMP/server.log" -w start >/dev/null
@@ -73,4 +74,9 @@ llmgw_mock_stop() {
     [ -n "${LLMGW_MOCK_PID:-}" ] && kill "$LLMGW_MOCK_PID" 2>/dev/null
     wait "${LLMGW_MOCK_PID:-}" 2>/dev/null
     return 0
+}
+
+# A free TCP port on 127.0.0.1
+llmgw_free_port() {
+    perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport'
 }
