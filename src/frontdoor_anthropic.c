@@ -732,6 +732,35 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 }
 
 /*
+ * The request body as a JSON object; NULL with *error set when it is not
+ * one.  A string holding \u0000 is refused: llmgw's providers read
+ * requests as C strings.
+ */
+static json_t *
+read_body(const char *body, size_t len, char **error)
+{
+	json_error_t jerr;
+	json_t	   *req = body ? llmgw_json_load(body, len, &jerr) : NULL;
+	json_t	   *with_nul;
+
+	*error = NULL;
+	if (json_is_object(req))
+		return req;
+	if (req != NULL || body == NULL)
+		*error = pstrdup("the request body is not a JSON object");
+	else if ((with_nul = json_loadb(body, len, JSON_ALLOW_NUL, NULL)) != NULL)
+	{
+		json_decref(with_nul);
+		*error = pstrdup("the request body holds a \\u0000 character in a string, which llmgw does not take");
+	}
+	else
+		*error = psprintf("the request body is not valid JSON (line %d, column %d: %.200s)",
+						  jerr.line, jerr.column, jerr.text);
+	json_decref(req);
+	return NULL;
+}
+
+/*
  * The Anthropic Messages request a client sent, as llmgw's OpenAI-shaped
  * chat request (palloc'd JSON text, without "model"); *model gets the
  * "model" member and *stream the "stream" member.  NULL with *error set
@@ -741,7 +770,7 @@ char *
 llmgw_anthropic_to_chat(const char *body, size_t len, char **model, bool *stream,
 						char **error)
 {
-	json_t	   *req = body ? llmgw_json_load(body, len, NULL) : NULL;
+	json_t	   *req = read_body(body, len, error);
 	json_t	   *name = json_object_get(req, "model");
 	json_t	   *messages = json_object_get(req, "messages");
 	json_t	   *out = NULL;
@@ -752,10 +781,9 @@ llmgw_anthropic_to_chat(const char *body, size_t len, char **model, bool *stream
 
 	*model = NULL;
 	*stream = false;
-	*error = NULL;
-	if (!json_is_object(req))
-		*error = pstrdup("the request body is not a JSON object");
-	else if (!json_is_string(name))
+	if (req == NULL)
+		return NULL;			/* read_body said why */
+	if (!json_is_string(name))
 		*error = pstrdup("model is missing or not a string");
 	else if (json_string_length(name) == 0)
 		*error = pstrdup("model is empty");

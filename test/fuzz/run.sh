@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build and run one libFuzzer target per provider wire format (clang,
 # AddressSanitizer with leak detection, UBSan), seeded from
-# ../shared/corpus when it is there.  --short: 5 s each (the test suite);
-# default: 60 s each.  Prints libFuzzer's final stats for each.
+# ../shared/corpus when it is there, and one for the front door's Anthropic
+# Messages API (fuzz_frontdoor_anthropic.c, seeded from requests_anthropic/).
+# --short: 5 s each (the test suite); default: 60 s each.  Prints
+# libFuzzer's final stats for each.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -43,14 +45,19 @@ seed() {
     echo "$dir"
 }
 
+# seeds of the front door's Anthropic target: client requests and answers
+seed_frontdoor() {
+    local dir="$BUILD/seeds_frontdoor_anthropic"
+    mkdir -p "$dir"
+    cp "$HERE"/requests_anthropic/*.json "$dir"/
+    echo "$dir"
+}
+
 status=0
-for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*responses*' \
-              anthropic:'anthropic-*' gemini:'gemini-*'; do
-    name=${target%%:*}
-    pattern=${target#*:}
-    clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
-        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl /usr/lib/postgresql/15/lib/libpgcommon.a
-    seeds=$(eval seed "$name" "\"$pattern\"")
+# Run target name (built as $BUILD/fuzz_NAME) on its regressions, then fuzz
+# it from seeds
+run_target() {
+    local name=$1 seeds=$2
     mkdir -p "$BUILD/work_$name"
     # inputs that once broke this parser, kept so they never do again
     for r in "$HERE"/regressions/"$name"-*; do
@@ -66,5 +73,23 @@ for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*res
         tail -40 "$BUILD/fuzz_$name.log"
     fi
     grep -a -E 'stat::(number_of_executed_units|new_units_added|peak_rss)|DONE' "$BUILD/fuzz_$name.log" | tail -4
+}
+
+for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*responses*' \
+              anthropic:'anthropic-*' gemini:'gemini-*' frontdoor_anthropic:; do
+    name=${target%%:*}
+    pattern=${target#*:}
+    if [ "$name" = frontdoor_anthropic ]; then
+        clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_anthropic.c" \
+            "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
+            "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c" \
+            -ljansson /usr/lib/postgresql/15/lib/libpgcommon.a
+        run_target "$name" "$(seed_frontdoor)"
+        continue
+    fi
+    clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
+        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl /usr/lib/postgresql/15/lib/libpgcommon.a
+    seeds=$(eval seed "$name" "\"$pattern\"")
+    run_target "$name" "$seeds"
 done
 exit $status
