@@ -33,6 +33,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
@@ -207,12 +208,36 @@ reply(FrontRequest *r, unsigned int status, const char *body, LlmgwCall *call)
 	r->status = status;
 }
 
+/* A copy of s with every byte that is not part of valid UTF-8 as '?' */
+static char *
+utf8_clean(const char *s)
+{
+	char	   *copy = pstrdup(s);
+	unsigned char *p = (unsigned char *) copy;
+
+	while (*p)
+	{
+		int			len = pg_utf_mblen(p);
+
+		if (!pg_utf8_islegal(p, len) || strnlen((char *) p, len) < (size_t) len)
+		{
+			*p++ = '?';
+			continue;
+		}
+		p += len;
+	}
+	return copy;
+}
+
 /* An error in the envelope of the client's API, with a stable code */
 static void
 reply_error(FrontRequest *r, unsigned int status, const char *code, const char *message,
 			double retry_after_s, LlmgwCall *call)
 {
 	char	   *body;
+
+	/* a provider's message may not be UTF-8: JSON must be */
+	message = utf8_clean(message);
 
 	if (is_anthropic(r))
 	{
@@ -944,7 +969,7 @@ failure(FrontRequest *r, LlmgwCall *call)
 	char	   *text;
 
 	llmgw_call_error(call, &message, &detail, &hint);
-	text = detail ? psprintf("%s: %s", message, detail) : message;
+	text = utf8_clean(detail ? psprintf("%s: %s", message, detail) : message);
 	if (r->sse)
 	{
 		if (is_anthropic(r))
