@@ -937,7 +937,8 @@ answer(FrontRequest *r, LlmgwCall *call)
 		{
 			if (rest && *rest)
 				llmgw_anthropic_stream_text(&r->anthropic, &r->out, rest, strlen(rest));
-			llmgw_anthropic_stream_end(&r->anthropic, &r->out, result ? result : "{}");
+			llmgw_anthropic_stream_end(&r->anthropic, &r->out, result ? result : "{}",
+									   proof_json(call));
 		}
 		else
 			llmgw_openai_stream_end(&r->out, &meta, result ? result : "{}", rest,

@@ -1125,12 +1125,15 @@ emit_tool_uses(LlmgwAnthropicStream *st, StringInfo buf, json_t *calls)
 /*
  * The end, given the final normalised answer: closes the text, sends the
  * answer's text if none was streamed, then its tool calls, message_delta
- * (stop_reason, usage) and message_stop.  An unreadable answer ends the
- * message with what was streamed (end_turn, usage unknown).
+ * (stop_reason, usage, and llmgw's route and billing proof, JSON text, in an
+ * "llmgw" member when given) and message_stop.  An unreadable answer ends
+ * the message with what was streamed (end_turn, usage unknown).
  */
 void
-llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char *answer_json)
+llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char *answer_json,
+						   const char *proof)
 {
+	json_t	   *delta;
 	json_t	   *answer = load_answer(answer_json);
 	json_t	   *message = json_object_get(answer, "message");
 	json_t	   *text = json_object_get(message, "content");
@@ -1152,14 +1155,22 @@ llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char 
 	}
 	if (json_is_array(calls))
 		emit_tool_uses(st, buf, calls);
-	emit(buf, "message_delta",
-		 json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta",
-				   "delta",
-				   "stop_reason",
-				   stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
-							   json_array_size(calls) > 0),
-				   "stop_sequence",
-				   "usage", usage_value(&usage)));
+	delta = json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta",
+					  "delta",
+					  "stop_reason",
+					  stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
+								  json_array_size(calls) > 0),
+					  "stop_sequence",
+					  "usage", usage_value(&usage));
+	if (proof && delta)
+	{
+		json_t	   *p = llmgw_json_load(proof, strlen(proof), NULL);
+
+		if (json_is_object(p))
+			json_object_set(delta, "llmgw", p);
+		json_decref(p);
+	}
+	emit(buf, "message_delta", delta);
 	emit(buf, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 	json_decref(answer);
 }

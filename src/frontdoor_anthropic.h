@@ -63,7 +63,7 @@ extern void llmgw_anthropic_stream_text(LlmgwAnthropicStream *st, StringInfo buf
  * message_stop.  An unreadable answer ends the message as it stands.
  */
 extern void llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf,
-									   const char *answer_json);
+									   const char *answer_json, const char *proof);
 
 /* An error event mid-stream */
 extern void llmgw_anthropic_stream_error(StringInfo buf, const char *type,

@@ -261,13 +261,13 @@ fuzz_stream(const char *data, size_t size, const char *answer)
 	llmgw_anthropic_stream_text(&st, &buf, data, a);
 	llmgw_anthropic_stream_text(&st, &buf, data + a, b - a);
 	llmgw_anthropic_stream_text(&st, &buf, data + b, size - b);
-	llmgw_anthropic_stream_end(&st, &buf, answer);
+	llmgw_anthropic_stream_end(&st, &buf, answer, NULL);
 	check_stream(buf.data, buf.len);
 
 	/* the answer alone, nothing streamed before it */
 	resetStringInfo(&buf);
 	llmgw_anthropic_stream_start(&st, &buf, answer, answer);
-	llmgw_anthropic_stream_end(&st, &buf, answer);
+	llmgw_anthropic_stream_end(&st, &buf, answer, NULL);
 	check_stream(buf.data, buf.len);
 
 	resetStringInfo(&buf);
