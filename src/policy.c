@@ -433,7 +433,8 @@ identify(LlmgwCall *call)
 
 		if (k == NULL)
 			return refuse(call, LLMGW_ERR_INVALID_KEY, pstrdup("invalid virtual key"),
-						  pstrdup("The key in llmgw.api_key is not a key of this gateway."),
+						  pstrdup(call->front ? "The key the request presented is not a key of this gateway." :
+								  "The key in llmgw.api_key is not a key of this gateway."),
 						  pstrdup("Check the key, or ask an llmgw_admin for one (llmgw.create_key)."));
 		if (k->revoked)
 			return refuse(call, LLMGW_ERR_INVALID_KEY,
