@@ -37,32 +37,11 @@ static const char *const image_media_types[] = {
 	"image/jpeg", "image/png", "image/gif", "image/webp", NULL
 };
 
-/* c in lower case, if it is an ASCII letter (whatever the locale) */
-static char
-ascii_lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
 /* Are a and b the same, ignoring ASCII case? */
-static bool
-same_word(const char *a, const char *b)
-{
-	for (; *a && *b; a++, b++)
-		if (ascii_lower(*a) != ascii_lower(*b))
-			return false;
-	return *a == *b;
-}
+#define same_word(a, b) (pg_strcasecmp((a), (b)) == 0)
 
-/* Does s start with prefix (lower case), ignoring ASCII case? */
-static bool
-starts_with(const char *s, const char *prefix)
-{
-	for (; *prefix; s++, prefix++)
-		if (ascii_lower(*s) != *prefix)
-			return false;
-	return true;
-}
+/* Does s start with prefix, ignoring ASCII case? */
+#define starts_with(s, prefix) (pg_strncasecmp((s), (prefix), strlen(prefix)) == 0)
 
 /* Is v a JSON string equal to s? */
 static bool

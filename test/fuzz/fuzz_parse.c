@@ -9,6 +9,7 @@
 
 #include "provider.h"
 #include "jsonutil.h"
+#include "sse.h"
 #include "pg_stubs.h"
 
 /* Build a request: a body must be a JSON object, a refusal must say why */
@@ -32,6 +33,14 @@ fuzz_build(const char *data, size_t size)
 		abort();
 	json_decref(root);
 	free(body);
+}
+
+/* SSE handler: the text an event carries, as the front door reads it */
+static void
+stream_text_event(void *arg, const char *event, const char *data, size_t len)
+{
+	if (FUZZ_PROVIDER.stream_text)
+		FUZZ_PROVIDER.stream_text(data, len, (StringInfo) arg);
 }
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -63,7 +72,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if (mode == 1)
+	{
+		StringInfoData text;
+
 		FUZZ_PROVIDER.parse_stream((const char *) data, size, &out);
+		/* the front door's reading of the same events, one at a time */
+		initStringInfo(&text);
+		llmgw_sse_parse((const char *) data, size, stream_text_event, &text);
+		if (text.len != (int) strlen(text.data))
+			abort();
+	}
 	else if (mode == 2 && FUZZ_PROVIDER.parse_embed)
 		FUZZ_PROVIDER.parse_embed((const char *) data, size, status, &out);
 	else

@@ -83,12 +83,12 @@ for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*res
         clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_anthropic.c" \
             "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
             "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c" \
-            -ljansson /usr/lib/postgresql/15/lib/libpgcommon.a
+            -ljansson /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
         run_target "$name" "$(seed_frontdoor)"
         continue
     fi
     clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
-        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl /usr/lib/postgresql/15/lib/libpgcommon.a
+        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
     seeds=$(eval seed "$name" "\"$pattern\"")
     run_target "$name" "$seeds"
 done
