@@ -1,4 +1,4 @@
-/* llmgw--0.2.sql: providers, models, usage and the calling functions */
+/* llmgw--0.3.sql: providers, models, usage and the calling functions */
 
 \echo Use "CREATE EXTENSION llmgw" to load this file. \quit
 
