@@ -361,6 +361,9 @@ const scenarios = {
 		const b = openai(keys.budget);
 		out.budget_first = await attempt(OpenAI, () => chatFacts(b, { model: 'metered', messages, max_tokens: 5 }));
 		out.budget = await attempt(OpenAI, () => b.chat.completions.create({ model: 'metered', messages, max_tokens: 5 }));
+		const d = openai(keys.daily);
+		out.daily_first = await attempt(OpenAI, () => chatFacts(d, { model: 'metered', messages, max_tokens: 5 }));
+		out.daily = await attempt(OpenAI, () => d.chat.completions.create({ model: 'metered', messages, max_tokens: 5 }));
 
 		const rpm = openai(keys.rpm);
 		out.rpm_allowed = [];
@@ -392,7 +395,8 @@ const scenarios = {
 		const messages = ask('hello from the anthropic sdk');
 
 		out.plain = await attempt(Anthropic, async () => {
-			const { data, response } = await a.messages.create({ model: 'demo', max_tokens: 100, messages })
+			const { data, response } = await a.messages.create({ model: 'demo', max_tokens: 100, messages,
+				metadata: { user_id: 'bob' } }, { headers: { 'x-llmgw-tags': '{"source":"anthropic-sdk"}' } })
 				.withResponse();
 			return { message: data, headers: headersOf(response.headers) };
 		});
@@ -402,15 +406,22 @@ const scenarios = {
 			const stream = a.messages.stream({ model: 'paced', max_tokens: 100, messages });
 			const texts = [];
 			const events = [];
+			let proof = null;
 			let first_text_ms = null;
 
 			stream.on('text', (t) => {
 				texts.push(t);
 				first_text_ms ??= performance.now() - t0;
 			});
-			stream.on('streamEvent', (e) => events.push(e.type));
+			stream.on('streamEvent', (e) => {
+				events.push(e.type);
+				if (e.type === 'message_delta')
+					proof = e.llmgw ?? null;
+			});
+			const { data: s, response } = await stream.withResponse();
 			const message = await stream.finalMessage();
-			return { texts, events, message, first_text_ms, end_ms: performance.now() - t0 };
+			return { texts, events, message, proof, first_text_ms, end_ms: performance.now() - t0,
+				headers: headersOf(response.headers) };
 		});
 
 		out.tools = await attempt(Anthropic, async () => {

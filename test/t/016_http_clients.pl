@@ -12,9 +12,11 @@
 #   JSON mode, embeddings (base64 by default, decoded), models of an
 #   allow-list, user/metadata/x-llmgw-tags in usage.tags;
 # - every error class as the SDK's exception (maxRetries 0) with its stable
-#   code in the body and x-llmgw-error-code; a key revoked between two calls
-#   on one kept-alive connection;
-# - Anthropic: messages plain, streamed, tools (streamed too), errors;
+#   code in the body and x-llmgw-error-code, Retry-After of a rate limit and
+#   of a daily budget; a key revoked between two calls on one kept-alive
+#   connection;
+# - Anthropic: messages plain, streamed (proof in message_delta), tools
+#   (streamed too), tags, errors;
 # - 4*K concurrent HTTP calls against a hard budget of K calls: exactly K;
 # - a team's rate limit shared by SQL and HTTP calls of one key.
 #
@@ -139,6 +141,7 @@ for my $k (
 	[ 'allow',  'web',   q{allowed_models => '{demo,priced}'} ],
 	[ 'revoke', 'web',   undef ],
 	[ 'budget', 'web',   undef ],
+	[ 'daily',  'web',   undef ],
 	[ 'rpm',    'web',   'rpm_limit => 2' ],
 	[ 'race',   'web',   undef ],
 	[ 'mixed',  'mixed', undef ])
@@ -148,7 +151,8 @@ for my $k (
 my $web_team = $node->safe_psql('postgres', "SELECT llmgw.team_id('web')");
 my $mixed_team = $node->safe_psql('postgres', "SELECT llmgw.team_id('mixed')");
 $node->safe_psql('postgres',
-	"SELECT llmgw.create_budget('one call', 'key', '$key_ids{budget}', 'total', 0.01)");
+	"SELECT llmgw.create_budget('one call', 'key', '$key_ids{budget}', 'total', 0.01);
+	 SELECT llmgw.create_budget('one call a day', 'key', '$key_ids{daily}', 'day', 0.01)");
 
 # Run a scenario of clients.mjs; its JSON answer
 sub scenario
@@ -344,6 +348,15 @@ error_is($e->{unknown_model}, 'NotFoundError', 404, 'unknown_model', 'unknown mo
 ok($e->{budget_first}{ok}, 'budget of one call: the first call passes') or diag(explain($e->{budget_first}));
 error_is($e->{budget}, 'RateLimitError', 429, 'budget_exhausted',
 	'exhausted hard budget: RateLimitError, code budget_exhausted');
+ok($e->{daily_first}{ok}, 'daily budget of one call: the first call passes') or diag(explain($e->{daily_first}));
+error_is($e->{daily}, 'RateLimitError', 429, 'budget_exhausted', 'exhausted daily budget: RateLimitError, code budget_exhausted');
+my $until_midnight = q1("SELECT ceil(extract(epoch FROM llmgw.period_end('day') - now()))");
+my $daily_retry = $e->{daily}{headers}{'retry-after'};
+ok(defined $daily_retry && $daily_retry =~ /^\d+$/ && $daily_retry > 0 && abs($daily_retry - $until_midnight) <= 60,
+	'exhausted daily budget: Retry-After is the end of the period (' . ($daily_retry // 'none')
+	  . " s, $until_midnight s to go)") or diag(explain($e->{daily}));
+ok(!defined $e->{budget}{headers}{'retry-after'}, 'exhausted lifetime budget: no Retry-After (it never resets)')
+  or diag(explain($e->{budget}));
 ok(!(grep { !$_->{ok} } @{ $e->{rpm_allowed} }), 'rpm limit 2: two calls pass')
   or diag(explain($e->{rpm_allowed}));
 error_is($e->{rpm}, 'RateLimitError', 429, 'local_rate_limit', 'rpm limit: RateLimitError, code local_rate_limit');
@@ -368,7 +381,7 @@ my @bad = grep {
 	  && defined $b->{message} && defined $b->{type} && exists $b->{param}
 	  && $_->{headers}{'content-type'} =~ m{^application/json})
 } @errors;
-ok(@errors == 14 && !@bad, scalar(@errors) . ' errors: each body {message, type, param, code} with the x-llmgw-error-code header')
+ok(@errors == 15 && !@bad, scalar(@errors) . ' errors: each body {message, type, param, code} with the x-llmgw-error-code header')
   or diag(explain(\@bad));
 my @no_id = grep { !$_->{headers}{'x-request-id'} } map { $e->{$_} }
   qw(budget rpm context server timeout not_allowed unknown_model);
@@ -394,6 +407,9 @@ is(q1("SELECT count(*) || '|' || min(key_id) || '|' || min(input_tokens) || '|' 
 	    FROM llmgw.usage WHERE request_id = '$aid'"),
 	"1|$key_ids{main}|" . ($am->{usage}{input_tokens} // '') . '|' . ($am->{usage}{output_tokens} // ''),
 	'anthropic messages.create: x-request-id is its usage row, same tokens');
+is(q1("SELECT tags = '{\"user\":\"bob\",\"source\":\"anthropic-sdk\"}'::jsonb FROM llmgw.usage WHERE request_id = '$aid'"),
+	't', 'anthropic metadata.user_id and x-llmgw-tags land in usage.tags')
+  or diag(q1("SELECT tags FROM llmgw.usage WHERE request_id = '$aid'"));
 my $as = $a->{stream};
 my $asm = $as->{message} // {};
 ok($as->{ok} && join('', @{ $as->{texts} }) eq $am->{content}[0]{text} && @{ $as->{texts} } > 1
@@ -406,6 +422,11 @@ ok($as->{ok} && defined $as->{first_text_ms} && $as->{first_text_ms} + 300 < $as
 ok($as->{ok} && $asm->{stop_reason} eq 'end_turn' && $asm->{usage}{output_tokens} > 0
 	  && $as->{events}[0] eq 'message_start' && $as->{events}[-1] eq 'message_stop',
 	'anthropic messages.stream: message_start .. message_stop, stop_reason and usage')
+  or diag(explain($as));
+my $asid = $as->{headers}{'x-request-id'} // '';
+ok($as->{ok} && $as->{proof} && $as->{proof}{request_id} eq $asid && $as->{proof}{deployment} eq 'mock/mock-model;pace:100'
+	  && $as->{proof}{attempts} == 1,
+	'anthropic messages.stream: message_delta carries the proof (request_id = x-request-id)')
   or diag(explain($as));
 my $at = $a->{tools}{message} // {};
 my ($tu) = grep { $_->{type} eq 'tool_use' } @{ $at->{content} // [] };
