@@ -45,6 +45,7 @@
 typedef struct Behaviour
 {
 	int			delay_ms;
+	int			pace_ms;		/* a stream: one event every pace_ms (0: at once) */
 	int			status;
 	int			fail_first;		/* -1: always */
 	int			fail_every;		/* fail one request in N (0: not used) */
@@ -89,6 +90,7 @@ typedef struct Pending
 	char	   *content_type;
 	struct evbuffer *body;
 	bool		stream;
+	int			pace_ms;		/* a paced stream: the events not sent yet are in body */
 } Pending;
 
 static atomic_long total_requests;
@@ -161,6 +163,7 @@ apply_directive(Behaviour *b, const char *d)
 		return;
 	}
 	if (sscanf(d, "delay:%d", &b->delay_ms) == 1 ||
+		sscanf(d, "pace:%d", &b->pace_ms) == 1 ||
 		sscanf(d, "cache_write:%ld", &b->cache_write) == 1 ||
 		sscanf(d, "status:%d", &b->status) == 1 ||
 		sscanf(d, "fail_first:%d", &b->fail_first) == 1 ||
@@ -304,14 +307,77 @@ pending_gone(evutil_socket_t fd, short what, void *arg)
 	evhttp_connection_free(p->conn);
 }
 
-/* Stream a chat completion as SSE chunks, kept whole in body */
-static void
-send_stream(struct evhttp_request *req, struct evbuffer *body)
+/* Bytes of the first SSE event of buf (up to its blank line), or all of it */
+static size_t
+first_event_length(struct evbuffer *buf)
 {
+	struct evbuffer_ptr lf = evbuffer_search(buf, "\n\n", 2, NULL);
+	struct evbuffer_ptr crlf = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
+	size_t		len = evbuffer_get_length(buf);
+
+	if (lf.pos >= 0)
+		len = (size_t) lf.pos + 2;
+	if (crlf.pos >= 0 && (size_t) crlf.pos + 4 < len)
+		len = (size_t) crlf.pos + 4;
+	return len;
+}
+
+/* Send the next event of a paced stream; end the reply after the last */
+static void
+paced_fire(evutil_socket_t fd, short what, void *arg)
+{
+	Pending    *p = arg;
+	struct evbuffer *chunk = evbuffer_new();
+	struct timeval tv = {p->pace_ms / 1000, (p->pace_ms % 1000) * 1000};
+
+	(void) fd;
+	(void) what;
+	evbuffer_remove_buffer(p->body, chunk, first_event_length(p->body));
+	evhttp_send_reply_chunk(p->req, chunk);
+	evbuffer_free(chunk);
+	if (evbuffer_get_length(p->body) > 0)
+	{
+		evtimer_add(p->timer, &tv);
+		return;
+	}
+	evhttp_connection_set_closecb(p->conn, NULL, NULL);
+	evhttp_send_reply_end(p->req);
+	pending_free(p);
+}
+
+/*
+ * Stream a chat completion as SSE chunks, kept whole in body: at once, or
+ * one event every pace_ms milliseconds (the events are moved out of body)
+ */
+static void
+send_stream(struct evhttp_request *req, struct evbuffer *body, int pace_ms)
+{
+	Pending    *p;
+	struct evhttp_connection *conn;
+	evutil_socket_t fd;
+
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/event-stream");
 	evhttp_send_reply_start(req, 200, "OK");
-	evhttp_send_reply_chunk(req, body);
-	evhttp_send_reply_end(req);
+	if (pace_ms <= 0)
+	{
+		evhttp_send_reply_chunk(req, body);
+		evhttp_send_reply_end(req);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	conn = evhttp_request_get_connection(req);
+	p->req = req;
+	p->conn = conn;
+	p->stream = true;
+	p->pace_ms = pace_ms;
+	p->body = evbuffer_new();
+	evbuffer_add_buffer(p->body, body);
+	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
+	evhttp_connection_set_closecb(conn, pending_closed, p);
+	p->gone = event_new(evhttp_connection_get_base(conn), fd, EV_CLOSED, pending_gone, p);
+	event_add(p->gone, NULL);
+	p->timer = evtimer_new(evhttp_connection_get_base(conn), paced_fire, p);
+	paced_fire(-1, 0, p);
 }
 
 /* The delay of a pending reply is over */
@@ -324,7 +390,7 @@ pending_fire(evutil_socket_t fd, short what, void *arg)
 	(void) what;
 	evhttp_connection_set_closecb(p->conn, NULL, NULL);
 	if (p->stream)
-		send_stream(p->req, p->body);
+		send_stream(p->req, p->body, p->pace_ms);
 	else
 		send_now(p->req, p->status, p->content_type, p->body);
 	pending_free(p);
@@ -342,7 +408,7 @@ reply(struct evhttp_request *req, const Behaviour *b, int status, const char *ct
 	if (b->delay_ms <= 0 && !b->stall)
 	{
 		if (stream)
-			send_stream(req, body);
+			send_stream(req, body, b->pace_ms);
 		else
 			send_now(req, status, ctype, body);
 		evbuffer_free(body);
@@ -355,6 +421,7 @@ reply(struct evhttp_request *req, const Behaviour *b, int status, const char *ct
 	p->content_type = strdup(ctype);
 	p->body = body;
 	p->stream = stream;
+	p->pace_ms = b->pace_ms;
 	base = evhttp_connection_get_base(p->conn);
 	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(p->conn));
 	evhttp_connection_set_closecb(p->conn, pending_closed, p);
