@@ -468,12 +468,8 @@ ok($asb->{ok} && $asb->{text} eq $am->{content}[0]{text} && $asb->{thrown}
 	  && $asb->{thrown}{body}{error}{type} eq 'api_error',
 	'anthropic stream broken by the provider after its text: the SDK throws APIError (an error event)')
   or diag(explain($asb));
-TODO:
-{
-	local $TODO = 'front door bug: the Anthropic in-stream error event has no "code" (llmgw_anthropic_stream_error)';
-	is($asb->{thrown}{body}{error}{code} // 'none', 'server',
-		'anthropic in-stream error: the error carries the stable code like a plain error body');
-}
+is($asb->{thrown}{body}{error}{code} // 'none', 'server',
+	'anthropic in-stream error: the error carries the stable code like a plain error body');
 # --- 4. the budget race through HTTP ------------------------------------------
 
 my $k = 5;
