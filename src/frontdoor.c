@@ -31,6 +31,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "mb/pg_wchar.h"
@@ -78,9 +79,27 @@ typedef enum FrontEndpoint
 } FrontEndpoint;
 
 /* One client request, from its first header to its last byte */
+/*
+ * One client connection, from accept to close.  libmicrohttpd does not
+ * watch a suspended connection, nor notice a client that closed once its
+ * bytes were read, and restarts its idle timer at every byte: the front
+ * door watches every connection for the client's end of it (EPOLLRDHUP)
+ * and gives each request a deadline to arrive whole.
+ */
+typedef struct FrontConn
+{
+	dlist_node	node;
+	int			fd;
+	TimestampTz deadline;		/* a request must have arrived whole by then;
+								 * 0 while one is being answered */
+	struct LlmgwFrontRequest *r;	/* the request of the moment, or NULL */
+} FrontConn;
+
 typedef struct LlmgwFrontRequest
 {
 	struct MHD_Connection *conn;
+	FrontConn  *fc;
+	bool		gone;			/* the client left while it waited */
 	MemoryContext cxt;
 	FrontEndpoint endpoint;
 	const char *path;
@@ -116,6 +135,9 @@ typedef struct LlmgwFrontRequest
 typedef LlmgwFrontRequest FrontRequest;
 
 static struct MHD_Daemon *daemon_handle = NULL;
+static int	watch_fd = -1;		/* epoll set of the client connections */
+static dlist_head connections = DLIST_STATIC_INIT(connections);
+static int	connections_closed;	/* during one MHD_run() */
 static int	my_worker;
 static uint64 my_generation;
 static dlist_head *created_calls = NULL;	/* during llmgw_frontdoor_run */
@@ -862,9 +884,18 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
 
 	if (r == NULL)
 	{
-		*con_cls = request_new(conn, url, method);
+		const union MHD_ConnectionInfo *info =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+		r = request_new(conn, url, method);
+		r->fc = info ? info->socket_context : NULL;
+		if (r->fc)
+			r->fc->r = r;
+		*con_cls = r;
 		return MHD_YES;
 	}
+	if (r->gone)
+		return MHD_NO;			/* the client left: close */
 	if (*upload_size > 0)
 	{
 		if (!r->body_too_large && r->body.len + *upload_size > (size_t) llmgw_http_max_body)
@@ -882,6 +913,8 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
 	if (!r->dispatched)
 	{
 		r->dispatched = true;
+		if (r->fc)
+			r->fc->deadline = 0;	/* arrived whole: now it is answered */
 		guarded(r, dispatch);
 	}
 	if (r->ready)
@@ -939,6 +972,8 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 	if (r->out_done)
 		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (r->gone)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
 	MHD_suspend_connection(r->conn);
 	r->parked = true;
 	return 0;
@@ -1193,10 +1228,112 @@ request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		r->call->front = NULL;
 		llmgw_slot_abandon(r->call->slotno);
 	}
+	if (r->fc)
+	{
+		/* the next request on this connection must come in time */
+		r->fc->r = NULL;
+		r->fc->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  llmgw_http_idle_timeout * 1000);
+	}
 	if (r->ready)
 		MHD_destroy_response(r->ready);
 	MemoryContextDelete(r->cxt);
 	*con_cls = NULL;
+}
+
+/* A connection opened or closed: watch it, or stop */
+static void
+connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+				  enum MHD_ConnectionNotificationCode toe)
+{
+	FrontConn  *fc = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+	{
+		const union MHD_ConnectionInfo *info =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct epoll_event ev;
+
+		fc = MemoryContextAllocZero(TopMemoryContext, sizeof(FrontConn));
+		fc->fd = info ? info->connect_fd : -1;
+		fc->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   llmgw_http_idle_timeout * 1000);
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLRDHUP;
+		ev.data.ptr = fc;
+		if (fc->fd >= 0)
+			(void) epoll_ctl(watch_fd, EPOLL_CTL_ADD, fc->fd, &ev);
+		dlist_push_tail(&connections, &fc->node);
+		*socket_context = fc;
+	}
+	else if (fc != NULL)
+	{
+		if (fc->fd >= 0)
+			(void) epoll_ctl(watch_fd, EPOLL_CTL_DEL, fc->fd, NULL);
+		if (fc->r)
+			fc->r->fc = NULL;
+		dlist_delete(&fc->node);
+		pfree(fc);
+		*socket_context = NULL;
+		connections_closed++;
+	}
+}
+
+/*
+ * The client closed its end of a connection: a request waiting for its
+ * call is cancelled like a cancelled statement, and the connection closed.
+ */
+static void
+client_left(FrontConn *fc)
+{
+	FrontRequest *r = fc->r;
+
+	(void) epoll_ctl(watch_fd, EPOLL_CTL_DEL, fc->fd, NULL);
+	if (r && r->call)
+	{
+		r->call->front = NULL;
+		llmgw_slot_abandon(r->call->slotno);
+		r->call = NULL;
+	}
+	if (r && (r->suspended || r->parked))
+	{
+		r->gone = true;
+		r->suspended = r->parked = false;
+		MHD_resume_connection(r->conn);
+	}
+	/* libmicrohttpd sees the error at once, and closes */
+	(void) shutdown(fc->fd, SHUT_RDWR);
+}
+
+/*
+ * Clients that left, and requests that did not arrive whole in time
+ * (llmgw.http_idle_timeout, a slow client's too)
+ */
+static void
+watch_connections(void)
+{
+	struct epoll_event events[64];
+	int			n;
+	TimestampTz now = GetCurrentTimestamp();
+	dlist_iter	iter;
+
+	while ((n = epoll_wait(watch_fd, events, lengthof(events), 0)) > 0)
+	{
+		for (int i = 0; i < n; i++)
+			client_left(events[i].data.ptr);
+		if (n < lengthof(events))
+			break;
+	}
+	dlist_foreach(iter, &connections)
+	{
+		FrontConn  *fc = dlist_container(FrontConn, node, iter.cur);
+
+		if (fc->deadline != 0 && fc->deadline <= now)
+		{
+			fc->deadline = 0;
+			(void) shutdown(fc->fd, SHUT_RDWR);
+		}
+	}
 }
 
 /* MHD's own messages go to the server log at DEBUG1: they name no secret */
@@ -1252,6 +1389,14 @@ llmgw_frontdoor_start(int worker, uint64 generation, WaitEventSet *wes)
 	my_generation = generation;
 	if (llmgw_http_listen == NULL || *llmgw_http_listen == '\0')
 		return;
+	watch_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (watch_fd < 0)
+	{
+		ereport(WARNING,
+				(errcode_for_socket_access(),
+				 errmsg("llmgw front door: could not create an epoll set: %m")));
+		return;
+	}
 	spec = pstrdup(llmgw_http_listen);
 	colon = strrchr(spec, ':');
 	if (colon == NULL || colon[1] == '\0')
@@ -1292,6 +1437,7 @@ llmgw_frontdoor_start(int worker, uint64 generation, WaitEventSet *wes)
 									 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) llmgw_http_idle_timeout,
 									 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HEADER_MEMORY,
 									 MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+									 MHD_OPTION_NOTIFY_CONNECTION, connection_notify, NULL,
 									 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 									 tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
 									 MHD_OPTION_HTTPS_MEM_KEY, key,
@@ -1309,6 +1455,7 @@ llmgw_frontdoor_start(int worker, uint64 generation, WaitEventSet *wes)
 	}
 	info = MHD_get_daemon_info(daemon_handle, MHD_DAEMON_INFO_EPOLL_FD);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, info->epoll_fd, NULL, NULL);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, watch_fd, NULL, NULL);
 }
 
 /* Does this worker serve the front door? */
@@ -1330,7 +1477,16 @@ llmgw_frontdoor_run(dlist_head *created)
 	if (daemon_handle == NULL)
 		return;
 	created_calls = &pending;
-	(void) MHD_run(daemon_handle);
+	watch_connections();
+	/* a closed connection makes room: at the limit, libmicrohttpd listens
+	 * again only at its next run */
+	for (int i = 0; i < 4; i++)
+	{
+		connections_closed = 0;
+		(void) MHD_run(daemon_handle);
+		if (connections_closed == 0)
+			break;
+	}
 	created_calls = NULL;
 	if (created == NULL)
 	{
@@ -1347,10 +1503,26 @@ long
 llmgw_frontdoor_timeout(void)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
+	long		timeout = -1;
+	TimestampTz now = GetCurrentTimestamp();
+	dlist_iter	iter;
 
-	if (daemon_handle == NULL || MHD_get_timeout(daemon_handle, &ms) != MHD_YES)
+	if (daemon_handle == NULL)
 		return -1;
-	return (long) Min(ms, (MHD_UNSIGNED_LONG_LONG) LONG_MAX);
+	if (MHD_get_timeout(daemon_handle, &ms) == MHD_YES)
+		timeout = (long) Min(ms, (MHD_UNSIGNED_LONG_LONG) LONG_MAX);
+	dlist_foreach(iter, &connections)
+	{
+		FrontConn  *fc = dlist_container(FrontConn, node, iter.cur);
+		long		left;
+
+		if (fc->deadline == 0)
+			continue;
+		left = Max(TimestampDifferenceMilliseconds(now, fc->deadline), 0) + 1;
+		if (timeout < 0 || left < timeout)
+			timeout = left;
+	}
+	return timeout;
 }
 
 /* Stop listening (the worker exits) */

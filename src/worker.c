@@ -485,7 +485,7 @@ llmgw_worker_main(Datum arg)
 	(void) llmgw_dsa();
 	llmgw_http_init(llmgw_max_connections);
 
-	wes = CreateWaitEventSet(TopMemoryContext, 4);
+	wes = CreateWaitEventSet(TopMemoryContext, 5);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, llmgw_http_fd(), NULL, NULL);
