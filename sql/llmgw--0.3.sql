@@ -2640,7 +2640,13 @@ BEGIN
     IF NOT isfinite(from_time) OR NOT isfinite(to_time) OR to_time <= from_time THEN
         RAISE EXCEPTION 'a spend report needs a finite period that ends after it starts'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('from_time is %s and to_time is %s.', from_time, to_time);
+                  DETAIL = format('from_time is %s and to_time is %s.',
+                                  CASE WHEN isfinite(from_time)
+                                       THEN to_char(from_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"')
+                                       ELSE from_time::text END,
+                                  CASE WHEN isfinite(to_time)
+                                       THEN to_char(to_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"')
+                                       ELSE to_time::text END);
     END IF;
     first_day := (from_time AT TIME ZONE 'UTC')::date;
     last_day := ((to_time - interval '1 microsecond') AT TIME ZONE 'UTC')::date;
@@ -2648,7 +2654,8 @@ BEGIN
     IF n_days > 366 THEN
         RAISE EXCEPTION 'a spend report covers at most 366 days'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('From %s to %s is %s UTC days.', first_day, last_day, n_days),
+                  DETAIL = format('From %s to %s is %s UTC days.', to_char(first_day, 'YYYY-MM-DD'),
+                                  to_char(last_day, 'YYYY-MM-DD'), n_days),
                   HINT = 'Make one report per month, or per year.';
     END IF;
     lo := first_day::timestamp AT TIME ZONE 'UTC';
@@ -2799,7 +2806,7 @@ BEGIN
                round((mt + ph * (1 - (s.below + s.cost)::float8 / sc.axis_max))::numeric, 1),
                round(bw::numeric, 1),
                round(greatest(ph * s.cost::float8 / sc.axis_max, 0.5)::numeric, 1),
-               s.colour, s.day, llmgw.html_escape(s.label), s.cost,
+               s.colour, to_char(s.day, 'YYYY-MM-DD'), llmgw.html_escape(s.label), s.cost,
                to_char(s.day, 'Mon DD'), llmgw.html_escape(s.label), llmgw.format_amount(s.cost),
                coalesce(llmgw.html_escape(cur), '')),
                '' ORDER BY s.day, s.slot)
@@ -3129,7 +3136,7 @@ BEGIN
                        round((mt + (eh - mt - mb) * (1 - least(v.errors * 100.0 / v.calls / sc.axis_max, 1)))::numeric, 1),
                        round(greatest(step * 0.36, 0.5)::numeric, 1),
                        round(greatest((eh - mt - mb) * least(v.errors * 100.0 / v.calls / sc.axis_max, 1), 0.5)::numeric, 1),
-                       v.day, v.errors, v.calls, to_char(v.day, 'Mon DD'), v.errors, v.calls,
+                       to_char(v.day, 'YYYY-MM-DD'), v.errors, v.calls, to_char(v.day, 'Mon DD'), v.errors, v.calls,
                        to_char(v.errors * 100.0 / v.calls, 'FM990.0')) ELSE '' END
                    || CASE WHEN v.fallbacks > 0 THEN format(
                        '<rect class="fallback-bar" x="%s" y="%s" width="%s" height="%s" data-day="%s" data-fallbacks="%s" data-calls="%s">'
@@ -3138,7 +3145,7 @@ BEGIN
                        round((mt + (eh - mt - mb) * (1 - least(v.fallbacks * 100.0 / v.calls / sc.axis_max, 1)))::numeric, 1),
                        round(greatest(step * 0.36, 0.5)::numeric, 1),
                        round(greatest((eh - mt - mb) * least(v.fallbacks * 100.0 / v.calls / sc.axis_max, 1), 0.5)::numeric, 1),
-                       v.day, v.fallbacks, v.calls, to_char(v.day, 'Mon DD'), v.fallbacks, v.calls,
+                       to_char(v.day, 'YYYY-MM-DD'), v.fallbacks, v.calls, to_char(v.day, 'Mon DD'), v.fallbacks, v.calls,
                        to_char(v.fallbacks * 100.0 / v.calls, 'FM990.0')) ELSE '' END,
                    '' ORDER BY v.day)
               FROM jsonb_to_recordset(per_day) AS v(day date, calls bigint, errors bigint, fallbacks bigint)
@@ -3149,7 +3156,8 @@ BEGIN
     SELECT string_agg(format('<tr data-day="%s" data-calls="%s" data-errors="%s" data-fallbacks="%s" data-cost="%s">'
                              '<td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
                              '<td class="n">%s</td><td class="n">%s</td></tr>',
-                             v.day, v.calls, v.errors, v.fallbacks, v.cost, v.day,
+                             to_char(v.day, 'YYYY-MM-DD'), v.calls, v.errors, v.fallbacks, v.cost,
+                             to_char(v.day, 'YYYY-MM-DD'),
                              to_char(v.calls, 'FM999,999,999,999,990'),
                              to_char(v.errors, 'FM999,999,999,999,990'),
                              to_char(v.fallbacks, 'FM999,999,999,999,990'),
@@ -3200,11 +3208,13 @@ BEGIN
         -- nothing to run, nothing to fetch: inline styles only
         || '<meta http-equiv="Content-Security-Policy" content="default-src ''none''; style-src ''unsafe-inline''">'
         || '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        || format('<title>llmgw spend %s to %s, %s</title>', first_day, last_day, scope_label)
+        || format('<title>llmgw spend %s to %s, %s</title>', to_char(first_day, 'YYYY-MM-DD'),
+                  to_char(last_day, 'YYYY-MM-DD'), scope_label)
         || '<style>' || css || '</style></head><body><main>'
         || format('<header><h1>LLM spend</h1><p class="sub" id="scope" data-from="%s" data-to="%s" data-team="%s" data-currency="%s">'
                   '%s to %s (UTC days) · %s · amounts in %s · generated %s</p></header>',
-                  first_day, last_day, coalesce(llmgw.html_escape(team_name), ''),
+                  to_char(first_day, 'YYYY-MM-DD'), to_char(last_day, 'YYYY-MM-DD'),
+                  coalesce(llmgw.html_escape(team_name), ''),
                   coalesce(llmgw.html_escape(cur), ''),
                   to_char(first_day, 'Mon DD, YYYY'), to_char(last_day, 'Mon DD, YYYY'), scope_label,
                   coalesce(llmgw.html_escape(cur), 'no currency: nothing was priced'),

@@ -4,6 +4,9 @@
 -- other test writes, and everything is rolled back at the end.  The page
 -- rendered in a browser: test/t/018_spend_report.pl.
 
+-- the test's dates are UTC days (pg_regress sets PST8PDT)
+SET TimeZone = 'UTC';
+
 -- The helpers
 SELECT llmgw.html_escape($$<script>alert("x") & 'y'</script>$$) AS escaped;
 SELECT a, llmgw.format_amount(a)
@@ -19,7 +22,7 @@ COMMIT;
 -- Periods it refuses
 SELECT try($$SELECT llmgw.spend_report(NULL, now())$$);
 SELECT try($$SELECT llmgw.spend_report(now(), NULL)$$);
-SELECT try($$SELECT llmgw.spend_report('-infinity', now())$$);
+SELECT try($$SELECT llmgw.spend_report('-infinity', '2001-01-02')$$);
 SELECT try($$SELECT llmgw.spend_report('2001-01-02', '2001-01-02')$$);
 SELECT try($$SELECT llmgw.spend_report('2001-01-03', '2001-01-02')$$);
 SELECT try($$SELECT llmgw.spend_report('2001-01-01 00:00+00', '2002-01-02 00:00:01+00')$$);
@@ -70,7 +73,8 @@ VALUES
     (gen_random_uuid(), '2001-02-01 00:00+00', 'app', :alpha_key, :alpha, 'demo',
      'mock', 'mock-model', 'ok', NULL, 100, 10, 100, 'USD', NULL);
 
--- pages: s_ as the superuser (the owner, as the front door calls it), by team or all
+-- The pages: as the superuser (the owner, as the front door calls it), of every
+-- team and of one; as finance; as the user of sr-alpha
 CREATE TEMP TABLE pages (who text, team text, html text);
 INSERT INTO pages SELECT 'superuser', NULL, llmgw.spend_report('2001-01-01', '2001-02-01');
 INSERT INTO pages SELECT 'superuser', 'sr-alpha', llmgw.spend_report('2001-01-01', '2001-02-01', 'sr-alpha');
@@ -87,6 +91,17 @@ RESET ROLE;
 SET ROLE regress_sr_none;
 SELECT try($$SELECT llmgw.spend_report('2001-01-01', '2001-02-01')$$);
 RESET ROLE;
+
+-- The page is the same whatever the session's DateStyle, TimeZone and float
+-- output (now() is the transaction's: two pages of it are equal)
+SET LOCAL DateStyle = 'SQL, DMY';
+SET LOCAL TimeZone = 'Asia/Kathmandu';
+SET LOCAL extra_float_digits = -5;
+SELECT llmgw.spend_report('2001-01-01 00:00+00', '2001-02-01 00:00+00') = p.html AS same_page
+  FROM pages p WHERE p.who = 'superuser' AND p.team IS NULL;
+SET LOCAL DateStyle = 'ISO, MDY';
+SET LOCAL TimeZone = 'UTC';
+SET LOCAL extra_float_digits = 1;
 
 -- Nothing on any page runs or fetches: no script, no event handler, no
 -- address, no element that loads; names come out as text
