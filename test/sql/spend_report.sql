@@ -157,6 +157,26 @@ SELECT m[1] AS class, m[2] AS count
   FROM pages p, regexp_matches(p.html, '<tr data-class="([^"]*)" data-count="([^"]*)"', 'g') m
  WHERE p.who = 'superuser' AND p.team IS NULL ORDER BY 1;
 
+-- Many teams, keys and budgets: the eight largest teams and the others
+-- together in the chart, the ten largest keys, the first 50 budgets
+SELECT count(llmgw.create_team('sr-many-' || i)) AS teams FROM generate_series(1, 12) i;
+SELECT count(llmgw.create_key('sr-many-' || i, 'many ' || i)) AS keys FROM generate_series(1, 12) i;
+SELECT count(llmgw.create_budget('sr many ' || i, 'global', NULL, 'day', 100)) AS budgets
+  FROM generate_series(1, 50) i;
+INSERT INTO llmgw.usage (request_id, started_at, key_id, team_id, model, status, cost, currency)
+SELECT gen_random_uuid(), '2001-01-05 12:00+00', k.id, t.id, 'demo', 'ok', i, 'USD'
+  FROM generate_series(1, 12) i
+  JOIN llmgw.teams t ON t.name = 'sr-many-' || i
+  JOIN llmgw.keys k ON k.team = t.name;
+WITH p AS (SELECT llmgw.spend_report('2001-01-01', '2001-02-01') AS html)
+SELECT (SELECT string_agg(m[1], ', ' ORDER BY o)
+          FROM regexp_matches(p.html, '<li data-series="([^"]*)"', 'g') WITH ORDINALITY AS x(m, o)) AS legend,
+       (SELECT count(*) FROM regexp_matches(p.html, '<tr data-key=', 'g')) AS key_rows,
+       substring(p.html FROM 'The 10 largest of [0-9]+ keys') AS keys_note,
+       (SELECT count(*) FROM regexp_matches(p.html, '<div class="budget ', 'g')) AS budget_cards,
+       p.html ~ 'The first 50 of [0-9]+ budgets, by name.' AS budgets_note
+  FROM p;
+
 -- The user's page without a team is its team's page
 SELECT (SELECT substring(html FROM 'id="kpi-spend" data-value="([^"]*)"') FROM pages WHERE who = 'user' AND team IS NULL)
      = (SELECT substring(html FROM 'id="kpi-spend" data-value="([^"]*)"') FROM pages WHERE who = 'superuser' AND team = 'sr-alpha')
