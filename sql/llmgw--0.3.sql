@@ -2482,6 +2482,7 @@ $fn$;
 REVOKE ALL ON FUNCTION llmgw.set_key_scopes(bigint, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION llmgw.set_key_scopes(bigint, text[]) TO llmgw_admin;
 COMMENT ON FUNCTION llmgw.set_key_scopes(bigint, text[]) IS 'Set what a virtual key may read at the HTTP front door besides calling models: metrics, finance';
+
 -- ==== Spend as a picture (docs/spend_report.md) ====
 
 -- Text made inert in HTML and SVG, in element content and in quoted
