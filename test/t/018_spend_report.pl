@@ -18,6 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use LlmgwTest;
+use LlmgwHttp;
 
 my ($chromium) = grep { -x $_ } ('/usr/bin/chromium', '/usr/bin/chromium-browser');
 plan skip_all =>
@@ -25,7 +26,9 @@ plan skip_all =>
   unless $chromium;
 
 my $dir = abs_path(PostgreSQL::Test::Utils::tempdir);
-my $node = LlmgwTest::node('spend', 1);
+# the front door serves the page at /spend to keys with scope finance
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $node = LlmgwTest::node('spend', 1, conf => "llmgw.http_listen = '127.0.0.1:$port'\n");
 
 # --- the history -------------------------------------------------------------
 
@@ -351,6 +354,42 @@ sub png_colours
 	my ($top) = sort { $count{$b} <=> $count{$a} } keys %count;
 	return (scalar(keys %count), $count{$top} / ($width * $height), $width, $height);
 }
+
+# --- served by the front door -----------------------------------------------
+
+my ($finance_id, $finance_key) = split /\|/, $node->safe_psql('postgres',
+	q{SELECT key_id, api_key FROM llmgw.create_key('gamma', 'gamma finance')});
+$node->safe_psql('postgres', "SELECT llmgw.set_key_scopes($finance_id, '{finance}')");
+my $other_key = $node->safe_psql('postgres', q{SELECT api_key FROM llmgw.create_key('gamma', 'no scope')});
+sub spend
+{
+	my ($key, $query) = @_;
+	my $r;
+	# the workers see the new keys once they have reloaded
+	for (1 .. 50)
+	{
+		$r = LlmgwHttp::send_raw($port, LlmgwHttp::request_bytes(method => 'GET',
+				path => "/spend$query", headers => [ [ 'Authorization', "Bearer $key" ] ]), timeout => 30);
+		last unless $r->{status} == 401;
+		select(undef, undef, undef, 0.1);
+	}
+	return $r;
+}
+my ($from, $to) = split /\|/, $node->safe_psql('postgres',
+	q{SELECT (now() AT TIME ZONE 'UTC')::date - 10, (now() AT TIME ZONE 'UTC')::date + 1});
+my $served = spend($finance_key, "?from=${from}T00:00:00Z&to=${to}T00:00:00Z");
+is($served->{status}, 200, 'GET /spend with a finance key: 200');
+like($served->{headers}{'content-type'} // '', qr{^text/html}, 'GET /spend: text/html');
+like($served->{body}, qr/^<!DOCTYPE html>.*id="daily-chart".*<\/html>$/s, 'GET /spend: the page');
+my ($served_spend) = $served->{body} =~ /id="kpi-spend" data-value="([^"]*)"/;
+is($served_spend, $node->safe_psql('postgres',
+		"SELECT sum(cost) FROM llmgw.usage_daily WHERE currency = 'USD' AND day >= '$from'"),
+	'GET /spend: the spend of every team');
+my $team_page = spend($finance_key, "?from=${from}T00:00:00Z&to=${to}T00:00:00Z&team=alpha");
+is($team_page->{status}, 200, 'GET /spend?team=alpha: 200');
+ok($team_page->{body} =~ /team alpha/ && $team_page->{body} !~ /beta|gamma/,
+	'GET /spend?team=alpha: that team only');
+is(spend($other_key, '')->{status}, 403, 'GET /spend with a key without scope finance: 403');
 
 $node->stop;
 done_testing();
