@@ -5,9 +5,8 @@ PGBIN=/usr/lib/postgresql/15/bin
 PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev
 libjansson-dev libmicrohttpd-dev curl libipc-run-perl libevent-dev make gcc clang libfuzzer-14-dev"
 
-# Packages some tests need and skip without, saying so: Debian's chromium
-# renders the spend report (test/t/018_spend_report.pl)
-OPTIONAL_PACKAGES="chromium"
+# Packages some tests need and skip without, saying so (test.sh sets them)
+OPTIONAL_PACKAGES=""
 
 # Install what is missing (apt-get update once, only when something is); an
 # optional package that cannot be installed is reported, not fatal
