@@ -22,7 +22,7 @@ use LlmgwHttp;
 
 my ($chromium) = grep { -x $_ } ('/usr/bin/chromium', '/usr/bin/chromium-browser');
 plan skip_all =>
-  'chromium is not installed: Debian\'s package chromium could not be installed (test/scripts/lib.sh)'
+  'chromium is not installed: Debian\'s package chromium could not be installed (test/scripts/test.sh installs it)'
   unless $chromium;
 
 my $dir = abs_path(PostgreSQL::Test::Utils::tempdir);
