@@ -66,3 +66,11 @@ curl -sS -D - "http://127.0.0.1:$HTTP_PORT/v1/chat/completions" \
     -d '{"model": "demo", "messages": [{"role": "user", "content": "Hello through the front door"}], "user": "demo-app"}'
 echo
 psql -X -e -c "SELECT request_id, key_id, model, status, cost, tags FROM llmgw.usage WHERE key_id IS NOT NULL ORDER BY id"
+
+# What finance sees, as one page (docs/spend_report.md): kept after the demo
+REPORT=${LLMGW_SPEND_REPORT:-$PWD/llmgw-spend.html}
+psql -X -At -v ON_ERROR_STOP=1 -o "$REPORT" \
+    -c "SELECT llmgw.spend_report(now() - interval '30 days', now())"
+echo
+echo "+ SELECT llmgw.spend_report(now() - interval '30 days', now())"
+echo "the spend report of the last 30 days is in $REPORT (open it in a browser)"
