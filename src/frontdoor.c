@@ -37,9 +37,11 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "config.h"
@@ -399,21 +401,45 @@ typedef struct TextQuery
 	char		nulls[3];
 	MemoryContext cxt;			/* where the result goes */
 	char	   *result;
+	int			sqlstate;		/* of the error the query raised, or 0 */
+	char	   *message;		/* and its message */
 } TextQuery;
 
+/* Run the query in a subtransaction: its error is the client's answer */
 static void
 run_text_query(void *arg)
 {
 	TextQuery  *q = arg;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
 
-	if (SPI_execute_with_args(q->sql, q->nargs, q->types, q->args, q->nulls, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
 	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (SPI_execute_with_args(q->sql, q->nargs, q->types, q->args, q->nulls, true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-		if (v)
-			q->result = MemoryContextStrdup(q->cxt, v);
+			if (v)
+				q->result = MemoryContextStrdup(q->cxt, v);
+		}
+		ReleaseCurrentSubTransaction();
 	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(q->cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		q->sqlstate = e->sqlerrcode;
+		q->message = e->message;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
 }
 
 /* utils/fmgrprotos.h would clash with jansson's json_object() */
@@ -491,7 +517,8 @@ serve_report(FrontRequest *r)
 	{
 		const char *team = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "team");
 
-		q.sql = "SELECT llmgw.spend_report(coalesce($1, pg_catalog.date_trunc('month', pg_catalog.now())),"
+		/* this month by default, in UTC like the report's days */
+		q.sql = "SELECT llmgw.spend_report(coalesce($1, pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC')),"
 			" coalesce($2, pg_catalog.now()), $3)";
 		q.nargs = 3;
 		if (!timestamp_arg(r, "from", &q, 0) || !timestamp_arg(r, "to", &q, 1))
@@ -501,8 +528,24 @@ serve_report(FrontRequest *r)
 		if (q.nulls[2] != 'n')
 			q.nulls[2] = ' ';
 	}
-	if (!llmgw_in_transaction(metrics ? "llmgw: front door /metrics" : "llmgw: front door /spend",
-							  run_text_query, &q) || q.result == NULL)
+	if (llmgw_in_transaction(metrics ? "llmgw: front door /metrics" : "llmgw: front door /spend",
+							 run_text_query, &q) && q.sqlstate != 0)
+	{
+		/* the report's own refusals: a bad period, an unknown team */
+		if (ERRCODE_TO_CATEGORY(q.sqlstate) == ERRCODE_DATA_EXCEPTION)
+			reply_error(r, 400, "invalid_request", q.message, -1, NULL);
+		else if (q.sqlstate == ERRCODE_UNDEFINED_OBJECT)
+			reply_error(r, 404, "not_found", q.message, -1, NULL);
+		else
+			reply_error(r, 500, "internal_error",
+						"the report could not be made; see the server log", -1, NULL);
+		if (q.sqlstate != ERRCODE_UNDEFINED_OBJECT &&
+			ERRCODE_TO_CATEGORY(q.sqlstate) != ERRCODE_DATA_EXCEPTION)
+			ereport(WARNING,
+					(errmsg("llmgw front door: %s: %s", r->path, q.message)));
+		return;
+	}
+	if (q.result == NULL)
 	{
 		reply_error(r, 500, "internal_error",
 					"the report could not be made; see the server log", -1, NULL);
@@ -514,6 +557,9 @@ serve_report(FrontRequest *r)
 	MHD_add_response_header(resp, "Content-Type", metrics ? "text/plain; version=0.0.4; charset=utf-8" :
 							"text/html; charset=utf-8");
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	if (!metrics)
+		MHD_add_response_header(resp, "Content-Security-Policy",
+								"default-src 'none'; style-src 'unsafe-inline'");
 	r->ready = resp;
 	r->status = 200;
 }
