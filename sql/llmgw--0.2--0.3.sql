@@ -158,11 +158,11 @@ SELECT * FROM (VALUES
   ('llmgw_budget_limit', 'gauge',
    'Limit of each budget per period, in units of its currency'),
   ('llmgw_budget_spent', 'gauge',
-   'Spend of each budget in its current period (llmgw.budget_status)'),
+   'Spend of each budget in its current period, as the workers enforce it (llmgw.budget_status.ledger_spent)'),
   ('llmgw_budget_reserved', 'gauge',
    'Worst-case cost of the calls in flight reserved on each budget'),
   ('llmgw_budget_remaining', 'gauge',
-   'What each budget has left this period after its spend and reservations')
+   'What each budget has left this period after its spend (as the workers enforce it) and reservations')
 ) AS f(family, type, help)
 $$;
 
@@ -318,21 +318,25 @@ BEGIN
      WHERE wanted IS NULL OR c.metric = ANY (wanted)
      ORDER BY c.n;
 
-    -- from the budgets
+    -- from the budgets: the spend of the ledger the workers enforce, not
+    -- the rollups' (a scan of them per budget); none while the workers have
+    -- not loaded the ledger
     IF wanted IS NULL OR wanted && '{llmgw_budget_limit,llmgw_budget_spent,llmgw_budget_reserved,llmgw_budget_remaining}' THEN
         RETURN QUERY
         WITH b AS (
-            SELECT s.*, jsonb_build_object('budget', s.name, 'scope', s.scope,
-                                           'target', coalesce(s.target, ''), 'period', s.period,
-                                           'enforcement', s.enforcement,
-                                           'currency', s.currency) AS labels
+            SELECT s.id, s.limit_amount, s.reserved, s.ledger_spent AS spent,
+                   greatest(s.limit_amount - s.ledger_spent - s.reserved, 0) AS remaining,
+                   jsonb_build_object('budget', s.name, 'scope', s.scope,
+                                      'target', coalesce(s.target, ''), 'period', s.period,
+                                      'enforcement', s.enforcement,
+                                      'currency', s.currency) AS labels
               FROM llmgw.budget_status s)
         SELECT v.metric, v.metric, b.labels, v.value::double precision
           FROM b CROSS JOIN LATERAL (VALUES (1, 'llmgw_budget_limit', b.limit_amount),
                                             (2, 'llmgw_budget_spent', b.spent),
                                             (3, 'llmgw_budget_reserved', b.reserved),
                                             (4, 'llmgw_budget_remaining', b.remaining)) v(n, metric, value)
-         WHERE wanted IS NULL OR v.metric = ANY (wanted)
+         WHERE (wanted IS NULL OR v.metric = ANY (wanted)) AND v.value IS NOT NULL
          ORDER BY v.n, b.id;
     END IF;
 END

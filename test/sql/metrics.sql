@@ -101,17 +101,23 @@ UNION ALL
 (SELECT 'unexpected', * FROM got EXCEPT SELECT 'unexpected', * FROM expected)
 ORDER BY 1, 2, 3;
 
--- the budgets are those of llmgw.budget_status
+-- the budgets are those of llmgw.budget_status, with the spend of the
+-- ledger (equal to the rollups' spend, to 1e-10 per call)
+SELECT llmgw.create_budget('metrics budget', 'model', 'metrics-fb', 'month', 10, 'soft') > 0 AS budget;
+SELECT llm_complete('budgeted', 'metrics-fb', max_tokens => 3) IS NOT NULL AS called;
 SELECT count(*) = 0 AS budgets_agree
   FROM (SELECT b.name, v.metric, v.value
           FROM llmgw.budget_status b
          CROSS JOIN LATERAL (VALUES ('llmgw_budget_limit', b.limit_amount::float8),
-                                    ('llmgw_budget_spent', b.spent::float8),
+                                    ('llmgw_budget_spent', b.ledger_spent::float8),
                                     ('llmgw_budget_reserved', b.reserved::float8),
-                                    ('llmgw_budget_remaining', b.remaining::float8)) v(metric, value)
+                                    ('llmgw_budget_remaining',
+                                     greatest(b.limit_amount - b.ledger_spent - b.reserved, 0)::float8)) v(metric, value)
         EXCEPT
         SELECT labels->>'budget', metric, value
           FROM llmgw.metric_samples('{llmgw_budget_limit,llmgw_budget_spent,llmgw_budget_reserved,llmgw_budget_remaining}')) d;
+SELECT count(*) AS ledger_not_rollups FROM llmgw.budget_status WHERE abs(ledger_spent - spent) > 1e-6;
+DELETE FROM llmgw.budgets WHERE name = 'metrics budget';
 
 -- nothing of llmgw.usage is read: the counters come from llmgw.usage_totals
 -- (the scans of the statements above are flushed first: PostgreSQL 15's

@@ -257,8 +257,9 @@ for (split /\n/, $node->safe_psql('postgres', q{
 	           'target', b.target, 'period', b.period, 'enforcement', b.enforcement,
 	           'currency', b.currency), v.x
 	  FROM llmgw.budget_status b
-	 CROSS JOIN LATERAL (VALUES ('limit', b.limit_amount), ('spent', b.spent),
-	                            ('reserved', b.reserved), ('remaining', b.remaining)) v(m, x)}))
+	 CROSS JOIN LATERAL (VALUES ('limit', b.limit_amount), ('spent', b.ledger_spent),
+	                            ('reserved', b.reserved),
+	                            ('remaining', greatest(b.limit_amount - b.ledger_spent - b.reserved, 0))) v(m, x)}))
 {
 	my ($m, $l, $v) = split /\|/;
 	my $labels = decode_json($l);
@@ -343,7 +344,7 @@ my %known = (
 	'llmgw_workers_running{}' => 2,
 	'llmgw_workers_configured{}' => 2,
 	'llmgw_budget_spent{budget=blue lifetime,currency=USD,enforcement=hard,period=total,scope=team,target=blue}' =>
-	  $node->safe_psql('postgres', "SELECT sum(cost) FROM llmgw.usage WHERE team_id = llmgw.team_id('blue')"),
+	  $node->safe_psql('postgres', "SELECT ceil(sum(cost) * 1e10) / 1e10 FROM llmgw.usage WHERE team_id = llmgw.team_id('blue')"),
 );
 my @wrong = map { "$_ = " . ($from_sql->{$_} // 'missing') . ", expected $known{$_}" }
   grep { !defined $from_sql->{$_} || $from_sql->{$_} != $known{$_} } sort keys %known;
