@@ -36,6 +36,8 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -48,6 +50,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "sse.h"
+#include "txn.h"
 #include "provider.h"
 
 char	   *llmgw_http_listen = NULL;
@@ -68,6 +71,8 @@ typedef enum FrontEndpoint
 	FRONT_MODELS,				/* GET /v1/models */
 	FRONT_MODEL,				/* GET /v1/models/{id} */
 	FRONT_HEALTH,				/* GET /health */
+	FRONT_METRICS,				/* GET /metrics: llmgw.metrics(), scope metrics */
+	FRONT_SPEND,				/* GET /spend: llmgw.spend_report(), scope finance */
 	FRONT_NOT_FOUND,
 	FRONT_BAD_METHOD
 } FrontEndpoint;
@@ -146,6 +151,7 @@ add_proof_headers(struct MHD_Response *resp, LlmgwCall *call)
 
 	uuid_hex(&call->request_id, id, true);
 	MHD_add_response_header(resp, "x-request-id", id);
+	MHD_add_response_header(resp, "request-id", id);	/* what Anthropic's SDKs read */
 	if (call->provider && call->upstream_model)
 	{
 		char	   *deployment = psprintf("%s/%s", call->provider, call->upstream_model);
@@ -229,6 +235,21 @@ utf8_clean(const char *s)
 	return copy;
 }
 
+/* Is an error with this code worth the client's retry? */
+static bool
+code_retryable(const char *code)
+{
+	static const char *const transient[] = {
+		"connection", "timeout", "server", "overloaded", "broken_stream", "rate_limit",
+		"local_rate_limit", "share_exceeded", "gateway_full", "interrupted"
+	};
+
+	for (int i = 0; i < lengthof(transient); i++)
+		if (strcmp(code, transient[i]) == 0)
+			return true;
+	return false;
+}
+
 /* An error in the envelope of the client's API, with a stable code */
 static void
 reply_error(FrontRequest *r, unsigned int status, const char *code, const char *message,
@@ -259,7 +280,11 @@ reply_error(FrontRequest *r, unsigned int status, const char *code, const char *
 		MHD_add_response_header(r->ready, "Retry-After", secs);
 	}
 	if (r->ready)
+	{
 		MHD_add_response_header(r->ready, "x-llmgw-error-code", code);
+		/* the SDKs retry what this says, not every 429 and 5xx */
+		MHD_add_response_header(r->ready, "x-should-retry", code_retryable(code) ? "true" : "false");
+	}
 }
 
 /* The virtual key of the request (Bearer, or x-api-key) as its hash */
@@ -340,6 +365,135 @@ serve_health(FrontRequest *r)
 				  "calls_queued", queued, "calls_in_flight", running);
 	reply(r, 200, llmgw_json_dump(h), NULL);
 	json_decref(h);
+}
+
+/* A query whose one text value is the answer of a GET */
+typedef struct TextQuery
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[3];
+	Datum		args[3];
+	char		nulls[3];
+	MemoryContext cxt;			/* where the result goes */
+	char	   *result;
+} TextQuery;
+
+static void
+run_text_query(void *arg)
+{
+	TextQuery  *q = arg;
+
+	if (SPI_execute_with_args(q->sql, q->nargs, q->types, q->args, q->nulls, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v)
+			q->result = MemoryContextStrdup(q->cxt, v);
+	}
+}
+
+/* utils/fmgrprotos.h would clash with jansson's json_object() */
+extern Datum timestamptz_in(PG_FUNCTION_ARGS);
+
+/* A query-string timestamp as a timestamptz Datum; false if it is not one */
+static bool
+timestamp_arg(FrontRequest *r, const char *name, TextQuery *q, int i)
+{
+	const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+	volatile bool ok = true;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	q->types[i] = TIMESTAMPTZOID;
+	q->nulls[i] = ' ';
+	if (v == NULL || *v == '\0')
+	{
+		q->nulls[i] = 'n';
+		return true;
+	}
+	PG_TRY();
+	{
+		q->args[i] = DirectFunctionCall3(timestamptz_in, CStringGetDatum(v),
+										 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	if (!ok)
+		reply_error(r, 400, "invalid_request",
+					psprintf("%s must be a timestamp, such as 2026-11-01", name), -1, NULL);
+	return ok;
+}
+
+/*
+ * GET /metrics (a key with scope metrics): llmgw.metrics(), Prometheus's
+ * text format.  GET /spend?from=&to=&team= (scope finance): the HTML spend
+ * report, this month by default.  Both run as the workers' role, in a short
+ * transaction of the worker.
+ */
+static void
+serve_report(FrontRequest *r)
+{
+	uint8		hash[LLMGW_KEY_HASH_LEN];
+	int			scopes;
+	bool		metrics = r->endpoint == FRONT_METRICS;
+	int			need = metrics ? LLMGW_KEY_SCOPE_METRICS : LLMGW_KEY_SCOPE_FINANCE;
+	TextQuery	q;
+	struct MHD_Response *resp;
+
+	if (!authenticate(r, hash))
+		return;
+	scopes = llmgw_policy_key_scopes(hash);
+	if (scopes < 0)
+	{
+		reply_error(r, 401, "invalid_key", "invalid virtual key", -1, NULL);
+		return;
+	}
+	if ((scopes & need) == 0)
+	{
+		reply_error(r, 403, "not_allowed",
+					psprintf("this key has no scope %s (llmgw.set_key_scopes)",
+							 metrics ? "metrics" : "finance"), -1, NULL);
+		return;
+	}
+	memset(&q, 0, sizeof(q));
+	q.cxt = r->cxt;
+	if (metrics)
+		q.sql = "SELECT llmgw.metrics()";
+	else
+	{
+		const char *team = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "team");
+
+		q.sql = "SELECT llmgw.spend_report(coalesce($1, pg_catalog.date_trunc('month', pg_catalog.now())),"
+			" coalesce($2, pg_catalog.now()), $3)";
+		q.nargs = 3;
+		if (!timestamp_arg(r, "from", &q, 0) || !timestamp_arg(r, "to", &q, 1))
+			return;
+		q.types[2] = TEXTOID;
+		q.args[2] = llmgw_text_or_null(team && *team ? team : NULL, q.nulls, 2);
+		if (q.nulls[2] != 'n')
+			q.nulls[2] = ' ';
+	}
+	if (!llmgw_in_transaction(metrics ? "llmgw: front door /metrics" : "llmgw: front door /spend",
+							  run_text_query, &q) || q.result == NULL)
+	{
+		reply_error(r, 500, "internal_error",
+					"the report could not be made; see the server log", -1, NULL);
+		return;
+	}
+	resp = MHD_create_response_from_buffer(strlen(q.result), q.result, MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return;
+	MHD_add_response_header(resp, "Content-Type", metrics ? "text/plain; version=0.0.4; charset=utf-8" :
+							"text/html; charset=utf-8");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	r->ready = resp;
+	r->status = 200;
 }
 
 /* Merge a JSON object's members into tags */
@@ -595,6 +749,10 @@ dispatch(FrontRequest *r)
 		case FRONT_HEALTH:
 			serve_health(r);
 			break;
+		case FRONT_METRICS:
+		case FRONT_SPEND:
+			serve_report(r);
+			break;
 		case FRONT_MODELS:
 		case FRONT_MODEL:
 			serve_models(r);
@@ -632,6 +790,8 @@ endpoint_of(const char *method, const char *url)
 		{"/v1/models", "GET", FRONT_MODELS},
 		{"/models", "GET", FRONT_MODELS},
 		{"/health", "GET", FRONT_HEALTH},
+		{"/metrics", "GET", FRONT_METRICS},
+		{"/spend", "GET", FRONT_SPEND},
 	};
 
 	for (int i = 0; i < lengthof(routes); i++)
@@ -974,7 +1134,7 @@ failure(FrontRequest *r, LlmgwCall *call)
 	if (r->sse)
 	{
 		if (is_anthropic(r))
-			llmgw_anthropic_stream_error(&r->out, llmgw_anthropic_error_type(status), text);
+			llmgw_anthropic_stream_error(&r->out, llmgw_anthropic_error_type(status), code, text);
 		else
 			llmgw_openai_stream_error(&r->out, status, code, text);
 		r->out_done = true;

@@ -1154,20 +1154,28 @@ llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char 
 	json_decref(answer);
 }
 
-/* The error object {"type", "message"} (api_error when no type is given) */
+/*
+ * The error object {"type", "message", "code"?} (api_error when no type is
+ * given; code: llmgw's stable error code, docs/http.md)
+ */
 static json_t *
-error_value(const char *type, const char *message)
+error_value(const char *type, const char *message, const char *code)
 {
-	return json_pack("{s:o, s:o}", "type", cstring_value(type ? type : "api_error"),
-					 "message", cstring_value(message));
+	json_t	   *e = json_pack("{s:o, s:o}", "type", cstring_value(type ? type : "api_error"),
+							  "message", cstring_value(message));
+
+	if (code && e)
+		json_object_set_new(e, "code", cstring_value(code));
+	return e;
 }
 
 /* An error event mid-stream */
 void
-llmgw_anthropic_stream_error(StringInfo buf, const char *type, const char *message)
+llmgw_anthropic_stream_error(StringInfo buf, const char *type, const char *code,
+							 const char *message)
 {
 	emit(buf, "error", json_pack("{s:s, s:o}", "type", "error",
-								 "error", error_value(type, message)));
+								 "error", error_value(type, message, code)));
 }
 
 /* The error body of a non-streamed response (palloc'd) */
@@ -1175,7 +1183,7 @@ char *
 llmgw_anthropic_error(const char *type, const char *message)
 {
 	json_t	   *root = json_pack("{s:s, s:o}", "type", "error", "error",
-								 error_value(type, message));
+								 error_value(type, message, NULL));
 	char	   *text = llmgw_json_dump(root);
 
 	json_decref(root);

@@ -66,7 +66,7 @@ extern void llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf,
 									   const char *answer_json, const char *proof);
 
 /* An error event mid-stream */
-extern void llmgw_anthropic_stream_error(StringInfo buf, const char *type,
+extern void llmgw_anthropic_stream_error(StringInfo buf, const char *type, const char *code,
 										 const char *message);
 
 /* The error body of a non-streamed response (palloc'd) */

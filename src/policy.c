@@ -59,6 +59,8 @@ typedef struct KeyInfo
 	int64		tpm;
 	TimestampTz expires_at;		/* DT_NOEND when never */
 	bool		revoked;
+	bool		scope_metrics;	/* may read the front door's /metrics */
+	bool		scope_finance;	/* may read the front door's /spend */
 } KeyInfo;
 
 typedef struct RoleTeam
@@ -215,7 +217,8 @@ load_identities(void)
 	keys = make_hash("llmgw keys", LLMGW_KEY_HASH_LEN, sizeof(KeyInfo), HASH_BLOBS);
 	run_select("SELECT hash, id, lineage_id, coalesce(team_id, 0), prefix, allowed_models,"
 			   " coalesce(rpm_limit, 0), coalesce(tpm_limit, 0),"
-			   " coalesce(expires_at, 'infinity'), revoked_at IS NOT NULL"
+			   " coalesce(expires_at, 'infinity'), revoked_at IS NOT NULL,"
+			   " 'metrics' = ANY (scopes), 'finance' = ANY (scopes)"
 			   " FROM llmgw.virtual_keys");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -236,6 +239,8 @@ load_identities(void)
 		k->tpm = col_int64(tup, 8);
 		k->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 9, &isnull));
 		k->revoked = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 10, &isnull));
+		k->scope_metrics = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 11, &isnull));
+		k->scope_finance = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 12, &isnull));
 	}
 }
 
@@ -514,6 +519,21 @@ llmgw_policy_key_may(const uint8 *hash, const char *model)
 	if (t && !model_allowed(t->allowed, model))
 		return LLMGW_ERR_NOT_ALLOWED;
 	return LLMGW_ERR_NONE;
+}
+
+/*
+ * The front door scopes of a valid key (LLMGW_KEY_SCOPE_* bits); -1 when
+ * the key is not valid
+ */
+int
+llmgw_policy_key_scopes(const uint8 *hash)
+{
+	KeyInfo    *k = keys ? hash_search(keys, hash, HASH_FIND, NULL) : NULL;
+
+	if (llmgw_policy_key_may(hash, NULL) != LLMGW_ERR_NONE)
+		return -1;
+	return (k->scope_metrics ? LLMGW_KEY_SCOPE_METRICS : 0) |
+		(k->scope_finance ? LLMGW_KEY_SCOPE_FINANCE : 0);
 }
 
 /* Name of the scope a limit belongs to, for messages */

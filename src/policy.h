@@ -27,6 +27,12 @@ extern bool llmgw_api_key_current(uint8 *hash);
 extern bool llmgw_api_key_hash(const char *key, size_t len, uint8 *hash);
 extern LlmgwErrorClass llmgw_policy_key_may(const uint8 *hash, const char *model);
 
+/* What a key may read at the front door besides calling models */
+#define LLMGW_KEY_SCOPE_METRICS 0x01	/* GET /metrics */
+#define LLMGW_KEY_SCOPE_FINANCE 0x02	/* GET /spend */
+
+extern int	llmgw_policy_key_scopes(const uint8 *hash);
+
 /* policy.c */
 extern bool llmgw_policy_refresh(void);
 extern bool llmgw_policy_admit(LlmgwCall *call, const LlmgwModelRoutes *model);

@@ -273,7 +273,7 @@ fuzz_stream(const char *data, size_t size, const char *answer)
 	resetStringInfo(&buf);
 	llmgw_anthropic_stream_start(&st, &buf, NULL, NULL);
 	llmgw_anthropic_stream_text(&st, &buf, data, a);
-	llmgw_anthropic_stream_error(&buf, llmgw_anthropic_error_type(500 + (int) (size % 40)), answer);
+	llmgw_anthropic_stream_error(&buf, llmgw_anthropic_error_type(500 + (int) (size % 40)), "server", answer);
 	check_stream(buf.data, buf.len);
 }
 

@@ -40,6 +40,7 @@
 #define MODEL_BUCKETS 1024
 #define MAX_HUGE 100000000		/* bytes of a huge:BYTES answer */
 #define MAX_EMBEDDING_VALUES (16 * 1024 * 1024) /* in one embeddings answer */
+#define MAX_WORDS 1000000		/* words of a words:N answer */
 
 /* Per-request behaviour, from the directives */
 typedef struct Behaviour
@@ -66,6 +67,8 @@ typedef struct Behaviour
 	bool		garbage;		/* stream with one malformed JSON event */
 	bool		stream_error;	/* stream ending in an in-stream error event */
 	bool		filtered;		/* content-filter / safety stop, with usage */
+	int			drip_ms;		/* a stream's events one at a time, this far apart */
+	long		words;			/* an answer of this many words (0: the usual one) */
 	char		replay[256];	/* corpus case to replay, or "" */
 } Behaviour;
 
@@ -78,7 +81,10 @@ typedef struct ModelCount
 	struct ModelCount *next;
 } ModelCount;
 
-/* A reply waiting for its delay, or a stalled request */
+/*
+ * A reply waiting for its delay, a stalled request, or a stream sent one
+ * event at a time (drip)
+ */
 typedef struct Pending
 {
 	struct evhttp_request *req;
@@ -87,8 +93,11 @@ typedef struct Pending
 	struct event *gone;			/* the client closed its end */
 	int			status;
 	char	   *content_type;
-	struct evbuffer *body;
+	struct evbuffer *body;		/* with drip: the events not sent yet */
 	bool		stream;
+	int			drip_ms;		/* > 0: a stream dripped, this far apart */
+	bool		dripping;		/* its response is under way */
+	long		dripped;		/* events sent so far */
 } Pending;
 
 static atomic_long total_requests;
@@ -99,6 +108,9 @@ static ModelCount *models[MODEL_BUCKETS];
 static const char *require_key = NULL;
 static const char *corpus_dir = NULL;
 static atomic_long next_id;
+static atomic_long closed_early;	/* replies whose client left before their end */
+static atomic_long drips_cut;	/* of those, streams cut between two events */
+static atomic_long drip_events;	/* events sent one at a time */
 static int	stop_pipe[2];		/* written once to stop the serving threads */
 
 /* FNV-1a hash of a string */
@@ -161,6 +173,9 @@ apply_directive(Behaviour *b, const char *d)
 		return;
 	}
 	if (sscanf(d, "delay:%d", &b->delay_ms) == 1 ||
+		sscanf(d, "drip:%d", &b->drip_ms) == 1 ||
+		sscanf(d, "pace:%d", &b->drip_ms) == 1 ||	/* the same, older name */
+		sscanf(d, "words:%ld", &b->words) == 1 ||
 		sscanf(d, "cache_write:%ld", &b->cache_write) == 1 ||
 		sscanf(d, "status:%d", &b->status) == 1 ||
 		sscanf(d, "fail_first:%d", &b->fail_first) == 1 ||
@@ -283,6 +298,13 @@ pending_closed(struct evhttp_connection *conn, void *arg)
 	Pending    *p = arg;
 
 	(void) conn;
+	atomic_fetch_add(&closed_early, 1);
+	if (p->dripping)
+	{
+		atomic_fetch_add(&drips_cut, 1);
+		fprintf(stderr, "llmgw-mock: a client closed a dripped stream after %ld events, %zu bytes unsent\n",
+				p->dripped, evbuffer_get_length(p->body));
+	}
 	if (evhttp_request_get_connection(p->req) == NULL)
 		evhttp_request_free(p->req);
 	pending_free(p);
@@ -314,6 +336,61 @@ send_stream(struct evhttp_request *req, struct evbuffer *body)
 	evhttp_send_reply_end(req);
 }
 
+/*
+ * Length of the first SSE event of buf, its blank line included (the
+ * whole buffer when no blank line ends one)
+ */
+static size_t
+first_event_length(struct evbuffer *buf)
+{
+	struct evbuffer_ptr lf = evbuffer_search(buf, "\n\n", 2, NULL);
+	struct evbuffer_ptr crlf = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
+	size_t		n = evbuffer_get_length(buf);
+
+	if (lf.pos >= 0)
+		n = (size_t) lf.pos + 2;
+	if (crlf.pos >= 0 && (size_t) crlf.pos + 4 < n)
+		n = (size_t) crlf.pos + 4;
+	return n;
+}
+
+static void pending_fire(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Send the next event of a dripped stream (the status and headers first),
+ * then wait drip_ms for the one after; the last one ends the response
+ */
+static void
+drip_next(Pending *p)
+{
+	struct evbuffer *chunk = evbuffer_new();
+	struct timeval tv = {p->drip_ms / 1000, (p->drip_ms % 1000) * 1000};
+
+	if (!p->dripping)
+	{
+		evhttp_add_header(evhttp_request_get_output_headers(p->req), "Content-Type",
+						  "text/event-stream");
+		evhttp_send_reply_start(p->req, 200, "OK");
+		p->dripping = true;
+	}
+	evbuffer_remove_buffer(p->body, chunk, first_event_length(p->body));
+	evhttp_send_reply_chunk(p->req, chunk);
+	evbuffer_free(chunk);
+	p->dripped++;
+	atomic_fetch_add(&drip_events, 1);
+	if (evbuffer_get_length(p->body) > 0)
+	{
+		if (p->timer == NULL)
+			p->timer = evtimer_new(evhttp_connection_get_base(p->conn), pending_fire, p);
+		evtimer_add(p->timer, &tv);
+		return;
+	}
+	/* the whole stream is sent: the request is libevent's again */
+	evhttp_connection_set_closecb(p->conn, NULL, NULL);
+	evhttp_send_reply_end(p->req);
+	pending_free(p);
+}
+
 /* The delay of a pending reply is over */
 static void
 pending_fire(evutil_socket_t fd, short what, void *arg)
@@ -322,6 +399,11 @@ pending_fire(evutil_socket_t fd, short what, void *arg)
 
 	(void) fd;
 	(void) what;
+	if (p->drip_ms > 0)
+	{
+		drip_next(p);
+		return;
+	}
 	evhttp_connection_set_closecb(p->conn, NULL, NULL);
 	if (p->stream)
 		send_stream(p->req, p->body);
@@ -330,7 +412,10 @@ pending_fire(evutil_socket_t fd, short what, void *arg)
 	pending_free(p);
 }
 
-/* Reply after the behaviour's delay (or never, for stall) */
+/*
+ * Reply after the behaviour's delay (or never, for stall); a stream with
+ * drip goes out one event at a time
+ */
 static void
 reply(struct evhttp_request *req, const Behaviour *b, int status, const char *ctype,
 	  struct evbuffer *body, bool stream)
@@ -338,8 +423,9 @@ reply(struct evhttp_request *req, const Behaviour *b, int status, const char *ct
 	Pending    *p;
 	struct event_base *base;
 	evutil_socket_t fd;
+	bool		drip = stream && b->drip_ms > 0 && !b->stall;
 
-	if (b->delay_ms <= 0 && !b->stall)
+	if (b->delay_ms <= 0 && !b->stall && !drip)
 	{
 		if (stream)
 			send_stream(req, body);
@@ -355,12 +441,15 @@ reply(struct evhttp_request *req, const Behaviour *b, int status, const char *ct
 	p->content_type = strdup(ctype);
 	p->body = body;
 	p->stream = stream;
+	p->drip_ms = drip ? b->drip_ms : 0;
 	base = evhttp_connection_get_base(p->conn);
 	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(p->conn));
 	evhttp_connection_set_closecb(p->conn, pending_closed, p);
 	p->gone = event_new(base, fd, EV_CLOSED, pending_gone, p);
 	event_add(p->gone, NULL);
-	if (!b->stall)
+	if (drip && b->delay_ms <= 0)
+		drip_next(p);			/* the first event now */
+	else if (!b->stall)
 	{
 		struct timeval tv = {b->delay_ms / 1000, (b->delay_ms % 1000) * 1000};
 
@@ -853,6 +942,8 @@ read_behaviour(struct evhttp_request *req, const char *model, Behaviour *b)
 		b->status = 500;
 	if (b->huge > MAX_HUGE)
 		b->huge = MAX_HUGE;
+	if (b->words > MAX_WORDS)
+		b->words = MAX_WORDS;
 }
 
 /*
@@ -984,6 +1075,24 @@ read_gemini_request(json_t *root, bool stream, Chat *c)
 	return true;
 }
 
+/* The answer of words:N: "w1 w2 ... wN" */
+static char *
+numbered_words(long n)
+{
+	struct evbuffer *buf = evbuffer_new();
+	size_t		len;
+	char	   *s;
+
+	for (long i = 1; i <= n; i++)
+		evbuffer_add_printf(buf, "%sw%ld", i > 1 ? " " : "", i);
+	len = evbuffer_get_length(buf);
+	s = malloc(len + 1);
+	evbuffer_remove(buf, s, len);
+	s[len] = '\0';
+	evbuffer_free(buf);
+	return s;
+}
+
 /* The deterministic answer: text, whether it was cut, its word count */
 static char *
 answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut, long *completion)
@@ -1006,6 +1115,8 @@ answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut,
 	}
 	else if (b->echo)
 		full = strdup(b->echo);
+	else if (b->words > 0)
+		full = numbered_words(b->words);
 	else if (asprintf(&full, "Hello! You said: %s", c->last_user) < 0)
 		abort();
 	text = first_words(full, c->max_tokens, cut);
@@ -1583,10 +1694,13 @@ handle_stats(struct evhttp_request *req)
 		for (ModelCount *m = models[i]; m; m = m->next)
 			json_object_set_new(by_model, m->model, json_integer(m->requests));
 	pthread_mutex_unlock(&models_lock);
-	out = json_pack("{s:I, s:I, s:I, s:o}",
+	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 					"requests", (json_int_t) atomic_load(&total_requests),
 					"chat", (json_int_t) atomic_load(&chat_requests),
 					"embeddings", (json_int_t) atomic_load(&embedding_requests),
+					"closed_early", (json_int_t) atomic_load(&closed_early),
+					"drips_cut", (json_int_t) atomic_load(&drips_cut),
+					"drip_events", (json_int_t) atomic_load(&drip_events),
 					"by_model", by_model);
 	{
 		struct evbuffer *buf = json_buffer(out);
@@ -1625,6 +1739,9 @@ handle_reset(struct evhttp_request *req)
 	atomic_store(&total_requests, 0);
 	atomic_store(&chat_requests, 0);
 	atomic_store(&embedding_requests, 0);
+	atomic_store(&closed_early, 0);
+	atomic_store(&drips_cut, 0);
+	atomic_store(&drip_events, 0);
 	evbuffer_add_printf(buf, "{\"ok\":true}");
 	send_now(req, 200, "application/json", buf);
 	evbuffer_free(buf);

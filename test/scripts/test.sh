@@ -97,12 +97,16 @@ prove_tests=${LLMGW_PROVE-$(ls "$LLMGW_ROOT"/test/t/*.pl | sed "s#^$LLMGW_ROOT/#
 [ "$prove_tests" = none ] && echo "Result: PASS" >"$LLMGW_TMP/tap.out"
 grep -E '^(ok|not ok) |^# figures:' "$LLMGW_TMP/tap.out"
 p=$(grep -cE '^ok ' "$LLMGW_TMP/tap.out")
-f=$(grep -cE '^not ok ' "$LLMGW_TMP/tap.out")
+# a TODO test (a known bug, its reproduction in the test) fails without failing the suite
+f=$(grep -E '^not ok ' "$LLMGW_TMP/tap.out" | grep -vc '# TODO')
+todo=$(grep -E '^not ok ' "$LLMGW_TMP/tap.out" | grep -c '# TODO')
 if ! grep -q '^Result: PASS' "$LLMGW_TMP/tap.out"; then
     tail -40 "$LLMGW_TMP/tap.out"
     [ "$f" -eq 0 ] && f=1
 fi
 passed=$((passed + p)); failed=$((failed + f))
+
+[ "$todo" -gt 0 ] && echo "$todo TAP tests marked TODO fail: known bugs, each described in its test"
 
 if [ -n "${LLMGW_QUICK:-}" ]; then
     echo "$passed passed, $failed failed"

@@ -1,0 +1,548 @@
+// The official OpenAI and Anthropic SDKs against llmgw's HTTP front door.
+// test/t/016_http_clients.pl runs one scenario per process:
+//
+//   node clients.mjs SCENARIO
+//
+// and asserts on the one JSON object it prints: what the SDK returned, or
+// the facts of the exception it threw (class, status, code, headers).  The
+// script asserts nothing itself, so that every check is a named TAP test.
+//
+// Environment: LLMGW_HTTP (http://127.0.0.1:PORT), LLMGW_KEYS (a JSON
+// object of virtual keys by role), LLMGW_PSQL (a connection string, for the
+// scenarios that run SQL between calls), LLMGW_ARGS (a JSON object of the
+// scenario's parameters).
+import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import { Readable } from 'node:stream';
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+
+const base = process.env.LLMGW_HTTP;
+const keys = JSON.parse(process.env.LLMGW_KEYS || '{}');
+const args = JSON.parse(process.env.LLMGW_ARGS || '{}');
+const PROOF = ['x-request-id', 'x-llmgw-deployment', 'x-llmgw-attempts', 'x-llmgw-cost',
+	'x-llmgw-currency', 'x-llmgw-cache', 'x-llmgw-error-code', 'retry-after', 'content-type'];
+
+// The SDKs' exception classes, most specific first
+const OPENAI_ERRORS = ['BadRequestError', 'AuthenticationError', 'PermissionDeniedError',
+	'NotFoundError', 'RateLimitError', 'InternalServerError', 'APIConnectionTimeoutError',
+	'APIConnectionError', 'APIError', 'OpenAIError'];
+const ANTHROPIC_ERRORS = ['BadRequestError', 'AuthenticationError', 'PermissionDeniedError',
+	'NotFoundError', 'RateLimitError', 'GatewayTimeoutError', 'ServiceUnavailableError',
+	'InternalServerError', 'APIConnectionTimeoutError', 'APIConnectionError', 'APIError',
+	'AnthropicError'];
+
+function openai(apiKey, opts = {})
+{
+	return new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: 30000, ...opts });
+}
+
+function anthropic(apiKey, opts = {})
+{
+	return new Anthropic({ baseURL: base, apiKey, maxRetries: 0, timeout: 30000, ...opts });
+}
+
+// The proof headers of a response (a fetch Headers object)
+function headersOf(h)
+{
+	const out = {};
+
+	if (!h || typeof h.get !== 'function')
+		return out;
+	for (const name of PROOF)
+		if (h.get(name) !== null)
+			out[name] = h.get(name);
+	return out;
+}
+
+// The facts of an exception: the first SDK class it is an instance of
+function errorFacts(e, sdk)
+{
+	const names = sdk === Anthropic ? ANTHROPIC_ERRORS : OPENAI_ERRORS;
+	const cls = names.find((n) => typeof sdk[n] === 'function' && e instanceof sdk[n]) ?? null;
+
+	return {
+		ok: false,
+		class: cls,
+		status: e.status ?? null,
+		code: e.code ?? null,					/* OpenAI: error.code of the body */
+		type: e.type ?? null,
+		body: e.error ?? null,					/* OpenAI: the error member; Anthropic: the body */
+		message: String(e.message).slice(0, 300),
+		headers: headersOf(e.headers),
+	};
+}
+
+// Run fn; its value as {ok: true, ...}, or the facts of what it threw
+async function attempt(sdk, fn)
+{
+	try
+	{
+		return { ok: true, ...(await fn()) };
+	}
+	catch (e)
+	{
+		return errorFacts(e, sdk);
+	}
+}
+
+// Run one SQL statement with psql: {ok, out, err}
+function sql(statement)
+{
+	try
+	{
+		const out = execFileSync('psql', ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose',
+			'-d', process.env.LLMGW_PSQL, '-c', statement],
+			{ encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+		return { ok: true, out: out.trim(), err: '' };
+	}
+	catch (e)
+	{
+		return { ok: false, out: String(e.stdout ?? '').trim(), err: String(e.stderr ?? '').trim() };
+	}
+}
+
+// A fetch over one kept-alive socket (node:http), for the SDKs' fetch
+// option: reused[i] says whether request i went over an open connection
+function socketFetch()
+{
+	const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+	const reused = [];
+	const fetch = (url, init = {}) => new Promise((resolve, reject) => {
+		const req = http.request(String(url), {
+			method: init.method ?? 'GET', agent, signal: init.signal ?? undefined,
+			headers: Object.fromEntries(new Headers(init.headers ?? {})),
+		});
+
+		req.on('response', (res) => {
+			const headers = new Headers();
+
+			reused.push(req.reusedSocket);
+			for (const [k, v] of Object.entries(res.headers))
+				headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+			resolve(new Response(Readable.toWeb(res), { status: res.statusCode, headers }));
+		});
+		req.on('error', reject);
+		req.end(init.body ?? undefined);
+	});
+
+	return { fetch, reused, agent };
+}
+
+const ask = (text) => [{ role: 'user', content: text }];
+
+const WEATHER_TOOL = {
+	type: 'function',
+	function: {
+		name: 'get_weather',
+		description: 'The weather in a city',
+		parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+	},
+};
+
+// An OpenAI chat call's facts: the text, finish reason, usage, proof
+async function chatFacts(client, body, options)
+{
+	const { data, response } = await client.chat.completions.create(body, options).withResponse();
+	const choice = data.choices[0];
+
+	return {
+		object: data.object,
+		id: data.id,
+		model: data.model,
+		text: choice.message.content,
+		role: choice.message.role,
+		finish: choice.finish_reason,
+		tool_calls: choice.message.tool_calls ?? null,
+		usage: data.usage,
+		sdk_request_id: data._request_id ?? null,
+		headers: headersOf(response.headers),
+	};
+}
+
+const scenarios = {
+	// 1. The OpenAI SDK's calls: plain, streamed, tools, JSON mode,
+	// embeddings, models, tags
+	async openai()
+	{
+		const c = openai(keys.main);
+		const out = {};
+		const messages = ask('hello from the openai sdk: ünïcødé 日本語 🎉');
+
+		out.plain = await attempt(OpenAI, () => chatFacts(c, { model: 'priced', messages }));
+
+		// the provider sends an event every 100 ms: the client sees them come
+		out.stream = await attempt(OpenAI, async () => {
+			const t0 = performance.now();
+			const { data: stream, response } = await c.chat.completions.create({
+				model: 'priced-paced', messages, stream: true, stream_options: { include_usage: true },
+			}).withResponse();
+			const s = { text: '', chunks: 0, content_chunks: 0, finish: null, usage: null,
+				llmgw: null, last_choices: null, ids: new Set(), objects: new Set(),
+				first_content_ms: null, end_ms: null };
+
+			for await (const chunk of stream)
+			{
+				s.chunks++;
+				s.ids.add(chunk.id);
+				s.objects.add(chunk.object);
+				const choice = chunk.choices?.[0];
+				if (choice?.delta?.content)
+				{
+					s.text += choice.delta.content;
+					s.content_chunks++;
+					s.first_content_ms ??= performance.now() - t0;
+				}
+				if (choice?.finish_reason)
+					s.finish = choice.finish_reason;
+				if (chunk.usage)
+					s.usage = chunk.usage;
+				s.llmgw = chunk.llmgw ?? null;		/* the last chunk's */
+				s.last_choices = chunk.choices?.length ?? null;
+			}
+			s.end_ms = performance.now() - t0;
+			return { ...s, ids: [...s.ids], objects: [...s.objects], headers: headersOf(response.headers) };
+		});
+
+		out.tools = await attempt(OpenAI, () => chatFacts(c, {
+			model: 'tools', messages: ask('what is the weather in Paris?'), tools: [WEATHER_TOOL],
+		}));
+
+		out.tools_stream = await attempt(OpenAI, async () => {
+			const runner = c.chat.completions.stream({
+				model: 'tools', messages: ask('what is the weather in Paris?'), tools: [WEATHER_TOOL],
+			});
+			const final = await runner.finalChatCompletion();
+
+			return { finish: final.choices[0].finish_reason, tool_calls: final.choices[0].message.tool_calls };
+		});
+
+		// the tool's result sent back: the provider gets the tool message
+		out.tool_result = await attempt(OpenAI, () => chatFacts(c, {
+			model: 'echo', tools: [WEATHER_TOOL], messages: [
+				...ask('what is the weather in Paris?'),
+				{ role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function',
+					function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+				{ role: 'tool', tool_call_id: 'call_1', content: 'sunny, 21 C' },
+			],
+		}));
+
+		// the provider's stream breaks after some text: the SDK throws
+		out.stream_broken = await attempt(OpenAI, async () => {
+			const stream = await c.chat.completions.create({ model: 'midfail', messages, stream: true });
+			let text = '';
+			try
+			{
+				for await (const chunk of stream)
+					text += chunk.choices?.[0]?.delta?.content ?? '';
+			}
+			catch (e)
+			{
+				return { text, thrown: errorFacts(e, OpenAI) };
+			}
+			return { text, thrown: null };
+		});
+
+		// without include_usage: no usage chunk, the proof rides on the finish chunk
+		out.stream_plain = await attempt(OpenAI, async () => {
+			const stream = await c.chat.completions.create({ model: 'demo', messages, stream: true });
+			const s = { text: '', usage: null, llmgw: null, finish: null };
+
+			for await (const chunk of stream)
+			{
+				s.text += chunk.choices?.[0]?.delta?.content ?? '';
+				s.usage ??= chunk.usage ?? null;
+				s.llmgw ??= chunk.llmgw ?? null;
+				if (chunk.llmgw)
+					s.finish = chunk.choices?.[0]?.finish_reason ?? null;
+			}
+			return s;
+		});
+
+		// the client leaves in the middle of a stream
+		out.abort = await attempt(OpenAI, async () => {
+			const { data: stream, response } = await c.chat.completions.create({
+				model: 'paced', messages: ask('one two three four five six seven eight nine ten'), stream: true,
+			}).withResponse();
+			let text = '';
+
+			for await (const chunk of stream)
+			{
+				text += chunk.choices?.[0]?.delta?.content ?? '';
+				if (text.length > 0)
+				{
+					stream.controller.abort();
+					break;
+				}
+			}
+			return { text, headers: headersOf(response.headers) };
+		});
+
+		// newer parameters pass through to the provider
+		out.passthrough = await attempt(OpenAI, () => chatFacts(c, {
+			model: 'echo', messages: [{ role: 'system', content: 'be brief' }, ...ask('hi')],
+			max_completion_tokens: 500, temperature: 0.2, seed: 7,
+		}));
+
+		out.json_mode = await attempt(OpenAI, () => chatFacts(c, {
+			model: 'echo', messages: ask('answer in JSON'), response_format: { type: 'json_object' },
+		}));
+
+		out.embed_one = await attempt(OpenAI, async () => {
+			const r = await c.embeddings.create({ model: 'embed', input: 'alpha' });
+			return { object: r.object, model: r.model, usage: r.usage, data: r.data };
+		});
+		out.embed_list = await attempt(OpenAI, async () => {
+			const r = await c.embeddings.create({ model: 'embed', input: ['alpha', 'beta', 'gamma'] });
+			return { data: r.data };
+		});
+		out.embed_float = await attempt(OpenAI, async () => {
+			const r = await c.embeddings.create({ model: 'embed', input: ['alpha', 'beta', 'gamma'],
+				encoding_format: 'float' });
+			return { data: r.data };
+		});
+
+		const limited = openai(keys.allow);
+		out.models = await attempt(OpenAI, async () => {
+			const ids = [];
+			for await (const m of limited.models.list())
+				ids.push(m.id);
+			const all = [];
+			for await (const m of c.models.list())
+				all.push(m.id);
+			return { ids: ids.sort(), all: all.sort() };
+		});
+		out.model_one = await attempt(OpenAI, async () => {
+			const m = await limited.models.retrieve('demo');
+			return { id: m.id, object: m.object };
+		});
+		out.model_hidden = await attempt(OpenAI, () => limited.models.retrieve('embed'));
+		out.model_slash = await attempt(OpenAI, async () => {
+			const m = await c.models.retrieve('acme/fast');
+			const r = await chatFacts(c, { model: 'acme/fast', messages: ask('slash') });
+			return { id: m.id, text: r.text };
+		});
+
+		out.tags = await attempt(OpenAI, () => chatFacts(c, {
+			model: 'demo', messages: ask('tag me'), user: 'alice', metadata: { project: 'apollo' },
+		}, { headers: { 'x-llmgw-tags': JSON.stringify({ source: 'sdk-test', project: 'header' }) } }));
+
+		return out;
+	},
+
+	// 2. Each error class as the OpenAI SDK's exception (maxRetries 0)
+	async errors()
+	{
+		const out = {};
+		const c = openai(keys.main);
+		const messages = ask('this should fail');
+
+		out.unknown_key = await attempt(OpenAI, () =>
+			openai('lgw_' + '0'.repeat(40)).chat.completions.create({ model: 'demo', messages }));
+		out.missing_key = await attempt(OpenAI, () =>
+			openai('unused', { defaultHeaders: { Authorization: null } })
+				.chat.completions.create({ model: 'demo', messages }));
+
+		// revoked while the client holds its connection (one kept-alive socket)
+		const sock = socketFetch();
+		const r = openai(keys.revoke, { fetch: sock.fetch });
+		out.before_revoke = await attempt(OpenAI, () => chatFacts(r, { model: 'demo', messages: ask('still valid') }));
+		out.revoke_sql = sql(`SELECT llmgw.revoke_key(${args.revoke_id})`);
+		out.revoked = await attempt(OpenAI, () => r.chat.completions.create({ model: 'demo', messages }));
+		out.revoked_models = await attempt(OpenAI, () => r.models.list());
+		out.revoke_reused = sock.reused;
+		sock.agent.destroy();
+
+		out.not_allowed = await attempt(OpenAI, () =>
+			openai(keys.allow).chat.completions.create({ model: 'tools', messages }));
+		out.unknown_model = await attempt(OpenAI, () =>
+			c.chat.completions.create({ model: 'no-such-model', messages }));
+
+		const b = openai(keys.budget);
+		out.budget_first = await attempt(OpenAI, () => chatFacts(b, { model: 'metered', messages, max_tokens: 5 }));
+		out.budget = await attempt(OpenAI, () => b.chat.completions.create({ model: 'metered', messages, max_tokens: 5 }));
+		const d = openai(keys.daily);
+		out.daily_first = await attempt(OpenAI, () => chatFacts(d, { model: 'metered', messages, max_tokens: 5 }));
+		out.daily = await attempt(OpenAI, () => d.chat.completions.create({ model: 'metered', messages, max_tokens: 5 }));
+
+		const rpm = openai(keys.rpm);
+		out.rpm_allowed = [];
+		for (let i = 0; i < args.rpm; i++)
+			out.rpm_allowed.push(await attempt(OpenAI, () => chatFacts(rpm, { model: 'demo', messages })));
+		out.rpm = await attempt(OpenAI, () => rpm.chat.completions.create({ model: 'demo', messages }));
+
+		out.bad_tags = await attempt(OpenAI, () => c.chat.completions.create({ model: 'demo', messages },
+			{ headers: { 'x-llmgw-tags': 'not json' } }));
+		out.no_messages = await attempt(OpenAI, () => c.chat.completions.create({ model: 'demo' }));
+		out.context = await attempt(OpenAI, () => c.chat.completions.create({ model: 'ctx', messages }));
+		out.server = await attempt(OpenAI, () => c.chat.completions.create({ model: 'broken', messages }));
+		out.timeout = await attempt(OpenAI, () => c.chat.completions.create({ model: 'late', messages }));
+		// a stream that fails before its first byte: a plain HTTP error
+		out.stream_server = await attempt(OpenAI, async () => {
+			const stream = await c.chat.completions.create({ model: 'broken', messages, stream: true });
+			for await (const chunk of stream)
+				;
+			return {};
+		});
+		return out;
+	},
+
+	// 3. The Anthropic SDK: messages plain, streamed, tools, errors
+	async anthropic()
+	{
+		const a = anthropic(keys.main);
+		const out = {};
+		const messages = ask('hello from the anthropic sdk');
+
+		out.plain = await attempt(Anthropic, async () => {
+			const { data, response } = await a.messages.create({ model: 'demo', max_tokens: 100, messages,
+				metadata: { user_id: 'bob' } }, { headers: { 'x-llmgw-tags': '{"source":"anthropic-sdk"}' } })
+				.withResponse();
+			return { message: data, headers: headersOf(response.headers) };
+		});
+
+		out.stream = await attempt(Anthropic, async () => {
+			const t0 = performance.now();
+			const stream = a.messages.stream({ model: 'paced', max_tokens: 100, messages });
+			const texts = [];
+			const events = [];
+			let proof = null;
+			let first_text_ms = null;
+
+			stream.on('text', (t) => {
+				texts.push(t);
+				first_text_ms ??= performance.now() - t0;
+			});
+			stream.on('streamEvent', (e) => {
+				events.push(e.type);
+				if (e.type === 'message_delta')
+					proof = e.llmgw ?? null;
+			});
+			const { data: s, response } = await stream.withResponse();
+			const message = await stream.finalMessage();
+			return { texts, events, message, proof, first_text_ms, end_ms: performance.now() - t0,
+				headers: headersOf(response.headers) };
+		});
+
+		out.tools = await attempt(Anthropic, async () => {
+			const m = await a.messages.create({
+				model: 'tools', max_tokens: 100, messages: ask('what is the weather in Paris?'),
+				tools: [{ name: 'get_weather', description: 'The weather in a city',
+					input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }],
+			});
+			return { message: m };
+		});
+
+		out.tools_stream = await attempt(Anthropic, async () => {
+			const stream = a.messages.stream({
+				model: 'tools', max_tokens: 100, messages: ask('what is the weather in Paris?'),
+				tools: [{ name: 'get_weather', description: 'The weather in a city',
+					input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }],
+			});
+			const json = [];
+			stream.on('inputJson', (piece) => json.push(piece));
+			return { message: await stream.finalMessage(), json };
+		});
+
+		// the tool's result sent back: what the provider received
+		out.tool_result = await attempt(Anthropic, async () => {
+			const m = await a.messages.create({
+				model: 'echo', max_tokens: 1000,
+				tools: [{ name: 'get_weather', description: 'The weather in a city',
+					input_schema: { type: 'object', properties: { city: { type: 'string' } } } }],
+				messages: [
+					...ask('what is the weather in Paris?'),
+					{ role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'get_weather',
+						input: { city: 'Paris' } }] },
+					{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'sunny, 21 C' }] },
+				],
+			});
+			return { message: m };
+		});
+
+		out.system = await attempt(Anthropic, async () => ({ message: await a.messages.create({
+			model: 'echo', max_tokens: 500, system: 'be brief', temperature: 0.2,
+			stop_sequences: ['END'], messages: ask('hi'),
+		}) }));
+
+		out.stream_broken = await attempt(Anthropic, async () => {
+			const stream = a.messages.stream({ model: 'midfail', max_tokens: 100, messages });
+			const texts = [];
+			stream.on('text', (t) => texts.push(t));
+			try
+			{
+				await stream.finalMessage();
+			}
+			catch (e)
+			{
+				return { text: texts.join(''), thrown: errorFacts(e, Anthropic) };
+			}
+			return { text: texts.join(''), thrown: null };
+		});
+
+		out.models = await attempt(Anthropic, async () => {
+			const ids = [];
+			for await (const m of a.models.list())
+			{
+				ids.push(m.id);
+				if (ids.length > 100)
+					break;
+			}
+			return { ids };
+		});
+
+		out.bad_key = await attempt(Anthropic, () =>
+			anthropic('lgw_' + '0'.repeat(40)).messages.create({ model: 'demo', max_tokens: 10, messages }));
+		out.unknown_model = await attempt(Anthropic, () =>
+			a.messages.create({ model: 'no-such-model', max_tokens: 10, messages }));
+		out.not_allowed = await attempt(Anthropic, () =>
+			anthropic(keys.allow).messages.create({ model: 'tools', max_tokens: 10, messages }));
+		return out;
+	},
+
+	// 4. args.n concurrent calls with one key against a hard budget
+	async race()
+	{
+		const c = openai(keys.race);
+		const calls = [];
+
+		for (let i = 0; i < args.n; i++)
+			calls.push(attempt(OpenAI, () => chatFacts(c, { model: 'metered', messages: ask(`race ${i}`), max_tokens: 5 })));
+		const results = await Promise.all(calls);
+		return {
+			ok: results.filter((r) => r.ok).length,
+			budget: results.filter((r) => !r.ok && r.class === 'RateLimitError' && r.code === 'budget_exhausted'
+				&& r.headers['x-llmgw-error-code'] === 'budget_exhausted').length,
+			other: results.filter((r) => !r.ok && !(r.class === 'RateLimitError' && r.code === 'budget_exhausted'))
+				.map((r) => `${r.class} ${r.status} ${r.code}: ${r.message}`),
+			request_ids: results.filter((r) => r.ok).map((r) => r.headers['x-request-id']),
+		};
+	},
+
+	// 5. A team's rate limit shared by SQL and HTTP calls of one key
+	async mixed()
+	{
+		const c = openai(keys.mixed);
+		const sqlCall = (i) => sql(`SET llmgw.api_key = '${keys.mixed}'; `
+			+ `SELECT llm_complete('sql call ${i}', 'metered', max_tokens => 5)`);
+		const httpCall = (i) => attempt(OpenAI, () =>
+			chatFacts(c, { model: 'metered', messages: ask(`http call ${i}`), max_tokens: 5 }));
+		const steps = [];
+
+		for (let i = 0; i < args.limit; i++)
+			steps.push(i % 2 === 0 ? { via: 'sql', ...sqlCall(i) } : { via: 'http', ...(await httpCall(i)) });
+		return {
+			steps,
+			http_after: await httpCall('over'),
+			sql_after: sqlCall('over'),
+		};
+	},
+};
+
+const run = scenarios[process.argv[2]];
+if (!run)
+{
+	console.error(`unknown scenario "${process.argv[2]}"; one of ${Object.keys(scenarios).join(', ')}`);
+	process.exit(2);
+}
+process.stdout.write(JSON.stringify(await run()) + '\n');

@@ -1,0 +1,520 @@
+# The HTTP front door through the official clients: the openai and
+# @anthropic-ai/sdk npm packages (pinned in test/http/package.json, installed
+# here once with npm ci; skipped only when npm is absent) call
+# llmgw.http_listen as they would call the vendors.  test/http/clients.mjs
+# runs one scenario per node process and prints what the SDK returned or
+# threw; this file asserts it, and checks the usage rows, budgets and spend
+# the calls left behind.
+#
+# - OpenAI: chat plain (text, usage, proof headers = the usage row), streamed
+#   as the provider sends it (same text, usage, proof in the last chunk; a
+#   client that leaves: row cancelled), tools (and their results sent back),
+#   JSON mode, embeddings (base64 by default, decoded), models of an
+#   allow-list, user/metadata/x-llmgw-tags in usage.tags;
+# - every error class as the SDK's exception (maxRetries 0) with its stable
+#   code in the body and x-llmgw-error-code, Retry-After of a rate limit and
+#   of a daily budget; a key revoked between two calls on one kept-alive
+#   connection;
+# - Anthropic: messages plain, streamed (proof in message_delta), tools
+#   (streamed too), tags, errors;
+# - 4*K concurrent HTTP calls against a hard budget of K calls: exactly K;
+# - a team's rate limit shared by SQL and HTTP calls of one key.
+#
+# The mock's pace:MS directive spaces a stream's events, so that the client
+# can see them arrive one by one.
+use strict;
+use warnings;
+use utf8;
+use FindBin;
+use lib $FindBin::Bin;
+use Cwd qw(abs_path);
+use IO::Socket::INET;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use LlmgwTest;
+
+my $dir = abs_path("$FindBin::Bin/../http");
+my $started = time;
+
+plan skip_all => 'npm is not installed (the SDK tests need node and npm)'
+  unless system('sh', '-c', 'command -v npm >/dev/null && command -v node >/dev/null') == 0;
+
+# --- the SDKs, installed once from the lock file ----------------------------
+
+# Are the pinned versions in node_modules already?
+sub sdks_installed
+{
+	my $want = decode_json(slurp_file("$dir/package.json"))->{dependencies};
+	for my $pkg (keys %$want)
+	{
+		my $file = "$dir/node_modules/$pkg/package.json";
+		return 0 unless -f $file;
+		return 0 unless decode_json(slurp_file($file))->{version} eq $want->{$pkg};
+	}
+	return 1;
+}
+
+unless (sdks_installed())
+{
+	my ($out, $err) = ('', '');
+	my $cache = PostgreSQL::Test::Utils::tempdir('npm');
+	my $ok = IPC::Run::run(
+		[ 'npm', 'ci', '--no-audit', '--no-fund', '--prefix', $dir, "--cache=$cache" ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	if (!$ok || !sdks_installed())
+	{
+		fail('npm ci installs the pinned SDKs into test/http');
+		diag("$out\n$err");
+		done_testing();
+		exit;
+	}
+}
+my %versions = map {
+	$_ => decode_json(slurp_file("$dir/node_modules/$_/package.json"))->{version}
+} qw(openai @anthropic-ai/sdk);
+note("openai $versions{openai}, \@anthropic-ai/sdk $versions{'@anthropic-ai/sdk'}");
+
+# --- a node serving the front door --------------------------------------------
+
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $node = LlmgwTest::node('http_clients', 2,
+	conf => "llmgw.http_listen = '127.0.0.1:$port'\n");
+my $base = "http://127.0.0.1:$port";
+
+# The status line of GET /health (the workers listen once they are up)
+sub health
+{
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 2)
+	  or return '';
+	print $s "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+	my $line = <$s> // '';
+	close $s;
+	return $line;
+}
+my $deadline = time + 30;
+sleep 0.1 until health() =~ m{^HTTP/1\.[01] 200} || time > $deadline;
+like(health(), qr{^HTTP/1\.[01] 200}, 'the front door answers GET /health on llmgw.http_listen');
+
+# Models: priced by tokens, priced per request (exactly 0.01 a call), and
+# the mock's behaviours; a provider that gives up after 300 ms
+$node->safe_psql('postgres', qq{
+	SELECT llmgw.create_model('priced', 'mock', 'mock-model', price_model => 'tok-price');
+	SELECT llmgw.set_price('tok-price', 3, 15);
+	SELECT llmgw.create_model('priced-paced', 'mock', 'mock-model;pace:100',
+	                          price_model => 'tok-price');
+	SELECT llmgw.create_model('paced', 'mock', 'mock-model;pace:100');
+	SELECT llmgw.create_model('acme/fast', 'mock', 'mock-model');
+	SELECT llmgw.create_model('midfail', 'mock', 'mock-model;pace:50;stream_error');
+	SELECT llmgw.create_model('metered', 'mock', 'metered-model;delay:300',
+	                          price_model => 'metered-model');
+	SELECT llmgw.set_price('metered-model', 0, 0, per_request => 0.01);
+	SELECT llmgw.create_model('tools', 'mock', 'mock-model;tool_call');
+	SELECT llmgw.create_model('echo', 'mock', 'mock-model;echo_body');
+	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
+	SELECT llmgw.create_model('ctx', 'mock', 'mock-model;context');
+	SELECT llmgw.create_model('broken', 'mock', 'mock-model;status:500');
+	SELECT llmgw.create_provider('mock300', 'openai_compatible', '$ENV{LLMGW_MOCK_URL}',
+	                             secret => 'env:LLMGW_TEST_KEY', timeout_ms => 300);
+	SELECT llmgw.create_model('late', 'mock300', 'mock-model;delay:5000');
+	SELECT llmgw.create_team('web');
+	SELECT llmgw.create_team('mixed', rpm_limit => 4);
+});
+
+# A new key of a team: (id, key)
+sub new_key
+{
+	my ($team, $name, $opts) = @_;
+	my $row = $node->safe_psql('postgres',
+		"SELECT key_id || '|' || api_key FROM llmgw.create_key('$team', '$name'"
+		  . ($opts ? ", $opts" : '') . ')');
+	return split /\|/, $row;
+}
+
+my %keys;
+my %key_ids;
+for my $k (
+	[ 'main',   'web',   undef ],
+	[ 'allow',  'web',   q{allowed_models => '{demo,priced}'} ],
+	[ 'revoke', 'web',   undef ],
+	[ 'budget', 'web',   undef ],
+	[ 'daily',  'web',   undef ],
+	[ 'rpm',    'web',   'rpm_limit => 2' ],
+	[ 'race',   'web',   undef ],
+	[ 'mixed',  'mixed', undef ])
+{
+	($key_ids{ $k->[0] }, $keys{ $k->[0] }) = new_key($k->[1], "$k->[0] key", $k->[2]);
+}
+my $web_team = $node->safe_psql('postgres', "SELECT llmgw.team_id('web')");
+my $mixed_team = $node->safe_psql('postgres', "SELECT llmgw.team_id('mixed')");
+$node->safe_psql('postgres',
+	"SELECT llmgw.create_budget('one call', 'key', '$key_ids{budget}', 'total', 0.01);
+	 SELECT llmgw.create_budget('one call a day', 'key', '$key_ids{daily}', 'day', 0.01)");
+
+# Run a scenario of clients.mjs; its JSON answer
+sub scenario
+{
+	my ($name, %args) = @_;
+	my ($out, $err) = ('', '');
+	local $ENV{LLMGW_HTTP} = $base;
+	local $ENV{LLMGW_KEYS} = encode_json(\%keys);
+	local $ENV{LLMGW_ARGS} = encode_json(\%args);
+	local $ENV{LLMGW_PSQL} = $node->connstr('postgres');
+	my $t0 = time;
+	my $ok = IPC::Run::run([ 'node', "$dir/clients.mjs", $name ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	note(sprintf('scenario %s: %.1f s', $name, time - $t0));
+	my $res = eval { decode_json($out) };
+	BAIL_OUT("scenario $name failed: $err$out") unless $ok && $res;
+	return $res;
+}
+
+sub q1 { return $node->safe_psql('postgres', shift) }
+
+# "class status code" of an SDK exception, and its header code agrees
+sub error_is
+{
+	my ($r, $class, $status, $code, $name) = @_;
+	my $got = $r->{ok} ? 'no exception' : join(' ', map { $_ // 'null' } @$r{qw(class status code)});
+	is($got, "$class $status $code", $name) or diag(explain($r));
+}
+
+# --- 1. OpenAI: the calls --------------------------------------------------------
+
+my $o = scenario('openai');
+
+my $plain = $o->{plain};
+ok($plain->{ok} && $plain->{object} eq 'chat.completion' && $plain->{role} eq 'assistant'
+	  && $plain->{text} eq 'Hello! You said: hello from the openai sdk: ünïcødé 日本語 🎉' && $plain->{finish} eq 'stop',
+	'openai chat plain: the answer text, finish_reason stop') or diag(explain($plain));
+ok($plain->{usage}{prompt_tokens} > 0 && $plain->{usage}{completion_tokens} > 0
+	  && $plain->{usage}{total_tokens} == $plain->{usage}{prompt_tokens} + $plain->{usage}{completion_tokens},
+	'openai chat plain: usage counts') or diag(explain($plain->{usage}));
+my $rid = $plain->{headers}{'x-request-id'} // '';
+is(q1("SELECT count(*) || '|' || min(key_id) || '|' || min(team_id) || '|'
+	         || bool_and(role_name IS NULL) || '|' || min(status) || '|' || min(model)
+	         || '|' || min(input_tokens) || '|' || min(output_tokens)
+	    FROM llmgw.usage WHERE request_id = '$rid'"),
+	"1|$key_ids{main}|$web_team|true|ok|priced|$plain->{usage}{prompt_tokens}|$plain->{usage}{completion_tokens}",
+	'openai chat plain: x-request-id is the usage row (key, team, no role, tokens)')
+  or diag(explain($plain->{headers}));
+my $cost = $plain->{headers}{'x-llmgw-cost'} // 'none';
+is(q1("SELECT cost > 0 AND cost = '$cost'::numeric AND currency = '"
+		  . ($plain->{headers}{'x-llmgw-currency'} // '') . "'
+	    FROM llmgw.usage WHERE request_id = '$rid'"), 't',
+	"openai chat plain: x-llmgw-cost ($cost) and currency equal the usage row");
+is(join(' ', map { $plain->{headers}{$_} // 'none' } qw(x-llmgw-deployment x-llmgw-attempts)),
+	'mock/mock-model 1', 'openai chat plain: deployment and attempts headers');
+
+my $st = $o->{stream};
+ok($st->{ok} && $st->{text} eq $plain->{text} && $st->{content_chunks} > 1,
+	'openai chat stream: the deltas concatenated are the plain answer, in several chunks')
+  or diag(explain($st));
+ok($st->{ok} && defined $st->{first_content_ms} && $st->{first_content_ms} + 300 < $st->{end_ms},
+	sprintf('openai chat stream: the first text arrives as the provider sends it (%.0f ms of %.0f)',
+		$st->{first_content_ms} // -1, $st->{end_ms} // -1)) or diag(explain($st));
+ok($st->{ok} && $st->{finish} eq 'stop' && $st->{usage}
+	  && $st->{usage}{prompt_tokens} == $plain->{usage}{prompt_tokens}
+	  && $st->{usage}{completion_tokens} == $plain->{usage}{completion_tokens}
+	  && $st->{last_choices} == 0,
+	'openai chat stream: include_usage gives the usage in a last chunk without choices')
+  or diag(explain($st));
+my $sid = $st->{headers}{'x-request-id'} // '';
+ok($st->{ok} && $st->{llmgw} && $st->{llmgw}{request_id} eq $sid
+	  && $st->{llmgw}{deployment} eq 'mock/mock-model;pace:100' && $st->{llmgw}{attempts} == 1
+	  && scalar(@{ $st->{ids} }) == 1 && $st->{objects}[0] eq 'chat.completion.chunk',
+	'openai chat stream: the last chunk carries the proof (request_id = x-request-id)')
+  or diag(explain($st));
+is(q1("SELECT status || '|' || (cost = '" . ($st->{llmgw}{cost} // -1) . "'::numeric) || '|' || key_id
+	    FROM llmgw.usage WHERE request_id = '$sid'"),
+	"ok|true|$key_ids{main}", 'openai chat stream: its usage row, cost as the proof says');
+
+my $tl = $o->{tools};
+my $call = $tl->{ok} && $tl->{tool_calls} ? $tl->{tool_calls}[0] : {};
+ok($tl->{ok} && $tl->{finish} eq 'tool_calls' && $call->{type} eq 'function'
+	  && $call->{function}{name} eq 'get_weather' && $call->{id}
+	  && eval { decode_json($call->{function}{arguments})->{city} eq 'Paris' },
+	'openai tools: a get_weather tool call with JSON arguments, finish_reason tool_calls')
+  or diag(explain($tl));
+my $ts = $o->{tools_stream};
+ok($ts->{ok} && $ts->{finish} eq 'tool_calls'
+	  && $ts->{tool_calls}[0]{function}{name} eq 'get_weather'
+	  && eval { decode_json($ts->{tool_calls}[0]{function}{arguments})->{city} eq 'Paris' },
+	'openai tools streamed: the stream helper assembles the same call')
+  or diag(explain($ts));
+
+my $js = $o->{json_mode};
+my $echoed = $js->{ok} ? eval { decode_json($js->{text}) } : undef;
+ok($echoed && $echoed->{response_format}{type} eq 'json_object',
+	'openai JSON mode: response_format json_object reaches the provider, the answer is JSON')
+  or diag(explain($js));
+
+my $e1 = $o->{embed_one};
+my $v1 = $e1->{ok} ? $e1->{data}[0]{embedding} : undef;
+ok($e1->{ok} && $e1->{object} eq 'list' && scalar(@{ $e1->{data} }) == 1
+	  && ref($v1) eq 'ARRAY' && scalar(@$v1) == 8
+	  && !grep({ !defined $_ || $_ < -1 || $_ > 1 } @$v1),
+	'openai embeddings of a string: one vector of 8 floats (base64, decoded by the SDK)')
+  or diag(explain($e1));
+my $el = $o->{embed_list};
+my $ef = $o->{embed_float};
+my $same = $el->{ok} && $ef->{ok} && scalar(@{ $el->{data} }) == 3;
+for my $i (0 .. 2)
+{
+	last unless $same;
+	my ($b64, $flt) = ($el->{data}[$i], $ef->{data}[$i]);
+	$same &&= $b64->{index} == $i && scalar(@{ $b64->{embedding} }) == 8;
+	$same &&= abs($b64->{embedding}[$_] - $flt->{embedding}[$_]) < 1e-6 for 0 .. 7;
+}
+ok($same, 'openai embeddings of a list: 3 vectors in order, base64 equal to encoding_format float')
+  or diag(explain([ $el, $ef ]));
+ok($same && join(',', @{ $el->{data}[0]{embedding} }) eq join(',', @$v1)
+	  && join(',', @{ $el->{data}[0]{embedding} }) ne join(',', @{ $el->{data}[1]{embedding} }),
+	'openai embeddings: the same string gives the same vector, another string another');
+
+my $m = $o->{models};
+is($m->{ok} ? join(',', @{ $m->{ids} }) : 'error', 'demo,priced',
+	'openai models.list: only the aliases of the key allow-list') or diag(explain($m));
+ok($m->{ok} && (grep { $_ eq 'embed' } @{ $m->{all} }) && (grep { $_ eq 'late' } @{ $m->{all} }),
+	'openai models.list: a key without allow-list sees every alias');
+is($o->{model_one}{ok} ? $o->{model_one}{id} : 'error', 'demo', 'openai models.retrieve of an allowed alias');
+error_is($o->{model_hidden}, 'NotFoundError', 404, 'unknown_model',
+	'openai models.retrieve of an alias outside the allow-list: NotFoundError');
+
+my $tg = $o->{tags};
+my $tid = $tg->{headers}{'x-request-id'} // '';
+is(q1("SELECT tags = '{\"user\":\"alice\",\"project\":\"apollo\",\"source\":\"sdk-test\"}'::jsonb
+	    FROM llmgw.usage WHERE request_id = '$tid'"), 't',
+	'openai user, metadata and x-llmgw-tags land in usage.tags (metadata over the header)')
+  or diag(q1("SELECT tags FROM llmgw.usage WHERE request_id = '$tid'"));
+
+# --- 2. every error class as the SDK's exception -------------------------------
+
+my $sp = $o->{stream_plain};
+ok($sp->{ok} && $sp->{text} eq $plain->{text} && !defined $sp->{usage} && $sp->{finish} eq 'stop'
+	  && $sp->{llmgw} && $sp->{llmgw}{request_id},
+	'openai chat stream without include_usage: no usage chunk, the proof on the finish chunk')
+  or diag(explain($sp));
+my $ab = $o->{abort};
+my $abid = $ab->{headers}{'x-request-id'} // '00000000-0000-0000-0000-000000000000';
+ok($ab->{ok} && $ab->{text} eq 'Hello!'
+	  && $node->poll_query_until('postgres',
+		"SELECT string_agg(status || ' ' || error_class, ',') FROM llmgw.usage WHERE request_id = '$abid'",
+		'cancelled cancelled'),
+	'openai stream aborted by the client after its first text: the usage row says cancelled')
+  or diag(explain($ab));
+is($plain->{sdk_request_id} // 'none', $rid, "openai SDK: the response's _request_id is llmgw's x-request-id");
+my $pt = $o->{passthrough};
+my $ptb = $pt->{ok} ? eval { decode_json($pt->{text}) } : undef;
+ok($ptb && $ptb->{messages}[0]{role} eq 'system' && $ptb->{messages}[0]{content} eq 'be brief'
+	  && $ptb->{max_completion_tokens} == 500 && $ptb->{seed} == 7 && abs($ptb->{temperature} - 0.2) < 1e-9,
+	'openai: a system message, max_completion_tokens, seed, temperature reach the provider')
+  or diag(explain($pt));
+is($o->{model_slash}{ok} ? "$o->{model_slash}{id}: $o->{model_slash}{text}" : 'error',
+	'acme/fast: Hello! You said: slash', 'openai: an alias with a slash, retrieved and called')
+  or diag(explain($o->{model_slash}));
+my $tr = $o->{tool_result};
+my $sent = $tr->{ok} ? eval { decode_json($tr->{text}) } : undef;
+ok($sent && $sent->{messages}[1]{tool_calls}[0]{id} eq 'call_1'
+	  && $sent->{messages}[2]{role} eq 'tool' && $sent->{messages}[2]{tool_call_id} eq 'call_1'
+	  && $sent->{messages}[2]{content} eq 'sunny, 21 C' && $sent->{tools}[0]{function}{name} eq 'get_weather',
+	'openai tools: the tool result sent back reaches the provider as a tool message')
+  or diag(explain($tr));
+my $sb = $o->{stream_broken};
+ok($sb->{ok} && $sb->{text} eq $plain->{text} && $sb->{thrown}
+	  && $sb->{thrown}{class} eq 'APIError' && !defined $sb->{thrown}{status}
+	  && $sb->{thrown}{code} eq 'server' && $sb->{thrown}{body}{type} eq 'api_error',
+	'openai stream broken by the provider after its text: the SDK throws APIError, code server')
+  or diag(explain($sb));
+my $e = scenario('errors', revoke_id => $key_ids{revoke}, rpm => 2);
+
+error_is($e->{unknown_key}, 'AuthenticationError', 401, 'invalid_key', 'unknown key: AuthenticationError, code invalid_key');
+error_is($e->{missing_key}, 'AuthenticationError', 401, 'missing_key', 'missing key: AuthenticationError, code missing_key');
+ok($e->{before_revoke}{ok} && $e->{revoke_sql}{ok}, 'a key works until it is revoked')
+  or diag(explain([ $e->{before_revoke}, $e->{revoke_sql} ]));
+ok($e->{revoke_reused} && !$e->{revoke_reused}[0] && $e->{revoke_reused}[1],
+	'revoked key: the next call goes over the same kept-alive connection')
+  or diag(explain($e->{revoke_reused}));
+error_is($e->{revoked}, 'AuthenticationError', 401, 'invalid_key',
+	'revoked key, same client and connection: the next call is an AuthenticationError');
+error_is($e->{revoked_models}, 'AuthenticationError', 401, 'invalid_key',
+	'revoked key: models.list is an AuthenticationError too');
+error_is($e->{not_allowed}, 'PermissionDeniedError', 403, 'not_allowed',
+	'model outside the allow-list: PermissionDeniedError, code not_allowed');
+error_is($e->{unknown_model}, 'NotFoundError', 404, 'unknown_model', 'unknown model: NotFoundError, code unknown_model');
+ok($e->{budget_first}{ok}, 'budget of one call: the first call passes') or diag(explain($e->{budget_first}));
+error_is($e->{budget}, 'RateLimitError', 429, 'budget_exhausted',
+	'exhausted hard budget: RateLimitError, code budget_exhausted');
+ok($e->{daily_first}{ok}, 'daily budget of one call: the first call passes') or diag(explain($e->{daily_first}));
+error_is($e->{daily}, 'RateLimitError', 429, 'budget_exhausted', 'exhausted daily budget: RateLimitError, code budget_exhausted');
+my $until_midnight = q1("SELECT ceil(extract(epoch FROM llmgw.period_end('day') - now()))");
+my $daily_retry = $e->{daily}{headers}{'retry-after'};
+ok(defined $daily_retry && $daily_retry =~ /^\d+$/ && $daily_retry > 0 && abs($daily_retry - $until_midnight) <= 60,
+	'exhausted daily budget: Retry-After is the end of the period (' . ($daily_retry // 'none')
+	  . " s, $until_midnight s to go)") or diag(explain($e->{daily}));
+ok(!defined $e->{budget}{headers}{'retry-after'}, 'exhausted lifetime budget: no Retry-After (it never resets)')
+  or diag(explain($e->{budget}));
+ok(!(grep { !$_->{ok} } @{ $e->{rpm_allowed} }), 'rpm limit 2: two calls pass')
+  or diag(explain($e->{rpm_allowed}));
+error_is($e->{rpm}, 'RateLimitError', 429, 'local_rate_limit', 'rpm limit: RateLimitError, code local_rate_limit');
+error_is($e->{bad_tags}, 'BadRequestError', 400, 'invalid_tags', 'x-llmgw-tags not a JSON object: BadRequestError, code invalid_tags');
+my $retry = $e->{rpm}{headers}{'retry-after'};
+ok(defined $retry && $retry =~ /^\d+$/ && $retry > 0 && $retry <= 60,
+	'rpm limit: a Retry-After header of a positive number of seconds (' . ($retry // 'none') . ')')
+  or diag(explain($e->{rpm}));
+error_is($e->{no_messages}, 'BadRequestError', 400, 'invalid_request', 'messages missing: BadRequestError, code invalid_request');
+error_is($e->{context}, 'BadRequestError', 400, 'context_length', 'context too long: BadRequestError, code context_length');
+error_is($e->{server}, 'InternalServerError', 502, 'server', 'provider 500: InternalServerError 502, code server');
+is($e->{server}{headers}{'x-llmgw-attempts'} // 'none', '3', 'provider 500: after 3 attempts (llmgw.max_retries 2)');
+error_is($e->{timeout}, 'InternalServerError', 504, 'timeout', 'provider timeout: InternalServerError 504, code timeout');
+error_is($e->{stream_server}, 'InternalServerError', 502, 'server',
+	'a stream that fails before its first byte: InternalServerError 502 from create()');
+
+# every error: the OpenAI envelope, the code in the body and the header
+my @errors = grep { ref($_) eq 'HASH' && !$_->{ok} } values %$e;
+my @bad = grep {
+	my $b = $_->{body} // {};
+	!(defined $b->{code} && $b->{code} eq ($_->{headers}{'x-llmgw-error-code'} // '')
+	  && defined $b->{message} && defined $b->{type} && exists $b->{param}
+	  && $_->{headers}{'content-type'} =~ m{^application/json})
+} @errors;
+ok(@errors == 15 && !@bad, scalar(@errors) . ' errors: each body {message, type, param, code} with the x-llmgw-error-code header')
+  or diag(explain(\@bad));
+my @no_id = grep { !$_->{headers}{'x-request-id'} } map { $e->{$_} }
+  qw(budget rpm context server timeout not_allowed unknown_model);
+ok(!@no_id, 'errors of calls carry x-request-id') or diag(explain(\@no_id));
+is(q1("SELECT string_agg(DISTINCT error_class, ',' ORDER BY error_class) FROM llmgw.usage
+	    WHERE request_id IN ('" . join("','", map { $e->{$_}{headers}{'x-request-id'} // '00000000-0000-0000-0000-000000000000' } qw(context server timeout)) . "')"),
+	'context_length,server,timeout', 'the failed calls have usage rows with their error class');
+
+# --- 3. Anthropic -------------------------------------------------------------------
+
+my $a = scenario('anthropic');
+
+my $am = $a->{plain}{message} // {};
+ok($a->{plain}{ok} && $am->{type} eq 'message' && $am->{role} eq 'assistant'
+	  && $am->{content}[0]{type} eq 'text'
+	  && $am->{content}[0]{text} eq 'Hello! You said: hello from the anthropic sdk'
+	  && $am->{stop_reason} eq 'end_turn',
+	'anthropic messages.create: a text block, stop_reason end_turn') or diag(explain($a->{plain}));
+ok($am->{usage} && $am->{usage}{input_tokens} > 0 && $am->{usage}{output_tokens} > 0,
+	'anthropic messages.create: usage input_tokens and output_tokens') or diag(explain($am->{usage}));
+my $aid = $a->{plain}{headers}{'x-request-id'} // '';
+is(q1("SELECT count(*) || '|' || min(key_id) || '|' || min(input_tokens) || '|' || min(output_tokens)
+	    FROM llmgw.usage WHERE request_id = '$aid'"),
+	"1|$key_ids{main}|" . ($am->{usage}{input_tokens} // '') . '|' . ($am->{usage}{output_tokens} // ''),
+	'anthropic messages.create: x-request-id is its usage row, same tokens');
+is(q1("SELECT tags = '{\"user\":\"bob\",\"source\":\"anthropic-sdk\"}'::jsonb FROM llmgw.usage WHERE request_id = '$aid'"),
+	't', 'anthropic metadata.user_id and x-llmgw-tags land in usage.tags')
+  or diag(q1("SELECT tags FROM llmgw.usage WHERE request_id = '$aid'"));
+my $as = $a->{stream};
+my $asm = $as->{message} // {};
+ok($as->{ok} && join('', @{ $as->{texts} }) eq $am->{content}[0]{text} && @{ $as->{texts} } > 1
+	  && $asm->{content}[0]{text} eq $am->{content}[0]{text},
+	'anthropic messages.stream: the text events make the answer, finalMessage has it')
+  or diag(explain($as));
+ok($as->{ok} && defined $as->{first_text_ms} && $as->{first_text_ms} + 300 < $as->{end_ms},
+	sprintf('anthropic messages.stream: the first text arrives as the provider sends it (%.0f ms of %.0f)',
+		$as->{first_text_ms} // -1, $as->{end_ms} // -1)) or diag(explain($as));
+ok($as->{ok} && $asm->{stop_reason} eq 'end_turn' && $asm->{usage}{output_tokens} > 0
+	  && $as->{events}[0] eq 'message_start' && $as->{events}[-1] eq 'message_stop',
+	'anthropic messages.stream: message_start .. message_stop, stop_reason and usage')
+  or diag(explain($as));
+my $asid = $as->{headers}{'x-request-id'} // '';
+ok($as->{ok} && $as->{proof} && $as->{proof}{request_id} eq $asid && $as->{proof}{deployment} eq 'mock/mock-model;pace:100'
+	  && $as->{proof}{attempts} == 1,
+	'anthropic messages.stream: message_delta carries the proof (request_id = x-request-id)')
+  or diag(explain($as));
+my $at = $a->{tools}{message} // {};
+my ($tu) = grep { $_->{type} eq 'tool_use' } @{ $at->{content} // [] };
+ok($a->{tools}{ok} && $tu && $tu->{name} eq 'get_weather' && $tu->{id}
+	  && ref($tu->{input}) eq 'HASH' && ($tu->{input}{city} // '') eq 'Paris'
+	  && $at->{stop_reason} eq 'tool_use',
+	'anthropic tools: a tool_use block with its input, stop_reason tool_use') or diag(explain($a->{tools}));
+error_is({ %{ $a->{bad_key} }, code => $a->{bad_key}{body}{error}{code} },
+	'AuthenticationError', 401, 'invalid_key', 'anthropic unknown key: AuthenticationError, code invalid_key');
+is($a->{bad_key}{body}{type} // '', 'error', 'anthropic error envelope: {"type": "error", "error": {...}}');
+error_is({ %{ $a->{unknown_model} }, code => $a->{unknown_model}{body}{error}{code} },
+	'NotFoundError', 404, 'unknown_model', 'anthropic unknown model: NotFoundError, code unknown_model');
+error_is({ %{ $a->{not_allowed} }, code => $a->{not_allowed}{body}{error}{code} },
+	'PermissionDeniedError', 403, 'not_allowed', 'anthropic model outside the allow-list: PermissionDeniedError');
+
+my $ats = $a->{tools_stream}{message} // {};
+my ($tus) = grep { $_->{type} eq 'tool_use' } @{ $ats->{content} // [] };
+ok($a->{tools_stream}{ok} && $tus && $tus->{name} eq 'get_weather' && ($tus->{input}{city} // '') eq 'Paris'
+	  && $ats->{stop_reason} eq 'tool_use' && @{ $a->{tools_stream}{json} } > 0,
+	'anthropic tools streamed: input_json_delta events assemble the tool_use input')
+  or diag(explain($a->{tools_stream}));
+my $atr = $a->{tool_result}{message} // {};
+my $asent = $a->{tool_result}{ok} ? eval { decode_json($atr->{content}[0]{text}) } : undef;
+ok($asent && $asent->{messages}[1]{tool_calls}[0]{id} eq 'toolu_1'
+	  && $asent->{messages}[1]{tool_calls}[0]{function}{name} eq 'get_weather'
+	  && $asent->{messages}[2]{role} eq 'tool' && $asent->{messages}[2]{tool_call_id} eq 'toolu_1'
+	  && $asent->{messages}[2]{content} eq 'sunny, 21 C',
+	'anthropic tools: tool_use and tool_result sent back reach the provider as a call and a tool message')
+  or diag(explain($a->{tool_result}));
+my $asys = $a->{system}{ok} ? eval { decode_json($a->{system}{message}{content}[0]{text}) } : undef;
+ok($asys && $asys->{messages}[0]{role} eq 'system' && $asys->{messages}[0]{content} eq 'be brief'
+	  && $asys->{max_tokens} == 500 && $asys->{stop}[0] eq 'END',
+	'anthropic: system, max_tokens and stop_sequences reach the provider') or diag(explain($a->{system}));
+ok($a->{models}{ok} && (grep { $_ eq 'demo' } @{ $a->{models}{ids} }) && (grep { $_ eq 'acme/fast' } @{ $a->{models}{ids} }),
+	'anthropic models.list: the aliases of the key') or diag(explain($a->{models}));
+my $asb = $a->{stream_broken};
+ok($asb->{ok} && $asb->{text} eq $am->{content}[0]{text} && $asb->{thrown}
+	  && $asb->{thrown}{class} eq 'APIError' && $asb->{thrown}{body}{type} eq 'error'
+	  && $asb->{thrown}{body}{error}{type} eq 'api_error',
+	'anthropic stream broken by the provider after its text: the SDK throws APIError (an error event)')
+  or diag(explain($asb));
+is($asb->{thrown}{body}{error}{code} // 'none', 'server',
+	'anthropic in-stream error: the error carries the stable code like a plain error body');
+# --- 4. the budget race through HTTP ------------------------------------------
+
+my $k = 5;
+$node->safe_psql('postgres',
+	"SELECT llmgw.create_budget('race', 'key', '$key_ids{race}', 'total', " . ($k * 0.01) . ')');
+my $t0 = time;
+my $r = scenario('race', n => 4 * $k);
+my $race_s = time - $t0;
+is($r->{ok}, $k, "budget race: exactly $k of " . 4 * $k . ' concurrent HTTP calls succeed');
+is($r->{budget}, 3 * $k, 'budget race: the others are RateLimitError, code budget_exhausted')
+  or diag(explain($r->{other}));
+is(q1("SELECT (spent = limit_amount) || '|' || reserved || '|' || (ledger_spent = limit_amount)
+	    FROM llmgw.budget_status WHERE name = 'race'"), 'true|0|true',
+	'budget race: the spend is exactly the limit, nothing left reserved');
+is(q1("SELECT count(*) || '|' || sum(cost) FROM llmgw.usage
+	    WHERE key_id = $key_ids{race} AND status = 'ok'"), "$k|" . sprintf('%.2f', $k * 0.01),
+	'budget race: one priced usage row per successful call');
+my $spent = q1("SELECT spent FROM llmgw.budget_status WHERE name = 'race'");
+note(sprintf('figures: budget race: %d concurrent HTTP calls, %d succeeded, %d budget_exhausted, spend %s of limit %.2f, %.1f s',
+	4 * $k, $r->{ok}, $r->{budget}, $spent, $k * 0.01, $race_s));
+
+# --- 5. one team's rate limit, SQL and HTTP ------------------------------------
+
+$node->safe_psql('postgres', "SELECT llmgw.create_budget('mixed team', 'team', 'mixed', 'day', 100, 'soft')");
+my $x = scenario('mixed', limit => 4);
+my @steps = @{ $x->{steps} };
+ok(@steps == 4 && !(grep { !$_->{ok} } @steps),
+	'team rpm 4: two SQL and two HTTP calls of its key pass, alternating') or diag(explain(\@steps));
+error_is($x->{http_after}, 'RateLimitError', 429, 'local_rate_limit',
+	'team rpm 4: the fifth call, over HTTP, is a RateLimitError');
+like($x->{sql_after}{err} // '', qr/LG011: rate limit of team/,
+	'team rpm 4: and a call through SQL is refused with LG011') or diag(explain($x->{sql_after}));
+is(q1("SELECT count(*) FILTER (WHERE role_name IS NOT NULL) || '|' || count(*) FILTER (WHERE role_name IS NULL)
+	         || '|' || count(DISTINCT key_id) || '|' || sum(cost)
+	    FROM llmgw.usage WHERE team_id = $mixed_team AND status = 'ok'"),
+	"2|2|1|0.04", 'team spend: 2 SQL rows (a role) and 2 HTTP rows (no role) of one key, 0.04');
+is(q1("SELECT spent FROM llmgw.budget_status WHERE name = 'mixed team'") . '|'
+	  . q1("SELECT sum(cost) FROM llmgw.spend_daily WHERE team = 'mixed'"),
+	'0.04|0.04', "the team's budget and daily spend count both kinds");
+note(sprintf('figures: mixed: %d calls (2 SQL, 2 HTTP) + 2 refused, team spend %s',
+	scalar(@steps), q1("SELECT spent FROM llmgw.budget_status WHERE name = 'mixed team'")));
+
+my $total = q1("SELECT count(DISTINCT request_id) || ' calls, ' || count(DISTINCT request_id) FILTER (WHERE status = 'ok')
+	|| ' ok, spend ' || coalesce(sum(cost), 0) FROM llmgw.usage WHERE role_name IS NULL");
+note(sprintf('figures: HTTP calls in llmgw.usage: %s; test %.1f s', $total, time - $started));
+
+$node->stop;
+done_testing();
