@@ -1,9 +1,10 @@
 # Prometheus metrics (docs/metrics.md).  A known set of calls (successes,
 # each of several error classes, a timeout, a fallback, a cache hit,
 # refusals of every kind, a caller waiting for its fair share, a worker
-# restarted), then llmgw.metrics() and Debian's prometheus-postgres-exporter
-# with the queries file docs/prometheus/llmgw-queries.yaml, started against
-# the node's Unix socket as a member of llmgw_finance: both show the same
+# restarted), then llmgw.metrics(), the front door's GET /metrics (a key
+# with scope metrics) and Debian's prometheus-postgres-exporter with the
+# queries file docs/prometheus/llmgw-queries.yaml, started against the
+# node's Unix socket as a member of llmgw_finance: all show the same
 # series with the same values, and those values are what the usage rows
 # say.  Counters of the usage rows do not go back when a partition of
 # llmgw.usage is dropped nor when the server restarts after a crash (the
@@ -29,9 +30,19 @@ my $queries = "$FindBin::Bin/../../docs/prometheus/llmgw-queries.yaml";
 -f $queries or BAIL_OUT("$queries is missing");
 my $mock = $ENV{LLMGW_MOCK_URL};
 
-# 16 request slots: one role's fair share is 8 of them
+sub free_port
+{
+	my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die $!;
+	my $p = $s->sockport;
+	close $s;
+	return $p;
+}
+
+# 16 request slots: one role's fair share is 8 of them; the front door on
+# a port of its own serves GET /metrics too
+my $http_port = free_port();
 my $node = LlmgwTest::node('metrics', 2,
-	conf => "llmgw.queue_size = 16\nllmgw.max_retries = 0\n");
+	conf => "llmgw.queue_size = 16\nllmgw.max_retries = 0\nllmgw.http_listen = '127.0.0.1:$http_port'\n");
 
 $node->safe_psql('postgres', qq{
 	CREATE ROLE prom LOGIN IN ROLE llmgw_finance;
@@ -362,15 +373,40 @@ my ($cost_red) = $node->safe_psql('postgres', q{
 cmp_ok(abs($from_sql->{'llmgw_cost_total{currency=USD,model=fast,team=red}'} - $cost_red), '<', 1e-12,
 	'cost of team red on model fast');
 
-# --- the exporter, on a private port, with nothing but the queries file ---
+# --- the front door's GET /metrics: the same, to a key with scope metrics ---
 
-sub free_port
+# GET /metrics with a key; returns the HTTP status and the body
+sub front_metrics
 {
-	my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die $!;
-	my $p = $s->sockport;
-	close $s;
-	return $p;
+	my ($key) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'curl', '-s', '--max-time', '30', '-w', '\n%{http_code}',
+		'-H', "Authorization: Bearer $key", "http://127.0.0.1:$http_port/metrics" ],
+		'>', \$out, '2>', \$err);
+	my ($body, $code) = $out =~ /^(.*)\n(\d+)$/s;
+	return ($code // 0, $body // '');
 }
+my ($key_metrics_id, $key_metrics) = split /\|/, $node->safe_psql('postgres',
+	"SELECT key_id, api_key FROM llmgw.create_key('red', 'prometheus')");
+$node->safe_psql('postgres', "SELECT llmgw.set_key_scopes($key_metrics_id, ARRAY['metrics'])");
+my ($code, $body) = (0, '');
+for (1 .. 50)
+{
+	# the workers know the key and its scope once they reload the configuration
+	($code, $body) = front_metrics($key_metrics);
+	last if $code == 200;
+	usleep(100_000);
+}
+is($code, 200, 'front door: GET /metrics to a key with scope metrics');
+my ($from_http, $bad_http) = parse($body);
+is_deeply($bad_http, [], 'front door: every line well formed');
+is_deeply(differences($from_http, $from_sql, [ split /\n/, $node->safe_psql('postgres',
+	'SELECT family FROM llmgw.metric_families()') ]), [],
+	'front door: the same series with the same values as llmgw.metrics()');
+($code) = front_metrics($key_red);
+is($code, 403, 'front door: not to a key without the scope');
+
+# --- the exporter, on a private port, with nothing but the queries file ---
 
 # start the exporter as role; returns its harness and port
 sub start_exporter
