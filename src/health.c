@@ -10,7 +10,8 @@
  * call probes it; success puts it back, failure starts a new cooldown.
  *
  * Latencies go into a histogram of 64 buckets growing by 25% from 0.5 ms,
- * so percentiles are exact to within one bucket (25%).
+ * so percentiles are exact to within one bucket (25%); the Prometheus
+ * metrics show every third bucket edge (llmgw.deployment_latency()).
  *
  *-------------------------------------------------------------------------
  */
@@ -18,10 +19,12 @@
 
 #include <math.h>
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
@@ -48,6 +51,7 @@ typedef struct Health
 	int64		successes;
 	int64		failures;
 	double		ewma_ms;		/* recent latency of successful calls */
+	double		latency_sum_ms; /* of the calls in the histogram */
 	int64		histogram[NBUCKETS];
 } Health;
 
@@ -186,6 +190,7 @@ llmgw_health_record(int64 deployment_id, bool ok, LlmgwErrorClass error, double 
 				b = Min((int) ceil(log(latency_ms / BUCKET_BASE_MS) / log(BUCKET_GROWTH)),
 						NBUCKETS - 1);
 			e->histogram[b]++;
+			e->latency_sum_ms += latency_ms;
 			e->ewma_ms = e->ewma_ms == 0 ? latency_ms : 0.8 * e->ewma_ms + 0.2 * latency_ms;
 		}
 	}
@@ -279,6 +284,78 @@ llmgw_deployment_stats(PG_FUNCTION_ARGS)
 		}
 		values[11] = Float8GetDatum(e->ewma_ms);
 		nulls[11] = e->successes == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* The histogram's buckets shown as Prometheus buckets: every third edge */
+#define LATENCY_EDGE_STEP 3
+
+PG_FUNCTION_INFO_V1(llmgw_deployment_latency);
+
+/*
+ * llmgw.deployment_latency(): the latency histogram of each deployment
+ * since the server started, as Prometheus wants it: upper bounds in
+ * seconds (the edges of every third bucket, to 6 significant digits), the
+ * calls at or below each (cumulative), their sum in seconds and count.
+ * The last bucket also holds everything slower, so its edge is not shown.
+ */
+Datum
+llmgw_deployment_latency(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Health	   *copy;
+	int			n = 0;
+	HASH_SEQ_STATUS seq;
+	Health	   *shared;
+	int			nedges = (NBUCKETS - 2) / LATENCY_EDGE_STEP + 1;
+	Datum	   *edges = palloc(sizeof(Datum) * nedges);
+	ArrayType  *le;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < nedges; i++)
+	{
+		char		buf[32];
+
+		snprintf(buf, sizeof(buf), "%.6g",
+				 BUCKET_BASE_MS * pow(BUCKET_GROWTH, i * LATENCY_EDGE_STEP) / 1000.0);
+		edges[i] = Float8GetDatum(strtod(buf, NULL));
+	}
+	le = construct_array(edges, nedges, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+						 TYPALIGN_DOUBLE);
+
+	copy = palloc(sizeof(Health) * Max(llmgw_max_deployments, 1));
+	LWLockAcquire(table->lock, LW_SHARED);
+	hash_seq_init(&seq, entries);
+	while ((shared = hash_seq_search(&seq)) != NULL)
+		if (n < llmgw_max_deployments)
+			copy[n++] = *shared;
+	LWLockRelease(table->lock);
+
+	for (int i = 0; i < n; i++)
+	{
+		Health	   *e = &copy[i];
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
+		Datum	   *counts = palloc(sizeof(Datum) * nedges);
+		int64		seen = 0;
+		int			b = 0;
+
+		for (int k = 0; k < nedges; k++)
+		{
+			for (; b <= k * LATENCY_EDGE_STEP; b++)
+				seen += e->histogram[b];
+			counts[k] = Int64GetDatum(seen);
+		}
+		for (; b < NBUCKETS; b++)
+			seen += e->histogram[b];
+		values[0] = Int64GetDatum(e->deployment_id);
+		values[1] = PointerGetDatum(le);
+		values[2] = PointerGetDatum(construct_array(counts, nedges, INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[3] = Float8GetDatum(e->latency_sum_ms / 1000.0);
+		values[4] = Int64GetDatum(seen);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -25,6 +25,7 @@
 #include "health.h"
 #include "journal.h"
 #include "llmgw.h"
+#include "metrics.h"
 #include "queue.h"
 #include "policy.h"
 #include "ratelimit.h"
@@ -74,6 +75,7 @@ llmgw_shmem_request(void)
 	RequestAddinShmemSpace(llmgw_ratelimit_shmem_size());
 	RequestAddinShmemSpace(llmgw_health_shmem_size());
 	RequestAddinShmemSpace(llmgw_share_shmem_size());
+	RequestAddinShmemSpace(llmgw_metrics_shmem_size());
 	RequestNamedLWLockTranche("llmgw", LLMGW_NLOCKS);
 }
 
@@ -97,6 +99,7 @@ llmgw_shmem_startup(void)
 	llmgw_ratelimit_shmem_init();
 	llmgw_health_shmem_init();
 	llmgw_share_shmem_init();
+	llmgw_metrics_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

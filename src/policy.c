@@ -26,6 +26,7 @@
 
 #include "budget.h"
 #include "config.h"
+#include "metrics.h"
 #include "policy.h"
 #include "ratelimit.h"
 #include "txn.h"
@@ -394,6 +395,9 @@ llmgw_policy_refresh(void)
 static bool
 refuse(LlmgwCall *call, LlmgwErrorClass error, char *message, char *detail, char *hint)
 {
+	/* the other refusals are counted where their scope is known */
+	if (error == LLMGW_ERR_INVALID_KEY)
+		llmgw_metrics_refused(LLMGW_REFUSED_INVALID_KEY, LLMGW_SCOPE_KEY);
 	call->out.status = LLMGW_STATUS_ERROR;
 	call->out.error = error;
 	call->deny_message = message;
@@ -453,9 +457,12 @@ identify(LlmgwCall *call)
 		call->team_id = k->team_id;
 		strlcpy(call->key_prefix, k->prefix, sizeof(call->key_prefix));
 		if (!model_allowed(k->allowed, call->model))
+		{
+			llmgw_metrics_refused(LLMGW_REFUSED_NOT_ALLOWED, LLMGW_SCOPE_KEY);
 			return refuse(call, LLMGW_ERR_NOT_ALLOWED,
 						  psprintf("virtual key %s may not use model \"%s\"", k->prefix, call->model),
 						  NULL, NULL);
+		}
 		if (k->rpm > 0 || k->tpm > 0)
 			call->limits[call->nlimits++] = (LlmgwLimit)
 			{
@@ -475,9 +482,12 @@ identify(LlmgwCall *call)
 		TeamInfo   *t = hash_search(teams, &call->team_id, HASH_FIND, NULL);
 
 		if (t && !model_allowed(t->allowed, call->model))
+		{
+			llmgw_metrics_refused(LLMGW_REFUSED_NOT_ALLOWED, LLMGW_SCOPE_TEAM);
 			return refuse(call, LLMGW_ERR_NOT_ALLOWED,
 						  psprintf("team \"%s\" may not use model \"%s\"", t->name, call->model),
 						  NULL, NULL);
+		}
 		if (t && (t->rpm > 0 || t->tpm > 0))
 			call->limits[call->nlimits++] = (LlmgwLimit)
 			{
@@ -552,6 +562,7 @@ static bool
 refuse_rate(LlmgwCall *call, const LlmgwLimit *l, const LlmgwLimitRefusal *r)
 {
 	call->out.retry_after_s = r->retry_after_s;
+	llmgw_metrics_rate_refused(l->scope);
 	return refuse(call, LLMGW_ERR_LOCAL_RATE_LIMIT,
 				  psprintf("rate limit of %s reached", limit_name(call, l)),
 				  r->tokens ? psprintf("The limit is %lld tokens per minute.", (long long) l->tpm)
@@ -625,12 +636,15 @@ llmgw_policy_admit(LlmgwCall *call, const LlmgwModelRoutes *model)
 			{
 				for (int j = 0; j < napplicable; j++)
 					if (applicable[j]->hard)
+					{
+						llmgw_metrics_budget_refused(applicable[j]->scope);
 						return refuse(call, LLMGW_ERR_BUDGET,
 									  psprintf("cannot enforce budget \"%s\": deployment %s/%s of model \"%s\" has no price",
 											   applicable[j]->name, route->provider,
 											   route->upstream_model, call->model),
 									  NULL,
 									  pstrdup("Set its price with llmgw.set_price() or llmgw.import_prices()."));
+					}
 			}
 			continue;
 		}
@@ -647,6 +661,7 @@ llmgw_policy_admit(LlmgwCall *call, const LlmgwModelRoutes *model)
 		LlmgwBudgetDef *b = applicable[refusal.index];
 		StringInfoData detail;
 
+		llmgw_metrics_budget_refused(b->scope);
 		initStringInfo(&detail);
 		appendStringInfo(&detail, "Spent %s of %s this %s", money_text(refusal.spent, b->currency),
 						 money_text(b->limit, b->currency),

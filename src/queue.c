@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "llmgw.h"
+#include "metrics.h"
 #include "queue.h"
 #include "share.h"
 
@@ -273,7 +274,10 @@ llmgw_slot_claim(dsa_pointer request, int worker, uint64 generation)
 	int			slotno;
 
 	if (!llmgw_share_acquire(&key, 1, shares))
+	{
+		llmgw_metrics_refused(LLMGW_REFUSED_FAIR_SHARE, LLMGW_SCOPE_SHARE);
 		return LLMGW_SHARE_FULL;
+	}
 	SpinLockAcquire(&llmgw_shared->mutex);
 	slotno = llmgw_shared->free_head;
 	if (slotno >= 0 && llmgw_share_may_run(shares, 1))
@@ -300,6 +304,8 @@ llmgw_slot_claim(dsa_pointer request, int worker, uint64 generation)
 	}
 	SpinLockRelease(&llmgw_shared->mutex);
 	llmgw_share_release(shares, 1);
+	llmgw_metrics_refused(slotno < 0 ? LLMGW_REFUSED_QUEUE_FULL : LLMGW_REFUSED_FAIR_SHARE,
+						  slotno < 0 ? LLMGW_SCOPE_QUEUE : LLMGW_SCOPE_SHARE);
 	return slotno < 0 ? LLMGW_QUEUE_FULL : LLMGW_SHARE_FULL;
 }
 
@@ -336,9 +342,15 @@ void
 llmgw_slot_refused(int why)
 {
 	if (why == LLMGW_QUEUE_FULL)
+	{
+		llmgw_metrics_refused(LLMGW_REFUSED_QUEUE_FULL, LLMGW_SCOPE_QUEUE);
 		queue_full_error();
+	}
 	if (!llmgw_share_wait)
+	{
+		llmgw_metrics_refused(LLMGW_REFUSED_FAIR_SHARE, LLMGW_SCOPE_SHARE);
 		share_full_error();
+	}
 	llmgw_share_wait_for_room();
 	CHECK_FOR_INTERRUPTS();
 }

@@ -29,6 +29,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "llmgw.h"
@@ -42,6 +43,8 @@ typedef struct ShareState
 	LWLock	   *lock;
 	ConditionVariable room;		/* a slot of some share was given back */
 	pg_atomic_uint32 waiters;
+	pg_atomic_uint64 waits;		/* sleeps of callers for room (metrics) */
+	pg_atomic_uint64 wait_us;	/* and their time, in microseconds */
 } ShareState;
 
 static ShareState *state = NULL;
@@ -73,6 +76,8 @@ llmgw_share_shmem_init(void)
 		state->lock = llmgw_lock(LLMGW_LOCK_SHARES);
 		ConditionVariableInit(&state->room);
 		pg_atomic_init_u32(&state->waiters, 0);
+		pg_atomic_init_u64(&state->waits, 0);
+		pg_atomic_init_u64(&state->wait_us, 0);
 	}
 	shares = llmgw_shmem_hash("llmgw share table", max_shares(), sizeof(uint64),
 							  sizeof(LlmgwShare));
@@ -219,12 +224,16 @@ llmgw_share_run(LlmgwShare **s, int n, int delta)
 
 /*
  * A caller whose share is full: sleep until some share gives a slot back
- * (or a second passes: a caller tries again anyway).
+ * (or a second passes: a caller tries again anyway).  Each sleep and its
+ * time are counted for the metrics, also when it is cut short.
  */
 void
 llmgw_share_wait_for_room(void)
 {
+	TimestampTz start = GetCurrentTimestamp();
+
 	pg_atomic_fetch_add_u32(&state->waiters, 1);
+	pg_atomic_fetch_add_u64(&state->waits, 1);
 	PG_TRY();
 	{
 		(void) ConditionVariableTimedSleep(&state->room, 1000L, PG_WAIT_EXTENSION);
@@ -233,6 +242,17 @@ llmgw_share_wait_for_room(void)
 	PG_FINALLY();
 	{
 		pg_atomic_fetch_sub_u32(&state->waiters, 1);
+		pg_atomic_fetch_add_u64(&state->wait_us,
+								(uint64) Max(GetCurrentTimestamp() - start, 0));
 	}
 	PG_END_TRY();
+}
+
+/* Callers sleeping for room now, their sleeps and time so far (metrics) */
+void
+llmgw_share_wait_stats(uint32 *waiting, uint64 *waits, uint64 *wait_us)
+{
+	*waiting = pg_atomic_read_u32(&state->waiters);
+	*waits = pg_atomic_read_u64(&state->waits);
+	*wait_us = pg_atomic_read_u64(&state->wait_us);
 }

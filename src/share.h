@@ -42,6 +42,7 @@ extern void llmgw_share_release(LlmgwShare **shares, int n);
 extern bool llmgw_share_may_run(LlmgwShare *const *shares, int n);
 extern void llmgw_share_run(LlmgwShare **shares, int n, int delta);
 extern void llmgw_share_wait_for_room(void);
+extern void llmgw_share_wait_stats(uint32 *waiting, uint64 *waits, uint64 *wait_us);
 extern int	llmgw_share_room(uint64 key);
 extern int	llmgw_share_slot_cap(void);
 extern int	llmgw_share_running_cap(void);

@@ -3,7 +3,8 @@
 
 PGBIN=/usr/lib/postgresql/15/bin
 PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev
-libjansson-dev libmicrohttpd-dev curl libipc-run-perl libevent-dev make gcc clang libfuzzer-14-dev"
+libjansson-dev libmicrohttpd-dev curl libipc-run-perl libevent-dev make gcc clang libfuzzer-14-dev
+prometheus-postgres-exporter"
 
 # Packages some tests need and skip without, saying so (test.sh sets them)
 OPTIONAL_PACKAGES=""
