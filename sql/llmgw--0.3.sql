@@ -2548,3 +2548,55 @@ COMMENT ON COLUMN llmgw.alerts.period_start IS 'Start of the budget period of th
 COMMENT ON COLUMN llmgw.alerts.spent IS 'Spend of the period when the alert was raised, the charge that raised it included, in currency units';
 COMMENT ON COLUMN llmgw.alerts.run_rate IS 'forecast_exhaustion: spend per day at which it runs out, in currency units (NULL: other kinds)';
 COMMENT ON COLUMN llmgw.alerts.exhausts_at IS 'forecast_exhaustion: when it runs out at that rate, before its period resets (NULL: other kinds)';
+
+-- Each call holding a request slot now (queued, running, being cancelled),
+-- with the pid of the backend waiting for it.  The function filters: a role
+-- that is not a member of llmgw_admin or llmgw_finance gets its own calls.
+CREATE FUNCTION llmgw.call_slots(
+    OUT request_id uuid, OUT state text, OUT caller text, OUT pid integer,
+    OUT worker_pid integer, OUT role_name text, OUT model text,
+    OUT submitted_at timestamptz, OUT age interval, OUT attempt integer,
+    OUT attempt_started_at timestamptz, OUT deployment_id bigint, OUT provider text,
+    OUT upstream_model text, OUT key_id bigint, OUT team_id bigint, OUT job_id bigint,
+    OUT async_id bigint, OUT slot integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'llmgw_call_slots'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW llmgw.calls_now WITH (security_invoker = true) AS
+SELECT c.request_id, c.state, c.caller, c.pid, c.worker_pid, c.role_name, c.team_id,
+       t.name AS team, c.model, c.deployment_id, c.provider, c.upstream_model, c.attempt,
+       c.submitted_at, c.attempt_started_at, c.age, c.key_id, k.prefix AS key_prefix,
+       c.job_id, c.async_id, c.slot
+  FROM llmgw.call_slots() c
+  LEFT JOIN llmgw.teams t ON t.id = c.team_id
+  LEFT JOIN llmgw.keys k ON k.id = c.key_id;
+
+REVOKE ALL ON FUNCTION llmgw.call_slots() FROM PUBLIC;
+-- the view reads the slots through this function, with the reader's rights
+GRANT EXECUTE ON FUNCTION llmgw.call_slots() TO llmgw_admin, llmgw_finance, llmgw_user;
+GRANT SELECT ON llmgw.calls_now TO llmgw_admin, llmgw_finance, llmgw_user;
+
+COMMENT ON FUNCTION llmgw.call_slots() IS 'Every call holding a request slot (see the view llmgw.calls_now); a role that is not admin or finance gets its own';
+COMMENT ON VIEW llmgw.calls_now IS 'Each call queued or running now, with the pid of its caller (join pg_stat_activity); admin and finance see all, others their own';
+COMMENT ON COLUMN llmgw.calls_now.request_id IS 'The call (usage.request_id of its rows to come)';
+COMMENT ON COLUMN llmgw.calls_now.state IS 'queued (no worker has taken it), running (a worker has it), or cancelling (its caller asked to abort it)';
+COMMENT ON COLUMN llmgw.calls_now.caller IS 'sql (a session waits for it), async (llmgw.submit) or http (the front door)';
+COMMENT ON COLUMN llmgw.calls_now.pid IS 'The backend waiting for it (pg_stat_activity.pid); NULL for async and http calls, whose caller is a worker';
+COMMENT ON COLUMN llmgw.calls_now.worker_pid IS 'The llmgw worker running it (pg_stat_activity.pid; NULL: queued)';
+COMMENT ON COLUMN llmgw.calls_now.role_name IS 'The role that made the call (NULL: a call of the front door)';
+COMMENT ON COLUMN llmgw.calls_now.team_id IS 'The team of the call, once an attempt is sent (NULL: no team, or not sent yet)';
+COMMENT ON COLUMN llmgw.calls_now.team IS 'The name of that team';
+COMMENT ON COLUMN llmgw.calls_now.model IS 'The model alias called (cut to 63 bytes until an attempt is sent)';
+COMMENT ON COLUMN llmgw.calls_now.deployment_id IS 'The deployment of the attempt sent (llmgw.deployments.id; NULL: none sent yet)';
+COMMENT ON COLUMN llmgw.calls_now.provider IS 'The provider of that deployment';
+COMMENT ON COLUMN llmgw.calls_now.upstream_model IS 'The provider''s model of that deployment';
+COMMENT ON COLUMN llmgw.calls_now.attempt IS 'Number of the attempt sent last, from 1 (NULL: none sent yet)';
+COMMENT ON COLUMN llmgw.calls_now.submitted_at IS 'When the call was submitted';
+COMMENT ON COLUMN llmgw.calls_now.attempt_started_at IS 'When the attempt sent last started';
+COMMENT ON COLUMN llmgw.calls_now.age IS 'Time since the call was submitted';
+COMMENT ON COLUMN llmgw.calls_now.key_id IS 'The virtual key presented, once an attempt is sent (NULL: no key, or not sent yet)';
+COMMENT ON COLUMN llmgw.calls_now.key_prefix IS 'The visible prefix of that key';
+COMMENT ON COLUMN llmgw.calls_now.job_id IS 'The llmgw.jobs row the call works for (NULL: none)';
+COMMENT ON COLUMN llmgw.calls_now.async_id IS 'The llmgw.async_calls row the call answers (NULL: none)';
+COMMENT ON COLUMN llmgw.calls_now.slot IS 'The request slot it holds (calls_in_flight_now().slot)';
