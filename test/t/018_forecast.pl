@@ -1,15 +1,15 @@
 # Who is waiting (llmgw.calls_now, docs/operations.md#who-is-waiting) and
 # the forecast alert across a restart (docs/money.md#forecasts).
 #
-# Calls in flight: two roles call a slow model at once (one of them more
-# than its fair share, so that a call stays queued), one asynchronous call
-# and one call of the HTTP front door run beside them.  A snapshot taken at
-# one moment by an admin, finance, each caller and a role outside llmgw:
-# the admin joins every SQL call to its backend in pg_stat_activity by pid
-# and every other call to the worker running it; each caller sees its own
-# calls only, also through a leaky function in its WHERE clause; the
-# outsider sees nothing.  Every call then has usage rows under the request
-# ids the view showed.
+# Calls in flight: two roles call a slow model (3 s) at once (one of them
+# more than its fair share, so that a call stays queued), one asynchronous
+# call and one call of the HTTP front door run beside them.  A snapshot
+# taken at one moment by a superuser, an admin, finance, each caller and a
+# role outside llmgw: every SQL call joins pg_stat_activity by pid to the
+# session (and the statement) waiting for it, every other call to the
+# worker running it; each caller sees its own calls only, also through a
+# leaky function in its WHERE clause; the outsider sees nothing.  Every
+# call then has usage rows under the request ids the view showed.
 #
 # Forecast: a budget forecast to run out raises one alert (with NOTIFY),
 # and no second one in the same period after a restart of the server.
@@ -28,7 +28,7 @@ my $http_port = PostgreSQL::Test::Cluster::get_free_port();
 # 4 calls at once (llmgw.max_share 50%)
 my $node = LlmgwTest::node('forecast', 2,
 	conf => "llmgw.max_connections = 4\nllmgw.http_listen = '127.0.0.1:$http_port'\n");
-my $upstream = 'mock-model;delay:2000';
+my $upstream = 'mock-model;delay:3000';
 
 my $key = $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('slowfc', 'mock', '$upstream');
@@ -58,14 +58,25 @@ sub as_role
 	return [ $h, \$out, \$err ];
 }
 
+# The sessions connect first and wait at a gate (an advisory lock), so that
+# every call starts at once when it opens
+my ($gate) = LlmgwTest::background($node, 'SELECT pg_advisory_lock(4344); SELECT pg_sleep(600)');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted");
+my $through_gate = 'SELECT pg_advisory_lock_shared(4344)';
 # bob: an asynchronous call, then a call of his own
-my $async = $node->safe_psql('postgres', q{
-	SET ROLE fc_bob;
-	SELECT llmgw.submit('{"model": "slowfc", "messages": [{"role": "user", "content": "bob async"}]}')});
-my $bob = as_role('fc_bob', "SELECT llm_complete('bob', 'slowfc')");
+my $bob = as_role('fc_bob', $through_gate,
+	q{SELECT llmgw.submit('{"model": "slowfc", "messages": [{"role": "user", "content": "bob async"}]}')},
+	"SELECT llm_complete('bob', 'slowfc')");
 # alice: five calls at once, one more than her share of the calls running
-my $alice = as_role('fc_alice',
+my $alice = as_role('fc_alice', $through_gate,
 	"SELECT count(*) FROM llm_complete_many(ARRAY['a1', 'a2', 'a3', 'a4', 'a5'], 'slowfc', concurrency => 5)");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 2 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+$node->safe_psql('postgres', q{
+	SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	 WHERE query LIKE '%pg_advisory_lock(4344)%' AND pid <> pg_backend_pid()});
+$gate->finish;
 # a client of the front door
 my ($curl_out, $curl_err) = ('', '');
 my $curl = IPC::Run::start(
@@ -136,8 +147,9 @@ like($out, qr/taken/, 'the snapshot was taken') or diag($err);
 
 $_->[0]->finish for ($alice, $bob);
 $curl->finish;
-like(${ $alice->[1] }, qr/^5$/, 'alice: five answers') or diag(${ $alice->[2] });
-like(${ $bob->[1] }, qr/^Hello! You said: bob$/, 'bob: an answer') or diag(${ $bob->[2] });
+like(${ $alice->[1] }, qr/^5$/m, 'alice: five answers') or diag(${ $alice->[2] });
+like(${ $bob->[1] }, qr/^Hello! You said: bob$/m, 'bob: an answer') or diag(${ $bob->[2] });
+my ($async) = ${ $bob->[1] } =~ /^(\d+)$/m;
 like($curl_out, qr/Hello! You said: from http/, 'the front door client: an answer')
   or diag($curl_out . $curl_err);
 is($node->safe_psql('postgres', "SELECT status FROM llmgw.wait($async, '60 seconds')"), 'done',
