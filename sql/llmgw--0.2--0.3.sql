@@ -160,9 +160,9 @@ COMMENT ON COLUMN llmgw.calls_now.deployment_id IS 'The deployment of the attemp
 COMMENT ON COLUMN llmgw.calls_now.provider IS 'The provider of that deployment';
 COMMENT ON COLUMN llmgw.calls_now.upstream_model IS 'The provider''s model of that deployment';
 COMMENT ON COLUMN llmgw.calls_now.attempt IS 'Number of the attempt sent last, from 1 (NULL: none sent yet)';
-COMMENT ON COLUMN llmgw.calls_now.submitted_at IS 'When the call was submitted';
+COMMENT ON COLUMN llmgw.calls_now.submitted_at IS 'When the call took its request slot (an asynchronous call: when a worker took it from llmgw.async_calls)';
 COMMENT ON COLUMN llmgw.calls_now.attempt_started_at IS 'When the attempt sent last started';
-COMMENT ON COLUMN llmgw.calls_now.age IS 'Time since the call was submitted';
+COMMENT ON COLUMN llmgw.calls_now.age IS 'Time since submitted_at';
 COMMENT ON COLUMN llmgw.calls_now.key_id IS 'The virtual key presented, once an attempt is sent (NULL: no key, or not sent yet)';
 COMMENT ON COLUMN llmgw.calls_now.key_prefix IS 'The visible prefix of that key';
 COMMENT ON COLUMN llmgw.calls_now.job_id IS 'The llmgw.jobs row the call works for (NULL: none)';

@@ -55,25 +55,26 @@ SELECT 'NULL spend', *
 -- A spend history in March 2026, written as the workers write usage rows
 -- (the rollup trigger counts them): 6 a day from the 1st to the 10th, 9 on
 -- 20 February, 50 on the 15th (after the time asked about), and 1000 in
--- another currency.
+-- another currency.  In XTS, ISO's code for tests, so that no budget in
+-- USD of another test ever counts it.
 SELECT llmgw.create_model('fc-march', 'mock', 'fc-march-model');
 INSERT INTO llmgw.usage (request_id, started_at, role_name, model, provider, upstream_model,
                          status, cost, currency)
 SELECT gen_random_uuid(), t, 'regress_fc_history', 'fc-march', 'mock', 'fc-march-model', 'ok',
        cost, currency
-  FROM (SELECT d + interval '1 hour' AS t, 6 AS cost, 'USD' AS currency
+  FROM (SELECT d + interval '1 hour' AS t, 6 AS cost, 'XTS' AS currency
           FROM generate_series('2026-03-01 00:00+00'::timestamptz, '2026-03-10 00:00+00', '1 day') d
-        UNION ALL SELECT '2026-02-20 10:00+00', 9, 'USD'
-        UNION ALL SELECT '2026-03-15 10:00+00', 50, 'USD'
-        UNION ALL SELECT '2026-03-05 10:00+00', 1000, 'EUR') h;
+        UNION ALL SELECT '2026-02-20 10:00+00', 9, 'XTS'
+        UNION ALL SELECT '2026-03-15 10:00+00', 50, 'XTS'
+        UNION ALL SELECT '2026-03-05 10:00+00', 1000, 'XXX') h;
 SELECT day, sum(cost) AS cost, currency FROM llmgw.usage_daily WHERE model = 'fc-march'
  GROUP BY day, currency ORDER BY day, currency;
 
-SELECT llmgw.create_budget('fc march month', 'model', 'fc-march', 'month', 100, 'soft') AS b_month \gset
-SELECT llmgw.create_budget('fc march week', 'model', 'fc-march', 'week', 100, 'soft') AS b_week \gset
-SELECT llmgw.create_budget('fc march day', 'model', 'fc-march', 'day', 10, 'soft') AS b_day \gset
-SELECT llmgw.create_budget('fc march total', 'model', 'fc-march', 'total', 100, 'soft') AS b_total \gset
-SELECT llmgw.create_budget('fc march euro', 'model', 'fc-march', 'month', 2000, 'soft', 'EUR') AS b_euro \gset
+SELECT llmgw.create_budget('fc march month', 'model', 'fc-march', 'month', 100, 'soft', 'XTS') AS b_month \gset
+SELECT llmgw.create_budget('fc march week', 'model', 'fc-march', 'week', 100, 'soft', 'XTS') AS b_week \gset
+SELECT llmgw.create_budget('fc march day', 'model', 'fc-march', 'day', 10, 'soft', 'XTS') AS b_day \gset
+SELECT llmgw.create_budget('fc march total', 'model', 'fc-march', 'total', 100, 'soft', 'XTS') AS b_total \gset
+SELECT llmgw.create_budget('fc march xxx', 'model', 'fc-march', 'month', 2000, 'soft', 'XXX') AS b_xxx \gset
 
 -- llmgw.budget_forecast(budget, at): the budget's spend from the rollups up
 -- to at's day, its rate and its forecast.  At midnight of the 11th: 60 in
@@ -119,13 +120,14 @@ DELETE FROM llmgw.budgets WHERE model = 'fc-march';
 SELECT llmgw.create_usage_partitions(0) >= 0 AS this_months_partition;
 SELECT llmgw.create_model('fc-live', 'mock', 'fc-live-model', price_model => 'fc-live-price');
 SELECT llmgw.create_model('fc-calm', 'mock', 'fc-calm-model', price_model => 'fc-live-price');
-SELECT llmgw.set_price('fc-live-price', input => 0, output => 0, per_request => 0.001) > 0 AS priced;
+SELECT llmgw.set_price('fc-live-price', input => 0, output => 0, per_request => 0.001,
+                       currency => 'XTS') > 0 AS priced;
 INSERT INTO llmgw.usage (request_id, started_at, role_name, model, provider, upstream_model,
                          status, cost, currency)
 VALUES (gen_random_uuid(), llmgw.period_start('month'), 'regress_fc_history', 'fc-live', 'mock',
-        'fc-live-model', 'ok', 99.997, 'USD');
-SELECT llmgw.create_budget('fc live', 'model', 'fc-live', 'month', 100, 'soft') AS b_live \gset
-SELECT llmgw.create_budget('fc calm', 'model', 'fc-calm', 'month', 100, 'soft') AS b_calm \gset
+        'fc-live-model', 'ok', 99.997, 'XTS');
+SELECT llmgw.create_budget('fc live', 'model', 'fc-live', 'month', 100, 'soft', 'XTS') AS b_live \gset
+SELECT llmgw.create_budget('fc calm', 'model', 'fc-calm', 'month', 100, 'soft', 'XTS') AS b_calm \gset
 
 -- Its run-rate is its spend over the time elapsed in the month (at least
 -- 31 hours, a 24th of it), and it runs out before the month ends
