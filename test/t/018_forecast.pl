@@ -24,10 +24,12 @@ use lib $FindBin::Bin;
 use LlmgwTest;
 
 my $http_port = PostgreSQL::Test::Cluster::get_free_port();
-# 2 workers of 4 transfers: a role, a key or the asynchronous calls may run
-# 4 calls at once (llmgw.max_share 50%)
+# 2 workers of 8 transfers: a role, a key, a team or the asynchronous calls
+# may run 4 calls at once (llmgw.max_share 25%), and whichever worker takes
+# a call (the front door's runs where it arrived) has room for it
 my $node = LlmgwTest::node('forecast', 2,
-	conf => "llmgw.max_connections = 4\nllmgw.http_listen = '127.0.0.1:$http_port'\n");
+	conf => "llmgw.max_connections = 8\nllmgw.max_share = 25\n"
+	  . "llmgw.http_listen = '127.0.0.1:$http_port'\n");
 my $upstream = 'mock-model;delay:3000';
 
 my $key = $node->safe_psql('postgres', qq{
