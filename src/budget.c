@@ -6,7 +6,9 @@
  * Admission reserves a call's worst-case cost on every hard budget it
  * counts against, under one lock, so concurrent calls can never reserve
  * past a limit.  Settling charges the exact cost (from the usage row) and
- * releases the reservation.  Charges happen inside the transaction that
+ * releases the reservation; it notes a budget that reaches its limit, or
+ * that will run out before its period ends at its rate of spend so far (an
+ * alert each, once per period).  Charges happen inside the transaction that
  * writes the usage rows, after those rows are inserted; loading a budget's
  * spend takes a SHARE lock on llmgw.usage first.  So a load sees exactly
  * the charges that were applied before it, and none is counted twice.
@@ -42,6 +44,7 @@ typedef struct LedgerEntry
 	bool		hard;
 	bool		loaded;			/* spent holds the period's spend */
 	bool		alerted;		/* its limit was reached in this period */
+	bool		forecast_alerted;	/* forecast to run out in this period */
 	int64		limit;
 	int64		spent;
 	int64		reserved;
@@ -123,7 +126,32 @@ roll_over(LedgerEntry *e, TimestampTz now)
 		e->period_end = period_after(e->period, e->period_start);
 		e->spent = 0;
 		e->alerted = false;
+		e->forecast_alerted = false;
 	}
+}
+
+/*
+ * Is the budget, at the rate of its spend so far in this period, forecast
+ * to run out before the period ends (llmgw.budget_projection, in SQL, says
+ * the same: the rate is measured over at least a 24th of the period)?  Not
+ * once its limit is reached, and never for a total budget, which does not
+ * reset.
+ */
+static bool
+forecast_to_run_out(const LedgerEntry *e, TimestampTz now)
+{
+	double		elapsed;
+	double		left;
+
+	if (e->period == LLMGW_PERIOD_TOTAL || e->period_end == DT_NOEND ||
+		e->period_start == DT_NOBEGIN || e->spent <= 0 || e->spent >= e->limit ||
+		now >= e->period_end)
+		return false;
+	elapsed = Max((double) (now - e->period_start),
+				  (double) (e->period_end - e->period_start) / 24.0);
+	left = (double) (e->period_end - now);
+	/* now + (limit - spent) / (spent / elapsed) < period_end */
+	return (double) (e->limit - e->spent) * elapsed < (double) e->spent * left;
 }
 
 /*
@@ -296,6 +324,18 @@ llmgw_budget_charge(LlmgwReservation *res, const bool *charged, int64 cost,
 			crossings[ncrossed].budget_id = e->budget_id;
 			crossings[ncrossed].spent = e->spent;
 			crossings[ncrossed].period_start = e->period_start;
+			crossings[ncrossed].forecast = false;
+			crossings[ncrossed].at = now;
+			ncrossed++;
+		}
+		else if (!e->forecast_alerted && ncrossed < max && forecast_to_run_out(e, now))
+		{
+			e->forecast_alerted = true;
+			crossings[ncrossed].budget_id = e->budget_id;
+			crossings[ncrossed].spent = e->spent;
+			crossings[ncrossed].period_start = e->period_start;
+			crossings[ncrossed].forecast = true;
+			crossings[ncrossed].at = now;
 			ncrossed++;
 		}
 	}

@@ -76,12 +76,17 @@ typedef struct LlmgwBudgetRefusal
 	TimestampTz resets_at;
 } LlmgwBudgetRefusal;
 
-/* A budget that crossed its limit while settling */
+/*
+ * A budget that crossed its limit while settling, or that is now forecast
+ * to run out before its period ends
+ */
 typedef struct LlmgwBudgetCrossing
 {
 	int64		budget_id;
 	int64		spent;
 	TimestampTz period_start;
+	bool		forecast;		/* forecast to run out, not reached */
+	TimestampTz at;				/* when the charge was made */
 } LlmgwBudgetCrossing;
 
 extern int	llmgw_max_budgets;

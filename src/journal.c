@@ -222,6 +222,33 @@ llmgw_journal_read(int slotno, LlmgwJournalEntry *entry)
 	return found;
 }
 
+/*
+ * A backend: open this life's journal for reading (close it with
+ * CloseTransientFile); -1 when there is none yet.
+ */
+int
+llmgw_journal_open_read(void)
+{
+	return OpenTransientFile(JOURNAL_FILE, O_RDONLY | PG_BINARY);
+}
+
+/*
+ * The call in flight of a slot in this life, as the journal open on fd has
+ * it (a record a worker is writing meanwhile is left out)
+ */
+bool
+llmgw_journal_read_from(int fd, int slotno, LlmgwJournalEntry *entry)
+{
+	JournalRecord *rec = palloc(sizeof(JournalRecord));
+	bool		found;
+
+	found = read_record(fd, slotno, rec) && rec->entry.life == llmgw_shared->life;
+	if (found)
+		*entry = rec->entry;
+	pfree(rec);
+	return found;
+}
+
 /* The journals of dead lives, as palloc'd paths; returns how many */
 int
 llmgw_journal_dead_files(char ***paths)

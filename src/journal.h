@@ -49,6 +49,8 @@ extern bool llmgw_journal_begin(const LlmgwJournalEntry *entry);
 extern void llmgw_journal_end(int slotno);
 extern void llmgw_journal_flush(void);
 extern bool llmgw_journal_read(int slotno, LlmgwJournalEntry *entry);
+extern int	llmgw_journal_open_read(void);
+extern bool llmgw_journal_read_from(int fd, int slotno, LlmgwJournalEntry *entry);
 extern int	llmgw_journal_dead_files(char ***paths);
 extern int	llmgw_journal_read_file(const char *path, LlmgwJournalEntry **entries);
 

@@ -49,6 +49,9 @@ typedef enum LlmgwLock
 	LLMGW_NLOCKS
 } LlmgwLock;
 
+/* Bytes of a model alias a request slot keeps for llmgw.calls_now */
+#define LLMGW_SLOT_MODEL_LEN 64
+
 /* Life of a request slot */
 typedef enum LlmgwSlotState
 {
@@ -67,6 +70,29 @@ typedef enum LlmgwStatus
 	LLMGW_STATUS_INTERRUPTED
 } LlmgwStatus;
 
+/*
+ * Who submitted a slot's call and what it asked for, as llmgw.calls_now
+ * shows it before a worker has sent anything (calls_now.c).  Copied into
+ * the slot at submission: a reader cannot follow the request's pointer into
+ * the payload area, which its owner may free at any moment.
+ */
+typedef struct LlmgwSlotCaller
+{
+	char		kind;			/* LLMGW_CALLER_* */
+	int			pid;			/* the backend waiting for it; 0: none (async, http) */
+	TimestampTz submitted_at;
+	uint8		request_id[16];
+	int64		job_id;			/* 0: none */
+	int64		async_id;		/* 0: none */
+	char		role[NAMEDATALEN];	/* "" for a call of the front door */
+	char		model[LLMGW_SLOT_MODEL_LEN];	/* the alias, cut to fit */
+} LlmgwSlotCaller;
+
+/* Who submitted a slot's call (LlmgwSlotCaller.kind) */
+#define LLMGW_CALLER_SQL 's'	/* a backend, waiting on its latch */
+#define LLMGW_CALLER_ASYNC 'a'	/* llmgw.submit, handed over by worker 0 */
+#define LLMGW_CALLER_HTTP 'h'	/* the front door of the worker running it */
+
 /* One request slot in shared memory; LlmgwShared.mutex protects it */
 typedef struct LlmgwSlot
 {
@@ -82,7 +108,9 @@ typedef struct LlmgwSlot
 	LlmgwReservation reservation;	/* budgets held by the call, owned by its worker */
 	struct LlmgwShare *share[2];	/* the fair shares it counts against (share.c) */
 	bool		share_running;	/* counted among the shares' running calls */
+	LlmgwSlotCaller who;		/* who submitted it (llmgw.calls_now) */
 } LlmgwSlot;
+
 
 /* What the shared memory knows of each worker */
 typedef struct LlmgwWorkerInfo

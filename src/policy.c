@@ -81,6 +81,8 @@ typedef struct PendingAlert
 	int64		budget_id;
 	int64		spent;
 	TimestampTz period_start;
+	bool		forecast;		/* forecast to run out, not reached */
+	TimestampTz at;				/* when the charge was made */
 } PendingAlert;
 
 #define MAX_PENDING_ALERTS 64
@@ -739,6 +741,8 @@ llmgw_policy_charge(LlmgwCall *call, int64 cost, const char *currency, Timestamp
 		pending_alerts[npending_alerts].budget_id = crossings[i].budget_id;
 		pending_alerts[npending_alerts].spent = crossings[i].spent;
 		pending_alerts[npending_alerts].period_start = crossings[i].period_start;
+		pending_alerts[npending_alerts].forecast = crossings[i].forecast;
+		pending_alerts[npending_alerts].at = crossings[i].at;
 		npending_alerts++;
 	}
 }
@@ -788,6 +792,45 @@ llmgw_policy_finish(LlmgwCall *call)
 }
 
 /*
+ * The statement that records a forecast alert: its run-rate and time of
+ * exhaustion as llmgw.budget_projection computes them from the ledger's
+ * spend, once per budget and period however often the workers (of this
+ * server life or another) find the forecast.
+ */
+static SPIPlanPtr
+forecast_alert_plan(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	if (plan == NULL)
+	{
+		Oid			types[4] = {INT8OID, NUMERICOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+
+		plan = SPI_prepare("WITH a AS ("
+						   " INSERT INTO llmgw.alerts (budget_id, budget_name, kind, period_start,"
+						   "   limit_amount, spent, currency, team_id, run_rate, exhausts_at)"
+						   " SELECT b.id, b.name, 'forecast_exhaustion', $3, b.limit_amount,"
+						   "   pg_catalog.trim_scale($2), b.currency, b.team_id, p.run_rate, p.exhausts_at"
+						   " FROM llmgw.budgets b"
+						   " CROSS JOIN LATERAL llmgw.budget_projection(b.period, b.limit_amount,"
+						   "   $2, $3, $4) p"
+						   " WHERE b.id = $1 AND p.exhausts_at IS NOT NULL"
+						   "   AND NOT EXISTS (SELECT FROM llmgw.alerts x WHERE x.budget_id = b.id"
+						   "     AND x.kind = 'forecast_exhaustion' AND x.period_start = $3)"
+						   " RETURNING *)"
+						   " SELECT pg_catalog.pg_notify('llmgw_alerts', pg_catalog.json_build_object("
+						   "   'alert_id', a.id, 'budget', a.budget_name, 'kind', a.kind,"
+						   "   'limit', a.limit_amount, 'spent', a.spent, 'currency', a.currency,"
+						   "   'run_rate', a.run_rate, 'exhausts_at', a.exhausts_at)::text)"
+						   " FROM a", 4, types);
+		if (plan == NULL)
+			elog(ERROR, "llmgw: could not prepare the forecast alert insert");
+		SPI_keepplan(plan);
+	}
+	return plan;
+}
+
+/*
  * Write the alerts raised by this round's charges: a row in llmgw.alerts
  * and a NOTIFY on channel llmgw_alerts, in the usage transaction.
  */
@@ -819,8 +862,8 @@ llmgw_policy_alerts(void)
 	}
 	for (int i = 0; i < npending_alerts; i++)
 	{
-		Datum		values[3];
-		char		nulls[3] = {' ', ' ', ' '};
+		Datum		values[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
 
 		values[0] = Int64GetDatum(pending_alerts[i].budget_id);
 		values[1] = DirectFunctionCall2(numeric_div,
@@ -831,7 +874,9 @@ llmgw_policy_alerts(void)
 		values[2] = TimestampTzGetDatum(pending_alerts[i].period_start);
 		if (pending_alerts[i].period_start == DT_NOBEGIN)
 			nulls[2] = 'n';
-		if (SPI_execute_plan(plan, values, nulls, false, 0) < 0)
+		values[3] = TimestampTzGetDatum(pending_alerts[i].at);
+		if (SPI_execute_plan(pending_alerts[i].forecast ? forecast_alert_plan() : plan,
+							 values, nulls, false, 0) < 0)
 			elog(ERROR, "llmgw: could not record a budget alert");
 	}
 	npending_alerts = 0;

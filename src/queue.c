@@ -23,6 +23,7 @@
 #include "utils/uuid.h"
 #include "utils/wait_event.h"
 
+#include "calls_now.h"
 #include "errors.h"
 #include "llmgw.h"
 #include "metrics.h"
@@ -209,9 +210,11 @@ slot_submit(dsa_pointer request, bool detached)
 	uint64		keys[LLMGW_SLOT_SHARES];
 	LlmgwShare *shares[LLMGW_SLOT_SHARES] = {NULL, NULL};
 	int			nshares = request_shares(request, detached, keys);
+	LlmgwSlotCaller who;
 
 	if (!llmgw_share_acquire(keys, nshares, shares))
 		return LLMGW_SHARE_FULL;
+	llmgw_slot_caller(request, detached ? LLMGW_CALLER_ASYNC : LLMGW_CALLER_SQL, &who);
 
 	SpinLockAcquire(&llmgw_shared->mutex);
 	dboid = llmgw_shared->database_oid;
@@ -233,6 +236,7 @@ slot_submit(dsa_pointer request, bool detached)
 		slot->share[0] = shares[0];
 		slot->share[1] = shares[1];
 		slot->share_running = false;
+		slot->who = who;
 		llmgw_queue[(llmgw_shared->queue_head + llmgw_shared->queue_len) %
 					llmgw_shared->nslots] = slotno;
 		llmgw_shared->queue_len++;
@@ -272,12 +276,14 @@ llmgw_slot_claim(dsa_pointer request, int worker, uint64 generation)
 	uint64		key = llmgw_share_key(LLMGW_SHARE_KEY, req->key_hash, sizeof(req->key_hash));
 	LlmgwShare *shares[LLMGW_SLOT_SHARES] = {NULL, NULL};
 	int			slotno;
+	LlmgwSlotCaller who;
 
 	if (!llmgw_share_acquire(&key, 1, shares))
 	{
 		llmgw_metrics_refused(LLMGW_REFUSED_FAIR_SHARE, LLMGW_SCOPE_SHARE);
 		return LLMGW_SHARE_FULL;
 	}
+	llmgw_slot_caller(request, LLMGW_CALLER_HTTP, &who);
 	SpinLockAcquire(&llmgw_shared->mutex);
 	slotno = llmgw_shared->free_head;
 	if (slotno >= 0 && llmgw_share_may_run(shares, 1))
@@ -298,6 +304,7 @@ llmgw_slot_claim(dsa_pointer request, int worker, uint64 generation)
 		slot->share[1] = NULL;
 		llmgw_share_run(shares, 1, 1);
 		slot->share_running = true;
+		slot->who = who;
 		SpinLockRelease(&llmgw_shared->mutex);
 		pg_atomic_fetch_add_u64(&llmgw_shared->requests_total, 1);
 		return slotno;
