@@ -2553,6 +2553,11 @@ CREATE POLICY batch_items_own ON llmgw.batch_items TO llmgw_user
     USING (EXISTS (SELECT 1 FROM llmgw.batches b
                     WHERE b.id = batch_items.batch_id AND b.owner = CURRENT_USER));
 
+COMMENT ON POLICY batches_staff ON llmgw.batches IS 'Administrators and finance see every batch';
+COMMENT ON POLICY batches_own ON llmgw.batches IS 'Users see the batches they submitted';
+COMMENT ON POLICY batch_items_staff ON llmgw.batch_items IS 'Administrators and finance see every item';
+COMMENT ON POLICY batch_items_own ON llmgw.batch_items IS 'Users see the items of the batches they submitted';
+COMMENT ON SEQUENCE llmgw.batches_id_seq IS 'Numbers of llmgw.batches';
 COMMENT ON TABLE llmgw.batches IS 'Provider batches (Batch APIs): their state, provider ids, counts and the price in force at submission';
 COMMENT ON COLUMN llmgw.batches.id IS 'Batch number';
 COMMENT ON COLUMN llmgw.batches.job_id IS 'The llmgw.jobs row it fills (NULL: submitted with llmgw.submit_batch alone)';
@@ -2616,6 +2621,7 @@ BEGIN
     RETURN p;
 END
 $fn$;
+REVOKE ALL ON FUNCTION llmgw.batch_price(llmgw.prices) FROM PUBLIC;
 COMMENT ON FUNCTION llmgw.batch_price(llmgw.prices) IS 'A price row at its batch rates (batch_input, batch_output; the other rates scaled alike); unchanged without batch rates';
 
 -- Queue chat requests (llm_chat's, without their model) as one provider
@@ -2811,14 +2817,17 @@ BEGIN
 
     IF j.id IS NOT NULL AND cardinality(keys) > 0 THEN
         -- the answers go in with the owner's rights (privileges, row-level
-        -- security), into rows still without one
+        -- security) and the default search_path (for the table's triggers),
+        -- into rows still without one
         PERFORM set_config('role', bt.owner, true);
+        PERFORM set_config('search_path', '"$user", public', true);
         EXECUTE format('WITH w AS (UPDATE %s t SET %I = a.answer FROM unnest($1, $2) a(k, answer)
                                     WHERE t.%I::text = a.k AND t.%I IS NULL RETURNING a.k)
                         SELECT coalesce(array_agg(k), ''{}'') FROM w',
                        j.source, j.output_column, j.key_column, j.output_column)
             INTO written USING keys, answers;
         PERFORM set_config('role', 'none', true);
+        PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
         IF cardinality(written) < cardinality(keys) THEN
             UPDATE llmgw.batch_items i
                SET state = 'failed', error = 'the answer could not be written into ' || j.source

@@ -229,9 +229,9 @@ note_error(Tracked *b, const char *error)
 	(void) exec_text("llmgw: batch error",
 					 "UPDATE llmgw.batches SET last_error = $2 WHERE id = $1::bigint", 2, args, NULL);
 	b->failures++;
+	/* 2 s, 4 s, ... up to 10 minutes */
 	b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-											 Min(llmgw_batch_poll_interval,
-												 1000L << Min(b->failures, 8)));
+											 Min(1000L << Min(b->failures, 10), 600000L));
 }
 
 /* End a batch (its results, if any, are written) */
