@@ -261,6 +261,126 @@ llmgw_http_release(LlmgwCall *call)
 	call->response.data = NULL;
 }
 
+/* ---- the worker's own transfers (provider batches) ---- */
+
+static LlmgwTransfer *transfers = NULL;
+
+/*
+ * Start a transfer of the worker's own: a GET (method "GET"), a POST of
+ * body (malloc'd, taken over), or with upload a multipart POST of
+ * purpose=batch and a file part holding upload.  headers (a curl_slist)
+ * is taken over.
+ */
+void
+llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
+						  void *headers, char *body, const char *upload, size_t upload_len,
+						  size_t limit, long timeout_ms)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		elog(ERROR, "llmgw: could not create a curl handle");
+	memset(&t->response, 0, sizeof(t->response));
+	t->response.limit = limit;
+	t->easy = easy;
+	t->headers = headers;
+	t->body = body;
+	t->mime = NULL;
+	t->done = false;
+	t->http_status = 0;
+	t->curl_result = 0;
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *) headers);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t->response);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	if (upload)
+	{
+		curl_mime  *mime = curl_mime_init(easy);
+		curl_mimepart *part = curl_mime_addpart(mime);
+
+		curl_mime_name(part, "purpose");
+		curl_mime_data(part, "batch", CURL_ZERO_TERMINATED);
+		part = curl_mime_addpart(mime);
+		curl_mime_name(part, "file");
+		curl_mime_filename(part, "batch.jsonl");
+		curl_mime_type(part, "application/jsonl");
+		curl_mime_data(part, upload, upload_len);
+		curl_easy_setopt(easy, CURLOPT_MIMEPOST, mime);
+		t->mime = mime;
+	}
+	else if (body)
+	{
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(body));
+	}
+	else if (strcmp(method, "POST") == 0)
+	{
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
+	}
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+		elog(ERROR, "llmgw: could not start a transfer");
+	t->next = transfers;
+	transfers = t;
+	active++;
+}
+
+/* Stop (if running) and free what a transfer of the worker's own holds */
+void
+llmgw_http_transfer_release(LlmgwTransfer *t)
+{
+	for (LlmgwTransfer **p = &transfers; *p; p = &(*p)->next)
+		if (*p == t)
+		{
+			*p = t->next;
+			if (t->easy && !t->done)
+			{
+				curl_multi_remove_handle(multi, t->easy);
+				active--;
+			}
+			break;
+		}
+	if (t->easy)
+		curl_easy_cleanup(t->easy);
+	t->easy = NULL;
+	if (t->mime)
+		curl_mime_free(t->mime);
+	t->mime = NULL;
+	if (t->headers)
+		curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	free(t->body);
+	t->body = NULL;
+	free(t->response.data);
+	t->response.data = NULL;
+}
+
+/* A finished transfer of the worker's own: true when easy is one */
+static bool
+transfer_finished(CURL *easy, CURLcode result)
+{
+	for (LlmgwTransfer *t = transfers; t; t = t->next)
+		if (t->easy == easy)
+		{
+			t->curl_result = result;
+			curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+			curl_multi_remove_handle(multi, easy);
+			active--;
+			t->done = true;
+			return true;
+		}
+	return false;
+}
+
+/* ---- end of the worker's own transfers ---- */
+
 /* Collect the transfers curl has finished */
 static void
 collect_finished(dlist_head *finished)
@@ -274,6 +394,8 @@ collect_finished(dlist_head *finished)
 		long		status = 0;
 
 		if (msg->msg != CURLMSG_DONE)
+			continue;
+		if (transfer_finished(msg->easy_handle, msg->data.result))
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &call);
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);

@@ -24,4 +24,27 @@ extern const char *llmgw_http_strerror(int curl_result);
 extern bool llmgw_http_timed_out(int curl_result);
 extern bool llmgw_http_too_large(LlmgwCall *call);
 
+/*
+ * A transfer of the worker's own that is no call (a provider batch's
+ * upload, poll or download): driven by the same multi handle, never
+ * journaled; done is set once it ended.
+ */
+typedef struct LlmgwTransfer
+{
+	void	   *easy;
+	void	   *headers;		/* struct curl_slist *, freed with it */
+	void	   *mime;			/* curl_mime * of an upload */
+	char	   *body;			/* malloc'd POST body */
+	LlmgwBuffer response;
+	long		http_status;
+	int			curl_result;
+	bool		done;
+	struct LlmgwTransfer *next;
+} LlmgwTransfer;
+
+extern void llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
+									  void *headers, char *body, const char *upload,
+									  size_t upload_len, size_t limit, long timeout_ms);
+extern void llmgw_http_transfer_release(LlmgwTransfer *t);
+
 #endif							/* LLMGW_HTTP_H */

@@ -19,6 +19,7 @@
 #include "mb/pg_wchar.h"
 
 #include "async.h"
+#include "batch.h"
 #include "budget.h"
 #include "cache.h"
 #include "frontdoor.h"
@@ -341,6 +342,7 @@ llmgw_define_gucs(void)
 							NULL, &llmgw_http_idle_timeout, 60, 1, 3600,
 							PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
 
+	llmgw_batch_define_settings();
 	MarkGUCPrefixReserved("llmgw");
 }
 

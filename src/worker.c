@@ -31,6 +31,7 @@
 #include "call.h"
 #include "http.h"
 #include "async.h"
+#include "batch.h"
 #include "cache.h"
 #include "config.h"
 #include "frontdoor.h"
@@ -517,6 +518,9 @@ llmgw_worker_main(Datum arg)
 		/* worker 0 looks for asynchronous calls whose lease ran out */
 		if (my_index == 0 && timeout > LLMGW_ASYNC_POLL_MS)
 			timeout = LLMGW_ASYNC_POLL_MS;
+		/* and moves provider batches on (batch.c) */
+		if (my_index == 0 && timeout > llmgw_batch_timeout())
+			timeout = llmgw_batch_timeout();
 		/* the journal is flushed once a second */
 		if (timeout > 1000 && llmgw_http_active() > 0)
 			timeout = 1000;
@@ -548,7 +552,10 @@ llmgw_worker_main(Datum arg)
 		settle(&finished);
 		maintain_tables();
 		if (my_index == 0 && llmgw_config_installed())
+		{
 			llmgw_async_dispatch();
+			llmgw_batch_run();
+		}
 		/* say how much room is left; calls left queued for want of it are
 		 * taken at once now that transfers have ended */
 		if (llmgw_queue_worker_room(my_index, llmgw_max_connections - llmgw_http_active()) &&

@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -1682,6 +1683,522 @@ handle_api(struct evhttp_request *req, const char *path)
 	json_decref(root);
 }
 
+/*
+ * The OpenAI Batch API: files uploaded as multipart JSONL, batches that
+ * pass validating -> in_progress -> finalizing -> completed as time goes by,
+ * their output and error files, cancel, and a list of batches (newest
+ * first).  Shared by every serving thread, under batch_lock.
+ *
+ * A batch completes batch_ms after it was created (--batch-ms, default 300;
+ * batch_ms:N in the model of its first request overrides it); batch_fail in
+ * that model fails the whole batch at validation, batch_expire lets it
+ * expire (every item in the error file as batch_expired).  An item whose
+ * last user message holds [[fail]] is answered 400 in the error file, one
+ * holding [[expire]] expires alone.
+ */
+#define MAX_BATCH_FILES 4096
+#define MAX_BATCHES 1024
+
+typedef struct MockFile
+{
+	char		id[48];
+	char	   *data;
+	size_t		len;
+} MockFile;
+
+typedef struct MockBatch
+{
+	char		id[48];
+	char		input_file[48];
+	char		output_file[48];
+	char		error_file[48];
+	char	   *metadata;		/* JSON text, or NULL */
+	double		created;		/* monotonic seconds */
+	double		cancelled_at;	/* 0: not cancelled */
+	long		created_unix;
+	int			batch_ms;
+	bool		fail;
+	bool		expire;
+	bool		ended;			/* output produced */
+	long		total, completed, failed;
+	const char *final;			/* completed, failed, expired, cancelled */
+} MockBatch;
+
+static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
+static MockFile *mock_files[MAX_BATCH_FILES];
+static int	nmock_files = 0;
+static MockBatch *mock_batches[MAX_BATCHES];
+static int	nmock_batches = 0;
+static int	default_batch_ms = 300;
+static atomic_long batch_uploads;
+static atomic_long batch_creates;
+static atomic_long batch_polls;
+static atomic_long batch_downloads;
+static atomic_long batch_cancels;
+static atomic_long batch_lists;
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A new file holding data (taken over); its id is written to id */
+static MockFile *
+file_add(char *data, size_t len)
+{
+	MockFile   *f;
+
+	if (nmock_files >= MAX_BATCH_FILES)
+		return NULL;
+	f = calloc(1, sizeof(*f));
+	snprintf(f->id, sizeof(f->id), "file-mock-%d", nmock_files + 1);
+	f->data = data;
+	f->len = len;
+	mock_files[nmock_files++] = f;
+	return f;
+}
+
+static MockFile *
+file_find(const char *id)
+{
+	for (int i = 0; i < nmock_files; i++)
+		if (strcmp(mock_files[i]->id, id) == 0)
+			return mock_files[i];
+	return NULL;
+}
+
+static MockBatch *
+batch_find(const char *id)
+{
+	for (int i = 0; i < nmock_batches; i++)
+		if (strcmp(mock_batches[i]->id, id) == 0)
+			return mock_batches[i];
+	return NULL;
+}
+
+/* A part of a multipart body: the value of its name and its content */
+static bool
+multipart_part(const char *body, size_t len, const char *boundary, const char *name,
+			   const char **content, size_t *clen)
+{
+	char		delim[256];
+	char		want[128];
+	const char *end = body + len;
+	const char *p = body;
+
+	snprintf(delim, sizeof(delim), "--%s", boundary);
+	snprintf(want, sizeof(want), "name=\"%s\"", name);
+	while ((p = memmem(p, end - p, delim, strlen(delim))) != NULL)
+	{
+		const char *hdr_end;
+		const char *next;
+
+		p += strlen(delim);
+		hdr_end = memmem(p, end - p, "\r\n\r\n", 4);
+		if (hdr_end == NULL)
+			return false;
+		next = memmem(hdr_end + 4, end - hdr_end - 4, delim, strlen(delim));
+		if (next == NULL)
+			return false;
+		if (memmem(p, hdr_end - p, want, strlen(want)) != NULL)
+		{
+			*content = hdr_end + 4;
+			*clen = next - 2 - *content;	/* the CRLF before the delimiter */
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The JSON of a batch as OpenAI describes it */
+static json_t *
+batch_json(MockBatch *b)
+{
+	double		now = mono_now();
+	double		t = (now - b->created) * 1000.0;
+	const char *status;
+	json_t	   *out;
+
+	if (b->final)
+		status = b->final;
+	else if (b->cancelled_at > 0)
+		status = (now - b->cancelled_at) * 1000.0 >= 50 ? "cancelled" : "cancelling";
+	else if (t < b->batch_ms / 3.0)
+		status = "validating";
+	else if (b->fail)
+		status = "failed";
+	else if (t < b->batch_ms * 2 / 3.0)
+		status = "in_progress";
+	else if (t < b->batch_ms)
+		status = "finalizing";
+	else
+		status = b->expire ? "expired" : "completed";
+	out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:{s:I, s:I, s:I}}",
+					"id", b->id, "object", "batch", "endpoint", "/v1/chat/completions",
+					"input_file_id", b->input_file, "status", status,
+					"created_at", (json_int_t) b->created_unix,
+					"request_counts", "total", (json_int_t) b->total,
+					"completed", (json_int_t) b->completed, "failed", (json_int_t) b->failed);
+	json_object_set_new(out, "completion_window", json_string("24h"));
+	json_object_set_new(out, "metadata", b->metadata ? json_loads(b->metadata, 0, NULL) : json_null());
+	json_object_set_new(out, "output_file_id", b->output_file[0] ? json_string(b->output_file) : json_null());
+	json_object_set_new(out, "error_file_id", b->error_file[0] ? json_string(b->error_file) : json_null());
+	if (strcmp(status, "failed") == 0)
+		json_object_set_new(out, "errors",
+							json_pack("{s:s, s:[{s:s, s:s, s:n}]}", "object", "list", "data",
+									  "code", "invalid_request", "message",
+									  "the mock fails this batch (batch_fail)", "line"));
+	return out;
+}
+
+/*
+ * Once a batch reaches its end (completed, expired or cancelled), write its
+ * output and error files: each request answered as /v1/chat/completions
+ * would have answered it, failures and expiries in the error file.
+ */
+static void
+batch_finish(MockBatch *b, const char *status)
+{
+	MockFile   *in = file_find(b->input_file);
+	struct evbuffer *ok = evbuffer_new();
+	struct evbuffer *err = evbuffer_new();
+	const char *p = in ? in->data : "";
+	const char *end = in ? in->data + in->len : p;
+	static const Behaviour plain = {.fail_first = -1, .cached = -1, .reasoning = -1,
+	.cache_write = -1, .dim = 8};
+	bool		cancelled = strcmp(status, "cancelled") == 0;
+	bool		whole_expired = strcmp(status, "expired") == 0;
+	long		n = 0;
+
+	b->completed = b->failed = 0;
+	while (p < end && !(strcmp(status, "failed") == 0))
+	{
+		const char *nl = memchr(p, '\n', end - p);
+		size_t		len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+		json_t	   *line = json_loadb(p, len, 0, NULL);
+		json_t	   *body = json_object_get(line, "body");
+		const char *custom_id = json_string_value(json_object_get(line, "custom_id"));
+		const char *full_model = json_string_value(json_object_get(body, "model"));
+		Chat		c;
+		json_t	   *out = NULL;
+		char		rid[64];
+
+		p = nl ? nl + 1 : end;
+		if (line == NULL)
+			continue;
+		n++;
+		snprintf(rid, sizeof(rid), "batch_req_mock_%ld", atomic_fetch_add(&next_id, 1));
+		if (custom_id == NULL || full_model == NULL || !read_messages_request(body, FMT_OPENAI, &c))
+		{
+			out = json_pack("{s:s, s:o, s:n, s:{s:s, s:s}}", "id", rid, "custom_id",
+							custom_id ? json_string(custom_id) : json_null(), "response",
+							"error", "code", "invalid_request", "message", "a line the mock cannot read");
+			b->failed++;
+		}
+		else if (whole_expired || strstr(c.last_user, "[[expire]]") ||
+				 (cancelled && n % 2 == 0))
+		{
+			out = json_pack("{s:s, s:s, s:n, s:{s:s, s:s}}", "id", rid, "custom_id", custom_id,
+							"response", "error", "code",
+							cancelled ? "batch_cancelled" : "batch_expired", "message",
+							cancelled ? "This request was not executed because the batch was cancelled."
+							: "This request could not be executed before the completion window expired.");
+			b->failed++;
+		}
+		else if (strstr(c.last_user, "[[fail]]"))
+		{
+			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:{s:{s:s, s:s, s:n, s:s}}}, s:n}",
+							"id", rid, "custom_id", custom_id, "response", "status_code", 400,
+							"request_id", rid, "body", "error", "message",
+							"the mock refuses this item ([[fail]])", "type",
+							"invalid_request_error", "param", "code", "invalid_request", "error");
+			b->failed++;
+		}
+		else
+		{
+			bool		cut;
+			long		completion;
+			char	   *model = strndup(full_model, strcspn(full_model, ";"));
+			char	   *text = answer(NULL, &plain, &c, &cut, &completion);
+			char		cid[64];
+			json_t	   *resp;
+
+			snprintf(cid, sizeof(cid), "chatcmpl-mock-%ld", atomic_fetch_add(&next_id, 1));
+			resp = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:o}",
+							 "id", cid, "object", "chat.completion", "created", 1700000000,
+							 "model", model, "choices", "index", 0, "message", "role", "assistant",
+							 "content", text, "finish_reason", cut ? "length" : "stop",
+							 "usage", chat_usage(&plain, c.prompt, completion));
+			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:o}, s:n}", "id", rid, "custom_id",
+							custom_id, "response", "status_code", 200, "request_id", rid,
+							"body", resp, "error");
+			free(model);
+			free(text);
+			b->completed++;
+		}
+		if (out)
+		{
+			char	   *s = json_dumps(out, JSON_COMPACT);
+			bool		good = json_integer_value(json_object_get(json_object_get(out, "response"), "status_code")) == 200;
+
+			evbuffer_add_printf(good ? ok : err, "%s\n", s);
+			free(s);
+			json_decref(out);
+		}
+		json_decref(line);
+	}
+	b->total = n > 0 ? n : b->total;
+	if (evbuffer_get_length(ok) > 0)
+	{
+		size_t		len = evbuffer_get_length(ok);
+		char	   *data = malloc(len + 1);
+		MockFile   *f;
+
+		evbuffer_remove(ok, data, len);
+		data[len] = '\0';
+		if ((f = file_add(data, len)) != NULL)
+			snprintf(b->output_file, sizeof(b->output_file), "%s", f->id);
+	}
+	if (evbuffer_get_length(err) > 0)
+	{
+		size_t		len = evbuffer_get_length(err);
+		char	   *data = malloc(len + 1);
+		MockFile   *f;
+
+		evbuffer_remove(err, data, len);
+		data[len] = '\0';
+		if ((f = file_add(data, len)) != NULL)
+			snprintf(b->error_file, sizeof(b->error_file), "%s", f->id);
+	}
+	evbuffer_free(ok);
+	evbuffer_free(err);
+	b->final = status;
+	b->ended = true;
+}
+
+/* Move a batch to its end once its time has come (under batch_lock) */
+static void
+batch_advance(MockBatch *b)
+{
+	json_t	   *j;
+	const char *status;
+
+	if (b->ended)
+		return;
+	j = batch_json(b);
+	status = json_string_value(json_object_get(j, "status"));
+	if (strcmp(status, "completed") == 0 || strcmp(status, "expired") == 0 ||
+		strcmp(status, "cancelled") == 0 || strcmp(status, "failed") == 0)
+		batch_finish(b, strcmp(status, "completed") == 0 ? "completed" :
+					 strcmp(status, "expired") == 0 ? "expired" :
+					 strcmp(status, "cancelled") == 0 ? "cancelled" : "failed");
+	json_decref(j);
+}
+
+/* Send v as JSON (v released) */
+static void
+send_json(struct evhttp_request *req, int status, json_t *v)
+{
+	struct evbuffer *buf = json_buffer(v);
+
+	send_now(req, status, "application/json", buf);
+	evbuffer_free(buf);
+}
+
+/* POST /v1/files (multipart: purpose=batch, file=JSONL) */
+static void
+batch_upload(struct evhttp_request *req)
+{
+	static const Behaviour plain = {.fail_first = -1};
+	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	const char *bnd = ctype ? strstr(ctype, "boundary=") : NULL;
+	size_t		len;
+	char	   *body = request_body(req, &len);
+	const char *content;
+	size_t		clen;
+	const char *purpose;
+	size_t		plen;
+	char		boundary[200];
+	MockFile   *f = NULL;
+
+	atomic_fetch_add(&batch_uploads, 1);
+	if (bnd)
+		snprintf(boundary, sizeof(boundary), "%.*s", (int) strcspn(bnd + 9, "; \r\n"), bnd + 9);
+	if (bnd == NULL || !multipart_part(body, len, boundary, "purpose", &purpose, &plen) ||
+		plen != 5 || strncmp(purpose, "batch", 5) != 0 ||
+		!multipart_part(body, len, boundary, "file", &content, &clen))
+	{
+		free(body);
+		reply_error(req, &plain, 400, "a multipart body with purpose=batch and a file is expected",
+					"invalid_request_error", "invalid_request", "file");
+		return;
+	}
+	{
+		char	   *data = malloc(clen + 1);
+
+		memcpy(data, content, clen);
+		data[clen] = '\0';
+		pthread_mutex_lock(&batch_lock);
+		f = file_add(data, clen);
+		pthread_mutex_unlock(&batch_lock);
+		if (f == NULL)
+			free(data);
+	}
+	free(body);
+	if (f == NULL)
+	{
+		reply_error(req, &plain, 500, "the mock holds too many files", "server_error", NULL, NULL);
+		return;
+	}
+	send_json(req, 200, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", f->id, "object", "file",
+								  "bytes", (json_int_t) clen, "filename", "batch.jsonl",
+								  "purpose", "batch"));
+}
+
+/* POST /v1/batches */
+static void
+batch_create(struct evhttp_request *req)
+{
+	static const Behaviour plain = {.fail_first = -1};
+	size_t		len;
+	char	   *body = request_body(req, &len);
+	json_t	   *root = json_loadb(body, len, 0, NULL);
+	const char *file = json_string_value(json_object_get(root, "input_file_id"));
+	const char *endpoint = json_string_value(json_object_get(root, "endpoint"));
+	json_t	   *meta = json_object_get(root, "metadata");
+	MockFile   *f;
+	MockBatch  *b;
+
+	free(body);
+	atomic_fetch_add(&batch_creates, 1);
+	pthread_mutex_lock(&batch_lock);
+	f = file ? file_find(file) : NULL;
+	if (f == NULL || endpoint == NULL || strcmp(endpoint, "/v1/chat/completions") != 0 ||
+		nmock_batches >= MAX_BATCHES)
+	{
+		pthread_mutex_unlock(&batch_lock);
+		json_decref(root);
+		reply_error(req, &plain, 400, "input_file_id must name an uploaded file and endpoint be /v1/chat/completions",
+					"invalid_request_error", "invalid_request", "input_file_id");
+		return;
+	}
+	b = calloc(1, sizeof(*b));
+	snprintf(b->id, sizeof(b->id), "batch_mock_%d", nmock_batches + 1);
+	snprintf(b->input_file, sizeof(b->input_file), "%s", f->id);
+	b->created = mono_now();
+	b->created_unix = (long) time(NULL);
+	b->batch_ms = default_batch_ms;
+	b->metadata = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
+	/* directives of the first request's model; its line count */
+	{
+		const char *nl = memchr(f->data, '\n', f->len);
+		json_t	   *first = json_loadb(f->data, nl ? (size_t) (nl - f->data) : f->len, 0, NULL);
+		const char *model = json_string_value(json_object_get(json_object_get(first, "body"), "model"));
+		const char *d;
+
+		if (model && (d = strstr(model, ";batch_ms:")) != NULL)
+			b->batch_ms = atoi(d + 10);
+		b->fail = model && strstr(model, ";batch_fail") != NULL;
+		b->expire = model && strstr(model, ";batch_expire") != NULL;
+		json_decref(first);
+		for (size_t i = 0; i < f->len; i++)
+			if (f->data[i] == '\n' || (i == f->len - 1))
+				b->total++;
+	}
+	mock_batches[nmock_batches++] = b;
+	{
+		json_t	   *out = batch_json(b);
+
+		pthread_mutex_unlock(&batch_lock);
+		json_decref(root);
+		send_json(req, 200, out);
+	}
+}
+
+/* Every /v1/files and /v1/batches request */
+static void
+handle_batch(struct evhttp_request *req, const char *path)
+{
+	static const Behaviour plain = {.fail_first = -1};
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const char *files = strstr(path, "/files");
+	const char *batches = strstr(path, "/batches");
+	char		id[64];
+
+	atomic_fetch_add(&total_requests, 1);
+	if (!authorised(req, FMT_OPENAI))
+	{
+		reply_error(req, &plain, 401, "Incorrect API key provided: sk-*****.", "invalid_request_error",
+					"invalid_api_key", NULL);
+		return;
+	}
+	if (files && strcmp(files, "/files") == 0 && cmd == EVHTTP_REQ_POST)
+		batch_upload(req);
+	else if (files && sscanf(files, "/files/%47[^/]", id) == 1 && ends_with(files, "/content") &&
+			 cmd == EVHTTP_REQ_GET)
+	{
+		MockFile   *f;
+		struct evbuffer *buf = evbuffer_new();
+
+		atomic_fetch_add(&batch_downloads, 1);
+		pthread_mutex_lock(&batch_lock);
+		f = file_find(id);
+		if (f)
+			evbuffer_add(buf, f->data, f->len);
+		pthread_mutex_unlock(&batch_lock);
+		if (f)
+			send_now(req, 200, "application/jsonl", buf);
+		else
+			reply_error(req, &plain, 404, "No such File object", "invalid_request_error", NULL, "id");
+		evbuffer_free(buf);
+	}
+	else if (batches && strcmp(batches, "/batches") == 0 && cmd == EVHTTP_REQ_POST)
+		batch_create(req);
+	else if (batches && strcmp(batches, "/batches") == 0 && cmd == EVHTTP_REQ_GET)
+	{
+		json_t	   *data = json_array();
+
+		atomic_fetch_add(&batch_lists, 1);
+		pthread_mutex_lock(&batch_lock);
+		for (int i = nmock_batches - 1; i >= 0 && json_array_size(data) < 100; i--)
+		{
+			batch_advance(mock_batches[i]);
+			json_array_append_new(data, batch_json(mock_batches[i]));
+		}
+		pthread_mutex_unlock(&batch_lock);
+		send_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
+									  "has_more", 0));
+	}
+	else if (batches && sscanf(batches, "/batches/%47[^/]", id) == 1)
+	{
+		MockBatch  *b;
+		bool		cancel = ends_with(batches, "/cancel") && cmd == EVHTTP_REQ_POST;
+		json_t	   *out = NULL;
+
+		atomic_fetch_add(cancel ? &batch_cancels : &batch_polls, 1);
+		pthread_mutex_lock(&batch_lock);
+		b = batch_find(id);
+		if (b && cancel && !b->ended && b->cancelled_at == 0)
+			b->cancelled_at = mono_now();
+		if (b)
+		{
+			batch_advance(b);
+			out = batch_json(b);
+		}
+		pthread_mutex_unlock(&batch_lock);
+		if (out)
+			send_json(req, 200, out);
+		else
+			reply_error(req, &plain, 404, "No such Batch object", "invalid_request_error", NULL, "id");
+	}
+	else
+		reply_error(req, &plain, 404, "Unknown request URL", "invalid_request_error", "unknown_url", NULL);
+}
+
 /* GET /stats */
 static void
 handle_stats(struct evhttp_request *req)
@@ -1694,14 +2211,20 @@ handle_stats(struct evhttp_request *req)
 		for (ModelCount *m = models[i]; m; m = m->next)
 			json_object_set_new(by_model, m->model, json_integer(m->requests));
 	pthread_mutex_unlock(&models_lock);
-	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
 					"requests", (json_int_t) atomic_load(&total_requests),
 					"chat", (json_int_t) atomic_load(&chat_requests),
 					"embeddings", (json_int_t) atomic_load(&embedding_requests),
 					"closed_early", (json_int_t) atomic_load(&closed_early),
 					"drips_cut", (json_int_t) atomic_load(&drips_cut),
 					"drip_events", (json_int_t) atomic_load(&drip_events),
-					"by_model", by_model);
+					"by_model", by_model,
+					"batch", "uploads", (json_int_t) atomic_load(&batch_uploads),
+					"creates", (json_int_t) atomic_load(&batch_creates),
+					"polls", (json_int_t) atomic_load(&batch_polls),
+					"downloads", (json_int_t) atomic_load(&batch_downloads),
+					"cancels", (json_int_t) atomic_load(&batch_cancels),
+					"lists", (json_int_t) atomic_load(&batch_lists));
 	{
 		struct evbuffer *buf = json_buffer(out);
 
@@ -1742,6 +2265,12 @@ handle_reset(struct evhttp_request *req)
 	atomic_store(&closed_early, 0);
 	atomic_store(&drips_cut, 0);
 	atomic_store(&drip_events, 0);
+	atomic_store(&batch_uploads, 0);
+	atomic_store(&batch_creates, 0);
+	atomic_store(&batch_polls, 0);
+	atomic_store(&batch_downloads, 0);
+	atomic_store(&batch_cancels, 0);
+	atomic_store(&batch_lists, 0);
 	evbuffer_add_printf(buf, "{\"ok\":true}");
 	send_now(req, 200, "application/json", buf);
 	evbuffer_free(buf);
@@ -1768,6 +2297,8 @@ handle(struct evhttp_request *req, void *arg)
 		send_now(req, 200, "application/json", buf);
 		evbuffer_free(buf);
 	}
+	else if (strstr(path, "/files") || strstr(path, "/batches"))
+		handle_batch(req, path);
 	else
 		handle_api(req, path);
 }
@@ -1888,9 +2419,11 @@ main(int argc, char **argv)
 			require_key = argv[++i];
 		else if (strcmp(argv[i], "--corpus") == 0 && i + 1 < argc)
 			corpus_dir = argv[++i];
+		else if (strcmp(argv[i], "--batch-ms") == 0 && i + 1 < argc)
+			default_batch_ms = atoi(argv[++i]);
 		else
 		{
-			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR]\n");
+			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR] [--batch-ms MS]\n");
 			return 2;
 		}
 	}

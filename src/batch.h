@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch.h
+ *		Provider batches: worker 0's state machine over llmgw.batches.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_BATCH_H
+#define LLMGW_BATCH_H
+
+extern int	llmgw_batch_max_requests;
+extern int	llmgw_batch_poll_interval;
+extern int	llmgw_batch_ingest_chunk;
+
+extern void llmgw_batch_define_settings(void);
+extern void llmgw_batch_run(void);
+extern long llmgw_batch_timeout(void);
+
+#endif							/* LLMGW_BATCH_H */
