@@ -29,6 +29,7 @@
 #include "policy.h"
 #include "ratelimit.h"
 #include "redact.h"
+#include "reqlog.h"
 #include "security.h"
 #include "share.h"
 
@@ -337,6 +338,7 @@ llmgw_define_gucs(void)
 							"Time a client connection may stay silent (idle, or sending too slowly) before it is closed.",
 							NULL, &llmgw_http_idle_timeout, 60, 1, 3600,
 							PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
+	llmgw_reqlog_define_gucs();
 
 	MarkGUCPrefixReserved("llmgw");
 }
