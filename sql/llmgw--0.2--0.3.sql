@@ -119,7 +119,8 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM llmgw.redaction_rules r WHERE r.name = NEW.name AND r.builtin) THEN
         UPDATE llmgw.redaction_rules r
-           SET pattern = NEW.pattern, replacement = NEW.replacement, enabled = NEW.enabled
+           SET pattern = NEW.pattern, replacement = NEW.replacement, enabled = NEW.enabled,
+               created_at = NEW.created_at
          WHERE r.name = NEW.name;
         RETURN NULL;
     END IF;

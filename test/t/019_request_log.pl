@@ -183,7 +183,7 @@ my %snap_sql = (
 		SELECT string_agg(concat_ws(':', r.scope, t.name, r.key_id, r.model, r.created_by), ',' ORDER BY r.id)
 		  FROM llmgw.request_log_rules r LEFT JOIN llmgw.teams t ON t.id = r.team_id},
 	redaction_rules => q{
-		SELECT string_agg(concat_ws(':', name, pattern, replacement, enabled, builtin), E'\n' ORDER BY name)
+		SELECT string_agg(concat_ws(':', name, pattern, replacement, enabled, builtin, created_at), E'\n' ORDER BY name)
 		  FROM llmgw.redaction_rules},
 	partitions => q{
 		SELECT count(*) || ':' || bool_and(EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = i.inhrelid AND x.indisprimary))
