@@ -26,6 +26,7 @@
 #include "budget.h"
 #include "config.h"
 #include "llmgw.h"
+#include "reqlog.h"
 #include "security.h"
 #include "txn.h"
 
@@ -194,6 +195,7 @@ static void
 load_config(void *arg)
 {
 	load_routes();
+	llmgw_reqlog_load(extension_installed);
 }
 
 /*

@@ -31,6 +31,7 @@
 #include "policy.h"
 #include "ratelimit.h"
 #include "redact.h"
+#include "reqlog.h"
 #include "security.h"
 #include "share.h"
 
@@ -341,6 +342,7 @@ llmgw_define_gucs(void)
 							"Time a client connection may stay silent (idle, or sending too slowly) before it is closed.",
 							NULL, &llmgw_http_idle_timeout, 60, 1, 3600,
 							PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
+	llmgw_reqlog_define_gucs();
 
 	llmgw_batch_define_settings();
 	MarkGUCPrefixReserved("llmgw");

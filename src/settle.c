@@ -40,6 +40,7 @@
 #include "config.h"
 #include "journal.h"
 #include "policy.h"
+#include "reqlog.h"
 #include "settle.h"
 #include "txn.h"
 #include "usage.h"
@@ -57,6 +58,7 @@ typedef struct SettleWork
 	bool		skip_recorded;	/* recovered calls: skip attempts with a row */
 	bool		without_tags;
 	LlmgwUsageBatch *batch;
+	LlmgwReqlog *log;			/* the calls the request log keeps, or NULL */
 } SettleWork;
 
 /* Partitions of llmgw.usage exist for rows started before this */
@@ -116,10 +118,12 @@ cache_hit_row(LlmgwCall *call, bool without_tags, LlmgwUsageRow *row)
 
 /*
  * Add the rows a call owes: its past attempts not yet recorded and, when it
- * is finished, its last attempt (if it reached a provider) or its cache hit.
+ * is finished, its last attempt (if it reached a provider) or its cache hit;
+ * a finished call goes to the request log too (if a rule selects it).
  */
 static void
-add_call_rows(LlmgwUsageBatch *batch, LlmgwCall *call, bool finished, bool without_tags)
+add_call_rows(LlmgwUsageBatch *batch, LlmgwReqlog *log, LlmgwCall *call, bool finished,
+			  bool without_tags)
 {
 	dlist_iter	iter;
 	LlmgwUsageRow row;
@@ -146,8 +150,12 @@ add_call_rows(LlmgwUsageBatch *batch, LlmgwCall *call, bool finished, bool witho
 		attempt_row(call, &current, without_tags, &row);
 	}
 	else
+	{
+		llmgw_reqlog_add(log, call, NULL);
 		return;
+	}
 	llmgw_usage_add(batch, &row);
+	llmgw_reqlog_add(log, call, &row);
 }
 
 /* The result of an asynchronous call, written with its usage rows */
@@ -217,7 +225,7 @@ each_call_with_work(SettleWork *w, dlist_head *list, bool finished, CallStep ste
 static void
 add_call_work(SettleWork *w, LlmgwCall *call, bool finished)
 {
-	add_call_rows(w->batch, call, finished, w->without_tags);
+	add_call_rows(w->batch, w->log, call, finished, w->without_tags);
 	if (finished)
 		finish_effects(call);
 }
@@ -228,9 +236,10 @@ settle_work(void *arg)
 	SettleWork *w = (SettleWork *) arg;
 
 	llmgw_usage_clear(w->batch);
+	llmgw_reqlog_clear(w->log);
 	if (w->only)
 	{
-		add_call_rows(w->batch, w->only, w->only_finished, w->without_tags);
+		add_call_rows(w->batch, w->log, w->only, w->only_finished, w->without_tags);
 		if (w->only_finished)
 			finish_effects(w->only);
 	}
@@ -241,6 +250,7 @@ settle_work(void *arg)
 		each_call_with_work(w, w->delayed, false, add_call_work);
 	}
 	(void) llmgw_usage_insert(w->batch, w->skip_recorded);
+	llmgw_reqlog_write(w->log);
 }
 
 /*
@@ -443,6 +453,8 @@ settle(dlist_head *finished, dlist_head *running, dlist_head *delayed, bool reco
 		return;
 	}
 	ensure_partitions();
+	if (!recovered)
+		llmgw_reqlog_prepare(finished);
 
 	memset(&w, 0, sizeof(w));
 	w.finished = finished;
@@ -460,6 +472,8 @@ settle(dlist_head *finished, dlist_head *running, dlist_head *delayed, bool reco
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "llmgw: recording usage");
 		w.batch = llmgw_usage_batch();
+		/* calls recovered from a dead worker may have their rows already */
+		w.log = recovered ? NULL : llmgw_reqlog_batch();
 		if (in_subtransaction(settle_work, &w, &why))
 			llmgw_usage_charge(w.batch);
 		else

@@ -16,6 +16,7 @@
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "txn.h"
@@ -54,6 +55,42 @@ llmgw_in_transaction(const char *activity, LlmgwTxnWork work, void *arg)
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+/*
+ * Run work(arg) in a subtransaction of the current transaction.  On failure
+ * the subtransaction is rolled back and *message says why (palloc'd in the
+ * caller's context); returns whether it worked.
+ */
+bool
+llmgw_in_subtransaction(LlmgwTxnWork work, void *arg, char **message)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		work(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		*message = edata->message;
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
 	return ok;
 }
 

@@ -37,6 +37,7 @@
 #include "frontdoor.h"
 #include "journal.h"
 #include "policy.h"
+#include "reqlog.h"
 #include "settle.h"
 #include "txn.h"
 #include "llmgw.h"
@@ -129,8 +130,9 @@ trim_cache(void *arg)
 /*
  * Housekeeping: worker 0 records the calls dead server lives had in flight
  * (at start, and again until it succeeds: the extension may not be
- * installed yet), trims the response cache every minute, and every worker
- * flushes its journal to disk once a second.
+ * installed yet), trims the response cache every minute, drops the request
+ * log's days beyond its retention every hour, and every worker flushes its
+ * journal to disk once a second.
  */
 static void
 maintain_tables(void)
@@ -154,6 +156,7 @@ maintain_tables(void)
 		last_trim = now;
 		(void) llmgw_in_transaction("llmgw: trimming the response cache", trim_cache, NULL);
 	}
+	llmgw_reqlog_maintain();
 }
 
 /*

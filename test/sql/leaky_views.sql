@@ -1,10 +1,11 @@
 -- Leaky functions against every view and table a non-admin role may read
 -- (docs/security.md: llmgw.keys is a security_barrier view, the spend_*,
 -- requests and job_progress views are security_invoker over tables with
--- row-level security).  A llmgw_user of team leaky_a puts a cheap function
--- that records every row it is shown in its WHERE clause, while rows of team
--- leaky_b (and of a role without a team) exist: the function must see no
--- more rows than the query returns, and nothing of leaky_b.
+-- row-level security; llmgw.request_log has it too, and logs both teams
+-- here).  A llmgw_user of team leaky_a puts a cheap function that records
+-- every row it is shown in its WHERE clause, while rows of team leaky_b
+-- (and of a role without a team) exist: the function must see no more rows
+-- than the query returns, and nothing of leaky_b.
 SELECT llmgw.create_team('leaky_a') AS team_a \gset
 SELECT llmgw.create_team('leaky_b') AS team_b \gset
 CREATE ROLE regress_lv_a LOGIN IN ROLE llmgw_user;      -- the attacker, team leaky_a
@@ -16,6 +17,7 @@ SELECT llmgw.bind_role('regress_lv_b', 'leaky_b');
 SELECT api_key AS key_a FROM llmgw.create_key('leaky_a', 'key of leaky_a') \gset
 SELECT api_key AS key_b, prefix AS prefix_b FROM llmgw.create_key('leaky_b', 'key of leaky_b') \gset
 SELECT llmgw.create_budget('leaky_b budget', 'team', 'leaky_b', 'month', 100, 'soft') > 0 AS budget_made;
+SELECT llmgw.log_requests('team', 'leaky_a'), llmgw.log_requests('team', 'leaky_b');
 
 -- Rows of team leaky_b: calls under its key, calls of its bound role, a job
 -- and an asynchronous call of that role; and a call of a role without a team
@@ -64,7 +66,8 @@ SELECT split_part(obj, ' ', 2) AS rel,
 CREATE TEMP TABLE lv_filtered AS
 SELECT unnest(ARRAY['llmgw.keys', 'llmgw.usage', 'llmgw.usage_daily', 'llmgw.spend_daily',
                     'llmgw.spend_by_key', 'llmgw.spend_by_team', 'llmgw.spend_by_model',
-                    'llmgw.requests', 'llmgw.job_progress', 'llmgw.jobs', 'llmgw.async_calls']) AS rel;
+                    'llmgw.requests', 'llmgw.job_progress', 'llmgw.jobs', 'llmgw.async_calls',
+                    'llmgw.request_log']) AS rel;
 CREATE TEMP TABLE lv_result (rel text, as_role text, leak text, shown bigint, returned bigint,
                              calls bigint, saw text, error text);
 GRANT SELECT ON lv_marker, lv_target, lv_filtered TO PUBLIC;
@@ -96,7 +99,7 @@ BEGIN
         -- joins llmgw.teams or llmgw.keys, which the role reads anyway, may
         -- be shown rows of those)
         IF t.rel IN ('llmgw.keys', 'llmgw.usage', 'llmgw.usage_daily', 'llmgw.jobs',
-                     'llmgw.async_calls') THEN
+                     'llmgw.async_calls', 'llmgw.request_log') THEN
             args := args || ARRAY(SELECT c || '::text' FROM unnest(cols) c);
         END IF;
         BEGIN
@@ -173,7 +176,8 @@ SELECT rel, leak, shown, returned, calls, saw
 SELECT bool_or(strpos(saw, 'leaky_b') > 0) AS teams_show_leaky_b
   FROM lv_result WHERE rel = 'llmgw.teams';
 
--- Clean up (usage rows are a ledger and stay)
+-- Clean up (usage rows are a ledger and stay; so do logged calls; the
+-- request log rules go with their teams)
 DROP FUNCTION pg_temp.leak_volatile(text), pg_temp.leak_immutable(text);
 DELETE FROM llmgw.budgets WHERE name = 'leaky_b budget';
 DELETE FROM llmgw.jobs WHERE owner IN ('regress_lv_a', 'regress_lv_b');
