@@ -320,14 +320,19 @@ memory_run() {
     done
     mem_snapshot >"$LLMGW_TMP/mem1"
     # the whole run, and from the first checkpoint on: the first quarter
-    # warms up this kind of request (the allocator's arenas grow in steps)
+    # warms up this kind of request.  glibc's heap grows in steps of 128 kB
+    # or more, so over a short run one step can read as a rate: growth under
+    # 512 kB in all is called flat within those steps (--long tells more)
     join "$LLMGW_TMP/mem0" "$LLMGW_TMP/memq" | join - "$LLMGW_TMP/mem1" |
         awk -v n="$done_n" -v m="$(( done_n - first ))" -v what="$name" '{
         ga = ($6 - $2) / n * 100000; gv = ($7 - $3) / n * 100000
-        la = ($6 - $4) / m * 100000; lv = ($7 - $5) / m * 100000; if (la > worst) worst = la
-        printf "worker %s memory growth, %s: RssAnon %.1f kB per 100k requests over the whole run (%d requests), %.1f kB per 100k after the first checkpoint (%d requests); VmRSS %.1f and %.1f kB per 100k\n", $1, what, ga, n, la, m, gv, lv }
+        la = ($6 - $4) / m * 100000; lv = ($7 - $5) / m * 100000
+        if (la > worst) worst = la
+        if ($6 - $4 > worst_kb) worst_kb = $6 - $4
+        printf "worker %s memory growth, %s: RssAnon %.1f kB per 100k requests over the whole run (%d requests), %.1f kB per 100k after the first checkpoint (%d requests, %+d kB); VmRSS %.1f and %.1f kB per 100k\n", $1, what, ga, n, la, m, $6 - $4, gv, lv }
         END {
             if (worst <= 100) verdict = "flat (goal: flat, at most 100 kB of private memory per 100k requests after the first checkpoint)"
+            else if (worst_kb <= 512) verdict = sprintf("flat within the allocator'"'"'s steps (at most %+d kB after the first checkpoint, under 512 kB; --long tells a leak of a few bytes per request)", worst_kb)
             else verdict = "goal missed: private memory grows by more than 100 kB per 100k requests after the first checkpoint"
             printf "worker memory, %s: %s\n", what, verdict }'
 }
