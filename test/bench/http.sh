@@ -149,28 +149,38 @@ workers_cpu() {
     done | awk '{u += $1; s += $2} END {print u + 0, s + 0}'
 }
 usage_rows() { psql -qAtX -c "SELECT count(*) FROM llmgw.usage"; }
-usage_bad_rows() { psql -qAtX -c "SELECT count(*) FROM llmgw.usage WHERE status <> 'ok'"; }
+# "all ok cancelled" rows
+usage_counts() {
+    psql -qAtX -F ' ' -c "SELECT count(*), count(*) FILTER (WHERE status = 'ok'),
+        count(*) FILTER (WHERE status = 'cancelled') FROM llmgw.usage"
+}
+# rows neither ok nor cancelled (a cancelled row is a request whose client
+# left: wrk leaves its requests in flight when it stops)
+usage_bad_rows() { psql -qAtX -c "SELECT count(*) FROM llmgw.usage WHERE status NOT IN ('ok', 'cancelled')"; }
 mock_requests() { curl -s "http://127.0.0.1:$LLMGW_MOCK_PORT/stats" | sed 's/.*"requests": *\([0-9]*\).*/\1/'; }
 
 # wrk through llmgw, then the accounting: every request llmgw forwarded to
-# the mock has one usage row, and the rows are the requests wrk completed
-# plus those in flight when wrk stopped (at most one per connection).
+# the mock has one usage row; every request wrk completed has an ok row; the
+# others are those in flight when wrk stopped (at most one per connection),
+# which llmgw answered to nobody (ok) or cancelled when wrk closed them.
 # run_llmgw CONNECTIONS SECONDS SCRIPT; sets LFIG (its figures), ROWS, ACCOUNTING
 run_llmgw() {
-    local r0 m0 c0 completed busy
-    r0=$(usage_rows); m0=$(mock_requests); c0=$(workers_cpu)
+    local a0 o0 x0 a1 o1 x1 m0 c0 completed busy ok cancelled
+    read -r a0 o0 x0 <<<"$(usage_counts)"; m0=$(mock_requests); c0=$(workers_cpu)
     LFIG=$(run_wrk LLMGW "$1" "$2" "$3")
     for _ in $(seq 300); do
         busy=$(llmgw_busy); [ "$busy" = 0 ] && break; sleep 0.1
     done
-    ROWS=$(( $(usage_rows) - r0 ))
+    read -r a1 o1 x1 <<<"$(usage_counts)"
+    ROWS=$(( a1 - a0 )); ok=$(( o1 - o0 )); cancelled=$(( x1 - x0 ))
     LCPU=$(echo "$c0 $(workers_cpu)" | awk -v n="$ROWS" -v hz="$(getconf CLK_TCK)" '{
         printf "%.1f µs (user %.1f, system %.1f)", ($3 + $4 - $1 - $2) / hz / n * 1e6,
             ($3 - $1) / hz / n * 1e6, ($4 - $2) / hz / n * 1e6 }')
     FORWARDED=$(( $(mock_requests) - m0 ))
     read -r _ _ _ completed _ _ <<<"$LFIG"
-    ACCOUNTING="llmgw requests completed by wrk: $completed  usage rows: $ROWS  forwarded to the mock: $FORWARDED  in flight when wrk stopped: $(( ROWS - completed ))"
-    if [ "$ROWS" -ne "$FORWARDED" ] || [ "$ROWS" -lt "$completed" ] || [ "$ROWS" -gt $(( completed + $1 )) ]; then
+    ACCOUNTING="llmgw requests completed by wrk: $completed  usage rows: $ROWS (ok $ok, cancelled $cancelled)  forwarded to the mock: $FORWARDED  in flight when wrk stopped: $(( ROWS - completed ))"
+    if [ "$ROWS" -ne "$FORWARDED" ] || [ "$ok" -lt "$completed" ] || [ $(( ok + cancelled )) -ne "$ROWS" ] ||
+        [ "$ROWS" -gt $(( completed + $1 )) ]; then
         ACCOUNTING="$ACCOUNTING  MISMATCH"
     fi
 }
@@ -187,7 +197,7 @@ report() {
 # warm up every path (connections, the workers' plans and caches, Node's JIT)
 for p in DIRECT LLMGW PORTKEY; do run_wrk $p 4 2 "$LLMGW_ROOT/test/bench/mock_post.lua" >/dev/null; done
 for _ in $(seq 300); do [ "$(llmgw_busy)" = 0 ] && break; sleep 0.1; done
-[ "$(usage_bad_rows)" = 0 ] || fail "usage rows with a status other than ok after the warm-up"
+[ "$(usage_bad_rows)" = 0 ] || fail "usage rows neither ok nor cancelled after the warm-up"
 
 echo
 echo "POST /v1/chat/completions, same wrk script (mock_post.lua), mock with no latency"
@@ -209,7 +219,7 @@ for c in 1 64; do
     case ${FIG[acct$c]} in *MISMATCH) fail "usage rows do not match the requests at $c connections" ;; esac
 done
 for c in 1 64; do echo "llmgw workers' CPU per request at $c connection(s): ${FIG[cpu$c]}"; done
-[ "$(usage_bad_rows)" = 0 ] || fail "usage rows with a status other than ok"
+[ "$(usage_bad_rows)" = 0 ] || fail "usage rows neither ok nor cancelled"
 
 echo
 read -r drps dp50 _ <<<"${FIG[direct1]}"
@@ -339,8 +349,9 @@ memory_run() {
 read -r rate64 _ <<<"${FIG[llmgw64]}"
 memory_run plain "$LLMGW_ROOT/test/bench/mock_post.lua" "$rate64"
 memory_run streamed "$LLMGW_TMP/stream.lua" "$rate64"
-[ "$(usage_bad_rows)" = 0 ] || fail "usage rows with a status other than ok"
+[ "$(usage_bad_rows)" = 0 ] || fail "usage rows neither ok nor cancelled"
 echo
-echo "usage rows in all: $(usage_rows), none failed or cancelled: $([ "$(usage_bad_rows)" = 0 ] && echo yes || echo no)"
+read -r all ok cancelled <<<"$(usage_counts)"
+echo "usage rows in all: $all (ok $ok, cancelled $cancelled: requests in flight when wrk stopped), none failed: $([ "$(usage_bad_rows)" = 0 ] && echo yes || echo no)"
 [ "$FAILED" -eq 0 ] || { echo "FAILED (see the lines above)"; exit 1; }
 echo "ok"
