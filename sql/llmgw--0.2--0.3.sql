@@ -2090,3 +2090,23 @@ REVOKE ALL ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, int
 GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text)
     TO llmgw_admin, llmgw_user;
 COMMENT ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text) IS 'Fill a column from a prompt over each row, in committed, resumable chunks; only rows the caller may update; mode => ''batch'' goes through the provider''s Batch API';
+
+-- ==== OpenTelemetry spans (docs/tracing.md) ====
+
+-- What the span export did since the server life began (shared memory)
+CREATE FUNCTION llmgw.otel_stats(
+    OUT enabled boolean,
+    OUT spans_queued bigint,
+    OUT spans_exporting bigint,
+    OUT spans_exported bigint,
+    OUT spans_dropped bigint,
+    OUT spans_failed bigint,
+    OUT exports bigint,
+    OUT export_failures bigint)
+AS 'MODULE_PATHNAME', 'llmgw_otel_stats'
+LANGUAGE C STRICT VOLATILE;
+
+REVOKE ALL ON FUNCTION llmgw.otel_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llmgw.otel_stats() TO llmgw_admin, llmgw_finance;
+
+COMMENT ON FUNCTION llmgw.otel_stats() IS 'OpenTelemetry span export since the server life began: whether a worker exports (llmgw.otel_endpoint), spans waiting in the workers and in exports in flight, exported, dropped (queue full or export turned off), failed (in exports that failed or that the collector rejected), exports and failed exports';

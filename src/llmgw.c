@@ -27,6 +27,7 @@
 #include "journal.h"
 #include "llmgw.h"
 #include "metrics.h"
+#include "otel.h"
 #include "queue.h"
 #include "policy.h"
 #include "ratelimit.h"
@@ -77,6 +78,7 @@ llmgw_shmem_request(void)
 	RequestAddinShmemSpace(llmgw_health_shmem_size());
 	RequestAddinShmemSpace(llmgw_share_shmem_size());
 	RequestAddinShmemSpace(llmgw_metrics_shmem_size());
+	RequestAddinShmemSpace(llmgw_otel_shmem_size());
 	RequestNamedLWLockTranche("llmgw", LLMGW_NLOCKS);
 }
 
@@ -101,6 +103,7 @@ llmgw_shmem_startup(void)
 	llmgw_health_shmem_init();
 	llmgw_share_shmem_init();
 	llmgw_metrics_shmem_init();
+	llmgw_otel_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -341,6 +344,7 @@ llmgw_define_gucs(void)
 							"Time a client connection may stay silent (idle, or sending too slowly) before it is closed.",
 							NULL, &llmgw_http_idle_timeout, 60, 1, 3600,
 							PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
+	llmgw_otel_define_gucs();
 
 	llmgw_batch_define_settings();
 	MarkGUCPrefixReserved("llmgw");
