@@ -34,6 +34,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
@@ -148,29 +149,29 @@ endpoint_check(char **newval, void **extra, GucSource source)
 static bool
 service_name_check(char **newval, void **extra, GucSource source)
 {
-	const char *v = *newval;
-	json_t	   *s;
+	const unsigned char *p = (const unsigned char *) *newval;
 
-	if (v == NULL || v[0] == '\0' || strlen(v) > 255)
+	if (p == NULL || *p == '\0' || strlen(*newval) > 255)
 	{
 		GUC_check_errdetail("llmgw.otel_service_name must be 1 to 255 bytes long.");
 		return false;
 	}
-	for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+	while (*p)
 	{
+		int			n = *p < 0x80 ? 1 : pg_utf_mblen(p);
+
 		if (*p < ' ' || *p == 0x7f)
 		{
 			GUC_check_errdetail("llmgw.otel_service_name must not contain control characters.");
 			return false;
 		}
+		if (*p >= 0x80 && (strnlen((const char *) p, n) < n || !pg_utf8_islegal(p, n)))
+		{
+			GUC_check_errdetail("llmgw.otel_service_name must be UTF-8.");
+			return false;
+		}
+		p += n;
 	}
-	s = json_string(v);
-	if (s == NULL)
-	{
-		GUC_check_errdetail("llmgw.otel_service_name must be UTF-8.");
-		return false;
-	}
-	json_decref(s);
 	return true;
 }
 
@@ -254,71 +255,171 @@ llmgw_otel_start(int worker_index)
 }
 
 /*
- * Span building.  Everything here is jansson and malloc: a failure to
- * allocate drops the span and raises no ERROR in the worker.
+ * Span building: OTLP JSON written straight into a malloc'd buffer (a tree
+ * of jansson objects per span cost the worker several times more).  No
+ * ERROR is raised here: a failure to allocate drops the span.
  */
 
-/* A JSON string of s; bytes that are not UTF-8 (another server encoding) become '?' */
-static json_t *
-text_value(const char *s)
+/* A span's JSON text as it is written */
+typedef struct SpanText
 {
-	json_t	   *v = json_string(s);
-	char	   *copy;
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		failed;			/* out of memory: the span is dropped */
+	int			nattrs;			/* attributes written so far */
+} SpanText;
 
-	if (v != NULL || s == NULL)
-		return v;
-	copy = strdup(s);
-	if (copy == NULL)
-		return NULL;
-	for (unsigned char *p = (unsigned char *) copy; *p; p++)
-		if (*p >= 0x80)
-			*p = '?';
-	v = json_string(copy);
-	free(copy);
-	return v;
+/* Make room for n more bytes (and a NUL) */
+static bool
+st_reserve(SpanText *b, size_t n)
+{
+	char	   *grown;
+	size_t		cap;
+
+	if (b->failed)
+		return false;
+	if (b->len + n + 1 <= b->cap)
+		return true;
+	cap = Max(b->cap * 2, b->len + n + 1);
+	cap = Max(cap, 1024);
+	grown = realloc(b->data, cap);
+	if (grown == NULL)
+	{
+		b->failed = true;
+		return false;
+	}
+	b->data = grown;
+	b->cap = cap;
+	return true;
 }
 
-/* Append {"key": key, "value": {type: value}} (value is stolen) */
 static void
-add_attr(json_t *attrs, const char *key, const char *type, json_t *value)
+st_raw(SpanText *b, const char *s)
+{
+	size_t		n = strlen(s);
+
+	if (!st_reserve(b, n))
+		return;
+	memcpy(b->data + b->len, s, n + 1);
+	b->len += n;
+}
+
+static void
+st_fmt(SpanText *b, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static void
+st_fmt(SpanText *b, const char *fmt,...)
+{
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !st_reserve(b, n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, n + 1, fmt, ap);
+	va_end(ap);
+	b->len += n;
+}
+
+/*
+ * A JSON string of s: quotes, backslashes and control characters escaped,
+ * and bytes that are not UTF-8 (a server encoding that is not) as '?'
+ */
+static void
+st_str(SpanText *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *) s;
+
+	if (!st_reserve(b, strlen(s) * 6 + 2))
+		return;
+	b->data[b->len++] = '"';
+	while (*p)
+	{
+		if (*p == '"' || *p == '\\')
+		{
+			b->data[b->len++] = '\\';
+			b->data[b->len++] = (char) *p++;
+		}
+		else if (*p < 0x20 || *p == 0x7f)
+			b->len += sprintf(b->data + b->len, "\\u%04x", *p++);
+		else if (*p < 0x80)
+			b->data[b->len++] = (char) *p++;
+		else
+		{
+			int			n = pg_utf_mblen(p);
+			int			avail = strnlen((const char *) p, n);
+
+			if (avail == n && pg_utf8_islegal(p, n))
+			{
+				memcpy(b->data + b->len, p, n);
+				b->len += n;
+				p += n;
+			}
+			else
+			{
+				b->data[b->len++] = '?';
+				p++;
+			}
+		}
+	}
+	b->data[b->len++] = '"';
+	b->data[b->len] = '\0';
+}
+
+/* Start an attribute: {"key":"<key>","value":{"<type>": */
+static void
+st_attr(SpanText *b, const char *key, const char *type)
+{
+	st_fmt(b, "%s{\"key\":\"%s\",\"value\":{\"%s\":", b->nattrs++ ? "," : "", key, type);
+}
+
+static void
+add_text(SpanText *b, const char *key, const char *value)
 {
 	if (value == NULL)
 		return;
-	json_array_append_new(attrs, json_pack("{s:s, s:{s:o}}", "key", key, "value", type, value));
-}
-
-static void
-add_text(json_t *attrs, const char *key, const char *value)
-{
-	if (value != NULL)
-		add_attr(attrs, key, "stringValue", text_value(value));
+	st_attr(b, key, "stringValue");
+	st_str(b, value);
+	st_raw(b, "}}");
 }
 
 /* An int64 attribute: OTLP JSON writes it as a decimal string */
 static void
-add_int(json_t *attrs, const char *key, int64 value)
+add_int(SpanText *b, const char *key, int64 value)
 {
-	char		buf[32];
-
-	snprintf(buf, sizeof(buf), INT64_FORMAT, value);
-	add_attr(attrs, key, "intValue", json_string(buf));
+	st_attr(b, key, "intValue");
+	st_fmt(b, "\"" INT64_FORMAT "\"}}", value);
 }
 
 static void
-add_bool(json_t *attrs, const char *key, bool value)
+add_bool(SpanText *b, const char *key, bool value)
 {
-	add_attr(attrs, key, "boolValue", json_boolean(value));
+	st_attr(b, key, "boolValue");
+	st_raw(b, value ? "true}}" : "false}}");
+}
+
+/* A cost in money units, as a number of the currency (15 significant digits) */
+static void
+add_money(SpanText *b, const char *key, int64 units)
+{
+	st_attr(b, key, "doubleValue");
+	st_fmt(b, "%.15g}}", (double) units / LLMGW_MONEY_SCALE);
 }
 
 /* A string array of one element */
 static void
-add_text_array1(json_t *attrs, const char *key, const char *value)
+add_text_array1(SpanText *b, const char *key, const char *value)
 {
-	json_t	   *v;
-
-	if (value == NULL || (v = text_value(value)) == NULL)
+	if (value == NULL)
 		return;
-	add_attr(attrs, key, "arrayValue", json_pack("{s:[{s:o}]}", "values", "stringValue", v));
+	st_attr(b, key, "arrayValue");
+	st_raw(b, "{\"values\":[{\"stringValue\":");
+	st_str(b, value);
+	st_raw(b, "}]}}}");
 }
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes) */
@@ -353,15 +454,11 @@ span_id(const pg_uuid_t *request_id, int attempt, char out[17])
 	hex(b, 8, out);
 }
 
-/* A time as OTLP has it: nanoseconds since the Unix epoch, in a string */
-static json_t *
-unix_nanos(TimestampTz t)
+/* A time as OTLP has it: nanoseconds since the Unix epoch */
+static int64
+unix_micros(TimestampTz t)
 {
-	char		buf[32];
-	int64		us = t + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-
-	snprintf(buf, sizeof(buf), INT64_FORMAT "000", us);
-	return json_string(buf);
+	return t + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
 }
 
 /* gen_ai.system of a provider kind */
@@ -397,125 +494,125 @@ status_name(LlmgwStatus status)
 	}
 }
 
-/* A cost in money units as a number of the currency */
-static json_t *
-money(int64 units)
-{
-	return json_real((double) units / LLMGW_MONEY_SCALE);
-}
-
-/* A new span: ids, name, kind, times; attributes and status left to fill */
-static json_t *
-span_new(const pg_uuid_t *request_id, int attempt, const char *name, int kind,
-		 TimestampTz start, TimestampTz end, json_t **attrs)
+/* Start a span: ids, name, kind, times, and the attributes' array opened */
+static void
+span_begin(SpanText *b, const pg_uuid_t *request_id, int attempt, const char *op,
+		   const char *model, int kind, TimestampTz start, TimestampTz end)
 {
 	char		trace[33];
 	char		id[17];
 	char		parent[17];
-	json_t	   *span;
+	char		name[512];
 
 	hex(request_id->data, UUID_LEN, trace);
 	span_id(request_id, attempt, id);
-	span = json_pack("{s:s, s:s, s:o, s:i, s:o, s:o, s:[]}",
-					 "traceId", trace, "spanId", id, "name", text_value(name),
-					 "kind", kind, "startTimeUnixNano", unix_nanos(start),
-					 "endTimeUnixNano", unix_nanos(end < start ? start : end),
-					 "attributes");
-	if (span == NULL)
-		return NULL;
+	st_fmt(b, "{\"traceId\":\"%s\",\"spanId\":\"%s\"", trace, id);
 	if (attempt > 0)
 	{
 		span_id(request_id, 0, parent);
-		json_object_set_new(span, "parentSpanId", json_string(parent));
+		st_fmt(b, ",\"parentSpanId\":\"%s\"", parent);
 	}
-	*attrs = json_object_get(span, "attributes");
-	return span;
+	snprintf(name, sizeof(name), "%s %s", op, model ? model : "");
+	st_raw(b, ",\"name\":");
+	st_str(b, name);
+	st_fmt(b, ",\"kind\":%d,\"startTimeUnixNano\":\"" INT64_FORMAT "000\","
+		   "\"endTimeUnixNano\":\"" INT64_FORMAT "000\",\"attributes\":[",
+		   kind, unix_micros(start), unix_micros(end < start ? start : end));
 }
 
-/* status: ERROR with the error class, when the outcome is not a success */
+/*
+ * End a span: error.type and status ERROR with the error class when the
+ * outcome is not a success
+ */
 static void
-set_status(json_t *span, json_t *attrs, const LlmgwOutcome *out)
+span_end(SpanText *b, const LlmgwOutcome *out)
 {
-	const char *error;
+	const char *error = NULL;
 
-	if (out->status == LLMGW_STATUS_OK)
-		return;
-	error = llmgw_error_class_name(out->error);
-	add_text(attrs, "error.type", error ? error : "error");
-	json_object_set_new(span, "status", json_pack("{s:i, s:s}", "code", STATUS_CODE_ERROR,
-												  "message", error ? error : "error"));
+	if (out->status != LLMGW_STATUS_OK)
+	{
+		error = llmgw_error_class_name(out->error);
+		if (error == NULL)
+			error = "error";
+		add_text(b, "error.type", error);
+	}
+	st_raw(b, "]");
+	if (error)
+	{
+		st_fmt(b, ",\"status\":{\"code\":%d,\"message\":", STATUS_CODE_ERROR);
+		st_str(b, error);
+		st_raw(b, "}");
+	}
+	st_raw(b, "}");
 }
 
 /* The attributes a call and its attempts share */
 static void
-add_call_ids(json_t *attrs, const LlmgwCall *call)
+add_call_ids(SpanText *b, const LlmgwCall *call, const char *op)
 {
 	char		uuid[37];
 	char		h[33];
 
 	hex(call->request_id.data, UUID_LEN, h);
 	snprintf(uuid, sizeof(uuid), "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
-	add_text(attrs, "gen_ai.operation.name",
-			 call->kind == LLMGW_KIND_EMBED ? "embeddings" : "chat");
-	add_text(attrs, "llmgw.request_id", uuid);
+	add_text(b, "gen_ai.operation.name", op);
+	add_text(b, "llmgw.request_id", uuid);
 	if (call->team_id != 0)
-		add_int(attrs, "llmgw.team_id", call->team_id);
+		add_int(b, "llmgw.team_id", call->team_id);
 	if (call->key_id != 0)
-		add_text(attrs, "llmgw.key_prefix", call->key_prefix);
+		add_text(b, "llmgw.key_prefix", call->key_prefix);
 	if (call->job_id != 0)
-		add_int(attrs, "llmgw.job_id", call->job_id);
+		add_int(b, "llmgw.job_id", call->job_id);
 	if (call->async_id != 0)
-		add_int(attrs, "llmgw.async_id", call->async_id);
+		add_int(b, "llmgw.async_id", call->async_id);
 }
 
 /* "provider/upstream_model", as llmgw.usage.fallback_from names a deployment */
 static void
-add_deployment(json_t *attrs, const char *provider, const char *upstream_model)
+add_deployment(SpanText *b, const char *provider, const char *upstream_model)
 {
 	char		buf[1024];
 
 	if (provider == NULL || upstream_model == NULL)
 		return;
 	snprintf(buf, sizeof(buf), "%s/%s", provider, upstream_model);
-	add_text(attrs, "llmgw.deployment", buf);
-	add_text(attrs, "llmgw.provider", provider);
+	add_text(b, "llmgw.deployment", buf);
+	add_text(b, "llmgw.provider", provider);
+}
+
+/* The operation of a call, as gen_ai.operation.name has it */
+static const char *
+operation(const LlmgwCall *call)
+{
+	return call->kind == LLMGW_KIND_EMBED ? "embeddings" : "chat";
 }
 
 /* The span of one attempt that reached a provider */
-static json_t *
-attempt_span(const LlmgwCall *call, const LlmgwAttempt *a)
+static void
+attempt_span(SpanText *b, const LlmgwCall *call, const LlmgwAttempt *a)
 {
-	const char *op = call->kind == LLMGW_KIND_EMBED ? "embeddings" : "chat";
-	char		name[512];
-	json_t	   *attrs;
-	json_t	   *span;
-
-	snprintf(name, sizeof(name), "%s %s", op, a->upstream_model ? a->upstream_model : "");
-	span = span_new(&call->request_id, a->number, name, SPAN_KIND_CLIENT, a->started_at,
-					a->finished_at ? a->finished_at : a->started_at, &attrs);
-	if (span == NULL)
-		return NULL;
-	add_call_ids(attrs, call);
-	add_text(attrs, "gen_ai.system", genai_system(a->route ? a->route->kind : NULL));
-	add_text(attrs, "gen_ai.request.model", a->upstream_model);
+	span_begin(b, &call->request_id, a->number, operation(call), a->upstream_model,
+			   SPAN_KIND_CLIENT, a->started_at, a->finished_at ? a->finished_at : a->started_at);
+	add_call_ids(b, call, operation(call));
+	add_text(b, "gen_ai.system", genai_system(a->route ? a->route->kind : NULL));
+	add_text(b, "gen_ai.request.model", a->upstream_model);
 	if (a->out.status == LLMGW_STATUS_OK)
-		add_text(attrs, "gen_ai.response.model", a->upstream_model);
+		add_text(b, "gen_ai.response.model", a->upstream_model);
 	if (a->out.tokens[LLMGW_TOKENS_INPUT] != LLMGW_TOKENS_UNKNOWN)
-		add_int(attrs, "gen_ai.usage.input_tokens", a->out.tokens[LLMGW_TOKENS_INPUT]);
+		add_int(b, "gen_ai.usage.input_tokens", a->out.tokens[LLMGW_TOKENS_INPUT]);
 	if (a->out.tokens[LLMGW_TOKENS_OUTPUT] != LLMGW_TOKENS_UNKNOWN)
-		add_int(attrs, "gen_ai.usage.output_tokens", a->out.tokens[LLMGW_TOKENS_OUTPUT]);
-	add_text_array1(attrs, "gen_ai.response.finish_reasons", a->out.finish_reason);
+		add_int(b, "gen_ai.usage.output_tokens", a->out.tokens[LLMGW_TOKENS_OUTPUT]);
+	add_text_array1(b, "gen_ai.response.finish_reasons", a->out.finish_reason);
 	if (a->out.http_status != 0)
-		add_int(attrs, "http.response.status_code", a->out.http_status);
-	add_int(attrs, "llmgw.attempt", a->number);
-	add_deployment(attrs, a->provider, a->upstream_model);
-	add_text(attrs, "llmgw.fallback_from", a->fallback_from);
-	add_text(attrs, "llmgw.status", status_name(a->out.status));
-	add_bool(attrs, "llmgw.cache_hit", false);
+		add_int(b, "http.response.status_code", a->out.http_status);
+	add_int(b, "llmgw.attempt", a->number);
+	add_deployment(b, a->provider, a->upstream_model);
+	add_text(b, "llmgw.fallback_from", a->fallback_from);
+	add_text(b, "llmgw.status", status_name(a->out.status));
+	add_bool(b, "llmgw.cache_hit", false);
 	if (a->out.estimated)
-		add_text(attrs, "llmgw.usage_source", "estimated");
-	set_status(span, attrs, &a->out);
-	return span;
+		add_text(b, "llmgw.usage_source", "estimated");
+	span_end(b, &a->out);
 }
 
 /* Sum of the known counts of a bucket over the attempts; false if none is known */
@@ -539,46 +636,38 @@ sum_tokens(const LlmgwAttempt *attempts, int n, LlmgwBucket bucket, int64 *sum)
  * The span of the call: from when the worker took it to now, with the
  * tokens of all its attempts, its cost and its final outcome
  */
-static json_t *
-call_span(const LlmgwCall *call, const LlmgwAttempt *attempts, int n)
+static void
+call_span(SpanText *b, const LlmgwCall *call, const LlmgwAttempt *attempts, int n)
 {
-	const char *op = call->kind == LLMGW_KIND_EMBED ? "embeddings" : "chat";
 	const LlmgwAttempt *last = n > 0 ? &attempts[n - 1] : NULL;
-	char		name[512];
-	json_t	   *attrs;
-	json_t	   *span;
+	TimestampTz now = GetCurrentTimestamp();
 	int64		tokens;
 
-	snprintf(name, sizeof(name), "%s %s", op, call->model ? call->model : "");
-	span = span_new(&call->request_id, 0, name, SPAN_KIND_INTERNAL,
-					call->created_at ? call->created_at : GetCurrentTimestamp(),
-					GetCurrentTimestamp(), &attrs);
-	if (span == NULL)
-		return NULL;
-	add_call_ids(attrs, call);
-	add_text(attrs, "gen_ai.request.model", call->model);
+	span_begin(b, &call->request_id, 0, operation(call), call->model, SPAN_KIND_INTERNAL,
+			   call->created_at ? call->created_at : now, now);
+	add_call_ids(b, call, operation(call));
+	add_text(b, "gen_ai.request.model", call->model);
 	if (last)
 	{
-		add_text(attrs, "gen_ai.system", genai_system(last->route ? last->route->kind : NULL));
+		add_text(b, "gen_ai.system", genai_system(last->route ? last->route->kind : NULL));
 		if (call->out.status == LLMGW_STATUS_OK)
-			add_text(attrs, "gen_ai.response.model", last->upstream_model);
-		add_text_array1(attrs, "gen_ai.response.finish_reasons", last->out.finish_reason);
-		add_int(attrs, "llmgw.attempt", last->number);
-		add_deployment(attrs, last->provider, last->upstream_model);
+			add_text(b, "gen_ai.response.model", last->upstream_model);
+		add_text_array1(b, "gen_ai.response.finish_reasons", last->out.finish_reason);
+		add_int(b, "llmgw.attempt", last->number);
+		add_deployment(b, last->provider, last->upstream_model);
 	}
 	if (sum_tokens(attempts, n, LLMGW_TOKENS_INPUT, &tokens))
-		add_int(attrs, "gen_ai.usage.input_tokens", tokens);
+		add_int(b, "gen_ai.usage.input_tokens", tokens);
 	if (sum_tokens(attempts, n, LLMGW_TOKENS_OUTPUT, &tokens))
-		add_int(attrs, "gen_ai.usage.output_tokens", tokens);
+		add_int(b, "gen_ai.usage.output_tokens", tokens);
 	if (call->cost_known)
 	{
-		add_attr(attrs, "llmgw.cost", "doubleValue", money(call->cost_units));
-		add_text(attrs, "llmgw.currency", call->cost_currency);
+		add_money(b, "llmgw.cost", call->cost_units);
+		add_text(b, "llmgw.currency", call->cost_currency);
 	}
-	add_text(attrs, "llmgw.status", status_name(call->out.status));
-	add_bool(attrs, "llmgw.cache_hit", call->cache_hit);
-	set_status(span, attrs, &call->out);
-	return span;
+	add_text(b, "llmgw.status", status_name(call->out.status));
+	add_bool(b, "llmgw.cache_hit", call->cache_hit);
+	span_end(b, &call->out);
 }
 
 /* Publish the length of this worker's queue */
@@ -588,42 +677,46 @@ publish_queued(void)
 	pg_atomic_write_u32(&otel_shared->queued[my_worker], (uint32) queue_len);
 }
 
-/* Queue a span (its JSON is stolen); dropped when the queue is full */
+/*
+ * Queue a span (its text is taken over, and b emptied); dropped when the
+ * queue is full or the span could not be written
+ */
 static void
-enqueue(json_t *span)
+enqueue(SpanText *b)
 {
-	char	   *text = NULL;
+	bool		room = !b->failed && b->data != NULL && queue_len < llmgw_otel_max_queue;
 
-	if (span != NULL && queue_len < llmgw_otel_max_queue)
+	if (room && queue_len == queue_cap)
 	{
-		if (queue_len == queue_cap)
+		int			cap = Max(queue_cap * 2, 64);
+		char	  **grown = malloc(sizeof(char *) * cap);
+
+		if (grown != NULL)
 		{
-			int			cap = Max(queue_cap * 2, 64);
-			char	  **grown = malloc(sizeof(char *) * cap);
-
-			if (grown != NULL)
-			{
-				for (int i = 0; i < queue_len; i++)
-					grown[i] = queue[(queue_head + i) % queue_cap];
-				free(queue);
-				queue = grown;
-				queue_cap = cap;
-				queue_head = 0;
-			}
+			for (int i = 0; i < queue_len; i++)
+				grown[i] = queue[(queue_head + i) % queue_cap];
+			free(queue);
+			queue = grown;
+			queue_cap = cap;
+			queue_head = 0;
 		}
-		if (queue_len < queue_cap)
-			text = json_dumps(span, JSON_COMPACT | JSON_REAL_PRECISION(15));
+		room = queue_len < queue_cap;
 	}
-	json_decref(span);
-	if (text == NULL)
+	if (!room)
 	{
+		free(b->data);
 		pg_atomic_fetch_add_u64(&otel_shared->spans_dropped, 1);
-		return;
 	}
-	if (queue_len == 0)
-		queue_since = GetCurrentTimestamp();
-	queue[(queue_head + queue_len) % queue_cap] = text;
-	queue_len++;
+	else
+	{
+		char	   *fit = realloc(b->data, b->len + 1);	/* it waits: no slack */
+
+		if (queue_len == 0)
+			queue_since = GetCurrentTimestamp();
+		queue[(queue_head + queue_len) % queue_cap] = fit ? fit : b->data;
+		queue_len++;
+	}
+	memset(b, 0, sizeof(*b));
 }
 
 /*
@@ -639,6 +732,7 @@ llmgw_otel_call(const LlmgwCall *call)
 	int			n = 0;
 	int			max = 1;
 	dlist_iter	iter;
+	SpanText	b;
 
 	if (my_worker < 0 || !otel_on())
 		return;
@@ -660,9 +754,14 @@ llmgw_otel_call(const LlmgwCall *call)
 	if (call->reached_provider && !call->cache_hit)
 		llmgw_call_attempt(call, &attempts[n++]);
 
-	enqueue(call_span(call, attempts, n));
+	memset(&b, 0, sizeof(b));
+	call_span(&b, call, attempts, n);
+	enqueue(&b);
 	for (int i = 0; i < n; i++)
-		enqueue(attempt_span(call, &attempts[i]));
+	{
+		attempt_span(&b, call, &attempts[i]);
+		enqueue(&b);
+	}
 	free(attempts);
 	publish_queued();
 }
@@ -754,34 +853,25 @@ static char *
 export_head(void)
 {
 	char		host[256];
-	json_t	   *resource;
-	char	   *resource_text;
-	char	   *head;
-	size_t		len;
+	SpanText	b;
 
 	if (gethostname(host, sizeof(host)) != 0)
 		strlcpy(host, "unknown", sizeof(host));
 	host[sizeof(host) - 1] = '\0';
-	resource = json_pack("{s:[]}", "attributes");
-	if (resource == NULL)
+	memset(&b, 0, sizeof(b));
+	st_raw(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+	add_text(&b, "service.name", llmgw_otel_service_name);
+	add_text(&b, "service.version", LLMGW_SCHEMA_VERSION);
+	add_text(&b, "host.name", host);
+	add_int(&b, "process.pid", MyProcPid);
+	st_raw(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"llmgw\",\"version\":\""
+		   LLMGW_SCHEMA_VERSION "\"},\"spans\":[");
+	if (b.failed)
+	{
+		free(b.data);
 		return NULL;
-	add_text(json_object_get(resource, "attributes"), "service.name", llmgw_otel_service_name);
-	add_text(json_object_get(resource, "attributes"), "service.version", LLMGW_SCHEMA_VERSION);
-	add_text(json_object_get(resource, "attributes"), "host.name", host);
-	add_int(json_object_get(resource, "attributes"), "process.pid", MyProcPid);
-	resource_text = json_dumps(resource, JSON_COMPACT);
-	json_decref(resource);
-	if (resource_text == NULL)
-		return NULL;
-	len = strlen(resource_text) + 128;
-	head = malloc(len);
-	if (head != NULL)
-		snprintf(head, len,
-				 "{\"resourceSpans\":[{\"resource\":%s,\"scopeSpans\":[{\"scope\":"
-				 "{\"name\":\"llmgw\",\"version\":\"" LLMGW_SCHEMA_VERSION "\"},\"spans\":[",
-				 resource_text);
-	free(resource_text);
-	return head;
+	}
+	return b.data;
 }
 
 /* The body of an export of the first n queued spans, or NULL */
