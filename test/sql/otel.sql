@@ -1,7 +1,7 @@
 -- OpenTelemetry span export (docs/tracing.md): off in this cluster, so no
 -- span is built, queued or counted; the settings are for postgresql.conf
 -- only, checked when set; llmgw.otel_stats() is for admin and finance.
--- (test/t/018_otel.pl exports to a collector.)
+-- (test/t/022_otel.pl exports to a collector.)
 SELECT * FROM llmgw.otel_stats();
 -- a call with export off leaves nothing to count
 SELECT llm_complete('otel is off', 'demo') IS NOT NULL AS answered;
