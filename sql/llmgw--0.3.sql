@@ -4828,3 +4828,23 @@ COMMENT ON FUNCTION llmgw.log_requests(text, text, boolean) IS 'Log the bodies o
 COMMENT ON FUNCTION llmgw.create_request_log_partitions(date, integer) IS 'Create daily partitions of llmgw.request_log (UTC days) with their primary keys';
 COMMENT ON FUNCTION llmgw.prune_request_log(integer) IS 'Drop the daily partitions of llmgw.request_log older than the retention (llmgw.request_log_retention days by default)';
 COMMENT ON FUNCTION llmgw.redact(text) IS 'A text with the enabled redaction rules applied, as the request log stores bodies';
+
+-- ==== OpenTelemetry spans (docs/tracing.md) ====
+
+-- What the span export did since the server life began (shared memory)
+CREATE FUNCTION llmgw.otel_stats(
+    OUT enabled boolean,
+    OUT spans_queued bigint,
+    OUT spans_exporting bigint,
+    OUT spans_exported bigint,
+    OUT spans_dropped bigint,
+    OUT spans_failed bigint,
+    OUT exports bigint,
+    OUT export_failures bigint)
+AS 'MODULE_PATHNAME', 'llmgw_otel_stats'
+LANGUAGE C STRICT VOLATILE;
+
+REVOKE ALL ON FUNCTION llmgw.otel_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llmgw.otel_stats() TO llmgw_admin, llmgw_finance;
+
+COMMENT ON FUNCTION llmgw.otel_stats() IS 'OpenTelemetry span export since the server life began: whether a worker exports (llmgw.otel_endpoint), spans waiting in the workers and in exports in flight, exported, dropped (queue full or export turned off), failed (in exports that failed or that the collector rejected), exports and failed exports';

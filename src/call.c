@@ -60,6 +60,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->cxt = cxt;
 	call->slotno = slotno;
 	call->kind = req->kind;
+	call->created_at = GetCurrentTimestamp();
 	memcpy(call->request_id.data, req->request_id, UUID_LEN);
 	call->role = MemoryContextStrdup(cxt, LLMGW_REQUEST_ROLE(req));
 	call->model = MemoryContextStrdup(cxt, LLMGW_REQUEST_MODEL(req));

@@ -97,6 +97,7 @@ typedef struct LlmgwCall
 	dlist_node	node;
 	int			slotno;
 	int			kind;			/* LLMGW_KIND_* of the request */
+	TimestampTz created_at;		/* when the worker took it (its span's start) */
 	MemoryContext cxt;			/* everything palloc'd for this call */
 	pg_uuid_t	request_id;
 	char	   *role;

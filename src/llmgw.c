@@ -27,6 +27,7 @@
 #include "journal.h"
 #include "llmgw.h"
 #include "metrics.h"
+#include "otel.h"
 #include "queue.h"
 #include "policy.h"
 #include "ratelimit.h"
@@ -78,6 +79,7 @@ llmgw_shmem_request(void)
 	RequestAddinShmemSpace(llmgw_health_shmem_size());
 	RequestAddinShmemSpace(llmgw_share_shmem_size());
 	RequestAddinShmemSpace(llmgw_metrics_shmem_size());
+	RequestAddinShmemSpace(llmgw_otel_shmem_size());
 	RequestNamedLWLockTranche("llmgw", LLMGW_NLOCKS);
 }
 
@@ -102,6 +104,7 @@ llmgw_shmem_startup(void)
 	llmgw_health_shmem_init();
 	llmgw_share_shmem_init();
 	llmgw_metrics_shmem_init();
+	llmgw_otel_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -343,6 +346,7 @@ llmgw_define_gucs(void)
 							NULL, &llmgw_http_idle_timeout, 60, 1, 3600,
 							PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
 	llmgw_reqlog_define_gucs();
+	llmgw_otel_define_gucs();
 
 	llmgw_batch_define_settings();
 	MarkGUCPrefixReserved("llmgw");

@@ -41,6 +41,7 @@
 #include "settle.h"
 #include "txn.h"
 #include "llmgw.h"
+#include "otel.h"
 #include "queue.h"
 
 /* Requests taken from the queue per round */
@@ -102,6 +103,8 @@ settle(dlist_head *finished)
 		dlist_delete(&call->node);
 		llmgw_frontdoor_finish(call);
 		llmgw_call_publish(call);
+		/* its spans, once its caller is answered (docs/tracing.md) */
+		llmgw_otel_call(call);
 		llmgw_call_free(call);
 	}
 }
@@ -488,6 +491,7 @@ llmgw_worker_main(Datum arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	(void) llmgw_dsa();
 	llmgw_http_init(llmgw_max_connections);
+	llmgw_otel_start(my_index);
 
 	wes = CreateWaitEventSet(TopMemoryContext, 5);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -508,6 +512,7 @@ llmgw_worker_main(Datum arg)
 	{
 		static long silence = -1;
 		long		front = llmgw_frontdoor_timeout();
+		long		otel = llmgw_otel_timeout_ms();
 		bool		was_full;
 		dlist_head	finished = DLIST_STATIC_INIT(finished);
 		WaitEvent	event;
@@ -531,6 +536,9 @@ llmgw_worker_main(Datum arg)
 			timeout = silence;
 		if (front >= 0 && timeout > front)
 			timeout = front;
+		/* a batch of spans is due for export */
+		if (otel >= 0 && timeout > otel)
+			timeout = otel;
 		(void) WaitEventSetWait(wes, timeout, &event, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -553,6 +561,7 @@ llmgw_worker_main(Datum arg)
 		llmgw_frontdoor_progress(&running);
 		silence = check_silence(&finished);
 		settle(&finished);
+		llmgw_otel_export();
 		maintain_tables();
 		if (my_index == 0 && llmgw_config_installed())
 		{

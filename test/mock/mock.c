@@ -4,7 +4,9 @@
  *		A mock LLM provider for llmgw's tests and benchmarks: the OpenAI
  *		Chat Completions and Embeddings, Anthropic Messages and Gemini
  *		generateContent wire formats (streamed or not), deterministic
- *		answers, and failures chosen per request.
+ *		answers, and failures chosen per request.  It is also an
+ *		OpenTelemetry collector (OTLP/HTTP JSON): it counts and keeps the
+ *		spans llmgw exports.
  *
  * Behaviour directives follow the model name, separated by ';' (for
  * example "mock-model;delay:200;status:429"), or come in an "x-mock"
@@ -71,6 +73,7 @@ typedef struct Behaviour
 	int			drip_ms;		/* a stream's events one at a time, this far apart */
 	long		words;			/* an answer of this many words (0: the usual one) */
 	char		replay[256];	/* corpus case to replay, or "" */
+	long		reject;			/* OTLP: spans to say were rejected (partialSuccess) */
 } Behaviour;
 
 /* Request counters of one exact model string */
@@ -112,6 +115,16 @@ static atomic_long next_id;
 static atomic_long closed_early;	/* replies whose client left before their end */
 static atomic_long drips_cut;	/* of those, streams cut between two events */
 static atomic_long drip_events;	/* events sent one at a time */
+/* The OTLP collector (POST /v1/traces): counters, spans kept, directives */
+#define MAX_KEPT_SPANS 100000
+static pthread_mutex_t otlp_lock = PTHREAD_MUTEX_INITIALIZER;
+static long otlp_requests;		/* every POST /v1/traces */
+static long otlp_accepted;		/* answered 2xx (or to be, after a delay) */
+static long otlp_resource_spans;
+static long otlp_spans;
+static char *otlp_last = NULL;	/* the last accepted body, as received */
+static json_t *otlp_kept = NULL;	/* its spans, and those before (MAX_KEPT_SPANS) */
+static char *otlp_directives = NULL;	/* what POST /otlp/directives set */
 static int	stop_pipe[2];		/* written once to stop the serving threads */
 
 /* FNV-1a hash of a string */
@@ -184,7 +197,8 @@ apply_directive(Behaviour *b, const char *d)
 		sscanf(d, "huge:%ld", &b->huge) == 1 ||
 		sscanf(d, "dim:%d", &b->dim) == 1 ||
 		sscanf(d, "cached:%ld", &b->cached) == 1 ||
-		sscanf(d, "reasoning:%ld", &b->reasoning) == 1)
+		sscanf(d, "reasoning:%ld", &b->reasoning) == 1 ||
+		sscanf(d, "reject:%ld", &b->reject) == 1)
 		return;
 	if (strcmp(d, "quota") == 0)
 		b->quota = true;
@@ -2199,6 +2213,219 @@ handle_batch(struct evhttp_request *req, const char *path)
 		reply_error(req, &plain, 404, "Unknown request URL", "invalid_request_error", "unknown_url", NULL);
 }
 
+/* Send a small JSON text now */
+static void
+send_json_text(struct evhttp_request *req, int status, const char *text)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	evbuffer_add(buf, text, strlen(text));
+	send_now(req, status, "application/json", buf);
+	evbuffer_free(buf);
+}
+
+/*
+ * Count the spans of an OTLP export (resourceSpans[].scopeSpans[].spans[])
+ * and keep them; false when it is not shaped so
+ */
+static bool
+otlp_count(json_t *root, long *resource_spans, long *spans)
+{
+	json_t	   *rs = json_object_get(root, "resourceSpans");
+	size_t		i,
+				j,
+				k;
+	json_t	   *r,
+			   *ss,
+			   *span;
+
+	*resource_spans = *spans = 0;
+	if (!json_is_array(rs))
+		return false;
+	json_array_foreach(rs, i, r)
+	{
+		json_t	   *scopes = json_object_get(r, "scopeSpans");
+
+		if (!json_is_array(scopes))
+			return false;
+		(*resource_spans)++;
+		json_array_foreach(scopes, j, ss)
+		{
+			json_t	   *list = json_object_get(ss, "spans");
+
+			if (!json_is_array(list))
+				return false;
+			json_array_foreach(list, k, span)
+			{
+				if (!json_is_object(span))
+					return false;
+				(*spans)++;
+			}
+		}
+	}
+	return true;
+}
+
+/* Keep the spans of an accepted export (otlp_lock held) */
+static void
+otlp_keep(json_t *root)
+{
+	size_t		i,
+				j,
+				k;
+	json_t	   *r,
+			   *ss,
+			   *span;
+
+	if (otlp_kept == NULL)
+		otlp_kept = json_array();
+	json_array_foreach(json_object_get(root, "resourceSpans"), i, r)
+		json_array_foreach(json_object_get(r, "scopeSpans"), j, ss)
+		json_array_foreach(json_object_get(ss, "spans"), k, span)
+	{
+		if (json_array_size(otlp_kept) >= MAX_KEPT_SPANS)
+			return;
+		json_array_append(otlp_kept, span);
+	}
+}
+
+/*
+ * POST /v1/traces: an OTLP/HTTP JSON export.  The directives of POST
+ * /otlp/directives apply (delay, stall, status, reject); a request they
+ * fail or stall is counted in requests only.
+ */
+static void
+handle_otlp(struct evhttp_request *req)
+{
+	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	Behaviour	b;
+	size_t		len;
+	char	   *body;
+	json_t	   *root;
+	long		resource_spans;
+	long		spans;
+	char		answer[256];
+
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_lock(&otlp_lock);
+	otlp_requests++;
+	if (otlp_directives)
+		apply_directives(&b, otlp_directives, false);
+	pthread_mutex_unlock(&otlp_lock);
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+	{
+		send_json_text(req, 405, "{\"code\":12,\"message\":\"POST only\"}");
+		return;
+	}
+	if (b.stall || b.status)
+	{
+		struct evbuffer *buf = evbuffer_new();
+
+		evbuffer_add_printf(buf, "{\"code\":14,\"message\":\"mock collector failure\"}");
+		reply(req, &b, b.status ? b.status : 503, "application/json", buf, false);
+		return;
+	}
+	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0)
+	{
+		send_json_text(req, 415, "{\"code\":3,\"message\":\"Content-Type must be application/json\"}");
+		return;
+	}
+	body = request_body(req, &len);
+	root = json_loadb(body, len, 0, NULL);
+	if (!json_is_object(root) || !otlp_count(root, &resource_spans, &spans))
+	{
+		free(body);
+		json_decref(root);
+		send_json_text(req, 400, "{\"code\":3,\"message\":\"not an OTLP ExportTraceServiceRequest\"}");
+		return;
+	}
+	pthread_mutex_lock(&otlp_lock);
+	otlp_accepted++;
+	otlp_resource_spans += resource_spans;
+	otlp_spans += spans;
+	otlp_keep(root);
+	free(otlp_last);
+	otlp_last = body;			/* as received */
+	pthread_mutex_unlock(&otlp_lock);
+	json_decref(root);
+	if (b.reject > 0)
+		snprintf(answer, sizeof(answer),
+				 "{\"partialSuccess\":{\"rejectedSpans\":\"%ld\",\"errorMessage\":\"mock rejects\"}}",
+				 b.reject);
+	else
+		snprintf(answer, sizeof(answer), "{}");
+	{
+		struct evbuffer *buf = evbuffer_new();
+
+		evbuffer_add(buf, answer, strlen(answer));
+		reply(req, &b, 200, "application/json", buf, false);
+	}
+}
+
+/* Forget the spans received and the directives (otlp_lock held) */
+static void
+otlp_forget(void)
+{
+	otlp_requests = otlp_accepted = otlp_resource_spans = otlp_spans = 0;
+	free(otlp_last);
+	otlp_last = NULL;
+	json_decref(otlp_kept);
+	otlp_kept = NULL;
+	free(otlp_directives);
+	otlp_directives = NULL;
+}
+
+/*
+ * GET /otlp/last (the last accepted export), GET /otlp/spans (every span
+ * kept), POST /otlp/directives (the body: directives for the exports that
+ * follow; empty: none)
+ */
+static void
+handle_otlp_control(struct evhttp_request *req, const char *path)
+{
+	bool		post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
+
+	if (!post && strcmp(path, "/otlp/last") == 0)
+	{
+		char	   *text;
+
+		pthread_mutex_lock(&otlp_lock);
+		text = strdup(otlp_last ? otlp_last : "{}");
+		pthread_mutex_unlock(&otlp_lock);
+		send_json_text(req, 200, text);
+		free(text);
+	}
+	else if (!post && strcmp(path, "/otlp/spans") == 0)
+	{
+		json_t	   *out;
+
+		pthread_mutex_lock(&otlp_lock);
+		out = json_pack("{s:O}", "spans", otlp_kept ? otlp_kept : json_array());
+		pthread_mutex_unlock(&otlp_lock);
+		{
+			struct evbuffer *buf = json_buffer(out);
+
+			send_now(req, 200, "application/json", buf);
+			evbuffer_free(buf);
+		}
+	}
+	else if (post && strcmp(path, "/otlp/directives") == 0)
+	{
+		size_t		len;
+		char	   *body = request_body(req, &len);
+
+		pthread_mutex_lock(&otlp_lock);
+		free(otlp_directives);
+		otlp_directives = len > 0 ? body : NULL;
+		pthread_mutex_unlock(&otlp_lock);
+		if (len == 0)
+			free(body);
+		send_json_text(req, 200, "{\"ok\":true}");
+	}
+	else
+		send_json_text(req, 404, "{\"code\":5,\"message\":\"unknown OTLP control\"}");
+}
+
 /* GET /stats */
 static void
 handle_stats(struct evhttp_request *req)
@@ -2211,7 +2438,8 @@ handle_stats(struct evhttp_request *req)
 		for (ModelCount *m = models[i]; m; m = m->next)
 			json_object_set_new(by_model, m->model, json_integer(m->requests));
 	pthread_mutex_unlock(&models_lock);
-	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+	pthread_mutex_lock(&otlp_lock);
+	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}",
 					"requests", (json_int_t) atomic_load(&total_requests),
 					"chat", (json_int_t) atomic_load(&chat_requests),
 					"embeddings", (json_int_t) atomic_load(&embedding_requests),
@@ -2224,7 +2452,12 @@ handle_stats(struct evhttp_request *req)
 					"polls", (json_int_t) atomic_load(&batch_polls),
 					"downloads", (json_int_t) atomic_load(&batch_downloads),
 					"cancels", (json_int_t) atomic_load(&batch_cancels),
-					"lists", (json_int_t) atomic_load(&batch_lists));
+					"lists", (json_int_t) atomic_load(&batch_lists),
+					"otlp", "requests", (json_int_t) otlp_requests,
+					"accepted", (json_int_t) otlp_accepted,
+					"resource_spans", (json_int_t) otlp_resource_spans,
+					"spans", (json_int_t) otlp_spans);
+	pthread_mutex_unlock(&otlp_lock);
 	{
 		struct evbuffer *buf = json_buffer(out);
 
@@ -2259,6 +2492,9 @@ handle_reset(struct evhttp_request *req)
 	struct evbuffer *buf = evbuffer_new();
 
 	forget_models();
+	pthread_mutex_lock(&otlp_lock);
+	otlp_forget();
+	pthread_mutex_unlock(&otlp_lock);
 	atomic_store(&total_requests, 0);
 	atomic_store(&chat_requests, 0);
 	atomic_store(&embedding_requests, 0);
@@ -2287,6 +2523,10 @@ handle(struct evhttp_request *req, void *arg)
 		path = "/";
 	if (strcmp(path, "/stats") == 0)
 		handle_stats(req);
+	else if (strcmp(path, "/v1/traces") == 0)
+		handle_otlp(req);
+	else if (strncmp(path, "/otlp/", 6) == 0)
+		handle_otlp_control(req, path);
 	else if (strcmp(path, "/reset") == 0)
 		handle_reset(req);
 	else if (strcmp(path, "/health") == 0)
@@ -2469,6 +2709,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < threads; i++)
 		pthread_join(tids[i], NULL);
 	forget_models();
+	otlp_forget();
 	close(stop_pipe[0]);
 	close(stop_pipe[1]);
 	return 0;

@@ -9,7 +9,7 @@
 # - every llmgw.* setting (pg_settings, and what src/ defines) has its row in
 #   the settings table of README.md, with its real default, unit and context;
 # - every llmgw.name the docs mention exists (a relation, a function, a
-#   setting);
+#   setting, or a span attribute src/otel.c writes);
 # - the source map of docs/design.md has one row per file of src/ and
 #   src/providers/, and names no file that is gone.
 #
@@ -99,6 +99,15 @@ for my $src (glob("$root/src/*.c"), glob("$root/src/providers/*.c"))
 }
 ok($settings{'llmgw.workers'} && $settings{'llmgw.rollup_shard'},
 	'the settings are known (' . scalar(keys %settings) . ')');
+
+# The llmgw.* attributes of OpenTelemetry spans (docs/tracing.md): the names
+# src/otel.c adds to a span, add_text(attrs, "llmgw.cost", ...)
+my %attributes;
+for my $src (glob("$root/src/*.c"))
+{
+	my $c = slurp_file($src);
+	$attributes{$1} = 1 while $c =~ /\badd_\w+\(\s*\w+,\s*"(llmgw\.\w+)"/g;
+}
 
 # --- what the docs say -------------------------------------------------------
 
@@ -423,7 +432,7 @@ for my $file (@docs)
 	{
 		my ($n, $at) = ("llmgw.$1", $-[0]);
 		next if $1 =~ /^(c|h|o|so|control|dump|sql)$/;    # a file
-		next if $relations{$n} || $functions{$n} || $settings{$n};
+		next if $relations{$n} || $functions{$n} || $settings{$n} || $attributes{$n};
 		push @stale, "$file:" . line_of($t, $at) . ": $n does not exist";
 	}
 }
