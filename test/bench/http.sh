@@ -170,7 +170,16 @@ usage_counts() {
 # rows neither ok nor cancelled (a cancelled row is a request whose client
 # left: wrk leaves its requests in flight when it stops)
 usage_bad_rows() { psql -qAtX -c "SELECT count(*) FROM llmgw.usage WHERE status NOT IN ('ok', 'cancelled')"; }
-mock_requests() { curl -s "http://127.0.0.1:$LLMGW_MOCK_PORT/stats" | sed 's/.*"requests": *\([0-9]*\).*/\1/'; }
+# requests the mock has received; stops the run, saying so, when it does not answer
+mock_requests() {
+    local stats
+    stats=$(curl -s --max-time 10 "http://127.0.0.1:$LLMGW_MOCK_PORT/stats") || {
+        echo "FAILURE: the mock's /stats did not answer (curl status $?); the end of its log:"
+        tail -n 5 "$LLMGW_TMP/mock.log"
+        exit 1
+    } >&2
+    echo "$stats" | sed 's/.*"requests": *\([0-9]*\).*/\1/'
+}
 
 # wrk through llmgw, then the accounting: every request llmgw forwarded to
 # the mock has one usage row; every request wrk completed has an ok row; the
