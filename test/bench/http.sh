@@ -43,7 +43,20 @@ LLMGW_TMP=$(mktemp -d /tmp/llmgw-bench.XXXXXX)
 export LLMGW_TMP
 PORTKEY_PID=
 PACED_PID=
-trap '[ -n "$PORTKEY_PID" ] && kill $PORTKEY_PID 2>/dev/null; [ -n "$PACED_PID" ] && kill $PACED_PID 2>/dev/null; llmgw_cluster_stop; llmgw_mock_stop; rm -rf "$LLMGW_TMP"' EXIT
+# on the way out, a failed run shows the end of the server's log
+finish() {
+    local rc=$?
+    if [ "$rc" -ne 0 ] && [ -f "$LLMGW_TMP/server.log" ]; then
+        echo "exit status $rc; the end of the server log:"
+        tail -n 30 "$LLMGW_TMP/server.log"
+    fi
+    [ -n "$PORTKEY_PID" ] && kill "$PORTKEY_PID" 2>/dev/null
+    [ -n "$PACED_PID" ] && kill "$PACED_PID" 2>/dev/null
+    llmgw_cluster_stop
+    llmgw_mock_stop
+    rm -rf "$LLMGW_TMP"
+}
+trap finish EXIT
 FAILED=0
 fail() { echo "FAILURE: $*"; FAILED=1; }
 
@@ -145,8 +158,8 @@ llmgw_busy() {
 # CPU time of the llmgw workers in clock ticks: "user system"
 workers_cpu() {
     for p in $(psql -qAtX -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker'"); do
-        awk '{print $14, $15}' "/proc/$p/stat"
-    done | awk '{u += $1; s += $2} END {print u + 0, s + 0}'
+        cat "/proc/$p/stat" 2>/dev/null || true
+    done | awk '{u += $14; s += $15} END {print u + 0, s + 0}'
 }
 usage_rows() { psql -qAtX -c "SELECT count(*) FROM llmgw.usage"; }
 # "all ok cancelled" rows
@@ -157,12 +170,22 @@ usage_counts() {
 # rows neither ok nor cancelled (a cancelled row is a request whose client
 # left: wrk leaves its requests in flight when it stops)
 usage_bad_rows() { psql -qAtX -c "SELECT count(*) FROM llmgw.usage WHERE status NOT IN ('ok', 'cancelled')"; }
-mock_requests() { curl -s "http://127.0.0.1:$LLMGW_MOCK_PORT/stats" | sed 's/.*"requests": *\([0-9]*\).*/\1/'; }
+# requests the mock has received; stops the run, saying so, when it does not answer
+mock_requests() {
+    local stats
+    stats=$(curl -s --max-time 10 "http://127.0.0.1:$LLMGW_MOCK_PORT/stats") || {
+        echo "FAILURE: the mock's /stats did not answer (curl status $?); the end of its log:"
+        tail -n 5 "$LLMGW_TMP/mock.log"
+        exit 1
+    } >&2
+    echo "$stats" | sed 's/.*"requests": *\([0-9]*\).*/\1/'
+}
 
 # wrk through llmgw, then the accounting: every request llmgw forwarded to
 # the mock has one usage row; every request wrk completed has an ok row; the
 # others are those in flight when wrk stopped (at most one per connection),
-# which llmgw answered to nobody (ok) or cancelled when wrk closed them.
+# which llmgw answered to nobody (ok) or cancelled when wrk closed them, the
+# request sent to the mock or not yet.
 # run_llmgw CONNECTIONS SECONDS SCRIPT; sets LFIG (its figures), ROWS, ACCOUNTING
 run_llmgw() {
     local a0 o0 x0 a1 o1 x1 m0 c0 completed busy ok cancelled
@@ -177,9 +200,11 @@ run_llmgw() {
         printf "%.1f µs (user %.1f, system %.1f)", ($3 + $4 - $1 - $2) / hz / n * 1e6,
             ($3 - $1) / hz / n * 1e6, ($4 - $2) / hz / n * 1e6 }')
     FORWARDED=$(( $(mock_requests) - m0 ))
+    workers_same
     read -r _ _ _ completed _ _ <<<"$LFIG"
     ACCOUNTING="llmgw requests completed by wrk: $completed  usage rows: $ROWS (ok $ok, cancelled $cancelled)  forwarded to the mock: $FORWARDED  in flight when wrk stopped: $(( ROWS - completed ))"
-    if [ "$ROWS" -ne "$FORWARDED" ] || [ "$ok" -lt "$completed" ] || [ $(( ok + cancelled )) -ne "$ROWS" ] ||
+    if [ "$FORWARDED" -gt "$ROWS" ] || [ $(( ROWS - FORWARDED )) -gt "$cancelled" ] ||
+        [ "$ok" -lt "$completed" ] || [ $(( ok + cancelled )) -ne "$ROWS" ] ||
         [ "$ROWS" -gt $(( completed + $1 )) ]; then
         ACCOUNTING="$ACCOUNTING  MISMATCH"
     fi
@@ -192,6 +217,14 @@ report() {
     printf "%-6s %-8s %12s %9s %9s %10s %8s %8s\n" "$conns" "$path" "$rps" "$p50" "$p99" "$n" "$bad" "$se"
     [ "$bad" -eq 0 ] || fail "$path at $conns connections: $bad non-2xx answers"
     [ "$path" != llmgw ] || [ "$se" -eq 0 ] || fail "llmgw at $conns connections: $se socket errors"
+}
+
+# the workers' pids: one that changes was restarted (a crash)
+WORKER_PIDS=$(psql -qAtX -c "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
+workers_same() {
+    local now
+    now=$(psql -qAtX -c "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
+    [ "$now" = "$WORKER_PIDS" ] || { fail "llmgw workers restarted ($WORKER_PIDS, now $now)"; WORKER_PIDS=$now; }
 }
 
 # warm up every path (connections, the workers' plans and caches, Node's JIT)
@@ -301,11 +334,11 @@ fi
 # counts the shared memory the worker has touched (RssShmem: shared buffers
 # filling with usage rows, the DSA), which grows to its size and stops.
 worker_pids() { psql -qAtX -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker' ORDER BY pid"; }
-status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 mem_line() {
     local p out=""
     for p in $(worker_pids); do
-        out="$out  worker $p: RssAnon $(status_kb $p RssAnon) kB, RssShmem $(status_kb $p RssShmem) kB, VmRSS $(status_kb $p VmRSS) kB, Pss $(awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup) kB;"
+        out="$out  worker $p: RssAnon $(status_kb $p RssAnon) kB, RssShmem $(status_kb $p RssShmem) kB, VmRSS $(status_kb $p VmRSS) kB, Pss $(awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup 2>/dev/null || echo "?") kB;"
     done
     echo "$out"
 }
