@@ -37,11 +37,9 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "config.h"
@@ -52,6 +50,7 @@
 #include "jsonutil.h"
 #include "policy.h"
 #include "queue.h"
+#include "response.h"
 #include "sse.h"
 #include "txn.h"
 #include "provider.h"
@@ -144,22 +143,6 @@ static int	my_worker;
 static uint64 my_generation;
 static dlist_head *created_calls = NULL;	/* during llmgw_frontdoor_run */
 
-/* Text of a UUID */
-static void
-uuid_hex(const pg_uuid_t *id, char *dst, bool dashes)
-{
-	const unsigned char *d = id->data;
-	int			pos = 0;
-
-	for (int i = 0; i < UUID_LEN; i++)
-	{
-		if (dashes && (i == 4 || i == 6 || i == 8 || i == 10))
-			dst[pos++] = '-';
-		pos += sprintf(dst + pos, "%02x", d[i]);
-	}
-	dst[pos] = '\0';
-}
-
 static bool
 is_anthropic(const FrontRequest *r)
 {
@@ -170,10 +153,10 @@ is_anthropic(const FrontRequest *r)
 static void
 add_proof_headers(struct MHD_Response *resp, LlmgwCall *call)
 {
-	char		id[40];
+	char		id[LLMGW_UUID_TEXT_LEN];
 	char		buf[64];
 
-	uuid_hex(&call->request_id, id, true);
+	llmgw_uuid_text(&call->request_id, id, true);
 	MHD_add_response_header(resp, "x-request-id", id);
 	MHD_add_response_header(resp, "request-id", id);	/* what Anthropic's SDKs read */
 	if (call->provider && call->upstream_model)
@@ -199,11 +182,11 @@ add_proof_headers(struct MHD_Response *resp, LlmgwCall *call)
 static char *
 proof_json(LlmgwCall *call)
 {
-	char		id[40];
+	char		id[LLMGW_UUID_TEXT_LEN];
 	json_t	   *p;
 	char	   *text;
 
-	uuid_hex(&call->request_id, id, true);
+	llmgw_uuid_text(&call->request_id, id, true);
 	p = json_pack("{s:s, s:i, s:b}", "request_id", id, "attempts", call->attempt,
 				  "cache_hit", call->cache_hit);
 	if (call->provider && call->upstream_model)
@@ -405,41 +388,31 @@ typedef struct TextQuery
 	char	   *message;		/* and its message */
 } TextQuery;
 
+/* The query itself */
+static void
+text_query(void *arg)
+{
+	TextQuery  *q = arg;
+
+	if (SPI_execute_with_args(q->sql, q->nargs, q->types, q->args, q->nulls, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v)
+			q->result = MemoryContextStrdup(q->cxt, v);
+	}
+}
+
 /* Run the query in a subtransaction: its error is the client's answer */
 static void
 run_text_query(void *arg)
 {
 	TextQuery  *q = arg;
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	MemoryContext old = MemoryContextSwitchTo(q->cxt);
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		if (SPI_execute_with_args(q->sql, q->nargs, q->types, q->args, q->nulls, true, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1)
-		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-			if (v)
-				q->result = MemoryContextStrdup(q->cxt, v);
-		}
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(q->cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		q->sqlstate = e->sqlerrcode;
-		q->message = e->message;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
+	(void) llmgw_in_subtransaction(text_query, q, &q->message, &q->sqlstate);
+	MemoryContextSwitchTo(old);
 }
 
 /* utils/fmgrprotos.h would clash with jansson's json_object() */
@@ -721,6 +694,7 @@ start_call(FrontRequest *r, dlist_head *created)
 	dsa_pointer request;
 	int			slotno;
 	LlmgwCall  *call;
+	char		hex[LLMGW_UUID_TEXT_LEN];
 
 	if (!authenticate(r, hash))
 		return;
@@ -791,20 +765,8 @@ start_call(FrontRequest *r, dlist_head *created)
 	call->front = r;
 	r->call = call;
 	r->created = (int64) time(NULL);
-	if (is_anthropic(r))
-	{
-		char		hex[40];
-
-		uuid_hex(&call->request_id, hex, false);
-		snprintf(r->id, sizeof(r->id), "msg_%s", hex);
-	}
-	else
-	{
-		char		hex[40];
-
-		uuid_hex(&call->request_id, hex, false);
-		snprintf(r->id, sizeof(r->id), "chatcmpl-%s", hex);
-	}
+	llmgw_uuid_text(&call->request_id, hex, false);
+	snprintf(r->id, sizeof(r->id), "%s%s", is_anthropic(r) ? "msg_" : "chatcmpl-", hex);
 	dlist_push_tail(created, &call->node);
 }
 

@@ -46,6 +46,7 @@
 #include "http.h"
 #include "llmgw.h"
 #include "otel.h"
+#include "usage.h"
 
 /* after the PostgreSQL headers: see jsonutil.h */
 #include <jansson.h>
@@ -477,23 +478,6 @@ genai_system(const char *kind)
 	return "openai";
 }
 
-/* llmgw.usage.status of a status */
-static const char *
-status_name(LlmgwStatus status)
-{
-	switch (status)
-	{
-		case LLMGW_STATUS_OK:
-			return "ok";
-		case LLMGW_STATUS_CANCELLED:
-			return "cancelled";
-		case LLMGW_STATUS_INTERRUPTED:
-			return "interrupted";
-		default:
-			return "error";
-	}
-}
-
 /* Start a span: ids, name, kind, times, and the attributes' array opened */
 static void
 span_begin(SpanText *b, const pg_uuid_t *request_id, int attempt, const char *op,
@@ -608,7 +592,7 @@ attempt_span(SpanText *b, const LlmgwCall *call, const LlmgwAttempt *a)
 	add_int(b, "llmgw.attempt", a->number);
 	add_deployment(b, a->provider, a->upstream_model);
 	add_text(b, "llmgw.fallback_from", a->fallback_from);
-	add_text(b, "llmgw.status", status_name(a->out.status));
+	add_text(b, "llmgw.status", llmgw_usage_status_name(a->out.status));
 	add_bool(b, "llmgw.cache_hit", false);
 	if (a->out.estimated)
 		add_text(b, "llmgw.usage_source", "estimated");
@@ -665,7 +649,7 @@ call_span(SpanText *b, const LlmgwCall *call, const LlmgwAttempt *attempts, int 
 		add_money(b, "llmgw.cost", call->cost_units);
 		add_text(b, "llmgw.currency", call->cost_currency);
 	}
-	add_text(b, "llmgw.status", status_name(call->out.status));
+	add_text(b, "llmgw.status", llmgw_usage_status_name(call->out.status));
 	add_bool(b, "llmgw.cache_hit", call->cache_hit);
 	span_end(b, &call->out);
 }

@@ -595,7 +595,7 @@ llmgw_reqlog_write(LlmgwReqlog *log)
 
 	if (log == NULL || log->n == 0)
 		return;
-	if (!llmgw_in_subtransaction(write_rows, log, &why))
+	if (!llmgw_in_subtransaction(write_rows, log, &why, NULL))
 	{
 		ereport(WARNING,
 				(errmsg("llmgw could not write the request log of %d calls: %s", log->n, why)));

@@ -26,15 +26,22 @@ count_value(int64 n)
 	return n == LLMGW_TOKENS_UNKNOWN ? json_null() : json_integer((json_int_t) n);
 }
 
-/* Text of a UUID */
-static char *
-uuid_text(const pg_uuid_t *id)
+/*
+ * Text of a UUID into dst (LLMGW_UUID_TEXT_LEN bytes): the usual form with
+ * dashes, or 32 hex digits without
+ */
+void
+llmgw_uuid_text(const pg_uuid_t *id, char *dst, bool dashes)
 {
-	const unsigned char *d = id->data;
+	int			pos = 0;
 
-	return psprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-					d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
-					d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]);
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (dashes && (i == 4 || i == 6 || i == 8 || i == 10))
+			dst[pos++] = '-';
+		pos += sprintf(dst + pos, "%02x", id->data[i]);
+	}
+	dst[pos] = '\0';
 }
 
 /* Tool calls with their arguments decoded to JSON values */
@@ -65,11 +72,13 @@ llmgw_response_json(const LlmgwCall *call)
 	json_t	   *message = json_pack("{s:s, s:s?}", "role", "assistant", "content", out->text);
 	json_t	   *root;
 	char	   *text;
+	char		id[LLMGW_UUID_TEXT_LEN];
 
+	llmgw_uuid_text(&call->request_id, id, true);
 	if (out->tool_calls)
 		json_object_set_new(message, "tool_calls", tool_calls_value(out->tool_calls));
 	root = json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:s?, s:{s:o, s:o, s:o, s:o, s:o}}",
-					 "id", uuid_text(&call->request_id),
+					 "id", id,
 					 "model", call->model,
 					 "provider", call->provider,
 					 "upstream_model", call->upstream_model,

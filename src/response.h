@@ -10,6 +10,10 @@
 
 #include "call.h"
 
+/* A UUID as text, dashes included: 36 characters and the NUL */
+#define LLMGW_UUID_TEXT_LEN 37
+
 extern char *llmgw_response_json(const LlmgwCall *call);
+extern void llmgw_uuid_text(const pg_uuid_t *id, char *dst, bool dashes);
 
 #endif							/* LLMGW_RESPONSE_H */

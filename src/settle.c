@@ -253,41 +253,6 @@ settle_work(void *arg)
 	llmgw_reqlog_write(w->log);
 }
 
-/*
- * Run work(arg) in a subtransaction.  On failure the subtransaction is
- * rolled back and *message says why (palloc'd); returns whether it worked.
- */
-static bool
-in_subtransaction(void (*work) (void *), void *arg, char **message)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		work(arg);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		*message = edata->message;
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return ok;
-}
-
 /* A call's outcome becomes "usage not recorded", with the reason */
 static void
 fail_unrecorded(LlmgwCall *call, const char *why)
@@ -310,13 +275,13 @@ settle_one(SettleWork *w, LlmgwCall *call, bool finished)
 	w->only = call;
 	w->only_finished = finished;
 	w->without_tags = false;
-	if (in_subtransaction(settle_work, w, &why))
+	if (llmgw_in_subtransaction(settle_work, w, &why, NULL))
 	{
 		llmgw_usage_charge(w->batch);
 		return;
 	}
 	w->without_tags = true;
-	if (call->tags && in_subtransaction(settle_work, w, &why_again))
+	if (call->tags && llmgw_in_subtransaction(settle_work, w, &why_again, NULL))
 	{
 		llmgw_usage_charge(w->batch);
 		ereport(WARNING,
@@ -474,7 +439,7 @@ settle(dlist_head *finished, dlist_head *running, dlist_head *delayed, bool reco
 		w.batch = llmgw_usage_batch();
 		/* calls recovered from a dead worker may have their rows already */
 		w.log = recovered ? NULL : llmgw_reqlog_batch();
-		if (in_subtransaction(settle_work, &w, &why))
+		if (llmgw_in_subtransaction(settle_work, &w, &why, NULL))
 			llmgw_usage_charge(w.batch);
 		else
 		{

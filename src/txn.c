@@ -60,11 +60,12 @@ llmgw_in_transaction(const char *activity, LlmgwTxnWork work, void *arg)
 
 /*
  * Run work(arg) in a subtransaction of the current transaction.  On failure
- * the subtransaction is rolled back and *message says why (palloc'd in the
- * caller's context); returns whether it worked.
+ * the subtransaction is rolled back, *message says why (palloc'd in the
+ * caller's context) and *sqlstate (when not NULL) is the error's code;
+ * returns whether it worked.
  */
 bool
-llmgw_in_subtransaction(LlmgwTxnWork work, void *arg, char **message)
+llmgw_in_subtransaction(LlmgwTxnWork work, void *arg, char **message, int *sqlstate)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -86,6 +87,8 @@ llmgw_in_subtransaction(LlmgwTxnWork work, void *arg, char **message)
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		*message = edata->message;
+		if (sqlstate)
+			*sqlstate = edata->sqlerrcode;
 		ok = false;
 	}
 	PG_END_TRY();

@@ -14,7 +14,8 @@
 typedef void (*LlmgwTxnWork) (void *arg);
 
 extern bool llmgw_in_transaction(const char *activity, LlmgwTxnWork work, void *arg);
-extern bool llmgw_in_subtransaction(LlmgwTxnWork work, void *arg, char **message);
+extern bool llmgw_in_subtransaction(LlmgwTxnWork work, void *arg, char **message,
+									int *sqlstate);
 extern SPIPlanPtr llmgw_spi_prepare(const char *sql, int nargs, Oid *types);
 extern Datum llmgw_text_or_null(const char *s, char *nulls, int i);
 extern Datum llmgw_bytea_datum(const uint8 *bytes, size_t len);

@@ -182,8 +182,8 @@ llmgw_usage_clear(LlmgwUsageBatch *batch)
 }
 
 /* Name of a status as stored in llmgw.usage.status */
-static const char *
-status_name(LlmgwStatus status)
+const char *
+llmgw_usage_status_name(LlmgwStatus status)
 {
 	switch (status)
 	{
@@ -241,7 +241,7 @@ llmgw_usage_add(LlmgwUsageBatch *b, const LlmgwUsageRow *row)
 	set_text(b, COL_MODEL, row->model);
 	set_text(b, COL_PROVIDER, row->provider);
 	set_text(b, COL_UPSTREAM_MODEL, row->upstream_model);
-	set_text(b, COL_STATUS, status_name(row->status));
+	set_text(b, COL_STATUS, llmgw_usage_status_name(row->status));
 	set_text(b, COL_ERROR_CLASS, llmgw_error_class_name(row->error));
 	b->values[COL_HTTP_STATUS][b->n] = Int32GetDatum(row->http_status);
 	b->nulls[COL_HTTP_STATUS][b->n] = (row->http_status == 0);

@@ -50,5 +50,6 @@ extern int	llmgw_usage_count(const LlmgwUsageBatch *batch);
 extern void llmgw_usage_clear(LlmgwUsageBatch *batch);
 extern uint64 llmgw_usage_insert(LlmgwUsageBatch *batch, bool skip_recorded);
 extern void llmgw_usage_charge(LlmgwUsageBatch *batch);
+extern const char *llmgw_usage_status_name(LlmgwStatus status);
 
 #endif							/* LLMGW_USAGE_H */
