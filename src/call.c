@@ -606,6 +606,14 @@ llmgw_call_publish(LlmgwCall *call)
 	char	   *detail = NULL;
 	char	   *hint = NULL;
 
+	/* nobody waits (an asynchronous call, the front door's, a caller gone):
+	 * the slot is freed, with no result to build */
+	if (!llmgw_slot_awaited(call->slotno))
+	{
+		llmgw_slot_publish(call->slotno, InvalidDsaPointer);
+		MemoryContextSwitchTo(old);
+		return;
+	}
 	memset(&header, 0, sizeof(header));
 	header.status = call->out.status;
 	header.http_status = (int32) call->out.http_status;

@@ -653,6 +653,18 @@ llmgw_queue_worker_room(int worker, int room)
 	return waiting && room > 0;
 }
 
+/* Does a caller wait for this slot's result (it was not abandoned)? */
+bool
+llmgw_slot_awaited(int slotno)
+{
+	bool		awaited;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	awaited = !llmgw_slots[slotno].abandoned;
+	SpinLockRelease(&llmgw_shared->mutex);
+	return awaited;
+}
+
 /* Is the caller of this slot still waiting for it? */
 bool
 llmgw_slot_cancelled(int slotno)

@@ -33,6 +33,7 @@ extern bool llmgw_queue_worker_room(int worker, int room);
 extern int	llmgw_slot_claim(dsa_pointer request, int worker, uint64 generation);
 extern void llmgw_slot_publish(int slotno, dsa_pointer result);
 extern bool llmgw_slot_cancelled(int slotno);
+extern bool llmgw_slot_awaited(int slotno);
 extern int	llmgw_slots_orphaned(int worker, uint64 generation, int *slotnos, int max);
 extern dsa_pointer llmgw_result_create(const LlmgwResult *header, const char *text,
 									   const char *message, const char *detail,
