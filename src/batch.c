@@ -93,6 +93,7 @@ typedef struct Tracked
 	char		output_file[128];
 	char		error_file[128];
 	char		provider_status[32];
+	char		endpoint[32];	/* /v1/chat/completions or /v1/embeddings */
 	bool		cancel_requested;
 	/* this server life knows no create was sent for it */
 	bool		create_fresh;
@@ -270,7 +271,8 @@ scan_batches(void *arg)
 	rc = SPI_execute("SELECT id, state, model, coalesce(provider, ''), marker::text,"
 					 " coalesce(input_file_id, ''), coalesce(provider_batch_id, ''),"
 					 " coalesce(output_file_id, ''), coalesce(error_file_id, ''),"
-					 " coalesce(provider_status, ''), cancel_requested"
+					 " coalesce(provider_status, ''), cancel_requested,"
+					 " CASE endpoint WHEN 'embeddings' THEN '/v1/embeddings' ELSE '/v1/chat/completions' END"
 					 " FROM llmgw.batches"
 					 " WHERE state NOT IN ('completed', 'failed', 'expired', 'cancelled')"
 					 " ORDER BY id LIMIT " CppAsString2(MAX_TRACKED), true, 0);
@@ -311,6 +313,7 @@ scan_batches(void *arg)
 		strlcpy(b->error_file, SPI_getvalue(tup, desc, 9), sizeof(b->error_file));
 		strlcpy(b->provider_status, SPI_getvalue(tup, desc, 10), sizeof(b->provider_status));
 		b->cancel_requested = strcmp(SPI_getvalue(tup, desc, 11), "t") == 0;
+		strlcpy(b->endpoint, SPI_getvalue(tup, desc, 12), sizeof(b->endpoint));
 	}
 	/* batches that ended (or went away) are no longer followed */
 	for (int i = 0; i < MAX_TRACKED; i++)
@@ -361,10 +364,12 @@ build_jsonl(void *arg)
 	values[0] = Int64GetDatum(j->id);
 	values[1] = CStringGetTextDatum(j->upstream);
 	rc = SPI_execute_with_args("SELECT pg_catalog.string_agg(pg_catalog.jsonb_build_object("
-							   "'custom_id', i.custom_id, 'method', 'POST', 'url', '/v1/chat/completions',"
+							   "'custom_id', i.custom_id, 'method', 'POST', 'url',"
+							   " CASE b.endpoint WHEN 'embeddings' THEN '/v1/embeddings' ELSE '/v1/chat/completions' END,"
 							   "'body', i.request || pg_catalog.jsonb_build_object('model', $2))::text,"
 							   " E'\\n' ORDER BY i.custom_id)"
-							   " FROM llmgw.batch_items i WHERE i.batch_id = $1",
+							   " FROM llmgw.batch_items i JOIN llmgw.batches b ON b.id = i.batch_id"
+							   " WHERE i.batch_id = $1",
 							   2, types, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "llmgw: could not read the items of batch " INT64_FORMAT, j->id);
@@ -428,9 +433,9 @@ step_batch(Tracked *b)
 			start(b, STEP_LIST, r, "/batches?limit=100", "GET", NULL, NULL, 0, BATCH_CALL_TIMEOUT_MS);
 		else
 		{
-			char	   *body = psprintf("{\"input_file_id\":\"%s\",\"endpoint\":\"/v1/chat/completions\","
+			char	   *body = psprintf("{\"input_file_id\":\"%s\",\"endpoint\":\"%s\","
 										"\"completion_window\":\"24h\",\"metadata\":{\"llmgw_batch\":\"%s\"}}",
-										b->input_file, b->marker);
+										b->input_file, b->endpoint, b->marker);
 			char	   *copy = strdup(body);
 
 			pfree(body);

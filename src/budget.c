@@ -18,6 +18,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "access/htup_details.h"
+#include "utils/array.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -47,7 +50,8 @@ typedef struct LedgerEntry
 	bool		forecast_alerted;	/* forecast to run out in this period */
 	int64		limit;
 	int64		spent;
-	int64		reserved;
+	int64		reserved;		/* by calls in flight (this server life) */
+	int64		batch_reserved; /* by batch items not answered yet (tables) */
 	TimestampTz period_start;
 	TimestampTz period_end;
 	uint64		sync_round;
@@ -208,10 +212,13 @@ llmgw_budget_sync(LlmgwBudgetDef *defs, int n)
 	return need_load;
 }
 
-/* Store a budget's spend as loaded from the rollups */
+/*
+ * Store a budget's spend as loaded from the rollups, and what the batch
+ * items not answered yet reserve on it (llmgw.budget_batch_reserved)
+ */
 void
-llmgw_budget_loaded(int64 budget_id, int64 spent, TimestampTz period_start,
-					TimestampTz period_end)
+llmgw_budget_loaded(int64 budget_id, int64 spent, int64 batch_reserved,
+					TimestampTz period_start, TimestampTz period_end)
 {
 	LedgerEntry *e;
 
@@ -220,6 +227,7 @@ llmgw_budget_loaded(int64 budget_id, int64 spent, TimestampTz period_start,
 	if (e)
 	{
 		e->spent = spent;
+		e->batch_reserved = batch_reserved;
 		e->period_start = period_start;
 		e->period_end = period_end;
 		e->alerted = e->limit > 0 && spent >= e->limit;
@@ -252,12 +260,12 @@ llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 		if (e == NULL || e->budget_id != defs[i]->id)
 			continue;			/* dropped meanwhile */
 		roll_over(e, now);
-		if (e->hard && (e->spent + e->reserved + amount > e->limit ||
-						e->spent + e->reserved >= e->limit))
+		if (e->hard && (e->spent + e->reserved + e->batch_reserved + amount > e->limit ||
+						e->spent + e->reserved + e->batch_reserved >= e->limit))
 		{
 			refusal->index = i;
 			refusal->spent = e->spent;
-			refusal->reserved = e->reserved;
+			refusal->reserved = e->reserved + e->batch_reserved;
 			refusal->resets_at = e->period_end;
 			LWLockRelease(ledger->lock);
 			res->n = 0;
@@ -276,7 +284,7 @@ llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 		if (e->hard)
 		{
 			res->amount[res->n] = unbounded ?
-				Max(amount, e->limit - e->spent - e->reserved) : amount;
+				Max(amount, e->limit - e->spent - e->reserved - e->batch_reserved) : amount;
 			e->reserved += res->amount[res->n];
 		}
 		res->n++;
@@ -468,4 +476,299 @@ llmgw_ledger_changed(PG_FUNCTION_ARGS)
 	}
 	ledger_reload_pending = true;
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Batch reservations.  A provider batch reserves the worst case of its
+ * items when it is queued, and each item gives its share back when its
+ * result is written (and charges its cost).  The record is in the tables
+ * (llmgw.batch_items.reserved of items still pending), so it survives a
+ * restart: loading a budget reads it with the spend, under SHARE locks on
+ * llmgw.usage and llmgw.batch_items.  The ledger changes below are made by
+ * transactions that already hold ROW EXCLUSIVE on llmgw.batch_items (and
+ * on llmgw.usage for charges), so a load never sees a table without the
+ * change or the change without the table; they are undone if the
+ * transaction (or subtransaction) that made them aborts.
+ */
+typedef struct BatchUndo
+{
+	int64		budget_id;
+	int64		reserved;		/* added to batch_reserved */
+	int64		spent;			/* added to spent */
+	TimestampTz period_start;	/* the period the spend went to */
+	SubTransactionId subid;
+} BatchUndo;
+
+static BatchUndo *undo = NULL;
+static int	nundo = 0;
+static int	maxundo = 0;
+static bool undo_callbacks = false;
+
+/* Undo the changes of subtransaction subid (every change: InvalidSubTransactionId) */
+static void
+undo_changes(SubTransactionId subid)
+{
+	int			kept = 0;
+
+	if (nundo == 0)
+		return;
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < nundo; i++)
+	{
+		LedgerEntry *e;
+
+		if (subid != InvalidSubTransactionId && undo[i].subid != subid)
+		{
+			undo[kept++] = undo[i];
+			continue;
+		}
+		e = hash_search(entries, &undo[i].budget_id, HASH_FIND, NULL);
+		if (e == NULL)
+			continue;
+		e->batch_reserved = Max(e->batch_reserved - undo[i].reserved, 0);
+		if (undo[i].spent != 0 && e->period_start == undo[i].period_start)
+			e->spent -= undo[i].spent;
+	}
+	LWLockRelease(ledger->lock);
+	nundo = kept;
+}
+
+static void
+undo_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		undo_changes(InvalidSubTransactionId);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		nundo = 0;
+}
+
+static void
+undo_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		undo_changes(mySubid);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (int i = 0; i < nundo; i++)
+			if (undo[i].subid == mySubid)
+				undo[i].subid = parentSubid;
+	}
+}
+
+/* Remember a change to the ledger (lock held), to undo it on abort */
+static void
+remember(LedgerEntry *e, int64 reserved, int64 spent)
+{
+	/* make_room() made room before the lock was taken */
+	if (nundo >= maxundo)
+		elog(ERROR, "llmgw: the batch undo log is full");
+	undo[nundo].budget_id = e->budget_id;
+	undo[nundo].reserved = reserved;
+	undo[nundo].spent = spent;
+	undo[nundo].period_start = e->period_start;
+	undo[nundo].subid = GetCurrentSubTransactionId();
+	nundo++;
+}
+
+/* Room for n more changes in the undo log (before the lock is taken) */
+static void
+make_room(int n)
+{
+	if (!undo_callbacks)
+	{
+		RegisterXactCallback(undo_xact_callback, NULL);
+		RegisterSubXactCallback(undo_subxact_callback, NULL);
+		undo_callbacks = true;
+	}
+	if (nundo + n <= maxundo)
+		return;
+	maxundo = Max(maxundo * 2, nundo + n + 16);
+	undo = undo == NULL ?
+		MemoryContextAlloc(TopMemoryContext, sizeof(BatchUndo) * maxundo) :
+		repalloc(undo, sizeof(BatchUndo) * maxundo);
+}
+
+/* The elements of an int8[] that has no NULL */
+static int64 *
+int8_array(ArrayType *a, int *n, const char *what)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int64	   *out;
+
+	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, n);
+	out = palloc(sizeof(int64) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not hold NULL", what)));
+		out[i] = DatumGetInt64(elems[i]);
+	}
+	return out;
+}
+
+PG_FUNCTION_INFO_V1(llmgw_budget_batch_reserve);
+
+/*
+ * llmgw.budget_batch_reserve(budget_ids, limits, spent, batch_reserved,
+ * costs): reserve the worst cases (money units) of the longest prefix of a
+ * batch's items that fits under every hard budget of budget_ids, under the
+ * ledger's lock, as admission does for a call.  A budget the ledger holds
+ * and has loaded counts its own spend and reservations; one it does not
+ * (created since the workers last loaded) counts the figures given (from
+ * the tables: limit, spend and batch reservations).  Returns the number of
+ * items reserved and, when not all fit, the budget that stopped them with
+ * its spend and reservations in units.
+ */
+Datum
+llmgw_budget_batch_reserve(PG_FUNCTION_ARGS)
+{
+	int			nb,
+				nl,
+				ns,
+				nr,
+				nc;
+	int64	   *ids = int8_array(PG_GETARG_ARRAYTYPE_P(0), &nb, "budget_ids");
+	int64	   *limits = int8_array(PG_GETARG_ARRAYTYPE_P(1), &nl, "limits");
+	int64	   *spent = int8_array(PG_GETARG_ARRAYTYPE_P(2), &ns, "spent");
+	int64	   *breserved = int8_array(PG_GETARG_ARRAYTYPE_P(3), &nr, "batch_reserved");
+	int64	   *costs = int8_array(PG_GETARG_ARRAYTYPE_P(4), &nc, "costs");
+	LedgerEntry **found;
+	int			k = nc;
+	int			limited = -1;
+	int64		limited_spent = 0;
+	int64		limited_reserved = 0;
+	int64		total = 0;
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false, true, true, true};
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (nl != nb || ns != nb || nr != nb)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("budget_ids, limits, spent and batch_reserved must have one element per budget")));
+	for (int j = 0; j < nc; j++)
+		if (costs[j] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a cost must not be negative")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "llmgw.budget_batch_reserve must return a record");
+	found = palloc0(sizeof(LedgerEntry *) * Max(nb, 1));
+	make_room(nb);
+
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < nb; i++)
+	{
+		LedgerEntry *e = hash_search(entries, &ids[i], HASH_FIND, NULL);
+		int64		used;
+		int64		limit;
+		int64		cum = 0;
+		int			fit = 0;
+
+		found[i] = e;
+		if (e && e->loaded)
+		{
+			roll_over(e, now);
+			used = e->spent + e->reserved + e->batch_reserved;
+			limit = e->limit;
+		}
+		else
+		{
+			used = spent[i] + breserved[i] + (e ? e->reserved : 0);
+			limit = limits[i];
+		}
+		if (used < limit)
+		{
+			while (fit < k && costs[fit] <= limit - used - cum)
+				cum += costs[fit++];
+		}
+		if (fit < k)
+		{
+			k = fit;
+			limited = i;
+			limited_spent = e && e->loaded ? e->spent : spent[i];
+			limited_reserved = used - limited_spent;
+		}
+	}
+	for (int j = 0; j < k; j++)
+		total += costs[j];
+	for (int i = 0; i < nb && k > 0; i++)
+	{
+		if (found[i] == NULL)
+			continue;			/* the next load reads it from the tables */
+		found[i]->batch_reserved += total;
+		remember(found[i], total, 0);
+	}
+	LWLockRelease(ledger->lock);
+
+	values[0] = Int32GetDatum(k);
+	if (limited >= 0)
+	{
+		values[1] = Int64GetDatum(ids[limited]);
+		values[2] = units_numeric(limited_spent);
+		values[3] = units_numeric(limited_reserved);
+		nulls[1] = nulls[2] = nulls[3] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(llmgw_budget_batch_settle);
+
+/*
+ * llmgw.budget_batch_settle(charged_on, reserved_on, released, charged,
+ * started_at): items of a batch got their results (or ended without): give
+ * back released units on the budgets they reserved on, and charge charged
+ * units to the budgets they count against, in the period of started_at.
+ * Called in the transaction that writes their usage rows.
+ */
+Datum
+llmgw_budget_batch_settle(PG_FUNCTION_ARGS)
+{
+	int			nc,
+				nr;
+	int64	   *charged_on = int8_array(PG_GETARG_ARRAYTYPE_P(0), &nc, "charged_on");
+	int64	   *reserved_on = int8_array(PG_GETARG_ARRAYTYPE_P(1), &nr, "reserved_on");
+	int64		released = PG_GETARG_INT64(2);
+	int64		charged = PG_GETARG_INT64(3);
+	TimestampTz started_at = PG_GETARG_TIMESTAMPTZ(4);
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (released < 0 || charged < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("released and charged must not be negative")));
+	make_room(nc + nr);
+	LWLockAcquire(ledger->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < nr && released > 0; i++)
+	{
+		LedgerEntry *e = hash_search(entries, &reserved_on[i], HASH_FIND, NULL);
+		int64		taken;
+
+		if (e == NULL)
+			continue;
+		taken = Min(released, e->batch_reserved);
+		e->batch_reserved -= taken;
+		remember(e, -taken, 0);
+	}
+	for (int i = 0; i < nc && charged > 0; i++)
+	{
+		LedgerEntry *e = hash_search(entries, &charged_on[i], HASH_FIND, NULL);
+
+		if (e == NULL || !e->loaded)
+			continue;			/* the next load reads it from the rollups */
+		roll_over(e, now);
+		if (started_at < e->period_start)
+			continue;			/* belongs to a period that is over */
+		e->spent += charged;
+		remember(e, 0, charged);
+	}
+	LWLockRelease(ledger->lock);
+	PG_RETURN_VOID();
 }

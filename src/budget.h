@@ -94,8 +94,8 @@ extern int	llmgw_max_budgets;
 extern Size llmgw_budget_shmem_size(void);
 extern void llmgw_budget_shmem_init(void);
 extern bool llmgw_budget_sync(LlmgwBudgetDef *defs, int n);
-extern void llmgw_budget_loaded(int64 budget_id, int64 spent, TimestampTz period_start,
-								TimestampTz period_end);
+extern void llmgw_budget_loaded(int64 budget_id, int64 spent, int64 batch_reserved,
+								TimestampTz period_start, TimestampTz period_end);
 extern bool llmgw_budget_reserve(LlmgwBudgetDef **defs, int n, int64 amount, bool unbounded,
 								 LlmgwReservation *res, LlmgwBudgetRefusal *refusal);
 extern int	llmgw_budget_charge(LlmgwReservation *res, const bool *charged, int64 cost,

@@ -718,6 +718,24 @@ llmgw_async_calls_guard(PG_FUNCTION_ARGS)
 	return PointerGetDatum(tuple);
 }
 
+PG_FUNCTION_INFO_V1(llmgw_session_key_hash);
+
+/*
+ * llmgw.session_key_hash() -> bytea: the sha256 of the session's virtual
+ * key (NULL: none; an error when llmgw.require_key wants one), for the
+ * functions that queue work the workers run later (llmgw.submit_batch).
+ * Only the extension owner may call it: the hash identifies the key.
+ */
+Datum
+llmgw_session_key_hash(PG_FUNCTION_ARGS)
+{
+	uint8		hash[32];
+
+	if (!presented_key(hash))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(llmgw_bytea_datum(hash, sizeof(hash)));
+}
+
 PG_FUNCTION_INFO_V1(llmgw_submit);
 
 /*

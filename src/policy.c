@@ -325,16 +325,19 @@ load_budgets(void)
 		return;
 
 	/*
-	 * Load the spend of the budgets.  The SHARE lock waits for the workers
-	 * that are writing usage rows (and charging the ledger) to commit, and
-	 * keeps new ones out until we are done: a fresh snapshot taken now sees
-	 * every charge already in the ledger and none that is not.
+	 * Load the spend of the budgets, and what batch items not answered yet
+	 * reserve on them.  The SHARE locks wait for the workers that are
+	 * writing usage rows (and charging the ledger) and for the batches
+	 * being queued or written to commit, and keep new ones out until we are
+	 * done: a fresh snapshot taken now sees every charge and batch
+	 * reservation already in the ledger and none that is not.
 	 */
-	rc = SPI_execute("LOCK TABLE llmgw.usage IN SHARE MODE", false, 0);
+	rc = SPI_execute("LOCK TABLE llmgw.usage, llmgw.batch_items IN SHARE MODE", false, 0);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "llmgw: could not lock llmgw.usage: %s", SPI_result_code_string(rc));
 	rc = SPI_execute("SELECT b.id, ceil(llmgw.budget_spent(b, now()) * " LLMGW_MONEY_SCALE_SQL ")::int8,"
-					 " llmgw.period_start(b.period, now()), llmgw.period_end(b.period, now())"
+					 " llmgw.period_start(b.period, now()), llmgw.period_end(b.period, now()),"
+					 " ceil(llmgw.budget_batch_reserved(b) * " LLMGW_MONEY_SCALE_SQL ")::int8"
 					 " FROM llmgw.budgets b ORDER BY b.id", false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "llmgw: could not read budget spend: %s", SPI_result_code_string(rc));
@@ -347,7 +350,7 @@ load_budgets(void)
 
 		for (int j = 0; j < nbudgets; j++)
 			if (budgets[j].id == id)
-				llmgw_budget_loaded(id, col_int64(tup, 2),
+				llmgw_budget_loaded(id, col_int64(tup, 2), col_int64(tup, 5),
 									DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)),
 									DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull)));
 	}

@@ -1435,26 +1435,25 @@ embed_value(const char *s, int j)
 	return ((double) (h % 2000001) / 1000000.0) - 1.0;
 }
 
-/* POST /v1/embeddings */
-static void
-handle_embeddings(struct evhttp_request *req, json_t *root, const Behaviour *b, const char *model)
+/*
+ * The embeddings response of a request body (its input and dimensions;
+ * default_dim without), or NULL when the input cannot be embedded
+ */
+static json_t *
+embeddings_body(json_t *root, int default_dim, const char *model)
 {
 	json_t	   *input = json_object_get(root, "input");
 	json_t	   *dims = json_object_get(root, "dimensions");
-	int			dim = json_is_integer(dims) ? (int) json_integer_value(dims) : b->dim;
-	json_t	   *data = json_array();
+	int			dim = json_is_integer(dims) ? (int) json_integer_value(dims) : default_dim;
+	json_t	   *data;
 	long		words = 0;
 	size_t		n = json_is_array(input) ? json_array_size(input) : 1;
 
 	if (dim < 1 || dim > 65536)
 		dim = 8;
 	if ((!json_is_string(input) && !json_is_array(input)) || n * dim > MAX_EMBEDDING_VALUES)
-	{
-		json_decref(data);
-		reply_error(req, b, 400, "input must be a string or an array of strings, and not too many",
-					"invalid_request_error", "invalid_request", "input");
-		return;
-	}
+		return NULL;
+	data = json_array();
 	for (size_t i = 0; i < n; i++)
 	{
 		json_t	   *s = json_is_array(input) ? json_array_get(input, i) : input;
@@ -1467,11 +1466,24 @@ handle_embeddings(struct evhttp_request *req, json_t *root, const Behaviour *b, 
 		json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding",
 											  "index", (int) i, "embedding", vec));
 	}
-	reply(req, b, 200, "application/json",
-		  json_buffer(json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list",
-								"data", data, "model", model, "usage",
-								"prompt_tokens", (json_int_t) words,
-								"total_tokens", (json_int_t) words)), false);
+	return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
+					 "model", model, "usage", "prompt_tokens", (json_int_t) words,
+					 "total_tokens", (json_int_t) words);
+}
+
+/* POST /v1/embeddings */
+static void
+handle_embeddings(struct evhttp_request *req, json_t *root, const Behaviour *b, const char *model)
+{
+	json_t	   *body = embeddings_body(root, b->dim, model);
+
+	if (body == NULL)
+	{
+		reply_error(req, b, 400, "input must be a string or an array of strings, and not too many",
+					"invalid_request_error", "invalid_request", "input");
+		return;
+	}
+	reply(req, b, 200, "application/json", json_buffer(body), false);
 }
 
 /* Read a whole file; NULL if it cannot be read */
@@ -1708,7 +1720,9 @@ handle_api(struct evhttp_request *req, const char *path)
  * that model fails the whole batch at validation, batch_expire lets it
  * expire (every item in the error file as batch_expired).  An item whose
  * last user message holds [[fail]] is answered 400 in the error file, one
- * holding [[expire]] expires alone.
+ * holding [[expire]] expires alone, one holding [[expire_once]] expires the
+ * first time the mock sees its message and is answered the next.  Lines
+ * for /v1/embeddings are answered as POST /v1/embeddings would answer them.
  */
 #define MAX_BATCH_FILES 4096
 #define MAX_BATCHES 1024
@@ -1726,6 +1740,7 @@ typedef struct MockBatch
 	char		input_file[48];
 	char		output_file[48];
 	char		error_file[48];
+	char		endpoint[32];
 	char	   *metadata;		/* JSON text, or NULL */
 	double		created;		/* monotonic seconds */
 	double		cancelled_at;	/* 0: not cancelled */
@@ -1750,6 +1765,24 @@ static atomic_long batch_polls;
 static atomic_long batch_downloads;
 static atomic_long batch_cancels;
 static atomic_long batch_lists;
+/* the messages with [[expire_once]] that expired already (under batch_lock) */
+#define MAX_EXPIRED_ONCE 256
+static char *expired_once[MAX_EXPIRED_ONCE];
+static int	nexpired_once = 0;
+
+/* Does a message with [[expire_once]] expire now (the first time it is seen)? */
+static bool
+expires_once(const char *text)
+{
+	if (strstr(text, "[[expire_once]]") == NULL)
+		return false;
+	for (int i = 0; i < nexpired_once; i++)
+		if (strcmp(expired_once[i], text) == 0)
+			return false;
+	if (nexpired_once < MAX_EXPIRED_ONCE)
+		expired_once[nexpired_once++] = strdup(text);
+	return true;
+}
 
 static double
 mono_now(void)
@@ -1852,7 +1885,7 @@ batch_json(MockBatch *b)
 	else
 		status = b->expire ? "expired" : "completed";
 	out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:{s:I, s:I, s:I}}",
-					"id", b->id, "object", "batch", "endpoint", "/v1/chat/completions",
+					"id", b->id, "object", "batch", "endpoint", b->endpoint,
 					"input_file_id", b->input_file, "status", status,
 					"created_at", (json_int_t) b->created_unix,
 					"request_counts", "total", (json_int_t) b->total,
@@ -1901,12 +1934,25 @@ batch_finish(MockBatch *b, const char *status)
 		json_t	   *out = NULL;
 		char		rid[64];
 
+		const char *url = json_string_value(json_object_get(line, "url"));
+		bool		embed = url && strcmp(url, "/v1/embeddings") == 0;
+		json_t	   *vectors = NULL;
+
 		p = nl ? nl + 1 : end;
 		if (line == NULL)
 			continue;
 		n++;
 		snprintf(rid, sizeof(rid), "batch_req_mock_%ld", atomic_fetch_add(&next_id, 1));
-		if (custom_id == NULL || full_model == NULL || !read_messages_request(body, FMT_OPENAI, &c))
+		if (embed && full_model && custom_id && !whole_expired && !(cancelled && n % 2 == 0) &&
+			(vectors = embeddings_body(body, 8, full_model)) != NULL)
+		{
+			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:o}, s:n}", "id", rid, "custom_id",
+							custom_id, "response", "status_code", 200, "request_id", rid,
+							"body", vectors, "error");
+			b->completed++;
+		}
+		else if (custom_id == NULL || full_model == NULL || embed ||
+				 !read_messages_request(body, FMT_OPENAI, &c))
 		{
 			out = json_pack("{s:s, s:o, s:n, s:{s:s, s:s}}", "id", rid, "custom_id",
 							custom_id ? json_string(custom_id) : json_null(), "response",
@@ -1914,7 +1960,7 @@ batch_finish(MockBatch *b, const char *status)
 			b->failed++;
 		}
 		else if (whole_expired || strstr(c.last_user, "[[expire]]") ||
-				 (cancelled && n % 2 == 0))
+				 (cancelled && n % 2 == 0) || expires_once(c.last_user))
 		{
 			out = json_pack("{s:s, s:s, s:n, s:{s:s, s:s}}", "id", rid, "custom_id", custom_id,
 							"response", "error", "code",
@@ -2091,18 +2137,20 @@ batch_create(struct evhttp_request *req)
 	atomic_fetch_add(&batch_creates, 1);
 	pthread_mutex_lock(&batch_lock);
 	f = file ? file_find(file) : NULL;
-	if (f == NULL || endpoint == NULL || strcmp(endpoint, "/v1/chat/completions") != 0 ||
+	if (f == NULL || endpoint == NULL ||
+		(strcmp(endpoint, "/v1/chat/completions") != 0 && strcmp(endpoint, "/v1/embeddings") != 0) ||
 		nmock_batches >= MAX_BATCHES)
 	{
 		pthread_mutex_unlock(&batch_lock);
 		json_decref(root);
-		reply_error(req, &plain, 400, "input_file_id must name an uploaded file and endpoint be /v1/chat/completions",
+		reply_error(req, &plain, 400, "input_file_id must name an uploaded file and endpoint be /v1/chat/completions or /v1/embeddings",
 					"invalid_request_error", "invalid_request", "input_file_id");
 		return;
 	}
 	b = calloc(1, sizeof(*b));
 	snprintf(b->id, sizeof(b->id), "batch_mock_%d", nmock_batches + 1);
 	snprintf(b->input_file, sizeof(b->input_file), "%s", f->id);
+	snprintf(b->endpoint, sizeof(b->endpoint), "%s", endpoint);
 	b->created = mono_now();
 	b->created_unix = (long) time(NULL);
 	b->batch_ms = default_batch_ms;

@@ -65,7 +65,7 @@ sub enrich
 	my ($user, $table, $model, $max) = @_;
 	my ($out, $err) = ('', '');
 	$node->psql('postgres',
-		"SET llmgw.batch_max_requests = $max; CALL llmgw.enrich('$table', 'id', \$\$'Summarise: ' || body\$\$, 'summary', '$model', mode => 'batch')",
+		"SET llmgw.batch_max_requests = $max; CALL llmgw.enrich('$table', 'id', \$\$'Summarise: ' || body\$\$, 'summary', '$model', mode => 'batch', retry => 'none')",
 		stdout => \$out, stderr => \$err, extra_params => [ '-U', $user ]);
 	return $err =~ /job (\d+): (\d+) rows queued in (\d+) provider batches/ ? ($1, $2, $3) : die "enrich: $err";
 }
