@@ -920,3 +920,109 @@ REVOKE ALL ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, int
 GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text, text)
     TO llmgw_admin, llmgw_user;
 COMMENT ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text, text) IS 'Fill a column from a prompt over each row, in committed, resumable chunks; only rows the caller may update; mode => ''batch'' goes through the provider''s Batch API (retry: what becomes of its expired items)';
+
+-- Batch and synchronous spend apart: the rollups keep them in rows of their
+-- own (usage rows written before 0.4 count as synchronous)
+ALTER TABLE llmgw.usage_daily ADD COLUMN batch boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN llmgw.usage_daily.batch IS 'Calls of provider batches (usage.batch_id set; rows written before 0.4 count as synchronous)';
+DO $$
+DECLARE
+    c name;
+BEGIN
+    SELECT conname INTO c FROM pg_catalog.pg_constraint
+     WHERE conrelid = 'llmgw.usage_daily'::regclass AND contype = 'u';
+    EXECUTE format('ALTER TABLE llmgw.usage_daily DROP CONSTRAINT %I', c);
+END
+$$;
+ALTER TABLE llmgw.usage_daily ADD CONSTRAINT usage_daily_dimensions_key
+    UNIQUE NULLS NOT DISTINCT (day, team_id, key_id, role_name, model, provider,
+                               upstream_model, currency, shard, batch);
+COMMENT ON CONSTRAINT usage_daily_dimensions_key ON llmgw.usage_daily IS 'One rollup row per day, dimensions, worker and kind of call (the rollup trigger adds to it)';
+
+CREATE OR REPLACE FUNCTION llmgw.usage_rollup() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- ordered, so that concurrent writers lock rollup rows in one order
+    INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model, provider,
+        upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
+        output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)
+    SELECT (n.started_at AT TIME ZONE 'UTC')::date,
+           coalesce(nullif(current_setting('llmgw.rollup_shard', true), '')::integer, 0),
+           n.team_id, n.key_id, n.role_name, n.model,
+           n.provider, n.upstream_model, n.currency,
+           count(*), count(*) FILTER (WHERE n.status <> 'ok'),
+           count(*) FILTER (WHERE n.unpriced), count(*) FILTER (WHERE n.cache_hit),
+           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
+           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0),
+           coalesce(sum(n.cost), 0), n.batch_id IS NOT NULL
+      FROM new_rows n
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
+    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency, shard, batch)
+    DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
+                  unpriced = d.unpriced + excluded.unpriced,
+                  cache_hits = d.cache_hits + excluded.cache_hits,
+                  input_tokens = d.input_tokens + excluded.input_tokens,
+                  output_tokens = d.output_tokens + excluded.output_tokens,
+                  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens,
+                  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,
+                  cost = d.cost + excluded.cost;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER usage_rollup AFTER INSERT ON llmgw.usage
+    REFERENCING NEW TABLE AS new_rows
+
+CREATE OR REPLACE VIEW llmgw.spend_daily WITH (security_invoker = true) AS
+SELECT d.day, t.name AS team, k.prefix AS key_prefix, d.role_name, d.model, d.provider,
+       d.upstream_model, d.currency, d.calls, d.errors, d.unpriced, d.cache_hits,
+       d.input_tokens, d.output_tokens, d.cached_input_tokens, d.reasoning_tokens, d.cost,
+       d.batch
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id;
+COMMENT ON COLUMN llmgw.spend_daily.batch IS 'Calls of provider batches (at the batch rates); false: synchronous calls';
+
+CREATE OR REPLACE VIEW llmgw.spend_by_key WITH (security_invoker = true) AS
+SELECT d.month, d.key_id, k.prefix AS key_prefix,
+       k.name AS key_name, t.name AS team, d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cost) AS cost,
+       sum(d.calls) FILTER (WHERE d.batch) AS batch_calls,
+       sum(d.cost) FILTER (WHERE d.batch) AS batch_cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.keys k ON k.id = d.key_id
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+ GROUP BY 1, 2, 3, 4, 5, 6;
+
+CREATE OR REPLACE VIEW llmgw.spend_by_team WITH (security_invoker = true) AS
+SELECT d.month, d.team_id, t.name AS team, d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cost) AS cost,
+       sum(d.calls) FILTER (WHERE d.batch) AS batch_calls,
+       sum(d.cost) FILTER (WHERE d.batch) AS batch_cost
+  FROM llmgw.usage_daily d
+  LEFT JOIN llmgw.teams t ON t.id = d.team_id
+ GROUP BY 1, 2, 3, 4;
+
+CREATE OR REPLACE VIEW llmgw.spend_by_model WITH (security_invoker = true) AS
+SELECT d.month, d.model, d.provider, d.upstream_model,
+       d.currency,
+       sum(d.calls) AS calls, sum(d.errors) AS errors, sum(d.unpriced) AS unpriced,
+       sum(d.input_tokens) AS input_tokens, sum(d.output_tokens) AS output_tokens,
+       sum(d.cached_input_tokens) AS cached_input_tokens,
+       sum(d.reasoning_tokens) AS reasoning_tokens, sum(d.cost) AS cost,
+       sum(d.calls) FILTER (WHERE d.batch) AS batch_calls,
+       sum(d.cost) FILTER (WHERE d.batch) AS batch_cost
+  FROM llmgw.usage_daily d
+ GROUP BY 1, 2, 3, 4, 5;
+COMMENT ON COLUMN llmgw.spend_by_key.batch_calls IS 'Of calls, those of provider batches (NULL: none)';
+COMMENT ON COLUMN llmgw.spend_by_key.batch_cost IS 'Of cost, that of provider batches (NULL: none)';
+COMMENT ON COLUMN llmgw.spend_by_team.batch_calls IS 'Of calls, those of provider batches (NULL: none)';
+COMMENT ON COLUMN llmgw.spend_by_team.batch_cost IS 'Of cost, that of provider batches (NULL: none)';
+COMMENT ON COLUMN llmgw.spend_by_model.batch_calls IS 'Of calls, those of provider batches (NULL: none)';
+COMMENT ON COLUMN llmgw.spend_by_model.batch_cost IS 'Of cost, that of provider batches (NULL: none)';

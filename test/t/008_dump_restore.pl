@@ -402,14 +402,14 @@ is($dst->safe_psql('postgres', qq{
 	TRUNCATE llmgw.usage_daily;
 	INSERT INTO llmgw.usage_daily (day, shard, team_id, key_id, role_name, model, provider,
 	    upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
-	    output_tokens, cached_input_tokens, reasoning_tokens, cost)
+	    output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)
 	SELECT (started_at AT TIME ZONE 'UTC')::date, 0, team_id, key_id, role_name, model,
 	       provider, upstream_model, currency, count(*), count(*) FILTER (WHERE status <> 'ok'),
 	       count(*) FILTER (WHERE unpriced), count(*) FILTER (WHERE cache_hit),
 	       coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
 	       coalesce(sum(cached_input_tokens), 0), coalesce(sum(reasoning_tokens), 0),
-	       coalesce(sum(cost), 0)
-	  FROM llmgw.usage GROUP BY 1, 3, 4, 5, 6, 7, 8, 9;
+	       coalesce(sum(cost), 0), batch_id IS NOT NULL
+	  FROM llmgw.usage GROUP BY 1, 3, 4, 5, 6, 7, 8, 9, 19;
 	$sums;
 	ROLLBACK}), $dst->safe_psql('postgres', $sums), 'target: the documented rebuild of the rollups');
 is($dst->safe_psql('postgres', q{

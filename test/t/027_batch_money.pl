@@ -200,6 +200,15 @@ is(sq("SELECT string_agg(u.input_tokens || ':' || u.output_tokens || ':' ||
         FROM llmgw.usage u JOIN llmgw.prices p ON p.id = u.price_id WHERE u.batch_id = $b"),
 	'2:0:true,2:0:true', 'its usage rows are priced at half the embedding rate');
 
+# ---- the spend views tell batch from synchronous spend
+is(sq("SELECT (SELECT sum(cost) FILTER (WHERE batch) = (SELECT sum(cost) FROM llmgw.usage WHERE batch_id IS NOT NULL)
+                  AND sum(cost) FILTER (WHERE NOT batch) = (SELECT sum(cost) FROM llmgw.usage WHERE batch_id IS NULL)
+                FROM llmgw.spend_daily),
+              (SELECT batch_cost = (SELECT sum(cost) FROM llmgw.usage WHERE batch_id IS NOT NULL AND team_id = llmgw.team_id('ta'))
+                      AND batch_calls < calls
+                 FROM llmgw.spend_by_team WHERE team = 'ta')"),
+	't|t', 'spend_daily.batch and spend_by_team.batch_cost split batch from synchronous spend');
+
 # ---- hostile
 is(sq("SET ROLE bv; SELECT count(*) FROM llmgw.batch_items i JOIN llmgw.batches b ON b.id = i.batch_id WHERE b.owner <> 'bv'"),
 	'0', 'a role sees no other role\'s items or reservations');
