@@ -972,8 +972,6 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
-CREATE TRIGGER usage_rollup AFTER INSERT ON llmgw.usage
-    REFERENCING NEW TABLE AS new_rows
 
 CREATE OR REPLACE VIEW llmgw.spend_daily WITH (security_invoker = true) AS
 SELECT d.day, t.name AS team, k.prefix AS key_prefix, d.role_name, d.model, d.provider,
