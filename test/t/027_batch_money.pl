@@ -201,6 +201,7 @@ is(sq("SELECT string_agg(u.input_tokens || ':' || u.output_tokens || ':' ||
 	'2:0:true,2:0:true', 'its usage rows are priced at half the embedding rate');
 
 # ---- the spend views tell batch from synchronous spend
+sq("SET ROLE bu; SELECT llm_complete('a synchronous call', 'bm', max_tokens => 10)");
 is(sq("SELECT (SELECT sum(cost) FILTER (WHERE batch) = (SELECT sum(cost) FROM llmgw.usage WHERE batch_id IS NOT NULL)
                   AND sum(cost) FILTER (WHERE NOT batch) = (SELECT sum(cost) FROM llmgw.usage WHERE batch_id IS NULL)
                 FROM llmgw.spend_daily),
