@@ -262,11 +262,12 @@ BEGIN
         SELECT * INTO r FROM llmgw.budget_batch_reserve(hard,
             ARRAY(SELECT floor(least(bg.limit_amount, 900000000) * 10000000000)::int8
                     FROM unnest(hard) WITH ORDINALITY h(id, o) JOIN llmgw.budgets bg ON bg.id = h.id ORDER BY h.o),
-            ARRAY(SELECT ceil(llmgw.budget_spent(bg) * 10000000000)::int8
+            ARRAY(SELECT ceil(least(llmgw.budget_spent(bg), 900000000) * 10000000000)::int8
                     FROM unnest(hard) WITH ORDINALITY h(id, o) JOIN llmgw.budgets bg ON bg.id = h.id ORDER BY h.o),
-            ARRAY(SELECT ceil(llmgw.budget_batch_reserved(bg) * 10000000000)::int8
+            ARRAY(SELECT ceil(least(llmgw.budget_batch_reserved(bg), 900000000) * 10000000000)::int8
                     FROM unnest(hard) WITH ORDINALITY h(id, o) JOIN llmgw.budgets bg ON bg.id = h.id ORDER BY h.o),
-            ARRAY(SELECT (c * 10000000000)::int8 FROM unnest(costs) c));
+            -- beyond any limit the ledger holds (900 million) is as good as infinite
+            ARRAY(SELECT (least(c, 900000000) * 10000000000)::int8 FROM unnest(costs) c));
         queued := r.queued;
         IF queued < n THEN
             SELECT bg.* INTO b FROM llmgw.budgets bg WHERE bg.id = r.limited_by;
