@@ -617,8 +617,8 @@ BEGIN
     -- their usage rows
     IF released > 0 OR charged > 0 THEN
         PERFORM llmgw.budget_batch_settle(bt.charged_on, bt.reserved_on,
-                                          ceil(released * 10000000000)::int8,
-                                          ceil(charged * 10000000000)::int8,
+                                          ceil(least(released, 900000000) * 10000000000)::int8,
+                                          ceil(least(charged, 900000000) * 10000000000)::int8,
                                           coalesce(bt.submitted_at, bt.created_at));
     END IF;
 
@@ -686,7 +686,7 @@ BEGIN
     SELECT count(*), coalesce(sum(e.reserved), 0) INTO left_over, released FROM e;
     IF released > 0 THEN
         PERFORM llmgw.budget_batch_settle(bt.charged_on, bt.reserved_on,
-                                          ceil(released * 10000000000)::int8, 0,
+                                          ceil(least(released, 900000000) * 10000000000)::int8, 0,
                                           coalesce(bt.submitted_at, bt.created_at));
     END IF;
     UPDATE llmgw.batches b
