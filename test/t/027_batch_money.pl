@@ -223,7 +223,7 @@ my $key = sq("SELECT api_key FROM llmgw.create_key('tb')");
 like(LlmgwTest::error_of($node, "SET ROLE bv; SELECT set_config('llmgw.api_key', '$key', false); SELECT llmgw.submit_batch(reqs(1), 'bm')"),
 	qr/^42501: virtual key \S+ may not use model "bm"|^42501: team "tb" may not use model "bm"/,
 	'a key cannot submit a batch its team may not send');
-sq("SELECT llmgw.revoke_key(key_id) FROM llmgw.keys WHERE team = 'tb'");
+sq("SELECT llmgw.revoke_key(id) FROM llmgw.keys WHERE team = 'tb'");
 like(LlmgwTest::error_of($node, "SET ROLE bv; SELECT set_config('llmgw.api_key', '$key', false); SELECT llmgw.submit_batch(reqs(1), 'demo')"),
 	qr/^28000/, 'a revoked key submits nothing');
 
