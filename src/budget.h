@@ -2,7 +2,9 @@
  *
  * budget.h
  *		The budget ledger in shared memory: what each budget has spent in
- *		its period and what calls in flight have reserved against it.
+ *		its period, what calls in flight have reserved against it, and what
+ *		the items of provider batches not answered yet reserve (loaded from
+ *		llmgw.batch_items, kept up to date as batches are queued and written).
  *
  * Money here is an int64 count of LLMGW_MONEY_UNIT (1e-10 of a currency
  * unit), rounded up from the exact numeric costs of llmgw.usage; the
