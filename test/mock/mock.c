@@ -1713,7 +1713,8 @@ handle_api(struct evhttp_request *req, const char *path)
  * For crash tests, in the same model: batch_upload_ms:N answers an upload
  * N ms late (the file is kept at once), batch_create_ms:N answers a create
  * N ms late (the batch is created at once), batch_create_busy answers the
- * first create of each file 503 without creating anything.
+ * first create of each file 503 without creating anything, batch_garbage
+ * ends its output file with lines that are not JSON objects.
  */
 #define MAX_BATCH_FILES 4096
 #define MAX_BATCHES 1024
@@ -1739,6 +1740,7 @@ typedef struct MockBatch
 	int			batch_ms;
 	bool		fail;
 	bool		expire;
+	bool		garbage;		/* its output file holds lines that are not JSON objects */
 	bool		ended;			/* output produced */
 	long		total, completed, failed;
 	const char *final;			/* completed, failed, expired, cancelled */
@@ -2000,6 +2002,8 @@ batch_finish(MockBatch *b, const char *status)
 		json_decref(line);
 	}
 	b->total = n > 0 ? n : b->total;
+	if (b->garbage && evbuffer_get_length(ok) > 0)
+		evbuffer_add_printf(ok, "{\"custom_id\": \"r1\", not json\n[1]\n\n");
 	if (evbuffer_get_length(ok) > 0)
 	{
 		size_t		len = evbuffer_get_length(ok);
@@ -2170,6 +2174,7 @@ batch_create(struct evhttp_request *req)
 		b->batch_ms = model_ms(model, "batch_ms:");
 	b->fail = model && strstr(model, ";batch_fail") != NULL;
 	b->expire = model && strstr(model, ";batch_expire") != NULL;
+	b->garbage = model && strstr(model, ";batch_garbage") != NULL;
 	for (size_t i = 0; i < f->len; i++)
 		if (f->data[i] == '\n' || (i == f->len - 1))
 			b->total++;

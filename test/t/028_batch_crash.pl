@@ -3,7 +3,7 @@
 # (state submitting, no create in flight), after a create reached the
 # provider but before its answer was recorded (found again by its marker),
 # and a whole-server restart (fast, then immediate) while the results are
-# written.  After each, the mock's counters and the rows are counted
+# written; and an output file with lines that are not JSON objects.  After each, the mock's counters and the rows are counted
 # exactly: no batch created twice, no result or usage row lost or doubled.
 # And the pg_cron recipe of docs/batch.md, run as written: a schedule that
 # fires (pg_cron 1.4 has whole minutes only, so it is scheduled first and
@@ -50,9 +50,8 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.set_price('bc-price', input => 2, output => 4, batch_input => 1, batch_output => 2);
 	SELECT llmgw.create_provider('mock_cron', 'openai_compatible', 'http://127.0.0.1:$cron_port/v1');
 	SELECT llmgw.create_model('nightly', 'mock_cron', 'batch-model', price_model => 'bc-price');
+	SELECT llmgw.create_model('bc-junk', 'mock', 'batch-model;batch_garbage', price_model => 'bc-price');
 	CREATE ROLE batch_user LOGIN IN ROLE llmgw_user;
-	ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
-	SELECT pg_reload_conf();
 });
 sub table
 {
@@ -184,11 +183,23 @@ exactly_once($job, 'cr', 6, 'killed before the create was answered');
 is($node->safe_psql('postgres', "SELECT provider_batch_id LIKE 'batch_mock_%' AND submitted_at IS NOT NULL AND price_id IS NOT NULL FROM llmgw.batches WHERE job_id = $job"),
 	't', 'the adopted batch has its provider id, submission time and price');
 
+# ---- an output file with lines that are not JSON objects: the chunk
+# holding them is written without them, and the server log says so
+table('junk', 6);
+$before = mock_batch();
+$job = enrich('junk', 'bc-junk');
+wait_job($job);
+exactly_once($job, 'junk', 6, 'lines that are not JSON in the output');
+like(slurp_file($node->logfile), qr/WARNING:  llmgw: 2 lines of the results of batch \d+ are not JSON objects/,
+	'the lines left out are counted in the server log');
+
 # ---- a whole-server restart while the results are written (one per
 # transaction): a fast restart at the third answer, an immediate stop at
 # the sixth
 table('ing', 8);
 $node->safe_psql('postgres', q{
+	ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
+	SELECT pg_reload_conf();
 	CREATE SEQUENCE ing_writes;
 	GRANT USAGE ON SEQUENCE ing_writes TO batch_user;
 	CREATE FUNCTION ing_slow() RETURNS trigger LANGUAGE plpgsql AS $$
