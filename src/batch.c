@@ -98,6 +98,7 @@ typedef struct Tracked
 	bool		create_fresh;
 	bool		cancel_sent;
 	bool		output_done;
+	bool		waiting_file;	/* its file transfer waits for another's end */
 	int			failures;
 	TimestampTz next_at;
 	BatchStep	step;
@@ -383,6 +384,26 @@ build_jsonl(void *arg)
 	}
 }
 
+/*
+ * One file (a batch's JSONL upload, or its results download) in flight at a
+ * time: worker 0 holds one batch's file in memory, however many batches a
+ * job has.  A batch whose turn has not come waits; the end of the transfer
+ * in flight wakes it.
+ */
+static bool
+file_turn(Tracked *b)
+{
+	for (int i = 0; i < MAX_TRACKED; i++)
+		if (tracked[i].used && (tracked[i].step == STEP_UPLOAD || tracked[i].step == STEP_OUTPUT ||
+								tracked[i].step == STEP_ERRORS))
+		{
+			b->waiting_file = true;
+			b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BATCH_SCAN_MS);
+			return false;
+		}
+	return true;
+}
+
 /* The next step of a batch whose turn it is */
 static void
 step_batch(Tracked *b)
@@ -408,6 +429,8 @@ step_batch(Tracked *b)
 	{
 		Jsonl		j;
 
+		if (!file_turn(b))
+			return;
 		memset(&j, 0, sizeof(j));
 		j.id = b->id;
 		j.upstream = r->upstream_model;
@@ -441,6 +464,8 @@ step_batch(Tracked *b)
 	}
 	else if (strcmp(b->state, "ingesting") == 0)
 	{
+		if (((b->output_file[0] && !b->output_done) || b->error_file[0]) && !file_turn(b))
+			return;
 		if (b->output_file[0] && !b->output_done)
 		{
 			path = psprintf("/files/%s/content", b->output_file);
@@ -806,6 +831,13 @@ step_done(Tracked *b)
 	}
 	json_decref(root);
 	llmgw_http_transfer_release(&b->t);
+	if (step == STEP_UPLOAD || step == STEP_OUTPUT || step == STEP_ERRORS)
+		for (int i = 0; i < MAX_TRACKED; i++)
+			if (tracked[i].used && tracked[i].waiting_file)
+			{
+				tracked[i].waiting_file = false;
+				tracked[i].next_at = 0;
+			}
 }
 
 /*

@@ -3,30 +3,35 @@
 # CALL llmgw.enrich(..., mode => 'batch') against the mock's Batch API (each
 # batch completes 3 s after its create).  For each N, on a freshly started
 # server, it prints:
-#   - llmgw's own time to build and upload: from the CALL's start to the
-#     last batch's submitted_at (the CALL queueing the rows, worker 0's scan,
-#     building the JSONL, the upload and the create; the mock's time to take
-#     the file is inside);
-#   - the ingest: from the poll that saw a batch completed to its last
-#     result written (downloading the output file, then writing each row's
-#     answer and usage row, llmgw.batch_ingest_chunk per transaction),
-#     summed over the batches, as rows per second, and against the physical
-#     limit measured in the same run: one statement writing the same
-#     answers into a copy of the table and the same number of usage rows;
-#   - worker 0's peak memory: VmHWM at the end (it counts the shared
-#     buffers the worker touched) and the peak of RssAnon (its private
-#     memory) sampled every 50 ms;
+#   call_s    the CALL itself (the rows queued as batch items);
+#   upload_s  llmgw's own time to build and upload: from the CALL's start to
+#             the last batch's submitted_at (the CALL, worker 0's scan, the
+#             JSONL built, uploaded and the batch created; the mock's time
+#             to take the file is inside);
+#   ingest_s  from the first poll that saw a batch completed to the last
+#             result written: the output files downloaded, each row's answer
+#             and usage row written (llmgw.batch_ingest_chunk per
+#             transaction);
+#   rows/s    N / ingest_s; limit/s the same N answers and N usage rows
+#             written in one statement in the same run (the physical
+#             limit); ratio the first over the second;
+#   cpu_us    worker 0's CPU per row over ingest_s (the figure that does not
+#             depend on what else the machine runs);
+#   hwm_kB    worker 0's VmHWM at the end (it counts the shared buffers the
+#             worker touched); anon_peak_kB the peak of its RssAnon (its
+#             private memory), sampled every 50 ms;
 # then, once, the cost per row of the first 2,000 rows of the last job
 # against the same 2,000 rows through the synchronous path at the same
 # prices (the ratio is the batch discount).  Nothing here asserts a time.
-# Usage (root): bash test/bench/batch.sh [N ...]     (default: 10000 100000)
+# Usage (root): bash test/bench/batch.sh [N[:ROWS_PER_BATCH] ...]
+#     (default: 10000 100000:10000 100000; a batch holds at most 50000 rows)
 set -euo pipefail
 LLMGW_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export LLMGW_ROOT
 . "$LLMGW_ROOT/test/scripts/lib.sh"
 llmgw_install_packages
 llmgw_build
-SIZES=${*:-10000 100000}
+SIZES=${*:-10000 100000:10000 100000}
 SYNC_ROWS=2000
 
 LLMGW_TMP=$(mktemp -d /tmp/llmgw-bench.XXXXXX)
@@ -69,9 +74,15 @@ sample() {
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 
-printf "%-7s %7s %8s %8s %8s %8s %8s %8s %6s %8s %s\n" rows batches call_s upload_s ingest_s write_s \
-    rows/s limit/s ratio hwm_kB "anon_peak_kB"
-for n in $SIZES; do
+printf "%-7s %7s %8s %8s %8s %8s %8s %6s %7s %8s %s\n" rows batches call_s upload_s ingest_s \
+    rows/s limit/s ratio cpu_us hwm_kB "anon_peak_kB"
+# CPU seconds a process has used (utime + stime)
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+
+for size in $SIZES; do
+    n=${size%%:*}
+    per_batch=50000
+    [ "$size" != "$n" ] && per_batch=${size#*:}
     psql -qX -c "SET client_min_messages = warning; DROP TABLE IF EXISTS items, items_limit;
                  CREATE TABLE items (id int PRIMARY KEY, body text, out text);
                  INSERT INTO items SELECT i, 'Summarise ticket ' || i || ': the printer on floor ' || (i % 7)
@@ -85,19 +96,28 @@ for n in $SIZES; do
     sample "$w0" "$LLMGW_TMP/anon" &
     SAMPLER=$!
     start=$(date +%s.%N)
-    psql -qX -c "CALL llmgw.enrich('items', 'id', 'body', 'out', 'bench-batch', mode => 'batch')" >/dev/null 2>&1
+    psql -qX -v ON_ERROR_STOP=1 -c "SET llmgw.batch_max_requests = $per_batch" \
+        -c "CALL llmgw.enrich('items', 'id', 'body', 'out', 'bench-batch', mode => 'batch')" >/dev/null 2>&1
     called=$(date +%s.%N)
     job=$(psql -qAtX -c "SELECT max(id) FROM llmgw.jobs")
-    until [ "$(psql -qAtX -c "SELECT status FROM llmgw.jobs WHERE id = $job")" != running ]; do sleep 0.2; done
+    # worker 0's CPU from the first batch seen completed to the job's end
+    cpu0=
+    while :; do
+        s=$(psql -qAtX -c "SELECT j.status, count(*) FILTER (WHERE b.state IN ('ingesting', 'completed'))
+                             FROM llmgw.jobs j JOIN llmgw.batches b ON b.job_id = j.id
+                            WHERE j.id = $job GROUP BY j.status")
+        [ -z "$cpu0" ] && [ "${s#*|}" != 0 ] && cpu0=$(cpu "$w0")
+        [ "${s%|*}" != running ] && break
+        sleep 0.1
+    done
+    cpu1=$(cpu "$w0")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$w0/status")
     kill $SAMPLER 2>/dev/null; wait $SAMPLER 2>/dev/null || true; SAMPLER=
-    # each batch's usage rows carry their chunk's transaction start (recorded_at)
-    read -r nb upload ingest write done_ usage status <<<"$(psql -qAtX -F' ' -c "
+    # checked_at: the poll that saw the batch completed (no poll follows it)
+    read -r nb upload ingest done_ usage status <<<"$(psql -qAtX -F' ' -c "
         SELECT count(*),
                extract(epoch FROM max(b.submitted_at) - j.started_at)::numeric(10,2),
                extract(epoch FROM max(b.finished_at) - min(b.checked_at))::numeric(10,2),
-               sum(extract(epoch FROM b.finished_at - (SELECT min(u.recorded_at) FROM llmgw.usage u
-                                                        WHERE u.batch_id = b.id)))::numeric(10,2),
                j.rows_done, (SELECT count(*) FROM llmgw.usage u WHERE u.job_id = j.id), j.status
           FROM llmgw.batches b JOIN llmgw.jobs j ON j.id = b.job_id
          WHERE j.id = $job GROUP BY j.id")"
@@ -114,20 +134,21 @@ for n in $SIZES; do
         UPDATE items_limit l SET out = i.out FROM items i WHERE l.id = i.id" >/dev/null
     lend=$(date +%s.%N)
     lsecs=$(secs "$lstart" "$lend")
-    rate=$(awk -v n="$n" -v s="$write" 'BEGIN {printf "%.0f", n / s}')
+    rate=$(awk -v n="$n" -v s="$ingest" 'BEGIN {printf "%.0f", n / s}')
+    us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$n" 'BEGIN {printf "%.1f", (b - a) * 1e6 / n}')
     lrate=$(awk -v n="$n" -v s="$lsecs" 'BEGIN {printf "%.0f", n / s}')
-    printf "%-7s %7s %8s %8s %8s %8s %8s %8s %6s %8s %s\n" "$n" "$nb" "$(secs "$start" "$called")" "$upload" \
-        "$ingest" "$write" "$rate" "$lrate" "$(awk -v a="$rate" -v b="$lrate" 'BEGIN {printf "%.3f", a / b}')" \
+    printf "%-7s %7s %8s %8s %8s %8s %8s %6s %7s %8s %s\n" "$n" "$nb" "$(secs "$start" "$called")" "$upload" \
+        "$ingest" "$rate" "$lrate" "$(awk -v a="$rate" -v b="$lrate" 'BEGIN {printf "%.3f", a / b}')" "$us" \
         "$hwm" "$(cat "$LLMGW_TMP/anon")"
-    echo "        job $job $status: rows done $done_, usage rows $usage, rows filled" \
-        "$(psql -qAtX -c "SELECT count(*) FROM items WHERE out IS NOT NULL")"
+    echo "        job $job $status ($nb batches of at most $per_batch rows): rows done $done_, usage rows $usage," \
+        "rows filled $(psql -qAtX -c "SELECT count(*) FROM items WHERE out IS NOT NULL")"
 done
 
 # cost per row: the first rows of the last job against the same rows synchronously
-psql -qX -c "SET client_min_messages = warning; DROP TABLE IF EXISTS items_sync;
+psql -qX -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning; DROP TABLE IF EXISTS items_sync;
              CREATE TABLE items_sync AS SELECT id, body, NULL::text AS out FROM items WHERE id <= $SYNC_ROWS;
-             ALTER TABLE items_sync ADD PRIMARY KEY (id);
-             CALL llmgw.enrich('items_sync', 'id', 'body', 'out', 'bench-sync', concurrency => 64)" >/dev/null 2>&1
+             ALTER TABLE items_sync ADD PRIMARY KEY (id);" \
+    -c "CALL llmgw.enrich('items_sync', 'id', 'body', 'out', 'bench-sync', concurrency => 64)" >/dev/null 2>&1
 psql -qAtX -F' ' -c "
     WITH s AS (SELECT sum(u.cost) / count(*) AS per_row, count(*) AS n FROM llmgw.usage u
                 WHERE u.job_id = (SELECT max(id) FROM llmgw.jobs) AND u.status = 'ok'),
