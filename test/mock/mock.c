@@ -125,6 +125,7 @@ static long otlp_spans;
 static char *otlp_last = NULL;	/* the last accepted body, as received */
 static json_t *otlp_kept = NULL;	/* its spans, and those before (MAX_KEPT_SPANS) */
 static char *otlp_directives = NULL;	/* what POST /otlp/directives set */
+static bool otlp_discard = false;	/* --otlp-discard: accept exports unread */
 static int	stop_pipe[2];		/* written once to stop the serving threads */
 
 /* FNV-1a hash of a string */
@@ -2387,6 +2388,17 @@ handle_otlp(struct evhttp_request *req)
 		send_json_text(req, 415, "{\"code\":3,\"message\":\"Content-Type must be application/json\"}");
 		return;
 	}
+	if (otlp_discard)
+	{
+		/* a collector that costs this machine nothing: read, count, drop */
+		evbuffer_drain(evhttp_request_get_input_buffer(req),
+					   evbuffer_get_length(evhttp_request_get_input_buffer(req)));
+		pthread_mutex_lock(&otlp_lock);
+		otlp_accepted++;
+		pthread_mutex_unlock(&otlp_lock);
+		send_json_text(req, 200, "{}");
+		return;
+	}
 	body = request_body(req, &len);
 	root = json_loadb(body, len, 0, NULL);
 	if (!json_is_object(root) || !otlp_count(root, &resource_spans, &spans))
@@ -2720,9 +2732,11 @@ main(int argc, char **argv)
 			corpus_dir = argv[++i];
 		else if (strcmp(argv[i], "--batch-ms") == 0 && i + 1 < argc)
 			default_batch_ms = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--otlp-discard") == 0)
+			otlp_discard = true;
 		else
 		{
-			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR] [--batch-ms MS]\n");
+			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR] [--batch-ms MS] [--otlp-discard]\n");
 			return 2;
 		}
 	}
