@@ -73,24 +73,10 @@ $node->safe_psql('postgres', q{
 	                        'nightly', mode => 'batch')$$);
 });
 
-# The mock's batch counters
-sub mock_batch
-{
-	my ($port) = @_;
-	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port // $ENV{LLMGW_MOCK_PORT})
-	  or BAIL_OUT("cannot reach the mock: $!");
-	print $s "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-	my $body = do { local $/; <$s> };
-	$body =~ s/^.*?\r\n\r\n//s;
-	return JSON::PP::decode_json($body)->{batch};
-}
-
 # The counters' growth since $before: "uploads/creates/created/lists/downloads"
 sub grown
 {
-	my ($before) = @_;
-	my $now = mock_batch();
-	return join '/', map { $now->{$_} - $before->{$_} } qw(uploads creates created lists downloads);
+	return LlmgwTest::mock_batch_grown($_[0], qw(uploads creates created lists downloads));
 }
 
 sub enrich
@@ -110,15 +96,7 @@ sub wait_job
 	  or die "job $job did not finish";
 }
 
-sub kill_worker0
-{
-	my $pid = $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker' ORDER BY backend_start, pid LIMIT 1");
-	kill 'KILL', $pid;
-	sleep 1;
-	$node->poll_query_until('postgres', "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
-	  or die 'the workers did not come back';
-}
+sub kill_worker0 { LlmgwTest::kill_worker($node, 2); }
 
 # Each row written once, with one usage row, every item done, the job
 # counting each row once, and one batch that ended completed
@@ -142,9 +120,9 @@ sub exactly_once
 # ---- kill -9 while the upload is in flight (the mock has the file and
 # answers 3 s late): the batch is uploaded again, the first file unused
 table('up', 6);
-my $before = mock_batch();
+my $before = LlmgwTest::mock_batch();
 my $job = enrich('up', 'bc-upload');
-for (1 .. 100) { last if mock_batch()->{uploads} > $before->{uploads}; select undef, undef, undef, 0.1; }
+for (1 .. 100) { last if LlmgwTest::mock_batch()->{uploads} > $before->{uploads}; select undef, undef, undef, 0.1; }
 is($node->safe_psql('postgres', "SELECT state FROM llmgw.batches WHERE job_id = $job"), 'queued',
 	'the upload reached the provider, its answer not yet');
 kill_worker0();
@@ -158,7 +136,7 @@ exactly_once($job, 'up', 6, 'killed mid-upload');
 # outcome is not known to the new worker) and, no batch having the
 # marker, it is created
 table('sub', 6);
-$before = mock_batch();
+$before = LlmgwTest::mock_batch();
 $job = enrich('sub', 'bc-busy');
 $node->poll_query_until('postgres', "SELECT state = 'submitting' AND last_error LIKE 'creating the batch failed: HTTP 503%' FROM llmgw.batches WHERE job_id = $job")
   or die 'the create was not refused';
@@ -171,9 +149,9 @@ exactly_once($job, 'sub', 6, 'killed in state submitting');
 # was recorded (the mock creates at once and answers 3 s late): the batch
 # is found by its marker and adopted, not created again
 table('cr', 6);
-$before = mock_batch();
+$before = LlmgwTest::mock_batch();
 $job = enrich('cr', 'bc-create');
-for (1 .. 100) { last if mock_batch()->{created} > $before->{created}; select undef, undef, undef, 0.1; }
+for (1 .. 100) { last if LlmgwTest::mock_batch()->{created} > $before->{created}; select undef, undef, undef, 0.1; }
 is($node->safe_psql('postgres', "SELECT state || '/' || (provider_batch_id IS NULL)::int FROM llmgw.batches WHERE job_id = $job"),
 	'submitting/1', 'the provider made the batch, llmgw does not know it yet');
 kill_worker0();
@@ -186,7 +164,7 @@ is($node->safe_psql('postgres', "SELECT provider_batch_id LIKE 'batch_mock_%' AN
 # ---- an output file with lines that are not JSON objects: the chunk
 # holding them is written without them, and the server log says so
 table('junk', 6);
-$before = mock_batch();
+$before = LlmgwTest::mock_batch();
 $job = enrich('junk', 'bc-junk');
 wait_job($job);
 exactly_once($job, 'junk', 6, 'lines that are not JSON in the output');
@@ -215,7 +193,7 @@ sub wait_ingest_sleep
 		SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
 	  or die 'the results are not being written';
 }
-$before = mock_batch();
+$before = LlmgwTest::mock_batch();
 $job = enrich('ing', 'bc');
 wait_ingest_sleep();
 is($node->safe_psql('postgres', "SELECT count(*) FROM ing WHERE summary IS NOT NULL"), '2',
@@ -251,6 +229,6 @@ is($node->safe_psql('postgres', qq{
 	       (SELECT count(*) FROM llmgw.batches_outstanding o WHERE o.job_id = j.id)
 	  FROM llmgw.jobs j WHERE j.id = $cron_job}),
 	'batch_user|batch|5|5|0', 'pg_cron ran the recipe as its role: the batch submitted, its rows filled, nothing outstanding');
-is(mock_batch($cron_port)->{created}, 1, 'the scheduled job made one provider batch');
+is(LlmgwTest::mock_batch($cron_port)->{created}, 1, 'the scheduled job made one provider batch');
 $node->stop;
 done_testing();
