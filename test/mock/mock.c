@@ -1724,6 +1724,12 @@ handle_api(struct evhttp_request *req, const char *path)
  * holding [[expire]] expires alone, one holding [[expire_once]] expires the
  * first time the mock sees its message and is answered the next.  Lines
  * for /v1/embeddings are answered as POST /v1/embeddings would answer them.
+ *
+ * For crash tests, in the same model: batch_upload_ms:N answers an upload
+ * N ms late (the file is kept at once), batch_create_ms:N answers a create
+ * N ms late (the batch is created at once), batch_create_busy answers the
+ * first create of each file 503 without creating anything, batch_garbage
+ * ends its output file with lines that are not JSON objects.
  */
 #define MAX_BATCH_FILES 4096
 #define MAX_BATCHES 1024
@@ -1733,6 +1739,7 @@ typedef struct MockFile
 	char		id[48];
 	char	   *data;
 	size_t		len;
+	bool		create_refused; /* batch_create_busy: its first create was */
 } MockFile;
 
 typedef struct MockBatch
@@ -1749,6 +1756,7 @@ typedef struct MockBatch
 	int			batch_ms;
 	bool		fail;
 	bool		expire;
+	bool		garbage;		/* its output file holds lines that are not JSON objects */
 	bool		ended;			/* output produced */
 	long		total, completed, failed;
 	const char *final;			/* completed, failed, expired, cancelled */
@@ -1766,6 +1774,7 @@ static atomic_long batch_polls;
 static atomic_long batch_downloads;
 static atomic_long batch_cancels;
 static atomic_long batch_lists;
+static atomic_long batch_created;	/* batches made (creates answered 200) */
 /* the messages with [[expire_once]] that expired already (under batch_lock) */
 #define MAX_EXPIRED_ONCE 256
 static char *expired_once[MAX_EXPIRED_ONCE];
@@ -1826,6 +1835,33 @@ batch_find(const char *id)
 		if (strcmp(mock_batches[i]->id, id) == 0)
 			return mock_batches[i];
 	return NULL;
+}
+
+/*
+ * The model of the first line of a JSONL file (malloc'd), or NULL: the
+ * batch directives are read from it
+ */
+static char *
+first_model(const char *data, size_t len)
+{
+	const char *nl = memchr(data, '\n', len);
+	json_t	   *first = json_loadb(data, nl ? (size_t) (nl - data) : len, 0, NULL);
+	const char *model = json_string_value(json_object_get(json_object_get(first, "body"), "model"));
+	char	   *copy = model ? strdup(model) : NULL;
+
+	json_decref(first);
+	return copy;
+}
+
+/* The value of directive name ("batch_ms:") in model, or 0 */
+static int
+model_ms(const char *model, const char *name)
+{
+	char		want[64];
+	const char *d;
+
+	snprintf(want, sizeof(want), ";%s", name);
+	return model && (d = strstr(model, want)) != NULL ? atoi(d + strlen(want)) : 0;
 }
 
 /* A part of a multipart body: the value of its name and its content */
@@ -2013,6 +2049,8 @@ batch_finish(MockBatch *b, const char *status)
 		json_decref(line);
 	}
 	b->total = n > 0 ? n : b->total;
+	if (b->garbage && evbuffer_get_length(ok) > 0)
+		evbuffer_add_printf(ok, "{\"custom_id\": \"r1\", not json\n[1]\n\n");
 	if (evbuffer_get_length(ok) > 0)
 	{
 		size_t		len = evbuffer_get_length(ok);
@@ -2070,6 +2108,15 @@ send_json(struct evhttp_request *req, int status, json_t *v)
 	evbuffer_free(buf);
 }
 
+/* Send v as JSON delay_ms from now (v released) */
+static void
+send_json_late(struct evhttp_request *req, int status, json_t *v, int delay_ms)
+{
+	Behaviour	b = {.fail_first = -1, .delay_ms = delay_ms};
+
+	reply(req, &b, status, "application/json", json_buffer(v), false);
+}
+
 /* POST /v1/files (multipart: purpose=batch, file=JSONL) */
 static void
 batch_upload(struct evhttp_request *req)
@@ -2085,6 +2132,7 @@ batch_upload(struct evhttp_request *req)
 	size_t		plen;
 	char		boundary[200];
 	MockFile   *f = NULL;
+	char	   *model = NULL;
 
 	atomic_fetch_add(&batch_uploads, 1);
 	if (bnd)
@@ -2103,6 +2151,7 @@ batch_upload(struct evhttp_request *req)
 
 		memcpy(data, content, clen);
 		data[clen] = '\0';
+		model = first_model(data, clen);
 		pthread_mutex_lock(&batch_lock);
 		f = file_add(data, clen);
 		pthread_mutex_unlock(&batch_lock);
@@ -2115,9 +2164,11 @@ batch_upload(struct evhttp_request *req)
 		reply_error(req, &plain, 500, "the mock holds too many files", "server_error", NULL, NULL);
 		return;
 	}
-	send_json(req, 200, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", f->id, "object", "file",
-								  "bytes", (json_int_t) clen, "filename", "batch.jsonl",
-								  "purpose", "batch"));
+	send_json_late(req, 200, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", f->id, "object", "file",
+									   "bytes", (json_int_t) clen, "filename", "batch.jsonl",
+									   "purpose", "batch"),
+				   model_ms(model, "batch_upload_ms:"));
+	free(model);
 }
 
 /* POST /v1/batches */
@@ -2133,6 +2184,7 @@ batch_create(struct evhttp_request *req)
 	json_t	   *meta = json_object_get(root, "metadata");
 	MockFile   *f;
 	MockBatch  *b;
+	char	   *model;
 
 	free(body);
 	atomic_fetch_add(&batch_creates, 1);
@@ -2148,6 +2200,16 @@ batch_create(struct evhttp_request *req)
 					"invalid_request_error", "invalid_request", "input_file_id");
 		return;
 	}
+	model = first_model(f->data, f->len);
+	if (model && strstr(model, ";batch_create_busy") && !f->create_refused)
+	{
+		f->create_refused = true;
+		pthread_mutex_unlock(&batch_lock);
+		json_decref(root);
+		free(model);
+		reply_error(req, &plain, 503, "the mock is busy (batch_create_busy)", "server_error", NULL, NULL);
+		return;
+	}
 	b = calloc(1, sizeof(*b));
 	snprintf(b->id, sizeof(b->id), "batch_mock_%d", nmock_batches + 1);
 	snprintf(b->input_file, sizeof(b->input_file), "%s", f->id);
@@ -2157,28 +2219,23 @@ batch_create(struct evhttp_request *req)
 	b->batch_ms = default_batch_ms;
 	b->metadata = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
 	/* directives of the first request's model; its line count */
-	{
-		const char *nl = memchr(f->data, '\n', f->len);
-		json_t	   *first = json_loadb(f->data, nl ? (size_t) (nl - f->data) : f->len, 0, NULL);
-		const char *model = json_string_value(json_object_get(json_object_get(first, "body"), "model"));
-		const char *d;
-
-		if (model && (d = strstr(model, ";batch_ms:")) != NULL)
-			b->batch_ms = atoi(d + 10);
-		b->fail = model && strstr(model, ";batch_fail") != NULL;
-		b->expire = model && strstr(model, ";batch_expire") != NULL;
-		json_decref(first);
-		for (size_t i = 0; i < f->len; i++)
-			if (f->data[i] == '\n' || (i == f->len - 1))
-				b->total++;
-	}
+	if (model && strstr(model, ";batch_ms:") != NULL)
+		b->batch_ms = model_ms(model, "batch_ms:");
+	b->fail = model && strstr(model, ";batch_fail") != NULL;
+	b->expire = model && strstr(model, ";batch_expire") != NULL;
+	b->garbage = model && strstr(model, ";batch_garbage") != NULL;
+	for (size_t i = 0; i < f->len; i++)
+		if (f->data[i] == '\n' || (i == f->len - 1))
+			b->total++;
 	mock_batches[nmock_batches++] = b;
+	atomic_fetch_add(&batch_created, 1);
 	{
 		json_t	   *out = batch_json(b);
 
 		pthread_mutex_unlock(&batch_lock);
 		json_decref(root);
-		send_json(req, 200, out);
+		send_json_late(req, 200, out, model_ms(model, "batch_create_ms:"));
+		free(model);
 	}
 }
 
@@ -2499,7 +2556,7 @@ handle_stats(struct evhttp_request *req)
 			json_object_set_new(by_model, m->model, json_integer(m->requests));
 	pthread_mutex_unlock(&models_lock);
 	pthread_mutex_lock(&otlp_lock);
-	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}",
+	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}",
 					"requests", (json_int_t) atomic_load(&total_requests),
 					"chat", (json_int_t) atomic_load(&chat_requests),
 					"embeddings", (json_int_t) atomic_load(&embedding_requests),
@@ -2513,6 +2570,7 @@ handle_stats(struct evhttp_request *req)
 					"downloads", (json_int_t) atomic_load(&batch_downloads),
 					"cancels", (json_int_t) atomic_load(&batch_cancels),
 					"lists", (json_int_t) atomic_load(&batch_lists),
+					"created", (json_int_t) atomic_load(&batch_created),
 					"otlp", "requests", (json_int_t) otlp_requests,
 					"accepted", (json_int_t) otlp_accepted,
 					"resource_spans", (json_int_t) otlp_resource_spans,
@@ -2563,6 +2621,7 @@ handle_reset(struct evhttp_request *req)
 	atomic_store(&drip_events, 0);
 	atomic_store(&batch_uploads, 0);
 	atomic_store(&batch_creates, 0);
+	atomic_store(&batch_created, 0);
 	atomic_store(&batch_polls, 0);
 	atomic_store(&batch_downloads, 0);
 	atomic_store(&batch_cancels, 0);
