@@ -101,8 +101,11 @@ read_batch(json_t *obj, LlmgwBatchStatus *st)
 	{
 		json_t	   *cancel = json_object_get(obj, "cancel_initiated_at");
 
-		st->status = (cancel && !json_is_null(cancel)) ? "cancelled" :
-			c[4] > 0 ? "expired" : "completed";
+		/*
+		 * ended: cancelled if a cancel was asked, completed otherwise; the
+		 * items that expired (the batch reached its 24 hours) say so each
+		 */
+		st->status = (cancel && !json_is_null(cancel)) ? "cancelled" : "completed";
 		/* the results are at .../{id}/results */
 		st->output_ref = st->id;
 	}

@@ -1708,7 +1708,8 @@ handle_api(struct evhttp_request *req, const char *path)
  * that model fails the whole batch at validation, batch_expire lets it
  * expire (every item in the error file as batch_expired).  An item whose
  * last user message holds [[fail]] is answered 400 in the error file, one
- * holding [[expire]] expires alone.
+ * holding [[expire]] expires alone; create_lost in the model creates the batch
+ * but answers its create with a 503 (a create whose answer was lost).
  */
 #define MAX_BATCH_FILES 4096
 #define MAX_BATCHES 1024
@@ -2098,6 +2099,7 @@ batch_create(struct evhttp_request *req, int api)
 	json_t	   *meta = json_object_get(root, "metadata");
 	MockFile   *f;
 	MockBatch  *b;
+	bool		lost = false;
 
 	free(body);
 	atomic_fetch_add(&batch_creates[api], 1);
@@ -2132,6 +2134,7 @@ batch_create(struct evhttp_request *req, int api)
 			b->batch_ms = atoi(d + 10);
 		b->fail = model && strstr(model, ";batch_fail") != NULL;
 		b->expire = model && strstr(model, ";batch_expire") != NULL;
+		lost = model && strstr(model, ";create_lost") != NULL;
 		json_decref(first);
 		for (size_t i = 0; i < f->len; i++)
 			if (f->data[i] == '\n' || (i == f->len - 1))
@@ -2143,6 +2146,13 @@ batch_create(struct evhttp_request *req, int api)
 
 		pthread_mutex_unlock(&batch_lock);
 		json_decref(root);
+		if (lost)
+		{
+			json_decref(out);
+			reply_error(req, &plain, 503, "the answer of this create is lost (create_lost)",
+						"server_error", NULL, NULL);
+			return;
+		}
 		send_json(req, 200, out);
 	}
 }
