@@ -48,3 +48,7 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION llmgw.batch_split(bigint, text[]) FROM PUBLIC;
 COMMENT ON FUNCTION llmgw.batch_split(bigint, text[]) IS 'Internal (worker 0): move items of a batch not sent yet to a new batch of the same job (a provider''s limits)';
+COMMENT ON COLUMN llmgw.batches.state IS 'queued, submitting (file uploaded; Anthropic, Gemini: the create may have been sent), validating, in_progress, finalizing, cancelling, ingesting (results being written), then completed, failed, expired or cancelled';
+COMMENT ON COLUMN llmgw.batches.provider_status IS 'The status the provider last reported, in OpenAI''s words (validating, in_progress, finalizing, cancelling, completed, expired, cancelled, failed)';
+COMMENT ON COLUMN llmgw.batches.output_file_id IS 'The provider''s id of the results file (Anthropic, Gemini: the batch whose results are fetched)';
+COMMENT ON COLUMN llmgw.batch_items.answer IS 'The provider''s chat.completion, normalised to OpenAI''s for other providers (batches without a job only)';
