@@ -976,7 +976,7 @@ step_done(Tracked *b)
 			if (ok)
 			{
 				int			n = 0;
-				LlmgwBatchStatus *list = w->parse_list(data, len, &n);
+				LlmgwBatchStatus *list = llmgw_batch_parse_list(w, data, len, &n);
 				const LlmgwBatchStatus *found = find_ours(b, w, list, n);
 
 				if (found)
@@ -992,7 +992,7 @@ step_done(Tracked *b)
 				note_error(b, step_error(b, "looking for the batch"));
 			break;
 		case STEP_CREATE:
-			if (ok && w->parse_status(data, len, &st))
+			if (ok && llmgw_batch_parse_status(w, data, len, &st))
 				record_batch(b, &st, true);
 			else if (refused)
 			{
@@ -1006,7 +1006,7 @@ step_done(Tracked *b)
 			break;
 		case STEP_POLL:
 		case STEP_CANCEL:
-			if (ok && w->parse_status(data, len, &st))
+			if (ok && llmgw_batch_parse_status(w, data, len, &st))
 				record_batch(b, &st, false);
 			else if (ok && step == STEP_CANCEL)
 				b->next_at = 0;	/* an answer without the batch (Gemini): ask now */

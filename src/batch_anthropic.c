@@ -118,36 +118,6 @@ read_batch(json_t *obj, LlmgwBatchStatus *st)
 	return true;
 }
 
-static bool
-anthropic_parse_status(const char *buf, size_t len, LlmgwBatchStatus *st)
-{
-	json_t	   *root = llmgw_json_load(buf, len, NULL);
-	bool		ok = read_batch(root, st);
-
-	json_decref(root);
-	return ok;
-}
-
-/* {"data": [message batch, ...], "has_more", ...}, newest first */
-static LlmgwBatchStatus *
-anthropic_parse_list(const char *buf, size_t len, int *n)
-{
-	json_t	   *root = llmgw_json_load(buf, len, NULL);
-	json_t	   *data = json_object_get(root, "data");
-	LlmgwBatchStatus *list = palloc0(sizeof(LlmgwBatchStatus) * (json_array_size(data) + 1));
-	size_t		i;
-	json_t	   *v;
-
-	*n = 0;
-	json_array_foreach(data, i, v)
-	{
-		if (read_batch(v, &list[*n]))
-			(*n)++;
-	}
-	json_decref(root);
-	return list;
-}
-
 /*
  * One result line: {"custom_id", "result": {"type": "succeeded", "message"}
  * | {"type": "errored", "error": {"type": "error", "error": {type, message}}}
@@ -223,5 +193,5 @@ anthropic_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmi
 const LlmgwBatchWire llmgw_batch_anthropic = {
 	"Anthropic Message Batches", false, true, ANTHROPIC_MAX_REQUESTS, ANTHROPIC_MAX_BYTES,
 	anthropic_url, anthropic_headers, anthropic_begin, anthropic_item, anthropic_end, NULL,
-	anthropic_parse_status, anthropic_parse_list, anthropic_results
+	read_batch, "data", NULL, anthropic_results
 };

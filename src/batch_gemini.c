@@ -159,39 +159,6 @@ read_batch(json_t *op, LlmgwBatchStatus *st)
 	return true;
 }
 
-static bool
-gemini_parse_status(const char *buf, size_t len, LlmgwBatchStatus *st)
-{
-	json_t	   *root = llmgw_json_load(buf, len, NULL);
-	bool		ok = read_batch(root, st);
-
-	json_decref(root);
-	return ok;
-}
-
-/* {"operations": [...]} (or "batches") */
-static LlmgwBatchStatus *
-gemini_parse_list(const char *buf, size_t len, int *n)
-{
-	json_t	   *root = llmgw_json_load(buf, len, NULL);
-	json_t	   *data = json_object_get(root, "operations");
-	LlmgwBatchStatus *list;
-	size_t		i;
-	json_t	   *v;
-
-	if (!json_is_array(data))
-		data = json_object_get(root, "batches");
-	list = palloc0(sizeof(LlmgwBatchStatus) * (json_array_size(data) + 1));
-	*n = 0;
-	json_array_foreach(data, i, v)
-	{
-		if (read_batch(v, &list[*n]))
-			(*n)++;
-	}
-	json_decref(root);
-	return list;
-}
-
 /* The inlined responses of a finished operation, wherever they are */
 static json_t *
 inlined(json_t *op)
@@ -322,5 +289,5 @@ gemini_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmit e
 const LlmgwBatchWire llmgw_batch_gemini = {
 	"Gemini batch mode", false, false, GEMINI_MAX_REQUESTS, GEMINI_MAX_BYTES,
 	gemini_url, gemini_headers, gemini_begin, gemini_item, gemini_end, NULL,
-	gemini_parse_status, gemini_parse_list, gemini_results
+	read_batch, "operations", "batches", gemini_results
 };

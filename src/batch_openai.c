@@ -197,44 +197,14 @@ read_batch(json_t *obj, LlmgwBatchStatus *st)
 	return true;
 }
 
-static bool
-openai_parse_status(const char *buf, size_t len, LlmgwBatchStatus *st)
-{
-	json_t	   *root = llmgw_json_load(buf, len, NULL);
-	bool		ok = read_batch(root, st);
-
-	json_decref(root);
-	return ok;
-}
-
-/* {"data": [batch, ...]} */
-static LlmgwBatchStatus *
-openai_parse_list(const char *buf, size_t len, int *n)
-{
-	json_t	   *root = llmgw_json_load(buf, len, NULL);
-	json_t	   *data = json_object_get(root, "data");
-	LlmgwBatchStatus *list = palloc0(sizeof(LlmgwBatchStatus) * (json_array_size(data) + 1));
-	size_t		i;
-	json_t	   *v;
-
-	*n = 0;
-	json_array_foreach(data, i, v)
-	{
-		if (read_batch(v, &list[*n]))
-			(*n)++;
-	}
-	json_decref(root);
-	return list;
-}
-
 const LlmgwBatchWire llmgw_batch_openai = {
 	"the OpenAI Batch API", true, false, OPENAI_MAX_REQUESTS, OPENAI_MAX_BYTES,
 	openai_url, openai_headers, jsonl_begin, openai_item, jsonl_end, openai_create_body,
-	openai_parse_status, openai_parse_list, NULL
+	read_batch, "data", NULL, NULL
 };
 
 const LlmgwBatchWire llmgw_batch_azure = {
 	"Azure OpenAI global batch", true, false, OPENAI_MAX_REQUESTS, OPENAI_MAX_BYTES,
 	azure_url, azure_headers, jsonl_begin, azure_item, jsonl_end, azure_create_body,
-	openai_parse_status, openai_parse_list, NULL
+	read_batch, "data", NULL, NULL
 };

@@ -14,7 +14,6 @@
 #include <time.h>
 
 #include "batch_wire.h"
-#include "jsonutil.h"
 
 /* The batch API of a provider kind, or NULL */
 const LlmgwBatchWire *
@@ -29,6 +28,41 @@ llmgw_batch_wire(const char *kind)
 	if (strcmp(kind, "gemini") == 0)
 		return &llmgw_batch_gemini;
 	return NULL;
+}
+
+/* A batch object (a create's, a poll's, a cancel's answer); false if not one */
+bool
+llmgw_batch_parse_status(const LlmgwBatchWire *w, const char *buf, size_t len,
+						 LlmgwBatchStatus *st)
+{
+	json_t	   *root = llmgw_json_load(buf, len, NULL);
+	bool		ok = w->read_batch(root, st);
+
+	json_decref(root);
+	return ok;
+}
+
+/* The batches of a list answer that can be read (palloc'd array, newest first) */
+LlmgwBatchStatus *
+llmgw_batch_parse_list(const LlmgwBatchWire *w, const char *buf, size_t len, int *n)
+{
+	json_t	   *root = llmgw_json_load(buf, len, NULL);
+	json_t	   *data = json_object_get(root, w->list_key);
+	LlmgwBatchStatus *list;
+	size_t		i;
+	json_t	   *v;
+
+	if (!json_is_array(data) && w->list_key_too)
+		data = json_object_get(root, w->list_key_too);
+	list = palloc0(sizeof(LlmgwBatchStatus) * (json_array_size(data) + 1));
+	*n = 0;
+	json_array_foreach(data, i, v)
+	{
+		if (w->read_batch(v, &list[*n]))
+			(*n)++;
+	}
+	json_decref(root);
+	return list;
 }
 
 void

@@ -20,6 +20,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "jsonutil.h"
 #include "lib/stringinfo.h"
 
 /* What the provider says of a batch, in OpenAI's words */
@@ -82,10 +83,11 @@ typedef struct LlmgwBatchWire
 	void		(*end) (StringInfo buf);
 	/* The create body of an uploaded file (upload formats only; palloc'd) */
 	char	   *(*create_body) (const LlmgwRoute *route, const char *marker, const char *input_file);
-	/* A batch object (a create's, a poll's, a cancel's answer) */
-	bool		(*parse_status) (const char *buf, size_t len, LlmgwBatchStatus *st);
-	/* The batches of a list answer (palloc'd array, newest first) */
-	LlmgwBatchStatus *(*parse_list) (const char *buf, size_t len, int *n);
+	/* Read a batch object; false if it is not one */
+	bool		(*read_batch) (json_t *obj, LlmgwBatchStatus *st);
+	/* The member of a list answer holding its batches (and another name) */
+	const char *list_key;
+	const char *list_key_too;
 	/*
 	 * A results document, item by item; NULL when its lines are already
 	 * OpenAI output lines.  Items whose custom_id does not carry the marker
@@ -103,6 +105,10 @@ extern const LlmgwBatchWire llmgw_batch_anthropic;
 extern const LlmgwBatchWire llmgw_batch_gemini;
 
 /* Shared by the formats (batch_wire.c) */
+extern bool llmgw_batch_parse_status(const LlmgwBatchWire *w, const char *buf, size_t len,
+									 LlmgwBatchStatus *st);
+extern LlmgwBatchStatus *llmgw_batch_parse_list(const LlmgwBatchWire *w, const char *buf,
+												size_t len, int *n);
 extern void llmgw_batch_status_init(LlmgwBatchStatus *st);
 extern bool llmgw_batch_safe_id(const char *s);
 extern char *llmgw_batch_custom_id(const char *marker, const char *wire_id);

@@ -68,13 +68,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (mode == 0)
 	{
-		if (FUZZ_BATCH.parse_status((const char *) data, size, &st))
+		if (llmgw_batch_parse_status(&FUZZ_BATCH, (const char *) data, size, &st))
 			check_status(&st);
 	}
 	else if (mode == 1)
 	{
 		int			n = -1;
-		LlmgwBatchStatus *list = FUZZ_BATCH.parse_list((const char *) data, size, &n);
+		LlmgwBatchStatus *list = llmgw_batch_parse_list(&FUZZ_BATCH, (const char *) data, size, &n);
 
 		if (n < 0 || list == NULL)
 			abort();

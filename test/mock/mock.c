@@ -2036,6 +2036,29 @@ send_json(struct evhttp_request *req, int status, json_t *v)
 	evbuffer_free(buf);
 }
 
+/* A batch as OpenAI lists it, moved to its end if its time has come */
+static json_t *
+openai_batch_json(MockBatch *b)
+{
+	batch_advance(b);
+	return batch_json(b);
+}
+
+/* The latest 100 batches of an API, newest first, as describe shows them */
+static json_t *
+list_batches(int api, json_t *(*describe) (MockBatch *b))
+{
+	json_t	   *data = json_array();
+
+	atomic_fetch_add(&batch_lists[api], 1);
+	pthread_mutex_lock(&batch_lock);
+	for (int i = nmock_batches - 1; i >= 0 && json_array_size(data) < 100; i--)
+		if (mock_batches[i]->api == api)
+			json_array_append_new(data, describe(mock_batches[i]));
+	pthread_mutex_unlock(&batch_lock);
+	return data;
+}
+
 /* POST /v1/files (multipart: purpose=batch, file=JSONL) */
 static void
 batch_upload(struct evhttp_request *req, int api)
@@ -2199,20 +2222,8 @@ handle_batch(struct evhttp_request *req, const char *path)
 		batch_create(req, api);
 	else if (batches && strcmp(batches, "/batches") == 0 && cmd == EVHTTP_REQ_GET)
 	{
-		json_t	   *data = json_array();
-
-		atomic_fetch_add(&batch_lists[api], 1);
-		pthread_mutex_lock(&batch_lock);
-		for (int i = nmock_batches - 1; i >= 0 && json_array_size(data) < 100; i--)
-		{
-			if (mock_batches[i]->api != api)
-				continue;
-			batch_advance(mock_batches[i]);
-			json_array_append_new(data, batch_json(mock_batches[i]));
-		}
-		pthread_mutex_unlock(&batch_lock);
-		send_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
-									  "has_more", 0));
+		send_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data",
+									  list_batches(api, openai_batch_json), "has_more", 0));
 	}
 	else if (batches && sscanf(batches, "/batches/%47[^/]", id) == 1)
 	{
@@ -2559,15 +2570,8 @@ handle_anthropic_batch(struct evhttp_request *req, const char *path)
 	}
 	else if (*rest == '\0' && cmd == EVHTTP_REQ_GET)
 	{
-		json_t	   *data = json_array();
-
-		atomic_fetch_add(&batch_lists[api], 1);
-		pthread_mutex_lock(&batch_lock);
-		for (int i = nmock_batches - 1; i >= 0 && json_array_size(data) < 100; i--)
-			if (mock_batches[i]->api == api)
-				json_array_append_new(data, anthropic_batch_json(mock_batches[i]));
-		pthread_mutex_unlock(&batch_lock);
-		send_json(req, 200, json_pack("{s:o, s:b, s:n, s:n}", "data", data, "has_more", 0,
+		send_json(req, 200, json_pack("{s:o, s:b, s:n, s:n}", "data",
+									  list_batches(api, anthropic_batch_json), "has_more", 0,
 									  "first_id", "last_id"));
 	}
 	else if (sscanf(rest, "/%63[^/]", id) == 1)
@@ -2761,15 +2765,7 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 	}
 	else if (strcmp(path, "/v1beta/batches") == 0 && cmd == EVHTTP_REQ_GET)
 	{
-		json_t	   *ops = json_array();
-
-		atomic_fetch_add(&batch_lists[api], 1);
-		pthread_mutex_lock(&batch_lock);
-		for (int i = nmock_batches - 1; i >= 0 && json_array_size(ops) < 100; i--)
-			if (mock_batches[i]->api == api)
-				json_array_append_new(ops, gemini_batch_json(mock_batches[i]));
-		pthread_mutex_unlock(&batch_lock);
-		send_json(req, 200, json_pack("{s:o}", "operations", ops));
+		send_json(req, 200, json_pack("{s:o}", "operations", list_batches(api, gemini_batch_json)));
 	}
 	else if (sscanf(path, "/v1beta/batches/%63[^/:]", id) == 1)
 	{
