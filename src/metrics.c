@@ -29,6 +29,7 @@
 #include "budget.h"
 #include "llmgw.h"
 #include "metrics.h"
+#include "otel.h"
 #include "queue.h"
 #include "ratelimit.h"
 #include "share.h"
@@ -164,6 +165,9 @@ llmgw_gateway_counters(PG_FUNCTION_ARGS)
 	uint32		waiting;
 	uint64		waits;
 	uint64		wait_us;
+	uint64		spans_exported;
+	uint64		spans_dropped;
+	uint64		spans_failed;
 	TimestampTz life;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -202,5 +206,9 @@ llmgw_gateway_counters(PG_FUNCTION_ARGS)
 				put(rsinfo, "llmgw_refusals_total",
 					(double) pg_atomic_read_u64(&state->refusals[r][s]), 2,
 					"reason", reason_names[r], "scope", scope_names[s]);
+	llmgw_otel_span_counts(&spans_exported, &spans_dropped, &spans_failed);
+	put(rsinfo, "llmgw_otel_spans_exported_total", (double) spans_exported, 0);
+	put(rsinfo, "llmgw_otel_spans_dropped_total", (double) spans_dropped, 0);
+	put(rsinfo, "llmgw_otel_spans_failed_total", (double) spans_failed, 0);
 	return (Datum) 0;
 }

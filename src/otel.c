@@ -983,6 +983,15 @@ llmgw_otel_timeout_ms(void)
 	return Max(ms, 0);
 }
 
+/* Spans exported, dropped and failed since the server life began */
+void
+llmgw_otel_span_counts(uint64 *exported, uint64 *dropped, uint64 *failed)
+{
+	*exported = pg_atomic_read_u64(&otel_shared->spans_exported);
+	*dropped = pg_atomic_read_u64(&otel_shared->spans_dropped);
+	*failed = pg_atomic_read_u64(&otel_shared->spans_failed);
+}
+
 PG_FUNCTION_INFO_V1(llmgw_otel_stats);
 
 /*
@@ -1000,6 +1009,9 @@ llmgw_otel_stats(PG_FUNCTION_ARGS)
 	bool		enabled = false;
 	int64		queued = 0;
 	int64		exporting = 0;
+	uint64		exported;
+	uint64		dropped;
+	uint64		failed;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "llmgw.otel_stats must return a record");
@@ -1012,9 +1024,10 @@ llmgw_otel_stats(PG_FUNCTION_ARGS)
 	values[0] = BoolGetDatum(enabled);
 	values[1] = Int64GetDatum(queued);
 	values[2] = Int64GetDatum(exporting);
-	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&otel_shared->spans_exported));
-	values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&otel_shared->spans_dropped));
-	values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&otel_shared->spans_failed));
+	llmgw_otel_span_counts(&exported, &dropped, &failed);
+	values[3] = Int64GetDatum((int64) exported);
+	values[4] = Int64GetDatum((int64) dropped);
+	values[5] = Int64GetDatum((int64) failed);
 	values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&otel_shared->exports));
 	values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&otel_shared->export_failures));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));

@@ -21,6 +21,9 @@ extern void llmgw_otel_define_gucs(void);
 extern Size llmgw_otel_shmem_size(void);
 extern void llmgw_otel_shmem_init(void);
 
+/* spans exported, dropped and failed since the server life began */
+extern void llmgw_otel_span_counts(uint64 *exported, uint64 *dropped, uint64 *failed);
+
 /* in a worker */
 extern void llmgw_otel_start(int worker_index);
 extern void llmgw_otel_call(const LlmgwCall *call);

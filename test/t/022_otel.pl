@@ -6,7 +6,8 @@
 #    a fallback, a failure, an unknown model, an embedding and a cache hit;
 #    no prompt, answer, virtual key or provider secret in any span;
 #  - batches of at most 512 spans; every span counted once (exported,
-#    dropped, failed, queued or in flight) in llmgw.otel_stats();
+#    dropped, failed, queued or in flight) in llmgw.otel_stats(), and in
+#    llmgw.metrics();
 #  - a collector that never answers, and a port that refuses: calls answer
 #    as fast as with export off (same run, relative), and the failed exports
 #    are counted;
@@ -425,6 +426,14 @@ ok($s2->{spans_queued} == 0 && $s2->{spans_exporting} == 0, 'the queue drains on
 is(($s2->{spans_exported} - $s0->{spans_exported}) + ($s2->{spans_dropped} - $s0->{spans_dropped})
 	  + ($s2->{spans_failed} - $s0->{spans_failed}), 20,
 	'exported + dropped + failed = the twenty spans');
+# the same counts are Prometheus counters in llmgw.metrics()
+my $exposition = $node->safe_psql('postgres', 'SELECT llmgw.metrics()');
+my %counter = map { /^llmgw_otel_spans_(\w+)_total (\S+)$/ ? ($1 => $2) : () } split /\n/, $exposition;
+my $s3 = stats();
+is(join(' ', map { $counter{$_} // 'none' } qw(exported dropped failed)),
+	join(' ', map { $s3->{"spans_$_"} } qw(exported dropped failed)),
+	'llmgw.metrics(): llmgw_otel_spans_{exported,dropped,failed}_total are the counts of llmgw.otel_stats()');
+like($exposition, qr/^# TYPE llmgw_otel_spans_dropped_total counter$/m, 'dropped spans are a counter');
 ok(reconfigure({ 'llmgw.otel_endpoint' => '', 'llmgw.otel_max_queue' => 2048 }, 0), 'the default queue again');
 ok(reconfigure({ 'llmgw.otel_endpoint' => "http://127.0.0.1:$cport" }, 1), 'export on again');
 
