@@ -166,6 +166,16 @@ result_line(json_t *line, const char *marker, LlmgwBatchEmit emit, void *arg)
 	return true;
 }
 
+/* Is this line only white space? */
+static bool
+blank(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+			return false;
+	return true;
+}
+
 /* The results, JSONL */
 static int
 anthropic_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmit emit, void *arg)
@@ -180,9 +190,7 @@ anthropic_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmi
 		size_t		n = nl ? (size_t) (nl - p) : (size_t) (end - p);
 		json_t	   *line = n > 0 ? llmgw_json_load(p, n, NULL) : NULL;
 
-		if (line && !result_line(line, marker, emit, arg))
-			foreign++;
-		else if (line == NULL && n > 0 && strspn(p, " \t\r") < n)
+		if (line ? !result_line(line, marker, emit, arg) : !blank(p, n))
 			foreign++;
 		json_decref(line);
 		p = nl ? nl + 1 : end;
