@@ -112,6 +112,7 @@ typedef struct Tracked
 	bool		create_fresh;
 	bool		cancel_sent;
 	bool		output_done;
+	bool		waiting_file;	/* its file transfer waits for another's end */
 	int			failures;
 	TimestampTz next_at;
 	BatchStep	step;
@@ -535,6 +536,26 @@ start_create(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd
 		  malloc_copy(bd->body.data, bd->body.len), NULL, 0, BATCH_CALL_TIMEOUT_MS);
 }
 
+/*
+ * One file (a batch's JSONL upload, or its results download) in flight at a
+ * time: worker 0 holds one batch's file in memory, however many batches a
+ * job has.  A batch whose turn has not come waits; the end of the transfer
+ * in flight wakes it.
+ */
+static bool
+file_turn(Tracked *b)
+{
+	for (int i = 0; i < MAX_TRACKED; i++)
+		if (tracked[i].used && (tracked[i].step == STEP_UPLOAD || tracked[i].step == STEP_OUTPUT ||
+								tracked[i].step == STEP_ERRORS))
+		{
+			b->waiting_file = true;
+			b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BATCH_SCAN_MS);
+			return false;
+		}
+	return true;
+}
+
 /* The first step of a queued batch: split it, upload it or create it */
 static void
 step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
@@ -547,7 +568,7 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 		b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SERIAL_WAIT_MS);
 		return;
 	}
-	if (!build(b, r, w, &bd))
+	if (!file_turn(b) || !build(b, r, w, &bd))
 		return;
 	if (bd.nmoved > 0)
 	{
@@ -575,6 +596,7 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 	}
 	start_create(b, r, w, &bd);
 }
+
 
 /* The next step of a batch whose turn it is */
 static void
@@ -632,6 +654,8 @@ step_batch(Tracked *b)
 	}
 	else if (strcmp(b->state, "ingesting") == 0)
 	{
+		if (((b->output_file[0] && !b->output_done) || b->error_file[0]) && !file_turn(b))
+			return;
 		if (b->output_file[0] && !b->output_done)
 			start(b, STEP_OUTPUT, r, w, LLMGW_BATCH_RESULTS, b->output_file, "GET", NULL, NULL, 0,
 				  BATCH_FILE_TIMEOUT_MS);
@@ -808,6 +832,41 @@ ingest_chunk(void *arg)
 }
 
 /*
+ * Write a chunk of result lines in a transaction of its own.  A line that
+ * is not JSON makes the chunk's cast to jsonb fail: then each line of the
+ * chunk is parsed here, those that are not JSON objects are counted in
+ * *skipped and left out, and the rest written again.  (Parsing every line
+ * here first would parse each line twice: a tenth of the ingest's time.)
+ */
+static bool
+write_chunk(Chunk *c, int *skipped)
+{
+	int			kept = 0;
+
+	if (llmgw_in_transaction("llmgw: writing the results of a provider batch", ingest_chunk, c))
+		return true;
+	for (int i = 0; i < c->n; i++)
+	{
+		text	   *t = (text *) DatumGetPointer(c->lines[i]);
+		json_t	   *line = json_loadb(VARDATA(t), VARSIZE(t) - VARHDRSZ, 0, NULL);
+
+		if (json_is_object(line))
+			c->lines[kept++] = c->lines[i];
+		else
+		{
+			pfree(t);
+			(*skipped)++;
+		}
+		json_decref(line);
+	}
+	if (kept == c->n)
+		return false;			/* it failed for another reason */
+	c->n = kept;
+	return kept == 0 ||
+		llmgw_in_transaction("llmgw: writing the results of a provider batch", ingest_chunk, c);
+}
+
+/*
  * Write result lines (OpenAI output lines), a chunk of lines per
  * transaction; false when a chunk could not be written (the results are
  * downloaded again later, and the items already written are passed over).
@@ -831,18 +890,19 @@ ingest(Tracked *b, char *data, size_t len)
 	{
 		char	   *nl = memchr(p, '\n', end - p);
 		size_t		n = nl ? (size_t) (nl - p) : (size_t) (end - p);
-		json_t	   *line = n > 0 ? json_loadb(p, n, 0, NULL) : NULL;
+		size_t		lead = 0;
 
-		if (json_is_object(line))
+		while (lead < n && isspace((unsigned char) p[lead]))
+			lead++;
+		/* an object, if it is JSON at all (write_chunk sees to the rest) */
+		if (lead < n && p[lead] == '{')
 			c.lines[c.n++] = PointerGetDatum(cstring_to_text_with_len(p, n));
-		else if (n > 0)
+		else if (lead < n)
 			skipped++;
-		json_decref(line);
 		p = nl ? nl + 1 : end;
 		if (c.n == llmgw_batch_ingest_chunk || (p >= end && c.n > 0))
 		{
-			ok = llmgw_in_transaction("llmgw: writing the results of a provider batch",
-									  ingest_chunk, &c);
+			ok = write_chunk(&c, &skipped);
 			MemoryContextSwitchTo(cxt);
 			for (int i = 0; i < c.n; i++)
 				pfree(DatumGetPointer(c.lines[i]));
@@ -1035,6 +1095,13 @@ step_done(Tracked *b)
 			break;
 	}
 	llmgw_http_transfer_release(&b->t);
+	if (step == STEP_UPLOAD || step == STEP_OUTPUT || step == STEP_ERRORS)
+		for (int i = 0; i < MAX_TRACKED; i++)
+			if (tracked[i].used && tracked[i].waiting_file)
+			{
+				tracked[i].waiting_file = false;
+				tracked[i].next_at = 0;
+			}
 }
 
 /*

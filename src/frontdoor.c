@@ -62,8 +62,13 @@ int			llmgw_http_max_connections = 1024;
 int			llmgw_http_max_body = 8 * 1024 * 1024;
 int			llmgw_http_idle_timeout = 60;
 
-/* Largest request header block of a connection (MHD answers 431 beyond) */
-#define HEADER_MEMORY (64 * 1024)
+/*
+ * The memory of a connection: its request header block must fit (MHD
+ * answers 431 beyond).  MHD clears it between two requests of a
+ * connection, so a larger one costs every request: 32 kB, MHD's default,
+ * and twice what Node.js allows.
+ */
+#define HEADER_MEMORY (32 * 1024)
 
 typedef enum FrontEndpoint
 {
@@ -1122,15 +1127,15 @@ text_rest(FrontRequest *r, json_t *answer)
 static void
 answer(FrontRequest *r, LlmgwCall *call)
 {
-	char	   *result = llmgw_call_answer(call);
 	LlmgwFrontMeta meta = meta_of(r);
 	char	   *body = NULL;
 
 	if (r->endpoint == FRONT_EMBEDDINGS)
-		body = llmgw_openai_embeddings(result, r->model, r->base64,
+		body = llmgw_openai_embeddings(llmgw_call_answer(call), r->model, r->base64,
 									   call->out.tokens[LLMGW_TOKENS_INPUT]);
 	else if (r->stream)
 	{
+		char	   *result = llmgw_call_answer(call);
 		json_t	   *a = result ? llmgw_json_load(result, strlen(result), NULL) : NULL;
 		const char *rest = a ? text_rest(r, a) : NULL;
 
@@ -1150,10 +1155,14 @@ answer(FrontRequest *r, LlmgwCall *call)
 		r->out_done = true;
 		return;
 	}
-	else if (is_anthropic(r))
-		body = result ? llmgw_anthropic_message(result, r->model, r->id) : NULL;
 	else
-		body = result ? llmgw_openai_completion(result, &meta) : NULL;
+	{
+		json_t	   *a = llmgw_answer_value(call);
+
+		body = is_anthropic(r) ? llmgw_anthropic_message_value(a, r->model, r->id) :
+			llmgw_openai_completion(a, &meta);
+		json_decref(a);
+	}
 	if (body == NULL)
 		reply_error(r, 502, "malformed_response", "the answer could not be rendered", -1, call);
 	else

@@ -949,6 +949,16 @@ char *
 llmgw_anthropic_message(const char *answer_json, const char *model, const char *id)
 {
 	json_t	   *answer = load_answer(answer_json);
+	char	   *result = llmgw_anthropic_message_value(answer, model, id);
+
+	json_decref(answer);
+	return result;
+}
+
+/* The same, for a normalised answer already read (borrowed) */
+char *
+llmgw_anthropic_message_value(json_t *answer, const char *model, const char *id)
+{
 	json_t	   *message;
 	json_t	   *content;
 	json_t	   *text;
@@ -959,7 +969,7 @@ llmgw_anthropic_message(const char *answer_json, const char *model, const char *
 	json_t	   *call;
 	char	   *result;
 
-	if (answer == NULL)
+	if (!json_is_object(answer))
 		return NULL;
 	message = json_object_get(answer, "message");
 	text = json_object_get(message, "content");
@@ -988,7 +998,6 @@ llmgw_anthropic_message(const char *answer_json, const char *model, const char *
 					 "usage", usage_value(&usage));
 	result = root ? llmgw_json_dump(root) : NULL;
 	json_decref(root);
-	json_decref(answer);
 	return result;
 }
 

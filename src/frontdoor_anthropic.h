@@ -31,6 +31,10 @@ extern char *llmgw_anthropic_to_chat(const char *body, size_t len, char **model,
  */
 extern char *llmgw_anthropic_message(const char *answer_json, const char *model,
 									 const char *id);
+/* The same for a normalised answer already read (a borrowed json_t) */
+struct json_t;
+extern char *llmgw_anthropic_message_value(struct json_t *answer, const char *model,
+										   const char *id);
 
 /*
  * What a streamed Message has sent so far.  llmgw_anthropic_stream_start

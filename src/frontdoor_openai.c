@@ -103,11 +103,10 @@ tool_calls_value(json_t *calls, bool with_index)
 	return v;
 }
 
-/* A chat.completion for a normalised answer; NULL when it is unreadable */
+/* A chat.completion for a normalised answer (borrowed); NULL when it is none */
 char *
-llmgw_openai_completion(const char *answer, const LlmgwFrontMeta *meta)
+llmgw_openai_completion(json_t *a, const LlmgwFrontMeta *meta)
 {
-	json_t	   *a = llmgw_json_load(answer, strlen(answer), NULL);
 	json_t	   *msg = json_object_get(a, "message");
 	json_t	   *calls = json_object_get(msg, "tool_calls");
 	json_t	   *message;
@@ -115,10 +114,7 @@ llmgw_openai_completion(const char *answer, const LlmgwFrontMeta *meta)
 	char	   *text;
 
 	if (!json_is_object(a))
-	{
-		json_decref(a);
 		return NULL;
-	}
 	message = json_pack("{s:s, s:O, s:n}", "role", "assistant",
 						"content", json_object_get(msg, "content") ?
 						json_object_get(msg, "content") : json_null(), "refusal");
@@ -135,7 +131,6 @@ llmgw_openai_completion(const char *answer, const LlmgwFrontMeta *meta)
 					 "system_fingerprint");
 	text = llmgw_json_dump(root);
 	json_decref(root);
-	json_decref(a);
 	return text;
 }
 

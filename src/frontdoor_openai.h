@@ -8,6 +8,8 @@
 #ifndef LLMGW_FRONTDOOR_OPENAI_H
 #define LLMGW_FRONTDOOR_OPENAI_H
 
+#include <jansson.h>
+
 #include "lib/stringinfo.h"
 
 /* What every answer of one request carries */
@@ -18,7 +20,7 @@ typedef struct LlmgwFrontMeta
 	int64		created;		/* Unix time */
 } LlmgwFrontMeta;
 
-extern char *llmgw_openai_completion(const char *answer, const LlmgwFrontMeta *meta);
+extern char *llmgw_openai_completion(json_t *answer, const LlmgwFrontMeta *meta);
 extern void llmgw_openai_stream_start(StringInfo out, const LlmgwFrontMeta *meta);
 extern void llmgw_openai_stream_text(StringInfo out, const LlmgwFrontMeta *meta,
 									 const char *text, size_t len);

@@ -64,14 +64,13 @@ tool_calls_value(const char *tool_calls)
 	return calls;
 }
 
-/* The normalised answer of a successful call, as JSON text */
-char *
-llmgw_response_json(const LlmgwCall *call)
+/* The normalised answer of a successful call (a new reference) */
+json_t *
+llmgw_response_value(const LlmgwCall *call)
 {
 	const LlmgwOutcome *out = &call->out;
 	json_t	   *message = json_pack("{s:s, s:s?}", "role", "assistant", "content", out->text);
 	json_t	   *root;
-	char	   *text;
 	char		id[LLMGW_UUID_TEXT_LEN];
 
 	llmgw_uuid_text(&call->request_id, id, true);
@@ -90,7 +89,37 @@ llmgw_response_json(const LlmgwCall *call)
 					 "cached_input_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHED_INPUT]),
 					 "cache_write_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHE_WRITE]),
 					 "reasoning_tokens", count_value(out->tokens[LLMGW_TOKENS_REASONING]));
-	text = llmgw_json_dump(root);
+	return root;
+}
+
+/* The normalised answer of a successful call, as JSON text */
+char *
+llmgw_response_json(const LlmgwCall *call)
+{
+	json_t	   *root = llmgw_response_value(call);
+	char	   *text = llmgw_json_dump(root);
+
 	json_decref(root);
 	return text;
+}
+
+/*
+ * The answer of a successful chat call as a JSON object (a new reference),
+ * built without a trip through its text unless it came from the cache;
+ * NULL when there is none or it is not an object
+ */
+json_t *
+llmgw_answer_value(LlmgwCall *call)
+{
+	json_t	   *answer;
+	char	   *text;
+
+	if (call->kind == LLMGW_KIND_CHAT_JSON && !call->cache_hit)
+		return llmgw_response_value(call);
+	text = llmgw_call_answer(call);
+	answer = text ? llmgw_json_load(text, strlen(text), NULL) : NULL;
+	if (json_is_object(answer))
+		return answer;
+	json_decref(answer);
+	return NULL;
 }

@@ -125,6 +125,7 @@ static long otlp_spans;
 static char *otlp_last = NULL;	/* the last accepted body, as received */
 static json_t *otlp_kept = NULL;	/* its spans, and those before (MAX_KEPT_SPANS) */
 static char *otlp_directives = NULL;	/* what POST /otlp/directives set */
+static bool otlp_discard = false;	/* --otlp-discard: accept exports unread */
 static int	stop_pipe[2];		/* written once to stop the serving threads */
 
 /* FNV-1a hash of a string */
@@ -1710,6 +1711,12 @@ handle_api(struct evhttp_request *req, const char *path)
  * last user message holds [[fail]] is answered 400 in the error file, one
  * holding [[expire]] expires alone; create_lost in the model creates the batch
  * but answers its create with a 503 (a create whose answer was lost).
+ *
+ * For crash tests, in the same model: batch_upload_ms:N answers an upload
+ * N ms late (the file is kept at once), batch_create_ms:N answers a create
+ * N ms late (the batch is created at once), batch_create_busy answers the
+ * first create of each file 503 without creating anything, batch_garbage
+ * ends its output file with lines that are not JSON objects.
  */
 #define MAX_BATCH_FILES 4096
 #define MAX_BATCHES 1024
@@ -1719,6 +1726,7 @@ typedef struct MockFile
 	char		id[48];
 	char	   *data;
 	size_t		len;
+	bool		create_refused; /* batch_create_busy: its first create was */
 } MockFile;
 
 typedef struct MockBatch
@@ -1734,6 +1742,7 @@ typedef struct MockBatch
 	int			batch_ms;
 	bool		fail;
 	bool		expire;
+	bool		garbage;		/* its output file holds lines that are not JSON objects */
 	bool		ended;			/* output produced */
 	long		total, completed, failed;
 	const char *final;			/* completed, failed, expired, cancelled */
@@ -1763,6 +1772,7 @@ static atomic_long batch_polls[NAPIS];
 static atomic_long batch_downloads[NAPIS];
 static atomic_long batch_cancels[NAPIS];
 static atomic_long batch_lists[NAPIS];
+static atomic_long batch_created[NAPIS];	/* batches made (creates answered 200) */
 
 static double
 mono_now(void)
@@ -1805,6 +1815,33 @@ batch_find(const char *id)
 		if (strcmp(mock_batches[i]->id, id) == 0)
 			return mock_batches[i];
 	return NULL;
+}
+
+/*
+ * The model of the first line of a JSONL file (malloc'd), or NULL: the
+ * batch directives are read from it
+ */
+static char *
+first_model(const char *data, size_t len)
+{
+	const char *nl = memchr(data, '\n', len);
+	json_t	   *first = json_loadb(data, nl ? (size_t) (nl - data) : len, 0, NULL);
+	const char *model = json_string_value(json_object_get(json_object_get(first, "body"), "model"));
+	char	   *copy = model ? strdup(model) : NULL;
+
+	json_decref(first);
+	return copy;
+}
+
+/* The value of directive name ("batch_ms:") in model, or 0 */
+static int
+model_ms(const char *model, const char *name)
+{
+	char		want[64];
+	const char *d;
+
+	snprintf(want, sizeof(want), ";%s", name);
+	return model && (d = strstr(model, want)) != NULL ? atoi(d + strlen(want)) : 0;
 }
 
 /* A part of a multipart body: the value of its name and its content */
@@ -1979,6 +2016,8 @@ batch_finish(MockBatch *b, const char *status)
 		json_decref(line);
 	}
 	b->total = n > 0 ? n : b->total;
+	if (b->garbage && evbuffer_get_length(ok) > 0)
+		evbuffer_add_printf(ok, "{\"custom_id\": \"r1\", not json\n[1]\n\n");
 	if (evbuffer_get_length(ok) > 0)
 	{
 		size_t		len = evbuffer_get_length(ok);
@@ -2059,6 +2098,15 @@ list_batches(int api, json_t *(*describe) (MockBatch *b))
 	return data;
 }
 
+/* Send v as JSON delay_ms from now (v released) */
+static void
+send_json_late(struct evhttp_request *req, int status, json_t *v, int delay_ms)
+{
+	Behaviour	b = {.fail_first = -1, .delay_ms = delay_ms};
+
+	reply(req, &b, status, "application/json", json_buffer(v), false);
+}
+
 /* POST /v1/files (multipart: purpose=batch, file=JSONL) */
 static void
 batch_upload(struct evhttp_request *req, int api)
@@ -2074,6 +2122,7 @@ batch_upload(struct evhttp_request *req, int api)
 	size_t		plen;
 	char		boundary[200];
 	MockFile   *f = NULL;
+	char	   *model = NULL;
 
 	atomic_fetch_add(&batch_uploads[api], 1);
 	if (bnd)
@@ -2092,6 +2141,7 @@ batch_upload(struct evhttp_request *req, int api)
 
 		memcpy(data, content, clen);
 		data[clen] = '\0';
+		model = first_model(data, clen);
 		pthread_mutex_lock(&batch_lock);
 		f = file_add(data, clen);
 		pthread_mutex_unlock(&batch_lock);
@@ -2104,9 +2154,11 @@ batch_upload(struct evhttp_request *req, int api)
 		reply_error(req, &plain, 500, "the mock holds too many files", "server_error", NULL, NULL);
 		return;
 	}
-	send_json(req, 200, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", f->id, "object", "file",
-								  "bytes", (json_int_t) clen, "filename", "batch.jsonl",
-								  "purpose", "batch"));
+	send_json_late(req, 200, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", f->id, "object", "file",
+									   "bytes", (json_int_t) clen, "filename", "batch.jsonl",
+									   "purpose", "batch"),
+				   model_ms(model, "batch_upload_ms:"));
+	free(model);
 }
 
 /* POST /v1/batches */
@@ -2122,7 +2174,7 @@ batch_create(struct evhttp_request *req, int api)
 	json_t	   *meta = json_object_get(root, "metadata");
 	MockFile   *f;
 	MockBatch  *b;
-	bool		lost = false;
+	char	   *model;
 
 	free(body);
 	atomic_fetch_add(&batch_creates[api], 1);
@@ -2138,6 +2190,16 @@ batch_create(struct evhttp_request *req, int api)
 					"invalid_request_error", "invalid_request", "input_file_id");
 		return;
 	}
+	model = first_model(f->data, f->len);
+	if (model && strstr(model, ";batch_create_busy") && !f->create_refused)
+	{
+		f->create_refused = true;
+		pthread_mutex_unlock(&batch_lock);
+		json_decref(root);
+		free(model);
+		reply_error(req, &plain, 503, "the mock is busy (batch_create_busy)", "server_error", NULL, NULL);
+		return;
+	}
 	b = calloc(1, sizeof(*b));
 	snprintf(b->id, sizeof(b->id), "batch_mock_%d", nmock_batches + 1);
 	snprintf(b->input_file, sizeof(b->input_file), "%s", f->id);
@@ -2147,36 +2209,31 @@ batch_create(struct evhttp_request *req, int api)
 	b->metadata = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
 	b->api = api;
 	/* directives of the first request's model; its line count */
-	{
-		const char *nl = memchr(f->data, '\n', f->len);
-		json_t	   *first = json_loadb(f->data, nl ? (size_t) (nl - f->data) : f->len, 0, NULL);
-		const char *model = json_string_value(json_object_get(json_object_get(first, "body"), "model"));
-		const char *d;
-
-		if (model && (d = strstr(model, ";batch_ms:")) != NULL)
-			b->batch_ms = atoi(d + 10);
-		b->fail = model && strstr(model, ";batch_fail") != NULL;
-		b->expire = model && strstr(model, ";batch_expire") != NULL;
-		lost = model && strstr(model, ";create_lost") != NULL;
-		json_decref(first);
-		for (size_t i = 0; i < f->len; i++)
-			if (f->data[i] == '\n' || (i == f->len - 1))
-				b->total++;
-	}
+	if (model && strstr(model, ";batch_ms:") != NULL)
+		b->batch_ms = model_ms(model, "batch_ms:");
+	b->fail = model && strstr(model, ";batch_fail") != NULL;
+	b->expire = model && strstr(model, ";batch_expire") != NULL;
+	b->garbage = model && strstr(model, ";batch_garbage") != NULL;
+	for (size_t i = 0; i < f->len; i++)
+		if (f->data[i] == '\n' || (i == f->len - 1))
+			b->total++;
 	mock_batches[nmock_batches++] = b;
+	atomic_fetch_add(&batch_created[api], 1);
 	{
 		json_t	   *out = batch_json(b);
 
 		pthread_mutex_unlock(&batch_lock);
 		json_decref(root);
-		if (lost)
+		if (model && strstr(model, ";create_lost"))
 		{
 			json_decref(out);
+			free(model);
 			reply_error(req, &plain, 503, "the answer of this create is lost (create_lost)",
 						"server_error", NULL, NULL);
 			return;
 		}
-		send_json(req, 200, out);
+		send_json_late(req, 200, out, model_ms(model, "batch_create_ms:"));
+		free(model);
 	}
 }
 
@@ -2299,6 +2356,7 @@ inline_batch_add(int api, const char *model, json_t *items)
 	b->items = items;
 	b->total = (long) json_array_size(items);
 	mock_batches[nmock_batches++] = b;
+	atomic_fetch_add(&batch_created[api], 1);
 	return b;
 }
 
@@ -2916,6 +2974,17 @@ handle_otlp(struct evhttp_request *req)
 		send_json_text(req, 415, "{\"code\":3,\"message\":\"Content-Type must be application/json\"}");
 		return;
 	}
+	if (otlp_discard)
+	{
+		/* a collector that costs this machine nothing: read, count, drop */
+		evbuffer_drain(evhttp_request_get_input_buffer(req),
+					   evbuffer_get_length(evhttp_request_get_input_buffer(req)));
+		pthread_mutex_lock(&otlp_lock);
+		otlp_accepted++;
+		pthread_mutex_unlock(&otlp_lock);
+		send_json_text(req, 200, "{}");
+		return;
+	}
 	body = request_body(req, &len);
 	root = json_loadb(body, len, 0, NULL);
 	if (!json_is_object(root) || !otlp_count(root, &resource_spans, &spans))
@@ -3017,13 +3086,14 @@ handle_otlp_control(struct evhttp_request *req, const char *path)
 static json_t *
 batch_counters(int api)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 					 "uploads", (json_int_t) atomic_load(&batch_uploads[api]),
 					 "creates", (json_int_t) atomic_load(&batch_creates[api]),
 					 "polls", (json_int_t) atomic_load(&batch_polls[api]),
 					 "downloads", (json_int_t) atomic_load(&batch_downloads[api]),
 					 "cancels", (json_int_t) atomic_load(&batch_cancels[api]),
-					 "lists", (json_int_t) atomic_load(&batch_lists[api]));
+					 "lists", (json_int_t) atomic_load(&batch_lists[api]),
+					 "created", (json_int_t) atomic_load(&batch_created[api]));
 }
 
 static void
@@ -3106,6 +3176,7 @@ handle_reset(struct evhttp_request *req)
 		atomic_store(&batch_downloads[api], 0);
 		atomic_store(&batch_cancels[api], 0);
 		atomic_store(&batch_lists[api], 0);
+		atomic_store(&batch_created[api], 0);
 	}
 	evbuffer_add_printf(buf, "{\"ok\":true}");
 	send_now(req, 200, "application/json", buf);
@@ -3265,9 +3336,11 @@ main(int argc, char **argv)
 			corpus_dir = argv[++i];
 		else if (strcmp(argv[i], "--batch-ms") == 0 && i + 1 < argc)
 			default_batch_ms = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--otlp-discard") == 0)
+			otlp_discard = true;
 		else
 		{
-			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR] [--batch-ms MS]\n");
+			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR] [--batch-ms MS] [--otlp-discard]\n");
 			return 2;
 		}
 	}

@@ -33,23 +33,10 @@ $node->safe_psql('postgres', q{
 	GRANT SELECT ON t1 TO batch_other;
 });
 
-# The mock's batch counters
-sub mock_batch
-{
-	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{LLMGW_MOCK_PORT})
-	  or BAIL_OUT("cannot reach the mock: $!");
-	print $s "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-	my $body = do { local $/; <$s> };
-	$body =~ s/^.*?\r\n\r\n//s;
-	return JSON::PP::decode_json($body)->{batch};
-}
-
 # The counters' growth since $before, as "uploads/creates/lists/cancels/downloads"
 sub grown
 {
-	my ($before) = @_;
-	my $now = mock_batch();
-	return join '/', map { $now->{$_} - $before->{$_} } qw(uploads creates lists cancels downloads);
+	return LlmgwTest::mock_batch_grown($_[0], qw(uploads creates lists cancels downloads));
 }
 
 sub wait_job
@@ -71,7 +58,7 @@ sub enrich
 }
 
 # ---- the round trip, split into three batches
-my $before = mock_batch();
+my $before = LlmgwTest::mock_batch();
 my ($job, $rows, $batches) = enrich('batch_user', 't1', 'bm', 4);
 is("$rows/$batches", '10/3', 'ten rows queued as three batches of at most four');
 wait_job($job, 'finished');
@@ -141,7 +128,7 @@ $node->safe_psql('postgres', q{
 	CREATE TABLE t3 (id int PRIMARY KEY, body text, summary text);
 	INSERT INTO t3 SELECT g, 'three ' || g, NULL FROM generate_series(1, 6) g;
 	GRANT SELECT, UPDATE ON t3 TO batch_user});
-$before = mock_batch();
+$before = LlmgwTest::mock_batch();
 ($job) = enrich('batch_user', 't3', 'bm-slow', 100);
 $node->poll_query_until('postgres', "SELECT provider_batch_id IS NOT NULL FROM llmgw.batches WHERE job_id = $job")
   or die 'not submitted';
@@ -154,20 +141,12 @@ is($node->safe_psql('postgres', "SELECT string_agg(status, ',' ORDER BY status) 
 	'cancelled,cancelled,cancelled,ok,ok,ok', 'the cancelled items have their usage rows');
 
 # ---- kill -9 of a worker while the batch waits at the provider
-sub kill_worker
-{
-	my $pid = $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker' ORDER BY pid LIMIT 1");
-	kill 'KILL', $pid;
-	sleep 1;
-	$node->poll_query_until('postgres', "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
-	  or die 'the workers did not come back';
-}
+sub kill_worker { LlmgwTest::kill_worker($node, 2); }
 $node->safe_psql('postgres', q{
 	CREATE TABLE t4 (id int PRIMARY KEY, body text, summary text);
 	INSERT INTO t4 SELECT g, 'four ' || g, NULL FROM generate_series(1, 6) g;
 	GRANT SELECT, UPDATE ON t4 TO batch_user});
-$before = mock_batch();
+$before = LlmgwTest::mock_batch();
 ($job) = enrich('batch_user', 't4', 'bm-slow', 100);
 $node->poll_query_until('postgres', "SELECT provider_batch_id IS NOT NULL FROM llmgw.batches WHERE job_id = $job")
   or die 'not submitted';
@@ -194,7 +173,7 @@ $node->safe_psql('postgres', q{
 	END $$;
 	CREATE TRIGGER t5_slow BEFORE UPDATE ON t5 FOR EACH ROW EXECUTE FUNCTION t5_slow();
 });
-$before = mock_batch();
+$before = LlmgwTest::mock_batch();
 ($job) = enrich('batch_user', 't5', 'bm', 100);
 $node->poll_query_until('postgres', q{
 	SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})

@@ -11,8 +11,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IO::Socket::INET;
-use JSON::PP;
 use FindBin;
 use lib $FindBin::Bin;
 use LlmgwTest;
@@ -46,12 +44,7 @@ for my $api (sort keys %prov)
 sub counters
 {
 	my ($api) = @_;
-	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{LLMGW_MOCK_PORT})
-	  or BAIL_OUT("cannot reach the mock: $!");
-	print $s "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-	my $body = do { local $/; <$s> };
-	$body =~ s/^.*?\r\n\r\n//s;
-	return JSON::PP::decode_json($body)->{"batch_$api"};
+	return LlmgwTest::mock_stats()->{"batch_$api"};
 }
 
 # Growth since $before, as "uploads/creates/lists/cancels/downloads"
@@ -100,16 +93,6 @@ sub answered
 {
 	my ($t) = @_;
 	return $node->safe_psql('postgres', "SELECT count(*) FROM $t WHERE summary IS NOT NULL");
-}
-
-sub kill_worker
-{
-	my $pid = $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker' ORDER BY pid LIMIT 1");
-	kill 'KILL', $pid;
-	sleep 1;
-	$node->poll_query_until('postgres', "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
-	  or die 'the workers did not come back';
 }
 
 # What each API asks of the provider for one batch: an upload (OpenAI
@@ -185,7 +168,7 @@ for my $api (qw(anthropic gemini azure))
 	($job) = enrich($t, "$api-slow", 100);
 	$node->poll_query_until('postgres', "SELECT provider_batch_id IS NOT NULL FROM llmgw.batches WHERE job_id = $job")
 	  or die 'not submitted';
-	kill_worker();
+	LlmgwTest::kill_worker($node, 2);
 	wait_job($job, 'finished');
 	is(grown($api, $before), $one{$api}, "$api: after a crash while waiting, one create and one fetch of the results");
 	is($node->safe_psql('postgres', "SELECT (SELECT count(*) FROM $t WHERE summary IS NOT NULL), count(*), count(DISTINCT request_id) FROM llmgw.usage WHERE job_id = $job"),
@@ -211,7 +194,7 @@ for my $api (qw(anthropic gemini azure))
 		SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
 	  or die 'the results are not being written';
 	is(answered($t), '2', "$api: two results written when the worker is killed");
-	kill_worker();
+	LlmgwTest::kill_worker($node, 2);
 	wait_job($job, 'finished');
 	$node->safe_psql('postgres', 'ALTER SYSTEM RESET llmgw.batch_ingest_chunk; SELECT pg_reload_conf()');
 	my $again = $api eq 'gemini' ? '0/1/0/0/3' : $api eq 'azure' ? '1/1/0/0/2' : '0/1/0/0/2';

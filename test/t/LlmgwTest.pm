@@ -58,17 +58,53 @@ sub background
 	return ($h, \$out, \$err);
 }
 
-# How many requests the mock provider saw for the model strings given
-sub mock_requests
+# The mock's GET /stats, decoded (the test harness's mock, or the one on $port)
+sub mock_stats
 {
-	my (@models) = @_;
-	my $port = $ENV{LLMGW_MOCK_PORT} or BAIL_OUT('LLMGW_MOCK_PORT is not set');
+	my ($port) = @_;
+	$port //= $ENV{LLMGW_MOCK_PORT} or BAIL_OUT('LLMGW_MOCK_PORT is not set');
 	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
 	  or BAIL_OUT("cannot reach the mock: $!");
 	print $s "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
 	my $body = do { local $/; <$s> };
 	$body =~ s/^.*?\r\n\r\n//s;
-	my $stats = JSON::PP::decode_json($body);
+	return JSON::PP::decode_json($body);
+}
+
+# kill -9 of an llmgw worker (the server restarts every process); returns
+# when the node's $workers workers are back
+sub kill_worker
+{
+	my ($node, $workers) = @_;
+	my $pid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker' ORDER BY pid LIMIT 1");
+	kill 'KILL', $pid;
+	sleep 1;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = $workers FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
+	  or die 'the workers did not come back';
+}
+
+# The mock's batch counters (uploads, creates, created, lists, ...)
+sub mock_batch
+{
+	my ($port) = @_;
+	return mock_stats($port)->{batch};
+}
+
+# The growth of the named batch counters since $before, as "n/n/..."
+sub mock_batch_grown
+{
+	my ($before, @names) = @_;
+	my $now = mock_batch();
+	return join '/', map { $now->{$_} - $before->{$_} } @names;
+}
+
+# How many requests the mock provider saw for the model strings given
+sub mock_requests
+{
+	my (@models) = @_;
+	my $stats = mock_stats();
 	my $total = 0;
 	$total += $stats->{by_model}{$_} // 0 for @models;
 	return $total;

@@ -1,0 +1,234 @@
+# Provider batches (docs/batch.md) killed at every stage: kill -9 of worker
+# 0 while its upload is in flight, between the upload and the create
+# (state submitting, no create in flight), after a create reached the
+# provider but before its answer was recorded (found again by its marker),
+# and a whole-server restart (fast, then immediate) while the results are
+# written; and an output file with lines that are not JSON objects.  After each, the mock's counters and the rows are counted
+# exactly: no batch created twice, no result or usage row lost or doubled.
+# And the pg_cron recipe of docs/batch.md, run as written: a schedule that
+# fires (pg_cron 1.4 has whole minutes only, so it is scheduled first and
+# looked at last), against a second mock so that its traffic does not
+# touch the counters of the crash stages.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IO::Socket::INET;
+use JSON::PP;
+use FindBin;
+use lib $FindBin::Bin;
+use LlmgwTest;
+
+# A mock of its own for the pg_cron job
+my $port_file = "$PostgreSQL::Test::Utils::tmp_check/mock_cron.port";
+unlink $port_file;
+my $mock_pid = fork();
+die "fork: $!" unless defined $mock_pid;
+if ($mock_pid == 0)
+{
+	open STDOUT, '>', '/dev/null';
+	exec "$FindBin::Bin/../mock/llmgw-mock", '--port', '0', '--port-file', $port_file
+	  or die "exec: $!";
+}
+END { kill 'TERM', $mock_pid if $mock_pid; }
+for (1 .. 100) { last if -s $port_file; select undef, undef, undef, 0.05; }
+my $cron_port = do { local (@ARGV, $/) = ($port_file); <> } or die 'the second mock did not start';
+chomp $cron_port;
+
+my $node = LlmgwTest::node('batch_crash', 2,
+	conf => "llmgw.batch_poll_interval = 100\n"
+	  . "shared_preload_libraries = 'llmgw,pg_cron'\n"
+	  . "cron.database_name = 'postgres'\n"
+	  . "cron.use_background_workers = on\n"
+	  . "max_worker_processes = 32\n");
+$node->safe_psql('postgres', qq{
+	SELECT llmgw.create_model('bc-upload', 'mock', 'batch-model;batch_upload_ms:3000', price_model => 'bc-price');
+	SELECT llmgw.create_model('bc-busy', 'mock', 'batch-model;batch_create_busy', price_model => 'bc-price');
+	SELECT llmgw.create_model('bc-create', 'mock', 'batch-model;batch_create_ms:3000', price_model => 'bc-price');
+	SELECT llmgw.create_model('bc', 'mock', 'batch-model', price_model => 'bc-price');
+	SELECT llmgw.set_price('bc-price', input => 2, output => 4, batch_input => 1, batch_output => 2);
+	SELECT llmgw.create_provider('mock_cron', 'openai_compatible', 'http://127.0.0.1:$cron_port/v1');
+	SELECT llmgw.create_model('nightly', 'mock_cron', 'batch-model', price_model => 'bc-price');
+	SELECT llmgw.create_model('bc-junk', 'mock', 'batch-model;batch_garbage', price_model => 'bc-price');
+	CREATE ROLE batch_user LOGIN IN ROLE llmgw_user;
+});
+sub table
+{
+	my ($t, $n) = @_;
+	$node->safe_psql('postgres', qq{
+		CREATE TABLE $t (id int PRIMARY KEY, body text, summary text);
+		INSERT INTO $t SELECT g, '$t ' || g, NULL FROM generate_series(1, $n) g;
+		GRANT SELECT, UPDATE ON $t TO batch_user});
+}
+
+# ---- the pg_cron recipe, scheduled first: it fires at the next minute
+table('tickets', 5);
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION pg_cron;
+	GRANT USAGE ON SCHEMA cron TO batch_user;
+	SET ROLE batch_user;
+	SELECT cron.schedule('nightly-tickets', '* * * * *',
+	    $$CALL llmgw.enrich('public.tickets', 'id', $q$'Summarise: ' || body$q$, 'summary',
+	                        'nightly', mode => 'batch')$$);
+});
+
+# The counters' growth since $before: "uploads/creates/created/lists/downloads"
+sub grown
+{
+	return LlmgwTest::mock_batch_grown($_[0], qw(uploads creates created lists downloads));
+}
+
+sub enrich
+{
+	my ($table, $model) = @_;
+	my ($out, $err) = ('', '');
+	$node->psql('postgres',
+		"CALL llmgw.enrich('$table', 'id', \$\$'Summarise: ' || body\$\$, 'summary', '$model', mode => 'batch')",
+		stdout => \$out, stderr => \$err, extra_params => [ '-U', 'batch_user' ]);
+	return $err =~ /job (\d+): \d+ rows queued/ ? $1 : die "enrich: $err";
+}
+
+sub wait_job
+{
+	my ($job) = @_;
+	$node->poll_query_until('postgres', "SELECT status = 'finished' FROM llmgw.jobs WHERE id = $job")
+	  or die "job $job did not finish";
+}
+
+sub kill_worker0 { LlmgwTest::kill_worker($node, 2); }
+
+# Each row written once, with one usage row, every item done, the job
+# counting each row once, and one batch that ended completed
+sub exactly_once
+{
+	my ($job, $table, $n, $what) = @_;
+	is($node->safe_psql('postgres', qq{
+		SELECT (SELECT count(*) FROM $table WHERE summary = 'Hello! You said: Summarise: ' || body),
+		       (SELECT count(*) || '/' || count(DISTINCT request_id) || '/' || count(*) FILTER (WHERE status = 'ok')
+		          FROM llmgw.usage WHERE job_id = $job),
+		       (SELECT string_agg(state || ':' || c, ',') FROM (SELECT i.state, count(*) AS c
+		          FROM llmgw.batch_items i JOIN llmgw.batches b ON b.id = i.batch_id
+		         WHERE b.job_id = $job GROUP BY 1) s),
+		       (SELECT count(*) FROM llmgw.usage u JOIN llmgw.batch_items i ON i.request_id = u.request_id
+		         WHERE u.job_id = $job),
+		       (SELECT string_agg(state, ',') FROM llmgw.batches WHERE job_id = $job),
+		       (SELECT rows_done || '/' || rows_failed || '/' || status FROM llmgw.jobs WHERE id = $job)}),
+		"$n|$n/$n/$n|done:$n|$n|completed|$n/0/finished", "$what: every row once, one usage row per item");
+}
+
+# ---- kill -9 while the upload is in flight (the mock has the file and
+# answers 3 s late): the batch is uploaded again, the first file unused
+table('up', 6);
+my $before = LlmgwTest::mock_batch();
+my $job = enrich('up', 'bc-upload');
+for (1 .. 100) { last if LlmgwTest::mock_batch()->{uploads} > $before->{uploads}; select undef, undef, undef, 0.1; }
+is($node->safe_psql('postgres', "SELECT state FROM llmgw.batches WHERE job_id = $job"), 'queued',
+	'the upload reached the provider, its answer not yet');
+kill_worker0();
+wait_job($job);
+is(grown($before), '2/1/1/0/1', 'killed mid-upload: uploaded again, created once, no list needed');
+exactly_once($job, 'up', 6, 'killed mid-upload');
+
+# ---- kill -9 between the upload and the create: the first create was
+# refused (503), so the batch waits in state submitting with no create in
+# flight; after the restart the provider's list is read (the create's
+# outcome is not known to the new worker) and, no batch having the
+# marker, it is created
+table('sub', 6);
+$before = LlmgwTest::mock_batch();
+$job = enrich('sub', 'bc-busy');
+$node->poll_query_until('postgres', "SELECT state = 'submitting' AND last_error LIKE 'creating the batch failed: HTTP 503%' FROM llmgw.batches WHERE job_id = $job")
+  or die 'the create was not refused';
+kill_worker0();
+wait_job($job);
+is(grown($before), '1/2/1/1/1', 'killed in state submitting: one upload, the list read, created once');
+exactly_once($job, 'sub', 6, 'killed in state submitting');
+
+# ---- kill -9 after the create reached the provider, before its answer
+# was recorded (the mock creates at once and answers 3 s late): the batch
+# is found by its marker and adopted, not created again
+table('cr', 6);
+$before = LlmgwTest::mock_batch();
+$job = enrich('cr', 'bc-create');
+for (1 .. 100) { last if LlmgwTest::mock_batch()->{created} > $before->{created}; select undef, undef, undef, 0.1; }
+is($node->safe_psql('postgres', "SELECT state || '/' || (provider_batch_id IS NULL)::int FROM llmgw.batches WHERE job_id = $job"),
+	'submitting/1', 'the provider made the batch, llmgw does not know it yet');
+kill_worker0();
+wait_job($job);
+is(grown($before), '1/1/1/1/1', 'killed before the create was answered: found by its marker, created once');
+exactly_once($job, 'cr', 6, 'killed before the create was answered');
+is($node->safe_psql('postgres', "SELECT provider_batch_id LIKE 'batch_mock_%' AND submitted_at IS NOT NULL AND price_id IS NOT NULL FROM llmgw.batches WHERE job_id = $job"),
+	't', 'the adopted batch has its provider id, submission time and price');
+
+# ---- an output file with lines that are not JSON objects: the chunk
+# holding them is written without them, and the server log says so
+table('junk', 6);
+$before = LlmgwTest::mock_batch();
+$job = enrich('junk', 'bc-junk');
+wait_job($job);
+exactly_once($job, 'junk', 6, 'lines that are not JSON in the output');
+like(slurp_file($node->logfile), qr/WARNING:  llmgw: 2 lines of the results of batch \d+ are not JSON objects/,
+	'the lines left out are counted in the server log');
+
+# ---- a whole-server restart while the results are written (one per
+# transaction): a fast restart at the third answer, an immediate stop at
+# the sixth
+table('ing', 8);
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
+	SELECT pg_reload_conf();
+	CREATE SEQUENCE ing_writes;
+	GRANT USAGE ON SEQUENCE ing_writes TO batch_user;
+	CREATE FUNCTION ing_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+	    IF nextval('ing_writes') IN (3, 6) THEN PERFORM pg_sleep(60); END IF;
+	    RETURN NEW;
+	END $$;
+	CREATE TRIGGER ing_slow BEFORE UPDATE ON ing FOR EACH ROW EXECUTE FUNCTION ing_slow();
+});
+sub wait_ingest_sleep
+{
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
+	  or die 'the results are not being written';
+}
+$before = LlmgwTest::mock_batch();
+$job = enrich('ing', 'bc');
+wait_ingest_sleep();
+is($node->safe_psql('postgres', "SELECT count(*) FROM ing WHERE summary IS NOT NULL"), '2',
+	'two results written at the fast restart');
+$node->restart;
+wait_ingest_sleep();
+is($node->safe_psql('postgres', "SELECT count(*) FROM ing WHERE summary IS NOT NULL"), '4',
+	'four written at the immediate stop');
+$node->stop('immediate');
+$node->start;
+wait_job($job);
+is(grown($before), '1/1/1/0/3', 'two server restarts while ingesting: the output fetched three times, nothing else again');
+exactly_once($job, 'ing', 8, 'restarted twice while ingesting');
+is($node->safe_psql('postgres', "SELECT count(*) FROM llmgw.usage u JOIN llmgw.batches b ON b.id = u.batch_id WHERE u.job_id = $job AND u.price_id = b.price_id AND u.cost > 0"),
+	'8', 'each usage row priced at the batch\'s price row');
+
+# ---- the pg_cron recipe fired: the batch submitted, its rows filled,
+# nothing outstanding
+my $cron_job;
+$node->poll_query_until('postgres', q{
+	SELECT EXISTS (SELECT 1 FROM llmgw.jobs WHERE source = 'public.tickets' AND rows_total = 5)}, 't')
+  or die 'the pg_cron job did not run';
+$cron_job = $node->safe_psql('postgres', "SELECT id FROM llmgw.jobs WHERE source = 'public.tickets' AND rows_total = 5");
+wait_job($cron_job);
+is($node->safe_psql('postgres', q{
+	SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job c USING (jobid)
+	 WHERE c.jobname = 'nightly-tickets' AND d.status = 'succeeded'}),
+	't', 'cron.job_run_details shows the run succeeded');
+$node->safe_psql('postgres', "SET ROLE batch_user; SELECT cron.unschedule('nightly-tickets')");
+is($node->safe_psql('postgres', qq{
+	SELECT j.owner, j.mode, (SELECT count(*) FROM tickets WHERE summary IS NOT NULL),
+	       (SELECT count(*) FROM llmgw.usage u WHERE u.job_id = j.id AND u.batch_id IS NOT NULL),
+	       (SELECT count(*) FROM llmgw.batches_outstanding o WHERE o.job_id = j.id)
+	  FROM llmgw.jobs j WHERE j.id = $cron_job}),
+	'batch_user|batch|5|5|0', 'pg_cron ran the recipe as its role: the batch submitted, its rows filled, nothing outstanding');
+is(LlmgwTest::mock_batch($cron_port)->{created}, 1, 'the scheduled job made one provider batch');
+$node->stop;
+done_testing();
