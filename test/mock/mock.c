@@ -1818,6 +1818,22 @@ batch_find(const char *id)
 }
 
 /*
+ * The batch of an API by its id (batch_lock held), marked cancelled first
+ * when cancel asks for it and it has not ended
+ */
+static MockBatch *
+batch_of_api(const char *id, int api, bool cancel)
+{
+	MockBatch  *b = batch_find(id);
+
+	if (b && b->api != api)
+		return NULL;
+	if (b && cancel && !b->ended && b->cancelled_at == 0)
+		b->cancelled_at = mono_now();
+	return b;
+}
+
+/*
  * The model of the first line of a JSONL file (malloc'd), or NULL: the
  * batch directives are read from it
  */
@@ -2290,11 +2306,7 @@ handle_batch(struct evhttp_request *req, const char *path)
 
 		atomic_fetch_add(cancel ? &batch_cancels[api] : &batch_polls[api], 1);
 		pthread_mutex_lock(&batch_lock);
-		b = batch_find(id);
-		if (b && b->api != api)
-			b = NULL;
-		if (b && cancel && !b->ended && b->cancelled_at == 0)
-			b->cancelled_at = mono_now();
+		b = batch_of_api(id, api, cancel);
 		if (b)
 		{
 			batch_advance(b);
@@ -2643,11 +2655,7 @@ handle_anthropic_batch(struct evhttp_request *req, const char *path)
 		atomic_fetch_add(cancel ? &batch_cancels[api] : results ? &batch_downloads[api] :
 						 &batch_polls[api], 1);
 		pthread_mutex_lock(&batch_lock);
-		b = batch_find(id);
-		if (b && b->api != api)
-			b = NULL;
-		if (b && cancel && !b->ended && b->cancelled_at == 0)
-			b->cancelled_at = mono_now();
+		b = batch_of_api(id, api, cancel);
 		if (b)
 			out = anthropic_batch_json(b);
 		if (b && results && b->ended && b->results)
@@ -2832,11 +2840,7 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 		json_t	   *out = NULL;
 
 		pthread_mutex_lock(&batch_lock);
-		b = batch_find(id);
-		if (b && b->api != api)
-			b = NULL;
-		if (b && cancel && !b->ended && b->cancelled_at == 0)
-			b->cancelled_at = mono_now();
+		b = batch_of_api(id, api, cancel);
 		if (b)
 			out = gemini_batch_json(b);
 		/* a GET of a finished batch fetches its answers */
