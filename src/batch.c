@@ -1,25 +1,33 @@
 /*-------------------------------------------------------------------------
  *
  * batch.c
- *		Provider batches (OpenAI Batch API): worker 0 moves each row of
- *		llmgw.batches through upload, submission, polling and ingestion,
- *		with HTTP through the worker's own multi handle (never blocking).
+ *		Provider batches: worker 0 moves each row of llmgw.batches through
+ *		upload, submission, polling and ingestion, with HTTP through the
+ *		worker's own multi handle (never blocking).  Each provider's batch
+ *		API (OpenAI, Azure OpenAI, Anthropic Message Batches, Gemini batch
+ *		mode) is a table of functions (batch_wire.h); this file is the state
+ *		machine they share.
  *
  * Every step is idempotent, so that a crash anywhere resumes from the
  * table:
- *   queued      upload the items as JSONL; an upload lost in a crash is
- *               only an unused file at the provider
- *   submitting  the file is uploaded; create the batch with the row's
- *               marker in its metadata.  A create whose outcome is unknown
- *               (a crash, a timeout) is followed by a look at the
+ *   queued      build the items with the provider's wire format (a batch
+ *               too big for the provider is split first: its last items
+ *               move to a new row); upload them as JSONL (OpenAI, Azure)
+ *               or, for the APIs that take them inline (Anthropic,
+ *               Gemini), mark the row submitting and send the create
+ *   submitting  create the batch, carrying the row's marker (metadata,
+ *               display name or custom_ids).  A create whose outcome is
+ *               unknown (a crash, a timeout) is followed by a look at the
  *               provider's latest batches for the marker before any new
  *               create: a batch is never submitted twice
  *   validating, in_progress, finalizing, cancelling
  *               poll every llmgw.batch_poll_interval; cancel when asked
- *   ingesting   download the output and error files and write them in
- *               chunks of llmgw.batch_ingest_chunk lines, one transaction
- *               each (llmgw.batch_ingest: an item's state, its usage row
- *               and its answer together, so none is written twice)
+ *   ingesting   download the results and write them in chunks of
+ *               llmgw.batch_ingest_chunk lines, one transaction each
+ *               (llmgw.batch_ingest: an item's state, its usage row and
+ *               its answer together, so none is written twice); results
+ *               not in OpenAI's format are read by the provider's own
+ *               response parser into OpenAI output lines first
  *
  *-------------------------------------------------------------------------
  */
@@ -38,6 +46,7 @@
 #include "utils/timestamp.h"
 
 #include "batch.h"
+#include "batch_wire.h"
 #include "config.h"
 #include "http.h"
 #include "jsonutil.h"
@@ -78,6 +87,9 @@ typedef enum BatchStep
 	STEP_ERRORS
 } BatchStep;
 
+/* How long a create of a serial_create API waits for another's outcome */
+#define SERIAL_WAIT_MS 1000
+
 /* A batch worker 0 follows: its row as last read, and its step in flight */
 typedef struct Tracked
 {
@@ -93,8 +105,10 @@ typedef struct Tracked
 	char		output_file[128];
 	char		error_file[128];
 	char		provider_status[32];
-	char		endpoint[32];	/* /v1/chat/completions or /v1/embeddings */
+	int64		created_unix;	/* when the row was queued */
+	int			body_items;		/* items in the create body last built */
 	bool		cancel_requested;
+	bool		embeddings;		/* llmgw.batches.endpoint = 'embeddings' */
 	/* this server life knows no create was sent for it */
 	bool		create_fresh;
 	bool		cancel_sent;
@@ -117,7 +131,7 @@ llmgw_batch_define_settings(void)
 {
 	DefineCustomIntVariable("llmgw.batch_max_requests",
 							"Most requests in one provider batch; llmgw.enrich splits a job into batches of this size.",
-							NULL, &llmgw_batch_max_requests, 50000, 1, 50000,
+							NULL, &llmgw_batch_max_requests, 50000, 1, 100000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.batch_poll_interval",
 							"How often the status of a provider batch is asked.",
@@ -129,21 +143,15 @@ llmgw_batch_define_settings(void)
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
-/* A provider id fit to go into a URL (letters, digits, '-', '_', '.') */
-static bool
-safe_id(const char *s)
-{
-	if (s == NULL || *s == '\0' || strlen(s) >= 128)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char) *s) && *s != '-' && *s != '_' && *s != '.')
-			return false;
-	return true;
-}
-
-/* The route of a batch's model that speaks the OpenAI Batch API */
+/*
+ * The route of a batch's model that speaks a batch API, and that API: the
+ * highest-priority deployment whose provider has one (that takes
+ * embeddings, for an embeddings batch; of the provider the batch went to,
+ * once it went)
+ */
 static const LlmgwRoute *
-batch_route(const char *model, const char *provider)
+batch_route(const char *model, const char *provider, bool embeddings,
+			const LlmgwBatchWire **wire)
 {
 	const LlmgwModelRoutes *m = llmgw_config_routes(model);
 
@@ -153,9 +161,8 @@ batch_route(const char *model, const char *provider)
 	{
 		const LlmgwRoute *r = &m->routes[i];
 
-		if (r->config_error != NULL)
-			continue;
-		if (strcmp(r->kind, "openai") != 0 && strcmp(r->kind, "openai_compatible") != 0)
+		if (r->config_error != NULL || (*wire = llmgw_batch_wire(r->kind)) == NULL ||
+			llmgw_provider(r->kind) == NULL || (embeddings && (*wire)->embed_item == NULL))
 			continue;
 		if (provider && provider[0] && strcmp(r->provider, provider) != 0)
 			continue;
@@ -273,7 +280,7 @@ scan_batches(void *arg)
 					 " coalesce(input_file_id, ''), coalesce(provider_batch_id, ''),"
 					 " coalesce(output_file_id, ''), coalesce(error_file_id, ''),"
 					 " coalesce(provider_status, ''), cancel_requested,"
-					 " CASE endpoint WHEN 'embeddings' THEN '/v1/embeddings' ELSE '/v1/chat/completions' END"
+					 " extract(epoch FROM created_at)::bigint, endpoint = 'embeddings'"
 					 " FROM llmgw.batches"
 					 " WHERE state NOT IN ('completed', 'failed', 'expired', 'cancelled')"
 					 " ORDER BY id LIMIT " CppAsString2(MAX_TRACKED), true, 0);
@@ -314,7 +321,8 @@ scan_batches(void *arg)
 		strlcpy(b->error_file, SPI_getvalue(tup, desc, 9), sizeof(b->error_file));
 		strlcpy(b->provider_status, SPI_getvalue(tup, desc, 10), sizeof(b->provider_status));
 		b->cancel_requested = strcmp(SPI_getvalue(tup, desc, 11), "t") == 0;
-		strlcpy(b->endpoint, SPI_getvalue(tup, desc, 12), sizeof(b->endpoint));
+		b->created_unix = strtoll(SPI_getvalue(tup, desc, 12), NULL, 10);
+		b->embeddings = strcmp(SPI_getvalue(tup, desc, 13), "t") == 0;
 	}
 	/* batches that ended (or went away) are no longer followed */
 	for (int i = 0; i < MAX_TRACKED; i++)
@@ -324,69 +332,216 @@ scan_batches(void *arg)
 
 /* ---- starting steps ---- */
 
-/* The headers of a call to the batch's provider */
-static struct curl_slist *
-headers_for(const LlmgwRoute *r, bool json)
-{
-	struct curl_slist *h = json ? llmgw_json_headers() : curl_slist_append(NULL, "Expect:");
-
-	return llmgw_header_secret(h, "Authorization", "Bearer ", r->secret);
-}
-
 static void
-start(Tracked *b, BatchStep step, const LlmgwRoute *r, const char *path, const char *method,
-	  char *body, const char *upload, size_t upload_len, long timeout_ms)
+start(Tracked *b, BatchStep step, const LlmgwRoute *r, const LlmgwBatchWire *w, LlmgwBatchOp op,
+	  const char *id, const char *method, char *body, const char *upload, size_t upload_len,
+	  long timeout_ms)
 {
-	char	   *url = psprintf("%s%s", r->base_url, path);
+	char	   *url = w->url(r, op, id);
 
 	b->step = step;
-	llmgw_http_transfer_start(&b->t, url, method, headers_for(r, upload == NULL), body,
+	llmgw_http_transfer_start(&b->t, url, method, w->headers(r, upload == NULL), body,
 							  upload, upload_len, BATCH_MAX_DOWNLOAD, timeout_ms);
 	pfree(url);
 }
 
-/* The JSONL of a batch's items */
-typedef struct Jsonl
+/* A copy in malloc'd memory, for curl */
+static char *
+malloc_copy(const char *s, size_t len)
 {
-	int64		id;
-	const char *upstream;
-	char	   *data;			/* malloc'd */
-	size_t		len;
-} Jsonl;
+	char	   *copy = malloc(len + 1);
+
+	if (copy == NULL)
+		elog(ERROR, "out of memory");
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	return copy;
+}
+
+/*
+ * The file or create body of a batch's pending items, built by the
+ * provider's wire format.  Items past the provider's limits are listed in
+ * moved (the batch is split before anything is sent); items the wire
+ * format refuses get a failed result line.
+ */
+typedef struct Build
+{
+	Tracked    *b;
+	const LlmgwRoute *r;
+	const LlmgwBatchWire *w;
+	MemoryContext cxt;			/* of what follows */
+	StringInfoData body;
+	StringInfoData failed;		/* result lines of the items refused */
+	int			nitems;
+	int			nfailed;
+	Datum	   *moved;			/* custom_ids (text) for a new batch */
+	int			nmoved;
+} Build;
 
 static void
-build_jsonl(void *arg)
+build_items(void *arg)
 {
-	Jsonl	   *j = (Jsonl *) arg;
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
+	Build	   *bd = (Build *) arg;
+	const LlmgwProvider *p = llmgw_provider(bd->r->kind);
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
 	int			rc;
+	MemoryContext old;
 
-	values[0] = Int64GetDatum(j->id);
-	values[1] = CStringGetTextDatum(j->upstream);
-	rc = SPI_execute_with_args("SELECT pg_catalog.string_agg(pg_catalog.jsonb_build_object("
-							   "'custom_id', i.custom_id, 'method', 'POST', 'url',"
-							   " CASE b.endpoint WHEN 'embeddings' THEN '/v1/embeddings' ELSE '/v1/chat/completions' END,"
-							   "'body', i.request || pg_catalog.jsonb_build_object('model', $2))::text,"
-							   " E'\\n' ORDER BY i.custom_id)"
-							   " FROM llmgw.batch_items i JOIN llmgw.batches b ON b.id = i.batch_id"
-							   " WHERE i.batch_id = $1",
-							   2, types, values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "llmgw: could not read the items of batch " INT64_FORMAT, j->id);
+	values[0] = Int64GetDatum(bd->b->id);
+	rc = SPI_execute_with_args("SELECT custom_id, request::text FROM llmgw.batch_items"
+							   " WHERE batch_id = $1 AND state = 'pending'"
+							   " ORDER BY custom_id COLLATE \"C\"", 1, types, values, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not read the items of batch " INT64_FORMAT, bd->b->id);
+	old = MemoryContextSwitchTo(bd->cxt);
+	initStringInfo(&bd->body);
+	initStringInfo(&bd->failed);
+	bd->w->begin(&bd->body, bd->r, bd->b->marker);
+	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char	   *cid = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *req = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		size_t		len = 0;
+		bool		stream = false;
+		char	   *error = NULL;
+		char	   *body;
+		int			before = bd->body.len;
 
-		if (s == NULL)
-			elog(ERROR, "llmgw: batch " INT64_FORMAT " has no items", j->id);
-		j->len = strlen(s) + 1;
-		j->data = malloc(j->len + 1);
-		if (j->data == NULL)
-			elog(ERROR, "out of memory");
-		memcpy(j->data, s, j->len - 1);
-		j->data[j->len - 1] = '\n';
-		j->data[j->len] = '\0';
+		if (bd->moved)
+		{
+			bd->moved[bd->nmoved++] = CStringGetTextDatum(cid);
+			continue;
+		}
+		if (bd->b->embeddings)
+			body = p->build_embed ? p->build_embed(req, strlen(req), bd->r->upstream_model, &len, &error) :
+				NULL;
+		else
+			body = p->build_chat(req, strlen(req), bd->r->upstream_model, &len, &stream, &error);
+		if (body == NULL)
+		{
+			LlmgwOutcome out;
+
+			llmgw_outcome_init(&out);
+			out.error = LLMGW_ERR_INVALID_REQUEST;
+			out.provider_message = psprintf("llmgw could not translate the request: %s",
+											error ? error : "no reason given");
+			llmgw_batch_line(&bd->failed, cid, LLMGW_BATCH_ITEM_ANSWERED, &out);
+			bd->nfailed++;
+			continue;
+		}
+		(bd->b->embeddings ? bd->w->embed_item : bd->w->item) (&bd->body, bd->nitems, bd->b->marker,
+					bd->w->results ? llmgw_batch_custom_id(bd->b->marker, cid) : cid, body, len);
+		free(body);
+		/* past a limit: this item and the next go to another batch */
+		if (bd->nitems > 0 && (bd->nitems + 1 > bd->w->max_requests ||
+							   (size_t) bd->body.len + 64 > bd->w->max_bytes))
+		{
+			bd->body.len = before;
+			bd->body.data[before] = '\0';
+			bd->moved = palloc(sizeof(Datum) * (SPI_processed - i));
+			bd->moved[bd->nmoved++] = CStringGetTextDatum(cid);
+			continue;
+		}
+		bd->nitems++;
 	}
+	bd->w->end(&bd->body);
+	MemoryContextSwitchTo(old);
+}
+
+/* Build a batch's items; false (the error noted) if they could not be read */
+static bool
+build(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd)
+{
+	memset(bd, 0, sizeof(*bd));
+	bd->b = b;
+	bd->r = r;
+	bd->w = w;
+	bd->cxt = CurrentMemoryContext;
+	if (!llmgw_in_transaction("llmgw: building a provider batch", build_items, bd))
+	{
+		note_error(b, "its items could not be read; see the server log");
+		return false;
+	}
+	if (bd->nfailed > 0 && w->upload)
+	{
+		note_error(b, "some of its requests could not be translated");
+		return false;
+	}
+	b->body_items = bd->nitems;
+	return true;
+}
+
+static void
+split_batch(void *arg)
+{
+	Build	   *bd = (Build *) arg;
+	Oid			types[2] = {INT8OID, TEXTARRAYOID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(bd->b->id);
+	values[1] = PointerGetDatum(construct_array(bd->moved, bd->nmoved, TEXTOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT llmgw.batch_split($1, $2)", 2, types, values, NULL,
+							  false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not split batch " INT64_FORMAT, bd->b->id);
+}
+
+/*
+ * Write result lines made by llmgw (not the provider's); false if they
+ * could not be written
+ */
+static bool ingest(Tracked *b, char *data, size_t len);
+
+/*
+ * Mark a batch of an API without upload submitting: from now on a create
+ * may have reached the provider.  The items the wire format refused are
+ * written as failed.
+ */
+static bool
+mark_submitting(Tracked *b, const LlmgwRoute *r, Build *bd)
+{
+	char		id[32];
+	const char *args[3];
+
+	snprintf(id, sizeof(id), INT64_FORMAT, b->id);
+	args[0] = id;
+	args[1] = r->provider;
+	args[2] = r->upstream_model;
+	if (!exec_text("llmgw: submitting a provider batch",
+				   "UPDATE llmgw.batches SET state = 'submitting', provider = $2, upstream_model = $3,"
+				   " last_error = NULL WHERE id = $1::bigint AND state = 'queued'", 3, args, NULL))
+	{
+		note_error(b, "the submission could not be recorded; see the server log");
+		return false;
+	}
+	strlcpy(b->provider, r->provider, sizeof(b->provider));
+	strlcpy(b->state, "submitting", sizeof(b->state));
+	if (bd->nfailed > 0 && !ingest(b, bd->failed.data, bd->failed.len))
+	{
+		note_error(b, "results could not be written; see the server log");
+		return false;
+	}
+	return true;
+}
+
+/* Is another batch of this provider waiting for a create's outcome? */
+static bool
+create_uncertain(const Tracked *b)
+{
+	for (int i = 0; i < MAX_TRACKED; i++)
+		if (tracked[i].used && &tracked[i] != b && strcmp(tracked[i].state, "submitting") == 0 &&
+			strcmp(tracked[i].provider, b->provider) == 0)
+			return true;
+	return false;
+}
+
+/* Send the create of an inline batch (its outcome is unknown from now on) */
+static void
+start_create(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd)
+{
+	b->create_fresh = false;
+	start(b, STEP_CREATE, r, w, LLMGW_BATCH_CREATE, NULL, "POST",
+		  malloc_copy(bd->body.data, bd->body.len), NULL, 0, BATCH_CALL_TIMEOUT_MS);
 }
 
 /*
@@ -409,62 +564,100 @@ file_turn(Tracked *b)
 	return true;
 }
 
+/* The first step of a queued batch: split it, upload it or create it */
+static void
+step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
+{
+	Build		bd;
+
+	strlcpy(b->provider, r->provider, sizeof(b->provider));
+	if (w->serial_create && create_uncertain(b))
+	{
+		b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SERIAL_WAIT_MS);
+		return;
+	}
+	if (!file_turn(b) || !build(b, r, w, &bd))
+		return;
+	if (bd.nmoved > 0)
+	{
+		if (!llmgw_in_transaction("llmgw: splitting a provider batch", split_batch, &bd))
+			note_error(b, "the batch could not be split; see the server log");
+		else
+			elog(LOG, "llmgw: batch " INT64_FORMAT " split: %d requests go to another batch (%s takes %d requests, %zu bytes)",
+				 b->id, bd.nmoved, w->api, w->max_requests, w->max_bytes);
+		next_scan = 0;
+		return;
+	}
+	if (w->upload)
+	{
+		/* curl_mime_data keeps a copy of the file */
+		start(b, STEP_UPLOAD, r, w, LLMGW_BATCH_UPLOAD, NULL, "POST", NULL, bd.body.data,
+			  bd.body.len, BATCH_FILE_TIMEOUT_MS);
+		return;
+	}
+	if (!mark_submitting(b, r, &bd))
+		return;
+	if (bd.nitems == 0)
+	{
+		finish(b, "failed", "none of its requests could be translated");
+		return;
+	}
+	start_create(b, r, w, &bd);
+}
+
+
 /* The next step of a batch whose turn it is */
 static void
 step_batch(Tracked *b)
 {
 	const LlmgwRoute *r;
-	char	   *path;
+	const LlmgwBatchWire *w = NULL;
+	bool		queued = strcmp(b->state, "queued") == 0;
 
-	if (strcmp(b->state, "queued") == 0 && b->cancel_requested)
+	if (queued && b->cancel_requested)
 	{
 		finish(b, "cancelled", "cancelled before it was submitted");
 		return;
 	}
-	r = batch_route(b->model, strcmp(b->state, "queued") == 0 ? NULL : b->provider);
+	r = batch_route(b->model, queued ? NULL : b->provider, b->embeddings, &w);
 	if (r == NULL)
 	{
-		if (strcmp(b->state, "queued") == 0)
-			finish(b, "failed", psprintf("no deployment of model \"%s\" speaks the OpenAI Batch API", b->model));
+		if (queued)
+			finish(b, "failed", psprintf("no deployment of model \"%s\" has a batch API llmgw speaks (OpenAI, Azure OpenAI, Anthropic, Gemini)", b->model));
 		else
 			note_error(b, psprintf("provider \"%s\" of model \"%s\" cannot be called now", b->provider, b->model));
 		return;
 	}
-	if (strcmp(b->state, "queued") == 0)
-	{
-		Jsonl		j;
-
-		if (!file_turn(b))
-			return;
-		memset(&j, 0, sizeof(j));
-		j.id = b->id;
-		j.upstream = r->upstream_model;
-		if (!llmgw_in_transaction("llmgw: building a provider batch", build_jsonl, &j))
-		{
-			free(j.data);
-			note_error(b, "its items could not be read; see the server log");
-			return;
-		}
-		strlcpy(b->provider, r->provider, sizeof(b->provider));
-		/* curl_mime_data keeps a copy of the file */
-		start(b, STEP_UPLOAD, r, "/files", "POST", NULL, j.data, j.len, BATCH_FILE_TIMEOUT_MS);
-		free(j.data);
-	}
+	if (queued)
+		step_queued(b, r, w);
 	else if (strcmp(b->state, "submitting") == 0)
 	{
-		if (!b->create_fresh)
-			start(b, STEP_LIST, r, "/batches?limit=100", "GET", NULL, NULL, 0, BATCH_CALL_TIMEOUT_MS);
-		else
-		{
-			char	   *body = psprintf("{\"input_file_id\":\"%s\",\"endpoint\":\"%s\","
-										"\"completion_window\":\"24h\",\"metadata\":{\"llmgw_batch\":\"%s\"}}",
-										b->input_file, b->endpoint, b->marker);
-			char	   *copy = strdup(body);
+		Build		bd;
 
-			pfree(body);
-			/* from now on its outcome is unknown until it is answered */
-			b->create_fresh = false;
-			start(b, STEP_CREATE, r, "/batches", "POST", copy, NULL, 0, BATCH_CALL_TIMEOUT_MS);
+		if (w->upload)
+		{
+			if (!b->create_fresh)
+				start(b, STEP_LIST, r, w, LLMGW_BATCH_LIST, NULL, "GET", NULL, NULL, 0,
+					  BATCH_CALL_TIMEOUT_MS);
+			else
+			{
+				char	   *body = (b->embeddings ? w->embed_create_body : w->create_body) (r, b->marker, b->input_file);
+
+				/* from now on its outcome is unknown until it is answered */
+				b->create_fresh = false;
+				start(b, STEP_CREATE, r, w, LLMGW_BATCH_CREATE, NULL, "POST",
+					  malloc_copy(body, strlen(body)), NULL, 0, BATCH_CALL_TIMEOUT_MS);
+			}
+		}
+		else if (build(b, r, w, &bd))
+		{
+			if (!b->create_fresh)
+				start(b, STEP_LIST, r, w, LLMGW_BATCH_LIST, NULL, "GET", NULL, NULL, 0,
+					  BATCH_CALL_TIMEOUT_MS);
+			else if (bd.nitems == 0)
+				finish(b, "failed", "none of its requests could be translated");
+			else
+				start_create(b, r, w, &bd);
 		}
 	}
 	else if (strcmp(b->state, "ingesting") == 0)
@@ -472,46 +665,43 @@ step_batch(Tracked *b)
 		if (((b->output_file[0] && !b->output_done) || b->error_file[0]) && !file_turn(b))
 			return;
 		if (b->output_file[0] && !b->output_done)
-		{
-			path = psprintf("/files/%s/content", b->output_file);
-			start(b, STEP_OUTPUT, r, path, "GET", NULL, NULL, 0, BATCH_FILE_TIMEOUT_MS);
-		}
+			start(b, STEP_OUTPUT, r, w, LLMGW_BATCH_RESULTS, b->output_file, "GET", NULL, NULL, 0,
+				  BATCH_FILE_TIMEOUT_MS);
 		else if (b->error_file[0])
-		{
-			path = psprintf("/files/%s/content", b->error_file);
-			start(b, STEP_ERRORS, r, path, "GET", NULL, NULL, 0, BATCH_FILE_TIMEOUT_MS);
-		}
+			start(b, STEP_ERRORS, r, w, LLMGW_BATCH_RESULTS, b->error_file, "GET", NULL, NULL, 0,
+				  BATCH_FILE_TIMEOUT_MS);
 		else
 			finish(b, strcmp(b->provider_status, "completed") == 0 ? "completed" :
 				   b->provider_status, NULL);
 	}
 	else if (b->cancel_requested && !b->cancel_sent && strcmp(b->state, "cancelling") != 0)
 	{
-		path = psprintf("/batches/%s/cancel", b->batch_id);
 		b->cancel_sent = true;
-		start(b, STEP_CANCEL, r, path, "POST", NULL, NULL, 0, BATCH_CALL_TIMEOUT_MS);
+		start(b, STEP_CANCEL, r, w, LLMGW_BATCH_CANCEL, b->batch_id, "POST", NULL, NULL, 0,
+			  BATCH_CALL_TIMEOUT_MS);
 	}
 	else
-	{
-		path = psprintf("/batches/%s", b->batch_id);
-		start(b, STEP_POLL, r, path, "GET", NULL, NULL, 0, BATCH_CALL_TIMEOUT_MS);
-	}
+		start(b, STEP_POLL, r, w, LLMGW_BATCH_GET, b->batch_id, "GET", NULL, NULL, 0,
+			  BATCH_CALL_TIMEOUT_MS);
 }
 
 /* ---- steps that ended ---- */
 
-/* Our state for a provider's batch status; NULL when unknown */
+/* Our state for a batch status (in OpenAI's words) */
 static const char *
 state_of(const char *status)
 {
-	if (strcmp(status, "validating") == 0 || strcmp(status, "in_progress") == 0 ||
-		strcmp(status, "finalizing") == 0 || strcmp(status, "cancelling") == 0 ||
-		strcmp(status, "failed") == 0)
-		return status;
 	if (strcmp(status, "completed") == 0 || strcmp(status, "expired") == 0 ||
 		strcmp(status, "cancelled") == 0)
 		return "ingesting";
-	return NULL;
+	return status;
+}
+
+/* A count as text, NULL when not said */
+static char *
+count_text(int64 n)
+{
+	return n < 0 ? NULL : psprintf(INT64_FORMAT, n);
 }
 
 /*
@@ -519,35 +709,21 @@ state_of(const char *status)
  * the batch found by its marker).
  */
 static void
-record_batch(Tracked *b, json_t *obj, bool submitted)
+record_batch(Tracked *b, const LlmgwBatchStatus *st, bool submitted)
 {
-	const char *pid = json_string_value(json_object_get(obj, "id"));
-	const char *status = json_string_value(json_object_get(obj, "status"));
-	const char *out = json_string_value(json_object_get(obj, "output_file_id"));
-	const char *err = json_string_value(json_object_get(obj, "error_file_id"));
-	json_t	   *counts = json_object_get(obj, "request_counts");
-	const char *state = status ? state_of(status) : NULL;
+	const char *state = state_of(st->status);
 	char		id[32];
-	char		done[32];
-	char		failed[32];
 	const char *args[9];
 
-	if (!safe_id(pid) || state == NULL || (out && !safe_id(out)) || (err && !safe_id(err)))
-	{
-		note_error(b, "the provider's batch object could not be read");
-		return;
-	}
 	snprintf(id, sizeof(id), INT64_FORMAT, b->id);
-	snprintf(done, sizeof(done), "%lld", (long long) json_integer_value(json_object_get(counts, "completed")));
-	snprintf(failed, sizeof(failed), "%lld", (long long) json_integer_value(json_object_get(counts, "failed")));
 	args[0] = id;
 	args[1] = strcmp(state, "failed") == 0 ? b->state : state;
-	args[2] = status;
-	args[3] = pid;
-	args[4] = out;
-	args[5] = err;
-	args[6] = done;
-	args[7] = failed;
+	args[2] = st->status;
+	args[3] = st->id;
+	args[4] = st->output_ref;
+	args[5] = st->error_ref;
+	args[6] = count_text(st->completed);
+	args[7] = count_text(st->failed);
 	args[8] = submitted ? "t" : "f";
 	{
 		Sql			q;
@@ -579,22 +755,65 @@ record_batch(Tracked *b, json_t *obj, bool submitted)
 	}
 	b->failures = 0;
 	strlcpy(b->state, args[1], sizeof(b->state));
-	strlcpy(b->provider_status, status, sizeof(b->provider_status));
-	strlcpy(b->batch_id, pid, sizeof(b->batch_id));
-	strlcpy(b->output_file, out ? out : "", sizeof(b->output_file));
-	strlcpy(b->error_file, err ? err : "", sizeof(b->error_file));
-	if (strcmp(status, "failed") == 0)
+	strlcpy(b->provider_status, st->status, sizeof(b->provider_status));
+	strlcpy(b->batch_id, st->id, sizeof(b->batch_id));
+	strlcpy(b->output_file, st->output_ref ? st->output_ref : "", sizeof(b->output_file));
+	strlcpy(b->error_file, st->error_ref ? st->error_ref : "", sizeof(b->error_file));
+	if (strcmp(st->status, "failed") == 0)
 	{
-		json_t	   *e = json_array_get(json_object_get(json_object_get(obj, "errors"), "data"), 0);
-		const char *msg = json_string_value(json_object_get(e, "message"));
-
-		finish(b, "failed", psprintf("the provider failed the batch: %s", msg ? msg : "no reason given"));
+		finish(b, "failed", psprintf("the provider failed the batch: %s",
+									 st->error ? st->error : "no reason given"));
 		return;
 	}
 	if (strcmp(state, "ingesting") == 0)
 		b->next_at = 0;
 	else
 		b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), llmgw_batch_poll_interval);
+}
+
+/* Does another row of llmgw.batches hold this provider batch? */
+static bool
+held_elsewhere(Tracked *b, const char *provider_batch_id)
+{
+	char		id[32];
+	const char *args[3];
+	char	   *held = NULL;
+
+	snprintf(id, sizeof(id), INT64_FORMAT, b->id);
+	args[0] = id;
+	args[1] = b->provider;
+	args[2] = provider_batch_id;
+	if (!exec_text("llmgw: looking for a provider batch",
+				   "SELECT 1 FROM llmgw.batches WHERE id <> $1::bigint AND provider = $2"
+				   " AND provider_batch_id = $3", 3, args, &held))
+		return true;			/* in doubt, not ours */
+	return held != NULL;
+}
+
+/*
+ * The batch of a list answer that is ours: it carries our marker or our
+ * input file; for an API without either (serial_create), the oldest one
+ * created since the row was queued (less 10 minutes of clock skew) with as
+ * many requests as we send, that no other row holds.  NULL if none.
+ */
+static const LlmgwBatchStatus *
+find_ours(Tracked *b, const LlmgwBatchWire *w, const LlmgwBatchStatus *list, int n)
+{
+	const LlmgwBatchStatus *found = NULL;
+
+	/* newest first: the last match is the oldest */
+	for (int i = 0; i < n; i++)
+	{
+		const LlmgwBatchStatus *c = &list[i];
+		bool		match = (c->marker && strcmp(c->marker, b->marker) == 0) ||
+			(b->input_file[0] && c->input_file && strcmp(c->input_file, b->input_file) == 0);
+
+		if (!match && w->serial_create)
+			match = c->total == b->body_items && c->created >= b->created_unix - 600;
+		if (match && !held_elsewhere(b, c->id))
+			found = c;
+	}
+	return found;
 }
 
 /* A chunk of result lines for llmgw.batch_ingest */
@@ -656,9 +875,9 @@ write_chunk(Chunk *c, int *skipped)
 }
 
 /*
- * Write a downloaded results file, a chunk of lines per transaction; false
- * when a chunk could not be written (the file is downloaded again later,
- * and the items already written are passed over).
+ * Write result lines (OpenAI output lines), a chunk of lines per
+ * transaction; false when a chunk could not be written (the results are
+ * downloaded again later, and the items already written are passed over).
  */
 static bool
 ingest(Tracked *b, char *data, size_t len)
@@ -706,18 +925,56 @@ ingest(Tracked *b, char *data, size_t len)
 	return ok;
 }
 
+/* Each item of a provider's results, as a normalised line */
+static void
+emit_line(void *arg, const char *custom_id, LlmgwBatchItemEnd end, const LlmgwOutcome *out)
+{
+	llmgw_batch_line((StringInfo) arg, custom_id, end, out);
+}
+
+/*
+ * Write a downloaded results document: OpenAI lines as they are, other
+ * formats read by their wire format into OpenAI lines first
+ */
+static bool
+ingest_results(Tracked *b, const LlmgwBatchWire *w, char *data, size_t len)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	StringInfoData lines;
+	int			foreign;
+	bool		ok;
+
+	if (w->results == NULL)
+		return ingest(b, data, len);
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "llmgw batch results", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	initStringInfo(&lines);
+	foreign = w->results(data, len, b->marker, emit_line, &lines);
+	if (foreign > 0)
+		elog(WARNING, "llmgw: %d results of provider batch %s are not of batch " INT64_FORMAT " (their custom_ids do not carry its marker) and were passed over",
+			 foreign, b->batch_id, b->id);
+	ok = ingest(b, lines.data, lines.len);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return ok;
+}
+
 /* The message of a failed step */
 static char *
 step_error(Tracked *b, const char *what)
 {
 	json_t	   *root;
+	json_t	   *err;
 	const char *msg = NULL;
 	char	   *s;
 
 	if (b->t.curl_result != CURLE_OK)
 		return psprintf("%s failed: %s", what, llmgw_http_strerror(b->t.curl_result));
 	root = b->t.response.data ? json_loads(b->t.response.data, 0, NULL) : NULL;
-	msg = json_string_value(json_object_get(json_object_get(root, "error"), "message"));
+	err = json_object_get(root, "error");
+	/* OpenAI and Gemini: error.message; Anthropic: error.error.message too */
+	msg = json_string_value(json_object_get(err, "message"));
 	s = psprintf("%s failed: HTTP %ld%s%s", what, b->t.http_status, msg ? ": " : "", msg ? msg : "");
 	json_decref(root);
 	return s;
@@ -731,59 +988,65 @@ step_done(Tracked *b)
 	bool		ok = b->t.curl_result == CURLE_OK && b->t.http_status >= 200 && b->t.http_status < 300;
 	bool		refused = b->t.curl_result == CURLE_OK && b->t.http_status >= 400 &&
 		b->t.http_status < 500 && b->t.http_status != 429 && b->t.http_status != 408;
-	json_t	   *root = NULL;
+	const LlmgwBatchWire *w = NULL;
+	const LlmgwRoute *r = batch_route(b->model, b->provider, b->embeddings, &w);
+	const char *data = b->t.response.data ? b->t.response.data : "";
+	size_t		len = b->t.response.len;
+	LlmgwBatchStatus st;
 
 	b->step = STEP_NONE;
-	if (ok && step != STEP_OUTPUT && step != STEP_ERRORS)
-		root = b->t.response.data ? json_loads(b->t.response.data, 0, NULL) : NULL;
+	if (r == NULL)
+	{
+		/* the configuration changed meanwhile: the step is done again */
+		note_error(b, psprintf("provider \"%s\" of model \"%s\" cannot be called now", b->provider, b->model));
+		llmgw_http_transfer_release(&b->t);
+		return;
+	}
 	switch (step)
 	{
 		case STEP_UPLOAD:
-			if (ok && safe_id(json_string_value(json_object_get(root, "id"))))
 			{
-				char		id[32];
-				const LlmgwRoute *r = batch_route(b->model, b->provider);
-				const char *args[4];
+				json_t	   *root = ok ? json_loadb(data, len, 0, NULL) : NULL;
+				const char *file = json_string_value(json_object_get(root, "id"));
 
-				snprintf(id, sizeof(id), INT64_FORMAT, b->id);
-				args[0] = id;
-				args[1] = json_string_value(json_object_get(root, "id"));
-				args[2] = b->provider;
-				args[3] = r ? r->upstream_model : NULL;
-				if (exec_text("llmgw: recording a batch upload",
-							  "UPDATE llmgw.batches SET state = 'submitting', input_file_id = $2,"
-							  " provider = $3, upstream_model = $4, last_error = NULL"
-							  " WHERE id = $1::bigint AND state = 'queued'", 4, args, NULL))
+				if (ok && llmgw_batch_safe_id(file))
 				{
-					strlcpy(b->input_file, args[1], sizeof(b->input_file));
-					strlcpy(b->state, "submitting", sizeof(b->state));
-					b->create_fresh = true;
-					b->failures = 0;
-					b->next_at = 0;
+					char		id[32];
+					const char *args[4];
+
+					snprintf(id, sizeof(id), INT64_FORMAT, b->id);
+					args[0] = id;
+					args[1] = file;
+					args[2] = b->provider;
+					args[3] = r->upstream_model;
+					if (exec_text("llmgw: recording a batch upload",
+								  "UPDATE llmgw.batches SET state = 'submitting', input_file_id = $2,"
+								  " provider = $3, upstream_model = $4, last_error = NULL"
+								  " WHERE id = $1::bigint AND state = 'queued'", 4, args, NULL))
+					{
+						strlcpy(b->input_file, file, sizeof(b->input_file));
+						strlcpy(b->state, "submitting", sizeof(b->state));
+						b->create_fresh = true;
+						b->failures = 0;
+						b->next_at = 0;
+					}
+					else
+						note_error(b, "the upload could not be recorded; see the server log");
 				}
+				else if (refused)
+					finish(b, "failed", step_error(b, "the upload"));
 				else
-					note_error(b, "the upload could not be recorded; see the server log");
+					note_error(b, ok ? "the upload's answer could not be read" : step_error(b, "the upload"));
+				json_decref(root);
 			}
-			else if (refused)
-				finish(b, "failed", step_error(b, "the upload"));
-			else
-				note_error(b, ok ? "the upload's answer could not be read" : step_error(b, "the upload"));
 			break;
 		case STEP_LIST:
 			if (ok)
 			{
-				json_t	   *data = json_object_get(root, "data");
-				json_t	   *found = NULL;
-				size_t		i;
-				json_t	   *v;
+				int			n = 0;
+				LlmgwBatchStatus *list = llmgw_batch_parse_list(w, data, len, &n);
+				const LlmgwBatchStatus *found = find_ours(b, w, list, n);
 
-				json_array_foreach(data, i, v)
-				{
-					const char *m = json_string_value(json_object_get(json_object_get(v, "metadata"), "llmgw_batch"));
-
-					if (m && strcmp(m, b->marker) == 0)
-						found = v;
-				}
 				if (found)
 					record_batch(b, found, true);
 				else
@@ -797,8 +1060,8 @@ step_done(Tracked *b)
 				note_error(b, step_error(b, "looking for the batch"));
 			break;
 		case STEP_CREATE:
-			if (ok && root)
-				record_batch(b, root, true);
+			if (ok && llmgw_batch_parse_status(w, data, len, &st))
+				record_batch(b, &st, true);
 			else if (refused)
 			{
 				/* refused: nothing was created */
@@ -806,21 +1069,26 @@ step_done(Tracked *b)
 				finish(b, "failed", step_error(b, "creating the batch"));
 			}
 			else
-				note_error(b, step_error(b, "creating the batch"));
+				note_error(b, ok ? "the create's answer could not be read" :
+						   step_error(b, "creating the batch"));
 			break;
 		case STEP_POLL:
 		case STEP_CANCEL:
-			if (ok && root)
-				record_batch(b, root, false);
+			if (ok && llmgw_batch_parse_status(w, data, len, &st))
+				record_batch(b, &st, false);
+			else if (ok && step == STEP_CANCEL)
+				b->next_at = 0;	/* an answer without the batch (Gemini): ask now */
 			else
-				note_error(b, step_error(b, step == STEP_POLL ? "asking the batch's status" :
-										 "cancelling the batch"));
+				note_error(b, ok ? "the provider's batch object could not be read" :
+						   step_error(b, step == STEP_POLL ? "asking the batch's status" :
+									  "cancelling the batch"));
 			break;
 		case STEP_OUTPUT:
 		case STEP_ERRORS:
 			if (!ok)
 				note_error(b, step_error(b, "downloading the results"));
-			else if (!ingest(b, b->t.response.data ? b->t.response.data : "", b->t.response.len))
+			else if (!ingest_results(b, w, b->t.response.data ? b->t.response.data : "",
+									 b->t.response.len))
 				note_error(b, "results could not be written; see the server log");
 			else if (step == STEP_OUTPUT)
 			{
@@ -834,7 +1102,6 @@ step_done(Tracked *b)
 		case STEP_NONE:
 			break;
 	}
-	json_decref(root);
 	llmgw_http_transfer_release(&b->t);
 	if (step == STEP_UPLOAD || step == STEP_OUTPUT || step == STEP_ERRORS)
 		for (int i = 0; i < MAX_TRACKED; i++)

@@ -102,9 +102,9 @@ static const Oid column_types[NCOLUMNS] = {
 	" SELECT v.request_id, v.started_at, v.role_name, v.model, v.provider," \
 	" v.upstream_model, v.status, v.error_class, v.http_status, v.latency_ms," \
 	" v.i, v.o, v.ci, v.cw, v.r, v.cw1h, v.usage_source, v.attempt, v.fallback_from," \
-	" v.key_id, v.team_id, p.id," \
+	" v.key_id, v.team_id, (pr.p).id," \
 	" CASE WHEN v.hit THEN v.hit_cost::numeric ELSE c.cost END," \
-	" CASE WHEN v.hit THEN 'USD' ELSE p.currency END," \
+	" CASE WHEN v.hit THEN 'USD' ELSE (pr.p).currency END," \
 	" NOT v.hit AND (v.status = 'ok' OR v.usage_source IS NOT NULL) AND c.cost IS NULL," \
 	" v.tags::jsonb, v.hit, v.job_id, v.async_id" \
 	" FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15," \
@@ -118,8 +118,13 @@ static const Oid column_types[NCOLUMNS] = {
 	"   AND v.price_id IS DISTINCT FROM 0" \
 	"   THEN coalesce(v.price_id, (llmgw.price_at(llmgw.price_names(v.provider," \
 	"     v.kind, v.upstream_model, v.price_model), v.started_at)).id) END AS id) pid" \
-	" LEFT JOIN llmgw.prices p ON p.id = pid.id" \
-	" CROSS JOIN LATERAL (SELECT llmgw.cost(p, v.i, v.o, v.ci, v.cw, v.cw1h, v.r) AS cost) c" \
+	/*
+	 * the price row by its key, row by row (a join was planned as a hash of
+	 * every price, each round), and its cost once (OFFSET 0: not inlined
+	 * into each place that names it)
+	 */ \
+	" CROSS JOIN LATERAL (SELECT (SELECT p FROM llmgw.prices p WHERE p.id = pid.id) AS p OFFSET 0) pr" \
+	" CROSS JOIN LATERAL (SELECT llmgw.cost(pr.p, v.i, v.o, v.ci, v.cw, v.cw1h, v.r) AS cost OFFSET 0) c" \
 	" %s" \
 	" RETURNING request_id, attempt, currency, ceil(cost * " LLMGW_MONEY_SCALE_SQL ")::int8"
 

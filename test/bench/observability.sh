@@ -39,12 +39,7 @@ llmgw_mock_start --threads 1
 COLLECTOR_PID=$!
 for _ in $(seq 100); do [ -s "$LLMGW_TMP/collector.port" ] && break; sleep 0.05; done
 COLLECTOR="http://127.0.0.1:$(cat "$LLMGW_TMP/collector.port")"
-llmgw_cluster_start
-cat >>"$LLMGW_TMP/data/postgresql.conf" <<CONF
-max_connections = 200
-CONF
-llmgw_cluster_stop
-runuser -u postgres -- $PGBIN/pg_ctl -D "$LLMGW_TMP/data" -l "$LLMGW_TMP/server.log" -w start >/dev/null
+LLMGW_EXTRA_CONF="max_connections = 200" llmgw_cluster_start
 
 psql -qX -v ON_ERROR_STOP=1 -v url="$LLMGW_MOCK_URL" <<'SQL' >/dev/null
 CREATE EXTENSION llmgw;

@@ -27,12 +27,7 @@ LLMGW_TMP=$(mktemp -d /tmp/llmgw-bench.XXXXXX)
 export LLMGW_TMP
 trap 'llmgw_cluster_stop; llmgw_mock_stop; rm -rf "$LLMGW_TMP"' EXIT
 llmgw_mock_start --threads 1
-llmgw_cluster_start
-cat >>"$LLMGW_TMP/data/postgresql.conf" <<CONF
-max_connections = 200
-CONF
-llmgw_cluster_stop
-runuser -u postgres -- $PGBIN/pg_ctl -D "$LLMGW_TMP/data" -l "$LLMGW_TMP/server.log" -w start >/dev/null
+LLMGW_EXTRA_CONF="max_connections = 200" llmgw_cluster_start
 
 KEY_ROW=$(psql -qAtX -F' ' -v ON_ERROR_STOP=1 -v url="$LLMGW_MOCK_URL" <<'SQL'
 CREATE EXTENSION llmgw;

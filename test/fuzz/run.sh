@@ -2,7 +2,9 @@
 # Build and run one libFuzzer target per provider wire format (clang,
 # AddressSanitizer with leak detection, UBSan), seeded from
 # ../shared/corpus when it is there, and one for the front door's Anthropic
-# Messages API (fuzz_frontdoor_anthropic.c, seeded from requests_anthropic/).
+# Messages API (fuzz_frontdoor_anthropic.c, seeded from requests_anthropic/),
+# and one per provider batch API (fuzz_batch.c: batch objects, lists and
+# results documents, seeded from batch/).
 # --short: 5 s each (the test suite); default: 60 s each.  Prints
 # libFuzzer's final stats for each.
 set -euo pipefail
@@ -53,6 +55,18 @@ seed_frontdoor() {
     echo "$dir"
 }
 
+# seeds of a batch API's target: its status, list and results documents
+seed_batch() {
+    local api=$1 dir="$BUILD/seeds_batch_$1" f kind
+    mkdir -p "$dir"
+    for f in "$HERE"/batch/"$api"-*; do
+        [ -f "$f" ] || continue
+        case "$f" in *-status.*) kind='\0' ;; *-list.*) kind='\1' ;; *) kind='\2' ;; esac
+        { printf "$kind"; cat "$f"; } >"$dir/$(basename "$f")"
+    done
+    echo "$dir"
+}
+
 status=0
 # Run target name (built as $BUILD/fuzz_NAME) on its regressions, then fuzz
 # it from seeds
@@ -91,5 +105,14 @@ for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*res
         "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
     seeds=$(eval seed "$name" "\"$pattern\"")
     run_target "$name" "$seeds"
+done
+BATCH_SOURCES="$ROOT/src/batch_wire.c $ROOT/src/batch_openai.c $ROOT/src/batch_anthropic.c $ROOT/src/batch_gemini.c"
+# (Azure reads its batches with the OpenAI functions: one target for both)
+for api in openai anthropic gemini; do
+    name=batch_$api
+    clang $CFLAGS -DFUZZ_BATCH=llmgw_batch_$api -o "$BUILD/fuzz_$name" \
+        "$HERE/fuzz_batch.c" $SOURCES $BATCH_SOURCES -ljansson -lcurl \
+        /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
+    run_target "$name" "$(seed_batch "$api")"
 done
 exit $status

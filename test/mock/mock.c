@@ -1722,8 +1722,10 @@ handle_api(struct evhttp_request *req, const char *path)
  * expire (every item in the error file as batch_expired).  An item whose
  * last user message holds [[fail]] is answered 400 in the error file, one
  * holding [[expire]] expires alone, one holding [[expire_once]] expires the
- * first time the mock sees its message and is answered the next.  Lines
- * for /v1/embeddings are answered as POST /v1/embeddings would answer them.
+ * first time the mock sees its message and is answered the next; create_lost
+ * in the model creates the batch but answers its create with a 503 (a create
+ * whose answer was lost).  Lines for /v1/embeddings (Azure: /embeddings) are
+ * answered as POST /v1/embeddings would answer them.
  *
  * For crash tests, in the same model: batch_upload_ms:N answers an upload
  * N ms late (the file is kept at once), batch_create_ms:N answers a create
@@ -1760,6 +1762,13 @@ typedef struct MockBatch
 	bool		ended;			/* output produced */
 	long		total, completed, failed;
 	const char *final;			/* completed, failed, expired, cancelled */
+	int			api;			/* API_* */
+	bool		job_states;		/* Gemini: JOB_STATE_* rather than BATCH_STATE_* */
+	char		display[128];	/* Gemini: its display name */
+	char		model[128];		/* Gemini: models/{model} */
+	json_t	   *items;			/* Anthropic, Gemini: [{"id", "request"}] */
+	long		expired_n, cancelled_n;	/* Anthropic's request_counts */
+	char	   *results;		/* Anthropic: JSONL; Gemini: inlinedResponses JSON */
 } MockBatch;
 
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1768,13 +1777,18 @@ static int	nmock_files = 0;
 static MockBatch *mock_batches[MAX_BATCHES];
 static int	nmock_batches = 0;
 static int	default_batch_ms = 300;
-static atomic_long batch_uploads;
-static atomic_long batch_creates;
-static atomic_long batch_polls;
-static atomic_long batch_downloads;
-static atomic_long batch_cancels;
-static atomic_long batch_lists;
-static atomic_long batch_created;	/* batches made (creates answered 200) */
+/* The batch APIs, each with its own counters in /stats */
+enum
+{
+	API_OPENAI, API_AZURE, API_ANTHROPIC, API_GEMINI, NAPIS
+};
+static atomic_long batch_uploads[NAPIS];
+static atomic_long batch_creates[NAPIS];
+static atomic_long batch_polls[NAPIS];
+static atomic_long batch_downloads[NAPIS];
+static atomic_long batch_cancels[NAPIS];
+static atomic_long batch_lists[NAPIS];
+static atomic_long batch_created[NAPIS];	/* batches made (creates answered 200) */
 /* the messages with [[expire_once]] that expired already (under batch_lock) */
 #define MAX_EXPIRED_ONCE 256
 static char *expired_once[MAX_EXPIRED_ONCE];
@@ -1835,6 +1849,22 @@ batch_find(const char *id)
 		if (strcmp(mock_batches[i]->id, id) == 0)
 			return mock_batches[i];
 	return NULL;
+}
+
+/*
+ * The batch of an API by its id (batch_lock held), marked cancelled first
+ * when cancel asks for it and it has not ended
+ */
+static MockBatch *
+batch_of_api(const char *id, int api, bool cancel)
+{
+	MockBatch  *b = batch_find(id);
+
+	if (b && b->api != api)
+		return NULL;
+	if (b && cancel && !b->ended && b->cancelled_at == 0)
+		b->cancelled_at = mono_now();
+	return b;
 }
 
 /*
@@ -1972,7 +2002,7 @@ batch_finish(MockBatch *b, const char *status)
 		char		rid[64];
 
 		const char *url = json_string_value(json_object_get(line, "url"));
-		bool		embed = url && strcmp(url, "/v1/embeddings") == 0;
+		bool		embed = url && (strcmp(url, "/v1/embeddings") == 0 || strcmp(url, "/embeddings") == 0);
 		json_t	   *vectors = NULL;
 
 		p = nl ? nl + 1 : end;
@@ -2108,6 +2138,29 @@ send_json(struct evhttp_request *req, int status, json_t *v)
 	evbuffer_free(buf);
 }
 
+/* A batch as OpenAI lists it, moved to its end if its time has come */
+static json_t *
+openai_batch_json(MockBatch *b)
+{
+	batch_advance(b);
+	return batch_json(b);
+}
+
+/* The latest 100 batches of an API, newest first, as describe shows them */
+static json_t *
+list_batches(int api, json_t *(*describe) (MockBatch *b))
+{
+	json_t	   *data = json_array();
+
+	atomic_fetch_add(&batch_lists[api], 1);
+	pthread_mutex_lock(&batch_lock);
+	for (int i = nmock_batches - 1; i >= 0 && json_array_size(data) < 100; i--)
+		if (mock_batches[i]->api == api)
+			json_array_append_new(data, describe(mock_batches[i]));
+	pthread_mutex_unlock(&batch_lock);
+	return data;
+}
+
 /* Send v as JSON delay_ms from now (v released) */
 static void
 send_json_late(struct evhttp_request *req, int status, json_t *v, int delay_ms)
@@ -2119,7 +2172,7 @@ send_json_late(struct evhttp_request *req, int status, json_t *v, int delay_ms)
 
 /* POST /v1/files (multipart: purpose=batch, file=JSONL) */
 static void
-batch_upload(struct evhttp_request *req)
+batch_upload(struct evhttp_request *req, int api)
 {
 	static const Behaviour plain = {.fail_first = -1};
 	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
@@ -2134,7 +2187,7 @@ batch_upload(struct evhttp_request *req)
 	MockFile   *f = NULL;
 	char	   *model = NULL;
 
-	atomic_fetch_add(&batch_uploads, 1);
+	atomic_fetch_add(&batch_uploads[api], 1);
 	if (bnd)
 		snprintf(boundary, sizeof(boundary), "%.*s", (int) strcspn(bnd + 9, "; \r\n"), bnd + 9);
 	if (bnd == NULL || !multipart_part(body, len, boundary, "purpose", &purpose, &plen) ||
@@ -2173,7 +2226,7 @@ batch_upload(struct evhttp_request *req)
 
 /* POST /v1/batches */
 static void
-batch_create(struct evhttp_request *req)
+batch_create(struct evhttp_request *req, int api)
 {
 	static const Behaviour plain = {.fail_first = -1};
 	size_t		len;
@@ -2187,16 +2240,17 @@ batch_create(struct evhttp_request *req)
 	char	   *model;
 
 	free(body);
-	atomic_fetch_add(&batch_creates, 1);
+	atomic_fetch_add(&batch_creates[api], 1);
 	pthread_mutex_lock(&batch_lock);
 	f = file ? file_find(file) : NULL;
 	if (f == NULL || endpoint == NULL ||
-		(strcmp(endpoint, "/v1/chat/completions") != 0 && strcmp(endpoint, "/v1/embeddings") != 0) ||
+		(strcmp(endpoint, api == API_AZURE ? "/chat/completions" : "/v1/chat/completions") != 0 &&
+		 strcmp(endpoint, api == API_AZURE ? "/embeddings" : "/v1/embeddings") != 0) ||
 		nmock_batches >= MAX_BATCHES)
 	{
 		pthread_mutex_unlock(&batch_lock);
 		json_decref(root);
-		reply_error(req, &plain, 400, "input_file_id must name an uploaded file and endpoint be /v1/chat/completions or /v1/embeddings",
+		reply_error(req, &plain, 400, "input_file_id must name an uploaded file and endpoint be /v1/chat/completions or /v1/embeddings (Azure: without /v1)",
 					"invalid_request_error", "invalid_request", "input_file_id");
 		return;
 	}
@@ -2218,6 +2272,7 @@ batch_create(struct evhttp_request *req)
 	b->created_unix = (long) time(NULL);
 	b->batch_ms = default_batch_ms;
 	b->metadata = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
+	b->api = api;
 	/* directives of the first request's model; its line count */
 	if (model && strstr(model, ";batch_ms:") != NULL)
 		b->batch_ms = model_ms(model, "batch_ms:");
@@ -2228,12 +2283,20 @@ batch_create(struct evhttp_request *req)
 		if (f->data[i] == '\n' || (i == f->len - 1))
 			b->total++;
 	mock_batches[nmock_batches++] = b;
-	atomic_fetch_add(&batch_created, 1);
+	atomic_fetch_add(&batch_created[api], 1);
 	{
 		json_t	   *out = batch_json(b);
 
 		pthread_mutex_unlock(&batch_lock);
 		json_decref(root);
+		if (model && strstr(model, ";create_lost"))
+		{
+			json_decref(out);
+			free(model);
+			reply_error(req, &plain, 503, "the answer of this create is lost (create_lost)",
+						"server_error", NULL, NULL);
+			return;
+		}
 		send_json_late(req, 200, out, model_ms(model, "batch_create_ms:"));
 		free(model);
 	}
@@ -2244,6 +2307,7 @@ static void
 handle_batch(struct evhttp_request *req, const char *path)
 {
 	static const Behaviour plain = {.fail_first = -1};
+	int			api = strncmp(path, "/openai/", 8) == 0 ? API_AZURE : API_OPENAI;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	const char *files = strstr(path, "/files");
 	const char *batches = strstr(path, "/batches");
@@ -2257,14 +2321,14 @@ handle_batch(struct evhttp_request *req, const char *path)
 		return;
 	}
 	if (files && strcmp(files, "/files") == 0 && cmd == EVHTTP_REQ_POST)
-		batch_upload(req);
+		batch_upload(req, api);
 	else if (files && sscanf(files, "/files/%47[^/]", id) == 1 && ends_with(files, "/content") &&
 			 cmd == EVHTTP_REQ_GET)
 	{
 		MockFile   *f;
 		struct evbuffer *buf = evbuffer_new();
 
-		atomic_fetch_add(&batch_downloads, 1);
+		atomic_fetch_add(&batch_downloads[api], 1);
 		pthread_mutex_lock(&batch_lock);
 		f = file_find(id);
 		if (f)
@@ -2277,21 +2341,11 @@ handle_batch(struct evhttp_request *req, const char *path)
 		evbuffer_free(buf);
 	}
 	else if (batches && strcmp(batches, "/batches") == 0 && cmd == EVHTTP_REQ_POST)
-		batch_create(req);
+		batch_create(req, api);
 	else if (batches && strcmp(batches, "/batches") == 0 && cmd == EVHTTP_REQ_GET)
 	{
-		json_t	   *data = json_array();
-
-		atomic_fetch_add(&batch_lists, 1);
-		pthread_mutex_lock(&batch_lock);
-		for (int i = nmock_batches - 1; i >= 0 && json_array_size(data) < 100; i--)
-		{
-			batch_advance(mock_batches[i]);
-			json_array_append_new(data, batch_json(mock_batches[i]));
-		}
-		pthread_mutex_unlock(&batch_lock);
-		send_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
-									  "has_more", 0));
+		send_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data",
+									  list_batches(api, openai_batch_json), "has_more", 0));
 	}
 	else if (batches && sscanf(batches, "/batches/%47[^/]", id) == 1)
 	{
@@ -2299,11 +2353,9 @@ handle_batch(struct evhttp_request *req, const char *path)
 		bool		cancel = ends_with(batches, "/cancel") && cmd == EVHTTP_REQ_POST;
 		json_t	   *out = NULL;
 
-		atomic_fetch_add(cancel ? &batch_cancels : &batch_polls, 1);
+		atomic_fetch_add(cancel ? &batch_cancels[api] : &batch_polls[api], 1);
 		pthread_mutex_lock(&batch_lock);
-		b = batch_find(id);
-		if (b && cancel && !b->ended && b->cancelled_at == 0)
-			b->cancelled_at = mono_now();
+		b = batch_of_api(id, api, cancel);
 		if (b)
 		{
 			batch_advance(b);
@@ -2317,6 +2369,545 @@ handle_batch(struct evhttp_request *req, const char *path)
 	}
 	else
 		reply_error(req, &plain, 404, "Unknown request URL", "invalid_request_error", "unknown_url", NULL);
+}
+
+/*
+ * Anthropic Message Batches and Gemini batch mode: the requests come
+ * inline in the create, with the same knobs as the OpenAI Batch API above
+ * (batch_ms, batch_fail, batch_expire in the model of the first request,
+ * [[fail]] and [[expire]] in an item, cancel).  create_lost in that model
+ * creates the batch but answers the create with a 503, as a create whose
+ * answer was lost.  Anthropic refuses a batch_fail batch at its create (it
+ * has no failed state); Gemini fails it (BATCH_STATE_FAILED).  job_states
+ * makes Gemini report JOB_STATE_* rather than BATCH_STATE_*.
+ */
+
+/* An RFC 3339 time of Unix seconds */
+static void
+rfc3339(long t, char *buf, size_t len)
+{
+	time_t		tt = (time_t) t;
+	struct tm	tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* A new inline batch of an API (under batch_lock), directives from model */
+static MockBatch *
+inline_batch_add(int api, const char *model, json_t *items)
+{
+	MockBatch  *b;
+	const char *d;
+
+	if (nmock_batches >= MAX_BATCHES)
+		return NULL;
+	b = calloc(1, sizeof(*b));
+	snprintf(b->id, sizeof(b->id), api == API_ANTHROPIC ? "msgbatch_mock_%d" : "mock%d",
+			 nmock_batches + 1);
+	b->api = api;
+	b->created = mono_now();
+	b->created_unix = (long) time(NULL);
+	b->batch_ms = default_batch_ms;
+	if (model && (d = strstr(model, ";batch_ms:")) != NULL)
+		b->batch_ms = atoi(d + 10);
+	b->fail = model && strstr(model, ";batch_fail") != NULL;
+	b->expire = model && strstr(model, ";batch_expire") != NULL;
+	b->job_states = model && strstr(model, ";job_states") != NULL;
+	b->items = items;
+	b->total = (long) json_array_size(items);
+	mock_batches[nmock_batches++] = b;
+	atomic_fetch_add(&batch_created[api], 1);
+	return b;
+}
+
+/* How an item of a batch that ended as status ends */
+typedef enum ItemEnd
+{
+	ITEM_OK, ITEM_FAIL, ITEM_EXPIRED, ITEM_CANCELLED
+} ItemEnd;
+
+static ItemEnd
+item_end(const char *status, const Chat *c, long n)
+{
+	if (strcmp(status, "expired") == 0 || strstr(c->last_user, "[[expire]]"))
+		return ITEM_EXPIRED;
+	if (strcmp(status, "cancelled") == 0 && n % 2 == 0)
+		return ITEM_CANCELLED;
+	if (strstr(c->last_user, "[[fail]]"))
+		return ITEM_FAIL;
+	return ITEM_OK;
+}
+
+/* The results of an inline batch that ended as status */
+static void
+inline_finish(MockBatch *b, const char *status)
+{
+	static const Behaviour plain = {.fail_first = -1, .cached = -1, .reasoning = -1,
+	.cache_write = -1, .dim = 8};
+	struct evbuffer *jsonl = evbuffer_new();
+	json_t	   *responses = json_array();
+	size_t		i;
+	json_t	   *item;
+
+	b->completed = b->failed = b->expired_n = b->cancelled_n = 0;
+	json_array_foreach(b->items, i, item)
+	{
+		const char *id = json_string_value(json_object_get(item, "id"));
+		json_t	   *request = json_object_get(item, "request");
+		Chat		c;
+		bool		readable = b->api == API_ANTHROPIC ?
+			read_messages_request(request, FMT_ANTHROPIC, &c) : read_gemini_request(request, false, &c);
+		ItemEnd		end = readable ? item_end(status, &c, (long) i + 1) : ITEM_FAIL;
+		json_t	   *out = NULL;
+
+		if (strcmp(status, "failed") == 0 || (b->api == API_GEMINI && strcmp(status, "expired") == 0))
+			break;				/* no results at all */
+		if (end == ITEM_OK)
+		{
+			bool		cut;
+			long		completion;
+			char	   *text = answer(NULL, &plain, &c, &cut, &completion);
+
+			if (b->api == API_ANTHROPIC)
+			{
+				json_t	   *message = json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:n, s:o}",
+												"id", "msg_mock", "type", "message", "role", "assistant",
+												"model", json_string_value(json_object_get(request, "model")) ?
+												json_string_value(json_object_get(request, "model")) : "mock",
+												"content", "type", "text", "text", text,
+												"stop_reason", finish_reason(FMT_ANTHROPIC, &plain, false, cut),
+												"stop_sequence", "usage", anthropic_usage(&plain, &c, completion));
+
+				out = json_pack("{s:s, s:{s:s, s:o}}", "custom_id", id, "result", "type", "succeeded",
+								"message", message);
+			}
+			else
+				out = json_pack("{s:o, s:{s:s}}", "response",
+								gemini_response(&plain, &c, b->model, json_pack("[{s:s}]", "text", text),
+												finish_reason(FMT_GEMINI, &plain, false, cut), completion),
+								"metadata", "key", id);
+			free(text);
+			b->completed++;
+		}
+		else if (b->api == API_ANTHROPIC)
+		{
+			if (end == ITEM_FAIL)
+				out = json_pack("{s:s, s:{s:s, s:{s:s, s:{s:s, s:s}}}}", "custom_id", id, "result",
+								"type", "errored", "error", "type", "error", "error", "type",
+								"invalid_request_error", "message",
+								readable ? "the mock refuses this item ([[fail]])" : "params the mock cannot read");
+			else
+				out = json_pack("{s:s, s:{s:s}}", "custom_id", id, "result", "type",
+								end == ITEM_EXPIRED ? "expired" : "canceled");
+		}
+		else
+			out = json_pack("{s:{s:i, s:s}, s:{s:s}}", "error", "code",
+							end == ITEM_FAIL ? 3 : end == ITEM_EXPIRED ? 4 : 1, "message",
+							end == ITEM_FAIL ? "the mock refuses this item ([[fail]])" :
+							end == ITEM_EXPIRED ? "deadline exceeded" : "cancelled",
+							"metadata", "key", id);
+		if (end == ITEM_FAIL)
+			b->failed++;
+		else if (end == ITEM_EXPIRED)
+			b->expired_n++;
+		else if (end == ITEM_CANCELLED)
+			b->cancelled_n++;
+		if (b->api == API_ANTHROPIC)
+		{
+			char	   *line = json_dumps(out, JSON_COMPACT);
+
+			evbuffer_add_printf(jsonl, "%s\n", line);
+			free(line);
+			json_decref(out);
+		}
+		else
+			json_array_append_new(responses, out);
+	}
+	if (b->api == API_ANTHROPIC)
+	{
+		size_t		len = evbuffer_get_length(jsonl);
+
+		b->results = malloc(len + 1);
+		evbuffer_remove(jsonl, b->results, len);
+		b->results[len] = '\0';
+	}
+	else if (json_array_size(responses) > 0)
+		b->results = json_dumps(responses, JSON_COMPACT);
+	evbuffer_free(jsonl);
+	json_decref(responses);
+	b->final = status;
+	b->ended = true;
+}
+
+/* The status of an inline batch now, in OpenAI's words; its end once reached */
+static const char *
+inline_status(MockBatch *b)
+{
+	double		now = mono_now();
+	double		t = (now - b->created) * 1000.0;
+	const char *status;
+
+	if (b->final)
+		return b->final;
+	if (b->cancelled_at > 0)
+		status = (now - b->cancelled_at) * 1000.0 >= 50 ? "cancelled" : "cancelling";
+	else if (t < b->batch_ms / 3.0)
+		status = "validating";
+	else if (b->fail)
+		status = "failed";
+	else if (t < b->batch_ms)
+		status = "in_progress";
+	else
+		status = b->expire ? "expired" : "completed";
+	if (strcmp(status, "completed") == 0 || strcmp(status, "expired") == 0 ||
+		strcmp(status, "cancelled") == 0 || strcmp(status, "failed") == 0)
+		inline_finish(b, status);
+	return status;
+}
+
+/* A message batch as Anthropic describes it */
+static json_t *
+anthropic_batch_json(MockBatch *b)
+{
+	const char *status = inline_status(b);
+	bool		ended = b->ended;
+	char		created[32];
+	char		expires[32];
+	char		cancel[32];
+	json_t	   *out;
+
+	rfc3339(b->created_unix, created, sizeof(created));
+	rfc3339(b->created_unix + 86400, expires, sizeof(expires));
+	out = json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:s, s:s}",
+					"id", b->id, "type", "message_batch", "processing_status",
+					ended ? "ended" : strcmp(status, "cancelling") == 0 ? "canceling" : "in_progress",
+					"request_counts", "processing", (json_int_t) (ended ? 0 : b->total),
+					"succeeded", (json_int_t) (ended ? b->completed : 0),
+					"errored", (json_int_t) (ended ? b->failed : 0),
+					"canceled", (json_int_t) (ended ? b->cancelled_n : 0),
+					"expired", (json_int_t) (ended ? b->expired_n : 0),
+					"created_at", created, "expires_at", expires);
+	if (b->cancelled_at > 0)
+	{
+		rfc3339(b->created_unix, cancel, sizeof(cancel));
+		json_object_set_new(out, "cancel_initiated_at", json_string(cancel));
+	}
+	else
+		json_object_set_new(out, "cancel_initiated_at", json_null());
+	json_object_set_new(out, "ended_at", ended ? json_string(created) : json_null());
+	json_object_set_new(out, "archived_at", json_null());
+	json_object_set_new(out, "results_url",
+						ended ? json_pack("s+", "https://api.anthropic.com/v1/messages/batches/", b->id) :
+						json_null());
+	return out;
+}
+
+/* Every /v1/messages/batches request */
+static void
+handle_anthropic_batch(struct evhttp_request *req, const char *path)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const char *rest = strstr(path, "/messages/batches") + strlen("/messages/batches");
+	char		id[64];
+	const int	api = API_ANTHROPIC;
+
+	atomic_fetch_add(&total_requests, 1);
+	if (!authorised(req, FMT_ANTHROPIC))
+	{
+		send_json(req, 401, json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+									  "authentication_error", "message", "invalid x-api-key"));
+		return;
+	}
+	if (*rest == '\0' && cmd == EVHTTP_REQ_POST)
+	{
+		size_t		len;
+		char	   *body = request_body(req, &len);
+		json_t	   *root = json_loadb(body, len, 0, NULL);
+		json_t	   *requests = json_object_get(root, "requests");
+		json_t	   *items = json_array();
+		const char *model = json_string_value(json_object_get(json_object_get(json_array_get(requests, 0),
+																			 "params"), "model"));
+		const char *bad = NULL;
+		size_t		i;
+		json_t	   *r;
+		MockBatch  *b = NULL;
+
+		free(body);
+		atomic_fetch_add(&batch_creates[api], 1);
+		if (!json_is_array(requests) || json_array_size(requests) == 0)
+			bad = "requests: an array of at least one request is expected";
+		json_array_foreach(requests, i, r)
+		{
+			const char *cid = json_string_value(json_object_get(r, "custom_id"));
+			json_t	   *params = json_object_get(r, "params");
+
+			if (bad)
+				break;
+			if (cid == NULL || strlen(cid) < 1 || strlen(cid) > 64 ||
+				strspn(cid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(cid))
+				bad = "custom_id: must match ^[a-zA-Z0-9_-]{1,64}$";
+			else if (!json_is_string(json_object_get(params, "model")) ||
+					 !json_is_integer(json_object_get(params, "max_tokens")) ||
+					 !json_is_array(json_object_get(params, "messages")))
+				bad = "params: model, max_tokens and messages are required";
+			else
+				json_array_append_new(items, json_pack("{s:s, s:O}", "id", cid, "request", params));
+		}
+		if (bad == NULL && model && strstr(model, ";batch_fail"))
+			bad = "the mock refuses this batch (batch_fail)";
+		if (bad == NULL)
+		{
+			pthread_mutex_lock(&batch_lock);
+			b = inline_batch_add(api, model, items);
+			pthread_mutex_unlock(&batch_lock);
+		}
+		if (b == NULL)
+		{
+			json_decref(items);
+			json_decref(root);
+			send_json(req, bad ? 400 : 500,
+					  json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+								bad ? "invalid_request_error" : "api_error", "message",
+								bad ? bad : "the mock holds too many batches"));
+			return;
+		}
+		json_decref(root);
+		if (model && strstr(model, ";create_lost"))
+		{
+			send_json(req, 503, json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+										  "overloaded_error", "message", "the answer of this create is lost (create_lost)"));
+			return;
+		}
+		pthread_mutex_lock(&batch_lock);
+		{
+			json_t	   *out = anthropic_batch_json(b);
+
+			pthread_mutex_unlock(&batch_lock);
+			send_json(req, 200, out);
+		}
+	}
+	else if (*rest == '\0' && cmd == EVHTTP_REQ_GET)
+	{
+		send_json(req, 200, json_pack("{s:o, s:b, s:n, s:n}", "data",
+									  list_batches(api, anthropic_batch_json), "has_more", 0,
+									  "first_id", "last_id"));
+	}
+	else if (sscanf(rest, "/%63[^/]", id) == 1)
+	{
+		MockBatch  *b;
+		bool		cancel = ends_with(rest, "/cancel") && cmd == EVHTTP_REQ_POST;
+		bool		results = ends_with(rest, "/results") && cmd == EVHTTP_REQ_GET;
+		json_t	   *out = NULL;
+		struct evbuffer *buf = NULL;
+
+		atomic_fetch_add(cancel ? &batch_cancels[api] : results ? &batch_downloads[api] :
+						 &batch_polls[api], 1);
+		pthread_mutex_lock(&batch_lock);
+		b = batch_of_api(id, api, cancel);
+		if (b)
+			out = anthropic_batch_json(b);
+		if (b && results && b->ended && b->results)
+		{
+			buf = evbuffer_new();
+			evbuffer_add(buf, b->results, strlen(b->results));
+		}
+		pthread_mutex_unlock(&batch_lock);
+		if (results && buf)
+		{
+			json_decref(out);
+			send_now(req, 200, "application/binary", buf);
+			evbuffer_free(buf);
+		}
+		else if (out && !results)
+			send_json(req, 200, out);
+		else
+		{
+			json_decref(out);
+			send_json(req, 404, json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+										  "not_found_error", "message",
+										  b ? "the batch has not ended" : "no such message batch"));
+		}
+	}
+	else
+		send_json(req, 404, json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+									  "not_found_error", "message", "Unknown request URL"));
+}
+
+/* A Gemini error body */
+static void
+gemini_error(struct evhttp_request *req, int status, const char *grpc, const char *message)
+{
+	send_json(req, status, json_pack("{s:{s:i, s:s, s:s}}", "error", "code", status,
+									 "message", message, "status", grpc));
+}
+
+/* A batch as a Gemini long-running operation */
+static json_t *
+gemini_batch_json(MockBatch *b)
+{
+	const char *status = inline_status(b);
+	const char *state = strcmp(status, "validating") == 0 ? "PENDING" :
+		strcmp(status, "in_progress") == 0 || strcmp(status, "cancelling") == 0 ? "RUNNING" :
+		strcmp(status, "completed") == 0 ? "SUCCEEDED" : strcmp(status, "failed") == 0 ? "FAILED" :
+		strcmp(status, "expired") == 0 ? "EXPIRED" : "CANCELLED";
+	char		created[32];
+	char		full[64];
+	char		name[64];
+	json_t	   *out;
+
+	rfc3339(b->created_unix, created, sizeof(created));
+	snprintf(full, sizeof(full), "%s%s", b->job_states ? "JOB_STATE_" : "BATCH_STATE_", state);
+	snprintf(name, sizeof(name), "batches/%s", b->id);
+	out = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:b}",
+					"name", name, "metadata",
+					"@type", "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+					"name", name, "model", b->model, "displayName", b->display, "state", full,
+					"createTime", created, "done", b->ended);
+	{
+		json_t	   *stats = json_pack("{}");
+		char		n[32];
+
+		/* int64 fields: strings in protobuf's JSON */
+		snprintf(n, sizeof(n), "%ld", b->total);
+		json_object_set_new(stats, "requestCount", json_string(n));
+		snprintf(n, sizeof(n), "%ld", b->completed);
+		json_object_set_new(stats, "successfulRequestCount", json_string(n));
+		snprintf(n, sizeof(n), "%ld", b->failed + b->expired_n + b->cancelled_n);
+		json_object_set_new(stats, "failedRequestCount", json_string(n));
+		json_object_set_new(json_object_get(out, "metadata"), "batchStats", stats);
+	}
+	if (b->ended && b->results)
+		json_object_set_new(out, "response",
+							json_pack("{s:s, s:{s:o}}", "@type",
+									  "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
+									  "inlinedResponses", "inlinedResponses",
+									  json_loads(b->results, 0, NULL)));
+	if (strcmp(status, "failed") == 0)
+		json_object_set_new(out, "error", json_pack("{s:i, s:s}", "code", 3, "message",
+													"the mock fails this batch (batch_fail)"));
+	return out;
+}
+
+/* Every Gemini batch request: :batchGenerateContent, /v1beta/batches... */
+static void
+handle_gemini_batch(struct evhttp_request *req, const char *path)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const int	api = API_GEMINI;
+	char		id[64];
+
+	atomic_fetch_add(&total_requests, 1);
+	if (!authorised(req, FMT_GEMINI))
+	{
+		gemini_error(req, 400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.");
+		return;
+	}
+	if (ends_with(path, ":batchGenerateContent") && cmd == EVHTTP_REQ_POST && strstr(path, "/models/"))
+	{
+		const char *m = strstr(path, "/models/") + 8;
+		char	   *raw = strndup(m, strrchr(path, ':') - m);
+		char	   *model = printable(evhttp_decode_uri(raw));
+		size_t		len;
+		char	   *body = request_body(req, &len);
+		json_t	   *root = json_loadb(body, len, 0, NULL);
+		json_t	   *batch = json_object_get(root, "batch");
+		const char *display = json_string_value(json_object_get(batch, "display_name"));
+		json_t	   *config = json_object_get(batch, "input_config");
+		json_t	   *requests;
+		json_t	   *items = json_array();
+		const char *bad = NULL;
+		size_t		i;
+		json_t	   *r;
+		MockBatch  *b = NULL;
+
+		free(raw);
+		free(body);
+		atomic_fetch_add(&batch_creates[api], 1);
+		if (display == NULL)
+			display = json_string_value(json_object_get(batch, "displayName"));
+		if (config == NULL)
+			config = json_object_get(batch, "inputConfig");
+		requests = json_object_get(json_object_get(config, "requests"), "requests");
+		if (display == NULL || !json_is_array(requests) || json_array_size(requests) == 0)
+			bad = "batch.display_name and batch.input_config.requests.requests are required";
+		json_array_foreach(requests, i, r)
+		{
+			const char *key = json_string_value(json_object_get(json_object_get(r, "metadata"), "key"));
+
+			if (bad)
+				break;
+			if (key == NULL || !json_is_array(json_object_get(json_object_get(r, "request"), "contents")))
+				bad = "each request needs request.contents and metadata.key";
+			else
+				json_array_append_new(items, json_pack("{s:s, s:O}", "id", key, "request",
+													   json_object_get(r, "request")));
+		}
+		if (bad == NULL)
+		{
+			pthread_mutex_lock(&batch_lock);
+			b = inline_batch_add(api, model, items);
+			if (b)
+			{
+				snprintf(b->display, sizeof(b->display), "%s", display);
+				snprintf(b->model, sizeof(b->model), "models/%.100s", model);
+			}
+			pthread_mutex_unlock(&batch_lock);
+		}
+		json_decref(root);
+		if (b == NULL)
+		{
+			json_decref(items);
+			free(model);
+			gemini_error(req, bad ? 400 : 500, bad ? "INVALID_ARGUMENT" : "INTERNAL",
+						 bad ? bad : "the mock holds too many batches");
+			return;
+		}
+		if (strstr(model, ";create_lost"))
+		{
+			free(model);
+			gemini_error(req, 503, "UNAVAILABLE", "the answer of this create is lost (create_lost)");
+			return;
+		}
+		free(model);
+		pthread_mutex_lock(&batch_lock);
+		{
+			json_t	   *out = gemini_batch_json(b);
+
+			pthread_mutex_unlock(&batch_lock);
+			send_json(req, 200, out);
+		}
+	}
+	else if (strcmp(path, "/v1beta/batches") == 0 && cmd == EVHTTP_REQ_GET)
+	{
+		send_json(req, 200, json_pack("{s:o}", "operations", list_batches(api, gemini_batch_json)));
+	}
+	else if (sscanf(path, "/v1beta/batches/%63[^/:]", id) == 1)
+	{
+		MockBatch  *b;
+		bool		cancel = ends_with(path, ":cancel") && cmd == EVHTTP_REQ_POST;
+		json_t	   *out = NULL;
+
+		pthread_mutex_lock(&batch_lock);
+		b = batch_of_api(id, api, cancel);
+		if (b)
+			out = gemini_batch_json(b);
+		/* a GET of a finished batch fetches its answers */
+		atomic_fetch_add(cancel ? &batch_cancels[api] : (b && b->ended) ? &batch_downloads[api] :
+						 &batch_polls[api], 1);
+		pthread_mutex_unlock(&batch_lock);
+		if (out == NULL)
+			gemini_error(req, 404, "NOT_FOUND", "no such batch");
+		else if (cancel)
+		{
+			json_decref(out);
+			send_json(req, 200, json_pack("{}"));
+		}
+		else
+			send_json(req, 200, out);
+	}
+	else
+		gemini_error(req, 404, "NOT_FOUND", "Unknown request URL");
 }
 
 /* Send a small JSON text now */
@@ -2544,6 +3135,20 @@ handle_otlp_control(struct evhttp_request *req, const char *path)
 }
 
 /* GET /stats */
+/* The counters of a batch API */
+static json_t *
+batch_counters(int api)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+					 "uploads", (json_int_t) atomic_load(&batch_uploads[api]),
+					 "creates", (json_int_t) atomic_load(&batch_creates[api]),
+					 "polls", (json_int_t) atomic_load(&batch_polls[api]),
+					 "downloads", (json_int_t) atomic_load(&batch_downloads[api]),
+					 "cancels", (json_int_t) atomic_load(&batch_cancels[api]),
+					 "lists", (json_int_t) atomic_load(&batch_lists[api]),
+					 "created", (json_int_t) atomic_load(&batch_created[api]));
+}
+
 static void
 handle_stats(struct evhttp_request *req)
 {
@@ -2556,7 +3161,7 @@ handle_stats(struct evhttp_request *req)
 			json_object_set_new(by_model, m->model, json_integer(m->requests));
 	pthread_mutex_unlock(&models_lock);
 	pthread_mutex_lock(&otlp_lock);
-	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}",
+	out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I}}",
 					"requests", (json_int_t) atomic_load(&total_requests),
 					"chat", (json_int_t) atomic_load(&chat_requests),
 					"embeddings", (json_int_t) atomic_load(&embedding_requests),
@@ -2564,13 +3169,10 @@ handle_stats(struct evhttp_request *req)
 					"drips_cut", (json_int_t) atomic_load(&drips_cut),
 					"drip_events", (json_int_t) atomic_load(&drip_events),
 					"by_model", by_model,
-					"batch", "uploads", (json_int_t) atomic_load(&batch_uploads),
-					"creates", (json_int_t) atomic_load(&batch_creates),
-					"polls", (json_int_t) atomic_load(&batch_polls),
-					"downloads", (json_int_t) atomic_load(&batch_downloads),
-					"cancels", (json_int_t) atomic_load(&batch_cancels),
-					"lists", (json_int_t) atomic_load(&batch_lists),
-					"created", (json_int_t) atomic_load(&batch_created),
+					"batch", batch_counters(API_OPENAI),
+					"batch_azure", batch_counters(API_AZURE),
+					"batch_anthropic", batch_counters(API_ANTHROPIC),
+					"batch_gemini", batch_counters(API_GEMINI),
 					"otlp", "requests", (json_int_t) otlp_requests,
 					"accepted", (json_int_t) otlp_accepted,
 					"resource_spans", (json_int_t) otlp_resource_spans,
@@ -2619,13 +3221,16 @@ handle_reset(struct evhttp_request *req)
 	atomic_store(&closed_early, 0);
 	atomic_store(&drips_cut, 0);
 	atomic_store(&drip_events, 0);
-	atomic_store(&batch_uploads, 0);
-	atomic_store(&batch_creates, 0);
-	atomic_store(&batch_created, 0);
-	atomic_store(&batch_polls, 0);
-	atomic_store(&batch_downloads, 0);
-	atomic_store(&batch_cancels, 0);
-	atomic_store(&batch_lists, 0);
+	for (int api = 0; api < NAPIS; api++)
+	{
+		atomic_store(&batch_uploads[api], 0);
+		atomic_store(&batch_creates[api], 0);
+		atomic_store(&batch_polls[api], 0);
+		atomic_store(&batch_downloads[api], 0);
+		atomic_store(&batch_cancels[api], 0);
+		atomic_store(&batch_lists[api], 0);
+		atomic_store(&batch_created[api], 0);
+	}
 	evbuffer_add_printf(buf, "{\"ok\":true}");
 	send_now(req, 200, "application/json", buf);
 	evbuffer_free(buf);
@@ -2656,6 +3261,10 @@ handle(struct evhttp_request *req, void *arg)
 		send_now(req, 200, "application/json", buf);
 		evbuffer_free(buf);
 	}
+	else if (strstr(path, "/messages/batches"))
+		handle_anthropic_batch(req, path);
+	else if (strncmp(path, "/v1beta/batches", 15) == 0 || ends_with(path, ":batchGenerateContent"))
+		handle_gemini_batch(req, path);
 	else if (strstr(path, "/files") || strstr(path, "/batches"))
 		handle_batch(req, path);
 	else

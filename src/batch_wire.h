@@ -1,0 +1,128 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch_wire.h
+ *		What a provider's batch API implements for worker 0's state machine
+ *		(batch.c): its URLs and headers, the body that carries the items,
+ *		its batch objects, how a batch is found again after an uncertain
+ *		create, and its results, read into normalised result lines.
+ *
+ * The state machine speaks OpenAI's words: a batch's status is one of
+ * validating, in_progress, finalizing, cancelling, completed, expired,
+ * cancelled or failed, and a result line is an OpenAI Batch API output
+ * line, which llmgw.batch_ingest writes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LLMGW_BATCH_WIRE_H
+#define LLMGW_BATCH_WIRE_H
+
+#include <curl/curl.h>
+
+#include "call.h"
+#include "config.h"
+#include "jsonutil.h"
+#include "lib/stringinfo.h"
+
+/* What the provider says of a batch, in OpenAI's words */
+typedef struct LlmgwBatchStatus
+{
+	char	   *id;				/* the provider's batch id, fit for a URL */
+	const char *status;		/* validating ... failed (see above) */
+	char	   *output_ref;		/* what to fetch the results from, or NULL */
+	char	   *error_ref;		/* a second results file (OpenAI), or NULL */
+	int64		completed;		/* items answered so far; -1 when not said */
+	int64		failed;			/* items failed so far; -1 when not said */
+	char	   *error;			/* why a failed batch failed, or NULL */
+	int64		created;		/* Unix seconds; 0 when not said */
+	int64		total;			/* items in it; -1 when not said */
+	char	   *marker;			/* the marker it carries, or NULL */
+	char	   *input_file;		/* its input file, or NULL */
+} LlmgwBatchStatus;
+
+/* The calls of a batch API */
+typedef enum LlmgwBatchOp
+{
+	LLMGW_BATCH_UPLOAD,			/* the items as a file (id: none) */
+	LLMGW_BATCH_CREATE,			/* (id: none) */
+	LLMGW_BATCH_LIST,			/* the latest batches (id: none) */
+	LLMGW_BATCH_GET,			/* a batch's object (id: the batch) */
+	LLMGW_BATCH_CANCEL,			/* (id: the batch) */
+	LLMGW_BATCH_RESULTS			/* (id: an output_ref or error_ref) */
+} LlmgwBatchOp;
+
+/* What became of an item */
+typedef enum LlmgwBatchItemEnd
+{
+	LLMGW_BATCH_ITEM_ANSWERED,	/* the outcome says how */
+	LLMGW_BATCH_ITEM_EXPIRED,
+	LLMGW_BATCH_ITEM_CANCELLED
+} LlmgwBatchItemEnd;
+
+/* Receives each item of a results document (custom_id without the marker) */
+typedef void (*LlmgwBatchEmit) (void *arg, const char *custom_id, LlmgwBatchItemEnd end,
+								const LlmgwOutcome *out);
+
+typedef struct LlmgwBatchWire
+{
+	const char *api;			/* its name, for messages */
+	bool		upload;			/* the items go up as a file before the create */
+	bool		serial_create;	/* one uncertain create per provider at a time */
+	int			max_requests;	/* items in one batch */
+	size_t		max_bytes;		/* of the file or create body */
+	/* URL of a call (palloc'd) */
+	char	   *(*url) (const LlmgwRoute *route, LlmgwBatchOp op, const char *id);
+	/* headers of a call: JSON, or a multipart upload */
+	struct curl_slist *(*headers) (const LlmgwRoute *route, bool json);
+	/*
+	 * The file or create body: begin, then one item each (n from 0; body is
+	 * the provider's request as its wire format builds it), then end
+	 */
+	void		(*begin) (StringInfo buf, const LlmgwRoute *route, const char *marker);
+	void		(*item) (StringInfo buf, int n, const char *marker, const char *custom_id,
+						 const char *body, size_t len);
+	void		(*end) (StringInfo buf);
+	/* The create body of an uploaded file (upload formats only; palloc'd) */
+	char	   *(*create_body) (const LlmgwRoute *route, const char *marker, const char *input_file);
+	/* Read a batch object; false if it is not one */
+	bool		(*read_batch) (json_t *obj, LlmgwBatchStatus *st);
+	/* The member of a list answer holding its batches (and another name) */
+	const char *list_key;
+	const char *list_key_too;
+	/*
+	 * A results document, item by item; NULL when its lines are already
+	 * OpenAI output lines.  Items whose custom_id does not carry the marker
+	 * are passed over; returns how many.
+	 */
+	int			(*results) (const char *buf, size_t len, const char *marker,
+							LlmgwBatchEmit emit, void *arg);
+	/*
+	 * Embeddings batches (llmgw.submit_embedding_batch): an item and the
+	 * create body as item and create_body; NULL when the API takes none
+	 */
+	void		(*embed_item) (StringInfo buf, int n, const char *marker, const char *custom_id,
+							   const char *body, size_t len);
+	char	   *(*embed_create_body) (const LlmgwRoute *route, const char *marker,
+									  const char *input_file);
+} LlmgwBatchWire;
+
+extern const LlmgwBatchWire *llmgw_batch_wire(const char *kind);
+
+extern const LlmgwBatchWire llmgw_batch_openai;
+extern const LlmgwBatchWire llmgw_batch_azure;
+extern const LlmgwBatchWire llmgw_batch_anthropic;
+extern const LlmgwBatchWire llmgw_batch_gemini;
+
+/* Shared by the formats (batch_wire.c) */
+extern bool llmgw_batch_parse_status(const LlmgwBatchWire *w, const char *buf, size_t len,
+									 LlmgwBatchStatus *st);
+extern LlmgwBatchStatus *llmgw_batch_parse_list(const LlmgwBatchWire *w, const char *buf,
+												size_t len, int *n);
+extern void llmgw_batch_status_init(LlmgwBatchStatus *st);
+extern bool llmgw_batch_safe_id(const char *s);
+extern char *llmgw_batch_custom_id(const char *marker, const char *wire_id);
+extern char *llmgw_batch_wire_id(const char *marker, const char *custom_id);
+extern int64 llmgw_batch_rfc3339(const char *s);
+extern void llmgw_batch_line(StringInfo buf, const char *custom_id, LlmgwBatchItemEnd end,
+							 const LlmgwOutcome *out);
+
+#endif							/* LLMGW_BATCH_WIRE_H */

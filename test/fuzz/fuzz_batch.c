@@ -1,0 +1,92 @@
+/*
+ * libFuzzer target: a provider batch API's parsers (chosen at build time
+ * with -DFUZZ_BATCH=llmgw_batch_xxx): its batch objects, its list of
+ * batches and its results document, each item read by the provider's
+ * response parser and written as a normalised result line.  The first
+ * byte picks the parser.
+ */
+#include "postgres.h"
+
+#include "batch_wire.h"
+#include "jsonutil.h"
+#include "pg_stubs.h"
+
+#define MARKER "0b1e2c3d-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+
+/* A status must be one of OpenAI's words, its ids fit for a URL */
+static void
+check_status(const LlmgwBatchStatus *st)
+{
+	static const char *const words[] = {"validating", "in_progress", "finalizing", "cancelling",
+	"completed", "expired", "cancelled", "failed"};
+	bool		known = false;
+
+	if (st->status == NULL || !llmgw_batch_safe_id(st->id))
+		abort();
+	for (int i = 0; i < lengthof(words); i++)
+		known |= strcmp(st->status, words[i]) == 0;
+	if (!known)
+		abort();
+	if ((st->output_ref && !llmgw_batch_safe_id(st->output_ref)) ||
+		(st->error_ref && !llmgw_batch_safe_id(st->error_ref)))
+		abort();
+}
+
+/* Each item: a line that is a JSON object with its custom_id */
+static void
+emit(void *arg, const char *custom_id, LlmgwBatchItemEnd end, const LlmgwOutcome *out)
+{
+	StringInfoData line;
+	json_t	   *v;
+
+	if (custom_id == NULL || *custom_id == '\0')
+		abort();
+	if (out->status == LLMGW_STATUS_OK && out->error != LLMGW_ERR_NONE)
+		abort();
+	initStringInfo(&line);
+	llmgw_batch_line(&line, custom_id, end, out);
+	v = json_loadb(line.data, line.len, 0, NULL);
+	if (!json_is_object(v) || strcmp(json_string_value(json_object_get(v, "custom_id")), custom_id) != 0)
+		abort();
+	json_decref(v);
+	(*(int *) arg)++;
+}
+
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	int			mode = 0;
+	LlmgwBatchStatus st;
+
+	if (size > 0)
+	{
+		mode = data[0] % 3;
+		data++;
+		size--;
+	}
+	if (mode == 0)
+	{
+		if (llmgw_batch_parse_status(&FUZZ_BATCH, (const char *) data, size, &st))
+			check_status(&st);
+	}
+	else if (mode == 1)
+	{
+		int			n = -1;
+		LlmgwBatchStatus *list = llmgw_batch_parse_list(&FUZZ_BATCH, (const char *) data, size, &n);
+
+		if (n < 0 || list == NULL)
+			abort();
+		for (int i = 0; i < n; i++)
+			check_status(&list[i]);
+	}
+	else if (FUZZ_BATCH.results)
+	{
+		int			items = 0;
+
+		(void) FUZZ_BATCH.results((const char *) data, size, MARKER, emit, &items);
+	}
+	stub_arena_reset();
+	return 0;
+}
