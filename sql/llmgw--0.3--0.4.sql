@@ -486,9 +486,12 @@ BEGIN
             queue_batch.key_id, queue_batch.team_id, charged, hard)
     RETURNING id INTO batch_id;
     INSERT INTO llmgw.batch_items (batch_id, custom_id, row_key, request, reserved, attempt)
-    SELECT queue_batch.batch_id, coalesce(custom_ids[u.o], 'r' || u.o), row_keys[u.o],
-           u.r - 'model' - 'stream' - 'stream_options', costs[u.o], coalesce(attempts[u.o], 1)
-      FROM unnest(requests) WITH ORDINALITY u(r, o)
+    -- the arrays side by side (a subscript of a text array walks it from its
+    -- start: one per row made this quadratic in the batch's size)
+    SELECT queue_batch.batch_id, coalesce(u.custom_id, 'r' || u.o), u.row_key,
+           u.r - 'model' - 'stream' - 'stream_options', u.cost, coalesce(u.attempt, 1)
+      FROM unnest(requests, custom_ids, row_keys, costs, attempts)
+           WITH ORDINALITY u(r, custom_id, row_key, cost, attempt, o)
      WHERE u.o <= queued;
 END
 $fn$;
@@ -1341,3 +1344,70 @@ COMMENT ON COLUMN llmgw.spend_by_team.batch_calls IS 'Of calls, those of provide
 COMMENT ON COLUMN llmgw.spend_by_team.batch_cost IS 'Of cost, that of provider batches (NULL: none)';
 COMMENT ON COLUMN llmgw.spend_by_model.batch_calls IS 'Of calls, those of provider batches (NULL: none)';
 COMMENT ON COLUMN llmgw.spend_by_model.batch_cost IS 'Of cost, that of provider batches (NULL: none)';
+
+-- ==== One rollup trigger (docs/money.md, docs/metrics.md) ====
+-- The daily rollups and the totals of llmgw.metrics() are kept by one
+-- statement of one trigger: the second trigger cost every round of the
+-- workers a second function call, statement and plan start.
+CREATE OR REPLACE FUNCTION llmgw.usage_rollup() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- ordered, so that concurrent writers lock rollup rows in one order:
+    -- the totals, then (the statement of the WITH runs after) the days
+    WITH daily AS (
+        INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model,
+            provider, upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
+            output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)
+        SELECT (n.started_at AT TIME ZONE 'UTC')::date,
+               coalesce(nullif(current_setting('llmgw.rollup_shard', true), '')::integer, 0),
+               n.team_id, n.key_id, n.role_name, n.model,
+               n.provider, n.upstream_model, n.currency,
+               count(*), count(*) FILTER (WHERE n.status <> 'ok'),
+               count(*) FILTER (WHERE n.unpriced), count(*) FILTER (WHERE n.cache_hit),
+               coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
+               coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0),
+               coalesce(sum(n.cost), 0), n.batch_id IS NOT NULL
+          FROM new_rows n
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
+         ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
+        ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency,
+                     shard, batch)
+        DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
+                      unpriced = d.unpriced + excluded.unpriced,
+                      cache_hits = d.cache_hits + excluded.cache_hits,
+                      input_tokens = d.input_tokens + excluded.input_tokens,
+                      output_tokens = d.output_tokens + excluded.output_tokens,
+                      cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens,
+                      reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,
+                      cost = d.cost + excluded.cost)
+    INSERT INTO llmgw.usage_totals AS t (shard, team_id, model, provider, upstream_model,
+        status, error_class, cache_hit, fallback_from, currency, calls, unpriced, input_tokens,
+        output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost)
+    SELECT coalesce(nullif(current_setting('llmgw.rollup_shard', true), '')::integer, 0),
+           n.team_id, n.model, n.provider, n.upstream_model, n.status, n.error_class,
+           n.cache_hit, n.fallback_from, n.currency,
+           count(*), count(*) FILTER (WHERE n.unpriced),
+           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
+           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.cache_write_tokens), 0),
+           coalesce(sum(n.reasoning_tokens), 0), coalesce(sum(n.cost), 0)
+      FROM new_rows n
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+    ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit,
+                 fallback_from, currency, shard)
+    DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced,
+                  input_tokens = t.input_tokens + excluded.input_tokens,
+                  output_tokens = t.output_tokens + excluded.output_tokens,
+                  cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens,
+                  cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens,
+                  reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens,
+                  cost = t.cost + excluded.cost;
+    RETURN NULL;
+END
+$fn$;
+DROP TRIGGER usage_totals ON llmgw.usage;
+DROP FUNCTION llmgw.usage_totals_rollup();
+COMMENT ON FUNCTION llmgw.usage_rollup() IS 'Trigger: add a statement''s new usage rows to the daily rollups and to the totals of llmgw.metrics(), in one statement';
+COMMENT ON TRIGGER usage_rollup ON llmgw.usage IS 'Daily rollups, and the totals of llmgw.metrics()';
