@@ -816,6 +816,22 @@ find_ours(Tracked *b, const LlmgwBatchWire *w, const LlmgwBatchStatus *list, int
 	return found;
 }
 
+/*
+ * Whether a list of the latest batches reaches back to when this one was
+ * queued: a page that is not full holds every batch there is; a full one
+ * must hold a batch made before the row (10 minutes of clock skew allowed)
+ */
+static bool
+list_reaches_back(const Tracked *b, const LlmgwBatchStatus *list, int n, int listed)
+{
+	if (listed < LLMGW_BATCH_LIST_LIMIT)
+		return true;
+	for (int i = 0; i < n; i++)
+		if (list[i].created > 0 && list[i].created < b->created_unix - 600)
+			return true;
+	return false;
+}
+
 /* A chunk of result lines for llmgw.batch_ingest */
 typedef struct Chunk
 {
@@ -1044,11 +1060,23 @@ step_done(Tracked *b)
 			if (ok)
 			{
 				int			n = 0;
-				LlmgwBatchStatus *list = llmgw_batch_parse_list(w, data, len, &n);
+				int			listed = 0;
+				LlmgwBatchStatus *list = llmgw_batch_parse_list(w, data, len, &n, &listed);
 				const LlmgwBatchStatus *found = find_ours(b, w, list, n);
 
 				if (found)
 					record_batch(b, found, true);
+				else if (!list_reaches_back(b, list, n, listed))
+				{
+					/*
+					 * a full page of batches all made since this one was
+					 * queued: it may be among the older ones; creating it
+					 * again could submit it twice
+					 */
+					finish(b, "failed",
+						   psprintf("cannot tell whether the provider created this batch: its %d latest batches were all made since it was queued; look for metadata llmgw_batch = %s (Anthropic: custom_ids starting %s-) among the provider's batches",
+									LLMGW_BATCH_LIST_LIMIT, b->marker, b->marker));
+				}
 				else
 				{
 					/* not created: create it now */

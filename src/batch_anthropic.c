@@ -38,7 +38,7 @@ anthropic_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 		case LLMGW_BATCH_CREATE:
 			return llmgw_url_join(route->base_url, "messages/batches");
 		case LLMGW_BATCH_LIST:
-			return llmgw_url_join(route->base_url, "messages/batches?limit=100");
+			return llmgw_url_join(route->base_url, "messages/batches?limit=" LLMGW_BATCH_LIST_LIMIT_TEXT);
 		case LLMGW_BATCH_GET:
 			return llmgw_url_join(route->base_url, psprintf("messages/batches/%s", id));
 		case LLMGW_BATCH_CANCEL:

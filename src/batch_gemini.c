@@ -38,7 +38,7 @@ gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 			return llmgw_url_join(route->base_url,
 								  psprintf("models/%s:batchGenerateContent", route->upstream_model));
 		case LLMGW_BATCH_LIST:
-			return llmgw_url_join(route->base_url, "batches?pageSize=100");
+			return llmgw_url_join(route->base_url, "batches?pageSize=" LLMGW_BATCH_LIST_LIMIT_TEXT);
 		case LLMGW_BATCH_GET:
 		case LLMGW_BATCH_RESULTS:
 			return llmgw_url_join(route->base_url, psprintf("batches/%s", id));

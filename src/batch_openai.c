@@ -34,7 +34,7 @@ openai_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 		case LLMGW_BATCH_CREATE:
 			return llmgw_url_join(route->base_url, "batches");
 		case LLMGW_BATCH_LIST:
-			return llmgw_url_join(route->base_url, "batches?limit=100");
+			return llmgw_url_join(route->base_url, "batches?limit=" LLMGW_BATCH_LIST_LIMIT_TEXT);
 		case LLMGW_BATCH_GET:
 			return llmgw_url_join(route->base_url, psprintf("batches/%s", id));
 		case LLMGW_BATCH_CANCEL:
@@ -65,7 +65,7 @@ azure_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 			break;
 		case LLMGW_BATCH_LIST:
 			path = "batches";
-			query = "limit=100";
+			query = "limit=" LLMGW_BATCH_LIST_LIMIT_TEXT;
 			break;
 		case LLMGW_BATCH_GET:
 			path = psprintf("batches/%s", id);

@@ -42,9 +42,13 @@ llmgw_batch_parse_status(const LlmgwBatchWire *w, const char *buf, size_t len,
 	return ok;
 }
 
-/* The batches of a list answer that can be read (palloc'd array, newest first) */
+/*
+ * The batches of a list answer that can be read (palloc'd array, newest
+ * first, *n of them); *listed: how many the answer listed, read or not
+ */
 LlmgwBatchStatus *
-llmgw_batch_parse_list(const LlmgwBatchWire *w, const char *buf, size_t len, int *n)
+llmgw_batch_parse_list(const LlmgwBatchWire *w, const char *buf, size_t len, int *n,
+					   int *listed)
 {
 	json_t	   *root = llmgw_json_load(buf, len, NULL);
 	json_t	   *data = json_object_get(root, w->list_key);
@@ -56,6 +60,7 @@ llmgw_batch_parse_list(const LlmgwBatchWire *w, const char *buf, size_t len, int
 		data = json_object_get(root, w->list_key_too);
 	list = palloc0(sizeof(LlmgwBatchStatus) * (json_array_size(data) + 1));
 	*n = 0;
+	*listed = (int) Min(json_array_size(data), INT_MAX);
 	json_array_foreach(data, i, v)
 	{
 		if (w->read_batch(v, &list[*n]))

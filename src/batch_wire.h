@@ -39,6 +39,13 @@ typedef struct LlmgwBatchStatus
 	char	   *input_file;		/* its input file, or NULL */
 } LlmgwBatchStatus;
 
+/*
+ * Batches asked for in one list of the latest (LLMGW_BATCH_LIST): every
+ * API's list answers at most this many, newest first
+ */
+#define LLMGW_BATCH_LIST_LIMIT 100
+#define LLMGW_BATCH_LIST_LIMIT_TEXT "100"
+
 /* The calls of a batch API */
 typedef enum LlmgwBatchOp
 {
@@ -116,7 +123,7 @@ extern const LlmgwBatchWire llmgw_batch_gemini;
 extern bool llmgw_batch_parse_status(const LlmgwBatchWire *w, const char *buf, size_t len,
 									 LlmgwBatchStatus *st);
 extern LlmgwBatchStatus *llmgw_batch_parse_list(const LlmgwBatchWire *w, const char *buf,
-												size_t len, int *n);
+												size_t len, int *n, int *listed);
 extern void llmgw_batch_status_init(LlmgwBatchStatus *st);
 extern bool llmgw_batch_safe_id(const char *s);
 extern char *llmgw_batch_custom_id(const char *marker, const char *wire_id);

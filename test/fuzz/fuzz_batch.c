@@ -74,9 +74,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else if (mode == 1)
 	{
 		int			n = -1;
-		LlmgwBatchStatus *list = llmgw_batch_parse_list(&FUZZ_BATCH, (const char *) data, size, &n);
+		int			listed = -1;
+		LlmgwBatchStatus *list = llmgw_batch_parse_list(&FUZZ_BATCH, (const char *) data, size, &n, &listed);
 
-		if (n < 0 || list == NULL)
+		if (n < 0 || list == NULL || listed < n)
 			abort();
 		for (int i = 0; i < n; i++)
 			check_status(&list[i]);

@@ -14,6 +14,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use HTTP::Tiny;
 use IO::Socket::INET;
 use JSON::PP;
 use FindBin;
@@ -46,6 +47,7 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('bc-upload', 'mock', 'batch-model;batch_upload_ms:3000', price_model => 'bc-price');
 	SELECT llmgw.create_model('bc-busy', 'mock', 'batch-model;batch_create_busy', price_model => 'bc-price');
 	SELECT llmgw.create_model('bc-create', 'mock', 'batch-model;batch_create_ms:3000', price_model => 'bc-price');
+	SELECT llmgw.create_model('bc-create-late', 'mock', 'batch-model;batch_create_ms:30000', price_model => 'bc-price');
 	SELECT llmgw.create_model('bc', 'mock', 'batch-model', price_model => 'bc-price');
 	SELECT llmgw.set_price('bc-price', input => 2, output => 4, batch_input => 1, batch_output => 2);
 	SELECT llmgw.create_provider('mock_cron', 'openai_compatible', 'http://127.0.0.1:$cron_port/v1');
@@ -160,6 +162,43 @@ is(grown($before), '1/1/1/1/1', 'killed before the create was answered: found by
 exactly_once($job, 'cr', 6, 'killed before the create was answered');
 is($node->safe_psql('postgres', "SELECT provider_batch_id LIKE 'batch_mock_%' AND submitted_at IS NOT NULL AND price_id IS NOT NULL FROM llmgw.batches WHERE job_id = $job"),
 	't', 'the adopted batch has its provider id, submission time and price');
+
+# ---- the same, but another client of the provider made 100 batches since:
+# the list's full page does not reach back to when the batch was queued, so
+# llmgw cannot tell whether it was created; it is never created again, and
+# fails saying where to look
+table('crowd', 3);
+$before = LlmgwTest::mock_batch();
+$job = enrich('crowd', 'bc-create-late');
+for (1 .. 100) { last if LlmgwTest::mock_batch()->{created} > $before->{created}; select undef, undef, undef, 0.1; }
+{
+	my $http = HTTP::Tiny->new(timeout => 10,
+		default_headers => { Authorization => "Bearer $ENV{LLMGW_TEST_KEY}" });
+	my $base = "http://127.0.0.1:$ENV{LLMGW_MOCK_PORT}/v1";
+	my $line = '{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"batch-model","messages":[{"role":"user","content":"hi"}]}}';
+	my $b = 'crowdboundary';
+	my $up = $http->post("$base/files", { headers => { 'Content-Type' => "multipart/form-data; boundary=$b" },
+		content => "--$b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+		  . "--$b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n"
+		  . "Content-Type: application/jsonl\r\n\r\n$line\n\r\n--$b--\r\n" });
+	my $file = decode_json($up->{content})->{id};
+	my $made = 0;
+	for (1 .. 100)
+	{
+		my $r = $http->post("$base/batches", { headers => { 'Content-Type' => 'application/json' },
+			content => encode_json({ input_file_id => $file, endpoint => '/v1/chat/completions',
+									 completion_window => '24h' }) });
+		$made++ if $r->{success};
+	}
+	is($made, 100, 'another client made 100 batches while the create was unanswered');
+}
+kill_worker0();
+ok($node->poll_query_until('postgres', "SELECT state = 'failed' FROM llmgw.batches WHERE job_id = $job"),
+	'the batch ends failed');
+like($node->safe_psql('postgres', "SELECT last_error FROM llmgw.batches WHERE job_id = $job"),
+	qr/^cannot tell whether the provider created this batch: its 100 latest batches were all made since it was queued; look for metadata llmgw_batch = [0-9a-f-]{36}/,
+	'it says it cannot tell, and which marker to look for');
+is(LlmgwTest::mock_batch()->{created} - $before->{created}, 101, 'created once by llmgw (and 100 times by the other client): never twice');
 
 # ---- an output file with lines that are not JSON objects: the chunk
 # holding them is written without them, and the server log says so
