@@ -178,7 +178,8 @@ mock_requests() {
         tail -n 5 "$LLMGW_TMP/mock.log"
         exit 1
     } >&2
-    echo "$stats" | sed 's/.*"requests": *\([0-9]*\).*/\1/'
+    # the top-level member (the OTLP collector's counters have a "requests" too)
+    echo "$stats" | perl -MJSON::PP -0777 -ne 'print decode_json($_)->{requests}'
 }
 
 # wrk through llmgw, then the accounting: every request llmgw forwarded to
