@@ -77,150 +77,6 @@ SELECT * FROM (VALUES
 $$;
 
 COMMENT ON FUNCTION llmgw.gateway_counters() IS 'The metrics kept in shared memory since this server life began: queue, workers, fair share, refused calls, span export (labels as name, value pairs)';
--- ==== Batch ingest speed (docs/batch.md) ====
--- llmgw.batch_ingest parsed each result line again for every pending item
--- of the batch (a nested loop over the lines' jsonb cast: quadratic, 100
--- rows/s on a 10,000-row batch) and matched the job's rows by key::text,
--- which no index serves: now each line is parsed once, looked up by
--- batch_items' primary key, and its row found by the key in its own type.
-CREATE OR REPLACE FUNCTION llmgw.batch_ingest(batch bigint, lines text[]) RETURNS integer
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    bt llmgw.batches;
-    j llmgw.jobs;
-    bp llmgw.prices;
-    team bigint;
-    kind text;
-    keys text[];
-    answers text[];
-    written text[] := '{}';
-    n integer;
-    nfailed integer;
-BEGIN
-    SELECT * INTO bt FROM llmgw.batches b WHERE b.id = batch FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN 0;
-    END IF;
-    SELECT * INTO j FROM llmgw.jobs WHERE jobs.id = bt.job_id;
-    bp := llmgw.batch_price((SELECT p FROM llmgw.prices p WHERE p.id = bt.price_id));
-    SELECT rb.team_id INTO team FROM llmgw.role_bindings rb WHERE rb.role_name = bt.owner;
-    SELECT pr.kind INTO kind FROM llmgw.providers pr WHERE pr.name = bt.provider;
-
-    -- each line parsed once (materialized), each looked up by the primary
-    -- key of batch_items: the lateral subquery, fenced by OFFSET 0, is not
-    -- flattened into a join that parses the lines again per item, and the
-    -- state is tested outside it, so that the partial index of pending
-    -- items (a scan of them all per line) is never chosen
-    WITH p AS MATERIALIZED (
-        SELECT s::jsonb AS v FROM unnest(lines) s),
-    l AS (
-        SELECT p.v, p.v ->> 'custom_id' AS cid FROM p WHERE jsonb_typeof(p.v) = 'object'),
-    r AS (
-        SELECT i.custom_id, i.row_key, i.attempt, pg_catalog.gen_random_uuid() AS rid,
-               (l.v -> 'response' ->> 'status_code')::integer AS http_status,
-               l.v -> 'response' -> 'body' AS body, l.v -> 'error' AS err,
-               CASE WHEN (l.v -> 'response' ->> 'status_code') = '200'
-                         AND jsonb_typeof(l.v -> 'response' -> 'body' -> 'choices' -> 0 -> 'message' -> 'content') = 'string'
-                        THEN 'done'
-                    WHEN l.v -> 'error' ->> 'code' = 'batch_expired' THEN 'expired'
-                    WHEN l.v -> 'error' ->> 'code' = 'batch_cancelled' THEN 'cancelled'
-                    ELSE 'failed' END AS item_state
-          FROM l CROSS JOIN LATERAL (
-                SELECT i.custom_id, i.row_key, i.attempt, i.state FROM llmgw.batch_items i
-                 WHERE i.batch_id = batch AND i.custom_id = l.cid
-                OFFSET 0) i
-         WHERE i.state = 'pending'),
-    t AS (
-        SELECT r.*,
-               CASE WHEN r.item_state = 'done' THEN r.body -> 'choices' -> 0 -> 'message' ->> 'content' END AS answer,
-               (r.body -> 'usage' ->> 'prompt_tokens')::bigint AS i_tok,
-               (r.body -> 'usage' ->> 'completion_tokens')::bigint AS o_tok,
-               (r.body -> 'usage' -> 'prompt_tokens_details' ->> 'cached_tokens')::bigint AS c_tok,
-               (r.body -> 'usage' -> 'completion_tokens_details' ->> 'reasoning_tokens')::bigint AS r_tok,
-               CASE r.item_state
-                    WHEN 'done' THEN NULL
-                    WHEN 'expired' THEN 'expired'
-                    WHEN 'cancelled' THEN 'cancelled'
-                    ELSE CASE WHEN r.body -> 'error' ->> 'code' = 'context_length_exceeded' THEN 'context_length'
-                              WHEN r.body -> 'error' ->> 'code' = 'content_filter' THEN 'content_filter'
-                              WHEN r.http_status = 429 THEN 'rate_limit'
-                              WHEN r.http_status >= 500 THEN 'server'
-                              WHEN r.http_status IN (401, 403) THEN 'auth'
-                              WHEN r.http_status = 404 THEN 'model_not_found'
-                              WHEN r.http_status IS NULL THEN 'malformed_response'
-                              ELSE 'invalid_request' END END AS error_class,
-               coalesce(r.body -> 'error' ->> 'message', r.err ->> 'message',
-                        CASE WHEN r.item_state = 'failed' THEN 'the provider''s result could not be read' END) AS error
-          FROM r),
-    u AS (
-        INSERT INTO llmgw.usage (request_id, attempt, started_at, role_name, team_id, model, provider,
-                                 upstream_model, status, error_class, http_status, input_tokens,
-                                 output_tokens, cached_input_tokens, reasoning_tokens, usage_source,
-                                 price_id, cost, currency, unpriced, job_id, batch_id, tags)
-        SELECT t.rid, t.attempt, coalesce(bt.submitted_at, bt.created_at), bt.owner, team, bt.model,
-               bt.provider, bt.upstream_model,
-               CASE t.item_state WHEN 'done' THEN 'ok' WHEN 'cancelled' THEN 'cancelled' ELSE 'error' END,
-               t.error_class, t.http_status, t.i_tok, t.o_tok, t.c_tok, t.r_tok,
-               CASE WHEN t.i_tok IS NOT NULL THEN 'provider' END,
-               bp.id, c.cost, bp.currency,
-               t.item_state = 'done' AND c.cost IS NULL, bt.job_id, bt.id,
-               jsonb_build_object('batch', bt.provider_batch_id, 'custom_id', t.custom_id)
-          FROM t CROSS JOIN LATERAL (SELECT llmgw.cost(bp, t.i_tok, t.o_tok, t.c_tok, NULL, NULL, t.r_tok) AS cost) c
-        RETURNING 1),
-    w AS (
-        UPDATE llmgw.batch_items i
-           SET state = t.item_state, request_id = t.rid, error = t.error,
-               answer = CASE WHEN bt.job_id IS NULL THEN t.body END
-          FROM t
-         WHERE i.batch_id = batch AND i.custom_id = t.custom_id
-        RETURNING i.row_key, t.answer, t.item_state)
-    SELECT coalesce(array_agg(w.row_key) FILTER (WHERE w.item_state = 'done'), '{}'),
-           coalesce(array_agg(w.answer) FILTER (WHERE w.item_state = 'done'), '{}'),
-           count(*), count(*) FILTER (WHERE w.item_state = 'failed')
-      INTO keys, answers, n, nfailed
-      FROM w;
-
-    IF j.id IS NOT NULL AND cardinality(keys) > 0 THEN
-        -- the answers go in with the owner's rights (privileges, row-level
-        -- security) and the default search_path (for the table's triggers),
-        -- into rows still without one
-        PERFORM set_config('role', bt.owner, true);
-        PERFORM set_config('search_path', '"$user", public', true);
-        -- the key compared in its own type (the table's index on it is
-        -- used) and as text (the key as enrich wrote it)
-        EXECUTE format('WITH w AS (UPDATE %s t SET %I = a.answer FROM unnest($1, $2) a(k, answer)
-                                    WHERE t.%I = a.k::%s AND t.%I::text = a.k AND t.%I IS NULL
-                                    RETURNING a.k)
-                        SELECT coalesce(array_agg(k), ''{}'') FROM w',
-                       j.source, j.output_column, j.key_column,
-                       coalesce((SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                                  WHERE a.attrelid = j.source::regclass AND a.attname = j.key_column
-                                    AND NOT a.attisdropped), 'text'),
-                       j.key_column, j.output_column)
-            INTO written USING keys, answers;
-        PERFORM set_config('role', 'none', true);
-        PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
-        IF cardinality(written) < cardinality(keys) THEN
-            UPDATE llmgw.batch_items i
-               SET state = 'failed', error = 'the answer could not be written into ' || j.source
-             WHERE i.batch_id = batch AND i.state = 'done'
-               AND i.row_key IN (SELECT unnest(keys) EXCEPT SELECT unnest(written));
-            nfailed := nfailed + cardinality(keys) - cardinality(written);
-        END IF;
-    END IF;
-    IF j.id IS NOT NULL THEN
-        UPDATE llmgw.jobs
-           SET rows_done = rows_done + cardinality(written), rows_failed = rows_failed + nfailed,
-               updated_at = clock_timestamp()
-         WHERE jobs.id = j.id;
-    END IF;
-    RETURN n;
-END
-$fn$;
-REVOKE ALL ON FUNCTION llmgw.batch_ingest(bigint, text[]) FROM PUBLIC;
-COMMENT ON FUNCTION llmgw.batch_ingest(bigint, text[]) IS 'Internal (worker 0): write a chunk of a batch''s results, each item once with its usage row';
 
 -- ==== Batches at Anthropic, Gemini and Azure (docs/batch.md) ====
 -- Each provider's Batch API has its own limits (OpenAI and Azure 50,000
@@ -230,40 +86,6 @@ COMMENT ON FUNCTION llmgw.batch_ingest(bigint, text[]) IS 'Internal (worker 0): 
 -- before anything is sent, by moving its last items to a new batch of the
 -- same job.
 
--- Internal (worker 0): move the items named (still pending, of a batch
--- not sent yet) to a new batch of the same job, owner and model; returns
--- the new batch's id (NULL when the batch was already sent)
-CREATE FUNCTION llmgw.batch_split(batch bigint, moved text[]) RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    bt llmgw.batches;
-    nb bigint;
-    n integer;
-BEGIN
-    SELECT * INTO bt FROM llmgw.batches b WHERE b.id = batch FOR UPDATE;
-    IF NOT FOUND OR bt.state <> 'queued' OR cardinality(moved) IS NULL
-       OR cardinality(moved) >= bt.requests THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO llmgw.batches (job_id, owner, model, requests, cancel_requested)
-    VALUES (bt.job_id, bt.owner, bt.model, cardinality(moved), bt.cancel_requested)
-    RETURNING id INTO nb;
-    UPDATE llmgw.batch_items i SET batch_id = nb
-     WHERE i.batch_id = batch AND i.custom_id = ANY (moved) AND i.state = 'pending';
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n = 0 THEN
-        DELETE FROM llmgw.batches b WHERE b.id = nb;
-        RETURN NULL;
-    END IF;
-    UPDATE llmgw.batches b SET requests = b.requests - n WHERE b.id = batch;
-    UPDATE llmgw.batches b SET requests = n WHERE b.id = nb;
-    RETURN nb;
-END
-$fn$;
-REVOKE ALL ON FUNCTION llmgw.batch_split(bigint, text[]) FROM PUBLIC;
-COMMENT ON FUNCTION llmgw.batch_split(bigint, text[]) IS 'Internal (worker 0): move items of a batch not sent yet to a new batch of the same job (a provider''s limits)';
 COMMENT ON COLUMN llmgw.batches.state IS 'queued, submitting (file uploaded; Anthropic, Gemini: the create may have been sent), validating, in_progress, finalizing, cancelling, ingesting (results being written), then completed, failed, expired or cancelled';
 COMMENT ON COLUMN llmgw.batches.provider_status IS 'The status the provider last reported, in OpenAI''s words (validating, in_progress, finalizing, cancelling, completed, expired, cancelled, failed)';
 COMMENT ON COLUMN llmgw.batches.output_file_id IS 'The provider''s id of the results file (Anthropic, Gemini: the batch whose results are fetched)';
@@ -707,6 +529,10 @@ COMMENT ON COLUMN llmgw.job_progress.rows_held IS 'Batch jobs: rows left unsubmi
 COMMENT ON COLUMN llmgw.job_progress.reserved IS 'Batch jobs: the worst case its items not answered yet reserve on its hard budgets';
 COMMENT ON COLUMN llmgw.job_progress.retry IS 'Batch jobs: batch (expired and retryable items go again, at most 3 attempts) or none';
 
+-- Each result line parsed once and its item looked up by batch_items'
+-- primary key, the job's row by its key in its own type (0.3 parsed every
+-- line again per pending item: quadratic); each item's reservation given
+-- back and its cost charged with its usage row
 CREATE OR REPLACE FUNCTION llmgw.batch_ingest(batch bigint, lines text[]) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -863,12 +689,11 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION llmgw.batch_ingest(bigint, text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION llmgw.batch_ingest(bigint, text[]) FROM PUBLIC;
 COMMENT ON FUNCTION llmgw.batch_ingest(bigint, text[]) IS 'Internal (worker 0): write a chunk of a batch''s results, each item once with its usage row';
 
 -- Internal (worker 0): a batch split for its provider's limits: the new
 -- batch carries the first's endpoint, key, team and budgets
-CREATE OR REPLACE FUNCTION llmgw.batch_split(batch bigint, moved text[]) RETURNS bigint
+CREATE FUNCTION llmgw.batch_split(batch bigint, moved text[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -901,6 +726,8 @@ BEGIN
     RETURN nb;
 END
 $fn$;
+REVOKE ALL ON FUNCTION llmgw.batch_split(bigint, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION llmgw.batch_split(bigint, text[]) IS 'Internal (worker 0): move items of a batch not sent yet to a new batch of the same job (a provider''s limits)';
 
 -- Internal (worker 0): a batch's results are all written: the items
 -- without one end as the batch ended (their reservations given back), the
@@ -1258,40 +1085,6 @@ ALTER TABLE llmgw.usage_daily ADD CONSTRAINT usage_daily_dimensions_key
     UNIQUE NULLS NOT DISTINCT (day, team_id, key_id, role_name, model, provider,
                                upstream_model, currency, shard, batch);
 COMMENT ON CONSTRAINT usage_daily_dimensions_key ON llmgw.usage_daily IS 'One rollup row per day, dimensions, worker and kind of call (the rollup trigger adds to it)';
-
-CREATE OR REPLACE FUNCTION llmgw.usage_rollup() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    -- ordered, so that concurrent writers lock rollup rows in one order
-    INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model, provider,
-        upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
-        output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)
-    SELECT (n.started_at AT TIME ZONE 'UTC')::date,
-           coalesce(nullif(current_setting('llmgw.rollup_shard', true), '')::integer, 0),
-           n.team_id, n.key_id, n.role_name, n.model,
-           n.provider, n.upstream_model, n.currency,
-           count(*), count(*) FILTER (WHERE n.status <> 'ok'),
-           count(*) FILTER (WHERE n.unpriced), count(*) FILTER (WHERE n.cache_hit),
-           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
-           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0),
-           coalesce(sum(n.cost), 0), n.batch_id IS NOT NULL
-      FROM new_rows n
-     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
-     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
-    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency, shard, batch)
-    DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
-                  unpriced = d.unpriced + excluded.unpriced,
-                  cache_hits = d.cache_hits + excluded.cache_hits,
-                  input_tokens = d.input_tokens + excluded.input_tokens,
-                  output_tokens = d.output_tokens + excluded.output_tokens,
-                  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens,
-                  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,
-                  cost = d.cost + excluded.cost;
-    RETURN NULL;
-END
-$fn$;
 
 CREATE OR REPLACE VIEW llmgw.spend_daily WITH (security_invoker = true) AS
 SELECT d.day, t.name AS team, k.prefix AS key_prefix, d.role_name, d.model, d.provider,
