@@ -36,9 +36,15 @@
 #include <ctype.h>
 #include <curl/curl.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/guc.h"
@@ -64,13 +70,13 @@ extern text *cstring_to_text_with_len(const char *s, int len);
 int			llmgw_batch_max_requests = 50000;
 int			llmgw_batch_poll_interval = 60000;	/* ms */
 int			llmgw_batch_ingest_chunk = 1000;
+int			llmgw_batch_max_download = 4096;	/* MB */
+int			llmgw_batch_max_result_line = 65536;	/* kB */
 
 /* How often worker 0 looks at llmgw.batches */
 #define BATCH_SCAN_MS 1000
 /* Batches followed at once */
 #define MAX_TRACKED 64
-/* Largest file downloaded */
-#define BATCH_MAX_DOWNLOAD ((size_t) 512 * 1024 * 1024)
 /* Timeouts of a step: API calls, and file transfers */
 #define BATCH_CALL_TIMEOUT_MS 120000L
 #define BATCH_FILE_TIMEOUT_MS 600000L
@@ -141,6 +147,14 @@ llmgw_batch_define_settings(void)
 							"Results of a provider batch written per transaction.",
 							NULL, &llmgw_batch_ingest_chunk, 1000, 1, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.batch_max_download",
+							"Largest results file of a provider batch worker 0 downloads (to a temporary file).",
+							NULL, &llmgw_batch_max_download, 4096, 1, 1048576,
+							PGC_SIGHUP, GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.batch_max_result_line",
+							"Longest line of a provider batch's results, and largest answer of a batch API held in memory.",
+							NULL, &llmgw_batch_max_result_line, 65536, 64, 1048575,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 }
 
 /*
@@ -330,18 +344,102 @@ scan_batches(void *arg)
 			tracked[i].used = false;
 }
 
+/* ---- temporary files ---- */
+
+/*
+ * A temporary file of worker 0 (a batch's upload or create body, its
+ * results, the result lines of items refused), read and written with
+ * stdio.  It is made under the database's base/pgsql_tmp and unlinked at
+ * once: nothing but the open descriptor names it, so it is gone when it is
+ * closed or when the worker ends, however it ends (kill -9 included), and
+ * no file is ever left behind.
+ */
+static FILE *
+temp_file(void)
+{
+	static int	counter = 0;
+	char		path[MAXPGPATH];
+	int			fd;
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "base/%s/%s_llmgw_batch.%d.%d", PG_TEMP_FILES_DIR,
+			 PG_TEMP_FILE_PREFIX, MyProcPid, counter++);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | PG_BINARY, S_IRUSR | S_IWUSR);
+	if (fd < 0 && errno == ENOENT)
+	{
+		(void) MakePGDirectory("base/" PG_TEMP_FILES_DIR);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | PG_BINARY, S_IRUSR | S_IWUSR);
+	}
+	if (fd < 0)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("llmgw: could not create temporary file \"%s\": %m", path)));
+	(void) unlink(path);
+	f = fdopen(fd, "w+");
+	if (f == NULL)
+	{
+		close(fd);
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("llmgw: could not open temporary file \"%s\": %m", path)));
+	}
+	return f;
+}
+
+/* Append bytes to a temporary file (an error if the disk refuses them) */
+static void
+temp_write(FILE *f, const char *data, size_t len)
+{
+	if (len > 0 && fwrite(data, 1, len, f) != len)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("llmgw: could not write a temporary file of provider batches: %m")));
+}
+
+/* Flush a temporary file and go back to its start; its size */
+static size_t
+temp_rewind(FILE *f)
+{
+	off_t		size;
+
+	if (fflush(f) != 0 || (size = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("llmgw: could not read back a temporary file of provider batches: %m")));
+	return (size_t) size;
+}
+
 /* ---- starting steps ---- */
 
+/*
+ * Start a step's transfer: a small body (malloc'd), or a file sent as the
+ * body (multipart for an upload); the answer in memory, or (a results
+ * download) in a temporary file.  The files are the transfer's from now on.
+ */
 static void
 start(Tracked *b, BatchStep step, const LlmgwRoute *r, const LlmgwBatchWire *w, LlmgwBatchOp op,
-	  const char *id, const char *method, char *body, const char *upload, size_t upload_len,
+	  const char *id, const char *method, char *body, FILE *upload, size_t upload_len,
 	  long timeout_ms)
 {
 	char	   *url = w->url(r, op, id);
+	bool		download = step == STEP_OUTPUT || step == STEP_ERRORS;
+	FILE	   *into = NULL;
 
+	if (download)
+		PG_TRY();
+		{
+			into = temp_file();
+		}
+		PG_CATCH();
+		{
+			if (upload)
+				fclose(upload);
+			free(body);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	b->step = step;
-	llmgw_http_transfer_start(&b->t, url, method, w->headers(r, upload == NULL), body,
-							  upload, upload_len, BATCH_MAX_DOWNLOAD, timeout_ms);
+	llmgw_http_transfer_start(&b->t, url, method,
+							  w->headers(r, upload == NULL || op != LLMGW_BATCH_UPLOAD), body,
+							  upload, upload_len, op == LLMGW_BATCH_UPLOAD, into,
+							  download ? (size_t) llmgw_batch_max_download * 1024 * 1024 :
+							  (size_t) llmgw_batch_max_result_line * 1024, timeout_ms);
 	pfree(url);
 }
 
@@ -360,9 +458,11 @@ malloc_copy(const char *s, size_t len)
 
 /*
  * The file or create body of a batch's pending items, built by the
- * provider's wire format.  Items past the provider's limits are listed in
- * moved (the batch is split before anything is sent); items the wire
- * format refuses get a failed result line.
+ * provider's wire format into a temporary file, item by item (the items
+ * are read through a cursor: worker 0 holds a few of them at a time).
+ * Items past the provider's limits are listed in moved (the batch is split
+ * before anything is sent); items the wire format refuses get a failed
+ * result line in a file of their own.
  */
 typedef struct Build
 {
@@ -370,13 +470,102 @@ typedef struct Build
 	const LlmgwRoute *r;
 	const LlmgwBatchWire *w;
 	MemoryContext cxt;			/* of what follows */
-	StringInfoData body;
-	StringInfoData failed;		/* result lines of the items refused */
+	FILE	   *file;			/* the file or create body */
+	size_t		bytes;			/* in it */
+	FILE	   *failed;			/* result lines of the items refused, or NULL */
 	int			nitems;
 	int			nfailed;
 	Datum	   *moved;			/* custom_ids (text) for a new batch */
 	int			nmoved;
+	int			maxmoved;
 } Build;
+
+/* Items read from the cursor at a time */
+#define BUILD_FETCH 1000
+
+/* Close a build's files */
+static void
+build_close(Build *bd)
+{
+	if (bd->file)
+		fclose(bd->file);
+	if (bd->failed)
+		fclose(bd->failed);
+	bd->file = bd->failed = NULL;
+}
+
+/* An item that goes to another batch */
+static void
+move_item(Build *bd, const char *cid)
+{
+	MemoryContext old = MemoryContextSwitchTo(bd->cxt);
+
+	if (bd->moved == NULL)
+	{
+		bd->maxmoved = 1024;
+		bd->moved = palloc(sizeof(Datum) * bd->maxmoved);
+	}
+	else if (bd->nmoved == bd->maxmoved)
+	{
+		bd->maxmoved *= 2;
+		bd->moved = repalloc(bd->moved, sizeof(Datum) * bd->maxmoved);
+	}
+	bd->moved[bd->nmoved++] = CStringGetTextDatum(cid);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Build one item (of the cursor's current row) into item and the file, or
+ * refuse it (in a memory context reset after each item)
+ */
+static void
+build_item(Build *bd, const LlmgwProvider *p, const char *cid, const char *req, StringInfo item)
+{
+	size_t		len = 0;
+	bool		stream = false;
+	char	   *error = NULL;
+	char	   *body;
+
+	if (bd->moved)
+	{
+		move_item(bd, cid);
+		return;
+	}
+	if (bd->b->embeddings)
+		body = p->build_embed ? p->build_embed(req, strlen(req), bd->r->upstream_model, &len, &error) :
+			NULL;
+	else
+		body = p->build_chat(req, strlen(req), bd->r->upstream_model, &len, &stream, &error);
+	resetStringInfo(item);
+	if (body == NULL)
+	{
+		LlmgwOutcome out;
+
+		llmgw_outcome_init(&out);
+		out.error = LLMGW_ERR_INVALID_REQUEST;
+		out.provider_message = psprintf("llmgw could not translate the request: %s",
+										error ? error : "no reason given");
+		llmgw_batch_line(item, cid, LLMGW_BATCH_ITEM_ANSWERED, &out);
+		if (bd->failed == NULL)
+			bd->failed = temp_file();
+		temp_write(bd->failed, item->data, item->len);
+		bd->nfailed++;
+		return;
+	}
+	(bd->b->embeddings ? bd->w->embed_item : bd->w->item) (item, bd->nitems, bd->b->marker,
+				bd->w->results ? llmgw_batch_custom_id(bd->b->marker, cid) : cid, body, len);
+	free(body);
+	/* past a limit: this item and the next go to another batch */
+	if (bd->nitems > 0 && (bd->nitems + 1 > bd->w->max_requests ||
+						   bd->bytes + item->len + 64 > bd->w->max_bytes))
+	{
+		move_item(bd, cid);
+		return;
+	}
+	temp_write(bd->file, item->data, item->len);
+	bd->bytes += item->len;
+	bd->nitems++;
+}
 
 static void
 build_items(void *arg)
@@ -385,68 +574,51 @@ build_items(void *arg)
 	const LlmgwProvider *p = llmgw_provider(bd->r->kind);
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
-	int			rc;
+	Portal		portal;
+	MemoryContext rows = AllocSetContextCreate(CurrentMemoryContext, "llmgw batch build",
+											   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old;
+	StringInfoData item;
 
 	values[0] = Int64GetDatum(bd->b->id);
-	rc = SPI_execute_with_args("SELECT custom_id, request::text FROM llmgw.batch_items"
-							   " WHERE batch_id = $1 AND state = 'pending'"
-							   " ORDER BY custom_id COLLATE \"C\"", 1, types, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "llmgw: could not read the items of batch " INT64_FORMAT, bd->b->id);
+	portal = SPI_cursor_open_with_args(NULL, "SELECT custom_id, request::text FROM llmgw.batch_items"
+									   " WHERE batch_id = $1 AND state = 'pending'"
+									   " ORDER BY custom_id COLLATE \"C\"", 1, types, values, NULL,
+									   true, 0);
 	old = MemoryContextSwitchTo(bd->cxt);
-	initStringInfo(&bd->body);
-	initStringInfo(&bd->failed);
-	bd->w->begin(&bd->body, bd->r, bd->b->marker);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	initStringInfo(&item);
+	bd->file = temp_file();
+	bd->w->begin(&item, bd->r, bd->b->marker);
+	temp_write(bd->file, item.data, item.len);
+	bd->bytes = item.len;
+	for (;;)
 	{
-		char	   *cid = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *req = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		size_t		len = 0;
-		bool		stream = false;
-		char	   *error = NULL;
-		char	   *body;
-		int			before = bd->body.len;
-
-		if (bd->moved)
+		SPI_cursor_fetch(portal, true, BUILD_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			bd->moved[bd->nmoved++] = CStringGetTextDatum(cid);
-			continue;
+			MemoryContextSwitchTo(rows);
+			build_item(bd, p, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+					   bd->moved ? NULL : SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2),
+					   &item);
+			MemoryContextSwitchTo(bd->cxt);
+			MemoryContextReset(rows);
 		}
-		if (bd->b->embeddings)
-			body = p->build_embed ? p->build_embed(req, strlen(req), bd->r->upstream_model, &len, &error) :
-				NULL;
-		else
-			body = p->build_chat(req, strlen(req), bd->r->upstream_model, &len, &stream, &error);
-		if (body == NULL)
-		{
-			LlmgwOutcome out;
-
-			llmgw_outcome_init(&out);
-			out.error = LLMGW_ERR_INVALID_REQUEST;
-			out.provider_message = psprintf("llmgw could not translate the request: %s",
-											error ? error : "no reason given");
-			llmgw_batch_line(&bd->failed, cid, LLMGW_BATCH_ITEM_ANSWERED, &out);
-			bd->nfailed++;
-			continue;
-		}
-		(bd->b->embeddings ? bd->w->embed_item : bd->w->item) (&bd->body, bd->nitems, bd->b->marker,
-					bd->w->results ? llmgw_batch_custom_id(bd->b->marker, cid) : cid, body, len);
-		free(body);
-		/* past a limit: this item and the next go to another batch */
-		if (bd->nitems > 0 && (bd->nitems + 1 > bd->w->max_requests ||
-							   (size_t) bd->body.len + 64 > bd->w->max_bytes))
-		{
-			bd->body.len = before;
-			bd->body.data[before] = '\0';
-			bd->moved = palloc(sizeof(Datum) * (SPI_processed - i));
-			bd->moved[bd->nmoved++] = CStringGetTextDatum(cid);
-			continue;
-		}
-		bd->nitems++;
+		SPI_freetuptable(SPI_tuptable);
 	}
-	bd->w->end(&bd->body);
+	SPI_cursor_close(portal);
+	resetStringInfo(&item);
+	bd->w->end(&item);
+	temp_write(bd->file, item.data, item.len);
+	bd->bytes += item.len;
+	pfree(item.data);
+	if (temp_rewind(bd->file) != bd->bytes)
+		elog(ERROR, "llmgw: the body of provider batch " INT64_FORMAT " was not written whole", bd->b->id);
+	if (bd->failed)
+		(void) temp_rewind(bd->failed);
 	MemoryContextSwitchTo(old);
+	MemoryContextDelete(rows);
 }
 
 /* Build a batch's items; false (the error noted) if they could not be read */
@@ -460,11 +632,13 @@ build(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd)
 	bd->cxt = CurrentMemoryContext;
 	if (!llmgw_in_transaction("llmgw: building a provider batch", build_items, bd))
 	{
+		build_close(bd);
 		note_error(b, "its items could not be read; see the server log");
 		return false;
 	}
 	if (bd->nfailed > 0 && w->upload)
 	{
+		build_close(bd);
 		note_error(b, "some of its requests could not be translated");
 		return false;
 	}
@@ -487,10 +661,12 @@ split_batch(void *arg)
 }
 
 /*
- * Write result lines made by llmgw (not the provider's); false if they
+ * Write the result lines of a file (OpenAI output lines, or a provider's
+ * results read by its wire format); false, *error saying why, if they
  * could not be written
  */
-static bool ingest(Tracked *b, char *data, size_t len);
+static bool ingest_file(Tracked *b, const LlmgwBatchWire *w, const char *ref, FILE *f,
+						const char **error);
 
 /*
  * Mark a batch of an API without upload submitting: from now on a create
@@ -516,10 +692,17 @@ mark_submitting(Tracked *b, const LlmgwRoute *r, Build *bd)
 	}
 	strlcpy(b->provider, r->provider, sizeof(b->provider));
 	strlcpy(b->state, "submitting", sizeof(b->state));
-	if (bd->nfailed > 0 && !ingest(b, bd->failed.data, bd->failed.len))
+	if (bd->nfailed > 0)
 	{
-		note_error(b, "results could not be written; see the server log");
-		return false;
+		const char *error = NULL;
+
+		if (!ingest_file(b, NULL, NULL, bd->failed, &error))
+		{
+			note_error(b, error);
+			return false;
+		}
+		fclose(bd->failed);
+		bd->failed = NULL;
 	}
 	return true;
 }
@@ -539,16 +722,20 @@ create_uncertain(const Tracked *b)
 static void
 start_create(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd)
 {
+	FILE	   *body = bd->file;
+
 	b->create_fresh = false;
-	start(b, STEP_CREATE, r, w, LLMGW_BATCH_CREATE, NULL, "POST",
-		  malloc_copy(bd->body.data, bd->body.len), NULL, 0, BATCH_CALL_TIMEOUT_MS);
+	bd->file = NULL;
+	build_close(bd);
+	start(b, STEP_CREATE, r, w, LLMGW_BATCH_CREATE, NULL, "POST", NULL, body, bd->bytes,
+		  BATCH_CALL_TIMEOUT_MS);
 }
 
 /*
  * One file (a batch's JSONL upload, or its results download) in flight at a
- * time: worker 0 holds one batch's file in memory, however many batches a
- * job has.  A batch whose turn has not come waits; the end of the transfer
- * in flight wakes it.
+ * time, however many batches a job has: one temporary file on disk, and
+ * the provider's bandwidth not shared.  A batch whose turn has not come
+ * waits; the end of the transfer in flight wakes it.
  */
 static bool
 file_turn(Tracked *b)
@@ -580,6 +767,7 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 		return;
 	if (bd.nmoved > 0)
 	{
+		build_close(&bd);
 		if (!llmgw_in_transaction("llmgw: splitting a provider batch", split_batch, &bd))
 			note_error(b, "the batch could not be split; see the server log");
 		else
@@ -590,15 +778,22 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 	}
 	if (w->upload)
 	{
-		/* curl_mime_data keeps a copy of the file */
-		start(b, STEP_UPLOAD, r, w, LLMGW_BATCH_UPLOAD, NULL, "POST", NULL, bd.body.data,
-			  bd.body.len, BATCH_FILE_TIMEOUT_MS);
+		FILE	   *file = bd.file;
+
+		/* the transfer reads the file as curl sends it, and closes it */
+		bd.file = NULL;
+		start(b, STEP_UPLOAD, r, w, LLMGW_BATCH_UPLOAD, NULL, "POST", NULL, file, bd.bytes,
+			  BATCH_FILE_TIMEOUT_MS);
 		return;
 	}
 	if (!mark_submitting(b, r, &bd))
+	{
+		build_close(&bd);
 		return;
+	}
 	if (bd.nitems == 0)
 	{
+		build_close(&bd);
 		finish(b, "failed", "none of its requests could be translated");
 		return;
 	}
@@ -649,13 +844,23 @@ step_batch(Tracked *b)
 					  malloc_copy(body, strlen(body)), NULL, 0, BATCH_CALL_TIMEOUT_MS);
 			}
 		}
-		else if (build(b, r, w, &bd))
+		else if (!b->create_fresh)
 		{
-			if (!b->create_fresh)
+			/* (the items are built again for the count find_ours compares) */
+			if (build(b, r, w, &bd))
+			{
+				build_close(&bd);
 				start(b, STEP_LIST, r, w, LLMGW_BATCH_LIST, NULL, "GET", NULL, NULL, 0,
 					  BATCH_CALL_TIMEOUT_MS);
-			else if (bd.nitems == 0)
+			}
+		}
+		else if (build(b, r, w, &bd))
+		{
+			if (bd.nitems == 0)
+			{
+				build_close(&bd);
 				finish(b, "failed", "none of its requests could be translated");
+			}
 			else
 				start_create(b, r, w, &bd);
 		}
@@ -891,89 +1096,202 @@ write_chunk(Chunk *c, int *skipped)
 }
 
 /*
- * Write result lines (OpenAI output lines), a chunk of lines per
- * transaction; false when a chunk could not be written (the results are
- * downloaded again later, and the items already written are passed over).
+ * Result lines on their way to llmgw.batch_ingest: a chunk of lines per
+ * transaction.  A chunk that cannot be written stops the ingest (the
+ * results are downloaded again later, and the items already written are
+ * passed over).
  */
-static bool
-ingest(Tracked *b, char *data, size_t len)
+typedef struct Ingest
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "llmgw batch ingest",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Tracked    *b;
+	MemoryContext cxt;			/* the chunk's lines */
 	Chunk		c;
-	char	   *p = data;
-	char	   *end = data + len;
-	bool		ok = true;
-	int			skipped = 0;
+	bool		ok;
+	int			skipped;		/* lines that are not JSON objects */
+	StringInfoData line;		/* a normalised line (foreign formats) */
+} Ingest;
 
-	c.id = b->id;
-	c.lines = palloc(sizeof(Datum) * llmgw_batch_ingest_chunk);
-	c.n = 0;
-	while (p < end && ok)
+/* Write the chunk's lines and start the next chunk */
+static void
+ingest_flush(Ingest *in)
+{
+	if (in->c.n == 0 || !in->ok)
+		return;
+	in->ok = write_chunk(&in->c, &in->skipped);
+	MemoryContextReset(in->cxt);
+	in->c.lines = MemoryContextAlloc(in->cxt, sizeof(Datum) * llmgw_batch_ingest_chunk);
+	in->c.n = 0;
+}
+
+/* Add a result line (an object, if it is JSON at all: write_chunk sees to the rest) */
+static void
+ingest_add(Ingest *in, const char *p, size_t n)
+{
+	size_t		lead = 0;
+
+	while (lead < n && isspace((unsigned char) p[lead]))
+		lead++;
+	if (lead == n || !in->ok)
+		return;
+	if (p[lead] != '{')
 	{
-		char	   *nl = memchr(p, '\n', end - p);
-		size_t		n = nl ? (size_t) (nl - p) : (size_t) (end - p);
-		size_t		lead = 0;
-
-		while (lead < n && isspace((unsigned char) p[lead]))
-			lead++;
-		/* an object, if it is JSON at all (write_chunk sees to the rest) */
-		if (lead < n && p[lead] == '{')
-			c.lines[c.n++] = PointerGetDatum(cstring_to_text_with_len(p, n));
-		else if (lead < n)
-			skipped++;
-		p = nl ? nl + 1 : end;
-		if (c.n == llmgw_batch_ingest_chunk || (p >= end && c.n > 0))
-		{
-			ok = write_chunk(&c, &skipped);
-			MemoryContextSwitchTo(cxt);
-			for (int i = 0; i < c.n; i++)
-				pfree(DatumGetPointer(c.lines[i]));
-			c.n = 0;
-		}
+		in->skipped++;
+		return;
 	}
-	if (skipped > 0)
-		elog(WARNING, "llmgw: %d lines of the results of batch " INT64_FORMAT " are not JSON objects",
-			 skipped, b->id);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-	return ok;
+	{
+		MemoryContext old = MemoryContextSwitchTo(in->cxt);
+
+		in->c.lines[in->c.n++] = PointerGetDatum(cstring_to_text_with_len(p, (int) n));
+		MemoryContextSwitchTo(old);
+	}
+	if (in->c.n == llmgw_batch_ingest_chunk)
+		ingest_flush(in);
 }
 
 /* Each item of a provider's results, as a normalised line */
 static void
 emit_line(void *arg, const char *custom_id, LlmgwBatchItemEnd end, const LlmgwOutcome *out)
 {
-	llmgw_batch_line((StringInfo) arg, custom_id, end, out);
+	Ingest	   *in = (Ingest *) arg;
+
+	resetStringInfo(&in->line);
+	llmgw_batch_line(&in->line, custom_id, end, out);
+	ingest_add(in, in->line.data, in->line.len);
+}
+
+/* Reads a file a line at a time, through a block of its own */
+typedef struct LineReader
+{
+	FILE	   *f;
+	char	   *block;
+	size_t		pos;
+	size_t		end;
+} LineReader;
+
+#define LINE_BLOCK 65536
+
+/*
+ * The next line of the file (without its newline) in line: 1; 0 at the
+ * end; -1 for a line longer than cap (passed over, not kept), -2 when the
+ * file cannot be read
+ */
+static int
+next_line(LineReader *r, StringInfo line, size_t cap)
+{
+	bool		toolong = false;
+
+	resetStringInfo(line);
+	for (;;)
+	{
+		char	   *nl;
+		size_t		n;
+
+		if (r->pos == r->end)
+		{
+			r->pos = 0;
+			r->end = fread(r->block, 1, LINE_BLOCK, r->f);
+			if (r->end == 0)
+				return ferror(r->f) ? -2 : toolong ? -1 : line->len > 0 ? 1 : 0;
+		}
+		nl = memchr(r->block + r->pos, '\n', r->end - r->pos);
+		n = nl ? (size_t) (nl - (r->block + r->pos)) : r->end - r->pos;
+		if (!toolong && (size_t) line->len + n <= cap)
+			appendBinaryStringInfo(line, r->block + r->pos, (int) n);
+		else
+			toolong = true;
+		r->pos += n + (nl ? 1 : 0);
+		if (nl)
+			return toolong ? -1 : 1;
+	}
 }
 
 /*
- * Write a downloaded results document: OpenAI lines as they are, other
- * formats read by their wire format into OpenAI lines first
+ * Write the results in a file, a line at a time: OpenAI output lines as
+ * they are (w NULL, or an API whose lines are OpenAI's), others read by
+ * their wire format, a line (an item) at a time; a document the wire
+ * format reads whole (Gemini's inline answers) is read whole.  Worker 0
+ * holds a line, and a chunk of result lines, at a time.
  */
 static bool
-ingest_results(Tracked *b, const LlmgwBatchWire *w, char *data, size_t len)
+ingest_file(Tracked *b, const LlmgwBatchWire *w, const char *ref, FILE *f, const char **error)
 {
-	MemoryContext cxt;
-	MemoryContext old;
-	StringInfoData lines;
-	int			foreign;
-	bool		ok;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "llmgw batch ingest",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext each = AllocSetContextCreate(cxt, "llmgw batch result", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	size_t		cap = (size_t) llmgw_batch_max_result_line * 1024;
+	bool		whole = w && w->results_doc && w->whole && w->whole(ref);
+	Ingest		in;
+	LineReader	r;
+	StringInfoData line;
+	int			foreign = 0;
+	int			got;
 
-	if (w->results == NULL)
-		return ingest(b, data, len);
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "llmgw batch results", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	initStringInfo(&lines);
-	foreign = w->results(data, len, b->marker, emit_line, &lines);
+	memset(&in, 0, sizeof(in));
+	in.b = b;
+	in.ok = true;
+	in.c.id = b->id;
+	in.cxt = AllocSetContextCreate(cxt, "llmgw batch chunk", ALLOCSET_DEFAULT_SIZES);
+	in.c.lines = MemoryContextAlloc(in.cxt, sizeof(Datum) * llmgw_batch_ingest_chunk);
+	initStringInfo(&in.line);
+	initStringInfo(&line);
+	r.f = f;
+	r.block = palloc(LINE_BLOCK);
+	r.pos = r.end = 0;
+	*error = NULL;
+	if (fseeko(f, 0, SEEK_SET) != 0)
+		got = -2;
+	else if (whole)
+	{
+		/* one document: its lines joined (JSON does not care) */
+		StringInfoData doc;
+
+		initStringInfo(&doc);
+		while ((got = next_line(&r, &line, cap - Min(cap, (size_t) doc.len))) == 1)
+		{
+			appendBinaryStringInfo(&doc, line.data, line.len);
+			appendStringInfoChar(&doc, '\n');
+		}
+		if (got == 0)
+		{
+			MemoryContextSwitchTo(each);
+			foreign = w->results_doc(doc.data, doc.len, b->marker, emit_line, &in);
+			MemoryContextSwitchTo(cxt);
+		}
+		pfree(doc.data);
+	}
+	else
+		while (in.ok && (got = next_line(&r, &line, cap)) == 1)
+		{
+			if (w == NULL || w->results == NULL)
+				ingest_add(&in, line.data, line.len);
+			else
+			{
+				MemoryContextSwitchTo(each);
+				foreign += w->results(line.data, line.len, b->marker, emit_line, &in);
+				MemoryContextSwitchTo(cxt);
+				MemoryContextReset(each);
+			}
+		}
+	if (got == -1)
+		*error = psprintf("%s is longer than llmgw.batch_max_result_line (%d kB)",
+						  whole ? "its results document" : "a line of its results",
+						  llmgw_batch_max_result_line);
+	else if (got == -2)
+		*error = "its results could not be read back from their temporary file";
+	else
+		ingest_flush(&in);
+	if (!in.ok)
+		*error = "results could not be written; see the server log";
+	if (in.skipped > 0)
+		elog(WARNING, "llmgw: %d lines of the results of batch " INT64_FORMAT " are not JSON objects",
+			 in.skipped, b->id);
 	if (foreign > 0)
 		elog(WARNING, "llmgw: %d results of provider batch %s are not of batch " INT64_FORMAT " (their custom_ids do not carry its marker) and were passed over",
 			 foreign, b->batch_id, b->id);
-	ok = ingest(b, lines.data, lines.len);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
-	return ok;
+	return *error == NULL;
 }
 
 /* The message of a failed step */
@@ -1009,6 +1327,7 @@ step_done(Tracked *b)
 	const char *data = b->t.response.data ? b->t.response.data : "";
 	size_t		len = b->t.response.len;
 	LlmgwBatchStatus st;
+	const char *error = NULL;
 
 	b->step = STEP_NONE;
 	if (r == NULL)
@@ -1113,11 +1432,14 @@ step_done(Tracked *b)
 			break;
 		case STEP_OUTPUT:
 		case STEP_ERRORS:
-			if (!ok)
+			if (b->t.too_large)
+				note_error(b, psprintf("its results are larger than llmgw.batch_max_download (%d MB)",
+									   llmgw_batch_max_download));
+			else if (!ok)
 				note_error(b, step_error(b, "downloading the results"));
-			else if (!ingest_results(b, w, b->t.response.data ? b->t.response.data : "",
-									 b->t.response.len))
-				note_error(b, "results could not be written; see the server log");
+			else if (!ingest_file(b, w, step == STEP_OUTPUT ? b->output_file : b->error_file,
+								  b->t.download, &error))
+				note_error(b, error);
 			else if (step == STEP_OUTPUT)
 			{
 				b->output_done = true;

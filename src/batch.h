@@ -11,6 +11,8 @@
 extern int	llmgw_batch_max_requests;
 extern int	llmgw_batch_poll_interval;
 extern int	llmgw_batch_ingest_chunk;
+extern int	llmgw_batch_max_download;
+extern int	llmgw_batch_max_result_line;
 
 extern void llmgw_batch_define_settings(void);
 extern void llmgw_batch_run(void);

@@ -176,30 +176,19 @@ blank(const char *p, size_t n)
 	return true;
 }
 
-/* The results, JSONL */
+/* A line of the results (JSONL): 1 if it is not an item of ours */
 static int
 anthropic_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmit emit, void *arg)
 {
-	const char *p = buf;
-	const char *end = buf + len;
-	int			foreign = 0;
+	json_t	   *line = len > 0 ? llmgw_json_load(buf, len, NULL) : NULL;
+	int			foreign = (line ? !result_line(line, marker, emit, arg) : !blank(buf, len)) ? 1 : 0;
 
-	while (p < end)
-	{
-		const char *nl = memchr(p, '\n', end - p);
-		size_t		n = nl ? (size_t) (nl - p) : (size_t) (end - p);
-		json_t	   *line = n > 0 ? llmgw_json_load(p, n, NULL) : NULL;
-
-		if (line ? !result_line(line, marker, emit, arg) : !blank(p, n))
-			foreign++;
-		json_decref(line);
-		p = nl ? nl + 1 : end;
-	}
+	json_decref(line);
 	return foreign;
 }
 
 const LlmgwBatchWire llmgw_batch_anthropic = {
 	"Anthropic Message Batches", false, true, ANTHROPIC_MAX_REQUESTS, ANTHROPIC_MAX_BYTES,
 	anthropic_url, anthropic_headers, anthropic_begin, anthropic_item, anthropic_end, NULL,
-	read_batch, "data", NULL, anthropic_results
+	read_batch, "data", NULL, anthropic_results, NULL, NULL
 };

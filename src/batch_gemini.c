@@ -7,9 +7,12 @@
  *		each request built by the generateContent wire format), which
  *		answers a long-running operation batches/{id}; GET batches/{id}
  *		(BATCH_STATE_* or JOB_STATE_*), POST batches/{id}:cancel, and the
- *		answers inline in the finished operation (inlinedResponses, each
- *		with its metadata key and a response or an error), each response
- *		read by the generateContent parser.
+ *		answers, each with its key and a response or an error, each
+ *		response read by the generateContent parser: inline in the finished
+ *		operation (inlinedResponses), or, when Gemini writes them to a file
+ *		(responsesFile: the answers too large to inline), as JSONL from the
+ *		Files API's download, {base}/download/v1beta/files/{id}:download
+ *		?alt=media, on the base URL's host.
  *
  * The display name carries the marker (llmgw-<marker>): after an
  * uncertain create the batch is found by it in GET batches?pageSize=100.
@@ -27,6 +30,26 @@
 #define GEMINI_MAX_BYTES ((size_t) 20 * 1000 * 1000)
 #define DISPLAY_PREFIX "llmgw-"
 
+/*
+ * The Files API's download of a file (files/{id}): the base URL with
+ * download/ before its last segment (the version), e.g.
+ * https://generativelanguage.googleapis.com/download/v1beta/files/{id}:download?alt=media
+ */
+static char *
+download_url(const char *base, const char *file)
+{
+	size_t		len = strlen(base);
+	size_t		last;
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	last = len;
+	while (last > 0 && base[last - 1] != '/')
+		last--;
+	return psprintf("%.*sdownload/%.*s/%s:download?alt=media", (int) last, base,
+					(int) (len - last), base + last, file);
+}
+
 /* Base URL including the version, e.g. .../v1beta; ids are batches/{id} */
 static char *
 gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
@@ -39,8 +62,11 @@ gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 								  psprintf("models/%s:batchGenerateContent", route->upstream_model));
 		case LLMGW_BATCH_LIST:
 			return llmgw_url_join(route->base_url, "batches?pageSize=" LLMGW_BATCH_LIST_LIMIT_TEXT);
-		case LLMGW_BATCH_GET:
 		case LLMGW_BATCH_RESULTS:
+			if (strncmp(id, "files/", 6) == 0)
+				return download_url(route->base_url, id);
+			return llmgw_url_join(route->base_url, psprintf("batches/%s", id));
+		case LLMGW_BATCH_GET:
 			return llmgw_url_join(route->base_url, psprintf("batches/%s", id));
 		case LLMGW_BATCH_CANCEL:
 			return llmgw_url_join(route->base_url, psprintf("batches/%s:cancel", id));
@@ -117,6 +143,36 @@ status_of(const char *state)
 	return NULL;
 }
 
+/* Where the finished operation's answers are, wherever it says it */
+static json_t *
+output_of(json_t *op, int i)
+{
+	switch (i)
+	{
+		case 0:
+			return json_object_get(op, "response");
+		case 1:
+			return json_object_get(json_object_get(op, "metadata"), "output");
+		case 2:
+			return json_object_get(op, "output");
+	}
+	return NULL;
+}
+
+/* The file of a finished operation's answers (responsesFile), or NULL */
+static const char *
+responses_file(json_t *op)
+{
+	for (int i = 0; i < 3; i++)
+	{
+		const char *file = json_string_value(json_object_get(output_of(op, i), "responsesFile"));
+
+		if (file)
+			return file;
+	}
+	return NULL;
+}
+
 /*
  * Read an operation (or a batch resource): its name batches/{id}, the
  * batch's state and stats in its metadata; false if it is not one
@@ -147,9 +203,14 @@ read_batch(json_t *op, LlmgwBatchStatus *st)
 		return false;
 	if (strcmp(st->status, "failed") == 0)
 		st->error = llmgw_json_string(error, "message");
-	/* the answers are in the operation itself */
+	/* the answers are in the operation itself, or in a file */
 	if (strcmp(st->status, "completed") == 0 || strcmp(st->status, "cancelled") == 0)
-		st->output_ref = st->id;
+	{
+		const char *file = responses_file(op);
+
+		st->output_ref = file && llmgw_batch_safe_ref(file) && strncmp(file, "files/", 6) == 0 ?
+			pstrdup(file) : st->id;
+	}
 	st->total = count_of(stats, "requestCount");
 	st->completed = count_of(stats, "successfulRequestCount");
 	st->failed = count_of(stats, "failedRequestCount");
@@ -163,15 +224,9 @@ read_batch(json_t *op, LlmgwBatchStatus *st)
 static json_t *
 inlined(json_t *op)
 {
-	json_t	   *places[] = {
-		json_object_get(op, "response"),
-		json_object_get(json_object_get(op, "metadata"), "output"),
-		json_object_get(op, "output")
-	};
-
-	for (int i = 0; i < lengthof(places); i++)
+	for (int i = 0; i < 3; i++)
 	{
-		json_t	   *r = json_object_get(places[i], "inlinedResponses");
+		json_t	   *r = json_object_get(output_of(op, i), "inlinedResponses");
 
 		if (json_is_array(r))
 			return r;
@@ -208,18 +263,23 @@ rpc_code(int code, const char **name, long *http)
 }
 
 /*
- * One inlined response: {"metadata": {"key"}, "response"} or
- * {"metadata": {"key"}, "error": google.rpc.Status}.  DEADLINE_EXCEEDED is
- * an item that expired, CANCELLED one that was cancelled.
+ * One answer: {"metadata": {"key"}, "response"} or {"metadata": {"key"},
+ * "error": google.rpc.Status} inline, {"key", "response" or "error"} in a
+ * file.  DEADLINE_EXCEEDED is an item that expired, CANCELLED one that was
+ * cancelled.
  */
 static bool
 result_item(json_t *item, const char *marker, LlmgwBatchEmit emit, void *arg)
 {
-	char	   *id = llmgw_batch_wire_id(marker,
-										 json_string_value(json_object_get(json_object_get(item, "metadata"), "key")));
+	json_t	   *key = json_object_get(item, "key");
 	json_t	   *response = json_object_get(item, "response");
 	json_t	   *error = json_object_get(item, "error");
+	char	   *id;
 	LlmgwOutcome out;
+
+	if (!json_is_string(key))
+		key = json_object_get(json_object_get(item, "metadata"), "key");
+	id = llmgw_batch_wire_id(marker, json_string_value(key));
 
 	if (id == NULL)
 		return false;
@@ -267,6 +327,31 @@ result_item(json_t *item, const char *marker, LlmgwBatchEmit emit, void *arg)
 	return true;
 }
 
+/* Are the answers at ref in the operation (not a file of JSONL)? */
+static bool
+gemini_whole(const char *ref)
+{
+	return ref == NULL || strncmp(ref, "files/", 6) != 0;
+}
+
+/* A line of a responses file: 1 if it is not an answer of ours */
+static int
+gemini_results_line(const char *buf, size_t len, const char *marker, LlmgwBatchEmit emit,
+					void *arg)
+{
+	json_t	   *line = llmgw_json_load(buf, len, NULL);
+	int			foreign = 0;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r')
+			break;
+	if (i < len && !result_item(line, marker, emit, arg))
+		foreign = 1;
+	json_decref(line);
+	return foreign;
+}
+
 /* The answers of a finished operation */
 static int
 gemini_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmit emit, void *arg)
@@ -289,5 +374,5 @@ gemini_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmit e
 const LlmgwBatchWire llmgw_batch_gemini = {
 	"Gemini batch mode", false, false, GEMINI_MAX_REQUESTS, GEMINI_MAX_BYTES,
 	gemini_url, gemini_headers, gemini_begin, gemini_item, gemini_end, NULL,
-	read_batch, "operations", "batches", gemini_results
+	read_batch, "operations", "batches", gemini_results_line, gemini_whole, gemini_results
 };

@@ -226,11 +226,11 @@ read_batch(json_t *obj, LlmgwBatchStatus *st)
 const LlmgwBatchWire llmgw_batch_openai = {
 	"the OpenAI Batch API", true, false, OPENAI_MAX_REQUESTS, OPENAI_MAX_BYTES,
 	openai_url, openai_headers, jsonl_begin, openai_item, jsonl_end, openai_create_body,
-	read_batch, "data", NULL, NULL, openai_embed_item, openai_embed_create_body
+	read_batch, "data", NULL, NULL, NULL, NULL, openai_embed_item, openai_embed_create_body
 };
 
 const LlmgwBatchWire llmgw_batch_azure = {
 	"Azure OpenAI global batch", true, false, OPENAI_MAX_REQUESTS, OPENAI_MAX_BYTES,
 	azure_url, azure_headers, jsonl_begin, azure_item, jsonl_end, azure_create_body,
-	read_batch, "data", NULL, NULL, azure_embed_item, azure_embed_create_body
+	read_batch, "data", NULL, NULL, NULL, NULL, azure_embed_item, azure_embed_create_body
 };

@@ -89,6 +89,14 @@ llmgw_batch_safe_id(const char *s)
 	return true;
 }
 
+/* A results reference: a safe id, or files/ and a safe id (Gemini's files) */
+bool
+llmgw_batch_safe_ref(const char *s)
+{
+	return llmgw_batch_safe_id(s) ||
+		(s != NULL && strncmp(s, "files/", 6) == 0 && llmgw_batch_safe_id(s + 6));
+}
+
 /*
  * The custom_id an item is sent with: the batch's marker, '-', its own
  * custom_id (at most 64 characters of [A-Za-z0-9_-], as Anthropic wants)

@@ -28,7 +28,8 @@ typedef struct LlmgwBatchStatus
 {
 	char	   *id;				/* the provider's batch id, fit for a URL */
 	const char *status;		/* validating ... failed (see above) */
-	char	   *output_ref;		/* what to fetch the results from, or NULL */
+	char	   *output_ref;		/* what to fetch the results from, or NULL (fit for
+								 * a URL: llmgw_batch_safe_ref) */
 	char	   *error_ref;		/* a second results file (OpenAI), or NULL */
 	int64		completed;		/* items answered so far; -1 when not said */
 	int64		failed;			/* items failed so far; -1 when not said */
@@ -96,12 +97,20 @@ typedef struct LlmgwBatchWire
 	const char *list_key;
 	const char *list_key_too;
 	/*
-	 * A results document, item by item; NULL when its lines are already
-	 * OpenAI output lines.  Items whose custom_id does not carry the marker
-	 * are passed over; returns how many.
+	 * A line of a JSONL results document (an item); NULL when its lines
+	 * are already OpenAI output lines.  An item whose custom_id does not
+	 * carry the marker is passed over: returns 1 then, else 0.
 	 */
 	int			(*results) (const char *buf, size_t len, const char *marker,
 							LlmgwBatchEmit emit, void *arg);
+	/*
+	 * Whether the results at ref (an output_ref) are one document, read
+	 * whole by results_doc (which returns how many items it passed over),
+	 * rather than JSONL lines; NULL when they never are
+	 */
+	bool		(*whole) (const char *ref);
+	int			(*results_doc) (const char *buf, size_t len, const char *marker,
+								LlmgwBatchEmit emit, void *arg);
 	/*
 	 * Embeddings batches (llmgw.submit_embedding_batch): an item and the
 	 * create body as item and create_body; NULL when the API takes none
@@ -126,6 +135,7 @@ extern LlmgwBatchStatus *llmgw_batch_parse_list(const LlmgwBatchWire *w, const c
 												size_t len, int *n, int *listed);
 extern void llmgw_batch_status_init(LlmgwBatchStatus *st);
 extern bool llmgw_batch_safe_id(const char *s);
+extern bool llmgw_batch_safe_ref(const char *s);
 extern char *llmgw_batch_custom_id(const char *marker, const char *wire_id);
 extern char *llmgw_batch_wire_id(const char *marker, const char *custom_id);
 extern int64 llmgw_batch_rfc3339(const char *s);

@@ -271,21 +271,81 @@ static LlmgwTransfer *transfers = NULL;
  * purpose=batch and a file part holding upload.  headers (a curl_slist)
  * is taken over.
  */
+/* Hand curl the next bytes of a transfer's file (no PostgreSQL call here) */
+static size_t
+file_read_cb(char *buffer, size_t size, size_t nitems, void *arg)
+{
+	FILE	   *f = (FILE *) arg;
+	size_t		n = fread(buffer, 1, size * nitems, f);
+
+	return (n == 0 && ferror(f)) ? CURL_READFUNC_ABORT : n;
+}
+
+/* Go back in a transfer's file (a request sent again, e.g. after a redirect) */
+static int
+file_seek_cb(void *arg, curl_off_t offset, int origin)
+{
+	return fseeko((FILE *) arg, (off_t) offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+}
+
+/*
+ * Write a download's bytes to its file, refusing more than its limit; an
+ * answer that is not a success goes to the memory buffer (it is an error
+ * body to be read, kept small)
+ */
+static size_t
+file_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	LlmgwTransfer *t = (LlmgwTransfer *) userdata;
+	size_t		n = size * nmemb;
+	long		status = 0;
+
+	curl_easy_getinfo((CURL *) t->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status >= 300)
+		return write_cb(ptr, size, nmemb, &t->response);
+	if (t->downloaded + n > t->download_limit)
+	{
+		t->too_large = true;
+		return 0;				/* curl aborts with CURLE_WRITE_ERROR */
+	}
+	if (fwrite(ptr, 1, n, t->download) != n)
+		return 0;
+	t->downloaded += n;
+	return n;
+}
+
+/*
+ * Start a transfer of the worker's own.  body (malloc'd, taken) is a small
+ * POST body; or upload (rewound, taken) is a file of upload_len bytes sent
+ * as the POST body, or as the file of a multipart upload (purpose=batch).
+ * The answer is kept in memory up to limit bytes, or, with download (taken),
+ * written to that file up to limit bytes (an error answer stays in memory).
+ */
 void
 llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
-						  void *headers, char *body, const char *upload, size_t upload_len,
-						  size_t limit, long timeout_ms)
+						  void *headers, char *body, FILE *upload, size_t upload_len,
+						  bool multipart, FILE *download, size_t limit, long timeout_ms)
 {
 	CURL	   *easy = curl_easy_init();
 
 	if (easy == NULL)
+	{
+		if (upload)
+			fclose(upload);
+		if (download)
+			fclose(download);
 		elog(ERROR, "llmgw: could not create a curl handle");
+	}
 	memset(&t->response, 0, sizeof(t->response));
 	t->response.limit = limit;
 	t->easy = easy;
 	t->headers = headers;
 	t->body = body;
 	t->mime = NULL;
+	t->upload = upload;
+	t->download = download;
+	t->downloaded = 0;
+	t->too_large = false;
 	t->done = false;
 	t->http_status = 0;
 	t->curl_result = 0;
@@ -293,13 +353,24 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *) headers);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t->response);
+	if (download)
+	{
+		/* an error answer, kept in memory */
+		t->response.limit = 65536;
+		t->download_limit = limit;
+		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, file_write_cb);
+		curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+	}
+	else
+	{
+		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+		curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t->response);
+	}
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	if (upload)
+	if (upload && multipart)
 	{
 		curl_mime  *mime = curl_mime_init(easy);
 		curl_mimepart *part = curl_mime_addpart(mime);
@@ -310,9 +381,18 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 		curl_mime_name(part, "file");
 		curl_mime_filename(part, "batch.jsonl");
 		curl_mime_type(part, "application/jsonl");
-		curl_mime_data(part, upload, upload_len);
+		curl_mime_data_cb(part, (curl_off_t) upload_len, file_read_cb, file_seek_cb, NULL, upload);
 		curl_easy_setopt(easy, CURLOPT_MIMEPOST, mime);
 		t->mime = mime;
+	}
+	else if (upload)
+	{
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(easy, CURLOPT_READFUNCTION, file_read_cb);
+		curl_easy_setopt(easy, CURLOPT_READDATA, upload);
+		curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, file_seek_cb);
+		curl_easy_setopt(easy, CURLOPT_SEEKDATA, upload);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) upload_len);
 	}
 	else if (body)
 	{
@@ -358,6 +438,12 @@ llmgw_http_transfer_release(LlmgwTransfer *t)
 	t->headers = NULL;
 	free(t->body);
 	t->body = NULL;
+	if (t->upload)
+		fclose(t->upload);
+	t->upload = NULL;
+	if (t->download)
+		fclose(t->download);
+	t->download = NULL;
 	free(t->response.data);
 	t->response.data = NULL;
 }

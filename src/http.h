@@ -9,6 +9,8 @@
 #ifndef LLMGW_HTTP_H
 #define LLMGW_HTTP_H
 
+#include <stdio.h>
+
 #include "call.h"
 
 extern void llmgw_http_init(int max_connections);
@@ -35,6 +37,11 @@ typedef struct LlmgwTransfer
 	void	   *headers;		/* struct curl_slist *, freed with it */
 	void	   *mime;			/* curl_mime * of an upload */
 	char	   *body;			/* malloc'd POST body */
+	FILE	   *upload;			/* the file sent as the body, or NULL */
+	FILE	   *download;		/* the file the answer is written to, or NULL */
+	size_t		downloaded;		/* bytes written to it */
+	size_t		download_limit; /* most bytes it takes */
+	bool		too_large;		/* the download went past it */
 	LlmgwBuffer response;
 	long		http_status;
 	int			curl_result;
@@ -43,8 +50,9 @@ typedef struct LlmgwTransfer
 } LlmgwTransfer;
 
 extern void llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
-									  void *headers, char *body, const char *upload,
-									  size_t upload_len, size_t limit, long timeout_ms);
+									  void *headers, char *body, FILE *upload,
+									  size_t upload_len, bool multipart, FILE *download,
+									  size_t limit, long timeout_ms);
 extern void llmgw_http_transfer_release(LlmgwTransfer *t);
 
 #endif							/* LLMGW_HTTP_H */
