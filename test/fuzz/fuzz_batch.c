@@ -1,9 +1,11 @@
 /*
  * libFuzzer target: a provider batch API's parsers (chosen at build time
  * with -DFUZZ_BATCH=llmgw_batch_xxx): its batch objects, its list of
- * batches and its results document, each item read by the provider's
- * response parser and written as a normalised result line.  The first
- * byte picks the parser.
+ * batches and its results, each item read by the provider's response
+ * parser and written as a normalised result line: a results document read
+ * whole (Gemini's inline answers), or JSONL split into lines as worker 0
+ * splits them, each line handed to the line parser.  The first byte picks
+ * the parser.
  */
 #include "postgres.h"
 
@@ -27,7 +29,7 @@ check_status(const LlmgwBatchStatus *st)
 		known |= strcmp(st->status, words[i]) == 0;
 	if (!known)
 		abort();
-	if ((st->output_ref && !llmgw_batch_safe_id(st->output_ref)) ||
+	if ((st->output_ref && !llmgw_batch_safe_ref(st->output_ref)) ||
 		(st->error_ref && !llmgw_batch_safe_id(st->error_ref)))
 		abort();
 }
@@ -62,7 +64,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 0)
 	{
-		mode = data[0] % 3;
+		mode = data[0] % 4;
 		data++;
 		size--;
 	}
@@ -82,11 +84,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int i = 0; i < n; i++)
 			check_status(&list[i]);
 	}
-	else if (FUZZ_BATCH.results)
+	else if (mode == 2 && FUZZ_BATCH.results_doc)
 	{
 		int			items = 0;
 
-		(void) FUZZ_BATCH.results((const char *) data, size, MARKER, emit, &items);
+		(void) FUZZ_BATCH.results_doc((const char *) data, size, MARKER, emit, &items);
+	}
+	else if (FUZZ_BATCH.results)
+	{
+		const char *p = (const char *) data;
+		const char *end = p + size;
+		int			items = 0;
+
+		while (p < end)
+		{
+			const char *nl = memchr(p, '\n', end - p);
+			size_t		n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+			int			foreign = FUZZ_BATCH.results(p, n, MARKER, emit, &items);
+
+			if (foreign != 0 && foreign != 1)
+				abort();
+			p = nl ? nl + 1 : end;
+		}
 	}
 	stub_arena_reset();
 	return 0;

@@ -61,7 +61,7 @@ seed_batch() {
     mkdir -p "$dir"
     for f in "$HERE"/batch/"$api"-*; do
         [ -f "$f" ] || continue
-        case "$f" in *-status.*) kind='\0' ;; *-list.*) kind='\1' ;; *) kind='\2' ;; esac
+        case "$f" in *-status*) kind='\0' ;; *-list.*) kind='\1' ;; *-responses.*) kind='\3' ;; *) kind='\2' ;; esac
         { printf "$kind"; cat "$f"; } >"$dir/$(basename "$f")"
     done
     echo "$dir"

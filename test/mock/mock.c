@@ -1764,6 +1764,7 @@ typedef struct MockBatch
 	const char *final;			/* completed, failed, expired, cancelled */
 	int			api;			/* API_* */
 	bool		job_states;		/* Gemini: JOB_STATE_* rather than BATCH_STATE_* */
+	bool		responses_file; /* Gemini: answers in a file, not inline */
 	char		display[128];	/* Gemini: its display name */
 	char		model[128];		/* Gemini: models/{model} */
 	json_t	   *items;			/* Anthropic, Gemini: [{"id", "request"}] */
@@ -2379,7 +2380,10 @@ handle_batch(struct evhttp_request *req, const char *path)
  * creates the batch but answers the create with a 503, as a create whose
  * answer was lost.  Anthropic refuses a batch_fail batch at its create (it
  * has no failed state); Gemini fails it (BATCH_STATE_FAILED).  job_states
- * makes Gemini report JOB_STATE_* rather than BATCH_STATE_*.
+ * makes Gemini report JOB_STATE_* rather than BATCH_STATE_*; responses_file
+ * makes it answer with a responsesFile (files/batch-{id}), JSONL from
+ * GET /download/v1beta/files/batch-{id}:download?alt=media (each line
+ * {"key", "response" or "error"}), rather than inlinedResponses.
  */
 
 /* An RFC 3339 time of Unix seconds */
@@ -2414,6 +2418,7 @@ inline_batch_add(int api, const char *model, json_t *items)
 	b->fail = model && strstr(model, ";batch_fail") != NULL;
 	b->expire = model && strstr(model, ";batch_expire") != NULL;
 	b->job_states = model && strstr(model, ";job_states") != NULL;
+	b->responses_file = model && strstr(model, ";responses_file") != NULL;
 	b->items = items;
 	b->total = (long) json_array_size(items);
 	mock_batches[nmock_batches++] = b;
@@ -2777,7 +2782,17 @@ gemini_batch_json(MockBatch *b)
 		json_object_set_new(stats, "failedRequestCount", json_string(n));
 		json_object_set_new(json_object_get(out, "metadata"), "batchStats", stats);
 	}
-	if (b->ended && b->results)
+	if (b->ended && b->results && b->responses_file)
+	{
+		char		file[80];
+
+		snprintf(file, sizeof(file), "files/batch-%s", b->id);
+		json_object_set_new(out, "response",
+							json_pack("{s:s, s:s}", "@type",
+									  "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
+									  "responsesFile", file));
+	}
+	else if (b->ended && b->results)
 		json_object_set_new(out, "response",
 							json_pack("{s:s, s:{s:o}}", "@type",
 									  "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
@@ -2787,6 +2802,65 @@ gemini_batch_json(MockBatch *b)
 		json_object_set_new(out, "error", json_pack("{s:i, s:s}", "code", 3, "message",
 													"the mock fails this batch (batch_fail)"));
 	return out;
+}
+
+/*
+ * The Files API's download of a batch's responses file (responses_file):
+ * JSONL, each answer with its key at the top
+ */
+static void
+handle_gemini_download(struct evhttp_request *req, const char *path)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	char		id[64];
+	char		tail[32];
+	MockBatch  *b = NULL;
+	struct evbuffer *buf;
+	json_t	   *items = NULL;
+	size_t		i;
+	json_t	   *item;
+
+	atomic_fetch_add(&total_requests, 1);
+	if (!authorised(req, FMT_GEMINI))
+	{
+		gemini_error(req, 400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.");
+		return;
+	}
+	if (sscanf(path, "/download/v1beta/files/batch-%63[^:]%31s", id, tail) != 2 ||
+		strcmp(tail, ":download") != 0 || query == NULL || strstr(query, "alt=media") == NULL)
+	{
+		gemini_error(req, 404, "NOT_FOUND", "Unknown request URL");
+		return;
+	}
+	pthread_mutex_lock(&batch_lock);
+	b = batch_of_api(id, API_GEMINI, false);
+	if (b && b->ended && b->results && b->responses_file)
+	{
+		items = json_loads(b->results, 0, NULL);
+		atomic_fetch_add(&batch_downloads[API_GEMINI], 1);
+	}
+	pthread_mutex_unlock(&batch_lock);
+	if (items == NULL)
+	{
+		gemini_error(req, 404, "NOT_FOUND", "no such file");
+		return;
+	}
+	buf = evbuffer_new();
+	json_array_foreach(items, i, item)
+	{
+		json_t	   *line = json_deep_copy(item);
+		char	   *text;
+
+		json_object_set(line, "key", json_object_get(json_object_get(item, "metadata"), "key"));
+		json_object_del(line, "metadata");
+		text = json_dumps(line, JSON_COMPACT);
+		evbuffer_add_printf(buf, "%s\n", text);
+		free(text);
+		json_decref(line);
+	}
+	json_decref(items);
+	send_now(req, 200, "application/jsonl", buf);
+	evbuffer_free(buf);
 }
 
 /* Every Gemini batch request: :batchGenerateContent, /v1beta/batches... */
@@ -3265,6 +3339,8 @@ handle(struct evhttp_request *req, void *arg)
 		handle_anthropic_batch(req, path);
 	else if (strncmp(path, "/v1beta/batches", 15) == 0 || ends_with(path, ":batchGenerateContent"))
 		handle_gemini_batch(req, path);
+	else if (strncmp(path, "/download/v1beta/files/", 23) == 0)
+		handle_gemini_download(req, path);
 	else if (strstr(path, "/files") || strstr(path, "/batches"))
 		handle_batch(req, path);
 	else

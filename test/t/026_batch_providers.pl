@@ -4,8 +4,10 @@
 # rows at the batch rates, a whole batch that fails, cancel, a create whose
 # answer is lost (found again, not created twice), and kill -9 of a worker
 # while waiting and while writing results, with the provider's requests,
-# the rows written and the usage rows counted exactly.  Last, a Gemini job
-# larger than one inline batch may carry, split by worker 0.
+# the rows written and the usage rows counted exactly, and no temporary file
+# left behind.  Then Gemini answers delivered as a file (responsesFile), the
+# caps on a result line and on a results file, and a Gemini job larger than
+# one inline batch may carry, split by worker 0.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -55,6 +57,24 @@ sub grown
 	return join '/', map { $now->{$_} - $before->{$_} } qw(uploads creates lists cancels downloads);
 }
 
+# Temporary files of worker 0 named in the data directory's pgsql_tmp (each
+# is unlinked as soon as it is made: there should never be any)
+sub temp_files
+{
+	opendir(my $d, $node->data_dir . '/base/pgsql_tmp') or return 0;
+	my $n = grep { /llmgw/ } readdir $d;
+	closedir $d;
+	return $n;
+}
+
+# The unlinked temporary files of batches a process holds open
+sub open_temp_files
+{
+	my ($pid) = @_;
+	return scalar grep { (readlink($_) // '') =~ m{/pgsql_tmp/pgsql_tmp_llmgw_batch\.\d+\.\d+ \(deleted\)$} }
+	  glob("/proc/$pid/fd/*");
+}
+
 sub wait_job
 {
 	my ($job, $status) = @_;
@@ -101,6 +121,7 @@ sub answered
 # the operation, whose GETs once it has finished the mock counts as
 # downloads (the poll that sees it finished, and the fetch of its answers)
 my %round = (anthropic => '0/3/0/0/3', gemini => '0/3/0/0/6', azure => '3/3/0/0/5');
+my ($t, $before, $job, $rows, $batches);
 my %one = (anthropic => '0/1/0/0/1', gemini => '0/1/0/0/2', azure => '1/1/0/0/1');
 
 for my $api (qw(anthropic gemini azure))
@@ -194,6 +215,10 @@ for my $api (qw(anthropic gemini azure))
 		SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
 	  or die 'the results are not being written';
 	is(answered($t), '2', "$api: two results written when the worker is killed");
+	my $w0 = $node->safe_psql('postgres', q{
+		SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'});
+	is(open_temp_files($w0) . '/' . temp_files(), '1/0',
+		"$api: worker 0 reads the downloaded results from a temporary file that has no name");
 	LlmgwTest::kill_worker($node, 2);
 	wait_job($job, 'finished');
 	$node->safe_psql('postgres', 'ALTER SYSTEM RESET llmgw.batch_ingest_chunk; SELECT pg_reload_conf()');
@@ -201,13 +226,57 @@ for my $api (qw(anthropic gemini azure))
 	is(grown($api, $before), $again, "$api: after a crash while writing, one create, the results fetched again");
 	is($node->safe_psql('postgres', "SELECT (SELECT count(*) FROM $t WHERE summary IS NOT NULL), count(*), count(DISTINCT request_id), (SELECT rows_done || '/' || rows_failed FROM llmgw.jobs WHERE id = $job) FROM llmgw.usage WHERE job_id = $job"),
 		'6|6|6|6/0', "$api: every row written once, one usage row each, the job counts each once");
+	is(temp_files(), 0, "$api: no temporary file left behind by the kill -9 and the restart");
 }
 
+# ---- Gemini answers as a file (responsesFile), read through the Files API
+$node->safe_psql('postgres', "SELECT llmgw.create_model('gemini-file', 'gem', 'gem-b;responses_file', price_model => 'bp')");
+$t = table(10, 3 => 'bad [[fail]]', 7 => 'late [[expire]]');
+$before = counters('gemini');
+($job, $rows, $batches) = enrich($t, 'gemini-file', 4);
+wait_job($job, 'finished');
+is($node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE output_file_id = 'files/batch-' || provider_batch_id) FROM llmgw.batches WHERE job_id = $job"),
+	'3', 'responsesFile: each batch names its answers file');
+is(grown('gemini', $before), '0/3/0/0/6', 'responsesFile: three creates, each batch seen finished and its file downloaded once');
+is(answered($t), '8', 'responsesFile: eight rows answered (one failed, one expired)');
+is($node->safe_psql('postgres', "SELECT summary FROM $t WHERE id = 2"), 'Hello! You said: Summarise: row 2',
+	'responsesFile: an answer is written as the synchronous path writes it');
+is($node->safe_psql('postgres', "SELECT string_agg(status || ':' || coalesce(error_class, '-') || ':' || s, ',' ORDER BY status, error_class) FROM (SELECT status, error_class, count(*) AS s FROM llmgw.usage WHERE job_id = $job GROUP BY 1, 2) u"),
+	'error:expired:1,error:invalid_request:1,ok:-:8', 'responsesFile: usage rows: ok, the failed item, the expired item');
+is(temp_files(), 0, 'no temporary file left behind after the batches');
+
+# ---- a result line longer than llmgw.batch_max_result_line: a clear error, then through once raised
+$node->safe_psql('postgres', 'ALTER SYSTEM SET llmgw.batch_max_result_line = 64; SELECT pg_reload_conf()');
+$t = table(3);
+$node->safe_psql('postgres', "UPDATE $t SET body = repeat('x', 100000) WHERE id = 2");
+($job) = enrich($t, 'gemini-file', 100);
+$node->poll_query_until('postgres', "SELECT last_error LIKE 'a line of its results is longer than llmgw.batch_max_result_line (64 kB)' FROM llmgw.batches WHERE job_id = $job")
+  or die 'no error for a long line: ' . $node->safe_psql('postgres', "SELECT state || ' ' || coalesce(last_error, '') FROM llmgw.batches WHERE job_id = $job");
+pass('a result line beyond the cap stops the ingest with a clear error');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET llmgw.batch_max_result_line; SELECT pg_reload_conf()');
+wait_job($job, 'finished');
+is(answered($t) . '|' . $node->safe_psql('postgres', "SELECT count(*) FROM llmgw.usage WHERE job_id = $job"),
+	'3|3', 'with the cap raised, every row written once');
+
+# ---- a results file larger than llmgw.batch_max_download: a clear error, then through once raised
+$node->safe_psql('postgres', 'ALTER SYSTEM SET llmgw.batch_max_download = 1; SELECT pg_reload_conf()');
+$t = table(3);
+$node->safe_psql('postgres', "UPDATE $t SET body = repeat('y', 600000)");
+($job) = enrich($t, 'azure', 100);
+$node->poll_query_until('postgres', "SELECT last_error LIKE 'its results are larger than llmgw.batch_max_download (1 MB)' FROM llmgw.batches WHERE job_id = $job")
+  or die 'no error for a large file: ' . $node->safe_psql('postgres', "SELECT state || ' ' || coalesce(last_error, '') FROM llmgw.batches WHERE job_id = $job");
+pass('a results file beyond the cap stops its download with a clear error');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET llmgw.batch_max_download; SELECT pg_reload_conf()');
+wait_job($job, 'finished');
+is(answered($t) . '|' . $node->safe_psql('postgres', "SELECT count(*) FROM llmgw.usage WHERE job_id = $job"),
+	'3|3', 'with the cap raised, every row written once');
+is(temp_files(), 0, 'no temporary file left behind after the errors');
+
 # ---- a Gemini job beyond 20 MB of inline requests: worker 0 splits it
-my $t = table(24);
+$t = table(24);
 $node->safe_psql('postgres', "UPDATE $t SET body = repeat('w ', 450000) || id");
-my $before = counters('gemini');
-my ($job, $rows, $batches) = enrich($t, 'gemini', 100, ', max_tokens => 3');
+$before = counters('gemini');
+($job, $rows, $batches) = enrich($t, 'gemini', 100, ', max_tokens => 3');
 is("$rows/$batches", '24/1', 'a Gemini job of 24 rows of 900 kB is queued as one batch');
 wait_job($job, 'finished');
 is($node->safe_psql('postgres', "SELECT count(*), sum(requests), bool_and(state = 'completed') FROM llmgw.batches WHERE job_id = $job"),
