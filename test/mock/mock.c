@@ -2383,7 +2383,8 @@ handle_batch(struct evhttp_request *req, const char *path)
  * makes Gemini report JOB_STATE_* rather than BATCH_STATE_*; responses_file
  * makes it answer with a responsesFile (files/batch-{id}), JSONL from
  * GET /download/v1beta/files/batch-{id}:download?alt=media (each line
- * {"key", "response" or "error"}), rather than inlinedResponses.
+ * {"key", "response" or "error"}), rather than inlinedResponses;
+ * batch_download_ms:N answers that download N ms late.
  */
 
 /* An RFC 3339 time of Unix seconds */
@@ -2817,6 +2818,7 @@ handle_gemini_download(struct evhttp_request *req, const char *path)
 	MockBatch  *b = NULL;
 	struct evbuffer *buf;
 	json_t	   *items = NULL;
+	int			delay_ms = 0;
 	size_t		i;
 	json_t	   *item;
 
@@ -2837,6 +2839,7 @@ handle_gemini_download(struct evhttp_request *req, const char *path)
 	if (b && b->ended && b->results && b->responses_file)
 	{
 		items = json_loads(b->results, 0, NULL);
+		delay_ms = model_ms(b->model, "batch_download_ms:");
 		atomic_fetch_add(&batch_downloads[API_GEMINI], 1);
 	}
 	pthread_mutex_unlock(&batch_lock);
@@ -2859,8 +2862,11 @@ handle_gemini_download(struct evhttp_request *req, const char *path)
 		json_decref(line);
 	}
 	json_decref(items);
-	send_now(req, 200, "application/jsonl", buf);
-	evbuffer_free(buf);
+	{
+		Behaviour	late = {.fail_first = -1, .delay_ms = delay_ms};
+
+		reply(req, &late, 200, "application/jsonl", buf, false);
+	}
 }
 
 /* Every Gemini batch request: :batchGenerateContent, /v1beta/batches... */

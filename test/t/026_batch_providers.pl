@@ -245,6 +245,30 @@ is($node->safe_psql('postgres', "SELECT string_agg(status || ':' || coalesce(err
 	'error:expired:1,error:invalid_request:1,ok:-:8', 'responsesFile: usage rows: ok, the failed item, the expired item');
 is(temp_files(), 0, 'no temporary file left behind after the batches');
 
+# ---- kill -9 while the answers file is being downloaded
+$node->safe_psql('postgres', "SELECT llmgw.create_model('gemini-file-slow', 'gem', 'gem-b;responses_file;batch_download_ms:3000', price_model => 'bp')");
+$t = table(4);
+$before = counters('gemini');
+($job) = enrich($t, 'gemini-file-slow', 100);
+$node->poll_query_until('postgres', "SELECT state = 'ingesting' FROM llmgw.batches WHERE job_id = $job")
+  or die 'not ingesting';
+# the poll that saw it finished, then the file's download asked
+for (1 .. 100)
+{
+	last if counters('gemini')->{downloads} - $before->{downloads} >= 2;
+	select(undef, undef, undef, 0.05);
+}
+my $held = 0;
+$held += open_temp_files($_) for split /\n/, $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'llmgw worker'");
+is("$held/" . temp_files(), '1/0', 'mid-download: the file being downloaded is open and has no name');
+LlmgwTest::kill_worker($node, 2);
+wait_job($job, 'finished');
+is(grown('gemini', $before), '0/1/0/0/3', 'after a kill -9 mid-download: one create, the poll that saw it finished, the download cut short and the download again');
+is(answered($t) . '|' . $node->safe_psql('postgres', "SELECT count(*), count(DISTINCT request_id) FROM llmgw.usage WHERE job_id = $job"),
+	'4|4|4', 'after a kill -9 mid-download: every row written once, one usage row each');
+is(temp_files(), 0, 'no temporary file left behind by the kill -9 mid-download and the restart');
+
 # ---- a result line longer than llmgw.batch_max_result_line: a clear error, then through once raised
 $node->safe_psql('postgres', 'ALTER SYSTEM SET llmgw.batch_max_result_line = 64; SELECT pg_reload_conf()');
 $t = table(3);
