@@ -269,31 +269,27 @@ is(answered($t) . '|' . $node->safe_psql('postgres', "SELECT count(*), count(DIS
 	'4|4|4', 'after a kill -9 mid-download: every row written once, one usage row each');
 is(temp_files(), 0, 'no temporary file left behind by the kill -9 mid-download and the restart');
 
-# ---- a result line longer than llmgw.batch_max_result_line: a clear error, then through once raised
-$node->safe_psql('postgres', 'ALTER SYSTEM SET llmgw.batch_max_result_line = 64; SELECT pg_reload_conf()');
-$t = table(3);
-$node->safe_psql('postgres', "UPDATE $t SET body = repeat('x', 100000) WHERE id = 2");
-($job) = enrich($t, 'gemini-file', 100);
-$node->poll_query_until('postgres', "SELECT last_error LIKE 'a line of its results is longer than llmgw.batch_max_result_line (64 kB)' FROM llmgw.batches WHERE job_id = $job")
-  or die 'no error for a long line: ' . $node->safe_psql('postgres', "SELECT state || ' ' || coalesce(last_error, '') FROM llmgw.batches WHERE job_id = $job");
-pass('a result line beyond the cap stops the ingest with a clear error');
-$node->safe_psql('postgres', 'ALTER SYSTEM RESET llmgw.batch_max_result_line; SELECT pg_reload_conf()');
-wait_job($job, 'finished');
-is(answered($t) . '|' . $node->safe_psql('postgres', "SELECT count(*) FROM llmgw.usage WHERE job_id = $job"),
-	'3|3', 'with the cap raised, every row written once');
-
-# ---- a results file larger than llmgw.batch_max_download: a clear error, then through once raised
-$node->safe_psql('postgres', 'ALTER SYSTEM SET llmgw.batch_max_download = 1; SELECT pg_reload_conf()');
-$t = table(3);
-$node->safe_psql('postgres', "UPDATE $t SET body = repeat('y', 600000)");
-($job) = enrich($t, 'azure', 100);
-$node->poll_query_until('postgres', "SELECT last_error LIKE 'its results are larger than llmgw.batch_max_download (1 MB)' FROM llmgw.batches WHERE job_id = $job")
-  or die 'no error for a large file: ' . $node->safe_psql('postgres', "SELECT state || ' ' || coalesce(last_error, '') FROM llmgw.batches WHERE job_id = $job");
-pass('a results file beyond the cap stops its download with a clear error');
-$node->safe_psql('postgres', 'ALTER SYSTEM RESET llmgw.batch_max_download; SELECT pg_reload_conf()');
-wait_job($job, 'finished');
-is(answered($t) . '|' . $node->safe_psql('postgres', "SELECT count(*) FROM llmgw.usage WHERE job_id = $job"),
-	'3|3', 'with the cap raised, every row written once');
+# ---- a cap passed (a result line, a results file): a clear error on the
+# batch, and once the setting is raised, every row written once
+sub beyond_cap
+{
+	my ($setting, $value, $model, $body, $error, $what) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET $setting = $value; SELECT pg_reload_conf()");
+	my $t = table(3);
+	$node->safe_psql('postgres', "UPDATE $t SET body = $body");
+	my ($job) = enrich($t, $model, 100);
+	$node->poll_query_until('postgres', "SELECT last_error = '$error' FROM llmgw.batches WHERE job_id = $job")
+	  or die "no error for $what: " . $node->safe_psql('postgres', "SELECT state || ' ' || coalesce(last_error, '') FROM llmgw.batches WHERE job_id = $job");
+	pass("$what beyond $setting stops the batch with a clear error");
+	$node->safe_psql('postgres', "ALTER SYSTEM RESET $setting; SELECT pg_reload_conf()");
+	wait_job($job, 'finished');
+	is(answered($t) . '|' . $node->safe_psql('postgres', "SELECT count(*) FROM llmgw.usage WHERE job_id = $job"),
+		'3|3', "$what: with the cap raised, every row written once");
+}
+beyond_cap('llmgw.batch_max_result_line', 64, 'gemini-file', "CASE id WHEN 2 THEN repeat('x', 100000) ELSE body END",
+	'a line of its results is longer than llmgw.batch_max_result_line (64 kB)', 'a result line');
+beyond_cap('llmgw.batch_max_download', 1, 'azure', "repeat('y', 600000)",
+	'its results are larger than llmgw.batch_max_download (1 MB)', 'a results file');
 is(temp_files(), 0, 'no temporary file left behind after the errors');
 
 # ---- a Gemini job beyond 20 MB of inline requests: worker 0 splits it
