@@ -265,12 +265,6 @@ llmgw_http_release(LlmgwCall *call)
 
 static LlmgwTransfer *transfers = NULL;
 
-/*
- * Start a transfer of the worker's own: a GET (method "GET"), a POST of
- * body (malloc'd, taken over), or with upload a multipart POST of
- * purpose=batch and a file part holding upload.  headers (a curl_slist)
- * is taken over.
- */
 /* Hand curl the next bytes of a transfer's file (no PostgreSQL call here) */
 static size_t
 file_read_cb(char *buffer, size_t size, size_t nitems, void *arg)
@@ -315,11 +309,14 @@ file_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 }
 
 /*
- * Start a transfer of the worker's own.  body (malloc'd, taken) is a small
- * POST body; or upload (rewound, taken) is a file of upload_len bytes sent
- * as the POST body, or as the file of a multipart upload (purpose=batch).
- * The answer is kept in memory up to limit bytes, or, with download (taken),
- * written to that file up to limit bytes (an error answer stays in memory).
+ * Start a transfer of the worker's own: a GET (method "GET"), a POST of
+ * body (malloc'd, taken over), or a POST of upload (a file, rewound, taken
+ * over) of upload_len bytes, read as curl sends it: the body itself, or
+ * with multipart the file part of a multipart POST of purpose=batch.  The
+ * answer is kept in memory up to limit bytes, or with download (a file,
+ * taken over) written to it up to limit bytes (an answer that is not a
+ * success stays in memory, up to 64 kB).  headers (a curl_slist) is taken
+ * over.
  */
 void
 llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
