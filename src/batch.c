@@ -437,7 +437,7 @@ start(Tracked *b, BatchStep step, const LlmgwRoute *r, const LlmgwBatchWire *w, 
 	b->step = step;
 	llmgw_http_transfer_start(&b->t, url, method,
 							  w->headers(r, upload == NULL || op != LLMGW_BATCH_UPLOAD), body,
-							  upload, upload_len, op == LLMGW_BATCH_UPLOAD, into,
+							  upload, upload_len, op == LLMGW_BATCH_UPLOAD && w->upload, into,
 							  download ? (size_t) llmgw_batch_max_download * 1024 * 1024 :
 							  (size_t) llmgw_batch_max_result_line * 1024, timeout_ms);
 	pfree(url);
@@ -478,6 +478,8 @@ typedef struct Build
 	Datum	   *moved;			/* custom_ids (text) for a new batch */
 	int			nmoved;
 	int			maxmoved;
+	bool		as_file;		/* an inline API's items as a file to upload */
+	bool		too_big_inline; /* past the API's inline_bytes: build as a file */
 } Build;
 
 /* Items read from the cursor at a time */
@@ -552,9 +554,17 @@ build_item(Build *bd, const LlmgwProvider *p, const char *cid, const char *req, 
 		bd->nfailed++;
 		return;
 	}
-	(bd->b->embeddings ? bd->w->embed_item : bd->w->item) (item, bd->nitems, bd->b->marker,
-				bd->w->results ? llmgw_batch_custom_id(bd->b->marker, cid) : cid, body, len);
+	(bd->as_file ? bd->w->file_item : bd->b->embeddings ? bd->w->embed_item : bd->w->item)
+		(item, bd->nitems, bd->b->marker,
+		 bd->w->results ? llmgw_batch_custom_id(bd->b->marker, cid) : cid, body, len);
 	free(body);
+	/* too much to go inline: the items are built again, as a file */
+	if (!bd->as_file && bd->w->inline_bytes > 0 &&
+		bd->bytes + item->len + 64 > bd->w->inline_bytes)
+	{
+		bd->too_big_inline = true;
+		return;
+	}
 	/* past a limit: this item and the next go to another batch */
 	if (bd->nitems > 0 && (bd->nitems + 1 > bd->w->max_requests ||
 						   bd->bytes + item->len + 64 > bd->w->max_bytes))
@@ -588,15 +598,16 @@ build_items(void *arg)
 	old = MemoryContextSwitchTo(bd->cxt);
 	initStringInfo(&item);
 	bd->file = temp_file();
-	bd->w->begin(&item, bd->r, bd->b->marker);
+	if (!bd->as_file)
+		bd->w->begin(&item, bd->r, bd->b->marker);
 	temp_write(bd->file, item.data, item.len);
 	bd->bytes = item.len;
-	for (;;)
+	while (!bd->too_big_inline)
 	{
 		SPI_cursor_fetch(portal, true, BUILD_FETCH);
 		if (SPI_processed == 0)
 			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (uint64 i = 0; i < SPI_processed && !bd->too_big_inline; i++)
 		{
 			MemoryContextSwitchTo(rows);
 			build_item(bd, p, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
@@ -609,7 +620,8 @@ build_items(void *arg)
 	}
 	SPI_cursor_close(portal);
 	resetStringInfo(&item);
-	bd->w->end(&item);
+	if (!bd->as_file)
+		bd->w->end(&item);
 	temp_write(bd->file, item.data, item.len);
 	bd->bytes += item.len;
 	pfree(item.data);
@@ -621,6 +633,19 @@ build_items(void *arg)
 	MemoryContextDelete(rows);
 }
 
+/* Build the items again, as a file to upload (too many bytes to go inline) */
+static bool
+build_as_file(Build *bd)
+{
+	build_close(bd);
+	bd->too_big_inline = false;
+	bd->as_file = true;
+	bd->bytes = 0;
+	bd->nitems = bd->nfailed = bd->nmoved = 0;
+	bd->moved = NULL;
+	return llmgw_in_transaction("llmgw: building a provider batch", build_items, bd);
+}
+
 /* Build a batch's items; false (the error noted) if they could not be read */
 static bool
 build(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd)
@@ -630,13 +655,14 @@ build(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd)
 	bd->r = r;
 	bd->w = w;
 	bd->cxt = CurrentMemoryContext;
-	if (!llmgw_in_transaction("llmgw: building a provider batch", build_items, bd))
+	if (!llmgw_in_transaction("llmgw: building a provider batch", build_items, bd) ||
+		(bd->too_big_inline && !build_as_file(bd)))
 	{
 		build_close(bd);
 		note_error(b, "its items could not be read; see the server log");
 		return false;
 	}
-	if (bd->nfailed > 0 && w->upload)
+	if (bd->nfailed > 0 && (w->upload || bd->as_file))
 	{
 		build_close(bd);
 		note_error(b, "some of its requests could not be translated");
@@ -776,7 +802,7 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 		next_scan = 0;
 		return;
 	}
-	if (w->upload)
+	if (w->upload || bd.as_file)
 	{
 		FILE	   *file = bd.file;
 
@@ -829,7 +855,7 @@ step_batch(Tracked *b)
 	{
 		Build		bd;
 
-		if (w->upload)
+		if (w->upload || b->input_file[0])
 		{
 			if (!b->create_fresh)
 				start(b, STEP_LIST, r, w, LLMGW_BATCH_LIST, NULL, "GET", NULL, NULL, 0,
@@ -1342,9 +1368,10 @@ step_done(Tracked *b)
 		case STEP_UPLOAD:
 			{
 				json_t	   *root = ok ? json_loadb(data, len, 0, NULL) : NULL;
-				const char *file = json_string_value(json_object_get(root, "id"));
+				const char *file = w->uploaded ? w->uploaded(root) :
+					json_string_value(json_object_get(root, "id"));
 
-				if (ok && llmgw_batch_safe_id(file))
+				if (ok && llmgw_batch_safe_ref(file))
 				{
 					char		id[32];
 					const char *args[4];

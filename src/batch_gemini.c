@@ -4,7 +4,9 @@
  *		Gemini batch mode: the requests go inline in the create
  *		(POST models/{model}:batchGenerateContent, {"batch": {display_name,
  *		input_config: {requests: {requests: [{request, metadata: {key}}]}}}},
- *		each request built by the generateContent wire format), which
+ *		each request built by the generateContent wire format; beyond 20 MB
+ *		of requests, a JSONL file of {key, request} uploaded raw to
+ *		{base}/upload/v1beta/files, named in input_config.file_name), which
  *		answers a long-running operation batches/{id}; GET batches/{id}
  *		(BATCH_STATE_* or JOB_STATE_*), POST batches/{id}:cancel, and the
  *		answers, each with its key and a response or an error, each
@@ -25,18 +27,23 @@
 #include "jsonutil.h"
 #include "provider.h"
 
-/* Inline requests: keep a create body under 20 MB; requests as Anthropic's */
+/*
+ * Inline requests: a create body under 20 MB; beyond, a file of JSONL
+ * through the Files API (at most 2 GB); requests as Anthropic's
+ */
 #define GEMINI_MAX_REQUESTS 100000
-#define GEMINI_MAX_BYTES ((size_t) 20 * 1000 * 1000)
+#define GEMINI_INLINE_BYTES ((size_t) 20 * 1000 * 1000)
+#define GEMINI_MAX_BYTES ((size_t) 2000 * 1000 * 1000)
 #define DISPLAY_PREFIX "llmgw-"
 
 /*
- * The Files API's download of a file (files/{id}): the base URL with
- * download/ before its last segment (the version), e.g.
+ * A URL of the Files API's media: the base URL with what (upload or
+ * download) before its last segment (the version), then tail, e.g.
  * https://generativelanguage.googleapis.com/download/v1beta/files/{id}:download?alt=media
+ * or .../upload/v1beta/files?uploadType=media: on the base URL's host
  */
 static char *
-download_url(const char *base, const char *file)
+media_url(const char *base, const char *what, const char *tail)
 {
 	size_t		len = strlen(base);
 	size_t		last;
@@ -46,8 +53,8 @@ download_url(const char *base, const char *file)
 	last = len;
 	while (last > 0 && base[last - 1] != '/')
 		last--;
-	return psprintf("%.*sdownload/%.*s/%s:download?alt=media", (int) last, base,
-					(int) (len - last), base + last, file);
+	return psprintf("%.*s%s/%.*s/%s", (int) last, base, what, (int) (len - last), base + last,
+					tail);
 }
 
 /* Base URL including the version, e.g. .../v1beta; ids are batches/{id} */
@@ -57,6 +64,7 @@ gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 	switch (op)
 	{
 		case LLMGW_BATCH_UPLOAD:
+			return media_url(route->base_url, "upload", "files?uploadType=media");
 		case LLMGW_BATCH_CREATE:
 			return llmgw_url_join(route->base_url,
 								  psprintf("models/%s:batchGenerateContent", route->upstream_model));
@@ -64,7 +72,7 @@ gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 			return llmgw_url_join(route->base_url, "batches?pageSize=" LLMGW_BATCH_LIST_LIMIT_TEXT);
 		case LLMGW_BATCH_RESULTS:
 			if (strncmp(id, "files/", 6) == 0)
-				return download_url(route->base_url, id);
+				return media_url(route->base_url, "download", psprintf("%s:download?alt=media", id));
 			return llmgw_url_join(route->base_url, psprintf("batches/%s", id));
 		case LLMGW_BATCH_GET:
 			return llmgw_url_join(route->base_url, psprintf("batches/%s", id));
@@ -74,10 +82,20 @@ gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 	return NULL;
 }
 
+/* The generateContent headers; an upload's: its file as JSONL, sent raw */
 static struct curl_slist *
 gemini_headers(const LlmgwRoute *route, bool json)
 {
-	return llmgw_provider_gemini.headers(route, route->secret);
+	struct curl_slist *h;
+
+	if (json)
+		return llmgw_provider_gemini.headers(route, route->secret);
+	h = curl_slist_append(NULL, "Content-Type: application/jsonl");
+	if (h)
+		h = curl_slist_append(h, "X-Goog-Upload-Protocol: raw");
+	if (h)
+		h = curl_slist_append(h, "Expect:");
+	return llmgw_header_secret(h, "x-goog-api-key", "", route->secret);
 }
 
 static void
@@ -101,6 +119,33 @@ static void
 gemini_end(StringInfo buf)
 {
 	appendStringInfoString(buf, "]}}}}");
+}
+
+/* A line of an uploaded file: {"key", "request"} */
+static void
+gemini_file_item(StringInfo buf, int n, const char *marker, const char *custom_id,
+				 const char *body, size_t len)
+{
+	appendStringInfo(buf, "{\"key\":\"%s\",\"request\":", custom_id);
+	appendBinaryStringInfo(buf, body, (int) len);
+	appendStringInfoString(buf, "}\n");
+}
+
+/* The create of a batch whose requests are an uploaded file (files/{id}) */
+static char *
+gemini_create_body(const LlmgwRoute *route, const char *marker, const char *input_file)
+{
+	return psprintf("{\"batch\":{\"display_name\":\"" DISPLAY_PREFIX "%s\","
+					"\"input_config\":{\"file_name\":\"%s\"}}}", marker, input_file);
+}
+
+/* The name of an uploaded file ({"file": {"name": "files/{id}"}}), or NULL */
+static char *
+gemini_uploaded(json_t *answer)
+{
+	const char *name = json_string_value(json_object_get(json_object_get(answer, "file"), "name"));
+
+	return name && strncmp(name, "files/", 6) == 0 && llmgw_batch_safe_ref(name) ? pstrdup(name) : NULL;
 }
 
 /* A count that protobuf's JSON may send as a string */
@@ -373,6 +418,7 @@ gemini_results(const char *buf, size_t len, const char *marker, LlmgwBatchEmit e
 
 const LlmgwBatchWire llmgw_batch_gemini = {
 	"Gemini batch mode", false, false, GEMINI_MAX_REQUESTS, GEMINI_MAX_BYTES,
-	gemini_url, gemini_headers, gemini_begin, gemini_item, gemini_end, NULL,
-	read_batch, "operations", "batches", gemini_results_line, gemini_whole, gemini_results
+	gemini_url, gemini_headers, gemini_begin, gemini_item, gemini_end, gemini_create_body,
+	read_batch, "operations", "batches", gemini_results_line, gemini_whole, gemini_results,
+	NULL, NULL, GEMINI_INLINE_BYTES, gemini_file_item, gemini_uploaded
 };

@@ -73,7 +73,8 @@ typedef void (*LlmgwBatchEmit) (void *arg, const char *custom_id, LlmgwBatchItem
 typedef struct LlmgwBatchWire
 {
 	const char *api;			/* its name, for messages */
-	bool		upload;			/* the items go up as a file before the create */
+	bool		upload;			/* the items go up as a file before the create
+								 * (multipart, purpose=batch) */
 	bool		serial_create;	/* one uncertain create per provider at a time */
 	int			max_requests;	/* items in one batch */
 	size_t		max_bytes;		/* of the file or create body */
@@ -119,6 +120,17 @@ typedef struct LlmgwBatchWire
 							   const char *body, size_t len);
 	char	   *(*embed_create_body) (const LlmgwRoute *route, const char *marker,
 									  const char *input_file);
+	/*
+	 * An API that takes its requests inline (upload false) up to
+	 * inline_bytes of create body, and beyond them as an uploaded file
+	 * (Gemini): each item a line of that file, the file's name read from the
+	 * upload's answer (palloc'd, NULL if it names none), the create body
+	 * naming it built by create_body.  inline_bytes 0: always inline.
+	 */
+	size_t		inline_bytes;
+	void		(*file_item) (StringInfo buf, int n, const char *marker, const char *custom_id,
+							  const char *body, size_t len);
+	char	   *(*uploaded) (json_t *answer);
 } LlmgwBatchWire;
 
 extern const LlmgwBatchWire *llmgw_batch_wire(const char *kind);

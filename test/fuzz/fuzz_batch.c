@@ -1,6 +1,7 @@
 /*
  * libFuzzer target: a provider batch API's parsers (chosen at build time
- * with -DFUZZ_BATCH=llmgw_batch_xxx): its batch objects, its list of
+ * with -DFUZZ_BATCH=llmgw_batch_xxx): its batch objects (and upload
+ * answers, for an API that reads the file's name from them), its list of
  * batches and its results, each item read by the provider's response
  * parser and written as a normalised result line: a results document read
  * whole (Gemini's inline answers), or JSONL split into lines as worker 0
@@ -72,6 +73,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		if (llmgw_batch_parse_status(&FUZZ_BATCH, (const char *) data, size, &st))
 			check_status(&st);
+		/* the same document as an upload's answer (Gemini's Files API) */
+		if (FUZZ_BATCH.uploaded)
+		{
+			json_t	   *root = llmgw_json_load((const char *) data, size, NULL);
+			char	   *file = FUZZ_BATCH.uploaded(root);
+
+			if (file && !llmgw_batch_safe_ref(file))
+				abort();
+			json_decref(root);
+		}
 	}
 	else if (mode == 1)
 	{

@@ -2384,7 +2384,9 @@ handle_batch(struct evhttp_request *req, const char *path)
  * makes it answer with a responsesFile (files/batch-{id}), JSONL from
  * GET /download/v1beta/files/batch-{id}:download?alt=media (each line
  * {"key", "response" or "error"}), rather than inlinedResponses;
- * batch_download_ms:N answers that download N ms late.
+ * batch_download_ms:N answers that download N ms late.  A batch created
+ * from an uploaded file (input_config.file_name: a file uploaded raw to
+ * /upload/v1beta/files, JSONL of {"key", "request"}) answers in a file.
  */
 
 /* An RFC 3339 time of Unix seconds */
@@ -2806,6 +2808,86 @@ gemini_batch_json(MockBatch *b)
 }
 
 /*
+ * The Files API's upload of a batch's input (raw, uploadType=media):
+ * kept as a file files/file-mock-N, JSONL of {"key", "request"}
+ */
+static void
+handle_gemini_upload(struct evhttp_request *req)
+{
+	size_t		len;
+	char	   *body;
+	MockFile   *f;
+	char		name[64];
+	char		size[32];
+
+	atomic_fetch_add(&total_requests, 1);
+	if (!authorised(req, FMT_GEMINI))
+	{
+		gemini_error(req, 400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.");
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+	{
+		gemini_error(req, 404, "NOT_FOUND", "Unknown request URL");
+		return;
+	}
+	atomic_fetch_add(&batch_uploads[API_GEMINI], 1);
+	body = request_body(req, &len);
+	pthread_mutex_lock(&batch_lock);
+	f = file_add(body, len);
+	pthread_mutex_unlock(&batch_lock);
+	if (f == NULL)
+	{
+		free(body);
+		gemini_error(req, 500, "INTERNAL", "the mock holds too many files");
+		return;
+	}
+	snprintf(name, sizeof(name), "files/%s", f->id);
+	snprintf(size, sizeof(size), "%zu", len);
+	send_json(req, 200, json_pack("{s:{s:s, s:s, s:s, s:s}}", "file", "name", name,
+								  "mimeType", "application/jsonl", "sizeBytes", size, "state", "ACTIVE"));
+}
+
+/* The items of an uploaded input file (files/{id}), or NULL with *bad saying why */
+static json_t *
+gemini_file_items(const char *file_name, const char **bad)
+{
+	MockFile   *f;
+	json_t	   *items = json_array();
+	const char *p;
+	const char *end;
+
+	pthread_mutex_lock(&batch_lock);
+	f = strncmp(file_name, "files/", 6) == 0 ? file_find(file_name + 6) : NULL;
+	p = f ? f->data : NULL;
+	end = f ? f->data + f->len : NULL;
+	while (p && p < end && *bad == NULL)
+	{
+		const char *nl = memchr(p, '\n', end - p);
+		size_t		n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+		json_t	   *line = n > 0 ? json_loadb(p, n, 0, NULL) : NULL;
+		const char *key = json_string_value(json_object_get(line, "key"));
+
+		if (n > 0 && (key == NULL || !json_is_array(json_object_get(json_object_get(line, "request"), "contents"))))
+			*bad = "each line of the file needs a key and request.contents";
+		else if (n > 0)
+			json_array_append_new(items, json_pack("{s:s, s:O}", "id", key, "request",
+												   json_object_get(line, "request")));
+		json_decref(line);
+		p = nl ? nl + 1 : end;
+	}
+	pthread_mutex_unlock(&batch_lock);
+	if (f == NULL)
+		*bad = "no such file";
+	if (*bad)
+	{
+		json_decref(items);
+		return NULL;
+	}
+	return items;
+}
+
+/*
  * The Files API's download of a batch's responses file (responses_file):
  * JSONL, each answer with its key at the top
  */
@@ -2897,6 +2979,7 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 		json_t	   *requests;
 		json_t	   *items = json_array();
 		const char *bad = NULL;
+		const char *file_name;
 		size_t		i;
 		json_t	   *r;
 		MockBatch  *b = NULL;
@@ -2909,8 +2992,23 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 		if (config == NULL)
 			config = json_object_get(batch, "inputConfig");
 		requests = json_object_get(json_object_get(config, "requests"), "requests");
-		if (display == NULL || !json_is_array(requests) || json_array_size(requests) == 0)
-			bad = "batch.display_name and batch.input_config.requests.requests are required";
+		file_name = json_string_value(json_object_get(config, "file_name"));
+		if (file_name == NULL)
+			file_name = json_string_value(json_object_get(config, "fileName"));
+		if (file_name && display)
+		{
+			json_decref(items);
+			items = gemini_file_items(file_name, &bad);
+			if (items && json_array_size(items) == 0)
+				bad = "the file holds no requests";
+			if (bad)
+			{
+				json_decref(items);
+				items = json_array();
+			}
+		}
+		else if (display == NULL || !json_is_array(requests) || json_array_size(requests) == 0)
+			bad = "batch.display_name and batch.input_config.requests.requests (or file_name) are required";
 		json_array_foreach(requests, i, r)
 		{
 			const char *key = json_string_value(json_object_get(json_object_get(r, "metadata"), "key"));
@@ -2931,6 +3029,9 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 			{
 				snprintf(b->display, sizeof(b->display), "%s", display);
 				snprintf(b->model, sizeof(b->model), "models/%.100s", model);
+				/* a batch made from a file answers in a file */
+				if (file_name)
+					b->responses_file = true;
 			}
 			pthread_mutex_unlock(&batch_lock);
 		}
@@ -3347,6 +3448,8 @@ handle(struct evhttp_request *req, void *arg)
 		handle_gemini_batch(req, path);
 	else if (strncmp(path, "/download/v1beta/files/", 23) == 0)
 		handle_gemini_download(req, path);
+	else if (strcmp(path, "/upload/v1beta/files") == 0)
+		handle_gemini_upload(req);
 	else if (strstr(path, "/files") || strstr(path, "/batches"))
 		handle_batch(req, path);
 	else

@@ -7,7 +7,7 @@
 # the rows written and the usage rows counted exactly, and no temporary file
 # left behind.  Then Gemini answers delivered as a file (responsesFile), the
 # caps on a result line and on a results file, and a Gemini job larger than
-# one inline batch may carry, split by worker 0.
+# one inline batch may carry, sent as an uploaded file.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -292,18 +292,29 @@ beyond_cap('llmgw.batch_max_download', 1, 'azure', "repeat('y', 600000)",
 	'its results are larger than llmgw.batch_max_download (1 MB)', 'a results file');
 is(temp_files(), 0, 'no temporary file left behind after the errors');
 
-# ---- a Gemini job beyond 20 MB of inline requests: worker 0 splits it
+# ---- a Gemini job beyond 20 MB of inline requests: an uploaded file (Files API)
 $t = table(24);
 $node->safe_psql('postgres', "UPDATE $t SET body = repeat('w ', 450000) || id");
 $before = counters('gemini');
 ($job, $rows, $batches) = enrich($t, 'gemini', 100, ', max_tokens => 3');
 is("$rows/$batches", '24/1', 'a Gemini job of 24 rows of 900 kB is queued as one batch');
 wait_job($job, 'finished');
-is($node->safe_psql('postgres', "SELECT count(*), sum(requests), bool_and(state = 'completed') FROM llmgw.batches WHERE job_id = $job"),
-	'2|24|t', 'worker 0 split it into two provider batches under 20 MB each');
-is(grown('gemini', $before), '0/2/0/0/4', 'two creates at the provider');
+is($node->safe_psql('postgres', "SELECT count(*), sum(requests), bool_and(state = 'completed'), bool_and(input_file_id LIKE 'files/%'), bool_and(output_file_id LIKE 'files/batch-%') FROM llmgw.batches WHERE job_id = $job"),
+	'1|24|t|t|t', 'beyond 20 MB inline, one batch: its requests uploaded as a file, its answers a file');
+is(grown('gemini', $before), '1/1/0/0/2', 'one upload, one create naming the file, the answers file downloaded once');
 is($node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE summary = 'Hello! You said:'), (SELECT rows_done FROM llmgw.jobs WHERE id = $job) FROM $t"),
 	'24|24', 'every row answered once');
+is(temp_files(), 0, 'no temporary file left behind');
+
+# ---- the same with the create's answer lost: found again by its display name, created once
+$t = table(3);
+$node->safe_psql('postgres', "UPDATE $t SET body = repeat('v ', 4000000) || id");
+$before = counters('gemini');
+($job) = enrich($t, 'gemini-lost', 100, ', max_tokens => 3');
+wait_job($job, 'finished');
+like(grown('gemini', $before), qr{^1/1/1/0/[12]$}, 'a file batch whose create answer was lost: one upload, one create, the list read');
+is($node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE summary = 'Hello! You said:'), (SELECT count(*) FROM llmgw.usage WHERE job_id = $job) FROM $t"),
+	'3|3', 'every row answered once, one usage row each');
 
 $node->stop;
 done_testing();
