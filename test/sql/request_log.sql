@@ -93,6 +93,26 @@ RESET ROLE;
 SELECT status, logged, response FROM rl_last('rl-other');
 SELECT llm_complete('another model, no team', 'rl-model');
 SELECT status, logged FROM rl_last('rl-model');
+-- The workers write log rows straight into the day's partition, as COPY
+-- does; a table someone gave a trigger gets them through an INSERT
+-- statement, which fires it
+CREATE TABLE rl_seen (request_id uuid, logged_at timestamptz);
+CREATE FUNCTION rl_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.rl_seen VALUES (NEW.request_id, NEW.logged_at);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER rl_seen AFTER INSERT ON llmgw.request_log FOR EACH ROW EXECUTE FUNCTION rl_seen();
+SELECT llm_complete('seen by a trigger', 'rl-other');
+SELECT status, logged, response FROM rl_last('rl-other');
+SELECT count(*) AS seen_by_the_trigger, bool_and(s.logged_at = l.logged_at) AS same_time
+  FROM rl_seen s JOIN llmgw.request_log l USING (request_id);
+DROP TRIGGER rl_seen ON llmgw.request_log;
+SELECT llm_complete('no trigger again', 'rl-other');
+SELECT status, logged, response FROM rl_last('rl-other');
+SELECT count(*) AS still_seen FROM rl_seen;
+DROP TABLE rl_seen;
+DROP FUNCTION rl_seen();
 
 -- Off again: the next calls are not logged
 SELECT llmgw.log_requests('model', 'rl-other', false);
