@@ -265,15 +265,21 @@ llmgw_redaction_load(MemoryContext cxt, int *nrules)
 	return rules;
 }
 
-/* Every match of a scanner replaced; NULL when there was none */
+/*
+ * Every match of a scanner replaced; NULL when that changed nothing (no
+ * match, or only matches equal to the replacement)
+ */
 static text *
 replace_scanned(text *body, const LlmgwRedactionRule *rule)
 {
 	const char *s = VARDATA_ANY(body);
 	int			n = VARSIZE_ANY_EXHDR(body);
+	const char *rep = VARDATA_ANY(rule->replacement);
+	int			replen = VARSIZE_ANY_EXHDR(rule->replacement);
 	int			from = 0,
 				start,
 				end;
+	bool		differs = false;
 	StringInfoData out;
 
 	if (!rule->scan(s, n, 0, &start, &end))
@@ -282,11 +288,16 @@ replace_scanned(text *body, const LlmgwRedactionRule *rule)
 	appendStringInfoSpaces(&out, VARHDRSZ);
 	do
 	{
+		differs |= end - start != replen || memcmp(s + start, rep, replen) != 0;
 		appendBinaryStringInfo(&out, s + from, start - from);
-		appendBinaryStringInfo(&out, VARDATA_ANY(rule->replacement),
-							   VARSIZE_ANY_EXHDR(rule->replacement));
+		appendBinaryStringInfo(&out, rep, replen);
 		from = end;
 	} while (from < n && rule->scan(s, n, from, &start, &end));
+	if (!differs)
+	{
+		pfree(out.data);
+		return NULL;
+	}
 	appendBinaryStringInfo(&out, s + from, n - from);
 	SET_VARSIZE(out.data, out.len);
 	return (text *) out.data;
