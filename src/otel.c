@@ -46,6 +46,7 @@
 #include "http.h"
 #include "llmgw.h"
 #include "otel.h"
+#include "response.h"
 #include "usage.h"
 
 /* after the PostgreSQL headers: see jsonutil.h */
@@ -513,7 +514,7 @@ span_begin(SpanText *b, const pg_uuid_t *request_id, int attempt, const char *op
 	char		nanos[21];
 
 	/* plain appends: a formatted print costs more than the rest of the span */
-	hex(request_id->data, UUID_LEN, trace);
+	llmgw_uuid_text(request_id, trace, false);
 	span_id(request_id, attempt, id);
 	st_raw(b, "{\"traceId\":\"");
 	st_raw(b, trace);
@@ -575,20 +576,8 @@ static void
 add_call_ids(SpanText *b, const LlmgwCall *call, const char *op)
 {
 	char		uuid[37];
-	char		h[33];
 
-	hex(call->request_id.data, UUID_LEN, h);
-	/* 8-4-4-4-12 */
-	memcpy(uuid, h, 8);
-	uuid[8] = '-';
-	memcpy(uuid + 9, h + 8, 4);
-	uuid[13] = '-';
-	memcpy(uuid + 14, h + 12, 4);
-	uuid[18] = '-';
-	memcpy(uuid + 19, h + 16, 4);
-	uuid[23] = '-';
-	memcpy(uuid + 24, h + 20, 12);
-	uuid[36] = '\0';
+	llmgw_uuid_text(&call->request_id, uuid, true);
 	add_text(b, "gen_ai.operation.name", op);
 	add_text(b, "llmgw.request_id", uuid);
 	if (call->team_id != 0)
