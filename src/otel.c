@@ -921,10 +921,14 @@ export_body(int n, size_t *body_len)
 		return NULL;
 	}
 	p = body;
-	p += sprintf(p, "%s", head);
+	p = stpcpy(p, head);
 	for (int i = 0; i < n; i++)
-		p += sprintf(p, "%s%s", i ? "," : "", queue[(queue_head + i) % queue_cap]);
-	p += sprintf(p, "%s", tail);
+	{
+		if (i > 0)
+			*p++ = ',';
+		p = stpcpy(p, queue[(queue_head + i) % queue_cap]);
+	}
+	p = stpcpy(p, tail);
 	*body_len = p - body;
 	free(head);
 	return body;
