@@ -27,6 +27,10 @@ COMMENT ON COLUMN llmgw.batch_items.sync_call IS 'The asynchronous call (llmgw.a
 CREATE INDEX batch_items_sync_call_idx ON llmgw.batch_items (sync_call) WHERE sync_call IS NOT NULL;
 COMMENT ON INDEX llmgw.batch_items_sync_call_idx IS 'The batch item a synchronous retry answers';
 
+ALTER TABLE llmgw.batches ADD COLUMN retry text
+    CONSTRAINT batches_retry_check CHECK (retry IN ('batch', 'sync', 'none'));
+COMMENT ON COLUMN llmgw.batches.retry IS 'A batch without a job (llmgw.submit_batch''s retry): what becomes of its expired and retryable items, as a job''s retry (NULL: none; a job''s batches follow their job)';
+
 ALTER TABLE llmgw.async_calls ADD COLUMN job_id bigint, ADD COLUMN batch_id bigint;
 COMMENT ON COLUMN llmgw.async_calls.job_id IS 'The batch job whose item it retries synchronously (its usage rows carry it; NULL: a call of llmgw.submit)';
 COMMENT ON COLUMN llmgw.async_calls.batch_id IS 'The batch whose item it retries synchronously (batch_items.sync_call names the call; NULL: a call of llmgw.submit)';
@@ -75,6 +79,7 @@ DECLARE
     released numeric;
     again record;
     q record;
+    how text;
 BEGIN
     SELECT * INTO bt FROM llmgw.batches b WHERE b.id = batch FOR UPDATE;
     IF NOT FOUND OR bt.state IN ('completed', 'failed', 'expired', 'cancelled') THEN
@@ -98,19 +103,24 @@ BEGIN
        SET state = final, finished_at = clock_timestamp(),
            last_error = coalesce(batch_finish.error, b.last_error)
      WHERE b.id = batch;
-    IF bt.job_id IS NULL THEN
-        RETURN;
+    IF bt.job_id IS NOT NULL THEN
+        UPDATE llmgw.jobs j
+           SET rows_failed = j.rows_failed + CASE WHEN final IN ('completed', 'failed') THEN left_over ELSE 0 END,
+               last_error = coalesce(batch_finish.error, j.last_error),
+               updated_at = clock_timestamp()
+         WHERE j.id = bt.job_id
+        RETURNING * INTO jb;
     END IF;
-    UPDATE llmgw.jobs j
-       SET rows_failed = j.rows_failed + CASE WHEN final IN ('completed', 'failed') THEN left_over ELSE 0 END,
-           last_error = coalesce(batch_finish.error, j.last_error),
-           updated_at = clock_timestamp()
-     WHERE j.id = bt.job_id
-    RETURNING * INTO jb;
+    -- the retries as the job says (while it runs), or as the batch says
+    -- (llmgw.submit_batch without a job); none once a cancel was asked
+    how := CASE WHEN bt.cancel_requested THEN 'none'
+                WHEN bt.job_id IS NULL THEN coalesce(bt.retry, 'none')
+                WHEN jb.status = 'running' THEN jb.retry
+                ELSE 'none' END;
 
-    -- the job's retries: expired items, and items failed by a rate limit or
+    -- retry => 'batch': expired items, and items failed by a rate limit or
     -- a server error, at most 3 attempts each, go again in a new batch
-    IF jb.retry = 'batch' AND jb.status = 'running' AND NOT bt.cancel_requested THEN
+    IF how = 'batch' THEN
         SELECT array_agg(i.request ORDER BY i.custom_id) AS requests,
                array_agg(i.row_key ORDER BY i.custom_id) AS keys,
                array_agg(i.custom_id ORDER BY i.custom_id) AS ids,
@@ -124,6 +134,8 @@ BEGIN
                 SELECT * INTO q FROM llmgw.queue_batch(bt.endpoint, again.requests, bt.model, bt.job_id,
                                                        again.keys, bt.owner, bt.key_id, bt.team_id,
                                                        again.ids, again.attempts);
+                -- a batch without a job passes its retry on
+                UPDATE llmgw.batches b SET retry = bt.retry WHERE b.id = q.batch_id;
                 WITH m AS (
                     UPDATE llmgw.batch_items i SET retried_in = q.batch_id
                      WHERE i.batch_id = batch AND i.custom_id = ANY (again.ids[1:q.queued])
@@ -133,15 +145,17 @@ BEGIN
                  WHERE jobs.id = bt.job_id;
             EXCEPTION WHEN SQLSTATE 'LG010' THEN
                 UPDATE llmgw.jobs SET last_error = 'LG010: ' || SQLERRM WHERE jobs.id = bt.job_id;
+                UPDATE llmgw.batches b SET last_error = 'LG010: ' || SQLERRM
+                 WHERE b.id = batch AND bt.job_id IS NULL;
             END;
         END IF;
     END IF;
 
-    -- retry => 'sync': each item becomes an asynchronous call of the job's
-    -- owner (its key, its team), made by the workers through the normal
-    -- path; its reservation was given back when it ended, the call reserves
-    -- its own.  llmgw.batch_sync_finish writes its answer.
-    IF jb.retry = 'sync' AND jb.status = 'running' AND NOT bt.cancel_requested THEN
+    -- retry => 'sync': each item becomes an asynchronous call of the
+    -- batch's owner (its key, its team), made by the workers through the
+    -- normal path; its reservation was given back when it ended, the call
+    -- reserves its own.  llmgw.batch_sync_finish writes its answer.
+    IF how = 'sync' AND bt.endpoint = 'chat' THEN
         WITH i AS MATERIALIZED (
             SELECT i.custom_id, i.request, i.state, nextval('llmgw.async_calls_id_seq') AS call
               FROM llmgw.batch_items i
@@ -171,6 +185,100 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION llmgw.batch_finish(bigint, text, text) IS 'Internal (worker 0): end a batch whose results are written, retry its job''s expired and retryable items (in a new batch, or as synchronous calls), and end its job with the last of its work';
+
+-- Queue chat requests (llm_chat's, without their model) as one provider
+-- batch of a model; returns the batch's id at once.  Worker 0 uploads it
+-- once the transaction commits.  With job_id and row_keys (llmgw.enrich),
+-- each answer goes into that job's row of that key.  The worst case of its
+-- requests is reserved on the caller's hard budgets: when they do not all
+-- fit, the batch holds the largest prefix that does (a NOTICE says how
+-- many; batches.requests), and none: LG010.  retry (a batch without a
+-- job): what becomes of its expired and retryable items, as a job's retry.
+DROP FUNCTION llmgw.submit_batch(jsonb[], text, bigint, text[]);
+CREATE FUNCTION llmgw.submit_batch(requests jsonb[], model text, job_id bigint DEFAULT NULL,
+                                   row_keys text[] DEFAULT NULL, retry text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    me name := llmgw.caller();
+    n integer := coalesce(cardinality(requests), 0);
+    who record;
+    q record;
+BEGIN
+    PERFORM llmgw.check_batch_requests('chat', requests, model);
+    IF (job_id IS NULL) <> (row_keys IS NULL) OR cardinality(row_keys) <> n
+       OR array_position(row_keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'job_id and row_keys go together, one key per request'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retry IS NOT NULL AND retry NOT IN ('batch', 'sync', 'none') THEN
+        RAISE EXCEPTION 'retry must be batch, sync or none' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retry IS NOT NULL AND job_id IS NOT NULL THEN
+        RAISE EXCEPTION 'the batches of a job retry as their job says'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave retry NULL; CALL llmgw.enrich(..., retry => ...) sets the job''s.';
+    END IF;
+    IF job_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM llmgw.jobs j
+         WHERE j.id = submit_batch.job_id AND j.owner = me AND j.mode = 'batch'
+           AND j.status = 'running') THEN
+        RAISE EXCEPTION 'job % is not a running batch job of role %', job_id, me
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO who FROM llmgw.batch_caller(model);
+    SELECT * INTO q FROM llmgw.queue_batch('chat', requests, model, job_id, row_keys, me,
+                                           who.key_id, who.team_id);
+    IF retry IS NOT NULL THEN
+        UPDATE llmgw.batches b SET retry = submit_batch.retry WHERE b.id = q.batch_id;
+    END IF;
+    RETURN q.batch_id;
+END
+$fn$;
+
+-- Queue texts to embed as one provider batch (/v1/embeddings) of an
+-- embedding model; the vectors land in batch_items.answer (the provider's
+-- embeddings response).  Budgets as llmgw.submit_batch.
+REVOKE ALL ON FUNCTION llmgw.submit_batch(jsonb[], text, bigint, text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llmgw.submit_batch(jsonb[], text, bigint, text[], text) TO llmgw_admin, llmgw_user;
+COMMENT ON FUNCTION llmgw.submit_batch(jsonb[], text, bigint, text[], text) IS 'Queue chat requests as one provider batch (Batch API, half price, within 24 hours); returns the batch id; retry (a batch without a job): batch, sync or none';
+
+CREATE OR REPLACE FUNCTION llmgw.batch_split(batch bigint, moved text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    bt llmgw.batches;
+    nb bigint;
+    n integer;
+BEGIN
+    SELECT * INTO bt FROM llmgw.batches b WHERE b.id = batch FOR UPDATE;
+    IF NOT FOUND OR bt.state <> 'queued' OR cardinality(moved) IS NULL
+       OR cardinality(moved) >= bt.requests THEN
+        RETURN NULL;
+    END IF;
+    -- the new batch is the caller's as the first is: its endpoint, key,
+    -- team, budgets and retry (its items keep their reservations)
+    INSERT INTO llmgw.batches (job_id, owner, model, requests, cancel_requested, endpoint, key_id,
+                               team_id, charged_on, reserved_on, retry)
+    VALUES (bt.job_id, bt.owner, bt.model, cardinality(moved), bt.cancel_requested, bt.endpoint,
+            bt.key_id, bt.team_id, bt.charged_on, bt.reserved_on, bt.retry)
+    RETURNING id INTO nb;
+    UPDATE llmgw.batch_items i SET batch_id = nb
+     WHERE i.batch_id = batch AND i.custom_id = ANY (moved) AND i.state = 'pending';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+        DELETE FROM llmgw.batches b WHERE b.id = nb;
+        RETURN NULL;
+    END IF;
+    UPDATE llmgw.batches b SET requests = b.requests - n WHERE b.id = batch;
+    UPDATE llmgw.batches b SET requests = n WHERE b.id = nb;
+    RETURN nb;
+END
+$fn$;
+COMMENT ON FUNCTION llmgw.batch_split(bigint, text[]) IS 'Internal (worker 0): move items of a batch not sent yet to a new batch of the same job and retry (a provider''s limits)';
 
 -- Internal (the worker that made the call, in the transaction of its usage
 -- rows): the outcome of a synchronous retry of a batch item.  An answer

@@ -145,7 +145,37 @@ is(sq("SELECT count(*) FROM llmgw.usage WHERE job_id = $job AND batch_id IS NOT 
 is(sq("SELECT status, rows_done, rows_failed FROM llmgw.jobs WHERE id = $job"), 'finished|3|0',
 	'the job finishes with its last retry');
 
+# ---- a batch without a job: its own retry; the answers land in batch_items.answer
+$sync_before = LlmgwTest::mock_requests('batch-model;sync29');
+my $b = sq(q{SET ROLE bu; SELECT llmgw.submit_batch(ARRAY(SELECT jsonb_build_object('messages', jsonb_build_array(
+                 jsonb_build_object('role', 'user', 'content', c)), 'max_tokens', 100) FROM unnest(ARRAY['one', 'two [[expire]]', 'three [[fail_500]]']) c),
+                 'bs', retry => 'sync')});
+$node->poll_query_until('postgres', qq{
+	SELECT count(*) = 2 FROM llmgw.async_calls a WHERE a.batch_id = $b AND a.status IN ('done', 'error')})
+  or die 'the retries of the batch did not end';
+is(sq("SELECT string_agg(custom_id || ':' || coalesce(answer #>> '{choices,0,message,content}', answer #>> '{message,content}'), ','
+                         ORDER BY custom_id) FROM llmgw.batch_items WHERE batch_id = $b"),
+	'r1:Hello! You said: one,r2:Hello! You said: two [[expire]],r3:Hello! You said: three [[fail_500]]',
+	"submit_batch(retry => 'sync'): the retried items' answers (llm_chat's) in batch_items.answer");
+is(sq("SELECT count(*), bool_and(status = 'ok' AND job_id IS NULL) FROM llmgw.usage u
+        JOIN llmgw.batch_items i ON i.sync_call = u.async_id WHERE i.batch_id = $b AND u.batch_id IS NULL"),
+	'2|t', 'one synchronous usage row per retried item');
+is(LlmgwTest::mock_requests('batch-model;sync29') - $sync_before, 2, 'two synchronous calls');
+$b = sq(q{SET ROLE bu; SELECT llmgw.submit_batch(ARRAY['{"messages": [{"role": "user", "content": "jobless [[expire_once]]"}], "max_tokens": 100}'::jsonb],
+                 'bs', retry => 'batch')});
+$node->poll_query_until('postgres', qq{
+	SELECT count(*) = 1 FROM llmgw.batches b WHERE b.id > $b AND b.job_id IS NULL AND b.state = 'completed' AND b.retry = 'batch'})
+  or die 'the batch was not retried';
+is(sq("SELECT string_agg(i.state || ':' || coalesce(i.answer #>> '{choices,0,message,content}', '-'), ',' ORDER BY i.batch_id)
+         FROM llmgw.batch_items i WHERE i.batch_id >= $b AND i.custom_id = 'r1'
+          AND i.batch_id IN (SELECT id FROM llmgw.batches WHERE job_id IS NULL AND owner = 'bu')"),
+	'expired:-,done:Hello! You said: jobless [[expire_once]]', "submit_batch(retry => 'batch'): the expired item answered in a later batch");
+
 # ---- hostile
+like(LlmgwTest::error_of($node, "SET ROLE bu; SELECT llmgw.submit_batch(ARRAY['{\"messages\": []}'::jsonb], 'bs', retry => 'soon')"),
+	qr/^22023: retry must be batch, sync or none/, 'submit_batch: an unknown retry: 22023');
+like(LlmgwTest::error_of($node, "SET ROLE bu; SELECT llmgw.submit_batch(ARRAY['{\"messages\": []}'::jsonb], 'bs', $job, '{1}', 'sync')"),
+	qr/^22023: the batches of a job retry as their job says/, 'submit_batch: a retry for a job\'s batch: 22023');
 like(LlmgwTest::error_of($node, "CALL llmgw.enrich('t1', 'id', 'body', 'summary', 'bs', mode => 'batch', retry => 'later')"),
 	qr/^22023: retry must be batch, sync or none/, 'an unknown retry: 22023');
 like(LlmgwTest::error_of($node, "SET ROLE bu; INSERT INTO llmgw.async_calls (model, request, max_retries, timeout_ms, job_id, batch_id)
