@@ -8,7 +8,7 @@
  * Nothing of a body is kept unless a rule selects the call: the worker
  * loads the rules with its configuration, and only selected calls carry
  * their bodies into the round's INSERT.  The bodies go through the
- * redaction rules (llmgw.redaction_rules, PostgreSQL regular expressions)
+ * redaction rules (llmgw.redaction_rules, src/redaction.c)
  * in the worker, then are cut to llmgw.request_log_max_body bytes at a
  * character boundary: no unredacted byte reaches SQL.  The rows are
  * written in the settle transaction, in a subtransaction of their own, so
@@ -48,6 +48,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "redaction.h"
 #include "reqlog.h"
 #include "txn.h"
 
@@ -65,9 +66,8 @@ static int	nkeys = 0;
 static int64 *keys = NULL;		/* key lineages, sorted */
 static int	nmodels = 0;
 static char **models = NULL;
-static int	npatterns = 0;
-static Datum *patterns = NULL;	/* text */
-static Datum *replacements = NULL;	/* text */
+static int	nredactions = 0;
+static LlmgwRedactionRule *redactions = NULL;
 
 /* Days (UTC, [from, until)) known to have a partition */
 static TimestampTz partitions_from = 0;
@@ -132,10 +132,6 @@ static const Oid column_types[RL_NCOLUMNS] = {
 	" response_bytes, response_truncated, redacted)" \
 	" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 
-#define REDACTION_RULES \
-	"SELECT pattern, replacement FROM llmgw.redaction_rules WHERE enabled" \
-	" ORDER BY name COLLATE \"C\""
-
 /* Define the llmgw.request_log_* settings */
 void
 llmgw_reqlog_define_gucs(void)
@@ -160,32 +156,6 @@ int64_cmp(const void *a, const void *b)
 }
 
 /*
- * The enabled redaction rules, as text Datums allocated in cxt (SPI
- * connected; SPI_execute leaves SPI's own context current)
- */
-static int
-read_redaction_rules(MemoryContext cxt, Datum **pats, Datum **reps)
-{
-	int			rc = SPI_execute(REDACTION_RULES, true, 0);
-	int			n;
-	MemoryContext old;
-
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "llmgw: could not read the redaction rules: %s", SPI_result_code_string(rc));
-	n = (int) SPI_processed;
-	old = MemoryContextSwitchTo(cxt);
-	*pats = palloc(sizeof(Datum) * Max(n, 1));
-	*reps = palloc(sizeof(Datum) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		(*pats)[i] = CStringGetTextDatum(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		(*reps)[i] = CStringGetTextDatum(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
-	}
-	MemoryContextSwitchTo(old);
-	return n;
-}
-
-/*
  * Load the rules (in the configuration's transaction, SPI connected).  On
  * an error part way, no rule is left loaded: nothing is logged.
  */
@@ -204,7 +174,7 @@ llmgw_reqlog_load(bool installed)
 	if (rules_cxt == NULL)
 		rules_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw request log rules",
 										  ALLOCSET_SMALL_SIZES);
-	nteams = nkeys = nmodels = npatterns = 0;
+	nteams = nkeys = nmodels = nredactions = 0;
 	MemoryContextReset(rules_cxt);
 	if (!installed)
 		return;
@@ -237,7 +207,7 @@ llmgw_reqlog_load(bool installed)
 
 	/* the patterns matter only when something is logged */
 	if (nt + nk + nm > 0)
-		npatterns = read_redaction_rules(rules_cxt, &patterns, &replacements);
+		redactions = llmgw_redaction_load(rules_cxt, &nredactions);
 	teams = t;
 	keys = k;
 	models = m;
@@ -429,37 +399,12 @@ llmgw_reqlog_add(LlmgwReqlog *log, LlmgwCall *call, const LlmgwUsageRow *row)
 	e->started_at = row && row->attempt == attempt ? row->started_at : started_at;
 }
 
-/*
- * A text with the redaction rules applied in order; *changed is set when
- * any of them changed it
- */
-static text *
-redact_text(text *body, int n, const Datum *pats, const Datum *reps, bool *changed)
-{
-	Datum		flags = CStringGetTextDatum("g");
-
-	for (int i = 0; i < n; i++)
-	{
-		text	   *out = DatumGetTextPP(DirectFunctionCall4Coll(textregexreplace,
-																 DEFAULT_COLLATION_OID,
-																 PointerGetDatum(body),
-																 pats[i], reps[i], flags));
-
-		if (!*changed &&
-			(VARSIZE_ANY_EXHDR(out) != VARSIZE_ANY_EXHDR(body) ||
-			 memcmp(VARDATA_ANY(out), VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body)) != 0))
-			*changed = true;
-		body = out;
-	}
-	return body;
-}
-
 /* A body as the log keeps it: redacted, then cut at a character boundary */
 static Datum
 log_body(const char *raw, size_t len, bool *truncated, bool *changed)
 {
-	text	   *t = redact_text(cstring_to_text_with_len(raw, (int) len), npatterns, patterns,
-								replacements, changed);
+	text	   *t = llmgw_redaction_apply(redactions, nredactions,
+											cstring_to_text_with_len(raw, (int) len), changed);
 	int			n = VARSIZE_ANY_EXHDR(t);
 
 	*truncated = n > llmgw_request_log_max_body;
@@ -662,15 +607,14 @@ Datum
 llmgw_reqlog_redact_sql(PG_FUNCTION_ARGS)
 {
 	text	   *body = PG_GETARG_TEXT_PP(0);
-	Datum	   *pats;
-	Datum	   *reps;
+	LlmgwRedactionRule *rules;
 	int			n;
 	bool		changed = false;
 	Datum		result;
 
 	SPI_connect();
-	n = read_redaction_rules(CurrentMemoryContext, &pats, &reps);
-	result = PointerGetDatum(redact_text(body, n, pats, reps, &changed));
+	rules = llmgw_redaction_load(CurrentMemoryContext, &n);
+	result = PointerGetDatum(llmgw_redaction_apply(rules, n, body, &changed));
 	result = SPI_datumTransfer(result, false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
