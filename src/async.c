@@ -5,6 +5,8 @@
  *		llmgw.async_calls; worker 0 takes queued calls with a lease and hands
  *		them to the workers like any other call; the worker that makes the
  *		call writes its answer in the same transaction as its usage rows.
+ *		A batch job with retry => 'sync' queues its expired and retryable
+ *		items here (llmgw.batch_finish); their answers go to the job's rows.
  *
  * A call whose worker or server died is taken again once its lease is over
  * (or at once after a server restart): the journal records the first try
@@ -74,7 +76,7 @@ llmgw_async_signal_at_commit(void)
 #define ASYNC_CALL_COLUMNS \
 	"a.id, a.model, a.request::text, a.owner, a.key_hash, a.tags::text," \
 	" a.max_retries, a.timeout_ms, a.retry_max_wait_ms, a.retry_base_delay_ms," \
-	" a.deadline_ms, a.cache, a.cache_ttl_s, a.max_response_bytes"
+	" a.deadline_ms, a.cache, a.cache_ttl_s, a.max_response_bytes, a.job_id"
 
 /* An integer column of the row, or *value unchanged when it is NULL */
 static void
@@ -117,6 +119,10 @@ async_request(HeapTuple tup, TupleDesc desc)
 	d = SPI_getbinval(tup, desc, 14, &isnull);
 	if (!isnull)
 		header.settings.max_response_bytes = DatumGetInt64(d);
+	/* a synchronous retry of a batch item: its usage rows carry the job */
+	d = SPI_getbinval(tup, desc, 15, &isnull);
+	if (!isnull)
+		header.job_id = DatumGetInt64(d);
 	d = SPI_getbinval(tup, desc, 5, &isnull);
 	if (!isnull && VARSIZE_ANY_EXHDR(DatumGetByteaPP(d)) == sizeof(header.key_hash))
 	{
@@ -214,6 +220,29 @@ llmgw_async_dispatch(void)
 			dsa_free(llmgw_dsa(), taken[i]);
 }
 
+/*
+ * In the settle transaction: a synchronous retry of a batch item writes
+ * its outcome where the item's would have gone (llmgw.batch_sync_finish
+ * never raises, so the call's usage rows are written whatever happens).
+ */
+static void
+batch_retry_finish(int64 async_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+
+		plan = llmgw_spi_prepare("SELECT llmgw.batch_sync_finish($1)", 1, types);
+	}
+	values[0] = Int64GetDatum(async_id);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not write the synchronous retry %lld of a batch item",
+			 (long long) async_id);
+}
+
 /* In the settle transaction: the answer or error of an asynchronous call */
 void
 llmgw_async_finish(LlmgwCall *call, const char *answer, int sqlstate, const char *message,
@@ -222,6 +251,8 @@ llmgw_async_finish(LlmgwCall *call, const char *answer, int sqlstate, const char
 	static SPIPlanPtr plan = NULL;
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	bool		batch_retry;
 
 	if (plan == NULL)
 	{
@@ -230,7 +261,8 @@ llmgw_async_finish(LlmgwCall *call, const char *answer, int sqlstate, const char
 		plan = llmgw_spi_prepare("UPDATE llmgw.async_calls SET status = $2, answer = $3::jsonb,"
 						   " sqlstate = $4, error = $5, finished_at = pg_catalog.clock_timestamp(),"
 						   " lease_until = NULL"
-						   " WHERE id = $1 AND status = 'running'", 5, types);
+						   " WHERE id = $1 AND status = 'running'"
+						   " RETURNING batch_id IS NOT NULL", 5, types);
 	}
 	values[0] = Int64GetDatum(call->async_id);
 	values[1] = CStringGetTextDatum(sqlstate ? "error" : "done");
@@ -242,9 +274,14 @@ llmgw_async_finish(LlmgwCall *call, const char *answer, int sqlstate, const char
 		values[4] = CStringGetTextDatum(detail ? psprintf("%s (%s)", message, detail) : message);
 	else
 		nulls[4] = 'n';
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "llmgw: could not record the result of asynchronous call %lld",
 			 (long long) call->async_id);
+	/* written once: a call already finished (a recovered one) updates nothing */
+	batch_retry = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (batch_retry)
+		batch_retry_finish(call->async_id);
 }
 
 /*

@@ -46,10 +46,14 @@
 #include "http.h"
 #include "llmgw.h"
 #include "otel.h"
+#include "response.h"
 #include "usage.h"
 
 /* after the PostgreSQL headers: see jsonutil.h */
 #include <jansson.h>
+
+/* from utils/builtins.h, which cannot be included beside jansson.h */
+extern int	pg_lltoa(int64 ll, char *a);
 
 char	   *llmgw_otel_endpoint = NULL;
 char	   *llmgw_otel_service_name = NULL;
@@ -315,14 +319,25 @@ st_fmt(SpanText *b, const char *fmt,...)
 	va_list		ap;
 	int			n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !st_reserve(b, n))
+	/* pieces are short: write into the room there is, measure only when it is too small */
+	if (!st_reserve(b, 128))
 		return;
 	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, n + 1, fmt, ap);
+	n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
 	va_end(ap);
+	if (n < 0)
+	{
+		b->data[b->len] = '\0';
+		return;
+	}
+	if ((size_t) n >= b->cap - b->len)
+	{
+		if (!st_reserve(b, n))
+			return;
+		va_start(ap, fmt);
+		vsnprintf(b->data + b->len, n + 1, fmt, ap);
+		va_end(ap);
+	}
 	b->len += n;
 }
 
@@ -375,7 +390,11 @@ st_str(SpanText *b, const char *s)
 static void
 st_attr(SpanText *b, const char *key, const char *type)
 {
-	st_fmt(b, "%s{\"key\":\"%s\",\"value\":{\"%s\":", b->nattrs++ ? "," : "", key, type);
+	st_raw(b, b->nattrs++ ? ",{\"key\":\"" : "{\"key\":\"");
+	st_raw(b, key);
+	st_raw(b, "\",\"value\":{\"");
+	st_raw(b, type);
+	st_raw(b, "\":");
 }
 
 static void
@@ -392,8 +411,13 @@ add_text(SpanText *b, const char *key, const char *value)
 static void
 add_int(SpanText *b, const char *key, int64 value)
 {
+	char		digits[21];	/* MAXINT8LEN + 1 */
+
+	pg_lltoa(value, digits);
 	st_attr(b, key, "intValue");
-	st_fmt(b, "\"" INT64_FORMAT "\"}}", value);
+	st_raw(b, "\"");
+	st_raw(b, digits);
+	st_raw(b, "\"}}");
 }
 
 static void
@@ -487,21 +511,38 @@ span_begin(SpanText *b, const pg_uuid_t *request_id, int attempt, const char *op
 	char		id[17];
 	char		parent[17];
 	char		name[512];
+	char		nanos[21];
 
-	hex(request_id->data, UUID_LEN, trace);
+	/* plain appends: a formatted print costs more than the rest of the span */
+	llmgw_uuid_text(request_id, trace, false);
 	span_id(request_id, attempt, id);
-	st_fmt(b, "{\"traceId\":\"%s\",\"spanId\":\"%s\"", trace, id);
+	st_raw(b, "{\"traceId\":\"");
+	st_raw(b, trace);
+	st_raw(b, "\",\"spanId\":\"");
+	st_raw(b, id);
+	st_raw(b, "\"");
 	if (attempt > 0)
 	{
 		span_id(request_id, 0, parent);
-		st_fmt(b, ",\"parentSpanId\":\"%s\"", parent);
+		st_raw(b, ",\"parentSpanId\":\"");
+		st_raw(b, parent);
+		st_raw(b, "\"");
 	}
-	snprintf(name, sizeof(name), "%s %s", op, model ? model : "");
+	strlcpy(name, op, sizeof(name));
+	strlcat(name, " ", sizeof(name));
+	strlcat(name, model ? model : "", sizeof(name));
 	st_raw(b, ",\"name\":");
 	st_str(b, name);
-	st_fmt(b, ",\"kind\":%d,\"startTimeUnixNano\":\"" INT64_FORMAT "000\","
-		   "\"endTimeUnixNano\":\"" INT64_FORMAT "000\",\"attributes\":[",
-		   kind, unix_micros(start), unix_micros(end < start ? start : end));
+	pg_lltoa(kind, nanos);
+	st_raw(b, ",\"kind\":");
+	st_raw(b, nanos);
+	pg_lltoa(unix_micros(start), nanos);
+	st_raw(b, ",\"startTimeUnixNano\":\"");
+	st_raw(b, nanos);
+	pg_lltoa(unix_micros(end < start ? start : end), nanos);
+	st_raw(b, "000\",\"endTimeUnixNano\":\"");
+	st_raw(b, nanos);
+	st_raw(b, "000\",\"attributes\":[");
 }
 
 /*
@@ -535,10 +576,8 @@ static void
 add_call_ids(SpanText *b, const LlmgwCall *call, const char *op)
 {
 	char		uuid[37];
-	char		h[33];
 
-	hex(call->request_id.data, UUID_LEN, h);
-	snprintf(uuid, sizeof(uuid), "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+	llmgw_uuid_text(&call->request_id, uuid, true);
 	add_text(b, "gen_ai.operation.name", op);
 	add_text(b, "llmgw.request_id", uuid);
 	if (call->team_id != 0)
@@ -559,7 +598,9 @@ add_deployment(SpanText *b, const char *provider, const char *upstream_model)
 
 	if (provider == NULL || upstream_model == NULL)
 		return;
-	snprintf(buf, sizeof(buf), "%s/%s", provider, upstream_model);
+	strlcpy(buf, provider, sizeof(buf));
+	strlcat(buf, "/", sizeof(buf));
+	strlcat(buf, upstream_model, sizeof(buf));
 	add_text(b, "llmgw.deployment", buf);
 	add_text(b, "llmgw.provider", provider);
 }
@@ -880,10 +921,14 @@ export_body(int n, size_t *body_len)
 		return NULL;
 	}
 	p = body;
-	p += sprintf(p, "%s", head);
+	p = stpcpy(p, head);
 	for (int i = 0; i < n; i++)
-		p += sprintf(p, "%s%s", i ? "," : "", queue[(queue_head + i) % queue_cap]);
-	p += sprintf(p, "%s", tail);
+	{
+		if (i > 0)
+			*p++ = ',';
+		p = stpcpy(p, queue[(queue_head + i) % queue_cap]);
+	}
+	p = stpcpy(p, tail);
 	*body_len = p - body;
 	free(head);
 	return body;

@@ -8,7 +8,7 @@
  * Nothing of a body is kept unless a rule selects the call: the worker
  * loads the rules with its configuration, and only selected calls carry
  * their bodies into the round's INSERT.  The bodies go through the
- * redaction rules (llmgw.redaction_rules, PostgreSQL regular expressions)
+ * redaction rules (llmgw.redaction_rules, src/redaction.c)
  * in the worker, then are cut to llmgw.request_log_max_body bytes at a
  * character boundary: no unredacted byte reaches SQL.  The rows are
  * written in the settle transaction, in a subtransaction of their own, so
@@ -33,8 +33,13 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -46,8 +51,13 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/partcache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
 
+#include "redaction.h"
 #include "reqlog.h"
 #include "txn.h"
 
@@ -65,9 +75,8 @@ static int	nkeys = 0;
 static int64 *keys = NULL;		/* key lineages, sorted */
 static int	nmodels = 0;
 static char **models = NULL;
-static int	npatterns = 0;
-static Datum *patterns = NULL;	/* text */
-static Datum *replacements = NULL;	/* text */
+static int	nredactions = 0;
+static LlmgwRedactionRule *redactions = NULL;
 
 /* Days (UTC, [from, until)) known to have a partition */
 static TimestampTz partitions_from = 0;
@@ -126,15 +135,29 @@ static const Oid column_types[RL_NCOLUMNS] = {
 	[RL_REDACTED] = BOOLOID,
 };
 
+/* The columns by name, as the table has them; logged_at is the transaction's start */
+static const char *const column_names[RL_NCOLUMNS] = {
+	[RL_REQUEST_ID] = "request_id",
+	[RL_ATTEMPT] = "attempt",
+	[RL_STARTED_AT] = "started_at",
+	[RL_ROLE] = "role_name",
+	[RL_KEY_ID] = "key_id",
+	[RL_TEAM_ID] = "team_id",
+	[RL_MODEL] = "model",
+	[RL_REQUEST] = "request_body",
+	[RL_REQUEST_BYTES] = "request_bytes",
+	[RL_REQUEST_TRUNCATED] = "request_truncated",
+	[RL_RESPONSE] = "response_body",
+	[RL_RESPONSE_BYTES] = "response_bytes",
+	[RL_RESPONSE_TRUNCATED] = "response_truncated",
+	[RL_REDACTED] = "redacted",
+};
+
 #define REQLOG_INSERT \
 	"INSERT INTO llmgw.request_log (request_id, attempt, started_at, role_name, key_id," \
 	" team_id, model, request_body, request_bytes, request_truncated, response_body," \
 	" response_bytes, response_truncated, redacted)" \
 	" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-
-#define REDACTION_RULES \
-	"SELECT pattern, replacement FROM llmgw.redaction_rules WHERE enabled" \
-	" ORDER BY name COLLATE \"C\""
 
 /* Define the llmgw.request_log_* settings */
 void
@@ -160,32 +183,6 @@ int64_cmp(const void *a, const void *b)
 }
 
 /*
- * The enabled redaction rules, as text Datums allocated in cxt (SPI
- * connected; SPI_execute leaves SPI's own context current)
- */
-static int
-read_redaction_rules(MemoryContext cxt, Datum **pats, Datum **reps)
-{
-	int			rc = SPI_execute(REDACTION_RULES, true, 0);
-	int			n;
-	MemoryContext old;
-
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "llmgw: could not read the redaction rules: %s", SPI_result_code_string(rc));
-	n = (int) SPI_processed;
-	old = MemoryContextSwitchTo(cxt);
-	*pats = palloc(sizeof(Datum) * Max(n, 1));
-	*reps = palloc(sizeof(Datum) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		(*pats)[i] = CStringGetTextDatum(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		(*reps)[i] = CStringGetTextDatum(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
-	}
-	MemoryContextSwitchTo(old);
-	return n;
-}
-
-/*
  * Load the rules (in the configuration's transaction, SPI connected).  On
  * an error part way, no rule is left loaded: nothing is logged.
  */
@@ -204,7 +201,7 @@ llmgw_reqlog_load(bool installed)
 	if (rules_cxt == NULL)
 		rules_cxt = AllocSetContextCreate(TopMemoryContext, "llmgw request log rules",
 										  ALLOCSET_SMALL_SIZES);
-	nteams = nkeys = nmodels = npatterns = 0;
+	nteams = nkeys = nmodels = nredactions = 0;
 	MemoryContextReset(rules_cxt);
 	if (!installed)
 		return;
@@ -237,7 +234,7 @@ llmgw_reqlog_load(bool installed)
 
 	/* the patterns matter only when something is logged */
 	if (nt + nk + nm > 0)
-		npatterns = read_redaction_rules(rules_cxt, &patterns, &replacements);
+		redactions = llmgw_redaction_load(rules_cxt, &nredactions);
 	teams = t;
 	keys = k;
 	models = m;
@@ -429,37 +426,12 @@ llmgw_reqlog_add(LlmgwReqlog *log, LlmgwCall *call, const LlmgwUsageRow *row)
 	e->started_at = row && row->attempt == attempt ? row->started_at : started_at;
 }
 
-/*
- * A text with the redaction rules applied in order; *changed is set when
- * any of them changed it
- */
-static text *
-redact_text(text *body, int n, const Datum *pats, const Datum *reps, bool *changed)
-{
-	Datum		flags = CStringGetTextDatum("g");
-
-	for (int i = 0; i < n; i++)
-	{
-		text	   *out = DatumGetTextPP(DirectFunctionCall4Coll(textregexreplace,
-																 DEFAULT_COLLATION_OID,
-																 PointerGetDatum(body),
-																 pats[i], reps[i], flags));
-
-		if (!*changed &&
-			(VARSIZE_ANY_EXHDR(out) != VARSIZE_ANY_EXHDR(body) ||
-			 memcmp(VARDATA_ANY(out), VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body)) != 0))
-			*changed = true;
-		body = out;
-	}
-	return body;
-}
-
 /* A body as the log keeps it: redacted, then cut at a character boundary */
 static Datum
 log_body(const char *raw, size_t len, bool *truncated, bool *changed)
 {
-	text	   *t = redact_text(cstring_to_text_with_len(raw, (int) len), npatterns, patterns,
-								replacements, changed);
+	text	   *t = llmgw_redaction_apply(redactions, nredactions,
+											cstring_to_text_with_len(raw, (int) len), changed);
 	int			n = VARSIZE_ANY_EXHDR(t);
 
 	*truncated = n > llmgw_request_log_max_body;
@@ -515,6 +487,182 @@ insert_plan(void)
 	return plan;
 }
 
+/* One partition of the table, and the rows of a round it takes */
+typedef struct Target
+{
+	Relation	rel;
+	int			attnum[RL_NCOLUMNS];	/* each column's place in the partition */
+	int			logged_at;
+	int			n;
+	int		   *rows;
+} Target;
+
+/*
+ * Whether a partition has exactly the table's columns (wherever they are:
+ * a partition attached by pg_restore may order them otherwise) and no
+ * triggers, so that its rows can be formed here; the columns' places in
+ * t->attnum
+ */
+static bool
+plain_partition(Target *t)
+{
+	TupleDesc	desc = RelationGetDescr(t->rel);
+	int			found = 0;
+
+	if (t->rel->rd_rel->relkind != RELKIND_RELATION || t->rel->rd_rel->relhastriggers)
+		return false;
+	t->logged_at = 0;
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		int			c;
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(NameStr(att->attname), "logged_at") == 0 && att->atttypid == TIMESTAMPTZOID)
+		{
+			t->logged_at = a + 1;
+			found++;
+			continue;
+		}
+		for (c = 0; c < RL_NCOLUMNS; c++)
+			if (strcmp(NameStr(att->attname), column_names[c]) == 0)
+				break;
+		if (c == RL_NCOLUMNS || att->atttypid != column_types[c])
+			return false;
+		t->attnum[c] = a + 1;
+		found++;
+	}
+	return found == RL_NCOLUMNS + 1;
+}
+
+/*
+ * Insert the rows straight into their daily partitions, as COPY does:
+ * each row routed by the table's own partition bounds and checked
+ * against the partition's constraints, the rows of a partition written
+ * with one multi-insert, then their index entries.  The statement's executor start and the
+ * unnest of its arrays cost more than the rows themselves.  False, with
+ * nothing written, when the table is not as the extension made it (a
+ * trigger, a column of someone else's, partitions of another kind): the
+ * INSERT statement does it then.
+ */
+static bool
+insert_direct(int n, Datum **values, bool **nulls)
+{
+	Oid			nsp = get_namespace_oid("llmgw", true);
+	Oid			parent_id = OidIsValid(nsp) ? get_relname_relid("request_log", nsp) : InvalidOid;
+	Relation	parent;
+	PartitionKey key;
+	PartitionDesc desc;
+	Target	   *targets;
+	int			ntargets = 0;
+	bool		plain = true;
+	EState	   *estate;
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	if (!OidIsValid(parent_id))
+		return false;
+	parent = table_open(parent_id, RowExclusiveLock);
+	key = RelationGetPartitionKey(parent);
+	if (parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE || parent->rd_rel->relhastriggers ||
+		key == NULL || key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
+		key->partattrs[0] == 0 ||
+		strcmp(NameStr(TupleDescAttr(RelationGetDescr(parent), key->partattrs[0] - 1)->attname),
+			   "started_at") != 0)
+	{
+		table_close(parent, NoLock);
+		return false;
+	}
+	desc = RelationGetPartitionDesc(parent, true);
+	targets = palloc0(sizeof(Target) * n);
+
+	/* route every row first: nothing is written unless all can be */
+	for (int i = 0; i < n && plain; i++)
+	{
+		int			index = -1;
+		Oid			relid;
+		int			t;
+
+		if (desc->nparts > 0)
+		{
+			bool		equal;
+			int			bound = partition_range_datum_bsearch(key->partsupfunc, key->partcollation,
+															  desc->boundinfo, 1,
+															  &values[RL_STARTED_AT][i], &equal);
+
+			index = desc->boundinfo->indexes[bound + 1];
+		}
+		if (index < 0 && desc->nparts > 0 && partition_bound_has_default(desc->boundinfo))
+			index = desc->boundinfo->default_index;
+		if (index < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("no partition of relation \"%s\" found for row",
+							RelationGetRelationName(parent))));
+		relid = desc->oids[index];
+		for (t = 0; t < ntargets; t++)
+			if (RelationGetRelid(targets[t].rel) == relid)
+				break;
+		if (t == ntargets)
+		{
+			targets[t].rel = table_open(relid, RowExclusiveLock);
+			targets[t].rows = palloc(sizeof(int) * n);
+			ntargets++;
+			plain = plain_partition(&targets[t]);
+		}
+		targets[t].rows[targets[t].n++] = i;
+	}
+	if (!plain)
+	{
+		for (int t = 0; t < ntargets; t++)
+			table_close(targets[t].rel, NoLock);
+		table_close(parent, NoLock);
+		return false;
+	}
+
+	estate = CreateExecutorState();
+	for (int t = 0; t < ntargets; t++)
+	{
+		Target	   *tg = &targets[t];
+		ResultRelInfo *rri = makeNode(ResultRelInfo);
+		TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * tg->n);
+
+		InitResultRelInfo(rri, tg->rel, 1, NULL, 0);
+		ExecOpenIndices(rri, false);
+		for (int k = 0; k < tg->n; k++)
+		{
+			int			i = tg->rows[k];
+			TupleTableSlot *slot = table_slot_create(tg->rel, NULL);
+
+			ExecClearTuple(slot);
+			memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+			for (int c = 0; c < RL_NCOLUMNS; c++)
+			{
+				slot->tts_values[tg->attnum[c] - 1] = values[c][i];
+				slot->tts_isnull[tg->attnum[c] - 1] = nulls[c][i];
+			}
+			slot->tts_values[tg->logged_at - 1] = now;
+			slot->tts_isnull[tg->logged_at - 1] = false;
+			ExecStoreVirtualTuple(slot);
+			if (tg->rel->rd_att->constr)
+				ExecConstraints(rri, slot, estate);
+			slots[k] = slot;
+		}
+		table_multi_insert(tg->rel, slots, tg->n, GetCurrentCommandId(true), 0, NULL);
+		for (int k = 0; k < tg->n; k++)
+		{
+			if (rri->ri_NumIndices > 0)
+				list_free(ExecInsertIndexTuples(rri, slots[k], estate, false, false, NULL, NIL));
+			ExecDropSingleTupleTableSlot(slots[k]);
+		}
+		ExecCloseIndices(rri);
+		table_close(tg->rel, NoLock);
+	}
+	FreeExecutorState(estate);
+	table_close(parent, NoLock);
+	return true;
+}
+
 /* Build the rows of the batch and insert them (in a subtransaction) */
 static void
 write_rows(void *arg)
@@ -568,6 +716,8 @@ write_rows(void *arg)
 		values[RL_RESPONSE_TRUNCATED][i] = BoolGetDatum(truncated);
 		values[RL_REDACTED][i] = BoolGetDatum(changed);
 	}
+	if (insert_direct(log->n, values, nulls))
+		return;
 	for (int c = 0; c < RL_NCOLUMNS; c++)
 	{
 		int16		typlen;
@@ -662,15 +812,14 @@ Datum
 llmgw_reqlog_redact_sql(PG_FUNCTION_ARGS)
 {
 	text	   *body = PG_GETARG_TEXT_PP(0);
-	Datum	   *pats;
-	Datum	   *reps;
+	LlmgwRedactionRule *rules;
 	int			n;
 	bool		changed = false;
 	Datum		result;
 
 	SPI_connect();
-	n = read_redaction_rules(CurrentMemoryContext, &pats, &reps);
-	result = PointerGetDatum(redact_text(body, n, pats, reps, &changed));
+	rules = llmgw_redaction_load(CurrentMemoryContext, &n);
+	result = PointerGetDatum(llmgw_redaction_apply(rules, n, body, &changed));
 	result = SPI_datumTransfer(result, false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(result);

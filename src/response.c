@@ -33,13 +33,15 @@ count_value(int64 n)
 void
 llmgw_uuid_text(const pg_uuid_t *id, char *dst, bool dashes)
 {
+	static const char digits[] = "0123456789abcdef";
 	int			pos = 0;
 
 	for (int i = 0; i < UUID_LEN; i++)
 	{
 		if (dashes && (i == 4 || i == 6 || i == 8 || i == 10))
 			dst[pos++] = '-';
-		pos += sprintf(dst + pos, "%02x", id->data[i]);
+		dst[pos++] = digits[id->data[i] >> 4];
+		dst[pos++] = digits[id->data[i] & 0xf];
 	}
 	dst[pos] = '\0';
 }

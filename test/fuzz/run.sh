@@ -3,8 +3,9 @@
 # AddressSanitizer with leak detection, UBSan), seeded from
 # ../shared/corpus when it is there, and one for the front door's Anthropic
 # Messages API (fuzz_frontdoor_anthropic.c, seeded from requests_anthropic/),
-# and one per provider batch API (fuzz_batch.c: batch objects, lists and
-# results documents, seeded from batch/).
+# one per provider batch API (fuzz_batch.c: batch objects, lists and
+# results documents, seeded from batch/), and one for the scanners of the
+# built-in redaction patterns (fuzz_redaction.c).
 # --short: 5 s each (the test suite); default: 60 s each.  Prints
 # libFuzzer's final stats for each.
 set -euo pipefail
@@ -115,4 +116,15 @@ for api in openai anthropic gemini; do
         /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
     run_target "$name" "$(seed_batch "$api")"
 done
+# the scanners of the built-in redaction patterns (fuzz_redaction.c)
+seed_redaction() {
+    local dir="$BUILD/seeds_redaction"
+    mkdir -p "$dir"
+    printf '\0mail jane.doe+x@mail.example.co.uk, card 4111 1111 1111 1111' >"$dir/mixed"
+    printf '\3a@b.c1d.ef 1-2-3-4-5-6-7-8-9-0-1-2-3 lgw_0123456789abcdefXYZ' >"$dir/edges"
+    printf '\0{"content":"x@y.zz 12345678901234567890 lgw_lgw_0123456789abcdef"}' >"$dir/json"
+    echo "$dir"
+}
+clang $CFLAGS -o "$BUILD/fuzz_redaction" "$HERE/fuzz_redaction.c" "$ROOT/src/redaction_scan.c"
+run_target redaction "$(seed_redaction)"
 exit $status

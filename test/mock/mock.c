@@ -1720,8 +1720,9 @@ handle_api(struct evhttp_request *req, const char *path)
  * batch_ms:N in the model of its first request overrides it); batch_fail in
  * that model fails the whole batch at validation, batch_expire lets it
  * expire (every item in the error file as batch_expired).  An item whose
- * last user message holds [[fail]] is answered 400 in the error file, one
- * holding [[expire]] expires alone, one holding [[expire_once]] expires the
+ * last user message holds [[fail]] is answered 400 in the error file
+ * ([[fail_429]]: 429, [[fail_500]]: 500; a synchronous call of it is
+ * answered as any other), one holding [[expire]] expires alone, one holding [[expire_once]] expires the
  * first time the mock sees its message and is answered the next; create_lost
  * in the model creates the batch but answers its create with a 503 (a create
  * whose answer was lost).  Lines for /v1/embeddings (Azure: /embeddings) are
@@ -2044,6 +2045,19 @@ batch_finish(MockBatch *b, const char *status)
 							"request_id", rid, "body", "error", "message",
 							"the mock refuses this item ([[fail]])", "type",
 							"invalid_request_error", "param", "code", "invalid_request", "error");
+			b->failed++;
+		}
+		else if (strstr(c.last_user, "[[fail_429]]") || strstr(c.last_user, "[[fail_500]]"))
+		{
+			bool		limited = strstr(c.last_user, "[[fail_429]]") != NULL;
+
+			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:{s:{s:s, s:s, s:n, s:s}}}, s:n}",
+							"id", rid, "custom_id", custom_id, "response", "status_code",
+							limited ? 429 : 500, "request_id", rid, "body", "error", "message",
+							limited ? "the mock rate limits this item ([[fail_429]])"
+							: "the mock fails this item ([[fail_500]])", "type",
+							limited ? "rate_limit_error" : "server_error", "param", "code",
+							limited ? "rate_limit_exceeded" : "server_error", "error");
 			b->failed++;
 		}
 		else

@@ -93,6 +93,26 @@ RESET ROLE;
 SELECT status, logged, response FROM rl_last('rl-other');
 SELECT llm_complete('another model, no team', 'rl-model');
 SELECT status, logged FROM rl_last('rl-model');
+-- The workers write log rows straight into the day's partition, as COPY
+-- does; a table someone gave a trigger gets them through an INSERT
+-- statement, which fires it
+CREATE TABLE rl_seen (request_id uuid, logged_at timestamptz);
+CREATE FUNCTION rl_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.rl_seen VALUES (NEW.request_id, NEW.logged_at);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER rl_seen AFTER INSERT ON llmgw.request_log FOR EACH ROW EXECUTE FUNCTION rl_seen();
+SELECT llm_complete('seen by a trigger', 'rl-other');
+SELECT status, logged, response FROM rl_last('rl-other');
+SELECT count(*) AS seen_by_the_trigger, bool_and(s.logged_at = l.logged_at) AS same_time
+  FROM rl_seen s JOIN llmgw.request_log l USING (request_id);
+DROP TRIGGER rl_seen ON llmgw.request_log;
+SELECT llm_complete('no trigger again', 'rl-other');
+SELECT status, logged, response FROM rl_last('rl-other');
+SELECT count(*) AS still_seen FROM rl_seen;
+DROP TABLE rl_seen;
+DROP FUNCTION rl_seen();
 
 -- Off again: the next calls are not logged
 SELECT llmgw.log_requests('model', 'rl-other', false);
@@ -135,6 +155,43 @@ SELECT llmgw.redact('jane.doe+tag@mail.example.co.uk wrote') AS email,
        llmgw.redact('order 123456789012 and 12345678901234567890 stay') AS not_cards,
        llmgw.redact('key lgw_0123456789abcdef0123 pasted') AS virtual_key,
        llmgw.redact(E'a JSON escape before it: \\n4111111111111111') AS after_escape;
+-- The built-in rules are matched by scanners of their own (src/redaction.c),
+-- not the regular expression engine: on crafted and generated bodies they
+-- must give exactly what regexp_replace gives, rule after rule in name order
+SELECT setseed(0.42);
+CREATE TEMP TABLE redaction_bodies AS
+SELECT b FROM unnest(ARRAY[
+    '', '@', 'a@b', 'a@b.c', 'a@b.cd', 'a@b.cd1', 'a@b.c1d.ef', 'a@b..cd', 'a@.cd', '.@b.cd',
+    'a@b@c.de', 'x@-.ab', 'a@b.c-d.efg-h', 'a.b@c.de.', 'a@b.cd.', 'é@b.cd', 'aé@b.cd', 'a@bé.cd',
+    'mail: a+b%c_d@x-y.example.co.uk, b@c.de', '1234567890123', '123456789012', '12345678901234567890',
+    '1234567890123456789', '1234 5678 9012 3456 7890 1234', '1-2-3-4-5-6-7-8-9-0-1-2-3',
+    '1--2345678901234', '1 2345678901234', '12345678901234 ', 'x1234567890123x', '1234567890123@a.bc',
+    'a@b.cd1234567890123', 'lgw_', 'lgw_0123456789abcde', 'lgw_0123456789abcdef', 'lgw_lgw_0123456789abcdefgh',
+    'xlgw_0123456789abcdefé', 'lgw_0123456789abcdef@a.bc', '4111111111111111lgw_0123456789abcdef'
+]) b
+UNION ALL
+SELECT string_agg((ARRAY['0', '1', '7', '9', ' ', '-', '@', '.', 'a', 'Z', 'q', 'é', '%', '+', '_',
+                         'lgw_', 'ab', '12345', '.co', 'x@y', '4111 1111 1111 1111'])
+                  [1 + floor(random() * 21)::int], '') AS b
+FROM generate_series(1, 4000) i, generate_series(1, 1 + i % 30) j
+GROUP BY i;
+CREATE TEMP VIEW redaction_compared AS
+SELECT b, llmgw.redact(b) AS scanned,
+       regexp_replace(regexp_replace(regexp_replace(b,
+           (SELECT pattern FROM llmgw.redaction_rules WHERE name = 'card'), '[card]', 'g'),
+           (SELECT pattern FROM llmgw.redaction_rules WHERE name = 'email'), '[email]', 'g'),
+           (SELECT pattern FROM llmgw.redaction_rules WHERE name = 'virtual_key'), '[virtual key]', 'g')
+           AS engine
+FROM redaction_bodies;
+SELECT count(*) AS bodies, count(*) FILTER (WHERE scanned <> b) > 2000 AS most_redacted
+FROM redaction_compared;
+SELECT b, scanned, engine FROM redaction_compared WHERE scanned IS DISTINCT FROM engine LIMIT 5;
+DROP VIEW redaction_compared;
+DROP TABLE redaction_bodies;
+-- a replacement with a backslash refers to the match: the engine does it
+UPDATE llmgw.redaction_rules SET replacement = '<\&>' WHERE name = 'email';
+SELECT llmgw.redact('write to jane@example.com') AS match_in_replacement;
+UPDATE llmgw.redaction_rules SET replacement = '[email]' WHERE name = 'email';
 -- an admin's own rule; a broken pattern, one matching nothing at all, and
 -- built-in rules that would vanish are refused
 INSERT INTO llmgw.redaction_rules (name, pattern, replacement) VALUES ('ticket', 'TICKET-[0-9]+', '[ticket]');
