@@ -54,6 +54,7 @@
 
 /* from utils/builtins.h, which cannot be included beside jansson.h */
 extern int	pg_lltoa(int64 ll, char *a);
+extern uint64 hex_encode(const char *src, size_t len, char *dst);
 
 char	   *llmgw_otel_endpoint = NULL;
 char	   *llmgw_otel_service_name = NULL;
@@ -447,20 +448,6 @@ add_text_array1(SpanText *b, const char *key, const char *value)
 	st_raw(b, "}]}}}");
 }
 
-/* Lower-case hex of n bytes into out (2n + 1 bytes) */
-static void
-hex(const uint8 *bytes, int n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (int i = 0; i < n; i++)
-	{
-		out[2 * i] = digits[bytes[i] >> 4];
-		out[2 * i + 1] = digits[bytes[i] & 0xf];
-	}
-	out[2 * n] = '\0';
-}
-
 /*
  * The span id of a call (attempt 0) or of one of its attempts: a hash of
  * the request id (the trace id), never 0, so that the same call always
@@ -476,7 +463,7 @@ span_id(const pg_uuid_t *request_id, int attempt, char out[17])
 		h = 1;
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8) (h >> (56 - 8 * i));
-	hex(b, 8, out);
+	out[hex_encode((const char *) b, 8, out)] = '\0';
 }
 
 /* A time as OTLP has it: nanoseconds since the Unix epoch */

@@ -19,6 +19,9 @@
 #include "response.h"
 #include "jsonutil.h"
 
+/* from utils/builtins.h, which cannot be included beside jansson.h */
+extern uint64 hex_encode(const char *src, size_t len, char *dst);
+
 /* A count, or null when unknown */
 static json_t *
 count_value(int64 n)
@@ -33,17 +36,22 @@ count_value(int64 n)
 void
 llmgw_uuid_text(const pg_uuid_t *id, char *dst, bool dashes)
 {
-	static const char digits[] = "0123456789abcdef";
-	int			pos = 0;
+	/* the groups of 4, 2, 2, 2 and 6 bytes */
+	static const int group_end[] = {4, 6, 8, 10, UUID_LEN};
+	int			from = 0;
+	char	   *p = dst;
 
-	for (int i = 0; i < UUID_LEN; i++)
-	{
-		if (dashes && (i == 4 || i == 6 || i == 8 || i == 10))
-			dst[pos++] = '-';
-		dst[pos++] = digits[id->data[i] >> 4];
-		dst[pos++] = digits[id->data[i] & 0xf];
-	}
-	dst[pos] = '\0';
+	if (!dashes)
+		p += hex_encode((const char *) id->data, UUID_LEN, p);
+	else
+		for (int g = 0; g < (int) lengthof(group_end); g++)
+		{
+			if (g > 0)
+				*p++ = '-';
+			p += hex_encode((const char *) id->data + from, group_end[g] - from, p);
+			from = group_end[g];
+		}
+	*p = '\0';
 }
 
 /* Tool calls with their arguments decoded to JSON values */
