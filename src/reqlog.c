@@ -7,9 +7,9 @@
  *
  * Nothing of a body is kept unless a rule selects the call: the worker
  * loads the rules with its configuration, and only selected calls carry
- * their bodies into the round's INSERT.  The bodies go through the
- * redaction rules (llmgw.redaction_rules, src/redaction.c)
- * in the worker, then are cut to llmgw.request_log_max_body bytes at a
+ * their bodies into the round's rows.  The bodies go through the
+ * redaction rules (llmgw.redaction_rules, src/redaction.c) in the
+ * worker, then are cut to llmgw.request_log_max_body bytes at a
  * character boundary: no unredacted byte reaches SQL.  The rows are
  * written in the settle transaction, in a subtransaction of their own, so
  * that a log that cannot be written costs its rows (a WARNING), never the
@@ -37,7 +37,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -540,8 +539,9 @@ plain_partition(Target *t)
  * Insert the rows straight into their daily partitions, as COPY does:
  * each row routed by the table's own partition bounds and checked
  * against the partition's constraints, the rows of a partition written
- * with one multi-insert, then their index entries.  The statement's executor start and the
- * unnest of its arrays cost more than the rows themselves.  False, with
+ * with one multi-insert, then their index entries.  The statement's
+ * executor start and the unnest of its arrays cost more than the rows
+ * themselves.  False, with
  * nothing written, when the table is not as the extension made it (a
  * trigger, a column of someone else's, partitions of another kind): the
  * INSERT statement does it then.
