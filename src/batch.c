@@ -52,6 +52,7 @@
 #include "utils/timestamp.h"
 
 #include "batch.h"
+#include "batch_ingest.h"
 #include "batch_wire.h"
 #include "config.h"
 #include "http.h"
@@ -1069,8 +1070,13 @@ typedef struct Chunk
 	int64		id;
 	Datum	   *lines;
 	int			n;
+	int			skipped;		/* lines that are not JSON objects (batch_ingest.c) */
 } Chunk;
 
+/*
+ * Write a chunk: by batch_ingest.c, or by llmgw.batch_ingest when
+ * llmgw's tables are not as the extension made them
+ */
 static void
 ingest_chunk(void *arg)
 {
@@ -1079,6 +1085,9 @@ ingest_chunk(void *arg)
 	Datum		values[2];
 	int			rc;
 
+	c->skipped = 0;
+	if (llmgw_batch_ingest_direct(c->id, c->lines, c->n, &c->skipped))
+		return;
 	values[0] = Int64GetDatum(c->id);
 	values[1] = PointerGetDatum(construct_array(c->lines, c->n, TEXTOID, -1, false, TYPALIGN_INT));
 	rc = SPI_execute_with_args("SELECT llmgw.batch_ingest($1, $2)", 2, types, values, NULL, false, 0);
@@ -1087,11 +1096,12 @@ ingest_chunk(void *arg)
 }
 
 /*
- * Write a chunk of result lines in a transaction of its own.  A line that
- * is not JSON makes the chunk's cast to jsonb fail: then each line of the
- * chunk is parsed here, those that are not JSON objects are counted in
- * *skipped and left out, and the rest written again.  (Parsing every line
- * here first would parse each line twice: a tenth of the ingest's time.)
+ * Write a chunk of result lines in a transaction of its own.  When
+ * llmgw.batch_ingest writes it, a line that is not JSON makes the chunk's
+ * cast to jsonb fail: then each line of the chunk is parsed here, those
+ * that are not JSON objects are counted in *skipped and left out, and the
+ * rest written again.  (Parsing every line here first would parse each
+ * line twice.)
  */
 static bool
 write_chunk(Chunk *c, int *skipped)
@@ -1099,7 +1109,10 @@ write_chunk(Chunk *c, int *skipped)
 	int			kept = 0;
 
 	if (llmgw_in_transaction("llmgw: writing the results of a provider batch", ingest_chunk, c))
+	{
+		*skipped += c->skipped;
 		return true;
+	}
 	for (int i = 0; i < c->n; i++)
 	{
 		text	   *t = (text *) DatumGetPointer(c->lines[i]);
@@ -1117,8 +1130,12 @@ write_chunk(Chunk *c, int *skipped)
 	if (kept == c->n)
 		return false;			/* it failed for another reason */
 	c->n = kept;
-	return kept == 0 ||
-		llmgw_in_transaction("llmgw: writing the results of a provider batch", ingest_chunk, c);
+	if (kept == 0)
+		return true;
+	if (!llmgw_in_transaction("llmgw: writing the results of a provider batch", ingest_chunk, c))
+		return false;
+	*skipped += c->skipped;
+	return true;
 }
 
 /*

@@ -455,6 +455,9 @@ ledger_xact_callback(XactEvent event, void *arg)
 		ledger_reload_pending = false;
 }
 
+/* A worker adds its own rows' rollups by a statement (batch_ingest.c): no change to reload for */
+bool		llmgw_own_rollup = false;
+
 PG_FUNCTION_INFO_V1(llmgw_ledger_changed);
 
 /*
@@ -469,6 +472,8 @@ llmgw_ledger_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("llmgw.ledger_changed() must be called as a trigger")));
+	if (llmgw_own_rollup)
+		return PointerGetDatum(NULL);
 	if (!ledger_callback_registered)
 	{
 		RegisterXactCallback(ledger_xact_callback, NULL);

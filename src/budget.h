@@ -91,6 +91,7 @@ typedef struct LlmgwBudgetCrossing
 	TimestampTz at;				/* when the charge was made */
 } LlmgwBudgetCrossing;
 
+extern bool llmgw_own_rollup;
 extern int	llmgw_max_budgets;
 
 extern Size llmgw_budget_shmem_size(void);

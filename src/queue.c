@@ -792,8 +792,8 @@ llmgw_queue_counts(int *workers, int *queued, int *running, uint64 *total)
  * log's) grow at their right edge instead of at random pages; the last
  * seven bytes, random, keep it a valid W3C trace id.
  */
-static void
-new_request_id(uint8 *id)
+void
+llmgw_new_request_id(uint8 *id)
 {
 	uint64		ms = (uint64) (GetCurrentTimestamp() / 1000) +
 		(uint64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
@@ -824,7 +824,7 @@ llmgw_request_create(const LlmgwRequest *header, const char *role, const char *m
 	tmp.model_len = strlen(model);
 	tmp.body_len = body_len;
 	tmp.tags_len = tags ? strlen(tags) : 0;
-	new_request_id(tmp.request_id);
+	llmgw_new_request_id(tmp.request_id);
 
 	dp = dsa_allocate_extended(llmgw_dsa(), LLMGW_REQUEST_SIZE(&tmp), DSA_ALLOC_HUGE);
 	req = dsa_get_address(llmgw_dsa(), dp);

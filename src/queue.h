@@ -21,6 +21,7 @@ extern int	llmgw_slot_submit_detached(dsa_pointer request);
 extern dsa_pointer llmgw_request_create(const LlmgwRequest *header, const char *role,
 										const char *model, const char *body, size_t body_len,
 										const char *tags);
+extern void llmgw_new_request_id(uint8 *id);
 extern void llmgw_slot_refused(int why);
 extern LlmgwResult *llmgw_slot_wait(int slotno);
 extern void llmgw_slots_wait_any(const int *slotnos, int n);

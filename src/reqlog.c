@@ -56,6 +56,7 @@
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 
+#include "direct.h"
 #include "redaction.h"
 #include "reqlog.h"
 #include "txn.h"
@@ -134,7 +135,7 @@ static const Oid column_types[RL_NCOLUMNS] = {
 	[RL_REDACTED] = BOOLOID,
 };
 
-/* The columns by name, as the table has them; logged_at is the transaction's start */
+/* The columns by name, as the table has them; logged_at gets its default (the transaction's start) */
 static const char *const column_names[RL_NCOLUMNS] = {
 	[RL_REQUEST_ID] = "request_id",
 	[RL_ATTEMPT] = "attempt",
@@ -486,182 +487,15 @@ insert_plan(void)
 	return plan;
 }
 
-/* One partition of the table, and the rows of a round it takes */
-typedef struct Target
-{
-	Relation	rel;
-	int			attnum[RL_NCOLUMNS];	/* each column's place in the partition */
-	int			logged_at;
-	int			n;
-	int		   *rows;
-} Target;
-
-/*
- * Whether a partition has exactly the table's columns (wherever they are:
- * a partition attached by pg_restore may order them otherwise) and no
- * triggers, so that its rows can be formed here; the columns' places in
- * t->attnum
- */
-static bool
-plain_partition(Target *t)
-{
-	TupleDesc	desc = RelationGetDescr(t->rel);
-	int			found = 0;
-
-	if (t->rel->rd_rel->relkind != RELKIND_RELATION || t->rel->rd_rel->relhastriggers)
-		return false;
-	t->logged_at = 0;
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-		int			c;
-
-		if (att->attisdropped)
-			continue;
-		if (strcmp(NameStr(att->attname), "logged_at") == 0 && att->atttypid == TIMESTAMPTZOID)
-		{
-			t->logged_at = a + 1;
-			found++;
-			continue;
-		}
-		for (c = 0; c < RL_NCOLUMNS; c++)
-			if (strcmp(NameStr(att->attname), column_names[c]) == 0)
-				break;
-		if (c == RL_NCOLUMNS || att->atttypid != column_types[c])
-			return false;
-		t->attnum[c] = a + 1;
-		found++;
-	}
-	return found == RL_NCOLUMNS + 1;
-}
-
-/*
- * Insert the rows straight into their daily partitions, as COPY does:
- * each row routed by the table's own partition bounds and checked
- * against the partition's constraints, the rows of a partition written
- * with one multi-insert, then their index entries.  The statement's
- * executor start and the unnest of its arrays cost more than the rows
- * themselves.  False, with
- * nothing written, when the table is not as the extension made it (a
- * trigger, a column of someone else's, partitions of another kind): the
- * INSERT statement does it then.
- */
-static bool
-insert_direct(int n, Datum **values, bool **nulls)
-{
-	Oid			nsp = get_namespace_oid("llmgw", true);
-	Oid			parent_id = OidIsValid(nsp) ? get_relname_relid("request_log", nsp) : InvalidOid;
-	Relation	parent;
-	PartitionKey key;
-	PartitionDesc desc;
-	Target	   *targets;
-	int			ntargets = 0;
-	bool		plain = true;
-	EState	   *estate;
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-
-	if (!OidIsValid(parent_id))
-		return false;
-	parent = table_open(parent_id, RowExclusiveLock);
-	key = RelationGetPartitionKey(parent);
-	if (parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE || parent->rd_rel->relhastriggers ||
-		key == NULL || key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
-		key->partattrs[0] == 0 ||
-		strcmp(NameStr(TupleDescAttr(RelationGetDescr(parent), key->partattrs[0] - 1)->attname),
-			   "started_at") != 0)
-	{
-		table_close(parent, NoLock);
-		return false;
-	}
-	desc = RelationGetPartitionDesc(parent, true);
-	targets = palloc0(sizeof(Target) * n);
-
-	/* route every row first: nothing is written unless all can be */
-	for (int i = 0; i < n && plain; i++)
-	{
-		int			index = -1;
-		Oid			relid;
-		int			t;
-
-		if (desc->nparts > 0)
-		{
-			bool		equal;
-			int			bound = partition_range_datum_bsearch(key->partsupfunc, key->partcollation,
-															  desc->boundinfo, 1,
-															  &values[RL_STARTED_AT][i], &equal);
-
-			index = desc->boundinfo->indexes[bound + 1];
-		}
-		if (index < 0 && desc->nparts > 0 && partition_bound_has_default(desc->boundinfo))
-			index = desc->boundinfo->default_index;
-		if (index < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_CHECK_VIOLATION),
-					 errmsg("no partition of relation \"%s\" found for row",
-							RelationGetRelationName(parent))));
-		relid = desc->oids[index];
-		for (t = 0; t < ntargets; t++)
-			if (RelationGetRelid(targets[t].rel) == relid)
-				break;
-		if (t == ntargets)
-		{
-			targets[t].rel = table_open(relid, RowExclusiveLock);
-			targets[t].rows = palloc(sizeof(int) * n);
-			ntargets++;
-			plain = plain_partition(&targets[t]);
-		}
-		targets[t].rows[targets[t].n++] = i;
-	}
-	if (!plain)
-	{
-		for (int t = 0; t < ntargets; t++)
-			table_close(targets[t].rel, NoLock);
-		table_close(parent, NoLock);
-		return false;
-	}
-
-	estate = CreateExecutorState();
-	for (int t = 0; t < ntargets; t++)
-	{
-		Target	   *tg = &targets[t];
-		ResultRelInfo *rri = makeNode(ResultRelInfo);
-		TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * tg->n);
-
-		InitResultRelInfo(rri, tg->rel, 1, NULL, 0);
-		ExecOpenIndices(rri, false);
-		for (int k = 0; k < tg->n; k++)
-		{
-			int			i = tg->rows[k];
-			TupleTableSlot *slot = table_slot_create(tg->rel, NULL);
-
-			ExecClearTuple(slot);
-			memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-			for (int c = 0; c < RL_NCOLUMNS; c++)
-			{
-				slot->tts_values[tg->attnum[c] - 1] = values[c][i];
-				slot->tts_isnull[tg->attnum[c] - 1] = nulls[c][i];
-			}
-			slot->tts_values[tg->logged_at - 1] = now;
-			slot->tts_isnull[tg->logged_at - 1] = false;
-			ExecStoreVirtualTuple(slot);
-			if (tg->rel->rd_att->constr)
-				ExecConstraints(rri, slot, estate);
-			slots[k] = slot;
-		}
-		table_multi_insert(tg->rel, slots, tg->n, GetCurrentCommandId(true), 0, NULL);
-		for (int k = 0; k < tg->n; k++)
-		{
-			if (rri->ri_NumIndices > 0)
-				list_free(ExecInsertIndexTuples(rri, slots[k], estate, false, false, NULL, NIL));
-			ExecDropSingleTupleTableSlot(slots[k]);
-		}
-		ExecCloseIndices(rri);
-		table_close(tg->rel, NoLock);
-	}
-	FreeExecutorState(estate);
-	table_close(parent, NoLock);
-	return true;
-}
+/* The table, for rows written straight into its partitions */
+static const LlmgwDirectTable reqlog_table = {
+	.name = "request_log",
+	.ncolumns = RL_NCOLUMNS,
+	.columns = column_names,
+	.types = column_types,
+	.route = RL_STARTED_AT,
+	.own_trigger = NULL,
+};
 
 /* Build the rows of the batch and insert them (in a subtransaction) */
 static void
@@ -716,7 +550,7 @@ write_rows(void *arg)
 		values[RL_RESPONSE_TRUNCATED][i] = BoolGetDatum(truncated);
 		values[RL_REDACTED][i] = BoolGetDatum(changed);
 	}
-	if (insert_direct(log->n, values, nulls))
+	if (llmgw_direct_insert(&reqlog_table, log->n, values, nulls))
 		return;
 	for (int c = 0; c < RL_NCOLUMNS; c++)
 	{

@@ -5,11 +5,13 @@
  * batches and its results, each item read by the provider's response
  * parser and written as a normalised result line: a results document read
  * whole (Gemini's inline answers), or JSONL split into lines as worker 0
- * splits them, each line handed to the line parser.  The first byte picks
- * the parser.
+ * splits them, each line handed to the line parser; every result line (a
+ * normalised one, or OpenAI's as it came) read as the ingest reads it
+ * (batch_result.c).  The first byte picks the parser.
  */
 #include "postgres.h"
 
+#include "batch_result.h"
 #include "batch_wire.h"
 #include "jsonutil.h"
 #include "pg_stubs.h"
@@ -35,6 +37,37 @@ check_status(const LlmgwBatchStatus *st)
 		abort();
 }
 
+/*
+ * What the ingest reads of a result line (batch_result.c): an item's end
+ * is one of four, classed exactly when it is not done, a done chat item
+ * has its answer
+ */
+static void
+check_result(const char *line, size_t len, const char *custom_id)
+{
+	for (int embeddings = 0; embeddings < 2; embeddings++)
+	{
+		LlmgwBatchResult r;
+		bool		done;
+
+		if (!llmgw_batch_result_read(line, len, embeddings, &r))
+		{
+			if (custom_id)
+				abort();
+			continue;
+		}
+		if (r.state == NULL || (strcmp(r.state, "done") != 0 && strcmp(r.state, "failed") != 0 &&
+								strcmp(r.state, "expired") != 0 && strcmp(r.state, "cancelled") != 0))
+			abort();
+		done = strcmp(r.state, "done") == 0;
+		if (done != (r.error_class == NULL) || (done && !embeddings && r.answer == NULL) ||
+			(!done && r.answer != NULL) || (strcmp(r.state, "failed") == 0 && r.error == NULL))
+			abort();
+		if (custom_id && (r.custom_id == NULL || strcmp(r.custom_id, custom_id) != 0))
+			abort();
+	}
+}
+
 /* Each item: a line that is a JSON object with its custom_id */
 static void
 emit(void *arg, const char *custom_id, LlmgwBatchItemEnd end, const LlmgwOutcome *out)
@@ -52,6 +85,7 @@ emit(void *arg, const char *custom_id, LlmgwBatchItemEnd end, const LlmgwOutcome
 	if (!json_is_object(v) || strcmp(json_string_value(json_object_get(v, "custom_id")), custom_id) != 0)
 		abort();
 	json_decref(v);
+	check_result(line.data, line.len, custom_id);
 	(*(int *) arg)++;
 }
 
@@ -101,7 +135,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		(void) FUZZ_BATCH.results_doc((const char *) data, size, MARKER, emit, &items);
 	}
-	else if (FUZZ_BATCH.results)
+	else
 	{
 		const char *p = (const char *) data;
 		const char *end = p + size;
@@ -111,10 +145,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{
 			const char *nl = memchr(p, '\n', end - p);
 			size_t		n = nl ? (size_t) (nl - p) : (size_t) (end - p);
-			int			foreign = FUZZ_BATCH.results(p, n, MARKER, emit, &items);
+			/* OpenAI's lines are read as they are */
+			int			foreign = FUZZ_BATCH.results ? FUZZ_BATCH.results(p, n, MARKER, emit, &items) : 0;
 
 			if (foreign != 0 && foreign != 1)
 				abort();
+			if (FUZZ_BATCH.results == NULL)
+				check_result(p, n, NULL);
 			p = nl ? nl + 1 : end;
 		}
 	}

@@ -107,7 +107,7 @@ for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*res
     seeds=$(eval seed "$name" "\"$pattern\"")
     run_target "$name" "$seeds"
 done
-BATCH_SOURCES="$ROOT/src/batch_wire.c $ROOT/src/batch_openai.c $ROOT/src/batch_anthropic.c $ROOT/src/batch_gemini.c"
+BATCH_SOURCES="$ROOT/src/batch_result.c $ROOT/src/batch_wire.c $ROOT/src/batch_openai.c $ROOT/src/batch_anthropic.c $ROOT/src/batch_gemini.c"
 # (Azure reads its batches with the OpenAI functions: one target for both)
 for api in openai anthropic gemini; do
     name=batch_$api

@@ -1,0 +1,964 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch_ingest.c
+ *		Write a chunk of a provider batch's results (worker 0, in a
+ *		transaction of the chunk's own): each pending item once, with its
+ *		usage row at the batch's price, its answer in the job's row, the
+ *		budgets settled, the job's counts.
+ *
+ * It does what llmgw.batch_ingest (sql/) does, without the statement's
+ * cost per row: the lines are read by batch_result.c instead of cast to
+ * jsonb, the items are found by their primary key and updated in place,
+ * the usage rows go straight into their partitions (direct.c) and the
+ * daily rollups and totals that their trigger would keep are added by
+ * one statement over the chunk.  What must stay SQL is SQL: the prices
+ * (llmgw.cost), the budgets (llmgw.budget_batch_settle), and the answers'
+ * write into the job's table, with the owner's rights, row-level
+ * security and the table's own triggers.
+ *
+ * When llmgw's tables are not as the extension made them (a trigger
+ * someone added on llmgw.usage or llmgw.batch_items, a partition of
+ * another kind), nothing is written here and llmgw.batch_ingest does it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
+
+#include "batch_ingest.h"
+#include "batch_result.h"
+#include "budget.h"
+#include "direct.h"
+#include "queue.h"
+#include "txn.h"
+
+/* The columns of a usage row written here; the others get their defaults */
+typedef enum UsageColumn
+{
+	U_REQUEST_ID,
+	U_ATTEMPT,
+	U_STARTED_AT,
+	U_ROLE,
+	U_KEY_ID,
+	U_TEAM_ID,
+	U_MODEL,
+	U_PROVIDER,
+	U_UPSTREAM_MODEL,
+	U_STATUS,
+	U_ERROR_CLASS,
+	U_HTTP_STATUS,
+	U_INPUT,					/* the LLMGW_RT_NTOKENS token columns */
+	U_OUTPUT,
+	U_CACHED_INPUT,
+	U_REASONING,
+	U_USAGE_SOURCE,
+	U_PRICE_ID,
+	U_COST,
+	U_CURRENCY,
+	U_UNPRICED,
+	U_JOB_ID,
+	U_BATCH_ID,
+	U_TAGS,
+	U_NCOLUMNS
+} UsageColumn;
+
+StaticAssertDecl(U_REASONING - U_INPUT + 1 == LLMGW_RT_NTOKENS, "a usage column per token count");
+
+static const char *const usage_names[U_NCOLUMNS] = {
+	[U_REQUEST_ID] = "request_id",
+	[U_ATTEMPT] = "attempt",
+	[U_STARTED_AT] = "started_at",
+	[U_ROLE] = "role_name",
+	[U_KEY_ID] = "key_id",
+	[U_TEAM_ID] = "team_id",
+	[U_MODEL] = "model",
+	[U_PROVIDER] = "provider",
+	[U_UPSTREAM_MODEL] = "upstream_model",
+	[U_STATUS] = "status",
+	[U_ERROR_CLASS] = "error_class",
+	[U_HTTP_STATUS] = "http_status",
+	[U_INPUT] = "input_tokens",
+	[U_OUTPUT] = "output_tokens",
+	[U_CACHED_INPUT] = "cached_input_tokens",
+	[U_REASONING] = "reasoning_tokens",
+	[U_USAGE_SOURCE] = "usage_source",
+	[U_PRICE_ID] = "price_id",
+	[U_COST] = "cost",
+	[U_CURRENCY] = "currency",
+	[U_UNPRICED] = "unpriced",
+	[U_JOB_ID] = "job_id",
+	[U_BATCH_ID] = "batch_id",
+	[U_TAGS] = "tags",
+};
+
+static const Oid usage_types[U_NCOLUMNS] = {
+	[U_REQUEST_ID] = UUIDOID,
+	[U_ATTEMPT] = INT4OID,
+	[U_STARTED_AT] = TIMESTAMPTZOID,
+	[U_ROLE] = TEXTOID,
+	[U_KEY_ID] = INT8OID,
+	[U_TEAM_ID] = INT8OID,
+	[U_MODEL] = TEXTOID,
+	[U_PROVIDER] = TEXTOID,
+	[U_UPSTREAM_MODEL] = TEXTOID,
+	[U_STATUS] = TEXTOID,
+	[U_ERROR_CLASS] = TEXTOID,
+	[U_HTTP_STATUS] = INT4OID,
+	[U_INPUT] = INT8OID,
+	[U_OUTPUT] = INT8OID,
+	[U_CACHED_INPUT] = INT8OID,
+	[U_REASONING] = INT8OID,
+	[U_USAGE_SOURCE] = TEXTOID,
+	[U_PRICE_ID] = INT8OID,
+	[U_COST] = NUMERICOID,
+	[U_CURRENCY] = TEXTOID,
+	[U_UNPRICED] = BOOLOID,
+	[U_JOB_ID] = INT8OID,
+	[U_BATCH_ID] = INT8OID,
+	[U_TAGS] = JSONBOID,
+};
+
+/* The usage table: its rollup trigger is done here (ROLLUP) */
+static const LlmgwDirectTable usage_table = {
+	.name = "usage",
+	.ncolumns = U_NCOLUMNS,
+	.columns = usage_names,
+	.types = usage_types,
+	.route = U_STARTED_AT,
+	.own_trigger = "usage_rollup",
+};
+
+/*
+ * What the usage_rollup trigger adds for a statement's rows, for the
+ * chunk's rows: all of one batch, so of one day, team, key, role, model,
+ * provider, deployment and currency, none a cache hit or a fallback.
+ * Locks in the trigger's order: the totals, then the day.
+ */
+#define ROLLUP \
+	"WITH n AS (" \
+	"    SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int8[], $5::int8[]," \
+	"                         $6::int8[], $7::int8[], $8::numeric[])" \
+	"        AS n(status, error_class, unpriced, input_tokens, output_tokens," \
+	"             cached_input_tokens, reasoning_tokens, cost))," \
+	" s AS (SELECT coalesce(nullif(pg_catalog.current_setting('llmgw.rollup_shard', true), '')::integer, 0) AS shard)," \
+	" daily AS (" \
+	"    INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model," \
+	"        provider, upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens," \
+	"        output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)" \
+	"    SELECT ($9::timestamptz AT TIME ZONE 'UTC')::date, s.shard, $10, $11, $12, $13, $14, $15, $16," \
+	"           count(*), count(*) FILTER (WHERE n.status <> 'ok'), count(*) FILTER (WHERE n.unpriced), 0," \
+	"           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0)," \
+	"           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0)," \
+	"           coalesce(sum(n.cost), 0), true" \
+	"      FROM n, s GROUP BY s.shard" \
+	"    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency," \
+	"                 shard, batch)" \
+	"    DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors," \
+	"                  unpriced = d.unpriced + excluded.unpriced," \
+	"                  cache_hits = d.cache_hits + excluded.cache_hits," \
+	"                  input_tokens = d.input_tokens + excluded.input_tokens," \
+	"                  output_tokens = d.output_tokens + excluded.output_tokens," \
+	"                  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens," \
+	"                  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens," \
+	"                  cost = d.cost + excluded.cost)" \
+	" INSERT INTO llmgw.usage_totals AS t (shard, team_id, model, provider, upstream_model," \
+	"     status, error_class, cache_hit, fallback_from, currency, calls, unpriced, input_tokens," \
+	"     output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost)" \
+	" SELECT s.shard, $10, $13, $14, $15, n.status, n.error_class, false, NULL, $16," \
+	"        count(*), count(*) FILTER (WHERE n.unpriced)," \
+	"        coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0)," \
+	"        coalesce(sum(n.cached_input_tokens), 0), 0," \
+	"        coalesce(sum(n.reasoning_tokens), 0), coalesce(sum(n.cost), 0)" \
+	"   FROM n, s GROUP BY s.shard, n.status, n.error_class ORDER BY n.status, n.error_class" \
+	" ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit," \
+	"              fallback_from, currency, shard)" \
+	" DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced," \
+	"               input_tokens = t.input_tokens + excluded.input_tokens," \
+	"               output_tokens = t.output_tokens + excluded.output_tokens," \
+	"               cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens," \
+	"               cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens," \
+	"               reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens," \
+	"               cost = t.cost + excluded.cost"
+
+/* The batch (locked), its job and its price, as llmgw.batch_ingest reads them */
+#define BATCH_ROW \
+	"SELECT b.job_id, b.owner::text," \
+	"       b.key_id, coalesce(b.team_id, (SELECT rb.team_id FROM llmgw.role_bindings rb" \
+	"                                        WHERE rb.role_name = b.owner))," \
+	"       b.model, b.provider, b.upstream_model, b.endpoint = 'embeddings'," \
+	"       b.provider_batch_id, coalesce(b.submitted_at, b.created_at), b.charged_on," \
+	"       b.reserved_on, b.price_id, j.id, j.source, j.key_column, j.output_column" \
+	"  FROM llmgw.batches b LEFT JOIN llmgw.jobs j ON j.id = b.job_id" \
+	" WHERE b.id = $1 FOR UPDATE OF b"
+
+/* The cost of each row at the batch's price (its batch rates), in the rows' order */
+#define COSTS \
+	"SELECT p.id, p.currency, llmgw.cost(p, t.i, t.o, t.c, NULL, NULL, t.r)" \
+	"  FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[]) WITH ORDINALITY t(i, o, c, r, n)" \
+	"  CROSS JOIN LATERAL (SELECT (llmgw.batch_price((SELECT p FROM llmgw.prices p" \
+	"                                                  WHERE p.id = $1))).*) p" \
+	" ORDER BY t.n"
+
+#define SETTLE \
+	"SELECT llmgw.budget_batch_settle($1, $2, ceil(least($3::numeric, 900000000) * 10000000000)::int8," \
+	"                                 ceil(least($4::numeric, 900000000) * 10000000000)::int8, $5)" \
+	" WHERE $3::numeric > 0 OR $4::numeric > 0"
+
+/* The batch, as BATCH_ROW reads it */
+typedef struct Batch
+{
+	int64		id;
+	Datum		job_id;
+	bool		job_null;
+	bool		has_job;		/* its job's row is there */
+	Datum		owner;
+	Datum		key_id;
+	bool		key_null;
+	Datum		team_id;
+	bool		team_null;
+	Datum		model;
+	Datum		provider;
+	bool		provider_null;
+	Datum		upstream_model;
+	bool		upstream_null;
+	bool		embeddings;
+	char	   *provider_batch_id;
+	Datum		started_at;
+	Datum		charged_on;
+	Datum		reserved_on;
+	Datum		price_id;
+	bool		price_null;
+	char	   *source;			/* the job's table, key and output column; NULL: no job */
+	char	   *key_column;
+	char	   *output_column;
+} Batch;
+
+/* A line of the chunk whose item was pending, and what it brings */
+typedef struct Pending
+{
+	int			line;			/* in the chunk */
+	LlmgwBatchResult r;
+	ItemPointerData tid;
+	int32		attempt;
+	Datum		reserved;		/* numeric */
+	char	   *row_key;		/* NULL: none */
+	pg_uuid_t	request_id;
+	Datum		cost;
+	bool		cost_null;
+} Pending;
+
+/* The columns of llmgw.batch_items used here */
+typedef enum ItemColumn
+{
+	I_BATCH_ID,
+	I_CUSTOM_ID,
+	I_ROW_KEY,
+	I_STATE,
+	I_ATTEMPT,
+	I_REQUEST_ID,
+	I_ANSWER,
+	I_ERROR,
+	I_RESERVED,
+	I_ERROR_CLASS,
+	I_NCOLUMNS
+} ItemColumn;
+
+static const char *const item_names[I_NCOLUMNS] = {
+	[I_BATCH_ID] = "batch_id",
+	[I_CUSTOM_ID] = "custom_id",
+	[I_ROW_KEY] = "row_key",
+	[I_STATE] = "state",
+	[I_ATTEMPT] = "attempt",
+	[I_REQUEST_ID] = "request_id",
+	[I_ANSWER] = "answer",
+	[I_ERROR] = "error",
+	[I_RESERVED] = "reserved",
+	[I_ERROR_CLASS] = "error_class",
+};
+
+static const Oid item_types[I_NCOLUMNS] = {
+	[I_BATCH_ID] = INT8OID,
+	[I_CUSTOM_ID] = TEXTOID,
+	[I_ROW_KEY] = TEXTOID,
+	[I_STATE] = TEXTOID,
+	[I_ATTEMPT] = INT4OID,
+	[I_REQUEST_ID] = UUIDOID,
+	[I_ANSWER] = JSONBOID,
+	[I_ERROR] = TEXTOID,
+	[I_RESERVED] = NUMERICOID,
+	[I_ERROR_CLASS] = TEXTOID,
+};
+
+/* llmgw.batch_items, opened for the chunk */
+typedef struct Items
+{
+	Relation	rel;
+	Relation	pkey;
+	AttrNumber	att[I_NCOLUMNS];
+} Items;
+
+/* A one-dimensional array of n values of a type (nulls may be NULL) */
+static Datum
+array_of(Datum *values, bool *nulls, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen,
+											  typbyval, typalign));
+}
+
+/* A text value of a result row, or NULL */
+static char *
+text_or_null(HeapTuple tuple, TupleDesc desc, int col)
+{
+	return SPI_getvalue(tuple, desc, col);
+}
+
+/* Lock and read the batch; false if it is gone */
+static bool
+read_batch(int64 id, Batch *b)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (plan == NULL)
+		plan = llmgw_spi_prepare(BATCH_ROW, 1, types);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not read batch " INT64_FORMAT, id);
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_copytuple(SPI_tuptable->vals[0]);
+	desc = SPI_tuptable->tupdesc;
+	memset(b, 0, sizeof(*b));
+	b->id = id;
+	b->job_id = SPI_getbinval(tup, desc, 1, &b->job_null);
+	b->owner = SPI_getbinval(tup, desc, 2, &isnull);
+	b->key_id = SPI_getbinval(tup, desc, 3, &b->key_null);
+	b->team_id = SPI_getbinval(tup, desc, 4, &b->team_null);
+	b->model = SPI_getbinval(tup, desc, 5, &isnull);
+	b->provider = SPI_getbinval(tup, desc, 6, &b->provider_null);
+	b->upstream_model = SPI_getbinval(tup, desc, 7, &b->upstream_null);
+	b->embeddings = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+	b->provider_batch_id = text_or_null(tup, desc, 9);
+	b->started_at = SPI_getbinval(tup, desc, 10, &isnull);
+	b->charged_on = SPI_getbinval(tup, desc, 11, &isnull);
+	b->reserved_on = SPI_getbinval(tup, desc, 12, &isnull);
+	b->price_id = SPI_getbinval(tup, desc, 13, &b->price_null);
+	SPI_getbinval(tup, desc, 14, &isnull);
+	b->has_job = !isnull;
+	b->source = text_or_null(tup, desc, 15);
+	b->key_column = text_or_null(tup, desc, 16);
+	b->output_column = text_or_null(tup, desc, 17);
+	return true;
+}
+
+/*
+ * Open llmgw.batch_items if it can be written here: its columns as the
+ * extension made them, found by a primary key on (batch_id, custom_id),
+ * and no trigger on UPDATE but the foreign key's check of batch_id (not
+ * changed here)
+ */
+static bool
+open_items(Items *it)
+{
+	Oid			nsp = get_namespace_oid("llmgw", false);
+	Oid			relid = get_relname_relid("batch_items", nsp);
+	TupleDesc	desc;
+	TriggerDesc *td;
+	Oid			pkey;
+
+	if (!OidIsValid(relid))
+		return false;
+	it->rel = table_open(relid, RowExclusiveLock);
+	desc = RelationGetDescr(it->rel);
+	td = it->rel->trigdesc;
+	for (int c = 0; c < I_NCOLUMNS; c++)
+	{
+		it->att[c] = InvalidAttrNumber;
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), item_names[c]) == 0 &&
+				att->atttypid == item_types[c])
+				it->att[c] = a + 1;
+		}
+		if (it->att[c] == InvalidAttrNumber)
+			goto not_plain;
+	}
+	for (int i = 0; td != NULL && i < td->numtriggers; i++)
+	{
+		Trigger    *tg = &td->triggers[i];
+
+		if (TRIGGER_FOR_UPDATE(tg->tgtype) &&
+			!(tg->tgisinternal && RI_FKey_trigger_type(tg->tgfoid) == RI_TRIGGER_FK))
+			goto not_plain;
+	}
+	pkey = RelationGetPrimaryKeyIndex(it->rel);
+	if (!OidIsValid(pkey))
+		goto not_plain;
+	it->pkey = index_open(pkey, RowExclusiveLock);
+	if (IndexRelationGetNumberOfKeyAttributes(it->pkey) == 2 &&
+		it->pkey->rd_index->indkey.values[0] == it->att[I_BATCH_ID] &&
+		it->pkey->rd_index->indkey.values[1] == it->att[I_CUSTOM_ID])
+		return true;
+	index_close(it->pkey, NoLock);
+not_plain:
+	table_close(it->rel, NoLock);
+	return false;
+}
+
+/*
+ * Find each line's item, if it is still pending; a custom_id twice in
+ * the chunk counts once.  The items found, in *found.
+ */
+static Pending *
+find_items(Items *it, int64 batch, LlmgwBatchResult *results, int n, int *found)
+{
+	Pending	   *items = palloc0(sizeof(Pending) * n);
+	TupleTableSlot *slot = table_slot_create(it->rel, NULL);
+	IndexScanDesc scan = index_beginscan(it->rel, it->pkey, GetActiveSnapshot(), 2, 0);
+	ScanKeyData keys[2];
+	int			m = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		v;
+		bool		isnull;
+		bool		seen = false;
+
+		if (results[i].custom_id == NULL)
+			continue;
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(batch));
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(results[i].custom_id));
+		keys[1].sk_collation = it->pkey->rd_indcollation[1];
+		index_rescan(scan, keys, 2, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			continue;
+		v = slot_getattr(slot, it->att[I_STATE], &isnull);
+		if (isnull || strcmp(TextDatumGetCString(v), "pending") != 0)
+			continue;
+		for (int k = 0; k < m && !seen; k++)
+			seen = ItemPointerEquals(&items[k].tid, &slot->tts_tid);
+		if (seen)
+			continue;
+		items[m].line = i;
+		items[m].r = results[i];
+		items[m].tid = slot->tts_tid;
+		items[m].attempt = DatumGetInt32(slot_getattr(slot, it->att[I_ATTEMPT], &isnull));
+		items[m].reserved = datumCopy(slot_getattr(slot, it->att[I_RESERVED], &isnull), false, -1);
+		v = slot_getattr(slot, it->att[I_ROW_KEY], &isnull);
+		items[m].row_key = isnull ? NULL : TextDatumGetCString(v);
+		llmgw_new_request_id(items[m].request_id.data);
+		m++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	*found = m;
+	return items;
+}
+
+/* Each item's cost at the batch's price; its id and currency in *price_id, *currency */
+static void
+price_items(Batch *b, Pending *items, int n, Datum *price_id, bool *price_null, Datum *currency,
+			bool *currency_null)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {INT8OID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum		args[5];
+	char		nulls[5] = {b->price_null ? 'n' : ' ', ' ', ' ', ' ', ' '};
+	static const int bucket[4] = {LLMGW_RT_INPUT, LLMGW_RT_OUTPUT, LLMGW_RT_CACHED_INPUT,
+	LLMGW_RT_REASONING};
+
+	if (plan == NULL)
+		plan = llmgw_spi_prepare(COSTS, 5, types);
+	args[0] = b->price_id;
+	for (int k = 0; k < 4; k++)
+	{
+		Datum	   *v = palloc(sizeof(Datum) * n);
+		bool	   *isnull = palloc(sizeof(bool) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			v[i] = Int64GetDatum(items[i].r.tokens[bucket[k]]);
+			isnull[i] = !items[i].r.has_tokens[bucket[k]];
+		}
+		args[1 + k] = array_of(v, isnull, n, INT8OID);
+	}
+	if (SPI_execute_plan(plan, args, nulls, true, 0) != SPI_OK_SELECT || SPI_processed != (uint64) n)
+		elog(ERROR, "llmgw: could not price the results of batch " INT64_FORMAT, b->id);
+	*price_null = *currency_null = true;
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		v = SPI_getbinval(tup, desc, 3, &items[i].cost_null);
+
+		items[i].cost = items[i].cost_null ? (Datum) 0 : SPI_datumTransfer(v, false, -1);
+		if (i == 0)
+		{
+			*price_id = SPI_getbinval(tup, desc, 1, price_null);
+			v = SPI_getbinval(tup, desc, 2, currency_null);
+			*currency = *currency_null ? (Datum) 0 : SPI_datumTransfer(v, false, -1);
+		}
+	}
+}
+
+/* The usage row's tags: the provider's batch id and the item's custom_id */
+static Datum
+tags_of(const char *provider_batch_id, const char *custom_id)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	k,
+				v;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "batch";
+	k.val.string.len = 5;
+	pushJsonbValue(&st, WJB_KEY, &k);
+	if (provider_batch_id)
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) provider_batch_id;
+		v.val.string.len = strlen(provider_batch_id);
+	}
+	else
+		v.type = jbvNull;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	k.val.string.val = "custom_id";
+	k.val.string.len = 9;
+	pushJsonbValue(&st, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = (char *) custom_id;
+	v.val.string.len = strlen(custom_id);
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+}
+
+/* The usage status of an item's end */
+static const char *
+usage_status(const char *state)
+{
+	if (strcmp(state, "done") == 0)
+		return "ok";
+	if (strcmp(state, "cancelled") == 0)
+		return "cancelled";
+	return "error";
+}
+
+/* The usage rows of the items; false (nothing written) when the table is not the extension's */
+static bool
+write_usage(Batch *b, Pending *items, int n, Datum price_id, bool price_null, Datum currency,
+			bool currency_null)
+{
+	Datum	   *values[U_NCOLUMNS];
+	bool	   *nulls[U_NCOLUMNS];
+
+	for (int c = 0; c < U_NCOLUMNS; c++)
+	{
+		values[c] = palloc(sizeof(Datum) * n);
+		nulls[c] = palloc0(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		Pending	   *it = &items[i];
+		bool		done = strcmp(it->r.state, "done") == 0;
+
+		values[U_REQUEST_ID][i] = UUIDPGetDatum(&it->request_id);
+		values[U_ATTEMPT][i] = Int32GetDatum(it->attempt);
+		values[U_STARTED_AT][i] = b->started_at;
+		values[U_ROLE][i] = b->owner;
+		values[U_KEY_ID][i] = b->key_id;
+		nulls[U_KEY_ID][i] = b->key_null;
+		values[U_TEAM_ID][i] = b->team_id;
+		nulls[U_TEAM_ID][i] = b->team_null;
+		values[U_MODEL][i] = b->model;
+		values[U_PROVIDER][i] = b->provider;
+		nulls[U_PROVIDER][i] = b->provider_null;
+		values[U_UPSTREAM_MODEL][i] = b->upstream_model;
+		nulls[U_UPSTREAM_MODEL][i] = b->upstream_null;
+		values[U_STATUS][i] = CStringGetTextDatum(usage_status(it->r.state));
+		values[U_ERROR_CLASS][i] = it->r.error_class ? CStringGetTextDatum(it->r.error_class) : 0;
+		nulls[U_ERROR_CLASS][i] = it->r.error_class == NULL;
+		values[U_HTTP_STATUS][i] = Int32GetDatum(it->r.http_status);
+		nulls[U_HTTP_STATUS][i] = !it->r.has_status;
+		for (int t = 0; t < LLMGW_RT_NTOKENS; t++)
+		{
+			values[U_INPUT + t][i] = Int64GetDatum(it->r.tokens[t]);
+			nulls[U_INPUT + t][i] = !it->r.has_tokens[t];
+		}
+		values[U_USAGE_SOURCE][i] = CStringGetTextDatum("provider");
+		nulls[U_USAGE_SOURCE][i] = !it->r.has_tokens[LLMGW_RT_INPUT];
+		values[U_PRICE_ID][i] = price_id;
+		nulls[U_PRICE_ID][i] = price_null;
+		values[U_COST][i] = it->cost;
+		nulls[U_COST][i] = it->cost_null;
+		values[U_CURRENCY][i] = currency;
+		nulls[U_CURRENCY][i] = currency_null;
+		values[U_UNPRICED][i] = BoolGetDatum(done && it->cost_null);
+		values[U_JOB_ID][i] = b->job_id;
+		nulls[U_JOB_ID][i] = b->job_null;
+		values[U_BATCH_ID][i] = Int64GetDatum(b->id);
+		values[U_TAGS][i] = tags_of(b->provider_batch_id, it->r.custom_id);
+	}
+	return llmgw_direct_insert(&usage_table, n, values, nulls);
+}
+
+/* What the rollup trigger would have added for the usage rows */
+static void
+roll_up(Batch *b, Pending *items, int n, Datum currency, bool currency_null)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[16] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, INT8ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, TIMESTAMPTZOID, INT8OID,
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[16];
+	char		nulls[17] = "                ";
+	Datum	   *status = palloc(sizeof(Datum) * n);
+	Datum	   *class = palloc(sizeof(Datum) * n);
+	bool	   *class_null = palloc(sizeof(bool) * n);
+	Datum	   *unpriced = palloc(sizeof(Datum) * n);
+	Datum	   *cost = palloc(sizeof(Datum) * n);
+	bool	   *cost_null = palloc(sizeof(bool) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		status[i] = CStringGetTextDatum(usage_status(items[i].r.state));
+		class_null[i] = items[i].r.error_class == NULL;
+		class[i] = class_null[i] ? 0 : CStringGetTextDatum(items[i].r.error_class);
+		unpriced[i] = BoolGetDatum(strcmp(items[i].r.state, "done") == 0 && items[i].cost_null);
+		cost[i] = items[i].cost;
+		cost_null[i] = items[i].cost_null;
+	}
+	args[0] = array_of(status, NULL, n, TEXTOID);
+	args[1] = array_of(class, class_null, n, TEXTOID);
+	args[2] = array_of(unpriced, NULL, n, BOOLOID);
+	for (int t = 0; t < LLMGW_RT_NTOKENS; t++)
+	{
+		Datum	   *v = palloc(sizeof(Datum) * n);
+		bool	   *isnull = palloc(sizeof(bool) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			v[i] = Int64GetDatum(items[i].r.tokens[t]);
+			isnull[i] = !items[i].r.has_tokens[t];
+		}
+		args[3 + t] = array_of(v, isnull, n, INT8OID);
+	}
+	args[7] = array_of(cost, cost_null, n, NUMERICOID);
+	args[8] = b->started_at;
+	args[9] = b->team_id;
+	nulls[9] = b->team_null ? 'n' : ' ';
+	args[10] = b->key_id;
+	nulls[10] = b->key_null ? 'n' : ' ';
+	args[11] = b->owner;
+	args[12] = b->model;
+	args[13] = b->provider;
+	nulls[13] = b->provider_null ? 'n' : ' ';
+	args[14] = b->upstream_model;
+	nulls[14] = b->upstream_null ? 'n' : ' ';
+	args[15] = currency;
+	nulls[15] = currency_null ? 'n' : ' ';
+	if (plan == NULL)
+		plan = llmgw_spi_prepare(ROLLUP, 16, types);
+	/* the trigger's own rows: not a change of the rollups that the ledger reloads for */
+	llmgw_own_rollup = true;
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "llmgw: could not add the results of batch " INT64_FORMAT " to the rollups",
+				 b->id);
+	}
+	PG_FINALLY();
+	{
+		llmgw_own_rollup = false;
+	}
+	PG_END_TRY();
+}
+
+/* Each item's end, in place: its state, request id, error and (batch without a job) answer */
+static void
+update_items(Items *it, Batch *b, Pending *items, int n, Datum *lines)
+{
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *old = table_slot_create(it->rel, NULL);
+	TupleTableSlot *new = table_slot_create(it->rel, NULL);
+	TupleDesc	desc = RelationGetDescr(it->rel);
+	Snapshot	snapshot = GetActiveSnapshot();
+
+	InitResultRelInfo(rri, it->rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	for (int i = 0; i < n; i++)
+	{
+		Pending	   *item = &items[i];
+		bool		update_indexes;
+
+		if (!table_tuple_fetch_row_version(it->rel, &item->tid, snapshot, old))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("llmgw: an item of batch " INT64_FORMAT " changed while its result was written",
+							b->id)));
+		slot_getallattrs(old);
+		ExecClearTuple(new);
+		memcpy(new->tts_values, old->tts_values, sizeof(Datum) * desc->natts);
+		memcpy(new->tts_isnull, old->tts_isnull, sizeof(bool) * desc->natts);
+#define SET(col, value, isnull) \
+		(new->tts_values[it->att[col] - 1] = (value), new->tts_isnull[it->att[col] - 1] = (isnull))
+		SET(I_STATE, CStringGetTextDatum(item->r.state), false);
+		SET(I_REQUEST_ID, UUIDPGetDatum(&item->request_id), false);
+		SET(I_ERROR, item->r.error ? CStringGetTextDatum(item->r.error) : 0, item->r.error == NULL);
+		SET(I_ERROR_CLASS, item->r.error_class ? CStringGetTextDatum(item->r.error_class) : 0,
+			item->r.error_class == NULL);
+		if (!b->job_null)
+			SET(I_ANSWER, 0, true);
+		else
+		{
+			/* the provider's body, from the line's own text (jsonb keeps its numbers as written) */
+			text	   *line = DatumGetTextPP(lines[item->line]);
+			Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																CStringGetDatum(text_to_cstring(line))));
+			JsonbValue *response = getKeyJsonValueFromContainer(&jb->root, "response", 8, NULL);
+			JsonbValue *body = NULL;
+
+			if (response && response->type == jbvBinary &&
+				JsonContainerIsObject(response->val.binary.data))
+				body = getKeyJsonValueFromContainer(response->val.binary.data, "body", 4, NULL);
+			SET(I_ANSWER, body ? JsonbPGetDatum(JsonbValueToJsonb(body)) : 0, body == NULL);
+		}
+#undef SET
+		ExecStoreVirtualTuple(new);
+		if (it->rel->rd_att->constr)
+			ExecConstraints(rri, new, estate);
+		simple_table_tuple_update(it->rel, &item->tid, new, snapshot, &update_indexes);
+		/* (not marked as an update's: the hint needs a range table, and the key changed nowhere) */
+		if (update_indexes && rri->ri_NumIndices > 0)
+			list_free(ExecInsertIndexTuples(rri, new, estate, false, false, NULL, NIL));
+	}
+	ExecDropSingleTupleTableSlot(old);
+	ExecDropSingleTupleTableSlot(new);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+}
+
+/* Give the items' reservations back and charge their costs on the ledger */
+static void
+settle(Batch *b, Pending *items, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, NUMERICOID, NUMERICOID, TIMESTAMPTZOID};
+	Datum		args[5];
+	Datum		released = NumericGetDatum(int64_to_numeric(0));
+	Datum		charged = released;
+
+	for (int i = 0; i < n; i++)
+	{
+		released = DirectFunctionCall2(numeric_add, released, items[i].reserved);
+		if (!items[i].cost_null)
+			charged = DirectFunctionCall2(numeric_add, charged, items[i].cost);
+	}
+	args[0] = b->charged_on;
+	args[1] = b->reserved_on;
+	args[2] = released;
+	args[3] = charged;
+	args[4] = b->started_at;
+	if (plan == NULL)
+		plan = llmgw_spi_prepare(SETTLE, 5, types);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not settle the budgets of batch " INT64_FORMAT, b->id);
+}
+
+/* Run a statement with arguments; its first column of its first row, or NULL */
+static Datum
+run(const char *sql, int nargs, Oid *types, Datum *args, bool *isnull)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "llmgw: could not run a statement of the batch ingest: %s",
+			 SPI_result_code_string(rc));
+	*isnull = true;
+	if (SPI_tuptable == NULL || SPI_processed == 0)
+		return (Datum) 0;
+	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull),
+							 false, -1);
+}
+
+/*
+ * The job's answers into its table, with the owner's rights (privileges,
+ * row-level security) and the default search_path (for the table's
+ * triggers), into rows still without one; the count of rows written and
+ * failed added to the job.  As llmgw.batch_ingest does.
+ */
+static void
+write_answers(Batch *b, Pending *items, int n)
+{
+	int			ndone = 0;
+	int			nwritten = 0;
+	int			nfailed = 0;
+	Datum	   *keys = palloc(sizeof(Datum) * n);
+	Datum	   *answers = palloc(sizeof(Datum) * n);
+	bool	   *key_null = palloc(sizeof(bool) * n);
+	bool	   *answer_null = palloc(sizeof(bool) * n);
+	Datum		written = (Datum) 0;
+	bool		isnull;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(items[i].r.state, "failed") == 0)
+			nfailed++;
+		if (strcmp(items[i].r.state, "done") != 0)
+			continue;
+		key_null[ndone] = items[i].row_key == NULL;
+		keys[ndone] = key_null[ndone] ? (Datum) 0 : CStringGetTextDatum(items[i].row_key);
+		answer_null[ndone] = items[i].r.answer == NULL;
+		answers[ndone] = answer_null[ndone] ? (Datum) 0 : CStringGetTextDatum(items[i].r.answer);
+		ndone++;
+	}
+	if (ndone > 0)
+	{
+		Oid			types[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
+		Datum		args[4];
+		Datum		key_type;
+		char	   *sql;
+
+		args[0] = CStringGetTextDatum(b->source);
+		args[1] = CStringGetTextDatum(b->key_column);
+		key_type = run("SELECT coalesce((SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)"
+					   "                   FROM pg_catalog.pg_attribute a"
+					   "                  WHERE a.attrelid = $1::regclass AND a.attname = $2"
+					   "                    AND NOT a.attisdropped), 'text')",
+					   2, types, args, &isnull);
+		args[0] = b->owner;
+		run("SELECT pg_catalog.set_config('role', $1, true),"
+			"       pg_catalog.set_config('search_path', '\"$user\", public', true)",
+			1, types, args, &isnull);
+		sql = psprintf("WITH w AS (UPDATE %s t SET %s = a.answer FROM unnest($1, $2) a(k, answer)"
+					   "            WHERE t.%s = a.k::%s AND t.%s::text = a.k AND t.%s IS NULL"
+					   "            RETURNING a.k)"
+					   " SELECT coalesce(array_agg(k), '{}') FROM w",
+					   b->source, quote_identifier(b->output_column),
+					   quote_identifier(b->key_column), TextDatumGetCString(key_type),
+					   quote_identifier(b->key_column), quote_identifier(b->output_column));
+		args[0] = array_of(keys, key_null, ndone, TEXTOID);
+		args[1] = array_of(answers, answer_null, ndone, TEXTOID);
+		written = run(sql, 2, types + 2, args, &isnull);
+		run("SELECT pg_catalog.set_config('role', 'none', true),"
+			"       pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
+			0, NULL, NULL, &isnull);
+		nwritten = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(written)),
+								  ARR_DIMS(DatumGetArrayTypeP(written)));
+		if (nwritten < ndone)
+		{
+			Oid			ftypes[4] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID};
+			Datum		fargs[4] = {Int64GetDatum(b->id), args[0], CStringGetTextDatum(b->source),
+			written};
+
+			run("UPDATE llmgw.batch_items i"
+				"   SET state = 'failed', error = 'the answer could not be written into ' || $3"
+				" WHERE i.batch_id = $1 AND i.state = 'done'"
+				"   AND i.row_key IN (SELECT unnest($2) EXCEPT SELECT unnest($4))",
+				4, ftypes, fargs, &isnull);
+			nfailed += ndone - nwritten;
+		}
+	}
+	{
+		Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+		Datum		args[3] = {b->job_id, Int64GetDatum(nwritten), Int64GetDatum(nfailed)};
+
+		run("UPDATE llmgw.jobs SET rows_done = rows_done + $2, rows_failed = rows_failed + $3,"
+			"       updated_at = pg_catalog.clock_timestamp()"
+			" WHERE jobs.id = $1",
+			3, types, args, &isnull);
+	}
+}
+
+bool
+llmgw_batch_ingest_direct(int64 batch, Datum *lines, int nlines, int *skipped)
+{
+	Oid			nsp = get_namespace_oid("llmgw", false);
+	Relation	usage;
+	Batch		b;
+	Items		it;
+	LlmgwBatchResult *results;
+	Pending	   *items;
+	int			n;
+	Datum		price_id = 0,
+				currency = 0;
+	bool		price_null = true,
+				currency_null = true;
+
+	/* usage before the batch, as a load of the budget ledger locks them */
+	usage = table_open(get_relname_relid("usage", nsp), RowExclusiveLock);
+	table_close(usage, NoLock);
+	if (!read_batch(batch, &b))
+		return true;
+	if (b.has_job && (b.source == NULL || b.key_column == NULL || b.output_column == NULL))
+		return false;
+	if (!open_items(&it))
+		return false;
+
+	/* a snapshot taken after the batch's lock (as a statement would) */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	results = palloc(sizeof(LlmgwBatchResult) * nlines);
+	*skipped = 0;
+	for (int i = 0; i < nlines; i++)
+	{
+		text	   *line = DatumGetTextPP(lines[i]);
+
+		if (!llmgw_batch_result_read(VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line), b.embeddings,
+									 &results[i]))
+			(*skipped)++;
+	}
+	items = find_items(&it, batch, results, nlines, &n);
+	if (n > 0)
+	{
+		price_items(&b, items, n, &price_id, &price_null, &currency, &currency_null);
+		if (!write_usage(&b, items, n, price_id, price_null, currency, currency_null))
+		{
+			PopActiveSnapshot();
+			index_close(it.pkey, NoLock);
+			table_close(it.rel, NoLock);
+			return false;
+		}
+		roll_up(&b, items, n, currency, currency_null);
+		update_items(&it, &b, items, n, lines);
+		settle(&b, items, n);
+	}
+	index_close(it.pkey, NoLock);
+	table_close(it.rel, NoLock);
+	PopActiveSnapshot();
+	if (b.has_job)
+		write_answers(&b, items, n);
+	return true;
+}

@@ -1,0 +1,289 @@
+/*-------------------------------------------------------------------------
+ *
+ * direct.c
+ *		Rows written straight into the partitions of one of llmgw's tables,
+ *		as COPY writes them: each row routed by the table's own partition
+ *		bounds, its other columns given their defaults, checked against the
+ *		partition's constraints, the rows of a partition written with one
+ *		multi-insert, then their index entries.
+ *
+ * For the workers' many-row writes (the request log of a round, a chunk
+ * of a provider batch's usage rows) the INSERT statement's executor start
+ * and the unnest of its arrays cost more than the rows themselves.  Only
+ * a table as the extension made it is written so: partitions that are
+ * plain tables, no trigger on INSERT (but the one the caller does itself,
+ * see LlmgwDirectTable), no generated column.  Otherwise nothing is
+ * written and the caller goes through its INSERT statement, which fires
+ * whatever someone added.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "optimizer/optimizer.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/lsyscache.h"
+#include "utils/partcache.h"
+#include "utils/rel.h"
+
+#include "direct.h"
+
+/* One partition, and the rows it takes */
+typedef struct Target
+{
+	Relation	rel;
+	int			n;
+	int		   *rows;
+} Target;
+
+/*
+ * Whether no trigger of a relation fires on INSERT but own, a statement
+ * trigger after it that fires (a disabled one the INSERT statement would
+ * not fire either); *own_found says whether own is there
+ */
+static bool
+insert_triggers_are(Relation rel, const char *own, bool *own_found)
+{
+	TriggerDesc *td = rel->trigdesc;
+
+	if (td == NULL)
+		return true;
+	for (int i = 0; i < td->numtriggers; i++)
+	{
+		Trigger    *tg = &td->triggers[i];
+
+		if (!TRIGGER_FOR_INSERT(tg->tgtype))
+			continue;
+		if (own == NULL || strcmp(tg->tgname, own) != 0 || TRIGGER_FOR_ROW(tg->tgtype) ||
+			!TRIGGER_FOR_AFTER(tg->tgtype) ||
+			(tg->tgenabled != TRIGGER_FIRES_ON_ORIGIN && tg->tgenabled != TRIGGER_FIRES_ALWAYS))
+			return false;
+		*own_found = true;
+	}
+	return true;
+}
+
+/* Whether a partition can be written here: a plain table without triggers on INSERT */
+static bool
+plain_partition(Relation rel)
+{
+	bool		unused = false;
+
+	return rel->rd_rel->relkind == RELKIND_RELATION && insert_triggers_are(rel, NULL, &unused);
+}
+
+bool
+llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nulls)
+{
+	Oid			nsp = get_namespace_oid("llmgw", true);
+	Oid			parent_id = OidIsValid(nsp) ? get_relname_relid(t->name, nsp) : InvalidOid;
+	Relation	parent;
+	TupleDesc	pdesc;
+	PartitionKey key;
+	PartitionDesc desc;
+	int		   *given;			/* each parent column's index in t->columns, or -1 */
+	ExprState **defaults;		/* the others' defaults */
+	Datum	  **dvalues;
+	bool	  **dnulls;
+	Target	   *targets;
+	int			ntargets = 0;
+	bool		plain = true;
+	bool		own_found = false;
+	int			found = 0;
+	EState	   *estate;
+	ExprContext *econtext;
+
+	if (!OidIsValid(parent_id) || n == 0)
+		return n == 0;
+	parent = table_open(parent_id, RowExclusiveLock);
+	pdesc = RelationGetDescr(parent);
+	key = RelationGetPartitionKey(parent);
+	if (parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE ||
+		!insert_triggers_are(parent, t->own_trigger, &own_found) ||
+		own_found != (t->own_trigger != NULL) ||
+		key == NULL || key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
+		key->partattrs[0] == 0 ||
+		strcmp(NameStr(TupleDescAttr(pdesc, key->partattrs[0] - 1)->attname),
+			   t->columns[t->route]) != 0)
+	{
+		table_close(parent, NoLock);
+		return false;
+	}
+
+	/* each column of the table: given, or its default */
+	estate = CreateExecutorState();
+	econtext = GetPerTupleExprContext(estate);
+	given = palloc(sizeof(int) * pdesc->natts);
+	defaults = palloc0(sizeof(ExprState *) * pdesc->natts);
+	for (int a = 0; a < pdesc->natts && plain; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(pdesc, a);
+		int			c;
+
+		given[a] = -1;
+		if (att->attisdropped)
+			continue;
+		if (att->attgenerated)
+			plain = false;
+		for (c = 0; c < t->ncolumns; c++)
+			if (strcmp(NameStr(att->attname), t->columns[c]) == 0)
+				break;
+		if (c < t->ncolumns)
+		{
+			plain = plain && att->atttypid == t->types[c];
+			given[a] = c;
+			found++;
+		}
+		else
+		{
+			Node	   *def = build_column_default(parent, a + 1);
+
+			if (def != NULL)
+				defaults[a] = ExecInitExpr(expression_planner((Expr *) def), NULL);
+		}
+	}
+	if (!plain || found != t->ncolumns)
+	{
+		FreeExecutorState(estate);
+		table_close(parent, NoLock);
+		return false;
+	}
+
+	/* route every row first: nothing is written unless all can be */
+	desc = RelationGetPartitionDesc(parent, true);
+	targets = palloc0(sizeof(Target) * n);
+	for (int i = 0; i < n && plain; i++)
+	{
+		int			index = -1;
+		Oid			relid;
+		int			k;
+
+		if (nulls[t->route][i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("no partition of relation \"%s\" found for row",
+							RelationGetRelationName(parent))));
+		if (desc->nparts > 0)
+		{
+			bool		equal;
+			int			bound = partition_range_datum_bsearch(key->partsupfunc, key->partcollation,
+															  desc->boundinfo, 1,
+															  &values[t->route][i], &equal);
+
+			index = desc->boundinfo->indexes[bound + 1];
+		}
+		if (index < 0 && desc->nparts > 0 && partition_bound_has_default(desc->boundinfo))
+			index = desc->boundinfo->default_index;
+		if (index < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("no partition of relation \"%s\" found for row",
+							RelationGetRelationName(parent))));
+		relid = desc->oids[index];
+		for (k = 0; k < ntargets; k++)
+			if (RelationGetRelid(targets[k].rel) == relid)
+				break;
+		if (k == ntargets)
+		{
+			targets[k].rel = table_open(relid, RowExclusiveLock);
+			targets[k].rows = palloc(sizeof(int) * n);
+			ntargets++;
+			plain = plain_partition(targets[k].rel);
+		}
+		targets[k].rows[targets[k].n++] = i;
+	}
+	if (!plain)
+	{
+		for (int k = 0; k < ntargets; k++)
+			table_close(targets[k].rel, NoLock);
+		FreeExecutorState(estate);
+		table_close(parent, NoLock);
+		return false;
+	}
+
+	/* the defaults, row by row (a sequence's next value), in the table's column order */
+	dvalues = palloc(sizeof(Datum *) * pdesc->natts);
+	dnulls = palloc(sizeof(bool *) * pdesc->natts);
+	for (int a = 0; a < pdesc->natts; a++)
+	{
+		if (given[a] >= 0)
+			continue;
+		dvalues[a] = palloc(sizeof(Datum) * n);
+		dnulls[a] = palloc(sizeof(bool) * n);
+		for (int i = 0; i < n; i++)
+		{
+			dnulls[a][i] = true;
+			if (defaults[a])
+				dvalues[a][i] = ExecEvalExprSwitchContext(defaults[a], econtext, &dnulls[a][i]);
+		}
+	}
+
+	for (int k = 0; k < ntargets; k++)
+	{
+		Target	   *tg = &targets[k];
+		TupleDesc	desc_k = RelationGetDescr(tg->rel);
+		int		   *from = palloc(sizeof(int) * desc_k->natts);	/* its columns in the parent's */
+		ResultRelInfo *rri = makeNode(ResultRelInfo);
+		TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * tg->n);
+
+		/* a partition attached by pg_restore may order its columns otherwise */
+		for (int b = 0; b < desc_k->natts; b++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc_k, b);
+
+			from[b] = att->attisdropped ? -1 :
+				get_attnum(parent_id, NameStr(att->attname)) - 1;
+		}
+		InitResultRelInfo(rri, tg->rel, 1, NULL, 0);
+		ExecOpenIndices(rri, false);
+		for (int r = 0; r < tg->n; r++)
+		{
+			int			i = tg->rows[r];
+			TupleTableSlot *slot = table_slot_create(tg->rel, NULL);
+
+			ExecClearTuple(slot);
+			for (int b = 0; b < desc_k->natts; b++)
+			{
+				int			a = from[b];
+
+				if (a < 0)
+					slot->tts_isnull[b] = true;
+				else if (given[a] >= 0)
+				{
+					slot->tts_values[b] = values[given[a]][i];
+					slot->tts_isnull[b] = nulls[given[a]][i];
+				}
+				else
+				{
+					slot->tts_values[b] = dvalues[a][i];
+					slot->tts_isnull[b] = dnulls[a][i];
+				}
+			}
+			ExecStoreVirtualTuple(slot);
+			if (tg->rel->rd_att->constr)
+				ExecConstraints(rri, slot, estate);
+			slots[r] = slot;
+		}
+		table_multi_insert(tg->rel, slots, tg->n, GetCurrentCommandId(true), 0, NULL);
+		for (int r = 0; r < tg->n; r++)
+		{
+			if (rri->ri_NumIndices > 0)
+				list_free(ExecInsertIndexTuples(rri, slots[r], estate, false, false, NULL, NIL));
+			ExecDropSingleTupleTableSlot(slots[r]);
+		}
+		ExecCloseIndices(rri);
+		table_close(tg->rel, NoLock);
+	}
+	FreeExecutorState(estate);
+	table_close(parent, NoLock);
+	return true;
+}
