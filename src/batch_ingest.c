@@ -37,6 +37,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
@@ -210,12 +211,16 @@ static const LlmgwDirectTable usage_table = {
 	"  FROM llmgw.batches b LEFT JOIN llmgw.jobs j ON j.id = b.job_id" \
 	" WHERE b.id = $1 FOR UPDATE OF b"
 
-/* The cost of each row at the batch's price (its batch rates), in the rows' order */
+/*
+ * The cost of each row at the batch's price (its batch rates), in the
+ * rows' order: the price made once (OFFSET 0 keeps the planner from
+ * calling llmgw.batch_price for each use of it)
+ */
 #define COSTS \
-	"SELECT p.id, p.currency, llmgw.cost(p, t.i, t.o, t.c, NULL, NULL, t.r)" \
-	"  FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[]) WITH ORDINALITY t(i, o, c, r, n)" \
-	"  CROSS JOIN LATERAL (SELECT (llmgw.batch_price((SELECT p FROM llmgw.prices p" \
-	"                                                  WHERE p.id = $1))).*) p" \
+	"SELECT (x.p).id, (x.p).currency, llmgw.cost(x.p, t.i, t.o, t.c, NULL, NULL, t.r)" \
+	"  FROM (SELECT llmgw.batch_price((SELECT p FROM llmgw.prices p WHERE p.id = $1)) AS p" \
+	"        OFFSET 0) x," \
+	"       unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[]) WITH ORDINALITY t(i, o, c, r, n)" \
 	" ORDER BY t.n"
 
 #define SETTLE \
@@ -447,13 +452,16 @@ find_items(Items *it, int64 batch, LlmgwBatchResult *results, int n, int *found)
 	TupleTableSlot *slot = table_slot_create(it->rel, NULL);
 	IndexScanDesc scan = index_beginscan(it->rel, it->pkey, GetActiveSnapshot(), 2, 0);
 	ScanKeyData keys[2];
+	HASHCTL		ctl = {.keysize = sizeof(ItemPointerData), .entrysize = sizeof(ItemPointerData),
+	.hcxt = CurrentMemoryContext};
+	HTAB	   *seen = hash_create("llmgw items seen", n, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	int			m = 0;
 
 	for (int i = 0; i < n; i++)
 	{
 		Datum		v;
 		bool		isnull;
-		bool		seen = false;
+		bool		found_before;
 
 		if (results[i].custom_id == NULL)
 			continue;
@@ -467,9 +475,7 @@ find_items(Items *it, int64 batch, LlmgwBatchResult *results, int n, int *found)
 		v = slot_getattr(slot, it->att[I_STATE], &isnull);
 		if (isnull || strcmp(TextDatumGetCString(v), "pending") != 0)
 			continue;
-		for (int k = 0; k < m && !seen; k++)
-			seen = ItemPointerEquals(&items[k].tid, &slot->tts_tid);
-		if (seen)
+		if (hash_search(seen, &slot->tts_tid, HASH_ENTER, &found_before) && found_before)
 			continue;
 		items[m].line = i;
 		items[m].r = results[i];
@@ -483,6 +489,7 @@ find_items(Items *it, int64 batch, LlmgwBatchResult *results, int n, int *found)
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	hash_destroy(seen);
 	*found = m;
 	return items;
 }
