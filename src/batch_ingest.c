@@ -866,15 +866,34 @@ write_answers(Batch *b, Pending *items, int n)
 					   "                  WHERE a.attrelid = $1::regclass AND a.attname = $2"
 					   "                    AND NOT a.attisdropped), 'text')",
 					   2, types, args, &isnull);
+		/*
+		 * Where an index leads with the key, the rows are read through it
+		 * (for this transaction): the planner, which sees a column that is
+		 * NULL everywhere until the job fills it, would rather read the
+		 * whole table for every chunk
+		 */
+		run("SELECT pg_catalog.set_config('enable_seqscan', 'off', true)"
+			" WHERE EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
+			"                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+			"                WHERE i.indrelid = $1::regclass AND a.attname = $2"
+			"                  AND i.indpred IS NULL AND i.indexprs IS NULL)",
+			2, types, args, &isnull);
 		args[0] = b->owner;
 		run("SELECT pg_catalog.set_config('role', $1, true),"
 			"       pg_catalog.set_config('search_path', '\"$user\", public', true)",
 			1, types, args, &isnull);
+		/*
+		 * The rows by the keys as an array of the key's type too: the
+		 * planner then reads just them through the key's index, where a
+		 * join alone has it read the whole table for every chunk
+		 */
 		sql = psprintf("WITH w AS (UPDATE %s t SET %s = a.answer FROM unnest($1, $2) a(k, answer)"
-					   "            WHERE t.%s = a.k::%s AND t.%s::text = a.k AND t.%s IS NULL"
+					   "            WHERE t.%s = ANY ($1::%s[]) AND t.%s = a.k::%s AND t.%s::text = a.k"
+					   "              AND t.%s IS NULL"
 					   "            RETURNING a.k)"
 					   " SELECT coalesce(array_agg(k), '{}') FROM w",
 					   b->source, quote_identifier(b->output_column),
+					   quote_identifier(b->key_column), TextDatumGetCString(key_type),
 					   quote_identifier(b->key_column), TextDatumGetCString(key_type),
 					   quote_identifier(b->key_column), quote_identifier(b->output_column));
 		args[0] = array_of(keys, key_null, ndone, TEXTOID);
