@@ -70,18 +70,25 @@ sub outcome
 	  . sq("SELECT rows_done || '/' || rows_failed FROM llmgw.jobs WHERE id = $job");
 }
 
+# A row trigger someone added (when, on what), counting its rows in table $name
+sub counting_trigger
+{
+	my ($name, $on, $return) = @_;
+	$node->safe_psql('postgres', qq{
+		CREATE TABLE $name (n int);
+		INSERT INTO $name VALUES (0);
+		CREATE FUNCTION $name() RETURNS trigger LANGUAGE plpgsql AS
+		  \$\$ BEGIN UPDATE public.$name SET n = n + 1; RETURN $return; END \$\$;
+		CREATE TRIGGER $name $on FOR EACH ROW EXECUTE FUNCTION $name();
+	});
+}
+
 # ---- the same job through both ways
 my $direct = run_job('direct_t');
 my $direct_outcome = outcome($direct, 'direct_t');
 like($direct_outcome, qr/\n\d+=Hello.*\n6\/3$/s, 'the direct ingest answers six rows, fails three and one expires');
 
-$node->safe_psql('postgres', q{
-	CREATE TABLE usage_seen (n int);
-	INSERT INTO usage_seen VALUES (0);
-	CREATE FUNCTION usage_seen() RETURNS trigger LANGUAGE plpgsql AS
-	  $$ BEGIN UPDATE public.usage_seen SET n = n + 1; RETURN NULL; END $$;
-	CREATE TRIGGER usage_seen AFTER INSERT ON llmgw.usage FOR EACH ROW EXECUTE FUNCTION usage_seen();
-});
+counting_trigger('usage_seen', 'AFTER INSERT ON llmgw.usage', 'NULL');
 my $sql = run_job('sql_t');
 is(outcome($sql, 'sql_t'), $direct_outcome,
 	'with a trigger on llmgw.usage, llmgw.batch_ingest writes the same items, usage rows, answers and counts');
@@ -105,14 +112,8 @@ is(sq(q{
 	't|t|t|t|t|t|0', 'rollups, totals and the budget equal the usage rows; nothing left reserved');
 
 # ---- a trigger on llmgw.batch_items: llmgw.batch_ingest too
-$node->safe_psql('postgres', q{
-	UPDATE sql_t SET summary = NULL;
-	CREATE TABLE items_seen (n int);
-	INSERT INTO items_seen VALUES (0);
-	CREATE FUNCTION items_seen() RETURNS trigger LANGUAGE plpgsql AS
-	  $$ BEGIN UPDATE public.items_seen SET n = n + 1; RETURN NEW; END $$;
-	CREATE TRIGGER items_seen BEFORE UPDATE ON llmgw.batch_items FOR EACH ROW EXECUTE FUNCTION items_seen();
-});
+$node->safe_psql('postgres', 'UPDATE sql_t SET summary = NULL');
+counting_trigger('items_seen', 'BEFORE UPDATE ON llmgw.batch_items', 'NEW');
 my $again = run_job('sql_t');
 is(sq('SELECT n >= 10 FROM items_seen'), 't', 'a trigger on llmgw.batch_items: it fires for the results');
 is(sq("SELECT rows_done || '/' || rows_failed FROM llmgw.jobs WHERE id = $again"), '6/3', 'and the job is the same');
