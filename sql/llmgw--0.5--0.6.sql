@@ -267,7 +267,6 @@ DECLARE
     q record;
 BEGIN
     PERFORM llmgw.check_batch_requests('chat', requests, model);
-    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(requests), 0));
     IF retry IS NOT NULL AND retry NOT IN ('batch', 'sync', 'none') THEN
         RAISE EXCEPTION 'retry must be batch, sync or none' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -276,6 +275,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Leave retry NULL; CALL llmgw.enrich(..., retry => ...) sets the job''s.';
     END IF;
+    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(requests), 0));
     SELECT * INTO who FROM llmgw.batch_caller(model);
     SELECT * INTO q FROM llmgw.queue_batch('chat', requests, model, job_id, row_keys, llmgw.caller(),
                                            who.key_id, who.team_id);
