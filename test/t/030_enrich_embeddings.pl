@@ -143,6 +143,24 @@ is(sq("SELECT string_agg(b.endpoint || ':' || i.custom_id || ':' || i.state || '
 	'two embeddings batches, the second with the expired item\'s second attempt');
 is(written('rt'), '3/1', 'each row written once');
 
+# ---- a chat batch whose row refuses its answer (a trigger raises): that
+# item fails alone, the others are written, the job ends
+table('ct', 4, 'summary text');
+sq(q{
+	CREATE FUNCTION ct_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+	    IF NEW.id = 2 THEN RAISE EXCEPTION 'row 2 takes no answer' USING ERRCODE = 'check_violation'; END IF;
+	    RETURN NEW;
+	END $$;
+	CREATE TRIGGER ct_refuse BEFORE UPDATE ON ct FOR EACH ROW EXECUTE FUNCTION ct_refuse()});
+sq(q{SELECT llmgw.create_model('ev-chat', 'mock', 'batch-model', price_model => 'ev-price')});
+$job = enrich('ct', 'summary', 'ev-chat', "mode => 'batch'");
+wait_job($job);
+is(job($job) . '|' . sq("SELECT last_error FROM llmgw.jobs WHERE id = $job")
+	  . '|' . sq("SELECT string_agg(id || ':' || coalesce(summary, '-'), ',' ORDER BY id) FROM ct"),
+	'3/1/finished|23514: row 2 takes no answer|1:Hello! You said: ct row 1,2:-,3:Hello! You said: ct row 3,4:Hello! You said: ct row 4',
+	'a chat answer a trigger refuses fails its row alone; the job finishes');
+
 # ---- row-level security: the rows eu may not see are not sent
 table('st', 9, 'e real[]');
 sq(q{
