@@ -36,18 +36,16 @@ DECLARE
     base oid;
 BEGIN
     relation := source::text;
-    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
+    SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = key_column),
+           max(a.atttypid) FILTER (WHERE a.attname = output_column),
+           max(a.atttypmod) FILTER (WHERE a.attname = output_column)
+      INTO key_type, col_type, col_typmod
       FROM pg_attribute a
-     WHERE a.attrelid = source AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped;
-    IF key_type IS NULL THEN
-        RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, relation
-            USING ERRCODE = 'undefined_column';
-    END IF;
-    SELECT a.atttypid, a.atttypmod INTO col_type, col_typmod
-      FROM pg_attribute a
-     WHERE a.attrelid = source AND a.attname = output_column AND a.attnum > 0 AND NOT a.attisdropped;
-    IF col_type IS NULL THEN
-        RAISE EXCEPTION 'column "%" of relation % does not exist', output_column, relation
+     WHERE a.attrelid = source AND a.attname IN (key_column, output_column) AND a.attnum > 0
+       AND NOT a.attisdropped;
+    IF key_type IS NULL OR col_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist',
+            CASE WHEN key_type IS NULL THEN key_column ELSE output_column END, relation
             USING ERRCODE = 'undefined_column';
     END IF;
     -- a domain takes what its base type takes (its constraints checked)

@@ -211,22 +211,10 @@ is(sq("SELECT rows_done FROM llmgw.jobs WHERE id = $job") + $first, 12,
 # transaction, the third write sleeping): the results are read again, and
 # each item, usage row and row is written once
 table('kb', 8, 'e real[]');
-sq(q{
-	ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
-	SELECT pg_reload_conf();
-	CREATE SEQUENCE kb_writes;
-	GRANT USAGE ON SEQUENCE kb_writes TO eu;
-	CREATE FUNCTION kb_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-	    IF nextval('kb_writes') = 3 THEN PERFORM pg_sleep(60); END IF;
-	    RETURN NEW;
-	END $$;
-	CREATE TRIGGER kb_slow BEFORE UPDATE ON kb FOR EACH ROW EXECUTE FUNCTION kb_slow()});
+LlmgwTest::slow_writes($node, 'kb', 'eu', 3);
 my $mock = LlmgwTest::mock_batch();
 $job = enrich('kb', 'e', 'ev-b', "mode => 'batch'");
-$node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
-  or die 'the results are not being written';
+LlmgwTest::wait_ingest_sleep($node);
 is(sq('SELECT count(e) FROM kb'), '2', 'two results written when worker 0 is killed');
 LlmgwTest::kill_worker($node, 2);
 wait_job($job);
