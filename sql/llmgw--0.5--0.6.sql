@@ -17,8 +17,9 @@
 -- function, into rows still NULL, a failing row failing alone.
 
 -- Internal: how answers are written into a column: the table's qualified
--- name, the key's type, and the SQL expression of a row's value from
--- a.answer (text).  An embedding column (embedding: true) reads the
+-- name, the key's type, the SQL expression of a row's value from a.answer
+-- (text), and the dimension a vector(n) or halfvec(n) column holds.  An
+-- embedding column (embedding: true) reads the
 -- embedding's text form, a JSON array of numbers ('[x, y, ...]'), by its
 -- type's input function: as is for vector and halfvec, in braces for the
 -- arrays; any other column takes the answer's text by assignment.  The
@@ -26,7 +27,7 @@
 -- means the same whatever path it runs under.
 CREATE FUNCTION llmgw.answer_target(source regclass, key_column text, output_column text,
                                     OUT relation text, OUT key_type text, OUT value_sql text,
-                                    OUT embedding boolean)
+                                    OUT embedding boolean, OUT dimensions integer)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -62,6 +63,8 @@ BEGIN
                     JOIN pg_extension e ON e.oid = d.refobjid
                    WHERE t.oid = base AND t.typname IN ('vector', 'halfvec') AND e.extname = 'vector') THEN
         value_sql := format('a.answer::%s', format_type(col_type, col_typmod));
+        -- vector(n), halfvec(n): the typmod is n
+        dimensions := CASE WHEN col_type = base AND col_typmod > 0 THEN col_typmod END;
     ELSE
         value_sql := 'a.answer';
     END IF;
@@ -70,7 +73,7 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION llmgw.answer_target(regclass, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION llmgw.answer_target(regclass, text, text) TO llmgw_admin, llmgw_user;
-COMMENT ON FUNCTION llmgw.answer_target(regclass, text, text) IS 'Internal (llmgw.enrich, llmgw.write_answers): how answers are written into a column: the table, the key''s type, the value''s SQL expression, and whether the column takes embeddings (real[], double precision[], vector, halfvec, domains over them)';
+COMMENT ON FUNCTION llmgw.answer_target(regclass, text, text) IS 'Internal (llmgw.enrich, llmgw.write_answers): how answers are written into a column: the table, the key''s type, the value''s SQL expression, whether the column takes embeddings (real[], double precision[], vector, halfvec, domains over them), and the dimension of a vector(n) or halfvec(n)';
 
 -- Internal: write answers (text) into the rows of their keys whose output
 -- column is still NULL: embeddings by the column type's input function
@@ -362,8 +365,11 @@ DECLARE
     queued integer;
     held bigint := 0;
     held_by text;
+    tg record;
     embeddings boolean;
     unsent bigint := 0;
+    misfit text;
+    column_type text;
 BEGIN
     IF mode IS NULL OR mode NOT IN ('sync', 'batch') THEN
         RAISE EXCEPTION 'mode must be sync or batch' USING ERRCODE = 'invalid_parameter_value';
@@ -381,16 +387,20 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'llmgw.enrich writes each answer into the output column, and calls no model for a row it could not write.';
     END IF;
-    -- the column's type says what goes into it: an embedding, or text
-    embeddings := (llmgw.answer_target(source, key_column, output_column)).embedding;
+    -- the column's type says what goes into it: an embedding, or text; and
+    -- what the answers become must fit it before anything is paid for (a
+    -- text answer for a jsonb column: 42804)
+    SELECT * INTO tg FROM llmgw.answer_target(source, key_column, output_column);
+    embeddings := tg.embedding;
+    column_type := (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = source AND a.attname = output_column);
+    EXECUTE format('UPDATE %s t SET %I = %s FROM (SELECT NULL::text AS answer) a WHERE false',
+                   tg.relation, output_column, tg.value_sql);
     IF embeddings AND (system IS NOT NULL OR max_tokens IS NOT NULL) THEN
         RAISE EXCEPTION 'system and max_tokens do not apply to embeddings'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Column %s of %s is of type %s: llmgw.enrich embeds each row''s prompt with model "%s".',
-                                  output_column, source,
-                                  (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
-                                    WHERE a.attrelid = source AND a.attname = output_column),
-                                  model),
+                                  output_column, source, column_type, model),
                   HINT = 'Leave system and max_tokens out.';
     END IF;
     IF embeddings AND mode = 'batch' AND retry = 'sync' THEN
@@ -549,6 +559,14 @@ BEGIN
             skip := skip || w.failed;
             chunk_error := w.errors[cardinality(w.errors)];
         END IF;
+        -- embeddings of another dimension than a vector(n) column's: every
+        -- row would fail alike, so the job stops rather than pay for them
+        IF tg.dimensions IS NOT NULL AND cardinality(answers) > 0
+           AND cardinality(string_to_array(btrim(answers[1], '[]'), ',')) <> tg.dimensions THEN
+            misfit := format('model "%s" gives embeddings of %s dimensions, column %s of %s holds %s',
+                             model, cardinality(string_to_array(btrim(answers[1], '[]'), ',')),
+                             output_column, source, column_type);
+        END IF;
         -- a chunk whose rows are all still pending would be taken again forever
         EXECUTE format('SELECT count(*) FROM %s WHERE %s AND %I::text = ANY ($2)',
                        source, pending, key_column)
@@ -576,6 +594,15 @@ BEGIN
         RETURNING j.rows_done, j.rows_failed INTO done, failed;
         COMMIT;
         RAISE NOTICE 'llmgw.enrich job %: % rows done, % failed', job, done, failed;
+        IF misfit IS NOT NULL THEN
+            UPDATE llmgw.jobs SET status = 'stopped', finished_at = clock_timestamp(),
+                   updated_at = clock_timestamp()
+             WHERE id = job;
+            COMMIT;
+            RAISE WARNING 'llmgw.enrich job % stopped: %', job, misfit
+                USING HINT = 'Give the column the model''s dimension, or use a model of the column''s; then CALL llmgw.enrich again: the rows are still NULL.';
+            RETURN;
+        END IF;
         IF stop_reason IS NOT NULL THEN
             UPDATE llmgw.jobs SET status = 'stopped', last_error = 'LG010: ' || stop_reason,
                    finished_at = clock_timestamp(), updated_at = clock_timestamp()

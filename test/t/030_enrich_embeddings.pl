@@ -80,7 +80,7 @@ my $has_vector = sq("SELECT count(*) FROM pg_available_extensions WHERE name = '
 
 SKIP:
 {
-	skip 'pgvector is not installed (test/scripts/lib.sh installs it)', 14 unless $has_vector;
+	skip 'pgvector is not installed (test/scripts/lib.sh installs it)', 15 unless $has_vector;
 	sq('CREATE EXTENSION vector');
 	table('vt', 10, 'v8 vector(8), v3 vector(3), h8 halfvec(8), b8 vector(8), b3 vector(3)');
 
@@ -100,13 +100,19 @@ SKIP:
 	$job = enrich('vt', 'h8', 'ev');
 	is(sq("SELECT count(*) FROM vt WHERE h8 = v8::halfvec(8)"), '10', 'halfvec(8) too');
 
-	# ---- synchronous, the wrong dimension: each row fails alone, the job ends
+	# ---- synchronous, the wrong dimension: the chunk's rows fail, and the job
+	# stops there rather than pay for rows that would all fail alike
 	$before = LlmgwTest::mock_requests('ev-model');
-	$job = enrich('vt', 'v3', 'ev', 'chunk_size => 5');
+	my ($out, $err) = ('', '');
+	$node->psql('postgres', "CALL llmgw.enrich('vt', 'id', 'body', 'v3', 'ev', chunk_size => 5)",
+		stdout => \$out, stderr => \$err, extra_params => [ '-U', 'eu' ]);
+	($job) = $err =~ /job (\d+):/;
 	is(job($job) . '|' . sq("SELECT last_error FROM llmgw.jobs WHERE id = $job"),
-		'0/10/finished|22000: expected 3 dimensions, not 8',
-		'vector(3): ten rows failed with the dimension error, the job finished');
-	is(LlmgwTest::mock_requests('ev-model') - $before, 2, 'two requests (paid for), not sent again in the run');
+		'0/5/stopped|22000: expected 3 dimensions, not 8',
+		'vector(3): the first chunk\'s five rows failed with the dimension error, the job stopped');
+	like($err, qr/WARNING:  llmgw.enrich job \d+ stopped: model "ev" gives embeddings of 8 dimensions, column v3 of vt holds vector\(3\)/,
+		'a WARNING says why');
+	is(LlmgwTest::mock_requests('ev-model') - $before, 1, 'one request (paid for), no more');
 	is(sq('SELECT count(v3) FROM vt'), '0', 'nothing written');
 
 	# ---- a provider batch: /v1/embeddings lines, answers at the batch rate

@@ -75,6 +75,11 @@ SELECT count(*) AS jobs_before FROM llmgw.jobs \gset
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', system => 'Be brief')$$);
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', max_tokens => 10)$$);
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', mode => 'batch', retry => 'sync')$$);
+-- and an answer that cannot go into its column: 42804, before anything is paid for
+ALTER TABLE ee_mixed ADD COLUMN j jsonb;
+SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'j', 'demo')$$);
+SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'j', 'demo', mode => 'batch')$$);
+ALTER TABLE ee_mixed DROP COLUMN j;
 SELECT count(*) - :jobs_before AS new_jobs FROM llmgw.jobs;
 
 -- (g) no UPDATE on the output column: 42501 before any job or call
