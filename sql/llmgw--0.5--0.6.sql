@@ -389,12 +389,13 @@ BEGIN
     END IF;
     -- the column's type says what goes into it: an embedding, or text; and
     -- what the answers become must fit it before anything is paid for (a
-    -- text answer for a jsonb column: 42804)
+    -- text answer for a jsonb column: 42804), which planning the write
+    -- tells (EXPLAIN: no trigger fires)
     SELECT * INTO tg FROM llmgw.answer_target(source, key_column, output_column);
     embeddings := tg.embedding;
     column_type := (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid = source AND a.attname = output_column);
-    EXECUTE format('UPDATE %s t SET %I = %s FROM (SELECT NULL::text AS answer) a WHERE false',
+    EXECUTE format('EXPLAIN UPDATE %s t SET %I = %s FROM (SELECT NULL::text AS answer) a WHERE false',
                    tg.relation, output_column, tg.value_sql);
     IF embeddings AND (system IS NOT NULL OR max_tokens IS NOT NULL) THEN
         RAISE EXCEPTION 'system and max_tokens do not apply to embeddings'
