@@ -19,12 +19,12 @@
 -- Internal: how answers are written into a column: the table's qualified
 -- name, the key's type, the SQL expression of a row's value from a.answer
 -- (text), and the dimension a vector(n) or halfvec(n) column holds.  An
--- embedding column (embedding: true) reads the
--- embedding's text form, a JSON array of numbers ('[x, y, ...]'), by its
--- type's input function: as is for vector and halfvec, in braces for the
--- arrays; any other column takes the answer's text by assignment.  The
--- names come qualified (search_path pg_catalog), so that the expression
--- means the same whatever path it runs under.
+-- embedding column (embedding: true) reads the embedding's text form, a
+-- JSON array of numbers ('[x, y, ...]'), by its type's input function: as
+-- is for vector and halfvec, in braces for the arrays; any other column
+-- takes the answer's text by assignment.  The names come qualified
+-- (search_path pg_catalog), so that the expression means the same whatever
+-- path it runs under.
 CREATE FUNCTION llmgw.answer_target(source regclass, key_column text, output_column text,
                                     OUT relation text, OUT key_type text, OUT value_sql text,
                                     OUT embedding boolean, OUT dimensions integer)
