@@ -1472,12 +1472,36 @@ embeddings_body(json_t *root, int default_dim, const char *model)
 					 "total_tokens", (json_int_t) words);
 }
 
+/* Does an input of the request hold [[fail]] (the provider refuses it)? */
+static bool
+embeddings_refused(json_t *root)
+{
+	json_t	   *input = json_object_get(root, "input");
+	size_t		n = json_is_array(input) ? json_array_size(input) : 1;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		json_t	   *s = json_is_array(input) ? json_array_get(input, i) : input;
+
+		if (json_is_string(s) && strstr(json_string_value(s), "[[fail]]"))
+			return true;
+	}
+	return false;
+}
+
 /* POST /v1/embeddings */
 static void
 handle_embeddings(struct evhttp_request *req, json_t *root, const Behaviour *b, const char *model)
 {
-	json_t	   *body = embeddings_body(root, b->dim, model);
+	json_t	   *body;
 
+	if (embeddings_refused(root))
+	{
+		reply_error(req, b, 400, "the mock refuses this input ([[fail]])",
+					"invalid_request_error", "invalid_request", "input");
+		return;
+	}
+	body = embeddings_body(root, b->dim, model);
 	if (body == NULL)
 	{
 		reply_error(req, b, 400, "input must be a string or an array of strings, and not too many",
@@ -2006,13 +2030,24 @@ batch_finish(MockBatch *b, const char *status)
 		const char *url = json_string_value(json_object_get(line, "url"));
 		bool		embed = url && (strcmp(url, "/v1/embeddings") == 0 || strcmp(url, "/embeddings") == 0);
 		json_t	   *vectors = NULL;
+		bool		e_fail = false;
+		bool		e_expire = false;
 
 		p = nl ? nl + 1 : end;
 		if (line == NULL)
 			continue;
 		n++;
 		snprintf(rid, sizeof(rid), "batch_req_mock_%ld", atomic_fetch_add(&next_id, 1));
-		if (embed && full_model && custom_id && !whole_expired && !(cancelled && n % 2 == 0) &&
+		/* an embeddings item's outcome: its input string, as a chat item's last user message */
+		if (embed && custom_id)
+		{
+			const char *input = json_string_value(json_object_get(body, "input"));
+
+			e_fail = input && strstr(input, "[[fail]]");
+			e_expire = !e_fail && (whole_expired || (cancelled && n % 2 == 0) ||
+								   (input && (strstr(input, "[[expire]]") || expires_once(input))));
+		}
+		if (embed && full_model && custom_id && !e_expire && !e_fail &&
 			(vectors = embeddings_body(body, 8, full_model)) != NULL)
 		{
 			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:o}, s:n}", "id", rid, "custom_id",
@@ -2020,16 +2055,16 @@ batch_finish(MockBatch *b, const char *status)
 							"body", vectors, "error");
 			b->completed++;
 		}
-		else if (custom_id == NULL || full_model == NULL || embed ||
-				 !read_messages_request(body, FMT_OPENAI, &c))
+		else if (custom_id == NULL || full_model == NULL || (embed && !e_expire && !e_fail) ||
+				 (!embed && !read_messages_request(body, FMT_OPENAI, &c)))
 		{
 			out = json_pack("{s:s, s:o, s:n, s:{s:s, s:s}}", "id", rid, "custom_id",
 							custom_id ? json_string(custom_id) : json_null(), "response",
 							"error", "code", "invalid_request", "message", "a line the mock cannot read");
 			b->failed++;
 		}
-		else if (whole_expired || strstr(c.last_user, "[[expire]]") ||
-				 (cancelled && n % 2 == 0) || expires_once(c.last_user))
+		else if (embed ? e_expire : (whole_expired || strstr(c.last_user, "[[expire]]") ||
+									 (cancelled && n % 2 == 0) || expires_once(c.last_user)))
 		{
 			out = json_pack("{s:s, s:s, s:n, s:{s:s, s:s}}", "id", rid, "custom_id", custom_id,
 							"response", "error", "code",
@@ -2038,7 +2073,7 @@ batch_finish(MockBatch *b, const char *status)
 							: "This request could not be executed before the completion window expired.");
 			b->failed++;
 		}
-		else if (strstr(c.last_user, "[[fail]]"))
+		else if (embed ? e_fail : strstr(c.last_user, "[[fail]]") != NULL)
 		{
 			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:{s:{s:s, s:s, s:n, s:s}}}, s:n}",
 							"id", rid, "custom_id", custom_id, "response", "status_code", 400,

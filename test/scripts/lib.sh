@@ -9,17 +9,22 @@ prometheus-postgres-exporter"
 # Packages some tests need and skip without, saying so (test.sh sets them)
 OPTIONAL_PACKAGES=""
 
+# Is the package installed (pgvector: built from source, see below, counts)
+llmgw_installed() {
+    [ "$1" = postgresql-15-pgvector ] && [ -f "$($PGBIN/pg_config --sharedir)/extension/vector.control" ] &&
+        return 0
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 # Install what is missing (apt-get update once, only when something is); an
 # optional package that cannot be installed is reported, not fatal
 llmgw_install_packages() {
     local missing="" optional=""
     for p in $PACKAGES; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-            missing="$missing $p"
+        llmgw_installed "$p" || missing="$missing $p"
     done
     for p in $OPTIONAL_PACKAGES; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-            optional="$optional $p"
+        llmgw_installed "$p" || optional="$optional $p"
     done
     [ -z "$missing$optional" ] && return 0
     export DEBIAN_FRONTEND=noninteractive
@@ -30,10 +35,41 @@ llmgw_install_packages() {
     fi
     for p in $optional; do
         echo "installing $p"
-        apt-get install -y -q "$p" >/dev/null ||
-            echo "$p could not be installed: the tests that need it are skipped"
+        if apt-cache show "$p" >/dev/null 2>&1; then
+            apt-get install -y -q "$p" >/dev/null
+        elif [ "$p" = postgresql-15-pgvector ]; then
+            llmgw_build_pgvector
+        else
+            false
+        fi || echo "$p could not be installed: the tests that need it are skipped"
     done
     return 0
+}
+
+# pgvector for PostgreSQL 15 when apt has no postgresql-15-pgvector (Debian
+# 12 has none; later releases and the PostgreSQL project's repository do):
+# Debian's own source package of pgvector, of the release after this one,
+# fetched by apt-get source from this machine's Debian mirror (its files
+# checked against the signed index) with lists of its own (the system's
+# are not touched), and built and installed with PGXS
+llmgw_build_pgvector() {
+    local uri dir opts
+    uri=$(apt-cache policy | awk -v s="$(. /etc/os-release; echo "$VERSION_CODENAME")/main" \
+        '$3 == s { print $2; exit }')
+    [ -n "$uri" ] || return 1
+    dir=$(mktemp -d)
+    mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri trixie main" \
+        >"$dir/sources.list"
+    opts="-q -o Dir::Etc::SourceList=$dir/sources.list -o Dir::Etc::SourceParts=/dev/null
+          -o Dir::State::Lists=$dir/lists -o Dir::Cache=$dir/cache -o APT::Sandbox::User=root"
+    (cd "$dir" && apt-get $opts update >/dev/null && apt-get $opts source --download-only pgvector >/dev/null &&
+        tar -xzf pgvector_*.orig.tar.gz && cd pgvector-*/ &&
+        make -s PG_CONFIG=$PGBIN/pg_config OPTFLAGS= >/dev/null 2>&1 &&
+        make -s PG_CONFIG=$PGBIN/pg_config install >/dev/null 2>&1)
+    local rc=$?
+    rm -rf "$dir"
+    return $rc
 }
 
 # Build and install the extension and build the mock; fails when any step

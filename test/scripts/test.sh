@@ -12,8 +12,9 @@ export LLMGW_ROOT
 . "$LLMGW_ROOT/test/scripts/lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "run as root (it installs packages and switches to postgres)"; exit 2; }
-# Debian's chromium renders the spend report (test/t/018_spend_report.pl)
-OPTIONAL_PACKAGES="chromium"
+# Debian's chromium renders the spend report (test/t/018_spend_report.pl);
+# pgvector's vector columns take embeddings (test/t/030_enrich_embeddings.pl)
+OPTIONAL_PACKAGES="chromium postgresql-15-pgvector"
 llmgw_install_packages || { echo "package installation failed"; exit 2; }
 llmgw_build || { echo "build failed"; exit 2; }
 

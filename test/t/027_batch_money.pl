@@ -126,25 +126,14 @@ is(sq("SELECT count(*) FROM llmgw.jobs WHERE owner = 'bx'"), '0', 'and no job is
 # ---- kill -9 of a worker while results are written: reservations and charges stay exact
 sq(q{
 	SELECT llmgw.create_budget('ta day', 'team', 'ta', 'day', 1);
-	ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
-	SELECT pg_reload_conf();
 	CREATE TABLE t5 (id int PRIMARY KEY, body text, summary text);
 	INSERT INTO t5 SELECT g, 'five ' || g, NULL FROM generate_series(1, 6) g;
 	GRANT SELECT, UPDATE ON t5 TO bu;
-	CREATE SEQUENCE t5_writes;
-	GRANT USAGE ON SEQUENCE t5_writes TO bu;
-	CREATE FUNCTION t5_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-	    IF nextval('t5_writes') = 3 THEN PERFORM pg_sleep(60); END IF;
-	    RETURN NEW;
-	END $$;
-	CREATE TRIGGER t5_slow BEFORE UPDATE ON t5 FOR EACH ROW EXECUTE FUNCTION t5_slow();
 });
+LlmgwTest::slow_writes($node, 't5', 'bu', 3);
 $err = stderr_of('bu', "CALL llmgw.enrich('t5', 'id', 'body', 'summary', 'bm', max_tokens => 1000, mode => 'batch')");
 ($job) = $err =~ /job (\d+):/;
-$node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
-  or die 'the results are not being written';
+LlmgwTest::wait_ingest_sleep($node);
 is(sq("SELECT b.reserved = (SELECT sum(i.reserved) FROM llmgw.batch_items i JOIN llmgw.batches t ON t.id = i.batch_id
                            WHERE t.job_id = $job AND i.state = 'pending'), b.reserved > 0
         FROM llmgw.budget_status b WHERE b.name = 'ta day'"),

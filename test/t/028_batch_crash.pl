@@ -214,31 +214,14 @@ like(slurp_file($node->logfile), qr/WARNING:  llmgw: 2 lines of the results of b
 # transaction): a fast restart at the third answer, an immediate stop at
 # the sixth
 table('ing', 8);
-$node->safe_psql('postgres', q{
-	ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
-	SELECT pg_reload_conf();
-	CREATE SEQUENCE ing_writes;
-	GRANT USAGE ON SEQUENCE ing_writes TO batch_user;
-	CREATE FUNCTION ing_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-	    IF nextval('ing_writes') IN (3, 6) THEN PERFORM pg_sleep(60); END IF;
-	    RETURN NEW;
-	END $$;
-	CREATE TRIGGER ing_slow BEFORE UPDATE ON ing FOR EACH ROW EXECUTE FUNCTION ing_slow();
-});
-sub wait_ingest_sleep
-{
-	$node->poll_query_until('postgres', q{
-		SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
-	  or die 'the results are not being written';
-}
+LlmgwTest::slow_writes($node, 'ing', 'batch_user', 3, 6);
 $before = LlmgwTest::mock_batch();
 $job = enrich('ing', 'bc');
-wait_ingest_sleep();
+LlmgwTest::wait_ingest_sleep($node);
 is($node->safe_psql('postgres', "SELECT count(*) FROM ing WHERE summary IS NOT NULL"), '2',
 	'two results written at the fast restart');
 $node->restart;
-wait_ingest_sleep();
+LlmgwTest::wait_ingest_sleep($node);
 is($node->safe_psql('postgres', "SELECT count(*) FROM ing WHERE summary IS NOT NULL"), '4',
 	'four written at the immediate stop');
 $node->stop('immediate');

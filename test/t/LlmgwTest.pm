@@ -110,6 +110,36 @@ sub mock_requests
 	return $total;
 }
 
+# Batch results written one item per transaction, and the writes of
+# $table sleeping 60 s at the write numbers given (a BEFORE UPDATE trigger
+# counting them in a sequence $role may use): the moment to kill worker 0
+# while it writes results (wait_ingest_sleep)
+sub slow_writes
+{
+	my ($node, $table, $role, @at) = @_;
+	my $at = join ', ', @at;
+	$node->safe_psql('postgres', qq{
+		ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
+		SELECT pg_reload_conf();
+		CREATE SEQUENCE ${table}_writes;
+		GRANT USAGE ON SEQUENCE ${table}_writes TO $role;
+		CREATE FUNCTION ${table}_slow() RETURNS trigger LANGUAGE plpgsql AS \$\$
+		BEGIN
+		    IF nextval('${table}_writes') IN ($at) THEN PERFORM pg_sleep(60); END IF;
+		    RETURN NEW;
+		END \$\$;
+		CREATE TRIGGER ${table}_slow BEFORE UPDATE ON $table FOR EACH ROW EXECUTE FUNCTION ${table}_slow()});
+}
+
+# Wait until a worker sleeps in a slow write (slow_writes)
+sub wait_ingest_sleep
+{
+	my ($node) = @_;
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'llmgw worker' AND wait_event = 'PgSleep'})
+	  or die 'the results are not being written';
+}
+
 # "SQLSTATE: message" of the error a statement raises, or "ok"
 sub error_of
 {
