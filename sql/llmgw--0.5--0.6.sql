@@ -97,6 +97,7 @@ DECLARE
     problem text;
     prev_role text := pg_catalog.current_setting('role');
     prev_path text := pg_catalog.current_setting('search_path');
+    prev_seqscan text := pg_catalog.current_setting('enable_seqscan');
 BEGIN
     written := '{}';
     failed := '{}';
@@ -106,16 +107,26 @@ BEGIN
     END IF;
     BEGIN
         SELECT * INTO tg FROM llmgw.answer_target(source::regclass, key_column, output_column);
-        -- the key compared in its own type (the table's index on it is
-        -- used) and as text (the key as enrich read it)
+        -- the key compared in its own type and as text (the key as enrich
+        -- read it); the rows found by the keys as an array of the key's
+        -- type, and, where an index leads with the key, through it: the
+        -- planner, which sees a column NULL everywhere until the job fills
+        -- it, would rather read the whole table for every chunk
         stmt := pg_catalog.format(
             'WITH w AS (UPDATE %s t SET %I = %s FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) a(k, answer)
-                         WHERE t.%I = a.k::%s AND t.%I::pg_catalog.text OPERATOR(pg_catalog.=) a.k
+                         WHERE t.%I = ANY ($1::%s[]) AND t.%I = a.k::%s
+                           AND t.%I::pg_catalog.text OPERATOR(pg_catalog.=) a.k
                            AND t.%I IS NULL
                          RETURNING a.k)
              SELECT pg_catalog.array_agg(w.k) FROM w',
             tg.relation, output_column, tg.value_sql, key_column, tg.key_type, key_column,
-            output_column);
+            tg.key_type, key_column, output_column);
+        IF EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+                       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = source::regclass AND a.attname = key_column
+                      AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+            PERFORM pg_catalog.set_config('enable_seqscan', 'off', true);
+        END IF;
         IF as_role IS NOT NULL THEN
             PERFORM pg_catalog.set_config('role', as_role, true);
             PERFORM pg_catalog.set_config('search_path', '"$user", public', true);
@@ -145,6 +156,7 @@ BEGIN
             PERFORM pg_catalog.set_config('role', prev_role, true);
             PERFORM pg_catalog.set_config('search_path', prev_path, true);
         END IF;
+        PERFORM pg_catalog.set_config('enable_seqscan', prev_seqscan, true);
     END IF;
     written := coalesce(written, '{}');
     -- the others: all failed alike, or not written (gone, hidden by

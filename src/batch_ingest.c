@@ -713,6 +713,45 @@ roll_up(Batch *b, Pending *items, int n, Datum currency, bool currency_null)
 	PG_END_TRY();
 }
 
+/* The provider's body of a result line, as jsonb (it keeps the numbers as written), or NULL */
+static JsonbValue *
+line_body(Datum line)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														CStringGetDatum(TextDatumGetCString(line))));
+	JsonbValue *response = getKeyJsonValueFromContainer(&jb->root, "response", 8, NULL);
+
+	if (response == NULL || response->type != jbvBinary ||
+		!JsonContainerIsObject(response->val.binary.data))
+		return NULL;
+	return getKeyJsonValueFromContainer(response->val.binary.data, "body", 4, NULL);
+}
+
+/* An embedding's text form, as jsonb writes it ('[x, y, ...]'), or NULL */
+static char *
+embedding_text(Datum line)
+{
+	JsonbValue *body = line_body(line);
+	JsonbValue *data;
+	JsonbValue *first;
+	JsonbValue *embedding;
+	Jsonb	   *vector;
+
+	if (body == NULL || body->type != jbvBinary || !JsonContainerIsObject(body->val.binary.data))
+		return NULL;
+	data = getKeyJsonValueFromContainer(body->val.binary.data, "data", 4, NULL);
+	if (data == NULL || data->type != jbvBinary || !JsonContainerIsArray(data->val.binary.data))
+		return NULL;
+	first = getIthJsonbValueFromContainer(data->val.binary.data, 0);
+	if (first == NULL || first->type != jbvBinary || !JsonContainerIsObject(first->val.binary.data))
+		return NULL;
+	embedding = getKeyJsonValueFromContainer(first->val.binary.data, "embedding", 9, NULL);
+	if (embedding == NULL)
+		return NULL;
+	vector = JsonbValueToJsonb(embedding);
+	return JsonbToCString(NULL, &vector->root, VARSIZE(vector));
+}
+
 /* Each item's end, in place: its state, request id, error and (batch without a job) answer */
 static void
 update_items(Items *it, Batch *b, Pending *items, int n, Datum *lines)
@@ -752,15 +791,8 @@ update_items(Items *it, Batch *b, Pending *items, int n, Datum *lines)
 		else
 		{
 			/* the provider's body, from the line's own text (jsonb keeps its numbers as written) */
-			text	   *line = DatumGetTextPP(lines[item->line]);
-			Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-																CStringGetDatum(text_to_cstring(line))));
-			JsonbValue *response = getKeyJsonValueFromContainer(&jb->root, "response", 8, NULL);
-			JsonbValue *body = NULL;
+			JsonbValue *body = line_body(lines[item->line]);
 
-			if (response && response->type == jbvBinary &&
-				JsonContainerIsObject(response->val.binary.data))
-				body = getKeyJsonValueFromContainer(response->val.binary.data, "body", 4, NULL);
 			SET(I_ANSWER, body ? JsonbPGetDatum(JsonbValueToJsonb(body)) : 0, body == NULL);
 		}
 #undef SET
@@ -822,110 +854,96 @@ run(const char *sql, int nargs, Oid *types, Datum *args, bool *isnull)
 }
 
 /*
- * The job's answers into its table, with the owner's rights (privileges,
- * row-level security) and the default search_path (for the table's
- * triggers), into rows still without one; the count of rows written and
- * failed added to the job.  As llmgw.batch_ingest does.
+ * The job's answers (a message's text, or an embedding's text form) into
+ * its table, through llmgw.write_answers: with the owner's rights, into
+ * rows still without one, a row that cannot be written failing alone; the
+ * rows written and failed counted in the job.  As llmgw.batch_ingest does.
  */
 static void
-write_answers(Batch *b, Pending *items, int n)
+write_answers(Batch *b, Pending *items, int n, Datum *lines)
 {
 	int			ndone = 0;
-	int			nwritten = 0;
-	int			nfailed = 0;
-	Datum	   *keys = palloc(sizeof(Datum) * n);
-	Datum	   *answers = palloc(sizeof(Datum) * n);
-	bool	   *key_null = palloc(sizeof(bool) * n);
-	bool	   *answer_null = palloc(sizeof(bool) * n);
-	Datum		written = (Datum) 0;
+	int64		nwritten = 0;
+	int64		nfailed = 0;
+	Datum	   *keys = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *answers = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *key_null = palloc(sizeof(bool) * Max(n, 1));
+	bool	   *answer_null = palloc(sizeof(bool) * Max(n, 1));
+	Datum		write_error = (Datum) 0;
+	bool		error_null = true;
 	bool		isnull;
 
 	for (int i = 0; i < n; i++)
 	{
+		char	   *answer = items[i].r.answer;
+
 		if (strcmp(items[i].r.state, "failed") == 0)
 			nfailed++;
 		if (strcmp(items[i].r.state, "done") != 0)
 			continue;
+		if (b->embeddings)
+			answer = embedding_text(lines[items[i].line]);
 		key_null[ndone] = items[i].row_key == NULL;
 		keys[ndone] = key_null[ndone] ? (Datum) 0 : CStringGetTextDatum(items[i].row_key);
-		answer_null[ndone] = items[i].r.answer == NULL;
-		answers[ndone] = answer_null[ndone] ? (Datum) 0 : CStringGetTextDatum(items[i].r.answer);
+		answer_null[ndone] = answer == NULL;
+		answers[ndone] = answer_null[ndone] ? (Datum) 0 : CStringGetTextDatum(answer);
 		ndone++;
 	}
 	if (ndone > 0)
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
-		Datum		args[4];
-		Datum		key_type;
-		char	   *sql;
+		Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
+		Datum		args[6] = {CStringGetTextDatum(b->source), CStringGetTextDatum(b->key_column),
+			CStringGetTextDatum(b->output_column), array_of(keys, key_null, ndone, TEXTOID),
+		array_of(answers, answer_null, ndone, TEXTOID), b->owner};
+		HeapTuple	tup;
+		TupleDesc	desc;
+		ArrayType  *written;
+		ArrayType  *failed;
+		int			nfail;
 
-		args[0] = CStringGetTextDatum(b->source);
-		args[1] = CStringGetTextDatum(b->key_column);
-		key_type = run("SELECT coalesce((SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)"
-					   "                   FROM pg_catalog.pg_attribute a"
-					   "                  WHERE a.attrelid = $1::regclass AND a.attname = $2"
-					   "                    AND NOT a.attisdropped), 'text')",
-					   2, types, args, &isnull);
-		/*
-		 * Where an index leads with the key, the rows are read through it
-		 * (for this transaction): the planner, which sees a column that is
-		 * NULL everywhere until the job fills it, would rather read the
-		 * whole table for every chunk
-		 */
-		run("SELECT pg_catalog.set_config('enable_seqscan', 'off', true)"
-			" WHERE EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
-			"                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-			"                WHERE i.indrelid = $1::regclass AND a.attname = $2"
-			"                  AND i.indpred IS NULL AND i.indexprs IS NULL)",
-			2, types, args, &isnull);
-		args[0] = b->owner;
-		run("SELECT pg_catalog.set_config('role', $1, true),"
-			"       pg_catalog.set_config('search_path', '\"$user\", public', true)",
-			1, types, args, &isnull);
-		/*
-		 * The rows by the keys as an array of the key's type too: the
-		 * planner then reads just them through the key's index, where a
-		 * join alone has it read the whole table for every chunk
-		 */
-		sql = psprintf("WITH w AS (UPDATE %s t SET %s = a.answer FROM unnest($1, $2) a(k, answer)"
-					   "            WHERE t.%s = ANY ($1::%s[]) AND t.%s = a.k::%s AND t.%s::text = a.k"
-					   "              AND t.%s IS NULL"
-					   "            RETURNING a.k)"
-					   " SELECT coalesce(array_agg(k), '{}') FROM w",
-					   b->source, quote_identifier(b->output_column),
-					   quote_identifier(b->key_column), TextDatumGetCString(key_type),
-					   quote_identifier(b->key_column), TextDatumGetCString(key_type),
-					   quote_identifier(b->key_column), quote_identifier(b->output_column));
-		args[0] = array_of(keys, key_null, ndone, TEXTOID);
-		args[1] = array_of(answers, answer_null, ndone, TEXTOID);
-		written = run(sql, 2, types + 2, args, &isnull);
-		run("SELECT pg_catalog.set_config('role', 'none', true),"
-			"       pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
-			0, NULL, NULL, &isnull);
-		nwritten = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(written)),
-								  ARR_DIMS(DatumGetArrayTypeP(written)));
-		if (nwritten < ndone)
+		if (SPI_execute_with_args("SELECT w.written, w.failed, w.errors"
+								  "  FROM llmgw.write_answers($1, $2, $3, $4, $5, $6::name) w",
+								  6, types, args, NULL, false, 0) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "llmgw: could not write the answers of batch " INT64_FORMAT, b->id);
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		written = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 1, &isnull));
+		failed = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
+		nwritten = ArrayGetNItems(ARR_NDIM(written), ARR_DIMS(written));
+		nfail = ArrayGetNItems(ARR_NDIM(failed), ARR_DIMS(failed));
+		if (nfail > 0)
 		{
-			Oid			ftypes[4] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID};
-			Datum		fargs[4] = {Int64GetDatum(b->id), args[0], CStringGetTextDatum(b->source),
-			written};
+			Oid			ftypes[3] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID};
+			Datum		fargs[3] = {Int64GetDatum(b->id), PointerGetDatum(failed),
+			SPI_datumTransfer(SPI_getbinval(tup, desc, 3, &isnull), false, -1)};
+			Datum		errors = fargs[2];
 
-			run("UPDATE llmgw.batch_items i"
-				"   SET state = 'failed', error = 'the answer could not be written into ' || $3"
-				" WHERE i.batch_id = $1 AND i.state = 'done'"
-				"   AND i.row_key IN (SELECT unnest($2) EXCEPT SELECT unnest($4))",
-				4, ftypes, fargs, &isnull);
-			nfailed += ndone - nwritten;
+			fargs[1] = SPI_datumTransfer(fargs[1], false, -1);
+			/* the last row's error is the job's */
+			write_error = SPI_datumTransfer(array_get_element(errors, 1, &nfail, -1, -1, false,
+															  TYPALIGN_INT, &error_null),
+											false, -1);
+			run("UPDATE llmgw.batch_items i SET state = 'failed', error = f.error"
+				"  FROM unnest($2, $3) f(k, error)"
+				" WHERE i.batch_id = $1 AND i.state = 'done' AND i.row_key = f.k",
+				3, ftypes, fargs, &isnull);
+			nfailed += nfail;
 		}
 	}
 	{
-		Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-		Datum		args[3] = {b->job_id, Int64GetDatum(nwritten), Int64GetDatum(nfailed)};
+		Oid			types[4] = {INT8OID, INT8OID, INT8OID, TEXTOID};
+		Datum		args[4] = {b->job_id, Int64GetDatum(nwritten), Int64GetDatum(nfailed), write_error};
+		char		nulls[4] = {' ', ' ', ' ', error_null ? 'n' : ' '};
+		int			rc = SPI_execute_with_args("UPDATE llmgw.jobs"
+											   "   SET rows_done = rows_done + $2, rows_failed = rows_failed + $3,"
+											   "       last_error = coalesce($4, last_error),"
+											   "       updated_at = pg_catalog.clock_timestamp()"
+											   " WHERE jobs.id = $1",
+											   4, types, args, nulls, false, 0);
 
-		run("UPDATE llmgw.jobs SET rows_done = rows_done + $2, rows_failed = rows_failed + $3,"
-			"       updated_at = pg_catalog.clock_timestamp()"
-			" WHERE jobs.id = $1",
-			3, types, args, &isnull);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "llmgw: could not count the results of batch " INT64_FORMAT, b->id);
 	}
 }
 
@@ -985,6 +1003,6 @@ llmgw_batch_ingest_direct(int64 batch, Datum *lines, int nlines, int *skipped)
 	table_close(it.rel, NoLock);
 	PopActiveSnapshot();
 	if (b.has_job)
-		write_answers(&b, items, n);
+		write_answers(&b, items, n, lines);
 	return true;
 }
