@@ -443,6 +443,28 @@ slot_cancel(int slotno, bool abandon)
 	return done;
 }
 
+/*
+ * The ids of the asynchronous calls that slots hold now, queued or running:
+ * a live worker makes them (or records their end), so they are not taken
+ * again whatever their lease says.  Returns how many (at most max).
+ */
+int
+llmgw_slots_async_calls(int64 *ids, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	for (int i = 0; i < llmgw_shared->nslots && n < max; i++)
+	{
+		LlmgwSlot  *slot = &llmgw_slots[i];
+
+		if (slot->state != LLMGW_SLOT_FREE && slot->who.kind == LLMGW_CALLER_ASYNC)
+			ids[n++] = slot->who.async_id;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+	return n;
+}
+
 /* Free the slot if it is done, else ask the worker to abort and free it */
 void
 llmgw_slot_abandon(int slotno)

@@ -27,6 +27,7 @@ extern void llmgw_slots_wait_any(const int *slotnos, int n);
 extern bool llmgw_slot_done(int slotno);
 extern LlmgwResult *llmgw_slot_result(int slotno);
 extern void llmgw_slot_abandon(int slotno);
+extern int	llmgw_slots_async_calls(int64 *ids, int max);
 extern void llmgw_queue_counts(int *workers, int *queued, int *running, uint64 *total);
 extern int	llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max);
 extern bool llmgw_queue_worker_room(int worker, int room);
