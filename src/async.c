@@ -16,6 +16,11 @@
  * was at the provider as interrupted, so a second call is never silent.
  * Its outcome is written only by the take that holds it (attempts).
  *
+ * llmgw.cancel_job ends a job's calls still queued in the table itself;
+ * once it commits, worker 0 asks the workers to abort those in flight, as
+ * a cancelled caller does, and a call of a cancelled job taken later (after
+ * a restart, say) is handed over cancelled: it ends without being sent.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -23,6 +28,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -40,20 +46,24 @@ int			llmgw_async_lease = 600;	/* seconds */
 
 #define ASYNC_TAKE_MAX 64
 
-static bool signal_pending = false;
+static bool signal_pending = false;	/* calls were queued */
+static bool cancel_pending = false; /* jobs were cancelled */
 static bool callback_registered = false;
 
-/* At commit of a submitting transaction, wake the dispatching worker */
+/* At commit of a submitting or cancelling transaction, wake the dispatcher */
 static void
 submit_xact_callback(XactEvent event, void *arg)
 {
 	Latch	   *wake = NULL;
 
-	if (!signal_pending)
+	if (!signal_pending && !cancel_pending)
 		return;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
-		pg_atomic_fetch_add_u64(&llmgw_shared->async_submitted, 1);
+		if (signal_pending)
+			pg_atomic_fetch_add_u64(&llmgw_shared->async_submitted, 1);
+		if (cancel_pending)
+			pg_atomic_fetch_add_u64(&llmgw_shared->jobs_cancelled, 1);
 		SpinLockAcquire(&llmgw_shared->mutex);
 		wake = llmgw_shared->workers[0].latch;
 		SpinLockRelease(&llmgw_shared->mutex);
@@ -62,26 +72,49 @@ submit_xact_callback(XactEvent event, void *arg)
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		signal_pending = false;
+		signal_pending = cancel_pending = false;
 }
 
 /* Wake the dispatcher once the current transaction commits */
-void
-llmgw_async_signal_at_commit(void)
+static void
+wake_at_commit(bool *pending)
 {
 	if (!callback_registered)
 	{
 		RegisterXactCallback(submit_xact_callback, NULL);
 		callback_registered = true;
 	}
-	signal_pending = true;
+	*pending = true;
 }
 
-/* The columns of an async_calls row that async_request reads */
+/* Calls were queued: the dispatcher takes them once this commits */
+void
+llmgw_async_signal_at_commit(void)
+{
+	wake_at_commit(&signal_pending);
+}
+
+PG_FUNCTION_INFO_V1(llmgw_cancel_job_calls);
+
+/*
+ * llmgw.cancel_job_calls(): jobs were cancelled (llmgw.cancel_job); once
+ * this commits, worker 0 asks the workers to abort their calls in flight.
+ */
+Datum
+llmgw_cancel_job_calls(PG_FUNCTION_ARGS)
+{
+	wake_at_commit(&cancel_pending);
+	PG_RETURN_VOID();
+}
+
+/* The columns of an async_calls row that async_request reads, and whether
+ * its job was cancelled */
 #define ASYNC_CALL_COLUMNS \
 	"a.id, a.model, a.request::text, a.owner, a.key_hash, a.tags::text," \
 	" a.max_retries, a.timeout_ms, a.retry_max_wait_ms, a.retry_base_delay_ms," \
-	" a.deadline_ms, a.cache, a.cache_ttl_s, a.max_response_bytes, a.job_id, a.attempts"
+	" a.deadline_ms, a.cache, a.cache_ttl_s, a.max_response_bytes, a.job_id, a.attempts," \
+	" EXISTS (SELECT 1 FROM llmgw.jobs j WHERE j.id = a.job_id AND j.cancel_requested)"
+#define ASYNC_CALL_CANCELLED 17
 
 /* An integer column of the row, or *value unchanged when it is NULL */
 static void
@@ -140,8 +173,14 @@ async_request(HeapTuple tup, TupleDesc desc)
 								body, strlen(body), SPI_getvalue(tup, desc, 6));
 }
 
-/* The requests of the calls just taken, queued once the taking commits */
-static dsa_pointer taken[ASYNC_TAKE_MAX];
+/* The calls just taken, handed over once the taking commits */
+typedef struct TakenCall
+{
+	dsa_pointer request;
+	bool		cancelled;		/* its job was cancelled: it ends unsent */
+} TakenCall;
+
+static TakenCall taken[ASYNC_TAKE_MAX];
 static int	ntaken = 0;
 
 /* What take_calls takes: room, and the calls slots hold */
@@ -194,7 +233,64 @@ take_calls(void *arg)
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "llmgw: could not take asynchronous calls: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
-		taken[ntaken++] = async_request(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+
+		taken[ntaken].cancelled =
+			DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, ASYNC_CALL_CANCELLED, &isnull));
+		taken[ntaken++].request = async_request(tup, SPI_tuptable->tupdesc);
+	}
+}
+
+/* The running jobs llmgw.cancel_job cancelled */
+typedef struct JobIds
+{
+	int64	   *ids;			/* in TopMemoryContext */
+	int			n;
+} JobIds;
+
+/* Find the running jobs llmgw.cancel_job cancelled (in a transaction) */
+static void
+find_cancelled_jobs(void *arg)
+{
+	JobIds	   *jobs = (JobIds *) arg;
+	int			rc = SPI_execute("SELECT id FROM llmgw.jobs WHERE cancel_requested AND status = 'running'",
+								 true, 0);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not read the cancelled jobs: %s", SPI_result_code_string(rc));
+	jobs->ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		jobs->ids[jobs->n++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+}
+
+/*
+ * Jobs were cancelled since we last looked: abort their calls in flight.
+ * The calls this worker handed over before are all in slots by now, and
+ * those taken from now on see their job cancelled.
+ */
+static void
+abort_cancelled_jobs(void)
+{
+	static uint64 seen = 0;
+	uint64		cancelled = pg_atomic_read_u64(&llmgw_shared->jobs_cancelled);
+	JobIds		jobs = {NULL, 0};
+
+	if (cancelled == seen)
+		return;
+	if (llmgw_in_transaction("llmgw: cancelling the calls of jobs", find_cancelled_jobs, &jobs))
+	{
+		seen = cancelled;
+		llmgw_slots_cancel_jobs(jobs.ids, jobs.n);
+	}
+	if (jobs.ids)
+		pfree(jobs.ids);
 }
 
 /*
@@ -213,6 +309,7 @@ llmgw_async_dispatch(void)
 	int			queued, running, workers;
 	uint64		total;
 
+	abort_cancelled_jobs();
 	if (submitted == seen && now < next_poll)
 		return;
 	llmgw_queue_counts(&workers, &queued, &running, &total);
@@ -233,7 +330,7 @@ llmgw_async_dispatch(void)
 	if (!llmgw_in_transaction("llmgw: taking asynchronous calls", take_calls, &t))
 	{
 		for (int i = 0; i < ntaken; i++)
-			dsa_free(llmgw_dsa(), taken[i]);
+			dsa_free(llmgw_dsa(), taken[i].request);
 		return;
 	}
 
@@ -244,8 +341,8 @@ llmgw_async_dispatch(void)
 	 * all, the lease runs out and the call is taken again.
 	 */
 	for (int i = 0; i < ntaken; i++)
-		if (llmgw_slot_submit_detached(taken[i]) < 0)
-			dsa_free(llmgw_dsa(), taken[i]);
+		if (llmgw_slot_submit_detached(taken[i].request, taken[i].cancelled) < 0)
+			dsa_free(llmgw_dsa(), taken[i].request);
 }
 
 /*
