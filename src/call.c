@@ -72,6 +72,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->settings.deadline_ms) : 0;
 	call->has_key = req->has_key;
 	call->async_id = req->async_id;
+	call->async_take = req->async_take;
 	call->job_id = req->job_id;
 	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
 	if (call->kind != LLMGW_KIND_EMBED)

@@ -104,6 +104,7 @@ typedef struct LlmgwCall
 	char	   *model;
 	char	   *tags;			/* llmgw.tags of the caller, or NULL */
 	int64		async_id;		/* llmgw.async_calls.id, or 0 */
+	int32		async_take;		/* of the row's take that made the call */
 	int64		job_id;			/* llmgw.jobs.id, or 0 */
 	const char *caller_body;	/* in the DSA request */
 	size_t		caller_body_len;

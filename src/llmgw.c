@@ -305,8 +305,9 @@ llmgw_define_gucs(void)
 							PGC_INTERNAL, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.async_lease",
-							"How long a worker holds an asynchronous call before another may take it.",
-							NULL, &llmgw_async_lease, 600, 10, 86400,
+							"How long an asynchronous call taken but held by no worker waits before it is taken again.",
+							"A call a worker holds is never taken again, however long it runs.",
+							&llmgw_async_lease, 600, 1, 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.max_deployments",
 							"Maximum number of deployments whose health shared memory tracks.",

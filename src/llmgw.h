@@ -139,6 +139,7 @@ typedef struct LlmgwShared
 	pg_atomic_uint64 requests_total;
 	pg_atomic_uint64 cancels;	/* bumped at every cancel request */
 	pg_atomic_uint64 async_submitted;	/* bumped when llmgw.submit commits */
+	pg_atomic_uint64 jobs_cancelled;	/* bumped when llmgw.cancel_job commits */
 	LlmgwWorkerInfo workers[LLMGW_MAX_WORKERS];
 	/* followed by: LlmgwSlot slots[nslots]; int queue[nslots]; DSA area */
 } LlmgwShared;
@@ -180,6 +181,8 @@ typedef struct LlmgwRequest
 	int32		kind;			/* LLMGW_KIND_* */
 	LlmgwCallSettings settings;
 	int64		async_id;		/* llmgw.async_calls.id, or 0 */
+	int32		async_take;		/* its attempts when worker 0 took it: the
+								 * take whose outcome the row records */
 	int64		job_id;			/* llmgw.jobs.id the call works for, or 0 */
 	bool		has_key;		/* the caller presented a virtual key */
 	uint8		key_hash[32];	/* its sha256; the key itself never leaves the caller */

@@ -105,6 +105,7 @@ llmgw_shmem_init(void *base, bool found)
 		pg_atomic_init_u64(&llmgw_shared->requests_total, 0);
 		pg_atomic_init_u64(&llmgw_shared->cancels, 0);
 		pg_atomic_init_u64(&llmgw_shared->async_submitted, 0);
+		pg_atomic_init_u64(&llmgw_shared->jobs_cancelled, 0);
 
 		llmgw_shared->dsa_tranche = LWLockNewTrancheId();
 		area = dsa_create_in_place(llmgw_dsa_place, dsa_inplace_size(),
@@ -157,7 +158,7 @@ pick_worker_locked(int except)
 	return except < 0 ? any : -1;
 }
 
-static int	slot_submit(dsa_pointer request, bool detached);
+static int	slot_submit(dsa_pointer request, bool detached, bool cancelled);
 
 /*
  * Queue a request; returns the slot number, LLMGW_QUEUE_FULL when every
@@ -168,17 +169,19 @@ static int	slot_submit(dsa_pointer request, bool detached);
 int
 llmgw_slot_try_submit(dsa_pointer request)
 {
-	return slot_submit(request, false);
+	return slot_submit(request, false, false);
 }
 
 /*
  * Queue a request nobody waits for (an asynchronous call): the worker frees
- * the slot when the call is done.  Returns a slot number or a *_FULL code.
+ * the slot when the call is done.  A call already cancelled (its job was,
+ * llmgw.cancel_job) goes through the worker to record its end, and is
+ * never sent.  Returns a slot number or a *_FULL code.
  */
 int
-llmgw_slot_submit_detached(dsa_pointer request)
+llmgw_slot_submit_detached(dsa_pointer request, bool cancelled)
 {
-	return slot_submit(request, true);
+	return slot_submit(request, true, cancelled);
 }
 
 /* The shares a request counts against: its role and key, or "async" */
@@ -201,7 +204,7 @@ request_shares(dsa_pointer request, bool detached, uint64 *keys)
 }
 
 static int
-slot_submit(dsa_pointer request, bool detached)
+slot_submit(dsa_pointer request, bool detached, bool cancelled)
 {
 	int			slotno;
 	int			w;
@@ -225,7 +228,7 @@ slot_submit(dsa_pointer request, bool detached)
 
 		llmgw_shared->free_head = slot->next;
 		slot->state = LLMGW_SLOT_QUEUED;
-		slot->cancel_requested = false;
+		slot->cancel_requested = cancelled;
 		slot->abandoned = detached;
 		slot->worker = -1;
 		slot->worker_generation = 0;
@@ -417,6 +420,19 @@ slot_free(int slotno)
 		dsa_free(llmgw_dsa(), result);
 }
 
+/*
+ * Flag a slot's call cancelled; returns the latch of the worker running it
+ * (NULL: none runs it yet).  Caller holds the mutex.
+ */
+static Latch *
+slot_cancel_locked(LlmgwSlot *slot, bool abandon)
+{
+	slot->cancel_requested = true;
+	if (abandon)
+		slot->abandoned = true;
+	return slot->state == LLMGW_SLOT_RUNNING ? llmgw_shared->workers[slot->worker].latch : NULL;
+}
+
 /* Ask the owning worker to abort the call; returns true if already done */
 static bool
 slot_cancel(int slotno, bool abandon)
@@ -428,19 +444,76 @@ slot_cancel(int slotno, bool abandon)
 	SpinLockAcquire(&llmgw_shared->mutex);
 	done = (slot->state == LLMGW_SLOT_DONE);
 	if (!done)
-	{
-		slot->cancel_requested = true;
-		if (abandon)
-			slot->abandoned = true;
-		if (slot->state == LLMGW_SLOT_RUNNING)
-			wake = llmgw_shared->workers[slot->worker].latch;
-	}
+		wake = slot_cancel_locked(slot, abandon);
 	SpinLockRelease(&llmgw_shared->mutex);
 	if (!done)
 		pg_atomic_fetch_add_u64(&llmgw_shared->cancels, 1);
 	if (wake)
 		SetLatch(wake);
 	return done;
+}
+
+/*
+ * Ask the workers to abort the asynchronous calls of these jobs (cancelled
+ * by llmgw.cancel_job), as a cancelled caller asks for its own: a running
+ * call is aborted, a queued one ends when a worker takes it, unsent.
+ */
+void
+llmgw_slots_cancel_jobs(const int64 *jobs, int njobs)
+{
+	Latch	   *wake[LLMGW_MAX_WORKERS];
+	int			nwake = 0;
+	int			cancelled = 0;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	for (int i = 0; i < llmgw_shared->nslots; i++)
+	{
+		LlmgwSlot  *slot = &llmgw_slots[i];
+
+		if (slot->state == LLMGW_SLOT_FREE || slot->who.kind != LLMGW_CALLER_ASYNC ||
+			slot->who.job_id == 0 || slot->cancel_requested)
+			continue;
+		for (int j = 0; j < njobs; j++)
+		{
+			if (slot->who.job_id == jobs[j])
+			{
+				(void) slot_cancel_locked(slot, false);
+				cancelled++;
+				break;
+			}
+		}
+	}
+	/* the workers that run them look at their calls (process_cancels) */
+	for (int w = 0; cancelled > 0 && w < llmgw_workers; w++)
+		if (llmgw_shared->workers[w].latch)
+			wake[nwake++] = llmgw_shared->workers[w].latch;
+	SpinLockRelease(&llmgw_shared->mutex);
+	if (cancelled > 0)
+		pg_atomic_fetch_add_u64(&llmgw_shared->cancels, 1);
+	for (int w = 0; w < nwake; w++)
+		SetLatch(wake[w]);
+}
+
+/*
+ * The ids of the asynchronous calls that slots hold now, queued or running:
+ * a live worker makes them (or records their end), so they are not taken
+ * again whatever their lease says.  Returns how many (at most max).
+ */
+int
+llmgw_slots_async_calls(int64 *ids, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&llmgw_shared->mutex);
+	for (int i = 0; i < llmgw_shared->nslots && n < max; i++)
+	{
+		LlmgwSlot  *slot = &llmgw_slots[i];
+
+		if (slot->state != LLMGW_SLOT_FREE && slot->who.kind == LLMGW_CALLER_ASYNC)
+			ids[n++] = slot->who.async_id;
+	}
+	SpinLockRelease(&llmgw_shared->mutex);
+	return n;
 }
 
 /* Free the slot if it is done, else ask the worker to abort and free it */
@@ -589,9 +662,9 @@ llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max)
 		LlmgwSlot  *slot = &llmgw_slots[slotno];
 
 		scanned++;
-		/* a caller that left before a worker took the call (a detached call
-		 * has no caller, and is run) */
-		if (slot->abandoned && slot->cancel_requested)
+		/* a caller that left before a worker took the call (an asynchronous
+		 * call has no caller: it is taken, and ends unsent if cancelled) */
+		if (slot->abandoned && slot->cancel_requested && slot->who.kind != LLMGW_CALLER_ASYNC)
 		{
 			dropped[ndropped] = slot->request;
 			slot_release_locked(slotno, &dropped_shares[ndropped * LLMGW_SLOT_SHARES]);

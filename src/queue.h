@@ -17,7 +17,7 @@
 extern dsa_area *llmgw_dsa(void);
 extern int	llmgw_slot_submit(dsa_pointer request);
 extern int	llmgw_slot_try_submit(dsa_pointer request);
-extern int	llmgw_slot_submit_detached(dsa_pointer request);
+extern int	llmgw_slot_submit_detached(dsa_pointer request, bool cancelled);
 extern dsa_pointer llmgw_request_create(const LlmgwRequest *header, const char *role,
 										const char *model, const char *body, size_t body_len,
 										const char *tags);
@@ -28,6 +28,8 @@ extern void llmgw_slots_wait_any(const int *slotnos, int n);
 extern bool llmgw_slot_done(int slotno);
 extern LlmgwResult *llmgw_slot_result(int slotno);
 extern void llmgw_slot_abandon(int slotno);
+extern void llmgw_slots_cancel_jobs(const int64 *jobs, int njobs);
+extern int	llmgw_slots_async_calls(int64 *ids, int max);
 extern void llmgw_queue_counts(int *workers, int *queued, int *running, uint64 *total);
 extern int	llmgw_queue_take(int worker, uint64 generation, int *slotnos, int max);
 extern bool llmgw_queue_worker_room(int worker, int room);

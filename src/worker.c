@@ -206,11 +206,26 @@ look_up_cached(dlist_head *lookups, dlist_head *finished)
 	}
 }
 
+/* A call cancelled before its next attempt: it ends with the attempts it made */
+static void
+end_cancelled(LlmgwCall *call, dlist_head *finished)
+{
+	llmgw_outcome_init(&call->out);
+	call->out.status = LLMGW_STATUS_CANCELLED;
+	call->out.error = LLMGW_ERR_CANCELLED;
+	call->reached_provider = false;
+	dlist_push_tail(finished, &call->node);
+}
+
 /* Admit new calls and route them; config_ok: the configuration is loaded */
 static void
 admit(LlmgwCall *call, bool config_ok, dlist_head *finished, dlist_head *lookups)
 {
-	if (!config_ok)
+	/* cancelled while it waited for a worker (by its caller, or with its
+	 * job by llmgw.cancel_job): never admitted, never sent */
+	if (llmgw_slot_cancelled(call->slotno))
+		end_cancelled(call, finished);
+	else if (!config_ok)
 	{
 		call->out.error = LLMGW_ERR_PROVIDER_CONFIG;
 		call->out.provider_message = "the configuration could not be loaded; see the server log";
@@ -309,12 +324,8 @@ process_cancels(dlist_head *finished)
 
 		if (!llmgw_slot_cancelled(call->slotno))
 			continue;
-		llmgw_outcome_init(&call->out);
-		call->out.status = LLMGW_STATUS_CANCELLED;
-		call->out.error = LLMGW_ERR_CANCELLED;
-		call->reached_provider = false;
 		dlist_delete(&call->node);
-		dlist_push_tail(finished, &call->node);
+		end_cancelled(call, finished);
 	}
 }
 

@@ -38,19 +38,11 @@ sub sq { return $node->safe_psql('postgres', $_[0]); }
 sub enrich
 {
 	my ($role, $table, $model, $retry) = @_;
-	my ($out, $err) = ('', '');
-	$node->psql('postgres',
-		"CALL llmgw.enrich('$table', 'id', 'body', 'summary', '$model', max_tokens => 100, mode => 'batch', retry => '$retry')",
-		stdout => \$out, stderr => \$err, extra_params => [ '-U', $role ]);
-	return $err =~ /job (\d+): \d+ rows queued/ ? $1 : die "enrich: $err";
+	return (LlmgwTest::batch_enrich($node, $role,
+		"CALL llmgw.enrich('$table', 'id', 'body', 'summary', '$model', max_tokens => 100, mode => 'batch', retry => '$retry')"))[0];
 }
 
-sub wait_job
-{
-	my ($job) = @_;
-	$node->poll_query_until('postgres', "SELECT status <> 'running' FROM llmgw.jobs WHERE id = $job")
-	  or die "job $job did not end";
-}
+sub wait_job { LlmgwTest::wait_job_end($node, $_[0]); }
 
 # ---- expired, 429 and 500 items go through the synchronous path; a 400 does not
 my $sync_before = LlmgwTest::mock_requests('batch-model;sync29');

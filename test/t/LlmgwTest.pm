@@ -140,6 +140,25 @@ sub wait_ingest_sleep
 	  or die 'the results are not being written';
 }
 
+# Run a CALL llmgw.enrich(..., mode => 'batch') as a role; returns the job
+# id, its rows queued and its provider batches, as its NOTICE says
+sub batch_enrich
+{
+	my ($node, $role, $sql) = @_;
+	my ($out, $err) = ('', '');
+	$node->psql('postgres', $sql, stdout => \$out, stderr => \$err, extra_params => [ '-U', $role ]);
+	return $err =~ /job (\d+): (\d+) rows queued in (\d+) provider batches/ ? ($1, $2, $3)
+	  : die "enrich: $err";
+}
+
+# Wait until a job has ended, however it ended
+sub wait_job_end
+{
+	my ($node, $job) = @_;
+	$node->poll_query_until('postgres', "SELECT status <> 'running' FROM llmgw.jobs WHERE id = $job")
+	  or die "job $job did not end";
+}
+
 # "SQLSTATE: message" of the error a statement raises, or "ok"
 sub error_of
 {
