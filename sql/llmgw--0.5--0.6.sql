@@ -371,6 +371,8 @@ DECLARE
     still_pending bigint;
     backoff float8 := 0.5;
     pending text := format('%I IS NULL AND NOT (%I::text = ANY ($1))', output_column, key_column);
+    after text;
+    wrapped boolean := false;
     qualified text;
     nbatches integer := 0;
     b bigint;
@@ -526,12 +528,24 @@ BEGIN
 
     LOOP
         -- FOR UPDATE takes only rows the caller may update (row-level
-        -- security) and not locked by a concurrent run
-        EXECUTE format('SELECT array_agg(k ORDER BY k), array_agg(p ORDER BY k)
-                          FROM (SELECT %I::text AS k, (%s)::text AS p FROM %s WHERE %s
+        -- security) and not locked by a concurrent run.  A chunk starts
+        -- after the last key of the one before (the key's index finds it),
+        -- not at the table's first row: that would read every row already
+        -- written again at every chunk.
+        EXECUTE format('SELECT array_agg(k ORDER BY nk), array_agg(p ORDER BY nk)
+                          FROM (SELECT %I AS nk, %I::text AS k, (%s)::text AS p FROM %s WHERE %s%s
                                  ORDER BY %I LIMIT %s FOR UPDATE SKIP LOCKED) c',
-                       key_column, prompt, source, pending, key_column, chunk_size)
-            INTO keys, prompts USING skip;
+                       key_column, key_column, prompt, source, pending,
+                       CASE WHEN after IS NOT NULL THEN format(' AND %I > $2::%s', key_column, tg.key_type) END,
+                       key_column, chunk_size)
+            INTO keys, prompts USING skip, after;
+        IF keys IS NULL AND after IS NOT NULL AND NOT wrapped THEN
+            -- once more from the first row: rows a concurrent run held
+            -- and gave back, or added behind the last chunk
+            after := NULL;
+            wrapped := true;
+            CONTINUE;
+        END IF;
         EXIT WHEN keys IS NULL;
 
         done := 0; failed := 0; skipped := 0; limited := 0;
@@ -581,8 +595,8 @@ BEGIN
                              output_column, source, column_type);
         END IF;
         -- a chunk whose rows are all still pending would be taken again forever
-        EXECUTE format('SELECT count(*) FROM %s WHERE %s AND %I::text = ANY ($2)',
-                       source, pending, key_column)
+        EXECUTE format('SELECT count(*) FROM %s WHERE %s AND %I = ANY ($2::%s[])',
+                       source, pending, key_column, tg.key_type)
             INTO still_pending USING skip, keys;
         IF still_pending = cardinality(keys) AND limited = 0 AND stop_reason IS NULL THEN
             ROLLBACK;
@@ -624,6 +638,10 @@ BEGIN
             RAISE WARNING 'llmgw.enrich job % stopped: %', job, stop_reason
                 USING HINT = 'Rows not done yet stay NULL; CALL llmgw.enrich again once the budget allows.';
             RETURN;
+        END IF;
+        -- rows rate limited are taken again: the next chunk starts where this one did
+        IF limited = 0 THEN
+            after := keys[cardinality(keys)];
         END IF;
         IF limited > 0 THEN
             RAISE NOTICE 'llmgw.enrich job %: % calls rate limited, waiting % s', job, limited, backoff;

@@ -1,7 +1,7 @@
 # Shared helpers of the demo and test scripts: packages, build, a throwaway
 # cluster owned by postgres, and the mock provider.  Source it, don't run it.
 
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev
 libjansson-dev libmicrohttpd-dev curl libipc-run-perl libevent-dev make gcc clang libfuzzer-14-dev
 prometheus-postgres-exporter"

@@ -4,7 +4,10 @@
 # While working on one part: LLMGW_REGRESS="a b" (pg_regress files, "" for
 # none), LLMGW_PROVE="test/t/x.pl" (TAP files, "" for none), LLMGW_QUICK=1
 # (no conformance, no fuzz), LLMGW_KEEP=DIR (keep results/ and the TAP logs
-# of tmp_check/ there).
+# of tmp_check/ there), PGBIN=DIR (the bin directory of another PostgreSQL
+# 15, such as a copy of /usr/lib/postgresql/15, /usr/share/postgresql/15 and
+# /usr/include/postgresql/15 under one new prefix: two trees tested at once
+# then install llmgw into different places).
 set -uo pipefail
 
 LLMGW_ROOT=$(cd "$(dirname "$0")/../.." && pwd)

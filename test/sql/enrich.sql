@@ -49,3 +49,19 @@ SELECT jobname, schedule, username = current_user AS runs_as_me, command
   FROM cron.job WHERE jobname = 'enrich-tickets';
 SELECT cron.unschedule('enrich-tickets');
 DROP TABLE tickets, notes;
+
+-- a chunk starts after the last key of the one before: every row is read a
+-- few times in all (count, chunk, write, check, the last pass), not once
+-- per chunk before it.  Keys whose text order is not their order (9 < 10).
+CREATE TABLE many_rows (id int PRIMARY KEY, body text, answer text);
+INSERT INTO many_rows SELECT i, 'row ' || i FROM generate_series(1, 2000) i;
+ANALYZE many_rows;
+SET client_min_messages = warning;
+CALL llmgw.enrich('many_rows', 'id', 'body', 'answer', 'demo', chunk_size => 40);
+RESET client_min_messages;
+SELECT pg_stat_force_next_flush();
+SELECT count(*) FILTER (WHERE answer IS NOT NULL) AS filled FROM many_rows;
+SELECT pg_stat_clear_snapshot();
+SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) <= 8 * 2000 AS rows_read_bounded
+  FROM pg_stat_user_tables WHERE relid = 'many_rows'::regclass;
+DROP TABLE many_rows;
