@@ -99,10 +99,11 @@ echo "== TAP"
 prove_tests=${LLMGW_PROVE-$(ls "$LLMGW_ROOT"/test/t/*.pl | sed "s#^$LLMGW_ROOT/##" | tr '\n' ' ')}
 [ -n "${prove_tests// }" ] || prove_tests=none
 [ "$prove_tests" = none ] || as_postgres make -s -C "$TREE" PG_CONFIG=$PGBIN/pg_config REGRESS= installcheck \
-    PROVE_TESTS="$prove_tests" PROVE_FLAGS="--verbose" >"$LLMGW_TMP/tap.out" 2>&1
+    PROVE_TESTS="$prove_tests" PROVE_FLAGS="--verbose --timer" >"$LLMGW_TMP/tap.out" 2>&1
 [ "$prove_tests" = none ] && echo "Result: PASS" >"$LLMGW_TMP/tap.out"
-grep -E '^(ok|not ok) |^# figures:' "$LLMGW_TMP/tap.out"
-p=$(grep -cE '^ok ' "$LLMGW_TMP/tap.out")
+grep -E '^(ok|not ok) [0-9]|^# figures:' "$LLMGW_TMP/tap.out"
+# (--timer ends each file with "ok   1234 ms", which is no test)
+p=$(grep -cE '^ok [0-9]+( |$)' "$LLMGW_TMP/tap.out")
 # a TODO test (a known bug, its reproduction in the test) fails without failing the suite
 f=$(grep -E '^not ok ' "$LLMGW_TMP/tap.out" | grep -vc '# TODO')
 todo=$(grep -E '^not ok ' "$LLMGW_TMP/tap.out" | grep -c '# TODO')
@@ -113,6 +114,10 @@ fi
 passed=$((passed + p)); failed=$((failed + f))
 
 [ "$todo" -gt 0 ] && echo "$todo TAP tests marked TODO fail: known bugs, each described in its test"
+# the slowest TAP files: the suite has to stay under ten minutes on two cores
+awk '/^\[[0-9:]+\] test\/t\// {f = $2} /^ok +[0-9]+ ms/ {print $2, f}' "$LLMGW_TMP/tap.out" |
+    sort -rn | head -5 | awk '{printf "# slowest: %5.1f s %s\n", $1 / 1000, $2}'
+echo "# suite so far: $SECONDS s"
 
 if [ -n "${LLMGW_QUICK:-}" ]; then
     echo "$passed passed, $failed failed"
