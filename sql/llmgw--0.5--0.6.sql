@@ -974,3 +974,23 @@ END
 $fn$;
 COMMENT ON FUNCTION llmgw.cancel_job(bigint) IS 'Cancel a batch job: its provider batches (results already there are still written) and its synchronous retries (those not sent are never sent, those in flight are aborted); it ends stopped';
 
+
+-- llm_embed and llm_embed_many take the dimension to ask of the model
+-- (OpenAI's dimensions, Gemini's outputDimensionality); NULL, the default,
+-- leaves the model's own.
+DROP FUNCTION @extschema@.llm_embed(text, text);
+CREATE FUNCTION @extschema@.llm_embed(input text, model text, dimensions integer DEFAULT NULL)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'llm_embed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+DROP FUNCTION @extschema@.llm_embed_many(text[], text);
+CREATE FUNCTION @extschema@.llm_embed_many(inputs text[], model text, dimensions integer DEFAULT NULL)
+RETURNS TABLE (ordinality integer, embedding real[])
+AS 'MODULE_PATHNAME', 'llm_embed_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+REVOKE ALL ON FUNCTION @extschema@.llm_embed(text, text, integer),
+    @extschema@.llm_embed_many(text[], text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.llm_embed(text, text, integer),
+    @extschema@.llm_embed_many(text[], text, integer) TO llmgw_user, llmgw_admin;
+COMMENT ON FUNCTION @extschema@.llm_embed(text, text, integer) IS 'The embedding of one input; dimensions (NULL: the model''s own) is asked of models that can shorten their vectors';
+COMMENT ON FUNCTION @extschema@.llm_embed_many(text[], text, integer) IS 'The embeddings of many inputs in one provider request, one row per input in input order; dimensions (NULL: the model''s own) is asked of models that can shorten their vectors';

@@ -493,9 +493,34 @@ llm_chat(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(LLMGW_RESULT_TEXT(res))));
 }
 
-/* Embed the strings (a JSON array, built by the caller); one line per vector */
+/*
+ * The dimensions argument (argno) of llm_embed and llm_embed_many: 0 when
+ * absent or NULL (the model's own), else a positive count asked of the
+ * model (OpenAI's "dimensions", Gemini's outputDimensionality).  The
+ * functions as 0.5 and before declared them have no such argument.
+ */
+static int
+dimensions_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int			dims;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return 0;
+	dims = PG_GETARG_INT32(argno);
+	if (dims < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dimensions must be at least 1, not %d", dims),
+				 errhint("Pass NULL for the model's own dimension.")));
+	return dims;
+}
+
+/*
+ * Embed the strings (a JSON array, built by the caller), asking for dims
+ * values each when dims > 0; one line per vector
+ */
 static char *
-embed(const char *model, StringInfo inputs, int expected)
+embed(const char *model, StringInfo inputs, int expected, int dims)
 {
 	StringInfoData body;
 	LlmgwResult *res;
@@ -503,7 +528,10 @@ embed(const char *model, StringInfo inputs, int expected)
 	int			count = 0;
 
 	initStringInfo(&body);
-	appendStringInfo(&body, "{\"input\":%s}", inputs->data);
+	appendStringInfo(&body, "{\"input\":%s", inputs->data);
+	if (dims > 0)
+		appendStringInfo(&body, ",\"dimensions\":%d", dims);
+	appendStringInfoChar(&body, '}');
 	res = llmgw_execute(LLMGW_KIND_EMBED, model, &body);
 	lines = pstrdup(LLMGW_RESULT_TEXT(res));
 	for (char *p = lines; *p; p++)
@@ -535,28 +563,30 @@ vector_datum(char *line)
 										   true, TYPALIGN_INT));
 }
 
-/* llm_embed(input text, model text) -> real[] */
+/* llm_embed(input text, model text, dimensions integer) -> real[] */
 Datum
 llm_embed(PG_FUNCTION_ARGS)
 {
 	StringInfoData inputs;
 	char	   *lines;
 	char	   *model;
+	int			dims;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	model = model_arg(fcinfo, 1);
+	dims = dimensions_arg(fcinfo, 2);
 	initStringInfo(&inputs);
 	appendStringInfoChar(&inputs, '[');
 	escape_json(&inputs, text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	appendStringInfoChar(&inputs, ']');
-	lines = embed(model, &inputs, 1);
+	lines = embed(model, &inputs, 1, dims);
 	*strchr(lines, '\n') = '\0';
 	PG_RETURN_DATUM(vector_datum(lines));
 }
 
 /*
- * llm_embed_many(inputs text[], model text)
+ * llm_embed_many(inputs text[], model text, dimensions integer)
  *		-> TABLE (ordinality integer, embedding real[])
  *
  * All inputs go to the provider in one request.
@@ -572,11 +602,13 @@ llm_embed_many(PG_FUNCTION_ARGS)
 	char	   *lines;
 	char	   *line;
 	char	   *model;
+	int			dims;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	model = model_arg(fcinfo, 1);
+	dims = dimensions_arg(fcinfo, 2);
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
 	if (n == 0)
@@ -594,7 +626,7 @@ llm_embed_many(PG_FUNCTION_ARGS)
 		escape_json(&inputs, TextDatumGetCString(elems[i]));
 	}
 	appendStringInfoChar(&inputs, ']');
-	lines = embed(model, &inputs, n);
+	lines = embed(model, &inputs, n, dims);
 	line = lines;
 	for (int i = 0; i < n; i++)
 	{

@@ -88,6 +88,13 @@ SELECT model, status, input_tokens, output_tokens FROM last_usage(3);
 SELECT llm_embed(NULL, 'embed') IS NULL AS null_input;
 SELECT try($$SELECT llm_embed_many(ARRAY['a', NULL], 'embed')$$);
 SELECT try($$SELECT llm_embed('x', 'claude')$$);
+-- the dimension asked of the model (the mock honours OpenAI's dimensions)
+SELECT array_length(llm_embed('hello world', 'embed', 3), 1) AS asked_3,
+       array_length(llm_embed('hello world', 'embed', NULL), 1) AS model_own;
+SELECT ordinality, array_length(embedding, 1) AS dims
+  FROM llm_embed_many(ARRAY['hello world', 'goodbye'], 'embed', dimensions => 2);
+SELECT try($$SELECT llm_embed('x', 'embed', 0)$$);
+SELECT try($$SELECT llm_embed_many(ARRAY['x'], 'embed', -5)$$);
 
 -- a streamed chat answer is the same answer, with usage (always requested)
 SELECT llm_chat('{"model": "demo", "stream": true, "messages": [{"role": "user", "content": "stream me"}]}')
