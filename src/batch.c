@@ -418,7 +418,8 @@ start(Tracked *b, BatchStep step, const LlmgwRoute *r, const LlmgwBatchWire *w, 
 	  const char *id, const char *method, char *body, FILE *upload, size_t upload_len,
 	  long timeout_ms)
 {
-	char	   *url = w->url(r, op, id);
+	char	   *url = op == LLMGW_BATCH_CREATE && b->embeddings && w->embed_create_url ?
+		w->embed_create_url(r) : w->url(r, op, id);
 	bool		download = step == STEP_OUTPUT || step == STEP_ERRORS;
 	FILE	   *into = NULL;
 
@@ -555,7 +556,9 @@ build_item(Build *bd, const LlmgwProvider *p, const char *cid, const char *req, 
 		bd->nfailed++;
 		return;
 	}
-	(bd->as_file ? bd->w->file_item : bd->b->embeddings ? bd->w->embed_item : bd->w->item)
+	(bd->as_file ? (bd->b->embeddings && bd->w->embed_file_item ?
+					bd->w->embed_file_item : bd->w->file_item) :
+	 bd->b->embeddings ? bd->w->embed_item : bd->w->item)
 		(item, bd->nitems, bd->b->marker,
 		 bd->w->results ? llmgw_batch_custom_id(bd->b->marker, cid) : cid, body, len);
 	free(body);

@@ -16,6 +16,12 @@
  *		Files API's download, {base}/download/v1beta/files/{id}:download
  *		?alt=media, on the base URL's host.
  *
+ * Embeddings batches go the same way from their own create,
+ * POST models/{model}:asyncBatchEmbedContent: each request an
+ * EmbedContentRequest (the one request of the batchEmbedContents body
+ * the embeddings wire format builds), each answer an EmbedContentResponse
+ * ({"embedding": {"values"}}), read by the embeddings parser.
+ *
  * The display name carries the marker (llmgw-<marker>): after an
  * uncertain create the batch is found by it in GET batches?pageSize=100.
  *
@@ -129,6 +135,52 @@ gemini_file_item(StringInfo buf, int n, const char *marker, const char *custom_i
 	appendStringInfo(buf, "{\"key\":\"%s\",\"request\":", custom_id);
 	appendBinaryStringInfo(buf, body, (int) len);
 	appendStringInfoString(buf, "}\n");
+}
+
+typedef void (*ItemFn) (StringInfo buf, int n, const char *marker, const char *custom_id,
+						const char *body, size_t len);
+
+/*
+ * An embeddings item as fn writes a request: its EmbedContentRequest, the
+ * one request of the batchEmbedContents body built for it
+ */
+static void
+embed_item_as(ItemFn fn, StringInfo buf, int n, const char *marker, const char *custom_id,
+			  const char *body, size_t len)
+{
+	json_t	   *root = llmgw_json_load(body, len, NULL);
+	json_t	   *requests = json_object_get(root, "requests");
+	/* (never "{}": the body is built by gemini.c for one input) */
+	char	   *one = json_array_size(requests) == 1 && json_is_object(json_array_get(requests, 0)) ?
+		llmgw_json_dump(json_array_get(requests, 0)) : pstrdup("{}");
+
+	json_decref(root);
+	fn(buf, n, marker, custom_id, one, strlen(one));
+	pfree(one);
+}
+
+/* An embeddings item inline, as gemini_item */
+static void
+gemini_embed_item(StringInfo buf, int n, const char *marker, const char *custom_id,
+				  const char *body, size_t len)
+{
+	embed_item_as(gemini_item, buf, n, marker, custom_id, body, len);
+}
+
+/* An embeddings item as a line of an uploaded file, as gemini_file_item */
+static void
+gemini_embed_file_item(StringInfo buf, int n, const char *marker, const char *custom_id,
+					   const char *body, size_t len)
+{
+	embed_item_as(gemini_file_item, buf, n, marker, custom_id, body, len);
+}
+
+/* The create of an embeddings batch */
+static char *
+gemini_embed_create_url(const LlmgwRoute *route)
+{
+	return llmgw_url_join(route->base_url,
+						  psprintf("models/%s:asyncBatchEmbedContent", route->upstream_model));
 }
 
 /* The create of a batch whose requests are an uploaded file (files/{id}) */
@@ -361,7 +413,11 @@ result_item(json_t *item, const char *marker, LlmgwBatchEmit emit, void *arg)
 	{
 		char	   *text = llmgw_json_dump(response);
 
-		llmgw_provider_gemini.parse_chat(text, strlen(text), 200, &out);
+		/* an EmbedContentResponse, or a GenerateContentResponse */
+		if (json_object_get(response, "embedding") != NULL)
+			llmgw_provider_gemini.parse_embed(text, strlen(text), 200, &out);
+		else
+			llmgw_provider_gemini.parse_chat(text, strlen(text), 200, &out);
 	}
 	else
 	{
@@ -420,5 +476,6 @@ const LlmgwBatchWire llmgw_batch_gemini = {
 	"Gemini batch mode", false, false, GEMINI_MAX_REQUESTS, GEMINI_MAX_BYTES,
 	gemini_url, gemini_headers, gemini_begin, gemini_item, gemini_end, gemini_create_body,
 	read_batch, "operations", "batches", gemini_results_line, gemini_whole, gemini_results,
-	NULL, NULL, GEMINI_INLINE_BYTES, gemini_file_item, gemini_uploaded
+	gemini_embed_item, gemini_create_body, GEMINI_INLINE_BYTES, gemini_file_item,
+	gemini_uploaded, gemini_embed_create_url, gemini_embed_file_item
 };

@@ -196,7 +196,8 @@ class_status(LlmgwErrorClass cls)
 /*
  * Append the normalised result line of an item: an OpenAI Batch API output
  * line, the answer as a chat.completion with OpenAI's usage fields (the
- * buckets of the provider's parser), a failure as an error body whose
+ * buckets of the provider's parser), an embedding as an embeddings list
+ * (one vector, its input tokens when told), a failure as an error body whose
  * status and code carry its class, an expiry or a cancellation as OpenAI's
  * batch_expired and batch_cancelled
  */
@@ -216,6 +217,38 @@ llmgw_batch_line(StringInfo buf, const char *custom_id, LlmgwBatchItemEnd end,
 							json_pack("{s:s, s:s}", "code", expired ? "batch_expired" : "batch_cancelled",
 									  "message", expired ? "the batch expired before this request ran" :
 									  "the batch was cancelled before this request ran"));
+	}
+	else if (out->status == LLMGW_STATUS_OK && out->embeddings != NULL)
+	{
+		/* the vector line {x,y,...} as a JSON array */
+		size_t		len = strcspn(out->embeddings, "\n");
+		json_t	   *vector = NULL;
+		json_t	   *usage = json_pack("{}");
+
+		if (out->embedding_count == 1 && len >= 2 && out->embeddings[len - 1] == '}')
+		{
+			char	   *array = pnstrdup(out->embeddings, len);
+
+			array[0] = '[';
+			array[len - 1] = ']';
+			vector = llmgw_json_load(array, len, NULL);
+			pfree(array);
+		}
+		set_count(usage, "prompt_tokens", out->tokens[LLMGW_TOKENS_INPUT]);
+		if (json_is_array(vector))
+			json_object_set_new(line, "response",
+								json_pack("{s:i, s:{s:s, s:[{s:s, s:i, s:o}], s:o}}",
+										  "status_code", 200, "body", "object", "list", "data",
+										  "object", "embedding", "index", 0, "embedding", vector,
+										  "usage", usage));
+		else
+		{
+			json_decref(vector);
+			json_decref(usage);
+			json_object_set_new(line, "response",
+								json_pack("{s:{s:{s:s}}}", "body", "error", "message",
+										  "the provider's embedding could not be read"));
+		}
 	}
 	else if (out->status == LLMGW_STATUS_OK)
 	{

@@ -131,6 +131,15 @@ typedef struct LlmgwBatchWire
 	void		(*file_item) (StringInfo buf, int n, const char *marker, const char *custom_id,
 							  const char *body, size_t len);
 	char	   *(*uploaded) (json_t *answer);
+	/*
+	 * Embeddings batches of an API with a create of their own (Gemini's
+	 * asyncBatchEmbedContent): its URL (palloc'd), and a line of the file
+	 * of such a batch; NULL when embeddings batches are created as others
+	 * (the create body says the endpoint) and go in files as others
+	 */
+	char	   *(*embed_create_url) (const LlmgwRoute *route);
+	void		(*embed_file_item) (StringInfo buf, int n, const char *marker, const char *custom_id,
+									const char *body, size_t len);
 } LlmgwBatchWire;
 
 extern const LlmgwBatchWire *llmgw_batch_wire(const char *kind);

@@ -528,17 +528,23 @@ gemini_build_embed(const char *request, size_t len, const char *upstream_model,
 	json_t	   *dims = json_object_get(src, "dimensions");
 	json_t	   *requests = json_array();
 	char	   *model = psprintf("models/%s", upstream_model);
+	json_t	   *inputs = json_object_get(src, "input");
 	size_t		i;
 	json_t	   *input;
 
-	if (!json_is_array(json_object_get(src, "input")))
+	/* an array of inputs, or one (a batch item's) */
+	if (json_is_string(inputs))
+		inputs = json_pack("[O]", inputs);
+	else if (json_is_array(inputs))
+		json_incref(inputs);
+	else
 	{
 		json_decref(src);
 		json_decref(requests);
 		*error = pstrdup("the request has no input array");
 		return NULL;
 	}
-	json_array_foreach(json_object_get(src, "input"), i, input)
+	json_array_foreach(inputs, i, input)
 	{
 		json_t	   *r = json_pack("{s:s, s:{s:[{s:O}]}}", "model", model,
 								  "content", "parts", "text", input);
@@ -547,6 +553,7 @@ gemini_build_embed(const char *request, size_t len, const char *upstream_model,
 			json_object_set(r, "outputDimensionality", dims);
 		json_array_append_new(requests, r);
 	}
+	json_decref(inputs);
 	json_decref(src);
 	return llmgw_json_build(json_pack("{s:o}", "requests", requests), out_len);
 }

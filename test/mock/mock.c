@@ -1790,6 +1790,7 @@ typedef struct MockBatch
 	int			api;			/* API_* */
 	bool		job_states;		/* Gemini: JOB_STATE_* rather than BATCH_STATE_* */
 	bool		responses_file; /* Gemini: answers in a file, not inline */
+	bool		embed;			/* Gemini: an asyncBatchEmbedContent batch */
 	char		display[128];	/* Gemini: its display name */
 	char		model[128];		/* Gemini: models/{model} */
 	json_t	   *items;			/* Anthropic, Gemini: [{"id", "request"}] */
@@ -2513,14 +2514,40 @@ inline_finish(MockBatch *b, const char *status)
 		const char *id = json_string_value(json_object_get(item, "id"));
 		json_t	   *request = json_object_get(item, "request");
 		Chat		c;
-		bool		readable = b->api == API_ANTHROPIC ?
-			read_messages_request(request, FMT_ANTHROPIC, &c) : read_gemini_request(request, false, &c);
-		ItemEnd		end = readable ? item_end(status, &c, (long) i + 1) : ITEM_FAIL;
+		bool		readable;
+		ItemEnd		end;
 		json_t	   *out = NULL;
+
+		if (b->embed)
+		{
+			/* an EmbedContentRequest: its text is what [[fail]] is looked for in */
+			memset(&c, 0, sizeof(c));
+			c.last_user = json_string_value(json_object_get(json_array_get(json_object_get(
+									json_object_get(request, "content"), "parts"), 0), "text"));
+			readable = c.last_user != NULL;
+		}
+		else
+			readable = b->api == API_ANTHROPIC ?
+				read_messages_request(request, FMT_ANTHROPIC, &c) : read_gemini_request(request, false, &c);
+		end = readable ? item_end(status, &c, (long) i + 1) : ITEM_FAIL;
 
 		if (strcmp(status, "failed") == 0 || (b->api == API_GEMINI && strcmp(status, "expired") == 0))
 			break;				/* no results at all */
-		if (end == ITEM_OK)
+		if (end == ITEM_OK && b->embed)
+		{
+			json_t	   *dims = json_object_get(request, "outputDimensionality");
+			int			dim = json_is_integer(dims) ? (int) json_integer_value(dims) : plain.dim;
+			json_t	   *values = json_array();
+
+			if (dim < 1 || dim > 65536)
+				dim = plain.dim;
+			for (int j = 0; j < dim; j++)
+				json_array_append_new(values, json_real(embed_value(c.last_user, j)));
+			out = json_pack("{s:{s:{s:o}}, s:{s:s}}", "response", "embedding", "values", values,
+							"metadata", "key", id);
+			b->completed++;
+		}
+		else if (end == ITEM_OK)
 		{
 			bool		cut;
 			long		completion;
@@ -2818,7 +2845,8 @@ gemini_batch_json(MockBatch *b)
 	snprintf(name, sizeof(name), "batches/%s", b->id);
 	out = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:b}",
 					"name", name, "metadata",
-					"@type", "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+					"@type", b->embed ? "type.googleapis.com/google.ai.generativelanguage.v1main.EmbedContentBatch" :
+					"type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
 					"name", name, "model", b->model, "displayName", b->display, "state", full,
 					"createTime", created, "done", b->ended);
 	{
@@ -2840,13 +2868,15 @@ gemini_batch_json(MockBatch *b)
 
 		snprintf(file, sizeof(file), "files/batch-%s", b->id);
 		json_object_set_new(out, "response",
-							json_pack("{s:s, s:s}", "@type",
+							json_pack("{s:s, s:s}", "@type", b->embed ?
+									  "type.googleapis.com/google.ai.generativelanguage.v1main.EmbedContentBatchOutput" :
 									  "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
 									  "responsesFile", file));
 	}
 	else if (b->ended && b->results)
 		json_object_set_new(out, "response",
-							json_pack("{s:s, s:{s:o}}", "@type",
+							json_pack("{s:s, s:{s:o}}", "@type", b->embed ?
+									  "type.googleapis.com/google.ai.generativelanguage.v1main.EmbedContentBatchOutput" :
 									  "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
 									  "inlinedResponses", "inlinedResponses",
 									  json_loads(b->results, 0, NULL)));
@@ -2897,9 +2927,20 @@ handle_gemini_upload(struct evhttp_request *req)
 								  "mimeType", "application/jsonl", "sizeBytes", size, "state", "ACTIVE"));
 }
 
+/*
+ * Is a request one of a batch (GenerateContentRequest: contents; of an
+ * embeddings batch, EmbedContentRequest: content.parts)?
+ */
+static bool
+gemini_batch_request(json_t *request, bool embed)
+{
+	return embed ? json_is_array(json_object_get(json_object_get(request, "content"), "parts")) :
+		json_is_array(json_object_get(request, "contents"));
+}
+
 /* The items of an uploaded input file (files/{id}), or NULL with *bad saying why */
 static json_t *
-gemini_file_items(const char *file_name, const char **bad)
+gemini_file_items(const char *file_name, bool embed, const char **bad)
 {
 	MockFile   *f;
 	json_t	   *items = json_array();
@@ -2917,8 +2958,9 @@ gemini_file_items(const char *file_name, const char **bad)
 		json_t	   *line = n > 0 ? json_loadb(p, n, 0, NULL) : NULL;
 		const char *key = json_string_value(json_object_get(line, "key"));
 
-		if (n > 0 && (key == NULL || !json_is_array(json_object_get(json_object_get(line, "request"), "contents"))))
-			*bad = "each line of the file needs a key and request.contents";
+		if (n > 0 && (key == NULL || !gemini_batch_request(json_object_get(line, "request"), embed)))
+			*bad = embed ? "each line of the file needs a key and request.content.parts" :
+				"each line of the file needs a key and request.contents";
 		else if (n > 0)
 			json_array_append_new(items, json_pack("{s:s, s:O}", "id", key, "request",
 												   json_object_get(line, "request")));
@@ -3000,7 +3042,12 @@ handle_gemini_download(struct evhttp_request *req, const char *path)
 	}
 }
 
-/* Every Gemini batch request: :batchGenerateContent, /v1beta/batches... */
+/*
+ * Every Gemini batch request: :batchGenerateContent, :asyncBatchEmbedContent
+ * (an embeddings batch: EmbedContentRequests, each answered with its text's
+ * vector as /v1/embeddings gives it, of outputDimensionality values or 8),
+ * /v1beta/batches...
+ */
 static void
 handle_gemini_batch(struct evhttp_request *req, const char *path)
 {
@@ -3014,8 +3061,10 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 		gemini_error(req, 400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.");
 		return;
 	}
-	if (ends_with(path, ":batchGenerateContent") && cmd == EVHTTP_REQ_POST && strstr(path, "/models/"))
+	if ((ends_with(path, ":batchGenerateContent") || ends_with(path, ":asyncBatchEmbedContent")) &&
+		cmd == EVHTTP_REQ_POST && strstr(path, "/models/"))
 	{
+		bool		embed = ends_with(path, ":asyncBatchEmbedContent");
 		const char *m = strstr(path, "/models/") + 8;
 		char	   *raw = strndup(m, strrchr(path, ':') - m);
 		char	   *model = printable(evhttp_decode_uri(raw));
@@ -3047,7 +3096,7 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 		if (file_name && display)
 		{
 			json_decref(items);
-			items = gemini_file_items(file_name, &bad);
+			items = gemini_file_items(file_name, embed, &bad);
 			if (items && json_array_size(items) == 0)
 				bad = "the file holds no requests";
 			if (bad)
@@ -3064,8 +3113,9 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 
 			if (bad)
 				break;
-			if (key == NULL || !json_is_array(json_object_get(json_object_get(r, "request"), "contents")))
-				bad = "each request needs request.contents and metadata.key";
+			if (key == NULL || !gemini_batch_request(json_object_get(r, "request"), embed))
+				bad = embed ? "each request needs request.content.parts and metadata.key" :
+					"each request needs request.contents and metadata.key";
 			else
 				json_array_append_new(items, json_pack("{s:s, s:O}", "id", key, "request",
 													   json_object_get(r, "request")));
@@ -3078,6 +3128,7 @@ handle_gemini_batch(struct evhttp_request *req, const char *path)
 			{
 				snprintf(b->display, sizeof(b->display), "%s", display);
 				snprintf(b->model, sizeof(b->model), "models/%.100s", model);
+				b->embed = embed;
 				/* a batch made from a file answers in a file */
 				if (file_name)
 					b->responses_file = true;
@@ -3493,7 +3544,8 @@ handle(struct evhttp_request *req, void *arg)
 	}
 	else if (strstr(path, "/messages/batches"))
 		handle_anthropic_batch(req, path);
-	else if (strncmp(path, "/v1beta/batches", 15) == 0 || ends_with(path, ":batchGenerateContent"))
+	else if (strncmp(path, "/v1beta/batches", 15) == 0 || ends_with(path, ":batchGenerateContent") ||
+			 ends_with(path, ":asyncBatchEmbedContent"))
 		handle_gemini_batch(req, path);
 	else if (strncmp(path, "/download/v1beta/files/", 23) == 0)
 		handle_gemini_download(req, path);
