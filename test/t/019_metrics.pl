@@ -70,7 +70,7 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('dlimited', 'mock', 'dlimited-model', rpm_limit => 1);
 	SELECT llmgw.create_model('mlimited', 'mock', 'mlimited-model');
 	UPDATE llmgw.models SET rpm_limit = 1 WHERE alias = 'mlimited';
-	SELECT llmgw.create_model('slow8', 'mock', 'slow8;delay:2500');
+	SELECT llmgw.create_model('slow8', 'mock', 'slow8;delay:6000');
 	SELECT llmgw.create_team('red') > 0, llmgw.create_team('blue', allowed_models => '{fast}') > 0;
 	SELECT llmgw.create_budget('blue lifetime', 'team', 'blue', 'total', 0.0015) > 0;
 	SELECT llmgw.create_budget('everything', 'global', NULL, 'month', 100, 'soft') > 0;
