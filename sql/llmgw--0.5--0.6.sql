@@ -994,3 +994,111 @@ GRANT EXECUTE ON FUNCTION @extschema@.llm_embed(text, text, integer),
     @extschema@.llm_embed_many(text[], text, integer) TO llmgw_user, llmgw_admin;
 COMMENT ON FUNCTION @extschema@.llm_embed(text, text, integer) IS 'The embedding of one input; dimensions (NULL: the model''s own) is asked of models that can shorten their vectors';
 COMMENT ON FUNCTION @extschema@.llm_embed_many(text[], text, integer) IS 'The embeddings of many inputs in one provider request, one row per input in input order; dimensions (NULL: the model''s own) is asked of models that can shorten their vectors';
+
+-- ==== The rollup of a statement of one usage row (docs/metrics.md) ====
+-- At one call at a time each settle round writes one usage row, and the
+-- grouped, sorted statement of the rollups cost more than the row itself
+-- (its aggregates, sorts and CTE set up on every execution: about 600,000
+-- instructions).  A statement of one row adds it to its two rollup rows as
+-- it is (about 350,000); more rows are grouped as before.  Both paths lock
+-- the totals' row before the day's.
+CREATE OR REPLACE FUNCTION llmgw.usage_rollup() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    rollup_shard integer := coalesce(nullif(current_setting('llmgw.rollup_shard', true), '')::integer, 0);
+BEGIN
+    IF (SELECT count(*) FROM new_rows) = 1 THEN
+        INSERT INTO llmgw.usage_totals AS t (shard, team_id, model, provider, upstream_model,
+            status, error_class, cache_hit, fallback_from, currency, calls, unpriced, input_tokens,
+            output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost)
+        SELECT rollup_shard, n.team_id, n.model, n.provider, n.upstream_model, n.status, n.error_class,
+               n.cache_hit, n.fallback_from, n.currency, 1, n.unpriced::integer,
+               coalesce(n.input_tokens, 0), coalesce(n.output_tokens, 0),
+               coalesce(n.cached_input_tokens, 0), coalesce(n.cache_write_tokens, 0),
+               coalesce(n.reasoning_tokens, 0), coalesce(n.cost, 0)
+          FROM new_rows n
+        ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit,
+                     fallback_from, currency, shard)
+        DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced,
+                      input_tokens = t.input_tokens + excluded.input_tokens,
+                      output_tokens = t.output_tokens + excluded.output_tokens,
+                      cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens,
+                      cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens,
+                      reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens,
+                      cost = t.cost + excluded.cost;
+        INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model,
+            provider, upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
+            output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)
+        SELECT (n.started_at AT TIME ZONE 'UTC')::date, rollup_shard, n.team_id, n.key_id, n.role_name,
+               n.model, n.provider, n.upstream_model, n.currency, 1, (n.status <> 'ok')::integer,
+               n.unpriced::integer, n.cache_hit::integer,
+               coalesce(n.input_tokens, 0), coalesce(n.output_tokens, 0),
+               coalesce(n.cached_input_tokens, 0), coalesce(n.reasoning_tokens, 0),
+               coalesce(n.cost, 0), n.batch_id IS NOT NULL
+          FROM new_rows n
+        ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency,
+                     shard, batch)
+        DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
+                      unpriced = d.unpriced + excluded.unpriced,
+                      cache_hits = d.cache_hits + excluded.cache_hits,
+                      input_tokens = d.input_tokens + excluded.input_tokens,
+                      output_tokens = d.output_tokens + excluded.output_tokens,
+                      cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens,
+                      reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,
+                      cost = d.cost + excluded.cost;
+        RETURN NULL;
+    END IF;
+    -- ordered, so that concurrent writers lock rollup rows in one order:
+    -- the totals, then (the statement of the WITH runs after) the days
+    WITH daily AS (
+        INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model,
+            provider, upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens,
+            output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)
+        SELECT (n.started_at AT TIME ZONE 'UTC')::date, rollup_shard,
+               n.team_id, n.key_id, n.role_name, n.model,
+               n.provider, n.upstream_model, n.currency,
+               count(*), count(*) FILTER (WHERE n.status <> 'ok'),
+               count(*) FILTER (WHERE n.unpriced), count(*) FILTER (WHERE n.cache_hit),
+               coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
+               coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0),
+               coalesce(sum(n.cost), 0), n.batch_id IS NOT NULL
+          FROM new_rows n
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
+         ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19
+        ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency,
+                     shard, batch)
+        DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors,
+                      unpriced = d.unpriced + excluded.unpriced,
+                      cache_hits = d.cache_hits + excluded.cache_hits,
+                      input_tokens = d.input_tokens + excluded.input_tokens,
+                      output_tokens = d.output_tokens + excluded.output_tokens,
+                      cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens,
+                      reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens,
+                      cost = d.cost + excluded.cost)
+    INSERT INTO llmgw.usage_totals AS t (shard, team_id, model, provider, upstream_model,
+        status, error_class, cache_hit, fallback_from, currency, calls, unpriced, input_tokens,
+        output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost)
+    SELECT rollup_shard, n.team_id, n.model, n.provider, n.upstream_model, n.status, n.error_class,
+           n.cache_hit, n.fallback_from, n.currency,
+           count(*), count(*) FILTER (WHERE n.unpriced),
+           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0),
+           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.cache_write_tokens), 0),
+           coalesce(sum(n.reasoning_tokens), 0), coalesce(sum(n.cost), 0)
+      FROM new_rows n
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+    ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit,
+                 fallback_from, currency, shard)
+    DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced,
+                  input_tokens = t.input_tokens + excluded.input_tokens,
+                  output_tokens = t.output_tokens + excluded.output_tokens,
+                  cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens,
+                  cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens,
+                  reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens,
+                  cost = t.cost + excluded.cost;
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION llmgw.usage_rollup() IS 'Trigger: add a statement''s new usage rows to the daily rollups and to the totals of llmgw.metrics() (a statement of one row as it is, more rows grouped)';
