@@ -244,91 +244,10 @@ REVOKE ALL ON FUNCTION llmgw.enrich_embed(text[], text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION llmgw.enrich_embed(text[], text) TO llmgw_admin, llmgw_user;
 COMMENT ON FUNCTION llmgw.enrich_embed(text[], text) IS 'Internal (llmgw.enrich): the embeddings of a chunk''s prompts in one provider request, each prompt alone when the provider refuses the request for what it holds; one row per prompt, its embedding''s text form or its error';
 
--- Internal: the job arguments of a batch submission (llmgw.enrich's):
--- job_id and row_keys go together, one key per request, and the job is a
--- running batch job of the caller
-CREATE FUNCTION llmgw.check_batch_job(job_id bigint, row_keys text[], n integer) RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    IF (job_id IS NULL) <> (row_keys IS NULL) OR cardinality(row_keys) <> n
-       OR array_position(row_keys, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'job_id and row_keys go together, one key per request'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF job_id IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM llmgw.jobs j
-         WHERE j.id = check_batch_job.job_id AND j.owner = llmgw.caller() AND j.mode = 'batch'
-           AND j.status = 'running') THEN
-        RAISE EXCEPTION 'job % is not a running batch job of role %', job_id, llmgw.caller()
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-END
-$fn$;
-REVOKE ALL ON FUNCTION llmgw.check_batch_job(bigint, text[], integer) FROM PUBLIC;
-COMMENT ON FUNCTION llmgw.check_batch_job(bigint, text[], integer) IS 'Internal: the job arguments of a batch submission (job_id and row_keys together, a running batch job of the caller)';
-
-CREATE OR REPLACE FUNCTION llmgw.submit_batch(requests jsonb[], model text, job_id bigint DEFAULT NULL,
-                                              row_keys text[] DEFAULT NULL, retry text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    who record;
-    q record;
-BEGIN
-    PERFORM llmgw.check_batch_requests('chat', requests, model);
-    IF retry IS NOT NULL AND retry NOT IN ('batch', 'sync', 'none') THEN
-        RAISE EXCEPTION 'retry must be batch, sync or none' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF retry IS NOT NULL AND job_id IS NOT NULL THEN
-        RAISE EXCEPTION 'the batches of a job retry as their job says'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Leave retry NULL; CALL llmgw.enrich(..., retry => ...) sets the job''s.';
-    END IF;
-    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(requests), 0));
-    SELECT * INTO who FROM llmgw.batch_caller(model);
-    SELECT * INTO q FROM llmgw.queue_batch('chat', requests, model, job_id, row_keys, llmgw.caller(),
-                                           who.key_id, who.team_id);
-    IF retry IS NOT NULL THEN
-        UPDATE llmgw.batches b SET retry = submit_batch.retry WHERE b.id = q.batch_id;
-    END IF;
-    RETURN q.batch_id;
-END
-$fn$;
-
--- Queue texts to embed as one provider batch (/v1/embeddings) of an
--- embedding model; the vectors land in batch_items.answer (the provider's
--- embeddings response), or, with job_id and row_keys (llmgw.enrich), in
--- that job's rows.  Budgets as llmgw.submit_batch.
-DROP FUNCTION llmgw.submit_embedding_batch(text[], text);
-CREATE FUNCTION llmgw.submit_embedding_batch(inputs text[], model text, job_id bigint DEFAULT NULL,
-                                             row_keys text[] DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    requests jsonb[] := ARRAY(SELECT jsonb_build_object('input', t) FROM unnest(inputs) t);
-    who record;
-    q record;
-BEGIN
-    IF array_position(inputs, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'every input must be a string' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM llmgw.check_batch_requests('embeddings', requests, model);
-    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(inputs), 0));
-    SELECT * INTO who FROM llmgw.batch_caller(model);
-    SELECT * INTO q FROM llmgw.queue_batch('embeddings', requests, model, job_id, row_keys,
-                                           llmgw.caller(), who.key_id, who.team_id);
-    RETURN q.batch_id;
-END
-$fn$;
-REVOKE ALL ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[]) TO llmgw_admin, llmgw_user;
-COMMENT ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[]) IS 'Queue texts to embed as one provider batch (Batch API, /v1/embeddings); returns the batch id; the vectors land in batch_items.answer, or with job_id and row_keys (llmgw.enrich) in the job''s rows';
+-- llmgw.submit_embedding_batch takes job_id and row_keys (what enrich
+-- passes for an embeddings job), checked as llmgw.submit_batch checks them
+-- (llmgw.check_batch_job): all three are defined once, with the retries of
+-- embeddings batches, below.
 
 -- An output column that takes embeddings (llmgw.answer_target) makes an
 -- embeddings job: each row's prompt is embedded, synchronously a chunk per
@@ -948,7 +867,6 @@ GRANT SELECT (endpoint) ON llmgw.async_calls TO llmgw_admin, llmgw_user;
 
 -- The job and retry arguments of a batch submission, checked once for
 -- llmgw.submit_batch and llmgw.submit_embedding_batch
-DROP FUNCTION llmgw.check_batch_job(bigint, text[], integer);
 CREATE FUNCTION llmgw.check_batch_job(job_id bigint, row_keys text[], n integer, retry text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -1005,7 +923,7 @@ $fn$;
 -- embeddings response), or, with job_id and row_keys (llmgw.enrich), in
 -- that job's rows.  Budgets as llmgw.submit_batch; retry (a batch without
 -- a job) as llmgw.submit_batch's.
-DROP FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[]);
+DROP FUNCTION llmgw.submit_embedding_batch(text[], text);
 CREATE FUNCTION llmgw.submit_embedding_batch(inputs text[], model text, job_id bigint DEFAULT NULL,
                                              row_keys text[] DEFAULT NULL, retry text DEFAULT NULL)
 RETURNS bigint
