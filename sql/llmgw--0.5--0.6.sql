@@ -244,98 +244,17 @@ REVOKE ALL ON FUNCTION llmgw.enrich_embed(text[], text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION llmgw.enrich_embed(text[], text) TO llmgw_admin, llmgw_user;
 COMMENT ON FUNCTION llmgw.enrich_embed(text[], text) IS 'Internal (llmgw.enrich): the embeddings of a chunk''s prompts in one provider request, each prompt alone when the provider refuses the request for what it holds; one row per prompt, its embedding''s text form or its error';
 
--- Internal: the job arguments of a batch submission (llmgw.enrich's):
--- job_id and row_keys go together, one key per request, and the job is a
--- running batch job of the caller
-CREATE FUNCTION llmgw.check_batch_job(job_id bigint, row_keys text[], n integer) RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    IF (job_id IS NULL) <> (row_keys IS NULL) OR cardinality(row_keys) <> n
-       OR array_position(row_keys, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'job_id and row_keys go together, one key per request'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF job_id IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM llmgw.jobs j
-         WHERE j.id = check_batch_job.job_id AND j.owner = llmgw.caller() AND j.mode = 'batch'
-           AND j.status = 'running') THEN
-        RAISE EXCEPTION 'job % is not a running batch job of role %', job_id, llmgw.caller()
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-END
-$fn$;
-REVOKE ALL ON FUNCTION llmgw.check_batch_job(bigint, text[], integer) FROM PUBLIC;
-COMMENT ON FUNCTION llmgw.check_batch_job(bigint, text[], integer) IS 'Internal: the job arguments of a batch submission (job_id and row_keys together, a running batch job of the caller)';
-
-CREATE OR REPLACE FUNCTION llmgw.submit_batch(requests jsonb[], model text, job_id bigint DEFAULT NULL,
-                                              row_keys text[] DEFAULT NULL, retry text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    who record;
-    q record;
-BEGIN
-    PERFORM llmgw.check_batch_requests('chat', requests, model);
-    IF retry IS NOT NULL AND retry NOT IN ('batch', 'sync', 'none') THEN
-        RAISE EXCEPTION 'retry must be batch, sync or none' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF retry IS NOT NULL AND job_id IS NOT NULL THEN
-        RAISE EXCEPTION 'the batches of a job retry as their job says'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Leave retry NULL; CALL llmgw.enrich(..., retry => ...) sets the job''s.';
-    END IF;
-    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(requests), 0));
-    SELECT * INTO who FROM llmgw.batch_caller(model);
-    SELECT * INTO q FROM llmgw.queue_batch('chat', requests, model, job_id, row_keys, llmgw.caller(),
-                                           who.key_id, who.team_id);
-    IF retry IS NOT NULL THEN
-        UPDATE llmgw.batches b SET retry = submit_batch.retry WHERE b.id = q.batch_id;
-    END IF;
-    RETURN q.batch_id;
-END
-$fn$;
-
--- Queue texts to embed as one provider batch (/v1/embeddings) of an
--- embedding model; the vectors land in batch_items.answer (the provider's
--- embeddings response), or, with job_id and row_keys (llmgw.enrich), in
--- that job's rows.  Budgets as llmgw.submit_batch.
-DROP FUNCTION llmgw.submit_embedding_batch(text[], text);
-CREATE FUNCTION llmgw.submit_embedding_batch(inputs text[], model text, job_id bigint DEFAULT NULL,
-                                             row_keys text[] DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    requests jsonb[] := ARRAY(SELECT jsonb_build_object('input', t) FROM unnest(inputs) t);
-    who record;
-    q record;
-BEGIN
-    IF array_position(inputs, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'every input must be a string' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM llmgw.check_batch_requests('embeddings', requests, model);
-    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(inputs), 0));
-    SELECT * INTO who FROM llmgw.batch_caller(model);
-    SELECT * INTO q FROM llmgw.queue_batch('embeddings', requests, model, job_id, row_keys,
-                                           llmgw.caller(), who.key_id, who.team_id);
-    RETURN q.batch_id;
-END
-$fn$;
-REVOKE ALL ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[]) TO llmgw_admin, llmgw_user;
-COMMENT ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[]) IS 'Queue texts to embed as one provider batch (Batch API, /v1/embeddings); returns the batch id; the vectors land in batch_items.answer, or with job_id and row_keys (llmgw.enrich) in the job''s rows';
+-- llmgw.submit_embedding_batch takes job_id and row_keys (what enrich
+-- passes for an embeddings job), checked as llmgw.submit_batch checks them
+-- (llmgw.check_batch_job): all three are defined once, with the retries of
+-- embeddings batches, below.
 
 -- An output column that takes embeddings (llmgw.answer_target) makes an
 -- embeddings job: each row's prompt is embedded, synchronously a chunk per
 -- provider request (llmgw.enrich_embed), or as /v1/embeddings lines of
--- provider batches; system and max_tokens do not apply, nor retry =>
--- 'sync' (asynchronous calls are chat calls).  Answers of either kind are
--- written by llmgw.write_answers, a row that cannot be written failing alone.
+-- provider batches; system and max_tokens do not apply.  Answers of
+-- either kind are written by llmgw.write_answers, a row that cannot be
+-- written failing alone.
 CREATE OR REPLACE PROCEDURE llmgw.enrich(
     source regclass,
     key_column text,
@@ -417,12 +336,6 @@ BEGIN
                   DETAIL = format('Column %s of %s is of type %s: llmgw.enrich embeds each row''s prompt with model "%s".',
                                   output_column, source, column_type, model),
                   HINT = 'Leave system and max_tokens out.';
-    END IF;
-    IF embeddings AND mode = 'batch' AND retry = 'sync' THEN
-        RAISE EXCEPTION 'retry => ''sync'' does not apply to embeddings'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The synchronous retries of a batch are chat calls.',
-                  HINT = 'Use retry => ''batch'' (the default) or ''none''.';
     END IF;
     IF mode = 'batch' THEN
         -- the workers write the answers: the table's name must not depend
@@ -815,68 +728,8 @@ BEGIN
 END
 $fn$;
 
--- The synchronous retry of a batch item writes its answer as the batch
--- ingest does, through llmgw.write_answers
-CREATE OR REPLACE FUNCTION llmgw.batch_sync_finish(call bigint) RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    a llmgw.async_calls;
-    it llmgw.batch_items;
-    bt llmgw.batches;
-    j llmgw.jobs;
-    answer text;
-    failure text;
-BEGIN
-    SELECT * INTO a FROM llmgw.async_calls c WHERE c.id = call;
-    IF NOT FOUND OR a.batch_id IS NULL OR a.status NOT IN ('done', 'error') THEN
-        RETURN;
-    END IF;
-    SELECT * INTO it FROM llmgw.batch_items i WHERE i.sync_call = call AND i.batch_id = a.batch_id;
-    SELECT * INTO bt FROM llmgw.batches b WHERE b.id = a.batch_id;
-    IF it.custom_id IS NULL OR bt.id IS NULL THEN
-        RETURN;
-    END IF;
-    IF bt.job_id IS NULL THEN
-        UPDATE llmgw.batch_items i SET answer = a.answer
-         WHERE i.batch_id = bt.id AND i.custom_id = it.custom_id AND a.status = 'done';
-        RETURN;
-    END IF;
-    SELECT * INTO j FROM llmgw.jobs WHERE jobs.id = bt.job_id;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    IF a.status = 'error' AND a.sqlstate = '57014' THEN
-        -- cancelled with its job: the row stays NULL, neither done nor failed
-        UPDATE llmgw.jobs SET updated_at = clock_timestamp() WHERE jobs.id = j.id;
-        PERFORM llmgw.job_try_finish(j.id);
-        RETURN;
-    END IF;
-    IF a.status = 'error' THEN
-        failure := coalesce(a.sqlstate, 'XX000') || ': ' || coalesce(a.error, 'the synchronous retry failed');
-    ELSE
-        answer := a.answer -> 'message' ->> 'content';
-        IF answer IS NULL THEN
-            failure := 'the synchronous retry of item ' || it.custom_id || ' answered no text';
-        ELSE
-            -- as llmgw.batch_ingest writes: the owner's rights, only a row
-            -- still without an answer
-            failure := (llmgw.write_answers(j.source, j.key_column, j.output_column,
-                                            ARRAY[it.row_key], ARRAY[answer], bt.owner)).errors[1];
-        END IF;
-    END IF;
-    -- the job's row, then its end: whoever ends the job's last work ends it
-    UPDATE llmgw.jobs
-       SET rows_done = rows_done + CASE WHEN failure IS NULL THEN 1 ELSE 0 END,
-           rows_failed = rows_failed + CASE WHEN failure IS NULL THEN 0 ELSE 1 END,
-           last_error = coalesce(failure, last_error),
-           updated_at = clock_timestamp()
-     WHERE jobs.id = j.id;
-    PERFORM llmgw.job_try_finish(j.id);
-END
-$fn$;
-COMMENT ON FUNCTION llmgw.batch_sync_finish(bigint) IS 'Internal (workers): write the outcome of the synchronous retry of a batch item (its job''s row, or the item''s answer) with the call''s usage rows; a retry cancelled with its job counts neither done nor failed';
+-- llmgw.batch_sync_finish writes a synchronous retry's answer through
+-- llmgw.write_answers too (defined once, with the embeddings retries, below)
 
 -- ==== Asynchronous calls held by a worker are not taken again (docs/failures.md) ====
 -- A call a request slot holds is never taken again, however long its
@@ -1102,3 +955,301 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION llmgw.usage_rollup() IS 'Trigger: add a statement''s new usage rows to the daily rollups and to the totals of llmgw.metrics() (a statement of one row as it is, more rows grouped)';
+
+-- ==== Synchronous retries of embeddings batches (docs/batch.md) ====
+-- An asynchronous call has an endpoint: chat (llm_chat's request and
+-- answer) or embeddings (a batch item's /v1/embeddings request,
+-- {"input": text}, made by the workers as llm_embed makes one, at the
+-- synchronous rates; its answer the OpenAI embeddings list a batch's
+-- embeddings item answers).  So an embeddings batch retries its expired
+-- and retryable items synchronously too: an enrich job into a column of
+-- embeddings with retry => 'sync', and llmgw.submit_embedding_batch with
+-- retry => 'sync' (it takes retry as llmgw.submit_batch does).
+
+ALTER TABLE llmgw.async_calls ADD COLUMN endpoint text NOT NULL DEFAULT 'chat'
+    CONSTRAINT async_calls_endpoint_check CHECK (endpoint IN ('chat', 'embeddings'));
+COMMENT ON COLUMN llmgw.async_calls.endpoint IS 'What the call is: chat (llm_chat''s request and answer) or embeddings (the synchronous retry of an embeddings batch item: {"input": text}, answered with an OpenAI embeddings list)';
+COMMENT ON COLUMN llmgw.async_calls.request IS 'llm_chat''s request, as submitted (endpoint embeddings: the batch item''s {"input": text})';
+COMMENT ON COLUMN llmgw.async_calls.answer IS 'llm_chat''s answer, once done (endpoint embeddings: the OpenAI embeddings list; NULL otherwise)';
+GRANT SELECT (endpoint) ON llmgw.async_calls TO llmgw_admin, llmgw_user;
+
+-- The job and retry arguments of a batch submission, checked once for
+-- llmgw.submit_batch and llmgw.submit_embedding_batch
+CREATE FUNCTION llmgw.check_batch_job(job_id bigint, row_keys text[], n integer, retry text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF retry IS NOT NULL AND retry NOT IN ('batch', 'sync', 'none') THEN
+        RAISE EXCEPTION 'retry must be batch, sync or none' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retry IS NOT NULL AND job_id IS NOT NULL THEN
+        RAISE EXCEPTION 'the batches of a job retry as their job says'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave retry NULL; CALL llmgw.enrich(..., retry => ...) sets the job''s.';
+    END IF;
+    IF (job_id IS NULL) <> (row_keys IS NULL) OR cardinality(row_keys) <> n
+       OR array_position(row_keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'job_id and row_keys go together, one key per request'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF job_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM llmgw.jobs j
+         WHERE j.id = check_batch_job.job_id AND j.owner = llmgw.caller() AND j.mode = 'batch'
+           AND j.status = 'running') THEN
+        RAISE EXCEPTION 'job % is not a running batch job of role %', job_id, llmgw.caller()
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION llmgw.check_batch_job(bigint, text[], integer, text) FROM PUBLIC;
+COMMENT ON FUNCTION llmgw.check_batch_job(bigint, text[], integer, text) IS 'Internal: the job and retry arguments of a batch submission (retry batch, sync or none, not with a job; job_id and row_keys together, a running batch job of the caller)';
+
+CREATE OR REPLACE FUNCTION llmgw.submit_batch(requests jsonb[], model text, job_id bigint DEFAULT NULL,
+                                              row_keys text[] DEFAULT NULL, retry text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    who record;
+    q record;
+BEGIN
+    PERFORM llmgw.check_batch_requests('chat', requests, model);
+    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(requests), 0), retry);
+    SELECT * INTO who FROM llmgw.batch_caller(model);
+    SELECT * INTO q FROM llmgw.queue_batch('chat', requests, model, job_id, row_keys, llmgw.caller(),
+                                           who.key_id, who.team_id);
+    UPDATE llmgw.batches b SET retry = submit_batch.retry WHERE b.id = q.batch_id AND submit_batch.retry IS NOT NULL;
+    RETURN q.batch_id;
+END
+$fn$;
+
+-- Queue texts to embed as one provider batch (/v1/embeddings) of an
+-- embedding model; the vectors land in batch_items.answer (the provider's
+-- embeddings response), or, with job_id and row_keys (llmgw.enrich), in
+-- that job's rows.  Budgets as llmgw.submit_batch; retry (a batch without
+-- a job) as llmgw.submit_batch's.
+DROP FUNCTION llmgw.submit_embedding_batch(text[], text);
+CREATE FUNCTION llmgw.submit_embedding_batch(inputs text[], model text, job_id bigint DEFAULT NULL,
+                                             row_keys text[] DEFAULT NULL, retry text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    requests jsonb[] := ARRAY(SELECT jsonb_build_object('input', t) FROM unnest(inputs) t);
+    who record;
+    q record;
+BEGIN
+    IF array_position(inputs, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'every input must be a string' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM llmgw.check_batch_requests('embeddings', requests, model);
+    PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(inputs), 0), retry);
+    SELECT * INTO who FROM llmgw.batch_caller(model);
+    SELECT * INTO q FROM llmgw.queue_batch('embeddings', requests, model, job_id, row_keys,
+                                           llmgw.caller(), who.key_id, who.team_id);
+    UPDATE llmgw.batches b SET retry = submit_embedding_batch.retry
+     WHERE b.id = q.batch_id AND submit_embedding_batch.retry IS NOT NULL;
+    RETURN q.batch_id;
+END
+$fn$;
+REVOKE ALL ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text) TO llmgw_admin, llmgw_user;
+COMMENT ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text) IS 'Queue texts to embed as one provider batch (Batch API, /v1/embeddings); returns the batch id; the vectors land in batch_items.answer, or with job_id and row_keys (llmgw.enrich) in the job''s rows; retry (a batch without a job): batch, sync or none';
+
+-- Internal (worker 0): a batch's results are all written: the items
+-- without one end as the batch ended (their reservations given back), the
+-- items its job retries go into a new batch (retry => 'batch') or become
+-- asynchronous calls of the job's owner (retry => 'sync': chat calls, or
+-- embeddings calls for an embeddings batch), in this same transaction, the
+-- batch takes its final state, and its job finishes when nothing of it is
+-- outstanding
+CREATE OR REPLACE FUNCTION llmgw.batch_finish(batch bigint, final text, error text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    bt llmgw.batches;
+    jb llmgw.jobs;
+    left_over integer;
+    released numeric;
+    again record;
+    q record;
+    how text;
+BEGIN
+    SELECT * INTO bt FROM llmgw.batches b WHERE b.id = batch FOR UPDATE;
+    IF NOT FOUND OR bt.state IN ('completed', 'failed', 'expired', 'cancelled') THEN
+        RETURN;
+    END IF;
+    WITH e AS (
+        UPDATE llmgw.batch_items i
+           SET state = CASE final WHEN 'expired' THEN 'expired' WHEN 'cancelled' THEN 'cancelled'
+                                  ELSE 'failed' END,
+               error_class = CASE final WHEN 'expired' THEN 'expired' WHEN 'cancelled' THEN 'cancelled' END,
+               error = coalesce(batch_finish.error, 'the provider returned no result for it')
+         WHERE i.batch_id = batch AND i.state = 'pending'
+        RETURNING i.reserved)
+    SELECT count(*), coalesce(sum(e.reserved), 0) INTO left_over, released FROM e;
+    IF released > 0 THEN
+        PERFORM llmgw.budget_batch_settle(bt.charged_on, bt.reserved_on,
+                                          ceil(least(released, 900000000) * 10000000000)::int8, 0,
+                                          coalesce(bt.submitted_at, bt.created_at));
+    END IF;
+    UPDATE llmgw.batches b
+       SET state = final, finished_at = clock_timestamp(),
+           last_error = coalesce(batch_finish.error, b.last_error)
+     WHERE b.id = batch;
+    IF bt.job_id IS NOT NULL THEN
+        UPDATE llmgw.jobs j
+           SET rows_failed = j.rows_failed + CASE WHEN final IN ('completed', 'failed') THEN left_over ELSE 0 END,
+               last_error = coalesce(batch_finish.error, j.last_error),
+               updated_at = clock_timestamp()
+         WHERE j.id = bt.job_id
+        RETURNING * INTO jb;
+    END IF;
+    -- the retries as the job says (while it runs), or as the batch says
+    -- (a batch without a job); none once a cancel was asked
+    how := CASE WHEN bt.cancel_requested THEN 'none'
+                WHEN bt.job_id IS NULL THEN coalesce(bt.retry, 'none')
+                WHEN jb.status = 'running' THEN jb.retry
+                ELSE 'none' END;
+
+    -- retry => 'batch': expired items, and items failed by a rate limit or
+    -- a server error, at most 3 attempts each, go again in a new batch
+    IF how = 'batch' THEN
+        SELECT array_agg(i.request ORDER BY i.custom_id) AS requests,
+               array_agg(i.row_key ORDER BY i.custom_id) AS keys,
+               array_agg(i.custom_id ORDER BY i.custom_id) AS ids,
+               array_agg(i.attempt + 1 ORDER BY i.custom_id) AS attempts
+          INTO again
+          FROM llmgw.batch_items i
+         WHERE i.batch_id = batch AND i.retried_in IS NULL AND i.attempt < 3
+           AND (i.state = 'expired' OR (i.state = 'failed' AND i.error_class IN ('rate_limit', 'server')));
+        IF again.requests IS NOT NULL THEN
+            BEGIN
+                SELECT * INTO q FROM llmgw.queue_batch(bt.endpoint, again.requests, bt.model, bt.job_id,
+                                                       again.keys, bt.owner, bt.key_id, bt.team_id,
+                                                       again.ids, again.attempts);
+                -- a batch without a job passes its retry on
+                UPDATE llmgw.batches b SET retry = bt.retry WHERE b.id = q.batch_id;
+                WITH m AS (
+                    UPDATE llmgw.batch_items i SET retried_in = q.batch_id
+                     WHERE i.batch_id = batch AND i.custom_id = ANY (again.ids[1:q.queued])
+                    RETURNING i.state)
+                UPDATE llmgw.jobs
+                   SET rows_failed = rows_failed - (SELECT count(*) FROM m WHERE m.state = 'failed')
+                 WHERE jobs.id = bt.job_id;
+            EXCEPTION WHEN SQLSTATE 'LG010' THEN
+                UPDATE llmgw.jobs SET last_error = 'LG010: ' || SQLERRM WHERE jobs.id = bt.job_id;
+                UPDATE llmgw.batches b SET last_error = 'LG010: ' || SQLERRM
+                 WHERE b.id = batch AND bt.job_id IS NULL;
+            END;
+        END IF;
+    END IF;
+
+    -- retry => 'sync': each item becomes an asynchronous call of the
+    -- batch's owner (its key, its team) at the batch's endpoint, made by
+    -- the workers through the normal path; its reservation was given back
+    -- when it ended, the call reserves its own.  llmgw.batch_sync_finish
+    -- writes its answer.
+    IF how = 'sync' THEN
+        WITH i AS MATERIALIZED (
+            SELECT i.custom_id, i.request, i.state, nextval('llmgw.async_calls_id_seq') AS call
+              FROM llmgw.batch_items i
+             WHERE i.batch_id = batch AND i.retried_in IS NULL AND i.sync_call IS NULL
+               AND (i.state = 'expired' OR (i.state = 'failed' AND i.error_class IN ('rate_limit', 'server')))
+             ORDER BY i.custom_id),
+        a AS (
+            INSERT INTO llmgw.async_calls (id, owner, model, request, key_hash, max_retries, timeout_ms,
+                                           job_id, batch_id, endpoint)
+            OVERRIDING SYSTEM VALUE
+            SELECT i.call, bt.owner, bt.model, i.request,
+                   (SELECT k.hash FROM llmgw.virtual_keys k WHERE k.id = bt.key_id),
+                   current_setting('llmgw.max_retries')::integer, 0, bt.job_id, batch, bt.endpoint
+              FROM i ORDER BY i.call
+            RETURNING id),
+        m AS (
+            UPDATE llmgw.batch_items bi SET sync_call = i.call
+              FROM i
+             WHERE bi.batch_id = batch AND bi.custom_id = i.custom_id
+            RETURNING i.state)
+        UPDATE llmgw.jobs
+           SET rows_failed = rows_failed - (SELECT count(*) FROM m WHERE m.state = 'failed')
+         WHERE jobs.id = bt.job_id;
+    END IF;
+
+    PERFORM llmgw.job_try_finish(bt.job_id);
+END
+$fn$;
+
+-- The synchronous retry of a batch item writes its answer as the batch
+-- ingest does, through llmgw.write_answers: a chat answer's text, or an
+-- embeddings answer's vector in its text form ('[x, y, ...]', as the
+-- ingest gives it); a batch without a job keeps the answer in the item (an
+-- embeddings call's, an OpenAI embeddings list, as the ingest keeps one)
+CREATE OR REPLACE FUNCTION llmgw.batch_sync_finish(call bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    a llmgw.async_calls;
+    it llmgw.batch_items;
+    bt llmgw.batches;
+    j llmgw.jobs;
+    answer text;
+    failure text;
+BEGIN
+    SELECT * INTO a FROM llmgw.async_calls c WHERE c.id = call;
+    IF NOT FOUND OR a.batch_id IS NULL OR a.status NOT IN ('done', 'error') THEN
+        RETURN;
+    END IF;
+    SELECT * INTO it FROM llmgw.batch_items i WHERE i.sync_call = call AND i.batch_id = a.batch_id;
+    SELECT * INTO bt FROM llmgw.batches b WHERE b.id = a.batch_id;
+    IF it.custom_id IS NULL OR bt.id IS NULL THEN
+        RETURN;
+    END IF;
+    IF bt.job_id IS NULL THEN
+        UPDATE llmgw.batch_items i SET answer = a.answer
+         WHERE i.batch_id = bt.id AND i.custom_id = it.custom_id AND a.status = 'done';
+        RETURN;
+    END IF;
+    SELECT * INTO j FROM llmgw.jobs WHERE jobs.id = bt.job_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF a.status = 'error' AND a.sqlstate = '57014' THEN
+        -- cancelled with its job: the row stays NULL, neither done nor failed
+        UPDATE llmgw.jobs SET updated_at = clock_timestamp() WHERE jobs.id = j.id;
+        PERFORM llmgw.job_try_finish(j.id);
+        RETURN;
+    END IF;
+    IF a.status = 'error' THEN
+        failure := coalesce(a.sqlstate, 'XX000') || ': ' || coalesce(a.error, 'the synchronous retry failed');
+    ELSE
+        answer := CASE WHEN a.endpoint <> 'embeddings' THEN a.answer -> 'message' ->> 'content'
+                       WHEN jsonb_typeof(a.answer -> 'data' -> 0 -> 'embedding') = 'array'
+                       THEN (a.answer -> 'data' -> 0 -> 'embedding')::text END;
+        IF answer IS NULL THEN
+            failure := 'the synchronous retry of item ' || it.custom_id || ' answered no '
+                       || CASE a.endpoint WHEN 'embeddings' THEN 'embedding' ELSE 'text' END;
+        ELSE
+            -- as llmgw.batch_ingest writes: the owner's rights, only a row
+            -- still without an answer
+            failure := (llmgw.write_answers(j.source, j.key_column, j.output_column,
+                                            ARRAY[it.row_key], ARRAY[answer], bt.owner)).errors[1];
+        END IF;
+    END IF;
+    -- the job's row, then its end: whoever ends the job's last work ends it
+    UPDATE llmgw.jobs
+       SET rows_done = rows_done + CASE WHEN failure IS NULL THEN 1 ELSE 0 END,
+           rows_failed = rows_failed + CASE WHEN failure IS NULL THEN 0 ELSE 1 END,
+           last_error = coalesce(failure, last_error),
+           updated_at = clock_timestamp()
+     WHERE jobs.id = j.id;
+    PERFORM llmgw.job_try_finish(j.id);
+END
+$fn$;
+COMMENT ON FUNCTION llmgw.batch_sync_finish(bigint) IS 'Internal (workers): write the outcome of the synchronous retry of a batch item (its job''s row: a chat answer''s text or an embedding; or the item''s answer) with the call''s usage rows; a retry cancelled with its job counts neither done nor failed';

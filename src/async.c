@@ -6,7 +6,8 @@
  *		them to the workers like any other call; the worker that makes the
  *		call writes its answer in the same transaction as its usage rows.
  *		A batch job with retry => 'sync' queues its expired and retryable
- *		items here (llmgw.batch_finish); their answers go to the job's rows.
+ *		items here (llmgw.batch_finish): chat calls, or embeddings calls for
+ *		an embeddings batch (endpoint); their answers go to the job's rows.
  *
  * A call a request slot holds is never taken again, however long it runs:
  * the slot is this server life's proof that a live worker makes it (or
@@ -113,8 +114,10 @@ llmgw_cancel_job_calls(PG_FUNCTION_ARGS)
 	"a.id, a.model, a.request::text, a.owner, a.key_hash, a.tags::text," \
 	" a.max_retries, a.timeout_ms, a.retry_max_wait_ms, a.retry_base_delay_ms," \
 	" a.deadline_ms, a.cache, a.cache_ttl_s, a.max_response_bytes, a.job_id, a.attempts," \
-	" EXISTS (SELECT 1 FROM llmgw.jobs j WHERE j.id = a.job_id AND j.cancel_requested)"
+	" EXISTS (SELECT 1 FROM llmgw.jobs j WHERE j.id = a.job_id AND j.cancel_requested)," \
+	" a.endpoint = 'embeddings'"
 #define ASYNC_CALL_CANCELLED 17
+#define ASYNC_CALL_EMBEDDINGS 18
 
 /* An integer column of the row, or *value unchanged when it is NULL */
 static void
@@ -142,7 +145,9 @@ async_request(HeapTuple tup, TupleDesc desc)
 	char	   *body;
 
 	memset(&header, 0, sizeof(header));
-	header.kind = LLMGW_KIND_CHAT_JSON;
+	/* a chat call (llm_chat's), or the embeddings retry of a batch item */
+	header.kind = DatumGetBool(SPI_getbinval(tup, desc, ASYNC_CALL_EMBEDDINGS, &isnull)) ?
+		LLMGW_KIND_EMBED : LLMGW_KIND_CHAT_JSON;
 	header.async_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	header.async_take = DatumGetInt32(SPI_getbinval(tup, desc, 16, &isnull));
 	llmgw_call_settings_current(&header.settings);

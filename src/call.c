@@ -31,6 +31,7 @@
 #include "route.h"
 #include "redact.h"
 #include "share.h"
+#include "frontdoor_openai.h"
 
 /* The output bound of a chat request body (max_tokens and its aliases), or 0 */
 static int64
@@ -594,6 +595,22 @@ llmgw_call_answer(LlmgwCall *call)
 	if (call->kind == LLMGW_KIND_EMBED)
 		return call->out.embeddings;
 	return call->out.text;
+}
+
+/*
+ * The answer of a successful call as a JSON document (an asynchronous
+ * call's answer): llm_chat's, or for embeddings the OpenAI embeddings list
+ * a batch's embeddings item answers (NULL: SQL NULL)
+ */
+char *
+llmgw_call_answer_json(LlmgwCall *call)
+{
+	char	   *answer = llmgw_call_answer(call);
+
+	if (call->kind != LLMGW_KIND_EMBED || answer == NULL)
+		return answer;
+	return llmgw_openai_embeddings(answer, call->upstream_model ? call->upstream_model : call->model,
+								   false, call->out.tokens[LLMGW_TOKENS_INPUT]);
 }
 
 /* Hand the outcome to the waiting caller */

@@ -205,6 +205,7 @@ extern void llmgw_call_abort_silent(LlmgwCall *call);
 extern void llmgw_call_cancel(LlmgwCall *call);
 extern void llmgw_call_publish(LlmgwCall *call);
 extern char *llmgw_call_answer(LlmgwCall *call);
+extern char *llmgw_call_answer_json(LlmgwCall *call);
 extern void llmgw_call_error(LlmgwCall *call, char **message, char **detail, char **hint);
 extern void llmgw_call_free(LlmgwCall *call);
 extern bool llmgw_call_journal(LlmgwCall *call);

@@ -165,7 +165,7 @@ async_answer(LlmgwCall *call)
 	if (call->out.status == LLMGW_STATUS_INTERRUPTED)
 		llmgw_async_requeue(call);
 	else if (call->out.status == LLMGW_STATUS_OK)
-		llmgw_async_finish(call, llmgw_call_answer(call), 0, NULL, NULL);
+		llmgw_async_finish(call, llmgw_call_answer_json(call), 0, NULL, NULL);
 	else
 	{
 		char	   *message,

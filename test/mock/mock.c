@@ -1750,7 +1750,8 @@ handle_api(struct evhttp_request *req, const char *path)
  * first time the mock sees its message and is answered the next; create_lost
  * in the model creates the batch but answers its create with a 503 (a create
  * whose answer was lost).  Lines for /v1/embeddings (Azure: /embeddings) are
- * answered as POST /v1/embeddings would answer them.
+ * answered as POST /v1/embeddings would answer them, the same markers in
+ * their input string ending them as above.
  *
  * For crash tests, in the same model: batch_upload_ms:N answers an upload
  * N ms late (the file is kept at once), batch_create_ms:N answers a create
@@ -2031,8 +2032,10 @@ batch_finish(MockBatch *b, const char *status)
 		const char *url = json_string_value(json_object_get(line, "url"));
 		bool		embed = url && (strcmp(url, "/v1/embeddings") == 0 || strcmp(url, "/embeddings") == 0);
 		json_t	   *vectors = NULL;
+		const char *input = NULL;
 		bool		e_fail = false;
 		bool		e_expire = false;
+		bool		e_status = false;	/* [[fail_429]] or [[fail_500]] */
 
 		p = nl ? nl + 1 : end;
 		if (line == NULL)
@@ -2042,13 +2045,14 @@ batch_finish(MockBatch *b, const char *status)
 		/* an embeddings item's outcome: its input string, as a chat item's last user message */
 		if (embed && custom_id)
 		{
-			const char *input = json_string_value(json_object_get(body, "input"));
-
+			input = json_string_value(json_object_get(body, "input"));
 			e_fail = input && strstr(input, "[[fail]]");
 			e_expire = !e_fail && (whole_expired || (cancelled && n % 2 == 0) ||
 								   (input && (strstr(input, "[[expire]]") || expires_once(input))));
+			e_status = !e_fail && !e_expire && input &&
+				(strstr(input, "[[fail_429]]") || strstr(input, "[[fail_500]]"));
 		}
-		if (embed && full_model && custom_id && !e_expire && !e_fail &&
+		if (embed && full_model && custom_id && !e_expire && !e_fail && !e_status &&
 			(vectors = embeddings_body(body, 8, full_model)) != NULL)
 		{
 			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:o}, s:n}", "id", rid, "custom_id",
@@ -2056,7 +2060,7 @@ batch_finish(MockBatch *b, const char *status)
 							"body", vectors, "error");
 			b->completed++;
 		}
-		else if (custom_id == NULL || full_model == NULL || (embed && !e_expire && !e_fail) ||
+		else if (custom_id == NULL || full_model == NULL || (embed && !e_expire && !e_fail && !e_status) ||
 				 (!embed && !read_messages_request(body, FMT_OPENAI, &c)))
 		{
 			out = json_pack("{s:s, s:o, s:n, s:{s:s, s:s}}", "id", rid, "custom_id",
@@ -2083,9 +2087,9 @@ batch_finish(MockBatch *b, const char *status)
 							"invalid_request_error", "param", "code", "invalid_request", "error");
 			b->failed++;
 		}
-		else if (strstr(c.last_user, "[[fail_429]]") || strstr(c.last_user, "[[fail_500]]"))
+		else if (embed ? e_status : (strstr(c.last_user, "[[fail_429]]") || strstr(c.last_user, "[[fail_500]]")))
 		{
-			bool		limited = strstr(c.last_user, "[[fail_429]]") != NULL;
+			bool		limited = strstr(embed ? input : c.last_user, "[[fail_429]]") != NULL;
 
 			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:{s:{s:s, s:s, s:n, s:s}}}, s:n}",
 							"id", rid, "custom_id", custom_id, "response", "status_code",

@@ -3,8 +3,9 @@
 -- row's prompt embedded, a chunk per provider request (one usage row per
 -- request, output tokens 0), written by the column type's input function.
 -- A row that cannot be written (a dimension its column refuses) fails
--- alone; a request refused for one input goes again row by row; system,
--- max_tokens and retry => 'sync' are refused; a role without UPDATE calls
+-- alone; a request refused for one input goes again row by row; system
+-- and max_tokens are refused, and a retry of an embeddings batch that is not
+-- batch, sync or none (test/t/033 runs retry => 'sync'); a role without UPDATE calls
 -- nothing; row-level security hides rows from the job.
 SELECT llmgw.set_price('ee-price', 1000, 0) > 0 AS priced;
 SELECT llmgw.create_model('ee-emb', 'mock', 'ee-model', price_model => 'ee-price');
@@ -70,11 +71,11 @@ SELECT string_agg(id || ':' || (e IS NOT NULL), ',' ORDER BY id) AS written FROM
 SELECT status, rows_done, rows_failed, last_error FROM llmgw.job_progress WHERE name = 'ee mixed';
 SELECT status, error_class, input_tokens, output_tokens FROM llmgw.usage WHERE model = 'ee-fail' ORDER BY id;
 
--- (f) what does not apply to embeddings: 22023, before any job or call
+-- (f) what does not apply to embeddings, and a bad retry: 22023, before any job or call
 SELECT count(*) AS jobs_before FROM llmgw.jobs \gset
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', system => 'Be brief')$$);
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', max_tokens => 10)$$);
-SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', mode => 'batch', retry => 'sync')$$);
+SELECT try($$SELECT llmgw.submit_embedding_batch(ARRAY['x'], 'ee-emb', retry => 'soon')$$);
 -- and an answer that cannot go into its column: 42804, before anything is paid for
 ALTER TABLE ee_mixed ADD COLUMN j jsonb;
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'j', 'demo')$$);
