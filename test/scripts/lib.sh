@@ -83,6 +83,9 @@ llmgw_build() {
 # Start a throwaway cluster in $LLMGW_TMP; sets PGHOST, PGUSER.  Any
 # llmgw_admin may use env:LLMGW_* and the files of $LLMGW_TMP/secrets as
 # provider secrets (docs/security.md); the rest only a superuser.
+# LLMGW_POSTGRES, when set, is the executable pg_ctl starts instead of
+# $PGBIN/postgres: a wrapper that execs it (valgrind: the pid stays the
+# postmaster's, as pg_ctl checks); PGCTLTIMEOUT is pg_ctl's wait in seconds.
 llmgw_cluster_start() {
     chown postgres "$LLMGW_TMP"
     runuser -u postgres -- $PGBIN/initdb -D "$LLMGW_TMP/data" -A trust >/dev/null
@@ -100,7 +103,7 @@ llmgw.secret_directory = '$LLMGW_TMP/secrets'
 ${LLMGW_EXTRA_CONF:-}
 CONF
     runuser -u postgres -- env ${LLMGW_SERVER_ENV:-} $PGBIN/pg_ctl -D "$LLMGW_TMP/data" \
-        -l "$LLMGW_TMP/server.log" -w start >/dev/null
+        ${LLMGW_POSTGRES:+-p "$LLMGW_POSTGRES"} -l "$LLMGW_TMP/server.log" -w start >/dev/null
     export PGHOST="$LLMGW_TMP" PGUSER=postgres PGDATABASE=postgres
 }
 
