@@ -180,7 +180,25 @@ COMMENT ON FUNCTION llmgw.write_answers(text, text, text, text[], text[], name) 
 -- provider refuses it for what it holds (LG400, LG413, LG009, LG451), each
 -- goes alone, so that only the prompts at fault fail.  A NULL prompt is
 -- not sent (no answer, no error: skipped).
-CREATE FUNCTION llmgw.enrich_embed(prompts text[], model text)
+-- Internal: a dimension to ask of an embedding model, as llm_embed checks
+-- it (NULL: the model's own)
+CREATE FUNCTION llmgw.check_dimensions(dimensions integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF dimensions < 1 THEN
+        RAISE EXCEPTION 'dimensions must be at least 1, not %', dimensions
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL for the model''s own dimension.';
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION llmgw.check_dimensions(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llmgw.check_dimensions(integer) TO llmgw_admin, llmgw_user;
+COMMENT ON FUNCTION llmgw.check_dimensions(integer) IS 'Internal: a dimension to ask of an embedding model is at least 1 (22023, as llm_embed says); NULL, the model''s own, passes';
+
+CREATE FUNCTION llmgw.enrich_embed(prompts text[], model text, dimensions integer DEFAULT NULL)
 RETURNS TABLE (ordinality integer, answer text, sqlstate text, error text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -199,7 +217,7 @@ BEGIN
     IF cardinality(sent) > 0 THEN
         BEGIN
             vectors := ARRAY(SELECT '[' || array_to_string(e.embedding, ',') || ']'
-                               FROM @extschema@.llm_embed_many(sent, model) e ORDER BY e.ordinality);
+                               FROM @extschema@.llm_embed_many(sent, model, dimensions) e ORDER BY e.ordinality);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS chunk_state = RETURNED_SQLSTATE, chunk_error = MESSAGE_TEXT;
             alone := chunk_state IN ('LG400', 'LG413', 'LG009', 'LG451') AND cardinality(sent) > 1;
@@ -217,7 +235,7 @@ BEGIN
             ELSIF alone THEN
                 row_state := NULL;
                 BEGIN
-                    answer := '[' || array_to_string(@extschema@.llm_embed(prompts[i], model), ',') || ']';
+                    answer := '[' || array_to_string(@extschema@.llm_embed(prompts[i], model, dimensions), ',') || ']';
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS row_state = RETURNED_SQLSTATE, row_error = MESSAGE_TEXT;
                 END;
@@ -240,9 +258,9 @@ BEGIN
     END LOOP;
 END
 $fn$;
-REVOKE ALL ON FUNCTION llmgw.enrich_embed(text[], text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION llmgw.enrich_embed(text[], text) TO llmgw_admin, llmgw_user;
-COMMENT ON FUNCTION llmgw.enrich_embed(text[], text) IS 'Internal (llmgw.enrich): the embeddings of a chunk''s prompts in one provider request, each prompt alone when the provider refuses the request for what it holds; one row per prompt, its embedding''s text form or its error';
+REVOKE ALL ON FUNCTION llmgw.enrich_embed(text[], text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llmgw.enrich_embed(text[], text, integer) TO llmgw_admin, llmgw_user;
+COMMENT ON FUNCTION llmgw.enrich_embed(text[], text, integer) IS 'Internal (llmgw.enrich): the embeddings of a chunk''s prompts in one provider request (of the dimension asked, NULL: the model''s own), each prompt alone when the provider refuses the request for what it holds; one row per prompt, its embedding''s text form or its error';
 
 -- llmgw.submit_embedding_batch takes job_id and row_keys (what enrich
 -- passes for an embeddings job), checked as llmgw.submit_batch checks them
@@ -255,7 +273,8 @@ COMMENT ON FUNCTION llmgw.enrich_embed(text[], text) IS 'Internal (llmgw.enrich)
 -- provider batches; system and max_tokens do not apply.  Answers of
 -- either kind are written by llmgw.write_answers, a row that cannot be
 -- written failing alone.
-CREATE OR REPLACE PROCEDURE llmgw.enrich(
+DROP PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text, text);
+CREATE PROCEDURE llmgw.enrich(
     source regclass,
     key_column text,
     prompt text,
@@ -267,7 +286,8 @@ CREATE OR REPLACE PROCEDURE llmgw.enrich(
     concurrency integer DEFAULT 64,
     job_name text DEFAULT NULL,
     mode text DEFAULT 'sync',
-    retry text DEFAULT 'batch')
+    retry text DEFAULT 'batch',
+    dimensions integer DEFAULT NULL)
 LANGUAGE plpgsql
 -- no SET search_path: a procedure with SET cannot COMMIT.  It runs with the
 -- caller's rights, and every name it uses is qualified or in pg_catalog.
@@ -337,6 +357,21 @@ BEGIN
                                   output_column, source, column_type, model),
                   HINT = 'Leave system and max_tokens out.';
     END IF;
+    PERFORM llmgw.check_dimensions(dimensions);
+    IF dimensions IS NOT NULL AND NOT embeddings THEN
+        RAISE EXCEPTION 'dimensions applies to embeddings only'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Column %s of %s is of type %s: llmgw.enrich writes each row''s answer as text.',
+                                  output_column, source, column_type),
+                  HINT = 'An embedding column is real[], double precision[], vector or halfvec.';
+    END IF;
+    -- a vector(n) column holds n values: another dimension would fail every row
+    IF dimensions <> tg.dimensions THEN
+        RAISE EXCEPTION 'dimensions % does not fit column % of %, of type %', dimensions,
+                        output_column, source, column_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Pass dimensions => %s, or leave it out.', tg.dimensions);
+    END IF;
     IF mode = 'batch' THEN
         -- the workers write the answers: the table's name must not depend
         -- on a search_path
@@ -380,7 +415,7 @@ BEGIN
             END IF;
             BEGIN
                 IF embeddings THEN
-                    b := llmgw.submit_embedding_batch(r.prompts, model, job, r.keys);
+                    b := llmgw.submit_embedding_batch(r.prompts, model, job, r.keys, NULL, dimensions);
                 ELSE
                     b := llmgw.submit_batch(
                         ARRAY(SELECT pg_catalog.jsonb_build_object('messages',
@@ -466,9 +501,9 @@ BEGIN
         -- the job's calls carry its id (usage.job_id), so that its spend can be summed
         PERFORM set_config('llmgw.job', job::text, true);
         -- a chat call per row, or the chunk's embeddings in one request
-        FOR r IN EXECUTE CASE WHEN embeddings THEN 'SELECT * FROM llmgw.enrich_embed($1, $2)'
+        FOR r IN EXECUTE CASE WHEN embeddings THEN 'SELECT * FROM llmgw.enrich_embed($1, $2, $6)'
                               ELSE 'SELECT * FROM @extschema@.llm_complete_many($1, $2, $3, $4, NULL, $5, ''continue'')' END
-            USING prompts, model, system, max_tokens, concurrency
+            USING prompts, model, system, max_tokens, concurrency, dimensions
         LOOP
             IF r.answer IS NOT NULL THEN
                 done_keys := done_keys || keys[r.ordinality];
@@ -571,7 +606,10 @@ BEGIN
     COMMIT;
 END
 $fn$;
-COMMENT ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text, text) IS 'Fill a column from a prompt over each row, in committed, resumable chunks; only rows the caller may update; an embedding column (real[], double precision[], vector, halfvec) gets each prompt''s embedding; mode => ''batch'' goes through the provider''s Batch API (retry: what becomes of its expired and retryable items: batch, sync or none)';
+REVOKE ALL ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text, text, integer)
+    TO llmgw_admin, llmgw_user;
+COMMENT ON PROCEDURE llmgw.enrich(regclass, text, text, text, text, text, integer, integer, integer, text, text, text, integer) IS 'Fill a column from a prompt over each row, in committed, resumable chunks; only rows the caller may update; an embedding column (real[], double precision[], vector, halfvec) gets each prompt''s embedding (of dimensions values, NULL: the model''s own); mode => ''batch'' goes through the provider''s Batch API (retry: what becomes of its expired and retryable items: batch, sync or none)';
 
 -- The batch ingest writes an embeddings job's rows too: an item's answer is
 -- its embedding's text form, and every answer goes in through
@@ -1033,19 +1071,25 @@ $fn$;
 -- a job) as llmgw.submit_batch's.
 DROP FUNCTION llmgw.submit_embedding_batch(text[], text);
 CREATE FUNCTION llmgw.submit_embedding_batch(inputs text[], model text, job_id bigint DEFAULT NULL,
-                                             row_keys text[] DEFAULT NULL, retry text DEFAULT NULL)
+                                             row_keys text[] DEFAULT NULL, retry text DEFAULT NULL,
+                                             dimensions integer DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    requests jsonb[] := ARRAY(SELECT jsonb_build_object('input', t) FROM unnest(inputs) t);
+    -- each line asks the dimension (OpenAI's dimensions; the Gemini
+    -- builders make it outputDimensionality)
+    requests jsonb[] := ARRAY(SELECT jsonb_build_object('input', t)
+                                     || jsonb_strip_nulls(jsonb_build_object('dimensions', dimensions))
+                                FROM unnest(inputs) WITH ORDINALITY u(t, o) ORDER BY o);
     who record;
     q record;
 BEGIN
     IF array_position(inputs, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'every input must be a string' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM llmgw.check_dimensions(dimensions);
     PERFORM llmgw.check_batch_requests('embeddings', requests, model);
     PERFORM llmgw.check_batch_job(job_id, row_keys, coalesce(cardinality(inputs), 0), retry);
     SELECT * INTO who FROM llmgw.batch_caller(model);
@@ -1056,9 +1100,9 @@ BEGIN
     RETURN q.batch_id;
 END
 $fn$;
-REVOKE ALL ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text) TO llmgw_admin, llmgw_user;
-COMMENT ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text) IS 'Queue texts to embed as one provider batch (Batch API, /v1/embeddings); returns the batch id; the vectors land in batch_items.answer, or with job_id and row_keys (llmgw.enrich) in the job''s rows; retry (a batch without a job): batch, sync or none';
+REVOKE ALL ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text, integer) TO llmgw_admin, llmgw_user;
+COMMENT ON FUNCTION llmgw.submit_embedding_batch(text[], text, bigint, text[], text, integer) IS 'Queue texts to embed as one provider batch (Batch API, /v1/embeddings); returns the batch id; the vectors land in batch_items.answer, or with job_id and row_keys (llmgw.enrich) in the job''s rows; retry (a batch without a job): batch, sync or none; dimensions (NULL: the model''s own) asked of each line';
 
 -- Internal (worker 0): a batch's results are all written: the items
 -- without one end as the batch ended (their reservations given back), the

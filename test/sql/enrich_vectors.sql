@@ -6,7 +6,8 @@
 -- alone; a request refused for one input goes again row by row; system
 -- and max_tokens are refused, and a retry of an embeddings batch that is not
 -- batch, sync or none (test/t/033 runs retry => 'sync'); a role without UPDATE calls
--- nothing; row-level security hides rows from the job.
+-- nothing; row-level security hides rows from the job; dimensions asked of the
+-- model, and refused below 1 or for a column of text.
 SELECT llmgw.set_price('ee-price', 1000, 0) > 0 AS priced;
 SELECT llmgw.create_model('ee-emb', 'mock', 'ee-model', price_model => 'ee-price');
 SELECT llmgw.create_model('ee-fail', 'mock', 'ee-fail-model', price_model => 'ee-price');
@@ -76,6 +77,11 @@ SELECT count(*) AS jobs_before FROM llmgw.jobs \gset
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', system => 'Be brief')$$);
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', max_tokens => 10)$$);
 SELECT try($$SELECT llmgw.submit_embedding_batch(ARRAY['x'], 'ee-emb', retry => 'soon')$$);
+-- a dimension below 1, and one for a column of text
+SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', dimensions => 0)$$);
+SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'e', 'ee-emb', mode => 'batch', dimensions => -3)$$);
+SELECT try($$CALL llmgw.enrich('ee_docs', 'id', 'body', 'summary', 'demo', dimensions => 4)$$);
+SELECT try($$SELECT llmgw.submit_embedding_batch(ARRAY['x'], 'ee-emb', dimensions => 0)$$);
 -- and an answer that cannot go into its column: 42804, before anything is paid for
 ALTER TABLE ee_mixed ADD COLUMN j jsonb;
 SELECT try($$CALL llmgw.enrich('ee_mixed', 'id', 'body', 'j', 'demo')$$);
@@ -119,6 +125,18 @@ SELECT count(*) AS calls, bool_and(role_name = 'regress_ee_alice') AS as_alice
 UPDATE ee_docs SET summary = NULL;
 CALL llmgw.enrich('ee_docs', 'id', 'body', 'summary', 'demo', chunk_size => 4, job_name => 'ee chat');
 SELECT count(*) FILTER (WHERE summary = 'Hello! You said: ' || body) AS answered FROM ee_docs;
+
+-- (j) dimensions: the chunk's request asks for 4 values (OpenAI's
+-- dimensions), each row gets llm_embed's vector of 4
+UPDATE ee_docs SET d = NULL;
+\! perl test/scripts/mock_count.pl 'ee-model'
+CALL llmgw.enrich('ee_docs', 'id', 'body', 'd', 'ee-emb', chunk_size => 10, job_name => 'ee dims',
+                  dimensions => 4);
+\! perl test/scripts/mock_count.pl 'ee-model'
+SELECT count(*) FILTER (WHERE cardinality(d) = 4) AS four, count(*) FILTER (WHERE d IS NULL) AS empty,
+       bool_and(d::real[] = llm_embed(body, 'ee-emb', 4)) FILTER (WHERE d IS NOT NULL) AS same_as_llm_embed
+  FROM ee_docs;
+SELECT status, rows_done, rows_failed, rows_skipped FROM llmgw.job_progress WHERE name = 'ee dims';
 
 DROP TABLE ee_docs, ee_mixed, ee_notes;
 DROP DOMAIN ee_positive, ee_three;

@@ -80,7 +80,7 @@ my $has_vector = sq("SELECT count(*) FROM pg_available_extensions WHERE name = '
 
 SKIP:
 {
-	skip 'pgvector is not installed (test/scripts/lib.sh installs it)', 15 unless $has_vector;
+	skip 'pgvector is not installed (test/scripts/lib.sh installs it)', 18 unless $has_vector;
 	sq('CREATE EXTENSION vector');
 	table('vt', 10, 'v8 vector(8), v3 vector(3), h8 halfvec(8), b8 vector(8), b3 vector(3)');
 
@@ -135,6 +135,19 @@ SKIP:
 	is(sq("SELECT string_agg(DISTINCT i.state || ':' || i.error, ',') || '|' || count(*) || '|' || (SELECT count(b3) FROM vt)
 	         FROM llmgw.batch_items i JOIN llmgw.batches b ON b.id = i.batch_id WHERE b.job_id = $job"),
 		'failed:22000: expected 3 dimensions, not 8|10|0', 'each item failed with its error, nothing written');
+
+	# ---- dimensions => 3: vector(3) filled through a batch, each line asking for 3
+	$job = enrich('vt', 'b3', 'ev-b', "mode => 'batch', dimensions => 3");
+	wait_job($job);
+	is(job($job) . '|' . sq("SELECT count(*) FROM vt WHERE b3 = llm_embed(body, 'ev', 3)::vector"),
+		'10/0/finished|10', 'dimensions => 3 fills vector(3) through a batch: llm_embed\'s vectors of 3');
+	# another dimension than the column's: refused before any job or call
+	($out, $err) = ('', '');
+	$node->psql('postgres', "CALL llmgw.enrich('vt', 'id', 'body', 'v3', 'ev', dimensions => 4)",
+		stdout => \$out, stderr => \$err, extra_params => [ '-U', 'eu' ]);
+	like($err, qr/ERROR:  dimensions 4 does not fit column v3 of vt, of type vector\(3\)/,
+		'dimensions => 4 for a vector(3) column: refused');
+	is(sq('SELECT count(v3) FROM vt'), '0', 'and nothing written');
 }
 
 # ---- an expired embeddings item goes again in a later batch (retry => 'batch')

@@ -62,11 +62,12 @@ sub table
 # CALL llmgw.enrich as gu in batch mode; (job, rows, batches)
 sub enrich
 {
-	my ($t, $model, $body) = @_;
+	my ($t, $model, $body, $more) = @_;
 	my ($out, $err) = ('', '');
 	$body //= 'body';
+	$more //= '';
 	$node->psql('postgres',
-		"CALL llmgw.enrich('$t', 'id', \$\$$body\$\$, 'e', '$model', mode => 'batch', retry => 'none')",
+		"CALL llmgw.enrich('$t', 'id', \$\$$body\$\$, 'e', '$model', mode => 'batch', retry => 'none'$more)",
 		stdout => \$out, stderr => \$err, extra_params => [ '-U', 'gu' ]);
 	return $err =~ /job (\d+): (\d+) rows queued in (\d+) provider batches/ ? ($1, $2, $3) : die "enrich: $err";
 }
@@ -113,6 +114,16 @@ $before = counters();
 wait_job($job);
 is(sq("SELECT count(*) FILTER (WHERE e = llm_embed(body, 'oe')) FROM gf"), '4', 'answers from a responses file, written');
 is(grown($before), '0/1/0/2', 'one create, the poll that saw it finished, its file downloaded once');
+
+# ---- dimensions: each line asks Gemini for outputDimensionality 5
+table('gdim', 3);
+($job) = enrich('gdim', 'gemb', undef, ', dimensions => 5');
+wait_job($job);
+is(sq("SELECT count(*) FILTER (WHERE cardinality(e) = 5 AND e = llm_embed(body, 'oe', 5)) FROM gdim"), '3',
+	'dimensions => 5: vectors of 5 values, those the synchronous path gives when asked for 5');
+is(sq("SELECT string_agg(DISTINCT (i.request ->> 'dimensions'), ',') FROM llmgw.batch_items i
+         JOIN llmgw.batches b ON b.id = i.batch_id WHERE b.job_id = $job"), '5',
+	'each item\'s request carries the dimension');
 
 # ---- beyond 20 MB of inline requests: an uploaded file of EmbedContentRequests
 table('gu24', 24);
