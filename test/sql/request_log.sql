@@ -314,8 +314,11 @@ SET ROLE regress_rl_admin;
 SELECT llmgw.create_request_log_partitions((now() AT TIME ZONE 'UTC')::date - 100, 1) AS made,
        llmgw.create_request_log_partitions((now() AT TIME ZONE 'UTC')::date - 100, 1) AS made_again;
 RESET ROLE;
+-- noon (UTC) of that day: now() - 100 days can fall on the day before
+-- (across a change of summer time, just after midnight UTC)
 INSERT INTO llmgw.request_log (request_id, attempt, started_at, request_body, request_bytes)
-VALUES (gen_random_uuid(), 1, now() - interval '100 days', 'old', 3);
+VALUES (gen_random_uuid(), 1,
+        (((now() AT TIME ZONE 'UTC')::date - 100) + time '12:00') AT TIME ZONE 'UTC', 'old', 3);
 SET ROLE regress_rl_admin;
 SELECT llmgw.prune_request_log(0) AS dropped_keeping_all;
 SELECT count(*) AS old_rows FROM llmgw.request_log WHERE started_at < now() - interval '99 days';
