@@ -37,11 +37,12 @@ SELECT name, status, rows_done, spend FROM llmgw.job_progress
 
 -- a run cancelled half way (statement_timeout) resumes without calling the
 -- provider again for the rows it committed
-SELECT llmgw.create_model('batch-slow', 'mock', 'batch-model;delay:300', price_model => 'batch-model');
+SELECT llmgw.create_model('batch-slow', 'mock', 'batch-model;delay:1000', price_model => 'batch-model');
 CREATE TABLE pages (id int PRIMARY KEY, body text, summary text);
 INSERT INTO pages (id, body) SELECT i, 'page ' || i FROM generate_series(1, 10) i;
 SET client_min_messages = warning;   -- how far it got varies
-SET statement_timeout = '1000ms';
+-- half way through the third chunk's calls, far from a commit
+SET statement_timeout = '2500ms';
 \set VERBOSITY terse
 CALL llmgw.enrich('pages', 'id', 'body', 'summary', 'batch-slow', chunk_size => 2, concurrency => 2);
 \set VERBOSITY default
