@@ -12,8 +12,10 @@
  * table:
  *   queued      build the items with the provider's wire format (a batch
  *               too big for the provider is split first: its last items
- *               move to a new row); upload them as JSONL (OpenAI, Azure)
- *               or, for the APIs that take them inline (Anthropic,
+ *               move to a new row); upload them as JSONL (OpenAI, Azure;
+ *               Gemini beyond its inline limit, on a session of several
+ *               requests that a send cut short goes on with, this server
+ *               life) or, for the APIs that take them inline (Anthropic,
  *               Gemini), mark the row submitting and send the create
  *   submitting  create the batch, carrying the row's marker (metadata,
  *               display name or custom_ids).  A create whose outcome is
@@ -832,13 +834,18 @@ file_step(BatchStep step)
 static void
 session_step(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 {
-	LlmgwUploadCommand cmd = b->session_url == NULL ? LLMGW_UPLOAD_START :
-		b->session_query ? LLMGW_UPLOAD_QUERY : LLMGW_UPLOAD_SEND;
-	char	   *url = cmd == LLMGW_UPLOAD_START ? w->url(r, LLMGW_BATCH_UPLOAD, NULL) : b->session_url;
+	LlmgwUploadCommand cmd;
+	char	   *url;
 	char	   *body = NULL;
 	FILE	   *part = NULL;
 	struct curl_slist *headers;
 
+	/* the base URL changed meanwhile: the key goes to no other host */
+	if (b->session_url && !llmgw_batch_same_origin(r->base_url, b->session_url))
+		session_restart(b);
+	cmd = b->session_url == NULL ? LLMGW_UPLOAD_START :
+		b->session_query ? LLMGW_UPLOAD_QUERY : LLMGW_UPLOAD_SEND;
+	url = cmd == LLMGW_UPLOAD_START ? w->url(r, LLMGW_BATCH_UPLOAD, NULL) : b->session_url;
 	if (cmd == LLMGW_UPLOAD_START)
 	{
 		char	   *start_body = w->session->start_body(b->marker);
@@ -891,12 +898,13 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 	}
 	if (!file_turn(b))
 		return;
-	if (b->upload_file)
+	if (b->upload_file && w->session)
 	{
 		/* an upload on a session goes on (or starts again) */
 		session_step(b, r, w);
 		return;
 	}
+	session_end(b);				/* (the provider's API changed meanwhile) */
 	if (!build(b, r, w, &bd))
 		return;
 	if (bd.nmoved > 0)
