@@ -15,16 +15,11 @@ use FindBin;
 use lib $FindBin::Bin;
 use LlmgwTest;
 
-my $node = LlmgwTest::node('gembed', 2, conf => "llmgw.batch_poll_interval = 100\n");
-(my $root = $ENV{LLMGW_MOCK_URL}) =~ s{/v1$}{};
+my $node = LlmgwTest::gemini_batch_node('gembed');
 $node->safe_psql('postgres', qq{
-	SELECT llmgw.create_provider('gem', 'gemini', '$root/v1beta', secret => 'env:LLMGW_TEST_KEY');
-	SELECT llmgw.set_price('ge', input => 2, output => 0, batch_input => 1, batch_output => 0);
-	SELECT llmgw.create_model('gemb', 'gem', 'gem-e', price_model => 'ge');
 	SELECT llmgw.create_model('gemb-file', 'gem', 'gem-e;responses_file', price_model => 'ge');
 	-- the mock's OpenAI embeddings of a text: the same values Gemini's batch gives
 	SELECT llmgw.create_model('oe', 'mock', 'oe-model;dim:8');
-	CREATE ROLE gu LOGIN IN ROLE llmgw_user;
 });
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }

@@ -16,14 +16,7 @@ use FindBin;
 use lib $FindBin::Bin;
 use LlmgwTest;
 
-my $node = LlmgwTest::node('gresum', 2, conf => "llmgw.batch_poll_interval = 100\n");
-(my $root = $ENV{LLMGW_MOCK_URL}) =~ s{/v1$}{};
-$node->safe_psql('postgres', qq{
-	SELECT llmgw.create_provider('gem', 'gemini', '$root/v1beta', secret => 'env:LLMGW_TEST_KEY');
-	SELECT llmgw.set_price('ge', input => 2, output => 0, batch_input => 1, batch_output => 0);
-	SELECT llmgw.create_model('gemb', 'gem', 'gem-e', price_model => 'ge');
-	CREATE ROLE gu LOGIN IN ROLE llmgw_user;
-});
+my $node = LlmgwTest::gemini_batch_node('gresum');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
