@@ -269,7 +269,7 @@ static LlmgwTransfer *transfers = NULL;
 static size_t
 file_read_cb(char *buffer, size_t size, size_t nitems, void *arg)
 {
-	FILE	   *f = (FILE *) arg;
+	FILE	   *f = ((LlmgwTransfer *) arg)->upload;
 	size_t		n = fread(buffer, 1, size * nitems, f);
 
 	return (n == 0 && ferror(f)) ? CURL_READFUNC_ABORT : n;
@@ -404,7 +404,7 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 	{
 		curl_easy_setopt(easy, CURLOPT_POST, 1L);
 		curl_easy_setopt(easy, CURLOPT_READFUNCTION, file_read_cb);
-		curl_easy_setopt(easy, CURLOPT_READDATA, upload);
+		curl_easy_setopt(easy, CURLOPT_READDATA, t);
 		curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, file_seek_cb);
 		curl_easy_setopt(easy, CURLOPT_SEEKDATA, t);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) upload_len);
