@@ -12,8 +12,10 @@
  * table:
  *   queued      build the items with the provider's wire format (a batch
  *               too big for the provider is split first: its last items
- *               move to a new row); upload them as JSONL (OpenAI, Azure)
- *               or, for the APIs that take them inline (Anthropic,
+ *               move to a new row); upload them as JSONL (OpenAI, Azure;
+ *               Gemini beyond its inline limit, on a session of several
+ *               requests that a send cut short goes on with, this server
+ *               life) or, for the APIs that take them inline (Anthropic,
  *               Gemini), mark the row submitting and send the create
  *   submitting  create the batch, carrying the row's marker (metadata,
  *               display name or custom_ids).  A create whose outcome is
@@ -85,7 +87,9 @@ int			llmgw_batch_max_result_line = 65536;	/* kB */
 typedef enum BatchStep
 {
 	STEP_NONE,
-	STEP_UPLOAD,
+	STEP_UPLOAD,				/* the file, or (on a session) its bytes from an offset */
+	STEP_UPLOAD_START,			/* the start of an upload on a session */
+	STEP_UPLOAD_QUERY,			/* where an upload on a session stands */
 	STEP_LIST,
 	STEP_CREATE,
 	STEP_POLL,
@@ -125,6 +129,12 @@ typedef struct Tracked
 	TimestampTz next_at;
 	BatchStep	step;
 	LlmgwTransfer t;
+	/* an upload on a session (resumable), this server life only */
+	FILE	   *upload_file;	/* the file, kept to go on with; NULL: none */
+	size_t		upload_size;
+	char	   *session_url;	/* malloc'd; NULL: no session (yet) */
+	size_t		upload_offset;	/* where the next send starts */
+	bool		session_query;	/* a send was cut short: ask where it stands */
 } Tracked;
 
 static Tracked tracked[MAX_TRACKED];
@@ -258,6 +268,26 @@ note_error(Tracked *b, const char *error)
 											 Min(1000L << Min(b->failures, 10), 600000L));
 }
 
+/* Start an upload on a session again from its start (the file is kept) */
+static void
+session_restart(Tracked *b)
+{
+	free(b->session_url);
+	b->session_url = NULL;
+	b->upload_offset = 0;
+	b->session_query = false;
+}
+
+/* Forget a batch's upload on a session, and its file */
+static void
+session_end(Tracked *b)
+{
+	session_restart(b);
+	if (b->upload_file)
+		fclose(b->upload_file);
+	b->upload_file = NULL;
+}
+
 /* End a batch (its results, if any, are written) */
 static void
 finish(Tracked *b, const char *final, const char *error)
@@ -265,6 +295,7 @@ finish(Tracked *b, const char *final, const char *error)
 	char		id[32];
 	const char *args[3];
 
+	session_end(b);
 	snprintf(id, sizeof(id), INT64_FORMAT, b->id);
 	args[0] = id;
 	args[1] = final;
@@ -342,7 +373,10 @@ scan_batches(void *arg)
 	/* batches that ended (or went away) are no longer followed */
 	for (int i = 0; i < MAX_TRACKED; i++)
 		if (tracked[i].used && !tracked[i].seen && tracked[i].step == STEP_NONE)
+		{
+			session_end(&tracked[i]);
 			tracked[i].used = false;
+		}
 }
 
 /* ---- temporary files ---- */
@@ -406,6 +440,28 @@ temp_rewind(FILE *f)
 	return (size_t) size;
 }
 
+/*
+ * A second stream on a temporary file, at offset: for a transfer to take
+ * over while the file stays open
+ */
+static FILE *
+temp_reopen(FILE *f, size_t offset)
+{
+	int			fd = dup(fileno(f));
+	FILE	   *copy = fd >= 0 ? fdopen(fd, "rb") : NULL;
+
+	if (copy == NULL && fd >= 0)
+		close(fd);
+	if (copy == NULL || fseeko(copy, (off_t) offset, SEEK_SET) != 0)
+	{
+		if (copy)
+			fclose(copy);
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("llmgw: could not read back a temporary file of provider batches: %m")));
+	}
+	return copy;
+}
+
 /* ---- starting steps ---- */
 
 /*
@@ -439,7 +495,8 @@ start(Tracked *b, BatchStep step, const LlmgwRoute *r, const LlmgwBatchWire *w, 
 	b->step = step;
 	llmgw_http_transfer_start(&b->t, url, method,
 							  w->headers(r, upload == NULL || op != LLMGW_BATCH_UPLOAD), body,
-							  upload, upload_len, op == LLMGW_BATCH_UPLOAD && w->upload, into,
+							  upload, upload_len,
+							  op == LLMGW_BATCH_UPLOAD && w->upload ? LLMGW_TRANSFER_MULTIPART : 0, into,
 							  download ? (size_t) llmgw_batch_max_download * 1024 * 1024 :
 							  (size_t) llmgw_batch_max_result_line * 1024, timeout_ms);
 	pfree(url);
@@ -761,6 +818,53 @@ start_create(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, Build *bd
 		  BATCH_CALL_TIMEOUT_MS);
 }
 
+/* Is a step one of a file's transfer (an upload's, a download's)? */
+static bool
+file_step(BatchStep step)
+{
+	return step == STEP_UPLOAD || step == STEP_UPLOAD_START || step == STEP_UPLOAD_QUERY ||
+		step == STEP_OUTPUT || step == STEP_ERRORS;
+}
+
+/*
+ * The next request of an upload on a session: its start, the file sent
+ * from where the session stands (the transfer reads a stream of its own),
+ * or a query after a send cut short
+ */
+static void
+session_step(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
+{
+	LlmgwUploadCommand cmd;
+	char	   *url;
+	char	   *body = NULL;
+	FILE	   *part = NULL;
+	struct curl_slist *headers;
+
+	/* the base URL changed meanwhile: the key goes to no other host */
+	if (b->session_url && !llmgw_batch_same_origin(r->base_url, b->session_url))
+		session_restart(b);
+	cmd = b->session_url == NULL ? LLMGW_UPLOAD_START :
+		b->session_query ? LLMGW_UPLOAD_QUERY : LLMGW_UPLOAD_SEND;
+	url = cmd == LLMGW_UPLOAD_START ? w->url(r, LLMGW_BATCH_UPLOAD, NULL) : b->session_url;
+	if (cmd == LLMGW_UPLOAD_START)
+	{
+		char	   *start_body = w->session->start_body(b->marker);
+
+		body = malloc_copy(start_body, strlen(start_body));
+	}
+	else if (cmd == LLMGW_UPLOAD_SEND)
+		part = temp_reopen(b->upload_file, b->upload_offset);
+	headers = w->session->headers(r, cmd, b->upload_offset, b->upload_size);
+	b->step = cmd == LLMGW_UPLOAD_START ? STEP_UPLOAD_START :
+		cmd == LLMGW_UPLOAD_QUERY ? STEP_UPLOAD_QUERY : STEP_UPLOAD;
+	llmgw_http_transfer_start(&b->t, url, "POST", headers, body, part,
+							  part ? b->upload_size - b->upload_offset : 0,
+							  part ? LLMGW_TRANSFER_FRESH : 0, NULL,
+							  (size_t) llmgw_batch_max_result_line * 1024,
+							  part ? BATCH_FILE_TIMEOUT_MS : BATCH_CALL_TIMEOUT_MS);
+	llmgw_http_transfer_keep(&b->t, w->session->answer_headers);
+}
+
 /*
  * One file (a batch's JSONL upload, or its results download) in flight at a
  * time, however many batches a job has: one temporary file on disk, and
@@ -771,8 +875,7 @@ static bool
 file_turn(Tracked *b)
 {
 	for (int i = 0; i < MAX_TRACKED; i++)
-		if (tracked[i].used && (tracked[i].step == STEP_UPLOAD || tracked[i].step == STEP_OUTPUT ||
-								tracked[i].step == STEP_ERRORS))
+		if (tracked[i].used && tracked[i].step != STEP_NONE && file_step(tracked[i].step))
 		{
 			b->waiting_file = true;
 			b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BATCH_SCAN_MS);
@@ -793,7 +896,16 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 		b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SERIAL_WAIT_MS);
 		return;
 	}
-	if (!file_turn(b) || !build(b, r, w, &bd))
+	if (!file_turn(b))
+		return;
+	if (b->upload_file && w->session)
+	{
+		/* an upload on a session goes on (or starts again) */
+		session_step(b, r, w);
+		return;
+	}
+	session_end(b);				/* (the provider's API changed meanwhile) */
+	if (!build(b, r, w, &bd))
 		return;
 	if (bd.nmoved > 0)
 	{
@@ -804,6 +916,15 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 			elog(LOG, "llmgw: batch " INT64_FORMAT " split: %d requests go to another batch (%s takes %d requests, %zu bytes)",
 				 b->id, bd.nmoved, w->api, w->max_requests, w->max_bytes);
 		next_scan = 0;
+		return;
+	}
+	if (bd.as_file && w->session)
+	{
+		/* kept to go on with, or to start again with */
+		b->upload_file = bd.file;
+		b->upload_size = bd.bytes;
+		bd.file = NULL;
+		session_step(b, r, w);
 		return;
 	}
 	if (w->upload || bd.as_file)
@@ -1360,6 +1481,132 @@ step_error(Tracked *b, const char *what)
 	return s;
 }
 
+/*
+ * Record the file an upload's answer names (the batch is submitting from
+ * now on); false if it names none
+ */
+static bool
+upload_named(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
+{
+	json_t	   *root = b->t.response.data ? json_loadb(b->t.response.data, b->t.response.len, 0, NULL) : NULL;
+	const char *file = w->uploaded ? w->uploaded(root) :
+		json_string_value(json_object_get(root, "id"));
+	bool		named = llmgw_batch_safe_ref(file);
+
+	if (named)
+	{
+		char		id[32];
+		const char *args[4];
+
+		snprintf(id, sizeof(id), INT64_FORMAT, b->id);
+		args[0] = id;
+		args[1] = file;
+		args[2] = b->provider;
+		args[3] = r->upstream_model;
+		if (exec_text("llmgw: recording a batch upload",
+					  "UPDATE llmgw.batches SET state = 'submitting', input_file_id = $2,"
+					  " provider = $3, upstream_model = $4, last_error = NULL"
+					  " WHERE id = $1::bigint AND state = 'queued'", 4, args, NULL))
+		{
+			strlcpy(b->input_file, file, sizeof(b->input_file));
+			strlcpy(b->state, "submitting", sizeof(b->state));
+			b->create_fresh = true;
+			b->failures = 0;
+			b->next_at = 0;
+			session_end(b);
+		}
+		else
+			note_error(b, "the upload could not be recorded; see the server log");
+	}
+	json_decref(root);
+	return named;
+}
+
+/*
+ * An upload (the file, or on a session its bytes from an offset) ended: a
+ * send on a session cut short or answered 5xx, 408 or 429 goes on where
+ * the session stands, asked first
+ */
+static void
+upload_done(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, bool ok, bool refused)
+{
+	if (ok)
+	{
+		if (!upload_named(b, r, w))
+		{
+			session_end(b);
+			note_error(b, "the upload's answer could not be read");
+		}
+	}
+	else if (refused)
+		finish(b, "failed", step_error(b, "the upload"));
+	else if (b->session_url)
+	{
+		b->session_query = true;
+		note_error(b, psprintf("%s; it goes on where the upload session stands",
+							   step_error(b, "the upload")));
+	}
+	else
+		note_error(b, step_error(b, "the upload"));
+}
+
+/*
+ * The answer of a start (the session's URL) or of a query (where the
+ * session stands) of an upload on a session.  A session that is gone (a
+ * query answered 4xx) or an answer that cannot be used starts the upload
+ * again.
+ */
+static void
+session_answer(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w, LlmgwUploadCommand cmd,
+			   bool ok, bool refused)
+{
+	const char *what = cmd == LLMGW_UPLOAD_START ? "starting the upload" :
+		"asking where the upload session stands";
+	LlmgwUploadAnswer a;
+
+	if (!ok && refused && cmd == LLMGW_UPLOAD_START)
+		finish(b, "failed", step_error(b, what));
+	else if (!ok && refused)
+	{
+		session_restart(b);
+		note_error(b, psprintf("%s; the session is gone: the upload starts again",
+							   step_error(b, what)));
+	}
+	else if (!ok)
+		note_error(b, step_error(b, what)); /* the same request later */
+	else
+	{
+		w->session->read(r->base_url, cmd, b->t.kept, b->upload_size, &a);
+		if (a.error)
+		{
+			session_restart(b);
+			note_error(b, psprintf("%s; the upload starts again", a.error));
+		}
+		else if (cmd == LLMGW_UPLOAD_START)
+		{
+			b->session_url = strdup(a.session_url);
+			if (b->session_url == NULL)
+				note_error(b, "out of memory");
+			else
+				b->next_at = 0;
+		}
+		else if (a.final)
+		{
+			if (!upload_named(b, r, w))
+			{
+				session_restart(b);
+				note_error(b, "the upload session says the file is whole, but its answer names no file; the upload starts again");
+			}
+		}
+		else
+		{
+			b->upload_offset = a.received;
+			b->session_query = false;
+			b->next_at = 0;
+		}
+	}
+}
+
 /* A step's transfer ended: act on its answer */
 static void
 step_done(Tracked *b)
@@ -1386,41 +1633,12 @@ step_done(Tracked *b)
 	switch (step)
 	{
 		case STEP_UPLOAD:
-			{
-				json_t	   *root = ok ? json_loadb(data, len, 0, NULL) : NULL;
-				const char *file = w->uploaded ? w->uploaded(root) :
-					json_string_value(json_object_get(root, "id"));
-
-				if (ok && llmgw_batch_safe_ref(file))
-				{
-					char		id[32];
-					const char *args[4];
-
-					snprintf(id, sizeof(id), INT64_FORMAT, b->id);
-					args[0] = id;
-					args[1] = file;
-					args[2] = b->provider;
-					args[3] = r->upstream_model;
-					if (exec_text("llmgw: recording a batch upload",
-								  "UPDATE llmgw.batches SET state = 'submitting', input_file_id = $2,"
-								  " provider = $3, upstream_model = $4, last_error = NULL"
-								  " WHERE id = $1::bigint AND state = 'queued'", 4, args, NULL))
-					{
-						strlcpy(b->input_file, file, sizeof(b->input_file));
-						strlcpy(b->state, "submitting", sizeof(b->state));
-						b->create_fresh = true;
-						b->failures = 0;
-						b->next_at = 0;
-					}
-					else
-						note_error(b, "the upload could not be recorded; see the server log");
-				}
-				else if (refused)
-					finish(b, "failed", step_error(b, "the upload"));
-				else
-					note_error(b, ok ? "the upload's answer could not be read" : step_error(b, "the upload"));
-				json_decref(root);
-			}
+			upload_done(b, r, w, ok, refused);
+			break;
+		case STEP_UPLOAD_START:
+		case STEP_UPLOAD_QUERY:
+			session_answer(b, r, w, step == STEP_UPLOAD_START ? LLMGW_UPLOAD_START : LLMGW_UPLOAD_QUERY,
+						   ok, refused);
 			break;
 		case STEP_LIST:
 			if (ok)
@@ -1500,7 +1718,7 @@ step_done(Tracked *b)
 			break;
 	}
 	llmgw_http_transfer_release(&b->t);
-	if (step == STEP_UPLOAD || step == STEP_OUTPUT || step == STEP_ERRORS)
+	if (file_step(step))
 		for (int i = 0; i < MAX_TRACKED; i++)
 			if (tracked[i].used && tracked[i].waiting_file)
 			{

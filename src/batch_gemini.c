@@ -5,8 +5,10 @@
  *		(POST models/{model}:batchGenerateContent, {"batch": {display_name,
  *		input_config: {requests: {requests: [{request, metadata: {key}}]}}}},
  *		each request built by the generateContent wire format; beyond 20 MB
- *		of requests, a JSONL file of {key, request} uploaded raw to
- *		{base}/upload/v1beta/files, named in input_config.file_name), which
+ *		of requests, a JSONL file of {key, request} uploaded to
+ *		{base}/upload/v1beta/files by the resumable upload protocol (a
+ *		start, then the file from an offset; a query after a send cut
+ *		short), named in input_config.file_name), which
  *		answers a long-running operation batches/{id}; GET batches/{id}
  *		(BATCH_STATE_* or JOB_STATE_*), POST batches/{id}:cancel, and the
  *		answers, each with its key and a response or an error, each
@@ -46,7 +48,7 @@
  * A URL of the Files API's media: the base URL with what (upload or
  * download) before its last segment (the version), then tail, e.g.
  * https://generativelanguage.googleapis.com/download/v1beta/files/{id}:download?alt=media
- * or .../upload/v1beta/files?uploadType=media: on the base URL's host
+ * or .../upload/v1beta/files: on the base URL's host
  */
 static char *
 media_url(const char *base, const char *what, const char *tail)
@@ -70,7 +72,7 @@ gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 	switch (op)
 	{
 		case LLMGW_BATCH_UPLOAD:
-			return media_url(route->base_url, "upload", "files?uploadType=media");
+			return media_url(route->base_url, "upload", "files");
 		case LLMGW_BATCH_CREATE:
 			return llmgw_url_join(route->base_url,
 								  psprintf("models/%s:batchGenerateContent", route->upstream_model));
@@ -88,21 +90,139 @@ gemini_url(const LlmgwRoute *route, LlmgwBatchOp op, const char *id)
 	return NULL;
 }
 
-/* The generateContent headers; an upload's: its file as JSONL, sent raw */
+/* The generateContent headers (an upload's are gemini_session_headers') */
 static struct curl_slist *
 gemini_headers(const LlmgwRoute *route, bool json)
 {
-	struct curl_slist *h;
-
-	if (json)
-		return llmgw_provider_gemini.headers(route, route->secret);
-	h = curl_slist_append(NULL, "Content-Type: application/jsonl");
-	if (h)
-		h = curl_slist_append(h, "X-Goog-Upload-Protocol: raw");
-	if (h)
-		h = curl_slist_append(h, "Expect:");
-	return llmgw_header_secret(h, "x-goog-api-key", "", route->secret);
+	return llmgw_provider_gemini.headers(route, route->secret);
 }
+
+/* Append lines to a list of headers (NULL when curl could not) */
+static struct curl_slist *
+append_headers(struct curl_slist *h, int n, const char *const *lines)
+{
+	for (int i = 0; i < n; i++)
+	{
+		struct curl_slist *grown = curl_slist_append(h, lines[i]);
+
+		if (grown == NULL)
+		{
+			curl_slist_free_all(h);
+			return NULL;
+		}
+		h = grown;
+	}
+	return h;
+}
+
+/*
+ * Headers of a request of the resumable upload: a start announces the
+ * file (its size, JSONL), a send says where its bytes start and finalizes,
+ * a query asks; each carries the key (the session's URL is on the base
+ * URL's host)
+ */
+static struct curl_slist *
+gemini_session_headers(const LlmgwRoute *route, LlmgwUploadCommand cmd, size_t offset,
+					   size_t size)
+{
+	char		length[80];
+	char		from[80];
+	struct curl_slist *h = NULL;
+
+	snprintf(length, sizeof(length), "X-Goog-Upload-Header-Content-Length: %zu", size);
+	snprintf(from, sizeof(from), "X-Goog-Upload-Offset: %zu", offset);
+	switch (cmd)
+	{
+		case LLMGW_UPLOAD_START:
+			{
+				const char *const lines[] = {"X-Goog-Upload-Protocol: resumable",
+					"X-Goog-Upload-Command: start", length,
+					"X-Goog-Upload-Header-Content-Type: application/jsonl",
+				"Content-Type: application/json"};
+
+				h = append_headers(NULL, lengthof(lines), lines);
+			}
+			break;
+		case LLMGW_UPLOAD_SEND:
+			{
+				const char *const lines[] = {"X-Goog-Upload-Command: upload, finalize", from,
+				"Content-Type: application/jsonl", "Expect:"};
+
+				h = append_headers(NULL, lengthof(lines), lines);
+			}
+			break;
+		case LLMGW_UPLOAD_QUERY:
+			{
+				const char *const lines[] = {"X-Goog-Upload-Command: query"};
+
+				h = append_headers(NULL, lengthof(lines), lines);
+			}
+			break;
+	}
+	return h ? llmgw_header_secret(h, "x-goog-api-key", "", route->secret) : NULL;
+}
+
+/* The body of a start: the file's display name, the batch's */
+static char *
+gemini_session_start_body(const char *marker)
+{
+	return psprintf("{\"file\":{\"display_name\":\"" DISPLAY_PREFIX "%s\"}}", marker);
+}
+
+/* A byte count: digits only (at most 18 of them); false if it is not one */
+static bool
+byte_count(const char *s, size_t *n)
+{
+	size_t		len = s ? strlen(s) : 0;
+
+	if (len == 0 || len > 18 || strspn(s, "0123456789") != len)
+		return false;
+	*n = (size_t) strtoull(s, NULL, 10);
+	return true;
+}
+
+/* The response headers of a start's or a query's answer */
+static const char *const session_answer_headers[] = {
+	"X-Goog-Upload-URL", "X-Goog-Upload-Status", "X-Goog-Upload-Size-Received", NULL
+};
+
+/*
+ * A start's answer: the session URL (X-Goog-Upload-URL), refused unless it
+ * is on the base URL's host (the key goes there); a query's: the status
+ * (X-Goog-Upload-Status, active or final) and, active, the bytes received
+ * (X-Goog-Upload-Size-Received, digits, at most the file's size).  The
+ * URL is never quoted in an error: it is the session's credential.
+ */
+static void
+gemini_session_read(const char *base_url, LlmgwUploadCommand cmd, char *const *values,
+					size_t size, LlmgwUploadAnswer *a)
+{
+	const char *url = values[0];
+	const char *status = values[1];
+
+	memset(a, 0, sizeof(*a));
+	if (cmd == LLMGW_UPLOAD_START)
+	{
+		if (url == NULL || *url == '\0')
+			a->error = "the start of the upload named no session (no X-Goog-Upload-URL header)";
+		else if (strlen(url) > 4096 || !llmgw_batch_same_origin(base_url, url))
+			a->error = "the upload's session URL (X-Goog-Upload-URL) is not on the host of the provider's base URL: refused";
+		else
+			a->session_url = pstrdup(url);
+	}
+	else if (status && strcmp(status, "final") == 0)
+		a->final = true;
+	else if (status == NULL || strcmp(status, "active") != 0)
+		a->error = "the upload session's answer to a query has no X-Goog-Upload-Status active or final";
+	else if (!byte_count(values[2], &a->received) || a->received > size)
+		a->error = psprintf("the upload session's answer to a query has no X-Goog-Upload-Size-Received of at most the file's %zu bytes",
+							size);
+}
+
+static const LlmgwUploadSession gemini_session = {
+	session_answer_headers, gemini_session_headers, gemini_session_start_body,
+	gemini_session_read
+};
 
 static void
 gemini_begin(StringInfo buf, const LlmgwRoute *route, const char *marker)
@@ -477,5 +597,5 @@ const LlmgwBatchWire llmgw_batch_gemini = {
 	gemini_url, gemini_headers, gemini_begin, gemini_item, gemini_end, gemini_create_body,
 	read_batch, "operations", "batches", gemini_results_line, gemini_whole, gemini_results,
 	gemini_embed_item, gemini_create_body, GEMINI_INLINE_BYTES, gemini_file_item,
-	gemini_uploaded, gemini_embed_create_url, gemini_embed_file_item
+	gemini_uploaded, gemini_embed_create_url, gemini_embed_file_item, &gemini_session
 };

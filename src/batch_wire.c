@@ -77,6 +77,58 @@ llmgw_batch_status_init(LlmgwBatchStatus *st)
 	st->completed = st->failed = st->total = -1;
 }
 
+/* A URL's part (lower case, palloc'd), or NULL when it has none */
+static char *
+url_part(CURLU *u, CURLUPart what, unsigned int flags)
+{
+	char	   *part = NULL;
+	char	   *copy;
+
+	if (curl_url_get(u, what, &part, flags) != CURLUE_OK || part == NULL)
+		return NULL;
+	copy = pstrdup(part);
+	curl_free(part);
+	for (char *p = copy; *p; p++)
+		*p = pg_ascii_tolower((unsigned char) *p);
+	return copy;
+}
+
+/*
+ * Is url (an address a provider named, e.g. an upload session's) an
+ * http(s) URL of the same scheme, host and port as base_url, without user
+ * or password?  Where the provider's key may go, and nowhere else.
+ */
+bool
+llmgw_batch_same_origin(const char *base_url, const char *url)
+{
+	CURLU	   *base = curl_url();
+	CURLU	   *other = curl_url();
+	bool		same = false;
+
+	if (base && other && url &&
+		curl_url_set(base, CURLUPART_URL, base_url, 0) == CURLUE_OK &&
+		curl_url_set(other, CURLUPART_URL, url, 0) == CURLUE_OK)
+	{
+		char	   *scheme = url_part(other, CURLUPART_SCHEME, 0);
+		char	   *user = url_part(other, CURLUPART_USER, 0);
+		char	   *password = url_part(other, CURLUPART_PASSWORD, 0);
+
+		same = scheme && (strcmp(scheme, "https") == 0 || strcmp(scheme, "http") == 0) &&
+			user == NULL && password == NULL;
+		for (int i = 0; same && i < 3; i++)
+		{
+			static const CURLUPart parts[] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT};
+			char	   *a = url_part(base, parts[i], CURLU_DEFAULT_PORT);
+			char	   *b = url_part(other, parts[i], CURLU_DEFAULT_PORT);
+
+			same = a && b && strcmp(a, b) == 0;
+		}
+	}
+	curl_url_cleanup(base);
+	curl_url_cleanup(other);
+	return same;
+}
+
 /* A provider id fit to go into a URL (letters, digits, '-', '_', '.') */
 bool
 llmgw_batch_safe_id(const char *s)

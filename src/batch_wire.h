@@ -58,6 +58,51 @@ typedef enum LlmgwBatchOp
 	LLMGW_BATCH_RESULTS			/* (id: an output_ref or error_ref) */
 } LlmgwBatchOp;
 
+/* The requests of an upload on a session (a resumable upload) */
+typedef enum LlmgwUploadCommand
+{
+	LLMGW_UPLOAD_START,			/* open a session for the file */
+	LLMGW_UPLOAD_SEND,			/* send the file from an offset, and finalize it */
+	LLMGW_UPLOAD_QUERY			/* ask how much of the file the session holds */
+} LlmgwUploadCommand;
+
+/* What the answer (2xx) of a start or of a query says */
+typedef struct LlmgwUploadAnswer
+{
+	char	   *session_url;	/* a start's: where the session's requests go
+								 * (palloc'd) */
+	bool		final;			/* a query's: the file is whole, and the
+								 * answer's body names it */
+	size_t		received;		/* a query's, not final: bytes of the file the
+								 * session holds */
+	const char *error;			/* why the answer cannot be used (the upload
+								 * starts again), or NULL */
+} LlmgwUploadAnswer;
+
+/*
+ * An upload of the file on a session of several requests (Gemini's
+ * resumable upload protocol): a start, to url(LLMGW_BATCH_UPLOAD) with the
+ * body start_body, whose answer names the session's URL (on the base URL's
+ * host: llmgw_batch_same_origin); a send of the file from an offset (the
+ * whole file: 0), whose answer names the file as uploaded() reads it; when
+ * a send is cut short, a query whose answer says where to go on from.
+ */
+typedef struct LlmgwUploadSession
+{
+	/* the response headers a start's or a query's answer is read from */
+	const char *const *answer_headers;	/* NULL-terminated */
+	/* headers of a request, for a file of size bytes sent from offset */
+	struct curl_slist *(*headers) (const LlmgwRoute *route, LlmgwUploadCommand cmd,
+								   size_t offset, size_t size);
+	char	   *(*start_body) (const char *marker);
+	/*
+	 * Read a start's or a query's 2xx answer: values are those of
+	 * answer_headers, in order (NULL: absent)
+	 */
+	void		(*read) (const char *base_url, LlmgwUploadCommand cmd, char *const *values,
+						 size_t size, LlmgwUploadAnswer *answer);
+} LlmgwUploadSession;
+
 /* What became of an item */
 typedef enum LlmgwBatchItemEnd
 {
@@ -140,6 +185,11 @@ typedef struct LlmgwBatchWire
 	char	   *(*embed_create_url) (const LlmgwRoute *route);
 	void		(*embed_file_item) (StringInfo buf, int n, const char *marker, const char *custom_id,
 									const char *body, size_t len);
+	/*
+	 * How an inline API's file goes up: on a session of several requests
+	 * (above), or in one request when NULL
+	 */
+	const LlmgwUploadSession *session;
 } LlmgwBatchWire;
 
 extern const LlmgwBatchWire *llmgw_batch_wire(const char *kind);
@@ -160,6 +210,7 @@ extern bool llmgw_batch_safe_ref(const char *s);
 extern char *llmgw_batch_custom_id(const char *marker, const char *wire_id);
 extern char *llmgw_batch_wire_id(const char *marker, const char *custom_id);
 extern int64 llmgw_batch_rfc3339(const char *s);
+extern bool llmgw_batch_same_origin(const char *base_url, const char *url);
 extern void llmgw_batch_line(StringInfo buf, const char *custom_id, LlmgwBatchItemEnd end,
 							 const LlmgwOutcome *out);
 

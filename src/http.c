@@ -269,17 +269,25 @@ static LlmgwTransfer *transfers = NULL;
 static size_t
 file_read_cb(char *buffer, size_t size, size_t nitems, void *arg)
 {
-	FILE	   *f = (FILE *) arg;
+	FILE	   *f = ((LlmgwTransfer *) arg)->upload;
 	size_t		n = fread(buffer, 1, size * nitems, f);
 
 	return (n == 0 && ferror(f)) ? CURL_READFUNC_ABORT : n;
 }
 
-/* Go back in a transfer's file (a request sent again, e.g. after a redirect) */
+/*
+ * Go back in a transfer's body (a request sent again, e.g. after a
+ * redirect): offset counts from where the body starts in its file
+ */
 static int
 file_seek_cb(void *arg, curl_off_t offset, int origin)
 {
-	return fseeko((FILE *) arg, (off_t) offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+	LlmgwTransfer *t = (LlmgwTransfer *) arg;
+
+	if (origin != SEEK_SET)
+		return CURL_SEEKFUNC_CANTSEEK;
+	return fseeko(t->upload, t->upload_from + (off_t) offset, SEEK_SET) == 0 ?
+		CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
 }
 
 /*
@@ -310,9 +318,14 @@ file_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 /*
  * Start a transfer of the worker's own: a GET (method "GET"), a POST of
- * body (malloc'd, taken over), or a POST of upload (a file, rewound, taken
- * over) of upload_len bytes, read as curl sends it: the body itself, or
- * with multipart the file part of a multipart POST of purpose=batch.  The
+ * body (malloc'd, taken over), or a POST of upload (a file, taken over) of
+ * upload_len bytes from where it stands (its start, or where a resumed
+ * upload goes on), read as curl sends it: the body itself, or with
+ * LLMGW_TRANSFER_MULTIPART the file part of a multipart POST of
+ * purpose=batch.  LLMGW_TRANSFER_FRESH: on a new connection, never on a
+ * kept-alive one (curl sends a request again, from its start, when a
+ * reused connection dies before any answer: a resumed upload must see the
+ * cut instead).  The
  * answer is kept in memory up to limit bytes, or with download (a file,
  * taken over) written to it up to limit bytes (an answer that is not a
  * success stays in memory, up to 64 kB).  headers (a curl_slist) is taken
@@ -321,7 +334,7 @@ file_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 void
 llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 						  void *headers, char *body, FILE *upload, size_t upload_len,
-						  bool multipart, FILE *download, size_t limit, long timeout_ms)
+						  int flags, FILE *download, size_t limit, long timeout_ms)
 {
 	CURL	   *easy = curl_easy_init();
 
@@ -340,12 +353,15 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 	t->body = body;
 	t->mime = NULL;
 	t->upload = upload;
+	t->upload_from = upload ? Max(ftello(upload), 0) : 0;
 	t->download = download;
 	t->downloaded = 0;
 	t->too_large = false;
 	t->done = false;
 	t->http_status = 0;
 	t->curl_result = 0;
+	t->keep = NULL;
+	memset(t->kept, 0, sizeof(t->kept));
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -367,7 +383,9 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	if (upload && multipart)
+	if (flags & LLMGW_TRANSFER_FRESH)
+		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+	if (upload && (flags & LLMGW_TRANSFER_MULTIPART))
 	{
 		curl_mime  *mime = curl_mime_init(easy);
 		curl_mimepart *part = curl_mime_addpart(mime);
@@ -378,7 +396,7 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 		curl_mime_name(part, "file");
 		curl_mime_filename(part, "batch.jsonl");
 		curl_mime_type(part, "application/jsonl");
-		curl_mime_data_cb(part, (curl_off_t) upload_len, file_read_cb, file_seek_cb, NULL, upload);
+		curl_mime_data_cb(part, (curl_off_t) upload_len, file_read_cb, file_seek_cb, NULL, t);
 		curl_easy_setopt(easy, CURLOPT_MIMEPOST, mime);
 		t->mime = mime;
 	}
@@ -386,9 +404,9 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 	{
 		curl_easy_setopt(easy, CURLOPT_POST, 1L);
 		curl_easy_setopt(easy, CURLOPT_READFUNCTION, file_read_cb);
-		curl_easy_setopt(easy, CURLOPT_READDATA, upload);
+		curl_easy_setopt(easy, CURLOPT_READDATA, t);
 		curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, file_seek_cb);
-		curl_easy_setopt(easy, CURLOPT_SEEKDATA, upload);
+		curl_easy_setopt(easy, CURLOPT_SEEKDATA, t);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) upload_len);
 	}
 	else if (body)
@@ -407,6 +425,30 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 	t->next = transfers;
 	transfers = t;
 	active++;
+}
+
+/*
+ * Keep the values of the response headers names (at most
+ * LLMGW_TRANSFER_KEPT, NULL-terminated, static) of a transfer just
+ * started: in t->kept once it is done, in the same order
+ */
+void
+llmgw_http_transfer_keep(LlmgwTransfer *t, const char *const *names)
+{
+	t->keep = names;
+}
+
+/* Copy the values of the headers a finished transfer keeps */
+static void
+transfer_keep_values(LlmgwTransfer *t)
+{
+	for (int i = 0; t->keep && i < LLMGW_TRANSFER_KEPT && t->keep[i]; i++)
+	{
+		struct curl_header *h;
+
+		if (curl_easy_header((CURL *) t->easy, t->keep[i], 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+			t->kept[i] = strdup(h->value);
+	}
 }
 
 /* Stop (if running) and free what a transfer of the worker's own holds */
@@ -443,6 +485,11 @@ llmgw_http_transfer_release(LlmgwTransfer *t)
 	t->download = NULL;
 	free(t->response.data);
 	t->response.data = NULL;
+	for (int i = 0; i < LLMGW_TRANSFER_KEPT; i++)
+	{
+		free(t->kept[i]);
+		t->kept[i] = NULL;
+	}
 }
 
 /* A finished transfer of the worker's own: true when easy is one */
@@ -454,6 +501,7 @@ transfer_finished(CURL *easy, CURLcode result)
 		{
 			t->curl_result = result;
 			curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+			transfer_keep_values(t);
 			curl_multi_remove_handle(multi, easy);
 			active--;
 			t->done = true;

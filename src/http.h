@@ -31,6 +31,8 @@ extern bool llmgw_http_too_large(LlmgwCall *call);
  * upload, poll or download): driven by the same multi handle, never
  * journaled; done is set once it ended.
  */
+#define LLMGW_TRANSFER_KEPT 4
+
 typedef struct LlmgwTransfer
 {
 	void	   *easy;
@@ -38,6 +40,7 @@ typedef struct LlmgwTransfer
 	void	   *mime;			/* curl_mime * of an upload */
 	char	   *body;			/* malloc'd POST body */
 	FILE	   *upload;			/* the file sent as the body, or NULL */
+	off_t		upload_from;	/* where in it the body starts */
 	FILE	   *download;		/* the file the answer is written to, or NULL */
 	size_t		downloaded;		/* bytes written to it */
 	size_t		download_limit; /* most bytes it takes */
@@ -46,13 +49,22 @@ typedef struct LlmgwTransfer
 	long		http_status;
 	int			curl_result;
 	bool		done;
+	/* response headers kept (llmgw_http_transfer_keep), NULL-terminated */
+	const char *const *keep;
+	char	   *kept[LLMGW_TRANSFER_KEPT];	/* their values once done (malloc'd), NULL
+											 * when the answer had none */
 	struct LlmgwTransfer *next;
 } LlmgwTransfer;
 
+/* How a transfer's upload goes (llmgw_http_transfer_start's flags) */
+#define LLMGW_TRANSFER_MULTIPART 0x01	/* the file part of a multipart POST */
+#define LLMGW_TRANSFER_FRESH 0x02	/* on a connection of its own */
+
 extern void llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 									  void *headers, char *body, FILE *upload,
-									  size_t upload_len, bool multipart, FILE *download,
+									  size_t upload_len, int flags, FILE *download,
 									  size_t limit, long timeout_ms);
+extern void llmgw_http_transfer_keep(LlmgwTransfer *t, const char *const *names);
 extern void llmgw_http_transfer_release(LlmgwTransfer *t);
 
 #endif							/* LLMGW_HTTP_H */

@@ -949,7 +949,7 @@ start_export(void)
 		return;					/* out of memory: the spans wait */
 	}
 	memset(&export, 0, sizeof(export));
-	llmgw_http_transfer_start(&export.t, url, "POST", headers, body, NULL, 0, false, NULL, MAX_ANSWER,
+	llmgw_http_transfer_start(&export.t, url, "POST", headers, body, NULL, 0, 0, NULL, MAX_ANSWER,
 							  llmgw_otel_timeout);
 	export.running = true;
 	export.nspans = n;

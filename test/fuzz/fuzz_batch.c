@@ -7,7 +7,10 @@
  * whole (Gemini's inline answers), or JSONL split into lines as worker 0
  * splits them, each line handed to the line parser; every result line (a
  * normalised one, or OpenAI's as it came) read as the ingest reads it
- * (batch_result.c).  The first byte picks the parser.
+ * (batch_result.c); and for an API whose file goes up on a session
+ * (Gemini's resumable upload), the answers of a start and of a query, as
+ * the values of their response headers, one a line.  The first byte picks
+ * the parser.
  */
 #include "postgres.h"
 
@@ -17,6 +20,8 @@
 #include "pg_stubs.h"
 
 #define MARKER "0b1e2c3d-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+/* values of the response headers a session's answers are read from */
+#define SESSION_HEADERS 4
 
 /* A status must be one of OpenAI's words, its ids fit for a URL */
 static void
@@ -89,6 +94,48 @@ emit(void *arg, const char *custom_id, LlmgwBatchItemEnd end, const LlmgwOutcome
 	(*(int *) arg)++;
 }
 
+/*
+ * The answers of a start and of a query on a session: data holds the
+ * values of the headers the session reads, one a line (a line missing: the
+ * header absent).  A session URL must be on the base URL's host, a count
+ * received at most the file's size.
+ */
+static void
+fuzz_session(const char *data, size_t size)
+{
+	static const char *const base_url = "https://generativelanguage.googleapis.com/v1beta";
+	char	   *values[SESSION_HEADERS] = {NULL};
+	const char *p = data;
+	const char *end = data + size;
+	int			n = 0;
+
+	while (n < SESSION_HEADERS && p < end)
+	{
+		const char *nl = memchr(p, '\n', end - p);
+		size_t		len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+
+		values[n++] = pnstrdup(p, len);
+		p = nl ? nl + 1 : end;
+	}
+	static const LlmgwUploadCommand cmds[] = {LLMGW_UPLOAD_START, LLMGW_UPLOAD_QUERY};
+
+	for (int i = 0; i < lengthof(cmds); i++)
+	{
+		LlmgwUploadCommand cmd = cmds[i];
+		LlmgwUploadAnswer a;
+		size_t		file_size = 1000000;
+
+		FUZZ_BATCH.session->read(base_url, cmd, values, file_size, &a);
+		if (a.error == NULL && cmd == LLMGW_UPLOAD_START &&
+			(a.session_url == NULL || !llmgw_batch_same_origin(base_url, a.session_url)))
+			abort();
+		if (a.error == NULL && cmd == LLMGW_UPLOAD_QUERY && !a.final && a.received > file_size)
+			abort();
+		if (a.error && a.session_url)
+			abort();
+	}
+}
+
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -99,7 +146,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 0)
 	{
-		mode = data[0] % 4;
+		mode = data[0] % 5;
 		data++;
 		size--;
 	}
@@ -128,6 +175,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		for (int i = 0; i < n; i++)
 			check_status(&list[i]);
+	}
+	else if (mode == 4)
+	{
+		if (FUZZ_BATCH.session)
+			fuzz_session((const char *) data, size);
 	}
 	else if (mode == 2 && FUZZ_BATCH.results_doc)
 	{

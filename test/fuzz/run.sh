@@ -4,8 +4,9 @@
 # ../shared/corpus when it is there, and one for the front door's Anthropic
 # Messages API (fuzz_frontdoor_anthropic.c, seeded from requests_anthropic/),
 # one per provider batch API (fuzz_batch.c: batch objects, lists and
-# results documents, seeded from batch/), and one for the scanners of the
-# built-in redaction patterns (fuzz_redaction.c).
+# results documents, Gemini's upload session answers, seeded from batch/),
+# and one for the scanners of the built-in redaction patterns
+# (fuzz_redaction.c).
 # --short: 5 s each (the test suite); default: 60 s each.  Prints
 # libFuzzer's final stats for each.
 set -euo pipefail
@@ -62,7 +63,8 @@ seed_batch() {
     mkdir -p "$dir"
     for f in "$HERE"/batch/"$api"-*; do
         [ -f "$f" ] || continue
-        case "$f" in *-status*) kind='\0' ;; *-list.*) kind='\1' ;; *-responses.*) kind='\3' ;; *) kind='\2' ;; esac
+        case "$f" in *-status*) kind='\0' ;; *-list.*) kind='\1' ;; *-responses.*) kind='\3' ;;
+            *-session-*) kind='\4' ;; *) kind='\2' ;; esac
         { printf "$kind"; cat "$f"; } >"$dir/$(basename "$f")"
     done
     echo "$dir"

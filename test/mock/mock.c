@@ -2891,17 +2891,254 @@ gemini_batch_json(MockBatch *b)
 }
 
 /*
- * The Files API's upload of a batch's input (raw, uploadType=media):
- * kept as a file files/file-mock-N, JSONL of {"key", "request"}
+ * The Files API's resumable upload of a batch's input (Google's protocol):
+ * a start (X-Goog-Upload-Protocol: resumable, X-Goog-Upload-Command:
+ * start, X-Goog-Upload-Header-Content-Length, a JSON body naming the file)
+ * answers a session URL (X-Goog-Upload-URL) on the mock's own host and
+ * port; "upload[, finalize]" at X-Goog-Upload-Offset (the bytes the
+ * session holds) adds the body, and finalize, once the session holds the
+ * announced size, keeps it as a file files/file-mock-N (JSONL of {"key",
+ * "request"}); "query" answers X-Goog-Upload-Status (active or final) and
+ * X-Goog-Upload-Size-Received, and when final the file.  Knobs, set by
+ * POST /gemini/upload_knobs (';'-separated, an empty body clears them,
+ * /reset too): cut_upload:N keeps only the first N bytes of the first
+ * upload of each session and closes the connection without an answer;
+ * foreign_session answers every start with a session URL on another host
+ * (localhost for 127.0.0.1, else 127.0.0.1: still the mock, so a request
+ * sent there is counted); bad_size_received answers the next query with
+ * a malformed X-Goog-Upload-Size-Received.  /stats counts in
+ * "batch_gemini" the starts (upload_starts), the upload requests
+ * (uploads), the queries (upload_queries), the bytes the sessions took
+ * (upload_bytes: of a cut upload, its first N) and the sizes the starts
+ * announced (upload_announced).
  */
+#define MAX_UPLOAD_SESSIONS 256
+
+static void send_json_text(struct evhttp_request *req, int status, const char *text);
+
+typedef struct UploadSession
+{
+	char	   *data;			/* the bytes received (malloc'd) */
+	size_t		len;
+	size_t		size;			/* announced at the start */
+	long		uploads;		/* upload requests so far */
+	char		file[64];		/* once final: files/{id} */
+} UploadSession;
+
+static UploadSession *upload_sessions[MAX_UPLOAD_SESSIONS];
+static int	nupload_sessions = 0;	/* (under batch_lock, as what follows) */
+static long upload_cut = -1;	/* cut_upload:N, or -1 */
+static bool upload_foreign = false;
+static bool upload_bad_size = false;
+static atomic_long upload_starts;
+static atomic_long upload_queries;
+static atomic_long upload_bytes;	/* bytes taken by the sessions */
+static atomic_long upload_announced;	/* sizes announced by the starts */
+
+/* Clear the knobs (under batch_lock) */
+static void
+upload_knobs_clear(void)
+{
+	upload_cut = -1;
+	upload_foreign = upload_bad_size = false;
+}
+
+/* POST /gemini/upload_knobs: the knobs above */
+static void
+handle_upload_knobs(struct evhttp_request *req)
+{
+	size_t		len;
+	char	   *body = request_body(req, &len);
+	char	   *save = NULL;
+
+	pthread_mutex_lock(&batch_lock);
+	upload_knobs_clear();
+	for (char *d = strtok_r(body, "; \n", &save); d; d = strtok_r(NULL, "; \n", &save))
+	{
+		if (strncmp(d, "cut_upload:", 11) == 0)
+			upload_cut = atol(d + 11);
+		else if (strcmp(d, "foreign_session") == 0)
+			upload_foreign = true;
+		else if (strcmp(d, "bad_size_received") == 0)
+			upload_bad_size = true;
+	}
+	pthread_mutex_unlock(&batch_lock);
+	free(body);
+	send_json_text(req, 200, "{\"ok\":true}");
+}
+
+/* Close a request's connection without an answer (a transfer cut short) */
+static void
+close_unanswered(struct evhttp_request *req)
+{
+	static const Behaviour stall = {.fail_first = -1, .stall = true};
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+
+	shutdown(bufferevent_getfd(evhttp_connection_get_bufferevent(conn)), SHUT_RDWR);
+	/* the mock sees its end closed, and frees the request */
+	reply(req, &stall, 200, "application/json", evbuffer_new(), false);
+}
+
+/* The file of a final session, as the upload's and a query's answers give it */
+static json_t *
+upload_file_json(const UploadSession *u)
+{
+	char		size[32];
+
+	snprintf(size, sizeof(size), "%zu", u->len);
+	return json_pack("{s:{s:s, s:s, s:s, s:s}}", "file", "name", u->file,
+					 "mimeType", "application/jsonl", "sizeBytes", size, "state", "ACTIVE");
+}
+
+/* A start: a session for the announced size, its URL on this host */
+static void
+upload_start(struct evhttp_request *req, const char *body, size_t len)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *protocol = evhttp_find_header(in, "X-Goog-Upload-Protocol");
+	const char *length = evhttp_find_header(in, "X-Goog-Upload-Header-Content-Length");
+	const char *host = evhttp_find_header(in, "Host");
+	json_t	   *root = json_loadb(body, len, 0, NULL);
+	const char *display = json_string_value(json_object_get(json_object_get(root, "file"), "display_name"));
+	UploadSession *u = NULL;
+	int			n = -1;
+	char		url[512];
+	const char *port;
+
+	atomic_fetch_add(&upload_starts, 1);
+	if (protocol == NULL || strcmp(protocol, "resumable") != 0 || length == NULL ||
+		length[0] == '\0' || strspn(length, "0123456789") != strlen(length) || display == NULL ||
+		host == NULL)
+	{
+		json_decref(root);
+		gemini_error(req, 400, "INVALID_ARGUMENT",
+					 "a start needs X-Goog-Upload-Protocol: resumable, X-Goog-Upload-Header-Content-Length and file.display_name");
+		return;
+	}
+	json_decref(root);
+	pthread_mutex_lock(&batch_lock);
+	if (nupload_sessions < MAX_UPLOAD_SESSIONS)
+	{
+		u = calloc(1, sizeof(*u));
+		u->size = strtoull(length, NULL, 10);
+		atomic_fetch_add(&upload_announced, (long) u->size);
+		n = nupload_sessions;
+		upload_sessions[nupload_sessions++] = u;
+	}
+	port = strchr(host, ':');
+	snprintf(url, sizeof(url), "http://%s%s/upload/v1beta/files?upload_id=mock-%d&upload_protocol=resumable",
+			 !upload_foreign ? "" : strncmp(host, "localhost", 9) == 0 ? "127.0.0.1" : "localhost",
+			 !upload_foreign ? host : port ? port : "", n);
+	pthread_mutex_unlock(&batch_lock);
+	if (u == NULL)
+	{
+		gemini_error(req, 500, "INTERNAL", "the mock holds too many upload sessions");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Goog-Upload-URL", url);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Goog-Upload-Status", "active");
+	send_json_text(req, 200, "{}");
+}
+
+/* An upload or a query on the session upload_id names */
+static void
+upload_on_session(struct evhttp_request *req, int n, char *body, size_t len)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	const char *command = evhttp_find_header(in, "X-Goog-Upload-Command");
+	const char *offset = evhttp_find_header(in, "X-Goog-Upload-Offset");
+	UploadSession *u;
+	char		received[32];
+	json_t	   *answer = NULL;
+	const char *refused = NULL;
+	bool		cut = false;
+
+	if (command == NULL)
+		command = "";
+	pthread_mutex_lock(&batch_lock);
+	u = n >= 0 && n < nupload_sessions ? upload_sessions[n] : NULL;
+	if (u == NULL)
+		refused = "no such upload session";
+	else if (strcmp(command, "query") == 0)
+	{
+		atomic_fetch_add(&upload_queries, 1);
+		snprintf(received, sizeof(received), "%zu", u->len);
+		evhttp_add_header(out, "X-Goog-Upload-Status", u->file[0] ? "final" : "active");
+		evhttp_add_header(out, "X-Goog-Upload-Size-Received", upload_bad_size ? "12x" : received);
+		upload_bad_size = false;
+		answer = u->file[0] ? upload_file_json(u) : json_pack("{}");
+	}
+	else if (strcmp(command, "upload") == 0 || strcmp(command, "upload, finalize") == 0)
+	{
+		bool		finalize = strcmp(command, "upload, finalize") == 0;
+
+		atomic_fetch_add(&batch_uploads[API_GEMINI], 1);
+		if (u->file[0])
+			refused = "the upload session is final already";
+		else if (offset == NULL || strspn(offset, "0123456789") != strlen(offset) ||
+				 offset[0] == '\0' || strtoull(offset, NULL, 10) != u->len)
+			refused = "X-Goog-Upload-Offset is not the bytes the session holds";
+		else
+		{
+			size_t		take = len;
+
+			cut = u->uploads++ == 0 && upload_cut >= 0 && (size_t) upload_cut < len;
+			if (cut)
+				take = (size_t) upload_cut;
+			u->data = realloc(u->data, u->len + take + 1);
+			memcpy(u->data + u->len, body, take);
+			u->len += take;
+			atomic_fetch_add(&upload_bytes, (long) take);
+			if (!cut && finalize && u->len != u->size)
+				refused = "the session holds fewer or more bytes than announced";
+			else if (!cut && finalize)
+			{
+				char	   *data = malloc(u->len + 1);
+				MockFile   *f;
+
+				memcpy(data, u->data, u->len);
+				data[u->len] = '\0';
+				f = file_add(data, u->len);
+				if (f == NULL)
+				{
+					free(data);
+					refused = "the mock holds too many files";
+				}
+				else
+				{
+					snprintf(u->file, sizeof(u->file), "files/%s", f->id);
+					free(u->data);	/* the file holds them now */
+					u->data = NULL;
+				}
+			}
+			if (refused == NULL && !cut)
+			{
+				evhttp_add_header(out, "X-Goog-Upload-Status", u->file[0] ? "final" : "active");
+				answer = u->file[0] ? upload_file_json(u) : json_pack("{}");
+			}
+		}
+	}
+	else
+		refused = "X-Goog-Upload-Command is none of upload, upload, finalize and query";
+	pthread_mutex_unlock(&batch_lock);
+	free(body);
+	if (cut)
+		close_unanswered(req);
+	else if (refused)
+		gemini_error(req, u == NULL ? 404 : 400, u == NULL ? "NOT_FOUND" : "INVALID_ARGUMENT", refused);
+	else
+		send_json(req, 200, answer);
+}
+
+/* POST /upload/v1beta/files: a start, or (?upload_id=) a session's request */
 static void
 handle_gemini_upload(struct evhttp_request *req)
 {
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *id = query ? strstr(query, "upload_id=mock-") : NULL;
 	size_t		len;
 	char	   *body;
-	MockFile   *f;
-	char		name[64];
-	char		size[32];
 
 	atomic_fetch_add(&total_requests, 1);
 	if (!authorised(req, FMT_GEMINI))
@@ -2914,21 +3151,14 @@ handle_gemini_upload(struct evhttp_request *req)
 		gemini_error(req, 404, "NOT_FOUND", "Unknown request URL");
 		return;
 	}
-	atomic_fetch_add(&batch_uploads[API_GEMINI], 1);
 	body = request_body(req, &len);
-	pthread_mutex_lock(&batch_lock);
-	f = file_add(body, len);
-	pthread_mutex_unlock(&batch_lock);
-	if (f == NULL)
+	if (id)
+		upload_on_session(req, atoi(id + 15), body, len);
+	else
 	{
+		upload_start(req, body, len);
 		free(body);
-		gemini_error(req, 500, "INTERNAL", "the mock holds too many files");
-		return;
 	}
-	snprintf(name, sizeof(name), "files/%s", f->id);
-	snprintf(size, sizeof(size), "%zu", len);
-	send_json(req, 200, json_pack("{s:{s:s, s:s, s:s, s:s}}", "file", "name", name,
-								  "mimeType", "application/jsonl", "sizeBytes", size, "state", "ACTIVE"));
 }
 
 /*
@@ -3424,14 +3654,24 @@ handle_otlp_control(struct evhttp_request *req, const char *path)
 static json_t *
 batch_counters(int api)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-					 "uploads", (json_int_t) atomic_load(&batch_uploads[api]),
-					 "creates", (json_int_t) atomic_load(&batch_creates[api]),
-					 "polls", (json_int_t) atomic_load(&batch_polls[api]),
-					 "downloads", (json_int_t) atomic_load(&batch_downloads[api]),
-					 "cancels", (json_int_t) atomic_load(&batch_cancels[api]),
-					 "lists", (json_int_t) atomic_load(&batch_lists[api]),
-					 "created", (json_int_t) atomic_load(&batch_created[api]));
+	json_t	   *out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+								"uploads", (json_int_t) atomic_load(&batch_uploads[api]),
+								"creates", (json_int_t) atomic_load(&batch_creates[api]),
+								"polls", (json_int_t) atomic_load(&batch_polls[api]),
+								"downloads", (json_int_t) atomic_load(&batch_downloads[api]),
+								"cancels", (json_int_t) atomic_load(&batch_cancels[api]),
+								"lists", (json_int_t) atomic_load(&batch_lists[api]),
+								"created", (json_int_t) atomic_load(&batch_created[api]));
+
+	/* Gemini's resumable upload: starts, queries, bytes taken */
+	if (api == API_GEMINI)
+	{
+		json_object_set_new(out, "upload_starts", json_integer(atomic_load(&upload_starts)));
+		json_object_set_new(out, "upload_queries", json_integer(atomic_load(&upload_queries)));
+		json_object_set_new(out, "upload_bytes", json_integer(atomic_load(&upload_bytes)));
+		json_object_set_new(out, "upload_announced", json_integer(atomic_load(&upload_announced)));
+	}
+	return out;
 }
 
 static void
@@ -3516,6 +3756,13 @@ handle_reset(struct evhttp_request *req)
 		atomic_store(&batch_lists[api], 0);
 		atomic_store(&batch_created[api], 0);
 	}
+	atomic_store(&upload_starts, 0);
+	atomic_store(&upload_queries, 0);
+	atomic_store(&upload_bytes, 0);
+	atomic_store(&upload_announced, 0);
+	pthread_mutex_lock(&batch_lock);
+	upload_knobs_clear();
+	pthread_mutex_unlock(&batch_lock);
 	evbuffer_add_printf(buf, "{\"ok\":true}");
 	send_now(req, 200, "application/json", buf);
 	evbuffer_free(buf);
@@ -3555,6 +3802,8 @@ handle(struct evhttp_request *req, void *arg)
 		handle_gemini_download(req, path);
 	else if (strcmp(path, "/upload/v1beta/files") == 0)
 		handle_gemini_upload(req);
+	else if (strcmp(path, "/gemini/upload_knobs") == 0)
+		handle_upload_knobs(req);
 	else if (strstr(path, "/files") || strstr(path, "/batches"))
 		handle_batch(req, path);
 	else

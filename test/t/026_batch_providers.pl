@@ -7,7 +7,8 @@
 # the rows written and the usage rows counted exactly, and no temporary file
 # left behind.  Then Gemini answers delivered as a file (responsesFile), the
 # caps on a result line and on a results file, and a Gemini job larger than
-# one inline batch may carry, sent as an uploaded file.
+# one inline batch may carry, sent as an uploaded file (Gemini's resumable
+# upload: one start and one upload request).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -301,7 +302,9 @@ is("$rows/$batches", '24/1', 'a Gemini job of 24 rows of 900 kB is queued as one
 wait_job($job, 'finished');
 is($node->safe_psql('postgres', "SELECT count(*), sum(requests), bool_and(state = 'completed'), bool_and(input_file_id LIKE 'files/%'), bool_and(output_file_id LIKE 'files/batch-%') FROM llmgw.batches WHERE job_id = $job"),
 	'1|24|t|t|t', 'beyond 20 MB inline, one batch: its requests uploaded as a file, its answers a file');
-is(grown('gemini', $before), '1/1/0/0/2', 'one upload, one create naming the file, the answers file downloaded once');
+is(grown('gemini', $before), '1/1/0/0/2', 'one upload request, one create naming the file, the answers file downloaded once');
+is(join('/', map { counters('gemini')->{$_} - $before->{$_} } qw(upload_starts upload_queries)), '1/0',
+	'the resumable upload: one start, no query');
 is($node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE summary = 'Hello! You said:'), (SELECT rows_done FROM llmgw.jobs WHERE id = $job) FROM $t"),
 	'24|24', 'every row answered once');
 is(temp_files(), 0, 'no temporary file left behind');
@@ -312,7 +315,8 @@ $node->safe_psql('postgres', "UPDATE $t SET body = repeat('v ', 4000000) || id")
 $before = counters('gemini');
 ($job) = enrich($t, 'gemini-lost', 100, ', max_tokens => 3');
 wait_job($job, 'finished');
-like(grown('gemini', $before), qr{^1/1/1/0/[12]$}, 'a file batch whose create answer was lost: one upload, one create, the list read');
+like(grown('gemini', $before), qr{^1/1/1/0/[12]$}, 'a file batch whose create answer was lost: one upload request, one create, the list read');
+is(counters('gemini')->{upload_starts} - $before->{upload_starts}, 1, 'one start of the upload');
 is($node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE summary = 'Hello! You said:'), (SELECT count(*) FROM llmgw.usage WHERE job_id = $job) FROM $t"),
 	'3|3', 'every row answered once, one usage row each');
 

@@ -15,28 +15,24 @@ use FindBin;
 use lib $FindBin::Bin;
 use LlmgwTest;
 
-my $node = LlmgwTest::node('gembed', 2, conf => "llmgw.batch_poll_interval = 100\n");
-(my $root = $ENV{LLMGW_MOCK_URL}) =~ s{/v1$}{};
+my $node = LlmgwTest::gemini_batch_node('gembed');
 $node->safe_psql('postgres', qq{
-	SELECT llmgw.create_provider('gem', 'gemini', '$root/v1beta', secret => 'env:LLMGW_TEST_KEY');
-	SELECT llmgw.set_price('ge', input => 2, output => 0, batch_input => 1, batch_output => 0);
-	SELECT llmgw.create_model('gemb', 'gem', 'gem-e', price_model => 'ge');
 	SELECT llmgw.create_model('gemb-file', 'gem', 'gem-e;responses_file', price_model => 'ge');
 	-- the mock's OpenAI embeddings of a text: the same values Gemini's batch gives
 	SELECT llmgw.create_model('oe', 'mock', 'oe-model;dim:8');
-	CREATE ROLE gu LOGIN IN ROLE llmgw_user;
 });
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
 sub counters { return LlmgwTest::mock_stats()->{batch_gemini}; }
 
-# Growth since $before, as "uploads/creates/cancels/downloads"
+# Growth since $before, as "upload_starts/uploads/creates/cancels/downloads"
+# (a resumable upload: its starts, then its upload requests)
 sub grown
 {
 	my ($before) = @_;
 	my $now = counters();
-	return join '/', map { $now->{$_} - $before->{$_} } qw(uploads creates cancels downloads);
+	return join '/', map { $now->{$_} - $before->{$_} } qw(upload_starts uploads creates cancels downloads);
 }
 
 sub wait_job
@@ -79,7 +75,7 @@ $node->poll_query_until('postgres', "SELECT state IN ('completed', 'failed', 'ex
   or die 'the batch did not end';
 is(sq("SELECT state || ':' || endpoint || ':' || provider FROM llmgw.batches WHERE id = $b"), 'completed:embeddings:gem',
 	'an embeddings batch at Gemini completes');
-is(grown($before), '0/1/0/2', 'one create (inline requests), the poll that saw it finished and the fetch of its answers');
+is(grown($before), '0/0/1/0/2', 'one create (inline requests), the poll that saw it finished and the fetch of its answers');
 is(sq("SELECT string_agg((ARRAY(SELECT jsonb_array_elements_text(i.answer #> '{data,0,embedding}')::real)
                           = llm_embed(x, 'oe'))::text, ',' ORDER BY i.custom_id)
          FROM llmgw.batch_items i JOIN unnest(ARRAY['hello world', 'good night']) WITH ORDINALITY AS t(x, n)
@@ -105,7 +101,7 @@ is(sq("SELECT count(*) FILTER (WHERE CASE WHEN e IS NULL THEN false ELSE e = llm
 is(sq("SELECT string_agg(status || ':' || coalesce(error_class, '-') || ':' || s, ',' ORDER BY status, error_class)
          FROM (SELECT status, error_class, count(*) AS s FROM llmgw.usage WHERE job_id = $job GROUP BY 1, 2) u"),
 	'error:expired:1,error:invalid_request:1,ok:-:4', 'usage rows: four ok, the refused item, the expired item');
-is(grown($before), '0/1/0/2', 'one create, the answers fetched once');
+is(grown($before), '0/0/1/0/2', 'one create, the answers fetched once');
 
 # ---- the answers as a file (responsesFile)
 table('gf', 4);
@@ -113,7 +109,7 @@ $before = counters();
 ($job) = enrich('gf', 'gemb-file');
 wait_job($job);
 is(sq("SELECT count(*) FILTER (WHERE e = llm_embed(body, 'oe')) FROM gf"), '4', 'answers from a responses file, written');
-is(grown($before), '0/1/0/2', 'one create, the poll that saw it finished, its file downloaded once');
+is(grown($before), '0/0/1/0/2', 'one create, the poll that saw it finished, its file downloaded once');
 
 # ---- dimensions: each line asks Gemini for outputDimensionality 5
 table('gdim', 3);
@@ -134,7 +130,7 @@ wait_job($job);
 is(sq("SELECT rows_done || '/' || rows_failed FROM llmgw.jobs WHERE id = $job") . '|'
 	  . sq("SELECT count(*) FILTER (WHERE cardinality(e) = 8) FROM gu24"),
 	'24/0|24', 'every row embedded');
-is(grown($before), '1/1/0/2', 'one upload, one create naming the file, the answers file downloaded once');
+is(grown($before), '1/1/1/0/2', 'one start and one upload request (resumable), one create naming the file, the answers file downloaded once');
 is(sq("SELECT count(*) FROM gu24 WHERE e = llm_embed(repeat('w', 900000) || id, 'oe')"), '24',
 	'the vectors of the uploaded requests\' texts');
 

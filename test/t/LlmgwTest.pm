@@ -45,6 +45,23 @@ sub node
 	return $node;
 }
 
+# A node (as node, two workers, batches polled every 100 ms) with a Gemini
+# provider gem on the mock, an embeddings model gemb (price ge: batch input
+# at half the price) and a role gu of llmgw_user
+sub gemini_batch_node
+{
+	my ($name) = @_;
+	(my $root = $ENV{LLMGW_MOCK_URL}) =~ s{/v1$}{};
+	my $node = node($name, 2, conf => "llmgw.batch_poll_interval = 100\n");
+	$node->safe_psql('postgres', qq{
+		SELECT llmgw.create_provider('gem', 'gemini', '$root/v1beta', secret => 'env:LLMGW_TEST_KEY');
+		SELECT llmgw.set_price('ge', input => 2, output => 0, batch_input => 1, batch_output => 0);
+		SELECT llmgw.create_model('gemb', 'gem', 'gem-e', price_model => 'ge');
+		CREATE ROLE gu LOGIN IN ROLE llmgw_user;
+	});
+	return $node;
+}
+
 # Run sql in a background psql; returns the harness and refs to its output
 sub background
 {
