@@ -174,6 +174,8 @@ async_request(HeapTuple tup, TupleDesc desc)
 		memcpy(header.key_hash, VARDATA_ANY(DatumGetByteaPP(d)), sizeof(header.key_hash));
 	}
 	body = SPI_getvalue(tup, desc, 3);
+	if (header.kind != LLMGW_KIND_EMBED)
+		header.max_output_tokens = llmgw_json_output_bound_text(body, strlen(body));
 	return llmgw_request_create(&header, SPI_getvalue(tup, desc, 4), SPI_getvalue(tup, desc, 2),
 								body, strlen(body), SPI_getvalue(tup, desc, 6));
 }

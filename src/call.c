@@ -33,22 +33,6 @@
 #include "share.h"
 #include "frontdoor_openai.h"
 
-/* The output bound of a chat request body (max_tokens and its aliases), or 0 */
-static int64
-body_max_tokens(const char *body, size_t len)
-{
-	static const char *const names[] = {"max_tokens", "max_completion_tokens", "max_output_tokens"};
-	json_t	   *root = json_loadb(body, len, JSON_DECODE_ANY, NULL);
-	int64		bound = 0;
-
-	if (root == NULL)
-		return 0;
-	for (int i = 0; i < lengthof(names) && bound <= 0; i++)
-		bound = llmgw_json_count(root, names[i]);
-	json_decref(root);
-	return Max(bound, 0);
-}
-
 /* Read a queued request into a new call */
 LlmgwCall *
 llmgw_call_create(int slotno, MemoryContext parent)
@@ -77,7 +61,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->job_id = req->job_id;
 	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
 	if (call->kind != LLMGW_KIND_EMBED)
-		call->max_output_tokens = body_max_tokens(call->caller_body, call->caller_body_len);
+		call->max_output_tokens = req->max_output_tokens;
 	llmgw_outcome_init(&call->out);
 	dlist_init(&call->past_attempts);
 	return call;

@@ -745,10 +745,13 @@ start_call(FrontRequest *r, dlist_head *created)
 		json_decref(root);
 		return;
 	}
-	json_decref(root);
 
 	memset(&header, 0, sizeof(header));
 	header.kind = r->endpoint == FRONT_EMBEDDINGS ? LLMGW_KIND_EMBED : LLMGW_KIND_CHAT_JSON;
+	/* from the tree at hand: the call need not parse its body again for it */
+	if (header.kind != LLMGW_KIND_EMBED)
+		header.max_output_tokens = llmgw_json_output_bound(root);
+	json_decref(root);
 	llmgw_call_settings_current(&header.settings);
 	header.has_key = true;
 	memcpy(header.key_hash, hash, sizeof(header.key_hash));

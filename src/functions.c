@@ -136,6 +136,8 @@ request_create(int kind, const char *model, const char *body, size_t body_len)
 	llmgw_call_settings_current(&header.settings);
 	header.has_key = presented_key(header.key_hash);
 	header.job_id = current_job();
+	if (kind != LLMGW_KIND_EMBED)
+		header.max_output_tokens = llmgw_json_output_bound_text(body, body_len);
 	return llmgw_request_create(&header, GetUserNameFromId(GetUserId(), false), model,
 								body, body_len, llmgw_tags && llmgw_tags[0] ? llmgw_tags : NULL);
 }

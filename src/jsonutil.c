@@ -25,6 +25,29 @@ llmgw_json_count(json_t *obj, const char *key)
 	return (int64) d;
 }
 
+/* The output bound of a chat request (max_tokens and its aliases), or 0 */
+int64
+llmgw_json_output_bound(json_t *request)
+{
+	static const char *const names[] = {"max_tokens", "max_completion_tokens", "max_output_tokens"};
+	int64		bound = 0;
+
+	for (int i = 0; i < lengthof(names) && bound <= 0; i++)
+		bound = llmgw_json_count(request, names[i]);
+	return Max(bound, 0);
+}
+
+/* The same of a request body's text (0 when it is not JSON) */
+int64
+llmgw_json_output_bound_text(const char *body, size_t len)
+{
+	json_t	   *root = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+	int64		bound = llmgw_json_output_bound(root);
+
+	json_decref(root);
+	return bound;
+}
+
 /* A string field copied to palloc'd memory; NULL when not a string */
 char *
 llmgw_json_string(json_t *obj, const char *key)

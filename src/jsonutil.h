@@ -19,6 +19,7 @@
 #include "sse.h"
 
 extern int64 llmgw_json_count(json_t *obj, const char *key);
+extern int64 llmgw_json_output_bound(json_t *request);
 extern char *llmgw_json_string(json_t *obj, const char *key);
 extern char *llmgw_json_dump(json_t *v);
 extern json_t *llmgw_json_load(const char *buf, size_t len, json_error_t *jerr);

@@ -184,6 +184,10 @@ typedef struct LlmgwRequest
 	int32		async_take;		/* its attempts when worker 0 took it: the
 								 * take whose outcome the row records */
 	int64		job_id;			/* llmgw.jobs.id the call works for, or 0 */
+	int64		max_output_tokens;	/* the body's output bound (max_tokens and its
+									 * aliases: llmgw_json_output_bound), 0: none;
+									 * read by whoever makes the request, so that
+									 * the worker does not parse the body for it */
 	bool		has_key;		/* the caller presented a virtual key */
 	uint8		key_hash[32];	/* its sha256; the key itself never leaves the caller */
 	uint32		role_len;
@@ -192,6 +196,14 @@ typedef struct LlmgwRequest
 	uint32		tags_len;		/* llmgw.tags, a JSON object; 0 when unset */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } LlmgwRequest;
+
+/*
+ * The output bound of a chat request body's text (its max_tokens and
+ * aliases; 0: none, or not JSON), for LlmgwRequest.max_output_tokens
+ * (jsonutil.c: without jansson's names, which clash with PostgreSQL's
+ * json_object in files that include utils/builtins.h)
+ */
+extern int64 llmgw_json_output_bound_text(const char *body, size_t len);
 
 #define LLMGW_CACHE_DEFAULT 0	/* as the model says */
 #define LLMGW_CACHE_ON 1
