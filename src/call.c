@@ -60,8 +60,7 @@ llmgw_call_create(int slotno, MemoryContext parent)
 	call->async_take = req->async_take;
 	call->job_id = req->job_id;
 	memcpy(call->key_hash, req->key_hash, sizeof(call->key_hash));
-	if (call->kind != LLMGW_KIND_EMBED)
-		call->max_output_tokens = req->max_output_tokens;
+	call->max_output_tokens = req->max_output_tokens;	/* 0 for embeddings */
 	llmgw_outcome_init(&call->out);
 	dlist_init(&call->past_attempts);
 	return call;
