@@ -66,11 +66,7 @@ is(sq("SELECT count(*), count(DISTINCT u.async_id), bool_and(u.status = 'ok'), b
          FROM llmgw.usage u JOIN llmgw.batch_items i ON i.sync_call = u.async_id
         WHERE u.job_id = $job AND u.batch_id IS NULL"),
 	'3|3|t|t|t|t', 'one synchronous usage row per retried item, as the job\'s owner and team');
-is(sq("SELECT bool_and(u.cost > 0 AND u.cost = llmgw.cost(p, u.input_tokens, u.output_tokens)
-                       AND u.cost = 2 * llmgw.cost(llmgw.batch_price(p), u.input_tokens, u.output_tokens))
-         FROM llmgw.usage u JOIN llmgw.prices p ON p.id = u.price_id
-        WHERE u.job_id = $job AND u.batch_id IS NULL"),
-	't', 'the synchronous rows are priced at the synchronous rates');
+is(LlmgwTest::sync_rows_priced($node, $job), 't', 'the synchronous rows are priced at the synchronous rates');
 is(sq("SELECT status, rows_done, rows_failed, retry, spend = (SELECT sum(cost) FROM llmgw.usage WHERE job_id = $job),
               (SELECT count(*) FROM llmgw.batches WHERE job_id = $job)
          FROM llmgw.job_progress WHERE id = $job"),

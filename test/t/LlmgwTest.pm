@@ -168,6 +168,18 @@ sub batch_enrich
 	  : die "enrich: $err";
 }
 
+# Are a job's synchronous retries (its usage rows outside a batch) all
+# priced at the synchronous rates, twice their price's batch rates: t or f
+sub sync_rows_priced
+{
+	my ($node, $job) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT bool_and(u.cost > 0 AND u.cost = llmgw.cost(p, u.input_tokens, u.output_tokens)
+		                AND u.cost = 2 * llmgw.cost(llmgw.batch_price(p), u.input_tokens, u.output_tokens))
+		  FROM llmgw.usage u JOIN llmgw.prices p ON p.id = u.price_id
+		 WHERE u.job_id = $job AND u.batch_id IS NULL});
+}
+
 # Wait until a job has ended, however it ended
 sub wait_job_end
 {
