@@ -200,7 +200,13 @@ static const LlmgwDirectTable usage_table = {
 	"               reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens," \
 	"               cost = t.cost + excluded.cost"
 
-/* The batch (locked), its job and its price, as llmgw.batch_ingest reads them */
+/*
+ * The batch, its job and its price, as llmgw.batch_ingest reads them.  A
+ * share lock: chunks of one batch are written at once by worker 0 and its
+ * helpers, while what ends a batch (llmgw.batch_finish) or writes a
+ * chunk through SQL (llmgw.batch_ingest) takes the row for update and
+ * waits for them.
+ */
 #define BATCH_ROW \
 	"SELECT b.job_id, b.owner::text," \
 	"       b.key_id, coalesce(b.team_id, (SELECT rb.team_id FROM llmgw.role_bindings rb" \
@@ -209,7 +215,7 @@ static const LlmgwDirectTable usage_table = {
 	"       b.provider_batch_id, coalesce(b.submitted_at, b.created_at), b.charged_on," \
 	"       b.reserved_on, b.price_id, j.id, j.source, j.key_column, j.output_column" \
 	"  FROM llmgw.batches b LEFT JOIN llmgw.jobs j ON j.id = b.job_id" \
-	" WHERE b.id = $1 FOR UPDATE OF b"
+	" WHERE b.id = $1 FOR SHARE OF b"
 
 /*
  * The cost of each row at the batch's price (its batch rates), in the
@@ -853,14 +859,25 @@ run(const char *sql, int nargs, Oid *types, Datum *args, bool *isnull)
 							 false, -1);
 }
 
+/* What a chunk adds to its job's counts */
+typedef struct JobCounts
+{
+	int64		written;
+	int64		failed;
+	Datum		error;			/* the last row's error, or 0 */
+	bool		error_null;
+} JobCounts;
+
 /*
  * The job's answers (a message's text, or an embedding's text form) into
  * its table, through llmgw.write_answers: with the owner's rights, into
  * rows still without one, a row that cannot be written failing alone; the
- * rows written and failed counted in the job.  As llmgw.batch_ingest does.
+ * rows written and failed in *counts, for the job.  As
+ * llmgw.batch_ingest does.
  */
+
 static void
-write_answers(Batch *b, Pending *items, int n, Datum *lines)
+write_answers(Batch *b, Pending *items, int n, Datum *lines, JobCounts *counts)
 {
 	int			ndone = 0;
 	int64		nwritten = 0;
@@ -931,20 +948,29 @@ write_answers(Batch *b, Pending *items, int n, Datum *lines)
 			nfailed += nfail;
 		}
 	}
-	{
-		Oid			types[4] = {INT8OID, INT8OID, INT8OID, TEXTOID};
-		Datum		args[4] = {b->job_id, Int64GetDatum(nwritten), Int64GetDatum(nfailed), write_error};
-		char		nulls[4] = {' ', ' ', ' ', error_null ? 'n' : ' '};
-		int			rc = SPI_execute_with_args("UPDATE llmgw.jobs"
-											   "   SET rows_done = rows_done + $2, rows_failed = rows_failed + $3,"
-											   "       last_error = coalesce($4, last_error),"
-											   "       updated_at = pg_catalog.clock_timestamp()"
-											   " WHERE jobs.id = $1",
-											   4, types, args, nulls, false, 0);
+	counts->written = nwritten;
+	counts->failed = nfailed;
+	counts->error = write_error;
+	counts->error_null = error_null;
+}
 
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "llmgw: could not count the results of batch " INT64_FORMAT, b->id);
-	}
+/* The chunk's rows written and failed, counted in its job */
+static void
+count_job(Batch *b, const JobCounts *counts)
+{
+	Oid			types[4] = {INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		args[4] = {b->job_id, Int64GetDatum(counts->written), Int64GetDatum(counts->failed),
+	counts->error};
+	char		nulls[4] = {' ', ' ', ' ', counts->error_null ? 'n' : ' '};
+	int			rc = SPI_execute_with_args("UPDATE llmgw.jobs"
+										   "   SET rows_done = rows_done + $2, rows_failed = rows_failed + $3,"
+										   "       last_error = coalesce($4, last_error),"
+										   "       updated_at = pg_catalog.clock_timestamp()"
+										   " WHERE jobs.id = $1",
+										   4, types, args, nulls, false, 0);
+
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "llmgw: could not count the results of batch " INT64_FORMAT, b->id);
 }
 
 bool
@@ -961,6 +987,7 @@ llmgw_batch_ingest_direct(int64 batch, Datum *lines, int nlines, int *skipped)
 				currency = 0;
 	bool		price_null = true,
 				currency_null = true;
+	JobCounts	counts = {0, 0, (Datum) 0, true};
 
 	/* usage before the batch, as a load of the budget ledger locks them */
 	usage = table_open(get_relname_relid("usage", nsp), RowExclusiveLock);
@@ -995,14 +1022,27 @@ llmgw_batch_ingest_direct(int64 batch, Datum *lines, int nlines, int *skipped)
 			table_close(it.rel, NoLock);
 			return false;
 		}
-		roll_up(&b, items, n, currency, currency_null);
 		update_items(&it, &b, items, n, lines);
-		settle(&b, items, n);
 	}
 	index_close(it.pkey, NoLock);
 	table_close(it.rel, NoLock);
 	PopActiveSnapshot();
 	if (b.has_job)
-		write_answers(&b, items, n, lines);
+		write_answers(&b, items, n, lines, &counts);
+
+	/*
+	 * Last, the rows every chunk of the batch shares (the rollups, the
+	 * budgets' ledger, the job's counts), in the order the trigger and the
+	 * settlement of a call lock them: chunks written at once by worker 0
+	 * and its helpers (batch_helper.c) wait on each other only from here
+	 * to their commits.
+	 */
+	if (n > 0)
+	{
+		roll_up(&b, items, n, currency, currency_null);
+		settle(&b, items, n);
+	}
+	if (b.has_job)
+		count_job(&b, &counts);
 	return true;
 }
