@@ -1297,3 +1297,8 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION llmgw.batch_sync_finish(bigint) IS 'Internal (workers): write the outcome of the synchronous retry of a batch item (its job''s row: a chat answer''s text or an embedding; or the item''s answer) with the call''s usage rows; a retry cancelled with its job counts neither done nor failed';
+
+-- Worker 0's batch ingest has helpers (llmgw.batch_ingest_helpers), each
+-- with rollup rows of its own
+COMMENT ON COLUMN llmgw.usage_daily.shard IS 'The process that wrote the row, so that writers never wait for each other: worker N as N + 1, batch ingest helper k (from 1) as 65 - k, 0 anything else';
+COMMENT ON COLUMN llmgw.usage_totals.shard IS 'The process that wrote the row, so that writers never wait for each other: worker N as N + 1, batch ingest helper k (from 1) as 65 - k, 0 anything else';

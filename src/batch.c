@@ -54,6 +54,7 @@
 #include "utils/timestamp.h"
 
 #include "batch.h"
+#include "batch_helper.h"
 #include "batch_ingest.h"
 #include "batch_wire.h"
 #include "config.h"
@@ -73,6 +74,7 @@ extern text *cstring_to_text_with_len(const char *s, int len);
 int			llmgw_batch_max_requests = 50000;
 int			llmgw_batch_poll_interval = 60000;	/* ms */
 int			llmgw_batch_ingest_chunk = 1000;
+int			llmgw_batch_ingest_helpers = 1;
 int			llmgw_batch_max_download = 4096;	/* MB */
 int			llmgw_batch_max_result_line = 65536;	/* kB */
 
@@ -157,6 +159,11 @@ llmgw_batch_define_settings(void)
 	DefineCustomIntVariable("llmgw.batch_ingest_chunk",
 							"Results of a provider batch written per transaction.",
 							NULL, &llmgw_batch_ingest_chunk, 1000, 1, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("llmgw.batch_ingest_helpers",
+							"Background workers that write a provider batch's results beside worker 0, when they hold more than one chunk.",
+							"Each takes a background worker slot (max_worker_processes) while the results are written; 0: worker 0 alone.",
+							&llmgw_batch_ingest_helpers, 1, 0, 8,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("llmgw.batch_max_download",
 							"Largest results file of a provider batch worker 0 downloads (to a temporary file).",
@@ -1262,6 +1269,15 @@ write_chunk(Chunk *c, int *skipped)
 	return true;
 }
 
+/* A chunk of a batch's result lines, written as worker 0 writes it (batch_helper.c) */
+bool
+llmgw_batch_write_chunk(int64 batch, Datum *lines, int n, int *skipped)
+{
+	Chunk		c = {.id = batch, .lines = lines, .n = n};
+
+	return write_chunk(&c, skipped);
+}
+
 /*
  * Result lines on their way to llmgw.batch_ingest: a chunk of lines per
  * transaction.  A chunk that cannot be written stops the ingest (the
@@ -1276,15 +1292,38 @@ typedef struct Ingest
 	bool		ok;
 	int			skipped;		/* lines that are not JSON objects */
 	StringInfoData line;		/* a normalised line (foreign formats) */
+	int			chunks;			/* chunks so far */
+	LlmgwIngestHelpers *helpers;	/* batch_helper.c; NULL: none */
+	bool		helpers_tried;
+	MemoryContext file_cxt;		/* the ingest's (the helpers') */
 } Ingest;
 
-/* Write the chunk's lines and start the next chunk */
+/*
+ * Write the chunk's lines, or hand them to an idle helper, and start the
+ * next chunk.  Helpers start with a file's second chunk (a full one), so
+ * that a file of one chunk starts none: worker 0 writes the first while
+ * they start.
+ */
 static void
-ingest_flush(Ingest *in)
+ingest_flush(Ingest *in, bool last)
 {
 	if (in->c.n == 0 || !in->ok)
 		return;
-	in->ok = write_chunk(&in->c, &in->skipped);
+	if (in->helpers && !llmgw_ingest_helpers_ok(in->helpers))
+		in->ok = false;
+	else if (!in->helpers || !llmgw_ingest_helpers_give(in->helpers, in->c.id, in->c.lines, in->c.n))
+	{
+		if (!last && !in->helpers_tried)
+		{
+			MemoryContext old = MemoryContextSwitchTo(in->file_cxt);
+
+			in->helpers_tried = true;
+			in->helpers = llmgw_ingest_helpers_start();
+			MemoryContextSwitchTo(old);
+		}
+		in->ok = write_chunk(&in->c, &in->skipped);
+	}
+	in->chunks++;
 	MemoryContextReset(in->cxt);
 	in->c.lines = MemoryContextAlloc(in->cxt, sizeof(Datum) * llmgw_batch_ingest_chunk);
 	in->c.n = 0;
@@ -1312,7 +1351,7 @@ ingest_add(Ingest *in, const char *p, size_t n)
 		MemoryContextSwitchTo(old);
 	}
 	if (in->c.n == llmgw_batch_ingest_chunk)
-		ingest_flush(in);
+		ingest_flush(in, false);
 }
 
 /* Each item of a provider's results, as a normalised line */
@@ -1399,6 +1438,7 @@ ingest_file(Tracked *b, const LlmgwBatchWire *w, const char *ref, FILE *f, const
 	in.ok = true;
 	in.c.id = b->id;
 	in.cxt = AllocSetContextCreate(cxt, "llmgw batch chunk", ALLOCSET_DEFAULT_SIZES);
+	in.file_cxt = cxt;
 	in.c.lines = MemoryContextAlloc(in.cxt, sizeof(Datum) * llmgw_batch_ingest_chunk);
 	initStringInfo(&in.line);
 	initStringInfo(&line);
@@ -1447,7 +1487,16 @@ ingest_file(Tracked *b, const LlmgwBatchWire *w, const char *ref, FILE *f, const
 	else if (got == -2)
 		*error = "its results could not be read back from their temporary file";
 	else
-		ingest_flush(&in);
+		ingest_flush(&in, true);
+	if (in.helpers)
+	{
+		int			helped = 0;
+
+		if (!llmgw_ingest_helpers_end(in.helpers, &in.skipped, &helped))
+			in.ok = false;
+		elog(DEBUG1, "llmgw: the results of batch " INT64_FORMAT ": %d chunks, %d of them written by helpers",
+			 b->id, in.chunks, helped);
+	}
 	if (!in.ok)
 		*error = "results could not be written; see the server log";
 	if (in.skipped > 0)

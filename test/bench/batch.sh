@@ -23,7 +23,8 @@
 # then, once, the cost per row of the first 2,000 rows of the last job
 # against the same 2,000 rows through the synchronous path at the same
 # prices (the ratio is the batch discount).  Nothing here asserts a time.
-# Usage (root): bash test/bench/batch.sh [N[:ROWS_PER_BATCH] ...]
+# Usage (root): [LLMGW_BATCH_HELPERS=H] bash test/bench/batch.sh [N[:ROWS_PER_BATCH] ...]
+#     (H: llmgw.batch_ingest_helpers, default 1)
 #     (default: 10000 100000:10000 100000; a batch holds at most 50000 rows)
 set -euo pipefail
 LLMGW_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,6 +41,7 @@ SAMPLER=
 trap '[ -n "$SAMPLER" ] && kill $SAMPLER 2>/dev/null; llmgw_cluster_stop; llmgw_mock_stop; rm -rf "$LLMGW_TMP"' EXIT
 llmgw_mock_start --threads 2
 LLMGW_EXTRA_CONF="llmgw.batch_poll_interval = 200
+llmgw.batch_ingest_helpers = ${LLMGW_BATCH_HELPERS:-1}
 shared_buffers = 512MB" llmgw_cluster_start
 psql -qX -v ON_ERROR_STOP=1 -v url="$LLMGW_MOCK_URL" <<'SQL' >/dev/null
 CREATE EXTENSION llmgw;

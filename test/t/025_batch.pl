@@ -156,9 +156,11 @@ is(grown($before), '1/1/0/0/1', 'after a crash while waiting: one upload, one cr
 is($node->safe_psql('postgres', "SELECT (SELECT count(*) FROM t4 WHERE summary IS NOT NULL), count(*), count(DISTINCT request_id) FROM llmgw.usage WHERE job_id = $job"),
 	'6|6|6', 'every row written once, one usage row each');
 
-# ---- kill -9 of a worker halfway through writing the results
+# ---- kill -9 of a worker halfway through writing the results (worker 0
+# alone, a result per transaction: test/t/036 kills a helper)
 $node->safe_psql('postgres', q{
 	ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
+	ALTER SYSTEM SET llmgw.batch_ingest_helpers = 0;
 	SELECT pg_reload_conf();
 	CREATE TABLE t5 (id int PRIMARY KEY, body text, summary text);
 	INSERT INTO t5 SELECT g, 'five ' || g, NULL FROM generate_series(1, 6) g;

@@ -196,10 +196,12 @@ for my $api (qw(anthropic gemini azure))
 	is($node->safe_psql('postgres', "SELECT (SELECT count(*) FROM $t WHERE summary IS NOT NULL), count(*), count(DISTINCT request_id) FROM llmgw.usage WHERE job_id = $job"),
 		'6|6|6', "$api: every row written once, one usage row each");
 
-	# ---- kill -9 of a worker halfway through writing the results
+	# ---- kill -9 of a worker halfway through writing the results (worker
+	# 0 alone, a result per transaction: test/t/036 kills a helper)
 	$t = table(6);
 	$node->safe_psql('postgres', qq{
 		ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
+		ALTER SYSTEM SET llmgw.batch_ingest_helpers = 0;
 		SELECT pg_reload_conf();
 		CREATE SEQUENCE ${t}_writes;
 		GRANT USAGE ON SEQUENCE ${t}_writes TO bu;
@@ -222,7 +224,8 @@ for my $api (qw(anthropic gemini azure))
 		"$api: worker 0 reads the downloaded results from a temporary file that has no name");
 	LlmgwTest::kill_worker($node, 2);
 	wait_job($job, 'finished');
-	$node->safe_psql('postgres', 'ALTER SYSTEM RESET llmgw.batch_ingest_chunk; SELECT pg_reload_conf()');
+	$node->safe_psql('postgres',
+		'ALTER SYSTEM RESET llmgw.batch_ingest_chunk; ALTER SYSTEM RESET llmgw.batch_ingest_helpers; SELECT pg_reload_conf()');
 	my $again = $api eq 'gemini' ? '0/1/0/0/3' : $api eq 'azure' ? '1/1/0/0/2' : '0/1/0/0/2';
 	is(grown($api, $before), $again, "$api: after a crash while writing, one create, the results fetched again");
 	is($node->safe_psql('postgres', "SELECT (SELECT count(*) FROM $t WHERE summary IS NOT NULL), count(*), count(DISTINCT request_id), (SELECT rows_done || '/' || rows_failed FROM llmgw.jobs WHERE id = $job) FROM llmgw.usage WHERE job_id = $job"),

@@ -153,7 +153,7 @@ is(sq("SELECT b.reserved, b.spent = u.cost, b.ledger_spent = u.cost, u.n, u.ids
 	'0|t|t|9|9', 'after the crash: nothing reserved, every item charged once, ledger = rollups = usage rows');
 is(sq("SELECT count(*), count(DISTINCT request_id), (SELECT count(*) FROM t5 WHERE summary IS NOT NULL) FROM llmgw.usage WHERE job_id = $job"),
 	'6|6|6', 'one usage row per item of the job');
-sq("ALTER SYSTEM RESET llmgw.batch_ingest_chunk; SELECT pg_reload_conf()");
+sq("ALTER SYSTEM RESET llmgw.batch_ingest_chunk; ALTER SYSTEM RESET llmgw.batch_ingest_helpers; SELECT pg_reload_conf()");
 
 # ---- expired items go again in a later batch, answered once, at most 3 attempts
 sq(q{

@@ -24,15 +24,8 @@ $node->safe_psql('postgres', q{
 	SELECT llmgw.create_model('ev-b', 'mock', 'ev-batch-model', price_model => 'ev-price');
 	SELECT llmgw.create_model('ev-slow', 'mock', 'ev-model;delay:1500', price_model => 'ev-price');
 	CREATE ROLE eu LOGIN IN ROLE llmgw_user;
-	-- each committed write of an enrich, by table and row
-	CREATE TABLE writes (tab text, id int);
-	GRANT INSERT ON writes TO eu;
-	CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-	    INSERT INTO public.writes VALUES (TG_TABLE_NAME, NEW.id);
-	    RETURN NEW;
-	END $$;
 });
+LlmgwTest::log_writes($node, 'eu');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

@@ -31,15 +31,8 @@ $node->safe_psql('postgres', qq{
 	CREATE ROLE eu LOGIN IN ROLE llmgw_user;      -- team te
 	SELECT llmgw.bind_role('eu', 'te');
 	SELECT llmgw.create_budget('te total', 'team', 'te', 'total', 1);
-	-- each committed write of a row, by table and row
-	CREATE TABLE writes (tab text, id int);
-	GRANT INSERT ON writes TO eu;
-	CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS \$\$
-	BEGIN
-	    INSERT INTO public.writes VALUES (TG_TABLE_NAME, NEW.id);
-	    RETURN NEW;
-	END \$\$;
 });
+LlmgwTest::log_writes($node, 'eu');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

@@ -127,16 +127,18 @@ sub mock_requests
 	return $total;
 }
 
-# Batch results written one item per transaction, and the writes of
-# $table sleeping 60 s at the write numbers given (a BEFORE UPDATE trigger
-# counting them in a sequence $role may use): the moment to kill worker 0
-# while it writes results (wait_ingest_sleep)
+# Batch results written one item per transaction by worker 0 alone (no
+# helpers: test/t/036 has theirs), and the writes of $table sleeping 60 s
+# at the write numbers given (a BEFORE UPDATE trigger counting them in a
+# sequence $role may use): the moment to kill worker 0 while it writes
+# results (wait_ingest_sleep)
 sub slow_writes
 {
 	my ($node, $table, $role, @at) = @_;
 	my $at = join ', ', @at;
 	$node->safe_psql('postgres', qq{
 		ALTER SYSTEM SET llmgw.batch_ingest_chunk = 1;
+		ALTER SYSTEM SET llmgw.batch_ingest_helpers = 0;
 		SELECT pg_reload_conf();
 		CREATE SEQUENCE ${table}_writes;
 		GRANT USAGE ON SEQUENCE ${table}_writes TO $role;
@@ -146,6 +148,23 @@ sub slow_writes
 		    RETURN NEW;
 		END \$\$;
 		CREATE TRIGGER ${table}_slow BEFORE UPDATE ON $table FOR EACH ROW EXECUTE FUNCTION ${table}_slow()});
+}
+
+# Every write of a row that commits, by table and row: the table writes
+# (tab, id), filled by the trigger function log_write() (an AFTER UPDATE
+# row trigger a test adds to its tables) as $role writes
+sub log_writes
+{
+	my ($node, $role) = @_;
+	$node->safe_psql('postgres', qq{
+		CREATE TABLE writes (tab text, id int);
+		GRANT INSERT ON writes TO $role;
+		CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS \$\$
+		BEGIN
+		    INSERT INTO public.writes VALUES (TG_TABLE_NAME, NEW.id);
+		    RETURN NEW;
+		END \$\$;
+	});
 }
 
 # Wait until a worker sleeps in a slow write (slow_writes)
