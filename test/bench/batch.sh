@@ -20,6 +20,8 @@
 #   hwm_kB    worker 0's VmHWM at the end (it counts the shared buffers the
 #             worker touched); anon_peak_kB the peak of its RssAnon (its
 #             private memory), sampled every 50 ms;
+#   and under each line, the rows written by worker 0's helpers
+#   (llmgw.batch_ingest_helpers; their rollup rows, shards 65 - k);
 # then, once, the cost per row of the first 2,000 rows of the last job
 # against the same 2,000 rows through the synchronous path at the same
 # prices (the ratio is the batch discount).  Nothing here asserts a time.
@@ -97,6 +99,7 @@ for size in $SIZES; do
     echo 0 >"$LLMGW_TMP/anon"
     sample "$w0" "$LLMGW_TMP/anon" &
     SAMPLER=$!
+    helped0=$(psql -qAtX -c "SELECT coalesce(sum(calls), 0) FROM llmgw.usage_daily WHERE batch AND shard > 60")
     start=$(date +%s.%N)
     psql -qX -v ON_ERROR_STOP=1 -c "SET llmgw.batch_max_requests = $per_batch" \
         -c "CALL llmgw.enrich('items', 'id', 'body', 'out', 'bench-batch', mode => 'batch')" >/dev/null 2>&1
@@ -143,7 +146,9 @@ for size in $SIZES; do
         "$ingest" "$rate" "$lrate" "$(awk -v a="$rate" -v b="$lrate" 'BEGIN {printf "%.3f", a / b}')" "$us" \
         "$hwm" "$(cat "$LLMGW_TMP/anon")"
     echo "        job $job $status ($nb batches of at most $per_batch rows): rows done $done_, usage rows $usage," \
-        "rows filled $(psql -qAtX -c "SELECT count(*) FROM items WHERE out IS NOT NULL")"
+        "rows filled $(psql -qAtX -c "SELECT count(*) FROM items WHERE out IS NOT NULL")," \
+        "written by helpers $(($(psql -qAtX -c "SELECT coalesce(sum(calls), 0) FROM llmgw.usage_daily
+                                                 WHERE batch AND shard > 60") - helped0))"
 done
 
 # cost per row: the first rows of the last job against the same rows synchronously
