@@ -8,8 +8,9 @@
 # rows (shard 65 - k) show that they wrote.  Then the hostile cases: a
 # helper killed with kill -9 while it writes (the server restarts), a
 # helper terminated (pg_terminate_backend: worker 0 sees its chunk
-# unanswered and writes the results again later), no background worker
-# slot for a helper (worker 0 writes alone), and helpers off.
+# unanswered and writes the results again later), worker 0 killed while a
+# helper writes, no background worker slot for a helper (worker 0 writes
+# alone), and helpers off.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -137,6 +138,16 @@ sq("SELECT pg_terminate_backend($pid)");
 LlmgwTest::wait_job_end($node, $job);
 is(outcome($job, 't3'), $done, 'a helper terminated mid-chunk: its chunk written later, once');
 is(LlmgwTest::mock_batch()->{downloads} - $downloads, 2, 'the results were downloaded twice');
+
+# ---- kill -9 of worker 0 while a helper writes: the helper goes with the server
+table('t6');
+helper_sleeps('t6');
+$job = enrich('t6');
+$pid = sleeping_helper();
+LlmgwTest::kill_worker($node, 2);
+LlmgwTest::wait_job_end($node, $job);
+is(outcome($job, 't6'), $done, 'worker 0 killed with kill -9 while a helper writes: nothing lost, nothing twice');
+is(sq("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"), '0', 'the helper went with the restart');
 
 # ---- no background worker slot for a helper: worker 0 writes alone (the
 # slots: the two llmgw workers and the logical replication launcher)
