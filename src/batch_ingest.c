@@ -875,7 +875,6 @@ typedef struct JobCounts
  * rows written and failed in *counts, for the job.  As
  * llmgw.batch_ingest does.
  */
-
 static void
 write_answers(Batch *b, Pending *items, int n, Datum *lines, JobCounts *counts)
 {
