@@ -47,6 +47,8 @@
 #define MAX_HELPERS 8
 #define CHUNK_QUEUE_SIZE (256 * 1024)	/* a chunk may be larger: it streams */
 #define REPLY_QUEUE_SIZE 1024
+/* a larger chunk (long answers) stays worker 0's: its copies would pass palloc's limit */
+#define CHUNK_MESSAGE_MAX ((Size) 64 * 1024 * 1024)
 
 /* The segment: a header, then each helper's two queues */
 typedef struct HelperArea
@@ -183,6 +185,12 @@ bool
 llmgw_ingest_helpers_give(LlmgwIngestHelpers *hs, int64 batch, Datum *lines, int n)
 {
 	int32		count = n;
+	Size		size = sizeof(batch) + sizeof(count);
+
+	for (int k = 0; k < n && size <= CHUNK_MESSAGE_MAX; k++)
+		size += sizeof(int32) + VARSIZE_ANY_EXHDR(DatumGetPointer(lines[k]));
+	if (size > CHUNK_MESSAGE_MAX)
+		return false;
 
 	for (int i = 0; i < hs->n; i++)
 	{
