@@ -1202,6 +1202,7 @@ typedef struct Chunk
 	Datum	   *lines;
 	int			n;
 	int			skipped;		/* lines that are not JSON objects (batch_ingest.c) */
+	bool		by_sql;			/* written by llmgw.batch_ingest */
 } Chunk;
 
 /*
@@ -1217,8 +1218,10 @@ ingest_chunk(void *arg)
 	int			rc;
 
 	c->skipped = 0;
+	c->by_sql = false;
 	if (llmgw_batch_ingest_direct(c->id, c->lines, c->n, &c->skipped))
 		return;
+	c->by_sql = true;
 	values[0] = Int64GetDatum(c->id);
 	values[1] = PointerGetDatum(construct_array(c->lines, c->n, TEXTOID, -1, false, TYPALIGN_INT));
 	rc = SPI_execute_with_args("SELECT llmgw.batch_ingest($1, $2)", 2, types, values, NULL, false, 0);
@@ -1322,6 +1325,21 @@ ingest_flush(Ingest *in, bool last)
 			MemoryContextSwitchTo(old);
 		}
 		in->ok = write_chunk(&in->c, &in->skipped);
+
+		/*
+		 * Chunks that llmgw.batch_ingest writes (llmgw's tables were
+		 * changed) are worker 0's alone: two of them at once, each holding
+		 * the batch's share lock from the direct path's start and wanting
+		 * it for update, would wait for each other
+		 */
+		if (in->helpers && in->c.by_sql)
+		{
+			int			helped = 0;
+
+			if (!llmgw_ingest_helpers_end(in->helpers, &in->skipped, &helped))
+				in->ok = false;
+			in->helpers = NULL;
+		}
 	}
 	in->chunks++;
 	MemoryContextReset(in->cxt);

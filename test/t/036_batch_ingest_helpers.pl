@@ -9,8 +9,9 @@
 # helper killed with kill -9 while it writes (the server restarts), a
 # helper terminated (pg_terminate_backend: worker 0 sees its chunk
 # unanswered and writes the results again later), worker 0 killed while a
-# helper writes, no background worker slot for a helper (worker 0 writes
-# alone), and helpers off.
+# helper writes, llmgw's tables changed (llmgw.batch_ingest writes every
+# chunk, worker 0 alone), no background worker slot for a helper (worker 0
+# writes alone), and helpers off.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -149,6 +150,20 @@ LlmgwTest::wait_job_end($node, $job);
 is(outcome($job, 't6'), $done, 'worker 0 killed with kill -9 while a helper writes: nothing lost, nothing twice');
 is(sq("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"), '0', 'the helper went with the restart');
 
+# ---- llmgw's tables changed (a trigger someone added on llmgw.batch_items):
+# llmgw.batch_ingest writes the chunks, worker 0 alone (two at once would
+# wait for each other on the batch's row)
+sq(q{CREATE FUNCTION items_touched() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+     CREATE TRIGGER items_touched AFTER UPDATE ON llmgw.batch_items FOR EACH ROW EXECUTE FUNCTION items_touched()});
+table('t7');
+my ($h0, $w0) = (by_helpers(), by_worker0());
+$job = enrich('t7');
+LlmgwTest::wait_job_end($node, $job);
+is(outcome($job, 't7'), $done, 'chunks written by llmgw.batch_ingest: every item once');
+is(by_helpers() - $h0, 0, 'no helper wrote through llmgw.batch_ingest');
+ok(!$node->log_contains(qr/deadlock detected/), 'no deadlock');
+sq('DROP TRIGGER items_touched ON llmgw.batch_items');
+
 # ---- no background worker slot for a helper: worker 0 writes alone (the
 # slots: the two llmgw workers and the logical replication launcher)
 sq('ALTER SYSTEM SET max_worker_processes = 3');
@@ -157,7 +172,7 @@ $node->poll_query_until('postgres',
 	"SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
   or die 'the workers did not come back';
 table('t4');
-my ($h0, $w0) = (by_helpers(), by_worker0());
+($h0, $w0) = (by_helpers(), by_worker0());
 $job = enrich('t4');
 LlmgwTest::wait_job_end($node, $job);
 is(outcome($job, 't4'), $done, 'no slot for a helper: worker 0 writes every chunk');
