@@ -1296,10 +1296,25 @@ typedef struct Ingest
 	int			skipped;		/* lines that are not JSON objects */
 	StringInfoData line;		/* a normalised line (foreign formats) */
 	int			chunks;			/* chunks so far */
+	int			helped;			/* of them, written by helpers */
 	LlmgwIngestHelpers *helpers;	/* batch_helper.c; NULL: none */
 	bool		helpers_tried;
 	MemoryContext file_cxt;		/* the ingest's (the helpers') */
 } Ingest;
+
+/* Wait for the chunks given to the helpers and stop them */
+static void
+stop_helpers(Ingest *in)
+{
+	int			helped = 0;
+
+	if (in->helpers == NULL)
+		return;
+	if (!llmgw_ingest_helpers_end(in->helpers, &in->skipped, &helped))
+		in->ok = false;
+	in->helped += helped;
+	in->helpers = NULL;
+}
 
 /*
  * Write the chunk's lines, or hand them to an idle helper, and start the
@@ -1332,14 +1347,8 @@ ingest_flush(Ingest *in, bool last)
 		 * the batch's share lock from the direct path's start and wanting
 		 * it for update, would wait for each other
 		 */
-		if (in->helpers && in->c.by_sql)
-		{
-			int			helped = 0;
-
-			if (!llmgw_ingest_helpers_end(in->helpers, &in->skipped, &helped))
-				in->ok = false;
-			in->helpers = NULL;
-		}
+		if (in->c.by_sql)
+			stop_helpers(in);
 	}
 	in->chunks++;
 	MemoryContextReset(in->cxt);
@@ -1506,15 +1515,10 @@ ingest_file(Tracked *b, const LlmgwBatchWire *w, const char *ref, FILE *f, const
 		*error = "its results could not be read back from their temporary file";
 	else
 		ingest_flush(&in, true);
-	if (in.helpers)
-	{
-		int			helped = 0;
-
-		if (!llmgw_ingest_helpers_end(in.helpers, &in.skipped, &helped))
-			in.ok = false;
+	stop_helpers(&in);
+	if (in.helpers_tried)
 		elog(DEBUG1, "llmgw: the results of batch " INT64_FORMAT ": %d chunks, %d of them written by helpers",
-			 b->id, in.chunks, helped);
-	}
+			 b->id, in.chunks, in.helped);
 	if (!in.ok)
 		*error = "results could not be written; see the server log";
 	if (in.skipped > 0)
