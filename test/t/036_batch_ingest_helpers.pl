@@ -80,10 +80,35 @@ my $done = "$rows/$rows|$rows|$rows/$rows|$rows/0/finished|t|t";
 sub by_helpers { return sq('SELECT coalesce(sum(calls), 0) FROM llmgw.usage_daily WHERE batch AND shard > 60'); }
 sub by_worker0 { return sq('SELECT coalesce(sum(calls), 0) FROM llmgw.usage_daily WHERE batch AND shard = 1'); }
 
+# Wait until the two workers run (after a restart)
+sub workers_back
+{
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
+	  or die 'the workers did not come back';
+}
+
+# Settings changed, then the server restarted
+sub restart_with
+{
+	my ($sql) = @_;
+	sq($sql);
+	$node->restart;
+	workers_back();
+}
+
+# Enrich a new table $t through a batch; returns the job once it ended
+sub job_on
+{
+	my ($t) = @_;
+	table($t);
+	my $job = enrich($t);
+	LlmgwTest::wait_job_end($node, $job);
+	return $job;
+}
+
 # ---- two helpers and worker 0 write twenty chunks
-table('t1');
-my $job = enrich('t1');
-LlmgwTest::wait_job_end($node, $job);
+my $job = job_on('t1');
 is(outcome($job, 't1'), $done, 'twenty chunks: every item one usage row, every row written once with its answer, counts, rollups and budget exact');
 my $helped = by_helpers();
 cmp_ok($helped, '>', 0, "helpers wrote chunks ($helped rows)");
@@ -121,9 +146,7 @@ helper_sleeps('t2');
 $job = enrich('t2');
 my $pid = sleeping_helper();
 kill 'KILL', $pid;
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
-  or die 'the workers did not come back';
+workers_back();
 LlmgwTest::wait_job_end($node, $job);
 is(outcome($job, 't2'), $done, 'a helper killed with kill -9 mid-chunk: after the restart, nothing lost, nothing twice');
 ok($node->log_contains(qr/background worker "llmgw batch ingest" \(PID $pid\) was terminated by signal 9/),
@@ -155,10 +178,8 @@ is(sq("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"), '0', 'the helpe
 # wait for each other on the batch's row)
 sq(q{CREATE FUNCTION items_touched() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
      CREATE TRIGGER items_touched AFTER UPDATE ON llmgw.batch_items FOR EACH ROW EXECUTE FUNCTION items_touched()});
-table('t7');
 my ($h0, $w0) = (by_helpers(), by_worker0());
-$job = enrich('t7');
-LlmgwTest::wait_job_end($node, $job);
+$job = job_on('t7');
 is(outcome($job, 't7'), $done, 'chunks written by llmgw.batch_ingest: every item once');
 is(by_helpers() - $h0, 0, 'no helper wrote through llmgw.batch_ingest');
 ok(!$node->log_contains(qr/deadlock detected/), 'no deadlock');
@@ -166,29 +187,17 @@ sq('DROP TRIGGER items_touched ON llmgw.batch_items');
 
 # ---- no background worker slot for a helper: worker 0 writes alone (the
 # slots: the two llmgw workers and the logical replication launcher)
-sq('ALTER SYSTEM SET max_worker_processes = 3');
-$node->restart;
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
-  or die 'the workers did not come back';
-table('t4');
+restart_with('ALTER SYSTEM SET max_worker_processes = 3');
 ($h0, $w0) = (by_helpers(), by_worker0());
-$job = enrich('t4');
-LlmgwTest::wait_job_end($node, $job);
+$job = job_on('t4');
 is(outcome($job, 't4'), $done, 'no slot for a helper: worker 0 writes every chunk');
 is(by_helpers() - $h0, 0, 'no helper wrote');
 is(by_worker0() - $w0, $rows, 'worker 0 wrote them all');
 
 # ---- helpers off
-sq('ALTER SYSTEM RESET max_worker_processes; ALTER SYSTEM SET llmgw.batch_ingest_helpers = 0');
-$node->restart;
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'llmgw worker'")
-  or die 'the workers did not come back';
-table('t5');
+restart_with('ALTER SYSTEM RESET max_worker_processes; ALTER SYSTEM SET llmgw.batch_ingest_helpers = 0');
 ($h0, $w0) = (by_helpers(), by_worker0());
-$job = enrich('t5');
-LlmgwTest::wait_job_end($node, $job);
+$job = job_on('t5');
 is(outcome($job, 't5'), $done, 'llmgw.batch_ingest_helpers = 0: worker 0 alone');
 is(by_helpers() - $h0, 0, 'no helper started');
 
