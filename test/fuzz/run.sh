@@ -7,13 +7,14 @@
 # results documents, Gemini's upload session answers, seeded from batch/),
 # and one for the scanners of the built-in redaction patterns
 # (fuzz_redaction.c).
-# --short: 5 s each (the test suite); default: 60 s each.  Prints
-# libFuzzer's final stats for each.
+# --short: 5 s each (the test suite); default: 60 s each, or
+# LLMGW_FUZZ_SECONDS each (a longer hunt).  Prints libFuzzer's final stats
+# for each.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CORPUS="${LLMGW_CORPUS-$ROOT/../shared/corpus}"
-SECONDS_EACH=60
+SECONDS_EACH=${LLMGW_FUZZ_SECONDS:-60}
 [ "${1:-}" = "--short" ] && SECONDS_EACH=5
 BUILD="$HERE/build"
 mkdir -p "$BUILD"
