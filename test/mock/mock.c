@@ -42,6 +42,7 @@
 #define MAX_THREADS 16
 #define MODEL_BUCKETS 1024
 #define MAX_HUGE 100000000		/* bytes of a huge:BYTES answer */
+#define MAX_TOOL_CALLS 8		/* calls of a tool_calls:N answer */
 #define MAX_EMBEDDING_VALUES (16 * 1024 * 1024) /* in one embeddings answer */
 #define MAX_WORDS 1000000		/* words of a words:N answer */
 
@@ -64,7 +65,7 @@ typedef struct Behaviour
 	bool		echo_auth;
 	bool		echo_body;
 	char	   *echo;			/* with echo_body: the request as answered (malloc'd) */
-	bool		tool_call;		/* answer with a call of the first tool */
+	int			tool_calls;		/* answer with this many calls of the first tool */
 	long		cache_write;	/* Anthropic cache_creation_input_tokens */
 	bool		truncate;		/* stream without its terminal event */
 	bool		garbage;		/* stream with one malformed JSON event */
@@ -201,6 +202,12 @@ apply_directive(Behaviour *b, const char *d)
 		sscanf(d, "reasoning:%ld", &b->reasoning) == 1 ||
 		sscanf(d, "reject:%ld", &b->reject) == 1)
 		return;
+	if (sscanf(d, "tool_calls:%d", &b->tool_calls) == 1)
+	{
+		b->tool_calls = b->tool_calls < 1 ? 1 : b->tool_calls > MAX_TOOL_CALLS ? MAX_TOOL_CALLS :
+			b->tool_calls;
+		return;
+	}
 	if (strcmp(d, "quota") == 0)
 		b->quota = true;
 	else if (strcmp(d, "context") == 0)
@@ -216,7 +223,7 @@ apply_directive(Behaviour *b, const char *d)
 	else if (strcmp(d, "echo_body") == 0)
 		b->echo_body = true;
 	else if (strcmp(d, "tool_call") == 0)
-		b->tool_call = true;
+		b->tool_calls = 1;
 	else if (strcmp(d, "truncate") == 0)
 		b->truncate = true;
 	else if (strcmp(d, "garbage") == 0)
@@ -883,8 +890,32 @@ delta_chunk(const char *id, const char *model, json_t *delta)
 }
 
 /*
- * SSE chunks of a streamed chat completion: one word per chunk (or the
- * call of tool in pieces), the finish chunk, the usage chunk, [DONE]
+ * The calls of a tool_calls:N answer: call k's id (the first keeps the
+ * single call's), and its arguments: with more than one call the first
+ * takes none ({}), the others {"city": "Paris"}
+ */
+static char *
+tool_id(const char *prefix, int k)
+{
+	static __thread char id[32];
+
+	if (k == 0)
+		snprintf(id, sizeof(id), "%s_mock", prefix);
+	else
+		snprintf(id, sizeof(id), "%s_mock_%d", prefix, k);
+	return id;
+}
+
+static bool
+tool_has_args(const Behaviour *b, int k)
+{
+	return b->tool_calls == 1 || k > 0;
+}
+
+/*
+ * SSE chunks of a streamed chat completion: one word per chunk (or each
+ * call of tool in pieces: its id and name, then its arguments in two
+ * pieces, or "{}" in one), the finish chunk, the usage chunk, [DONE]
  */
 static struct evbuffer *
 stream_body(const Behaviour *b, const char *model, const char *id, const char *text,
@@ -896,21 +927,26 @@ stream_body(const Behaviour *b, const char *model, const char *id, const char *t
 	json_t	   *piece;
 	bool		first = true;
 
-	if (tool)
+	for (int k = 0; tool && k < b->tool_calls; k++)
 	{
-		add_event(buf, FMT_OPENAI, delta_chunk(id, model,
-											   json_pack("{s:s, s:n, s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}",
-														 "role", "assistant", "content", "tool_calls",
-														 "index", 0, "id", "call_mock", "type", "function",
-														 "function", "name", tool, "arguments", "")));
-		if (b->garbage)
+		json_t	   *start = json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls",
+									  "index", k, "id", tool_id("call", k), "type", "function",
+									  "function", "name", tool, "arguments", "");
+
+		if (k == 0)
+		{
+			json_object_set_new(start, "role", json_string("assistant"));
+			json_object_set_new(start, "content", json_null());
+		}
+		add_event(buf, FMT_OPENAI, delta_chunk(id, model, start));
+		if (k == 0 && b->garbage)
 			add_garbage(buf, FMT_OPENAI);
-		add_event(buf, FMT_OPENAI, delta_chunk(id, model,
-											   json_pack("{s:[{s:i, s:{s:s}}]}", "tool_calls", "index", 0,
-														 "function", "arguments", "{\"city\":")));
-		add_event(buf, FMT_OPENAI, delta_chunk(id, model,
-											   json_pack("{s:[{s:i, s:{s:s}}]}", "tool_calls", "index", 0,
-														 "function", "arguments", "\"Paris\"}")));
+		for (int p = 0; p < (tool_has_args(b, k) ? 2 : 1); p++)
+			add_event(buf, FMT_OPENAI, delta_chunk(id, model,
+												   json_pack("{s:[{s:i, s:{s:s}}]}", "tool_calls", "index", k,
+															 "function", "arguments",
+															 !tool_has_args(b, k) ? "{}" :
+															 p == 0 ? "{\"city\":" : "\"Paris\"}")));
 		first = false;
 	}
 	json_array_foreach(pieces, i, piece)
@@ -1149,7 +1185,7 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
 	json_t	   *usage = b->nousage ? NULL : chat_usage(b, c->prompt, completion);
-	bool		tool = b->tool_call && c->tool;
+	bool		tool = b->tool_calls > 0 && c->tool;
 	const char *finish = finish_reason(FMT_OPENAI, b, tool, cut);
 	char		id[64];
 
@@ -1164,11 +1200,15 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	else
 	{
 		json_t	   *message = tool ?
-			json_pack("{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant", "content",
-					  "tool_calls", "id", "call_mock", "type", "function", "function",
-					  "name", c->tool, "arguments", "{\"city\":\"Paris\"}") :
+			json_pack("{s:s, s:n, s:[]}", "role", "assistant", "content", "tool_calls") :
 			json_pack("{s:s, s:s}", "role", "assistant", "content", text);
 		json_t	   *out;
+
+		for (int k = 0; tool && k < b->tool_calls; k++)
+			json_array_append_new(json_object_get(message, "tool_calls"),
+								  json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", tool_id("call", k),
+											"type", "function", "function", "name", c->tool,
+											"arguments", tool_has_args(b, k) ? "{\"city\":\"Paris\"}" : "{}"));
 
 		out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s}]}",
 						"id", id, "object", "chat.completion", "created", 1700000000,
@@ -1196,11 +1236,20 @@ anthropic_usage(const Behaviour *b, const Chat *c, long output)
 					 "output_tokens", (json_int_t) output);
 }
 
-/* A content_block_delta event of block 0 (the delta is stolen) */
+/* A content_block_delta event of a block (the delta is stolen) */
 static json_t *
-block_delta(json_t *delta)
+block_delta(int index, json_t *delta)
 {
-	return json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index", 0, "delta", delta);
+	return json_pack("{s:s, s:i, s:o}", "type", "content_block_delta", "index", index, "delta", delta);
+}
+
+/* Call k of a tool_calls:N answer as a tool_use block, its input whole or {} (streamed) */
+static json_t *
+tool_use_block(const Behaviour *b, const Chat *c, int k, bool whole)
+{
+	return json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", tool_id("toolu", k),
+					 "name", c->tool, "input", whole && tool_has_args(b, k) ?
+					 json_pack("{s:s}", "city", "Paris") : json_object());
 }
 
 /*
@@ -1225,26 +1274,33 @@ anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, cons
 	if (!b->nousage)
 		json_object_set_new(message, "usage", anthropic_usage(b, c, 1));
 	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:o}", "type", "message_start", "message", message));
-	add_event(buf, FMT_ANTHROPIC,
-			  json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index", 0, "content_block",
-						tool ? json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", "toolu_mock",
-										 "name", c->tool, "input") :
-						json_pack("{s:s, s:s}", "type", "text", "text", "")));
-	if (tool)
+	for (int k = 0; tool && k < b->tool_calls; k++)
 	{
-		add_event(buf, FMT_ANTHROPIC, block_delta(json_pack("{s:s, s:s}", "type", "input_json_delta",
-															"partial_json", "{\"city\": ")));
-		if (b->garbage)
-			add_garbage(buf, FMT_ANTHROPIC);
-		add_event(buf, FMT_ANTHROPIC, block_delta(json_pack("{s:s, s:s}", "type", "input_json_delta",
-															"partial_json", "\"Paris\"}")));
+		add_event(buf, FMT_ANTHROPIC,
+				  json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index", k,
+							"content_block", tool_use_block(b, c, k, false)));
+		/* a call without arguments: one empty piece, as Anthropic sends it */
+		for (int p = 0; p < (tool_has_args(b, k) ? 2 : 1); p++)
+		{
+			add_event(buf, FMT_ANTHROPIC,
+					  block_delta(k, json_pack("{s:s, s:s}", "type", "input_json_delta", "partial_json",
+											   !tool_has_args(b, k) ? "" :
+											   p == 0 ? "{\"city\": " : "\"Paris\"}")));
+			if (k == 0 && p == 0 && b->garbage)
+				add_garbage(buf, FMT_ANTHROPIC);
+		}
+		if (k + 1 < b->tool_calls)
+			add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop", "index", k));
 	}
-	else
+	if (!tool)
 	{
+		add_event(buf, FMT_ANTHROPIC,
+				  json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
+							"content_block", "type", "text", "text", ""));
 		json_array_foreach(pieces, i, piece)
 		{
-			add_event(buf, FMT_ANTHROPIC, block_delta(json_pack("{s:s, s:O}", "type", "text_delta",
-																"text", piece)));
+			add_event(buf, FMT_ANTHROPIC, block_delta(0, json_pack("{s:s, s:O}", "type", "text_delta",
+																   "text", piece)));
 			if (i == 0 && b->garbage)
 				add_garbage(buf, FMT_ANTHROPIC);
 		}
@@ -1252,7 +1308,8 @@ anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, cons
 			add_garbage(buf, FMT_ANTHROPIC);	/* no text: before the block ends */
 	}
 	json_decref(pieces);
-	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop",
+											"index", tool ? b->tool_calls - 1 : 0));
 	delta = json_pack("{s:s, s:{s:s, s:n}}", "type", "message_delta", "delta",
 					  "stop_reason", stop, "stop_sequence");
 	if (!b->nousage)
@@ -1269,7 +1326,7 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 	bool		cut;
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
-	bool		tool = b->tool_call && c->tool;
+	bool		tool = b->tool_calls > 0 && c->tool;
 	const char *stop = finish_reason(FMT_ANTHROPIC, b, tool, cut);
 	json_t	   *content;
 	json_t	   *out;
@@ -1281,10 +1338,9 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 		free(text);
 		return;
 	}
-	content = tool ?
-		json_pack("[{s:s, s:s, s:s, s:{s:s}}]", "type", "tool_use", "id", "toolu_mock",
-				  "name", c->tool, "input", "city", "Paris") :
-		json_pack("[{s:s, s:s}]", "type", "text", "text", text);
+	content = tool ? json_array() : json_pack("[{s:s, s:s}]", "type", "text", "text", text);
+	for (int k = 0; tool && k < b->tool_calls; k++)
+		json_array_append_new(content, tool_use_block(b, c, k, true));
 	out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n}",
 					"id", "msg_mock", "type", "message", "role", "assistant",
 					"model", model, "content", content, "stop_reason", stop, "stop_sequence");
@@ -1337,11 +1393,17 @@ gemini_response(const Behaviour *b, const Chat *c, const char *model, json_t *pa
 	return out;
 }
 
-/* The functionCall part of a Gemini tool call answer */
+/* The functionCall parts of a Gemini tool call answer (Gemini gives them no id) */
 static json_t *
-gemini_call(const Chat *c)
+gemini_call(const Behaviour *b, const Chat *c)
 {
-	return json_pack("[{s:{s:s, s:{s:s}}}]", "functionCall", "name", c->tool, "args", "city", "Paris");
+	json_t	   *parts = json_array();
+
+	for (int k = 0; k < b->tool_calls; k++)
+		json_array_append_new(parts, json_pack("{s:{s:s, s:o}}", "functionCall", "name", c->tool,
+											   "args", tool_has_args(b, k) ?
+											   json_pack("{s:s}", "city", "Paris") : json_object()));
+	return parts;
 }
 
 /*
@@ -1360,7 +1422,7 @@ gemini_stream_body(const Behaviour *b, const Chat *c, const char *model, const c
 
 	if (tool)
 	{
-		add_event(buf, FMT_GEMINI, gemini_response(b, c, model, gemini_call(c), NULL, completion));
+		add_event(buf, FMT_GEMINI, gemini_response(b, c, model, gemini_call(b, c), NULL, completion));
 		if (b->garbage)
 			add_garbage(buf, FMT_GEMINI);
 	}
@@ -1386,7 +1448,7 @@ reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	bool		cut;
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
-	bool		tool = b->tool_call && c->tool;
+	bool		tool = b->tool_calls > 0 && c->tool;
 	const char *finish = finish_reason(FMT_GEMINI, b, tool, cut);
 
 	if (c->stream)
@@ -1395,7 +1457,7 @@ reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	else
 		reply(req, b, 200, "application/json",
 			  json_buffer(gemini_response(b, c, model,
-										  tool ? gemini_call(c) : json_pack("[{s:s}]", "text", text),
+										  tool ? gemini_call(b, c) : json_pack("[{s:s}]", "text", text),
 										  finish, completion)), false);
 	free(text);
 }
