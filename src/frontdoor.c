@@ -134,9 +134,26 @@ typedef struct LlmgwFrontRequest
 	size_t		consumed;		/* bytes of the provider's stream translated */
 	int			consumed_attempt;
 	StringInfoData streamed;	/* the text sent so far */
-	StringInfoData delta;
+	StringInfoData delta;		/* text of the events at hand, not sent yet */
+	struct StreamTool *tools;	/* the tool calls the events told of */
+	int			ntools;
+	int			nstarted;		/* of them, sent to the client */
 	LlmgwAnthropicStream anthropic;
 } LlmgwFrontRequest;
+
+/* A tool call of a streamed answer, as the provider's events told it */
+typedef struct StreamTool
+{
+	int			key;			/* the provider's index of it; -1: none */
+	int			ordinal;		/* its place among the answer's tool calls, once
+								 * its start was sent; -1 before */
+	int			block;			/* the client's tool_use block (Anthropic) */
+	StringInfoData args;		/* its arguments received */
+	size_t		sent;			/* bytes of them sent */
+} StreamTool;
+
+/* The tool calls of one answer followed as they stream; the others go whole at its end */
+#define MAX_STREAM_TOOLS 128
 
 typedef LlmgwFrontRequest FrontRequest;
 
@@ -1043,14 +1060,120 @@ stream_text(FrontRequest *r, LlmgwCall *call, const char *text, size_t len)
 	call->committed = true;
 }
 
-/* SSE handler: the text an event of the provider's stream carries */
-static void
-collect_text(void *arg, const char *event, const char *data, size_t len)
+/* A streamed call's events being translated for its client */
+typedef struct Forwarding
 {
-	LlmgwCall  *call = arg;
+	FrontRequest *r;
+	LlmgwCall  *call;
+	LlmgwStreamSink sink;
+} Forwarding;
 
-	if (call->provider_ops && call->provider_ops->stream_text)
-		call->provider_ops->stream_text(data, len, &call->front->delta);
+/* Send the text of the events at hand */
+static void
+flush_text(Forwarding *f)
+{
+	stream_text(f->r, f->call, f->r->delta.data, f->r->delta.len);
+	resetStringInfo(&f->r->delta);
+}
+
+/* Sink: a piece of text, sent with the pieces next to it */
+static void
+sink_text(void *arg, const char *text, size_t len)
+{
+	Forwarding *f = arg;
+
+	appendBinaryStringInfo(&f->r->delta, text, (int) len);
+}
+
+/* The tool call the provider calls key (-1: a new one); NULL when there are too many */
+static StreamTool *
+tool_of(FrontRequest *r, int key)
+{
+	StreamTool *t;
+
+	for (int i = 0; key >= 0 && i < r->ntools; i++)
+		if (r->tools[i].key == key)
+			return &r->tools[i];
+	if (r->ntools == MAX_STREAM_TOOLS)
+		return NULL;
+	if (r->tools == NULL)
+		r->tools = palloc(sizeof(StreamTool) * MAX_STREAM_TOOLS);
+	t = &r->tools[r->ntools++];
+	t->key = key;
+	t->ordinal = -1;
+	t->block = -1;
+	initStringInfo(&t->args);
+	t->sent = 0;
+	return t;
+}
+
+/* Send a tool call's start, as the answer's next tool call */
+static void
+send_tool_start(FrontRequest *r, LlmgwCall *call, StreamTool *t, const char *id,
+				const char *name)
+{
+	LlmgwFrontMeta meta = meta_of(r);
+
+	if (!r->sse)
+		stream_start(r, call);
+	t->ordinal = r->nstarted++;
+	if (is_anthropic(r))
+		t->block = llmgw_anthropic_stream_tool_start(&r->anthropic, &r->out, t->ordinal, id, name);
+	else
+		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, true, id, name, "", 0);
+	call->committed = true;
+}
+
+/* Send the arguments of a started tool call not sent yet; false if they cannot go */
+static bool
+send_tool_args(FrontRequest *r, StreamTool *t)
+{
+	LlmgwFrontMeta meta = meta_of(r);
+	const char *piece = t->args.data + t->sent;
+	size_t		len = t->args.len - t->sent;
+
+	if (len == 0)
+		return true;
+	if (is_anthropic(r))
+	{
+		if (!llmgw_anthropic_stream_tool_input(&r->anthropic, &r->out, t->block, piece, len))
+			return false;
+	}
+	else
+		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, false, NULL, NULL, piece, len);
+	t->sent = t->args.len;
+	return true;
+}
+
+/*
+ * Sink: a tool call's start and/or a piece of its arguments.  Pieces that
+ * come before the start are held until it; pieces of a call never started
+ * (Anthropic's response_format tool) are never sent.
+ */
+static void
+sink_tool(void *arg, int key, const char *id, const char *name, const char *args, size_t len)
+{
+	Forwarding *f = arg;
+	StreamTool *t = tool_of(f->r, key);
+
+	if (t == NULL)
+		return;
+	flush_text(f);
+	if (args)
+		appendBinaryStringInfo(&t->args, args, (int) len);
+	if (t->ordinal < 0 && (key < 0 || id || name))
+		send_tool_start(f->r, f->call, t, id, name);
+	if (t->ordinal >= 0)
+		(void) send_tool_args(f->r, t);
+}
+
+/* SSE handler: tell the sink what an event of the provider's stream carries */
+static void
+forward_event(void *arg, const char *event, const char *data, size_t len)
+{
+	Forwarding *f = arg;
+
+	f->call->provider_ops->stream_delta(data, len, &f->sink);
 }
 
 /* End of the last complete event in buf[from, len), or from when none */
@@ -1066,6 +1189,32 @@ events_end(const char *buf, size_t from, size_t len)
 	return from;
 }
 
+/* Translate the complete events of the call's stream not translated yet */
+static void
+translate_events(FrontRequest *r, LlmgwCall *call)
+{
+	Forwarding	f = {r, call, {NULL, sink_text, sink_tool}};
+	size_t		end;
+
+	f.sink.arg = &f;
+	if (r->consumed_attempt != call->attempt)
+	{
+		/* a new attempt (nothing was sent of the last one) */
+		r->consumed = 0;
+		r->consumed_attempt = call->attempt;
+		r->ntools = r->nstarted = 0;
+	}
+	if (call->provider_ops == NULL || call->provider_ops->stream_delta == NULL)
+		return;
+	end = events_end(call->response.data, r->consumed, call->response.len);
+	if (end <= r->consumed)
+		return;
+	resetStringInfo(&r->delta);
+	llmgw_sse_parse(call->response.data + r->consumed, end - r->consumed, forward_event, &f);
+	r->consumed = end;
+	flush_text(&f);
+}
+
 /* Translate what a streamed call received since the last look */
 static void
 forward(LlmgwCall *call)
@@ -1073,23 +1222,11 @@ forward(LlmgwCall *call)
 	FrontRequest *r = call->front;
 	MemoryContext old;
 	long		status = llmgw_http_status_now(call);
-	size_t		end;
 
 	if (status < 200 || status >= 300)
 		return;
-	if (r->consumed_attempt != call->attempt)
-	{
-		r->consumed = 0;
-		r->consumed_attempt = call->attempt;
-	}
-	end = events_end(call->response.data, r->consumed, call->response.len);
-	if (end <= r->consumed)
-		return;
 	old = MemoryContextSwitchTo(r->cxt);
-	resetStringInfo(&r->delta);
-	llmgw_sse_parse(call->response.data + r->consumed, end - r->consumed, collect_text, call);
-	r->consumed = end;
-	stream_text(r, call, r->delta.data, r->delta.len);
+	translate_events(r, call);
 	wake(r);
 	MemoryContextSwitchTo(old);
 }
@@ -1126,6 +1263,74 @@ text_rest(FrontRequest *r, json_t *answer)
 	return r->streamed.len == 0 ? text : NULL;
 }
 
+/* Arguments streamed (text) and an answer's (text) alike: the same text or JSON */
+static bool
+same_arguments(const char *streamed, const char *final)
+{
+	json_t	   *a;
+	json_t	   *b;
+	bool		same;
+
+	if (strcmp(streamed, final) == 0)
+		return true;
+	a = llmgw_json_load(streamed, strlen(streamed), NULL);
+	b = llmgw_json_load(final, strlen(final), NULL);
+	same = a && b && json_equal(a, b);
+	json_decref(a);
+	json_decref(b);
+	return same;
+}
+
+/*
+ * Send what the client has not had of the answer's tool calls: those never
+ * started whole, the rest of the arguments of those started.  False when
+ * what was sent is not the answer's (a started call it lacks, arguments it
+ * does not have).
+ */
+static bool
+end_tools(FrontRequest *r, LlmgwCall *call, json_t *calls)
+{
+	size_t		k;
+	json_t	   *c;
+
+	if ((size_t) r->nstarted > json_array_size(calls))
+		return false;
+	json_array_foreach(calls, k, c)
+	{
+		char	   *args = is_anthropic(r) ? llmgw_anthropic_tool_input_json(c) :
+			llmgw_openai_tool_arguments(c);
+		StreamTool *t = NULL;
+		char	   *sent;
+
+		for (int i = 0; i < r->ntools; i++)
+			if (r->tools[i].ordinal == (int) k)
+				t = &r->tools[i];
+		if (t == NULL)
+		{
+			/* never started: now, whole */
+			StreamTool	whole = {.key = -1, .ordinal = -1, .block = -1};
+
+			initStringInfo(&whole.args);
+			appendStringInfoString(&whole.args, args);
+			send_tool_start(r, call, &whole, json_string_value(json_object_get(c, "id")),
+							json_string_value(json_object_get(c, "name")));
+			if (!send_tool_args(r, &whole))
+				return false;
+			continue;
+		}
+		sent = pnstrdup(t->args.data, t->sent);
+		/* nothing sent of a tool_use block's input: its start said {} */
+		if (same_arguments(t->sent == 0 && is_anthropic(r) ? "{}" : sent, args))
+			continue;
+		/* the rest of them, after what was sent */
+		resetStringInfo(&t->args);
+		appendStringInfoString(&t->args, args);
+		if (strncmp(args, sent, t->sent) != 0 || !send_tool_args(r, t))
+			return false;
+	}
+	return true;
+}
+
 /* A call succeeded: the answer in the client's API */
 static void
 answer(FrontRequest *r, LlmgwCall *call)
@@ -1140,19 +1345,31 @@ answer(FrontRequest *r, LlmgwCall *call)
 	{
 		char	   *result = llmgw_call_answer(call);
 		json_t	   *a = result ? llmgw_json_load(result, strlen(result), NULL) : NULL;
-		const char *rest = a ? text_rest(r, a) : NULL;
+		const char *rest;
 
+		/* the events that came with the end of the stream */
+		translate_events(r, call);
+		rest = a ? text_rest(r, a) : NULL;
 		if (!r->sse)
 			stream_start(r, call);
-		if (is_anthropic(r))
+		if (rest && *rest)
+			stream_text(r, call, rest, strlen(rest));
+		if (!end_tools(r, call, json_object_get(json_object_get(a, "message"), "tool_calls")))
 		{
-			if (rest && *rest)
-				llmgw_anthropic_stream_text(&r->anthropic, &r->out, rest, strlen(rest));
+			/* a provider's stream at odds with itself: say so rather than end it as whole */
+			elog(WARNING, "llmgw: the tool calls streamed differ from the answer's");
+			if (is_anthropic(r))
+				llmgw_anthropic_stream_error(&r->out, "api_error", "malformed_response",
+											 "the tool calls streamed differ from the provider's answer");
+			else
+				llmgw_openai_stream_error(&r->out, 502, "malformed_response",
+										  "the tool calls streamed differ from the provider's answer");
+		}
+		else if (is_anthropic(r))
 			llmgw_anthropic_stream_end(&r->anthropic, &r->out, result ? result : "{}",
 									   proof_json(call));
-		}
 		else
-			llmgw_openai_stream_end(&r->out, &meta, result ? result : "{}", rest,
+			llmgw_openai_stream_end(&r->out, &meta, result ? result : "{}",
 									r->include_usage, proof_json(call));
 		json_decref(a);
 		r->out_done = true;

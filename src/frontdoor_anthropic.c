@@ -1017,12 +1017,24 @@ emit_block_stop(StringInfo buf, int index)
 											  "index", index));
 }
 
+/* Close the tool_use block that is open, if one is */
+static void
+close_tool(LlmgwAnthropicStream *st, StringInfo buf)
+{
+	if (st->tool_open)
+	{
+		emit_block_stop(buf, st->next_index - 1);
+		st->tool_open = false;
+	}
+}
+
 /* A text delta (valid UTF-8) in the open text block, opening it if need be */
 static void
 emit_text(LlmgwAnthropicStream *st, StringInfo buf, const char *text, size_t len)
 {
 	if (len == 0)
 		return;
+	close_tool(st, buf);
 	if (!st->text_open)
 	{
 		emit(buf, "content_block_start",
@@ -1085,34 +1097,69 @@ llmgw_anthropic_stream_text(LlmgwAnthropicStream *st, StringInfo buf, const char
 	emit_text(st, buf, valid, n);
 }
 
-/* The tool calls of the answer, each as a whole tool_use block */
-static void
-emit_tool_uses(LlmgwAnthropicStream *st, StringInfo buf, json_t *calls)
+/*
+ * The start of the answer's tool call k (id NULL: one made from k): closes
+ * the block that is open, opens a tool_use block; returns its index
+ */
+int
+llmgw_anthropic_stream_tool_start(LlmgwAnthropicStream *st, StringInfo buf, size_t k,
+								  const char *id, const char *name)
 {
-	size_t		k;
-	json_t	   *call;
+	json_t	   *call = json_pack("{s:s?, s:s?}", "id", id, "name", name);
 
-	json_array_foreach(calls, k, call)
+	close_tool(st, buf);
+	if (st->text_open)
 	{
-		json_t	   *input = tool_input(call);
-
-		emit(buf, "content_block_start",
-			 json_pack("{s:s, s:i, s:{s:s, s:o, s:o, s:{}}}", "type", "content_block_start",
-					   "index", st->next_index, "content_block", "type", "tool_use",
-					   "id", tool_id(call, k), "name", tool_name(call), "input"));
-		emit(buf, "content_block_delta",
-			 json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
-					   "index", st->next_index, "delta", "type", "input_json_delta",
-					   "partial_json", llmgw_json_dump(input)));
-		emit_block_stop(buf, st->next_index);
-		st->next_index++;
-		json_decref(input);
+		emit_block_stop(buf, st->next_index - 1);
+		st->text_open = false;
 	}
+	emit(buf, "content_block_start",
+		 json_pack("{s:s, s:i, s:{s:s, s:o, s:o, s:{}}}", "type", "content_block_start",
+				   "index", st->next_index, "content_block", "type", "tool_use",
+				   "id", tool_id(call, k), "name", tool_name(call), "input"));
+	json_decref(call);
+	st->tool_open = true;
+	return st->next_index++;
 }
 
 /*
- * The end, given the final normalised answer: closes the text, sends the
- * answer's text if none was streamed, then its tool calls, message_delta
+ * A piece of the input JSON of the tool_use block at index block; false
+ * (nothing sent) when that block is no longer open
+ */
+bool
+llmgw_anthropic_stream_tool_input(LlmgwAnthropicStream *st, StringInfo buf, int block,
+								  const char *json, size_t len)
+{
+	json_t	   *piece;
+
+	if (!st->tool_open || block != st->next_index - 1)
+		return false;
+	if (len == 0)
+		return true;
+	piece = json_stringn(json, len);
+	if (piece == NULL)
+		return false;			/* not UTF-8: never sent by a provider parser */
+	emit(buf, "content_block_delta",
+		 json_pack("{s:s, s:i, s:{s:s, s:o}}", "type", "content_block_delta",
+				   "index", block, "delta", "type", "input_json_delta", "partial_json", piece));
+	return true;
+}
+
+/* A normalised tool call's input as the JSON text of a tool_use block */
+char *
+llmgw_anthropic_tool_input_json(json_t *call)
+{
+	json_t	   *input = tool_input(call);
+	char	   *text = llmgw_json_dump(input);
+
+	json_decref(input);
+	return text;
+}
+
+/*
+ * The end, given the final normalised answer (its tool calls went before,
+ * llmgw_anthropic_stream_tool_start and _input): sends the answer's text if
+ * none was streamed, closes the open block, then message_delta
  * (stop_reason, usage, and llmgw's route and billing proof, JSON text, in an
  * "llmgw" member when given) and message_stop.  An unreadable answer ends
  * the message with what was streamed (end_turn, usage unknown).
@@ -1141,8 +1188,7 @@ llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char 
 		emit_block_stop(buf, st->next_index - 1);
 		st->text_open = false;
 	}
-	if (json_is_array(calls))
-		emit_tool_uses(st, buf, calls);
+	close_tool(st, buf);
 	delta = json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta",
 					  "delta",
 					  "stop_reason",

@@ -44,6 +44,7 @@ typedef struct LlmgwAnthropicStream
 {
 	int			next_index;		/* index of the next content block */
 	bool		text_open;		/* a text block is open, at next_index - 1 */
+	bool		tool_open;		/* a tool_use block is open, at next_index - 1 */
 	bool		text_sent;		/* some text was streamed */
 	int			pending_len;	/* bytes of a UTF-8 character cut at the end of
 								 * the last piece of text, kept for the next */
@@ -62,9 +63,23 @@ extern void llmgw_anthropic_stream_text(LlmgwAnthropicStream *st, StringInfo buf
 										const char *text, size_t len);
 
 /*
- * The end, given the final normalised answer: the rest of the content
- * (the text if none was streamed, the tool calls), message_delta and
- * message_stop.  An unreadable answer ends the message as it stands.
+ * The start of the answer's tool call k (id NULL: one made from k): closes
+ * the open block, opens a tool_use block and returns its index
+ */
+extern int	llmgw_anthropic_stream_tool_start(LlmgwAnthropicStream *st, StringInfo buf,
+											  size_t k, const char *id, const char *name);
+
+/* A piece of a tool_use block's input JSON; false when the block is closed */
+extern bool llmgw_anthropic_stream_tool_input(LlmgwAnthropicStream *st, StringInfo buf,
+											  int block, const char *json, size_t len);
+
+/* A normalised tool call's input as the JSON text of a tool_use block */
+extern char *llmgw_anthropic_tool_input_json(struct json_t *call);
+
+/*
+ * The end, given the final normalised answer (its tool calls went before):
+ * the text if none was streamed, message_delta and message_stop.  An
+ * unreadable answer ends the message as it stands.
  */
 extern void llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf,
 									   const char *answer_json, const char *proof);

@@ -78,28 +78,40 @@ usage_value(json_t *usage)
 	return v;
 }
 
-/* OpenAI tool calls for the normalised ones (arguments JSON-encoded again) */
+/* A normalised tool call's arguments as OpenAI sends them: JSON-encoded again */
+char *
+llmgw_openai_tool_arguments(json_t *call)
+{
+	json_t	   *args = json_object_get(call, "arguments");
+
+	return json_is_string(args) ? pstrdup(json_string_value(args)) :
+		args ? llmgw_json_dump(args) : pstrdup("{}");
+}
+
+/*
+ * A tool call's id, or one made from its place k when the provider gave
+ * none (Gemini): a client sends it back with the call's result
+ */
+static char *
+tool_call_id(const char *id, size_t k)
+{
+	return id && *id ? pstrdup(id) : psprintf("call_llmgw_%zu", k);
+}
+
+/* OpenAI tool calls for the normalised ones */
 static json_t *
-tool_calls_value(json_t *calls, bool with_index)
+tool_calls_value(json_t *calls)
 {
 	json_t	   *v = json_array();
 	size_t		i;
 	json_t	   *c;
 
 	json_array_foreach(calls, i, c)
-	{
-		json_t	   *args = json_object_get(c, "arguments");
-		char	   *text = json_is_string(args) ? pstrdup(json_string_value(args)) :
-			args ? llmgw_json_dump(args) : pstrdup("{}");
-		json_t	   *call = json_pack("{s:O?, s:s, s:{s:O?, s:s}}",
-									 "id", json_object_get(c, "id"), "type", "function",
-									 "function", "name", json_object_get(c, "name"),
-									 "arguments", text);
-
-		if (with_index)
-			json_object_set_new(call, "index", json_integer((json_int_t) i));
-		json_array_append_new(v, call);
-	}
+		json_array_append_new(v, json_pack("{s:s, s:s, s:{s:O?, s:s}}",
+										   "id", tool_call_id(json_string_value(json_object_get(c, "id")), i),
+										   "type", "function",
+										   "function", "name", json_object_get(c, "name"),
+										   "arguments", llmgw_openai_tool_arguments(c)));
 	return v;
 }
 
@@ -119,7 +131,7 @@ llmgw_openai_completion(json_t *a, const LlmgwFrontMeta *meta)
 						"content", json_object_get(msg, "content") ?
 						json_object_get(msg, "content") : json_null(), "refusal");
 	if (json_array_size(calls) > 0)
-		json_object_set_new(message, "tool_calls", tool_calls_value(calls, false));
+		json_object_set_new(message, "tool_calls", tool_calls_value(calls));
 	root = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}], s:o, s:n}",
 					 "id", meta->id, "object", "chat.completion",
 					 "created", (json_int_t) meta->created, "model", meta->model,
@@ -181,23 +193,41 @@ llmgw_openai_stream_text(StringInfo out, const LlmgwFrontMeta *meta, const char 
 }
 
 /*
- * The end of a stream, from the final answer: the text not streamed yet
- * (rest), the tool calls, the finish reason, the usage if asked for, the
- * proof, and [DONE]
+ * A tool call in a stream: its start (start: its id and name, args its
+ * first arguments, often "") or a piece of its arguments; index is its
+ * place among the answer's tool calls
+ */
+void
+llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index, bool start,
+						 const char *id, const char *name, const char *args, size_t len)
+{
+	json_t	   *piece = json_stringn(args ? args : "", args ? len : 0);
+	json_t	   *call;
+
+	if (piece == NULL)
+		return;					/* not UTF-8: never sent by a provider parser */
+	if (start)
+		call = json_pack("{s:i, s:s, s:s, s:{s:s, s:o}}", "index", index,
+						 "id", tool_call_id(id, index), "type", "function",
+						 "function", "name", name ? name : "", "arguments", piece);
+	else
+		call = json_pack("{s:i, s:{s:o}}", "index", index, "function", "arguments", piece);
+	append_chunk(out, meta, json_pack("{s:[o]}", "tool_calls", call), NULL, NULL, NULL);
+}
+
+/*
+ * The end of a stream, from the final answer: the finish reason, the usage
+ * if asked for, the proof, and [DONE] (the text and the tool calls went
+ * before)
  */
 void
 llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta, const char *answer,
-						const char *rest, bool include_usage, const char *proof)
+						bool include_usage, const char *proof)
 {
 	json_t	   *a = llmgw_json_load(answer, strlen(answer), NULL);
 	json_t	   *calls = json_object_get(json_object_get(a, "message"), "tool_calls");
 	json_t	   *p = proof ? llmgw_json_load(proof, strlen(proof), NULL) : NULL;
 
-	if (rest && *rest)
-		llmgw_openai_stream_text(out, meta, rest, strlen(rest));
-	if (json_array_size(calls) > 0)
-		append_chunk(out, meta, json_pack("{s:o}", "tool_calls", tool_calls_value(calls, true)),
-					 NULL, NULL, NULL);
 	append_chunk(out, meta, json_pack("{}"),
 				 finish_reason(json_string_value(json_object_get(a, "finish_reason")),
 							   json_array_size(calls) > 0),

@@ -24,9 +24,13 @@ extern char *llmgw_openai_completion(json_t *answer, const LlmgwFrontMeta *meta)
 extern void llmgw_openai_stream_start(StringInfo out, const LlmgwFrontMeta *meta);
 extern void llmgw_openai_stream_text(StringInfo out, const LlmgwFrontMeta *meta,
 									 const char *text, size_t len);
+extern void llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index,
+									 bool start, const char *id, const char *name,
+									 const char *args, size_t len);
+extern char *llmgw_openai_tool_arguments(json_t *call);
 extern void llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta,
-									const char *answer, const char *rest,
-									bool include_usage, const char *proof);
+									const char *answer, bool include_usage,
+									const char *proof);
 extern char *llmgw_openai_error(int status, const char *code, const char *message);
 extern void llmgw_openai_stream_error(StringInfo out, int status, const char *code,
 									  const char *message);

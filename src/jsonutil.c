@@ -271,3 +271,18 @@ llmgw_stream_event_json(const char *data, size_t len, bool *unreadable)
 	json_decref(event);
 	return NULL;
 }
+
+/*
+ * A stream's index of a tool call (a tool call index, a content block, an
+ * output item): dflt when it is not an integer, -1 when it is outside 0
+ * to 1024
+ */
+int
+llmgw_stream_key(json_t *index, int dflt)
+{
+	if (!json_is_integer(index))
+		return dflt;
+	if (json_integer_value(index) < 0 || json_integer_value(index) > 1024)
+		return -1;
+	return (int) json_integer_value(index);
+}

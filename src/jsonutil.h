@@ -48,6 +48,7 @@ extern void llmgw_stream_read(LlmgwStream *st, LlmgwOutcome *out, const char *bu
 							  LlmgwSseHandler handler);
 extern bool llmgw_stream_whole(LlmgwStream *st);
 extern json_t *llmgw_stream_event_json(const char *data, size_t len, bool *unreadable);
+extern int	llmgw_stream_key(json_t *index, int dflt);
 extern void llmgw_json_set_error(LlmgwOutcome *out, LlmgwErrorClass error,
 								 json_t *message, const char *code);
 

@@ -14,6 +14,23 @@
 #include "config.h"
 #include "lib/stringinfo.h"
 
+/* Where the pieces of a chat stream's events go, in the order they come */
+typedef struct LlmgwStreamSink
+{
+	void	   *arg;
+	/* a piece of the answer's text */
+	void		(*text) (void *arg, const char *text, size_t len);
+
+	/*
+	 * A tool call's start (its id and name, NULL when the event has none)
+	 * and/or a piece of its arguments (NULL: none).  key is the provider's
+	 * index of the call (its tool call index, content block or output
+	 * item); -1 is a whole call of its own.
+	 */
+	void		(*tool) (void *arg, int key, const char *id, const char *name,
+						 const char *args, size_t args_len);
+} LlmgwStreamSink;
+
 typedef struct LlmgwProvider
 {
 	const char *kind;
@@ -42,11 +59,11 @@ typedef struct LlmgwProvider
 								LlmgwOutcome *out);
 
 	/*
-	 * Append the answer text one event of a chat stream carries (the front
-	 * door forwards it as it arrives; parse_stream still reads the whole
-	 * stream for the outcome).
+	 * Tell what one event of a chat stream carries, text and tool calls, as
+	 * it arrives (the front door forwards it; parse_stream still reads the
+	 * whole stream for the outcome)
 	 */
-	void		(*stream_text) (const char *data, size_t len, StringInfo text);
+	void		(*stream_delta) (const char *data, size_t len, const LlmgwStreamSink *sink);
 } LlmgwProvider;
 
 extern const LlmgwProvider *llmgw_provider(const char *kind);

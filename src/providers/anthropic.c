@@ -491,11 +491,11 @@ merge_usage(AnthropicStream *st, json_t *usage)
 static json_t *
 stream_block(AnthropicStream *st, json_t *index)
 {
-	size_t		i = json_is_integer(index) ? (size_t) json_integer_value(index) : 0;
+	int			i = llmgw_stream_key(index, 0);
 
-	if (i > 1024)
+	if (i < 0)
 		return NULL;
-	while (json_array_size(st->blocks) <= i)
+	while (json_array_size(st->blocks) <= (size_t) i)
 		json_array_append_new(st->blocks, json_pack("{}"));
 	return json_array_get(st->blocks, i);
 }
@@ -659,23 +659,46 @@ anthropic_headers(const LlmgwRoute *route, const char *secret)
 	return llmgw_header_secret(h, "x-api-key", "", secret);
 }
 
-/* The text one event of a Messages stream adds (text_delta events) */
+/*
+ * Tell what one event of a Messages stream carries: text_delta events, and
+ * the tool_use blocks (but the response_format tool's, whose input is the
+ * answer's text at the end) with their input_json_delta pieces
+ */
 static void
-anthropic_stream_text(const char *data, size_t len, StringInfo text)
+anthropic_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 {
 	bool		unreadable = false;
 	json_t	   *ev = llmgw_stream_event_json(data, len, &unreadable);
 	const char *type = json_string_value(json_object_get(ev, "type"));
 	json_t	   *delta = json_object_get(ev, "delta");
 	const char *dtype = json_string_value(json_object_get(delta, "type"));
+	json_t	   *block = json_object_get(ev, "content_block");
+	int			key = llmgw_stream_key(json_object_get(ev, "index"), 0);
+	const char *piece;
 
-	if (type && strcmp(type, "content_block_delta") == 0 && dtype &&
-		strcmp(dtype, "text_delta") == 0 && json_is_string(json_object_get(delta, "text")))
-		appendStringInfoString(text, json_string_value(json_object_get(delta, "text")));
+	if (type == NULL || key < 0)
+		;						/* nothing to tell */
+	else if (strcmp(type, "content_block_start") == 0)
+	{
+		const char *btype = json_string_value(json_object_get(block, "type"));
+
+		if (btype && strcmp(btype, "tool_use") == 0 && !response_tool(block))
+			sink->tool(sink->arg, key, json_string_value(json_object_get(block, "id")),
+					   json_string_value(json_object_get(block, "name")), NULL, 0);
+	}
+	else if (strcmp(type, "content_block_delta") == 0 && dtype != NULL)
+	{
+		if (strcmp(dtype, "text_delta") == 0 &&
+			(piece = json_string_value(json_object_get(delta, "text"))) != NULL)
+			sink->text(sink->arg, piece, strlen(piece));
+		else if (strcmp(dtype, "input_json_delta") == 0 &&
+				 (piece = json_string_value(json_object_get(delta, "partial_json"))) != NULL)
+			sink->tool(sink->arg, key, NULL, NULL, piece, strlen(piece));
+	}
 	json_decref(ev);
 }
 
 const LlmgwProvider llmgw_provider_anthropic = {
 	"anthropic", anthropic_url, anthropic_headers, anthropic_build, anthropic_parse,
-	anthropic_parse_stream, .stream_text = anthropic_stream_text
+	anthropic_parse_stream, .stream_delta = anthropic_stream_delta
 };

@@ -614,9 +614,12 @@ gemini_headers(const LlmgwRoute *route, const char *secret)
 	return llmgw_header_secret(llmgw_json_headers(), "x-goog-api-key", "", secret);
 }
 
-/* The text one chunk of a Gemini stream adds (thought summaries excluded) */
+/*
+ * Tell what one chunk of a Gemini stream carries: text (thought summaries
+ * excluded), and function calls, each whole
+ */
 static void
-gemini_stream_text(const char *data, size_t len, StringInfo text)
+gemini_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 {
 	bool		unreadable = false;
 	json_t	   *chunk = llmgw_stream_event_json(data, len, &unreadable);
@@ -626,9 +629,25 @@ gemini_stream_text(const char *data, size_t len, StringInfo text)
 
 	json_array_foreach(json_object_get(json_object_get(candidate, "content"), "parts"), i, part)
 	{
-		if (!json_is_true(json_object_get(part, "thought")) &&
-			json_is_string(json_object_get(part, "text")))
-			appendStringInfoString(text, json_string_value(json_object_get(part, "text")));
+		json_t	   *fc = json_object_get(part, "functionCall");
+
+		if (json_is_true(json_object_get(part, "thought")))
+			continue;
+		if (json_is_string(json_object_get(part, "text")))
+		{
+			const char *text = json_string_value(json_object_get(part, "text"));
+
+			sink->text(sink->arg, text, strlen(text));
+		}
+		else if (json_is_object(fc))
+		{
+			/* the arguments as add_candidate writes them */
+			char	   *args = llmgw_json_dump(json_object_get(fc, "args"));
+
+			sink->tool(sink->arg, -1, json_string_value(json_object_get(fc, "id")),
+					   json_string_value(json_object_get(fc, "name")), args, strlen(args));
+			pfree(args);
+		}
 	}
 	json_decref(chunk);
 }
@@ -636,5 +655,5 @@ gemini_stream_text(const char *data, size_t len, StringInfo text)
 const LlmgwProvider llmgw_provider_gemini = {
 	"gemini", gemini_url, gemini_headers, gemini_build, gemini_parse,
 	gemini_parse_stream, gemini_embed_url, gemini_build_embed, gemini_parse_embed,
-	gemini_stream_text
+	gemini_stream_delta
 };

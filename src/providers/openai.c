@@ -244,15 +244,14 @@ typedef struct OpenaiStream
 static void
 add_tool_delta(OpenaiStream *st, json_t *delta)
 {
-	json_t	   *index = json_object_get(delta, "index");
-	size_t		i = json_is_integer(index) ? (size_t) json_integer_value(index) : 0;
+	int			i = llmgw_stream_key(json_object_get(delta, "index"), 0);
 	json_t	   *fn = json_object_get(delta, "function");
 	json_t	   *call;
 	const char *piece = json_string_value(json_object_get(fn, "arguments"));
 
-	if (i > 1024)
+	if (i < 0)
 		return;
-	while (json_array_size(st->calls) <= i)
+	while (json_array_size(st->calls) <= (size_t) i)
 		json_array_append_new(st->calls, json_pack("{s:s}", "arguments", ""));
 	call = json_array_get(st->calls, i);
 	if (json_is_string(json_object_get(delta, "id")))
@@ -345,9 +344,9 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	json_decref(st.calls);
 }
 
-/* The text one chunk of a chat stream adds (its first choice's delta) */
+/* Tell what one chunk of a chat stream carries (its first choice's delta) */
 static void
-openai_stream_text(const char *data, size_t len, StringInfo text)
+openai_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 {
 	bool		unreadable = false;
 	json_t	   *chunk = llmgw_stream_event_json(data, len, &unreadable);
@@ -357,12 +356,26 @@ openai_stream_text(const char *data, size_t len, StringInfo text)
 	json_array_foreach(json_object_get(chunk, "choices"), i, choice)
 	{
 		json_t	   *index = json_object_get(choice, "index");
-		json_t	   *content = json_object_get(json_object_get(choice, "delta"), "content");
+		json_t	   *delta = json_object_get(choice, "delta");
+		json_t	   *content = json_object_get(delta, "content");
+		size_t		j;
+		json_t	   *call;
 
 		if (json_is_integer(index) && json_integer_value(index) != 0)
 			continue;
 		if (json_is_string(content))
-			appendStringInfoString(text, json_string_value(content));
+			sink->text(sink->arg, json_string_value(content), strlen(json_string_value(content)));
+		json_array_foreach(json_object_get(delta, "tool_calls"), j, call)
+		{
+			json_t	   *fn = json_object_get(call, "function");
+			const char *args = json_string_value(json_object_get(fn, "arguments"));
+			int			key = llmgw_stream_key(json_object_get(call, "index"), 0);
+
+			if (key >= 0)
+				sink->tool(sink->arg, key, json_string_value(json_object_get(call, "id")),
+						   json_string_value(json_object_get(fn, "name")),
+						   args, args ? strlen(args) : 0);
+		}
 	}
 	json_decref(chunk);
 }
@@ -497,7 +510,7 @@ llmgw_openai_headers(const LlmgwRoute *route, const char *secret)
 const LlmgwProvider llmgw_provider_openai = {
 	"openai", openai_url, llmgw_openai_headers, openai_build, openai_parse,
 	openai_parse_stream, llmgw_openai_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed,
-	openai_stream_text
+	openai_stream_delta
 };
 
 /*
@@ -537,5 +550,5 @@ azure_headers(const LlmgwRoute *route, const char *secret)
 const LlmgwProvider llmgw_provider_azure = {
 	"azure", azure_url, azure_headers, openai_build, openai_parse,
 	openai_parse_stream, azure_embed_url, llmgw_openai_build_embed, llmgw_openai_parse_embed,
-	openai_stream_text
+	openai_stream_delta
 };

@@ -382,22 +382,38 @@ responses_url(const LlmgwRoute *route, bool stream)
 }
 
 /* Headers and embeddings are OpenAI's own */
-/* The text one event of a Responses stream adds */
+/*
+ * Tell what one event of a Responses stream carries: its text, and its
+ * function calls (output items) with their arguments' pieces
+ */
 static void
-responses_stream_text(const char *data, size_t len, StringInfo text)
+responses_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 {
 	bool		unreadable = false;
 	json_t	   *ev = llmgw_stream_event_json(data, len, &unreadable);
 	const char *type = json_string_value(json_object_get(ev, "type"));
+	const char *delta = json_string_value(json_object_get(ev, "delta"));
+	json_t	   *item = json_object_get(ev, "item");
+	const char *itype = json_string_value(json_object_get(item, "type"));
+	int			key = llmgw_stream_key(json_object_get(ev, "output_index"), 0);
 
-	if (type && strcmp(type, "response.output_text.delta") == 0 &&
-		json_is_string(json_object_get(ev, "delta")))
-		appendStringInfoString(text, json_string_value(json_object_get(ev, "delta")));
+	if (type == NULL)
+		;						/* nothing to tell */
+	else if (strcmp(type, "response.output_text.delta") == 0 && delta)
+		sink->text(sink->arg, delta, strlen(delta));
+	else if (key < 0)
+		;						/* not an output item of ours */
+	else if (strcmp(type, "response.output_item.added") == 0 && itype &&
+			 strcmp(itype, "function_call") == 0)
+		sink->tool(sink->arg, key, json_string_value(json_object_get(item, "call_id")),
+				   json_string_value(json_object_get(item, "name")), NULL, 0);
+	else if (strcmp(type, "response.function_call_arguments.delta") == 0 && delta)
+		sink->tool(sink->arg, key, NULL, NULL, delta, strlen(delta));
 	json_decref(ev);
 }
 
 const LlmgwProvider llmgw_provider_responses = {
 	"openai_responses", responses_url, llmgw_openai_headers, responses_build, responses_parse,
 	responses_parse_stream, llmgw_openai_embed_url, llmgw_openai_build_embed,
-	llmgw_openai_parse_embed, responses_stream_text
+	llmgw_openai_parse_embed, responses_stream_delta
 };

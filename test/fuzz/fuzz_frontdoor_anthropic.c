@@ -141,7 +141,10 @@ check_stream(const char *buf, size_t len)
 	int			open = -1;
 	bool		delta_sent = false;
 	bool		ended = false;
+	bool		tool_open = false;
+	StringInfoData input;		/* the input JSON of the open tool_use block */
 
+	initStringInfo(&input);
 	while (pos < len)
 	{
 		size_t		name_len;
@@ -179,12 +182,13 @@ check_stream(const char *buf, size_t len)
 				(strcmp(btype, "text") != 0 && strcmp(btype, "tool_use") != 0))
 				abort();
 			open = next++;
+			tool_open = strcmp(btype, "tool_use") == 0;
+			resetStringInfo(&input);
 		}
 		else if (strcmp(type, "content_block_delta") == 0)
 		{
 			json_t	   *text = json_object_get(delta, "text");
 			json_t	   *partial = json_object_get(delta, "partial_json");
-			json_t	   *input;
 
 			if (open < 0 || json_integer_value(index) != open || dtype == NULL)
 				abort();
@@ -193,14 +197,10 @@ check_stream(const char *buf, size_t len)
 				if (!json_is_string(text) || json_string_length(text) == 0)
 					abort();
 			}
-			else if (strcmp(dtype, "input_json_delta") == 0 && json_is_string(partial))
-			{
-				/* the SDKs parse the whole input from it: it must be JSON */
-				input = json_loads(json_string_value(partial), JSON_DECODE_ANY, NULL);
-				if (input == NULL)
-					abort();
-				json_decref(input);
-			}
+			else if (strcmp(dtype, "input_json_delta") == 0 && json_is_string(partial) &&
+					 tool_open)
+				appendBinaryStringInfo(&input, json_string_value(partial),
+									   (int) json_string_length(partial));
 			else
 				abort();
 		}
@@ -208,7 +208,17 @@ check_stream(const char *buf, size_t len)
 		{
 			if (open < 0 || json_integer_value(index) != open)
 				abort();
+			/* the SDKs parse the whole input from its pieces: they must be JSON */
+			if (tool_open)
+			{
+				json_t	   *whole = json_loadb(input.data, input.len, JSON_DECODE_ANY, NULL);
+
+				if (whole == NULL)
+					abort();
+				json_decref(whole);
+			}
 			open = -1;
+			tool_open = false;
 		}
 		else if (strcmp(type, "message_delta") == 0)
 		{
@@ -261,6 +271,29 @@ fuzz_stream(const char *data, size_t size, const char *answer)
 	llmgw_anthropic_stream_text(&st, &buf, data, a);
 	llmgw_anthropic_stream_text(&st, &buf, data + a, b - a);
 	llmgw_anthropic_stream_text(&st, &buf, data + b, size - b);
+	llmgw_anthropic_stream_end(&st, &buf, answer, NULL);
+	check_stream(buf.data, buf.len);
+
+	/*
+	 * text, then two tool calls whose input comes in pieces, their id and
+	 * name the input's, then text again
+	 */
+	resetStringInfo(&buf);
+	llmgw_anthropic_stream_start(&st, &buf, "fuzz-model", "fuzz-id");
+	llmgw_anthropic_stream_text(&st, &buf, data, a);
+	for (int k = 0; k < 2; k++)
+	{
+		int			block = llmgw_anthropic_stream_tool_start(&st, &buf, k, k ? NULL : answer,
+															  answer);
+
+		static const char *const pieces[] = {"{\"q\": ", "[1, \"x\"]}"};
+
+		if (!llmgw_anthropic_stream_tool_input(&st, &buf, block, pieces[0], strlen(pieces[0])) ||
+			!llmgw_anthropic_stream_tool_input(&st, &buf, block, pieces[1], strlen(pieces[1])) ||
+			llmgw_anthropic_stream_tool_input(&st, &buf, block - 1, "{}", 2))
+			abort();
+	}
+	llmgw_anthropic_stream_text(&st, &buf, data + a, size - a);
 	llmgw_anthropic_stream_end(&st, &buf, answer, NULL);
 	check_stream(buf.data, buf.len);
 

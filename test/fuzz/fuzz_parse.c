@@ -35,12 +35,34 @@ fuzz_build(const char *data, size_t size)
 	free(body);
 }
 
-/* SSE handler: the text an event carries, as the front door reads it */
+/* Sink: the text of the events, as the front door gathers it */
 static void
-stream_text_event(void *arg, const char *event, const char *data, size_t len)
+sink_text(void *arg, const char *text, size_t len)
 {
-	if (FUZZ_PROVIDER.stream_text)
-		FUZZ_PROVIDER.stream_text(data, len, (StringInfo) arg);
+	appendBinaryStringInfo((StringInfo) arg, text, (int) len);
+}
+
+/*
+ * Sink: a tool call's start or piece.  (Whether what streamed matches the
+ * final answer is not checked: a crafted stream, a block restarted as
+ * another type, makes them differ, and the front door then ends the
+ * stream with an error event, as it should.)
+ */
+static void
+sink_tool(void *arg, int key, const char *id, const char *name, const char *args, size_t len)
+{
+	if (key < -1 || key > 1024 || (args == NULL && len != 0) || (args && strlen(args) != len))
+		abort();
+}
+
+/* SSE handler: what an event carries, as the front door reads it */
+static void
+stream_delta_event(void *arg, const char *event, const char *data, size_t len)
+{
+	LlmgwStreamSink sink = {arg, sink_text, sink_tool};
+
+	if (FUZZ_PROVIDER.stream_delta)
+		FUZZ_PROVIDER.stream_delta(data, len, &sink);
 }
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -78,7 +100,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_PROVIDER.parse_stream((const char *) data, size, &out);
 		/* the front door's reading of the same events, one at a time */
 		initStringInfo(&text);
-		llmgw_sse_parse((const char *) data, size, stream_text_event, &text);
+		llmgw_sse_parse((const char *) data, size, stream_delta_event, &text);
 		if (text.len != (int) strlen(text.data))
 			abort();
 	}

@@ -217,6 +217,47 @@ const scenarios = {
 			return { finish: final.choices[0].finish_reason, tool_calls: final.choices[0].message.tool_calls };
 		});
 
+		// tool calls as they stream, from each provider's wire format (the
+		// provider sends an event every 100 ms): the chunks that carry them
+		for (const model of ['tools-paced', 'tools-claude', 'tools-gemini'])
+			out[`tools_pieces_${model}`] = await attempt(OpenAI, async () => {
+				const t0 = performance.now();
+				const stream = await c.chat.completions.create({
+					model, messages: ask('what is the weather in Paris?'), tools: [WEATHER_TOOL], stream: true,
+				});
+				const s = { starts: [], pieces: [], first_tool_ms: null, end_ms: null, finish: null };
+
+				for await (const chunk of stream)
+				{
+					const choice = chunk.choices?.[0];
+					for (const tc of choice?.delta?.tool_calls ?? [])
+					{
+						s.first_tool_ms ??= performance.now() - t0;
+						if (tc.id || tc.function?.name)
+							s.starts.push({ index: tc.index, id: tc.id, name: tc.function?.name });
+						if (tc.function?.arguments)
+							s.pieces.push({ index: tc.index, arguments: tc.function.arguments });
+					}
+					if (choice?.finish_reason)
+						s.finish = choice.finish_reason;
+				}
+				s.end_ms = performance.now() - t0;
+				return s;
+			});
+
+		// three calls at once (the first without arguments), plain and
+		// streamed, as the SDK assembles them
+		for (const model of ['tools3', 'tools3-claude', 'tools3-gemini'])
+			out[`tools3_${model}`] = await attempt(OpenAI, async () => {
+				const body = { model, messages: ask('what is the weather in Paris?'), tools: [WEATHER_TOOL] };
+				const plain = await c.chat.completions.create(body);
+				const streamed = await c.chat.completions.stream(body).finalChatCompletion();
+				const calls = (m) => (m.choices[0].message.tool_calls ?? []).map((tc) => ({
+					id: tc.id, name: tc.function.name, arguments: tc.function.arguments }));
+				return { plain: calls(plain), streamed: calls(streamed),
+					finish: [plain.choices[0].finish_reason, streamed.choices[0].finish_reason] };
+			});
+
 		// the tool's result sent back: the provider gets the tool message
 		out.tool_result = await attempt(OpenAI, () => chatFacts(c, {
 			model: 'echo', tools: [WEATHER_TOOL], messages: [
@@ -443,6 +484,46 @@ const scenarios = {
 			stream.on('inputJson', (piece) => json.push(piece));
 			return { message: await stream.finalMessage(), json };
 		});
+
+		// tool calls as they stream, from each provider's wire format (the
+		// provider sends an event every 100 ms): the input_json_delta pieces
+		for (const model of ['tools-paced', 'tools-claude', 'tools-gemini'])
+			out[`tools_pieces_${model}`] = await attempt(Anthropic, async () => {
+				const t0 = performance.now();
+				const stream = a.messages.stream({
+					model, max_tokens: 100, messages: ask('what is the weather in Paris?'),
+					tools: [{ name: 'get_weather', description: 'The weather in a city',
+						input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }],
+				});
+				const json = [];
+				const blocks = [];
+				let first_json_ms = null;
+
+				stream.on('inputJson', (piece) => {
+					json.push(piece);
+					first_json_ms ??= performance.now() - t0;
+				});
+				stream.on('streamEvent', (e) => {
+					if (e.type === 'content_block_start')
+						blocks.push(e.content_block.type);
+				});
+				const message = await stream.finalMessage();
+				return { message, json, blocks, first_json_ms, end_ms: performance.now() - t0 };
+			});
+
+		// three calls at once (the first without input), plain and streamed
+		for (const model of ['tools3', 'tools3-claude', 'tools3-gemini'])
+			out[`tools3_${model}`] = await attempt(Anthropic, async () => {
+				const body = { model, max_tokens: 100, messages: ask('what is the weather in Paris?'),
+					tools: [{ name: 'get_weather', description: 'The weather in a city',
+						input_schema: { type: 'object', properties: { city: { type: 'string' } } } }] };
+				const uses = (m) => m.content.filter((b) => b.type === 'tool_use')
+					.map((b) => ({ id: b.id, name: b.name, input: b.input }));
+				const plain = await a.messages.create(body);
+				const streamed = await a.messages.stream(body).finalMessage();
+				return { plain: uses(plain), streamed: uses(streamed),
+					blocks: streamed.content.map((b) => b.type), stop: [plain.stop_reason, streamed.stop_reason] };
+			});
 
 		// the tool's result sent back: what the provider received
 		out.tool_result = await attempt(Anthropic, async () => {

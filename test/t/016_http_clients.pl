@@ -100,7 +100,9 @@ sleep 0.1 until health() =~ m{^HTTP/1\.[01] 200} || time > $deadline;
 like(health(), qr{^HTTP/1\.[01] 200}, 'the front door answers GET /health on llmgw.http_listen');
 
 # Models: priced by tokens, priced per request (exactly 0.01 a call), and
-# the mock's behaviours; a provider that gives up after 300 ms
+# the mock's behaviours (tool calls from its OpenAI, Anthropic and Gemini
+# formats); a provider that gives up after 300 ms
+(my $mock_root = $ENV{LLMGW_MOCK_URL}) =~ s{/v1$}{};
 $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('priced', 'mock', 'mock-model', price_model => 'tok-price');
 	SELECT llmgw.set_price('tok-price', 3, 15);
@@ -113,6 +115,14 @@ $node->safe_psql('postgres', qq{
 	                          price_model => 'metered-model');
 	SELECT llmgw.set_price('metered-model', 0, 0, per_request => 0.01);
 	SELECT llmgw.create_model('tools', 'mock', 'mock-model;tool_call');
+	SELECT llmgw.create_model('tools-paced', 'mock', 'mock-model;tool_call;pace:100');
+	SELECT llmgw.create_provider('claude', 'anthropic', '$mock_root/v1', secret => 'env:LLMGW_TEST_KEY');
+	SELECT llmgw.create_model('tools-claude', 'claude', 'mock-model;tool_call;pace:100');
+	SELECT llmgw.create_provider('gem', 'gemini', '$mock_root/v1beta', secret => 'env:LLMGW_TEST_KEY');
+	SELECT llmgw.create_model('tools-gemini', 'gem', 'mock-model;tool_call;pace:100');
+	SELECT llmgw.create_model('tools3', 'mock', 'mock-model;tool_calls:3');
+	SELECT llmgw.create_model('tools3-claude', 'claude', 'mock-model;tool_calls:3');
+	SELECT llmgw.create_model('tools3-gemini', 'gem', 'mock-model;tool_calls:3');
 	SELECT llmgw.create_model('echo', 'mock', 'mock-model;echo_body');
 	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
 	SELECT llmgw.create_model('ctx', 'mock', 'mock-model;context');
@@ -245,6 +255,47 @@ ok($ts->{ok} && $ts->{finish} eq 'tool_calls'
 	  && eval { decode_json($ts->{tool_calls}[0]{function}{arguments})->{city} eq 'Paris' },
 	'openai tools streamed: the stream helper assembles the same call')
   or diag(explain($ts));
+
+# A tool call streams as it comes: its start (id, name), then its arguments
+# piece by piece (the mock's OpenAI and Anthropic formats send them in two
+# pieces, Gemini's a whole call in one event), long before the end
+for my $model (qw(tools-paced tools-claude tools-gemini))
+{
+	my $tp = $o->{"tools_pieces_$model"};
+	my $args = join('', map { $_->{arguments} } @{ $tp->{pieces} // [] });
+	my $pieces = $model eq 'tools-gemini' ? 1 : 2;
+	ok($tp->{ok} && @{ $tp->{starts} } == 1 && $tp->{starts}[0]{index} == 0
+		  && $tp->{starts}[0]{name} eq 'get_weather' && $tp->{starts}[0]{id}
+		  && @{ $tp->{pieces} } == $pieces && !(grep { $_->{index} != 0 } @{ $tp->{pieces} })
+		  && (eval { decode_json($args)->{city} } // '') eq 'Paris' && $tp->{finish} eq 'tool_calls',
+		"openai tool call streamed from $model: a start, then $pieces piece(s) of arguments")
+	  or diag(explain($tp));
+	next if $model eq 'tools-gemini';
+	ok($tp->{ok} && defined $tp->{first_tool_ms} && $tp->{first_tool_ms} + 200 < $tp->{end_ms},
+		sprintf("openai tool call streamed from $model: its first chunk %.0f ms before the end (%.0f ms)",
+			($tp->{end_ms} // 0) - ($tp->{first_tool_ms} // 0), $tp->{end_ms} // -1))
+	  or diag(explain($tp));
+}
+
+# Three calls at once, the first without arguments: in order, each with its
+# id (made up for Gemini's, which have none), plain and streamed alike
+for my $model (qw(tools3 tools3-claude tools3-gemini))
+{
+	my $t3 = $o->{"tools3_$model"};
+	my @ids = $model eq 'tools3-gemini' ? map { "call_llmgw_$_" } 0 .. 2
+	  : $model eq 'tools3' ? qw(call_mock call_mock_1 call_mock_2) : qw(toolu_mock toolu_mock_1 toolu_mock_2);
+	for my $how (qw(plain streamed))
+	{
+		my @calls = @{ $t3->{$how} // [] };
+		my @args = map { eval { decode_json($_->{arguments}) } } @calls;
+		ok($t3->{ok} && @calls == 3 && join(',', map { $_->{id} } @calls) eq join(',', @ids)
+			  && !(grep { $_->{name} ne 'get_weather' } @calls) && @args == 3
+			  && !%{ $args[0] } && $args[1]{city} eq 'Paris' && $args[2]{city} eq 'Paris'
+			  && !(grep { $_ ne 'tool_calls' } @{ $t3->{finish} }),
+			"openai three tool calls from $model, $how: in order, ids, the first without arguments")
+		  or diag(explain($t3));
+	}
+}
 
 my $js = $o->{json_mode};
 my $echoed = $js->{ok} ? eval { decode_json($js->{text}) } : undef;
@@ -448,6 +499,39 @@ ok($a->{tools_stream}{ok} && $tus && $tus->{name} eq 'get_weather' && ($tus->{in
 	  && $ats->{stop_reason} eq 'tool_use' && @{ $a->{tools_stream}{json} } > 0,
 	'anthropic tools streamed: input_json_delta events assemble the tool_use input')
   or diag(explain($a->{tools_stream}));
+for my $model (qw(tools-paced tools-claude tools-gemini))
+{
+	my $tp = $a->{"tools_pieces_$model"};
+	my ($use) = grep { $_->{type} eq 'tool_use' } @{ $tp->{message}{content} // [] };
+	my $pieces = $model eq 'tools-gemini' ? 1 : 2;
+	ok($tp->{ok} && $use && $use->{name} eq 'get_weather' && $use->{id}
+		  && ($use->{input}{city} // '') eq 'Paris' && @{ $tp->{json} } == $pieces
+		  && join(',', @{ $tp->{blocks} }) eq 'tool_use' && $tp->{message}{stop_reason} eq 'tool_use',
+		"anthropic tool call streamed from $model: a tool_use block, its input in $pieces piece(s)")
+	  or diag(explain($tp));
+	next if $model eq 'tools-gemini';
+	ok($tp->{ok} && defined $tp->{first_json_ms} && $tp->{first_json_ms} + 100 < $tp->{end_ms},
+		sprintf("anthropic tool call streamed from $model: its first piece %.0f ms before the end (%.0f ms)",
+			($tp->{end_ms} // 0) - ($tp->{first_json_ms} // 0), $tp->{end_ms} // -1))
+	  or diag(explain($tp));
+}
+for my $model (qw(tools3 tools3-claude tools3-gemini))
+{
+	my $t3 = $a->{"tools3_$model"};
+	my @ids = $model eq 'tools3-gemini' ? map { "toolu_llmgw_$_" } 0 .. 2
+	  : $model eq 'tools3' ? qw(call_mock call_mock_1 call_mock_2) : qw(toolu_mock toolu_mock_1 toolu_mock_2);
+	for my $how (qw(plain streamed))
+	{
+		my @uses = @{ $t3->{$how} // [] };
+		ok($t3->{ok} && @uses == 3 && join(',', map { $_->{id} } @uses) eq join(',', @ids)
+			  && !(grep { $_->{name} ne 'get_weather' } @uses)
+			  && !%{ $uses[0]{input} } && $uses[1]{input}{city} eq 'Paris' && $uses[2]{input}{city} eq 'Paris'
+			  && join(',', @{ $t3->{blocks} }) eq 'tool_use,tool_use,tool_use'
+			  && !(grep { $_ ne 'tool_use' } @{ $t3->{stop} }),
+			"anthropic three tool calls from $model, $how: three tool_use blocks in order, the first input {}")
+		  or diag(explain($t3));
+	}
+}
 my $atr = $a->{tool_result}{message} // {};
 my $asent = $a->{tool_result}{ok} ? eval { decode_json($atr->{content}[0]{text}) } : undef;
 ok($asent && $asent->{messages}[1]{tool_calls}[0]{id} eq 'toolu_1'
