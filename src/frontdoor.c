@@ -618,7 +618,28 @@ client_tags(FrontRequest *r, json_t *root, char **tags_text)
 	return true;
 }
 
-/* An OpenAI embeddings request as llmgw's: {"input": [strings], "dimensions"?} */
+/* A token array: a non-empty array of integers from 0 to 2^31 - 1 */
+static bool
+token_array(json_t *v)
+{
+	size_t		i;
+	json_t	   *t;
+
+	if (!json_is_array(v) || json_array_size(v) == 0)
+		return false;
+	json_array_foreach(v, i, t)
+	{
+		if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > PG_INT32_MAX)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * An OpenAI embeddings request as llmgw's: {"input": [inputs],
+ * "dimensions"?}, an input a string or a token array (which OpenAI-shaped
+ * deployments take as they are, Gemini refuses)
+ */
 static char *
 embeddings_request(FrontRequest *r, json_t *root, char **error)
 {
@@ -629,6 +650,7 @@ embeddings_request(FrontRequest *r, json_t *root, char **error)
 	char	   *text;
 	size_t		i;
 	json_t	   *v;
+	size_t		strings = 0;
 
 	if (format && strcmp(format, "base64") != 0 && strcmp(format, "float") != 0)
 	{
@@ -636,23 +658,29 @@ embeddings_request(FrontRequest *r, json_t *root, char **error)
 		return NULL;
 	}
 	r->base64 = format && strcmp(format, "base64") == 0;
-	if (json_is_string(input))
+	if (json_is_string(input) || token_array(input))
 		req = json_pack("{s:[O]}", "input", input);
 	else if (json_is_array(input) && json_array_size(input) > 0)
 	{
 		json_array_foreach(input, i, v)
 		{
-			if (!json_is_string(v))
+			strings += json_is_string(v);
+			if (!json_is_string(v) && !token_array(v))
 			{
-				*error = pstrdup("input must be a string or an array of strings (token arrays are not supported)");
+				*error = pstrdup("input must be a string, an array of strings, a token array or an array of token arrays");
 				return NULL;
 			}
+		}
+		if (strings > 0 && strings < json_array_size(input))
+		{
+			*error = pstrdup("input mixes strings and token arrays");
+			return NULL;
 		}
 		req = json_pack("{s:O}", "input", input);
 	}
 	else
 	{
-		*error = pstrdup("input must be a string or a non-empty array of strings");
+		*error = pstrdup("input must be a string, a token array or a non-empty array of either");
 		return NULL;
 	}
 	if (dims && !json_is_integer(dims))

@@ -546,8 +546,17 @@ gemini_build_embed(const char *request, size_t len, const char *upstream_model,
 	}
 	json_array_foreach(inputs, i, input)
 	{
-		json_t	   *r = json_pack("{s:s, s:{s:[{s:O}]}}", "model", model,
-								  "content", "parts", "text", input);
+		json_t	   *r;
+
+		if (!json_is_string(input))
+		{
+			json_decref(inputs);
+			json_decref(src);
+			json_decref(requests);
+			*error = pstrdup("Gemini embeds text only: token arrays need an OpenAI-compatible deployment");
+			return NULL;
+		}
+		r = json_pack("{s:s, s:{s:[{s:O}]}}", "model", model, "content", "parts", "text", input);
 
 		if (json_is_integer(dims))
 			json_object_set(r, "outputDimensionality", dims);

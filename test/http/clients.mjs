@@ -342,6 +342,20 @@ const scenarios = {
 				encoding_format: 'float' });
 			return { data: r.data };
 		});
+		// token arrays, as LangChain sends them: one, several; to Gemini; mixed
+		out.embed_tokens_one = await attempt(OpenAI, async () => {
+			const r = await c.embeddings.create({ model: 'embed', input: [9906, 1917], encoding_format: 'float' });
+			return { data: r.data, usage: r.usage };
+		});
+		out.embed_tokens = await attempt(OpenAI, async () => {
+			const r = await c.embeddings.create({ model: 'embed', input: [[9906, 1917], [15339]],
+				encoding_format: 'float' });
+			return { data: r.data, usage: r.usage };
+		});
+		out.embed_tokens_gemini = await attempt(OpenAI, () =>
+			c.embeddings.create({ model: 'embed-gemini', input: [[9906, 1917]] }));
+		out.embed_tokens_mixed = await attempt(OpenAI, () =>
+			c.embeddings.create({ model: 'embed', input: ['alpha', [9906]] }));
 
 		const limited = openai(keys.allow);
 		out.models = await attempt(OpenAI, async () => {

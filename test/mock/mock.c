@@ -1499,36 +1499,77 @@ embed_value(const char *s, int j)
 }
 
 /*
+ * The inputs of an embeddings request, as OpenAI takes them: a string,
+ * strings, one token array (integers) or token arrays; NULL when it is none
+ */
+static json_t *
+embedding_inputs(json_t *input)
+{
+	size_t		i;
+	json_t	   *v;
+
+	if (json_is_string(input))
+		return json_pack("[O]", input);
+	if (!json_is_array(input) || json_array_size(input) == 0)
+		return NULL;
+	if (json_is_integer(json_array_get(input, 0)))
+		return json_pack("[O]", input);
+	json_array_foreach(input, i, v)
+	{
+		size_t		j;
+		json_t	   *t;
+
+		if (json_is_string(v))
+			continue;
+		if (!json_is_array(v) || json_array_size(v) == 0)
+			return NULL;
+		json_array_foreach(v, j, t)
+		{
+			if (!json_is_integer(t))
+				return NULL;
+		}
+	}
+	return json_incref(input);
+}
+
+/*
  * The embeddings response of a request body (its input and dimensions;
- * default_dim without), or NULL when the input cannot be embedded
+ * default_dim without), or NULL when the input cannot be embedded.  A
+ * token array is embedded as its compact JSON text, and counts a token
+ * per integer.
  */
 static json_t *
 embeddings_body(json_t *root, int default_dim, const char *model)
 {
-	json_t	   *input = json_object_get(root, "input");
+	json_t	   *inputs = embedding_inputs(json_object_get(root, "input"));
 	json_t	   *dims = json_object_get(root, "dimensions");
 	int			dim = json_is_integer(dims) ? (int) json_integer_value(dims) : default_dim;
 	json_t	   *data;
 	long		words = 0;
-	size_t		n = json_is_array(input) ? json_array_size(input) : 1;
+	size_t		n = json_array_size(inputs);
 
 	if (dim < 1 || dim > 65536)
 		dim = 8;
-	if ((!json_is_string(input) && !json_is_array(input)) || n * dim > MAX_EMBEDDING_VALUES)
+	if (inputs == NULL || n * dim > MAX_EMBEDDING_VALUES)
+	{
+		json_decref(inputs);
 		return NULL;
+	}
 	data = json_array();
 	for (size_t i = 0; i < n; i++)
 	{
-		json_t	   *s = json_is_array(input) ? json_array_get(input, i) : input;
-		const char *str = json_is_string(s) ? json_string_value(s) : "";
+		json_t	   *s = json_array_get(inputs, i);
+		char	   *str = json_is_string(s) ? strdup(json_string_value(s)) : json_dumps(s, JSON_COMPACT);
 		json_t	   *vec = json_array();
 
-		words += count_words(str);
+		words += json_is_string(s) ? count_words(str) : (long) json_array_size(s);
 		for (int j = 0; j < dim; j++)
 			json_array_append_new(vec, json_real(embed_value(str, j)));
 		json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding",
 											  "index", (int) i, "embedding", vec));
+		free(str);
 	}
+	json_decref(inputs);
 	return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
 					 "model", model, "usage", "prompt_tokens", (json_int_t) words,
 					 "total_tokens", (json_int_t) words);
@@ -1566,7 +1607,7 @@ handle_embeddings(struct evhttp_request *req, json_t *root, const Behaviour *b, 
 	body = embeddings_body(root, b->dim, model);
 	if (body == NULL)
 	{
-		reply_error(req, b, 400, "input must be a string or an array of strings, and not too many",
+		reply_error(req, b, 400, "input must be a string, strings, a token array or token arrays, and not too many",
 					"invalid_request_error", "invalid_request", "input");
 		return;
 	}

@@ -125,6 +125,7 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('tools3-gemini', 'gem', 'mock-model;tool_calls:3');
 	SELECT llmgw.create_model('echo', 'mock', 'mock-model;echo_body');
 	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
+	SELECT llmgw.create_model('embed-gemini', 'gem', 'mock-embed');
 	SELECT llmgw.create_model('ctx', 'mock', 'mock-model;context');
 	SELECT llmgw.create_model('broken', 'mock', 'mock-model;status:500');
 	SELECT llmgw.create_provider('mock300', 'openai_compatible', '$ENV{LLMGW_MOCK_URL}',
@@ -325,6 +326,19 @@ ok($same, 'openai embeddings of a list: 3 vectors in order, base64 equal to enco
 ok($same && join(',', @{ $el->{data}[0]{embedding} }) eq join(',', @$v1)
 	  && join(',', @{ $el->{data}[0]{embedding} }) ne join(',', @{ $el->{data}[1]{embedding} }),
 	'openai embeddings: the same string gives the same vector, another string another');
+my ($t1, $tt) = @$o{qw(embed_tokens_one embed_tokens)};
+ok($t1->{ok} && $tt->{ok} && @{ $t1->{data} } == 1 && @{ $tt->{data} } == 2
+	  && join(',', @{ $t1->{data}[0]{embedding} }) eq join(',', @{ $tt->{data}[0]{embedding} })
+	  && join(',', @{ $tt->{data}[0]{embedding} }) ne join(',', @{ $tt->{data}[1]{embedding} })
+	  && $t1->{usage}{prompt_tokens} == 2 && $tt->{usage}{prompt_tokens} == 3,
+	'openai embeddings of token arrays (one, two): passed to the deployment, a vector each, a token per integer')
+  or diag(explain([$t1, $tt]));
+error_is($o->{embed_tokens_gemini}, 'BadRequestError', 400, 'invalid_request',
+	'openai embeddings of token arrays to a Gemini deployment, which embeds text only: BadRequestError');
+like($o->{embed_tokens_gemini}{message} // '', qr/Gemini embeds text only/,
+	'openai embeddings of token arrays to Gemini: refused by llmgw, saying why (nothing sent)');
+error_is($o->{embed_tokens_mixed}, 'BadRequestError', 400, 'invalid_request',
+	'openai embeddings of strings and token arrays mixed: BadRequestError');
 
 my $m = $o->{models};
 is($m->{ok} ? join(',', @{ $m->{ids} }) : 'error', 'demo,priced',
