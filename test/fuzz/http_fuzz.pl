@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # A mutation fuzzer of the HTTP front door, against a running server:
 # valid seed requests (chat completions plain and streamed, with tools and
-# content parts, Anthropic messages plain and streamed, embeddings, models,
+# content parts, tool calls streamed to both APIs, Anthropic messages
+# plain and streamed, embeddings of strings and of token arrays, models,
 # health) are mutated at the JSON level (hostile values, huge numbers,
 # invalid UTF-8, NUL, deep nesting, wrong types, deleted members), at the
 # HTTP level (request line, duplicated and absurd headers, Content-Length
@@ -78,7 +79,15 @@ sub seeds
 						  name => 'get_weather', input => { city => 'Paris' } } ] },
 				  { role => 'user', content => [ { type => 'tool_result', tool_use_id => 'tu_1',
 						  content => 'sunny' } ] } ] } ],
+		# three tool calls streamed (model tools: 017 makes it), to both APIs
+		[ 'POST', '/v1/chat/completions', [],
+			{ model => 'tools', tools => [$tool], stream => JSON::PP::true, messages => [$user] } ],
+		[ 'POST', '/v1/messages', $anthropic,
+			{ model => 'tools', max_tokens => 50, stream => JSON::PP::true,
+			  tools => [ { name => 'get_weather', input_schema => { type => 'object' } } ],
+			  messages => [$user] } ],
 		[ 'POST', '/v1/embeddings', [], { model => 'demo', input => [ 'one text', 'another' ] } ],
+		[ 'POST', '/v1/embeddings', [], { model => 'demo', input => [ [ 9906, 1917 ], [15339] ] } ],
 		[ 'POST', '/v1/embeddings', [],
 			{ model => 'demo', input => 'one', encoding_format => 'base64', dimensions => 4 } ],
 		[ 'GET', '/v1/models', [], undef ],

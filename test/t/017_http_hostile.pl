@@ -43,7 +43,8 @@ $node->safe_psql('postgres', q{
 	SELECT llmgw.create_model('drip', 'mock', 'mock-model;drip:200;words:10;t017ttfb');
 	SELECT llmgw.create_model('cut', 'mock', 'mock-model;drip:300;words:20;t017cut');
 	SELECT llmgw.create_model('late', 'mock', 'mock-model;delay:4000;t017late');
-	SELECT llmgw.create_model('late_stream', 'mock', 'mock-model;delay:4000;t017latestream');});
+	SELECT llmgw.create_model('late_stream', 'mock', 'mock-model;delay:4000;t017latestream');
+	SELECT llmgw.create_model('tools', 'mock', 'mock-model;tool_calls:3');});
 my $key = $node->safe_psql('postgres', q{SELECT api_key FROM llmgw.create_key(NULL, 'hostile')});
 # a well-formed key that is no key of this server: it must not be logged either
 my $wrong_key = 'lgw_' . join('', map { sprintf('%x', int(rand(16))) } 1 .. 40);
