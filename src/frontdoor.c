@@ -1259,23 +1259,43 @@ forward(LlmgwCall *call)
 	MemoryContextSwitchTo(old);
 }
 
-/* Forward the new bytes of every streamed call of the front door */
-void
-llmgw_frontdoor_progress(dlist_head *running)
+/* Forward the new bytes of the streamed calls of a list; whether there were any */
+static bool
+forward_list(dlist_head *calls, bool finished)
 {
 	dlist_iter	iter;
+	bool		any = false;
 
-	if (daemon_handle == NULL)
-		return;
-	dlist_foreach(iter, running)
+	dlist_foreach(iter, calls)
 	{
 		LlmgwCall  *call = dlist_container(LlmgwCall, node, iter.cur);
 
-		if (call->front == NULL || !call->front->stream || !call->response.grew)
+		if (call->front == NULL || !call->front->stream || !call->response.grew ||
+			(finished && call->out.status != LLMGW_STATUS_OK))
 			continue;
 		call->response.grew = false;
 		forward(call);
+		any = true;
 	}
+	return any;
+}
+
+/*
+ * Forward the new bytes of the front door's streamed calls: those running,
+ * and those finished well (a stream that came whole in one read, or its
+ * last events with its end), before the round settles them.  True when
+ * there is something to send: llmgw_frontdoor_run sends it, so that the
+ * answers' text does not wait for the round's commit.
+ */
+bool
+llmgw_frontdoor_progress(dlist_head *running, dlist_head *finished)
+{
+	bool		any;
+
+	if (daemon_handle == NULL)
+		return false;
+	any = forward_list(running, false);
+	return forward_list(finished, true) || any;
 }
 
 /* The text of the answer not streamed yet (it all, when streamed differs) */

@@ -24,7 +24,7 @@ extern void llmgw_frontdoor_start(int worker, uint64 generation, WaitEventSet *w
 extern bool llmgw_frontdoor_listening(void);
 extern void llmgw_frontdoor_run(dlist_head *created);
 extern long llmgw_frontdoor_timeout(void);
-extern void llmgw_frontdoor_progress(dlist_head *running);
+extern bool llmgw_frontdoor_progress(dlist_head *running, dlist_head *finished);
 extern void llmgw_frontdoor_finish(LlmgwCall *call);
 extern void llmgw_frontdoor_stop(void);
 

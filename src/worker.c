@@ -569,7 +569,9 @@ llmgw_worker_main(Datum arg)
 		start_due_retries(&finished);
 		process_cancels(&finished);
 		process_transfers(&finished);
-		llmgw_frontdoor_progress(&running);
+		/* streamed text goes out now, not after the round's commit */
+		if (llmgw_frontdoor_progress(&running, &finished))
+			llmgw_frontdoor_run(NULL);
 		silence = check_silence(&finished);
 		settle(&finished);
 		llmgw_otel_export();
