@@ -8,8 +8,9 @@
 # and one for the scanners of the built-in redaction patterns
 # (fuzz_redaction.c).
 # --short: 5 s each (the test suite); default: 60 s each, or
-# LLMGW_FUZZ_SECONDS each (a longer hunt).  Prints libFuzzer's final stats
-# for each.
+# LLMGW_FUZZ_SECONDS each (a longer hunt).  As many targets build and run
+# at once as there are cores (LLMGW_FUZZ_JOBS).  Prints libFuzzer's final
+# stats for each, and fails when a target fails to build or run.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -71,54 +72,28 @@ seed_batch() {
     echo "$dir"
 }
 
-status=0
 # Run target name (built as $BUILD/fuzz_NAME) on its regressions, then fuzz
-# it from seeds
+# it from seeds; fails when either fails
 run_target() {
-    local name=$1 seeds=$2
+    local name=$1 seeds=$2 failed=0
     mkdir -p "$BUILD/work_$name"
     # inputs that once broke this parser, kept so they never do again
     for r in "$HERE"/regressions/"$name"-*; do
         [ -f "$r" ] || continue
         "$BUILD/fuzz_$name" "$r" >"$BUILD/regression_$name.log" 2>&1 ||
-            { echo "regression $(basename "$r") fails"; tail -20 "$BUILD/regression_$name.log"; status=1; }
+            { echo "regression $(basename "$r") fails"; tail -20 "$BUILD/regression_$name.log"; failed=1; }
     done
     echo "== fuzz_$name ($SECONDS_EACH s)"
     if ! ASAN_OPTIONS=detect_leaks=1 "$BUILD/fuzz_$name" -max_total_time="$SECONDS_EACH" \
         -artifact_prefix="$BUILD/" \
         -print_final_stats=1 "$BUILD/work_$name" "$seeds" >"$BUILD/fuzz_$name.log" 2>&1; then
-        status=1
+        failed=1
         tail -40 "$BUILD/fuzz_$name.log"
     fi
     grep -a -E 'stat::(number_of_executed_units|new_units_added|peak_rss)|DONE' "$BUILD/fuzz_$name.log" | tail -4
+    return $failed
 }
 
-for target in openai:'{openai,azure,openai_compatible}-*' responses:'openai-*responses*' \
-              anthropic:'anthropic-*' gemini:'gemini-*' frontdoor_anthropic:; do
-    name=${target%%:*}
-    pattern=${target#*:}
-    if [ "$name" = frontdoor_anthropic ]; then
-        clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_anthropic.c" \
-            "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
-            "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c" \
-            -ljansson /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
-        run_target "$name" "$(seed_frontdoor)"
-        continue
-    fi
-    clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
-        "$HERE/fuzz_parse.c" $SOURCES -ljansson -lcurl /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
-    seeds=$(eval seed "$name" "\"$pattern\"")
-    run_target "$name" "$seeds"
-done
-BATCH_SOURCES="$ROOT/src/batch_result.c $ROOT/src/batch_wire.c $ROOT/src/batch_openai.c $ROOT/src/batch_anthropic.c $ROOT/src/batch_gemini.c"
-# (Azure reads its batches with the OpenAI functions: one target for both)
-for api in openai anthropic gemini; do
-    name=batch_$api
-    clang $CFLAGS -DFUZZ_BATCH=llmgw_batch_$api -o "$BUILD/fuzz_$name" \
-        "$HERE/fuzz_batch.c" $SOURCES $BATCH_SOURCES -ljansson -lcurl \
-        /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a
-    run_target "$name" "$(seed_batch "$api")"
-done
 # the scanners of the built-in redaction patterns (fuzz_redaction.c)
 seed_redaction() {
     local dir="$BUILD/seeds_redaction"
@@ -128,6 +103,56 @@ seed_redaction() {
     printf '\0{"content":"x@y.zz 12345678901234567890 lgw_lgw_0123456789abcdef"}' >"$dir/json"
     echo "$dir"
 }
-clang $CFLAGS -o "$BUILD/fuzz_redaction" "$HERE/fuzz_redaction.c" "$ROOT/src/redaction_scan.c"
-run_target redaction "$(seed_redaction)"
+
+LIBS="-ljansson /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a"
+BATCH_SOURCES="$ROOT/src/batch_result.c $ROOT/src/batch_wire.c $ROOT/src/batch_openai.c $ROOT/src/batch_anthropic.c $ROOT/src/batch_gemini.c"
+
+# Build target name and run it (no set -e in here: it runs where a failure
+# is tested, which turns set -e off; every step says its own failure)
+build_and_run() {
+    local name=$1
+    rm -f "$BUILD/fuzz_$name"
+    case $name in
+        openai | responses | anthropic | gemini)
+            local pattern
+            case $name in
+                openai) pattern='{openai,azure,openai_compatible}-*' ;;
+                responses) pattern='openai-*responses*' ;;
+                *) pattern="$name-*" ;;
+            esac
+            clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
+                "$HERE/fuzz_parse.c" $SOURCES -lcurl $LIBS || return 1
+            run_target "$name" "$(eval seed "$name" "\"$pattern\"")" ;;
+        frontdoor_anthropic)
+            clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_anthropic.c" \
+                "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
+                "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c" $LIBS || return 1
+            run_target "$name" "$(seed_frontdoor)" ;;
+        batch_*)
+            # (Azure reads its batches with the OpenAI functions: one target for both)
+            clang $CFLAGS -DFUZZ_BATCH=llmgw_$name -o "$BUILD/fuzz_$name" \
+                "$HERE/fuzz_batch.c" $SOURCES $BATCH_SOURCES -lcurl $LIBS || return 1
+            run_target "$name" "$(seed_batch "${name#batch_}")" ;;
+        redaction)
+            clang $CFLAGS -o "$BUILD/fuzz_redaction" "$HERE/fuzz_redaction.c" "$ROOT/src/redaction_scan.c" ||
+                return 1
+            run_target redaction "$(seed_redaction)" ;;
+    esac
+}
+
+# The targets, as many at once as there are cores (LLMGW_FUZZ_JOBS): each
+# builds and runs alone, its output kept for the end, a failure marked
+TARGETS="openai responses anthropic gemini frontdoor_anthropic batch_openai batch_anthropic batch_gemini redaction"
+JOBS=${LLMGW_FUZZ_JOBS:-$(nproc)}
+for name in $TARGETS; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    rm -f "$BUILD/job_$name.failed"
+    build_and_run "$name" >"$BUILD/job_$name.out" 2>&1 || touch "$BUILD/job_$name.failed" &
+done
+wait
+status=0
+for name in $TARGETS; do
+    cat "$BUILD/job_$name.out"
+    [ -e "$BUILD/job_$name.failed" ] && { echo "fuzz_$name failed"; status=1; }
+done
 exit $status
