@@ -1017,15 +1017,13 @@ emit_block_stop(StringInfo buf, int index)
 											  "index", index));
 }
 
-/* Close the tool_use block that is open, if one is */
+/* Close the block that is open (text or tool_use), if one is */
 static void
-close_tool(LlmgwAnthropicStream *st, StringInfo buf)
+close_block(LlmgwAnthropicStream *st, StringInfo buf)
 {
-	if (st->tool_open)
-	{
+	if (st->text_open || st->tool_open)
 		emit_block_stop(buf, st->next_index - 1);
-		st->tool_open = false;
-	}
+	st->text_open = st->tool_open = false;
 }
 
 /* A text delta (valid UTF-8) in the open text block, opening it if need be */
@@ -1034,7 +1032,8 @@ emit_text(LlmgwAnthropicStream *st, StringInfo buf, const char *text, size_t len
 {
 	if (len == 0)
 		return;
-	close_tool(st, buf);
+	if (st->tool_open)
+		close_block(st, buf);
 	if (!st->text_open)
 	{
 		emit(buf, "content_block_start",
@@ -1107,12 +1106,7 @@ llmgw_anthropic_stream_tool_start(LlmgwAnthropicStream *st, StringInfo buf, size
 {
 	json_t	   *call = json_pack("{s:s?, s:s?}", "id", id, "name", name);
 
-	close_tool(st, buf);
-	if (st->text_open)
-	{
-		emit_block_stop(buf, st->next_index - 1);
-		st->text_open = false;
-	}
+	close_block(st, buf);
 	emit(buf, "content_block_start",
 		 json_pack("{s:s, s:i, s:{s:s, s:o, s:o, s:{}}}", "type", "content_block_start",
 				   "index", st->next_index, "content_block", "type", "tool_use",
@@ -1183,12 +1177,7 @@ llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char 
 	}
 	if (!st->text_sent && json_is_string(text))
 		emit_text(st, buf, json_string_value(text), json_string_length(text));
-	if (st->text_open)
-	{
-		emit_block_stop(buf, st->next_index - 1);
-		st->text_open = false;
-	}
-	close_tool(st, buf);
+	close_block(st, buf);
 	delta = json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta",
 					  "delta",
 					  "stop_reason",
