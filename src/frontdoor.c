@@ -1217,14 +1217,20 @@ events_end(const char *buf, size_t from, size_t len)
 	return from;
 }
 
-/* Translate the complete events of the call's stream not translated yet */
+/* Translate the complete events a streamed call received since the last look */
 static void
-translate_events(FrontRequest *r, LlmgwCall *call)
+forward(LlmgwCall *call)
 {
+	FrontRequest *r = call->front;
 	Forwarding	f = {r, call, {NULL, sink_text, sink_tool}};
+	MemoryContext old;
+	long		status = llmgw_http_status_now(call);
 	size_t		end;
 
 	f.sink.arg = &f;
+	if (status < 200 || status >= 300 || call->provider_ops == NULL ||
+		call->provider_ops->stream_delta == NULL)
+		return;
 	if (r->consumed_attempt != call->attempt)
 	{
 		/* a new attempt (nothing was sent of the last one) */
@@ -1232,29 +1238,14 @@ translate_events(FrontRequest *r, LlmgwCall *call)
 		r->consumed_attempt = call->attempt;
 		r->ntools = r->nstarted = 0;
 	}
-	if (call->provider_ops == NULL || call->provider_ops->stream_delta == NULL)
-		return;
 	end = events_end(call->response.data, r->consumed, call->response.len);
 	if (end <= r->consumed)
 		return;
+	old = MemoryContextSwitchTo(r->cxt);
 	resetStringInfo(&r->delta);
 	llmgw_sse_parse(call->response.data + r->consumed, end - r->consumed, forward_event, &f);
 	r->consumed = end;
 	flush_text(&f);
-}
-
-/* Translate what a streamed call received since the last look */
-static void
-forward(LlmgwCall *call)
-{
-	FrontRequest *r = call->front;
-	MemoryContext old;
-	long		status = llmgw_http_status_now(call);
-
-	if (status < 200 || status >= 300)
-		return;
-	old = MemoryContextSwitchTo(r->cxt);
-	translate_events(r, call);
 	wake(r);
 	MemoryContextSwitchTo(old);
 }
@@ -1393,11 +1384,9 @@ answer(FrontRequest *r, LlmgwCall *call)
 	{
 		char	   *result = llmgw_call_answer(call);
 		json_t	   *a = result ? llmgw_json_load(result, strlen(result), NULL) : NULL;
-		const char *rest;
+		/* (its last events went before the settle: llmgw_frontdoor_progress) */
+		const char *rest = a ? text_rest(r, a) : NULL;
 
-		/* the events that came with the end of the stream */
-		translate_events(r, call);
-		rest = a ? text_rest(r, a) : NULL;
 		if (!r->sse)
 			stream_start(r, call);
 		if (rest && *rest)
