@@ -278,13 +278,23 @@ for my $model (qw(tools-paced tools-claude tools-gemini))
 	  or diag(explain($tp));
 }
 
+# The ids of the mock's three calls from a tools3 model, as a client of an
+# API gets them: the provider's, or made up by llmgw with $made_up (Gemini's
+# calls have none)
+sub tools3_ids
+{
+	my ($model, $made_up) = @_;
+	return map { "${made_up}_$_" } 0 .. 2 if $model eq 'tools3-gemini';
+	my $prefix = $model eq 'tools3' ? 'call_mock' : 'toolu_mock';
+	return ($prefix, "${prefix}_1", "${prefix}_2");
+}
+
 # Three calls at once, the first without arguments: in order, each with its
 # id (made up for Gemini's, which have none), plain and streamed alike
 for my $model (qw(tools3 tools3-claude tools3-gemini))
 {
 	my $t3 = $o->{"tools3_$model"};
-	my @ids = $model eq 'tools3-gemini' ? map { "call_llmgw_$_" } 0 .. 2
-	  : $model eq 'tools3' ? qw(call_mock call_mock_1 call_mock_2) : qw(toolu_mock toolu_mock_1 toolu_mock_2);
+	my @ids = tools3_ids($model, 'call_llmgw');
 	for my $how (qw(plain streamed))
 	{
 		my @calls = @{ $t3->{$how} // [] };
@@ -532,8 +542,7 @@ for my $model (qw(tools-paced tools-claude tools-gemini))
 for my $model (qw(tools3 tools3-claude tools3-gemini))
 {
 	my $t3 = $a->{"tools3_$model"};
-	my @ids = $model eq 'tools3-gemini' ? map { "toolu_llmgw_$_" } 0 .. 2
-	  : $model eq 'tools3' ? qw(call_mock call_mock_1 call_mock_2) : qw(toolu_mock toolu_mock_1 toolu_mock_2);
+	my @ids = tools3_ids($model, 'toolu_llmgw');
 	for my $how (qw(plain streamed))
 	{
 		my @uses = @{ $t3->{$how} // [] };
