@@ -63,6 +63,10 @@ export LLMGW_CORPUS
 [ -n "$LLMGW_CORPUS" ] || echo "corpus not found: the corpus suites are skipped"
 llmgw_mock_start --require-key "$LLMGW_TEST_KEY" ${LLMGW_CORPUS:+--corpus "$LLMGW_CORPUS"}
 llmgw_cluster_start
+# one initdb that every TAP node copies (test/t/LlmgwTest.pm, init)
+runuser -u postgres -- $PGBIN/initdb -D "$LLMGW_TMP/initdb-template" -A trust -N >/dev/null ||
+    { echo "initdb of the TAP template failed"; exit 2; }
+export LLMGW_INITDB_TEMPLATE="$LLMGW_TMP/initdb-template"
 
 passed=0
 failed=0
@@ -70,7 +74,7 @@ as_postgres() {
     runuser -u postgres -- env PGHOST="$PGHOST" PGUSER=postgres \
         LLMGW_MOCK_URL="$LLMGW_MOCK_URL" LLMGW_MOCK_PORT="$LLMGW_MOCK_PORT" \
         LLMGW_TEST_KEY="$LLMGW_TEST_KEY" LLMGW_KEY_FILE="$LLMGW_KEY_FILE" \
-        LLMGW_SECRET_DIR="$LLMGW_SECRET_DIR" \
+        LLMGW_SECRET_DIR="$LLMGW_SECRET_DIR" LLMGW_INITDB_TEMPLATE="$LLMGW_INITDB_TEMPLATE" \
         LLMGW_CORPUS="$LLMGW_CORPUS" "$@"
 }
 

@@ -11,6 +11,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
+use lib $FindBin::Bin;
+use LlmgwTest;
 
 my $old_version = '0.1';
 my $describe = "$FindBin::Bin/../scripts/describe_extension.sql";
@@ -35,7 +37,7 @@ my %update_may_add_rows = (
 	'llmgw.usage_daily' => 'and are rolled up');
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
+LlmgwTest::init($node);
 $node->append_conf('postgresql.conf', "shared_preload_libraries = 'llmgw'\n");
 $node->start;
 

@@ -6,9 +6,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::Bin;
+use LlmgwTest;
 
 my $node = PostgreSQL::Test::Cluster->new('workers');
-$node->init;
+LlmgwTest::init($node);
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'llmgw'
 llmgw.workers = 8
