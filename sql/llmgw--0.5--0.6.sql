@@ -1302,3 +1302,15 @@ COMMENT ON FUNCTION llmgw.batch_sync_finish(bigint) IS 'Internal (workers): writ
 -- with rollup rows of its own
 COMMENT ON COLUMN llmgw.usage_daily.shard IS 'The process that wrote the row, so that writers never wait for each other: worker N as N + 1, batch ingest helper k (from 1) as 65 - k, 0 anything else';
 COMMENT ON COLUMN llmgw.usage_totals.shard IS 'The process that wrote the row, so that writers never wait for each other: worker N as N + 1, batch ingest helper k (from 1) as 65 - k, 0 anything else';
+
+-- Worker 0 looks at llmgw.batches once a second; a batch queued (and a job
+-- cancelled, llmgw.cancel_job_calls) wakes it as soon as its transaction
+-- commits, so a submission starts at once
+CREATE FUNCTION llmgw.batches_queued() RETURNS trigger
+AS 'MODULE_PATHNAME', 'llmgw_batches_queued'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION llmgw.batches_queued() FROM PUBLIC;
+COMMENT ON FUNCTION llmgw.batches_queued() IS 'Internal (the trigger batches_queued of llmgw.batches): once the transaction commits, worker 0 looks at the batches queued at once';
+CREATE TRIGGER batches_queued AFTER INSERT ON llmgw.batches
+    FOR EACH STATEMENT EXECUTE FUNCTION llmgw.batches_queued();
+COMMENT ON TRIGGER batches_queued ON llmgw.batches IS 'Wakes worker 0 when the inserting transaction commits: the batches are picked up at once';

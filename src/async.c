@@ -28,6 +28,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "pgstat.h"
@@ -49,15 +50,19 @@ int			llmgw_async_lease = 600;	/* seconds */
 
 static bool signal_pending = false;	/* calls were queued */
 static bool cancel_pending = false; /* jobs were cancelled */
+static bool batches_pending = false;	/* provider batches were queued */
 static bool callback_registered = false;
 
-/* At commit of a submitting or cancelling transaction, wake the dispatcher */
+/*
+ * At commit of a transaction that submitted calls or batches or cancelled
+ * jobs, wake worker 0 (the dispatcher, and the follower of batches)
+ */
 static void
 submit_xact_callback(XactEvent event, void *arg)
 {
 	Latch	   *wake = NULL;
 
-	if (!signal_pending && !cancel_pending)
+	if (!signal_pending && !cancel_pending && !batches_pending)
 		return;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
@@ -65,6 +70,8 @@ submit_xact_callback(XactEvent event, void *arg)
 			pg_atomic_fetch_add_u64(&llmgw_shared->async_submitted, 1);
 		if (cancel_pending)
 			pg_atomic_fetch_add_u64(&llmgw_shared->jobs_cancelled, 1);
+		if (batches_pending)
+			pg_atomic_fetch_add_u64(&llmgw_shared->batches_queued, 1);
 		SpinLockAcquire(&llmgw_shared->mutex);
 		wake = llmgw_shared->workers[0].latch;
 		SpinLockRelease(&llmgw_shared->mutex);
@@ -73,7 +80,7 @@ submit_xact_callback(XactEvent event, void *arg)
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		signal_pending = cancel_pending = false;
+		signal_pending = cancel_pending = batches_pending = false;
 }
 
 /* Wake the dispatcher once the current transaction commits */
@@ -93,6 +100,24 @@ void
 llmgw_async_signal_at_commit(void)
 {
 	wake_at_commit(&signal_pending);
+}
+
+PG_FUNCTION_INFO_V1(llmgw_batches_queued);
+
+/*
+ * llmgw.batches_queued(), the statement trigger after an INSERT into
+ * llmgw.batches: once this commits, worker 0 looks at llmgw.batches at once
+ * (not at its next look, up to a second later)
+ */
+Datum
+llmgw_batches_queued(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("llmgw.batches_queued() is a trigger function")));
+	wake_at_commit(&batches_pending);
+	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(llmgw_cancel_job_calls);

@@ -60,6 +60,7 @@
 #include "config.h"
 #include "http.h"
 #include "jsonutil.h"
+#include "llmgw.h"
 #include "provider.h"
 #include "txn.h"
 
@@ -270,9 +271,10 @@ note_error(Tracked *b, const char *error)
 	(void) exec_text("llmgw: batch error",
 					 "UPDATE llmgw.batches SET last_error = $2 WHERE id = $1::bigint", 2, args, NULL);
 	b->failures++;
-	/* 2 s, 4 s, ... up to 10 minutes */
+	/* 2 s, 4 s, ... up to 10 minutes (from twice a poll interval under 1 s) */
 	b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-											 Min(1000L << Min(b->failures, 10), 600000L));
+											 Min((long) Min(llmgw_batch_poll_interval, 1000) << Min(b->failures, 10),
+												 600000L));
 }
 
 /* Start an upload on a session again from its start (the file is kept) */
@@ -373,7 +375,12 @@ scan_batches(void *arg)
 		strlcpy(b->output_file, SPI_getvalue(tup, desc, 8), sizeof(b->output_file));
 		strlcpy(b->error_file, SPI_getvalue(tup, desc, 9), sizeof(b->error_file));
 		strlcpy(b->provider_status, SPI_getvalue(tup, desc, 10), sizeof(b->provider_status));
-		b->cancel_requested = strcmp(SPI_getvalue(tup, desc, 11), "t") == 0;
+		/* a cancel just asked for goes out now, not at the next poll */
+		if (strcmp(SPI_getvalue(tup, desc, 11), "t") == 0 && !b->cancel_requested)
+		{
+			b->cancel_requested = true;
+			b->next_at = 0;
+		}
 		b->created_unix = strtoll(SPI_getvalue(tup, desc, 12), NULL, 10);
 		b->embeddings = strcmp(SPI_getvalue(tup, desc, 13), "t") == 0;
 	}
@@ -1799,8 +1806,26 @@ step_done(Tracked *b)
 }
 
 /*
+ * Were batches queued or jobs cancelled (their commits counted in shared
+ * memory, async.c) since worker 0 last looked at llmgw.batches?
+ */
+static bool
+queued_or_cancelled(void)
+{
+	static uint64 seen = 0;
+	uint64		now = pg_atomic_read_u64(&llmgw_shared->batches_queued) +
+		pg_atomic_read_u64(&llmgw_shared->jobs_cancelled);
+
+	if (now == seen)
+		return false;
+	seen = now;
+	return true;
+}
+
+/*
  * Worker 0, every round: act on the batch transfers that ended, look at
- * llmgw.batches once a second, and start the steps that are due.
+ * llmgw.batches once a second and as soon as batches are queued or jobs
+ * cancelled, and start the steps that are due.
  */
 void
 llmgw_batch_run(void)
@@ -1813,6 +1838,8 @@ llmgw_batch_run(void)
 										  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(batch_cxt);
 	old = MemoryContextSwitchTo(batch_cxt);
+	if (queued_or_cancelled())
+		next_scan = 0;
 	for (int i = 0; i < MAX_TRACKED; i++)
 		if (tracked[i].used && tracked[i].step != STEP_NONE && tracked[i].t.done)
 		{

@@ -140,6 +140,7 @@ typedef struct LlmgwShared
 	pg_atomic_uint64 cancels;	/* bumped at every cancel request */
 	pg_atomic_uint64 async_submitted;	/* bumped when llmgw.submit commits */
 	pg_atomic_uint64 jobs_cancelled;	/* bumped when llmgw.cancel_job commits */
+	pg_atomic_uint64 batches_queued;	/* bumped when rows of llmgw.batches commit */
 	LlmgwWorkerInfo workers[LLMGW_MAX_WORKERS];
 	/* followed by: LlmgwSlot slots[nslots]; int queue[nslots]; DSA area */
 } LlmgwShared;

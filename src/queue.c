@@ -106,6 +106,7 @@ llmgw_shmem_init(void *base, bool found)
 		pg_atomic_init_u64(&llmgw_shared->cancels, 0);
 		pg_atomic_init_u64(&llmgw_shared->async_submitted, 0);
 		pg_atomic_init_u64(&llmgw_shared->jobs_cancelled, 0);
+		pg_atomic_init_u64(&llmgw_shared->batches_queued, 0);
 
 		llmgw_shared->dsa_tranche = LWLockNewTrancheId();
 		area = dsa_create_in_place(llmgw_dsa_place, dsa_inplace_size(),
