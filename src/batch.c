@@ -128,6 +128,7 @@ typedef struct Tracked
 	bool		cancel_sent;
 	bool		output_done;
 	bool		waiting_file;	/* its file transfer waits for another's end */
+	bool		waiting_create; /* its create waits for another's outcome */
 	int			failures;
 	TimestampTz next_at;
 	BatchStep	step;
@@ -907,6 +908,8 @@ step_queued(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 	strlcpy(b->provider, r->provider, sizeof(b->provider));
 	if (w->serial_create && create_uncertain(b))
 	{
+		/* the end of the other's create (or of its look) wakes it */
+		b->waiting_create = true;
 		b->next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SERIAL_WAIT_MS);
 		return;
 	}
@@ -1796,13 +1799,15 @@ step_done(Tracked *b)
 			break;
 	}
 	llmgw_http_transfer_release(&b->t);
-	if (file_step(step))
-		for (int i = 0; i < MAX_TRACKED; i++)
-			if (tracked[i].used && tracked[i].waiting_file)
-			{
-				tracked[i].waiting_file = false;
-				tracked[i].next_at = 0;
-			}
+	/* the batches that waited for this step's end go now */
+	for (int i = 0; i < MAX_TRACKED; i++)
+		if (tracked[i].used &&
+			((file_step(step) && tracked[i].waiting_file) ||
+			 ((step == STEP_CREATE || step == STEP_LIST) && tracked[i].waiting_create)))
+		{
+			tracked[i].waiting_file = tracked[i].waiting_create = false;
+			tracked[i].next_at = 0;
+		}
 }
 
 /*

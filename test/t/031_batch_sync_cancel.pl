@@ -20,7 +20,7 @@ use LlmgwTest;
 my $node = LlmgwTest::node('synccancel', 2,
 	conf => "llmgw.batch_poll_interval = 100\nllmgw.async_lease = 1\n"
 	  . "llmgw.queue_size = 200\nllmgw.max_share = 1\n");
-my $slow = 'mock-model;delay:8000;lease30';
+my $slow = 'mock-model;delay:4000;lease30';
 my $retry = 'batch-model;delay:20000;sync30c';
 $node->safe_psql('postgres', qq{
 	CREATE DATABASE spare;
