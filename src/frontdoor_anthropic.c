@@ -7,8 +7,12 @@
  *		as a stream of events.  This is the opposite direction of
  *		providers/anthropic.c.
  *
- * What is dropped on purpose: cache_control marks (llmgw's providers cache
- * on their own terms), thinking and redacted_thinking blocks and the
+ * Prompt-cache marks (cache_control) are kept where Anthropic puts them: on
+ * text and image parts, on a tool message (a tool_result's), on a tool
+ * call (a tool_use's) and on a tool; an Anthropic deployment gets them back
+ * where they were, the others drop them (translate.c).
+ *
+ * What is dropped on purpose: thinking and redacted_thinking blocks and the
  * thinking parameter (Chat Completions has no place for them), top_k (Chat
  * Completions has none), a tool result's is_error (a tool message has no
  * such flag; the result's text says what went wrong) and unknown
@@ -126,8 +130,23 @@ cstring_value(const char *s)
 }
 
 /*
- * The content of a message or tool result: a single text part as its
- * string, else the parts.  Steals parts.
+ * item (a part, a tool message, a tool call or a tool) with the
+ * cache_control of the block it comes from, if it has one (checked when a
+ * deployment that takes it builds its request)
+ */
+static json_t *
+with_mark(json_t *block, json_t *item)
+{
+	json_t	   *mark = json_object_get(block, "cache_control");
+
+	if (item != NULL && mark != NULL && !json_is_null(mark))
+		json_object_set(item, "cache_control", mark);
+	return item;
+}
+
+/*
+ * The content of a message or tool result: a single text part (without a
+ * cache_control) as its string, else the parts.  Steals parts.
  */
 static json_t *
 parts_content(json_t *parts)
@@ -135,7 +154,8 @@ parts_content(json_t *parts)
 	json_t	   *only = json_array_get(parts, 0);
 	json_t	   *text;
 
-	if (json_array_size(parts) != 1 || !is_word(json_object_get(only, "type"), "text"))
+	if (json_array_size(parts) != 1 || !is_word(json_object_get(only, "type"), "text") ||
+		json_object_get(only, "cache_control") != NULL)
 		return parts;
 	text = json_incref(json_object_get(only, "text"));
 	json_decref(parts);
@@ -149,7 +169,7 @@ text_part(json_t *block, const char *where, char **error)
 	json_t	   *text = json_object_get(block, "text");
 
 	if (json_is_string(text))
-		return json_pack("{s:s, s:O}", "type", "text", "text", text);
+		return with_mark(block, json_pack("{s:s, s:O}", "type", "text", "text", text));
 	*error = psprintf("%s is a \"text\" block without a \"text\" string", where);
 	return NULL;
 }
@@ -196,8 +216,8 @@ image_part(json_t *block, const char *where, char **error)
 				char	   *data_url = psprintf("data:%s;base64,%s", mt, json_string_value(data));
 
 				if (llmgw_data_url(data_url, &media_type, &b64) == NULL)
-					return json_pack("{s:s, s:{s:s}}", "type", "image_url",
-									 "image_url", "url", data_url);
+					return with_mark(block, json_pack("{s:s, s:{s:s}}", "type", "image_url",
+													  "image_url", "url", data_url));
 				*error = psprintf("%s.source.data is not base64 (A-Z, a-z, 0-9, + and /, then = padding, in a multiple of 4 characters)",
 								  where);
 			}
@@ -211,7 +231,8 @@ image_part(json_t *block, const char *where, char **error)
 			!(starts_with(u, "http://") || starts_with(u, "https://")))
 			*error = psprintf("%s.source.url is not an http(s) URL", where);
 		else
-			return json_pack("{s:s, s:{s:O}}", "type", "image_url", "image_url", "url", url);
+			return with_mark(block, json_pack("{s:s, s:{s:O}}", "type", "image_url",
+											  "image_url", "url", url));
 	}
 	else
 		*error = psprintf("%s.source.type is \"%.64s\", which llmgw does not take (it takes \"base64\" and \"url\" sources)",
@@ -307,7 +328,8 @@ tool_message(json_t *block, const char *where, char **error)
 	content = tool_result_content(json_object_get(block, "content"), where, error);
 	if (content == NULL)
 		return NULL;
-	return json_pack("{s:s, s:O, s:o}", "role", "tool", "tool_call_id", id, "content", content);
+	return with_mark(block, json_pack("{s:s, s:O, s:o}", "role", "tool", "tool_call_id", id,
+									  "content", content));
 }
 
 /*
@@ -393,9 +415,9 @@ tool_call(json_t *block, const char *where, char **error)
 	else if (!absent(input) && !json_is_object(input))
 		*error = psprintf("%s.input is not an object", where);
 	else
-		return json_pack("{s:O, s:s, s:{s:O, s:s}}", "id", id, "type", "function",
-						 "function", "name", name,
-						 "arguments", absent(input) ? "{}" : llmgw_json_dump(input));
+		return with_mark(block, json_pack("{s:O, s:s, s:{s:O, s:s}}", "id", id, "type", "function",
+										  "function", "name", name,
+										  "arguments", absent(input) ? "{}" : llmgw_json_dump(input)));
 	return NULL;
 }
 
@@ -585,8 +607,8 @@ translate_tools(json_t *req, json_t *out, char **error)
 			if (json_is_string(description))
 				json_object_set(fn, "description", description);
 			json_object_set(fn, "parameters", schema);
-			json_array_append_new(functions, json_pack("{s:s, s:o}", "type", "function",
-													   "function", fn));
+			json_array_append_new(functions, with_mark(t, json_pack("{s:s, s:o}", "type", "function",
+																	"function", fn)));
 			continue;
 		}
 		json_decref(functions);

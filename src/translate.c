@@ -142,6 +142,99 @@ read_image(json_t *part, size_t msg, size_t idx, const LlmgwPartRules *rules,
 }
 
 /*
+ * The prompt-cache mark of a content part, message, tool call or tool
+ * (Anthropic's cache_control, which llmgw's requests carry where Anthropic
+ * puts it): {"type": "ephemeral"} with an optional "ttl" of "5m" or "1h".
+ * *mark is the mark (borrowed) or NULL when there is none.  False with
+ * *error set (naming where) when it is anything else.
+ */
+bool
+llmgw_cache_control(json_t *holder, json_t **mark, const char *where, char **error)
+{
+	json_t	   *cc = json_object_get(holder, "cache_control");
+	json_t	   *ttl = json_object_get(cc, "ttl");
+	const char *type = json_string_value(json_object_get(cc, "type"));
+	const char *t = json_string_value(ttl);
+
+	*mark = NULL;
+	if (cc == NULL || json_is_null(cc))
+		return true;
+	if (json_is_object(cc) && type != NULL && strcmp(type, "ephemeral") == 0 &&
+		json_object_size(cc) == (ttl ? 2 : 1) &&
+		(ttl == NULL || (t != NULL && (strcmp(t, "5m") == 0 || strcmp(t, "1h") == 0))))
+	{
+		*mark = cc;
+		return true;
+	}
+	*error = psprintf("%s has a cache_control that is not {\"type\": \"ephemeral\"} with an optional \"ttl\" of \"5m\" or \"1h\"",
+					  where);
+	return false;
+}
+
+/* Does a message's content (an array of parts) hold a cache_control? */
+bool
+llmgw_has_cache_control(json_t *content)
+{
+	size_t		i;
+	json_t	   *p;
+
+	json_array_foreach(content, i, p)
+		if (json_object_get(p, "cache_control") != NULL)
+			return true;
+	return false;
+}
+
+/*
+ * Check and remove the cache_control of o (where names it: a format of
+ * two indexes, b unused by some).  False with *error set when it is not
+ * valid.
+ */
+static bool
+strip_mark(json_t *o, const char *where, size_t a, size_t b, char **error)
+{
+	json_t	   *mark;
+
+	if (json_object_get(o, "cache_control") == NULL)
+		return true;
+	if (!llmgw_cache_control(o, &mark, psprintf(where, a, b), error))
+		return false;
+	json_object_del(o, "cache_control");
+	return true;
+}
+
+/*
+ * A request for a wire format without prompt-cache marks (OpenAI's Chat
+ * Completions caches on its own; Gemini and the Responses API are built
+ * without them): every cache_control of its messages, their parts and tool
+ * calls, and its tools, checked as an Anthropic deployment would check it
+ * (the same request is refused or taken whatever the deployment), then
+ * removed.  False with *error set.
+ */
+bool
+llmgw_strip_cache_control(json_t *request, char **error)
+{
+	json_t	   *messages = json_object_get(request, "messages");
+	size_t		i, j;
+	json_t	   *m, *o;
+
+	json_array_foreach(messages, i, m)
+	{
+		if (!strip_mark(m, "messages[%zu]", i, 0, error))
+			return false;
+		json_array_foreach(json_object_get(m, "content"), j, o)
+			if (!strip_mark(o, "messages[%zu].content[%zu]", i, j, error))
+				return false;
+		json_array_foreach(json_object_get(m, "tool_calls"), j, o)
+			if (!strip_mark(o, "messages[%zu].tool_calls[%zu]", i, j, error))
+				return false;
+	}
+	json_array_foreach(json_object_get(request, "tools"), i, o)
+		if (!strip_mark(o, "tools[%zu]", i, 0, error))
+			return false;
+	return true;
+}
+
+/*
  * Read part idx of messages[msg]: a text, or an image where the message
  * may hold images.  False with *error set when it is not a part that
  * rules take.
@@ -156,6 +249,9 @@ read_part(json_t *part, size_t msg, size_t idx, bool images,
 	if (type == NULL)
 		*error = psprintf(PART_AT " is not a content part (an object with a \"type\" string)",
 						  msg, idx);
+	else if (json_object_get(part, "cache_control") != NULL &&
+			 !llmgw_cache_control(part, &out->cache_control, psprintf(PART_AT, msg, idx), error))
+		return false;
 	else if (strcmp(type, "text") == 0)
 	{
 		out->text = json_object_get(part, "text");

@@ -30,6 +30,7 @@ typedef struct LlmgwPart
 	json_t	   *detail;			/* an image's detail (borrowed), or NULL */
 	char	   *media_type;		/* an inline image: its media type, lower case */
 	const char *data;			/* an inline image: its base64 data (within url) */
+	json_t	   *cache_control;	/* its prompt-cache mark (borrowed), or NULL */
 } LlmgwPart;
 
 /* A part in a wire format's own shape (a new reference) */
@@ -41,6 +42,9 @@ extern json_t *llmgw_content_translate(json_t *content, size_t msg, bool images,
 extern bool llmgw_content_text(json_t *content, size_t msg, const LlmgwPartRules *rules,
 							   StringInfo text, char **error);
 extern const char *llmgw_data_url(const char *url, char **media_type, const char **data);
+extern bool llmgw_cache_control(json_t *holder, json_t **mark, const char *where, char **error);
+extern bool llmgw_has_cache_control(json_t *content);
+extern bool llmgw_strip_cache_control(json_t *request, char **error);
 
 /* What a request's response_format asks for */
 typedef enum LlmgwResponseFormat

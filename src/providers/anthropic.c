@@ -33,22 +33,47 @@ static const char *const anthropic_media_types[] = {
 };
 static const LlmgwPartRules anthropic_parts = {"anthropic", anthropic_media_types, true};
 
-/* A content part as an Anthropic content block */
+/* block with the prompt-cache mark given (or none) */
+static json_t *
+marked(json_t *block, json_t *cache_control)
+{
+	if (cache_control)
+		json_object_set(block, "cache_control", cache_control);
+	return block;
+}
+
+/* A content part as an Anthropic content block, with its cache_control */
 static json_t *
 content_block(const LlmgwPart *part)
 {
 	if (part->text)
-		return json_pack("{s:s, s:O}", "type", "text", "text", part->text);
+		return marked(json_pack("{s:s, s:O}", "type", "text", "text", part->text),
+					  part->cache_control);
 	if (part->data)
-		return json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type", "base64",
-						 "media_type", part->media_type, "data", part->data);
-	return json_pack("{s:s, s:{s:s, s:O}}", "type", "image", "source", "type", "url",
-					 "url", part->url);
+		return marked(json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type", "base64",
+								"media_type", part->media_type, "data", part->data),
+					  part->cache_control);
+	return marked(json_pack("{s:s, s:{s:s, s:O}}", "type", "image", "source", "type", "url",
+							"url", part->url),
+				  part->cache_control);
+}
+
+/*
+ * *mark: the cache_control of an object (a tool call, a tool message, a
+ * tool), or NULL.  False with *error set when it is not valid; where (a
+ * format of two indexes, b unused by some) names the object.
+ */
+static bool
+object_mark(json_t *holder, json_t **mark, const char *where, size_t a, size_t b, char **error)
+{
+	*mark = NULL;
+	return json_object_get(holder, "cache_control") == NULL ||
+		llmgw_cache_control(holder, mark, psprintf(where, a, b), error);
 }
 
 /* An assistant message's tool calls as tool_use blocks */
-static void
-append_tool_uses(json_t *blocks, json_t *tool_calls)
+static bool
+append_tool_uses(json_t *blocks, json_t *tool_calls, size_t msg, char **error)
 {
 	size_t		i;
 	json_t	   *call;
@@ -57,19 +82,25 @@ append_tool_uses(json_t *blocks, json_t *tool_calls)
 	{
 		json_t	   *fn = json_object_get(call, "function");
 		json_t	   *args = json_object_get(fn, "arguments");
-		json_t	   *input = json_is_string(args) ?
-			json_loads(json_string_value(args), 0, NULL) : json_incref(args);
+		json_t	   *input;
+		json_t	   *mark;
 
+		if (!object_mark(call, &mark, "messages[%zu].tool_calls[%zu]", msg, i, error))
+			return false;
+		input = json_is_string(args) ?
+			json_loads(json_string_value(args), 0, NULL) : json_incref(args);
 		if (!json_is_object(input))
 		{
 			json_decref(input);
 			input = json_pack("{}");
 		}
-		json_array_append_new(blocks, json_pack("{s:s, s:O?, s:O?, s:o}", "type", "tool_use",
-												"id", json_object_get(call, "id"),
-												"name", json_object_get(fn, "name"),
-												"input", input));
+		json_array_append_new(blocks, marked(json_pack("{s:s, s:O?, s:O?, s:o}", "type", "tool_use",
+													   "id", json_object_get(call, "id"),
+													   "name", json_object_get(fn, "name"),
+													   "input", input),
+											 mark));
 	}
+	return true;
 }
 
 /*
@@ -80,10 +111,15 @@ static json_t *
 tool_result(json_t *m, size_t i, char **error)
 {
 	json_t	   *content = json_object_get(m, "content");
-	json_t	   *result = json_pack("{s:s, s:O?}", "type", "tool_result",
-								   "tool_use_id", json_object_get(m, "tool_call_id"));
+	json_t	   *result;
 	json_t	   *blocks;
+	json_t	   *mark;
 
+	if (!object_mark(m, &mark, "messages[%zu]", i, 0, error))
+		return NULL;
+	result = marked(json_pack("{s:s, s:O?}", "type", "tool_result",
+							  "tool_use_id", json_object_get(m, "tool_call_id")),
+					mark);
 	if (json_is_string(content))
 		json_object_set(result, "content", content);
 	else if (content != NULL && !json_is_null(content))
@@ -100,14 +136,18 @@ tool_result(json_t *m, size_t i, char **error)
 }
 
 /*
- * Translate OpenAI messages; system messages go to the system string.
- * Images may come in user messages and tool results.
+ * Translate OpenAI messages; system messages go to the system string (or,
+ * when one of their parts has a cache_control, to system text blocks, the
+ * marks where they were).  Images may come in user messages and tool
+ * results.
  */
 static bool
 translate_messages(json_t *messages, json_t *req, char **error)
 {
 	json_t	   *out = json_array();
 	StringInfoData system;
+	json_t	   *system_blocks = json_array();
+	bool		system_marked = false;
 	size_t		i;
 	json_t	   *m;
 
@@ -122,8 +162,15 @@ translate_messages(json_t *messages, json_t *req, char **error)
 			*error = psprintf("messages[%zu] has no role", i);
 		else if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
 		{
-			if (llmgw_content_text(content, i, &anthropic_parts, &system, error))
+			system_marked = system_marked || llmgw_has_cache_control(content);
+			if (llmgw_content_text(content, i, &anthropic_parts, &system, error) &&
+				(blocks = llmgw_content_translate(content, i, false, &anthropic_parts,
+												  content_block, error)) != NULL)
+			{
+				json_array_extend(system_blocks, blocks);
+				json_decref(blocks);
 				continue;
+			}
 		}
 		else if (strcmp(role, "tool") == 0)
 		{
@@ -136,19 +183,29 @@ translate_messages(json_t *messages, json_t *req, char **error)
 		else if ((blocks = llmgw_content_translate(content, i, strcmp(role, "user") == 0,
 												   &anthropic_parts, content_block, error)) != NULL)
 		{
-			if (strcmp(role, "assistant") == 0)
-				append_tool_uses(blocks, json_object_get(m, "tool_calls"));
-			json_array_append_new(out, json_pack("{s:s, s:o}", "role",
-												 strcmp(role, "assistant") == 0 ? "assistant" : "user",
-												 "content", blocks));
-			continue;
+			if (strcmp(role, "assistant") != 0 ||
+				append_tool_uses(blocks, json_object_get(m, "tool_calls"), i, error))
+			{
+				json_array_append_new(out, json_pack("{s:s, s:o}", "role",
+													 strcmp(role, "assistant") == 0 ? "assistant" : "user",
+													 "content", blocks));
+				continue;
+			}
+			json_decref(blocks);
 		}
 		json_decref(out);
+		json_decref(system_blocks);
 		return false;
 	}
 	json_object_set_new(req, "messages", out);
-	if (system.len > 0)
-		json_object_set_new(req, "system", json_string(system.data));
+	if (system_marked)
+		json_object_set_new(req, "system", system_blocks);
+	else
+	{
+		json_decref(system_blocks);
+		if (system.len > 0)
+			json_object_set_new(req, "system", json_string(system.data));
+	}
 	return true;
 }
 
@@ -174,6 +231,7 @@ translate_tools(json_t *src, json_t *req, char **error)
 			json_t	   *fn = json_object_get(t, "function");
 			json_t	   *name = json_object_get(fn, "name");
 			json_t	   *schema = json_object_get(fn, "parameters");
+			json_t	   *mark;
 
 			if (json_is_string(name) && strcmp(json_string_value(name), RESPONSE_TOOL) == 0)
 			{
@@ -182,11 +240,17 @@ translate_tools(json_t *src, json_t *req, char **error)
 								  i, RESPONSE_TOOL);
 				return false;
 			}
+			if (!object_mark(t, &mark, "tools[%zu]", i, 0, error))
+			{
+				json_decref(out);
+				return false;
+			}
 			schema = schema ? json_incref(schema) : json_pack("{s:s}", "type", "object");
-			json_array_append_new(out, json_pack("{s:O?, s:O?, s:o}",
-												 "name", name,
-												 "description", json_object_get(fn, "description"),
-												 "input_schema", schema));
+			json_array_append_new(out, marked(json_pack("{s:O?, s:O?, s:o}",
+														"name", name,
+														"description", json_object_get(fn, "description"),
+														"input_schema", schema),
+											  mark));
 		}
 		json_object_set_new(req, "tools", out);
 	}

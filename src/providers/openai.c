@@ -20,6 +20,7 @@
 #include "provider.h"
 #include "jsonutil.h"
 #include "sse.h"
+#include "translate.h"
 
 /*
  * The caller's request with the upstream model set.  A streamed request
@@ -35,6 +36,12 @@ openai_build(const char *request, size_t len, const char *upstream_model,
 	{
 		json_decref(root);
 		*error = pstrdup("the request is not a JSON object");
+		return NULL;
+	}
+	/* prompt-cache marks are Anthropic's: Chat Completions caches on its own */
+	if (!llmgw_strip_cache_control(root, error))
+	{
+		json_decref(root);
 		return NULL;
 	}
 	json_object_set_new(root, "model", json_string(upstream_model));

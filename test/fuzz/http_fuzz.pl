@@ -79,6 +79,19 @@ sub seeds
 						  name => 'get_weather', input => { city => 'Paris' } } ] },
 				  { role => 'user', content => [ { type => 'tool_result', tool_use_id => 'tu_1',
 						  content => 'sunny' } ] } ] } ],
+		# prompt-cache marks on every block that takes one
+		[ 'POST', '/v1/messages', $anthropic,
+			{ model => 'demo', max_tokens => 50,
+			  system => [ { type => 'text', text => 'be brief', cache_control => { type => 'ephemeral' } } ],
+			  tools => [ { name => 'get_weather', input_schema => { type => 'object' },
+					  cache_control => { type => 'ephemeral', ttl => '1h' } } ],
+			  messages => [
+				  { role => 'user', content => [ { type => 'text', text => 'weather?',
+						  cache_control => { type => 'ephemeral' } } ] },
+				  { role => 'assistant', content => [ { type => 'tool_use', id => 'tu_1',
+						  name => 'get_weather', input => {}, cache_control => { type => 'ephemeral' } } ] },
+				  { role => 'user', content => [ { type => 'tool_result', tool_use_id => 'tu_1',
+						  content => 'sunny', cache_control => { type => 'ephemeral', ttl => '5m' } } ] } ] } ],
 		# three tool calls streamed (model tools: 017 makes it), to both APIs
 		[ 'POST', '/v1/chat/completions', [],
 			{ model => 'tools', tools => [$tool], stream => JSON::PP::true, messages => [$user] } ],

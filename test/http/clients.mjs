@@ -325,6 +325,14 @@ const scenarios = {
 			max_completion_tokens: 500, temperature: 0.2, seed: 7,
 		}));
 
+		// prompt-cache marks on content parts (as LiteLLM takes them) reach
+		// an Anthropic deployment
+		out.cache_marks = await attempt(OpenAI, () => chatFacts(c, {
+			model: 'echo-claude', max_tokens: 4000, messages: [
+				{ role: 'system', content: [{ type: 'text', text: 'Long rules.', cache_control: { type: 'ephemeral' } }] },
+				...ask('hi')],
+		}));
+
 		out.json_mode = await attempt(OpenAI, () => chatFacts(c, {
 			model: 'echo', messages: ask('answer in JSON'), response_format: { type: 'json_object' },
 		}));
@@ -553,6 +561,26 @@ const scenarios = {
 				],
 			});
 			return { message: m };
+		});
+
+		// prompt-cache marks where Anthropic clients put them, to an
+		// Anthropic deployment and to an OpenAI one: what each received
+		out.cache_marks = await attempt(Anthropic, async () => {
+			const mark = { type: 'ephemeral' };
+			const body = {
+				max_tokens: 4000,
+				system: [{ type: 'text', text: 'Long rules.', cache_control: mark }, { type: 'text', text: 'Be brief.' }],
+				tools: [{ name: 'get_weather', input_schema: { type: 'object' }, cache_control: mark }],
+				messages: [
+					{ role: 'user', content: [{ type: 'text', text: 'weather?', cache_control: { type: 'ephemeral', ttl: '1h' } }] },
+					{ role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: {},
+						cache_control: mark }] },
+					{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'sunny',
+						cache_control: mark }] },
+				],
+			};
+			const sent = async (model) => (await a.messages.create({ ...body, model })).content[0].text;
+			return { anthropic: await sent('echo-claude'), openai: await sent('echo') };
 		});
 
 		out.system = await attempt(Anthropic, async () => ({ message: await a.messages.create({

@@ -18,7 +18,8 @@ SELECT llmgw.create_model(alias, provider, upstream)
                -- refusals only: the mock must never see these
                ('cp-claude-no', 'cp-anthropic', 'claude-cp-refused'),
                ('cp-gemini-no', 'cp-gemini', 'gemini-cp-refused'),
-               ('cp-responses-no', 'cp-responses', 'gpt-cp-refused')) v(alias, provider, upstream);
+               ('cp-responses-no', 'cp-responses', 'gpt-cp-refused'),
+               ('cp-openai-no', 'mock', 'mock-cp-refused')) v(alias, provider, upstream);
 
 -- cp_sent(model, request): the body the provider received for an llm_chat
 -- request (without its "model")
@@ -182,9 +183,53 @@ SELECT m AS model, try(format($$SELECT llm_chat('{"model": "%s", "tool_choice": 
     "messages": [{"role": "user", "content": "x"}]}')$$, m)) AS refused
   FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no']) m;
 
+-- Prompt-cache marks (cache_control, as Anthropic places them): an
+-- Anthropic deployment gets them where they were: on system parts (system
+-- is then text blocks), text and image parts, a tool call, a tool result
+-- and a tool
+INSERT INTO cp_requests VALUES
+('cached', '{"messages": [
+    {"role": "system", "content": [{"type": "text", "text": "Long rules.", "cache_control": {"type": "ephemeral"}},
+                                   {"type": "text", "text": "Be brief."}]},
+    {"role": "user", "content": [
+        {"type": "text", "text": "Look", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+         "cache_control": {"type": "ephemeral"}}]},
+    {"role": "assistant", "content": null, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "zoom", "arguments": "{}"},
+         "cache_control": {"type": "ephemeral"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "zoomed", "cache_control": {"type": "ephemeral", "ttl": "5m"}}],
+  "tools": [{"type": "function", "function": {"name": "zoom", "parameters": {"type": "object"}},
+             "cache_control": {"type": "ephemeral"}}]}');
+SELECT jsonb_pretty(cp_sent('cp-claude', request) - 'max_tokens') FROM cp_requests WHERE name = 'cached';
+-- without a mark on a system part, system stays one string
+SELECT cp_sent('cp-claude', request #- '{messages,0,content,0,cache_control}')->'system'
+  FROM cp_requests WHERE name = 'cached';
+-- the other kinds get the request without them (OpenAI's Chat Completions
+-- caches on its own): the same messages and tools otherwise
+SELECT m AS model, cp_sent(m, request)::text LIKE '%cache_control%' AS marks_sent
+  FROM cp_requests, unnest(ARRAY['cp-openai', 'cp-gemini', 'cp-responses']) m WHERE name = 'cached';
+SELECT cp_sent('cp-openai', request) - 'max_tokens' - 'stream' AS sent
+  FROM cp_requests WHERE name = 'cached';
+-- a mark that is not {"type": "ephemeral"} with an optional ttl of 5m or
+-- 1h is refused by every kind, before anything is sent
+SELECT m AS model, mark, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m, 'messages', jsonb_build_array(
+    jsonb_build_object('role', 'user', 'content', jsonb_build_array(
+        jsonb_build_object('type', 'text', 'text', 'x', 'cache_control', mark))))))) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no', 'cp-openai-no']) m,
+       unnest(ARRAY['{"type": "persistent"}', '{"type": "ephemeral", "ttl": "2h"}', '"ephemeral"',
+                    '{"type": "ephemeral", "scope": "org"}']::jsonb[]) mark;
+SELECT m AS model, try(format($$SELECT llm_chat('{"model": "%s", "messages": [{"role": "user", "content": "x"}],
+    "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral", "ttl": 300}}]}')$$, m)) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-openai-no']) m;
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "user", "content": "x"},
+    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "f", "arguments": "{}"}, "cache_control": {}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "y", "cache_control": null}]}')$$);
+
 -- nothing refused reached a provider: no request at the mock (where the
 -- calls of cp-claude-json above were counted), no usage row
-\! perl test/scripts/mock_count.pl 'claude-cp-refused' 'gemini-cp-refused' 'gpt-cp-refused' 'claude-cp;tool_call'
+\! perl test/scripts/mock_count.pl 'claude-cp-refused' 'gemini-cp-refused' 'gpt-cp-refused' 'mock-cp-refused' 'claude-cp;tool_call'
 SELECT count(*) FILTER (WHERE model LIKE 'cp-%-no') AS refused_rows,
        count(*) FILTER (WHERE model = 'cp-claude-json') AS cp_claude_json_rows
   FROM llmgw.usage;

@@ -124,6 +124,7 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('tools3-claude', 'claude', 'mock-model;tool_calls:3');
 	SELECT llmgw.create_model('tools3-gemini', 'gem', 'mock-model;tool_calls:3');
 	SELECT llmgw.create_model('echo', 'mock', 'mock-model;echo_body');
+	SELECT llmgw.create_model('echo-claude', 'claude', 'mock-model;echo_body');
 	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
 	SELECT llmgw.create_model('embed-gemini', 'gem', 'mock-embed');
 	SELECT llmgw.create_model('ctx', 'mock', 'mock-model;context');
@@ -388,6 +389,10 @@ ok($ptb && $ptb->{messages}[0]{role} eq 'system' && $ptb->{messages}[0]{content}
 	  && $ptb->{max_completion_tokens} == 500 && $ptb->{seed} == 7 && abs($ptb->{temperature} - 0.2) < 1e-9,
 	'openai: a system message, max_completion_tokens, seed, temperature reach the provider')
   or diag(explain($pt));
+my $ocm = $o->{cache_marks}{ok} ? eval { decode_json($o->{cache_marks}{text}) } : undef;
+ok($ocm && $ocm->{system}[0]{text} eq 'Long rules.' && $ocm->{system}[0]{cache_control}{type} eq 'ephemeral',
+	'openai: a cache_control on a content part reaches an Anthropic deployment on its block')
+  or diag(explain($o->{cache_marks}));
 is($o->{model_slash}{ok} ? "$o->{model_slash}{id}: $o->{model_slash}{text}" : 'error',
 	'acme/fast: Hello! You said: slash', 'openai: an alias with a slash, retrieved and called')
   or diag(explain($o->{model_slash}));
@@ -555,6 +560,18 @@ for my $model (qw(tools3 tools3-claude tools3-gemini))
 		  or diag(explain($t3));
 	}
 }
+my $cm = $a->{cache_marks};
+my ($to_claude, $to_openai) = map { $cm->{ok} ? eval { decode_json($cm->{$_}) } : undef } qw(anthropic openai);
+my $cmm = $to_claude ? $to_claude->{messages} : [];
+ok($to_claude && $to_claude->{system}[0]{cache_control}{type} eq 'ephemeral' && !$to_claude->{system}[1]{cache_control}
+	  && $to_claude->{tools}[0]{cache_control}{type} eq 'ephemeral'
+	  && $cmm->[0]{content}[0]{cache_control}{ttl} eq '1h'
+	  && $cmm->[1]{content}[0]{type} eq 'tool_use' && $cmm->[1]{content}[0]{cache_control}{type} eq 'ephemeral'
+	  && $cmm->[2]{content}[0]{type} eq 'tool_result' && $cmm->[2]{content}[0]{cache_control}{type} eq 'ephemeral',
+	'anthropic cache_control: an Anthropic deployment receives every prompt-cache mark where the client put it')
+  or diag(explain($cm));
+ok($to_openai && @{ $to_openai->{messages} } == 4 && ($cm->{openai} // '') !~ /cache_control/,
+	'anthropic cache_control: an OpenAI deployment receives the request without them') or diag(explain($cm));
 my $atr = $a->{tool_result}{message} // {};
 my $asent = $a->{tool_result}{ok} ? eval { decode_json($atr->{content}[0]{text}) } : undef;
 ok($asent && $asent->{messages}[1]{tool_calls}[0]{id} eq 'toolu_1'
