@@ -107,6 +107,24 @@ seed_redaction() {
 LIBS="-ljansson /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a"
 BATCH_SOURCES="$ROOT/src/batch_result.c $ROOT/src/batch_wire.c $ROOT/src/batch_openai.c $ROOT/src/batch_anthropic.c $ROOT/src/batch_gemini.c"
 
+# The sources the targets share are compiled once, as many at once as
+# there are jobs, with coverage but without libFuzzer's main; each target
+# is its harness linked with the objects it needs
+OBJ="$BUILD/obj"
+OBJ_CFLAGS=${CFLAGS/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,}
+objects() { for f in "$@"; do echo "$OBJ/$(basename "$f" .c).o"; done; }
+build_objects() {
+    local f
+    mkdir -p "$OBJ"
+    rm -f "$OBJ"/*.o "$OBJ/failed"
+    for f in $SOURCES $BATCH_SOURCES "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/redaction_scan.c"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+        { clang $OBJ_CFLAGS -c -o "$(objects "$f")" "$f" || touch "$OBJ/failed"; } &
+    done
+    wait
+    [ ! -e "$OBJ/failed" ]
+}
+
 # Build target name and run it (no set -e in here: it runs where a failure
 # is tested, which turns set -e off; every step says its own failure)
 build_and_run() {
@@ -121,21 +139,21 @@ build_and_run() {
                 *) pattern="$name-*" ;;
             esac
             clang $CFLAGS -DFUZZ_PROVIDER=llmgw_provider_$name -o "$BUILD/fuzz_$name" \
-                "$HERE/fuzz_parse.c" $SOURCES -lcurl $LIBS || return 1
+                "$HERE/fuzz_parse.c" $(objects $SOURCES) -lcurl $LIBS || return 1
             run_target "$name" "$(eval seed "$name" "\"$pattern\"")" ;;
         frontdoor_anthropic)
             clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_anthropic.c" \
-                "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
-                "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c" $LIBS || return 1
+                $(objects "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
+                "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c") $LIBS || return 1
             run_target "$name" "$(seed_frontdoor)" ;;
         batch_*)
             # (Azure reads its batches with the OpenAI functions: one target for both)
             clang $CFLAGS -DFUZZ_BATCH=llmgw_$name -o "$BUILD/fuzz_$name" \
-                "$HERE/fuzz_batch.c" $SOURCES $BATCH_SOURCES -lcurl $LIBS || return 1
+                "$HERE/fuzz_batch.c" $(objects $SOURCES $BATCH_SOURCES) -lcurl $LIBS || return 1
             run_target "$name" "$(seed_batch "${name#batch_}")" ;;
         redaction)
-            clang $CFLAGS -o "$BUILD/fuzz_redaction" "$HERE/fuzz_redaction.c" "$ROOT/src/redaction_scan.c" ||
-                return 1
+            clang $CFLAGS -o "$BUILD/fuzz_redaction" "$HERE/fuzz_redaction.c" \
+                $(objects "$ROOT/src/redaction_scan.c") || return 1
             run_target redaction "$(seed_redaction)" ;;
     esac
 }
@@ -144,6 +162,7 @@ build_and_run() {
 # builds and runs alone, its output kept for the end, a failure marked
 TARGETS="openai responses anthropic gemini frontdoor_anthropic batch_openai batch_anthropic batch_gemini redaction"
 JOBS=${LLMGW_FUZZ_JOBS:-$(nproc)}
+build_objects || { echo "the sources the fuzz targets share do not build"; exit 1; }
 for name in $TARGETS; do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
     rm -f "$BUILD/job_$name.failed"
