@@ -171,32 +171,40 @@ llmgw_cache_control(json_t *holder, json_t **mark, const char *where, char **err
 	return false;
 }
 
+/*
+ * As llmgw_cache_control, where naming the holder lazily: a format of two
+ * indexes (b unused by some), made only for an error
+ */
+bool
+llmgw_cache_control_at(json_t *holder, json_t **mark, const char *where, size_t a, size_t b,
+					   char **error)
+{
+	*mark = NULL;
+	return json_object_get(holder, "cache_control") == NULL ||
+		llmgw_cache_control(holder, mark, psprintf(where, a, b), error);
+}
+
 /* Does a message's content (an array of parts) hold a cache_control? */
 bool
 llmgw_has_cache_control(json_t *content)
 {
 	size_t		i;
 	json_t	   *p;
+	json_t	   *mark;
 
 	json_array_foreach(content, i, p)
-		if (json_object_get(p, "cache_control") != NULL)
+		if ((mark = json_object_get(p, "cache_control")) != NULL && !json_is_null(mark))
 			return true;
 	return false;
 }
 
-/*
- * Check and remove the cache_control of o (where names it: a format of
- * two indexes, b unused by some).  False with *error set when it is not
- * valid.
- */
+/* Check and remove the cache_control of o (named as llmgw_cache_control_at) */
 static bool
 strip_mark(json_t *o, const char *where, size_t a, size_t b, char **error)
 {
 	json_t	   *mark;
 
-	if (json_object_get(o, "cache_control") == NULL)
-		return true;
-	if (!llmgw_cache_control(o, &mark, psprintf(where, a, b), error))
+	if (!llmgw_cache_control_at(o, &mark, where, a, b, error))
 		return false;
 	json_object_del(o, "cache_control");
 	return true;
@@ -249,8 +257,7 @@ read_part(json_t *part, size_t msg, size_t idx, bool images,
 	if (type == NULL)
 		*error = psprintf(PART_AT " is not a content part (an object with a \"type\" string)",
 						  msg, idx);
-	else if (json_object_get(part, "cache_control") != NULL &&
-			 !llmgw_cache_control(part, &out->cache_control, psprintf(PART_AT, msg, idx), error))
+	else if (!llmgw_cache_control_at(part, &out->cache_control, PART_AT, msg, idx, error))
 		return false;
 	else if (strcmp(type, "text") == 0)
 	{

@@ -43,6 +43,8 @@ extern bool llmgw_content_text(json_t *content, size_t msg, const LlmgwPartRules
 							   StringInfo text, char **error);
 extern const char *llmgw_data_url(const char *url, char **media_type, const char **data);
 extern bool llmgw_cache_control(json_t *holder, json_t **mark, const char *where, char **error);
+extern bool llmgw_cache_control_at(json_t *holder, json_t **mark, const char *where, size_t a,
+								   size_t b, char **error);
 extern bool llmgw_has_cache_control(json_t *content);
 extern bool llmgw_strip_cache_control(json_t *request, char **error);
 

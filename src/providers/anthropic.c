@@ -58,18 +58,6 @@ content_block(const LlmgwPart *part)
 				  part->cache_control);
 }
 
-/*
- * *mark: the cache_control of an object (a tool call, a tool message, a
- * tool), or NULL.  False with *error set when it is not valid; where (a
- * format of two indexes, b unused by some) names the object.
- */
-static bool
-object_mark(json_t *holder, json_t **mark, const char *where, size_t a, size_t b, char **error)
-{
-	*mark = NULL;
-	return json_object_get(holder, "cache_control") == NULL ||
-		llmgw_cache_control(holder, mark, psprintf(where, a, b), error);
-}
 
 /* An assistant message's tool calls as tool_use blocks */
 static bool
@@ -85,7 +73,7 @@ append_tool_uses(json_t *blocks, json_t *tool_calls, size_t msg, char **error)
 		json_t	   *input;
 		json_t	   *mark;
 
-		if (!object_mark(call, &mark, "messages[%zu].tool_calls[%zu]", msg, i, error))
+		if (!llmgw_cache_control_at(call, &mark, "messages[%zu].tool_calls[%zu]", msg, i, error))
 			return false;
 		input = json_is_string(args) ?
 			json_loads(json_string_value(args), 0, NULL) : json_incref(args);
@@ -115,7 +103,7 @@ tool_result(json_t *m, size_t i, char **error)
 	json_t	   *blocks;
 	json_t	   *mark;
 
-	if (!object_mark(m, &mark, "messages[%zu]", i, 0, error))
+	if (!llmgw_cache_control_at(m, &mark, "messages[%zu]", i, 0, error))
 		return NULL;
 	result = marked(json_pack("{s:s, s:O?}", "type", "tool_result",
 							  "tool_use_id", json_object_get(m, "tool_call_id")),
@@ -240,7 +228,7 @@ translate_tools(json_t *src, json_t *req, char **error)
 								  i, RESPONSE_TOOL);
 				return false;
 			}
-			if (!object_mark(t, &mark, "tools[%zu]", i, 0, error))
+			if (!llmgw_cache_control_at(t, &mark, "tools[%zu]", i, 0, error))
 			{
 				json_decref(out);
 				return false;
