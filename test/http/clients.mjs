@@ -563,6 +563,18 @@ const scenarios = {
 			return { message: m };
 		});
 
+		// a deployment that reports prompt-cache reads and writes: the usage
+		// as Anthropic reports it, from both APIs
+		out.cache_usage = await attempt(Anthropic, async () => {
+			const long = ask(Array.from({ length: 40 }, (_, k) => `word${k}`).join(' '));
+			const { data, response } = await a.messages.create({ model: 'claude-cached', max_tokens: 100,
+				messages: long }).withResponse();
+			const { data: o, response: oresponse } = await openai(keys.main).chat.completions.create({
+				model: 'claude-cached', messages: long }).withResponse();
+			return { usage: data.usage, headers: headersOf(response.headers), openai_usage: o.usage,
+				openai_headers: headersOf(oresponse.headers) };
+		});
+
 		// prompt-cache marks where Anthropic clients put them, to an
 		// Anthropic deployment and to an OpenAI one: what each received
 		out.cache_marks = await attempt(Anthropic, async () => {

@@ -125,6 +125,9 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('tools3-gemini', 'gem', 'mock-model;tool_calls:3');
 	SELECT llmgw.create_model('echo', 'mock', 'mock-model;echo_body');
 	SELECT llmgw.create_model('echo-claude', 'claude', 'mock-model;echo_body');
+	SELECT llmgw.set_price('cached-price', input => 3, output => 15, cached_input => 0.3, cache_write_5m => 3.75);
+	SELECT llmgw.create_model('claude-cached', 'claude', 'mock-model;cached:20;cache_write:5',
+	                          price_model => 'cached-price');
 	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
 	SELECT llmgw.create_model('embed-gemini', 'gem', 'mock-embed');
 	SELECT llmgw.create_model('ctx', 'mock', 'mock-model;context');
@@ -559,6 +562,26 @@ for my $model (qw(tools3 tools3-claude tools3-gemini))
 			"anthropic three tool calls from $model, $how: three tool_use blocks in order, the first input {}")
 		  or diag(explain($t3));
 	}
+}
+my $cu = $a->{cache_usage};
+my $acu = $cu->{usage} // {};
+ok($cu->{ok} && $acu->{cache_read_input_tokens} == 20 && $acu->{cache_creation_input_tokens} == 5
+	  && $acu->{input_tokens} > 0 && ($cu->{openai_usage}{prompt_tokens_details}{cached_tokens} // -1) == 20
+	  && $cu->{openai_usage}{prompt_tokens} == $acu->{input_tokens} + 25,
+	'prompt cache: reads and writes reported apart (Anthropic API), cached_tokens within prompt_tokens (OpenAI API)')
+  or diag(explain($cu));
+for my $api (qw(anthropic openai))
+{
+	my $h = ($api eq 'anthropic' ? $cu->{headers} : $cu->{openai_headers}) // {};
+	my $rid = $h->{'x-request-id'} // '00000000-0000-0000-0000-000000000000';
+	my $cost = ($h->{'x-llmgw-cost'} // '') =~ /^[0-9.]+$/ ? $h->{'x-llmgw-cost'} : '-1';
+	is(q1(qq{SELECT u.cached_input_tokens || '|' || u.cache_write_tokens || '|'
+	                || (u.cost = llmgw.cost(p, u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens))::int
+	                || '|' || (u.cost < llmgw.cost(p, u.input_tokens, u.output_tokens))::int
+	                || '|' || (u.cost = $cost)::int
+	           FROM llmgw.usage u JOIN llmgw.prices p ON p.id = u.price_id WHERE u.request_id = '$rid'}),
+		'20|5|1|1|1', "prompt cache, $api API: the usage row counts the reads and writes and prices them at their rates, less than uncached")
+	  or diag(explain($h));
 }
 my $cm = $a->{cache_marks};
 my ($to_claude, $to_openai) = map { $cm->{ok} ? eval { decode_json($cm->{$_}) } : undef } qw(anthropic openai);
