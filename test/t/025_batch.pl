@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 use JSON::PP;
 use FindBin;
@@ -189,6 +190,23 @@ is($node->safe_psql('postgres', "SELECT (SELECT count(*) FROM t5 WHERE summary I
 	'6|6|6', 'every row written once, one usage row each, none twice');
 is($node->safe_psql('postgres', "SELECT rows_done, rows_failed FROM llmgw.jobs WHERE id = $job"), '6|0',
 	'the job counts each row once');
+
+# ---- a cancel goes to the provider when it commits, not at the next poll
+# (polls every 10 minutes here: longer than the harness waits)
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET llmgw.batch_poll_interval = '10min';
+	SELECT pg_reload_conf();
+	CREATE TABLE t6 (id int PRIMARY KEY, body text, summary text);
+	INSERT INTO t6 SELECT g, 'six ' || g, NULL FROM generate_series(1, 4) g;
+	GRANT SELECT, UPDATE ON t6 TO batch_user});
+($job) = enrich('batch_user', 't6', 'bm-slow', 100);
+$node->poll_query_until('postgres', "SELECT provider_batch_id IS NOT NULL FROM llmgw.batches WHERE job_id = $job")
+  or die 'not submitted';
+$before = LlmgwTest::mock_batch();
+$node->safe_psql('postgres', "SET ROLE batch_user; SELECT llmgw.cancel_job($job)");
+my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+sleep 0.1 while LlmgwTest::mock_batch()->{cancels} == $before->{cancels} && time < $deadline;
+is(grown($before), '0/0/0/1/0', 'with a poll every 10 minutes, the cancel reaches the provider at once');
 
 $node->stop;
 done_testing();
