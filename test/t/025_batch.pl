@@ -20,7 +20,7 @@ my $node = LlmgwTest::node('batch', 2,
 	conf => "llmgw.batch_poll_interval = 100\n");
 $node->safe_psql('postgres', q{
 	SELECT llmgw.create_model('bm', 'mock', 'batch-model', price_model => 'batch-price');
-	SELECT llmgw.create_model('bm-slow', 'mock', 'batch-model;batch_ms:3000', price_model => 'batch-price');
+	SELECT llmgw.create_model('bm-slow', 'mock', 'batch-model;batch_ms:2000', price_model => 'batch-price');
 	SELECT llmgw.create_model('bm-fail', 'mock', 'batch-model;batch_fail', price_model => 'batch-price');
 	SELECT llmgw.set_price('batch-price', input => 2, output => 4, batch_input => 1, batch_output => 2);
 	CREATE ROLE batch_user LOGIN IN ROLE llmgw_user;

@@ -37,7 +37,7 @@ for my $api (sort keys %prov)
 	my ($p, $u) = ($prov{$api}, $upstream{$api});
 	$node->safe_psql('postgres', qq{
 		SELECT llmgw.create_model('$api', '$p', '$u', price_model => 'bp');
-		SELECT llmgw.create_model('$api-slow', '$p', '$u;batch_ms:3000', price_model => 'bp');
+		SELECT llmgw.create_model('$api-slow', '$p', '$u;batch_ms:2000', price_model => 'bp');
 		SELECT llmgw.create_model('$api-fail', '$p', '$u;batch_fail', price_model => 'bp');
 		SELECT llmgw.create_model('$api-lost', '$p', '$u;create_lost;job_states', price_model => 'bp');
 	});
