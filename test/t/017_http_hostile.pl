@@ -252,6 +252,10 @@ bad('a request line without a version', "GET /health\r\n\r\n", qr/^(4\d\d|200)$/
 bad('a body that is not JSON', post('/v1/chat/completions', $key, 'this is not json'), 400);
 bad('JSON that is not an object', post('/v1/chat/completions', $key, '[1, 2, 3]'), 400);
 bad('an Anthropic body that is not JSON', post('/v1/messages', $key, '{"model": "demo", '), 400);
+bad('a malformed prompt-cache mark', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
+		. '"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": {"type": "forever"}}]}]}'), 400);
+bad('a prompt-cache mark on a tool that is not an object', post('/v1/chat/completions', $key, '{"model": "demo", '
+		. '"tools": [{"type": "function", "function": {"name": "f"}, "cache_control": [1]}], "messages": [{"role": "user", "content": "x"}]}'), 400);
 bad('a wrong Content-Type', LlmgwHttp::request_bytes(method => 'POST', path => '/v1/chat/completions',
 		headers => [ [ 'Content-Type', 'text/plain' ], [ 'Authorization', "Bearer $key" ] ],
 		body => chat_body('demo')), 415);
