@@ -9,8 +9,9 @@
  *
  * Prompt-cache marks (cache_control) are kept where Anthropic puts them: on
  * text and image parts, on a tool message (a tool_result's), on a tool
- * call (a tool_use's) and on a tool; an Anthropic deployment gets them back
- * where they were, the others drop them (translate.c).
+ * call (a tool_use's), on a tool and on the request itself (automatic
+ * caching); an Anthropic deployment gets them back where they were, the
+ * others drop them (translate.c).
  *
  * What is dropped on purpose: thinking and redacted_thinking blocks and the
  * thinking parameter (Chat Completions has no place for them), top_k (Chat
@@ -729,6 +730,8 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 		*error = pstrdup("metadata.user_id is not a string");
 		return false;
 	}
+	/* automatic prompt caching: the request's own mark */
+	with_mark(req, out);
 	return true;
 }
 

@@ -213,8 +213,9 @@ strip_mark(json_t *o, const char *where, size_t a, size_t b, char **error)
 /*
  * A request for a wire format without prompt-cache marks (OpenAI's Chat
  * Completions caches on its own; Gemini and the Responses API are built
- * without them): every cache_control of its messages, their parts and tool
- * calls, and its tools, checked as an Anthropic deployment would check it
+ * without them): every cache_control of the request itself (Anthropic's
+ * automatic caching), of its messages, their parts and tool calls, and of
+ * its tools, checked as an Anthropic deployment would check it
  * (the same request is refused or taken whatever the deployment), then
  * removed.  False with *error set.
  */
@@ -225,6 +226,8 @@ llmgw_strip_cache_control(json_t *request, char **error)
 	size_t		i, j;
 	json_t	   *m, *o;
 
+	if (!strip_mark(request, "the request", 0, 0, error))
+		return false;
 	json_array_foreach(messages, i, m)
 	{
 		if (!strip_mark(m, "messages[%zu]", i, 0, error))

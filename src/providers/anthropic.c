@@ -307,6 +307,7 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 	json_t	   *req;
 	json_t	   *max_tokens;
 	json_t	   *stop;
+	json_t	   *mark;
 
 	if (!json_is_object(src) || !json_is_array(json_object_get(src, "messages")))
 	{
@@ -315,6 +316,14 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 		return NULL;
 	}
 	req = json_pack("{s:s}", "model", upstream_model);
+	/* automatic prompt caching: a mark on the request itself */
+	if (!llmgw_cache_control_at(src, &mark, "the request", 0, 0, error))
+	{
+		json_decref(src);
+		json_decref(req);
+		return NULL;
+	}
+	marked(req, mark);
 	if (!translate_messages(json_object_get(src, "messages"), req, error) ||
 		!translate_tools(src, req, error) || !translate_response_format(src, req, error))
 	{

@@ -591,8 +591,9 @@ const scenarios = {
 						cache_control: mark }] },
 				],
 			};
-			const sent = async (model) => (await a.messages.create({ ...body, model })).content[0].text;
-			return { anthropic: await sent('echo-claude'), openai: await sent('echo') };
+			const sent = async (model, more = {}) => (await a.messages.create({ ...body, ...more, model })).content[0].text;
+			return { anthropic: await sent('echo-claude'), openai: await sent('echo'),
+				automatic: await sent('echo-claude', { cache_control: mark }) };
 		});
 
 		out.system = await attempt(Anthropic, async () => ({ message: await a.messages.create({

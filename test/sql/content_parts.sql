@@ -202,6 +202,12 @@ INSERT INTO cp_requests VALUES
   "tools": [{"type": "function", "function": {"name": "zoom", "parameters": {"type": "object"}},
              "cache_control": {"type": "ephemeral"}}]}');
 SELECT jsonb_pretty(cp_sent('cp-claude', request) - 'max_tokens') FROM cp_requests WHERE name = 'cached';
+-- a mark on the request itself (Anthropic's automatic caching) stays there
+SELECT m AS model, cp_sent(m, '{"cache_control": {"type": "ephemeral", "ttl": "1h"}, "messages": [{"role": "user", "content": "x"}]}')
+       -> 'cache_control' AS sent
+  FROM unnest(ARRAY['cp-claude', 'cp-openai', 'cp-gemini', 'cp-responses']) m;
+SELECT try($$SELECT llm_chat('{"model": "cp-openai-no", "cache_control": {"type": "ephemeral", "ttl": "1d"},
+    "messages": [{"role": "user", "content": "x"}]}')$$);
 -- without a mark on a system part, system stays one string
 SELECT cp_sent('cp-claude', request #- '{messages,0,content,0,cache_control}')->'system'
   FROM cp_requests WHERE name = 'cached';

@@ -593,6 +593,10 @@ ok($to_claude && $to_claude->{system}[0]{cache_control}{type} eq 'ephemeral' && 
 	  && $cmm->[2]{content}[0]{type} eq 'tool_result' && $cmm->[2]{content}[0]{cache_control}{type} eq 'ephemeral',
 	'anthropic cache_control: an Anthropic deployment receives every prompt-cache mark where the client put it')
   or diag(explain($cm));
+my $auto = $cm->{ok} ? eval { decode_json($cm->{automatic}) } : undef;
+is($auto ? $auto->{cache_control}{type} : 'none', 'ephemeral',
+	'anthropic cache_control on the request itself (automatic caching) reaches an Anthropic deployment')
+  or diag(explain($cm));
 ok($to_openai && @{ $to_openai->{messages} } == 4 && ($cm->{openai} // '') !~ /cache_control/,
 	'anthropic cache_control: an OpenAI deployment receives the request without them') or diag(explain($cm));
 my $atr = $a->{tool_result}{message} // {};
