@@ -328,7 +328,7 @@ const scenarios = {
 		// prompt-cache marks on content parts (as LiteLLM takes them) reach
 		// an Anthropic deployment
 		out.cache_marks = await attempt(OpenAI, () => chatFacts(c, {
-			model: 'echo-claude', max_tokens: 4000, messages: [
+			model: 'echo-claude', max_tokens: 4000, cache_control: { type: 'ephemeral', ttl: '1h' }, messages: [
 				{ role: 'system', content: [{ type: 'text', text: 'Long rules.', cache_control: { type: 'ephemeral' } }] },
 				...ask('hi')],
 		}));

@@ -393,8 +393,9 @@ ok($ptb && $ptb->{messages}[0]{role} eq 'system' && $ptb->{messages}[0]{content}
 	'openai: a system message, max_completion_tokens, seed, temperature reach the provider')
   or diag(explain($pt));
 my $ocm = $o->{cache_marks}{ok} ? eval { decode_json($o->{cache_marks}{text}) } : undef;
-ok($ocm && $ocm->{system}[0]{text} eq 'Long rules.' && $ocm->{system}[0]{cache_control}{type} eq 'ephemeral',
-	'openai: a cache_control on a content part reaches an Anthropic deployment on its block')
+ok($ocm && $ocm->{system}[0]{text} eq 'Long rules.' && $ocm->{system}[0]{cache_control}{type} eq 'ephemeral'
+	  && ($ocm->{cache_control}{ttl} // '') eq '1h',
+	'openai: a cache_control on a content part reaches an Anthropic deployment on its block, one on the request on the request')
   or diag(explain($o->{cache_marks}));
 is($o->{model_slash}{ok} ? "$o->{model_slash}{id}: $o->{model_slash}{text}" : 'error',
 	'acme/fast: Hello! You said: slash', 'openai: an alias with a slash, retrieved and called')
