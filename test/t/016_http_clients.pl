@@ -18,7 +18,10 @@
 # - Anthropic: messages plain, streamed (proof in message_delta), tools
 #   (streamed too), tags, errors;
 # - 4*K concurrent HTTP calls against a hard budget of K calls: exactly K;
-# - a team's rate limit shared by SQL and HTTP calls of one key.
+# - a team's rate limit shared by SQL and HTTP calls of one key;
+# - and the pg_cron recipe of docs/batch.md (LlmgwTest::cron_recipe_*):
+#   scheduled first, looked at last, here because this file runs long and
+#   without a crash (pg_cron fires on whole minutes).
 #
 # The mock's pace:MS directive spaces a stream's events, so that the client
 # can see them arrive one by one.
@@ -82,7 +85,8 @@ note("openai $versions{openai}, \@anthropic-ai/sdk $versions{'@anthropic-ai/sdk'
 
 my $port = PostgreSQL::Test::Cluster::get_free_port();
 my $node = LlmgwTest::node('http_clients', 2,
-	conf => "llmgw.http_listen = '127.0.0.1:$port'\n");
+	conf => "llmgw.http_listen = '127.0.0.1:$port'\n" . $LlmgwTest::cron_conf);
+my $cron_port = LlmgwTest::cron_recipe_schedule($node);
 my $base = "http://127.0.0.1:$port";
 
 # The status line of GET /health (the workers listen once they are up)
@@ -668,5 +672,6 @@ my $total = q1("SELECT count(DISTINCT request_id) || ' calls, ' || count(DISTINC
 	|| ' ok, spend ' || coalesce(sum(cost), 0) FROM llmgw.usage WHERE role_name IS NULL");
 note(sprintf('figures: HTTP calls in llmgw.usage: %s; test %.1f s', $total, time - $started));
 
+LlmgwTest::cron_recipe_check($node, $cron_port);
 $node->stop;
 done_testing();

@@ -5,10 +5,7 @@
 # and a whole-server restart (fast, then immediate) while the results are
 # written; and an output file with lines that are not JSON objects.  After each, the mock's counters and the rows are counted
 # exactly: no batch created twice, no result or usage row lost or doubled.
-# And the pg_cron recipe of docs/batch.md, run as written: a schedule that
-# fires (pg_cron 1.4 has whole minutes only, so it is scheduled first and
-# looked at last), against a second mock so that its traffic does not
-# touch the counters of the crash stages.
+# (The pg_cron recipe of docs/batch.md runs in 016, which has no crash.)
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -21,28 +18,7 @@ use FindBin;
 use lib $FindBin::Bin;
 use LlmgwTest;
 
-# A mock of its own for the pg_cron job
-my $port_file = "$PostgreSQL::Test::Utils::tmp_check/mock_cron.port";
-unlink $port_file;
-my $mock_pid = fork();
-die "fork: $!" unless defined $mock_pid;
-if ($mock_pid == 0)
-{
-	open STDOUT, '>', '/dev/null';
-	exec "$FindBin::Bin/../mock/llmgw-mock", '--port', '0', '--port-file', $port_file
-	  or die "exec: $!";
-}
-END { kill 'TERM', $mock_pid if $mock_pid; }
-for (1 .. 100) { last if -s $port_file; select undef, undef, undef, 0.05; }
-my $cron_port = do { local (@ARGV, $/) = ($port_file); <> } or die 'the second mock did not start';
-chomp $cron_port;
-
-my $node = LlmgwTest::node('batch_crash', 2,
-	conf => "llmgw.batch_poll_interval = 100\n"
-	  . "shared_preload_libraries = 'llmgw,pg_cron'\n"
-	  . "cron.database_name = 'postgres'\n"
-	  . "cron.use_background_workers = on\n"
-	  . "max_worker_processes = 32\n");
+my $node = LlmgwTest::node('batch_crash', 2, conf => "llmgw.batch_poll_interval = 100\n");
 $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('bc-upload', 'mock', 'batch-model;batch_upload_ms:3000', price_model => 'bc-price');
 	SELECT llmgw.create_model('bc-busy', 'mock', 'batch-model;batch_create_busy', price_model => 'bc-price');
@@ -50,8 +26,6 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('bc-create-late', 'mock', 'batch-model;batch_create_ms:30000', price_model => 'bc-price');
 	SELECT llmgw.create_model('bc', 'mock', 'batch-model', price_model => 'bc-price');
 	SELECT llmgw.set_price('bc-price', input => 2, output => 4, batch_input => 1, batch_output => 2);
-	SELECT llmgw.create_provider('mock_cron', 'openai_compatible', 'http://127.0.0.1:$cron_port/v1');
-	SELECT llmgw.create_model('nightly', 'mock_cron', 'batch-model', price_model => 'bc-price');
 	SELECT llmgw.create_model('bc-junk', 'mock', 'batch-model;batch_garbage', price_model => 'bc-price');
 	CREATE ROLE batch_user LOGIN IN ROLE llmgw_user;
 });
@@ -63,17 +37,6 @@ sub table
 		INSERT INTO $t SELECT g, '$t ' || g, NULL FROM generate_series(1, $n) g;
 		GRANT SELECT, UPDATE ON $t TO batch_user});
 }
-
-# ---- the pg_cron recipe, scheduled first: it fires at the next minute
-table('tickets', 5);
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION pg_cron;
-	GRANT USAGE ON SCHEMA cron TO batch_user;
-	SET ROLE batch_user;
-	SELECT cron.schedule('nightly-tickets', '* * * * *',
-	    $$CALL llmgw.enrich('public.tickets', 'id', $q$'Summarise: ' || body$q$, 'summary',
-	                        'nightly', mode => 'batch')$$);
-});
 
 # The counters' growth since $before: "uploads/creates/created/lists/downloads"
 sub grown
@@ -232,25 +195,5 @@ exactly_once($job, 'ing', 8, 'restarted twice while ingesting');
 is($node->safe_psql('postgres', "SELECT count(*) FROM llmgw.usage u JOIN llmgw.batches b ON b.id = u.batch_id WHERE u.job_id = $job AND u.price_id = b.price_id AND u.cost > 0"),
 	'8', 'each usage row priced at the batch\'s price row');
 
-# ---- the pg_cron recipe fired: the batch submitted, its rows filled,
-# nothing outstanding
-my $cron_job;
-$node->poll_query_until('postgres', q{
-	SELECT EXISTS (SELECT 1 FROM llmgw.jobs WHERE source = 'public.tickets' AND rows_total = 5)}, 't')
-  or die 'the pg_cron job did not run';
-$cron_job = $node->safe_psql('postgres', "SELECT id FROM llmgw.jobs WHERE source = 'public.tickets' AND rows_total = 5");
-wait_job($cron_job);
-is($node->safe_psql('postgres', q{
-	SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job c USING (jobid)
-	 WHERE c.jobname = 'nightly-tickets' AND d.status = 'succeeded'}),
-	't', 'cron.job_run_details shows the run succeeded');
-$node->safe_psql('postgres', "SET ROLE batch_user; SELECT cron.unschedule('nightly-tickets')");
-is($node->safe_psql('postgres', qq{
-	SELECT j.owner, j.mode, (SELECT count(*) FROM tickets WHERE summary IS NOT NULL),
-	       (SELECT count(*) FROM llmgw.usage u WHERE u.job_id = j.id AND u.batch_id IS NOT NULL),
-	       (SELECT count(*) FROM llmgw.batches_outstanding o WHERE o.job_id = j.id)
-	  FROM llmgw.jobs j WHERE j.id = $cron_job}),
-	'batch_user|batch|5|5|0', 'pg_cron ran the recipe as its role: the batch submitted, its rows filled, nothing outstanding');
-is(LlmgwTest::mock_batch($cron_port)->{created}, 1, 'the scheduled job made one provider batch');
 $node->stop;
 done_testing();

@@ -6,6 +6,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use FindBin;
 use IPC::Run;
 use IO::Socket::INET;
 use JSON::PP;
@@ -245,6 +246,90 @@ sub wait_for_call
 		SELECT count(*) > 0 FROM pg_stat_activity
 		 WHERE wait_event_type = 'Extension' AND query LIKE '%llm_complete%'
 		   AND backend_type = 'client backend'});
+}
+
+# A mock provider of the test's own (its counters its own), in the
+# background until the test ends; returns its port
+my @own_mocks;
+END { kill 'TERM', $_ for @own_mocks; }
+sub own_mock
+{
+	my ($name) = @_;
+	my $port_file = "$PostgreSQL::Test::Utils::tmp_check/mock_$name.port";
+	unlink $port_file;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDOUT, '>', '/dev/null';
+		exec "$FindBin::Bin/../mock/llmgw-mock", '--port', '0', '--port-file', $port_file
+		  or die "exec: $!";
+	}
+	push @own_mocks, $pid;
+	for (1 .. 100) { last if -s $port_file; select undef, undef, undef, 0.05; }
+	my $port = do { local (@ARGV, $/) = ($port_file); <> } or die "the mock $name did not start";
+	chomp $port;
+	return $port;
+}
+
+# The lines of postgresql.conf that pg_cron needs beside llmgw (and a
+# batch poll every 100 ms, so that the recipe's batch is seen done at once)
+our $cron_conf = "shared_preload_libraries = 'llmgw,pg_cron'\n"
+  . "cron.database_name = 'postgres'\ncron.use_background_workers = on\nmax_worker_processes = 32\n"
+  . "llmgw.batch_poll_interval = 100\n";
+
+# The pg_cron recipe of docs/batch.md, run as written: scheduled here (by
+# a role of llmgw_user, cron_user, against a mock of its own), it fires at
+# the next whole minute (pg_cron 1.4 has no shorter schedule), so a test
+# schedules it first and checks it last (cron_recipe_check), in a file that
+# runs long without a crash (a crash restart at the minute would skip the
+# run).  Returns the mock's port.
+sub cron_recipe_schedule
+{
+	my ($node) = @_;
+	my $port = own_mock('cron');
+	$node->safe_psql('postgres', qq{
+		SELECT llmgw.set_price('cron-price', input => 2, output => 4, batch_input => 1, batch_output => 2);
+		SELECT llmgw.create_provider('mock_cron', 'openai_compatible', 'http://127.0.0.1:$port/v1');
+		SELECT llmgw.create_model('nightly', 'mock_cron', 'batch-model', price_model => 'cron-price');
+		CREATE ROLE cron_user LOGIN IN ROLE llmgw_user;
+		CREATE TABLE tickets (id int PRIMARY KEY, body text, summary text);
+		INSERT INTO tickets SELECT g, 'ticket ' || g, NULL FROM generate_series(1, 5) g;
+		GRANT SELECT, UPDATE ON tickets TO cron_user;
+		CREATE EXTENSION pg_cron;
+		GRANT USAGE ON SCHEMA cron TO cron_user;
+		SET ROLE cron_user;
+		SELECT cron.schedule('nightly-tickets', '* * * * *',
+		    \$\$CALL llmgw.enrich('public.tickets', 'id', \$q\$'Summarise: ' || body\$q\$, 'summary',
+		                        'nightly', mode => 'batch')\$\$);
+	});
+	return $port;
+}
+
+# The pg_cron recipe fired: the batch submitted, its rows filled, nothing
+# outstanding (waits for the minute)
+sub cron_recipe_check
+{
+	my ($node, $port) = @_;
+	$node->poll_query_until('postgres', q{
+		SELECT EXISTS (SELECT 1 FROM llmgw.jobs WHERE source = 'public.tickets' AND rows_total = 5)}, 't')
+	  or die 'the pg_cron job did not run';
+	my $job = $node->safe_psql('postgres', "SELECT id FROM llmgw.jobs WHERE source = 'public.tickets' AND rows_total = 5");
+	$node->poll_query_until('postgres', "SELECT status = 'finished' FROM llmgw.jobs WHERE id = $job")
+	  or die "job $job did not finish";
+	is($node->safe_psql('postgres', q{
+		SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job c USING (jobid)
+		 WHERE c.jobname = 'nightly-tickets' AND d.status = 'succeeded'}),
+		't', 'pg_cron recipe: cron.job_run_details shows the run succeeded');
+	$node->safe_psql('postgres', "SET ROLE cron_user; SELECT cron.unschedule('nightly-tickets')");
+	is($node->safe_psql('postgres', qq{
+		SELECT j.owner, j.mode, (SELECT count(*) FROM tickets WHERE summary IS NOT NULL),
+		       (SELECT count(*) FROM llmgw.usage u WHERE u.job_id = j.id AND u.batch_id IS NOT NULL),
+		       (SELECT count(*) FROM llmgw.batches_outstanding o WHERE o.job_id = j.id)
+		  FROM llmgw.jobs j WHERE j.id = $job}),
+		'cron_user|batch|5|5|0',
+		'pg_cron recipe: run as its role, the batch submitted, its rows filled, nothing outstanding');
+	is(mock_batch($port)->{created}, 1, 'pg_cron recipe: the scheduled job made one provider batch');
 }
 
 1;
