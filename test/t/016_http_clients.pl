@@ -46,6 +46,14 @@ my $started = time;
 plan skip_all => 'npm is not installed (the SDK tests need node and npm)'
   unless system('sh', '-c', 'command -v npm >/dev/null && command -v node >/dev/null') == 0;
 
+# --- a node serving the front door (made first: the pg_cron recipe's
+# minute starts running while the SDKs install) ---------------------------------
+
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $node = LlmgwTest::node('http_clients', 2,
+	conf => "llmgw.http_listen = '127.0.0.1:$port'\n" . $LlmgwTest::cron_conf);
+my $cron_port = LlmgwTest::cron_recipe_schedule($node);
+
 # --- the SDKs, installed once from the lock file ----------------------------
 
 # Are the pinned versions in node_modules already?
@@ -81,12 +89,6 @@ my %versions = map {
 } qw(openai @anthropic-ai/sdk);
 note("openai $versions{openai}, \@anthropic-ai/sdk $versions{'@anthropic-ai/sdk'}");
 
-# --- a node serving the front door --------------------------------------------
-
-my $port = PostgreSQL::Test::Cluster::get_free_port();
-my $node = LlmgwTest::node('http_clients', 2,
-	conf => "llmgw.http_listen = '127.0.0.1:$port'\n" . $LlmgwTest::cron_conf);
-my $cron_port = LlmgwTest::cron_recipe_schedule($node);
 my $base = "http://127.0.0.1:$port";
 
 # The status line of GET /health (the workers listen once they are up)
