@@ -19,34 +19,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
 use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(usleep);
 use FindBin;
 use lib $FindBin::Bin;
 use LlmgwTest;
-
-my $mock_bin = "$FindBin::Bin/../mock/llmgw-mock";
-my $dir = PostgreSQL::Test::Utils::tempdir();
-my $collectors = 0;
-
-# Start a collector (the mock); returns its harness and port
-sub start_collector
-{
-	my $port_file = "$dir/collector" . ++$collectors . '.port';
-	my $h = IPC::Run::start([ $mock_bin, '--port', '0', '--port-file', $port_file,
-							  '--threads', '1' ],
-		'>', '/dev/null', '2>', "$dir/collector$collectors.log");
-	for (1 .. 200)
-	{
-		last if -s $port_file;
-		usleep(50_000);
-	}
-	my $port = PostgreSQL::Test::Utils::slurp_file($port_file);
-	chomp $port;
-	return ($h, $port);
-}
 
 # One HTTP/1.0 request to a collector; returns the body of its answer
 sub http
@@ -62,7 +40,8 @@ sub http
 	return $answer;
 }
 
-my ($collector, $cport) = start_collector();
+# the collector: a mock of the test's own
+my ($cport, $collector) = LlmgwTest::own_mock('collector1', '--threads', '1');
 sub received   { return decode_json(http($cport, 'GET', '/stats'))->{otlp}; }
 sub directives { http($cport, 'POST', '/otlp/directives', $_[0]); }
 
@@ -457,13 +436,12 @@ $s0 = stats();
 $node->safe_psql('postgres', "SELECT llm_complete('collector dies', 'demo')");
 ok($node->poll_query_until('postgres', 'SELECT spans_exporting > 0 FROM llmgw.otel_stats()'),
 	'an export hangs on the collector');
-$collector->signal('KILL');
-$collector->finish;
+LlmgwTest::stop_mock($collector, 'KILL');
 ok($node->poll_query_until('postgres', "SELECT export_failures > $s0->{export_failures} FROM llmgw.otel_stats()"),
 	'the collector killed mid-export: a failed export');
 is($node->safe_psql('postgres', "SELECT llm_complete('no collector', 'demo') IS NOT NULL"), 't',
 	'calls go on without a collector');
-($collector, $cport) = start_collector();
+($cport, $collector) = LlmgwTest::own_mock('collector2', '--threads', '1');
 ok(reconfigure({ 'llmgw.otel_endpoint' => '' }, 0), 'export off');
 ok(reconfigure({ 'llmgw.otel_endpoint' => "http://127.0.0.1:$cport/" }, 1),
 	'export on, to a new collector (the endpoint with a trailing /)');
@@ -487,6 +465,5 @@ ok($node->poll_query_until('postgres', 'SELECT spans_exported FROM llmgw.otel_st
 is(received()->{spans} - $got, 2, 'the collector received them');
 
 $node->stop;
-$collector->signal('TERM');
-$collector->finish;
+LlmgwTest::stop_mock($collector, 'TERM');
 done_testing();

@@ -248,28 +248,40 @@ sub wait_for_call
 		   AND backend_type = 'client backend'});
 }
 
-# A mock provider of the test's own (its counters its own), in the
-# background until the test ends; returns its port
+# A mock provider of the test's own (its counters its own, its stderr in
+# tmp_check/mock_NAME.log), started with the mock's options @args, in the
+# background until the test ends; returns its port, and in list context
+# its port and pid (to kill it: stop_mock)
 my @own_mocks;
 END { kill 'TERM', $_ for @own_mocks; }
 sub own_mock
 {
-	my ($name) = @_;
-	my $port_file = "$PostgreSQL::Test::Utils::tmp_check/mock_$name.port";
-	unlink $port_file;
+	my ($name, @args) = @_;
+	my $base = "$PostgreSQL::Test::Utils::tmp_check/mock_$name";
+	unlink "$base.port";
 	my $pid = fork();
 	die "fork: $!" unless defined $pid;
 	if ($pid == 0)
 	{
 		open STDOUT, '>', '/dev/null';
-		exec "$FindBin::Bin/../mock/llmgw-mock", '--port', '0', '--port-file', $port_file
+		open STDERR, '>>', "$base.log";
+		exec "$FindBin::Bin/../mock/llmgw-mock", '--port', '0', '--port-file', "$base.port", @args
 		  or die "exec: $!";
 	}
 	push @own_mocks, $pid;
-	for (1 .. 100) { last if -s $port_file; select undef, undef, undef, 0.05; }
-	my $port = do { local (@ARGV, $/) = ($port_file); <> } or die "the mock $name did not start";
+	for (1 .. 200) { last if -s "$base.port"; select undef, undef, undef, 0.05; }
+	my $port = do { local (@ARGV, $/) = ("$base.port"); <> } or die "the mock $name did not start";
 	chomp $port;
-	return $port;
+	return wantarray ? ($port, $pid) : $port;
+}
+
+# Stop a mock of own_mock with a signal ('KILL' mid-request, 'TERM')
+sub stop_mock
+{
+	my ($pid, $signal) = @_;
+	kill $signal, $pid;
+	waitpid $pid, 0;
+	@own_mocks = grep { $_ != $pid } @own_mocks;
 }
 
 # The lines of postgresql.conf that pg_cron needs beside llmgw (and a
