@@ -43,6 +43,8 @@ typedef struct LlmgwOutcome
 	char	   *text;			/* assistant text; NULL when there is none */
 	char	   *finish_reason;
 	char	   *tool_calls;		/* JSON array [{id, name, arguments}], or NULL */
+	char	   *thinking;		/* JSON array of the answer's thinking blocks
+								 * as the provider gave them, or NULL */
 	char	   *embeddings;		/* one array literal {x,y,...} per line, or NULL */
 	int			embedding_count;
 	int			embedding_dims;

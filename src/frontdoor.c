@@ -138,6 +138,7 @@ typedef struct LlmgwFrontRequest
 	struct StreamTool *tools;	/* the tool calls the events told of */
 	int			ntools;
 	int			nstarted;		/* of them, sent to the client */
+	bool		reasoned;		/* some extended thinking was sent */
 	LlmgwAnthropicStream anthropic;
 } LlmgwFrontRequest;
 
@@ -1195,6 +1196,50 @@ sink_tool(void *arg, int key, const char *id, const char *name, const char *args
 		(void) send_tool_args(f->r, t);
 }
 
+/*
+ * Sink: a piece of the answer's extended thinking: as it is to an Anthropic
+ * client; to an OpenAI client its text as reasoning_content (its blocks
+ * whole at the end, llmgw_openai_stream_end)
+ */
+static void
+sink_thinking(void *arg, LlmgwThinkingPiece what, const char *piece, size_t len)
+{
+	Forwarding *f = arg;
+	FrontRequest *r = f->r;
+	LlmgwFrontMeta meta = meta_of(r);
+
+	flush_text(f);
+	if (!r->sse)
+		stream_start(r, f->call);
+	if (is_anthropic(r))
+		llmgw_anthropic_stream_thinking(&r->anthropic, &r->out, what, piece, len);
+	else if (what == LLMGW_THINKING_TEXT)
+		llmgw_openai_stream_reasoning(&r->out, &meta, piece, len);
+	r->reasoned = true;
+	f->call->committed = true;
+}
+
+/*
+ * The answer's extended thinking whole, when none of it was streamed (an
+ * answer from the cache) and nothing came before it
+ */
+static void
+send_thinking(FrontRequest *r, json_t *message)
+{
+	LlmgwFrontMeta meta = meta_of(r);
+	json_t	   *reasoning = json_object_get(message, "reasoning_content");
+
+	if (r->reasoned || r->streamed.len > 0 || r->nstarted > 0)
+		return;
+	if (is_anthropic(r))
+		llmgw_anthropic_stream_thinking_blocks(&r->anthropic, &r->out,
+											   json_object_get(message, "thinking_blocks"));
+	else if (json_string_length(reasoning) > 0)
+		llmgw_openai_stream_reasoning(&r->out, &meta, json_string_value(reasoning),
+									  json_string_length(reasoning));
+	r->reasoned = true;
+}
+
 /* SSE handler: tell the sink what an event of the provider's stream carries */
 static void
 forward_event(void *arg, const char *event, const char *data, size_t len)
@@ -1222,7 +1267,7 @@ static void
 forward(LlmgwCall *call)
 {
 	FrontRequest *r = call->front;
-	Forwarding	f = {r, call, {NULL, sink_text, sink_tool}};
+	Forwarding	f = {r, call, {NULL, sink_text, sink_tool, sink_thinking}};
 	MemoryContext old;
 	long		status = llmgw_http_status_now(call);
 	size_t		end;
@@ -1237,6 +1282,7 @@ forward(LlmgwCall *call)
 		r->consumed = 0;
 		r->consumed_attempt = call->attempt;
 		r->ntools = r->nstarted = 0;
+		r->reasoned = false;
 	}
 	end = events_end(call->response.data, r->consumed, call->response.len);
 	if (end <= r->consumed)
@@ -1389,6 +1435,7 @@ answer(FrontRequest *r, LlmgwCall *call)
 
 		if (!r->sse)
 			stream_start(r, call);
+		send_thinking(r, json_object_get(a, "message"));
 		if (rest && *rest)
 			stream_text(r, call, rest, strlen(rest));
 		if (!end_tools(r, call, json_object_get(json_object_get(a, "message"), "tool_calls")))

@@ -13,8 +13,14 @@
  * caching); an Anthropic deployment gets them back where they were, the
  * others drop them (translate.c).
  *
- * What is dropped on purpose: thinking and redacted_thinking blocks and the
- * thinking parameter (Chat Completions has no place for them), top_k (Chat
+ * Extended thinking: the thinking parameter becomes the chat request's
+ * "thinking", an assistant message's thinking and redacted_thinking blocks
+ * its "thinking_blocks" (llmgw's own members, translate.c: an Anthropic
+ * deployment gets them back as they were, the others drop them), and an
+ * answer's thinking blocks come first in the Message, streamed as
+ * thinking_delta and signature_delta events.
+ *
+ * What is dropped on purpose: top_k (Chat
  * Completions has none), a tool result's is_error (a tool message has no
  * such flag; the result's text says what went wrong) and unknown
  * top-level members.  Everything else that cannot be translated (documents,
@@ -32,6 +38,7 @@
 
 #include "frontdoor_anthropic.h"
 #include "jsonutil.h"
+#include "provider.h"
 #include "translate.h"
 
 /* Where a content block is, in errors */
@@ -369,12 +376,10 @@ user_blocks(json_t *content, size_t i, json_t *messages, char **error)
 				continue;
 			}
 		}
-		/* thinking has no place in Chat Completions: dropped */
-		else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
-			continue;
-		else if (strcmp(type, "tool_use") == 0)
-			*error = psprintf("%s is a \"tool_use\" block in a user message: tool_use blocks belong to assistant messages",
-							  at);
+		else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0 ||
+				 strcmp(type, "tool_use") == 0)
+			*error = psprintf("%s is a \"%s\" block in a user message: such blocks belong to assistant messages",
+							  at, type);
 		else
 			unknown_block(at, type, "\"text\", \"image\" and \"tool_result\" blocks in a user message",
 						  error);
@@ -423,14 +428,42 @@ tool_call(json_t *block, const char *where, char **error)
 }
 
 /*
+ * A thinking block of an earlier answer, as the request sends it back (its
+ * text and signature, or a redacted block's data): kept as it is, for an
+ * Anthropic deployment to check
+ */
+static json_t *
+thinking_block(json_t *block, const char *type, const char *where, char **error)
+{
+	json_t	   *data = json_object_get(block, "data");
+	json_t	   *text = json_object_get(block, "thinking");
+	json_t	   *signature = json_object_get(block, "signature");
+
+	if (strcmp(type, "redacted_thinking") == 0)
+	{
+		if (json_is_string(data))
+			return json_pack("{s:s, s:O}", "type", type, "data", data);
+		*error = psprintf("%s is a \"redacted_thinking\" block without a \"data\" string", where);
+	}
+	else if (json_is_string(text) && json_is_string(signature))
+		return json_pack("{s:s, s:O, s:O}", "type", type, "thinking", text, "signature", signature);
+	else
+		*error = psprintf("%s is a \"thinking\" block without a \"thinking\" and a \"signature\" string",
+						  where);
+	return NULL;
+}
+
+/*
  * An assistant message's content blocks as one assistant message: its
- * text (or null) and its tool calls.  False with *error set.
+ * text (or null), its tool calls and its thinking blocks.  False with
+ * *error set.
  */
 static bool
 assistant_blocks(json_t *content, size_t i, json_t *messages, char **error)
 {
 	json_t	   *parts = json_array();
 	json_t	   *calls = json_array();
+	json_t	   *thinking = json_array();
 	json_t	   *message;
 	size_t		j;
 	json_t	   *b;
@@ -451,9 +484,11 @@ assistant_blocks(json_t *content, size_t i, json_t *messages, char **error)
 			item = tool_call(b, at, error);
 			into = calls;
 		}
-		/* thinking has no place in Chat Completions: dropped */
 		else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
-			continue;
+		{
+			item = thinking_block(b, type, at, error);
+			into = thinking;
+		}
 		else if (strcmp(type, "image") == 0 || strcmp(type, "tool_result") == 0)
 			*error = psprintf("%s is an \"%s\" block in an assistant message: it belongs to user messages",
 							  at, type);
@@ -464,6 +499,7 @@ assistant_blocks(json_t *content, size_t i, json_t *messages, char **error)
 		{
 			json_decref(parts);
 			json_decref(calls);
+			json_decref(thinking);
 			return false;
 		}
 		json_array_append_new(into, item);
@@ -480,6 +516,10 @@ assistant_blocks(json_t *content, size_t i, json_t *messages, char **error)
 		json_object_set_new(message, "tool_calls", calls);
 	else
 		json_decref(calls);
+	if (json_array_size(thinking) > 0)
+		json_object_set_new(message, "thinking_blocks", thinking);
+	else
+		json_decref(thinking);
 	json_array_append_new(messages, message);
 	return true;
 }
@@ -659,7 +699,7 @@ translate_tool_choice(json_t *req, json_t *out, char **error)
 }
 
 /*
- * max_tokens, temperature, top_p, stop_sequences, stream and
+ * max_tokens, thinking, temperature, top_p, stop_sequences, stream and
  * metadata.user_id.  top_k is dropped: Chat Completions has none.  False
  * with *error set.
  */
@@ -675,12 +715,18 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 	size_t		i;
 	json_t	   *s;
 
+	json_t	   *thinking;
+
 	if (!json_is_integer(max_tokens) || json_integer_value(max_tokens) <= 0)
 	{
 		*error = pstrdup("max_tokens is missing or not a positive integer");
 		return false;
 	}
 	json_object_set(out, "max_tokens", max_tokens);
+	if (!llmgw_thinking(req, &thinking, error))
+		return false;
+	if (thinking)
+		json_object_set(out, "thinking", thinking);
 	for (int k = 0; k < lengthof(numbers); k++)
 	{
 		json_t	   *v = json_object_get(req, numbers[k]);
@@ -967,6 +1013,23 @@ message_id(const char *id, json_t *answer)
 }
 
 /*
+ * Is this block of a normalised answer's thinking_blocks one to give a
+ * client: a thinking block with its text (and a signature string, if any)
+ * or a redacted_thinking block with its data?
+ */
+static bool
+thinking_block_ok(json_t *block)
+{
+	json_t	   *signature = json_object_get(block, "signature");
+
+	if (is_word(json_object_get(block, "type"), "redacted_thinking"))
+		return json_is_string(json_object_get(block, "data"));
+	return is_word(json_object_get(block, "type"), "thinking") &&
+		json_is_string(json_object_get(block, "thinking")) &&
+		(signature == NULL || json_is_string(signature));
+}
+
+/*
  * The Anthropic Message a client receives for a normalised answer
  * (palloc'd JSON text).  NULL if answer_json is not a JSON object.
  */
@@ -992,6 +1055,7 @@ llmgw_anthropic_message_value(json_t *answer, const char *model, const char *id)
 	AnswerUsage usage;
 	size_t		k;
 	json_t	   *call;
+	json_t	   *block;
 	char	   *result;
 
 	if (!json_is_object(answer))
@@ -1000,6 +1064,10 @@ llmgw_anthropic_message_value(json_t *answer, const char *model, const char *id)
 	text = json_object_get(message, "content");
 	calls = json_object_get(message, "tool_calls");
 	content = json_array();
+	/* thinking first, as the provider gave it */
+	json_array_foreach(json_object_get(message, "thinking_blocks"), k, block)
+		if (thinking_block_ok(block))
+			json_array_append(content, block);
 	if (json_is_string(text) && json_string_length(text) > 0)
 		json_array_append_new(content, json_pack("{s:s, s:O}", "type", "text", "text", text));
 	json_array_foreach(calls, k, call)
@@ -1042,13 +1110,24 @@ emit_block_stop(StringInfo buf, int index)
 											  "index", index));
 }
 
-/* Close the block that is open (text or tool_use), if one is */
+/* Close the block that is open (text, tool_use or thinking), if one is */
 static void
 close_block(LlmgwAnthropicStream *st, StringInfo buf)
 {
-	if (st->text_open || st->tool_open)
+	if (st->text_open || st->tool_open || st->thinking_open)
 		emit_block_stop(buf, st->next_index - 1);
-	st->text_open = st->tool_open = false;
+	st->text_open = st->tool_open = st->thinking_open = false;
+}
+
+/* content_block_start of a new block (stolen), the one now open */
+static void
+emit_block_start(LlmgwAnthropicStream *st, StringInfo buf, json_t *block)
+{
+	close_block(st, buf);
+	emit(buf, "content_block_start",
+		 json_pack("{s:s, s:i, s:o}", "type", "content_block_start",
+				   "index", st->next_index, "content_block", block));
+	st->next_index++;
 }
 
 /* A text delta (valid UTF-8) in the open text block, opening it if need be */
@@ -1057,7 +1136,7 @@ emit_text(LlmgwAnthropicStream *st, StringInfo buf, const char *text, size_t len
 {
 	if (len == 0)
 		return;
-	if (st->tool_open)
+	if (st->tool_open || st->thinking_open)
 		close_block(st, buf);
 	if (!st->text_open)
 	{
@@ -1119,6 +1198,75 @@ llmgw_anthropic_stream_text(LlmgwAnthropicStream *st, StringInfo buf, const char
 	st->pending_len = cut;
 	memcpy(st->pending, joined.data + joined.len - cut, cut);
 	emit_text(st, buf, valid, n);
+}
+
+/*
+ * A piece of the answer's extended thinking: a thinking block's start, a
+ * piece of its text or signature (opening a block if none is open), or a
+ * whole redacted_thinking block.  Pieces are the provider's JSON strings
+ * (valid UTF-8); one that is not is dropped.
+ */
+void
+llmgw_anthropic_stream_thinking(LlmgwAnthropicStream *st, StringInfo buf, int what,
+								const char *piece, size_t len)
+{
+	json_t	   *value = piece ? json_stringn(piece, len) : NULL;
+
+	if (piece && value == NULL)
+		return;
+	if (what == LLMGW_THINKING_REDACTED)
+	{
+		emit_block_start(st, buf, json_pack("{s:s, s:o}", "type", "redacted_thinking",
+											"data", value));
+		emit_block_stop(buf, st->next_index - 1);
+		st->thinking_sent = true;
+		return;
+	}
+	if (what == LLMGW_THINKING_START || !st->thinking_open)
+	{
+		emit_block_start(st, buf, json_pack("{s:s, s:s, s:s}", "type", "thinking",
+											"thinking", "", "signature", ""));
+		st->thinking_open = st->thinking_sent = true;
+	}
+	if (value == NULL)
+		return;
+	emit(buf, "content_block_delta",
+		 json_pack("{s:s, s:i, s:{s:s, s:o}}", "type", "content_block_delta",
+				   "index", st->next_index - 1, "delta",
+				   "type", what == LLMGW_THINKING_TEXT ? "thinking_delta" : "signature_delta",
+				   what == LLMGW_THINKING_TEXT ? "thinking" : "signature", value));
+}
+
+/* The thinking blocks of a normalised answer (borrowed), each whole */
+void
+llmgw_anthropic_stream_thinking_blocks(LlmgwAnthropicStream *st, StringInfo buf,
+									   json_t *blocks)
+{
+	size_t		i;
+	json_t	   *b;
+
+	json_array_foreach(blocks, i, b)
+	{
+		json_t	   *data = json_object_get(b, "data");
+		json_t	   *text = json_object_get(b, "thinking");
+		json_t	   *signature = json_object_get(b, "signature");
+
+		if (!thinking_block_ok(b))
+			continue;
+		if (json_is_string(data) && is_word(json_object_get(b, "type"), "redacted_thinking"))
+			llmgw_anthropic_stream_thinking(st, buf, LLMGW_THINKING_REDACTED, json_string_value(data),
+											json_string_length(data));
+		else if (json_is_string(text))
+		{
+			llmgw_anthropic_stream_thinking(st, buf, LLMGW_THINKING_START, NULL, 0);
+			llmgw_anthropic_stream_thinking(st, buf, LLMGW_THINKING_TEXT, json_string_value(text),
+											json_string_length(text));
+			if (json_is_string(signature))
+				llmgw_anthropic_stream_thinking(st, buf, LLMGW_THINKING_SIGNATURE,
+												json_string_value(signature),
+												json_string_length(signature));
+		}
+	}
 }
 
 /*

@@ -45,6 +45,8 @@ typedef struct LlmgwAnthropicStream
 	int			next_index;		/* index of the next content block */
 	bool		text_open;		/* a text block is open, at next_index - 1 */
 	bool		tool_open;		/* a tool_use block is open, at next_index - 1 */
+	bool		thinking_open;	/* a thinking block is open, at next_index - 1 */
+	bool		thinking_sent;	/* some thinking was streamed */
 	bool		text_sent;		/* some text was streamed */
 	int			pending_len;	/* bytes of a UTF-8 character cut at the end of
 								 * the last piece of text, kept for the next */
@@ -72,6 +74,18 @@ extern int	llmgw_anthropic_stream_tool_start(LlmgwAnthropicStream *st, StringInf
 /* A piece of a tool_use block's input JSON; false when the block is closed */
 extern bool llmgw_anthropic_stream_tool_input(LlmgwAnthropicStream *st, StringInfo buf,
 											  int block, const char *json, size_t len);
+
+/*
+ * A piece of the answer's extended thinking (what: an LlmgwThinkingPiece of
+ * provider.h): a thinking block's start, a piece of its text or signature
+ * (opening one if none is open), or a whole redacted_thinking block
+ */
+extern void llmgw_anthropic_stream_thinking(LlmgwAnthropicStream *st, StringInfo buf, int what,
+											const char *piece, size_t len);
+
+/* The thinking blocks of a normalised answer (a borrowed array), each whole */
+extern void llmgw_anthropic_stream_thinking_blocks(LlmgwAnthropicStream *st, StringInfo buf,
+												   struct json_t *blocks);
 
 /* A normalised tool call's input as the JSON text of a tool_use block */
 extern char *llmgw_anthropic_tool_input_json(struct json_t *call);

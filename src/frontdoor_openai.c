@@ -115,6 +115,24 @@ tool_calls_value(json_t *calls)
 	return v;
 }
 
+/*
+ * An answer's extended thinking into a chat.completion message, where
+ * OpenAI-compatible gateways put it: its text as reasoning_content, its
+ * blocks (signatures and all, what a later turn sends back) as
+ * thinking_blocks
+ */
+static void
+set_thinking(json_t *message, json_t *answer_message)
+{
+	json_t	   *reasoning = json_object_get(answer_message, "reasoning_content");
+	json_t	   *blocks = json_object_get(answer_message, "thinking_blocks");
+
+	if (json_is_string(reasoning))
+		json_object_set(message, "reasoning_content", reasoning);
+	if (json_is_array(blocks))
+		json_object_set(message, "thinking_blocks", blocks);
+}
+
 /* A chat.completion for a normalised answer (borrowed); NULL when it is none */
 char *
 llmgw_openai_completion(json_t *a, const LlmgwFrontMeta *meta)
@@ -132,6 +150,7 @@ llmgw_openai_completion(json_t *a, const LlmgwFrontMeta *meta)
 						json_object_get(msg, "content") : json_null(), "refusal");
 	if (json_array_size(calls) > 0)
 		json_object_set_new(message, "tool_calls", tool_calls_value(calls));
+	set_thinking(message, msg);
 	root = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}], s:o, s:n}",
 					 "id", meta->id, "object", "chat.completion",
 					 "created", (json_int_t) meta->created, "model", meta->model,
@@ -192,6 +211,18 @@ llmgw_openai_stream_text(StringInfo out, const LlmgwFrontMeta *meta, const char 
 	append_chunk(out, meta, json_pack("{s:o}", "content", piece), NULL, NULL, NULL);
 }
 
+/* A piece of the answer's extended thinking text, as reasoning_content */
+void
+llmgw_openai_stream_reasoning(StringInfo out, const LlmgwFrontMeta *meta, const char *text,
+							  size_t len)
+{
+	json_t	   *piece = json_stringn(text, len);
+
+	if (piece == NULL)
+		return;					/* not UTF-8: never sent by a provider parser */
+	append_chunk(out, meta, json_pack("{s:o}", "reasoning_content", piece), NULL, NULL, NULL);
+}
+
 /*
  * A tool call in a stream: its start (start: its id and name, args its
  * first arguments, often "") or a piece of its arguments; index is its
@@ -216,9 +247,10 @@ llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index, 
 }
 
 /*
- * The end of a stream, from the final answer: the finish reason, the usage
- * if asked for, the proof, and [DONE] (the text and the tool calls went
- * before)
+ * The end of a stream, from the final answer: the finish reason (with the
+ * answer's thinking blocks whole, signatures and all, when it has some),
+ * the usage if asked for, the proof, and [DONE] (the text, the reasoning
+ * and the tool calls went before)
  */
 void
 llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta, const char *answer,
@@ -226,9 +258,11 @@ llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta, const char *
 {
 	json_t	   *a = llmgw_json_load(answer, strlen(answer), NULL);
 	json_t	   *calls = json_object_get(json_object_get(a, "message"), "tool_calls");
+	json_t	   *blocks = json_object_get(json_object_get(a, "message"), "thinking_blocks");
 	json_t	   *p = proof ? llmgw_json_load(proof, strlen(proof), NULL) : NULL;
 
-	append_chunk(out, meta, json_pack("{}"),
+	append_chunk(out, meta, json_is_array(blocks) ?
+				 json_pack("{s:O}", "thinking_blocks", blocks) : json_pack("{}"),
 				 finish_reason(json_string_value(json_object_get(a, "finish_reason")),
 							   json_array_size(calls) > 0),
 				 NULL, include_usage ? NULL : p);

@@ -24,6 +24,8 @@ extern char *llmgw_openai_completion(json_t *answer, const LlmgwFrontMeta *meta)
 extern void llmgw_openai_stream_start(StringInfo out, const LlmgwFrontMeta *meta);
 extern void llmgw_openai_stream_text(StringInfo out, const LlmgwFrontMeta *meta,
 									 const char *text, size_t len);
+extern void llmgw_openai_stream_reasoning(StringInfo out, const LlmgwFrontMeta *meta,
+										  const char *text, size_t len);
 extern void llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index,
 									 bool start, const char *id, const char *name,
 									 const char *args, size_t len);

@@ -15,6 +15,15 @@
 #include "lib/stringinfo.h"
 
 /* Where the pieces of a chat stream's events go, in the order they come */
+/* What a piece of an answer's extended thinking is */
+typedef enum LlmgwThinkingPiece
+{
+	LLMGW_THINKING_START,		/* a thinking block starts (no piece) */
+	LLMGW_THINKING_TEXT,		/* a piece of its text */
+	LLMGW_THINKING_SIGNATURE,	/* a piece of its signature */
+	LLMGW_THINKING_REDACTED		/* a whole redacted_thinking block: its data */
+} LlmgwThinkingPiece;
+
 typedef struct LlmgwStreamSink
 {
 	void	   *arg;
@@ -29,6 +38,8 @@ typedef struct LlmgwStreamSink
 	 */
 	void		(*tool) (void *arg, int key, const char *id, const char *name,
 						 const char *args, size_t args_len);
+	/* a piece of the answer's extended thinking (Anthropic's thinking blocks) */
+	void		(*thinking) (void *arg, LlmgwThinkingPiece what, const char *piece, size_t len);
 } LlmgwStreamSink;
 
 typedef struct LlmgwProvider

@@ -4,12 +4,16 @@
  *		The normalised answer llm_chat() returns, whatever the provider:
  *
  *		{"id", "model", "provider", "upstream_model",
- *		 "message": {"role": "assistant", "content", "tool_calls": [...]},
+ *		 "message": {"role": "assistant", "content", "tool_calls": [...],
+ *					 "reasoning_content", "thinking_blocks": [...]},
  *		 "finish_reason", "usage": {input_tokens, output_tokens,
  *		 cached_input_tokens, cache_write_tokens, reasoning_tokens}}
  *
  * Tool call arguments are JSON values, not the JSON-encoded strings that
- * OpenAI sends.  Token counts the provider did not report are null.
+ * OpenAI sends.  Token counts the provider did not report are null.  An
+ * answer with extended thinking has its thinking blocks as the provider
+ * gave them (their signatures are what a later turn sends back) and their
+ * text joined as reasoning_content; an answer without has neither member.
  *
  *-------------------------------------------------------------------------
  */
@@ -74,6 +78,35 @@ tool_calls_value(const char *tool_calls)
 	return calls;
 }
 
+/*
+ * The thinking blocks of an answer (JSON text) into message: thinking_blocks
+ * as they are, reasoning_content the text of those that are not redacted
+ */
+static void
+set_thinking(json_t *message, const char *thinking)
+{
+	json_t	   *blocks = llmgw_json_load(thinking, strlen(thinking), NULL);
+	StringInfoData text;
+	size_t		i;
+	json_t	   *b;
+
+	if (!json_is_array(blocks))
+	{
+		json_decref(blocks);
+		return;
+	}
+	initStringInfo(&text);
+	json_array_foreach(blocks, i, b)
+	{
+		json_t	   *t = json_object_get(b, "thinking");
+
+		if (json_is_string(t))
+			appendStringInfo(&text, "%s%s", text.len ? "\n\n" : "", json_string_value(t));
+	}
+	json_object_set_new(message, "reasoning_content", json_string(text.data));
+	json_object_set_new(message, "thinking_blocks", blocks);
+}
+
 /* The normalised answer of a successful call (a new reference) */
 json_t *
 llmgw_response_value(const LlmgwCall *call)
@@ -86,6 +119,8 @@ llmgw_response_value(const LlmgwCall *call)
 	llmgw_uuid_text(&call->request_id, id, true);
 	if (out->tool_calls)
 		json_object_set_new(message, "tool_calls", tool_calls_value(out->tool_calls));
+	if (out->thinking)
+		set_thinking(message, out->thinking);
 	root = json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:s?, s:{s:o, s:o, s:o, s:o, s:o}}",
 					 "id", id,
 					 "model", call->model,

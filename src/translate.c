@@ -211,27 +211,103 @@ strip_mark(json_t *o, const char *where, size_t a, size_t b, char **error)
 }
 
 /*
- * A request for a wire format without prompt-cache marks (OpenAI's Chat
- * Completions caches on its own; Gemini and the Responses API are built
- * without them): every cache_control of the request itself (Anthropic's
- * automatic caching), of its messages, their parts and tool calls, and of
- * its tools, checked as an Anthropic deployment would check it
- * (the same request is refused or taken whatever the deployment), then
- * removed.  False with *error set.
+ * The request's extended thinking setting (Anthropic's "thinking": an
+ * object with a "type" string, and with "enabled" a positive integer
+ * "budget_tokens"), borrowed into *thinking (NULL: none given).  False with
+ * *error set when it is malformed.
  */
 bool
-llmgw_strip_cache_control(json_t *request, char **error)
+llmgw_thinking(json_t *request, json_t **thinking, char **error)
+{
+	json_t	   *t = json_object_get(request, "thinking");
+	const char *type = json_string_value(json_object_get(t, "type"));
+	json_t	   *budget = json_object_get(t, "budget_tokens");
+
+	*thinking = NULL;
+	if (t == NULL || json_is_null(t))
+		return true;
+	if (!json_is_object(t) || type == NULL)
+		*error = pstrdup("thinking is not an object with a \"type\" string, such as {\"type\": \"enabled\", \"budget_tokens\": 2048}");
+	else if (strcmp(type, "enabled") == 0 &&
+			 (!json_is_integer(budget) || json_integer_value(budget) <= 0))
+		*error = pstrdup("thinking of type \"enabled\" has no positive integer \"budget_tokens\"");
+	else
+	{
+		*thinking = t;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The thinking blocks of messages[msg] (an assistant message's
+ * "thinking_blocks", as an answer gave them: {"type": "thinking",
+ * "thinking", "signature"} or {"type": "redacted_thinking", "data"}),
+ * borrowed into *blocks (NULL: none).  False with *error set when they are
+ * malformed.
+ */
+bool
+llmgw_thinking_blocks(json_t *message, size_t msg, json_t **blocks, char **error)
+{
+	json_t	   *given = json_object_get(message, "thinking_blocks");
+	size_t		i;
+	json_t	   *b;
+
+	*blocks = NULL;
+	if (given == NULL || json_is_null(given))
+		return true;
+	if (!json_is_array(given))
+	{
+		*error = psprintf("messages[%zu].thinking_blocks is not an array", msg);
+		return false;
+	}
+	json_array_foreach(given, i, b)
+	{
+		const char *type = json_string_value(json_object_get(b, "type"));
+		bool		thinking = type && strcmp(type, "thinking") == 0 &&
+			json_is_string(json_object_get(b, "thinking")) &&
+			json_is_string(json_object_get(b, "signature"));
+
+		if (!thinking && !(type && strcmp(type, "redacted_thinking") == 0 &&
+						   json_is_string(json_object_get(b, "data"))))
+		{
+			*error = psprintf("messages[%zu].thinking_blocks[%zu] is neither {\"type\": \"thinking\", \"thinking\": string, \"signature\": string} nor {\"type\": \"redacted_thinking\", \"data\": string}",
+							  msg, i);
+			return false;
+		}
+	}
+	*blocks = given;
+	return true;
+}
+
+/*
+ * A request for a wire format without Anthropic's own members: every
+ * prompt-cache mark (cache_control) of the request itself (Anthropic's
+ * automatic caching), its messages, their parts and tool calls, and its
+ * tools; the extended thinking setting and the assistant messages' thinking
+ * blocks.  Each is checked as an Anthropic deployment would check it (the
+ * same request is refused or taken whatever the deployment), then removed:
+ * OpenAI's Chat Completions caches on its own, and no other format takes
+ * another model's signed thinking.  False with *error set.
+ */
+bool
+llmgw_strip_anthropic(json_t *request, char **error)
 {
 	json_t	   *messages = json_object_get(request, "messages");
+	json_t	   *unused;
 	size_t		i, j;
 	json_t	   *m, *o;
 
-	if (!strip_mark(request, "the request", 0, 0, error))
+	if (!strip_mark(request, "the request", 0, 0, error) ||
+		!llmgw_thinking(request, &unused, error))
 		return false;
+	json_object_del(request, "thinking");
 	json_array_foreach(messages, i, m)
 	{
-		if (!strip_mark(m, "messages[%zu]", i, 0, error))
+		if (!strip_mark(m, "messages[%zu]", i, 0, error) ||
+			!llmgw_thinking_blocks(m, i, &unused, error))
 			return false;
+		json_object_del(m, "thinking_blocks");
 		json_array_foreach(json_object_get(m, "content"), j, o)
 			if (!strip_mark(o, "messages[%zu].content[%zu]", i, j, error))
 				return false;

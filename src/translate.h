@@ -3,7 +3,8 @@
  * translate.h
  *		What every wire format that translates llmgw's Chat Completions
  *		request reads the same way: content parts (text, images as data: or
- *		http(s) URLs), data: URLs, response_format, tool_choice.
+ *		http(s) URLs), data: URLs, response_format, tool_choice, and
+ *		Anthropic's own members (prompt-cache marks, extended thinking).
  *
  * Include after the PostgreSQL headers: it includes jansson.
  *
@@ -46,7 +47,9 @@ extern bool llmgw_cache_control(json_t *holder, json_t **mark, const char *where
 extern bool llmgw_cache_control_at(json_t *holder, json_t **mark, const char *where, size_t a,
 								   size_t b, char **error);
 extern bool llmgw_has_cache_control(json_t *content);
-extern bool llmgw_strip_cache_control(json_t *request, char **error);
+extern bool llmgw_thinking(json_t *request, json_t **thinking, char **error);
+extern bool llmgw_thinking_blocks(json_t *message, size_t msg, json_t **blocks, char **error);
+extern bool llmgw_strip_anthropic(json_t *request, char **error);
 
 /* What a request's response_format asks for */
 typedef enum LlmgwResponseFormat

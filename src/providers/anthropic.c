@@ -124,6 +124,22 @@ tool_result(json_t *m, size_t i, char **error)
 }
 
 /*
+ * An assistant message's thinking blocks (an earlier answer's, signatures
+ * and all) before its other blocks, where Anthropic wants them
+ */
+static bool
+prepend_thinking(json_t *blocks, json_t *m, size_t msg, char **error)
+{
+	json_t	   *thinking;
+
+	if (!llmgw_thinking_blocks(m, msg, &thinking, error))
+		return false;
+	for (size_t k = json_array_size(thinking); k > 0; k--)
+		json_array_insert(blocks, 0, json_array_get(thinking, k - 1));
+	return true;
+}
+
+/*
  * Translate OpenAI messages; system messages go to the system string (or,
  * when one of their parts has a cache_control, to system text blocks, the
  * marks where they were).  Images may come in user messages and tool
@@ -151,10 +167,16 @@ translate_messages(json_t *messages, json_t *req, char **error)
 		else if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
 		{
 			system_marked = system_marked || llmgw_has_cache_control(content);
-			if (llmgw_content_text(content, i, &anthropic_parts, &system, error) &&
-				(blocks = llmgw_content_translate(content, i, false, &anthropic_parts,
+			if ((blocks = llmgw_content_translate(content, i, false, &anthropic_parts,
 												  content_block, error)) != NULL)
 			{
+				size_t		b;
+				json_t	   *block;
+
+				/* text blocks only: no images in a system message */
+				json_array_foreach(blocks, b, block)
+					appendStringInfo(&system, "%s%s", system.len ? "\n\n" : "",
+									 json_string_value(json_object_get(block, "text")));
 				json_array_extend(system_blocks, blocks);
 				json_decref(blocks);
 				continue;
@@ -172,7 +194,8 @@ translate_messages(json_t *messages, json_t *req, char **error)
 												   &anthropic_parts, content_block, error)) != NULL)
 		{
 			if (strcmp(role, "assistant") != 0 ||
-				append_tool_uses(blocks, json_object_get(m, "tool_calls"), i, error))
+				(prepend_thinking(blocks, m, i, error) &&
+				 append_tool_uses(blocks, json_object_get(m, "tool_calls"), i, error)))
 			{
 				json_array_append_new(out, json_pack("{s:s, s:o}", "role",
 													 strcmp(role, "assistant") == 0 ? "assistant" : "user",
@@ -308,6 +331,7 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 	json_t	   *max_tokens;
 	json_t	   *stop;
 	json_t	   *mark;
+	json_t	   *thinking;
 
 	if (!json_is_object(src) || !json_is_array(json_object_get(src, "messages")))
 	{
@@ -331,11 +355,21 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 		json_decref(req);
 		return NULL;
 	}
+	if (!llmgw_thinking(src, &thinking, error))
+	{
+		json_decref(src);
+		json_decref(req);
+		return NULL;
+	}
+	if (thinking)
+		json_object_set(req, "thinking", thinking);
 	max_tokens = json_object_get(src, "max_completion_tokens");
 	if (!json_is_integer(max_tokens))
 		max_tokens = json_object_get(src, "max_tokens");
+	/* without a max_tokens, room for the answer beyond the thinking budget */
 	json_object_set_new(req, "max_tokens", json_is_integer(max_tokens) ? json_incref(max_tokens) :
-						json_integer(ANTHROPIC_DEFAULT_MAX_TOKENS));
+						json_integer(ANTHROPIC_DEFAULT_MAX_TOKENS +
+									 json_integer_value(json_object_get(thinking, "budget_tokens"))));
 	if (json_is_number(json_object_get(src, "temperature")))
 		json_object_set(req, "temperature", json_object_get(src, "temperature"));
 	if (json_is_number(json_object_get(src, "top_p")))
@@ -412,9 +446,39 @@ set_response_answer(LlmgwOutcome *out, char *json)
 		out->finish_reason = pstrdup("end_turn");
 }
 
+/* Is this content block a thinking or redacted_thinking block? */
+static bool
+thinking_block(json_t *block)
+{
+	const char *type = json_string_value(json_object_get(block, "type"));
+
+	return type && (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0);
+}
+
 /*
- * Text blocks (thinking excluded) and tool_use blocks of a message; a call
- * of the response_format tool is the answer
+ * The thinking blocks among a message's content blocks, as they are (JSON
+ * text), or NULL when there are none
+ */
+static char *
+thinking_blocks(json_t *content)
+{
+	json_t	   *blocks = json_array();
+	size_t		i;
+	json_t	   *block;
+	char	   *text = NULL;
+
+	json_array_foreach(content, i, block)
+		if (thinking_block(block))
+			json_array_append(blocks, block);
+	if (json_array_size(blocks) > 0)
+		text = llmgw_json_dump(blocks);
+	json_decref(blocks);
+	return text;
+}
+
+/*
+ * Text blocks and tool_use blocks of a message (its thinking blocks apart);
+ * a call of the response_format tool is the answer
  */
 static void
 parse_content(json_t *content, LlmgwOutcome *out)
@@ -450,6 +514,7 @@ parse_content(json_t *content, LlmgwOutcome *out)
 	if (json_array_size(calls) > 0)
 		out->tool_calls = llmgw_json_dump(calls);
 	json_decref(calls);
+	out->thinking = thinking_blocks(content);
 	if (answer)
 		set_response_answer(out, answer);
 }
@@ -561,6 +626,58 @@ stream_block(AnthropicStream *st, json_t *index)
 	return json_array_get(st->blocks, i);
 }
 
+/*
+ * Append a piece to a string member of a block being streamed: the pieces
+ * are kept in an array (after what content_block_start gave), joined once
+ * the stream has ended (join_members)
+ */
+static void
+append_member(json_t *block, const char *member, const char *piece)
+{
+	json_t	   *pieces = json_object_get(block, member);
+
+	if (!json_is_array(pieces))
+	{
+		json_t	   *given = pieces;
+
+		pieces = json_array();
+		if (json_is_string(given))
+			json_array_append(pieces, given);
+		json_object_set_new(block, member, pieces);
+	}
+	json_array_append_new(pieces, json_string(piece));
+}
+
+/* The pieces of the members of the blocks, each joined into its string */
+static void
+join_members(json_t *blocks)
+{
+	size_t		i;
+	json_t	   *block;
+
+	json_array_foreach(blocks, i, block)
+	{
+		const char *member;
+		json_t	   *value;
+		void	   *tmp;
+
+		json_object_foreach_safe(block, tmp, member, value)
+		{
+			StringInfoData joined;
+			size_t		k;
+			json_t	   *piece;
+
+			if (!json_is_array(value))
+				continue;
+			initStringInfo(&joined);
+			json_array_foreach(value, k, piece)
+				appendBinaryStringInfo(&joined, json_string_value(piece), json_string_length(piece));
+			json_object_set_new(block, member, json_stringn(joined.data, joined.len));
+			pfree(joined.data);
+		}
+	}
+}
+
 /* One event of a Messages stream */
 static void
 anthropic_stream_event(void *arg, const char *event, const char *data, size_t len)
@@ -601,12 +718,13 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 			appendStringInfoString(&st->base.text, piece);
 		else if (block && dtype && strcmp(dtype, "input_json_delta") == 0 &&
 				 (piece = json_string_value(json_object_get(delta, "partial_json"))) != NULL)
-		{
-			const char *so_far = json_string_value(json_object_get(block, "partial_json"));
-
-			json_object_set_new(block, "partial_json",
-								json_string(psprintf("%s%s", so_far ? so_far : "", piece)));
-		}
+			append_member(block, "partial_json", piece);
+		else if (block && dtype && strcmp(dtype, "thinking_delta") == 0 &&
+				 (piece = json_string_value(json_object_get(delta, "thinking"))) != NULL)
+			append_member(block, "thinking", piece);
+		else if (block && dtype && strcmp(dtype, "signature_delta") == 0 &&
+				 (piece = json_string_value(json_object_get(delta, "signature"))) != NULL)
+			append_member(block, "signature", piece);
 	}
 	else if (strcmp(type, "message_delta") == 0)
 	{
@@ -691,7 +809,9 @@ anthropic_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 		char	   *answer = NULL;
 
 		out->status = LLMGW_STATUS_OK;
+		join_members(st.blocks);
 		out->tool_calls = stream_tool_calls(st.blocks, &answer);
+		out->thinking = thinking_blocks(st.blocks);
 		if (answer)
 			set_response_answer(out, answer);
 		if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
@@ -721,9 +841,10 @@ anthropic_headers(const LlmgwRoute *route, const char *secret)
 }
 
 /*
- * Tell what one event of a Messages stream carries: text_delta events, and
- * the tool_use blocks (but the response_format tool's, whose input is the
- * answer's text at the end) with their input_json_delta pieces
+ * Tell what one event of a Messages stream carries: text_delta events, the
+ * tool_use blocks (but the response_format tool's, whose input is the
+ * answer's text at the end) with their input_json_delta pieces, and the
+ * thinking blocks with their thinking_delta and signature_delta pieces
  */
 static void
 anthropic_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
@@ -746,6 +867,18 @@ anthropic_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink
 		if (btype && strcmp(btype, "tool_use") == 0 && !response_tool(block))
 			sink->tool(sink->arg, key, json_string_value(json_object_get(block, "id")),
 					   json_string_value(json_object_get(block, "name")), NULL, 0);
+		else if (btype && strcmp(btype, "thinking") == 0)
+		{
+			sink->thinking(sink->arg, LLMGW_THINKING_START, NULL, 0);
+			/* (a start that carries text or a signature already: sent too) */
+			if ((piece = json_string_value(json_object_get(block, "thinking"))) && *piece)
+				sink->thinking(sink->arg, LLMGW_THINKING_TEXT, piece, strlen(piece));
+			if ((piece = json_string_value(json_object_get(block, "signature"))) && *piece)
+				sink->thinking(sink->arg, LLMGW_THINKING_SIGNATURE, piece, strlen(piece));
+		}
+		else if (btype && strcmp(btype, "redacted_thinking") == 0 &&
+				 (piece = json_string_value(json_object_get(block, "data"))) != NULL)
+			sink->thinking(sink->arg, LLMGW_THINKING_REDACTED, piece, strlen(piece));
 	}
 	else if (strcmp(type, "content_block_delta") == 0 && dtype != NULL)
 	{
@@ -755,6 +888,12 @@ anthropic_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink
 		else if (strcmp(dtype, "input_json_delta") == 0 &&
 				 (piece = json_string_value(json_object_get(delta, "partial_json"))) != NULL)
 			sink->tool(sink->arg, key, NULL, NULL, piece, strlen(piece));
+		else if (strcmp(dtype, "thinking_delta") == 0 &&
+				 (piece = json_string_value(json_object_get(delta, "thinking"))) != NULL)
+			sink->thinking(sink->arg, LLMGW_THINKING_TEXT, piece, strlen(piece));
+		else if (strcmp(dtype, "signature_delta") == 0 &&
+				 (piece = json_string_value(json_object_get(delta, "signature"))) != NULL)
+			sink->thinking(sink->arg, LLMGW_THINKING_SIGNATURE, piece, strlen(piece));
 	}
 	json_decref(ev);
 }

@@ -201,7 +201,7 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	if (!ok)
 		*error = pstrdup("the request has no messages array");
 	else
-		ok = llmgw_strip_cache_control(src, error); /* Gemini has no such marks */
+		ok = llmgw_strip_anthropic(src, error); /* Gemini has no such marks or blocks */
 	for (i = 0; ok && i < json_array_size(messages); i++)
 	{
 		json_t	   *c = translate_message(messages, i, sysparts, error);

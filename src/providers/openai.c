@@ -38,8 +38,8 @@ openai_build(const char *request, size_t len, const char *upstream_model,
 		*error = pstrdup("the request is not a JSON object");
 		return NULL;
 	}
-	/* prompt-cache marks are Anthropic's: Chat Completions caches on its own */
-	if (!llmgw_strip_cache_control(root, error))
+	/* prompt-cache marks and thinking are Anthropic's: Chat Completions caches on its own */
+	if (!llmgw_strip_anthropic(root, error))
 	{
 		json_decref(root);
 		return NULL;

@@ -204,6 +204,31 @@ case_body(const char *dir, json_t *resp, size_t *len)
 	return pstrdup("");
 }
 
+/*
+ * The thinking blocks read (JSON text, or NULL) against those of content,
+ * an Anthropic message's content blocks: the same blocks, as they came
+ */
+static void
+check_thinking(const char *id, json_t *content, const char *got)
+{
+	json_t	   *want = json_array();
+	json_t	   *have = got ? json_loads(got, 0, NULL) : json_array();
+	size_t		i;
+	json_t	   *b;
+
+	json_array_foreach(content, i, b)
+	{
+		const char *type = json_string_value(json_object_get(b, "type"));
+
+		if (type && (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0))
+			json_array_append(want, b);
+	}
+	if (!json_equal(want, have) || (got != NULL && json_array_size(want) == 0))
+		mismatch(id, "thinking", json_array_size(want) ? "the thinking blocks" : "none", got);
+	json_decref(want);
+	json_decref(have);
+}
+
 /* An answer to a request llmgw translated, and what it must read as */
 typedef struct BuiltinCase
 {
@@ -214,6 +239,7 @@ typedef struct BuiltinCase
 	const char *text;
 	const char *finish_reason;
 	const char *tool_calls;		/* JSON of the tool calls, or NULL for none */
+	const char *thinking;		/* JSON of the thinking blocks, or NULL for none */
 } BuiltinCase;
 
 #define ANTHROPIC_EVENT(type, data) "event: " type "\ndata: " data "\n\n"
@@ -249,6 +275,24 @@ static const BuiltinCase builtin_cases[] = {
 	{"builtin-anthropic-stream-response-format-max-tokens", &llmgw_provider_anthropic, true,
 		ANTHROPIC_START ANTHROPIC_DELTA("{\\\"city\\\": \\\"Pa") ANTHROPIC_END("max_tokens"),
 	"{\"city\": \"Pa", "max_tokens", NULL},
+	/* extended thinking: its pieces and signature joined, a redacted block as it came */
+	{"builtin-anthropic-stream-thinking", &llmgw_provider_anthropic, true,
+		ANTHROPIC_EVENT("message_start", "{\"type\":\"message_start\",\"message\":{\"content\":[],\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}")
+		ANTHROPIC_EVENT("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}")
+		ANTHROPIC_EVENT("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Two and \"}}")
+		ANTHROPIC_EVENT("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"two: 4\"}}")
+		ANTHROPIC_EVENT("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"EqQB\"}}")
+		ANTHROPIC_EVENT("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}")
+		ANTHROPIC_EVENT("content_block_start", "{\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"EmwK\"}}")
+		ANTHROPIC_EVENT("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":1}")
+		ANTHROPIC_EVENT("content_block_start", "{\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}")
+		ANTHROPIC_EVENT("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"text_delta\",\"text\":\"4\"}}")
+		ANTHROPIC_EVENT("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":2}")
+		ANTHROPIC_EVENT("message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":12}}")
+		ANTHROPIC_EVENT("message_stop", "{\"type\":\"message_stop\"}"),
+		"4", "end_turn", NULL,
+	"[{\"type\":\"thinking\",\"thinking\":\"Two and two: 4\",\"signature\":\"EqQB\"},"
+	"{\"type\":\"redacted_thinking\",\"data\":\"EmwK\"}]"},
 };
 
 /* Run the built-in cases; returns how many failed */
@@ -277,6 +321,15 @@ run_builtin_cases(int *passed)
 		check_string(c->id, expected, "error_class",
 					 out.status == LLMGW_STATUS_OK ? "none" : llmgw_error_class_name(out.error));
 		check_tools(c->id, expected, out.tool_calls);
+		if (c->thinking)
+		{
+			json_t	   *want = json_loads(c->thinking, 0, NULL);
+
+			check_thinking(c->id, want, out.thinking);
+			json_decref(want);
+		}
+		else if (out.thinking)
+			mismatch(c->id, "thinking", "none", out.thinking);
 		printf("%s %s\n", failures_in_case ? "not ok" : "ok", c->id);
 		if (failures_in_case)
 			failed++;
@@ -388,6 +441,15 @@ main(int argc, char **argv)
 		if (json_object_get(expected, "error_code"))
 			check_string(ids[i], expected, "error_code", out.provider_code);
 		check_tools(ids[i], expected, out.tool_calls);
+		/* an Anthropic message's thinking blocks, as they came */
+		if (p == &llmgw_provider_anthropic && out.status == LLMGW_STATUS_OK &&
+			!json_is_string(json_object_get(resp, "sse_file")))
+		{
+			json_t	   *message = json_loadb(body, len, 0, NULL);
+
+			check_thinking(ids[i], json_object_get(message, "content"), out.thinking);
+			json_decref(message);
+		}
 		if (is_embedding(c))
 			check_embeddings(ids[i], expected, &out);
 		retry = json_number_value(json_object_get(expected, "retry_after_seconds"));

@@ -13,6 +13,7 @@
 #include "frontdoor_anthropic.h"
 #include "jsonutil.h"
 #include "pg_stubs.h"
+#include "provider.h"
 
 /* The five stop reasons a client may receive */
 static bool
@@ -97,6 +98,8 @@ fuzz_message(const char *answer)
 
 		if (type == NULL ||
 			(strcmp(type, "text") == 0 && !json_is_string(json_object_get(block, "text"))) ||
+			(strcmp(type, "thinking") == 0 && !json_is_string(json_object_get(block, "thinking"))) ||
+			(strcmp(type, "redacted_thinking") == 0 && !json_is_string(json_object_get(block, "data"))) ||
 			(strcmp(type, "tool_use") == 0 &&
 			 (!json_is_string(json_object_get(block, "id")) ||
 			  !json_is_string(json_object_get(block, "name")) ||
@@ -142,6 +145,7 @@ check_stream(const char *buf, size_t len)
 	bool		delta_sent = false;
 	bool		ended = false;
 	bool		tool_open = false;
+	bool		thinking_open = false;
 	StringInfoData input;		/* the input JSON of the open tool_use block */
 
 	initStringInfo(&input);
@@ -177,12 +181,21 @@ check_stream(const char *buf, size_t len)
 			const char *btype = json_string_value(json_object_get(json_object_get(ev, "content_block"),
 																  "type"));
 
+			json_t	   *block = json_object_get(ev, "content_block");
+
 			if (json_integer_value(index) != next || !json_is_integer(index) || open != -1 ||
 				delta_sent || btype == NULL ||
-				(strcmp(btype, "text") != 0 && strcmp(btype, "tool_use") != 0))
+				(strcmp(btype, "text") != 0 && strcmp(btype, "tool_use") != 0 &&
+				 strcmp(btype, "thinking") != 0 && strcmp(btype, "redacted_thinking") != 0) ||
+				(strcmp(btype, "thinking") == 0 &&
+				 (!json_is_string(json_object_get(block, "thinking")) ||
+				  !json_is_string(json_object_get(block, "signature")))) ||
+				(strcmp(btype, "redacted_thinking") == 0 &&
+				 !json_is_string(json_object_get(block, "data"))))
 				abort();
 			open = next++;
 			tool_open = strcmp(btype, "tool_use") == 0;
+			thinking_open = strcmp(btype, "thinking") == 0;
 			resetStringInfo(&input);
 		}
 		else if (strcmp(type, "content_block_delta") == 0)
@@ -201,6 +214,11 @@ check_stream(const char *buf, size_t len)
 					 tool_open)
 				appendBinaryStringInfo(&input, json_string_value(partial),
 									   (int) json_string_length(partial));
+			else if (thinking_open && ((strcmp(dtype, "thinking_delta") == 0 &&
+										json_is_string(json_object_get(delta, "thinking"))) ||
+									   (strcmp(dtype, "signature_delta") == 0 &&
+										json_is_string(json_object_get(delta, "signature")))))
+				;
 			else
 				abort();
 		}
@@ -218,7 +236,7 @@ check_stream(const char *buf, size_t len)
 				json_decref(whole);
 			}
 			open = -1;
-			tool_open = false;
+			tool_open = thinking_open = false;
 		}
 		else if (strcmp(type, "message_delta") == 0)
 		{
@@ -294,6 +312,31 @@ fuzz_stream(const char *data, size_t size, const char *answer)
 			abort();
 	}
 	llmgw_anthropic_stream_text(&st, &buf, data + a, size - a);
+	llmgw_anthropic_stream_end(&st, &buf, answer, NULL);
+	check_stream(buf.data, buf.len);
+
+	/*
+	 * extended thinking: a block of the input's text cut in three pieces,
+	 * its signature the answer, a redacted block whose data is the input,
+	 * then the answer's own thinking blocks whole, then text
+	 */
+	resetStringInfo(&buf);
+	llmgw_anthropic_stream_start(&st, &buf, "fuzz-model", "fuzz-id");
+	llmgw_anthropic_stream_thinking(&st, &buf, LLMGW_THINKING_START, NULL, 0);
+	llmgw_anthropic_stream_thinking(&st, &buf, LLMGW_THINKING_TEXT, data, a);
+	llmgw_anthropic_stream_thinking(&st, &buf, LLMGW_THINKING_TEXT, data + a, b - a);
+	llmgw_anthropic_stream_thinking(&st, &buf, LLMGW_THINKING_SIGNATURE, answer, strlen(answer));
+	llmgw_anthropic_stream_thinking(&st, &buf, LLMGW_THINKING_REDACTED, data, size);
+	llmgw_anthropic_stream_thinking(&st, &buf, LLMGW_THINKING_TEXT, data + b, size - b);
+	{
+		json_t	   *a_json = json_loads(answer, 0, NULL);
+
+		llmgw_anthropic_stream_thinking_blocks(&st, &buf,
+											   json_object_get(json_object_get(a_json, "message"),
+															   "thinking_blocks"));
+		json_decref(a_json);
+	}
+	llmgw_anthropic_stream_text(&st, &buf, data, size);
 	llmgw_anthropic_stream_end(&st, &buf, answer, NULL);
 	check_stream(buf.data, buf.len);
 

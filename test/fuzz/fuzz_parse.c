@@ -55,11 +55,20 @@ sink_tool(void *arg, int key, const char *id, const char *name, const char *args
 		abort();
 }
 
+/* Sink: a piece of thinking, a string of its length (none for a start) */
+static void
+sink_thinking(void *arg, LlmgwThinkingPiece what, const char *piece, size_t len)
+{
+	if ((what == LLMGW_THINKING_START) != (piece == NULL) || (piece && strlen(piece) != len) ||
+		what > LLMGW_THINKING_REDACTED)
+		abort();
+}
+
 /* SSE handler: what an event carries, as the front door reads it */
 static void
 stream_delta_event(void *arg, const char *event, const char *data, size_t len)
 {
-	LlmgwStreamSink sink = {arg, sink_text, sink_tool};
+	LlmgwStreamSink sink = {arg, sink_text, sink_tool, sink_thinking};
 
 	if (FUZZ_PROVIDER.stream_delta)
 		FUZZ_PROVIDER.stream_delta(data, len, &sink);

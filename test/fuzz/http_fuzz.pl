@@ -92,6 +92,17 @@ sub seeds
 						  name => 'get_weather', input => {}, cache_control => { type => 'ephemeral' } } ] },
 				  { role => 'user', content => [ { type => 'tool_result', tool_use_id => 'tu_1',
 						  content => 'sunny', cache_control => { type => 'ephemeral', ttl => '5m' } } ] } ] } ],
+		# extended thinking: the setting, and an earlier answer's blocks sent back
+		[ 'POST', '/v1/messages', $anthropic,
+			{ model => 'demo', max_tokens => 50, stream => JSON::PP::true,
+			  thinking => { type => 'enabled', budget_tokens => 1024 },
+			  messages => [
+				  $user,
+				  { role => 'assistant', content => [
+						  { type => 'thinking', thinking => 'they greet me', signature => 'EqQB' },
+						  { type => 'redacted_thinking', data => 'EmwK' },
+						  { type => 'text', text => 'fine' } ] },
+				  $user ] } ],
 		# three tool calls streamed (model tools: 017 makes it), to both APIs
 		[ 'POST', '/v1/chat/completions', [],
 			{ model => 'tools', tools => [$tool], stream => JSON::PP::true, messages => [$user] } ],

@@ -596,6 +596,67 @@ const scenarios = {
 				automatic: await sent('echo-claude', { cache_control: mark }) };
 		});
 
+		// extended thinking from an Anthropic deployment: the blocks plain
+		// and streamed (thinking_delta, signature_delta), sent back on the
+		// next turn as they came (the mock checks their signature), an
+		// altered one refused by the provider; from the OpenAI SDK,
+		// reasoning_content and thinking_blocks
+		out.thinking = await attempt(Anthropic, async () => {
+			const body = { model: 'claude-think', max_tokens: 2000,
+				thinking: { type: 'enabled', budget_tokens: 1024 }, messages: ask('two and two?') };
+			const plain = await a.messages.create(body);
+			const deltas = new Set();
+			const stream = a.messages.stream(body);
+			stream.on('streamEvent', (e) => {
+				if (e.type === 'content_block_delta')
+					deltas.add(e.delta.type);
+			});
+			const streamed = await stream.finalMessage();
+			const turn = (content, text) => ({ ...body,
+				messages: [...body.messages, { role: 'assistant', content }, ...ask(text)] });
+			const next = await a.messages.create(turn(streamed.content, 'and three?'));
+			const altered = await attempt(Anthropic, () => a.messages.create(
+				turn([{ ...plain.content[0], thinking: 'altered' }, plain.content[1]], 'again')));
+			const o = openai(keys.main);
+			const omessage = (await o.chat.completions.create({ model: 'claude-think',
+				messages: ask('two and two?'), thinking: body.thinking })).choices[0].message;
+			let reasoning = '';
+			let blocks = null;
+			for await (const chunk of await o.chat.completions.create({ model: 'claude-think',
+				messages: ask('two and two?'), thinking: body.thinking, stream: true }))
+			{
+				const d = chunk.choices[0]?.delta ?? {};
+				reasoning += d.reasoning_content ?? '';
+				blocks = d.thinking_blocks ?? blocks;
+			}
+			// a streamed answer from the cache: its thinking sent whole first
+			const cached = [];
+			for (let k = 0; k < 2; k++)
+			{
+				const { data, response } = await a.messages.stream({ ...body, model: 'claude-think-cached' })
+					.withResponse();
+				const m = await data.finalMessage();
+				cached.push({ content: m.content, cache: response.headers.get('x-llmgw-cache') });
+			}
+			const ocached = [];
+			for (let k = 0; k < 2; k++)
+			{
+				const { data, response } = await o.chat.completions.create({ model: 'claude-think-cached',
+					messages: ask('two and two?'), thinking: body.thinking, stream: true }).withResponse();
+				let text = '';
+				let oreasoning = '';
+				for await (const chunk of data)
+				{
+					text += chunk.choices[0]?.delta?.content ?? '';
+					oreasoning += chunk.choices[0]?.delta?.reasoning_content ?? '';
+				}
+				ocached.push({ text, reasoning: oreasoning, cache: response.headers.get('x-llmgw-cache') });
+			}
+			return { plain: plain.content, streamed: streamed.content, deltas: [...deltas].sort(),
+				next: next.content, altered, openai: omessage, openai_stream: { reasoning, blocks },
+				cached, ocached };
+		});
+
 		out.system = await attempt(Anthropic, async () => ({ message: await a.messages.create({
 			model: 'echo', max_tokens: 500, system: 'be brief', temperature: 0.2,
 			stop_sequences: ['END'], messages: ask('hi'),

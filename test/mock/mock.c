@@ -1024,7 +1024,44 @@ typedef struct Chat
 	const char *tool;			/* name of the first tool offered, or NULL */
 	bool		stream;
 	bool		include_usage;
+	bool		thinking;		/* Anthropic: extended thinking asked for */
+	bool		bad_signature;	/* Anthropic: a thinking block sent back altered */
 } Chat;
+
+/*
+ * The signature of a thinking block the mock gave: "mocksig-" and a hash of
+ * its text (FNV-1a), so a block sent back altered or without it is told
+ * apart, as Anthropic does (malloc'd)
+ */
+static char *
+thinking_signature(const char *text)
+{
+	uint64_t	h = 14695981039346656037ULL;
+	char	   *s;
+
+	for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	if (asprintf(&s, "mocksig-%016llx", (unsigned long long) h) < 0)
+		abort();
+	return s;
+}
+
+/* Is this Anthropic content block a thinking block with the mock's signature? */
+static bool
+signed_thinking(json_t *block)
+{
+	const char *text = json_string_value(json_object_get(block, "thinking"));
+	const char *signature = json_string_value(json_object_get(block, "signature"));
+	char	   *expected;
+	bool		ok;
+
+	if (text == NULL || signature == NULL)
+		return false;
+	expected = thinking_signature(text);
+	ok = strcmp(expected, signature) == 0;
+	free(expected);
+	return ok;
+}
 
 /* Count the words of an OpenAI/Anthropic content (string or typed blocks) */
 static long
@@ -1078,14 +1115,30 @@ read_messages_request(json_t *root, Format fmt, Chat *c)
 
 		c->prompt += 3 + content_words(json_object_get(root, "system"), &ignored);
 	}
+	if (fmt == FMT_ANTHROPIC)
+	{
+		const char *type = json_string_value(json_object_get(json_object_get(root, "thinking"), "type"));
+
+		c->thinking = type && (strcmp(type, "enabled") == 0 || strcmp(type, "adaptive") == 0);
+	}
 	json_array_foreach(messages, i, m)
 	{
 		const char *role = json_string_value(json_object_get(m, "role"));
 		const char *text = NULL;
+		size_t		k;
+		json_t	   *block;
 
 		c->prompt += 3 + content_words(json_object_get(m, "content"), &text);
 		if (role && strcmp(role, "user") == 0 && text)
 			c->last_user = text;
+		json_array_foreach(json_object_get(m, "content"), k, block)
+		{
+			const char *type = json_string_value(json_object_get(block, "type"));
+
+			if (fmt == FMT_ANTHROPIC && type && strcmp(type, "thinking") == 0 &&
+				!signed_thinking(block))
+				c->bad_signature = true;
+		}
 	}
 	return true;
 }
@@ -1254,13 +1307,15 @@ tool_use_block(const Behaviour *b, const Chat *c, int k, bool whole)
 
 /*
  * SSE events of a streamed Anthropic message: message_start (usage with
- * output_tokens 1), a text block with one text_delta per word (or a
+ * output_tokens 1), with extended thinking a thinking block (one
+ * thinking_delta per word, then its signature_delta), a text block with
+ * one text_delta per word (or a
  * tool_use block whose input comes in two input_json_delta pieces),
  * message_delta with the stop reason and output_tokens, message_stop
  */
 static struct evbuffer *
-anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, const char *text,
-					  bool tool, const char *stop, long completion)
+anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, const char *thinking,
+					  const char *text, bool tool, const char *stop, long completion)
 {
 	struct evbuffer *buf = evbuffer_new();
 	json_t	   *message = json_pack("{s:s, s:s, s:s, s:s, s:[], s:n, s:n}",
@@ -1271,36 +1326,56 @@ anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, cons
 	size_t		i;
 	json_t	   *piece;
 
+	int			first = thinking ? 1 : 0;	/* index of the first block after thinking */
+
 	if (!b->nousage)
 		json_object_set_new(message, "usage", anthropic_usage(b, c, 1));
 	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:o}", "type", "message_start", "message", message));
+	if (thinking)
+	{
+		json_t	   *thoughts = stream_pieces(thinking);
+		char	   *signature = thinking_signature(thinking);
+
+		add_event(buf, FMT_ANTHROPIC,
+				  json_pack("{s:s, s:i, s:{s:s, s:s, s:s}}", "type", "content_block_start", "index", 0,
+							"content_block", "type", "thinking", "thinking", "", "signature", ""));
+		json_array_foreach(thoughts, i, piece)
+			add_event(buf, FMT_ANTHROPIC, block_delta(0, json_pack("{s:s, s:O}", "type", "thinking_delta",
+																   "thinking", piece)));
+		add_event(buf, FMT_ANTHROPIC, block_delta(0, json_pack("{s:s, s:s}", "type", "signature_delta",
+															   "signature", signature)));
+		add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+		json_decref(thoughts);
+		free(signature);
+	}
 	for (int k = 0; tool && k < b->tool_calls; k++)
 	{
 		add_event(buf, FMT_ANTHROPIC,
-				  json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index", k,
+				  json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index", first + k,
 							"content_block", tool_use_block(b, c, k, false)));
 		/* a call without arguments: one empty piece, as Anthropic sends it */
 		for (int p = 0; p < (tool_has_args(b, k) ? 2 : 1); p++)
 		{
 			add_event(buf, FMT_ANTHROPIC,
-					  block_delta(k, json_pack("{s:s, s:s}", "type", "input_json_delta", "partial_json",
+					  block_delta(first + k, json_pack("{s:s, s:s}", "type", "input_json_delta", "partial_json",
 											   !tool_has_args(b, k) ? "" :
 											   p == 0 ? "{\"city\": " : "\"Paris\"}")));
 			if (k == 0 && p == 0 && b->garbage)
 				add_garbage(buf, FMT_ANTHROPIC);
 		}
 		if (k + 1 < b->tool_calls)
-			add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop", "index", k));
+			add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop",
+													"index", first + k));
 	}
 	if (!tool)
 	{
 		add_event(buf, FMT_ANTHROPIC,
-				  json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
+				  json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", first,
 							"content_block", "type", "text", "text", ""));
 		json_array_foreach(pieces, i, piece)
 		{
-			add_event(buf, FMT_ANTHROPIC, block_delta(0, json_pack("{s:s, s:O}", "type", "text_delta",
-																   "text", piece)));
+			add_event(buf, FMT_ANTHROPIC, block_delta(first, json_pack("{s:s, s:O}", "type", "text_delta",
+																	   "text", piece)));
 			if (i == 0 && b->garbage)
 				add_garbage(buf, FMT_ANTHROPIC);
 		}
@@ -1309,7 +1384,7 @@ anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, cons
 	}
 	json_decref(pieces);
 	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop",
-											"index", tool ? b->tool_calls - 1 : 0));
+											"index", first + (tool ? b->tool_calls - 1 : 0)));
 	delta = json_pack("{s:s, s:{s:s, s:n}}", "type", "message_delta", "delta",
 					  "stop_reason", stop, "stop_sequence");
 	if (!b->nousage)
@@ -1330,15 +1405,31 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 	const char *stop = finish_reason(FMT_ANTHROPIC, b, tool, cut);
 	json_t	   *content;
 	json_t	   *out;
+	char	   *thinking = NULL;
 
+	/* extended thinking: a block of its own first, its words billed as output */
+	if (c->thinking && asprintf(&thinking, "Thinking about: %s", c->last_user) < 0)
+		abort();
+	if (thinking)
+		completion += count_words(thinking);
 	if (c->stream)
 	{
 		reply(req, b, 200, "text/event-stream",
-			  anthropic_stream_body(b, c, model, text, tool, stop, completion), true);
+			  anthropic_stream_body(b, c, model, thinking, text, tool, stop, completion), true);
+		free(thinking);
 		free(text);
 		return;
 	}
 	content = tool ? json_array() : json_pack("[{s:s, s:s}]", "type", "text", "text", text);
+	if (thinking)
+	{
+		char	   *signature = thinking_signature(thinking);
+
+		json_array_insert_new(content, 0, json_pack("{s:s, s:s, s:s}", "type", "thinking",
+													"thinking", thinking, "signature", signature));
+		free(signature);
+		free(thinking);
+	}
 	for (int k = 0; tool && k < b->tool_calls; k++)
 		json_array_append_new(content, tool_use_block(b, c, k, true));
 	out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n}",
@@ -1825,6 +1916,11 @@ handle_api(struct evhttp_request *req, const char *path)
 	else if (b.huge > 0)
 		reply(req, &b, 200, "application/json",
 			  huge_body(model, atomic_fetch_add(&next_id, 1), chat.prompt, b.huge), false);
+	else if (fmt == FMT_ANTHROPIC && chat.bad_signature && !b.echo)
+		reply(req, &b, 400, "application/json",
+			  json_buffer(json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+									"invalid_request_error", "message",
+									"messages: Invalid `signature` in `thinking` block")), false);
 	else if (fmt == FMT_ANTHROPIC)
 		reply_anthropic(req, &b, &chat, model);
 	else if (fmt == FMT_GEMINI)

@@ -233,6 +233,62 @@ SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "u
         "function": {"name": "f", "arguments": "{}"}, "cache_control": {}}]},
     {"role": "tool", "tool_call_id": "c1", "content": "y", "cache_control": null}]}')$$);
 
+-- Extended thinking (Anthropic's "thinking" and an assistant message's
+-- "thinking_blocks", docs/providers.md): an Anthropic deployment gets the
+-- setting, and the blocks of an earlier answer first in its assistant
+-- message, as they were; the other kinds get neither
+INSERT INTO cp_requests VALUES
+('thinking', '{"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 4096, "messages": [
+    {"role": "user", "content": "Two and two?"},
+    {"role": "assistant", "content": "4", "thinking_blocks": [
+        {"type": "thinking", "thinking": "Two and two: 4", "signature": "EqQB"},
+        {"type": "redacted_thinking", "data": "EmwK"}]},
+    {"role": "user", "content": "And three?"}]}');
+SELECT jsonb_pretty(cp_sent('cp-claude', request)) FROM cp_requests WHERE name = 'thinking';
+-- without a max_tokens, room for the answer beyond the thinking budget
+SELECT cp_sent('cp-claude', request - 'max_tokens')->'max_tokens' AS max_tokens
+  FROM cp_requests WHERE name = 'thinking';
+SELECT m AS model, cp_sent(m, request)::text LIKE '%thinking%' AS thinking_sent
+  FROM cp_requests, unnest(ARRAY['cp-openai', 'cp-gemini', 'cp-responses']) m WHERE name = 'thinking';
+-- malformed, refused by every kind before anything is sent
+SELECT m AS model, bad, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
+    'messages', '[{"role": "user", "content": "x"}]'::jsonb) || bad)) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no', 'cp-openai-no']) m,
+       unnest(ARRAY['{"thinking": true}', '{"thinking": {"type": "enabled"}}',
+                    '{"thinking": {"type": "enabled", "budget_tokens": 0}}']::jsonb[]) bad;
+SELECT m AS model, blocks, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
+    'messages', jsonb_build_array('{"role": "user", "content": "x"}'::jsonb,
+        jsonb_build_object('role', 'assistant', 'content', 'y', 'thinking_blocks', blocks),
+        '{"role": "user", "content": "z"}'::jsonb)))) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-openai-no']) m,
+       unnest(ARRAY['{"type": "thinking"}', '[{"type": "thinking", "thinking": 4}]',
+                    '[{"type": "redacted_thinking"}]', '[{"type": "summary", "text": "x"}]']::jsonb[]) blocks;
+
+-- The answer: the thinking blocks as the provider gave them, signature and
+-- all, and their text as reasoning_content; plain and streamed alike
+SELECT llmgw.create_model('cp-claude-think', 'cp-anthropic', 'claude-cp');
+SELECT a->'message'->'content' AS content, a->'message'->'reasoning_content' AS reasoning,
+       a->'message'->'thinking_blocks' AS blocks, a->'usage'->'output_tokens' AS output_tokens
+  FROM (SELECT llm_chat('{"model": "cp-claude-think", "thinking": {"type": "enabled", "budget_tokens": 1024},
+                          "messages": [{"role": "user", "content": "Hi"}]}') a) t;
+SELECT a->'message'->'content' AS content, a->'message'->'thinking_blocks' AS blocks
+  FROM (SELECT llm_chat('{"model": "cp-claude-think", "stream": true, "thinking": {"type": "enabled", "budget_tokens": 1024},
+                          "messages": [{"role": "user", "content": "Hi"}]}') a) t;
+-- without thinking, neither member
+SELECT llm_chat('{"model": "cp-claude-think", "messages": [{"role": "user", "content": "Hi"}]}')->'message' AS message;
+-- the next turn sends the blocks back as they came (the provider checks
+-- their signature); a block changed on the way is the provider's 400
+SELECT llm_chat(jsonb_build_object('model', 'cp-claude-think', 'thinking', '{"type": "enabled", "budget_tokens": 1024}'::jsonb,
+    'messages', jsonb_build_array('{"role": "user", "content": "Hi"}'::jsonb,
+        jsonb_build_object('role', 'assistant', 'content', a->'message'->'content', 'thinking_blocks', a->'message'->'thinking_blocks'),
+        '{"role": "user", "content": "Again"}'::jsonb)))->'message'->'reasoning_content' AS next_turn
+  FROM (SELECT llm_chat('{"model": "cp-claude-think", "thinking": {"type": "enabled", "budget_tokens": 1024},
+                          "messages": [{"role": "user", "content": "Hi"}]}') a) t;
+SELECT try(format('SELECT llm_chat(%L)', jsonb_build_object('model', 'cp-claude-think',
+    'messages', '[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello",
+        "thinking_blocks": [{"type": "thinking", "thinking": "Altered", "signature": "mocksig-0000000000000000"}]},
+        {"role": "user", "content": "Again"}]'::jsonb))) AS altered;
+
 -- nothing refused reached a provider: no request at the mock (where the
 -- calls of cp-claude-json above were counted), no usage row
 \! perl test/scripts/mock_count.pl 'claude-cp-refused' 'gemini-cp-refused' 'gpt-cp-refused' 'mock-cp-refused' 'claude-cp;tool_call'

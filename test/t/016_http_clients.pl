@@ -134,6 +134,9 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.set_price('cached-price', input => 3, output => 15, cached_input => 0.3, cache_write_5m => 3.75);
 	SELECT llmgw.create_model('claude-cached', 'claude', 'mock-model;cached:20;cache_write:5',
 	                          price_model => 'cached-price');
+	SELECT llmgw.create_model('claude-think', 'claude', 'mock-model');
+	SELECT llmgw.create_model('claude-think-cached', 'claude', 'mock-model');
+	UPDATE llmgw.models SET cache_ttl = '1 hour' WHERE alias = 'claude-think-cached';
 	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
 	SELECT llmgw.create_model('embed-gemini', 'gem', 'mock-embed');
 	SELECT llmgw.create_model('ctx', 'mock', 'mock-model;context');
@@ -590,6 +593,33 @@ for my $api (qw(anthropic openai))
 		'20|5|1|1|1', "prompt cache, $api API: the usage row counts the reads and writes and prices them at their rates, less than uncached")
 	  or diag(explain($h));
 }
+my $th = $a->{thinking};
+my $thought = 'Thinking about: two and two?';
+ok($th->{ok} && (grep { ($_->{type} // '') eq 'thinking' && $_->{thinking} eq $thought && $_->{signature} =~ /^mocksig-/ }
+		($th->{plain}[0], $th->{streamed}[0])) == 2
+	  && $th->{plain}[1]{type} eq 'text' && $th->{streamed}[1]{type} eq 'text'
+	  && $th->{streamed}[0]{signature} eq $th->{plain}[0]{signature}
+	  && join(',', @{ $th->{deltas} }) eq 'signature_delta,text_delta,thinking_delta',
+	'anthropic extended thinking: a signed thinking block before the text, plain and streamed (thinking_delta, signature_delta)')
+  or diag(explain($th));
+ok($th->{ok} && ($th->{next}[0]{thinking} // '') eq 'Thinking about: and three?'
+	  && !$th->{altered}{ok} && ($th->{altered}{class} // '') eq 'BadRequestError'
+	  && $th->{altered}{message} =~ /signature/,
+	'anthropic extended thinking: the blocks sent back on the next turn as they came; an altered one is the provider\'s 400')
+  or diag(explain($th));
+ok($th->{ok} && ($th->{openai}{reasoning_content} // '') eq $thought
+	  && ($th->{openai}{thinking_blocks}[0]{signature} // '') eq $th->{plain}[0]{signature}
+	  && $th->{openai_stream}{reasoning} eq $thought
+	  && ($th->{openai_stream}{blocks}[0]{signature} // '') eq $th->{plain}[0]{signature},
+	'openai SDK, extended thinking: reasoning_content and thinking_blocks, plain and streamed')
+  or diag(explain($th));
+my ($fresh, $hit) = @{ $th->{cached} // [ {}, {} ] };
+ok($th->{ok} && !defined $fresh->{cache} && ($hit->{cache} // '') eq 'hit'
+	  && JSON::PP->new->canonical->encode($hit->{content}) eq JSON::PP->new->canonical->encode($fresh->{content})
+	  && ($hit->{content}[0]{type} // '') eq 'thinking' && ($th->{ocached}[1]{cache} // '') eq 'hit'
+	  && $th->{ocached}[1]{reasoning} eq $thought && $th->{ocached}[1]{text} eq $th->{ocached}[0]{text},
+	'extended thinking streamed from the cache: the thinking whole before the text, both APIs')
+  or diag(explain($th));
 my $cm = $a->{cache_marks};
 my ($to_claude, $to_openai) = map { $cm->{ok} ? eval { decode_json($cm->{$_}) } : undef } qw(anthropic openai);
 my $cmm = $to_claude ? $to_claude->{messages} : [];

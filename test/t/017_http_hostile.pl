@@ -256,6 +256,16 @@ bad('a malformed prompt-cache mark', post('/v1/messages', $key, '{"model": "demo
 		. '"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": {"type": "forever"}}]}]}'), 400);
 bad('a prompt-cache mark on a tool that is not an object', post('/v1/chat/completions', $key, '{"model": "demo", '
 		. '"tools": [{"type": "function", "function": {"name": "f"}, "cache_control": [1]}], "messages": [{"role": "user", "content": "x"}]}'), 400);
+bad('a thinking setting that is not an object', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
+		. '"thinking": "hard", "messages": [{"role": "user", "content": "x"}]}'), 400);
+bad('a thinking block without its signature', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
+		. '"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "thinking", '
+		. '"thinking": "hmm"}, {"type": "text", "text": "y"}]}, {"role": "user", "content": "z"}]}'), 400);
+bad('a thinking block in a user message', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
+		. '"messages": [{"role": "user", "content": [{"type": "redacted_thinking", "data": "x"}]}]}'), 400);
+bad('thinking_blocks that are not an array', post('/v1/chat/completions', $key, '{"model": "demo", "messages": '
+		. '[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "thinking_blocks": {"a": 1}}, '
+		. '{"role": "user", "content": "z"}]}'), 400);
 bad('a wrong Content-Type', LlmgwHttp::request_bytes(method => 'POST', path => '/v1/chat/completions',
 		headers => [ [ 'Content-Type', 'text/plain' ], [ 'Authorization', "Bearer $key" ] ],
 		body => chat_body('demo')), 415);
