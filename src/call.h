@@ -45,6 +45,11 @@ typedef struct LlmgwOutcome
 	char	   *tool_calls;		/* JSON array [{id, name, arguments}], or NULL */
 	char	   *thinking;		/* JSON array of the answer's thinking blocks
 								 * as the provider gave them, or NULL */
+	char	   *reasoning;		/* reasoning text the provider gave apart from
+								 * the answer, not to be sent back (OpenAI-
+								 * compatible reasoning_content, Gemini's
+								 * thought summaries, the Responses API's
+								 * reasoning summaries), or NULL */
 	char	   *embeddings;		/* one array literal {x,y,...} per line, or NULL */
 	int			embedding_count;
 	int			embedding_dims;

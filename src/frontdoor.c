@@ -1197,8 +1197,10 @@ sink_tool(void *arg, int key, const char *id, const char *name, const char *args
 }
 
 /*
- * Sink: a piece of the answer's extended thinking: as it is to an Anthropic
- * client; to an OpenAI client its text as reasoning_content (its blocks
+ * Sink: a piece of the answer's extended thinking or reasoning: thinking as
+ * it is to an Anthropic client (other reasoning, which no thinking block
+ * could carry back, is not sent to it, as its Message has none); to an
+ * OpenAI client the text of either as reasoning_content (thinking blocks
  * whole at the end, llmgw_openai_stream_end)
  */
 static void
@@ -1208,12 +1210,14 @@ sink_thinking(void *arg, LlmgwThinkingPiece what, const char *piece, size_t len)
 	FrontRequest *r = f->r;
 	LlmgwFrontMeta meta = meta_of(r);
 
+	if (is_anthropic(r) && what == LLMGW_THINKING_REASONING)
+		return;
 	flush_text(f);
 	if (!r->sse)
 		stream_start(r, f->call);
 	if (is_anthropic(r))
 		llmgw_anthropic_stream_thinking(&r->anthropic, &r->out, what, piece, len);
-	else if (what == LLMGW_THINKING_TEXT)
+	else if (what == LLMGW_THINKING_TEXT || what == LLMGW_THINKING_REASONING)
 		llmgw_openai_stream_reasoning(&r->out, &meta, piece, len);
 	r->reasoned = true;
 	f->call->committed = true;

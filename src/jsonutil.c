@@ -216,7 +216,10 @@ llmgw_stream_read(LlmgwStream *st, LlmgwOutcome *out, const char *buf, size_t le
 {
 	st->out = out;
 	initStringInfo(&st->text);
+	initStringInfo(&st->reasoning);
 	llmgw_sse_parse(buf, len, handler, st);
+	if (st->reasoning.len > 0)
+		out->reasoning = st->reasoning.data;
 }
 
 /*

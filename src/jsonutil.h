@@ -39,6 +39,8 @@ typedef struct LlmgwStream
 {
 	LlmgwOutcome *out;
 	StringInfoData text;		/* the answer's text, delta by delta */
+	StringInfoData reasoning;	/* reasoning text apart from the answer's,
+								 * delta by delta (out->reasoning, if any) */
 	bool		failed;			/* an error event arrived */
 	bool		done;			/* the stream's terminal event arrived */
 	bool		unreadable;		/* an event was not JSON */

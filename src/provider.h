@@ -21,7 +21,9 @@ typedef enum LlmgwThinkingPiece
 	LLMGW_THINKING_START,		/* a thinking block starts (no piece) */
 	LLMGW_THINKING_TEXT,		/* a piece of its text */
 	LLMGW_THINKING_SIGNATURE,	/* a piece of its signature */
-	LLMGW_THINKING_REDACTED		/* a whole redacted_thinking block: its data */
+	LLMGW_THINKING_REDACTED,	/* a whole redacted_thinking block: its data */
+	LLMGW_THINKING_REASONING	/* a piece of reasoning text that is no
+								 * thinking block (LlmgwOutcome.reasoning) */
 } LlmgwThinkingPiece;
 
 typedef struct LlmgwStreamSink

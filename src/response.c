@@ -5,7 +5,7 @@
  *
  *		{"id", "model", "provider", "upstream_model",
  *		 "message": {"role": "assistant", "content", "tool_calls": [...],
- *					 "reasoning_content", "thinking_blocks": [...]},
+ *					 "reasoning_content"?, "thinking_blocks"?: [...]},
  *		 "finish_reason", "usage": {input_tokens, output_tokens,
  *		 cached_input_tokens, cache_write_tokens, reasoning_tokens}}
  *
@@ -13,7 +13,10 @@
  * OpenAI sends.  Token counts the provider did not report are null.  An
  * answer with extended thinking has its thinking blocks as the provider
  * gave them (their signatures are what a later turn sends back) and their
- * text joined as reasoning_content; an answer without has neither member.
+ * text joined as reasoning_content; an answer with reasoning of another
+ * kind (OpenAI-compatible reasoning_content, Gemini's thought summaries,
+ * the Responses API's reasoning summaries) has it as reasoning_content
+ * alone; an answer without has neither member.
  *
  *-------------------------------------------------------------------------
  */
@@ -121,6 +124,8 @@ llmgw_response_value(const LlmgwCall *call)
 		json_object_set_new(message, "tool_calls", tool_calls_value(out->tool_calls));
 	if (out->thinking)
 		set_thinking(message, out->thinking);
+	else if (out->reasoning)
+		json_object_set_new(message, "reasoning_content", json_string(out->reasoning));
 	root = json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:s?, s:{s:o, s:o, s:o, s:o, s:o}}",
 					 "id", id,
 					 "model", call->model,

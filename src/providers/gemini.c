@@ -279,9 +279,13 @@ parse_usage(json_t *usage, LlmgwOutcome *out)
 	out->tokens[LLMGW_TOKENS_REASONING] = thoughts;
 }
 
-/* Append a candidate's text (thought summaries excluded) and function calls */
+/*
+ * Append a candidate's text, its thought summaries (parts marked "thought",
+ * asked for with thinkingConfig.includeThoughts) and its function calls
+ */
 static void
-add_candidate(json_t *candidate, StringInfo text, json_t *calls, LlmgwOutcome *out)
+add_candidate(json_t *candidate, StringInfo text, StringInfo reasoning, json_t *calls,
+			  LlmgwOutcome *out)
 {
 	size_t		i;
 	json_t	   *part;
@@ -292,8 +296,11 @@ add_candidate(json_t *candidate, StringInfo text, json_t *calls, LlmgwOutcome *o
 		json_t	   *fc = json_object_get(part, "functionCall");
 
 		if (json_is_true(json_object_get(part, "thought")))
-			continue;
-		if (json_is_string(json_object_get(part, "text")))
+		{
+			if (json_is_string(json_object_get(part, "text")))
+				appendStringInfoString(reasoning, json_string_value(json_object_get(part, "text")));
+		}
+		else if (json_is_string(json_object_get(part, "text")))
 			appendStringInfoString(text, json_string_value(json_object_get(part, "text")));
 		else if (json_is_object(fc))
 		{
@@ -361,6 +368,7 @@ parse_response(json_t *root, LlmgwOutcome *out)
 {
 	json_t	   *candidate = json_array_get(json_object_get(root, "candidates"), 0);
 	StringInfoData text;
+	StringInfoData reasoning;
 	json_t	   *calls;
 
 	parse_usage(json_object_get(root, "usageMetadata"), out);
@@ -371,9 +379,12 @@ parse_response(json_t *root, LlmgwOutcome *out)
 	}
 	out->status = LLMGW_STATUS_OK;
 	initStringInfo(&text);
+	initStringInfo(&reasoning);
 	calls = json_array();
-	add_candidate(candidate, &text, calls, out);
+	add_candidate(candidate, &text, &reasoning, calls, out);
 	set_answer(&text, calls, out);
+	if (reasoning.len > 0)
+		out->reasoning = reasoning.data;
 	json_decref(calls);
 	check_blocked(out);
 }
@@ -412,7 +423,7 @@ gemini_stream_event(void *arg, const char *event, const char *data, size_t len)
 	if (json_is_object(candidate))
 	{
 		st->any_candidate = true;
-		add_candidate(candidate, &st->base.text, st->calls, st->base.out);
+		add_candidate(candidate, &st->base.text, &st->base.reasoning, st->calls, st->base.out);
 		if (json_is_string(json_object_get(candidate, "finishReason")))
 			st->base.done = true;
 	}
@@ -626,8 +637,8 @@ gemini_headers(const LlmgwRoute *route, const char *secret)
 }
 
 /*
- * Tell what one chunk of a Gemini stream carries: text (thought summaries
- * excluded), and function calls, each whole
+ * Tell what one chunk of a Gemini stream carries: text, thought summaries,
+ * and function calls, each whole
  */
 static void
 gemini_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
@@ -642,14 +653,15 @@ gemini_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 	{
 		json_t	   *fc = json_object_get(part, "functionCall");
 
-		if (json_is_true(json_object_get(part, "thought")))
-			continue;
-		if (json_is_string(json_object_get(part, "text")))
-		{
-			const char *text = json_string_value(json_object_get(part, "text"));
+		const char *text = json_string_value(json_object_get(part, "text"));
 
-			sink->text(sink->arg, text, strlen(text));
+		if (json_is_true(json_object_get(part, "thought")))
+		{
+			if (text && *text)
+				sink->thinking(sink->arg, LLMGW_THINKING_REASONING, text, strlen(text));
 		}
+		else if (text)
+			sink->text(sink->arg, text, strlen(text));
 		else if (json_is_object(fc))
 		{
 			/* the arguments as add_candidate writes them */

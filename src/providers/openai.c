@@ -168,6 +168,51 @@ message_text(json_t *message)
 	return pstrdup("");
 }
 
+/*
+ * The reasoning a message gives apart from its text: reasoning_content
+ * (DeepSeek, vLLM, Qwen), reasoning (OpenRouter, Groq), or (Magistral) the
+ * text of thinking parts of its content; NULL when none
+ */
+static char *
+message_reasoning(json_t *message)
+{
+	json_t	   *given = json_object_get(message, "reasoning_content");
+	StringInfoData buf;
+	size_t		i;
+	json_t	   *part;
+
+	if (!json_is_string(given) || json_string_length(given) == 0)
+		given = json_object_get(message, "reasoning");
+	if (json_is_string(given) && json_string_length(given) > 0)
+		return pnstrdup(json_string_value(given), json_string_length(given));
+	initStringInfo(&buf);
+	json_array_foreach(json_object_get(message, "content"), i, part)
+	{
+		json_t	   *thinking = json_object_get(part, "thinking");
+		size_t		j;
+		json_t	   *t;
+
+		if (!json_is_string(json_object_get(part, "type")) ||
+			strcmp(json_string_value(json_object_get(part, "type")), "thinking") != 0)
+			continue;
+		if (json_is_string(thinking))
+			appendStringInfoString(&buf, json_string_value(thinking));
+		json_array_foreach(thinking, j, t)
+			if (json_is_string(json_object_get(t, "text")))
+				appendStringInfoString(&buf, json_string_value(json_object_get(t, "text")));
+	}
+	return buf.len > 0 ? buf.data : NULL;
+}
+
+/* A piece of reasoning in a stream's delta, or NULL */
+static const char *
+delta_reasoning(json_t *delta)
+{
+	const char *piece = json_string_value(json_object_get(delta, "reasoning_content"));
+
+	return piece && *piece ? piece : json_string_value(json_object_get(delta, "reasoning"));
+}
+
 /* Tool calls as [{"id", "name", "arguments"}], arguments kept as sent */
 static char *
 tool_calls(json_t *message)
@@ -218,6 +263,7 @@ parse_completion(json_t *root, LlmgwOutcome *out)
 	}
 	out->status = LLMGW_STATUS_OK;
 	out->text = message_text(message);
+	out->reasoning = message_reasoning(message);
 	out->tool_calls = tool_calls(message);
 	out->finish_reason = llmgw_json_string(choice, "finish_reason");
 	if (out->finish_reason && strcmp(out->finish_reason, "content_filter") == 0)
@@ -318,6 +364,8 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 		delta = json_object_get(choice, "delta");
 		if (json_is_string(json_object_get(delta, "content")))
 			appendStringInfoString(&st->base.text, json_string_value(json_object_get(delta, "content")));
+		if (delta_reasoning(delta))
+			appendStringInfoString(&st->base.reasoning, delta_reasoning(delta));
 		json_array_foreach(json_object_get(delta, "tool_calls"), j, call)
 			add_tool_delta(st, call);
 		if (json_is_string(json_object_get(choice, "finish_reason")))
@@ -351,7 +399,10 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	json_decref(st.calls);
 }
 
-/* Tell what one chunk of a chat stream carries (its first choice's delta) */
+/*
+ * Tell what one chunk of a chat stream carries (its first choice's delta):
+ * its reasoning, text and tool calls
+ */
 static void
 openai_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 {
@@ -370,6 +421,9 @@ openai_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 
 		if (json_is_integer(index) && json_integer_value(index) != 0)
 			continue;
+		if (delta_reasoning(delta) && *delta_reasoning(delta))
+			sink->thinking(sink->arg, LLMGW_THINKING_REASONING, delta_reasoning(delta),
+						   strlen(delta_reasoning(delta)));
 		if (json_is_string(content))
 			sink->text(sink->arg, json_string_value(content), strlen(json_string_value(content)));
 		json_array_foreach(json_object_get(delta, "tool_calls"), j, call)

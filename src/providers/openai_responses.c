@@ -258,11 +258,13 @@ static void
 parse_response_object(json_t *resp, LlmgwOutcome *out)
 {
 	StringInfoData text;
+	StringInfoData reasoning;
 	json_t	   *calls = json_array();
 	size_t		i;
 	json_t	   *item;
 
 	initStringInfo(&text);
+	initStringInfo(&reasoning);
 	parse_usage(json_object_get(resp, "usage"), out);
 	json_array_foreach(json_object_get(resp, "output"), i, item)
 	{
@@ -284,8 +286,15 @@ parse_response_object(json_t *resp, LlmgwOutcome *out)
 												   "id", json_object_get(item, "call_id"),
 												   "name", json_object_get(item, "name"),
 												   "arguments", json_object_get(item, "arguments")));
+		/* a reasoning item's summaries, one paragraph each */
+		else if (type && strcmp(type, "reasoning") == 0)
+			json_array_foreach(json_object_get(item, "summary"), j, part)
+				if (json_is_string(json_object_get(part, "text")))
+					appendStringInfo(&reasoning, "%s%s", reasoning.len ? "\n\n" : "",
+									 json_string_value(json_object_get(part, "text")));
 	}
 	out->text = text.data;
+	out->reasoning = reasoning.len > 0 ? reasoning.data : NULL;
 	if (json_array_size(calls) > 0)
 		out->tool_calls = llmgw_json_dump(calls);
 	json_decref(calls);
@@ -385,8 +394,10 @@ responses_url(const LlmgwRoute *route, bool stream)
 
 /* Headers and embeddings are OpenAI's own */
 /*
- * Tell what one event of a Responses stream carries: its text, and its
- * function calls (output items) with their arguments' pieces
+ * Tell what one event of a Responses stream carries: its text, its
+ * reasoning summaries (a new summary after another starts with a blank
+ * line, as the response's reasoning joins them), and its function calls
+ * (output items) with their arguments' pieces
  */
 static void
 responses_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
@@ -403,6 +414,11 @@ responses_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink
 		;						/* nothing to tell */
 	else if (strcmp(type, "response.output_text.delta") == 0 && delta)
 		sink->text(sink->arg, delta, strlen(delta));
+	else if (strcmp(type, "response.reasoning_summary_text.delta") == 0 && delta && *delta)
+		sink->thinking(sink->arg, LLMGW_THINKING_REASONING, delta, strlen(delta));
+	else if (strcmp(type, "response.reasoning_summary_part.added") == 0 &&
+			 llmgw_stream_key(json_object_get(ev, "summary_index"), 0) > 0)
+		sink->thinking(sink->arg, LLMGW_THINKING_REASONING, "\n\n", 2);
 	else if (key < 0)
 		;						/* not an output item of ours */
 	else if (strcmp(type, "response.output_item.added") == 0 && itype &&

@@ -229,6 +229,43 @@ check_thinking(const char *id, json_t *content, const char *got)
 	json_decref(have);
 }
 
+/* Characters of UTF-8 text */
+static int
+utf8_chars(const char *s)
+{
+	int			n = 0;
+
+	for (; s && *s; s++)
+		n += ((unsigned char) *s & 0xC0) != 0x80;
+	return n;
+}
+
+/*
+ * The reasoning an answer gives apart from its text: expected (as
+ * reasoning_text_chars, its length in characters) where a case says, and
+ * some where the recording holds it (these cases)
+ */
+static const char *const reasoning_cases[] = {
+	"gemini-generatecontent-thoughts-included", "gemini-stream-thinking",
+	"openai-responses-reasoning", "openai_compatible-chat-mistral-magistral-content-array",
+	"openai_compatible-chat-deepseek-reasoner", "openai_compatible-chat-deepseek-stream-reasoner",
+	"openai_compatible-chat-deepseek-cache-hit"
+};
+
+static void
+check_reasoning(const char *id, json_t *expected, const char *got)
+{
+	json_t	   *chars = json_object_get(expected, "reasoning_text_chars");
+	char		n[32];
+
+	snprintf(n, sizeof(n), "%d", utf8_chars(got));
+	if (chars && (int) json_number_value(chars) != utf8_chars(got))
+		mismatch(id, "reasoning_text_chars", json_dumps(chars, JSON_ENCODE_ANY), n);
+	for (int i = 0; i < lengthof(reasoning_cases); i++)
+		if (strcmp(id, reasoning_cases[i]) == 0 && (got == NULL || *got == '\0'))
+			mismatch(id, "reasoning", "some", got);
+}
+
 /* An answer to a request llmgw translated, and what it must read as */
 typedef struct BuiltinCase
 {
@@ -441,6 +478,7 @@ main(int argc, char **argv)
 		if (json_object_get(expected, "error_code"))
 			check_string(ids[i], expected, "error_code", out.provider_code);
 		check_tools(ids[i], expected, out.tool_calls);
+		check_reasoning(ids[i], expected, out.reasoning);
 		/* an Anthropic message's thinking blocks, as they came */
 		if (p == &llmgw_provider_anthropic && out.status == LLMGW_STATUS_OK &&
 			!json_is_string(json_object_get(resp, "sse_file")))

@@ -60,7 +60,7 @@ static void
 sink_thinking(void *arg, LlmgwThinkingPiece what, const char *piece, size_t len)
 {
 	if ((what == LLMGW_THINKING_START) != (piece == NULL) || (piece && strlen(piece) != len) ||
-		what > LLMGW_THINKING_REDACTED)
+		what > LLMGW_THINKING_REASONING)
 		abort();
 }
 

@@ -652,9 +652,20 @@ const scenarios = {
 				}
 				ocached.push({ text, reasoning: oreasoning, cache: response.headers.get('x-llmgw-cache') });
 			}
+			// reasoning that is no thinking block (an OpenAI-compatible
+			// server's reasoning_content): to the OpenAI SDK only
+			const rmessage = (await o.chat.completions.create({ model: 'reasoner',
+				messages: ask('two and two?') })).choices[0].message;
+			let rstreamed = '';
+			for await (const chunk of await o.chat.completions.create({ model: 'reasoner',
+				messages: ask('two and two?'), stream: true }))
+				rstreamed += chunk.choices[0]?.delta?.reasoning_content ?? '';
+			const rblocks = [(await a.messages.create({ ...body, model: 'reasoner' })).content,
+				(await a.messages.stream({ ...body, model: 'reasoner' }).finalMessage()).content]
+				.map((c) => c.map((b) => b.type).join(','));
 			return { plain: plain.content, streamed: streamed.content, deltas: [...deltas].sort(),
 				next: next.content, altered, openai: omessage, openai_stream: { reasoning, blocks },
-				cached, ocached };
+				cached, ocached, reasoner: { message: rmessage, streamed: rstreamed, anthropic: rblocks } };
 		});
 
 		out.system = await attempt(Anthropic, async () => ({ message: await a.messages.create({

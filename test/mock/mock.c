@@ -913,19 +913,31 @@ tool_has_args(const Behaviour *b, int k)
 }
 
 /*
- * SSE chunks of a streamed chat completion: one word per chunk (or each
- * call of tool in pieces: its id and name, then its arguments in two
- * pieces, or "{}" in one), the finish chunk, the usage chunk, [DONE]
+ * SSE chunks of a streamed chat completion: the reasoning (if any) one word
+ * per chunk as reasoning_content, then one word per chunk (or each call of
+ * tool in pieces: its id and name, then its arguments in two pieces, or
+ * "{}" in one), the finish chunk, the usage chunk, [DONE]
  */
 static struct evbuffer *
-stream_body(const Behaviour *b, const char *model, const char *id, const char *text,
-			const char *tool, const char *finish, json_t *usage)
+stream_body(const Behaviour *b, const char *model, const char *id, const char *reasoning,
+			const char *text, const char *tool, const char *finish, json_t *usage)
 {
 	struct evbuffer *buf = evbuffer_new();
 	json_t	   *pieces = tool ? json_array() : stream_pieces(text);
+	json_t	   *thoughts = reasoning ? stream_pieces(reasoning) : json_array();
 	size_t		i;
 	json_t	   *piece;
 	bool		first = true;
+
+	json_array_foreach(thoughts, i, piece)
+	{
+		add_event(buf, FMT_OPENAI, delta_chunk(id, model, first ?
+											   json_pack("{s:s, s:n, s:O}", "role", "assistant", "content",
+														 "reasoning_content", piece) :
+											   json_pack("{s:n, s:O}", "content", "reasoning_content", piece)));
+		first = false;
+	}
+	json_decref(thoughts);
 
 	for (int k = 0; tool && k < b->tool_calls; k++)
 	{
@@ -1241,12 +1253,17 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	bool		tool = b->tool_calls > 0 && c->tool;
 	const char *finish = finish_reason(FMT_OPENAI, b, tool, cut);
 	char		id[64];
+	char	   *reasoning = NULL;
+
+	/* reasoning:N: reasoning_content beside the answer, as DeepSeek and vLLM give it */
+	if (b->reasoning > 0 && asprintf(&reasoning, "Reasoning about: %s", c->last_user) < 0)
+		abort();
 
 	snprintf(id, sizeof(id), "chatcmpl-mock-%ld", atomic_fetch_add(&next_id, 1));
 	if (c->stream)
 	{
 		reply(req, b, 200, "text/event-stream",
-			  stream_body(b, model, id, text, tool ? c->tool : NULL, finish,
+			  stream_body(b, model, id, reasoning, text, tool ? c->tool : NULL, finish,
 						  c->include_usage ? usage : NULL), true);
 		json_decref(usage);
 	}
@@ -1262,6 +1279,8 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 								  json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", tool_id("call", k),
 											"type", "function", "function", "name", c->tool,
 											"arguments", tool_has_args(b, k) ? "{\"city\":\"Paris\"}" : "{}"));
+		if (reasoning)
+			json_object_set_new(message, "reasoning_content", json_string(reasoning));
 
 		out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s}]}",
 						"id", id, "object", "chat.completion", "created", 1700000000,
@@ -1271,6 +1290,7 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 			json_object_set_new(out, "usage", usage);
 		reply(req, b, 200, "application/json", json_buffer(out), false);
 	}
+	free(reasoning);
 	free(text);
 }
 

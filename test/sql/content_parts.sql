@@ -240,7 +240,7 @@ SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "u
 INSERT INTO cp_requests VALUES
 ('thinking', '{"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 4096, "messages": [
     {"role": "user", "content": "Two and two?"},
-    {"role": "assistant", "content": "4", "thinking_blocks": [
+    {"role": "assistant", "content": "4", "reasoning_content": "Two and two: 4", "thinking_blocks": [
         {"type": "thinking", "thinking": "Two and two: 4", "signature": "EqQB"},
         {"type": "redacted_thinking", "data": "EmwK"}]},
     {"role": "user", "content": "And three?"}]}');
@@ -248,8 +248,10 @@ SELECT jsonb_pretty(cp_sent('cp-claude', request)) FROM cp_requests WHERE name =
 -- without a max_tokens, room for the answer beyond the thinking budget
 SELECT cp_sent('cp-claude', request - 'max_tokens')->'max_tokens' AS max_tokens
   FROM cp_requests WHERE name = 'thinking';
-SELECT m AS model, cp_sent(m, request)::text LIKE '%thinking%' AS thinking_sent
-  FROM cp_requests, unnest(ARRAY['cp-openai', 'cp-gemini', 'cp-responses']) m WHERE name = 'thinking';
+-- (nor does any kind get an answer's reasoning_content sent back)
+SELECT m AS model, cp_sent(m, request)::text LIKE '%thinking%' AS thinking_sent,
+       cp_sent(m, request)::text LIKE '%reasoning%' AS reasoning_sent
+  FROM cp_requests, unnest(ARRAY['cp-openai', 'cp-gemini', 'cp-responses', 'cp-claude']) m WHERE name = 'thinking';
 -- malformed, refused by every kind before anything is sent
 SELECT m AS model, bad, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
     'messages', '[{"role": "user", "content": "x"}]'::jsonb) || bad)) AS refused
@@ -276,6 +278,13 @@ SELECT a->'message'->'content' AS content, a->'message'->'thinking_blocks' AS bl
                           "messages": [{"role": "user", "content": "Hi"}]}') a) t;
 -- without thinking, neither member
 SELECT llm_chat('{"model": "cp-claude-think", "messages": [{"role": "user", "content": "Hi"}]}')->'message' AS message;
+-- reasoning of another kind (an OpenAI-compatible server's reasoning_content;
+-- Gemini's thought summaries, the Responses API's reasoning summaries):
+-- reasoning_content alone, plain and streamed
+SELECT llmgw.create_model('cp-openai-reasoning', 'mock', 'mock-cp;reasoning:3');
+SELECT s AS stream, llm_chat(jsonb_build_object('model', 'cp-openai-reasoning', 'stream', s,
+    'messages', '[{"role": "user", "content": "Hi"}]'::jsonb))->'message' AS message
+  FROM unnest(ARRAY[false, true]) s;
 -- the next turn sends the blocks back as they came (the provider checks
 -- their signature); a block changed on the way is the provider's 400
 SELECT llm_chat(jsonb_build_object('model', 'cp-claude-think', 'thinking', '{"type": "enabled", "budget_tokens": 1024}'::jsonb,

@@ -136,6 +136,7 @@ $node->safe_psql('postgres', qq{
 	                          price_model => 'cached-price');
 	SELECT llmgw.create_model('claude-think', 'claude', 'mock-model');
 	SELECT llmgw.create_model('claude-think-cached', 'claude', 'mock-model');
+	SELECT llmgw.create_model('reasoner', 'mock', 'mock-model;reasoning:5');
 	UPDATE llmgw.models SET cache_ttl = '1 hour' WHERE alias = 'claude-think-cached';
 	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
 	SELECT llmgw.create_model('embed-gemini', 'gem', 'mock-embed');
@@ -620,6 +621,12 @@ ok($th->{ok} && !defined $fresh->{cache} && ($hit->{cache} // '') eq 'hit'
 	  && $th->{ocached}[1]{reasoning} eq $thought && $th->{ocached}[1]{text} eq $th->{ocached}[0]{text},
 	'extended thinking streamed from the cache: the thinking whole before the text, both APIs')
   or diag(explain($th));
+my $rs = $th->{reasoner} // {};
+ok($th->{ok} && ($rs->{message}{reasoning_content} // '') eq 'Reasoning about: two and two?'
+	  && !$rs->{message}{thinking_blocks} && $rs->{streamed} eq 'Reasoning about: two and two?'
+	  && join('|', @{ $rs->{anthropic} // [] }) eq 'text|text',
+	'an OpenAI-compatible reasoning_content: to the OpenAI SDK plain and streamed; no thinking block to the Anthropic SDK')
+  or diag(explain($rs));
 my $cm = $a->{cache_marks};
 my ($to_claude, $to_openai) = map { $cm->{ok} ? eval { decode_json($cm->{$_}) } : undef } qw(anthropic openai);
 my $cmm = $to_claude ? $to_claude->{messages} : [];
