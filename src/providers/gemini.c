@@ -162,6 +162,25 @@ generation_config(json_t *src, char **error)
 	return cfg;
 }
 
+/*
+ * Anthropic's thinking setting as Gemini's thinkingConfig: a budget of
+ * budget_tokens, "disabled" none (0), any other type Gemini's dynamic
+ * budget (-1); thought summaries asked for whenever it thinks, so that the
+ * answer has them (its reasoning_content)
+ */
+static json_t *
+thinking_config(json_t *thinking)
+{
+	const char *type = json_string_value(json_object_get(thinking, "type"));
+
+	if (strcmp(type, "disabled") == 0)
+		return json_pack("{s:i}", "thinkingBudget", 0);
+	if (strcmp(type, "enabled") == 0)
+		return json_pack("{s:O, s:b}", "thinkingBudget", json_object_get(thinking, "budget_tokens"),
+						 "includeThoughts", 1);
+	return json_pack("{s:i, s:b}", "thinkingBudget", -1, "includeThoughts", 1);
+}
+
 /* OpenAI tools as functionDeclarations */
 static json_t *
 translate_tools(json_t *tools)
@@ -197,11 +216,15 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	bool		ok = json_is_array(messages);
 	LlmgwToolChoice choice = LLMGW_TOOLS_UNSET;
 	const char *chosen = NULL;
+	json_t	   *thinking = NULL;
 
 	if (!ok)
 		*error = pstrdup("the request has no messages array");
-	else
+	else if ((ok = llmgw_thinking(src, &thinking, error)))
+	{
+		json_incref(thinking);	/* the setting, translated below */
 		ok = llmgw_strip_anthropic(src, error); /* Gemini has no such marks or blocks */
+	}
 	for (i = 0; ok && i < json_array_size(messages); i++)
 	{
 		json_t	   *c = translate_message(messages, i, sysparts, error);
@@ -213,6 +236,9 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	}
 	if (ok)
 		ok = (config = generation_config(src, error)) != NULL;
+	if (ok && thinking)
+		json_object_set_new(config, "thinkingConfig", thinking_config(thinking));
+	json_decref(thinking);
 	if (ok)
 		ok = llmgw_tool_choice(src, &choice, &chosen, error);
 	if (!ok)

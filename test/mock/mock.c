@@ -1178,6 +1178,8 @@ read_gemini_request(json_t *root, bool stream, Chat *c)
 	c->max_tokens = json_is_integer(maxt) ? (long) json_integer_value(maxt) : -1;
 	c->tool = json_string_value(json_object_get(decl, "name"));
 	c->stream = stream;
+	c->thinking = json_is_true(json_object_get(json_object_get(json_object_get(root, "generationConfig"),
+															   "thinkingConfig"), "includeThoughts"));
 	if (sys)
 		c->prompt += 3 + content_words(sys, &ignored);
 	json_array_foreach(contents, i, m)
@@ -1531,6 +1533,17 @@ gemini_stream_body(const Behaviour *b, const Chat *c, const char *model, const c
 	size_t		i;
 	json_t	   *piece;
 
+	if (c->thinking)
+	{
+		char	   *thought = NULL;
+
+		if (asprintf(&thought, "Thinking about: %s", c->last_user) < 0)
+			abort();
+		add_event(buf, FMT_GEMINI, gemini_response(b, c, model,
+												   json_pack("[{s:s, s:b}]", "text", thought, "thought", 1),
+												   NULL, 0));
+		free(thought);
+	}
 	if (tool)
 	{
 		add_event(buf, FMT_GEMINI, gemini_response(b, c, model, gemini_call(b, c), NULL, completion));
@@ -1562,14 +1575,27 @@ reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	bool		tool = b->tool_calls > 0 && c->tool;
 	const char *finish = finish_reason(FMT_GEMINI, b, tool, cut);
 
+	json_t	   *parts;
+	char	   *thought = NULL;
+
 	if (c->stream)
+	{
 		reply(req, b, 200, "text/event-stream",
 			  gemini_stream_body(b, c, model, text, tool, finish, completion), true);
-	else
-		reply(req, b, 200, "application/json",
-			  json_buffer(gemini_response(b, c, model,
-										  tool ? gemini_call(b, c) : json_pack("[{s:s}]", "text", text),
-										  finish, completion)), false);
+		free(text);
+		return;
+	}
+	parts = tool ? gemini_call(b, c) : json_pack("[{s:s}]", "text", text);
+	/* thinkingConfig.includeThoughts: a thought summary first */
+	if (c->thinking)
+	{
+		if (asprintf(&thought, "Thinking about: %s", c->last_user) < 0)
+			abort();
+		json_array_insert_new(parts, 0, json_pack("{s:s, s:b}", "text", thought, "thought", 1));
+		free(thought);
+	}
+	reply(req, b, 200, "application/json",
+		  json_buffer(gemini_response(b, c, model, parts, finish, completion)), false);
 	free(text);
 }
 

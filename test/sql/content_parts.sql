@@ -248,10 +248,15 @@ SELECT jsonb_pretty(cp_sent('cp-claude', request)) FROM cp_requests WHERE name =
 -- without a max_tokens, room for the answer beyond the thinking budget
 SELECT cp_sent('cp-claude', request - 'max_tokens')->'max_tokens' AS max_tokens
   FROM cp_requests WHERE name = 'thinking';
--- (nor does any kind get an answer's reasoning_content sent back)
+-- (nor does any kind get an answer's reasoning_content sent back); Gemini
+-- gets the setting as its thinkingConfig, with thought summaries
 SELECT m AS model, cp_sent(m, request)::text LIKE '%thinking%' AS thinking_sent,
        cp_sent(m, request)::text LIKE '%reasoning%' AS reasoning_sent
-  FROM cp_requests, unnest(ARRAY['cp-openai', 'cp-gemini', 'cp-responses', 'cp-claude']) m WHERE name = 'thinking';
+  FROM cp_requests, unnest(ARRAY['cp-openai', 'cp-responses', 'cp-claude']) m WHERE name = 'thinking';
+SELECT t AS thinking, cp_sent('cp-gemini', request || jsonb_build_object('thinking', t))->'generationConfig' AS sent
+  FROM cp_requests, unnest(ARRAY['{"type": "enabled", "budget_tokens": 2048}', '{"type": "disabled"}',
+                                 '{"type": "adaptive"}']::jsonb[]) t WHERE name = 'thinking';
+SELECT cp_sent('cp-gemini', request)->'contents' AS gemini_contents FROM cp_requests WHERE name = 'thinking';
 -- malformed, refused by every kind before anything is sent
 SELECT m AS model, bad, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
     'messages', '[{"role": "user", "content": "x"}]'::jsonb) || bad)) AS refused
@@ -282,9 +287,11 @@ SELECT llm_chat('{"model": "cp-claude-think", "messages": [{"role": "user", "con
 -- Gemini's thought summaries, the Responses API's reasoning summaries):
 -- reasoning_content alone, plain and streamed
 SELECT llmgw.create_model('cp-openai-reasoning', 'mock', 'mock-cp;reasoning:3');
-SELECT s AS stream, llm_chat(jsonb_build_object('model', 'cp-openai-reasoning', 'stream', s,
+SELECT llmgw.create_model('cp-gemini-think', 'cp-gemini', 'gemini-cp');
+SELECT m AS model, s AS stream, llm_chat(jsonb_build_object('model', m, 'stream', s,
+    'thinking', '{"type": "enabled", "budget_tokens": 1024}'::jsonb,
     'messages', '[{"role": "user", "content": "Hi"}]'::jsonb))->'message' AS message
-  FROM unnest(ARRAY[false, true]) s;
+  FROM unnest(ARRAY['cp-openai-reasoning', 'cp-gemini-think']) m, unnest(ARRAY[false, true]) s;
 -- the next turn sends the blocks back as they came (the provider checks
 -- their signature); a block changed on the way is the provider's 400
 SELECT llm_chat(jsonb_build_object('model', 'cp-claude-think', 'thinking', '{"type": "enabled", "budget_tokens": 1024}'::jsonb,
