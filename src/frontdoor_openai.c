@@ -98,7 +98,11 @@ tool_call_id(const char *id, size_t k)
 	return id && *id ? pstrdup(id) : psprintf("call_llmgw_%zu", k);
 }
 
-/* OpenAI tool calls for the normalised ones */
+/*
+ * OpenAI tool calls for the normalised ones; a Gemini call's thought
+ * signature where Gemini's own OpenAI-compatible API puts it
+ * (extra_content.google.thought_signature), for the next turn to send back
+ */
 static json_t *
 tool_calls_value(json_t *calls)
 {
@@ -107,11 +111,19 @@ tool_calls_value(json_t *calls)
 	json_t	   *c;
 
 	json_array_foreach(calls, i, c)
-		json_array_append_new(v, json_pack("{s:s, s:s, s:{s:O?, s:s}}",
-										   "id", tool_call_id(json_string_value(json_object_get(c, "id")), i),
-										   "type", "function",
-										   "function", "name", json_object_get(c, "name"),
-										   "arguments", llmgw_openai_tool_arguments(c)));
+	{
+		json_t	   *call = json_pack("{s:s, s:s, s:{s:O?, s:s}}",
+									 "id", tool_call_id(json_string_value(json_object_get(c, "id")), i),
+									 "type", "function",
+									 "function", "name", json_object_get(c, "name"),
+									 "arguments", llmgw_openai_tool_arguments(c));
+		json_t	   *signature = json_object_get(c, "thought_signature");
+
+		if (json_is_string(signature))
+			json_object_set_new(call, "extra_content",
+								json_pack("{s:{s:O}}", "google", "thought_signature", signature));
+		json_array_append_new(v, call);
+	}
 	return v;
 }
 

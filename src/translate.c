@@ -288,9 +288,7 @@ llmgw_thinking_blocks(json_t *message, size_t msg, json_t **blocks, char **error
  * blocks.  Each is checked as an Anthropic deployment would check it (the
  * same request is refused or taken whatever the deployment), then removed:
  * OpenAI's Chat Completions caches on its own, and no other format takes
- * another model's signed thinking.  The reasoning_content of an answer
- * sent back in an assistant message goes too: reasoning is not input
- * (DeepSeek refuses it).  False with *error set.
+ * another model's signed thinking.  False with *error set.
  */
 bool
 llmgw_strip_anthropic(json_t *request, char **error)
@@ -310,7 +308,6 @@ llmgw_strip_anthropic(json_t *request, char **error)
 			!llmgw_thinking_blocks(m, i, &unused, error))
 			return false;
 		json_object_del(m, "thinking_blocks");
-		json_object_del(m, "reasoning_content");
 		json_array_foreach(json_object_get(m, "content"), j, o)
 			if (!strip_mark(o, "messages[%zu].content[%zu]", i, j, error))
 				return false;

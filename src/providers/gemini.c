@@ -40,6 +40,42 @@ gemini_part(const LlmgwPart *part)
 					 "data", part->data);
 }
 
+/*
+ * The thought signature Gemini documents for function calls it did not
+ * make, which skips its check of the signature
+ */
+#define SKIP_SIGNATURE "skip_thought_signature_validator"
+
+/*
+ * The thought signature of an assistant message's tool call: llmgw's own
+ * member (the normalised answer's tool call), or where Gemini's OpenAI
+ * compatible API puts it (extra_content.google.thought_signature); NULL
+ * when none
+ */
+static json_t *
+call_signature(json_t *call)
+{
+	json_t	   *s = json_object_get(call, "thought_signature");
+
+	if (!json_is_string(s))
+		s = json_object_get(json_object_get(json_object_get(call, "extra_content"), "google"),
+							"thought_signature");
+	return json_is_string(s) ? s : NULL;
+}
+
+/* Does any of these tool calls have its thought signature? */
+static bool
+any_signature(json_t *calls)
+{
+	size_t		i;
+	json_t	   *call;
+
+	json_array_foreach(calls, i, call)
+		if (call_signature(call))
+			return true;
+	return false;
+}
+
 /* The function name of the tool call with this id, from earlier messages */
 static json_t *
 tool_name(json_t *messages, json_t *id)
@@ -111,14 +147,27 @@ translate_message(json_t *messages, size_t i, json_t *sysparts, char **error)
 		json_t	   *fn = json_object_get(call, "function");
 		json_t	   *args = json_object_get(fn, "arguments");
 		json_t	   *obj = json_is_string(args) ? json_loads(json_string_value(args), 0, NULL) : NULL;
+		json_t	   *part;
+		json_t	   *signature = call_signature(call);
 
 		if (!json_is_object(obj))
 		{
 			json_decref(obj);
 			obj = json_pack("{}");
 		}
-		json_array_append_new(parts, json_pack("{s:{s:O?, s:o}}", "functionCall",
-											   "name", json_object_get(fn, "name"), "args", obj));
+		part = json_pack("{s:{s:O?, s:o}}", "functionCall", "name", json_object_get(fn, "name"),
+						 "args", obj);
+		/*
+		 * the call's thought signature as Gemini gave it; a message of calls
+		 * without any (made elsewhere: another model, a client that could
+		 * not keep it) has the value Gemini documents for them on its first
+		 * call, without which Gemini 3 refuses the turn
+		 */
+		if (signature)
+			json_object_set(part, "thoughtSignature", signature);
+		else if (j == 0 && !any_signature(json_object_get(m, "tool_calls")))
+			json_object_set_new(part, "thoughtSignature", json_string(SKIP_SIGNATURE));
+		json_array_append_new(parts, part);
 	}
 	return json_pack("{s:s, s:o}", "role", strcmp(role, "assistant") == 0 ? "model" : "user",
 					 "parts", parts);
@@ -331,11 +380,14 @@ add_candidate(json_t *candidate, StringInfo text, StringInfo reasoning, json_t *
 		else if (json_is_object(fc))
 		{
 			char	   *args = llmgw_json_dump(json_object_get(fc, "args"));
+			json_t	   *signature = json_object_get(part, "thoughtSignature");
 
-			json_array_append_new(calls, json_pack("{s:O?, s:O?, s:s}",
+			json_array_append_new(calls, json_pack("{s:O?, s:O?, s:s, s:O?}",
 												   "id", json_object_get(fc, "id"),
 												   "name", json_object_get(fc, "name"),
-												   "arguments", args));
+												   "arguments", args,
+												   "thought_signature",
+												   json_is_string(signature) ? signature : NULL));
 		}
 	}
 	if (json_is_string(finish))

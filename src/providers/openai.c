@@ -23,6 +23,27 @@
 #include "translate.h"
 
 /*
+ * What an assistant message may carry back of llmgw's normalised answer
+ * that Chat Completions does not take: its reasoning_content (reasoning is
+ * not input: DeepSeek refuses it) and its tool calls' thought_signature
+ * (Gemini's; Gemini's own OpenAI-compatible API takes it in extra_content,
+ * which is passed on as the caller gave it)
+ */
+static void
+strip_answer_members(json_t *request)
+{
+	size_t		i, j;
+	json_t	   *m, *call;
+
+	json_array_foreach(json_object_get(request, "messages"), i, m)
+	{
+		json_object_del(m, "reasoning_content");
+		json_array_foreach(json_object_get(m, "tool_calls"), j, call)
+			json_object_del(call, "thought_signature");
+	}
+}
+
+/*
  * The caller's request with the upstream model set.  A streamed request
  * always asks for the final usage chunk: usage is never dropped.
  */
@@ -44,6 +65,7 @@ openai_build(const char *request, size_t len, const char *upstream_model,
 		json_decref(root);
 		return NULL;
 	}
+	strip_answer_members(root);
 	json_object_set_new(root, "model", json_string(upstream_model));
 	*stream = json_is_true(json_object_get(root, "stream"));
 	if (*stream)

@@ -663,9 +663,28 @@ const scenarios = {
 			const rblocks = [(await a.messages.create({ ...body, model: 'reasoner' })).content,
 				(await a.messages.stream({ ...body, model: 'reasoner' }).finalMessage()).content]
 				.map((c) => c.map((b) => b.type).join(','));
+			// Gemini's thought signatures on function calls (a deployment that
+			// checks them, as Gemini 3 does): the OpenAI SDK's message sent
+			// back as it came; an Anthropic client's tool_use (no place for
+			// the signature) goes through too
+			const weather = [{ type: 'function', function: { name: 'get_weather',
+				parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+			const first = (await o.chat.completions.create({ model: 'tools-gemini-signed', tools: weather,
+				messages: ask('weather in Paris?') })).choices[0].message;
+			const second = (await o.chat.completions.create({ model: 'tools-gemini-signed', tools: weather,
+				messages: [...ask('weather in Paris?'), first,
+					{ role: 'tool', tool_call_id: first.tool_calls[0].id, content: 'sunny' }] })).choices[0];
+			const atools = [{ name: 'get_weather', input_schema: { type: 'object' } }];
+			const afirst = await a.messages.create({ model: 'tools-gemini-signed', max_tokens: 100,
+				tools: atools, messages: ask('weather in Paris?') });
+			const use = afirst.content.find((b) => b.type === 'tool_use');
+			const asecond = await a.messages.create({ model: 'tools-gemini-signed', max_tokens: 100,
+				tools: atools, messages: [...ask('weather in Paris?'), { role: 'assistant', content: afirst.content },
+					{ role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] }] });
 			return { plain: plain.content, streamed: streamed.content, deltas: [...deltas].sort(),
 				next: next.content, altered, openai: omessage, openai_stream: { reasoning, blocks },
-				cached, ocached, reasoner: { message: rmessage, streamed: rstreamed, anthropic: rblocks } };
+				cached, ocached, reasoner: { message: rmessage, streamed: rstreamed, anthropic: rblocks },
+				signed: { first, second_finish: second.finish_reason, anthropic_stop: asecond.stop_reason } };
 		});
 
 		out.system = await attempt(Anthropic, async () => ({ message: await a.messages.create({

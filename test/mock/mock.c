@@ -64,6 +64,7 @@ typedef struct Behaviour
 	long		reasoning;
 	bool		echo_auth;
 	bool		echo_body;
+	bool		signatures;		/* Gemini: thought signatures on function calls, checked */
 	char	   *echo;			/* with echo_body: the request as answered (malloc'd) */
 	int			tool_calls;		/* answer with this many calls of the first tool */
 	long		cache_write;	/* Anthropic cache_creation_input_tokens */
@@ -222,6 +223,8 @@ apply_directive(Behaviour *b, const char *d)
 		b->echo_auth = true;
 	else if (strcmp(d, "echo_body") == 0)
 		b->echo_body = true;
+	else if (strcmp(d, "thought_signatures") == 0)
+		b->signatures = true;
 	else if (strcmp(d, "tool_call") == 0)
 		b->tool_calls = 1;
 	else if (strcmp(d, "truncate") == 0)
@@ -1037,6 +1040,8 @@ typedef struct Chat
 	bool		stream;
 	bool		include_usage;
 	bool		thinking;		/* Anthropic: extended thinking asked for */
+	bool		unsigned_call;	/* Gemini: a model turn's function calls without
+								 * a thought signature on the first */
 	bool		bad_signature;	/* Anthropic: a thinking block sent back altered */
 } Chat;
 
@@ -1186,7 +1191,17 @@ read_gemini_request(json_t *root, bool stream, Chat *c)
 	{
 		const char *role = json_string_value(json_object_get(m, "role"));
 		const char *text = NULL;
+		size_t		k;
+		json_t	   *part;
 
+		json_array_foreach(json_object_get(m, "parts"), k, part)
+		{
+			if (json_object_get(part, "functionCall") == NULL)
+				continue;
+			if (!json_is_string(json_object_get(part, "thoughtSignature")))
+				c->unsigned_call = true;
+			break;				/* the first call of the turn carries it */
+		}
 		c->prompt += 3 + content_words(json_object_get(m, "parts"), &text);
 		if ((role == NULL || strcmp(role, "user") == 0) && text)
 			c->last_user = text;
@@ -1513,9 +1528,16 @@ gemini_call(const Behaviour *b, const Chat *c)
 	json_t	   *parts = json_array();
 
 	for (int k = 0; k < b->tool_calls; k++)
-		json_array_append_new(parts, json_pack("{s:{s:s, s:o}}", "functionCall", "name", c->tool,
-											   "args", tool_has_args(b, k) ?
-											   json_pack("{s:s}", "city", "Paris") : json_object()));
+	{
+		json_t	   *part = json_pack("{s:{s:s, s:o}}", "functionCall", "name", c->tool,
+									 "args", tool_has_args(b, k) ?
+									 json_pack("{s:s}", "city", "Paris") : json_object());
+
+		/* thought_signatures: as Gemini 3 signs them, on the first call */
+		if (b->signatures && k == 0)
+			json_object_set_new(part, "thoughtSignature", json_string("mocksig-gemini"));
+		json_array_append_new(parts, part);
+	}
 	return parts;
 }
 
@@ -1962,6 +1984,11 @@ handle_api(struct evhttp_request *req, const char *path)
 	else if (b.huge > 0)
 		reply(req, &b, 200, "application/json",
 			  huge_body(model, atomic_fetch_add(&next_id, 1), chat.prompt, b.huge), false);
+	else if (fmt == FMT_GEMINI && b.signatures && chat.unsigned_call && !b.echo)
+		reply(req, &b, 400, "application/json",
+			  json_buffer(json_pack("{s:{s:i, s:s, s:s}}", "error", "code", 400, "message",
+									"Function call is missing a thought_signature in functionCall parts.",
+									"status", "INVALID_ARGUMENT")), false);
 	else if (fmt == FMT_ANTHROPIC && chat.bad_signature && !b.echo)
 		reply(req, &b, 400, "application/json",
 			  json_buffer(json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",

@@ -305,6 +305,46 @@ SELECT try(format('SELECT llm_chat(%L)', jsonb_build_object('model', 'cp-claude-
         "thinking_blocks": [{"type": "thinking", "thinking": "Altered", "signature": "mocksig-0000000000000000"}]},
         {"role": "user", "content": "Again"}]'::jsonb))) AS altered;
 
+-- Gemini's thought signatures on function calls (Gemini 3 refuses a turn
+-- of calls without one): the normalised answer's tool call keeps it as
+-- thought_signature, and a later turn sends it back on its call, from that
+-- member or from where Gemini's OpenAI-compatible API puts it
+-- (extra_content.google); calls made elsewhere get the value Gemini
+-- documents for them on the first
+SELECT llmgw.create_model('cp-gemini-signed', 'cp-gemini', 'gemini-cp;tool_call;thought_signatures');
+CREATE TABLE cp_tools AS SELECT '[{"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object"}}}]'::jsonb AS tools;
+SELECT llm_chat(jsonb_build_object('model', 'cp-gemini-signed', 'tools', tools,
+    'messages', '[{"role": "user", "content": "weather?"}]'::jsonb))->'message'->'tool_calls' AS calls
+  FROM cp_tools;
+SELECT how, cp_sent('cp-gemini', jsonb_build_object('messages', jsonb_build_array(
+           '{"role": "user", "content": "weather?"}'::jsonb,
+           jsonb_build_object('role', 'assistant', 'content', null, 'tool_calls', calls),
+           '{"role": "tool", "tool_call_id": "c1", "content": "sunny"}'::jsonb)))->'contents'->1 AS sent
+  FROM (VALUES
+    ('thought_signature', '[{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"},
+                            "thought_signature": "sig-1"}]'::jsonb),
+    ('extra_content', '[{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"},
+                        "extra_content": {"google": {"thought_signature": "sig-2"}}}]'),
+    ('none', '[{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+               {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]')) v(how, calls);
+-- the round trip to a deployment that checks them, and a turn of calls
+-- made elsewhere; the OpenAI kinds get the calls without llmgw's member
+SELECT how, llm_chat(jsonb_build_object('model', 'cp-gemini-signed', 'tools', tools,
+    'messages', jsonb_build_array('{"role": "user", "content": "weather?"}'::jsonb,
+        jsonb_build_object('role', 'assistant', 'content', null, 'tool_calls', calls),
+        '{"role": "tool", "tool_call_id": "c1", "content": "sunny"}'::jsonb)))->'message'->'tool_calls'->0->'name' AS next_call
+  FROM cp_tools, (VALUES
+    ('answered', '[{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"},
+                   "thought_signature": "mocksig-gemini"}]'::jsonb),
+    ('made elsewhere', '[{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]')) v(how, calls);
+SELECT cp_sent('cp-openai', '{"messages": [{"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": null, "reasoning_content": "hmm", "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{}"}, "thought_signature": "sig-1",
+        "extra_content": {"google": {"thought_signature": "sig-2"}}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]}')->'messages'->1 AS sent;
+DROP TABLE cp_tools;
+
 -- nothing refused reached a provider: no request at the mock (where the
 -- calls of cp-claude-json above were counted), no usage row
 \! perl test/scripts/mock_count.pl 'claude-cp-refused' 'gemini-cp-refused' 'gpt-cp-refused' 'mock-cp-refused' 'claude-cp;tool_call'

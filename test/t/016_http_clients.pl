@@ -137,6 +137,7 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('claude-think', 'claude', 'mock-model');
 	SELECT llmgw.create_model('claude-think-cached', 'claude', 'mock-model');
 	SELECT llmgw.create_model('reasoner', 'mock', 'mock-model;reasoning:5');
+	SELECT llmgw.create_model('tools-gemini-signed', 'gem', 'mock-model;tool_call;thought_signatures');
 	UPDATE llmgw.models SET cache_ttl = '1 hour' WHERE alias = 'claude-think-cached';
 	SELECT llmgw.create_model('embed', 'mock', 'mock-embed;dim:8');
 	SELECT llmgw.create_model('embed-gemini', 'gem', 'mock-embed');
@@ -627,6 +628,11 @@ ok($th->{ok} && ($rs->{message}{reasoning_content} // '') eq 'Reasoning about: t
 	  && join('|', @{ $rs->{anthropic} // [] }) eq 'text|text',
 	'an OpenAI-compatible reasoning_content: to the OpenAI SDK plain and streamed; no thinking block to the Anthropic SDK')
   or diag(explain($rs));
+my $sg = $th->{signed} // {};
+ok($th->{ok} && ($sg->{first}{tool_calls}[0]{extra_content}{google}{thought_signature} // '') eq 'mocksig-gemini'
+	  && ($sg->{second_finish} // '') eq 'tool_calls' && ($sg->{anthropic_stop} // '') eq 'tool_use',
+	'Gemini thought signatures: to the OpenAI SDK in extra_content, sent back on the next turn; an Anthropic client\'s turn goes through')
+  or diag(explain($sg));
 my $cm = $a->{cache_marks};
 my ($to_claude, $to_openai) = map { $cm->{ok} ? eval { decode_json($cm->{$_}) } : undef } qw(anthropic openai);
 my $cmm = $to_claude ? $to_claude->{messages} : [];
