@@ -23,8 +23,10 @@
  * What is dropped on purpose: top_k (Chat
  * Completions has none), a tool result's is_error (a tool message has no
  * such flag; the result's text says what went wrong) and unknown
- * top-level members.  Everything else that cannot be translated (documents,
- * server tools, file sources) is refused with an error naming the field.
+ * top-level members.  Documents become file parts (PDFs) or text parts
+ * (plain text).  Everything else that cannot be translated (documents by
+ * URL or file, server tools, file sources) is refused with an error naming
+ * the field.
  *
  * Usage: Anthropic's input_tokens excludes prompt-cache reads and writes,
  * which it reports apart; llmgw's input_tokens is the sum of the three.
@@ -248,6 +250,60 @@ image_part(json_t *block, const char *where, char **error)
 	return NULL;
 }
 
+/*
+ * A document block: a PDF, {"source": {"type": "base64", "media_type":
+ * "application/pdf", "data"}}, as a file part (its title the filename); a
+ * plain text one, {"source": {"type": "text", "data"}}, as a text part.
+ * NULL with *error set.
+ */
+static json_t *
+document_part(json_t *block, const char *where, char **error)
+{
+	json_t	   *source = json_object_get(block, "source");
+	json_t	   *stype = json_object_get(source, "type");
+	json_t	   *data = json_object_get(source, "data");
+	json_t	   *title = json_object_get(block, "title");
+	char	   *media_type;
+	const char *b64;
+
+	if (!json_is_object(source) || !json_is_string(stype))
+		*error = psprintf("%s is a \"document\" block without a \"source\" object with a \"type\" string",
+						  where);
+	else if (!absent(title) && !json_is_string(title))
+		*error = psprintf("%s.title is not a string", where);
+	else if (is_word(stype, "text"))
+	{
+		if (json_is_string(data))
+			return with_mark(block, json_pack("{s:s, s:O}", "type", "text", "text", data));
+		*error = psprintf("%s.source has no \"data\" string", where);
+	}
+	else if (!is_word(stype, "base64"))
+		*error = psprintf("%s.source.type is \"%.64s\", which llmgw does not take for documents (it takes \"base64\" PDFs and \"text\")",
+						  where, json_string_value(stype));
+	else if (!is_word(json_object_get(source, "media_type"), "application/pdf"))
+		*error = psprintf("%s.source.media_type is not \"application/pdf\"", where);
+	else if (!json_is_string(data) || json_string_length(data) == 0 ||
+			 strlen(json_string_value(data)) != json_string_length(data))
+		*error = psprintf("%s.source has no \"data\" string", where);
+	else
+	{
+		char	   *data_url = psprintf("data:application/pdf;base64,%s", json_string_value(data));
+		json_t	   *file;
+
+		if (llmgw_data_url(data_url, &media_type, &b64) != NULL)
+		{
+			*error = psprintf("%s.source.data is not base64 (A-Z, a-z, 0-9, + and /, then = padding, in a multiple of 4 characters)",
+							  where);
+			return NULL;
+		}
+		file = json_pack("{s:s}", "file_data", data_url);
+		if (json_is_string(title))
+			json_object_set(file, "filename", title);
+		return with_mark(block, json_pack("{s:s, s:o}", "type", "file", "file", file));
+	}
+	return NULL;
+}
+
 /* The type of a content block; NULL with *error set when it has none */
 static const char *
 block_type(json_t *block, const char *where, char **error)
@@ -365,6 +421,8 @@ user_blocks(json_t *content, size_t i, json_t *messages, char **error)
 			part = text_part(b, at, error);
 		else if (strcmp(type, "image") == 0)
 			part = image_part(b, at, error);
+		else if (strcmp(type, "document") == 0)
+			part = document_part(b, at, error);
 		else if (strcmp(type, "tool_result") == 0)
 		{
 			json_t	   *tool = tool_message(b, at, error);
@@ -381,7 +439,7 @@ user_blocks(json_t *content, size_t i, json_t *messages, char **error)
 			*error = psprintf("%s is a \"%s\" block in a user message: such blocks belong to assistant messages",
 							  at, type);
 		else
-			unknown_block(at, type, "\"text\", \"image\" and \"tool_result\" blocks in a user message",
+			unknown_block(at, type, "\"text\", \"image\", \"document\" and \"tool_result\" blocks in a user message",
 						  error);
 		if (part == NULL)
 		{
@@ -398,7 +456,7 @@ user_blocks(json_t *content, size_t i, json_t *messages, char **error)
 		json_decref(parts);
 		if (results == 0)
 		{
-			*error = psprintf("messages[%zu].content has no text, image or tool_result block", i);
+			*error = psprintf("messages[%zu].content has no text, image, document or tool_result block", i);
 			return false;
 		}
 	}

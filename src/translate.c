@@ -142,6 +142,53 @@ read_image(json_t *part, size_t msg, size_t idx, const LlmgwPartRules *rules,
 }
 
 /*
+ * Read a file part, {"file": {"file_data": <data: URL>, "filename"}} or
+ * {"file": {"file_id"}}: inline data of a media type rules take as a
+ * document, or an OpenAI file id when they take those.
+ */
+static bool
+read_file(json_t *part, size_t msg, size_t idx, const LlmgwPartRules *rules,
+		  LlmgwPart *out, char **error)
+{
+	json_t	   *file = json_object_get(part, "file");
+	json_t	   *filename = json_object_get(file, "filename");
+	const char *data;
+	const char *fault;
+
+	out->file = true;
+	out->url = json_object_get(file, "file_data");
+	out->file_id = json_object_get(file, "file_id");
+	out->filename = json_is_string(filename) ? filename : NULL;
+	data = json_string_value(out->url);
+	if (!json_is_object(file) || (data == NULL && !json_is_string(out->file_id)))
+		*error = psprintf(PART_AT " is a \"file\" part without a \"file\" object holding a \"file_data\" or \"file_id\" string",
+						  msg, idx);
+	else if (filename != NULL && !json_is_null(filename) && !json_is_string(filename))
+		*error = psprintf(PART_AT " is a \"file\" part whose \"filename\" is not a string", msg, idx);
+	else if (rules->file_types == NULL)
+		*error = psprintf(PART_AT " is a file, which provider kind \"%s\" does not take", msg, idx,
+						  rules->kind);
+	else if (data == NULL)
+	{
+		if (rules->file_ids)
+			return true;
+		*error = psprintf(PART_AT " gives a file by its OpenAI file_id, which provider kind \"%s\" cannot send: pass the file inline as file_data (data:application/pdf;base64,...)",
+						  msg, idx, rules->kind);
+	}
+	else if ((fault = llmgw_data_url(data, &out->media_type, &out->data)) != NULL)
+		*error = psprintf(PART_AT " has an invalid file_data: %s", msg, idx, fault);
+	else if (!listed(rules->file_types, out->media_type))
+		*error = psprintf(PART_AT " is a file of media type \"%.64s\", which provider kind \"%s\" does not take (it takes %s)",
+						  msg, idx, out->media_type, rules->kind, list_text(rules->file_types));
+	else
+	{
+		out->file_id = NULL;	/* inline data, whatever the id */
+		return true;
+	}
+	return false;
+}
+
+/*
  * The prompt-cache mark of a content part, message, tool call or tool
  * (Anthropic's cache_control, which llmgw's requests carry where Anthropic
  * puts it): {"type": "ephemeral"} with an optional "ttl" of "5m" or "1h".
@@ -322,8 +369,8 @@ llmgw_strip_anthropic(json_t *request, char **error)
 }
 
 /*
- * Read part idx of messages[msg]: a text, or an image where the message
- * may hold images.  False with *error set when it is not a part that
+ * Read part idx of messages[msg]: a text, or an image or a file where
+ * the message may hold them.  False with *error set when it is not a part that
  * rules take.
  */
 static bool
@@ -345,12 +392,14 @@ read_part(json_t *part, size_t msg, size_t idx, bool images,
 			return true;
 		*error = psprintf(PART_AT " is a \"text\" part without a \"text\" string", msg, idx);
 	}
-	else if (strcmp(type, "image_url") != 0)
-		*error = psprintf(PART_AT " is a part of type \"%.64s\", which provider kind \"%s\" does not take (it takes \"text\" and \"image_url\" parts)",
+	else if (strcmp(type, "image_url") != 0 && strcmp(type, "file") != 0)
+		*error = psprintf(PART_AT " is a part of type \"%.64s\", which provider kind \"%s\" does not take (it takes \"text\", \"image_url\" and \"file\" parts)",
 						  msg, idx, type, rules->kind);
 	else if (!images)
-		*error = psprintf(PART_AT " is an image in a message whose role takes only text for provider kind \"%s\"",
-						  msg, idx, rules->kind);
+		*error = psprintf(PART_AT " is %s in a message whose role takes only text for provider kind \"%s\"",
+						  msg, idx, strcmp(type, "file") == 0 ? "a file" : "an image", rules->kind);
+	else if (strcmp(type, "file") == 0)
+		return read_file(part, msg, idx, rules, out, error);
 	else
 		return read_image(part, msg, idx, rules, out, error);
 	return false;

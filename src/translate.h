@@ -3,7 +3,7 @@
  * translate.h
  *		What every wire format that translates llmgw's Chat Completions
  *		request reads the same way: content parts (text, images as data: or
- *		http(s) URLs), data: URLs, response_format, tool_choice, and
+ *		http(s) URLs, files as data: URLs or file ids), data: URLs, response_format, tool_choice, and
  *		Anthropic's own members (prompt-cache marks, extended thinking).
  *
  * Include after the PostgreSQL headers: it includes jansson.
@@ -21,16 +21,26 @@ typedef struct LlmgwPartRules
 	const char *kind;			/* the provider kind, named in errors */
 	const char *const *media_types; /* image media types it takes inline, NULL-terminated */
 	bool		image_urls;		/* it takes images by http(s) URL */
+	const char *const *file_types;	/* file media types it takes inline (as
+									 * documents), NULL-terminated; NULL: none */
+	bool		file_ids;		/* it takes OpenAI file ids (file_id) */
 } LlmgwPartRules;
 
-/* A content part that was read: text, or an image (by URL or inline) */
+/*
+ * A content part that was read: text, an image (by URL or inline), or a file
+ * (a document such as a PDF: inline as a data: URL, or by OpenAI file id)
+ */
 typedef struct LlmgwPart
 {
 	json_t	   *text;			/* a text part's text (borrowed), else NULL */
-	json_t	   *url;			/* an image's URL as given (borrowed) */
+	json_t	   *url;			/* an image's URL or a file's data: URL as
+								 * given (borrowed) */
 	json_t	   *detail;			/* an image's detail (borrowed), or NULL */
-	char	   *media_type;		/* an inline image: its media type, lower case */
-	const char *data;			/* an inline image: its base64 data (within url) */
+	char	   *media_type;		/* inline: its media type, lower case */
+	const char *data;			/* inline: its base64 data (within url) */
+	bool		file;			/* a file part (else text or image) */
+	json_t	   *filename;		/* a file's filename (borrowed), or NULL */
+	json_t	   *file_id;		/* a file given by id (borrowed), else NULL */
 	json_t	   *cache_control;	/* its prompt-cache mark (borrowed), or NULL */
 } LlmgwPart;
 

@@ -31,7 +31,12 @@
 static const char *const anthropic_media_types[] = {
 	"image/jpeg", "image/png", "image/gif", "image/webp", NULL
 };
-static const LlmgwPartRules anthropic_parts = {"anthropic", anthropic_media_types, true};
+/* documents: PDFs (base64 sources) */
+static const char *const anthropic_file_types[] = {"application/pdf", NULL};
+static const LlmgwPartRules anthropic_parts = {
+	.kind = "anthropic", .media_types = anthropic_media_types, .image_urls = true,
+	.file_types = anthropic_file_types
+};
 
 /* block with the prompt-cache mark given (or none) */
 static json_t *
@@ -42,13 +47,26 @@ marked(json_t *block, json_t *cache_control)
 	return block;
 }
 
-/* A content part as an Anthropic content block, with its cache_control */
+/*
+ * A content part as an Anthropic content block, with its cache_control: a
+ * file is a document block, its filename the document's title
+ */
 static json_t *
 content_block(const LlmgwPart *part)
 {
 	if (part->text)
 		return marked(json_pack("{s:s, s:O}", "type", "text", "text", part->text),
 					  part->cache_control);
+	if (part->file)
+	{
+		json_t	   *doc = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "document", "source",
+									"type", "base64", "media_type", part->media_type,
+									"data", part->data);
+
+		if (part->filename)
+			json_object_set(doc, "title", part->filename);
+		return marked(doc, part->cache_control);
+	}
 	if (part->data)
 		return marked(json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type", "base64",
 								"media_type", part->media_type, "data", part->data),

@@ -27,10 +27,17 @@ static const char *const gemini_media_types[] = {
 	"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif", NULL
 };
 
-/* Gemini fetches no image by URL for us: images come inline */
-static const LlmgwPartRules gemini_parts = {"gemini", gemini_media_types, false};
+/* documents Gemini reads inline */
+static const char *const gemini_file_types[] = {
+	"application/pdf", "text/plain", "text/csv", "text/html", "text/xml", NULL
+};
 
-/* A content part as a Gemini part */
+/* Gemini fetches no image by URL for us: images and files come inline */
+static const LlmgwPartRules gemini_parts = {
+	.kind = "gemini", .media_types = gemini_media_types, .file_types = gemini_file_types
+};
+
+/* A content part as a Gemini part (an image or a file: inline data) */
 static json_t *
 gemini_part(const LlmgwPart *part)
 {

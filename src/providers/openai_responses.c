@@ -21,7 +21,11 @@
 static const char *const responses_media_types[] = {
 	"image/png", "image/jpeg", "image/webp", "image/gif", NULL
 };
-static const LlmgwPartRules responses_parts = {"openai_responses", responses_media_types, true};
+static const char *const responses_file_types[] = {"application/pdf", NULL};
+static const LlmgwPartRules responses_parts = {
+	.kind = "openai_responses", .media_types = responses_media_types, .image_urls = true,
+	.file_types = responses_file_types, .file_ids = true
+};
 
 /* A content part as a Responses input content item */
 static json_t *
@@ -31,6 +35,18 @@ input_part(const LlmgwPart *part)
 
 	if (part->text)
 		return json_pack("{s:s, s:O}", "type", "input_text", "text", part->text);
+	if (part->file)
+	{
+		json_t	   *item = json_pack("{s:s}", "type", "input_file");
+
+		if (part->file_id)
+			json_object_set(item, "file_id", part->file_id);
+		else
+			json_object_set(item, "file_data", part->url);
+		if (part->filename)
+			json_object_set(item, "filename", part->filename);
+		return item;
+	}
 	return json_pack("{s:s, s:O, s:s}", "type", "input_image", "image_url", part->url,
 					 "detail", detail ? json_string_value(detail) : "auto");
 }

@@ -687,6 +687,23 @@ const scenarios = {
 				signed: { first, second_finish: second.finish_reason, anthropic_stop: asecond.stop_reason } };
 		});
 
+		// documents: a PDF and a plain text one, to an Anthropic deployment
+		// and to an OpenAI one (what each received), and the OpenAI SDK's
+		// file part to an Anthropic deployment
+		out.documents = await attempt(Anthropic, async () => {
+			const body = { max_tokens: 4000, messages: [{ role: 'user', content: [
+				{ type: 'document', title: 'invoice.pdf', source: { type: 'base64', media_type: 'application/pdf',
+					data: 'JVBERi0xLjQK' } },
+				{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'Total: 42 EUR' } },
+				{ type: 'text', text: 'Total?' }] }] };
+			const sent = async (model) => (await a.messages.create({ ...body, model })).content[0].text;
+			const o = openai(keys.main);
+			const ofile = (await o.chat.completions.create({ model: 'echo-claude', messages: [{ role: 'user',
+				content: [{ type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0xLjQK',
+					filename: 'invoice.pdf' } }, { type: 'text', text: 'Total?' }] }] })).choices[0].message.content;
+			return { anthropic: await sent('echo-claude'), openai: await sent('echo'), from_openai: ofile };
+		});
+
 		out.system = await attempt(Anthropic, async () => ({ message: await a.messages.create({
 			model: 'echo', max_tokens: 500, system: 'be brief', temperature: 0.2,
 			stop_sequences: ['END'], messages: ask('hi'),

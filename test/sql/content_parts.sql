@@ -97,6 +97,43 @@ SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "u
 SELECT cp_sent('cp-openai', '{"messages": [{"role": "user", "content": [
     {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]}')->'messages';
 
+-- Files (documents: a PDF inline as a data: URL, or an OpenAI file id), as
+-- OpenAI's file parts give them: Anthropic's document block (the filename
+-- its title), Gemini's inlineData, the Responses API's input_file; the
+-- OpenAI kinds get them as they are
+INSERT INTO cp_requests VALUES
+('pdf', '{"messages": [{"role": "user", "content": [
+    {"type": "text", "text": "Total of this invoice?"},
+    {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0xLjQK", "filename": "invoice.pdf"},
+     "cache_control": {"type": "ephemeral"}}]}]}');
+SELECT m AS model, cp_sent(m, request) #> '{messages,0,content,1}' AS sent
+  FROM cp_requests, unnest(ARRAY['cp-claude', 'cp-openai']) m WHERE name = 'pdf';
+SELECT cp_sent('cp-gemini', request) #> '{contents,0,parts,1}' AS gemini,
+       cp_sent('cp-responses', request) #> '{input,0,content,1}' AS responses
+  FROM cp_requests WHERE name = 'pdf';
+-- a text file to Gemini; a file by id to the Responses API
+SELECT cp_sent('cp-gemini', '{"messages": [{"role": "user", "content": [{"type": "file",
+    "file": {"file_data": "data:text/csv;base64,YSxiCjEsMgo="}}]}]}') #> '{contents,0,parts,0}' AS gemini,
+       cp_sent('cp-responses', '{"messages": [{"role": "user", "content": [{"type": "file",
+    "file": {"file_id": "file-abc", "filename": "a.pdf"}}]}]}') #> '{input,0,content,0}' AS responses;
+-- what a kind cannot take, refused before anything is sent
+SELECT m AS model, f AS file, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
+    'messages', jsonb_build_array(jsonb_build_object('role', 'user', 'content',
+        jsonb_build_array(jsonb_build_object('type', 'file', 'file', f))))))) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no']) m,
+       unnest(ARRAY['{"file_data": "data:application/zip;base64,UEsDBA=="}', '{"file_data": "JVBERi0xLjQK"}',
+                    '{"filename": "x.pdf"}', '{"file_data": "data:application/pdf;base64,JVBERi0xLjQK", "filename": 7}']::jsonb[]) f
+UNION ALL
+SELECT m, f, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
+    'messages', jsonb_build_array(jsonb_build_object('role', 'user', 'content',
+        jsonb_build_array(jsonb_build_object('type', 'file', 'file', f)))))))
+  FROM (VALUES ('cp-claude-no', '{"file_data": "data:text/csv;base64,YSxiCjEsMgo="}'::jsonb),
+               ('cp-responses-no', '{"file_data": "data:text/csv;base64,YSxiCjEsMgo="}'),
+               ('cp-gemini-no', '{"file_id": "file-abc"}')) v(m, f);
+SELECT try($$SELECT llm_chat('{"model": "cp-claude-no", "messages": [{"role": "system", "content": [
+    {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}]},
+    {"role": "user", "content": "x"}]}')$$) AS in_system;
+
 -- data: URLs that are not base64 images of a media type the kind takes
 SELECT url, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', 'cp-claude-no', 'messages', jsonb_build_array(
     jsonb_build_object('role', 'user', 'content', jsonb_build_array(

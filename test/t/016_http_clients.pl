@@ -633,6 +633,19 @@ ok($th->{ok} && ($sg->{first}{tool_calls}[0]{extra_content}{google}{thought_sign
 	  && ($sg->{second_finish} // '') eq 'tool_calls' && ($sg->{anthropic_stop} // '') eq 'tool_use',
 	'Gemini thought signatures: to the OpenAI SDK in extra_content, sent back on the next turn; an Anthropic client\'s turn goes through')
   or diag(explain($sg));
+my $dc = $a->{documents};
+my ($doc_claude, $doc_openai, $doc_from_openai) =
+  map { $dc->{ok} ? eval { decode_json($dc->{$_}) } : undef } qw(anthropic openai from_openai);
+ok($doc_claude && $doc_claude->{messages}[0]{content}[0]{type} eq 'document'
+	  && $doc_claude->{messages}[0]{content}[0]{source}{media_type} eq 'application/pdf'
+	  && $doc_claude->{messages}[0]{content}[0]{title} eq 'invoice.pdf'
+	  && $doc_claude->{messages}[0]{content}[1]{text} eq 'Total: 42 EUR'
+	  && $doc_openai && $doc_openai->{messages}[0]{content}[0]{type} eq 'file'
+	  && $doc_openai->{messages}[0]{content}[0]{file}{file_data} eq 'data:application/pdf;base64,JVBERi0xLjQK'
+	  && $doc_openai->{messages}[0]{content}[0]{file}{filename} eq 'invoice.pdf'
+	  && $doc_from_openai && $doc_from_openai->{messages}[0]{content}[0]{type} eq 'document',
+	'documents: an Anthropic PDF block reaches an Anthropic deployment as a document and an OpenAI one as a file part; a text one as text; an OpenAI file part reaches Anthropic as a document')
+  or diag(explain($dc));
 my $cm = $a->{cache_marks};
 my ($to_claude, $to_openai) = map { $cm->{ok} ? eval { decode_json($cm->{$_}) } : undef } qw(anthropic openai);
 my $cmm = $to_claude ? $to_claude->{messages} : [];

@@ -39,6 +39,10 @@ llmgw.http_idle_timeout = 2
 llmgw.http_max_connections = $max_conn
 log_min_messages = debug1
 });
+(my $mock_root = $ENV{LLMGW_MOCK_URL}) =~ s{/v1$}{};
+$node->safe_psql('postgres', qq{
+	SELECT llmgw.create_provider('claude', 'anthropic', '$mock_root/v1', secret => 'env:LLMGW_TEST_KEY');
+	SELECT llmgw.create_model('claude-demo', 'claude', 'mock-model');});
 $node->safe_psql('postgres', q{
 	SELECT llmgw.create_model('drip', 'mock', 'mock-model;drip:200;words:10;t017ttfb');
 	SELECT llmgw.create_model('cut', 'mock', 'mock-model;drip:300;words:20;t017cut');
@@ -266,6 +270,14 @@ bad('a thinking block in a user message', post('/v1/messages', $key, '{"model": 
 bad('thinking_blocks that are not an array', post('/v1/chat/completions', $key, '{"model": "demo", "messages": '
 		. '[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "thinking_blocks": {"a": 1}}, '
 		. '{"role": "user", "content": "z"}]}'), 400);
+bad('a document by URL', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, "messages": '
+		. '[{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}]}'), 400);
+bad('a document that is not base64', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, "messages": '
+		. '[{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", '
+		. '"data": "%PDF-1.4"}}]}]}'), 400);
+bad('a file part of an unknown media type to an Anthropic deployment', post('/v1/chat/completions', $key,
+		'{"model": "claude-demo", "messages": [{"role": "user", "content": [{"type": "file", "file": '
+		. '{"file_data": "data:application/zip;base64,UEsDBA=="}}]}]}'), 400);
 bad('a wrong Content-Type', LlmgwHttp::request_bytes(method => 'POST', path => '/v1/chat/completions',
 		headers => [ [ 'Content-Type', 'text/plain' ], [ 'Authorization', "Bearer $key" ] ],
 		body => chat_body('demo')), 415);
