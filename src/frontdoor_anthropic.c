@@ -185,6 +185,32 @@ text_part(json_t *block, const char *where, char **error)
 }
 
 /*
+ * The base64 data of a block's source as a data: URL of media type mt;
+ * NULL with *error set when it has none, or none that is base64
+ */
+static char *
+source_data_url(json_t *source, const char *mt, const char *where, char **error)
+{
+	json_t	   *data = json_object_get(source, "data");
+	char	   *url;
+	char	   *media_type;
+	const char *b64;
+
+	if (!json_is_string(data) || json_string_length(data) == 0 ||
+		strlen(json_string_value(data)) != json_string_length(data))
+	{
+		*error = psprintf("%s.source has no \"data\" string", where);
+		return NULL;
+	}
+	url = psprintf("data:%s;base64,%s", mt, json_string_value(data));
+	if (llmgw_data_url(url, &media_type, &b64) == NULL)
+		return url;
+	*error = psprintf("%s.source.data is not base64 (A-Z, a-z, 0-9, + and /, then = padding, in a multiple of 4 characters)",
+					  where);
+	return NULL;
+}
+
+/*
  * An image block, {"source": {"type": "base64", "media_type", "data"}} or
  * {"source": {"type": "url", "url"}}, as an image_url part (a data: URL for
  * base64 data).  NULL with *error set.
@@ -195,10 +221,7 @@ image_part(json_t *block, const char *where, char **error)
 	json_t	   *source = json_object_get(block, "source");
 	json_t	   *stype = json_object_get(source, "type");
 	json_t	   *media = json_object_get(source, "media_type");
-	json_t	   *data = json_object_get(source, "data");
 	json_t	   *url = json_object_get(source, "url");
-	char	   *media_type;
-	const char *b64;
 
 	if (!json_is_object(source) || !json_is_string(stype))
 		*error = psprintf("%s is an \"image\" block without a \"source\" object with a \"type\" string",
@@ -207,31 +230,19 @@ image_part(json_t *block, const char *where, char **error)
 	{
 		const char *mt = json_string_value(media);
 
+		bool		known = false;
+		char	   *data_url;
+
+		for (const char *const *t = image_media_types; mt && *t; t++)
+			known = known || strcmp(*t, mt) == 0;
 		if (mt == NULL || strlen(mt) != json_string_length(media))
 			*error = psprintf("%s.source has no \"media_type\" string", where);
-		else if (!json_is_string(data) || json_string_length(data) == 0 ||
-				 strlen(json_string_value(data)) != json_string_length(data))
-			*error = psprintf("%s.source has no \"data\" string", where);
-		else
-		{
-			bool		known = false;
-
-			for (const char *const *t = image_media_types; *t; t++)
-				known = known || strcmp(*t, mt) == 0;
-			if (!known)
-				*error = psprintf("%s.source.media_type is \"%.64s\", which is not an image type Anthropic takes (image/jpeg, image/png, image/gif or image/webp)",
-								  where, mt);
-			else
-			{
-				char	   *data_url = psprintf("data:%s;base64,%s", mt, json_string_value(data));
-
-				if (llmgw_data_url(data_url, &media_type, &b64) == NULL)
-					return with_mark(block, json_pack("{s:s, s:{s:s}}", "type", "image_url",
-													  "image_url", "url", data_url));
-				*error = psprintf("%s.source.data is not base64 (A-Z, a-z, 0-9, + and /, then = padding, in a multiple of 4 characters)",
-								  where);
-			}
-		}
+		else if (!known)
+			*error = psprintf("%s.source.media_type is \"%.64s\", which is not an image type Anthropic takes (image/jpeg, image/png, image/gif or image/webp)",
+							  where, mt);
+		else if ((data_url = source_data_url(source, mt, where, error)) != NULL)
+			return with_mark(block, json_pack("{s:s, s:{s:s}}", "type", "image_url",
+											  "image_url", "url", data_url));
 	}
 	else if (is_word(stype, "url"))
 	{
@@ -263,8 +274,7 @@ document_part(json_t *block, const char *where, char **error)
 	json_t	   *stype = json_object_get(source, "type");
 	json_t	   *data = json_object_get(source, "data");
 	json_t	   *title = json_object_get(block, "title");
-	char	   *media_type;
-	const char *b64;
+	char	   *data_url;
 
 	if (!json_is_object(source) || !json_is_string(stype))
 		*error = psprintf("%s is a \"document\" block without a \"source\" object with a \"type\" string",
@@ -282,21 +292,10 @@ document_part(json_t *block, const char *where, char **error)
 						  where, json_string_value(stype));
 	else if (!is_word(json_object_get(source, "media_type"), "application/pdf"))
 		*error = psprintf("%s.source.media_type is not \"application/pdf\"", where);
-	else if (!json_is_string(data) || json_string_length(data) == 0 ||
-			 strlen(json_string_value(data)) != json_string_length(data))
-		*error = psprintf("%s.source has no \"data\" string", where);
-	else
+	else if ((data_url = source_data_url(source, "application/pdf", where, error)) != NULL)
 	{
-		char	   *data_url = psprintf("data:application/pdf;base64,%s", json_string_value(data));
-		json_t	   *file;
+		json_t	   *file = json_pack("{s:s}", "file_data", data_url);
 
-		if (llmgw_data_url(data_url, &media_type, &b64) != NULL)
-		{
-			*error = psprintf("%s.source.data is not base64 (A-Z, a-z, 0-9, + and /, then = padding, in a multiple of 4 characters)",
-							  where);
-			return NULL;
-		}
-		file = json_pack("{s:s}", "file_data", data_url);
 		if (json_is_string(title))
 			json_object_set(file, "filename", title);
 		return with_mark(block, json_pack("{s:s, s:o}", "type", "file", "file", file));

@@ -253,31 +253,36 @@ bad('a malformed request line', "BLAH\r\n\r\n", qr/^4\d\d$/,
 	todo => 'libmicrohttpd closes the connection without a word on a request line without a space (BUG-4)');
 bad('a request line of control bytes', "\x00\x01\x02 \xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", qr/^4\d\d$/);
 bad('a request line without a version', "GET /health\r\n\r\n", qr/^(4\d\d|200)$/);
-bad('a body that is not JSON', post('/v1/chat/completions', $key, 'this is not json'), 400);
-bad('JSON that is not an object', post('/v1/chat/completions', $key, '[1, 2, 3]'), 400);
-bad('an Anthropic body that is not JSON', post('/v1/messages', $key, '{"model": "demo", '), 400);
-bad('a malformed prompt-cache mark', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
-		. '"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": {"type": "forever"}}]}]}'), 400);
-bad('a prompt-cache mark on a tool that is not an object', post('/v1/chat/completions', $key, '{"model": "demo", '
-		. '"tools": [{"type": "function", "function": {"name": "f"}, "cache_control": [1]}], "messages": [{"role": "user", "content": "x"}]}'), 400);
-bad('a thinking setting that is not an object', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
-		. '"thinking": "hard", "messages": [{"role": "user", "content": "x"}]}'), 400);
-bad('a thinking block without its signature', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
-		. '"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "thinking", '
-		. '"thinking": "hmm"}, {"type": "text", "text": "y"}]}, {"role": "user", "content": "z"}]}'), 400);
-bad('a thinking block in a user message', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, '
-		. '"messages": [{"role": "user", "content": [{"type": "redacted_thinking", "data": "x"}]}]}'), 400);
-bad('thinking_blocks that are not an array', post('/v1/chat/completions', $key, '{"model": "demo", "messages": '
-		. '[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "thinking_blocks": {"a": 1}}, '
-		. '{"role": "user", "content": "z"}]}'), 400);
-bad('a document by URL', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, "messages": '
-		. '[{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}]}'), 400);
-bad('a document that is not base64', post('/v1/messages', $key, '{"model": "demo", "max_tokens": 5, "messages": '
-		. '[{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", '
-		. '"data": "%PDF-1.4"}}]}]}'), 400);
-bad('a file part of an unknown media type to an Anthropic deployment', post('/v1/chat/completions', $key,
+# bodies each API refuses with a 400 in its own envelope, before any call
+for my $case (
+	[ 'a body that is not JSON', '/v1/chat/completions', 'this is not json' ],
+	[ 'JSON that is not an object', '/v1/chat/completions', '[1, 2, 3]' ],
+	[ 'an Anthropic body that is not JSON', '/v1/messages', '{"model": "demo", ' ],
+	[ 'a malformed prompt-cache mark', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
+		  . '"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": {"type": "forever"}}]}]}' ],
+	[ 'a prompt-cache mark on a tool that is not an object', '/v1/chat/completions', '{"model": "demo", '
+		  . '"tools": [{"type": "function", "function": {"name": "f"}, "cache_control": [1]}], "messages": [{"role": "user", "content": "x"}]}' ],
+	[ 'a thinking setting that is not an object', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
+		  . '"thinking": "hard", "messages": [{"role": "user", "content": "x"}]}' ],
+	[ 'a thinking block without its signature', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
+		  . '"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "thinking", '
+		  . '"thinking": "hmm"}, {"type": "text", "text": "y"}]}, {"role": "user", "content": "z"}]}' ],
+	[ 'a thinking block in a user message', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
+		  . '"messages": [{"role": "user", "content": [{"type": "redacted_thinking", "data": "x"}]}]}' ],
+	[ 'thinking_blocks that are not an array', '/v1/chat/completions', '{"model": "demo", "messages": '
+		  . '[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "thinking_blocks": {"a": 1}}, '
+		  . '{"role": "user", "content": "z"}]}' ],
+	[ 'a document by URL', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
+		  . '[{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}]}' ],
+	[ 'a document that is not base64', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
+		  . '[{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", '
+		  . '"data": "%PDF-1.4"}}]}]}' ],
+	[ 'a file part of an unknown media type to an Anthropic deployment', '/v1/chat/completions',
 		'{"model": "claude-demo", "messages": [{"role": "user", "content": [{"type": "file", "file": '
-		. '{"file_data": "data:application/zip;base64,UEsDBA=="}}]}]}'), 400);
+		  . '{"file_data": "data:application/zip;base64,UEsDBA=="}}]}]}' ])
+{
+	bad($case->[0], post($case->[1], $key, $case->[2]), 400);
+}
 bad('a wrong Content-Type', LlmgwHttp::request_bytes(method => 'POST', path => '/v1/chat/completions',
 		headers => [ [ 'Content-Type', 'text/plain' ], [ 'Authorization', "Bearer $key" ] ],
 		body => chat_body('demo')), 415);
