@@ -666,31 +666,35 @@ append_member(json_t *block, const char *member, const char *piece)
 	json_array_append_new(pieces, json_string(piece));
 }
 
-/* The pieces of the members of the blocks, each joined into its string */
+/*
+ * The pieces of the members that deltas append to (append_member), each
+ * joined into its string; pieces that are not strings (a start block's own
+ * array, sent by no provider) count for nothing
+ */
 static void
 join_members(json_t *blocks)
 {
+	static const char *const members[] = {"partial_json", "thinking", "signature"};
 	size_t		i;
 	json_t	   *block;
 
 	json_array_foreach(blocks, i, block)
 	{
-		const char *member;
-		json_t	   *value;
-		void	   *tmp;
-
-		json_object_foreach_safe(block, tmp, member, value)
+		for (int m = 0; m < lengthof(members); m++)
 		{
+			json_t	   *pieces = json_object_get(block, members[m]);
 			StringInfoData joined;
 			size_t		k;
 			json_t	   *piece;
 
-			if (!json_is_array(value))
+			if (!json_is_array(pieces))
 				continue;
 			initStringInfo(&joined);
-			json_array_foreach(value, k, piece)
-				appendBinaryStringInfo(&joined, json_string_value(piece), json_string_length(piece));
-			json_object_set_new(block, member, json_stringn(joined.data, joined.len));
+			json_array_foreach(pieces, k, piece)
+				if (json_is_string(piece))
+					appendBinaryStringInfo(&joined, json_string_value(piece),
+										   (int) json_string_length(piece));
+			json_object_set_new(block, members[m], json_stringn(joined.data, joined.len));
 			pfree(joined.data);
 		}
 	}
