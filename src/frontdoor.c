@@ -1136,10 +1136,13 @@ tool_of(FrontRequest *r, int key)
 	return t;
 }
 
-/* Send a tool call's start, as the answer's next tool call */
+/*
+ * Send a tool call's start, as the answer's next tool call (with its thought
+ * signature, Gemini's, if any, to an OpenAI client)
+ */
 static void
 send_tool_start(FrontRequest *r, LlmgwCall *call, StreamTool *t, const char *id,
-				const char *name)
+				const char *name, const char *signature)
 {
 	LlmgwFrontMeta meta = meta_of(r);
 
@@ -1149,7 +1152,7 @@ send_tool_start(FrontRequest *r, LlmgwCall *call, StreamTool *t, const char *id,
 	if (is_anthropic(r))
 		t->block = llmgw_anthropic_stream_tool_start(&r->anthropic, &r->out, t->ordinal, id, name);
 	else
-		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, true, id, name, "", 0);
+		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, true, id, name, signature, "", 0);
 	call->committed = true;
 }
 
@@ -1169,7 +1172,7 @@ send_tool_args(FrontRequest *r, StreamTool *t)
 			return false;
 	}
 	else
-		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, false, NULL, NULL, piece, len);
+		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, false, NULL, NULL, NULL, piece, len);
 	t->sent = t->args.len;
 	return true;
 }
@@ -1180,7 +1183,8 @@ send_tool_args(FrontRequest *r, StreamTool *t)
  * (Anthropic's response_format tool) are never sent.
  */
 static void
-sink_tool(void *arg, int key, const char *id, const char *name, const char *args, size_t len)
+sink_tool(void *arg, int key, const char *id, const char *name, const char *signature,
+		  const char *args, size_t len)
 {
 	Forwarding *f = arg;
 	StreamTool *t = tool_of(f->r, key);
@@ -1191,7 +1195,7 @@ sink_tool(void *arg, int key, const char *id, const char *name, const char *args
 	if (args)
 		appendBinaryStringInfo(&t->args, args, (int) len);
 	if (t->ordinal < 0 && (key < 0 || id || name))
-		send_tool_start(f->r, f->call, t, id, name);
+		send_tool_start(f->r, f->call, t, id, name, signature);
 	if (t->ordinal >= 0)
 		(void) send_tool_args(f->r, t);
 }
@@ -1402,7 +1406,8 @@ end_tools(FrontRequest *r, LlmgwCall *call, json_t *calls)
 			initStringInfo(&whole.args);
 			appendStringInfoString(&whole.args, args);
 			send_tool_start(r, call, &whole, json_string_value(json_object_get(c, "id")),
-							json_string_value(json_object_get(c, "name")));
+							json_string_value(json_object_get(c, "name")),
+							json_string_value(json_object_get(c, "thought_signature")));
 			if (!send_tool_args(r, &whole))
 				return false;
 			continue;

@@ -236,13 +236,14 @@ llmgw_openai_stream_reasoning(StringInfo out, const LlmgwFrontMeta *meta, const 
 }
 
 /*
- * A tool call in a stream: its start (start: its id and name, args its
- * first arguments, often "") or a piece of its arguments; index is its
- * place among the answer's tool calls
+ * A tool call in a stream: its start (start: its id and name, its thought
+ * signature if any, args its first arguments, often "") or a piece of its
+ * arguments; index is its place among the answer's tool calls
  */
 void
 llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index, bool start,
-						 const char *id, const char *name, const char *args, size_t len)
+						 const char *id, const char *name, const char *signature,
+						 const char *args, size_t len)
 {
 	json_t	   *piece = json_stringn(args ? args : "", args ? len : 0);
 	json_t	   *call;
@@ -250,9 +251,14 @@ llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index, 
 	if (piece == NULL)
 		return;					/* not UTF-8: never sent by a provider parser */
 	if (start)
+	{
 		call = json_pack("{s:i, s:s, s:s, s:{s:s, s:o}}", "index", index,
 						 "id", tool_call_id(id, index), "type", "function",
 						 "function", "name", name ? name : "", "arguments", piece);
+		if (signature)
+			json_object_set_new(call, "extra_content",
+								json_pack("{s:{s:s}}", "google", "thought_signature", signature));
+	}
 	else
 		call = json_pack("{s:i, s:{s:o}}", "index", index, "function", "arguments", piece);
 	append_chunk(out, meta, json_pack("{s:[o]}", "tool_calls", call), NULL, NULL, NULL);

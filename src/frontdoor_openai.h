@@ -28,7 +28,7 @@ extern void llmgw_openai_stream_reasoning(StringInfo out, const LlmgwFrontMeta *
 										  const char *text, size_t len);
 extern void llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index,
 									 bool start, const char *id, const char *name,
-									 const char *args, size_t len);
+									 const char *signature, const char *args, size_t len);
 extern char *llmgw_openai_tool_arguments(json_t *call);
 extern void llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta,
 									const char *answer, bool include_usage,

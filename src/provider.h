@@ -33,13 +33,14 @@ typedef struct LlmgwStreamSink
 	void		(*text) (void *arg, const char *text, size_t len);
 
 	/*
-	 * A tool call's start (its id and name, NULL when the event has none)
-	 * and/or a piece of its arguments (NULL: none).  key is the provider's
-	 * index of the call (its tool call index, content block or output
-	 * item); -1 is a whole call of its own.
+	 * A tool call's start (its id and name, NULL when the event has none;
+	 * its thought signature, Gemini's, or NULL) and/or a piece of its
+	 * arguments (NULL: none).  key is the provider's index of the call (its
+	 * tool call index, content block or output item); -1 is a whole call of
+	 * its own.
 	 */
 	void		(*tool) (void *arg, int key, const char *id, const char *name,
-						 const char *args, size_t args_len);
+						 const char *signature, const char *args, size_t args_len);
 	/* a piece of the answer's extended thinking (Anthropic's thinking blocks) */
 	void		(*thinking) (void *arg, LlmgwThinkingPiece what, const char *piece, size_t len);
 } LlmgwStreamSink;

@@ -888,7 +888,7 @@ anthropic_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink
 
 		if (btype && strcmp(btype, "tool_use") == 0 && !response_tool(block))
 			sink->tool(sink->arg, key, json_string_value(json_object_get(block, "id")),
-					   json_string_value(json_object_get(block, "name")), NULL, 0);
+					   json_string_value(json_object_get(block, "name")), NULL, NULL, 0);
 		else if (btype && strcmp(btype, "thinking") == 0)
 		{
 			sink->thinking(sink->arg, LLMGW_THINKING_START, NULL, 0);
@@ -909,7 +909,7 @@ anthropic_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink
 			sink->text(sink->arg, piece, strlen(piece));
 		else if (strcmp(dtype, "input_json_delta") == 0 &&
 				 (piece = json_string_value(json_object_get(delta, "partial_json"))) != NULL)
-			sink->tool(sink->arg, key, NULL, NULL, piece, strlen(piece));
+			sink->tool(sink->arg, key, NULL, NULL, NULL, piece, strlen(piece));
 		else if (strcmp(dtype, "thinking_delta") == 0 &&
 				 (piece = json_string_value(json_object_get(delta, "thinking"))) != NULL)
 			sink->thinking(sink->arg, LLMGW_THINKING_TEXT, piece, strlen(piece));

@@ -753,7 +753,9 @@ gemini_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 			char	   *args = llmgw_json_dump(json_object_get(fc, "args"));
 
 			sink->tool(sink->arg, -1, json_string_value(json_object_get(fc, "id")),
-					   json_string_value(json_object_get(fc, "name")), args, strlen(args));
+					   json_string_value(json_object_get(fc, "name")),
+					   json_string_value(json_object_get(part, "thoughtSignature")),
+					   args, strlen(args));
 			pfree(args);
 		}
 	}

@@ -456,7 +456,7 @@ openai_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink)
 
 			if (key >= 0)
 				sink->tool(sink->arg, key, json_string_value(json_object_get(call, "id")),
-						   json_string_value(json_object_get(fn, "name")),
+						   json_string_value(json_object_get(fn, "name")), NULL,
 						   args, args ? strlen(args) : 0);
 		}
 	}

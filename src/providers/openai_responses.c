@@ -440,9 +440,9 @@ responses_stream_delta(const char *data, size_t len, const LlmgwStreamSink *sink
 	else if (strcmp(type, "response.output_item.added") == 0 && itype &&
 			 strcmp(itype, "function_call") == 0)
 		sink->tool(sink->arg, key, json_string_value(json_object_get(item, "call_id")),
-				   json_string_value(json_object_get(item, "name")), NULL, 0);
+				   json_string_value(json_object_get(item, "name")), NULL, NULL, 0);
 	else if (strcmp(type, "response.function_call_arguments.delta") == 0 && delta)
-		sink->tool(sink->arg, key, NULL, NULL, delta, strlen(delta));
+		sink->tool(sink->arg, key, NULL, NULL, NULL, delta, strlen(delta));
 	json_decref(ev);
 }
 

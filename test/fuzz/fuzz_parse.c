@@ -49,7 +49,8 @@ sink_text(void *arg, const char *text, size_t len)
  * stream with an error event, as it should.)
  */
 static void
-sink_tool(void *arg, int key, const char *id, const char *name, const char *args, size_t len)
+sink_tool(void *arg, int key, const char *id, const char *name, const char *signature,
+		  const char *args, size_t len)
 {
 	if (key < -1 || key > 1024 || (args == NULL && len != 0) || (args && strlen(args) != len))
 		abort();

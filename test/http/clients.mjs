@@ -674,6 +674,11 @@ const scenarios = {
 			const second = (await o.chat.completions.create({ model: 'tools-gemini-signed', tools: weather,
 				messages: [...ask('weather in Paris?'), first,
 					{ role: 'tool', tool_call_id: first.tool_calls[0].id, content: 'sunny' }] })).choices[0];
+			let streamed_signature = null;
+			for await (const chunk of await o.chat.completions.create({ model: 'tools-gemini-signed',
+				tools: weather, messages: ask('weather in Paris?'), stream: true }))
+				streamed_signature ??= chunk.choices[0]?.delta?.tool_calls?.[0]?.extra_content?.google
+					?.thought_signature ?? null;
 			const atools = [{ name: 'get_weather', input_schema: { type: 'object' } }];
 			const afirst = await a.messages.create({ model: 'tools-gemini-signed', max_tokens: 100,
 				tools: atools, messages: ask('weather in Paris?') });
@@ -684,7 +689,8 @@ const scenarios = {
 			return { plain: plain.content, streamed: streamed.content, deltas: [...deltas].sort(),
 				next: next.content, altered, openai: omessage, openai_stream: { reasoning, blocks },
 				cached, ocached, reasoner: { message: rmessage, streamed: rstreamed, anthropic: rblocks },
-				signed: { first, second_finish: second.finish_reason, anthropic_stop: asecond.stop_reason } };
+				signed: { first, second_finish: second.finish_reason, anthropic_stop: asecond.stop_reason,
+					streamed_signature } };
 		});
 
 		// documents: a PDF and a plain text one, to an Anthropic deployment

@@ -630,8 +630,9 @@ ok($th->{ok} && ($rs->{message}{reasoning_content} // '') eq 'Reasoning about: t
   or diag(explain($rs));
 my $sg = $th->{signed} // {};
 ok($th->{ok} && ($sg->{first}{tool_calls}[0]{extra_content}{google}{thought_signature} // '') eq 'mocksig-gemini'
+	  && ($sg->{streamed_signature} // '') eq 'mocksig-gemini'
 	  && ($sg->{second_finish} // '') eq 'tool_calls' && ($sg->{anthropic_stop} // '') eq 'tool_use',
-	'Gemini thought signatures: to the OpenAI SDK in extra_content, sent back on the next turn; an Anthropic client\'s turn goes through')
+	'Gemini thought signatures: to the OpenAI SDK in extra_content, plain and streamed, sent back on the next turn; an Anthropic client\'s turn goes through')
   or diag(explain($sg));
 my $dc = $a->{documents};
 my ($doc_claude, $doc_openai, $doc_from_openai) =
