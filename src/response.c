@@ -84,6 +84,7 @@ tool_calls_value(const char *tool_calls)
 /*
  * The thinking blocks of an answer (JSON text) into message: thinking_blocks
  * as they are, reasoning_content the text of those that are not redacted
+ * (none when all are)
  */
 static void
 set_thinking(json_t *message, const char *thinking)
@@ -106,7 +107,9 @@ set_thinking(json_t *message, const char *thinking)
 		if (json_is_string(t))
 			appendStringInfo(&text, "%s%s", text.len ? "\n\n" : "", json_string_value(t));
 	}
-	json_object_set_new(message, "reasoning_content", json_string(text.data));
+	/* (only redacted thinking: no text to show) */
+	if (text.len > 0)
+		json_object_set_new(message, "reasoning_content", json_string(text.data));
 	json_object_set_new(message, "thinking_blocks", blocks);
 }
 
