@@ -13,6 +13,9 @@
  * caching); an Anthropic deployment gets them back where they were, the
  * others drop them (translate.c).
  *
+ * A system message in the conversation (Claude Code sends them) becomes a
+ * system message of the chat request, as the request's system does.
+ *
  * Extended thinking: the thinking parameter becomes the chat request's
  * "thinking", an assistant message's thinking and redacted_thinking blocks
  * its "thinking_blocks" (llmgw's own members, translate.c: an Anthropic
@@ -581,39 +584,14 @@ assistant_blocks(json_t *content, size_t i, json_t *messages, char **error)
 	return true;
 }
 
-/* Message i of the request, appended to messages.  False with *error set. */
-static bool
-translate_message(json_t *m, size_t i, json_t *messages, char **error)
-{
-	json_t	   *role = json_object_get(m, "role");
-	json_t	   *content = json_object_get(m, "content");
-	bool		user = is_word(role, "user");
-
-	if (!json_is_object(m))
-		*error = psprintf("messages[%zu] is not an object", i);
-	else if (!user && !is_word(role, "assistant"))
-		*error = psprintf("messages[%zu].role is not \"user\" or \"assistant\"", i);
-	else if (json_is_string(content))
-	{
-		json_array_append_new(messages, json_pack("{s:s, s:O}", "role", user ? "user" : "assistant",
-												  "content", content));
-		return true;
-	}
-	else if (!json_is_array(content))
-		*error = psprintf("messages[%zu].content is neither a string nor an array of content blocks", i);
-	else if (user)
-		return user_blocks(content, i, messages, error);
-	else
-		return assistant_blocks(content, i, messages, error);
-	return false;
-}
-
 /*
- * system (a string, or text blocks) as a leading system message.  False
- * with *error set.
+ * system (a string, or text blocks; where names it in errors) as a system
+ * message: the request's own system, leading, or a system message of the
+ * conversation (as Claude Code sends them mid-conversation).  False with
+ * *error set.
  */
 static bool
-translate_system(json_t *system, json_t *messages, char **error)
+translate_system(json_t *system, const char *where, json_t *messages, char **error)
 {
 	json_t	   *parts;
 	size_t		j;
@@ -630,20 +608,20 @@ translate_system(json_t *system, json_t *messages, char **error)
 	}
 	if (!json_is_array(system))
 	{
-		*error = pstrdup("system is neither a string nor an array of text blocks");
+		*error = psprintf("%s is neither a string nor an array of text blocks", where);
 		return false;
 	}
 	parts = json_array();
 	json_array_foreach(system, j, b)
 	{
-		char	   *at = psprintf("system[%zu]", j);
+		char	   *at = psprintf("%s[%zu]", where, j);
 		const char *type = block_type(b, at, error);
 		json_t	   *part = NULL;
 
 		if (type && strcmp(type, "text") == 0)
 			part = text_part(b, at, error);
 		else if (type)
-			unknown_block(at, type, "\"text\" blocks in system", error);
+			unknown_block(at, type, "\"text\" blocks in a system message", error);
 		if (part == NULL)
 		{
 			json_decref(parts);
@@ -658,6 +636,36 @@ translate_system(json_t *system, json_t *messages, char **error)
 												  "content", parts_content(parts)));
 	return true;
 }
+
+/* Message i of the request, appended to messages.  False with *error set. */
+static bool
+translate_message(json_t *m, size_t i, json_t *messages, char **error)
+{
+	json_t	   *role = json_object_get(m, "role");
+	json_t	   *content = json_object_get(m, "content");
+	bool		user = is_word(role, "user");
+
+	if (!json_is_object(m))
+		*error = psprintf("messages[%zu] is not an object", i);
+	else if (is_word(role, "system"))
+		return translate_system(content, psprintf("messages[%zu].content", i), messages, error);
+	else if (!user && !is_word(role, "assistant"))
+		*error = psprintf("messages[%zu].role is not \"user\", \"assistant\" or \"system\"", i);
+	else if (json_is_string(content))
+	{
+		json_array_append_new(messages, json_pack("{s:s, s:O}", "role", user ? "user" : "assistant",
+												  "content", content));
+		return true;
+	}
+	else if (!json_is_array(content))
+		*error = psprintf("messages[%zu].content is neither a string nor an array of content blocks", i);
+	else if (user)
+		return user_blocks(content, i, messages, error);
+	else
+		return assistant_blocks(content, i, messages, error);
+	return false;
+}
+
 
 /*
  * tools [{name, description, input_schema}] as Chat Completions function
@@ -900,7 +908,7 @@ llmgw_anthropic_to_chat(const char *body, size_t len, char **model, bool *stream
 	{
 		chat = json_array();
 		out = json_pack("{s:o}", "messages", chat);
-		if (translate_system(json_object_get(req, "system"), chat, error))
+		if (translate_system(json_object_get(req, "system"), "system", chat, error))
 		{
 			json_array_foreach(messages, i, m)
 			{
@@ -908,6 +916,8 @@ llmgw_anthropic_to_chat(const char *body, size_t len, char **model, bool *stream
 					break;
 			}
 		}
+		if (*error == NULL && json_array_size(chat) == 0)
+			*error = pstrdup("messages holds no content");
 		if (*error == NULL && translate_tools(req, out, error) &&
 			translate_tool_choice(req, out, error) &&
 			translate_settings(req, out, stream, error))

@@ -56,33 +56,11 @@ my $cron_port = LlmgwTest::cron_recipe_schedule($node);
 
 # --- the SDKs, installed once from the lock file ----------------------------
 
-# Are the pinned versions in node_modules already?
-sub sdks_installed
+unless (LlmgwTest::npm_install($dir))
 {
-	my $want = decode_json(slurp_file("$dir/package.json"))->{dependencies};
-	for my $pkg (keys %$want)
-	{
-		my $file = "$dir/node_modules/$pkg/package.json";
-		return 0 unless -f $file;
-		return 0 unless decode_json(slurp_file($file))->{version} eq $want->{$pkg};
-	}
-	return 1;
-}
-
-unless (sdks_installed())
-{
-	my ($out, $err) = ('', '');
-	my $cache = PostgreSQL::Test::Utils::tempdir('npm');
-	my $ok = IPC::Run::run(
-		[ 'npm', 'ci', '--no-audit', '--no-fund', '--prefix', $dir, "--cache=$cache" ],
-		'>', \$out, '2>', \$err, IPC::Run::timeout(300));
-	if (!$ok || !sdks_installed())
-	{
-		fail('npm ci installs the pinned SDKs into test/http');
-		diag("$out\n$err");
-		done_testing();
-		exit;
-	}
+	fail('npm ci installs the pinned SDKs into test/http');
+	done_testing();
+	exit;
 }
 my %versions = map {
 	$_ => decode_json(slurp_file("$dir/node_modules/$_/package.json"))->{version}

@@ -272,6 +272,11 @@ for my $case (
 	[ 'thinking_blocks that are not an array', '/v1/chat/completions', '{"model": "demo", "messages": '
 		  . '[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "thinking_blocks": {"a": 1}}, '
 		  . '{"role": "user", "content": "z"}]}' ],
+	[ 'a system message of an image', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
+		  . '[{"role": "user", "content": "x"}, {"role": "system", "content": [{"type": "image", "source": '
+		  . '{"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}' ],
+	[ 'system messages alone', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
+		  . '[{"role": "system", "content": ""}]}' ],
 	[ 'a document by URL', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
 		  . '[{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}]}' ],
 	[ 'a document that is not base64', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '

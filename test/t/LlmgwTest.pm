@@ -284,6 +284,36 @@ sub stop_mock
 	@own_mocks = grep { $_ != $pid } @own_mocks;
 }
 
+# The npm packages pinned in $dir/package.json, installed into $dir once
+# from its lock file (npm ci, with a cache of the test's own) unless their
+# versions are there already; false (npm's output in the log) when they
+# could not be
+sub npm_install
+{
+	my ($dir) = @_;
+	my $installed = sub {
+		my $want = JSON::PP::decode_json(PostgreSQL::Test::Utils::slurp_file("$dir/package.json"))
+		  ->{dependencies};
+		for my $pkg (keys %$want)
+		{
+			my $file = "$dir/node_modules/$pkg/package.json";
+			return 0 unless -f $file;
+			return 0 unless JSON::PP::decode_json(PostgreSQL::Test::Utils::slurp_file($file))->{version}
+			  eq $want->{$pkg};
+		}
+		return 1;
+	};
+	return 1 if $installed->();
+	my ($out, $err) = ('', '');
+	my $cache = PostgreSQL::Test::Utils::tempdir('npm');
+	my $ok = IPC::Run::run(
+		[ 'npm', 'ci', '--no-audit', '--no-fund', '--prefix', $dir, "--cache=$cache" ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	return 1 if $ok && $installed->();
+	Test::More::diag("npm ci in $dir: $out\n$err");
+	return 0;
+}
+
 # The lines of postgresql.conf that pg_cron needs beside llmgw (and a
 # batch poll every 100 ms, so that the recipe's batch is seen done at once)
 our $cron_conf = "shared_preload_libraries = 'llmgw,pg_cron'\n"
