@@ -16,6 +16,10 @@ import http from 'node:http';
 import { Readable } from 'node:stream';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
+import { generateText, streamText, tool, jsonSchema, stepCountIs } from 'ai';
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { createOpenAI } from '@ai-sdk/openai';
+import { createAnthropic } from '@ai-sdk/anthropic';
 
 const base = process.env.LLMGW_HTTP;
 const keys = JSON.parse(process.env.LLMGW_KEYS || '{}');
@@ -161,6 +165,52 @@ async function chatFacts(client, body, options)
 }
 
 const scenarios = {
+	// 0. The Vercel AI SDK (ai), as JavaScript applications use it: its
+	// OpenAI-compatible, OpenAI (Chat Completions) and Anthropic providers,
+	// text, streams with usage, and a tool loop whose results go back
+	async aisdk()
+	{
+		const out = {};
+		const compat = createOpenAICompatible({ name: 'llmgw', baseURL: `${base}/v1`, apiKey: keys.main,
+			includeUsage: true });
+		const oai = createOpenAI({ baseURL: `${base}/v1`, apiKey: keys.main });
+		const anth = createAnthropic({ baseURL: `${base}/v1`, apiKey: keys.main });
+		const tools = { get_weather: tool({ description: 'The weather in a city',
+			inputSchema: jsonSchema({ type: 'object', properties: { city: { type: 'string' } } }),
+			execute: async ({ city }) => `sunny in ${city}` }) };
+		const usage = (u) => ({ input: u.inputTokens, output: u.outputTokens });
+		const run = async (fn) => { try { return { ok: true, ...(await fn()) }; }
+			catch (e) { return { ok: false, message: String(e.message).slice(0, 300) }; } };
+
+		for (const [name, model] of [['compat', compat('demo')], ['openai_chat', oai.chat('demo')],
+			['anthropic', anth('demo')]])
+		{
+			out[`${name}_text`] = await run(async () => {
+				const r = await generateText({ model, prompt: 'hello from the ai sdk', maxOutputTokens: 100 });
+				return { text: r.text, usage: usage(r.usage) };
+			});
+			out[`${name}_stream`] = await run(async () => {
+				const r = streamText({ model, prompt: 'hello from the ai sdk', maxOutputTokens: 100 });
+				let text = '';
+				for await (const piece of r.textStream)
+					text += piece;
+				return { text, usage: usage(await r.usage) };
+			});
+		}
+		for (const [name, model] of [['compat', compat('tools')], ['anthropic', anth('tools-claude')]])
+			out[`${name}_tools`] = await run(async () => {
+				const r = await generateText({ model, prompt: 'weather in Paris?', tools, maxOutputTokens: 100,
+					stopWhen: stepCountIs(2) });
+				return { steps: r.steps.length, calls: r.steps.map((s) => s.toolCalls.map((c) => c.toolName)),
+					results: r.steps.map((s) => s.toolResults.map((t) => t.output)),
+					second_request: JSON.stringify(r.steps[1]?.request?.body ?? '') };
+			});
+		// the OpenAI provider's default model speaks the Responses API
+		out.openai_responses = await run(async () => ({ text: (await generateText({ model: oai('demo'),
+			prompt: 'hi' })).text }));
+		return out;
+	},
+
 	// 1. The OpenAI SDK's calls: plain, streamed, tools, JSON mode,
 	// embeddings, models, tags
 	async openai()

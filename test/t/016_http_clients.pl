@@ -1,5 +1,7 @@
 # The HTTP front door through the official clients: the openai and
-# @anthropic-ai/sdk npm packages (pinned in test/http/package.json, installed
+# @anthropic-ai/sdk npm packages and the Vercel AI SDK, ai with its
+# OpenAI-compatible, OpenAI and Anthropic providers (pinned in
+# test/http/package.json, installed
 # here once with npm ci; skipped only when npm is absent) call
 # llmgw.http_listen as they would call the vendors.  test/http/clients.mjs
 # runs one scenario per node process and prints what the SDK returned or
@@ -464,6 +466,30 @@ is(q1("SELECT string_agg(DISTINCT error_class, ',' ORDER BY error_class) FROM ll
 	'context_length,server,timeout', 'the failed calls have usage rows with their error class');
 
 # --- 3. Anthropic -------------------------------------------------------------------
+
+my $ai = scenario('aisdk');
+for my $provider (qw(compat openai_chat anthropic))
+{
+	for my $how (qw(text stream))
+	{
+		my $r = $ai->{"${provider}_$how"} // {};
+		ok($r->{ok} && ($r->{text} // '') eq 'Hello! You said: hello from the ai sdk'
+			  && ($r->{usage}{input} // 0) > 0 && ($r->{usage}{output} // 0) == 8,
+			"AI SDK, $provider provider, $how: the answer and its usage")
+		  or diag(explain($r));
+	}
+}
+for my $provider (qw(compat anthropic))
+{
+	my $r = $ai->{"${provider}_tools"} // {};
+	ok($r->{ok} && $r->{steps} == 2 && ($r->{calls}[0][0] // '') eq 'get_weather'
+		  && ($r->{results}[0][0] // '') eq 'sunny in Paris' && $r->{second_request} =~ /sunny in Paris/,
+		"AI SDK, $provider provider: a tool loop, the tool's result sent back on the next step")
+	  or diag(explain($r));
+}
+ok(!$ai->{openai_responses}{ok} && ($ai->{openai_responses}{message} // '') =~ /responses/,
+	'AI SDK, the OpenAI provider\'s default (the Responses API): not served (docs/http.md)')
+  or diag(explain($ai->{openai_responses}));
 
 my $a = scenario('anthropic');
 
