@@ -9,7 +9,7 @@ OBJS = src/llmgw.o src/queue.o src/worker.o src/http.o src/call.o src/config.o \
        src/security.o src/redact.o src/share.o src/route.o src/translate.o \
        src/providers/openai.o src/providers/openai_responses.o src/providers/anthropic.o \
        src/providers/gemini.o src/frontdoor.o src/frontdoor_openai.o \
-       src/frontdoor_anthropic.o src/metrics.o src/calls_now.o src/batch.o src/batch_ingest.o src/batch_helper.o src/batch_result.o src/batch_wire.o src/direct.o \
+       src/frontdoor_anthropic.o src/frontdoor_responses.o src/metrics.o src/calls_now.o src/batch.o src/batch_ingest.o src/batch_helper.o src/batch_result.o src/batch_wire.o src/direct.o \
        src/batch_openai.o src/batch_anthropic.o src/batch_gemini.o src/reqlog.o src/redaction.o src/redaction_scan.o \
        src/otel.o
 DATA = $(wildcard sql/llmgw--*.sql)

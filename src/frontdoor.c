@@ -45,6 +45,7 @@
 #include "config.h"
 #include "frontdoor.h"
 #include "frontdoor_anthropic.h"
+#include "frontdoor_responses.h"
 #include "frontdoor_openai.h"
 #include "http.h"
 #include "jsonutil.h"
@@ -74,6 +75,7 @@ typedef enum FrontEndpoint
 {
 	FRONT_CHAT,					/* POST /v1/chat/completions */
 	FRONT_MESSAGES,				/* POST /v1/messages */
+	FRONT_RESPONSES,			/* POST /v1/responses */
 	FRONT_EMBEDDINGS,			/* POST /v1/embeddings */
 	FRONT_MODELS,				/* GET /v1/models */
 	FRONT_MODEL,				/* GET /v1/models/{id} */
@@ -140,6 +142,7 @@ typedef struct LlmgwFrontRequest
 	int			nstarted;		/* of them, sent to the client */
 	bool		reasoned;		/* some extended thinking was sent */
 	LlmgwAnthropicStream anthropic;
+	LlmgwResponsesStream responses;
 } LlmgwFrontRequest;
 
 /* A tool call of a streamed answer, as the provider's events told it */
@@ -170,6 +173,13 @@ static bool
 is_anthropic(const FrontRequest *r)
 {
 	return r->endpoint == FRONT_MESSAGES;
+}
+
+/* Does the client speak the Responses API? */
+static bool
+is_responses(const FrontRequest *r)
+{
+	return r->endpoint == FRONT_RESPONSES;
 }
 
 /* Add the route and billing proof of the request's call to a response */
@@ -762,11 +772,13 @@ start_call(FrontRequest *r, dlist_head *created)
 					"the request body must be JSON (Content-Type: application/json)", -1, NULL);
 		return;
 	}
-	if (is_anthropic(r))
+	if (is_anthropic(r) || is_responses(r))
 	{
 		char	   *model = NULL;
 
-		body = llmgw_anthropic_to_chat(r->body.data, r->body.len, &model, &r->stream, &error);
+		body = is_anthropic(r) ?
+			llmgw_anthropic_to_chat(r->body.data, r->body.len, &model, &r->stream, &error) :
+			llmgw_responses_to_chat(r->body.data, r->body.len, &model, &r->stream, &error);
 		r->model = model;
 		r->include_usage = true;
 		if (body)
@@ -820,7 +832,8 @@ start_call(FrontRequest *r, dlist_head *created)
 	r->call = call;
 	r->created = (int64) time(NULL);
 	llmgw_uuid_text(&call->request_id, hex, false);
-	snprintf(r->id, sizeof(r->id), "%s%s", is_anthropic(r) ? "msg_" : "chatcmpl-", hex);
+	snprintf(r->id, sizeof(r->id), "%s%s",
+			 is_anthropic(r) ? "msg_" : is_responses(r) ? "resp_" : "chatcmpl-", hex);
 	dlist_push_tail(created, &call->node);
 }
 
@@ -843,6 +856,7 @@ dispatch(FrontRequest *r)
 			break;
 		case FRONT_CHAT:
 		case FRONT_MESSAGES:
+		case FRONT_RESPONSES:
 		case FRONT_EMBEDDINGS:
 			start_call(r, created_calls);
 			break;
@@ -869,6 +883,8 @@ endpoint_of(const char *method, const char *url)
 		{"/v1/chat/completions", "POST", FRONT_CHAT},
 		{"/chat/completions", "POST", FRONT_CHAT},
 		{"/v1/messages", "POST", FRONT_MESSAGES},
+		{"/v1/responses", "POST", FRONT_RESPONSES},
+		{"/responses", "POST", FRONT_RESPONSES},
 		{"/v1/embeddings", "POST", FRONT_EMBEDDINGS},
 		{"/embeddings", "POST", FRONT_EMBEDDINGS},
 		{"/v1/models", "GET", FRONT_MODELS},
@@ -1067,6 +1083,8 @@ stream_start(FrontRequest *r, LlmgwCall *call)
 	r->sse = true;
 	if (is_anthropic(r))
 		llmgw_anthropic_stream_start(&r->anthropic, &r->out, r->model, r->id);
+	else if (is_responses(r))
+		llmgw_responses_stream_start(&r->responses, &r->out, &meta);
 	else
 		llmgw_openai_stream_start(&r->out, &meta);
 }
@@ -1083,6 +1101,8 @@ stream_text(FrontRequest *r, LlmgwCall *call, const char *text, size_t len)
 		stream_start(r, call);
 	if (is_anthropic(r))
 		llmgw_anthropic_stream_text(&r->anthropic, &r->out, text, len);
+	else if (is_responses(r))
+		llmgw_responses_stream_text(&r->responses, &r->out, &meta, text, len);
 	else
 		llmgw_openai_stream_text(&r->out, &meta, text, len);
 	appendBinaryStringInfo(&r->streamed, text, (int) len);
@@ -1151,6 +1171,8 @@ send_tool_start(FrontRequest *r, LlmgwCall *call, StreamTool *t, const char *id,
 	t->ordinal = r->nstarted++;
 	if (is_anthropic(r))
 		t->block = llmgw_anthropic_stream_tool_start(&r->anthropic, &r->out, t->ordinal, id, name);
+	else if (is_responses(r))
+		llmgw_responses_stream_call(&r->responses, &r->out, &meta, t->ordinal, true, id, name, "", 0);
 	else
 		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, true, id, name, signature, "", 0);
 	call->committed = true;
@@ -1171,6 +1193,9 @@ send_tool_args(FrontRequest *r, StreamTool *t)
 		if (!llmgw_anthropic_stream_tool_input(&r->anthropic, &r->out, t->block, piece, len))
 			return false;
 	}
+	else if (is_responses(r))
+		llmgw_responses_stream_call(&r->responses, &r->out, &meta, t->ordinal, false, NULL, NULL,
+									piece, len);
 	else
 		llmgw_openai_stream_tool(&r->out, &meta, t->ordinal, false, NULL, NULL, NULL, piece, len);
 	t->sent = t->args.len;
@@ -1214,7 +1239,8 @@ sink_thinking(void *arg, LlmgwThinkingPiece what, const char *piece, size_t len)
 	FrontRequest *r = f->r;
 	LlmgwFrontMeta meta = meta_of(r);
 
-	if (is_anthropic(r) && what == LLMGW_THINKING_REASONING)
+	/* (a Responses client gets no reasoning) */
+	if ((is_anthropic(r) && what == LLMGW_THINKING_REASONING) || is_responses(r))
 		return;
 	flush_text(f);
 	if (!r->sse)
@@ -1237,7 +1263,7 @@ send_thinking(FrontRequest *r, json_t *message)
 	LlmgwFrontMeta meta = meta_of(r);
 	json_t	   *reasoning = json_object_get(message, "reasoning_content");
 
-	if (r->reasoned || r->streamed.len > 0 || r->nstarted > 0)
+	if (r->reasoned || r->streamed.len > 0 || r->nstarted > 0 || is_responses(r))
 		return;
 	if (is_anthropic(r))
 		llmgw_anthropic_stream_thinking_blocks(&r->anthropic, &r->out,
@@ -1454,12 +1480,18 @@ answer(FrontRequest *r, LlmgwCall *call)
 			if (is_anthropic(r))
 				llmgw_anthropic_stream_error(&r->out, "api_error", "malformed_response",
 											 "the tool calls streamed differ from the provider's answer");
+			else if (is_responses(r))
+				llmgw_responses_stream_error(&r->responses, &r->out, "malformed_response",
+											 "the tool calls streamed differ from the provider's answer");
 			else
 				llmgw_openai_stream_error(&r->out, 502, "malformed_response",
 										  "the tool calls streamed differ from the provider's answer");
 		}
 		else if (is_anthropic(r))
 			llmgw_anthropic_stream_end(&r->anthropic, &r->out, result ? result : "{}",
+									   proof_json(call));
+		else if (is_responses(r))
+			llmgw_responses_stream_end(&r->responses, &r->out, &meta, result ? result : "{}",
 									   proof_json(call));
 		else
 			llmgw_openai_stream_end(&r->out, &meta, result ? result : "{}",
@@ -1473,6 +1505,7 @@ answer(FrontRequest *r, LlmgwCall *call)
 		json_t	   *a = llmgw_answer_value(call);
 
 		body = is_anthropic(r) ? llmgw_anthropic_message_value(a, r->model, r->id) :
+			is_responses(r) ? llmgw_responses_response(a, &meta) :
 			llmgw_openai_completion(a, &meta);
 		json_decref(a);
 	}
@@ -1500,6 +1533,8 @@ failure(FrontRequest *r, LlmgwCall *call)
 	{
 		if (is_anthropic(r))
 			llmgw_anthropic_stream_error(&r->out, llmgw_anthropic_error_type(status), code, text);
+		else if (is_responses(r))
+			llmgw_responses_stream_error(&r->responses, &r->out, code, text);
 		else
 			llmgw_openai_stream_error(&r->out, status, code, text);
 		r->out_done = true;

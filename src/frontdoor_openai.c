@@ -21,8 +21,8 @@
 #include "jsonutil.h"
 
 /* OpenAI's finish_reason for a provider's own word */
-static const char *
-finish_reason(const char *native, bool tool_calls)
+const char *
+llmgw_openai_finish_reason(const char *native, bool tool_calls)
 {
 	static const struct
 	{
@@ -168,7 +168,7 @@ llmgw_openai_completion(json_t *a, const LlmgwFrontMeta *meta)
 					 "created", (json_int_t) meta->created, "model", meta->model,
 					 "choices", "index", 0, "message", message, "logprobs",
 					 "finish_reason",
-					 finish_reason(json_string_value(json_object_get(a, "finish_reason")),
+					 llmgw_openai_finish_reason(json_string_value(json_object_get(a, "finish_reason")),
 								   json_array_size(calls) > 0),
 					 "usage", usage_value(json_object_get(a, "usage")),
 					 "system_fingerprint");
@@ -281,7 +281,7 @@ llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta, const char *
 
 	append_chunk(out, meta, json_is_array(blocks) ?
 				 json_pack("{s:O}", "thinking_blocks", blocks) : json_pack("{}"),
-				 finish_reason(json_string_value(json_object_get(a, "finish_reason")),
+				 llmgw_openai_finish_reason(json_string_value(json_object_get(a, "finish_reason")),
 							   json_array_size(calls) > 0),
 				 NULL, include_usage ? NULL : p);
 	if (include_usage)

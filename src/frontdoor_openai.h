@@ -20,6 +20,7 @@ typedef struct LlmgwFrontMeta
 	int64		created;		/* Unix time */
 } LlmgwFrontMeta;
 
+extern const char *llmgw_openai_finish_reason(const char *native, bool tool_calls);
 extern char *llmgw_openai_completion(json_t *answer, const LlmgwFrontMeta *meta);
 extern void llmgw_openai_stream_start(StringInfo out, const LlmgwFrontMeta *meta);
 extern void llmgw_openai_stream_text(StringInfo out, const LlmgwFrontMeta *meta,

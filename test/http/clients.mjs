@@ -206,8 +206,84 @@ const scenarios = {
 					second_request: JSON.stringify(r.steps[1]?.request?.body ?? '') };
 			});
 		// the OpenAI provider's default model speaks the Responses API
-		out.openai_responses = await run(async () => ({ text: (await generateText({ model: oai('demo'),
-			prompt: 'hi' })).text }));
+		out.responses_text = await run(async () => {
+			const r = await generateText({ model: oai('demo'), prompt: 'hello from the ai sdk', maxOutputTokens: 100 });
+			return { text: r.text, usage: usage(r.usage) };
+		});
+		out.responses_stream = await run(async () => {
+			const r = streamText({ model: oai('demo'), prompt: 'hello from the ai sdk', maxOutputTokens: 100 });
+			let text = '';
+			for await (const piece of r.textStream)
+				text += piece;
+			return { text, usage: usage(await r.usage) };
+		});
+		out.responses_tools = await run(async () => {
+			const r = await generateText({ model: oai('tools'), prompt: 'weather in Paris?', tools,
+				maxOutputTokens: 100, stopWhen: stepCountIs(2) });
+			return { steps: r.steps.length, calls: r.steps.map((s) => s.toolCalls.map((c) => c.toolName)),
+				results: r.steps.map((s) => s.toolResults.map((t) => t.output)),
+				second_request: JSON.stringify(r.steps[1]?.request?.body ?? '') };
+		});
+		return out;
+	},
+
+	// 0b. The OpenAI SDK's Responses API (responses.create, responses.stream):
+	// text with instructions, a stream's events, a function call and its
+	// output sent back, JSON schema output, a streamed call, the proof
+	async responses()
+	{
+		const c = openai(keys.main);
+		const out = {};
+		const tools = [{ type: 'function', name: 'get_weather', description: 'The weather in a city',
+			parameters: { type: 'object', properties: { city: { type: 'string' } } } }];
+
+		out.plain = await attempt(OpenAI, async () => {
+			const { data: r, response } = await c.responses.create({ model: 'demo', instructions: 'be brief',
+				input: 'hello from the responses api', user: 'carol', metadata: { source: 'responses' } })
+				.withResponse();
+			return { id: r.id, text: r.output_text, status: r.status, output: r.output, usage: r.usage,
+				headers: headersOf(response.headers) };
+		});
+		out.stream = await attempt(OpenAI, async () => {
+			const s = c.responses.stream({ model: 'demo', input: 'hello from the responses api' });
+			const types = [];
+			let text = '';
+			let proof = null;
+			s.on('event', (e) => {
+				types.push(e.type);
+				if (e.type === 'response.completed')
+					proof = e.llmgw ?? null;
+			});
+			s.on('response.output_text.delta', (e) => { text += e.delta; });
+			const f = await s.finalResponse();
+			return { types, text, final: f.output[0]?.content?.[0]?.text ?? null, status: f.status,
+				usage: f.usage, proof };
+		});
+		out.tools = await attempt(OpenAI, async () => {
+			const first = await c.responses.create({ model: 'tools', input: 'weather in Paris?', tools });
+			const call = first.output.find((i) => i.type === 'function_call');
+			const second = await c.responses.create({ model: 'echo', tools, input: [
+				{ role: 'user', content: 'weather in Paris?' }, call,
+				{ type: 'function_call_output', call_id: call.call_id, output: 'sunny, 21 C' }] });
+			return { call, sent: second.output_text };
+		});
+		out.stream_tools = await attempt(OpenAI, async () => {
+			const s = c.responses.stream({ model: 'tools', input: 'weather in Paris?', tools });
+			const pieces = [];
+			s.on('response.function_call_arguments.delta', (e) => pieces.push(e.delta));
+			const f = await s.finalResponse();
+			return { output: f.output, pieces };
+		});
+		out.json = await attempt(OpenAI, async () => {
+			const r = await c.responses.create({ model: 'echo', input: 'a city',
+				text: { format: { type: 'json_schema', name: 'city', schema: { type: 'object',
+					properties: { name: { type: 'string' } } } } } });
+			return { sent: r.output_text };
+		});
+		out.stored = await attempt(OpenAI, () => c.responses.create({ model: 'demo', input: 'again',
+			previous_response_id: 'resp_123' }));
+		out.unknown_model = await attempt(OpenAI, () => c.responses.create({ model: 'no-such-model',
+			input: 'hi' }));
 		return out;
 	},
 

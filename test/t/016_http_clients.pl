@@ -487,9 +487,64 @@ for my $provider (qw(compat anthropic))
 		"AI SDK, $provider provider: a tool loop, the tool's result sent back on the next step")
 	  or diag(explain($r));
 }
-ok(!$ai->{openai_responses}{ok} && ($ai->{openai_responses}{message} // '') =~ /responses/,
-	'AI SDK, the OpenAI provider\'s default (the Responses API): not served (docs/http.md)')
-  or diag(explain($ai->{openai_responses}));
+for my $how (qw(text stream))
+{
+	my $r = $ai->{"responses_$how"} // {};
+	ok($r->{ok} && ($r->{text} // '') eq 'Hello! You said: hello from the ai sdk'
+		  && ($r->{usage}{input} // 0) > 0 && ($r->{usage}{output} // 0) == 8,
+		"AI SDK, the OpenAI provider's default model (the Responses API), $how: the answer and its usage")
+	  or diag(explain($r));
+}
+{
+	my $r = $ai->{responses_tools} // {};
+	ok($r->{ok} && $r->{steps} == 2 && ($r->{calls}[0][0] // '') eq 'get_weather'
+		  && ($r->{results}[0][0] // '') eq 'sunny in Paris' && $r->{second_request} =~ /sunny in Paris/,
+		'AI SDK, the Responses API: a tool loop, the function call output sent back')
+	  or diag(explain($r));
+}
+
+my $rs = scenario('responses');
+my $rp = $rs->{plain} // {};
+my $rrid = $rp->{headers}{'x-request-id'} // '00000000-0000-0000-0000-000000000000';
+(my $rhex = $rrid) =~ s/-//g;
+ok($rp->{ok} && ($rp->{text} // '') eq 'Hello! You said: hello from the responses api' && $rp->{status} eq 'completed'
+	  && $rp->{id} eq "resp_$rhex" && join(',', map { $_->{type} } @{ $rp->{output} }) eq 'message'
+	  && $rp->{usage}{output_tokens} == 8 && $rp->{usage}{total_tokens} == $rp->{usage}{input_tokens} + 8,
+	'Responses API: a Response, its id the usage row\'s request id, its usage')
+  or diag(explain($rp));
+is(q1("SELECT status || '|' || output_tokens || '|' || (tags = '{\"user\":\"carol\",\"source\":\"responses\"}'::jsonb)::int
+         || '|' || input_tokens FROM llmgw.usage WHERE request_id = '$rrid'"),
+	"ok|8|1|$rp->{usage}{input_tokens}", 'Responses API: its usage row, with user and metadata as tags and the instructions counted');
+my $rst = $rs->{stream} // {};
+ok($rst->{ok} && $rst->{text} eq 'Hello! You said: hello from the responses api' && $rst->{final} eq $rst->{text}
+	  && join(',', @{ $rst->{types} }[0 .. 3]) eq
+	  'response.created,response.in_progress,response.output_item.added,response.content_part.added'
+	  && $rst->{types}[-1] eq 'response.completed' && ($rst->{usage}{output_tokens} // 0) == 8
+	  && ($rst->{proof}{request_id} // '') =~ /^[0-9a-f-]{36}$/,
+	'Responses API streamed: the events in order, the text piece by piece, the final Response, the proof at the end')
+  or diag(explain($rst));
+my $rt = $rs->{tools} // {};
+my $rsent = $rt->{ok} ? eval { decode_json($rt->{sent}) } : undef;
+ok($rt->{ok} && ($rt->{call}{name} // '') eq 'get_weather' && ($rt->{call}{arguments} // '') eq '{"city":"Paris"}'
+	  && $rsent && $rsent->{messages}[1]{tool_calls}[0]{id} eq $rt->{call}{call_id}
+	  && $rsent->{messages}[2]{role} eq 'tool' && $rsent->{messages}[2]{content} eq 'sunny, 21 C',
+	'Responses API: a function call, sent back with its output as the chat turn of a tool call and its result')
+  or diag(explain($rt));
+my $rstt = $rs->{stream_tools} // {};
+ok($rstt->{ok} && ($rstt->{output}[0]{type} // '') eq 'function_call'
+	  && ($rstt->{output}[0]{arguments} // '') eq '{"city":"Paris"}' && join('', @{ $rstt->{pieces} }) eq '{"city":"Paris"}',
+	'Responses API streamed: a function call, its arguments in pieces')
+  or diag(explain($rstt));
+my $rj = $rs->{json} // {};
+my $rjsent = $rj->{ok} ? eval { decode_json($rj->{sent}) } : undef;
+ok($rjsent && $rjsent->{response_format}{type} eq 'json_schema' && $rjsent->{response_format}{json_schema}{name} eq 'city',
+	'Responses API: text.format json_schema as the chat request\'s response_format')
+  or diag(explain($rj));
+error_is($rs->{stored}, 'BadRequestError', 400, 'invalid_request',
+	'Responses API: previous_response_id refused (llmgw keeps no responses)');
+like($rs->{stored}{message} // '', qr/previous_response_id/, 'Responses API: the refusal names previous_response_id');
+error_is($rs->{unknown_model}, 'NotFoundError', 404, 'unknown_model',
+	'Responses API: an unknown model is the SDK\'s NotFoundError');
 
 my $a = scenario('anthropic');
 
