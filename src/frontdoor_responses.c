@@ -459,14 +459,23 @@ message_item(const LlmgwFrontMeta *meta, json_t *text, bool done)
 					 "content", content);
 }
 
+/* A string as JSON; "" for NULL or what is not UTF-8 (never given by a provider parser) */
+static json_t *
+text_value(const char *s)
+{
+	json_t	   *v = s ? json_string(s) : NULL;
+
+	return v ? v : json_string("");
+}
+
 /* Function call item k (arguments JSON text) */
 static json_t *
 call_item(const LlmgwFrontMeta *meta, int k, json_t *call_id, const char *name, const char *args,
 		  bool done)
 {
-	return json_pack("{s:s, s:s, s:s, s:O, s:s, s:s}", "id", call_item_id(meta, k),
+	return json_pack("{s:s, s:s, s:s, s:O, s:o, s:o}", "id", call_item_id(meta, k),
 					 "type", "function_call", "status", done ? "completed" : "in_progress",
-					 "call_id", call_id, "name", name ? name : "", "arguments", args);
+					 "call_id", call_id, "name", text_value(name), "arguments", text_value(args));
 }
 
 /* The call_id of a normalised tool call (one made from k when it has none) */
@@ -550,6 +559,8 @@ emit(LlmgwResponsesStream *st, StringInfo buf, const char *type, json_t *event)
 {
 	char	   *text;
 
+	if (event == NULL)
+		return;					/* not JSON: never, with what the parsers give */
 	json_object_set_new(event, "type", json_string(type));
 	json_object_set_new(event, "sequence_number", json_integer(st->sequence++));
 	text = llmgw_json_dump(event);
@@ -655,7 +666,7 @@ llmgw_responses_stream_call(LlmgwResponsesStream *st, StringInfo buf, const Llmg
 		st->call_output[ordinal] = st->next_output++;
 		initStringInfo(&st->call_args[ordinal]);
 		st->ncalls++;
-		id = call_id && *call_id ? json_string(call_id) :
+		id = call_id && *call_id ? text_value(call_id) :
 			json_string(psprintf("call_%s_%d", hex_of(meta), ordinal));
 		emit(st, buf, "response.output_item.added",
 			 json_pack("{s:i, s:o}", "output_index", st->call_output[ordinal],
@@ -738,5 +749,10 @@ void
 llmgw_responses_stream_error(LlmgwResponsesStream *st, StringInfo buf, const char *code,
 							 const char *message)
 {
-	emit(st, buf, "error", json_pack("{s:s?, s:s, s:n}", "code", code, "message", message, "param"));
+	json_t	   *m = json_string(message ? message : "");
+
+	/* (llmgw's messages are UTF-8; this is never sent) */
+	if (m == NULL)
+		m = json_string("the error's message is not UTF-8");
+	emit(st, buf, "error", json_pack("{s:s?, s:o, s:n}", "code", code, "message", m, "param"));
 }

@@ -103,6 +103,14 @@ sub seeds
 						  { type => 'redacted_thinking', data => 'EmwK' },
 						  { type => 'text', text => 'fine' } ] },
 				  $user ] } ],
+		# the Responses API: items, a function call and its output, streamed
+		[ 'POST', '/v1/responses', [],
+			{ model => 'demo', instructions => 'be brief', stream => JSON::PP::true,
+			  tools => [ { type => 'function', name => 'get_weather', parameters => { type => 'object' } } ],
+			  input => [
+				  { role => 'user', content => [ { type => 'input_text', text => 'weather?' } ] },
+				  { type => 'function_call', call_id => 'c1', name => 'get_weather', arguments => '{}' },
+				  { type => 'function_call_output', call_id => 'c1', output => 'sunny' } ] } ],
 		# three tool calls streamed (model tools: 017 makes it), to both APIs
 		[ 'POST', '/v1/chat/completions', [],
 			{ model => 'tools', tools => [$tool], stream => JSON::PP::true, messages => [$user] } ],

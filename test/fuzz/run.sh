@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build and run one libFuzzer target per provider wire format (clang,
 # AddressSanitizer with leak detection, UBSan), seeded from
-# ../shared/corpus when it is there, and one for the front door's Anthropic
-# Messages API (fuzz_frontdoor_anthropic.c, seeded from requests_anthropic/),
+# ../shared/corpus when it is there, one for the front door's Anthropic
+# Messages API (fuzz_frontdoor_anthropic.c, seeded from requests_anthropic/)
+# and one for its Responses API (fuzz_frontdoor_responses.c, seeded from
+# requests_responses/),
 # one per provider batch API (fuzz_batch.c: batch objects, lists and
 # results documents, Gemini's upload session answers, seeded from batch/),
 # and one for the scanners of the built-in redaction patterns
@@ -51,11 +53,12 @@ seed() {
     echo "$dir"
 }
 
-# seeds of the front door's Anthropic target: client requests and answers
+# seeds of a front door target (anthropic, responses): client requests of
+# its API and normalised answers
 seed_frontdoor() {
-    local dir="$BUILD/seeds_frontdoor_anthropic"
+    local dir="$BUILD/seeds_frontdoor_$1"
     mkdir -p "$dir"
-    cp "$HERE"/requests_anthropic/*.json "$dir"/
+    cp "$HERE"/requests_$1/*.json "$dir"/
     echo "$dir"
 }
 
@@ -117,7 +120,8 @@ build_objects() {
     local f
     mkdir -p "$OBJ"
     rm -f "$OBJ"/*.o "$OBJ/failed"
-    for f in $SOURCES $BATCH_SOURCES "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/redaction_scan.c"; do
+    for f in $SOURCES $BATCH_SOURCES "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/frontdoor_responses.c" \
+        "$ROOT/src/frontdoor_openai.c" "$ROOT/src/redaction_scan.c"; do
         while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
         { clang $OBJ_CFLAGS -c -o "$(objects "$f")" "$f" || touch "$OBJ/failed"; } &
     done
@@ -145,7 +149,12 @@ build_and_run() {
             clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_anthropic.c" \
                 $(objects "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
                 "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c") $LIBS || return 1
-            run_target "$name" "$(seed_frontdoor)" ;;
+            run_target "$name" "$(seed_frontdoor anthropic)" ;;
+        frontdoor_responses)
+            clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_responses.c" \
+                $(objects "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_responses.c" "$ROOT/src/frontdoor_openai.c" \
+                "$ROOT/src/jsonutil.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c") $LIBS || return 1
+            run_target "$name" "$(seed_frontdoor responses)" ;;
         batch_*)
             # (Azure reads its batches with the OpenAI functions: one target for both)
             clang $CFLAGS -DFUZZ_BATCH=llmgw_$name -o "$BUILD/fuzz_$name" \
@@ -160,7 +169,7 @@ build_and_run() {
 
 # The targets, as many at once as there are cores (LLMGW_FUZZ_JOBS): each
 # builds and runs alone, its output kept for the end, a failure marked
-TARGETS="openai responses anthropic gemini frontdoor_anthropic batch_openai batch_anthropic batch_gemini redaction"
+TARGETS="openai responses anthropic gemini frontdoor_anthropic frontdoor_responses batch_openai batch_anthropic batch_gemini redaction"
 JOBS=${LLMGW_FUZZ_JOBS:-$(nproc)}
 build_objects || { echo "the sources the fuzz targets share do not build"; exit 1; }
 for name in $TARGETS; do

@@ -277,6 +277,17 @@ for my $case (
 		  . '{"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}' ],
 	[ 'system messages alone', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
 		  . '[{"role": "system", "content": ""}]}' ],
+	[ 'a Responses request of a stored response', '/v1/responses',
+		'{"model": "demo", "input": "x", "previous_response_id": "resp_1"}' ],
+	[ 'a Responses request with a built-in tool', '/v1/responses',
+		'{"model": "demo", "input": "x", "tools": [{"type": "web_search"}]}' ],
+	[ 'a Responses item of an unknown type', '/v1/responses',
+		'{"model": "demo", "input": [{"type": "computer_call", "id": "c"}]}' ],
+	[ 'a Responses request without input', '/v1/responses', '{"model": "demo", "input": []}' ],
+	[ 'a Responses function call without its name', '/v1/responses',
+		'{"model": "demo", "input": [{"type": "function_call", "call_id": "c", "arguments": "{}"}]}' ],
+	[ 'a Responses text format it does not know', '/v1/responses',
+		'{"model": "demo", "input": "x", "text": {"format": {"type": "grammar"}}}' ],
 	[ 'a document by URL', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
 		  . '[{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}]}' ],
 	[ 'a document that is not base64', '/v1/messages', '{"model": "demo", "max_tokens": 5, "messages": '
