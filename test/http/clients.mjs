@@ -280,6 +280,24 @@ const scenarios = {
 					properties: { name: { type: 'string' } } } } } });
 			return { sent: r.output_text };
 		});
+		// the client leaves in the middle of a stream
+		out.abort = await attempt(OpenAI, async () => {
+			const { data: stream, response } = await c.responses.create({ model: 'paced',
+				input: 'one two three four five six seven eight nine ten', stream: true }).withResponse();
+			let text = '';
+
+			for await (const e of stream)
+			{
+				if (e.type === 'response.output_text.delta')
+					text += e.delta;
+				if (text.length > 0)
+				{
+					stream.controller.abort();
+					break;
+				}
+			}
+			return { text, headers: headersOf(response.headers) };
+		});
 		out.stored = await attempt(OpenAI, () => c.responses.create({ model: 'demo', input: 'again',
 			previous_response_id: 'resp_123' }));
 		out.unknown_model = await attempt(OpenAI, () => c.responses.create({ model: 'no-such-model',

@@ -540,6 +540,14 @@ my $rjsent = $rj->{ok} ? eval { decode_json($rj->{sent}) } : undef;
 ok($rjsent && $rjsent->{response_format}{type} eq 'json_schema' && $rjsent->{response_format}{json_schema}{name} eq 'city',
 	'Responses API: text.format json_schema as the chat request\'s response_format')
   or diag(explain($rj));
+my $rab = $rs->{abort} // {};
+my $rabid = $rab->{headers}{'x-request-id'} // '00000000-0000-0000-0000-000000000000';
+ok($rab->{ok} && $rab->{text} eq 'Hello!'
+	  && $node->poll_query_until('postgres',
+		"SELECT string_agg(status || ' ' || error_class, ',') FROM llmgw.usage WHERE request_id = '$rabid'",
+		'cancelled cancelled'),
+	'Responses API: a stream aborted by the client after its first text: the usage row says cancelled')
+  or diag(explain($rab));
 error_is($rs->{stored}, 'BadRequestError', 400, 'invalid_request',
 	'Responses API: previous_response_id refused (llmgw keeps no responses)');
 like($rs->{stored}{message} // '', qr/previous_response_id/, 'Responses API: the refusal names previous_response_id');
