@@ -13,6 +13,9 @@
 # - an agent loop: the deployment calls a tool every turn; three turns, each
 #   sending back the signed thinking blocks the mock checks (an altered or
 #   dropped block would be the mock's 400), each with its usage row;
+# - the same on other provider kinds: a prompt to an OpenAI-compatible
+#   deployment, an agent loop on a Gemini one that checks thought signatures
+#   (Claude Code's tool_use blocks cannot carry them: Gemini's skip value);
 # - a revoked key: Claude Code reports the 401.
 #
 # Claude Code talks to nothing else with CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC
@@ -42,6 +45,9 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_provider('claude', 'anthropic', '$mock_root/v1', secret => 'env:LLMGW_TEST_KEY');
 	SELECT llmgw.create_model('cc-model', 'claude', 'mock-model');
 	SELECT llmgw.create_model('cc-agent', 'claude', 'mock-model;tool_call');
+	SELECT llmgw.create_provider('gem', 'gemini', '$mock_root/v1beta', secret => 'env:LLMGW_TEST_KEY');
+	SELECT llmgw.create_model('cc-gemini-agent', 'gem', 'mock-model;tool_call;thought_signatures');
+	SELECT llmgw.create_model('cc-openai', 'mock', 'mock-model');
 	SELECT llmgw.create_team('coders');
 });
 my ($key_id, $key) = split /\|/, $node->safe_psql('postgres',
@@ -100,6 +106,20 @@ ok(($r->{subtype} // '') eq 'error_max_turns' && !defined $r->{api_error_status}
 is(q1(qq{SELECT count(*) || '|' || count(*) FILTER (WHERE status = 'ok')
            FROM llmgw.usage WHERE key_id = $key_id AND model = 'cc-agent'}),
 	'3|3', 'three turns, each with its usage row: the thinking blocks and tool results sent back were taken');
+
+# --- other providers behind Claude Code ----------------------------------------
+
+$r = claude('cc-openai', $key, 'say hi');
+ok(!$r->{is_error} && ($r->{result} // '') eq 'Hello! You said: say hi',
+	'a prompt answered by an OpenAI-compatible deployment (its thinking setting dropped)')
+  or diag(explain($r));
+$r = claude('cc-gemini-agent', $key, 'say hi', '--max-turns', '3');
+ok(($r->{subtype} // '') eq 'error_max_turns' && !defined $r->{api_error_status},
+	'an agent loop on a Gemini deployment that checks thought signatures as Gemini 3 does: three turns, no API error')
+  or diag(explain($r));
+is(q1(qq{SELECT count(*) FILTER (WHERE status = 'ok') FROM llmgw.usage
+           WHERE key_id = $key_id AND model IN ('cc-openai', 'cc-gemini-agent')}),
+	'4', 'their usage rows');
 
 # --- a revoked key -----------------------------------------------------------
 
