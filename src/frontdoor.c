@@ -803,6 +803,15 @@ start_call(FrontRequest *r, dlist_head *created)
 		json_decref(root);
 		return;
 	}
+	/*
+	 * a Responses request's metadata is tags only: Chat Completions takes
+	 * metadata only for stored completions
+	 */
+	if (is_responses(r) && json_object_get(root, "metadata"))
+	{
+		json_object_del(root, "metadata");
+		body = llmgw_json_dump(root);
+	}
 
 	memset(&header, 0, sizeof(header));
 	header.kind = r->endpoint == FRONT_EMBEDDINGS ? LLMGW_KIND_EMBED : LLMGW_KIND_CHAT_JSON;

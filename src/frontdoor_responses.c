@@ -12,7 +12,7 @@
  * passed over), function tools, tool_choice, text.format (JSON mode and JSON
  * schema), max_output_tokens, temperature, top_p, parallel_tool_calls,
  * reasoning.effort (as reasoning_effort), user and metadata (the usage
- * row's tags), stream.  Refused with an error naming the field: stored
+ * row's tags; metadata goes no further, the front door takes it out), stream.  Refused with an error naming the field: stored
  * state (previous_response_id, conversation: llmgw keeps no responses, the
  * client sends the whole conversation), built-in tools (web search, file
  * search, computer use...), parts it does not know.  Other members (store,

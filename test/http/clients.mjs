@@ -275,7 +275,7 @@ const scenarios = {
 			return { output: f.output, pieces };
 		});
 		out.json = await attempt(OpenAI, async () => {
-			const r = await c.responses.create({ model: 'echo', input: 'a city',
+			const r = await c.responses.create({ model: 'echo', input: 'a city', metadata: { run: 'json' },
 				text: { format: { type: 'json_schema', name: 'city', schema: { type: 'object',
 					properties: { name: { type: 'string' } } } } } });
 			return { sent: r.output_text };

@@ -537,8 +537,9 @@ ok($rstt->{ok} && ($rstt->{output}[0]{type} // '') eq 'function_call'
   or diag(explain($rstt));
 my $rj = $rs->{json} // {};
 my $rjsent = $rj->{ok} ? eval { decode_json($rj->{sent}) } : undef;
-ok($rjsent && $rjsent->{response_format}{type} eq 'json_schema' && $rjsent->{response_format}{json_schema}{name} eq 'city',
-	'Responses API: text.format json_schema as the chat request\'s response_format')
+ok($rjsent && $rjsent->{response_format}{type} eq 'json_schema' && $rjsent->{response_format}{json_schema}{name} eq 'city'
+	  && !exists $rjsent->{metadata},
+	'Responses API: text.format json_schema as the chat request\'s response_format; metadata (tags) not sent on')
   or diag(explain($rj));
 my $rab = $rs->{abort} // {};
 my $rabid = $rab->{headers}{'x-request-id'} // '00000000-0000-0000-0000-000000000000';
