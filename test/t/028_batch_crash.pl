@@ -99,14 +99,20 @@ exactly_once($job, 'up', 6, 'killed mid-upload');
 # refused (503), so the batch waits in state submitting with no create in
 # flight; after the restart the provider's list is read (the create's
 # outcome is not known to the new worker) and, no batch having the
-# marker, it is created
+# marker, it is created.  The create is tried again after twice a poll
+# interval (at most 1 s): polls of a second here, so that the test sees the
+# refused create's two seconds on a loaded machine (with the node's 100 ms,
+# 200 ms could pass between two of its queries)
 table('sub', 6);
+$node->safe_psql('postgres', "ALTER SYSTEM SET llmgw.batch_poll_interval = 1000; SELECT pg_reload_conf()");
+sleep 1;
 $before = LlmgwTest::mock_batch();
 $job = enrich('sub', 'bc-busy');
 $node->poll_query_until('postgres', "SELECT state = 'submitting' AND last_error LIKE 'creating the batch failed: HTTP 503%' FROM llmgw.batches WHERE job_id = $job")
   or die 'the create was not refused';
 kill_worker0();
 wait_job($job);
+$node->safe_psql('postgres', "ALTER SYSTEM RESET llmgw.batch_poll_interval; SELECT pg_reload_conf()");
 is(grown($before), '1/2/1/1/1', 'killed in state submitting: one upload, the list read, created once');
 exactly_once($job, 'sub', 6, 'killed in state submitting');
 
