@@ -60,20 +60,6 @@ static const char *const image_media_types[] = {
 /* Does s start with prefix, ignoring ASCII case? */
 #define starts_with(s, prefix) (pg_strncasecmp((s), (prefix), strlen(prefix)) == 0)
 
-/* Is v a JSON string equal to s? */
-static bool
-is_word(json_t *v, const char *s)
-{
-	return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
-}
-
-/* Is a member absent or null (the client did not give it)? */
-static bool
-absent(json_t *v)
-{
-	return v == NULL || json_is_null(v);
-}
-
 /*
  * Text as valid UTF-8 (palloc'd, NUL-terminated; *out_len its length, which
  * counts any NUL it holds): each byte that does not start a valid UTF-8
@@ -167,7 +153,7 @@ parts_content(json_t *parts)
 	json_t	   *only = json_array_get(parts, 0);
 	json_t	   *text;
 
-	if (json_array_size(parts) != 1 || !is_word(json_object_get(only, "type"), "text") ||
+	if (json_array_size(parts) != 1 || !llmgw_json_is_word(json_object_get(only, "type"), "text") ||
 		json_object_get(only, "cache_control") != NULL)
 		return parts;
 	text = json_incref(json_object_get(only, "text"));
@@ -229,7 +215,7 @@ image_part(json_t *block, const char *where, char **error)
 	if (!json_is_object(source) || !json_is_string(stype))
 		*error = psprintf("%s is an \"image\" block without a \"source\" object with a \"type\" string",
 						  where);
-	else if (is_word(stype, "base64"))
+	else if (llmgw_json_is_word(stype, "base64"))
 	{
 		const char *mt = json_string_value(media);
 
@@ -247,7 +233,7 @@ image_part(json_t *block, const char *where, char **error)
 			return with_mark(block, json_pack("{s:s, s:{s:s}}", "type", "image_url",
 											  "image_url", "url", data_url));
 	}
-	else if (is_word(stype, "url"))
+	else if (llmgw_json_is_word(stype, "url"))
 	{
 		const char *u = json_string_value(url);
 
@@ -282,18 +268,18 @@ document_part(json_t *block, const char *where, char **error)
 	if (!json_is_object(source) || !json_is_string(stype))
 		*error = psprintf("%s is a \"document\" block without a \"source\" object with a \"type\" string",
 						  where);
-	else if (!absent(title) && !json_is_string(title))
+	else if (!llmgw_json_absent(title) && !json_is_string(title))
 		*error = psprintf("%s.title is not a string", where);
-	else if (is_word(stype, "text"))
+	else if (llmgw_json_is_word(stype, "text"))
 	{
 		if (json_is_string(data))
 			return with_mark(block, json_pack("{s:s, s:O}", "type", "text", "text", data));
 		*error = psprintf("%s.source has no \"data\" string", where);
 	}
-	else if (!is_word(stype, "base64"))
+	else if (!llmgw_json_is_word(stype, "base64"))
 		*error = psprintf("%s.source.type is \"%.64s\", which llmgw does not take for documents (it takes \"base64\" PDFs and \"text\")",
 						  where, json_string_value(stype));
-	else if (!is_word(json_object_get(source, "media_type"), "application/pdf"))
+	else if (!llmgw_json_is_word(json_object_get(source, "media_type"), "application/pdf"))
 		*error = psprintf("%s.source.media_type is not \"application/pdf\"", where);
 	else if ((data_url = source_data_url(source, "application/pdf", where, error)) != NULL)
 	{
@@ -337,7 +323,7 @@ tool_result_content(json_t *content, const char *where, char **error)
 	size_t		k;
 	json_t	   *b;
 
-	if (absent(content))
+	if (llmgw_json_absent(content))
 		return json_string("");
 	if (json_is_string(content))
 		return json_incref(content);
@@ -478,12 +464,12 @@ tool_call(json_t *block, const char *where, char **error)
 
 	if (!json_is_string(id) || !json_is_string(name))
 		*error = psprintf("%s is a \"tool_use\" block without \"id\" and \"name\" strings", where);
-	else if (!absent(input) && !json_is_object(input))
+	else if (!llmgw_json_absent(input) && !json_is_object(input))
 		*error = psprintf("%s.input is not an object", where);
 	else
 		return with_mark(block, json_pack("{s:O, s:s, s:{s:O, s:s}}", "id", id, "type", "function",
 										  "function", "name", name,
-										  "arguments", absent(input) ? "{}" : llmgw_json_dump(input)));
+										  "arguments", llmgw_json_absent(input) ? "{}" : llmgw_json_dump(input)));
 	return NULL;
 }
 
@@ -597,7 +583,7 @@ translate_system(json_t *system, const char *where, json_t *messages, char **err
 	size_t		j;
 	json_t	   *b;
 
-	if (absent(system))
+	if (llmgw_json_absent(system))
 		return true;
 	if (json_is_string(system))
 	{
@@ -643,13 +629,13 @@ translate_message(json_t *m, size_t i, json_t *messages, char **error)
 {
 	json_t	   *role = json_object_get(m, "role");
 	json_t	   *content = json_object_get(m, "content");
-	bool		user = is_word(role, "user");
+	bool		user = llmgw_json_is_word(role, "user");
 
 	if (!json_is_object(m))
 		*error = psprintf("messages[%zu] is not an object", i);
-	else if (is_word(role, "system"))
+	else if (llmgw_json_is_word(role, "system"))
 		return translate_system(content, psprintf("messages[%zu].content", i), messages, error);
-	else if (!user && !is_word(role, "assistant"))
+	else if (!user && !llmgw_json_is_word(role, "assistant"))
 		*error = psprintf("messages[%zu].role is not \"user\", \"assistant\" or \"system\"", i);
 	else if (json_is_string(content))
 	{
@@ -680,7 +666,7 @@ translate_tools(json_t *req, json_t *out, char **error)
 	size_t		i;
 	json_t	   *t;
 
-	if (absent(tools))
+	if (llmgw_json_absent(tools))
 		return true;
 	if (!json_is_array(tools))
 	{
@@ -698,14 +684,14 @@ translate_tools(json_t *req, json_t *out, char **error)
 
 		if (!json_is_object(t))
 			*error = psprintf("tools[%zu] is not an object", i);
-		else if (!absent(type) && !is_word(type, "custom"))
+		else if (!llmgw_json_absent(type) && !llmgw_json_is_word(type, "custom"))
 			*error = psprintf("tools[%zu] is a tool of type \"%.64s\", which llmgw does not take (it takes client tools: {name, description, input_schema})",
 							  i, json_is_string(type) ? json_string_value(type) : "?");
 		else if (!json_is_string(name) || json_string_length(name) == 0)
 			*error = psprintf("tools[%zu] has no \"name\" string", i);
 		else if (!json_is_object(schema))
 			*error = psprintf("tools[%zu].input_schema is not an object", i);
-		else if (!absent(description) && !json_is_string(description))
+		else if (!llmgw_json_absent(description) && !json_is_string(description))
 			*error = psprintf("tools[%zu].description is not a string", i);
 		else
 		{
@@ -741,15 +727,15 @@ translate_tool_choice(json_t *req, json_t *out, char **error)
 	json_t	   *name = json_object_get(tc, "name");
 	json_t	   *choice;
 
-	if (absent(tc))
+	if (llmgw_json_absent(tc))
 		return true;
-	if (is_word(type, "auto"))
+	if (llmgw_json_is_word(type, "auto"))
 		choice = json_string("auto");
-	else if (is_word(type, "any"))
+	else if (llmgw_json_is_word(type, "any"))
 		choice = json_string("required");
-	else if (is_word(type, "none"))
+	else if (llmgw_json_is_word(type, "none"))
 		choice = json_string("none");
-	else if (is_word(type, "tool") && json_is_string(name))
+	else if (llmgw_json_is_word(type, "tool") && json_is_string(name))
 		choice = json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name);
 	else
 	{
@@ -798,13 +784,13 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 
 		if (json_is_number(v))
 			json_object_set(out, numbers[k], v);
-		else if (!absent(v))
+		else if (!llmgw_json_absent(v))
 		{
 			*error = psprintf("%s is not a number", numbers[k]);
 			return false;
 		}
 	}
-	if (!absent(stop))
+	if (!llmgw_json_absent(stop))
 	{
 		bool		strings = json_is_array(stop);
 
@@ -818,7 +804,7 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 		if (json_array_size(stop) > 0)
 			json_object_set(out, "stop", stop);
 	}
-	if (!absent(streamed) && !json_is_boolean(streamed))
+	if (!llmgw_json_absent(streamed) && !json_is_boolean(streamed))
 	{
 		*error = pstrdup("stream is not a boolean");
 		return false;
@@ -829,14 +815,14 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 		json_object_set_new(out, "stream", json_true());
 		json_object_set_new(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
 	}
-	if (!absent(metadata) && !json_is_object(metadata))
+	if (!llmgw_json_absent(metadata) && !json_is_object(metadata))
 	{
 		*error = pstrdup("metadata is not an object");
 		return false;
 	}
 	if (json_is_string(user))
 		json_object_set(out, "user", user);
-	else if (!absent(user))
+	else if (!llmgw_json_absent(user))
 	{
 		*error = pstrdup("metadata.user_id is not a string");
 		return false;
@@ -1030,7 +1016,7 @@ tool_input(json_t *call)
 {
 	json_t	   *args = json_object_get(call, "arguments");
 
-	return absent(args) ? json_pack("{}") : json_incref(args);
+	return llmgw_json_absent(args) ? json_pack("{}") : json_incref(args);
 }
 
 /* A tool call's id, or one made from its position when the provider gave none */
@@ -1089,9 +1075,9 @@ thinking_block_ok(json_t *block)
 {
 	json_t	   *signature = json_object_get(block, "signature");
 
-	if (is_word(json_object_get(block, "type"), "redacted_thinking"))
+	if (llmgw_json_is_word(json_object_get(block, "type"), "redacted_thinking"))
 		return json_is_string(json_object_get(block, "data"));
-	return is_word(json_object_get(block, "type"), "thinking") &&
+	return llmgw_json_is_word(json_object_get(block, "type"), "thinking") &&
 		json_is_string(json_object_get(block, "thinking")) &&
 		(signature == NULL || json_is_string(signature));
 }
@@ -1320,7 +1306,7 @@ llmgw_anthropic_stream_thinking_blocks(LlmgwAnthropicStream *st, StringInfo buf,
 
 		if (!thinking_block_ok(b))
 			continue;
-		if (json_is_string(data) && is_word(json_object_get(b, "type"), "redacted_thinking"))
+		if (json_is_string(data) && llmgw_json_is_word(json_object_get(b, "type"), "redacted_thinking"))
 			llmgw_anthropic_stream_thinking(st, buf, LLMGW_THINKING_REDACTED, json_string_value(data),
 											json_string_length(data));
 		else if (json_is_string(text))

@@ -36,20 +36,6 @@
 #include "frontdoor_responses.h"
 #include "jsonutil.h"
 
-/* Is v a JSON string equal to s? */
-static bool
-is_word(json_t *v, const char *s)
-{
-	return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
-}
-
-/* Is a member absent or null (the client did not give it)? */
-static bool
-absent(json_t *v)
-{
-	return v == NULL || json_is_null(v);
-}
-
 /* --- the request ---------------------------------------------------------- */
 
 /*
@@ -62,13 +48,13 @@ content_part(json_t *p, size_t i, size_t j, char **error)
 	json_t	   *type = json_object_get(p, "type");
 	json_t	   *text = json_object_get(p, "text");
 
-	if (is_word(type, "input_text") || is_word(type, "output_text"))
+	if (llmgw_json_is_word(type, "input_text") || llmgw_json_is_word(type, "output_text"))
 	{
 		if (json_is_string(text))
 			return json_pack("{s:s, s:O}", "type", "text", "text", text);
 		*error = psprintf("input[%zu].content[%zu] has no \"text\" string", i, j);
 	}
-	else if (is_word(type, "input_image"))
+	else if (llmgw_json_is_word(type, "input_image"))
 	{
 		json_t	   *url = json_object_get(p, "image_url");
 		json_t	   *detail = json_object_get(p, "detail");
@@ -85,7 +71,7 @@ content_part(json_t *p, size_t i, size_t j, char **error)
 			json_object_set(image, "detail", detail);
 		return json_pack("{s:s, s:o}", "type", "image_url", "image_url", image);
 	}
-	else if (is_word(type, "input_file"))
+	else if (llmgw_json_is_word(type, "input_file"))
 	{
 		json_t	   *file = json_pack("{}");
 		static const char *const members[] = {"file_data", "file_id", "filename"};
@@ -140,7 +126,7 @@ calling_message(json_t *messages)
 {
 	json_t	   *last = json_array_get(messages, json_array_size(messages) - 1);
 
-	if (!is_word(json_object_get(last, "role"), "assistant"))
+	if (!llmgw_json_is_word(json_object_get(last, "role"), "assistant"))
 	{
 		last = json_pack("{s:s, s:n}", "role", "assistant", "content");
 		json_array_append_new(messages, last);
@@ -159,12 +145,12 @@ input_item(json_t *item, size_t i, json_t *messages, char **error)
 
 	if (!json_is_object(item))
 		*error = psprintf("input[%zu] is not an object", i);
-	else if (is_word(type, "message") || (absent(type) && json_is_string(role)))
+	else if (llmgw_json_is_word(type, "message") || (llmgw_json_absent(type) && json_is_string(role)))
 	{
 		json_t	   *content;
 
-		if (!is_word(role, "user") && !is_word(role, "assistant") && !is_word(role, "system") &&
-			!is_word(role, "developer"))
+		if (!llmgw_json_is_word(role, "user") && !llmgw_json_is_word(role, "assistant") && !llmgw_json_is_word(role, "system") &&
+			!llmgw_json_is_word(role, "developer"))
 			*error = psprintf("input[%zu].role is not \"user\", \"assistant\", \"system\" or \"developer\"", i);
 		else if ((content = message_content(json_object_get(item, "content"), i, error)) != NULL)
 		{
@@ -172,7 +158,7 @@ input_item(json_t *item, size_t i, json_t *messages, char **error)
 			return true;
 		}
 	}
-	else if (is_word(type, "function_call"))
+	else if (llmgw_json_is_word(type, "function_call"))
 	{
 		json_t	   *call_id = json_object_get(item, "call_id");
 		json_t	   *name = json_object_get(item, "name");
@@ -189,7 +175,7 @@ input_item(json_t *item, size_t i, json_t *messages, char **error)
 			return true;
 		}
 	}
-	else if (is_word(type, "function_call_output"))
+	else if (llmgw_json_is_word(type, "function_call_output"))
 	{
 		json_t	   *call_id = json_object_get(item, "call_id");
 		json_t	   *output = json_object_get(item, "output");
@@ -205,7 +191,7 @@ input_item(json_t *item, size_t i, json_t *messages, char **error)
 		}
 	}
 	/* an earlier answer's reasoning: nothing llmgw sends back */
-	else if (is_word(type, "reasoning"))
+	else if (llmgw_json_is_word(type, "reasoning"))
 		return true;
 	else
 		*error = psprintf("input[%zu] is an item of type \"%.64s\", which llmgw does not take (it takes message, function_call, function_call_output and reasoning items)",
@@ -222,7 +208,7 @@ translate_tools(json_t *req, json_t *out, char **error)
 	size_t		i;
 	json_t	   *t;
 
-	if (absent(tools))
+	if (llmgw_json_absent(tools))
 		return true;
 	if (!json_is_array(tools))
 	{
@@ -236,7 +222,7 @@ translate_tools(json_t *req, json_t *out, char **error)
 		json_t	   *fn;
 		static const char *const members[] = {"description", "parameters", "strict"};
 
-		if (!is_word(json_object_get(t, "type"), "function") ||
+		if (!llmgw_json_is_word(json_object_get(t, "type"), "function") ||
 			!json_is_string(json_object_get(t, "name")))
 		{
 			*error = psprintf("tools[%zu] is not a function tool with a \"name\" string (llmgw does not run OpenAI's built-in tools)",
@@ -245,7 +231,7 @@ translate_tools(json_t *req, json_t *out, char **error)
 		}
 		fn = json_pack("{s:O}", "name", json_object_get(t, "name"));
 		for (int k = 0; k < lengthof(members); k++)
-			if (!absent(json_object_get(t, members[k])))
+			if (!llmgw_json_absent(json_object_get(t, members[k])))
 				json_object_set(fn, members[k], json_object_get(t, members[k]));
 		json_array_append_new(chat, json_pack("{s:s, s:o}", "type", "function", "function", fn));
 	}
@@ -264,27 +250,27 @@ translate_choices(json_t *req, json_t *out, char **error)
 
 	if (json_is_string(choice))
 		json_object_set(out, "tool_choice", choice);
-	else if (json_is_object(choice) && is_word(json_object_get(choice, "type"), "function") &&
+	else if (json_is_object(choice) && llmgw_json_is_word(json_object_get(choice, "type"), "function") &&
 			 json_is_string(json_object_get(choice, "name")))
 		json_object_set_new(out, "tool_choice",
 							json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name",
 									  json_object_get(choice, "name")));
-	else if (!absent(choice))
+	else if (!llmgw_json_absent(choice))
 	{
 		*error = pstrdup("tool_choice is not \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"name\": ...}");
 		return false;
 	}
-	if (absent(format) || is_word(ftype, "text"))
+	if (llmgw_json_absent(format) || llmgw_json_is_word(ftype, "text"))
 		return true;
-	if (is_word(ftype, "json_object"))
+	if (llmgw_json_is_word(ftype, "json_object"))
 		json_object_set_new(out, "response_format", json_pack("{s:s}", "type", "json_object"));
-	else if (is_word(ftype, "json_schema"))
+	else if (llmgw_json_is_word(ftype, "json_schema"))
 	{
 		json_t	   *schema = json_pack("{}");
 		static const char *const members[] = {"name", "schema", "strict", "description"};
 
 		for (int k = 0; k < lengthof(members); k++)
-			if (!absent(json_object_get(format, members[k])))
+			if (!llmgw_json_absent(json_object_get(format, members[k])))
 				json_object_set(schema, members[k], json_object_get(format, members[k]));
 		json_object_set_new(out, "response_format",
 							json_pack("{s:s, s:o}", "type", "json_schema", "json_schema", schema));
@@ -306,12 +292,12 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 	json_t	   *effort = json_object_get(json_object_get(req, "reasoning"), "effort");
 	static const char *const numbers[] = {"temperature", "top_p"};
 
-	if (!absent(max) && (!json_is_integer(max) || json_integer_value(max) <= 0))
+	if (!llmgw_json_absent(max) && (!json_is_integer(max) || json_integer_value(max) <= 0))
 	{
 		*error = pstrdup("max_output_tokens is not a positive integer");
 		return false;
 	}
-	if (!absent(max))
+	if (!llmgw_json_absent(max))
 		json_object_set(out, "max_tokens", max);
 	for (int k = 0; k < lengthof(numbers); k++)
 	{
@@ -319,7 +305,7 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 
 		if (json_is_number(v))
 			json_object_set(out, numbers[k], v);
-		else if (!absent(v))
+		else if (!llmgw_json_absent(v))
 		{
 			*error = psprintf("%s is not a number", numbers[k]);
 			return false;
@@ -333,7 +319,7 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 		json_object_set(out, "user", json_object_get(req, "user"));
 	if (json_is_object(json_object_get(req, "metadata")))
 		json_object_set(out, "metadata", json_object_get(req, "metadata"));
-	if (!absent(streamed) && !json_is_boolean(streamed))
+	if (!llmgw_json_absent(streamed) && !json_is_boolean(streamed))
 	{
 		*error = pstrdup("stream is not a boolean");
 		return false;
@@ -367,10 +353,10 @@ llmgw_responses_to_chat(const char *body, size_t len, char **model, bool *stream
 		*error = pstrdup("the request body is not a JSON object");
 	else if (!json_is_string(name) || json_string_length(name) == 0)
 		*error = pstrdup("model is missing or not a string");
-	else if (!absent(json_object_get(req, "previous_response_id")) ||
-			 !absent(json_object_get(req, "conversation")))
+	else if (!llmgw_json_absent(json_object_get(req, "previous_response_id")) ||
+			 !llmgw_json_absent(json_object_get(req, "conversation")))
 		*error = pstrdup("previous_response_id and conversation are not supported: llmgw keeps no responses, send the whole conversation as input");
-	else if (!absent(instructions) && !json_is_string(instructions))
+	else if (!llmgw_json_absent(instructions) && !json_is_string(instructions))
 		*error = pstrdup("instructions is not a string");
 	else if (!json_is_string(input) && !(json_is_array(input) && json_array_size(input) > 0))
 		*error = pstrdup("input is missing, empty, or neither a string nor an array of items");

@@ -18,6 +18,20 @@
 #include "lib/stringinfo.h"
 #include "sse.h"
 
+/* Is v a JSON string equal to s? */
+static inline bool
+llmgw_json_is_word(json_t *v, const char *s)
+{
+	return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
+}
+
+/* Is a member absent or null (the client did not give it)? */
+static inline bool
+llmgw_json_absent(json_t *v)
+{
+	return v == NULL || json_is_null(v);
+}
+
 extern int64 llmgw_json_count(json_t *obj, const char *key);
 extern int64 llmgw_json_output_bound(json_t *request);
 extern char *llmgw_json_string(json_t *obj, const char *key);
