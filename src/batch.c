@@ -1260,7 +1260,7 @@ write_chunk(Chunk *c, int *skipped)
 	for (int i = 0; i < c->n; i++)
 	{
 		text	   *t = (text *) DatumGetPointer(c->lines[i]);
-		json_t	   *line = json_loadb(VARDATA(t), VARSIZE(t) - VARHDRSZ, 0, NULL);
+		json_t	   *line = llmgw_json_loadb(VARDATA(t), VARSIZE(t) - VARHDRSZ, 0, NULL);
 
 		if (json_is_object(line))
 			c->lines[kept++] = c->lines[i];
@@ -1569,7 +1569,7 @@ step_error(Tracked *b, const char *what)
 static bool
 upload_named(Tracked *b, const LlmgwRoute *r, const LlmgwBatchWire *w)
 {
-	json_t	   *root = b->t.response.data ? json_loadb(b->t.response.data, b->t.response.len, 0, NULL) : NULL;
+	json_t	   *root = b->t.response.data ? llmgw_json_loadb(b->t.response.data, b->t.response.len, 0, NULL) : NULL;
 	const char *file = w->uploaded ? w->uploaded(root) :
 		json_string_value(json_object_get(root, "id"));
 	bool		named = llmgw_batch_safe_ref(file);

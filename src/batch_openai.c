@@ -111,13 +111,13 @@ static void
 jsonl_item(StringInfo buf, const char *url, const char *custom_id, const char *body, size_t len)
 {
 	json_t	   *id = json_string(custom_id);
-	char	   *quoted = json_dumps(id, JSON_ENCODE_ANY);
 
-	appendStringInfo(buf, "{\"custom_id\":%s,\"method\":\"POST\",\"url\":\"%s\",\"body\":",
-					 quoted ? quoted : "null", url);
+	appendStringInfoString(buf, "{\"custom_id\":");
+	if (id == NULL || !llmgw_json_write(buf, id))
+		appendStringInfoString(buf, "null");
+	appendStringInfo(buf, ",\"method\":\"POST\",\"url\":\"%s\",\"body\":", url);
 	appendBinaryStringInfo(buf, body, (int) len);
 	appendStringInfoString(buf, "}\n");
-	free(quoted);
 	json_decref(id);
 }
 

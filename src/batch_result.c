@@ -18,9 +18,8 @@
  */
 #include "postgres.h"
 
-#include <jansson.h>
-
 #include "batch_result.h"
+#include "jsonutil.h"
 
 /* A string member's text, palloc'd; NULL if missing or not a string */
 static char *
@@ -113,7 +112,7 @@ failure_class(json_t *body, const LlmgwBatchResult *r)
 bool
 llmgw_batch_result_read(const char *buf, size_t len, bool embeddings, LlmgwBatchResult *r)
 {
-	json_t	   *line = json_loadb(buf, len, 0, NULL);
+	json_t	   *line = llmgw_json_loadb(buf, len, 0, NULL);
 	json_t	   *response;
 	json_t	   *body;
 	json_t	   *usage;

@@ -258,7 +258,7 @@ llmgw_batch_line(StringInfo buf, const char *custom_id, LlmgwBatchItemEnd end,
 				 const LlmgwOutcome *out)
 {
 	json_t	   *line = json_pack("{s:s}", "custom_id", custom_id);
-	char	   *text;
+	int			start;
 
 	if (end != LLMGW_BATCH_ITEM_ANSWERED)
 	{
@@ -341,12 +341,13 @@ llmgw_batch_line(StringInfo buf, const char *custom_id, LlmgwBatchItemEnd end,
 			json_object_set_new(line, "response",
 								json_pack("{s:i, s:o}", "status_code", status, "body", body));
 	}
-	text = json_dumps(line, JSON_COMPACT);
-	json_decref(line);
-	if (text)
-	{
-		appendStringInfoString(buf, text);
+	start = buf->len;
+	if (line != NULL && llmgw_json_write(buf, line))
 		appendStringInfoChar(buf, '\n');
-		free(text);
+	else
+	{
+		buf->len = start;		/* a string that is not UTF-8: no line */
+		buf->data[start] = '\0';
 	}
+	json_decref(line);
 }

@@ -41,7 +41,7 @@ llmgw_json_output_bound(json_t *request)
 int64
 llmgw_json_output_bound_text(const char *body, size_t len)
 {
-	json_t	   *root = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+	json_t	   *root = llmgw_json_loadb(body, len, JSON_DECODE_ANY, NULL);
 	int64		bound = llmgw_json_output_bound(root);
 
 	json_decref(root);
@@ -59,29 +59,228 @@ llmgw_json_string(json_t *obj, const char *key)
 	return pnstrdup(json_string_value(v), json_string_length(v));
 }
 
-/* Compact JSON text of v in palloc'd memory */
+/*
+ * The length of the well-formed UTF-8 sequence at p (Unicode's table 3-7:
+ * no overlong forms, surrogates or code points past U+10FFFF, as jansson
+ * checks), or 0
+ */
+int
+llmgw_utf8_sequence(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char lo = 0x80;	/* the second byte's range */
+	unsigned char hi = 0xBF;
+	int			n;
+
+	if (p[0] >= 0xC2 && p[0] <= 0xDF)
+		n = 2;
+	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+	{
+		n = 3;
+		lo = p[0] == 0xE0 ? 0xA0 : lo;
+		hi = p[0] == 0xED ? 0x9F : hi;
+	}
+	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+	{
+		n = 4;
+		lo = p[0] == 0xF0 ? 0x90 : lo;
+		hi = p[0] == 0xF4 ? 0x8F : hi;
+	}
+	else
+		return 0;
+	if (end - p < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	return n;
+}
+
+/*
+ * Append the JSON text of a string: the bytes as they are, but for the
+ * quote, the backslash and control characters, which are escaped as
+ * jansson escapes them.  false when the bytes are not UTF-8.
+ */
+static bool
+write_string(StringInfo buf, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	const unsigned char *end = p + len;
+	const unsigned char *run = p;
+
+	appendStringInfoCharMacro(buf, '"');
+	while (p < end)
+	{
+		unsigned char c = *p;
+		char		esc[6];
+		int			n = 2;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
+		{
+			p++;
+			continue;
+		}
+		if (c >= 0x80)
+		{
+			if ((n = llmgw_utf8_sequence(p, end)) == 0)
+				return false;
+			p += n;
+			continue;
+		}
+		appendBinaryStringInfo(buf, (const char *) run, p - run);
+		esc[0] = '\\';
+		switch (c)
+		{
+			case '"':
+			case '\\':
+				esc[1] = c;
+				break;
+			case '\b':
+				esc[1] = 'b';
+				break;
+			case '\f':
+				esc[1] = 'f';
+				break;
+			case '\n':
+				esc[1] = 'n';
+				break;
+			case '\r':
+				esc[1] = 'r';
+				break;
+			case '\t':
+				esc[1] = 't';
+				break;
+			default:
+				memcpy(esc + 1, "u00", 3);
+				esc[4] = "0123456789ABCDEF"[c >> 4];
+				esc[5] = "0123456789ABCDEF"[c & 15];
+				n = 6;
+		}
+		appendBinaryStringInfo(buf, esc, n);
+		run = ++p;
+	}
+	appendBinaryStringInfo(buf, (const char *) run, p - run);
+	appendStringInfoCharMacro(buf, '"');
+	return true;
+}
+
+/* Append an integer's digits (what "%lld" writes) */
+static void
+write_integer(StringInfo buf, json_int_t value)
+{
+	char		digits[24];
+	char	   *d = digits + sizeof(digits);
+	uint64		u = value < 0 ? -(uint64) value : (uint64) value;
+
+	do
+		*--d = '0' + u % 10;
+	while ((u /= 10) != 0);
+	if (value < 0)
+		*--d = '-';
+	appendBinaryStringInfo(buf, d, digits + sizeof(digits) - d);
+}
+
+/*
+ * Append the compact JSON text of v, the text json_dumps(v, JSON_COMPACT |
+ * JSON_ENCODE_ANY) gives, byte for byte (test/fuzz/fuzz_json_write.c
+ * checks it): members in their order, strings escaped alike, reals written
+ * by jansson.  jansson's own writer walks a string a code point at a time
+ * through a callback and keeps a hash set of the containers it is inside
+ * (to catch cycles, which a parsed or built tree never has): several
+ * times the work.  v is not NULL.  false, with garbage appended, when v
+ * holds a string that is not UTF-8, where json_dumps fails.
+ */
+bool
+llmgw_json_write(StringInfo buf, json_t *v)
+{
+	switch (json_typeof(v))
+	{
+		case JSON_OBJECT:
+			{
+				void	   *iter = json_object_iter(v);
+
+				appendStringInfoCharMacro(buf, '{');
+				for (bool first = true; iter != NULL; first = false)
+				{
+					if (!first)
+						appendStringInfoCharMacro(buf, ',');
+					if (!write_string(buf, json_object_iter_key(iter), json_object_iter_key_len(iter)))
+						return false;
+					appendStringInfoCharMacro(buf, ':');
+					if (!llmgw_json_write(buf, json_object_iter_value(iter)))
+						return false;
+					iter = json_object_iter_next(v, iter);
+				}
+				appendStringInfoCharMacro(buf, '}');
+				return true;
+			}
+		case JSON_ARRAY:
+			appendStringInfoCharMacro(buf, '[');
+			for (size_t i = 0; i < json_array_size(v); i++)
+			{
+				if (i > 0)
+					appendStringInfoCharMacro(buf, ',');
+				if (!llmgw_json_write(buf, json_array_get(v, i)))
+					return false;
+			}
+			appendStringInfoCharMacro(buf, ']');
+			return true;
+		case JSON_STRING:
+			return write_string(buf, json_string_value(v), json_string_length(v));
+		case JSON_INTEGER:
+			write_integer(buf, json_integer_value(v));
+			return true;
+		case JSON_REAL:
+			{
+				char	   *s = json_dumps(v, JSON_ENCODE_ANY);
+
+				if (s == NULL)
+					return false;
+				appendStringInfoString(buf, s);
+				free(s);
+				return true;
+			}
+		case JSON_TRUE:
+			appendBinaryStringInfo(buf, "true", 4);
+			return true;
+		case JSON_FALSE:
+			appendBinaryStringInfo(buf, "false", 5);
+			return true;
+		case JSON_NULL:
+			appendBinaryStringInfo(buf, "null", 4);
+			return true;
+	}
+	return false;
+}
+
+/* Compact JSON text of v in palloc'd memory ("null" for NULL) */
 char *
 llmgw_json_dump(json_t *v)
 {
-	char	   *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	char	   *copy;
+	StringInfoData buf;
 
-	if (s == NULL)
-		return pstrdup("null");
-	copy = pstrdup(s);
-	free(s);
-	return copy;
+	initStringInfo(&buf);
+	if (v != NULL && llmgw_json_write(&buf, v))
+		return buf.data;
+	pfree(buf.data);
+	return pstrdup("null");
 }
 
 /* Dump a request body (malloc'd, for curl) and release root */
 char *
 llmgw_json_build(json_t *root, size_t *out_len)
 {
-	char	   *body = json_dumps(root, JSON_COMPACT);
+	StringInfoData buf;
+	char	   *body = NULL;
 
+	initStringInfo(&buf);
+	if ((json_is_object(root) || json_is_array(root)) && llmgw_json_write(&buf, root) &&
+		(body = malloc(buf.len + 1)) != NULL)
+	{
+		memcpy(body, buf.data, buf.len + 1);
+		*out_len = buf.len;
+	}
+	pfree(buf.data);
 	json_decref(root);
-	if (body)
-		*out_len = strlen(body);
 	return body;
 }
 
@@ -95,7 +294,7 @@ llmgw_json_load(const char *buf, size_t len, json_error_t *jerr)
 {
 	json_error_t local;
 	json_error_t *e = jerr ? jerr : &local;
-	json_t	   *root = json_loadb(buf, len, 0, e);
+	json_t	   *root = llmgw_json_loadb(buf, len, 0, e);
 
 	if (root == NULL && strstr(e->text, "too big") != NULL)
 		root = json_loadb(buf, len, JSON_DECODE_INT_AS_REAL, e);

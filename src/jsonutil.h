@@ -35,6 +35,11 @@ llmgw_json_absent(json_t *v)
 extern int64 llmgw_json_count(json_t *obj, const char *key);
 extern int64 llmgw_json_output_bound(json_t *request);
 extern char *llmgw_json_string(json_t *obj, const char *key);
+extern int	llmgw_utf8_sequence(const unsigned char *p, const unsigned char *end);
+extern bool llmgw_json_write(StringInfo buf, json_t *v);
+/* jsonread.c */
+extern json_t *llmgw_json_read(const char *buf, size_t len, size_t flags);
+extern json_t *llmgw_json_loadb(const char *buf, size_t len, size_t flags, json_error_t *jerr);
 extern char *llmgw_json_dump(json_t *v);
 extern json_t *llmgw_json_load(const char *buf, size_t len, json_error_t *jerr);
 extern json_t *llmgw_json_parse(const char *buf, size_t len, long http_status,

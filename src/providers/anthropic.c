@@ -344,7 +344,7 @@ static char *
 anthropic_build(const char *request, size_t len, const char *upstream_model,
 				size_t *out_len, bool *stream, char **error)
 {
-	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *src = llmgw_json_loadb(request, len, 0, NULL);
 	json_t	   *req;
 	json_t	   *max_tokens;
 	json_t	   *stop;

@@ -262,7 +262,7 @@ static char *
 gemini_build(const char *request, size_t len, const char *upstream_model,
 			 size_t *out_len, bool *stream, char **error)
 {
-	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *src = llmgw_json_loadb(request, len, 0, NULL);
 	json_t	   *messages = json_object_get(src, "messages");
 	json_t	   *contents = json_array();
 	json_t	   *sysparts = json_array();
@@ -622,7 +622,7 @@ static char *
 gemini_build_embed(const char *request, size_t len, const char *upstream_model,
 				   size_t *out_len, char **error)
 {
-	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *src = llmgw_json_loadb(request, len, 0, NULL);
 	json_t	   *dims = json_object_get(src, "dimensions");
 	json_t	   *requests = json_array();
 	char	   *model = psprintf("models/%s", upstream_model);

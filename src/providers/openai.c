@@ -51,7 +51,7 @@ static char *
 openai_build(const char *request, size_t len, const char *upstream_model,
 			 size_t *out_len, bool *stream, char **error)
 {
-	json_t	   *root = json_loadb(request, len, 0, NULL);
+	json_t	   *root = llmgw_json_loadb(request, len, 0, NULL);
 
 	if (!json_is_object(root))
 	{
@@ -468,7 +468,7 @@ char *
 llmgw_openai_build_embed(const char *request, size_t len, const char *upstream_model,
 				   size_t *out_len, char **error)
 {
-	json_t	   *root = json_loadb(request, len, 0, NULL);
+	json_t	   *root = llmgw_json_loadb(request, len, 0, NULL);
 
 	if (!json_is_object(root))
 	{

@@ -167,7 +167,7 @@ static char *
 responses_build(const char *request, size_t len, const char *upstream_model,
 				size_t *out_len, bool *stream, char **error)
 {
-	json_t	   *src = json_loadb(request, len, 0, NULL);
+	json_t	   *src = llmgw_json_loadb(request, len, 0, NULL);
 	json_t	   *messages = json_object_get(src, "messages");
 	json_t	   *input = json_array();
 	json_t	   *req;

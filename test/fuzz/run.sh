@@ -7,8 +7,10 @@
 # requests_responses/),
 # one per provider batch API (fuzz_batch.c: batch objects, lists and
 # results documents, Gemini's upload session answers, seeded from batch/),
-# and one for the scanners of the built-in redaction patterns
-# (fuzz_redaction.c).
+# one for the scanners of the built-in redaction patterns
+# (fuzz_redaction.c), and two that hold llmgw's JSON reader and writer to
+# jansson's (fuzz_json_read.c, fuzz_json_write.c, seeded from the requests
+# of the other targets).
 # --short: 5 s each (the test suite); default: 60 s each, or
 # LLMGW_FUZZ_SECONDS each (a longer hunt).  As many targets build and run
 # at once as there are cores (LLMGW_FUZZ_JOBS).  Prints libFuzzer's final
@@ -24,7 +26,7 @@ mkdir -p "$BUILD"
 
 PGINC=$(/usr/lib/postgresql/15/bin/pg_config --includedir-server)
 CFLAGS="-w -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$PGINC -I$ROOT/src -I$HERE"
-SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/providers/openai.c $ROOT/src/providers/openai_responses.c $ROOT/src/providers/anthropic.c $ROOT/src/providers/gemini.c $ROOT/src/jsonutil.c $ROOT/src/translate.c $ROOT/src/sse.c $ROOT/src/retry.c $ROOT/src/errors.c"
+SOURCES="$HERE/pg_stubs.c $ROOT/src/provider.c $ROOT/src/providers/openai.c $ROOT/src/providers/openai_responses.c $ROOT/src/providers/anthropic.c $ROOT/src/providers/gemini.c $ROOT/src/jsonutil.c $ROOT/src/jsonread.c $ROOT/src/translate.c $ROOT/src/sse.c $ROOT/src/retry.c $ROOT/src/errors.c"
 
 # Seeds: the corpus's recorded bodies of a provider's cases, behind a status
 # byte, and the requests of requests/ for the request builders
@@ -107,6 +109,23 @@ seed_redaction() {
     echo "$dir"
 }
 
+# JSON documents of every kind for the reader and the writer: the
+# other targets' requests, and values at the edges
+# (the reader's target takes a byte of flags first: 0, an object or array)
+seed_json() {
+    local dir="$BUILD/seeds_$1" f
+    mkdir -p "$dir"
+    for f in "$HERE"/requests*/*.json; do cp "$f" "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+    printf '[-9223372036854775808,9223372036854775807,0,-0,1.5,1e300,-2.5e-7,0.1,"\\u0000\\u001f\\b\\f\\n\\r\\t\\"\\\\/"]' >"$dir/edges"
+    printf '{"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80":"\\ud83d\\ude00 \\u00e9 \\u007f","":{},"a":[[],{}]}' >"$dir/utf8"
+    printf '"\xed\xa0\x80 \xc0\xaf \xf4\x90\x80\x80 \xff"' >"$dir/not-utf8"
+    printf '{"a\\u0041\\ud83d\\ude00":[1e400,-1e-400,12345678901234567890,-0.0,1E+2,"\\u0000"],"a\\u0041\\ud83d\\ude00":{}}' >"$dir/escapes"
+    if [ "$1" = json_read ]; then
+        for f in "$dir"/*; do { printf '\0'; cat "$f"; } >"$f.flags" && mv "$f.flags" "$f"; done
+    fi
+    echo "$dir"
+}
+
 LIBS="-ljansson /usr/lib/postgresql/15/lib/libpgcommon.a /usr/lib/postgresql/15/lib/libpgport.a"
 BATCH_SOURCES="$ROOT/src/batch_result.c $ROOT/src/batch_wire.c $ROOT/src/batch_openai.c $ROOT/src/batch_anthropic.c $ROOT/src/batch_gemini.c"
 
@@ -147,13 +166,13 @@ build_and_run() {
             run_target "$name" "$(eval seed "$name" "\"$pattern\"")" ;;
         frontdoor_anthropic)
             clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_anthropic.c" \
-                $(objects "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" \
+                $(objects "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_anthropic.c" "$ROOT/src/jsonutil.c" "$ROOT/src/jsonread.c" \
                 "$ROOT/src/translate.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c") $LIBS || return 1
             run_target "$name" "$(seed_frontdoor anthropic)" ;;
         frontdoor_responses)
             clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_frontdoor_responses.c" \
                 $(objects "$HERE/pg_stubs.c" "$ROOT/src/frontdoor_responses.c" "$ROOT/src/frontdoor_openai.c" \
-                "$ROOT/src/jsonutil.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c") $LIBS || return 1
+                "$ROOT/src/jsonutil.c" "$ROOT/src/jsonread.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c") $LIBS || return 1
             run_target "$name" "$(seed_frontdoor responses)" ;;
         batch_*)
             # (Azure reads its batches with the OpenAI functions: one target for both)
@@ -164,12 +183,17 @@ build_and_run() {
             clang $CFLAGS -o "$BUILD/fuzz_redaction" "$HERE/fuzz_redaction.c" \
                 $(objects "$ROOT/src/redaction_scan.c") || return 1
             run_target redaction "$(seed_redaction)" ;;
+        json_read | json_write)
+            clang $CFLAGS -o "$BUILD/fuzz_$name" "$HERE/fuzz_$name.c" \
+                $(objects "$HERE/pg_stubs.c" "$ROOT/src/jsonutil.c" "$ROOT/src/jsonread.c" "$ROOT/src/sse.c" "$ROOT/src/errors.c") $LIBS || return 1
+            run_target $name "$(seed_json "$name")" ;;
     esac
 }
 
 # The targets, as many at once as there are cores (LLMGW_FUZZ_JOBS): each
 # builds and runs alone, its output kept for the end, a failure marked
-TARGETS="openai responses anthropic gemini frontdoor_anthropic frontdoor_responses batch_openai batch_anthropic batch_gemini redaction"
+# (LLMGW_FUZZ_TARGETS: some of them only)
+TARGETS=${LLMGW_FUZZ_TARGETS:-"openai responses anthropic gemini frontdoor_anthropic frontdoor_responses batch_openai batch_anthropic batch_gemini redaction json_read json_write"}
 JOBS=${LLMGW_FUZZ_JOBS:-$(nproc)}
 build_objects || { echo "the sources the fuzz targets share do not build"; exit 1; }
 for name in $TARGETS; do
