@@ -23,8 +23,11 @@
  * answer's thinking blocks come first in the Message, streamed as
  * thinking_delta and signature_delta events.
  *
- * What is dropped on purpose: top_k (Chat
- * Completions has none), a tool result's is_error (a tool message has no
+ * top_k becomes the chat request's "top_k" (llmgw's own member, as
+ * thinking: Anthropic and Gemini deployments get it, the OpenAI formats,
+ * which have none, drop it).
+ *
+ * What is dropped on purpose: a tool result's is_error (a tool message has no
  * such flag; the result's text says what went wrong) and unknown
  * top-level members.  Documents become file parts (PDFs) or text parts
  * (plain text).  Everything else that cannot be translated (documents by
@@ -750,9 +753,8 @@ translate_tool_choice(json_t *req, json_t *out, char **error)
 }
 
 /*
- * max_tokens, thinking, temperature, top_p, stop_sequences, stream and
- * metadata.user_id.  top_k is dropped: Chat Completions has none.  False
- * with *error set.
+ * max_tokens, thinking, temperature, top_p, top_k, stop_sequences, stream
+ * and metadata.user_id.  False with *error set.
  */
 static bool
 translate_settings(json_t *req, json_t *out, bool *stream, char **error)
@@ -767,6 +769,7 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 	json_t	   *s;
 
 	json_t	   *thinking;
+	json_t	   *top_k;
 
 	if (!json_is_integer(max_tokens) || json_integer_value(max_tokens) <= 0)
 	{
@@ -778,6 +781,10 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 		return false;
 	if (thinking)
 		json_object_set(out, "thinking", thinking);
+	if (!llmgw_top_k(req, &top_k, error))
+		return false;
+	if (top_k)
+		json_object_set(out, "top_k", top_k);
 	for (int k = 0; k < lengthof(numbers); k++)
 	{
 		json_t	   *v = json_object_get(req, numbers[k]);

@@ -287,6 +287,28 @@ llmgw_thinking(json_t *request, json_t **thinking, char **error)
 }
 
 /*
+ * The request's top_k (a sampling setting of Anthropic and Gemini that Chat
+ * Completions has not), borrowed into *top_k (NULL: none given).  False
+ * with *error set when it is not a non-negative integer.
+ */
+bool
+llmgw_top_k(json_t *request, json_t **top_k, char **error)
+{
+	json_t	   *v = json_object_get(request, "top_k");
+
+	*top_k = NULL;
+	if (llmgw_json_absent(v))
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+	{
+		*error = pstrdup("top_k is not a non-negative integer");
+		return false;
+	}
+	*top_k = v;
+	return true;
+}
+
+/*
  * The thinking blocks of messages[msg] (an assistant message's
  * "thinking_blocks", as an answer gave them: {"type": "thinking",
  * "thinking", "signature"} or {"type": "redacted_thinking", "data"}),
@@ -346,9 +368,10 @@ llmgw_strip_anthropic(json_t *request, char **error)
 	json_t	   *m, *o;
 
 	if (!strip_mark(request, "the request", 0, 0, error) ||
-		!llmgw_thinking(request, &unused, error))
+		!llmgw_thinking(request, &unused, error) || !llmgw_top_k(request, &unused, error))
 		return false;
 	json_object_del(request, "thinking");
+	json_object_del(request, "top_k");
 	json_array_foreach(messages, i, m)
 	{
 		if (!strip_mark(m, "messages[%zu]", i, 0, error) ||

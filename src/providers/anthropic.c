@@ -350,6 +350,7 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 	json_t	   *stop;
 	json_t	   *mark;
 	json_t	   *thinking;
+	json_t	   *top_k;
 
 	if (!json_is_object(src) || !json_is_array(json_object_get(src, "messages")))
 	{
@@ -373,7 +374,7 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 		json_decref(req);
 		return NULL;
 	}
-	if (!llmgw_thinking(src, &thinking, error))
+	if (!llmgw_thinking(src, &thinking, error) || !llmgw_top_k(src, &top_k, error))
 	{
 		json_decref(src);
 		json_decref(req);
@@ -392,6 +393,8 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 		json_object_set(req, "temperature", json_object_get(src, "temperature"));
 	if (json_is_number(json_object_get(src, "top_p")))
 		json_object_set(req, "top_p", json_object_get(src, "top_p"));
+	if (top_k)
+		json_object_set(req, "top_k", top_k);
 	stop = json_object_get(src, "stop");
 	if (json_is_string(stop))
 		json_object_set_new(req, "stop_sequences", json_pack("[O]", stop));

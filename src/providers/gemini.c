@@ -273,12 +273,15 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 	LlmgwToolChoice choice = LLMGW_TOOLS_UNSET;
 	const char *chosen = NULL;
 	json_t	   *thinking = NULL;
+	json_t	   *top_k = NULL;
 
 	if (!ok)
 		*error = pstrdup("the request has no messages array");
-	else if ((ok = llmgw_thinking(src, &thinking, error)))
+	else if ((ok = llmgw_thinking(src, &thinking, error) && llmgw_top_k(src, &top_k, error)))
 	{
-		json_incref(thinking);	/* the setting, translated below */
+		/* the settings, translated below */
+		json_incref(thinking);
+		json_incref(top_k);
 		ok = llmgw_strip_anthropic(src, error); /* Gemini has no such marks or blocks */
 	}
 	for (i = 0; ok && i < json_array_size(messages); i++)
@@ -294,7 +297,10 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 		ok = (config = generation_config(src, error)) != NULL;
 	if (ok && thinking)
 		json_object_set_new(config, "thinkingConfig", thinking_config(thinking));
+	if (ok && top_k)
+		json_object_set(config, "topK", top_k);
 	json_decref(thinking);
+	json_decref(top_k);
 	if (ok)
 		ok = llmgw_tool_choice(src, &choice, &chosen, error);
 	if (!ok)

@@ -308,6 +308,17 @@ SELECT m AS model, blocks, try(format('SELECT llm_chat(%L)', jsonb_build_object(
        unnest(ARRAY['{"type": "thinking"}', '[{"type": "thinking", "thinking": 4}]',
                     '[{"type": "redacted_thinking"}]', '[{"type": "summary", "text": "x"}]']::jsonb[]) blocks;
 
+-- top_k (Anthropic's and Gemini's sampling setting): as it is to Anthropic,
+-- as generationConfig.topK to Gemini, dropped for the OpenAI formats, which
+-- have none; anything but a non-negative integer refused by every kind
+SELECT m AS model, cp_sent(m, '{"top_k": 40, "messages": [{"role": "user", "content": "x"}]}') AS sent
+  FROM unnest(ARRAY['cp-claude', 'cp-openai', 'cp-responses']) m;
+SELECT cp_sent('cp-gemini', '{"top_k": 0, "messages": [{"role": "user", "content": "x"}]}')->'generationConfig' AS gemini_config;
+SELECT m AS model, bad, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
+    'messages', '[{"role": "user", "content": "x"}]'::jsonb) || bad)) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no', 'cp-openai-no']) m,
+       unnest(ARRAY['{"top_k": -1}', '{"top_k": 2.5}', '{"top_k": "40"}']::jsonb[]) bad;
+
 -- The answer: the thinking blocks as the provider gave them, signature and
 -- all, and their text as reasoning_content; plain and streamed alike
 SELECT llmgw.create_model('cp-claude-think', 'cp-anthropic', 'claude-cp');

@@ -264,6 +264,8 @@ for my $case (
 		  . '"tools": [{"type": "function", "function": {"name": "f"}, "cache_control": [1]}], "messages": [{"role": "user", "content": "x"}]}' ],
 	[ 'a thinking setting that is not an object', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
 		  . '"thinking": "hard", "messages": [{"role": "user", "content": "x"}]}' ],
+	[ 'a top_k that is not a non-negative integer', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
+		  . '"top_k": -3, "messages": [{"role": "user", "content": "x"}]}' ],
 	[ 'a thinking block without its signature', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
 		  . '"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "thinking", '
 		  . '"thinking": "hmm"}, {"type": "text", "text": "y"}]}, {"role": "user", "content": "z"}]}' ],
@@ -314,6 +316,14 @@ bad('a body larger than llmgw.http_max_body (Content-Length)',
 				[ 'Transfer-Encoding', 'chunked' ] ],
 			body => "${chunked}0\r\n\r\n"), 413);
 }
+# top_k reaches an Anthropic deployment as it was sent (echo_body: the
+# mock answers with the body it received)
+$node->safe_psql('postgres', q{SELECT llmgw.create_model('claude-echo', 'claude', 'mock-model;echo_body')});
+my $echoed = send_raw(post('/v1/messages', $key,
+	'{"model":"claude-echo","max_tokens":5,"top_k":7,"messages":[{"role":"user","content":"x"}]}'));
+my $received = eval { decode_json(decode_json($echoed->{body})->{content}[0]{text}) } // {};
+is($received->{top_k}, 7, 'top_k through the Anthropic API reaches an Anthropic deployment')
+  or diag(substr($echoed->{raw} // '', 0, 400));
 bad('a 20,000-deep nested JSON array', post('/v1/chat/completions', $key, '[' x 20000 . ']' x 20000), 400);
 bad('a 20,000-deep nested messages array',
 	post('/v1/chat/completions', $key, '{"model":"demo","messages":' . '[' x 20000 . ']' x 20000 . '}'), 400);
