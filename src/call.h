@@ -45,6 +45,9 @@ typedef struct LlmgwOutcome
 	char	   *tool_calls;		/* JSON array [{id, name, arguments}], or NULL */
 	char	   *thinking;		/* JSON array of the answer's thinking blocks
 								 * as the provider gave them, or NULL */
+	char	   *logprobs;		/* JSON object of the answer's log
+								 * probabilities, OpenAI's {"content": [...]}
+								 * (a stream's chunks joined), or NULL */
 	char	   *reasoning;		/* reasoning text the provider gave apart from
 								 * the answer, not to be sent back (OpenAI-
 								 * compatible reasoning_content, Gemini's

@@ -163,10 +163,11 @@ llmgw_openai_completion(json_t *a, const LlmgwFrontMeta *meta)
 	if (json_array_size(calls) > 0)
 		json_object_set_new(message, "tool_calls", tool_calls_value(calls));
 	set_thinking(message, msg);
-	root = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}], s:o, s:n}",
+	root = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:O, s:s}], s:o, s:n}",
 					 "id", meta->id, "object", "chat.completion",
 					 "created", (json_int_t) meta->created, "model", meta->model,
 					 "choices", "index", 0, "message", message, "logprobs",
+					 json_object_get(a, "logprobs") ? json_object_get(a, "logprobs") : json_null(),
 					 "finish_reason",
 					 llmgw_openai_finish_reason(json_string_value(json_object_get(a, "finish_reason")),
 								   json_array_size(calls) > 0),
@@ -177,10 +178,13 @@ llmgw_openai_completion(json_t *a, const LlmgwFrontMeta *meta)
 	return text;
 }
 
-/* Append one chunk: choices [{index 0, delta, finish_reason}], or none */
+/*
+ * Append one chunk: choices [{index 0, delta, logprobs, finish_reason}], or
+ * none (logprobs borrowed, NULL: null)
+ */
 static void
-append_chunk(StringInfo out, const LlmgwFrontMeta *meta, json_t *delta, const char *finish,
-			 json_t *usage, json_t *proof)
+append_chunk(StringInfo out, const LlmgwFrontMeta *meta, json_t *delta, json_t *logprobs,
+			 const char *finish, json_t *usage, json_t *proof)
 {
 	json_t	   *chunk = json_pack("{s:s, s:s, s:I, s:s, s:n}",
 								  "id", meta->id, "object", "chat.completion.chunk",
@@ -190,8 +194,9 @@ append_chunk(StringInfo out, const LlmgwFrontMeta *meta, json_t *delta, const ch
 
 	if (delta)
 		json_object_set_new(chunk, "choices",
-							json_pack("[{s:i, s:o, s:n, s:s?}]", "index", 0, "delta", delta,
-									  "logprobs", "finish_reason", finish));
+							json_pack("[{s:i, s:o, s:O, s:s?}]", "index", 0, "delta", delta,
+									  "logprobs", logprobs ? logprobs : json_null(),
+									  "finish_reason", finish));
 	else
 		json_object_set_new(chunk, "choices", json_array());
 	if (usage)
@@ -209,7 +214,7 @@ void
 llmgw_openai_stream_start(StringInfo out, const LlmgwFrontMeta *meta)
 {
 	append_chunk(out, meta, json_pack("{s:s, s:s}", "role", "assistant", "content", ""),
-				 NULL, NULL, NULL);
+				 NULL, NULL, NULL, NULL);
 }
 
 /* A piece of the answer's text */
@@ -220,7 +225,7 @@ llmgw_openai_stream_text(StringInfo out, const LlmgwFrontMeta *meta, const char 
 
 	if (piece == NULL)
 		return;					/* not UTF-8: never sent by a provider parser */
-	append_chunk(out, meta, json_pack("{s:o}", "content", piece), NULL, NULL, NULL);
+	append_chunk(out, meta, json_pack("{s:o}", "content", piece), NULL, NULL, NULL, NULL);
 }
 
 /* A piece of the answer's extended thinking text, as reasoning_content */
@@ -232,7 +237,7 @@ llmgw_openai_stream_reasoning(StringInfo out, const LlmgwFrontMeta *meta, const 
 
 	if (piece == NULL)
 		return;					/* not UTF-8: never sent by a provider parser */
-	append_chunk(out, meta, json_pack("{s:o}", "reasoning_content", piece), NULL, NULL, NULL);
+	append_chunk(out, meta, json_pack("{s:o}", "reasoning_content", piece), NULL, NULL, NULL, NULL);
 }
 
 /*
@@ -261,14 +266,14 @@ llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index, 
 	}
 	else
 		call = json_pack("{s:i, s:{s:o}}", "index", index, "function", "arguments", piece);
-	append_chunk(out, meta, json_pack("{s:[o]}", "tool_calls", call), NULL, NULL, NULL);
+	append_chunk(out, meta, json_pack("{s:[o]}", "tool_calls", call), NULL, NULL, NULL, NULL);
 }
 
 /*
  * The end of a stream, from the final answer: the finish reason (with the
  * answer's thinking blocks whole, signatures and all, when it has some),
- * the usage if asked for, the proof, and [DONE] (the text, the reasoning
- * and the tool calls went before)
+ * and its logprobs whole when it has some), the usage if asked for, the
+ * proof, and [DONE] (the text, the reasoning and the tool calls went before)
  */
 void
 llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta, const char *answer,
@@ -279,13 +284,15 @@ llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta, const char *
 	json_t	   *blocks = json_object_get(json_object_get(a, "message"), "thinking_blocks");
 	json_t	   *p = proof ? llmgw_json_load(proof, strlen(proof), NULL) : NULL;
 
+	/* the answer's logprobs whole, with its end (clients join the chunks' lists) */
 	append_chunk(out, meta, json_is_array(blocks) ?
 				 json_pack("{s:O}", "thinking_blocks", blocks) : json_pack("{}"),
+				 json_object_get(a, "logprobs"),
 				 llmgw_openai_finish_reason(json_string_value(json_object_get(a, "finish_reason")),
 							   json_array_size(calls) > 0),
 				 NULL, include_usage ? NULL : p);
 	if (include_usage)
-		append_chunk(out, meta, NULL, NULL, usage_value(json_object_get(a, "usage")), p);
+		append_chunk(out, meta, NULL, NULL, NULL, usage_value(json_object_get(a, "usage")), p);
 	appendStringInfoString(out, "data: [DONE]\n\n");
 	json_decref(a);
 }

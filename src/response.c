@@ -7,7 +7,8 @@
  *		 "message": {"role": "assistant", "content", "tool_calls": [...],
  *					 "reasoning_content"?, "thinking_blocks"?: [...]},
  *		 "finish_reason", "usage": {input_tokens, output_tokens,
- *		 cached_input_tokens, cache_write_tokens, reasoning_tokens}}
+ *		 cached_input_tokens, cache_write_tokens, reasoning_tokens},
+ *		 "logprobs"?: {"content": [...]}}
  *
  * Tool call arguments are JSON values, not the JSON-encoded strings that
  * OpenAI sends.  Token counts the provider did not report are null.  An
@@ -16,7 +17,9 @@
  * text joined as reasoning_content; an answer with reasoning of another
  * kind (OpenAI-compatible reasoning_content, Gemini's thought summaries,
  * the Responses API's reasoning summaries) has it as reasoning_content
- * alone; an answer without has neither member.
+ * alone; an answer without has neither member.  An answer to a request
+ * for logprobs (an OpenAI-format deployment's) has them as OpenAI gave
+ * them, a stream's chunks joined.
  *
  *-------------------------------------------------------------------------
  */
@@ -142,6 +145,9 @@ llmgw_response_value(const LlmgwCall *call)
 					 "cached_input_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHED_INPUT]),
 					 "cache_write_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHE_WRITE]),
 					 "reasoning_tokens", count_value(out->tokens[LLMGW_TOKENS_REASONING]));
+	if (out->logprobs)
+		json_object_set_new(root, "logprobs",
+							llmgw_json_load(out->logprobs, strlen(out->logprobs), NULL));
 	return root;
 }
 

@@ -309,6 +309,20 @@ llmgw_top_k(json_t *request, json_t **top_k, char **error)
 }
 
 /*
+ * Refuse a request for log probabilities ("logprobs": true) to a kind that
+ * gives none (named by who): its answer would come back without them, as
+ * if there were none to give.  False with *error set.
+ */
+bool
+llmgw_no_logprobs(json_t *request, const char *who, char **error)
+{
+	if (!json_is_true(json_object_get(request, "logprobs")))
+		return true;
+	*error = psprintf("logprobs: %s gives no log probabilities", who);
+	return false;
+}
+
+/*
  * The thinking blocks of messages[msg] (an assistant message's
  * "thinking_blocks", as an answer gave them: {"type": "thinking",
  * "thinking", "signature"} or {"type": "redacted_thinking", "data"}),

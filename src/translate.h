@@ -59,6 +59,7 @@ extern bool llmgw_cache_control_at(json_t *holder, json_t **mark, const char *wh
 extern bool llmgw_has_cache_control(json_t *content);
 extern bool llmgw_thinking(json_t *request, json_t **thinking, char **error);
 extern bool llmgw_top_k(json_t *request, json_t **top_k, char **error);
+extern bool llmgw_no_logprobs(json_t *request, const char *who, char **error);
 extern bool llmgw_thinking_blocks(json_t *message, size_t msg, json_t **blocks, char **error);
 extern bool llmgw_strip_anthropic(json_t *request, char **error);
 

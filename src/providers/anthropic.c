@@ -374,7 +374,8 @@ anthropic_build(const char *request, size_t len, const char *upstream_model,
 		json_decref(req);
 		return NULL;
 	}
-	if (!llmgw_thinking(src, &thinking, error) || !llmgw_top_k(src, &top_k, error))
+	if (!llmgw_thinking(src, &thinking, error) || !llmgw_top_k(src, &top_k, error) ||
+		!llmgw_no_logprobs(src, "an Anthropic deployment", error))
 	{
 		json_decref(src);
 		json_decref(req);

@@ -277,7 +277,8 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 
 	if (!ok)
 		*error = pstrdup("the request has no messages array");
-	else if ((ok = llmgw_thinking(src, &thinking, error) && llmgw_top_k(src, &top_k, error)))
+	else if ((ok = llmgw_thinking(src, &thinking, error) && llmgw_top_k(src, &top_k, error) &&
+				  llmgw_no_logprobs(src, "a Gemini deployment", error)))
 	{
 		/* the settings, translated below */
 		json_incref(thinking);

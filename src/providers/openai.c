@@ -287,6 +287,8 @@ parse_completion(json_t *root, LlmgwOutcome *out)
 	out->text = message_text(message);
 	out->reasoning = message_reasoning(message);
 	out->tool_calls = tool_calls(message);
+	if (json_is_object(json_object_get(choice, "logprobs")))
+		out->logprobs = llmgw_json_dump(json_object_get(choice, "logprobs"));
 	out->finish_reason = llmgw_json_string(choice, "finish_reason");
 	if (out->finish_reason && strcmp(out->finish_reason, "content_filter") == 0)
 	{
@@ -313,7 +315,31 @@ typedef struct OpenaiStream
 {
 	LlmgwStream base;			/* done: the terminal "[DONE]" arrived */
 	json_t	   *calls;			/* [{id, name, arguments}] by tool call index */
+	json_t	   *logprobs;		/* the chunks' logprobs joined: {"content": [...],
+								 * "refusal": [...]}, NULL until one has some */
 } OpenaiStream;
+
+/* Append a chunk's logprobs (each of its lists) to the stream's */
+static void
+add_logprobs(OpenaiStream *st, json_t *logprobs)
+{
+	static const char *const lists[] = {"content", "refusal"};
+
+	if (!json_is_object(logprobs))
+		return;
+	if (st->logprobs == NULL)
+		st->logprobs = json_pack("{}");
+	for (int k = 0; k < lengthof(lists); k++)
+	{
+		json_t	   *items = json_object_get(logprobs, lists[k]);
+
+		if (!json_is_array(items))
+			continue;
+		if (!json_is_array(json_object_get(st->logprobs, lists[k])))
+			json_object_set_new(st->logprobs, lists[k], json_array());
+		json_array_extend(json_object_get(st->logprobs, lists[k]), items);
+	}
+}
 
 /* Append a tool call delta to the call with its index */
 static void
@@ -390,6 +416,7 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 			appendStringInfoString(&st->base.reasoning, delta_reasoning(delta));
 		json_array_foreach(json_object_get(delta, "tool_calls"), j, call)
 			add_tool_delta(st, call);
+		add_logprobs(st, json_object_get(choice, "logprobs"));
 		if (json_is_string(json_object_get(choice, "finish_reason")))
 			st->base.out->finish_reason = llmgw_json_string(choice, "finish_reason");
 	}
@@ -411,6 +438,8 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 		out->status = LLMGW_STATUS_OK;
 		if (json_array_size(st.calls) > 0)
 			out->tool_calls = llmgw_json_dump(st.calls);
+		if (st.logprobs)
+			out->logprobs = llmgw_json_dump(st.logprobs);
 		if (out->finish_reason && strcmp(out->finish_reason, "content_filter") == 0)
 		{
 			out->status = LLMGW_STATUS_ERROR;
@@ -419,6 +448,7 @@ openai_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 		}
 	}
 	json_decref(st.calls);
+	json_decref(st.logprobs);
 }
 
 /*

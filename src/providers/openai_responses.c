@@ -181,7 +181,8 @@ responses_build(const char *request, size_t len, const char *upstream_model,
 	if (!ok)
 		*error = pstrdup("the request has no messages array");
 	else
-		ok = llmgw_strip_anthropic(src, error); /* the Responses API has no such marks or blocks */
+		ok = llmgw_strip_anthropic(src, error) && /* the Responses API has no such marks or blocks */
+			llmgw_no_logprobs(src, "a Responses API deployment (through llmgw)", error);
 	initStringInfo(&instructions);
 	for (i = 0; ok && i < json_array_size(messages); i++)
 		ok = translate_message(json_array_get(messages, i), i, input, &instructions, error);

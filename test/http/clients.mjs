@@ -352,6 +352,23 @@ const scenarios = {
 			model: 'tools', messages: ask('what is the weather in Paris?'), tools: [WEATHER_TOOL],
 		}));
 
+		// logprobs, plain and through the SDK's stream helper, which joins
+		// the chunks' lists; and a deployment that has none refuses them
+		const lp = (content) => (content ?? []).map((e) => [e.token, e.logprob, e.top_logprobs.length]);
+		out.logprobs = await attempt(OpenAI, async () => {
+			const r = await c.chat.completions.create({ model: 'demo', messages: ask('two words'),
+				logprobs: true, top_logprobs: 2 });
+			return { text: r.choices[0].message.content, content: lp(r.choices[0].logprobs?.content) };
+		});
+		out.logprobs_stream = await attempt(OpenAI, async () => {
+			const runner = c.chat.completions.stream({ model: 'demo', messages: ask('two words'),
+				logprobs: true, top_logprobs: 2 });
+			const done = await runner.finalChatCompletion();
+			return { text: done.choices[0].message.content, content: lp(done.choices[0].logprobs?.content) };
+		});
+		out.logprobs_refused = await attempt(OpenAI, () => c.chat.completions.create({
+			model: 'claude-think', messages: ask('two words'), logprobs: true }));
+
 		out.tools_stream = await attempt(OpenAI, async () => {
 			const runner = c.chat.completions.stream({
 				model: 'tools', messages: ask('what is the weather in Paris?'), tools: [WEATHER_TOOL],

@@ -876,6 +876,44 @@ stream_pieces(const char *text)
 	return pieces;
 }
 
+/*
+ * OpenAI's logprobs of a piece of the answer: one entry per piece, each
+ * with top top_logprobs alternatives (the piece itself first), a log
+ * probability of -0.125 less one per alternative's rank, and its bytes
+ */
+static json_t *
+logprob_entry(const char *token, int rank)
+{
+	json_t	   *bytes = json_array();
+
+	for (const unsigned char *p = (const unsigned char *) token; *p; p++)
+		json_array_append_new(bytes, json_integer(*p));
+	return json_pack("{s:s, s:f, s:o}", "token", token, "logprob", -0.125 - rank, "bytes", bytes);
+}
+
+/* (pieces: the answer's pieces, stolen) */
+static json_t *
+logprobs_of(json_t *pieces, int top)
+{
+	json_t	   *content = json_array();
+	size_t		i;
+	json_t	   *piece;
+
+	json_array_foreach(pieces, i, piece)
+	{
+		json_t	   *e = logprob_entry(json_string_value(piece), 0);
+		json_t	   *alts = json_array();
+
+		for (int k = 0; k < top; k++)
+			json_array_append_new(alts, k == 0 ? logprob_entry(json_string_value(piece), 0) :
+								  logprob_entry(k == 1 ? "maybe" : "other", k));
+		json_object_set_new(e, "top_logprobs", alts);
+		json_array_append_new(content, e);
+	}
+	json_decref(pieces);
+	return json_pack("{s:o, s:n}", "content", content, "refusal");
+}
+
 /* A chat.completion.chunk object with the given choices (stolen) */
 static json_t *
 chunk_object(const char *id, const char *model, json_t *choices)
@@ -923,7 +961,7 @@ tool_has_args(const Behaviour *b, int k)
  */
 static struct evbuffer *
 stream_body(const Behaviour *b, const char *model, const char *id, const char *reasoning,
-			const char *text, const char *tool, const char *finish, json_t *usage)
+			const char *text, const char *tool, const char *finish, json_t *usage, int logprobs)
 {
 	struct evbuffer *buf = evbuffer_new();
 	json_t	   *pieces = tool ? json_array() : stream_pieces(text);
@@ -968,8 +1006,13 @@ stream_body(const Behaviour *b, const char *model, const char *id, const char *r
 	{
 		json_t	   *delta = first ? json_pack("{s:s, s:O}", "role", "assistant", "content", piece)
 			: json_pack("{s:O}", "content", piece);
+		json_t	   *chunk = delta_chunk(id, model, delta);
 
-		add_event(buf, FMT_OPENAI, delta_chunk(id, model, delta));
+		/* logprobs: the piece's, in its chunk */
+		if (logprobs >= 0)
+			json_object_set_new(json_array_get(json_object_get(chunk, "choices"), 0), "logprobs",
+								logprobs_of(json_pack("[O]", piece), logprobs));
+		add_event(buf, FMT_OPENAI, chunk);
 		if (first && b->garbage)
 			add_garbage(buf, FMT_OPENAI);
 		first = false;
@@ -1039,6 +1082,7 @@ typedef struct Chat
 	const char *tool;			/* name of the first tool offered, or NULL */
 	bool		stream;
 	bool		include_usage;
+	int			logprobs;		/* OpenAI: -1 none asked for, else top_logprobs */
 	bool		thinking;		/* Anthropic: extended thinking asked for */
 	bool		unsigned_call;	/* Gemini: a model turn's function calls without
 								 * a thought signature on the first */
@@ -1126,6 +1170,8 @@ read_messages_request(json_t *root, Format fmt, Chat *c)
 								json_object_get(tool, "name"));
 	c->stream = json_is_true(json_object_get(root, "stream"));
 	c->include_usage = json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
+	c->logprobs = !json_is_true(json_object_get(root, "logprobs")) ? -1 :
+		(int) json_integer_value(json_object_get(root, "top_logprobs"));
 	if (json_object_get(root, "system"))
 	{
 		const char *ignored;
@@ -1281,7 +1327,7 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	{
 		reply(req, b, 200, "text/event-stream",
 			  stream_body(b, model, id, reasoning, text, tool ? c->tool : NULL, finish,
-						  c->include_usage ? usage : NULL), true);
+						  c->include_usage ? usage : NULL, c->logprobs), true);
 		json_decref(usage);
 	}
 	else
@@ -1305,6 +1351,10 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 						"finish_reason", finish);
 		if (usage)
 			json_object_set_new(out, "usage", usage);
+		/* logprobs: one entry per piece of the text as it would be streamed */
+		if (c->logprobs >= 0 && !tool)
+			json_object_set_new(json_array_get(json_object_get(out, "choices"), 0), "logprobs",
+								logprobs_of(stream_pieces(text), c->logprobs));
 		reply(req, b, 200, "application/json", json_buffer(out), false);
 	}
 	free(reasoning);

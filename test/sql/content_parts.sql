@@ -319,6 +319,21 @@ SELECT m AS model, bad, try(format('SELECT llm_chat(%L)', jsonb_build_object('mo
   FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no', 'cp-openai-no']) m,
        unnest(ARRAY['{"top_k": -1}', '{"top_k": 2.5}', '{"top_k": "40"}']::jsonb[]) bad;
 
+-- logprobs: an OpenAI-format deployment's, as it gave them (a stream's
+-- chunks joined); refused where the kind gives none, rather than an
+-- answer without them
+SELECT llmgw.create_model('cp-logprobs', 'mock', 'mock-model');
+SELECT s AS streamed, jsonb_array_length(a->'logprobs'->'content') AS tokens,
+       (SELECT string_agg(e->>'token', '|') FROM jsonb_array_elements(a->'logprobs'->'content') e) AS joined,
+       a->'logprobs'->'content'->0->'top_logprobs' AS first_top
+  FROM (SELECT s, llm_chat(jsonb_build_object('model', 'cp-logprobs', 'stream', s, 'logprobs', true,
+          'top_logprobs', 2, 'messages', '[{"role": "user", "content": "two words"}]'::jsonb)) a
+          FROM unnest(ARRAY[false, true]) s) t;
+SELECT llm_chat('{"model": "cp-logprobs", "messages": [{"role": "user", "content": "x"}]}') ? 'logprobs' AS logprobs_unasked;
+SELECT m AS model, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m, 'logprobs', true,
+    'messages', '[{"role": "user", "content": "x"}]'::jsonb))) AS refused
+  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no']) m;
+
 -- The answer: the thinking blocks as the provider gave them, signature and
 -- all, and their text as reasoning_content; plain and streamed alike
 SELECT llmgw.create_model('cp-claude-think', 'cp-anthropic', 'claude-cp');

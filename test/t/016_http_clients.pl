@@ -350,6 +350,16 @@ is($m->{ok} ? join(',', @{ $m->{ids} }) : 'error', 'demo,priced',
 	'openai models.list: only the aliases of the key allow-list') or diag(explain($m));
 ok($m->{ok} && (grep { $_ eq 'embed' } @{ $m->{all} }) && (grep { $_ eq 'late' } @{ $m->{all} }),
 	'openai models.list: a key without allow-list sees every alias');
+my @lp_expected = map { [ $_, -0.125, 2 ] } ('Hello!', ' You', ' said:', ' two', ' words');
+for my $k (qw(logprobs logprobs_stream))
+{
+	is_deeply($o->{$k}{ok} ? $o->{$k}{content} : $o->{$k}, \@lp_expected,
+		"openai $k: one entry per token of the answer, with its top_logprobs"
+		  . ($k eq 'logprobs_stream' ? ' (the stream helper joins the final chunk\'s list)' : ''));
+}
+is(join(' ', map { $o->{logprobs_refused}{$_} // 'none' } qw(ok status class)), '0 400 BadRequestError',
+	'openai logprobs to an Anthropic deployment: 400, not an answer without them')
+  or diag(explain($o->{logprobs_refused}));
 is($o->{model_one}{ok} ? $o->{model_one}{id} : 'error', 'demo', 'openai models.retrieve of an allowed alias');
 error_is($o->{model_hidden}, 'NotFoundError', 404, 'unknown_model',
 	'openai models.retrieve of an alias outside the allow-list: NotFoundError');
