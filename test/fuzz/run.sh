@@ -38,6 +38,10 @@ seed() {
     for f in "$HERE"/requests/*.json; do
         { printf '\300'; cat "$f"; } >"$dir/request-$(basename "$f" .json)"
     done
+    # answers the corpus has none of (answers/NAME-*, with their first byte)
+    for f in "$HERE"/answers/"$name"-*; do
+        [ -f "$f" ] && cp "$f" "$dir/"
+    done
     [ -n "$CORPUS" ] && [ -d "$CORPUS" ] || { echo "corpus not found at $CORPUS: built-in seed only" >&2; echo "$dir"; return; }
     for f in "$CORPUS"/$pattern/body.json "$CORPUS"/$pattern/case.json; do
         [ -f "$f" ] || continue
