@@ -11,12 +11,13 @@
  * function_call_output items; reasoning items of an earlier answer are
  * passed over), function tools, tool_choice, text.format (JSON mode and JSON
  * schema), max_output_tokens, temperature, top_p, parallel_tool_calls,
+ * logprobs (include's "message.output_text.logprobs", top_logprobs),
  * reasoning.effort (as reasoning_effort), user and metadata (the usage
  * row's tags; metadata goes no further, the front door takes it out), stream.  Refused with an error naming the field: stored
  * state (previous_response_id, conversation: llmgw keeps no responses, the
  * client sends the whole conversation), built-in tools (web search, file
  * search, computer use...), parts it does not know.  Other members (store,
- * include, truncation, service_tier...) are dropped.
+ * the rest of include, truncation, service_tier...) are dropped.
  *
  * Written: a Response whose output is a message item (output_text) and
  * function_call items; status completed, or incomplete with the reason
@@ -283,6 +284,38 @@ translate_choices(json_t *req, json_t *out, char **error)
 	return true;
 }
 
+/*
+ * Log probabilities, asked for with include's "message.output_text.logprobs"
+ * or top_logprobs: the chat request's logprobs and top_logprobs.  False
+ * with *error set.
+ */
+static bool
+translate_logprobs(json_t *req, json_t *out, char **error)
+{
+	json_t	   *top = json_object_get(req, "top_logprobs");
+	bool		asked = false;
+	size_t		i;
+	json_t	   *v;
+
+	json_array_foreach(json_object_get(req, "include"), i, v)
+		asked = asked || llmgw_json_is_word(v, "message.output_text.logprobs");
+	if (!llmgw_json_absent(top) &&
+		(!json_is_integer(top) || json_integer_value(top) < 0 || json_integer_value(top) > 20))
+	{
+		*error = pstrdup("top_logprobs is not an integer from 0 to 20");
+		return false;
+	}
+	if (json_is_integer(top) && json_integer_value(top) > 0)
+		asked = true;
+	if (asked)
+	{
+		json_object_set_new(out, "logprobs", json_true());
+		if (json_is_integer(top))
+			json_object_set(out, "top_logprobs", top);
+	}
+	return true;
+}
+
 /* The settings llmgw passes on.  False with *error set. */
 static bool
 translate_settings(json_t *req, json_t *out, bool *stream, char **error)
@@ -313,6 +346,8 @@ translate_settings(json_t *req, json_t *out, bool *stream, char **error)
 	}
 	if (json_is_boolean(json_object_get(req, "parallel_tool_calls")))
 		json_object_set(out, "parallel_tool_calls", json_object_get(req, "parallel_tool_calls"));
+	if (!translate_logprobs(req, out, error))
+		return false;
 	if (json_is_string(effort))
 		json_object_set(out, "reasoning_effort", effort);
 	if (json_is_string(json_object_get(req, "user")))
@@ -431,15 +466,21 @@ usage_value(json_t *answer)
 					 "total_tokens", count(u, "input_tokens") + count(u, "output_tokens"));
 }
 
-/* The message item of text (status completed or in_progress) */
+/*
+ * The message item of text (status completed or in_progress), its
+ * output_text part with the answer's logprobs (answer NULL: none)
+ */
 static json_t *
-message_item(const LlmgwFrontMeta *meta, json_t *text, bool done)
+message_item(const LlmgwFrontMeta *meta, json_t *text, json_t *answer, bool done)
 {
 	json_t	   *content = json_array();
+	json_t	   *logprobs = json_object_get(json_object_get(answer, "logprobs"), "content");
 
 	if (text)
-		json_array_append_new(content, json_pack("{s:s, s:O, s:[]}", "type", "output_text",
-												 "text", text, "annotations"));
+		json_array_append_new(content, json_pack("{s:s, s:O, s:[], s:o}", "type", "output_text",
+												 "text", text, "annotations", "logprobs",
+												 json_is_array(logprobs) ? json_incref(logprobs) :
+												 json_array()));
 	return json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", message_id(meta), "type", "message",
 					 "status", done ? "completed" : "in_progress", "role", "assistant",
 					 "content", content);
@@ -495,7 +536,7 @@ response_value(json_t *answer, const LlmgwFrontMeta *meta, json_t *output, bool 
 
 		output = json_array();
 		if (json_is_string(text) && (json_string_length(text) > 0 || json_array_size(calls) == 0))
-			json_array_append_new(output, message_item(meta, text, true));
+			json_array_append_new(output, message_item(meta, text, answer, true));
 		json_array_foreach(calls, k, c)
 		{
 			json_t	   *id = call_id_value(c, meta, (int) k);
@@ -571,8 +612,8 @@ llmgw_responses_stream_start(LlmgwResponsesStream *st, StringInfo buf, const Llm
 static json_t *
 text_part(const char *text, size_t len)
 {
-	return json_pack("{s:s, s:o, s:[]}", "type", "output_text", "text", json_stringn(text, len),
-					 "annotations");
+	return json_pack("{s:s, s:o, s:[], s:[]}", "type", "output_text", "text", json_stringn(text, len),
+					 "annotations", "logprobs");
 }
 
 /* Close the message item, if it is open: its .done events */
@@ -592,7 +633,7 @@ close_message(LlmgwResponsesStream *st, StringInfo buf, const LlmgwFrontMeta *me
 		 json_pack("{s:s, s:i, s:i, s:o}", "item_id", message_id(meta),
 				   "output_index", st->message_output, "content_index", 0,
 				   "part", text_part(st->text.data, st->text.len)));
-	item = message_item(meta, NULL, true);
+	item = message_item(meta, NULL, NULL, true);
 	json_array_append_new(json_object_get(item, "content"), text_part(st->text.data, st->text.len));
 	emit(st, buf, "response.output_item.done",
 		 json_pack("{s:i, s:o}", "output_index", st->message_output, "item", item));
@@ -615,7 +656,7 @@ llmgw_responses_stream_text(LlmgwResponsesStream *st, StringInfo buf, const Llmg
 		st->message_open = true;
 		emit(st, buf, "response.output_item.added",
 			 json_pack("{s:i, s:o}", "output_index", st->message_output,
-					   "item", message_item(meta, NULL, false)));
+					   "item", message_item(meta, NULL, NULL, false)));
 		emit(st, buf, "response.content_part.added",
 			 json_pack("{s:s, s:i, s:i, s:o}", "item_id", message_id(meta),
 					   "output_index", st->message_output, "content_index", 0,
@@ -689,7 +730,8 @@ llmgw_responses_stream_end(LlmgwResponsesStream *st, StringInfo buf, const Llmgw
 		{
 			json_t	   *sent = json_stringn(st->text.data, st->text.len);
 
-			json_array_append_new(output, message_item(meta, json_is_string(text) ? text : sent, true));
+			json_array_append_new(output, message_item(meta, json_is_string(text) ? text : sent, answer,
+													   true));
 			json_decref(sent);
 		}
 		for (int k = 0; k < st->ncalls; k++)

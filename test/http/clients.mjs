@@ -259,6 +259,16 @@ const scenarios = {
 			return { types, text, final: f.output[0]?.content?.[0]?.text ?? null, status: f.status,
 				usage: f.usage, proof };
 		});
+		// logprobs asked for with include, plain and streamed (in the completed Response)
+		const rlp = (r) => (r.output[0]?.content?.[0]?.logprobs ?? []).map((e) => [e.token, e.logprob,
+			e.top_logprobs.length]);
+		out.logprobs = await attempt(OpenAI, async () => ({ content: rlp(await c.responses.create({
+			model: 'demo', input: 'two words', include: ['message.output_text.logprobs'], top_logprobs: 1 })) }));
+		out.logprobs_stream = await attempt(OpenAI, async () => {
+			const s = c.responses.stream({ model: 'demo', input: 'two words',
+				include: ['message.output_text.logprobs'], top_logprobs: 1 });
+			return { content: rlp(await s.finalResponse()) };
+		});
 		out.tools = await attempt(OpenAI, async () => {
 			const first = await c.responses.create({ model: 'tools', input: 'weather in Paris?', tools });
 			const call = first.output.find((i) => i.type === 'function_call');

@@ -525,6 +525,12 @@ ok($rp->{ok} && ($rp->{text} // '') eq 'Hello! You said: hello from the response
 is(q1("SELECT status || '|' || output_tokens || '|' || (tags = '{\"user\":\"carol\",\"source\":\"responses\"}'::jsonb)::int
          || '|' || input_tokens FROM llmgw.usage WHERE request_id = '$rrid'"),
 	"ok|8|1|$rp->{usage}{input_tokens}", 'Responses API: its usage row, with user and metadata as tags and the instructions counted');
+for my $k (qw(logprobs logprobs_stream))
+{
+	is_deeply($rs->{$k}{ok} ? $rs->{$k}{content} : $rs->{$k},
+		[ map { [ $_, -0.125, 1 ] } ('Hello!', ' You', ' said:', ' two', ' words') ],
+		"Responses API $k: include message.output_text.logprobs gives the output_text's logprobs");
+}
 my $rst = $rs->{stream} // {};
 ok($rst->{ok} && $rst->{text} eq 'Hello! You said: hello from the responses api' && $rst->{final} eq $rst->{text}
 	  && join(',', @{ $rst->{types} }[0 .. 3]) eq

@@ -264,6 +264,8 @@ for my $case (
 		  . '"tools": [{"type": "function", "function": {"name": "f"}, "cache_control": [1]}], "messages": [{"role": "user", "content": "x"}]}' ],
 	[ 'a thinking setting that is not an object', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
 		  . '"thinking": "hard", "messages": [{"role": "user", "content": "x"}]}' ],
+	[ 'a top_logprobs out of range (Responses API)', '/v1/responses', '{"model": "demo", '
+		  . '"top_logprobs": 99, "input": "x"}' ],
 	[ 'a top_k that is not a non-negative integer', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
 		  . '"top_k": -3, "messages": [{"role": "user", "content": "x"}]}' ],
 	[ 'a thinking block without its signature', '/v1/messages', '{"model": "demo", "max_tokens": 5, '
