@@ -18,8 +18,8 @@
  * kind (OpenAI-compatible reasoning_content, Gemini's thought summaries,
  * the Responses API's reasoning summaries) has it as reasoning_content
  * alone; an answer without has neither member.  An answer to a request
- * for logprobs (an OpenAI-format deployment's) has them as OpenAI gave
- * them, a stream's chunks joined.
+ * for logprobs has them in OpenAI's shape (an OpenAI-format deployment's as
+ * it gave them, Gemini's translated), a stream's chunks joined.
  *
  *-------------------------------------------------------------------------
  */

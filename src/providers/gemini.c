@@ -277,8 +277,7 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 
 	if (!ok)
 		*error = pstrdup("the request has no messages array");
-	else if ((ok = llmgw_thinking(src, &thinking, error) && llmgw_top_k(src, &top_k, error) &&
-				  llmgw_no_logprobs(src, "a Gemini deployment", error)))
+	else if ((ok = llmgw_thinking(src, &thinking, error) && llmgw_top_k(src, &top_k, error)))
 	{
 		/* the settings, translated below */
 		json_incref(thinking);
@@ -300,6 +299,15 @@ gemini_build(const char *request, size_t len, const char *upstream_model,
 		json_object_set_new(config, "thinkingConfig", thinking_config(thinking));
 	if (ok && top_k)
 		json_object_set(config, "topK", top_k);
+	/* logprobs: the chosen tokens' (responseLogprobs), top_logprobs of each (logprobs) */
+	if (ok && json_is_true(json_object_get(src, "logprobs")))
+	{
+		json_t	   *top = json_object_get(src, "top_logprobs");
+
+		json_object_set_new(config, "responseLogprobs", json_true());
+		if (json_is_integer(top) && json_integer_value(top) > 0)
+			json_object_set(config, "logprobs", top);
+	}
 	json_decref(thinking);
 	json_decref(top_k);
 	if (ok)
@@ -369,17 +377,69 @@ parse_usage(json_t *usage, LlmgwOutcome *out)
 }
 
 /*
+ * A token's log probability as OpenAI gives it: {"token", "logprob",
+ * "bytes"} (its UTF-8 bytes) from a Gemini candidate {"token",
+ * "logProbability"}, whose members JSON leaves out when they are 0 or ""
+ */
+static json_t *
+token_logprob(json_t *candidate)
+{
+	const char *token = json_string_value(json_object_get(candidate, "token"));
+	json_t	   *p = json_object_get(candidate, "logProbability");
+	json_t	   *bytes = json_array();
+
+	token = token ? token : "";
+	for (const unsigned char *b = (const unsigned char *) token; *b; b++)
+		json_array_append_new(bytes, json_integer(*b));
+	return json_pack("{s:s, s:f, s:o}", "token", token,
+					 "logprob", json_is_number(p) ? json_number_value(p) : 0.0, "bytes", bytes);
+}
+
+/*
+ * Append a candidate's logprobsResult (chosenCandidates, and beside each
+ * its topCandidates) to content, OpenAI's logprobs.content: created at the
+ * first candidate that has one
+ */
+static void
+add_logprobs(json_t *candidate, json_t **content)
+{
+	json_t	   *result = json_object_get(candidate, "logprobsResult");
+	json_t	   *top = json_object_get(result, "topCandidates");
+	size_t		i;
+	size_t		j;
+	json_t	   *chosen;
+	json_t	   *alt;
+
+	if (!json_is_object(result))
+		return;
+	if (*content == NULL)
+		*content = json_array();
+	json_array_foreach(json_object_get(result, "chosenCandidates"), i, chosen)
+	{
+		json_t	   *entry = token_logprob(chosen);
+		json_t	   *alts = json_array();
+
+		json_array_foreach(json_object_get(json_array_get(top, i), "candidates"), j, alt)
+			json_array_append_new(alts, token_logprob(alt));
+		json_object_set_new(entry, "top_logprobs", alts);
+		json_array_append_new(*content, entry);
+	}
+}
+
+/*
  * Append a candidate's text, its thought summaries (parts marked "thought",
- * asked for with thinkingConfig.includeThoughts) and its function calls
+ * asked for with thinkingConfig.includeThoughts), its function calls and
+ * its log probabilities
  */
 static void
 add_candidate(json_t *candidate, StringInfo text, StringInfo reasoning, json_t *calls,
-			  LlmgwOutcome *out)
+			  json_t **logprobs, LlmgwOutcome *out)
 {
 	size_t		i;
 	json_t	   *part;
 	json_t	   *finish = json_object_get(candidate, "finishReason");
 
+	add_logprobs(candidate, logprobs);
 	json_array_foreach(json_object_get(json_object_get(candidate, "content"), "parts"), i, part)
 	{
 		json_t	   *fc = json_object_get(part, "functionCall");
@@ -408,13 +468,20 @@ add_candidate(json_t *candidate, StringInfo text, StringInfo reasoning, json_t *
 		out->finish_reason = llmgw_json_string(candidate, "finishReason");
 }
 
-/* Set the outcome's text and tool calls from what was collected */
+/* Set the outcome's text, tool calls and logprobs from what was collected */
 static void
-set_answer(StringInfo text, json_t *calls, LlmgwOutcome *out)
+set_answer(StringInfo text, json_t *calls, json_t *logprobs, LlmgwOutcome *out)
 {
 	out->text = text->data;
 	if (json_array_size(calls) > 0)
 		out->tool_calls = llmgw_json_dump(calls);
+	if (logprobs)
+	{
+		json_t	   *v = json_pack("{s:O}", "content", logprobs);
+
+		out->logprobs = llmgw_json_dump(v);
+		json_decref(v);
+	}
 }
 
 /* Is this finish reason a block by a safety filter? */
@@ -462,6 +529,7 @@ parse_response(json_t *root, LlmgwOutcome *out)
 	StringInfoData text;
 	StringInfoData reasoning;
 	json_t	   *calls;
+	json_t	   *logprobs = NULL;
 
 	parse_usage(json_object_get(root, "usageMetadata"), out);
 	if (!json_is_object(candidate))
@@ -473,11 +541,12 @@ parse_response(json_t *root, LlmgwOutcome *out)
 	initStringInfo(&text);
 	initStringInfo(&reasoning);
 	calls = json_array();
-	add_candidate(candidate, &text, &reasoning, calls, out);
-	set_answer(&text, calls, out);
+	add_candidate(candidate, &text, &reasoning, calls, &logprobs, out);
+	set_answer(&text, calls, logprobs, out);
 	if (reasoning.len > 0)
 		out->reasoning = reasoning.data;
 	json_decref(calls);
+	json_decref(logprobs);
 	check_blocked(out);
 }
 
@@ -486,6 +555,7 @@ typedef struct GeminiStream
 {
 	LlmgwStream base;			/* done: a finish or block reason arrived */
 	json_t	   *calls;
+	json_t	   *logprobs;		/* OpenAI's logprobs.content, NULL until a chunk has some */
 	char	   *block_reason;
 	bool		any_candidate;
 } GeminiStream;
@@ -515,7 +585,8 @@ gemini_stream_event(void *arg, const char *event, const char *data, size_t len)
 	if (json_is_object(candidate))
 	{
 		st->any_candidate = true;
-		add_candidate(candidate, &st->base.text, &st->base.reasoning, st->calls, st->base.out);
+		add_candidate(candidate, &st->base.text, &st->base.reasoning, st->calls, &st->logprobs,
+					  st->base.out);
 		if (json_is_string(json_object_get(candidate, "finishReason")))
 			st->base.done = true;
 	}
@@ -537,7 +608,7 @@ gemini_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 	st.calls = json_array();
 	llmgw_stream_read(&st.base, out, buf, len, gemini_stream_event);
 	if (!st.base.failed)
-		set_answer(&st.base.text, st.calls, out);
+		set_answer(&st.base.text, st.calls, st.logprobs, out);
 	if (llmgw_stream_whole(&st.base))
 	{
 		if (!st.any_candidate)
@@ -549,6 +620,7 @@ gemini_parse_stream(const char *buf, size_t len, LlmgwOutcome *out)
 		}
 	}
 	json_decref(st.calls);
+	json_decref(st.logprobs);
 }
 
 /* Seconds of a protobuf duration string such as "34.4s"; -1 if not one */

@@ -1231,6 +1231,8 @@ read_gemini_request(json_t *root, bool stream, Chat *c)
 	c->stream = stream;
 	c->thinking = json_is_true(json_object_get(json_object_get(json_object_get(root, "generationConfig"),
 															   "thinkingConfig"), "includeThoughts"));
+	c->logprobs = !json_is_true(json_object_get(json_object_get(root, "generationConfig"), "responseLogprobs")) ?
+		-1 : (int) json_integer_value(json_object_get(json_object_get(root, "generationConfig"), "logprobs"));
 	if (sys)
 		c->prompt += 3 + content_words(sys, &ignored);
 	json_array_foreach(contents, i, m)
@@ -1561,6 +1563,42 @@ gemini_response(const Behaviour *b, const Chat *c, const char *model, json_t *pa
 	if (finish)
 		json_object_set_new(candidate, "finishReason", json_string(finish));
 	json_object_set_new(candidate, "index", json_integer(0));
+	/* responseLogprobs: the text's pieces as chosen candidates, logprobs top ones each */
+	if (c->logprobs >= 0)
+	{
+		json_t	   *chosen = json_array();
+		json_t	   *top = json_array();
+		size_t		i;
+		size_t		j;
+		json_t	   *part;
+		json_t	   *piece;
+
+		json_array_foreach(parts, i, part)
+		{
+			json_t	   *pieces;
+
+			if (!json_is_string(json_object_get(part, "text")) || json_object_get(part, "thought"))
+				continue;
+			pieces = stream_pieces(json_string_value(json_object_get(part, "text")));
+			json_array_foreach(pieces, j, piece)
+			{
+				/* a streamed piece is itself a word led by its space */
+				if (j == 0 && json_string_value(json_object_get(part, "text"))[0] == ' ')
+					json_string_set(piece, json_string_value(json_object_get(part, "text")));
+				json_t	   *alts = json_array();
+
+				json_array_append_new(chosen, json_pack("{s:O, s:f}", "token", piece, "logProbability", -0.125));
+				for (int k = 0; k < c->logprobs; k++)
+					json_array_append_new(alts, json_pack("{s:s, s:f}", "token",
+														  k == 0 ? json_string_value(piece) : "maybe",
+														  "logProbability", -0.125 - k));
+				json_array_append_new(top, json_pack("{s:o}", "candidates", alts));
+			}
+			json_decref(pieces);
+		}
+		json_object_set_new(candidate, "logprobsResult",
+							json_pack("{s:o, s:o}", "topCandidates", top, "chosenCandidates", chosen));
+	}
 	if (finish && b->filtered)
 		json_object_set_new(candidate, "safetyRatings",
 							json_pack("[{s:s, s:s, s:b}]", "category", "HARM_CATEGORY_DANGEROUS_CONTENT",

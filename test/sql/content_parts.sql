@@ -319,20 +319,24 @@ SELECT m AS model, bad, try(format('SELECT llm_chat(%L)', jsonb_build_object('mo
   FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no', 'cp-openai-no']) m,
        unnest(ARRAY['{"top_k": -1}', '{"top_k": 2.5}', '{"top_k": "40"}']::jsonb[]) bad;
 
--- logprobs: an OpenAI-format deployment's, as it gave them (a stream's
--- chunks joined); refused where the kind gives none, rather than an
--- answer without them
+-- logprobs: an OpenAI-format deployment's, as it gave them, and a Gemini
+-- deployment's logprobsResult in OpenAI's shape (a stream's chunks
+-- joined); refused where the kind gives none, rather than an answer
+-- without them
 SELECT llmgw.create_model('cp-logprobs', 'mock', 'mock-model');
-SELECT s AS streamed, jsonb_array_length(a->'logprobs'->'content') AS tokens,
+SELECT llmgw.create_model('cp-gemini-logprobs', 'cp-gemini', 'mock-model');
+SELECT m AS model, s AS streamed, jsonb_array_length(a->'logprobs'->'content') AS tokens,
        (SELECT string_agg(e->>'token', '|') FROM jsonb_array_elements(a->'logprobs'->'content') e) AS joined,
        a->'logprobs'->'content'->0->'top_logprobs' AS first_top
-  FROM (SELECT s, llm_chat(jsonb_build_object('model', 'cp-logprobs', 'stream', s, 'logprobs', true,
+  FROM (SELECT m, s, llm_chat(jsonb_build_object('model', m, 'stream', s, 'logprobs', true,
           'top_logprobs', 2, 'messages', '[{"role": "user", "content": "two words"}]'::jsonb)) a
-          FROM unnest(ARRAY[false, true]) s) t;
-SELECT llm_chat('{"model": "cp-logprobs", "messages": [{"role": "user", "content": "x"}]}') ? 'logprobs' AS logprobs_unasked;
+          FROM unnest(ARRAY['cp-logprobs', 'cp-gemini-logprobs']) m, unnest(ARRAY[false, true]) s) t;
+SELECT cp_sent('cp-gemini', '{"logprobs": true, "top_logprobs": 3, "messages": [{"role": "user", "content": "x"}]}')->'generationConfig' AS gemini_config;
+SELECT m AS model, llm_chat(jsonb_build_object('model', m, 'messages', '[{"role": "user", "content": "x"}]'::jsonb)) ? 'logprobs' AS logprobs_unasked
+  FROM unnest(ARRAY['cp-logprobs', 'cp-gemini-logprobs']) m;
 SELECT m AS model, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m, 'logprobs', true,
     'messages', '[{"role": "user", "content": "x"}]'::jsonb))) AS refused
-  FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no']) m;
+  FROM unnest(ARRAY['cp-claude-no', 'cp-responses-no']) m;
 
 -- The answer: the thinking blocks as the provider gave them, signature and
 -- all, and their text as reasoning_content; plain and streamed alike
