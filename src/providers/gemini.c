@@ -206,6 +206,12 @@ generation_config(json_t *src, char **error)
 		json_object_set(cfg, "temperature", json_object_get(src, "temperature"));
 	if (json_is_number(json_object_get(src, "top_p")))
 		json_object_set(cfg, "topP", json_object_get(src, "top_p"));
+	if (json_is_number(json_object_get(src, "presence_penalty")))
+		json_object_set(cfg, "presencePenalty", json_object_get(src, "presence_penalty"));
+	if (json_is_number(json_object_get(src, "frequency_penalty")))
+		json_object_set(cfg, "frequencyPenalty", json_object_get(src, "frequency_penalty"));
+	if (json_is_integer(json_object_get(src, "seed")))
+		json_object_set(cfg, "seed", json_object_get(src, "seed"));
 	if (json_is_string(stop))
 		json_object_set_new(cfg, "stopSequences", json_pack("[O]", stop));
 	else if (json_is_array(stop))

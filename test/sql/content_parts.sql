@@ -314,6 +314,8 @@ SELECT m AS model, blocks, try(format('SELECT llm_chat(%L)', jsonb_build_object(
 SELECT m AS model, cp_sent(m, '{"top_k": 40, "messages": [{"role": "user", "content": "x"}]}') AS sent
   FROM unnest(ARRAY['cp-claude', 'cp-openai', 'cp-responses']) m;
 SELECT cp_sent('cp-gemini', '{"top_k": 0, "messages": [{"role": "user", "content": "x"}]}')->'generationConfig' AS gemini_config;
+-- and OpenAI's seed and penalties, which Gemini has too
+SELECT cp_sent('cp-gemini', '{"seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.25, "messages": [{"role": "user", "content": "x"}]}')->'generationConfig' AS gemini_config;
 SELECT m AS model, bad, try(format('SELECT llm_chat(%L)', jsonb_build_object('model', m,
     'messages', '[{"role": "user", "content": "x"}]'::jsonb) || bad)) AS refused
   FROM unnest(ARRAY['cp-claude-no', 'cp-gemini-no', 'cp-responses-no', 'cp-openai-no']) m,
