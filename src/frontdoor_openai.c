@@ -271,9 +271,9 @@ llmgw_openai_stream_tool(StringInfo out, const LlmgwFrontMeta *meta, int index, 
 
 /*
  * The end of a stream, from the final answer: the finish reason (with the
- * answer's thinking blocks whole, signatures and all, when it has some),
- * and its logprobs whole when it has some), the usage if asked for, the
- * proof, and [DONE] (the text, the reasoning and the tool calls went before)
+ * answer's thinking blocks whole, signatures and all, and its logprobs
+ * whole, when it has them), the usage if asked for, the proof, and [DONE]
+ * (the text, the reasoning and the tool calls went before)
  */
 void
 llmgw_openai_stream_end(StringInfo out, const LlmgwFrontMeta *meta, const char *answer,
