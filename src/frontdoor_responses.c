@@ -15,8 +15,9 @@
  * reasoning.effort (as reasoning_effort), user and metadata (the usage
  * row's tags; metadata goes no further, the front door takes it out), stream.  Refused with an error naming the field: stored
  * state (previous_response_id, conversation: llmgw keeps no responses, the
- * client sends the whole conversation), built-in tools (web search, file
- * search, computer use...), parts it does not know.  Other members (store,
+ * client sends the whole conversation), built-in tools (file search,
+ * computer use...; a web search tool, which the model may use or not, is
+ * left out: Codex offers it on every request), parts it does not know.  Other members (store,
  * the rest of include, truncation, service_tier...) are dropped.
  *
  * Written: a Response whose output is a message item (output_text) and
@@ -223,6 +224,13 @@ translate_tools(json_t *req, json_t *out, char **error)
 		json_t	   *fn;
 		static const char *const members[] = {"description", "parameters", "strict"};
 
+		/*
+		 * web search the model may use or not: left out (Codex offers it
+		 * on every request); a tool the client's work needs is refused
+		 */
+		if (llmgw_json_is_word(json_object_get(t, "type"), "web_search") ||
+			llmgw_json_is_word(json_object_get(t, "type"), "web_search_preview"))
+			continue;
 		if (!llmgw_json_is_word(json_object_get(t, "type"), "function") ||
 			!json_is_string(json_object_get(t, "name")))
 		{

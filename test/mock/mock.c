@@ -67,6 +67,7 @@ typedef struct Behaviour
 	bool		signatures;		/* Gemini: thought signatures on function calls, checked */
 	char	   *echo;			/* with echo_body: the request as answered (malloc'd) */
 	int			tool_calls;		/* answer with this many calls of the first tool */
+	bool		tool_once;		/* ... unless a tool result is in the conversation */
 	long		cache_write;	/* Anthropic cache_creation_input_tokens */
 	bool		truncate;		/* stream without its terminal event */
 	bool		garbage;		/* stream with one malformed JSON event */
@@ -227,6 +228,8 @@ apply_directive(Behaviour *b, const char *d)
 		b->signatures = true;
 	else if (strcmp(d, "tool_call") == 0)
 		b->tool_calls = 1;
+	else if (strcmp(d, "tool_once") == 0)
+		b->tool_calls = 1, b->tool_once = true;
 	else if (strcmp(d, "truncate") == 0)
 		b->truncate = true;
 	else if (strcmp(d, "garbage") == 0)
@@ -1087,6 +1090,7 @@ typedef struct Chat
 	bool		unsigned_call;	/* Gemini: a model turn's function calls without
 								 * a thought signature on the first */
 	bool		bad_signature;	/* Anthropic: a thinking block sent back altered */
+	bool		tool_result;	/* OpenAI, Anthropic: a tool's result is in the conversation */
 } Chat;
 
 /*
@@ -1194,6 +1198,8 @@ read_messages_request(json_t *root, Format fmt, Chat *c)
 		c->prompt += 3 + content_words(json_object_get(m, "content"), &text);
 		if (role && strcmp(role, "user") == 0 && text)
 			c->last_user = text;
+		if (role && strcmp(role, "tool") == 0)
+			c->tool_result = true;
 		json_array_foreach(json_object_get(m, "content"), k, block)
 		{
 			const char *type = json_string_value(json_object_get(block, "type"));
@@ -1201,6 +1207,8 @@ read_messages_request(json_t *root, Format fmt, Chat *c)
 			if (fmt == FMT_ANTHROPIC && type && strcmp(type, "thinking") == 0 &&
 				!signed_thinking(block))
 				c->bad_signature = true;
+			if (type && strcmp(type, "tool_result") == 0)
+				c->tool_result = true;
 		}
 	}
 	return true;
@@ -1315,7 +1323,7 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
 	json_t	   *usage = b->nousage ? NULL : chat_usage(b, c->prompt, completion);
-	bool		tool = b->tool_calls > 0 && c->tool;
+	bool		tool = b->tool_calls > 0 && c->tool && !(b->tool_once && c->tool_result);
 	const char *finish = finish_reason(FMT_OPENAI, b, tool, cut);
 	char		id[64];
 	char	   *reasoning = NULL;
@@ -1490,7 +1498,7 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 	bool		cut;
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
-	bool		tool = b->tool_calls > 0 && c->tool;
+	bool		tool = b->tool_calls > 0 && c->tool && !(b->tool_once && c->tool_result);
 	const char *stop = finish_reason(FMT_ANTHROPIC, b, tool, cut);
 	json_t	   *content;
 	json_t	   *out;
@@ -1682,7 +1690,7 @@ reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	bool		cut;
 	long		completion;
 	char	   *text = answer(req, b, c, &cut, &completion);
-	bool		tool = b->tool_calls > 0 && c->tool;
+	bool		tool = b->tool_calls > 0 && c->tool && !(b->tool_once && c->tool_result);
 	const char *finish = finish_reason(FMT_GEMINI, b, tool, cut);
 
 	json_t	   *parts;

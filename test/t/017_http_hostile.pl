@@ -284,7 +284,7 @@ for my $case (
 	[ 'a Responses request of a stored response', '/v1/responses',
 		'{"model": "demo", "input": "x", "previous_response_id": "resp_1"}' ],
 	[ 'a Responses request with a built-in tool', '/v1/responses',
-		'{"model": "demo", "input": "x", "tools": [{"type": "web_search"}]}' ],
+		'{"model": "demo", "input": "x", "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}' ],
 	[ 'a Responses item of an unknown type', '/v1/responses',
 		'{"model": "demo", "input": [{"type": "computer_call", "id": "c"}]}' ],
 	[ 'a Responses request without input', '/v1/responses', '{"model": "demo", "input": []}' ],
