@@ -58,16 +58,7 @@ my $cron_port = LlmgwTest::cron_recipe_schedule($node);
 
 # --- the SDKs, installed once from the lock file ----------------------------
 
-unless (LlmgwTest::npm_install($dir))
-{
-	fail('npm ci installs the pinned SDKs into test/http');
-	done_testing();
-	exit;
-}
-my %versions = map {
-	$_ => decode_json(slurp_file("$dir/node_modules/$_/package.json"))->{version}
-} qw(openai @anthropic-ai/sdk);
-note("openai $versions{openai}, \@anthropic-ai/sdk $versions{'@anthropic-ai/sdk'}");
+LlmgwTest::npm_ready($dir, 'the SDKs');
 
 my $base = "http://127.0.0.1:$port";
 

@@ -53,14 +53,7 @@ $node->safe_psql('postgres', qq{
 my ($key_id, $key) = split /\|/, $node->safe_psql('postgres',
 	"SELECT key_id || '|' || api_key FROM llmgw.create_key('coders', 'claude code')");
 
-unless (LlmgwTest::npm_install($dir))
-{
-	fail('npm ci installs the pinned Claude Code into test/http/claude-code');
-	done_testing();
-	exit;
-}
-my $version = decode_json(slurp_file("$dir/node_modules/\@anthropic-ai/claude-code/package.json"))->{version};
-note("Claude Code $version");
+LlmgwTest::npm_ready($dir, 'Claude Code');
 
 # claude -p PROMPT --output-format json with model and key, more options in
 # @args; its JSON result

@@ -49,14 +49,7 @@ $node->safe_psql('postgres', qq{
 my ($key_id, $key) = split /\|/, $node->safe_psql('postgres',
 	"SELECT key_id || '|' || api_key FROM llmgw.create_key('coders', 'codex')");
 
-unless (LlmgwTest::npm_install($dir))
-{
-	fail('npm ci installs the pinned Codex into test/http/codex');
-	done_testing();
-	exit;
-}
-my $version = decode_json(slurp_file("$dir/node_modules/\@openai/codex/package.json"))->{version};
-note("Codex $version");
+LlmgwTest::npm_ready($dir, 'Codex');
 
 # codex exec --json PROMPT with a model of llmgw and a key: its events
 # (agent messages, errors, whether the turn failed)

@@ -284,6 +284,25 @@ sub stop_mock
 	@own_mocks = grep { $_ != $pid } @own_mocks;
 }
 
+# npm_install($dir) for a test that cannot go on without the packages: a
+# failed test and the end of the script when they could not be installed;
+# else a note of their versions, what naming them
+sub npm_ready
+{
+	my ($dir, $what) = @_;
+	unless (npm_install($dir))
+	{
+		Test::More::fail("npm ci installs the pinned $what into $dir");
+		Test::More::done_testing();
+		exit;
+	}
+	my $want = JSON::PP::decode_json(PostgreSQL::Test::Utils::slurp_file("$dir/package.json"))->{dependencies};
+	Test::More::note("$what: " . join(', ', map {
+		"$_ " . JSON::PP::decode_json(PostgreSQL::Test::Utils::slurp_file("$dir/node_modules/$_/package.json"))
+		  ->{version} } sort keys %$want));
+	return;
+}
+
 # The npm packages pinned in $dir/package.json, installed into $dir once
 # from its lock file (npm ci, with a cache of the test's own) unless their
 # versions are there already; false (npm's output in the log) when they
