@@ -48,157 +48,9 @@
 #include "batch_ingest.h"
 #include "batch_result.h"
 #include "budget.h"
-#include "direct.h"
 #include "queue.h"
 #include "txn.h"
-
-/* The columns of a usage row written here; the others get their defaults */
-typedef enum UsageColumn
-{
-	U_REQUEST_ID,
-	U_ATTEMPT,
-	U_STARTED_AT,
-	U_ROLE,
-	U_KEY_ID,
-	U_TEAM_ID,
-	U_MODEL,
-	U_PROVIDER,
-	U_UPSTREAM_MODEL,
-	U_STATUS,
-	U_ERROR_CLASS,
-	U_HTTP_STATUS,
-	U_INPUT,					/* the LLMGW_RT_NTOKENS token columns */
-	U_OUTPUT,
-	U_CACHED_INPUT,
-	U_REASONING,
-	U_USAGE_SOURCE,
-	U_PRICE_ID,
-	U_COST,
-	U_CURRENCY,
-	U_UNPRICED,
-	U_JOB_ID,
-	U_BATCH_ID,
-	U_TAGS,
-	U_NCOLUMNS
-} UsageColumn;
-
-StaticAssertDecl(U_REASONING - U_INPUT + 1 == LLMGW_RT_NTOKENS, "a usage column per token count");
-
-static const char *const usage_names[U_NCOLUMNS] = {
-	[U_REQUEST_ID] = "request_id",
-	[U_ATTEMPT] = "attempt",
-	[U_STARTED_AT] = "started_at",
-	[U_ROLE] = "role_name",
-	[U_KEY_ID] = "key_id",
-	[U_TEAM_ID] = "team_id",
-	[U_MODEL] = "model",
-	[U_PROVIDER] = "provider",
-	[U_UPSTREAM_MODEL] = "upstream_model",
-	[U_STATUS] = "status",
-	[U_ERROR_CLASS] = "error_class",
-	[U_HTTP_STATUS] = "http_status",
-	[U_INPUT] = "input_tokens",
-	[U_OUTPUT] = "output_tokens",
-	[U_CACHED_INPUT] = "cached_input_tokens",
-	[U_REASONING] = "reasoning_tokens",
-	[U_USAGE_SOURCE] = "usage_source",
-	[U_PRICE_ID] = "price_id",
-	[U_COST] = "cost",
-	[U_CURRENCY] = "currency",
-	[U_UNPRICED] = "unpriced",
-	[U_JOB_ID] = "job_id",
-	[U_BATCH_ID] = "batch_id",
-	[U_TAGS] = "tags",
-};
-
-static const Oid usage_types[U_NCOLUMNS] = {
-	[U_REQUEST_ID] = UUIDOID,
-	[U_ATTEMPT] = INT4OID,
-	[U_STARTED_AT] = TIMESTAMPTZOID,
-	[U_ROLE] = TEXTOID,
-	[U_KEY_ID] = INT8OID,
-	[U_TEAM_ID] = INT8OID,
-	[U_MODEL] = TEXTOID,
-	[U_PROVIDER] = TEXTOID,
-	[U_UPSTREAM_MODEL] = TEXTOID,
-	[U_STATUS] = TEXTOID,
-	[U_ERROR_CLASS] = TEXTOID,
-	[U_HTTP_STATUS] = INT4OID,
-	[U_INPUT] = INT8OID,
-	[U_OUTPUT] = INT8OID,
-	[U_CACHED_INPUT] = INT8OID,
-	[U_REASONING] = INT8OID,
-	[U_USAGE_SOURCE] = TEXTOID,
-	[U_PRICE_ID] = INT8OID,
-	[U_COST] = NUMERICOID,
-	[U_CURRENCY] = TEXTOID,
-	[U_UNPRICED] = BOOLOID,
-	[U_JOB_ID] = INT8OID,
-	[U_BATCH_ID] = INT8OID,
-	[U_TAGS] = JSONBOID,
-};
-
-/* The usage table: its rollup trigger is done here (ROLLUP) */
-static const LlmgwDirectTable usage_table = {
-	.name = "usage",
-	.ncolumns = U_NCOLUMNS,
-	.columns = usage_names,
-	.types = usage_types,
-	.route = U_STARTED_AT,
-	.own_trigger = "usage_rollup",
-};
-
-/*
- * What the usage_rollup trigger adds for a statement's rows, for the
- * chunk's rows: all of one batch, so of one day, team, key, role, model,
- * provider, deployment and currency, none a cache hit or a fallback.
- * Locks in the trigger's order: the totals, then the day.
- */
-#define ROLLUP \
-	"WITH n AS (" \
-	"    SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int8[], $5::int8[]," \
-	"                         $6::int8[], $7::int8[], $8::numeric[])" \
-	"        AS n(status, error_class, unpriced, input_tokens, output_tokens," \
-	"             cached_input_tokens, reasoning_tokens, cost))," \
-	" s AS (SELECT coalesce(nullif(pg_catalog.current_setting('llmgw.rollup_shard', true), '')::integer, 0) AS shard)," \
-	" daily AS (" \
-	"    INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model," \
-	"        provider, upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens," \
-	"        output_tokens, cached_input_tokens, reasoning_tokens, cost, batch)" \
-	"    SELECT ($9::timestamptz AT TIME ZONE 'UTC')::date, s.shard, $10, $11, $12, $13, $14, $15, $16," \
-	"           count(*), count(*) FILTER (WHERE n.status <> 'ok'), count(*) FILTER (WHERE n.unpriced), 0," \
-	"           coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0)," \
-	"           coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0)," \
-	"           coalesce(sum(n.cost), 0), true" \
-	"      FROM n, s GROUP BY s.shard" \
-	"    ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency," \
-	"                 shard, batch)" \
-	"    DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors," \
-	"                  unpriced = d.unpriced + excluded.unpriced," \
-	"                  cache_hits = d.cache_hits + excluded.cache_hits," \
-	"                  input_tokens = d.input_tokens + excluded.input_tokens," \
-	"                  output_tokens = d.output_tokens + excluded.output_tokens," \
-	"                  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens," \
-	"                  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens," \
-	"                  cost = d.cost + excluded.cost)" \
-	" INSERT INTO llmgw.usage_totals AS t (shard, team_id, model, provider, upstream_model," \
-	"     status, error_class, cache_hit, fallback_from, currency, calls, unpriced, input_tokens," \
-	"     output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost)" \
-	" SELECT s.shard, $10, $13, $14, $15, n.status, n.error_class, false, NULL, $16," \
-	"        count(*), count(*) FILTER (WHERE n.unpriced)," \
-	"        coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0)," \
-	"        coalesce(sum(n.cached_input_tokens), 0), 0," \
-	"        coalesce(sum(n.reasoning_tokens), 0), coalesce(sum(n.cost), 0)" \
-	"   FROM n, s GROUP BY s.shard, n.status, n.error_class ORDER BY n.status, n.error_class" \
-	" ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit," \
-	"              fallback_from, currency, shard)" \
-	" DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced," \
-	"               input_tokens = t.input_tokens + excluded.input_tokens," \
-	"               output_tokens = t.output_tokens + excluded.output_tokens," \
-	"               cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens," \
-	"               cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens," \
-	"               reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens," \
-	"               cost = t.cost + excluded.cost"
+#include "usage.h"
 
 /*
  * The batch, its job and its price, as llmgw.batch_ingest reads them.  A
@@ -589,134 +441,54 @@ usage_status(const char *state)
 	return "error";
 }
 
-/* The usage rows of the items; false (nothing written) when the table is not the extension's */
-static bool
-write_usage(Batch *b, Pending *items, int n, Datum price_id, bool price_null, Datum currency,
-			bool currency_null)
+/* The usage rows of the items, as llmgw.usage columns */
+static void
+usage_rows(Batch *b, Pending *items, int n, Datum price_id, bool price_null, Datum currency,
+		   bool currency_null, LlmgwUsageColumns *c)
 {
-	Datum	   *values[U_NCOLUMNS];
-	bool	   *nulls[U_NCOLUMNS];
+	/* the usage column of each of the result's token counts */
+	static const int token_columns[LLMGW_RT_NTOKENS] = {
+		[LLMGW_RT_INPUT] = UC_TOKENS + LLMGW_TOKENS_INPUT,
+		[LLMGW_RT_OUTPUT] = UC_TOKENS + LLMGW_TOKENS_OUTPUT,
+		[LLMGW_RT_CACHED_INPUT] = UC_TOKENS + LLMGW_TOKENS_CACHED_INPUT,
+		[LLMGW_RT_REASONING] = UC_TOKENS + LLMGW_TOKENS_REASONING,
+	};
+	Datum	  **values = c->values;
+	bool	  **nulls = c->nulls;
 
-	for (int c = 0; c < U_NCOLUMNS; c++)
-	{
-		values[c] = palloc(sizeof(Datum) * n);
-		nulls[c] = palloc0(sizeof(bool) * n);
-	}
+	llmgw_usage_columns(c, n);
 	for (int i = 0; i < n; i++)
 	{
 		Pending	   *it = &items[i];
 		bool		done = strcmp(it->r.state, "done") == 0;
 
-		values[U_REQUEST_ID][i] = UUIDPGetDatum(&it->request_id);
-		values[U_ATTEMPT][i] = Int32GetDatum(it->attempt);
-		values[U_STARTED_AT][i] = b->started_at;
-		values[U_ROLE][i] = b->owner;
-		values[U_KEY_ID][i] = b->key_id;
-		nulls[U_KEY_ID][i] = b->key_null;
-		values[U_TEAM_ID][i] = b->team_id;
-		nulls[U_TEAM_ID][i] = b->team_null;
-		values[U_MODEL][i] = b->model;
-		values[U_PROVIDER][i] = b->provider;
-		nulls[U_PROVIDER][i] = b->provider_null;
-		values[U_UPSTREAM_MODEL][i] = b->upstream_model;
-		nulls[U_UPSTREAM_MODEL][i] = b->upstream_null;
-		values[U_STATUS][i] = CStringGetTextDatum(usage_status(it->r.state));
-		values[U_ERROR_CLASS][i] = it->r.error_class ? CStringGetTextDatum(it->r.error_class) : 0;
-		nulls[U_ERROR_CLASS][i] = it->r.error_class == NULL;
-		values[U_HTTP_STATUS][i] = Int32GetDatum(it->r.http_status);
-		nulls[U_HTTP_STATUS][i] = !it->r.has_status;
+#define SET(col, value, isnull) (values[col][i] = (value), nulls[col][i] = (isnull))
+		SET(UC_REQUEST_ID, UUIDPGetDatum(&it->request_id), false);
+		SET(UC_ATTEMPT, Int32GetDatum(it->attempt), false);
+		SET(UC_STARTED_AT, b->started_at, false);
+		SET(UC_ROLE, b->owner, false);
+		SET(UC_KEY_ID, b->key_id, b->key_null);
+		SET(UC_TEAM_ID, b->team_id, b->team_null);
+		SET(UC_MODEL, b->model, false);
+		SET(UC_PROVIDER, b->provider, b->provider_null);
+		SET(UC_UPSTREAM_MODEL, b->upstream_model, b->upstream_null);
+		SET(UC_STATUS, CStringGetTextDatum(usage_status(it->r.state)), false);
+		SET(UC_ERROR_CLASS, it->r.error_class ? CStringGetTextDatum(it->r.error_class) : 0,
+			it->r.error_class == NULL);
+		SET(UC_HTTP_STATUS, Int32GetDatum(it->r.http_status), !it->r.has_status);
 		for (int t = 0; t < LLMGW_RT_NTOKENS; t++)
-		{
-			values[U_INPUT + t][i] = Int64GetDatum(it->r.tokens[t]);
-			nulls[U_INPUT + t][i] = !it->r.has_tokens[t];
-		}
-		values[U_USAGE_SOURCE][i] = CStringGetTextDatum("provider");
-		nulls[U_USAGE_SOURCE][i] = !it->r.has_tokens[LLMGW_RT_INPUT];
-		values[U_PRICE_ID][i] = price_id;
-		nulls[U_PRICE_ID][i] = price_null;
-		values[U_COST][i] = it->cost;
-		nulls[U_COST][i] = it->cost_null;
-		values[U_CURRENCY][i] = currency;
-		nulls[U_CURRENCY][i] = currency_null;
-		values[U_UNPRICED][i] = BoolGetDatum(done && it->cost_null);
-		values[U_JOB_ID][i] = b->job_id;
-		nulls[U_JOB_ID][i] = b->job_null;
-		values[U_BATCH_ID][i] = Int64GetDatum(b->id);
-		values[U_TAGS][i] = tags_of(b->provider_batch_id, it->r.custom_id);
+			SET(token_columns[t], Int64GetDatum(it->r.tokens[t]), !it->r.has_tokens[t]);
+		SET(UC_USAGE_SOURCE, CStringGetTextDatum("provider"), !it->r.has_tokens[LLMGW_RT_INPUT]);
+		SET(UC_PRICE_ID, price_id, price_null);
+		SET(UC_COST, it->cost, it->cost_null);
+		SET(UC_CURRENCY, currency, currency_null);
+		SET(UC_UNPRICED, BoolGetDatum(done && it->cost_null), false);
+		SET(UC_CACHE_HIT, BoolGetDatum(false), false);
+		SET(UC_JOB_ID, b->job_id, b->job_null);
+		SET(UC_BATCH_ID, Int64GetDatum(b->id), false);
+		SET(UC_TAGS, tags_of(b->provider_batch_id, it->r.custom_id), false);
+#undef SET
 	}
-	return llmgw_direct_insert(&usage_table, n, values, nulls);
-}
-
-/* What the rollup trigger would have added for the usage rows */
-static void
-roll_up(Batch *b, Pending *items, int n, Datum currency, bool currency_null)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[16] = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, INT8ARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, TIMESTAMPTZOID, INT8OID,
-	INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		args[16];
-	char		nulls[17] = "                ";
-	Datum	   *status = palloc(sizeof(Datum) * n);
-	Datum	   *class = palloc(sizeof(Datum) * n);
-	bool	   *class_null = palloc(sizeof(bool) * n);
-	Datum	   *unpriced = palloc(sizeof(Datum) * n);
-	Datum	   *cost = palloc(sizeof(Datum) * n);
-	bool	   *cost_null = palloc(sizeof(bool) * n);
-
-	for (int i = 0; i < n; i++)
-	{
-		status[i] = CStringGetTextDatum(usage_status(items[i].r.state));
-		class_null[i] = items[i].r.error_class == NULL;
-		class[i] = class_null[i] ? 0 : CStringGetTextDatum(items[i].r.error_class);
-		unpriced[i] = BoolGetDatum(strcmp(items[i].r.state, "done") == 0 && items[i].cost_null);
-		cost[i] = items[i].cost;
-		cost_null[i] = items[i].cost_null;
-	}
-	args[0] = array_of(status, NULL, n, TEXTOID);
-	args[1] = array_of(class, class_null, n, TEXTOID);
-	args[2] = array_of(unpriced, NULL, n, BOOLOID);
-	for (int t = 0; t < LLMGW_RT_NTOKENS; t++)
-	{
-		Datum	   *v = palloc(sizeof(Datum) * n);
-		bool	   *isnull = palloc(sizeof(bool) * n);
-
-		for (int i = 0; i < n; i++)
-		{
-			v[i] = Int64GetDatum(items[i].r.tokens[t]);
-			isnull[i] = !items[i].r.has_tokens[t];
-		}
-		args[3 + t] = array_of(v, isnull, n, INT8OID);
-	}
-	args[7] = array_of(cost, cost_null, n, NUMERICOID);
-	args[8] = b->started_at;
-	args[9] = b->team_id;
-	nulls[9] = b->team_null ? 'n' : ' ';
-	args[10] = b->key_id;
-	nulls[10] = b->key_null ? 'n' : ' ';
-	args[11] = b->owner;
-	args[12] = b->model;
-	args[13] = b->provider;
-	nulls[13] = b->provider_null ? 'n' : ' ';
-	args[14] = b->upstream_model;
-	nulls[14] = b->upstream_null ? 'n' : ' ';
-	args[15] = currency;
-	nulls[15] = currency_null ? 'n' : ' ';
-	if (plan == NULL)
-		plan = llmgw_spi_prepare(ROLLUP, 16, types);
-	/* the trigger's own rows: not a change of the rollups that the ledger reloads for */
-	llmgw_own_rollup = true;
-	PG_TRY();
-	{
-		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "llmgw: could not add the results of batch " INT64_FORMAT " to the rollups",
-				 b->id);
-	}
-	PG_FINALLY();
-	{
-		llmgw_own_rollup = false;
-	}
-	PG_END_TRY();
 }
 
 /* The provider's body of a result line, as jsonb (it keeps the numbers as written), or NULL */
@@ -987,6 +759,7 @@ llmgw_batch_ingest_direct(int64 batch, Datum *lines, int nlines, int *skipped)
 	bool		price_null = true,
 				currency_null = true;
 	JobCounts	counts = {0, 0, (Datum) 0, true};
+	LlmgwUsageColumns rows;
 
 	/* usage before the batch, as a load of the budget ledger locks them */
 	usage = table_open(get_relname_relid("usage", nsp), RowExclusiveLock);
@@ -1014,7 +787,8 @@ llmgw_batch_ingest_direct(int64 batch, Datum *lines, int nlines, int *skipped)
 	if (n > 0)
 	{
 		price_items(&b, items, n, &price_id, &price_null, &currency, &currency_null);
-		if (!write_usage(&b, items, n, price_id, price_null, currency, currency_null))
+		usage_rows(&b, items, n, price_id, price_null, currency, currency_null, &rows);
+		if (!llmgw_usage_write(&rows))
 		{
 			PopActiveSnapshot();
 			index_close(it.pkey, NoLock);
@@ -1038,7 +812,7 @@ llmgw_batch_ingest_direct(int64 batch, Datum *lines, int nlines, int *skipped)
 	 */
 	if (n > 0)
 	{
-		roll_up(&b, items, n, currency, currency_null);
+		llmgw_usage_roll_up(&rows);
 		settle(&b, items, n);
 	}
 	if (b.has_job)

@@ -19,6 +19,7 @@
 
 #define LLMGW_MONEY_SCALE_SQL "10000000000"	/* units per currency unit */
 #define LLMGW_MONEY_SCALE 10000000000.0
+#define LLMGW_MONEY_SCALE_INT INT64CONST(10000000000)
 #define LLMGW_MONEY_UNITS_PER_TOKEN_SQL "10000"	/* a price per 1M tokens in units per token */
 #define LLMGW_MAX_CALL_BUDGETS 16
 

@@ -18,6 +18,7 @@
 #include "fmgr.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -111,7 +112,7 @@ load_routes(void)
 					 "   WHERE n.model = ANY (llmgw.price_names(p.name, p.kind, d.upstream_model,"
 					 "     d.price_model)) AND n.valid_from > now()), pr.valid_to, 'infinity'),"
 					 " coalesce(p.idle_timeout_ms, 0), coalesce(pr.currency, ''),"
-					 " p.secret_ref_trusted"
+					 " p.secret_ref_trusted, pr"
 					 " FROM llmgw.models m"
 					 " JOIN llmgw.deployments d ON d.model = m.alias"
 					 " JOIN llmgw.providers p ON p.name = d.provider"
@@ -178,6 +179,15 @@ load_routes(void)
 		route->per_request = route->priced ? spi_int64(tup, 22) : 0;
 		route->max_output_tokens = pg_strtoint32(spi_text(tup, 23));
 		route->price_id = spi_int64(tup, 28);
+		route->price = (Datum) 0;
+		if (route->price_id != 0)
+		{
+			bool		isnull;
+			Datum		price = SPI_getbinval(tup, SPI_tuptable->tupdesc, 33, &isnull);
+
+			if (!isnull)
+				route->price = datumCopy(price, false, -1);
+		}
 		route->idle_timeout_ms = pg_strtoint32(spi_text(tup, 30));
 		strlcpy(route->currency, spi_text(tup, 31), sizeof(route->currency));
 		{

@@ -42,6 +42,7 @@ typedef struct LlmgwRoute
 	int64		per_request;	/* money units */
 	int32		max_output_tokens;	/* of the model, 0 when unknown */
 	int64		price_id;		/* that price row, 0 when none */
+	Datum		price;			/* and the row itself (llmgw.prices), when there is one */
 	char		currency[4];	/* of that price */
 	TimestampTz price_until;	/* when another price row takes over */
 } LlmgwRoute;

@@ -31,7 +31,9 @@
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 #include "rewrite/rewriteHandler.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/partcache.h"
 #include "utils/rel.h"
 
@@ -81,6 +83,119 @@ plain_partition(Relation rel)
 	return rel->rd_rel->relkind == RELKIND_RELATION && insert_triggers_are(rel, NULL, &unused);
 }
 
+/*
+ * What a table's columns are to the rows given: each column's index in
+ * t->columns (or -1) and, for the others, the planned default (or NULL);
+ * plain when every column given is there with its type and no column is
+ * generated.  Made once per table and kept until the table changes (a
+ * relcache invalidation): planning the defaults costs more than writing a
+ * row.
+ */
+typedef struct Shape
+{
+	const LlmgwDirectTable *table;
+	Oid			relid;
+	MemoryContext cxt;
+	bool		stale;			/* the table changed: freed at the next look */
+	bool		plain;
+	int		   *given;
+	Expr	  **defaults;
+} Shape;
+
+#define NSHAPES 4
+static Shape shapes[NSHAPES];
+static bool callback_registered = false;
+
+/*
+ * A relcache invalidation: the shapes of the table go stale.  They may be
+ * in use (an invalidation is read whenever a lock is taken), so they are
+ * freed by the next table_shape, at the start of a write.
+ */
+static void
+forget_shapes(Datum arg, Oid relid)
+{
+	for (int i = 0; i < NSHAPES; i++)
+		if (shapes[i].cxt && (relid == InvalidOid || shapes[i].relid == relid))
+			shapes[i].stale = true;
+}
+
+static const Shape *
+table_shape(const LlmgwDirectTable *t, Relation parent)
+{
+	TupleDesc	pdesc = RelationGetDescr(parent);
+	Shape	   *shape = NULL;
+	MemoryContext old;
+	int			found = 0;
+
+	for (int i = 0; i < NSHAPES; i++)
+	{
+		if (shapes[i].cxt && shapes[i].stale)
+		{
+			MemoryContextDelete(shapes[i].cxt);
+			memset(&shapes[i], 0, sizeof(Shape));
+		}
+		if (shapes[i].table == t && shapes[i].relid == RelationGetRelid(parent))
+			return &shapes[i];
+	}
+	for (int i = 0; i < NSHAPES && shape == NULL; i++)
+		if (shapes[i].table == NULL)
+			shape = &shapes[i];
+	if (shape == NULL)
+	{
+		/* more tables than slots (not so today): start over */
+		for (int i = 0; i < NSHAPES; i++)
+			MemoryContextDelete(shapes[i].cxt);
+		memset(shapes, 0, sizeof(shapes));
+		shape = &shapes[0];
+	}
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_shapes, (Datum) 0);
+		callback_registered = true;
+	}
+	if (shape->cxt)				/* left by an error while it was made */
+		MemoryContextDelete(shape->cxt);
+	shape->cxt = AllocSetContextCreate(CacheMemoryContext, "llmgw direct table",
+									   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(shape->cxt);
+	shape->plain = true;
+	shape->given = palloc(sizeof(int) * pdesc->natts);
+	shape->defaults = palloc0(sizeof(Expr *) * pdesc->natts);
+	for (int a = 0; a < pdesc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(pdesc, a);
+		int			c;
+
+		shape->given[a] = -1;
+		if (att->attisdropped)
+			continue;
+		if (att->attgenerated)
+			shape->plain = false;
+		for (c = 0; c < t->ncolumns; c++)
+			if (strcmp(NameStr(att->attname), t->columns[c]) == 0)
+				break;
+		if (c < t->ncolumns)
+		{
+			shape->plain = shape->plain && att->atttypid == t->types[c];
+			shape->given[a] = c;
+			found++;
+		}
+		else
+		{
+			Node	   *def = build_column_default(parent, a + 1);
+
+			if (def != NULL)
+				shape->defaults[a] = expression_planner((Expr *) def);
+		}
+	}
+	shape->plain = shape->plain && found == t->ncolumns;
+	MemoryContextSwitchTo(old);
+	/* set last: an error above leaves no entry to find */
+	shape->relid = RelationGetRelid(parent);
+	shape->table = t;
+	return shape;
+}
+
 bool
 llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nulls)
 {
@@ -90,7 +205,7 @@ llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nul
 	TupleDesc	pdesc;
 	PartitionKey key;
 	PartitionDesc desc;
-	int		   *given;			/* each parent column's index in t->columns, or -1 */
+	const int  *given;			/* each parent column's index in t->columns, or -1 */
 	ExprState **defaults;		/* the others' defaults */
 	Datum	  **dvalues;
 	bool	  **dnulls;
@@ -98,7 +213,7 @@ llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nul
 	int			ntargets = 0;
 	bool		plain = true;
 	bool		own_found = false;
-	int			found = 0;
+	const Shape *shape;
 	EState	   *estate;
 	ExprContext *econtext;
 
@@ -120,43 +235,19 @@ llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nul
 	}
 
 	/* each column of the table: given, or its default */
-	estate = CreateExecutorState();
-	econtext = GetPerTupleExprContext(estate);
-	given = palloc(sizeof(int) * pdesc->natts);
-	defaults = palloc0(sizeof(ExprState *) * pdesc->natts);
-	for (int a = 0; a < pdesc->natts && plain; a++)
+	shape = table_shape(t, parent);
+	if (!shape->plain)
 	{
-		Form_pg_attribute att = TupleDescAttr(pdesc, a);
-		int			c;
-
-		given[a] = -1;
-		if (att->attisdropped)
-			continue;
-		if (att->attgenerated)
-			plain = false;
-		for (c = 0; c < t->ncolumns; c++)
-			if (strcmp(NameStr(att->attname), t->columns[c]) == 0)
-				break;
-		if (c < t->ncolumns)
-		{
-			plain = plain && att->atttypid == t->types[c];
-			given[a] = c;
-			found++;
-		}
-		else
-		{
-			Node	   *def = build_column_default(parent, a + 1);
-
-			if (def != NULL)
-				defaults[a] = ExecInitExpr(expression_planner((Expr *) def), NULL);
-		}
-	}
-	if (!plain || found != t->ncolumns)
-	{
-		FreeExecutorState(estate);
 		table_close(parent, NoLock);
 		return false;
 	}
+	given = shape->given;
+	estate = CreateExecutorState();
+	econtext = GetPerTupleExprContext(estate);
+	defaults = palloc0(sizeof(ExprState *) * pdesc->natts);
+	for (int a = 0; a < pdesc->natts; a++)
+		if (shape->defaults[a])
+			defaults[a] = ExecInitExpr(shape->defaults[a], NULL);
 
 	/* route every row first: nothing is written unless all can be */
 	desc = RelationGetPartitionDesc(parent, true);

@@ -93,7 +93,10 @@ attempt_row(LlmgwCall *call, const LlmgwAttempt *a, bool without_tags, LlmgwUsag
 		row->price_model = a->route->price_model;
 		/* the price row the configuration found, if it is still in force */
 		if (a->started_at < a->route->price_until)
+		{
 			row->price_id = a->route->price_id;
+			row->price = a->route->price;
+		}
 	}
 	row->tags = without_tags ? NULL : call->tags;
 	row->call = call;

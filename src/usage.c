@@ -20,12 +20,16 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "budget.h"
+#include "cost.h"
+#include "direct.h"
 #include "policy.h"
 #include "txn.h"
 #include "usage.h"
@@ -296,6 +300,365 @@ llmgw_usage_add(LlmgwUsageBatch *b, const LlmgwUsageRow *row)
 	b->n++;
 }
 
+/* The columns given when usage rows are written straight into llmgw.usage */
+static const char *const direct_names[UC_NCOLUMNS] = {
+	[UC_REQUEST_ID] = "request_id",
+	[UC_ATTEMPT] = "attempt",
+	[UC_STARTED_AT] = "started_at",
+	[UC_ROLE] = "role_name",
+	[UC_KEY_ID] = "key_id",
+	[UC_TEAM_ID] = "team_id",
+	[UC_MODEL] = "model",
+	[UC_PROVIDER] = "provider",
+	[UC_UPSTREAM_MODEL] = "upstream_model",
+	[UC_STATUS] = "status",
+	[UC_ERROR_CLASS] = "error_class",
+	[UC_HTTP_STATUS] = "http_status",
+	[UC_LATENCY] = "latency_ms",
+	[UC_TOKENS + LLMGW_TOKENS_INPUT] = "input_tokens",
+	[UC_TOKENS + LLMGW_TOKENS_OUTPUT] = "output_tokens",
+	[UC_TOKENS + LLMGW_TOKENS_CACHED_INPUT] = "cached_input_tokens",
+	[UC_TOKENS + LLMGW_TOKENS_CACHE_WRITE] = "cache_write_tokens",
+	[UC_TOKENS + LLMGW_TOKENS_REASONING] = "reasoning_tokens",
+	[UC_TOKENS + LLMGW_TOKENS_CACHE_WRITE_1H] = "cache_write_1h_tokens",
+	[UC_USAGE_SOURCE] = "usage_source",
+	[UC_PRICE_ID] = "price_id",
+	[UC_COST] = "cost",
+	[UC_CURRENCY] = "currency",
+	[UC_UNPRICED] = "unpriced",
+	[UC_CACHE_HIT] = "cache_hit",
+	[UC_FALLBACK_FROM] = "fallback_from",
+	[UC_TAGS] = "tags",
+	[UC_JOB_ID] = "job_id",
+	[UC_ASYNC_ID] = "async_id",
+	[UC_BATCH_ID] = "batch_id",
+};
+
+static const Oid direct_types[UC_NCOLUMNS] = {
+	[UC_REQUEST_ID] = UUIDOID,
+	[UC_ATTEMPT] = INT4OID,
+	[UC_STARTED_AT] = TIMESTAMPTZOID,
+	[UC_ROLE] = TEXTOID,
+	[UC_KEY_ID] = INT8OID,
+	[UC_TEAM_ID] = INT8OID,
+	[UC_MODEL] = TEXTOID,
+	[UC_PROVIDER] = TEXTOID,
+	[UC_UPSTREAM_MODEL] = TEXTOID,
+	[UC_STATUS] = TEXTOID,
+	[UC_ERROR_CLASS] = TEXTOID,
+	[UC_HTTP_STATUS] = INT4OID,
+	[UC_LATENCY] = FLOAT8OID,
+	[UC_TOKENS] = INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	[UC_USAGE_SOURCE] = TEXTOID,
+	[UC_PRICE_ID] = INT8OID,
+	[UC_COST] = NUMERICOID,
+	[UC_CURRENCY] = TEXTOID,
+	[UC_UNPRICED] = BOOLOID,
+	[UC_CACHE_HIT] = BOOLOID,
+	[UC_FALLBACK_FROM] = TEXTOID,
+	[UC_TAGS] = JSONBOID,
+	[UC_JOB_ID] = INT8OID,
+	[UC_ASYNC_ID] = INT8OID,
+	[UC_BATCH_ID] = INT8OID,
+};
+
+/* llmgw.usage: its rollup trigger is done here (llmgw_usage_roll_up) */
+static const LlmgwDirectTable usage_table = {
+	.name = "usage",
+	.ncolumns = UC_NCOLUMNS,
+	.columns = direct_names,
+	.types = direct_types,
+	.route = UC_STARTED_AT,
+	.own_trigger = "usage_rollup",
+};
+
+/* Room for n rows, every value NULL */
+void
+llmgw_usage_columns(LlmgwUsageColumns *c, int n)
+{
+	c->n = n;
+	for (int col = 0; col < UC_NCOLUMNS; col++)
+	{
+		c->values[col] = palloc0(sizeof(Datum) * Max(n, 1));
+		c->nulls[col] = palloc(sizeof(bool) * Max(n, 1));
+		memset(c->nulls[col], true, sizeof(bool) * Max(n, 1));
+	}
+}
+
+/*
+ * Write the rows straight into llmgw.usage, as COPY would, without the
+ * statement's trigger: the caller adds them to the rollups
+ * (llmgw_usage_roll_up) in the same transaction.  False, with nothing
+ * written, when the table is not as the extension made it.
+ */
+bool
+llmgw_usage_write(const LlmgwUsageColumns *c)
+{
+	return llmgw_direct_insert(&usage_table, c->n, (Datum **) c->values, (bool **) c->nulls);
+}
+
+/*
+ * What llmgw.usage_rollup adds to the daily rollups and the totals for a
+ * statement's rows, for rows written by llmgw_usage_write.  Locks in the
+ * trigger's order: the totals, then (the statement of the WITH runs after)
+ * the day.  The parameters: the rows' columns ($1-$20, arrays or, for one
+ * row, scalars) and the shard ($21).
+ */
+#define DAILY_COLUMNS \
+	"INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model," \
+	" provider, upstream_model, currency, calls, errors, unpriced, cache_hits, input_tokens," \
+	" output_tokens, cached_input_tokens, reasoning_tokens, cost, batch) "
+#define DAILY_UPSERT \
+	" ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency," \
+	"              shard, batch)" \
+	" DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors," \
+	"  unpriced = d.unpriced + excluded.unpriced, cache_hits = d.cache_hits + excluded.cache_hits," \
+	"  input_tokens = d.input_tokens + excluded.input_tokens," \
+	"  output_tokens = d.output_tokens + excluded.output_tokens," \
+	"  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens," \
+	"  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens," \
+	"  cost = d.cost + excluded.cost"
+#define TOTALS_COLUMNS \
+	"INSERT INTO llmgw.usage_totals AS t (shard, team_id, model, provider, upstream_model," \
+	" status, error_class, cache_hit, fallback_from, currency, calls, unpriced, input_tokens," \
+	" output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost) "
+#define TOTALS_UPSERT \
+	" ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit," \
+	"              fallback_from, currency, shard)" \
+	" DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced," \
+	"  input_tokens = t.input_tokens + excluded.input_tokens," \
+	"  output_tokens = t.output_tokens + excluded.output_tokens," \
+	"  cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens," \
+	"  cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens," \
+	"  reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens," \
+	"  cost = t.cost + excluded.cost"
+
+/* one row as it is, without aggregates, sorts or a CTE to scan */
+#define ROLL_UP_ONE \
+	"WITH daily AS (" DAILY_COLUMNS \
+	"  VALUES (($1::timestamptz AT TIME ZONE 'UTC')::date, $21::integer, $2::int8, $3::int8," \
+	"          $4::text, $5::text, $6::text, $7::text, $8::text, 1, ($9::text <> 'ok')::integer," \
+	"          $13::boolean::integer, $11::boolean::integer, coalesce($14::int8, 0)," \
+	"          coalesce($15::int8, 0), coalesce($16::int8, 0), coalesce($18::int8, 0)," \
+	"          coalesce($19::numeric, 0), $20::boolean)" \
+	DAILY_UPSERT ")" \
+	TOTALS_COLUMNS \
+	"VALUES ($21, $2, $5, $6, $7, $9, $10::text, $11, $12::text, $8, 1, $13::integer," \
+	"        coalesce($14, 0), coalesce($15, 0), coalesce($16, 0), coalesce($17::int8, 0)," \
+	"        coalesce($18, 0), coalesce($19, 0))" \
+	TOTALS_UPSERT
+
+/* many rows, grouped by the rollups' dimensions, each group in their lock order */
+#define ROLL_UP_MANY \
+	"WITH n AS (SELECT * FROM unnest($1::timestamptz[], $2::int8[], $3::int8[], $4::text[]," \
+	"   $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[]," \
+	"   $12::text[], $13::boolean[], $14::int8[], $15::int8[], $16::int8[], $17::int8[]," \
+	"   $18::int8[], $19::numeric[], $20::boolean[])" \
+	"   AS n(started_at, team_id, key_id, role_name, model, provider, upstream_model, currency," \
+	"        status, error_class, cache_hit, fallback_from, unpriced, input_tokens, output_tokens," \
+	"        cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, batch))," \
+	" daily AS (" DAILY_COLUMNS \
+	"  SELECT (n.started_at AT TIME ZONE 'UTC')::date, $21::integer, n.team_id, n.key_id," \
+	"         n.role_name, n.model, n.provider, n.upstream_model, n.currency," \
+	"         count(*), count(*) FILTER (WHERE n.status <> 'ok'), count(*) FILTER (WHERE n.unpriced)," \
+	"         count(*) FILTER (WHERE n.cache_hit)," \
+	"         coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0)," \
+	"         coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.reasoning_tokens), 0)," \
+	"         coalesce(sum(n.cost), 0), n.batch" \
+	"    FROM n GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 19" \
+	DAILY_UPSERT ")" \
+	TOTALS_COLUMNS \
+	"SELECT $21, n.team_id, n.model, n.provider, n.upstream_model, n.status, n.error_class," \
+	"       n.cache_hit, n.fallback_from, n.currency, count(*), count(*) FILTER (WHERE n.unpriced)," \
+	"       coalesce(sum(n.input_tokens), 0), coalesce(sum(n.output_tokens), 0)," \
+	"       coalesce(sum(n.cached_input_tokens), 0), coalesce(sum(n.cache_write_tokens), 0)," \
+	"       coalesce(sum(n.reasoning_tokens), 0), coalesce(sum(n.cost), 0)" \
+	"  FROM n GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10" \
+	TOTALS_UPSERT
+
+/* The rollups' parameters: the usage column each of $1-$20 is (UC_BATCH_ID: whether set) */
+static const LlmgwUsageColumn roll_up_columns[20] = {
+	UC_STARTED_AT, UC_TEAM_ID, UC_KEY_ID, UC_ROLE, UC_MODEL, UC_PROVIDER, UC_UPSTREAM_MODEL,
+	UC_CURRENCY, UC_STATUS, UC_ERROR_CLASS, UC_CACHE_HIT, UC_FALLBACK_FROM, UC_UNPRICED,
+	UC_TOKENS + LLMGW_TOKENS_INPUT, UC_TOKENS + LLMGW_TOKENS_OUTPUT,
+	UC_TOKENS + LLMGW_TOKENS_CACHED_INPUT, UC_TOKENS + LLMGW_TOKENS_CACHE_WRITE,
+	UC_TOKENS + LLMGW_TOKENS_REASONING, UC_COST, UC_BATCH_ID
+};
+
+void
+llmgw_usage_roll_up(const LlmgwUsageColumns *c)
+{
+	static SPIPlanPtr plans[2];
+	bool		one = (c->n == 1);
+	Oid			types[21];
+	Datum		args[21];
+	char		argnulls[21];
+	bool	   *batch = palloc(sizeof(bool) * c->n);
+	Datum	   *is_batch = palloc(sizeof(Datum) * c->n);
+	int			dims[1] = {c->n};
+	int			lbs[1] = {1};
+
+	if (c->n == 0)
+		return;
+	for (int i = 0; i < c->n; i++)
+	{
+		is_batch[i] = BoolGetDatum(!c->nulls[UC_BATCH_ID][i]);
+		batch[i] = false;
+	}
+	for (int a = 0; a < 20; a++)
+	{
+		LlmgwUsageColumn col = roll_up_columns[a];
+		Oid			type = col == UC_BATCH_ID ? BOOLOID : direct_types[col];
+		Datum	   *values = col == UC_BATCH_ID ? is_batch : c->values[col];
+		bool	   *nulls = col == UC_BATCH_ID ? batch : c->nulls[col];
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		types[a] = one ? type : get_array_type(type);
+		argnulls[a] = one && nulls[0] ? 'n' : ' ';
+		if (one)
+		{
+			args[a] = values[0];
+			continue;
+		}
+		get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+		args[a] = PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen,
+													 typbyval, typalign));
+	}
+	types[20] = INT4OID;
+	args[20] = Int32GetDatum(llmgw_rollup_shard);
+	argnulls[20] = ' ';
+	if (plans[one] == NULL)
+		plans[one] = llmgw_spi_prepare(one ? ROLL_UP_ONE : ROLL_UP_MANY, 21, types);
+	/* the rollups' own rows: not a change that the ledger reloads for */
+	llmgw_own_rollup = true;
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plans[one], args, argnulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "llmgw: could not add usage rows to the rollups");
+	}
+	PG_FINALLY();
+	{
+		llmgw_own_rollup = false;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Write a batch of a round straight into llmgw.usage, each row priced here
+ * (llmgw.cost's code) at the price row its route holds, then its rollups:
+ * what the INSERT statement and its trigger would write, without their
+ * executor start.  False, with nothing written, when a row's price must be
+ * looked up in SQL (the price changed since the configuration was loaded)
+ * or the table is not as the extension made it: the statement writes them.
+ */
+static bool
+insert_direct(LlmgwUsageBatch *b)
+{
+	LlmgwUsageColumns c;
+	static const struct
+	{
+		LlmgwUsageColumn to;
+		UsageColumn from;
+	}			same[] = {
+		{UC_REQUEST_ID, COL_REQUEST_ID}, {UC_ATTEMPT, COL_ATTEMPT},
+		{UC_STARTED_AT, COL_STARTED_AT}, {UC_ROLE, COL_ROLE}, {UC_KEY_ID, COL_KEY_ID},
+		{UC_TEAM_ID, COL_TEAM_ID}, {UC_MODEL, COL_MODEL}, {UC_PROVIDER, COL_PROVIDER},
+		{UC_UPSTREAM_MODEL, COL_UPSTREAM_MODEL}, {UC_STATUS, COL_STATUS},
+		{UC_ERROR_CLASS, COL_ERROR_CLASS}, {UC_HTTP_STATUS, COL_HTTP_STATUS},
+		{UC_LATENCY, COL_LATENCY}, {UC_USAGE_SOURCE, COL_USAGE_SOURCE},
+		{UC_CACHE_HIT, COL_HIT}, {UC_FALLBACK_FROM, COL_FALLBACK_FROM},
+		{UC_JOB_ID, COL_JOB_ID}, {UC_ASYNC_ID, COL_ASYNC_ID},
+	};
+
+	/* every row priced by the row its route holds, or not priced at all */
+	for (int i = 0; i < b->n; i++)
+	{
+		const LlmgwUsageRow *row = &b->rows[i];
+
+		if (!b->nulls[COL_USAGE_SOURCE][i] && !row->cache_hit && row->price_id != 0 &&
+			(row->price_id < 0 || row->price == (Datum) 0))
+			return false;
+	}
+
+	c.n = b->n;
+	for (int k = 0; k < lengthof(same); k++)
+	{
+		c.values[same[k].to] = b->values[same[k].from];
+		c.nulls[same[k].to] = b->nulls[same[k].from];
+	}
+	for (int t = 0; t < LLMGW_NBUCKETS; t++)
+	{
+		c.values[UC_TOKENS + t] = b->values[COL_TOKENS + t];
+		c.nulls[UC_TOKENS + t] = b->nulls[COL_TOKENS + t];
+	}
+	for (int col = UC_PRICE_ID; col <= UC_BATCH_ID; col++)
+	{
+		if (col == UC_CACHE_HIT || col == UC_FALLBACK_FROM || col == UC_JOB_ID ||
+			col == UC_ASYNC_ID)
+			continue;
+		c.values[col] = palloc0(sizeof(Datum) * b->n);
+		c.nulls[col] = palloc(sizeof(bool) * b->n);
+		memset(c.nulls[col], true, sizeof(bool) * b->n);
+	}
+
+	for (int i = 0; i < b->n; i++)
+	{
+		const LlmgwUsageRow *row = &b->rows[i];
+		bool		has_cost = false;
+		Datum		cost = (Datum) 0;
+		char	   *currency = NULL;
+
+		if (row->cache_hit)
+		{
+			currency = "USD";
+			if (row->hit_cost)
+			{
+				cost = DirectFunctionCall3(numeric_in, CStringGetDatum(row->hit_cost),
+										   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				has_cost = true;
+			}
+		}
+		else if (!b->nulls[COL_USAGE_SOURCE][i] && row->price_id > 0)
+		{
+			has_cost = llmgw_cost(row->price, row->tokens, &cost, &currency);
+			c.values[UC_PRICE_ID][i] = Int64GetDatum(row->price_id);
+			c.nulls[UC_PRICE_ID][i] = false;
+		}
+		c.values[UC_COST][i] = cost;
+		c.nulls[UC_COST][i] = !has_cost;
+		if (currency)
+		{
+			c.values[UC_CURRENCY][i] = CStringGetTextDatum(currency);
+			c.nulls[UC_CURRENCY][i] = false;
+		}
+		c.values[UC_UNPRICED][i] =
+			BoolGetDatum(!row->cache_hit && !has_cost &&
+						 (row->status == LLMGW_STATUS_OK || !b->nulls[COL_USAGE_SOURCE][i]));
+		c.nulls[UC_UNPRICED][i] = false;
+		if (row->tags)
+		{
+			c.values[UC_TAGS][i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(row->tags));
+			c.nulls[UC_TAGS][i] = false;
+		}
+	}
+	if (!llmgw_usage_write(&c))
+		return false;
+	llmgw_usage_roll_up(&c);
+
+	/* what each priced row owes, for llmgw_usage_charge */
+	for (int i = 0; i < b->n; i++)
+	{
+		if (c.nulls[UC_COST][i])
+			continue;
+		b->charge[i] = llmgw_cost_units(c.values[UC_COST][i]);
+		b->currency[i] = c.nulls[UC_CURRENCY][i] ? NULL :
+			TextDatumGetCString(c.values[UC_CURRENCY][i]);
+	}
+	return true;
+}
+
 /*
  * The prepared INSERT: of one row or of arrays, with or without skipping
  * attempts already recorded
@@ -338,6 +701,8 @@ llmgw_usage_insert(LlmgwUsageBatch *b, bool skip_recorded)
 
 	if (b->n == 0)
 		return 0;
+	if (!skip_recorded && insert_direct(b))
+		return b->n;
 	for (int c = 0; c < NCOLUMNS; c++)
 	{
 		int16		typlen;
