@@ -4,7 +4,7 @@ EXTENSION = llmgw
 MODULE_big = llmgw
 OBJS = src/llmgw.o src/queue.o src/worker.o src/http.o src/call.o src/config.o \
        src/provider.o src/jsonutil.o src/jsonread.o src/sse.o src/retry.o src/response.o src/usage.o \
-       src/settle.o src/cost.o src/errors.o src/functions.o src/apikey.o src/policy.o src/budget.o \
+       src/settle.o src/cost.o src/rollup.o src/errors.o src/functions.o src/apikey.o src/policy.o src/budget.o \
        src/ratelimit.o src/journal.o src/health.o src/cache.o src/async.o src/txn.o \
        src/security.o src/redact.o src/share.o src/route.o src/translate.o \
        src/providers/openai.o src/providers/openai_responses.o src/providers/anthropic.o \

@@ -1,0 +1,357 @@
+/*-------------------------------------------------------------------------
+ *
+ * rollup.c
+ *		The daily rollups (llmgw.usage_daily) and the totals
+ *		(llmgw.usage_totals) of usage rows written straight into
+ *		llmgw.usage (usage.c: a worker's round; batch_ingest.c: a chunk of
+ *		a provider batch), which the trigger llmgw.usage_rollup does not
+ *		see: what it would add for their statement.
+ *
+ * The rows are summed here, per rollup row (a day's and a total's
+ * dimensions, NULLs alike as the unique constraints have them), so that
+ * the statement only adds a few sums: a round or a chunk rarely has more
+ * than a handful of rollup rows, and sorting and grouping its rows in SQL
+ * cost more than writing them.  The statement upserts the totals, then
+ * (the statement of its WITH runs after) the days, each in the order of
+ * their dimensions: the trigger's order of locks.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "budget.h"
+#include "llmgw.h"
+#include "txn.h"
+#include "usage.h"
+
+/* The dimensions of a day's rollup row and of a total, as usage columns */
+static const LlmgwUsageColumn daily_dims[] = {
+	UC_TEAM_ID, UC_KEY_ID, UC_ROLE, UC_MODEL, UC_PROVIDER, UC_UPSTREAM_MODEL, UC_CURRENCY
+};								/* and the day, and whether a batch's */
+static const LlmgwUsageColumn totals_dims[] = {
+	UC_TEAM_ID, UC_MODEL, UC_PROVIDER, UC_UPSTREAM_MODEL, UC_STATUS, UC_ERROR_CLASS,
+	UC_CACHE_HIT, UC_FALLBACK_FROM, UC_CURRENCY
+};
+
+/* The token columns the rollups sum, in the order of their parameters */
+static const LlmgwBucket summed[] = {
+	LLMGW_TOKENS_INPUT, LLMGW_TOKENS_OUTPUT, LLMGW_TOKENS_CACHED_INPUT,
+	LLMGW_TOKENS_CACHE_WRITE, LLMGW_TOKENS_REASONING
+};
+
+#define NSUMMED lengthof(summed)
+
+/* A rollup row being summed: its first usage row stands for its dimensions */
+typedef struct Sum
+{
+	int			first;
+	int64		day;
+	bool		batch;
+	int64		calls;
+	int64		errors;
+	int64		unpriced;
+	int64		cache_hits;
+	int64		tokens[NSUMMED];
+	Datum		cost;
+} Sum;
+
+static int64
+day_of(Datum started_at)
+{
+	TimestampTz t = DatumGetTimestampTz(started_at);
+
+	/* days since 2000-01-01 in UTC, rounded down */
+	return t >= 0 ? t / USECS_PER_DAY : -((-t - 1) / USECS_PER_DAY) - 1;
+}
+
+/* Equal texts: the same bytes, as deterministic collations have them */
+static bool
+text_equal(Datum a, Datum b)
+{
+	text	   *x = DatumGetTextPP(a);
+	text	   *y = DatumGetTextPP(b);
+
+	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+}
+
+static bool
+same_value(const LlmgwUsageColumns *c, LlmgwUsageColumn col, int i, int j)
+{
+	if (c->nulls[col][i] || c->nulls[col][j])
+		return c->nulls[col][i] && c->nulls[col][j];
+	switch (col)
+	{
+		case UC_TEAM_ID:
+		case UC_KEY_ID:
+			return DatumGetInt64(c->values[col][i]) == DatumGetInt64(c->values[col][j]);
+		case UC_CACHE_HIT:
+			return DatumGetBool(c->values[col][i]) == DatumGetBool(c->values[col][j]);
+		default:
+			return text_equal(c->values[col][i], c->values[col][j]);
+	}
+}
+
+static void
+add_int8(int64 *sum, int64 v)
+{
+	if (pg_add_s64_overflow(*sum, v, sum))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("bigint out of range")));
+}
+
+/* Add usage row i to its rollup row among sums[0..*n), or to a new one */
+static void
+add_row(const LlmgwUsageColumns *c, int i, bool daily, Sum *sums, int *n)
+{
+	const LlmgwUsageColumn *dims = daily ? daily_dims : totals_dims;
+	int			ndims = daily ? lengthof(daily_dims) : lengthof(totals_dims);
+	int64		day = daily ? day_of(c->values[UC_STARTED_AT][i]) : 0;
+	bool		batch = daily && !c->nulls[UC_BATCH_ID][i];
+	Sum		   *s = NULL;
+
+	for (int k = 0; k < *n && s == NULL; k++)
+	{
+		bool		same = sums[k].day == day && sums[k].batch == batch;
+
+		for (int d = 0; d < ndims && same; d++)
+			same = same_value(c, dims[d], sums[k].first, i);
+		if (same)
+			s = &sums[k];
+	}
+	if (s == NULL)
+	{
+		s = &sums[(*n)++];
+		memset(s, 0, sizeof(Sum));
+		s->first = i;
+		s->day = day;
+		s->batch = batch;
+		s->cost = NumericGetDatum(int64_to_numeric(0));
+	}
+	add_int8(&s->calls, 1);
+	if (strcmp(TextDatumGetCString(c->values[UC_STATUS][i]), "ok") != 0)
+		add_int8(&s->errors, 1);
+	if (DatumGetBool(c->values[UC_UNPRICED][i]))
+		add_int8(&s->unpriced, 1);
+	if (DatumGetBool(c->values[UC_CACHE_HIT][i]))
+		add_int8(&s->cache_hits, 1);
+	for (int t = 0; t < NSUMMED; t++)
+		if (!c->nulls[UC_TOKENS + summed[t]][i])
+			add_int8(&s->tokens[t], DatumGetInt64(c->values[UC_TOKENS + summed[t]][i]));
+	if (!c->nulls[UC_COST][i])
+		s->cost = DirectFunctionCall2(numeric_add, s->cost, c->values[UC_COST][i]);
+}
+
+#define DAILY_UPSERT \
+	"INSERT INTO llmgw.usage_daily AS d (day, shard, team_id, key_id, role_name, model," \
+	"  provider, upstream_model, currency, batch, calls, errors, unpriced, cache_hits," \
+	"  input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost)" \
+	" SELECT (n.started_at AT TIME ZONE 'UTC')::date, $1, n.team_id, n.key_id, n.role_name," \
+	"        n.model, n.provider, n.upstream_model, n.currency, n.batch, n.calls, n.errors," \
+	"        n.unpriced, n.cache_hits, n.i, n.o, n.c, n.r, n.cost" \
+	"   FROM %s AS n(started_at, team_id, key_id, role_name, model, provider, upstream_model," \
+	"                currency, batch, calls, errors, unpriced, cache_hits, i, o, c, r, cost)" \
+	"  %s" \
+	" ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency," \
+	"              shard, batch)" \
+	" DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors," \
+	"  unpriced = d.unpriced + excluded.unpriced, cache_hits = d.cache_hits + excluded.cache_hits," \
+	"  input_tokens = d.input_tokens + excluded.input_tokens," \
+	"  output_tokens = d.output_tokens + excluded.output_tokens," \
+	"  cached_input_tokens = d.cached_input_tokens + excluded.cached_input_tokens," \
+	"  reasoning_tokens = d.reasoning_tokens + excluded.reasoning_tokens," \
+	"  cost = d.cost + excluded.cost"
+#define TOTALS_UPSERT \
+	"INSERT INTO llmgw.usage_totals AS t (shard, team_id, model, provider, upstream_model," \
+	"  status, error_class, cache_hit, fallback_from, currency, calls, unpriced, input_tokens," \
+	"  output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost)" \
+	" SELECT $1, n.team_id, n.model, n.provider, n.upstream_model, n.status, n.error_class," \
+	"        n.cache_hit, n.fallback_from, n.currency, n.calls, n.unpriced, n.i, n.o, n.c, n.cw," \
+	"        n.r, n.cost" \
+	"   FROM %s AS n(team_id, model, provider, upstream_model, status, error_class, cache_hit," \
+	"                fallback_from, currency, calls, unpriced, i, o, c, cw, r, cost)" \
+	"  %s" \
+	" ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit," \
+	"              fallback_from, currency, shard)" \
+	" DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced," \
+	"  input_tokens = t.input_tokens + excluded.input_tokens," \
+	"  output_tokens = t.output_tokens + excluded.output_tokens," \
+	"  cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens," \
+	"  cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens," \
+	"  reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens," \
+	"  cost = t.cost + excluded.cost"
+
+/* The parameters of the days ($2-$19) and of the totals ($20-$36); $1 is the shard */
+#define NDAILY 18
+#define NTOTALS 17
+#define NPARAMS (1 + NDAILY + NTOTALS)
+
+static const Oid daily_types[NDAILY] = {
+	TIMESTAMPTZOID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
+	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, NUMERICOID
+};
+static const Oid totals_types[NTOTALS] = {
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID,
+	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, NUMERICOID
+};
+
+/* The rows of one rollup row each ($2-$19, $20-$36), or of many (arrays, ordered) */
+static char *
+statement(bool one)
+{
+	const char *days = one ?
+		"(VALUES ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19))" :
+		"unnest($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+	const char *totals = one ?
+		"(VALUES ($20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36))" :
+		"unnest($20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
+
+	return psprintf("WITH daily AS (" DAILY_UPSERT ") " TOTALS_UPSERT,
+					days, one ? "" : "ORDER BY 1, 3, 4, 5, 6, 7, 8, 9, 10",
+					totals, one ? "" : "ORDER BY 2, 3, 4, 5, 6, 7, 8, 9, 10");
+}
+
+/* A parameter: the value of one rollup row, or an array of them */
+static Datum
+param(bool one, Oid type, Datum *values, bool *nulls, int n, char *isnull)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	*isnull = one && nulls[0] ? 'n' : ' ';
+	if (one)
+		return values[0];
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen, typbyval,
+											  typalign));
+}
+
+/* A parameter of a dimension: the value of its column in each rollup row's first usage row */
+static Datum
+dim_param(bool one, const LlmgwUsageColumns *c, LlmgwUsageColumn col, Oid type,
+		  const Sum *sums, int n, char *isnull)
+{
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+
+	for (int k = 0; k < n; k++)
+	{
+		values[k] = c->values[col][sums[k].first];
+		nulls[k] = c->nulls[col][sums[k].first];
+	}
+	return param(one, type, values, nulls, n, isnull);
+}
+
+/* A parameter of a sum: offset is the field's place in Sum */
+static Datum
+sum_param(bool one, size_t offset, Oid type, const Sum *sums, int n, char *isnull)
+{
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc0(sizeof(bool) * n);
+
+	for (int k = 0; k < n; k++)
+	{
+		const char *field = (const char *) &sums[k] + offset;
+
+		values[k] = type == NUMERICOID ? *(const Datum *) field :
+			Int64GetDatum(*(const int64 *) field);
+	}
+	return param(one, type, values, nulls, n, isnull);
+}
+
+void
+llmgw_usage_roll_up(const LlmgwUsageColumns *c)
+{
+	static SPIPlanPtr plans[2];
+	Sum		   *days = palloc(sizeof(Sum) * Max(c->n, 1));
+	Sum		   *totals = palloc(sizeof(Sum) * Max(c->n, 1));
+	int			ndays = 0,
+				ntotals = 0;
+	bool		one;
+	Oid			types[NPARAMS];
+	Datum		args[NPARAMS];
+	char		nulls[NPARAMS];
+	int			p = 0;
+
+	if (c->n == 0)
+		return;
+	for (int i = 0; i < c->n; i++)
+	{
+		add_row(c, i, true, days, &ndays);
+		add_row(c, i, false, totals, &ntotals);
+	}
+	one = ndays == 1 && ntotals == 1;
+
+	types[p] = INT4OID;
+	args[p] = Int32GetDatum(llmgw_rollup_shard);
+	nulls[p++] = ' ';
+	args[p] = dim_param(one, c, UC_STARTED_AT, TIMESTAMPTZOID, days, ndays, &nulls[p]);
+	p++;
+	for (int d = 0; d < lengthof(daily_dims); d++, p++)
+		args[p] = dim_param(one, c, daily_dims[d], daily_types[1 + d], days, ndays, &nulls[p]);
+#define SUM_OF(sums, n, field, type) \
+	(args[p] = sum_param(one, offsetof(Sum, field), type, sums, n, &nulls[p]), p++)
+	{
+		Datum	   *batch = palloc(sizeof(Datum) * ndays);
+		bool	   *never = palloc0(sizeof(bool) * ndays);
+
+		for (int k = 0; k < ndays; k++)
+			batch[k] = BoolGetDatum(days[k].batch);
+		args[p] = param(one, BOOLOID, batch, never, ndays, &nulls[p]);
+		p++;
+	}
+	SUM_OF(days, ndays, calls, INT8OID);
+	SUM_OF(days, ndays, errors, INT8OID);
+	SUM_OF(days, ndays, unpriced, INT8OID);
+	SUM_OF(days, ndays, cache_hits, INT8OID);
+	SUM_OF(days, ndays, tokens[0], INT8OID);	/* input */
+	SUM_OF(days, ndays, tokens[1], INT8OID);	/* output */
+	SUM_OF(days, ndays, tokens[2], INT8OID);	/* cached input */
+	SUM_OF(days, ndays, tokens[4], INT8OID);	/* reasoning */
+	SUM_OF(days, ndays, cost, NUMERICOID);
+	Assert(p == 1 + NDAILY);
+	for (int d = 0; d < lengthof(totals_dims); d++, p++)
+		args[p] = dim_param(one, c, totals_dims[d], totals_types[d], totals, ntotals, &nulls[p]);
+	SUM_OF(totals, ntotals, calls, INT8OID);
+	SUM_OF(totals, ntotals, unpriced, INT8OID);
+	SUM_OF(totals, ntotals, tokens[0], INT8OID);
+	SUM_OF(totals, ntotals, tokens[1], INT8OID);
+	SUM_OF(totals, ntotals, tokens[2], INT8OID);
+	SUM_OF(totals, ntotals, tokens[3], INT8OID);	/* cache writes */
+	SUM_OF(totals, ntotals, tokens[4], INT8OID);
+	SUM_OF(totals, ntotals, cost, NUMERICOID);
+#undef SUM_OF
+	Assert(p == NPARAMS);
+	for (int k = 0; k < NDAILY; k++)
+		types[1 + k] = one ? daily_types[k] : get_array_type(daily_types[k]);
+	for (int k = 0; k < NTOTALS; k++)
+		types[1 + NDAILY + k] = one ? totals_types[k] : get_array_type(totals_types[k]);
+
+	if (plans[one] == NULL)
+		plans[one] = llmgw_spi_prepare(statement(one), NPARAMS, types);
+	/* the rollups' own rows: not a change that the ledger reloads for */
+	llmgw_own_rollup = true;
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plans[one], args, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "llmgw: could not add usage rows to the rollups");
+	}
+	PG_FINALLY();
+	{
+		llmgw_own_rollup = false;
+	}
+	PG_END_TRY();
+}
