@@ -243,6 +243,19 @@ llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nul
 	}
 	given = shape->given;
 	estate = CreateExecutorState();
+	/*
+	 * A range table of the parent, as COPY has: a constraint's error names
+	 * the columns written from the range table entry of the result relation
+	 */
+	{
+		RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+		rte->rtekind = RTE_RELATION;
+		rte->relid = parent_id;
+		rte->relkind = parent->rd_rel->relkind;
+		rte->rellockmode = RowExclusiveLock;
+		ExecInitRangeTable(estate, list_make1(rte));
+	}
 	econtext = GetPerTupleExprContext(estate);
 	defaults = palloc0(sizeof(ExprState *) * pdesc->natts);
 	for (int a = 0; a < pdesc->natts; a++)

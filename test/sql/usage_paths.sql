@@ -40,6 +40,19 @@ DROP TRIGGER usage_seen ON llmgw.usage;
 SELECT up_call('ten') IS NOT NULL AS answered;
 SELECT count(*) AS seen_by_the_trigger FROM public.usage_seen WHERE model = 'up-direct';
 
+-- a constraint someone added to llmgw.usage that a row breaks: the worker
+-- writing it straight gets the constraint's error (no crash), the round is
+-- written again call by call, and that call fails with LG007
+ALTER TABLE llmgw.usage ADD CONSTRAINT up_no_boom CHECK (model IS DISTINCT FROM 'up-boom');
+SELECT llmgw.create_model('up-boom', 'mock', 'up-model', price_model => 'up-price');
+SELECT split_part(r, E'\n', 1) AS error,
+       r LIKE '%new row for relation "usage_%" violates check constraint "up_no_boom"%' AS detail
+  FROM try($$SELECT llm_complete('boom', model => 'up-boom')$$) r;
+SELECT try($$SELECT llm_complete('fine', model => 'up-direct')$$) AS other_models_still_written;
+ALTER TABLE llmgw.usage DROP CONSTRAINT up_no_boom;
+SELECT llmgw.drop_model('up-boom');
+SELECT count(*) AS boom_rows FROM llmgw.usage WHERE model = 'up-boom';
+
 -- every row priced by its own price row, as llmgw.cost says, in the price's currency
 SELECT u.input_tokens, u.output_tokens, p.input AS input_rate, u.cost, u.currency, u.unpriced,
        u.cost = llmgw.cost(p, u.input_tokens, u.output_tokens, u.cached_input_tokens,
