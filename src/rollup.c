@@ -19,9 +19,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "common/int.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/date.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -150,6 +166,346 @@ add_row(const LlmgwUsageColumns *c, int i, bool daily, Sum *sums, int *n)
 			add_int8(&s->tokens[t], DatumGetInt64(c->values[UC_TOKENS + summed[t]][i]));
 	if (!c->nulls[UC_COST][i])
 		s->cost = DirectFunctionCall2(numeric_add, s->cost, c->values[UC_COST][i]);
+}
+
+/*
+ * In place: the rollup rows that exist already (all but the first of a
+ * day, of a worker, of a deployment, ...) get the sums added by an update
+ * of each, as the statement's ON CONFLICT would, without its executor
+ * start.  Every rollup row of the round is found and locked first; if one
+ * is missing (or a table is not as the extension made it) nothing is
+ * updated here and the statement does it all, inserting what is missing.
+ */
+
+/* The value of a rollup row's dimension, by the rollup table's column name */
+static bool
+dim_value(const LlmgwUsageColumns *c, const Sum *s, const char *name, Datum *value)
+{
+	static const struct
+	{
+		const char *name;
+		LlmgwUsageColumn col;
+	}			names[] = {
+		{"team_id", UC_TEAM_ID}, {"key_id", UC_KEY_ID}, {"role_name", UC_ROLE},
+		{"model", UC_MODEL}, {"provider", UC_PROVIDER}, {"upstream_model", UC_UPSTREAM_MODEL},
+		{"currency", UC_CURRENCY}, {"status", UC_STATUS}, {"error_class", UC_ERROR_CLASS},
+		{"cache_hit", UC_CACHE_HIT}, {"fallback_from", UC_FALLBACK_FROM},
+	};
+
+	if (strcmp(name, "day") == 0)
+		*value = DateADTGetDatum((DateADT) s->day);
+	else if (strcmp(name, "shard") == 0)
+		*value = Int32GetDatum(llmgw_rollup_shard);
+	else if (strcmp(name, "batch") == 0)
+		*value = BoolGetDatum(s->batch);
+	else
+	{
+		for (int k = 0; k < lengthof(names); k++)
+		{
+			if (strcmp(name, names[k].name) == 0)
+			{
+				*value = c->values[names[k].col][s->first];
+				return !c->nulls[names[k].col][s->first];
+			}
+		}
+		elog(ERROR, "llmgw: a rollup has no dimension \"%s\"", name);
+	}
+	return true;
+}
+
+/* What a rollup row adds, by the rollup table's column name (false: not a sum) */
+static bool
+sum_value(const Sum *s, const char *name, Datum *value)
+{
+	static const char *const tokens[NSUMMED] = {
+		"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+		"reasoning_tokens"
+	};
+
+	if (strcmp(name, "cost") == 0)
+	{
+		*value = s->cost;
+		return true;
+	}
+	*value = Int64GetDatum(strcmp(name, "calls") == 0 ? s->calls :
+						   strcmp(name, "errors") == 0 ? s->errors :
+						   strcmp(name, "unpriced") == 0 ? s->unpriced :
+						   strcmp(name, "cache_hits") == 0 ? s->cache_hits : -1);
+	if (DatumGetInt64(*value) >= 0)
+		return true;
+	for (int t = 0; t < NSUMMED; t++)
+	{
+		if (strcmp(name, tokens[t]) == 0)
+		{
+			*value = Int64GetDatum(s->tokens[t]);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A rollup table, opened for the update of its rows in place */
+typedef struct Table
+{
+	Relation	rel;
+	Relation	index;			/* its unique index on the dimensions */
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epq;
+	int			n;
+	TupleTableSlot **found;		/* each rollup row's row, locked */
+} Table;
+
+/*
+ * Open a rollup table; false when it is not as the extension made it: a
+ * trigger of someone's on UPDATE (but the ledger's statement trigger, which
+ * the workers' own rollups do not fire), no unique index on exactly the
+ * dimensions (names) with NULLs not distinct
+ */
+static bool
+open_table(const char *name, const char *const *names, int ndims, Table *t)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("llmgw", false));
+	TriggerDesc *td;
+	List	   *indexes;
+	ListCell   *lc;
+	RangeTblEntry *rte;
+
+	memset(t, 0, sizeof(Table));
+	if (!OidIsValid(relid))
+		return false;
+	t->rel = table_open(relid, RowExclusiveLock);
+	td = t->rel->trigdesc;
+	for (int i = 0; td && i < td->numtriggers; i++)
+	{
+		Trigger    *tg = &td->triggers[i];
+
+		if (TRIGGER_FOR_UPDATE(tg->tgtype) &&
+			(tg->tgenabled == TRIGGER_FIRES_ON_ORIGIN || tg->tgenabled == TRIGGER_FIRES_ALWAYS) &&
+			(TRIGGER_FOR_ROW(tg->tgtype) || strcmp(tg->tgname, "ledger_changed") != 0))
+			return false;
+	}
+	indexes = RelationGetIndexList(t->rel);
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+		bool		dims = index->rd_index->indisunique && index->rd_index->indnullsnotdistinct &&
+			index->rd_index->indisvalid && index->rd_index->indimmediate &&
+			index->rd_rel->relam == BTREE_AM_OID && index->rd_indexprs == NIL &&
+			index->rd_indpred == NIL && IndexRelationGetNumberOfKeyAttributes(index) == ndims;
+
+		/* its columns: the dimensions, each once */
+		for (int a = 0; a < ndims && dims; a++)
+		{
+			AttrNumber attno = index->rd_index->indkey.values[a];
+			const char *column = attno > 0 ?
+				NameStr(TupleDescAttr(RelationGetDescr(t->rel), attno - 1)->attname) : "";
+			bool		known = false;
+
+			for (int d = 0; d < ndims && !known; d++)
+				known = strcmp(column, names[d]) == 0;
+			for (int b = 0; b < a && known; b++)
+				known = index->rd_index->indkey.values[b] != attno;
+			dims = known;
+		}
+		if (dims && t->index == NULL)
+			t->index = index;
+		else
+			index_close(index, NoLock);
+	}
+	if (t->index == NULL)
+		return false;
+	t->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = t->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(t->estate, list_make1(rte));
+	t->estate->es_output_cid = GetCurrentCommandId(true);
+	t->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
+	ExecOpenIndices(t->rri, false);
+	EvalPlanQualInit(&t->epq, t->estate, NULL, NIL, -1);
+	return true;
+}
+
+static void
+close_table(Table *t)
+{
+	if (t->estate)
+	{
+		for (int k = 0; k < t->n; k++)
+			if (t->found[k])
+				ExecDropSingleTupleTableSlot(t->found[k]);
+		EvalPlanQualEnd(&t->epq);
+		ExecCloseIndices(t->rri);
+		FreeExecutorState(t->estate);
+	}
+	if (t->index)
+		index_close(t->index, NoLock);
+	if (t->rel)
+		table_close(t->rel, NoLock);
+}
+
+/*
+ * Find and lock the row of each rollup row (its dimensions' values, NULLs
+ * alike); false when one is missing
+ */
+static bool
+find_rows(const LlmgwUsageColumns *c, const Sum *sums, int n, Table *t)
+{
+	int			nkeys = IndexRelationGetNumberOfKeyAttributes(t->index);
+	ScanKeyData *keys = palloc(sizeof(ScanKeyData) * nkeys);
+	TupleDesc	desc = RelationGetDescr(t->rel);
+	SnapshotData dirty;
+	IndexScanDesc scan;
+
+	t->n = n;
+	t->found = palloc0(sizeof(TupleTableSlot *) * n);
+	InitDirtySnapshot(dirty);
+	scan = index_beginscan(t->rel, t->index, &dirty, nkeys, 0);
+	for (int k = 0; k < n; k++)
+	{
+		TupleTableSlot *slot = table_slot_create(t->rel, NULL);
+		bool		found;
+
+		t->found[k] = slot;
+		for (int a = 0; a < nkeys; a++)
+		{
+			AttrNumber attno = t->index->rd_index->indkey.values[a];
+			Datum		value;
+
+			if (!dim_value(c, &sums[k], NameStr(TupleDescAttr(desc, attno - 1)->attname), &value))
+				ScanKeyEntryInitialize(&keys[a], SK_ISNULL | SK_SEARCHNULL, a + 1,
+									   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid,
+									   (Datum) 0);
+			else
+			{
+				Oid			op = get_opfamily_member(t->index->rd_opfamily[a],
+													 t->index->rd_opcintype[a],
+													 t->index->rd_opcintype[a],
+													 BTEqualStrategyNumber);
+
+				ScanKeyInit(&keys[a], a + 1, BTEqualStrategyNumber, get_opcode(op), value);
+				keys[a].sk_collation = t->index->rd_indcollation[a];
+			}
+		}
+retry:
+		found = false;
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			TransactionId xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+			TM_FailureData tmfd;
+
+			found = true;
+			/* another transaction is writing it: wait for its end, then look again */
+			if (TransactionIdIsValid(xwait))
+			{
+				XactLockTableWait(xwait, NULL, NULL, XLTW_None);
+				goto retry;
+			}
+			switch (table_tuple_lock(t->rel, &slot->tts_tid, GetLatestSnapshot(), slot,
+									 GetCurrentCommandId(false), LockTupleNoKeyExclusive,
+									 LockWaitBlock, 0, &tmfd))
+			{
+				case TM_Ok:
+					break;
+				case TM_Updated:
+				case TM_Deleted:
+					goto retry;
+				default:
+					elog(ERROR, "llmgw: could not lock a rollup row of \"%s\"",
+						 RelationGetRelationName(t->rel));
+			}
+		}
+		if (!found)
+		{
+			index_endscan(scan);
+			return false;
+		}
+	}
+	index_endscan(scan);
+	return true;
+}
+
+/* Add each rollup row's sums to its row, found and locked */
+static void
+add_in_place(const Sum *sums, Table *t)
+{
+	TupleDesc	desc = RelationGetDescr(t->rel);
+
+	for (int k = 0; k < t->n; k++)
+	{
+		TupleTableSlot *old = t->found[k];
+		TupleTableSlot *new = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+
+		slot_getallattrs(old);
+		ExecClearTuple(new);
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+			Datum		add;
+
+			new->tts_values[a] = old->tts_values[a];
+			new->tts_isnull[a] = old->tts_isnull[a];
+			if (att->attisdropped || old->tts_isnull[a] ||
+				!sum_value(&sums[k], NameStr(att->attname), &add))
+				continue;
+			if (att->atttypid == NUMERICOID)
+				new->tts_values[a] = DirectFunctionCall2(numeric_add, old->tts_values[a], add);
+			else
+			{
+				int64		sum = DatumGetInt64(old->tts_values[a]);
+
+				add_int8(&sum, DatumGetInt64(add));
+				new->tts_values[a] = Int64GetDatum(sum);
+			}
+		}
+		ExecStoreVirtualTuple(new);
+		ExecSimpleRelationUpdate(t->rri, t->estate, &t->epq, old, new);
+		ExecDropSingleTupleTableSlot(new);
+	}
+}
+
+/*
+ * The rollup rows of the round, updated in place where all exist: the
+ * totals' rows found and locked, then the days' (the trigger's order),
+ * then each updated.  False, with nothing changed, when one is missing.
+ */
+/* The columns of the rollup tables' unique dimensions */
+static const char *const daily_columns[] = {
+	"day", "shard", "team_id", "key_id", "role_name", "model", "provider", "upstream_model",
+	"currency", "batch"
+};
+static const char *const total_columns[] = {
+	"shard", "team_id", "model", "provider", "upstream_model", "status", "error_class",
+	"cache_hit", "fallback_from", "currency"
+};
+
+static bool
+roll_up_in_place(const LlmgwUsageColumns *c, const Sum *days, int ndays, const Sum *totals,
+				 int ntotals)
+{
+	Table		daily = {0},
+				total = {0};
+	bool		done = false;
+
+	/* the rows earlier statements of this transaction wrote are seen and locked */
+	CommandCounterIncrement();
+	if (open_table("usage_totals", total_columns, lengthof(total_columns), &total) &&
+		open_table("usage_daily", daily_columns, lengthof(daily_columns), &daily) &&
+		find_rows(c, totals, ntotals, &total) && find_rows(c, days, ndays, &daily))
+	{
+		add_in_place(totals, &total);
+		add_in_place(days, &daily);
+		done = true;
+	}
+	close_table(&daily);
+	close_table(&total);
+	return done;
 }
 
 #define DAILY_UPSERT \
@@ -293,6 +649,8 @@ llmgw_usage_roll_up(const LlmgwUsageColumns *c)
 		add_row(c, i, true, days, &ndays);
 		add_row(c, i, false, totals, &ntotals);
 	}
+	if (roll_up_in_place(c, days, ndays, totals, ntotals))
+		return;
 	one = ndays == 1 && ntotals == 1;
 
 	types[p] = INT4OID;
