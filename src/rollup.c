@@ -8,12 +8,15 @@
  *		see: what it would add for their statement.
  *
  * The rows are summed here, per rollup row (a day's and a total's
- * dimensions, NULLs alike as the unique constraints have them), so that
- * the statement only adds a few sums: a round or a chunk rarely has more
- * than a handful of rollup rows, and sorting and grouping its rows in SQL
- * cost more than writing them.  The statement upserts the totals, then
- * (the statement of its WITH runs after) the days, each in the order of
- * their dimensions: the trigger's order of locks.
+ * dimensions, NULLs alike as the unique constraints have them): a round or
+ * a chunk rarely has more than a handful of rollup rows, and sorting and
+ * grouping its rows in SQL cost more than writing them.  Where every
+ * rollup row exists (all but the first call of a day, a deployment, ...)
+ * the sums are added in place, each row found by its unique index and
+ * locked before any is changed, without a statement's executor start.
+ * Otherwise one statement upserts the sums: the totals, then (the
+ * statement of its WITH runs after) the days, each in the order of their
+ * dimensions.  Both take the trigger's order of locks, totals then days.
  *
  *-------------------------------------------------------------------------
  */
