@@ -179,21 +179,6 @@ typedef struct Items
 	AttrNumber	att[I_NCOLUMNS];
 } Items;
 
-/* A one-dimensional array of n values of a type (nulls may be NULL) */
-static Datum
-array_of(Datum *values, bool *nulls, int n, Oid type)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen,
-											  typbyval, typalign));
-}
-
 /* A text value of a result row, or NULL */
 static char *
 text_or_null(HeapTuple tuple, TupleDesc desc, int col)
@@ -377,7 +362,7 @@ price_items(Batch *b, Pending *items, int n, Datum *price_id, bool *price_null, 
 			v[i] = Int64GetDatum(items[i].r.tokens[bucket[k]]);
 			isnull[i] = !items[i].r.has_tokens[bucket[k]];
 		}
-		args[1 + k] = array_of(v, isnull, n, INT8OID);
+		args[1 + k] = llmgw_array_datum(v, isnull, n, INT8OID);
 	}
 	if (SPI_execute_plan(plan, args, nulls, true, 0) != SPI_OK_SELECT || SPI_processed != (uint64) n)
 		elog(ERROR, "llmgw: could not price the results of batch " INT64_FORMAT, b->id);
@@ -681,8 +666,8 @@ write_answers(Batch *b, Pending *items, int n, Datum *lines, JobCounts *counts)
 	{
 		Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
 		Datum		args[6] = {CStringGetTextDatum(b->source), CStringGetTextDatum(b->key_column),
-			CStringGetTextDatum(b->output_column), array_of(keys, key_null, ndone, TEXTOID),
-		array_of(answers, answer_null, ndone, TEXTOID), b->owner};
+			CStringGetTextDatum(b->output_column), llmgw_array_datum(keys, key_null, ndone, TEXTOID),
+		llmgw_array_datum(answers, answer_null, ndone, TEXTOID), b->owner};
 		HeapTuple	tup;
 		TupleDesc	desc;
 		ArrayType  *written;

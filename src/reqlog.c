@@ -505,8 +505,6 @@ write_rows(void *arg)
 	Datum	   *values[RL_NCOLUMNS];
 	bool	   *nulls[RL_NCOLUMNS];
 	Datum		args[RL_NCOLUMNS];
-	int			dims[1] = {log->n};
-	int			lbs[1] = {1};
 	int			rc;
 
 	for (int c = 0; c < RL_NCOLUMNS; c++)
@@ -553,16 +551,7 @@ write_rows(void *arg)
 	if (llmgw_direct_insert(&reqlog_table, log->n, values, nulls))
 		return;
 	for (int c = 0; c < RL_NCOLUMNS; c++)
-	{
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-
-		get_typlenbyvalalign(column_types[c], &typlen, &typbyval, &typalign);
-		args[c] = PointerGetDatum(construct_md_array(values[c], nulls[c], 1, dims, lbs,
-													 column_types[c], typlen, typbyval,
-													 typalign));
-	}
+		args[c] = llmgw_array_datum(values[c], nulls[c], log->n, column_types[c]);
 	rc = SPI_execute_plan(insert_plan(), args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "llmgw: could not write the request log: %s", SPI_result_code_string(rc));

@@ -518,9 +518,11 @@ roll_up_in_place(const LlmgwUsageColumns *c, const Sum *days, int ndays, const S
 	" SELECT (n.started_at AT TIME ZONE 'UTC')::date, $1, n.team_id, n.key_id, n.role_name," \
 	"        n.model, n.provider, n.upstream_model, n.currency, n.batch, n.calls, n.errors," \
 	"        n.unpriced, n.cache_hits, n.i, n.o, n.c, n.r, n.cost" \
-	"   FROM %s AS n(started_at, team_id, key_id, role_name, model, provider, upstream_model," \
-	"                currency, batch, calls, errors, unpriced, cache_hits, i, o, c, r, cost)" \
-	"  %s" \
+	"   FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17," \
+	"                $18, $19)" \
+	"        AS n(started_at, team_id, key_id, role_name, model, provider, upstream_model," \
+	"             currency, batch, calls, errors, unpriced, cache_hits, i, o, c, r, cost)" \
+	"  ORDER BY 1, 3, 4, 5, 6, 7, 8, 9, 10" \
 	" ON CONFLICT (day, team_id, key_id, role_name, model, provider, upstream_model, currency," \
 	"              shard, batch)" \
 	" DO UPDATE SET calls = d.calls + excluded.calls, errors = d.errors + excluded.errors," \
@@ -537,9 +539,11 @@ roll_up_in_place(const LlmgwUsageColumns *c, const Sum *days, int ndays, const S
 	" SELECT $1, n.team_id, n.model, n.provider, n.upstream_model, n.status, n.error_class," \
 	"        n.cache_hit, n.fallback_from, n.currency, n.calls, n.unpriced, n.i, n.o, n.c, n.cw," \
 	"        n.r, n.cost" \
-	"   FROM %s AS n(team_id, model, provider, upstream_model, status, error_class, cache_hit," \
-	"                fallback_from, currency, calls, unpriced, i, o, c, cw, r, cost)" \
-	"  %s" \
+	"   FROM unnest($20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34," \
+	"                $35, $36)" \
+	"        AS n(team_id, model, provider, upstream_model, status, error_class, cache_hit," \
+	"             fallback_from, currency, calls, unpriced, i, o, c, cw, r, cost)" \
+	"  ORDER BY 2, 3, 4, 5, 6, 7, 8, 9, 10" \
 	" ON CONFLICT (team_id, model, provider, upstream_model, status, error_class, cache_hit," \
 	"              fallback_from, currency, shard)" \
 	" DO UPDATE SET calls = t.calls + excluded.calls, unpriced = t.unpriced + excluded.unpriced," \
@@ -564,44 +568,13 @@ static const Oid totals_types[NTOTALS] = {
 	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, NUMERICOID
 };
 
-/* The rows of one rollup row each ($2-$19, $20-$36), or of many (arrays, ordered) */
-static char *
-statement(bool one)
-{
-	const char *days = one ?
-		"(VALUES ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19))" :
-		"unnest($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-	const char *totals = one ?
-		"(VALUES ($20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36))" :
-		"unnest($20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
-
-	return psprintf("WITH daily AS (" DAILY_UPSERT ") " TOTALS_UPSERT,
-					days, one ? "" : "ORDER BY 1, 3, 4, 5, 6, 7, 8, 9, 10",
-					totals, one ? "" : "ORDER BY 2, 3, 4, 5, 6, 7, 8, 9, 10");
-}
-
-/* A parameter: the value of one rollup row, or an array of them */
-static Datum
-param(bool one, Oid type, Datum *values, bool *nulls, int n, char *isnull)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	*isnull = one && nulls[0] ? 'n' : ' ';
-	if (one)
-		return values[0];
-	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen, typbyval,
-											  typalign));
-}
+/* The rollup rows of the days and of the totals, each in the order of their dimensions */
+#define ROLL_UP \
+	"WITH daily AS (" DAILY_UPSERT ") " TOTALS_UPSERT
 
 /* A parameter of a dimension: the value of its column in each rollup row's first usage row */
 static Datum
-dim_param(bool one, const LlmgwUsageColumns *c, LlmgwUsageColumn col, Oid type,
-		  const Sum *sums, int n, char *isnull)
+dim_param(const LlmgwUsageColumns *c, LlmgwUsageColumn col, Oid type, const Sum *sums, int n)
 {
 	Datum	   *values = palloc(sizeof(Datum) * n);
 	bool	   *nulls = palloc(sizeof(bool) * n);
@@ -611,15 +584,14 @@ dim_param(bool one, const LlmgwUsageColumns *c, LlmgwUsageColumn col, Oid type,
 		values[k] = c->values[col][sums[k].first];
 		nulls[k] = c->nulls[col][sums[k].first];
 	}
-	return param(one, type, values, nulls, n, isnull);
+	return llmgw_array_datum(values, nulls, n, type);
 }
 
 /* A parameter of a sum: offset is the field's place in Sum */
 static Datum
-sum_param(bool one, size_t offset, Oid type, const Sum *sums, int n, char *isnull)
+sum_param(size_t offset, Oid type, const Sum *sums, int n)
 {
 	Datum	   *values = palloc(sizeof(Datum) * n);
-	bool	   *nulls = palloc0(sizeof(bool) * n);
 
 	for (int k = 0; k < n; k++)
 	{
@@ -628,21 +600,19 @@ sum_param(bool one, size_t offset, Oid type, const Sum *sums, int n, char *isnul
 		values[k] = type == NUMERICOID ? *(const Datum *) field :
 			Int64GetDatum(*(const int64 *) field);
 	}
-	return param(one, type, values, nulls, n, isnull);
+	return llmgw_array_datum(values, NULL, n, type);
 }
 
 void
 llmgw_usage_roll_up(const LlmgwUsageColumns *c)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plan = NULL;
 	Sum		   *days = palloc(sizeof(Sum) * Max(c->n, 1));
 	Sum		   *totals = palloc(sizeof(Sum) * Max(c->n, 1));
 	int			ndays = 0,
 				ntotals = 0;
-	bool		one;
 	Oid			types[NPARAMS];
 	Datum		args[NPARAMS];
-	char		nulls[NPARAMS];
 	int			p = 0;
 
 	if (c->n == 0)
@@ -654,25 +624,20 @@ llmgw_usage_roll_up(const LlmgwUsageColumns *c)
 	}
 	if (roll_up_in_place(c, days, ndays, totals, ntotals))
 		return;
-	one = ndays == 1 && ntotals == 1;
 
 	types[p] = INT4OID;
-	args[p] = Int32GetDatum(llmgw_rollup_shard);
-	nulls[p++] = ' ';
-	args[p] = dim_param(one, c, UC_STARTED_AT, TIMESTAMPTZOID, days, ndays, &nulls[p]);
-	p++;
-	for (int d = 0; d < lengthof(daily_dims); d++, p++)
-		args[p] = dim_param(one, c, daily_dims[d], daily_types[1 + d], days, ndays, &nulls[p]);
+	args[p++] = Int32GetDatum(llmgw_rollup_shard);
+	args[p++] = dim_param(c, UC_STARTED_AT, TIMESTAMPTZOID, days, ndays);
+	for (int d = 0; d < lengthof(daily_dims); d++)
+		args[p++] = dim_param(c, daily_dims[d], daily_types[1 + d], days, ndays);
 #define SUM_OF(sums, n, field, type) \
-	(args[p] = sum_param(one, offsetof(Sum, field), type, sums, n, &nulls[p]), p++)
+	(args[p++] = sum_param(offsetof(Sum, field), type, sums, n))
 	{
 		Datum	   *batch = palloc(sizeof(Datum) * ndays);
-		bool	   *never = palloc0(sizeof(bool) * ndays);
 
 		for (int k = 0; k < ndays; k++)
 			batch[k] = BoolGetDatum(days[k].batch);
-		args[p] = param(one, BOOLOID, batch, never, ndays, &nulls[p]);
-		p++;
+		args[p++] = llmgw_array_datum(batch, NULL, ndays, BOOLOID);
 	}
 	SUM_OF(days, ndays, calls, INT8OID);
 	SUM_OF(days, ndays, errors, INT8OID);
@@ -684,8 +649,8 @@ llmgw_usage_roll_up(const LlmgwUsageColumns *c)
 	SUM_OF(days, ndays, tokens[4], INT8OID);	/* reasoning */
 	SUM_OF(days, ndays, cost, NUMERICOID);
 	Assert(p == 1 + NDAILY);
-	for (int d = 0; d < lengthof(totals_dims); d++, p++)
-		args[p] = dim_param(one, c, totals_dims[d], totals_types[d], totals, ntotals, &nulls[p]);
+	for (int d = 0; d < lengthof(totals_dims); d++)
+		args[p++] = dim_param(c, totals_dims[d], totals_types[d], totals, ntotals);
 	SUM_OF(totals, ntotals, calls, INT8OID);
 	SUM_OF(totals, ntotals, unpriced, INT8OID);
 	SUM_OF(totals, ntotals, tokens[0], INT8OID);
@@ -697,17 +662,17 @@ llmgw_usage_roll_up(const LlmgwUsageColumns *c)
 #undef SUM_OF
 	Assert(p == NPARAMS);
 	for (int k = 0; k < NDAILY; k++)
-		types[1 + k] = one ? daily_types[k] : get_array_type(daily_types[k]);
+		types[1 + k] = get_array_type(daily_types[k]);
 	for (int k = 0; k < NTOTALS; k++)
-		types[1 + NDAILY + k] = one ? totals_types[k] : get_array_type(totals_types[k]);
+		types[1 + NDAILY + k] = get_array_type(totals_types[k]);
 
-	if (plans[one] == NULL)
-		plans[one] = llmgw_spi_prepare(statement(one), NPARAMS, types);
+	if (plan == NULL)
+		plan = llmgw_spi_prepare(ROLL_UP, NPARAMS, types);
 	/* the rollups' own rows: not a change that the ledger reloads for */
 	llmgw_own_rollup = true;
 	PG_TRY();
 	{
-		if (SPI_execute_plan(plans[one], args, nulls, false, 0) != SPI_OK_INSERT)
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "llmgw: could not add usage rows to the rollups");
 	}
 	PG_FINALLY();

@@ -14,7 +14,9 @@
 
 #include "access/xact.h"
 #include "pgstat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -132,4 +134,19 @@ llmgw_bytea_datum(const uint8 *bytes, size_t len)
 	SET_VARSIZE(b, VARHDRSZ + len);
 	memcpy(VARDATA(b), bytes, len);
 	return PointerGetDatum(b);
+}
+
+/* A one-dimensional array of n values of a type (nulls NULL: none is), as a parameter */
+Datum
+llmgw_array_datum(Datum *values, bool *nulls, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen,
+											  typbyval, typalign));
 }

@@ -19,5 +19,6 @@ extern bool llmgw_in_subtransaction(LlmgwTxnWork work, void *arg, char **message
 extern SPIPlanPtr llmgw_spi_prepare(const char *sql, int nargs, Oid *types);
 extern Datum llmgw_text_or_null(const char *s, char *nulls, int i);
 extern Datum llmgw_bytea_datum(const uint8 *bytes, size_t len);
+extern Datum llmgw_array_datum(Datum *values, bool *nulls, int n, Oid type);
 
 #endif							/* LLMGW_TXN_H */

@@ -94,9 +94,9 @@ static const Oid column_types[NCOLUMNS] = {
 };
 
 /*
- * The INSERT of a batch: its first %s is the rows (ROWS_OF_ARRAYS, or
- * ONE_ROW), the second where recovered rows skip the attempts that already
- * have a row.  Keep the column lists in UsageColumn order.
+ * The INSERT of a batch: its first %s is the rows (ROWS_OF_ARRAYS), the
+ * second where recovered rows skip the attempts that already have a row.
+ * Keep the column lists in UsageColumn order.
  */
 #define USAGE_INSERT \
 	"INSERT INTO llmgw.usage (request_id, started_at, role_name, model, provider," \
@@ -135,15 +135,6 @@ static const Oid column_types[NCOLUMNS] = {
 #define ROWS_OF_ARRAYS \
 	"unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17," \
 	" $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
-
-/*
- * A batch of one row (every round at one call at a time): one scalar
- * parameter per column, which spares the executor the 29 set-returning
- * functions of unnest (about a third of the statement's start)
- */
-#define ONE_ROW \
-	"(VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17," \
-	" $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29))"
 
 StaticAssertDecl(NCOLUMNS == 29, "the usage INSERT has 29 parameters");
 
@@ -409,6 +400,7 @@ static bool
 insert_direct(LlmgwUsageBatch *b)
 {
 	LlmgwUsageColumns c;
+	char	  **currencies;
 	static const struct
 	{
 		LlmgwUsageColumn to;
@@ -455,6 +447,7 @@ insert_direct(LlmgwUsageBatch *b)
 		memset(c.nulls[col], true, sizeof(bool) * b->n);
 	}
 
+	currencies = palloc0(sizeof(char *) * b->n);
 	for (int i = 0; i < b->n; i++)
 	{
 		const LlmgwUsageRow *row = &b->rows[i];
@@ -485,6 +478,7 @@ insert_direct(LlmgwUsageBatch *b)
 			c.values[UC_CURRENCY][i] = CStringGetTextDatum(currency);
 			c.nulls[UC_CURRENCY][i] = false;
 		}
+		currencies[i] = currency;
 		c.values[UC_UNPRICED][i] =
 			BoolGetDatum(!row->cache_hit && !has_cost &&
 						 (row->status == LLMGW_STATUS_OK || !b->nulls[COL_USAGE_SOURCE][i]));
@@ -505,33 +499,29 @@ insert_direct(LlmgwUsageBatch *b)
 		if (c.nulls[UC_COST][i])
 			continue;
 		b->charge[i] = llmgw_cost_units(c.values[UC_COST][i]);
-		b->currency[i] = c.nulls[UC_CURRENCY][i] ? NULL :
-			TextDatumGetCString(c.values[UC_CURRENCY][i]);
+		b->currency[i] = currencies[i];
 	}
 	return true;
 }
 
-/*
- * The prepared INSERT: of one row or of arrays, with or without skipping
- * attempts already recorded
- */
+/* The prepared INSERT, with or without skipping attempts already recorded */
 static SPIPlanPtr
-insert_plan(bool one_row, bool skip_recorded)
+insert_plan(bool skip_recorded)
 {
-	static SPIPlanPtr plans[2][2];
+	static SPIPlanPtr plans[2];
 
-	if (plans[one_row][skip_recorded] == NULL)
+	if (plans[skip_recorded] == NULL)
 	{
 		Oid			argtypes[NCOLUMNS];
 
 		for (int c = 0; c < NCOLUMNS; c++)
-			argtypes[c] = one_row ? column_types[c] : get_array_type(column_types[c]);
-		plans[one_row][skip_recorded] =
-			llmgw_spi_prepare(psprintf(USAGE_INSERT, one_row ? ONE_ROW : ROWS_OF_ARRAYS,
+			argtypes[c] = get_array_type(column_types[c]);
+		plans[skip_recorded] =
+			llmgw_spi_prepare(psprintf(USAGE_INSERT, ROWS_OF_ARRAYS,
 									   skip_recorded ? SKIP_RECORDED : ""),
 							  NCOLUMNS, argtypes);
 	}
-	return plans[one_row][skip_recorded];
+	return plans[skip_recorded];
 }
 
 /*
@@ -544,10 +534,6 @@ uint64
 llmgw_usage_insert(LlmgwUsageBatch *b, bool skip_recorded)
 {
 	Datum		args[NCOLUMNS];
-	char		argnulls[NCOLUMNS];
-	bool		one_row = (b->n == 1);
-	int			dims[1] = {b->n};
-	int			lbs[1] = {1};
 	int			rc;
 	uint64		inserted;
 
@@ -556,23 +542,8 @@ llmgw_usage_insert(LlmgwUsageBatch *b, bool skip_recorded)
 	if (!skip_recorded && insert_direct(b))
 		return b->n;
 	for (int c = 0; c < NCOLUMNS; c++)
-	{
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-
-		argnulls[c] = one_row && b->nulls[c][0] ? 'n' : ' ';
-		if (one_row)
-		{
-			args[c] = b->values[c][0];
-			continue;
-		}
-		get_typlenbyvalalign(column_types[c], &typlen, &typbyval, &typalign);
-		args[c] = PointerGetDatum(construct_md_array(b->values[c], b->nulls[c], 1, dims, lbs,
-													 column_types[c], typlen, typbyval,
-													 typalign));
-	}
-	rc = SPI_execute_plan(insert_plan(one_row, skip_recorded), args, argnulls, false, 0);
+		args[c] = llmgw_array_datum(b->values[c], b->nulls[c], b->n, column_types[c]);
+	rc = SPI_execute_plan(insert_plan(skip_recorded), args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING ||
 		(!skip_recorded && SPI_processed != (uint64) b->n))
 		elog(ERROR, "llmgw: could not record usage: %s", SPI_result_code_string(rc));
