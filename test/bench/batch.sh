@@ -40,7 +40,7 @@ SYNC_ROWS=2000
 LLMGW_TMP=$(mktemp -d /tmp/llmgw-bench.XXXXXX)
 export LLMGW_TMP
 SAMPLER=
-trap '[ -n "$SAMPLER" ] && kill $SAMPLER 2>/dev/null; llmgw_cluster_stop; llmgw_mock_stop; rm -rf "$LLMGW_TMP"' EXIT
+trap '[ -n "$SAMPLER" ] && { kill $SAMPLER 2>/dev/null || true; }; llmgw_cluster_stop; llmgw_mock_stop; rm -rf "$LLMGW_TMP"' EXIT
 llmgw_mock_start --threads 2
 LLMGW_EXTRA_CONF="llmgw.batch_poll_interval = 200
 llmgw.batch_ingest_helpers = ${LLMGW_BATCH_HELPERS:-1}
@@ -67,14 +67,29 @@ worker0() {
         awk '/llmgw worker 0( |$)/ {print $1; exit}'
 }
 
-# the peak RssAnon (kB) of a process, sampled every 50 ms until killed
+# Every 50 ms until killed, without starting a process (so that the
+# probe takes nothing from the ingest it measures): the peak RssAnon (kB)
+# of process $1 into $2, and "time cpu_ticks" lines into $3
 sample() {
-    local pid=$1 out=$2 peak=0 v
-    while v=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null); do
-        [ -n "$v" ] && [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" >"$out"
-        sleep 0.05
+    local pid=$1 out=$2 log=$3 peak=0 k v rest fifo fd
+    set +e
+    fifo=$(mktemp -u "$LLMGW_TMP/tick.XXXXXX")
+    mkfifo "$fifo"
+    exec {fd}<>"$fifo"
+    while [ -r "/proc/$pid/status" ]; do
+        while read -r k v rest; do
+            [ "$k" = RssAnon: ] && { [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" >"$out"; break; }
+        done <"/proc/$pid/status" 2>/dev/null
+        read -r rest <"/proc/$pid/stat" 2>/dev/null || break
+        rest=${rest##*) }
+        read -r -a v <<<"$rest"
+        echo "$EPOCHREALTIME $((v[11] + v[12]))" >>"$log"
+        read -r -t 0.05 -u "$fd" rest || true
     done
 }
+
+# worker 0's CPU seconds at epoch time $2, from a sample() log $1
+cpu_at() { awk -v t="$2" -v hz="$(getconf CLK_TCK)" '$1 <= t {c = $2} END {printf "%.2f", c / hz}' "$1"; }
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 
@@ -97,7 +112,8 @@ for size in $SIZES; do
     restart
     w0=$(worker0)
     echo 0 >"$LLMGW_TMP/anon"
-    sample "$w0" "$LLMGW_TMP/anon" &
+    : >"$LLMGW_TMP/cpu.log"
+    sample "$w0" "$LLMGW_TMP/anon" "$LLMGW_TMP/cpu.log" &
     SAMPLER=$!
     helped0=$(psql -qAtX -c "SELECT coalesce(sum(calls), 0) FROM llmgw.usage_daily WHERE batch AND shard > 60")
     start=$(date +%s.%N)
@@ -105,19 +121,17 @@ for size in $SIZES; do
         -c "CALL llmgw.enrich('items', 'id', 'body', 'out', 'bench-batch', mode => 'batch')" >/dev/null 2>&1
     called=$(date +%s.%N)
     job=$(psql -qAtX -c "SELECT max(id) FROM llmgw.jobs")
-    # worker 0's CPU from the first batch seen completed to the job's end
-    cpu0=
-    while :; do
-        s=$(psql -qAtX -c "SELECT j.status, count(*) FILTER (WHERE b.state IN ('ingesting', 'completed'))
-                             FROM llmgw.jobs j JOIN llmgw.batches b ON b.job_id = j.id
-                            WHERE j.id = $job GROUP BY j.status")
-        [ -z "$cpu0" ] && [ "${s#*|}" != 0 ] && cpu0=$(cpu "$w0")
-        [ "${s%|*}" != running ] && break
-        sleep 0.1
-    done
+    # the job's end, waited for by one session (not a client started ten times a second)
+    psql -qX -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
+        WHILE (SELECT status FROM llmgw.jobs WHERE id = $job) = 'running' LOOP
+            PERFORM pg_sleep(0.1);
+        END LOOP; END \$\$" >/dev/null
+    # worker 0's CPU from the first batch seen completed (the first poll that saw it) to the job's end
+    cpu0=$(cpu_at "$LLMGW_TMP/cpu.log" "$(psql -qAtX -c "SELECT extract(epoch FROM min(checked_at))
+                                                         FROM llmgw.batches WHERE job_id = $job")")
     cpu1=$(cpu "$w0")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$w0/status")
-    kill $SAMPLER 2>/dev/null; wait $SAMPLER 2>/dev/null || true; SAMPLER=
+    kill $SAMPLER 2>/dev/null || true; wait $SAMPLER 2>/dev/null || true; SAMPLER=
     # checked_at: the poll that saw the batch completed (no poll follows it)
     read -r nb upload ingest done_ usage status <<<"$(psql -qAtX -F' ' -c "
         SELECT count(*),

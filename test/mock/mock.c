@@ -2165,6 +2165,9 @@ typedef struct MockBatch
 	json_t	   *items;			/* Anthropic, Gemini: [{"id", "request"}] */
 	long		expired_n, cancelled_n;	/* Anthropic's request_counts */
 	char	   *results;		/* Anthropic: JSONL; Gemini: inlinedResponses JSON */
+	const char *pre_input;		/* OpenAI, Azure: the input prerender reads */
+	size_t		pre_input_len;
+	struct Rendered *pre;		/* its answers for a completion, made ahead */
 } MockBatch;
 
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -2365,26 +2368,55 @@ batch_json(MockBatch *b)
 	return out;
 }
 
+/* A batch's output and error files, as rendered for one of its ends */
+typedef struct Rendered
+{
+	char	   *ok;				/* JSONL, or NULL: none */
+	size_t		ok_len;
+	char	   *err;
+	size_t		err_len;
+	long		n;				/* lines read */
+	long		completed;
+	long		failed;
+} Rendered;
+
+/* The contents of buf as a string (NULL if empty); buf freed */
+static char *
+buffer_text(struct evbuffer *buf, size_t *len)
+{
+	char	   *data = NULL;
+
+	*len = evbuffer_get_length(buf);
+	if (*len > 0)
+	{
+		data = malloc(*len + 1);
+		evbuffer_remove(buf, data, *len);
+		data[*len] = '\0';
+	}
+	evbuffer_free(buf);
+	return data;
+}
+
 /*
- * Once a batch reaches its end (completed, expired or cancelled), write its
- * output and error files: each request answered as /v1/chat/completions
- * would have answered it, failures and expiries in the error file.
+ * The output and error files of a batch whose input is data, at its end
+ * (completed, expired, cancelled or failed): each request answered as
+ * /v1/chat/completions would have answered it, failures and expiries in
+ * the error file.
  */
 static void
-batch_finish(MockBatch *b, const char *status)
+render_openai_batch(const char *data, size_t len, const char *status, Rendered *r)
 {
-	MockFile   *in = file_find(b->input_file);
 	struct evbuffer *ok = evbuffer_new();
 	struct evbuffer *err = evbuffer_new();
-	const char *p = in ? in->data : "";
-	const char *end = in ? in->data + in->len : p;
+	const char *p = data;
+	const char *end = data + len;
 	static const Behaviour plain = {.fail_first = -1, .cached = -1, .reasoning = -1,
 	.cache_write = -1, .dim = 8};
 	bool		cancelled = strcmp(status, "cancelled") == 0;
 	bool		whole_expired = strcmp(status, "expired") == 0;
 	long		n = 0;
 
-	b->completed = b->failed = 0;
+	memset(r, 0, sizeof(*r));
 	while (p < end && !(strcmp(status, "failed") == 0))
 	{
 		const char *nl = memchr(p, '\n', end - p);
@@ -2426,7 +2458,7 @@ batch_finish(MockBatch *b, const char *status)
 			out = json_pack("{s:s, s:s, s:{s:i, s:s, s:o}, s:n}", "id", rid, "custom_id",
 							custom_id, "response", "status_code", 200, "request_id", rid,
 							"body", vectors, "error");
-			b->completed++;
+			r->completed++;
 		}
 		else if (custom_id == NULL || full_model == NULL || (embed && !e_expire && !e_fail && !e_status) ||
 				 (!embed && !read_messages_request(body, FMT_OPENAI, &c)))
@@ -2434,7 +2466,7 @@ batch_finish(MockBatch *b, const char *status)
 			out = json_pack("{s:s, s:o, s:n, s:{s:s, s:s}}", "id", rid, "custom_id",
 							custom_id ? json_string(custom_id) : json_null(), "response",
 							"error", "code", "invalid_request", "message", "a line the mock cannot read");
-			b->failed++;
+			r->failed++;
 		}
 		else if (embed ? e_expire : (whole_expired || strstr(c.last_user, "[[expire]]") ||
 									 (cancelled && n % 2 == 0) || expires_once(c.last_user)))
@@ -2444,7 +2476,7 @@ batch_finish(MockBatch *b, const char *status)
 							cancelled ? "batch_cancelled" : "batch_expired", "message",
 							cancelled ? "This request was not executed because the batch was cancelled."
 							: "This request could not be executed before the completion window expired.");
-			b->failed++;
+			r->failed++;
 		}
 		else if (embed ? e_fail : strstr(c.last_user, "[[fail]]") != NULL)
 		{
@@ -2453,7 +2485,7 @@ batch_finish(MockBatch *b, const char *status)
 							"request_id", rid, "body", "error", "message",
 							"the mock refuses this item ([[fail]])", "type",
 							"invalid_request_error", "param", "code", "invalid_request", "error");
-			b->failed++;
+			r->failed++;
 		}
 		else if (embed ? e_status : (strstr(c.last_user, "[[fail_429]]") || strstr(c.last_user, "[[fail_500]]")))
 		{
@@ -2466,7 +2498,7 @@ batch_finish(MockBatch *b, const char *status)
 							: "the mock fails this item ([[fail_500]])", "type",
 							limited ? "rate_limit_error" : "server_error", "param", "code",
 							limited ? "rate_limit_exceeded" : "server_error", "error");
-			b->failed++;
+			r->failed++;
 		}
 		else
 		{
@@ -2488,7 +2520,7 @@ batch_finish(MockBatch *b, const char *status)
 							"body", resp, "error");
 			free(model);
 			free(text);
-			b->completed++;
+			r->completed++;
 		}
 		if (out)
 		{
@@ -2501,33 +2533,108 @@ batch_finish(MockBatch *b, const char *status)
 		}
 		json_decref(line);
 	}
-	b->total = n > 0 ? n : b->total;
-	if (b->garbage && evbuffer_get_length(ok) > 0)
-		evbuffer_add_printf(ok, "{\"custom_id\": \"r1\", not json\n[1]\n\n");
-	if (evbuffer_get_length(ok) > 0)
-	{
-		size_t		len = evbuffer_get_length(ok);
-		char	   *data = malloc(len + 1);
-		MockFile   *f;
+	r->n = n;
+	r->ok = buffer_text(ok, &r->ok_len);
+	r->err = buffer_text(err, &r->err_len);
+}
 
-		evbuffer_remove(ok, data, len);
-		data[len] = '\0';
-		if ((f = file_add(data, len)) != NULL)
+/*
+ * A batch's answers for its completion, made while it is in progress (as
+ * a provider works through a batch before it reports it completed), by a
+ * thread of its own at the lowest priority; batch_finish takes them if
+ * they are ready and the batch completed.  Not for batches whose answers
+ * depend on their end or on what the mock saw before ([[expire_once]]).
+ */
+static void *
+prerender(void *arg)
+{
+	MockBatch  *b = arg;
+	Rendered   *r = malloc(sizeof(*r));
+
+	setpriority(PRIO_PROCESS, 0, 19);	/* this thread (Linux) */
+	render_openai_batch(b->pre_input, b->pre_input_len, "completed", r);
+	pthread_mutex_lock(&batch_lock);
+	if (!b->ended)
+	{
+		b->pre = r;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&batch_lock);
+	if (r)
+	{
+		free(r->ok);
+		free(r->err);
+		free(r);
+	}
+	return NULL;
+}
+
+/* Start making a batch's answers ahead of its completion, where it can be */
+static void
+prerender_start(MockBatch *b, MockFile *in)
+{
+	pthread_t	tid;
+
+	if (b->fail || b->expire || b->garbage || memmem(in->data, in->len, "[[expire_once]]", 15))
+		return;
+	b->pre_input = in->data;
+	b->pre_input_len = in->len;
+	if (pthread_create(&tid, NULL, prerender, b) == 0)
+		pthread_detach(tid);
+}
+
+/*
+ * Once a batch reaches its end (completed, expired or cancelled), write its
+ * output and error files (under batch_lock)
+ */
+static void
+batch_finish(MockBatch *b, const char *status)
+{
+	MockFile   *in = file_find(b->input_file);
+	Rendered	r;
+
+	if (b->pre && strcmp(status, "completed") == 0)
+		r = *b->pre;
+	else
+	{
+		if (b->pre)
+		{
+			free(b->pre->ok);
+			free(b->pre->err);
+		}
+		render_openai_batch(in ? in->data : "", in ? in->len : 0, status, &r);
+	}
+	free(b->pre);
+	b->pre = NULL;
+	b->completed = r.completed;
+	b->failed = r.failed;
+	b->total = r.n > 0 ? r.n : b->total;
+	if (b->garbage && r.ok != NULL)
+	{
+		static const char garbage[] = "{\"custom_id\": \"r1\", not json\n[1]\n\n";
+
+		r.ok = realloc(r.ok, r.ok_len + sizeof(garbage));
+		memcpy(r.ok + r.ok_len, garbage, sizeof(garbage));
+		r.ok_len += sizeof(garbage) - 1;
+	}
+	if (r.ok)
+	{
+		MockFile   *f = file_add(r.ok, r.ok_len);
+
+		if (f != NULL)
 			snprintf(b->output_file, sizeof(b->output_file), "%s", f->id);
+		else
+			free(r.ok);
 	}
-	if (evbuffer_get_length(err) > 0)
+	if (r.err)
 	{
-		size_t		len = evbuffer_get_length(err);
-		char	   *data = malloc(len + 1);
-		MockFile   *f;
+		MockFile   *f = file_add(r.err, r.err_len);
 
-		evbuffer_remove(err, data, len);
-		data[len] = '\0';
-		if ((f = file_add(data, len)) != NULL)
+		if (f != NULL)
 			snprintf(b->error_file, sizeof(b->error_file), "%s", f->id);
+		else
+			free(r.err);
 	}
-	evbuffer_free(ok);
-	evbuffer_free(err);
 	b->final = status;
 	b->ended = true;
 }
@@ -2707,6 +2814,7 @@ batch_create(struct evhttp_request *req, int api)
 			b->total++;
 	mock_batches[nmock_batches++] = b;
 	atomic_fetch_add(&batch_created[api], 1);
+	prerender_start(b, f);
 	{
 		json_t	   *out = batch_json(b);
 
