@@ -1216,6 +1216,44 @@ typedef struct Chunk
 } Chunk;
 
 /*
+ * Write a chunk by batch_ingest.c, in a subtransaction: when llmgw's
+ * tables are not as the extension made them it writes nothing, and the
+ * share lock it took on the batch's row goes with the subtransaction, so
+ * that chunks llmgw.batch_ingest then writes (worker 0's and a helper's
+ * at once) wait for each other's commit on that row instead of for each
+ * other's share lock
+ */
+static bool
+ingest_direct(Chunk *c)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		done;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		done = llmgw_batch_ingest_direct(c->id, c->lines, c->n, &c->skipped);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = owner;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (done)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return done;
+}
+
+/*
  * Write a chunk: by batch_ingest.c, or by llmgw.batch_ingest when
  * llmgw's tables are not as the extension made them
  */
@@ -1229,7 +1267,7 @@ ingest_chunk(void *arg)
 
 	c->skipped = 0;
 	c->by_sql = false;
-	if (llmgw_batch_ingest_direct(c->id, c->lines, c->n, &c->skipped))
+	if (ingest_direct(c))
 		return;
 	c->by_sql = true;
 	values[0] = Int64GetDatum(c->id);
@@ -1287,7 +1325,6 @@ bool
 llmgw_batch_write_chunk(int64 batch, Datum *lines, int n, int *skipped)
 {
 	Chunk		c = {.id = batch, .lines = lines, .n = n};
-
 	return write_chunk(&c, skipped);
 }
 
@@ -1307,58 +1344,83 @@ typedef struct Ingest
 	StringInfoData line;		/* a normalised line (foreign formats) */
 	int			chunks;			/* chunks so far */
 	int			helped;			/* of them, written by helpers */
-	LlmgwIngestHelpers *helpers;	/* batch_helper.c; NULL: none */
 	bool		helpers_tried;
-	MemoryContext file_cxt;		/* the ingest's (the helpers') */
 } Ingest;
 
-/* Wait for the chunks given to the helpers and stop them */
+/*
+ * Worker 0's ingest helpers (batch_helper.c; NULL: none), kept from one
+ * results file to the next (a job's batches end together, and a helper
+ * takes tens of milliseconds to start), stopped once worker 0 has had no
+ * results to write for HELPERS_IDLE_MS
+ */
+#define HELPERS_IDLE_MS 2000
+static LlmgwIngestHelpers *helpers = NULL;
+static TimestampTz helpers_idle_since = 0;
+
+/* Stop the helpers */
 static void
-stop_helpers(Ingest *in)
+end_helpers(void)
+{
+	if (helpers == NULL)
+		return;
+	llmgw_ingest_helpers_end(helpers);
+	helpers = NULL;
+}
+
+/* Wait for the chunks of the file given to the helpers; they stay for the next */
+static void
+wait_helpers(Ingest *in)
 {
 	int			helped = 0;
 
-	if (in->helpers == NULL)
+	if (helpers == NULL)
 		return;
-	if (!llmgw_ingest_helpers_end(in->helpers, &in->skipped, &helped))
+	if (!llmgw_ingest_helpers_wait(helpers, &in->skipped, &helped))
+	{
+		/* a chunk not written, a helper perhaps gone: the next file starts afresh */
 		in->ok = false;
+		end_helpers();
+	}
 	in->helped += helped;
-	in->helpers = NULL;
+	helpers_idle_since = GetCurrentTimestamp();
 }
 
 /*
  * Write the chunk's lines, or hand them to an idle helper, and start the
- * next chunk.  Helpers start with a file's second chunk (a full one), so
- * that a file of one chunk starts none: worker 0 writes the first while
- * they start.
+ * next chunk.  Helpers start with a file's second chunk (a full one) when
+ * none are left from the last file, so that a file of one chunk starts
+ * none: worker 0 writes the first while they start.
  */
 static void
 ingest_flush(Ingest *in, bool last)
 {
 	if (in->c.n == 0 || !in->ok)
 		return;
-	if (in->helpers && !llmgw_ingest_helpers_ok(in->helpers))
+	if (helpers && !llmgw_ingest_helpers_ok(helpers))
 		in->ok = false;
-	else if (!in->helpers || !llmgw_ingest_helpers_give(in->helpers, in->c.id, in->c.lines, in->c.n))
+	else if (!helpers || !llmgw_ingest_helpers_give(helpers, in->c.id, in->c.lines, in->c.n))
 	{
-		if (!last && !in->helpers_tried)
+		if (!last && !in->helpers_tried && helpers == NULL)
 		{
-			MemoryContext old = MemoryContextSwitchTo(in->file_cxt);
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 			in->helpers_tried = true;
-			in->helpers = llmgw_ingest_helpers_start();
+			helpers = llmgw_ingest_helpers_start();
 			MemoryContextSwitchTo(old);
 		}
 		in->ok = write_chunk(&in->c, &in->skipped);
 
 		/*
 		 * Chunks that llmgw.batch_ingest writes (llmgw's tables were
-		 * changed) are worker 0's alone: two of them at once, each holding
-		 * the batch's share lock from the direct path's start and wanting
-		 * it for update, would wait for each other
+		 * changed) wait for each other on the batch's row: they are
+		 * worker 0's alone
 		 */
 		if (in->c.by_sql)
-			stop_helpers(in);
+		{
+			wait_helpers(in);
+			end_helpers();
+			in->helpers_tried = true;
+		}
 	}
 	in->chunks++;
 	MemoryContextReset(in->cxt);
@@ -1475,7 +1537,13 @@ ingest_file(Tracked *b, const LlmgwBatchWire *w, const char *ref, FILE *f, const
 	in.ok = true;
 	in.c.id = b->id;
 	in.cxt = AllocSetContextCreate(cxt, "llmgw batch chunk", ALLOCSET_DEFAULT_SIZES);
-	in.file_cxt = cxt;
+	/* chunks an error kept the last file from waiting for are not this file's */
+	if (helpers)
+	{
+		Ingest		before = {.ok = true};
+
+		wait_helpers(&before);
+	}
 	in.c.lines = MemoryContextAlloc(in.cxt, sizeof(Datum) * llmgw_batch_ingest_chunk);
 	initStringInfo(&in.line);
 	initStringInfo(&line);
@@ -1525,8 +1593,8 @@ ingest_file(Tracked *b, const LlmgwBatchWire *w, const char *ref, FILE *f, const
 		*error = "its results could not be read back from their temporary file";
 	else
 		ingest_flush(&in, true);
-	stop_helpers(&in);
-	if (in.helpers_tried)
+	wait_helpers(&in);
+	if (in.helped > 0)
 		elog(DEBUG1, "llmgw: the results of batch " INT64_FORMAT ": %d chunks, %d of them written by helpers",
 			 b->id, in.chunks, in.helped);
 	if (!in.ok)
@@ -1884,6 +1952,8 @@ llmgw_batch_run(void)
 		}
 		PG_END_TRY();
 	}
+	if (helpers && now >= TimestampTzPlusMilliseconds(helpers_idle_since, HELPERS_IDLE_MS))
+		end_helpers();
 	MemoryContextSwitchTo(old);
 }
 
@@ -1896,5 +1966,9 @@ llmgw_batch_timeout(void)
 	for (int i = 0; i < MAX_TRACKED; i++)
 		if (tracked[i].used && tracked[i].step == STEP_NONE)
 			ms = Min(ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), tracked[i].next_at));
+	if (helpers)
+		ms = Min(ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													 TimestampTzPlusMilliseconds(helpers_idle_since,
+																				 HELPERS_IDLE_MS)));
 	return Max(ms, 0);
 }

@@ -11,7 +11,9 @@
  * or writes it itself.  A helper receives a chunk through a shared memory
  * queue, writes it exactly as worker 0 would (llmgw_batch_write_chunk, in
  * a transaction of its own), answers whether it did, and waits for the
- * next; it stops when worker 0 detaches, at the end of the file.
+ * next, of the same file or of the next one: the helpers outlive a file
+ * (a job's results come as many files, one after another) and stop when
+ * worker 0 detaches, once it has had no results to write for a while.
  *
  * Nothing here is needed for correctness, and nothing here can write a
  * result twice: a chunk writes only the items still pending, under a
@@ -232,12 +234,30 @@ llmgw_ingest_helpers_ok(LlmgwIngestHelpers *hs)
 }
 
 bool
-llmgw_ingest_helpers_end(LlmgwIngestHelpers *hs, int *skipped, int *chunks)
+llmgw_ingest_helpers_wait(LlmgwIngestHelpers *hs, int *skipped, int *chunks)
 {
 	bool		ok;
 
 	for (int i = 0; i < hs->n; i++)
 		take_reply(hs, &hs->h[i], true);
+	*skipped += hs->skipped;
+	*chunks = hs->chunks;
+	ok = !hs->failed;
+	hs->skipped = 0;
+	hs->chunks = 0;
+	hs->failed = false;
+	/* the waits above may have taken a wake-up meant for worker 0's loop */
+	SetLatch(MyLatch);
+	return ok;
+}
+
+void
+llmgw_ingest_helpers_end(LlmgwIngestHelpers *hs)
+{
+	int			skipped = 0;
+	int			chunks;
+
+	(void) llmgw_ingest_helpers_wait(hs, &skipped, &chunks);
 	for (int i = 0; i < hs->n; i++)
 	{
 		/* its queue detached: the helper ends */
@@ -247,14 +267,9 @@ llmgw_ingest_helpers_end(LlmgwIngestHelpers *hs, int *skipped, int *chunks)
 	for (int i = 0; i < hs->n; i++)
 		(void) WaitForBackgroundWorkerShutdown(hs->h[i].handle);
 	dsm_detach(hs->seg);
-	*skipped += hs->skipped;
-	*chunks = hs->chunks;
-	ok = !hs->failed;
 	pfree(hs->msg.data);
 	pfree(hs);
-	/* the waits above may have taken a wake-up meant for worker 0's loop */
 	SetLatch(MyLatch);
-	return ok;
 }
 
 /* A chunk from worker 0, written; false when worker 0 is gone */

@@ -28,11 +28,15 @@ extern bool llmgw_ingest_helpers_give(LlmgwIngestHelpers *h, int64 batch, Datum 
 extern bool llmgw_ingest_helpers_ok(LlmgwIngestHelpers *h);
 
 /*
- * Wait for the chunks given, stop the helpers: whether every chunk was
- * written; the lines they passed over (not JSON objects) added to
- * *skipped, the chunks they wrote in *chunks
+ * Wait for the chunks given (a file's end): whether every chunk given
+ * since the last wait was written; the lines they passed over (not JSON
+ * objects) added to *skipped, the chunks they wrote in *chunks.  The
+ * helpers stay, idle, for the next file.
  */
-extern bool llmgw_ingest_helpers_end(LlmgwIngestHelpers *h, int *skipped, int *chunks);
+extern bool llmgw_ingest_helpers_wait(LlmgwIngestHelpers *h, int *skipped, int *chunks);
+
+/* Wait for the chunks given and stop the helpers (what they wrote is not told) */
+extern void llmgw_ingest_helpers_end(LlmgwIngestHelpers *h);
 
 extern PGDLLEXPORT void llmgw_batch_helper_main(Datum arg);
 

@@ -9,12 +9,14 @@
  * It does what llmgw.batch_ingest (sql/) does, without the statement's
  * cost per row: the lines are read by batch_result.c instead of cast to
  * jsonb, the items are found by their primary key and updated in place,
- * the usage rows go straight into their partitions (direct.c) and the
- * daily rollups and totals that their trigger would keep are added by
- * one statement over the chunk.  What must stay SQL is SQL: the prices
- * (llmgw.cost), the budgets (llmgw.budget_batch_settle), and the answers'
- * write into the job's table, with the owner's rights, row-level
- * security and the table's own triggers.
+ * each is priced by llmgw_cost (cost.c, as llmgw.cost) at the batch's
+ * price read once per chunk, the usage rows go straight into their
+ * partitions (direct.c) and the daily rollups and totals that their
+ * trigger would keep are added in place (rollup.c).  What must stay SQL
+ * is SQL: the batch rates (llmgw.batch_price), the budgets
+ * (llmgw.budget_batch_settle), and the answers' write into the job's
+ * table, with the owner's rights, row-level security and the table's own
+ * triggers.
  *
  * When llmgw's tables are not as the extension made them (a trigger
  * someone added on llmgw.usage or llmgw.batch_items, a partition of
@@ -48,6 +50,7 @@
 #include "batch_ingest.h"
 #include "batch_result.h"
 #include "budget.h"
+#include "cost.h"
 #include "queue.h"
 #include "txn.h"
 #include "usage.h"
@@ -69,17 +72,10 @@
 	"  FROM llmgw.batches b LEFT JOIN llmgw.jobs j ON j.id = b.job_id" \
 	" WHERE b.id = $1 FOR SHARE OF b"
 
-/*
- * The cost of each row at the batch's price (its batch rates), in the
- * rows' order: the price made once (OFFSET 0 keeps the planner from
- * calling llmgw.batch_price for each use of it)
- */
-#define COSTS \
-	"SELECT (x.p).id, (x.p).currency, llmgw.cost(x.p, t.i, t.o, t.c, NULL, NULL, t.r)" \
-	"  FROM (SELECT llmgw.batch_price((SELECT p FROM llmgw.prices p WHERE p.id = $1)) AS p" \
-	"        OFFSET 0) x," \
-	"       unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[]) WITH ORDINALITY t(i, o, c, r, n)" \
-	" ORDER BY t.n"
+/* The batch's price at its batch rates, and its id (no row: no price) */
+#define BATCH_PRICE \
+	"SELECT (x.p).id, x.p" \
+	"  FROM (SELECT llmgw.batch_price(p) AS p FROM llmgw.prices p WHERE p.id = $1 OFFSET 0) x"
 
 #define SETTLE \
 	"SELECT llmgw.budget_batch_settle($1, $2, ceil(least($3::numeric, 900000000) * 10000000000)::int8," \
@@ -337,49 +333,57 @@ find_items(Items *it, int64 batch, LlmgwBatchResult *results, int n, int *found)
 	return items;
 }
 
-/* Each item's cost at the batch's price; its id and currency in *price_id, *currency */
+/*
+ * Each item's cost at the batch's price (llmgw_cost, as llmgw.cost); the
+ * price's id and currency in *price_id, *currency
+ */
 static void
 price_items(Batch *b, Pending *items, int n, Datum *price_id, bool *price_null, Datum *currency,
 			bool *currency_null)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[5] = {INT8OID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-	Datum		args[5];
-	char		nulls[5] = {b->price_null ? 'n' : ' ', ' ', ' ', ' ', ' '};
-	static const int bucket[4] = {LLMGW_RT_INPUT, LLMGW_RT_OUTPUT, LLMGW_RT_CACHED_INPUT,
-	LLMGW_RT_REASONING};
+	Oid			types[1] = {INT8OID};
+	static const int bucket[LLMGW_RT_NTOKENS] = {
+		[LLMGW_RT_INPUT] = LLMGW_TOKENS_INPUT,
+		[LLMGW_RT_OUTPUT] = LLMGW_TOKENS_OUTPUT,
+		[LLMGW_RT_CACHED_INPUT] = LLMGW_TOKENS_CACHED_INPUT,
+		[LLMGW_RT_REASONING] = LLMGW_TOKENS_REASONING,
+	};
+	Datum		price;
+	bool		isnull;
+	char	   *cur = NULL;
 
-	if (plan == NULL)
-		plan = llmgw_spi_prepare(COSTS, 5, types);
-	args[0] = b->price_id;
-	for (int k = 0; k < 4; k++)
-	{
-		Datum	   *v = palloc(sizeof(Datum) * n);
-		bool	   *isnull = palloc(sizeof(bool) * n);
-
-		for (int i = 0; i < n; i++)
-		{
-			v[i] = Int64GetDatum(items[i].r.tokens[bucket[k]]);
-			isnull[i] = !items[i].r.has_tokens[bucket[k]];
-		}
-		args[1 + k] = llmgw_array_datum(v, isnull, n, INT8OID);
-	}
-	if (SPI_execute_plan(plan, args, nulls, true, 0) != SPI_OK_SELECT || SPI_processed != (uint64) n)
-		elog(ERROR, "llmgw: could not price the results of batch " INT64_FORMAT, b->id);
 	*price_null = *currency_null = true;
 	for (int i = 0; i < n; i++)
+		items[i].cost_null = true;
+	if (b->price_null)
+		return;
+	if (plan == NULL)
+		plan = llmgw_spi_prepare(BATCH_PRICE, 1, types);
+	if (SPI_execute_plan(plan, &b->price_id, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "llmgw: could not read the price of batch " INT64_FORMAT, b->id);
+	if (SPI_processed == 0)
+		return;
+	*price_id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, price_null);
+	price = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (isnull)
+		return;
+	price = datumCopy(price, false, -1);
+	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Datum		v = SPI_getbinval(tup, desc, 3, &items[i].cost_null);
+		int64		tokens[LLMGW_NBUCKETS];
 
-		items[i].cost = items[i].cost_null ? (Datum) 0 : SPI_datumTransfer(v, false, -1);
-		if (i == 0)
-		{
-			*price_id = SPI_getbinval(tup, desc, 1, price_null);
-			v = SPI_getbinval(tup, desc, 2, currency_null);
-			*currency = *currency_null ? (Datum) 0 : SPI_datumTransfer(v, false, -1);
-		}
+		for (int t = 0; t < LLMGW_NBUCKETS; t++)
+			tokens[t] = LLMGW_TOKENS_UNKNOWN;
+		for (int k = 0; k < LLMGW_RT_NTOKENS; k++)
+			if (items[i].r.has_tokens[k])
+				tokens[bucket[k]] = items[i].r.tokens[k];
+		items[i].cost_null = !llmgw_cost(price, tokens, &items[i].cost, &cur);
+	}
+	if (cur != NULL)
+	{
+		*currency = CStringGetTextDatum(cur);
+		*currency_null = false;
 	}
 }
 
