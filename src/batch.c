@@ -1325,6 +1325,7 @@ bool
 llmgw_batch_write_chunk(int64 batch, Datum *lines, int n, int *skipped)
 {
 	Chunk		c = {.id = batch, .lines = lines, .n = n};
+
 	return write_chunk(&c, skipped);
 }
 

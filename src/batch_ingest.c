@@ -175,6 +175,14 @@ typedef struct Items
 	AttrNumber	att[I_NCOLUMNS];
 } Items;
 
+/* The bucket of each of a result's token counts (LLMGW_TOKENS_*) */
+static const LlmgwBucket result_bucket[LLMGW_RT_NTOKENS] = {
+	[LLMGW_RT_INPUT] = LLMGW_TOKENS_INPUT,
+	[LLMGW_RT_OUTPUT] = LLMGW_TOKENS_OUTPUT,
+	[LLMGW_RT_CACHED_INPUT] = LLMGW_TOKENS_CACHED_INPUT,
+	[LLMGW_RT_REASONING] = LLMGW_TOKENS_REASONING,
+};
+
 /* A text value of a result row, or NULL */
 static char *
 text_or_null(HeapTuple tuple, TupleDesc desc, int col)
@@ -343,12 +351,6 @@ price_items(Batch *b, Pending *items, int n, Datum *price_id, bool *price_null, 
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {INT8OID};
-	static const int bucket[LLMGW_RT_NTOKENS] = {
-		[LLMGW_RT_INPUT] = LLMGW_TOKENS_INPUT,
-		[LLMGW_RT_OUTPUT] = LLMGW_TOKENS_OUTPUT,
-		[LLMGW_RT_CACHED_INPUT] = LLMGW_TOKENS_CACHED_INPUT,
-		[LLMGW_RT_REASONING] = LLMGW_TOKENS_REASONING,
-	};
 	Datum		price;
 	bool		isnull;
 	char	   *cur = NULL;
@@ -377,7 +379,7 @@ price_items(Batch *b, Pending *items, int n, Datum *price_id, bool *price_null, 
 			tokens[t] = LLMGW_TOKENS_UNKNOWN;
 		for (int k = 0; k < LLMGW_RT_NTOKENS; k++)
 			if (items[i].r.has_tokens[k])
-				tokens[bucket[k]] = items[i].r.tokens[k];
+				tokens[result_bucket[k]] = items[i].r.tokens[k];
 		items[i].cost_null = !llmgw_cost(price, tokens, &items[i].cost, &cur);
 	}
 	if (cur != NULL)
@@ -435,13 +437,6 @@ static void
 usage_rows(Batch *b, Pending *items, int n, Datum price_id, bool price_null, Datum currency,
 		   bool currency_null, LlmgwUsageColumns *c)
 {
-	/* the usage column of each of the result's token counts */
-	static const int token_columns[LLMGW_RT_NTOKENS] = {
-		[LLMGW_RT_INPUT] = UC_TOKENS + LLMGW_TOKENS_INPUT,
-		[LLMGW_RT_OUTPUT] = UC_TOKENS + LLMGW_TOKENS_OUTPUT,
-		[LLMGW_RT_CACHED_INPUT] = UC_TOKENS + LLMGW_TOKENS_CACHED_INPUT,
-		[LLMGW_RT_REASONING] = UC_TOKENS + LLMGW_TOKENS_REASONING,
-	};
 	Datum	  **values = c->values;
 	bool	  **nulls = c->nulls;
 
@@ -466,7 +461,7 @@ usage_rows(Batch *b, Pending *items, int n, Datum price_id, bool price_null, Dat
 			it->r.error_class == NULL);
 		SET(UC_HTTP_STATUS, Int32GetDatum(it->r.http_status), !it->r.has_status);
 		for (int t = 0; t < LLMGW_RT_NTOKENS; t++)
-			SET(token_columns[t], Int64GetDatum(it->r.tokens[t]), !it->r.has_tokens[t]);
+			SET(UC_TOKENS + result_bucket[t], Int64GetDatum(it->r.tokens[t]), !it->r.has_tokens[t]);
 		SET(UC_USAGE_SOURCE, CStringGetTextDatum("provider"), !it->r.has_tokens[LLMGW_RT_INPUT]);
 		SET(UC_PRICE_ID, price_id, price_null);
 		SET(UC_COST, it->cost, it->cost_null);

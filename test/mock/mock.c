@@ -2401,10 +2401,11 @@ buffer_text(struct evbuffer *buf, size_t *len)
  * The output and error files of a batch whose input is data, at its end
  * (completed, expired, cancelled or failed): each request answered as
  * /v1/chat/completions would have answered it, failures and expiries in
- * the error file.
+ * the error file (garbage: the output ends with lines that are not JSON
+ * objects).
  */
 static void
-render_openai_batch(const char *data, size_t len, const char *status, Rendered *r)
+render_openai_batch(const char *data, size_t len, const char *status, bool garbage, Rendered *r)
 {
 	struct evbuffer *ok = evbuffer_new();
 	struct evbuffer *err = evbuffer_new();
@@ -2534,6 +2535,8 @@ render_openai_batch(const char *data, size_t len, const char *status, Rendered *
 		json_decref(line);
 	}
 	r->n = n;
+	if (garbage && evbuffer_get_length(ok) > 0)
+		evbuffer_add_printf(ok, "{\"custom_id\": \"r1\", not json\n[1]\n\n");
 	r->ok = buffer_text(ok, &r->ok_len);
 	r->err = buffer_text(err, &r->err_len);
 }
@@ -2552,7 +2555,7 @@ prerender(void *arg)
 	Rendered   *r = malloc(sizeof(*r));
 
 	setpriority(PRIO_PROCESS, 0, 19);	/* this thread (Linux) */
-	render_openai_batch(b->pre_input, b->pre_input_len, "completed", r);
+	render_openai_batch(b->pre_input, b->pre_input_len, "completed", false, r);
 	pthread_mutex_lock(&batch_lock);
 	if (!b->ended)
 	{
@@ -2602,21 +2605,13 @@ batch_finish(MockBatch *b, const char *status)
 			free(b->pre->ok);
 			free(b->pre->err);
 		}
-		render_openai_batch(in ? in->data : "", in ? in->len : 0, status, &r);
+		render_openai_batch(in ? in->data : "", in ? in->len : 0, status, b->garbage, &r);
 	}
 	free(b->pre);
 	b->pre = NULL;
 	b->completed = r.completed;
 	b->failed = r.failed;
 	b->total = r.n > 0 ? r.n : b->total;
-	if (b->garbage && r.ok != NULL)
-	{
-		static const char garbage[] = "{\"custom_id\": \"r1\", not json\n[1]\n\n";
-
-		r.ok = realloc(r.ok, r.ok_len + sizeof(garbage));
-		memcpy(r.ok + r.ok_len, garbage, sizeof(garbage));
-		r.ok_len += sizeof(garbage) - 1;
-	}
 	if (r.ok)
 	{
 		MockFile   *f = file_add(r.ok, r.ok_len);
