@@ -32,7 +32,7 @@ extern char *llmgw_job;
 extern bool llmgw_require_key;
 
 /* The schema version (sql/llmgw--X.sql) this library serves */
-#define LLMGW_SCHEMA_VERSION "0.7"
+#define LLMGW_SCHEMA_VERSION "0.8"
 
 #define LLMGW_MAX_WORKERS 64
 

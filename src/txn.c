@@ -56,6 +56,8 @@ llmgw_in_transaction(const char *activity, LlmgwTxnWork work, void *arg)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
+	/* the tables' counts for autovacuum, at most once a second (as a backend going idle) */
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
 }

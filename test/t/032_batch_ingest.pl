@@ -129,6 +129,28 @@ is(sq("SELECT count(*), min(cost_centre), count(DISTINCT id) FROM llmgw.usage WH
 	'10|unassigned|10', 'a column added to llmgw.usage gets its default, each row its own id');
 $node->safe_psql('postgres', 'ALTER TABLE llmgw.usage DROP COLUMN cost_centre');
 
+# ---- an item's result is written on its own page (a heap-only tuple: no
+# index entry), which batch_items' fill factor leaves room for; pageinspect
+# reads the flag of each item's row as it is now
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION pageinspect;
+	CREATE TABLE hot_t (id int PRIMARY KEY, body text, summary text);
+	INSERT INTO hot_t SELECT i, 'plain ticket ' || i, NULL FROM generate_series(1, 2000) i;
+	GRANT SELECT, UPDATE ON hot_t TO ingester;
+});
+my $hot = run_job('hot_t');
+is(sq(qq{
+	SELECT count(*) FILTER (WHERE i.state = 'done'), count(*) FILTER (WHERE (p.t_infomask2 & 32768) <> 0)
+	  FROM llmgw.batch_items i JOIN llmgw.batches b ON b.id = i.batch_id
+	 CROSS JOIN LATERAL heap_page_items(get_raw_page('llmgw.batch_items', (i.ctid::text::point)[0]::int)) p
+	 WHERE b.job_id = $hot AND p.lp = (i.ctid::text::point)[1]::int}),
+	'2000|2000', 'every item of a job of 2,000 rows got its result without a new index entry');
+# what the workers wrote reaches the statistics autovacuum goes by (worker 0
+# wrote the first chunk, and runs no SQL call that would report it)
+ok($node->poll_query_until('postgres',
+		"SELECT n_tup_upd >= 2000 FROM pg_stat_user_tables WHERE relname = 'hot_t'"),
+	'the answers written count in pg_stat_user_tables');
+
 # ---- batches without a job: the provider's body as it was written (numbers too)
 my $chat = sq(q{SELECT llmgw.submit_batch(ARRAY['{"messages":[{"role":"user","content":"hi"}],"max_tokens":50}']::jsonb[], 'bm')});
 my $embed = sq(q{SELECT llmgw.submit_embedding_batch(ARRAY['to embed', 'too'], 'em')});
