@@ -107,9 +107,28 @@ static Shape shapes[NSHAPES];
 static bool callback_registered = false;
 
 /*
- * A relcache invalidation: the shapes of the table go stale.  They may be
- * in use (an invalidation is read whenever a lock is taken), so they are
- * freed by the next table_shape, at the start of a write.
+ * The CHECK constraints of a partition, prepared once and kept until it
+ * changes, as the shapes are: ExecConstraints would read each one's text
+ * and plan it again for every write's executor state (a worker's round of
+ * one row: a tenth of the row's cost).
+ */
+typedef struct Checks
+{
+	Oid			relid;
+	MemoryContext cxt;
+	bool		stale;
+	int			ncheck;
+	ExprState **exprs;
+} Checks;
+
+#define NCHECKS 8
+static Checks checks[NCHECKS];
+
+/*
+ * A relcache invalidation: the shapes and checks of the table go stale.
+ * They may be in use (an invalidation is read whenever a lock is taken),
+ * so they are freed by the next table_shape or partition_checks, at the
+ * start of a write.
  */
 static void
 forget_shapes(Datum arg, Oid relid)
@@ -117,6 +136,71 @@ forget_shapes(Datum arg, Oid relid)
 	for (int i = 0; i < NSHAPES; i++)
 		if (shapes[i].cxt && (relid == InvalidOid || shapes[i].relid == relid))
 			shapes[i].stale = true;
+	for (int i = 0; i < NCHECKS; i++)
+		if (checks[i].cxt && (relid == InvalidOid || checks[i].relid == relid))
+			checks[i].stale = true;
+}
+
+static void
+register_callback(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_shapes, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
+/*
+ * The prepared CHECK constraints of rel, in the order of its relcache
+ * entry (as ExecConstraints reads ri_ConstraintExprs); NULL if it has none
+ */
+static ExprState **
+partition_checks(Relation rel)
+{
+	TupleConstr *constr = rel->rd_att->constr;
+	Checks	   *c = NULL;
+	MemoryContext old;
+	ExprState **exprs;
+
+	if (constr == NULL || constr->num_check == 0)
+		return NULL;
+	for (int i = 0; i < NCHECKS; i++)
+	{
+		if (checks[i].cxt && (checks[i].stale ||
+							  (checks[i].relid == RelationGetRelid(rel) &&
+							   checks[i].ncheck != constr->num_check)))
+		{
+			MemoryContextDelete(checks[i].cxt);
+			memset(&checks[i], 0, sizeof(Checks));
+		}
+		if (checks[i].cxt && checks[i].relid == RelationGetRelid(rel))
+			return checks[i].exprs;
+	}
+	for (int i = 0; i < NCHECKS && c == NULL; i++)
+		if (checks[i].cxt == NULL)
+			c = &checks[i];
+	if (c == NULL)
+	{
+		/* more partitions written than slots: the oldest months go first */
+		MemoryContextDelete(checks[0].cxt);
+		memmove(&checks[0], &checks[1], sizeof(Checks) * (NCHECKS - 1));
+		c = &checks[NCHECKS - 1];
+		memset(c, 0, sizeof(Checks));
+	}
+	register_callback();
+	c->cxt = AllocSetContextCreate(CacheMemoryContext, "llmgw direct checks",
+								   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(c->cxt);
+	exprs = palloc(sizeof(ExprState *) * constr->num_check);
+	for (int i = 0; i < constr->num_check; i++)
+		exprs[i] = ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
+	MemoryContextSwitchTo(old);
+	/* set last: an error above leaves no entry to find */
+	c->exprs = exprs;
+	c->ncheck = constr->num_check;
+	c->relid = RelationGetRelid(rel);
+	return exprs;
 }
 
 static const Shape *
@@ -148,11 +232,7 @@ table_shape(const LlmgwDirectTable *t, Relation parent)
 		memset(shapes, 0, sizeof(shapes));
 		shape = &shapes[0];
 	}
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(forget_shapes, (Datum) 0);
-		callback_registered = true;
-	}
+	register_callback();
 	if (shape->cxt)				/* left by an error while it was made */
 		MemoryContextDelete(shape->cxt);
 	shape->cxt = AllocSetContextCreate(CacheMemoryContext, "llmgw direct table",
@@ -348,6 +428,7 @@ llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nul
 				get_attnum(parent_id, NameStr(att->attname)) - 1;
 		}
 		InitResultRelInfo(rri, tg->rel, 1, NULL, 0);
+		rri->ri_ConstraintExprs = partition_checks(tg->rel);
 		ExecOpenIndices(rri, false);
 		for (int r = 0; r < tg->n; r++)
 		{

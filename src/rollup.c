@@ -325,6 +325,22 @@ open_table(const char *name, const char *const *names, int ndims, Table *t)
 	rte->relid = relid;
 	rte->relkind = t->rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
+	/*
+	 * The columns the sums change: a generated column that depends on none
+	 * of them (usage_daily's month, of its day) is kept as it is, not
+	 * planned and computed again for each write
+	 */
+	{
+		TupleDesc	desc = RelationGetDescr(t->rel);
+		Sum			none = {0};
+		Datum		unused;
+
+		for (int a = 0; a < desc->natts; a++)
+			if (!TupleDescAttr(desc, a)->attisdropped &&
+				sum_value(&none, NameStr(TupleDescAttr(desc, a)->attname), &unused))
+				rte->updatedCols = bms_add_member(rte->updatedCols,
+												  a + 1 - FirstLowInvalidHeapAttributeNumber);
+	}
 	ExecInitRangeTable(t->estate, list_make1(rte));
 	t->estate->es_output_cid = GetCurrentCommandId(true);
 	t->rri = makeNode(ResultRelInfo);
