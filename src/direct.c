@@ -107,28 +107,31 @@ static Shape shapes[NSHAPES];
 static bool callback_registered = false;
 
 /*
- * The CHECK constraints of a partition, prepared once and kept until it
- * changes, as the shapes are: ExecConstraints would read each one's text
- * and plan it again for every write's executor state (a worker's round of
- * one row: a tenth of the row's cost).
+ * What writing into a partition needs beyond its rows, made once and kept
+ * until it changes, as the shapes are: where each of its columns is in the
+ * parent (a partition attached by pg_restore may order its columns
+ * otherwise), and its CHECK constraints prepared (ExecConstraints would
+ * read each one's text and plan it again for every write's executor state:
+ * a tenth of the cost of a worker's round of one row).
  */
-typedef struct Checks
+typedef struct Partition
 {
 	Oid			relid;
+	Oid			parent;
 	MemoryContext cxt;
 	bool		stale;
+	int		   *from;			/* each column's in the parent, or -1 */
 	int			ncheck;
-	ExprState **exprs;
-} Checks;
+	ExprState **checks;
+} Partition;
 
-#define NCHECKS 8
-static Checks checks[NCHECKS];
+#define NPARTITIONS 8
+static Partition partitions[NPARTITIONS];
 
 /*
- * A relcache invalidation: the shapes and checks of the table go stale.
- * They may be in use (an invalidation is read whenever a lock is taken),
- * so they are freed by the next table_shape or partition_checks, at the
- * start of a write.
+ * A relcache invalidation: what is kept of the table goes stale.  It may
+ * be in use (an invalidation is read whenever a lock is taken), so it is
+ * freed by the next table_shape or partition_of, at the start of a write.
  */
 static void
 forget_shapes(Datum arg, Oid relid)
@@ -136,9 +139,10 @@ forget_shapes(Datum arg, Oid relid)
 	for (int i = 0; i < NSHAPES; i++)
 		if (shapes[i].cxt && (relid == InvalidOid || shapes[i].relid == relid))
 			shapes[i].stale = true;
-	for (int i = 0; i < NCHECKS; i++)
-		if (checks[i].cxt && (relid == InvalidOid || checks[i].relid == relid))
-			checks[i].stale = true;
+	for (int i = 0; i < NPARTITIONS; i++)
+		if (partitions[i].cxt && (relid == InvalidOid || partitions[i].relid == relid ||
+								  partitions[i].parent == relid))
+			partitions[i].stale = true;
 }
 
 static void
@@ -151,56 +155,68 @@ register_callback(void)
 	}
 }
 
-/*
- * The prepared CHECK constraints of rel, in the order of its relcache
- * entry (as ExecConstraints reads ri_ConstraintExprs); NULL if it has none
- */
-static ExprState **
-partition_checks(Relation rel)
+/* What writing into partition rel of parent needs (see Partition) */
+static const Partition *
+partition_of(Relation rel, Relation parent)
 {
-	TupleConstr *constr = rel->rd_att->constr;
-	Checks	   *c = NULL;
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleConstr *constr = desc->constr;
+	int			ncheck = constr ? constr->num_check : 0;
+	Partition  *p = NULL;
 	MemoryContext old;
-	ExprState **exprs;
+	int		   *from;
+	ExprState **checks = NULL;
 
-	if (constr == NULL || constr->num_check == 0)
-		return NULL;
-	for (int i = 0; i < NCHECKS; i++)
+	for (int i = 0; i < NPARTITIONS; i++)
 	{
-		if (checks[i].cxt && (checks[i].stale ||
-							  (checks[i].relid == RelationGetRelid(rel) &&
-							   checks[i].ncheck != constr->num_check)))
+		if (partitions[i].cxt && (partitions[i].stale ||
+								  (partitions[i].relid == RelationGetRelid(rel) &&
+								   partitions[i].ncheck != ncheck)))
 		{
-			MemoryContextDelete(checks[i].cxt);
-			memset(&checks[i], 0, sizeof(Checks));
+			MemoryContextDelete(partitions[i].cxt);
+			memset(&partitions[i], 0, sizeof(Partition));
 		}
-		if (checks[i].cxt && checks[i].relid == RelationGetRelid(rel))
-			return checks[i].exprs;
+		if (partitions[i].cxt && partitions[i].relid == RelationGetRelid(rel) &&
+			partitions[i].parent == RelationGetRelid(parent))
+			return &partitions[i];
 	}
-	for (int i = 0; i < NCHECKS && c == NULL; i++)
-		if (checks[i].cxt == NULL)
-			c = &checks[i];
-	if (c == NULL)
+	for (int i = 0; i < NPARTITIONS && p == NULL; i++)
+		if (partitions[i].cxt == NULL)
+			p = &partitions[i];
+	if (p == NULL)
 	{
-		/* more partitions written than slots: the oldest months go first */
-		MemoryContextDelete(checks[0].cxt);
-		memmove(&checks[0], &checks[1], sizeof(Checks) * (NCHECKS - 1));
-		c = &checks[NCHECKS - 1];
-		memset(c, 0, sizeof(Checks));
+		/* more partitions written than slots: the first kept goes */
+		MemoryContextDelete(partitions[0].cxt);
+		memmove(&partitions[0], &partitions[1], sizeof(Partition) * (NPARTITIONS - 1));
+		p = &partitions[NPARTITIONS - 1];
+		memset(p, 0, sizeof(Partition));
 	}
 	register_callback();
-	c->cxt = AllocSetContextCreate(CacheMemoryContext, "llmgw direct checks",
+	p->cxt = AllocSetContextCreate(CacheMemoryContext, "llmgw direct partition",
 								   ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(c->cxt);
-	exprs = palloc(sizeof(ExprState *) * constr->num_check);
-	for (int i = 0; i < constr->num_check; i++)
-		exprs[i] = ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
+	old = MemoryContextSwitchTo(p->cxt);
+	from = palloc(sizeof(int) * desc->natts);
+	for (int b = 0; b < desc->natts; b++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, b);
+
+		from[b] = att->attisdropped ? -1 :
+			get_attnum(RelationGetRelid(parent), NameStr(att->attname)) - 1;
+	}
+	if (ncheck > 0)
+	{
+		checks = palloc(sizeof(ExprState *) * ncheck);
+		for (int i = 0; i < ncheck; i++)
+			checks[i] = ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
+	}
 	MemoryContextSwitchTo(old);
 	/* set last: an error above leaves no entry to find */
-	c->exprs = exprs;
-	c->ncheck = constr->num_check;
-	c->relid = RelationGetRelid(rel);
-	return exprs;
+	p->from = from;
+	p->checks = checks;
+	p->ncheck = ncheck;
+	p->parent = RelationGetRelid(parent);
+	p->relid = RelationGetRelid(rel);
+	return p;
 }
 
 static const Shape *
@@ -415,20 +431,13 @@ llmgw_direct_insert(const LlmgwDirectTable *t, int n, Datum **values, bool **nul
 	{
 		Target	   *tg = &targets[k];
 		TupleDesc	desc_k = RelationGetDescr(tg->rel);
-		int		   *from = palloc(sizeof(int) * desc_k->natts);	/* its columns in the parent's */
+		const Partition *part = partition_of(tg->rel, parent);
+		const int  *from = part->from;	/* its columns in the parent's */
 		ResultRelInfo *rri = makeNode(ResultRelInfo);
 		TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * tg->n);
 
-		/* a partition attached by pg_restore may order its columns otherwise */
-		for (int b = 0; b < desc_k->natts; b++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc_k, b);
-
-			from[b] = att->attisdropped ? -1 :
-				get_attnum(parent_id, NameStr(att->attname)) - 1;
-		}
 		InitResultRelInfo(rri, tg->rel, 1, NULL, 0);
-		rri->ri_ConstraintExprs = partition_checks(tg->rel);
+		rri->ri_ConstraintExprs = part->checks;
 		ExecOpenIndices(rri, false);
 		for (int r = 0; r < tg->n; r++)
 		{
