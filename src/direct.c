@@ -169,7 +169,8 @@ partition_of(Relation rel, Relation parent)
 
 	for (int i = 0; i < NPARTITIONS; i++)
 	{
-		if (partitions[i].cxt && (partitions[i].stale ||
+		/* stale, its checks counted otherwise, or left by an error while it was made */
+		if (partitions[i].cxt && (partitions[i].stale || !OidIsValid(partitions[i].relid) ||
 								  (partitions[i].relid == RelationGetRelid(rel) &&
 								   partitions[i].ncheck != ncheck)))
 		{

@@ -61,3 +61,7 @@ SELECT count(*) AS total_rows_that_differ
  WHERE (rows.calls, rows.unpriced, rows.i, rows.o, rows.c, rows.cw, rows.r, rows.cost)
        IS DISTINCT FROM
        (rolled.calls, rolled.unpriced, rolled.i, rolled.o, rolled.c, rolled.cw, rolled.r, rolled.cost);
+
+-- a day's row keeps its month, however often its sums were added in place
+SELECT count(*) AS daily_rows_with_another_month
+  FROM llmgw.usage_daily WHERE month IS DISTINCT FROM date_trunc('month', day)::date;
