@@ -31,25 +31,98 @@ static int	active = 0;
 static TimestampTz timer_deadline = 0;	/* 0 means no timer */
 static bool timer_set = false;
 
-/* curl asks us to watch (or stop watching) a socket */
-static int
-socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+/*
+ * What the epoll set holds of a connection socket we opened, by descriptor.
+ * curl says "remove" after every transfer and "watch for input" again when
+ * it reuses the connection for the next one: for these sockets a removal is
+ * only noted (unwanted), and the socket is taken out of the set only if it
+ * reports an event while no transfer wants it (the server closing an idle
+ * connection).  We learn of their opening and closing through the socket
+ * callbacks, so the set never holds a descriptor number we have not seen
+ * opened; gen tells an event of a closed socket from one of its successor.
+ * Other sockets (the resolver's) are added and removed as curl says.
+ */
+typedef struct SocketWatch
+{
+	uint32		gen;			/* bumped at every open and close */
+	uint32		events;			/* registered in the epoll set; 0 = not */
+	bool		ours;			/* opened by opensocket_cb, not yet closed */
+	bool		wanted;			/* a transfer waits on it */
+} SocketWatch;
+
+#define PASS_THROUGH_GEN	UINT32_MAX	/* an event curl gets as it is */
+
+static SocketWatch *watches = NULL;
+static int	nwatches = 0;
+static uint32 watch_gen = 0;
+
+/* The watch of descriptor fd, growing the table to reach it */
+static SocketWatch *
+watch_of(int fd)
+{
+	if (fd >= nwatches)
+	{
+		int			n = Max(fd + 1, Max(nwatches * 2, 64));
+		SocketWatch *grown = realloc(watches, n * sizeof(SocketWatch));
+
+		if (grown == NULL)
+			return NULL;
+		memset(grown + nwatches, 0, (n - nwatches) * sizeof(SocketWatch));
+		watches = grown;
+		nwatches = n;
+	}
+	return &watches[fd];
+}
+
+/* Put fd in the epoll set with events, or change its events there */
+static void
+epoll_set(int fd, uint32 events, uint32 gen, bool known)
 {
 	struct epoll_event ev;
 
 	memset(&ev, 0, sizeof(ev));
-	ev.data.fd = fd;
+	ev.events = events;
+	ev.data.u64 = ((uint64) gen << 32) | (uint32) fd;
+	if (known)
+	{
+		if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+			(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+	}
+	else if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+/* curl asks us to watch (or stop watching) a socket */
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	SocketWatch *w = (fd >= 0 && fd < nwatches) ? &watches[fd] : NULL;
+	uint32		events = 0;
+
+	if (w == NULL || !w->ours)
+	{
+		if (what == CURL_POLL_REMOVE)
+			(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		else
+			epoll_set(fd, (what == CURL_POLL_OUT ? 0 : EPOLLIN) |
+					  (what == CURL_POLL_IN ? 0 : EPOLLOUT), PASS_THROUGH_GEN, true);
+		return 0;
+	}
 	if (what == CURL_POLL_REMOVE)
 	{
-		(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		w->wanted = false;		/* stays in the set until it stirs */
 		return 0;
 	}
 	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-		ev.events |= EPOLLIN;
+		events |= EPOLLIN;
 	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-		ev.events |= EPOLLOUT;
-	if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
-		(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+		events |= EPOLLOUT;
+	w->wanted = true;
+	if (w->events != events)
+	{
+		epoll_set(fd, events, w->gen, w->events != 0);
+		w->events = events;
+	}
 	return 0;
 }
 
@@ -132,9 +205,34 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 static curl_socket_t
 opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 {
+	curl_socket_t fd;
+	SocketWatch *w;
+
 	if (!llmgw_address_allowed(&address->addr))
 		return CURL_SOCKET_BAD;
-	return socket(address->family, address->socktype, address->protocol);
+	fd = socket(address->family, address->socktype, address->protocol);
+	if (fd >= 0 && (w = watch_of(fd)) != NULL)
+	{
+		w->gen = ++watch_gen == PASS_THROUGH_GEN ? ++watch_gen : watch_gen;
+		w->events = 0;
+		w->ours = true;
+		w->wanted = false;
+	}
+	return fd;
+}
+
+/* curl closes a socket: closing it takes it out of the epoll set */
+static int
+closesocket_cb(void *clientp, curl_socket_t fd)
+{
+	if (fd >= 0 && fd < nwatches)
+	{
+		watches[fd].gen++;
+		watches[fd].events = 0;
+		watches[fd].ours = false;
+		watches[fd].wanted = false;
+	}
+	return close(fd);
 }
 
 /* Create the multi handle and the epoll set; once per worker */
@@ -208,6 +306,7 @@ llmgw_http_start(LlmgwCall *call, const char *url)
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, call);
 	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
 	curl_easy_setopt(easy, CURLOPT_PREREQDATA, call);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
@@ -380,6 +479,7 @@ llmgw_http_transfer_start(LlmgwTransfer *t, const char *url, const char *method,
 		curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t->response);
 	}
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
@@ -556,15 +656,31 @@ llmgw_http_drive(dlist_head *finished)
 		n = epoll_wait(epoll_fd, events, lengthof(events), 0);
 		for (int i = 0; i < n; i++)
 		{
+			int			fd = (int) (uint32) events[i].data.u64;
+			uint32		gen = (uint32) (events[i].data.u64 >> 32);
 			int			flags = 0;
 
+			if (gen != PASS_THROUGH_GEN)
+			{
+				SocketWatch *w = fd < nwatches ? &watches[fd] : NULL;
+
+				if (w == NULL || !w->ours || w->gen != gen)
+					continue;	/* a socket closed since epoll_wait */
+				if (!w->wanted)
+				{
+					/* an idle connection stirred: leave it to curl's check */
+					(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+					w->events = 0;
+					continue;
+				}
+			}
 			if (events[i].events & EPOLLIN)
 				flags |= CURL_CSELECT_IN;
 			if (events[i].events & EPOLLOUT)
 				flags |= CURL_CSELECT_OUT;
 			if (events[i].events & (EPOLLERR | EPOLLHUP))
 				flags |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
+			curl_multi_socket_action(multi, fd, flags, &running);
 		}
 	} while (n == lengthof(events));
 

@@ -129,6 +129,7 @@ static char *otlp_last = NULL;	/* the last accepted body, as received */
 static json_t *otlp_kept = NULL;	/* its spans, and those before (MAX_KEPT_SPANS) */
 static char *otlp_directives = NULL;	/* what POST /otlp/directives set */
 static bool otlp_discard = false;	/* --otlp-discard: accept exports unread */
+static int	idle_ms = 0;		/* --idle-ms: close a connection idle this long */
 static int	stop_pipe[2];		/* written once to stop the serving threads */
 
 /* FNV-1a hash of a string */
@@ -4339,7 +4340,14 @@ serve(void *arg)
 	http = evhttp_new(base);
 	evhttp_set_gencb(http, handle, NULL);
 	evhttp_set_max_body_size(http, 64 * 1024 * 1024);
-	evhttp_set_timeout(http, 3600);
+	if (idle_ms > 0)
+	{
+		struct timeval tv = {idle_ms / 1000, (idle_ms % 1000) * 1000};
+
+		evhttp_set_timeout_tv(http, &tv);
+	}
+	else
+		evhttp_set_timeout(http, 3600);
 	if (evhttp_accept_socket(http, fd) != 0)
 	{
 		fprintf(stderr, "llmgw-mock: cannot accept on socket\n");
@@ -4401,9 +4409,11 @@ main(int argc, char **argv)
 			default_batch_ms = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--otlp-discard") == 0)
 			otlp_discard = true;
+		else if (strcmp(argv[i], "--idle-ms") == 0 && i + 1 < argc)
+			idle_ms = atoi(argv[++i]);
 		else
 		{
-			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR] [--batch-ms MS] [--otlp-discard]\n");
+			fprintf(stderr, "usage: llmgw-mock [--port N] [--port-file PATH] [--threads N] [--require-key KEY] [--corpus DIR] [--batch-ms MS] [--otlp-discard] [--idle-ms MS]\n");
 			return 2;
 		}
 	}
