@@ -42,6 +42,8 @@ typedef struct LlmgwOutcome
 	int64		tokens[LLMGW_NBUCKETS]; /* LLMGW_TOKENS_UNKNOWN = not reported */
 	char	   *text;			/* assistant text; NULL when there is none */
 	char	   *finish_reason;
+	char	   *stop_sequence;	/* the stop sequence that ended the answer,
+								 * when the provider says which (Anthropic) */
 	char	   *tool_calls;		/* JSON array [{id, name, arguments}], or NULL */
 	char	   *thinking;		/* JSON array of the answer's thinking blocks
 								 * as the provider gave them, or NULL */

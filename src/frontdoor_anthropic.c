@@ -1012,6 +1012,15 @@ stop_reason(const char *finish, bool calls)
 	return calls ? "tool_use" : "end_turn";
 }
 
+/* The stop sequence that ended the answer, or null (a new reference) */
+static json_t *
+stop_sequence(json_t *answer)
+{
+	json_t	   *seq = json_object_get(answer, "stop_sequence");
+
+	return json_is_string(seq) ? json_incref(seq) : json_null();
+}
+
 /*
  * A tool call's input: its arguments, an object as Anthropic gives, or {}
  * when there are none.  Arguments that were not JSON (response.c leaves
@@ -1136,7 +1145,7 @@ llmgw_anthropic_message_value(json_t *answer, const char *model, const char *id)
 												 "name", tool_name(call),
 												 "input", tool_input(call)));
 	usage = answer_usage(answer);
-	root = json_pack("{s:o, s:s, s:s, s:o, s:o, s:s, s:n, s:o}",
+	root = json_pack("{s:o, s:s, s:s, s:o, s:o, s:s, s:o, s:o}",
 					 "id", message_id(id, answer),
 					 "type", "message",
 					 "role", "assistant",
@@ -1147,7 +1156,7 @@ llmgw_anthropic_message_value(json_t *answer, const char *model, const char *id)
 					 "stop_reason",
 					 stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
 								 json_array_size(calls) > 0),
-					 "stop_sequence",
+					 "stop_sequence", stop_sequence(answer),
 					 "usage", usage_value(&usage));
 	result = root ? llmgw_json_dump(root) : NULL;
 	json_decref(root);
@@ -1411,12 +1420,12 @@ llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char 
 	if (!st->text_sent && json_is_string(text))
 		emit_text(st, buf, json_string_value(text), json_string_length(text));
 	close_block(st, buf);
-	delta = json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta",
+	delta = json_pack("{s:s, s:{s:s, s:o}, s:o}", "type", "message_delta",
 					  "delta",
 					  "stop_reason",
 					  stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
 								  json_array_size(calls) > 0),
-					  "stop_sequence",
+					  "stop_sequence", stop_sequence(answer),
 					  "usage", usage_value(&usage));
 	if (proof && delta)
 	{

@@ -6,7 +6,7 @@
  *		{"id", "model", "provider", "upstream_model",
  *		 "message": {"role": "assistant", "content", "tool_calls": [...],
  *					 "reasoning_content"?, "thinking_blocks"?: [...]},
- *		 "finish_reason", "usage": {input_tokens, output_tokens,
+ *		 "finish_reason", "stop_sequence"?, "usage": {input_tokens, output_tokens,
  *		 cached_input_tokens, cache_write_tokens, reasoning_tokens},
  *		 "logprobs"?: {"content": [...]}}
  *
@@ -19,7 +19,9 @@
  * the Responses API's reasoning summaries) has it as reasoning_content
  * alone; an answer without has neither member.  An answer to a request
  * for logprobs has them in OpenAI's shape (an OpenAI-format deployment's as
- * it gave them, Gemini's translated), a stream's chunks joined.
+ * it gave them, Gemini's translated), a stream's chunks joined.  An answer
+ * that a stop sequence ended has it as stop_sequence when the provider says
+ * which (Anthropic); otherwise the member is absent.
  *
  *-------------------------------------------------------------------------
  */
@@ -145,6 +147,8 @@ llmgw_response_value(const LlmgwCall *call)
 					 "cached_input_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHED_INPUT]),
 					 "cache_write_tokens", count_value(out->tokens[LLMGW_TOKENS_CACHE_WRITE]),
 					 "reasoning_tokens", count_value(out->tokens[LLMGW_TOKENS_REASONING]));
+	if (out->stop_sequence)
+		json_object_set_new(root, "stop_sequence", json_string(out->stop_sequence));
 	if (out->logprobs)
 		json_object_set_new(root, "logprobs",
 							llmgw_json_load(out->logprobs, strlen(out->logprobs), NULL));

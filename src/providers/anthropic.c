@@ -603,6 +603,7 @@ anthropic_parse(const char *buf, size_t len, long http_status, LlmgwOutcome *out
 	{
 		out->status = LLMGW_STATUS_OK;
 		out->finish_reason = llmgw_json_string(root, "stop_reason");
+		out->stop_sequence = llmgw_json_string(root, "stop_sequence");
 		parse_content(json_object_get(root, "content"), out);
 		if (out->finish_reason && strcmp(out->finish_reason, "refusal") == 0)
 			llmgw_json_set_error(out, LLMGW_ERR_CONTENT_FILTER, NULL, "refusal");
@@ -754,9 +755,13 @@ anthropic_stream_event(void *arg, const char *event, const char *data, size_t le
 	}
 	else if (strcmp(type, "message_delta") == 0)
 	{
+		json_t	   *delta = json_object_get(ev, "delta");
+
 		merge_usage(st, json_object_get(ev, "usage"));
-		if (json_is_string(json_object_get(json_object_get(ev, "delta"), "stop_reason")))
-			st->base.out->finish_reason = llmgw_json_string(json_object_get(ev, "delta"), "stop_reason");
+		if (json_is_string(json_object_get(delta, "stop_reason")))
+			st->base.out->finish_reason = llmgw_json_string(delta, "stop_reason");
+		if (json_is_string(json_object_get(delta, "stop_sequence")))
+			st->base.out->stop_sequence = llmgw_json_string(delta, "stop_sequence");
 	}
 	else if (strcmp(type, "message_stop") == 0)
 		st->base.done = true;

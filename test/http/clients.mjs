@@ -886,6 +886,18 @@ const scenarios = {
 			stop_sequences: ['END'], messages: ask('hi'),
 		}) }));
 
+		// a stop sequence ends the answer: which one, from an Anthropic deployment
+		// (plain and streamed), and from an OpenAI-format one (which does not say)
+		out.stop_sequence = await attempt(Anthropic, async () => {
+			const body = { model: 'claude-plain', max_tokens: 100, stop_sequences: ['nowhere', 'said'],
+				messages: ask('stop here') };
+			const facts = (m) => ({ text: m.content[0]?.text, stop_reason: m.stop_reason,
+				stop_sequence: m.stop_sequence });
+			return { plain: facts(await a.messages.create(body)),
+				streamed: facts(await a.messages.stream(body).finalMessage()),
+				openai_format: facts(await a.messages.create({ ...body, model: 'demo' })) };
+		});
+
 		out.stream_broken = await attempt(Anthropic, async () => {
 			const stream = a.messages.stream({ model: 'midfail', max_tokens: 100, messages });
 			const texts = [];

@@ -1092,6 +1092,7 @@ typedef struct Chat
 								 * a thought signature on the first */
 	bool		bad_signature;	/* Anthropic: a thinking block sent back altered */
 	bool		tool_result;	/* OpenAI, Anthropic: a tool's result is in the conversation */
+	json_t	   *stops;			/* stop sequences: a string or an array of them (borrowed) */
 } Chat;
 
 /*
@@ -1174,6 +1175,7 @@ read_messages_request(json_t *root, Format fmt, Chat *c)
 								json_object_get(json_object_get(tool, "function"), "name") :
 								json_object_get(tool, "name"));
 	c->stream = json_is_true(json_object_get(root, "stream"));
+	c->stops = json_object_get(root, fmt == FMT_ANTHROPIC ? "stop_sequences" : "stop");
 	c->include_usage = json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
 	c->logprobs = !json_is_true(json_object_get(root, "logprobs")) ? -1 :
 		(int) json_integer_value(json_object_get(root, "top_logprobs"));
@@ -1238,6 +1240,7 @@ read_gemini_request(json_t *root, bool stream, Chat *c)
 	c->max_tokens = json_is_integer(maxt) ? (long) json_integer_value(maxt) : -1;
 	c->tool = json_string_value(json_object_get(decl, "name"));
 	c->stream = stream;
+	c->stops = json_object_get(json_object_get(root, "generationConfig"), "stopSequences");
 	c->thinking = json_is_true(json_object_get(json_object_get(json_object_get(root, "generationConfig"),
 															   "thinkingConfig"), "includeThoughts"));
 	c->logprobs = !json_is_true(json_object_get(json_object_get(root, "generationConfig"), "responseLogprobs")) ?
@@ -1284,9 +1287,39 @@ numbered_words(long n)
 	return s;
 }
 
-/* The deterministic answer: text, whether it was cut, its word count */
+/*
+ * Cut text at the first of the request's stop sequences it holds; the
+ * sequence, or NULL when none is in it
+ */
+static const char *
+cut_at_stop(char *text, json_t *stops)
+{
+	char	   *first = NULL;
+	const char *which = NULL;
+
+	for (size_t i = 0; i < (json_is_array(stops) ? json_array_size(stops) : 1); i++)
+	{
+		const char *stop = json_string_value(json_is_array(stops) ? json_array_get(stops, i) : stops);
+		char	   *at = stop && *stop ? strstr(text, stop) : NULL;
+
+		if (at && (first == NULL || at < first))
+		{
+			first = at;
+			which = stop;
+		}
+	}
+	if (first)
+		*first = '\0';
+	return which;
+}
+
+/*
+ * The deterministic answer: text, whether it was cut, its word count, and
+ * (when stopped is given) the stop sequence that ended it, or NULL
+ */
 static char *
-answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut, long *completion)
+answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut, long *completion,
+	   const char **stopped)
 {
 	char	   *full;
 	char	   *text;
@@ -1310,7 +1343,11 @@ answer(struct evhttp_request *req, const Behaviour *b, const Chat *c, bool *cut,
 		full = numbered_words(b->words);
 	else if (asprintf(&full, "Hello! You said: %s", c->last_user) < 0)
 		abort();
+	if (stopped)				/* (an echo is shown whole) */
+		*stopped = b->echo_auth || b->echo ? NULL : cut_at_stop(full, c->stops);
 	text = first_words(full, c->max_tokens, cut);
+	if (stopped && *cut)
+		*stopped = NULL;		/* the token limit came first */
 	free(full);
 	*completion = count_words(text);
 	return text;
@@ -1322,7 +1359,8 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 {
 	bool		cut;
 	long		completion;
-	char	   *text = answer(req, b, c, &cut, &completion);
+	const char *stopped;
+	char	   *text = answer(req, b, c, &cut, &completion, &stopped);
 	json_t	   *usage = b->nousage ? NULL : chat_usage(b, c->prompt, completion);
 	bool		tool = b->tool_calls > 0 && c->tool && !(b->tool_once && c->tool_result);
 	const char *finish = finish_reason(FMT_OPENAI, b, tool, cut);
@@ -1413,7 +1451,8 @@ tool_use_block(const Behaviour *b, const Chat *c, int k, bool whole)
  */
 static struct evbuffer *
 anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, const char *thinking,
-					  const char *text, bool tool, const char *stop, long completion)
+					  const char *text, bool tool, const char *stop, const char *stop_seq,
+					  long completion)
 {
 	struct evbuffer *buf = evbuffer_new();
 	json_t	   *message = json_pack("{s:s, s:s, s:s, s:s, s:[], s:n, s:n}",
@@ -1483,8 +1522,8 @@ anthropic_stream_body(const Behaviour *b, const Chat *c, const char *model, cons
 	json_decref(pieces);
 	add_event(buf, FMT_ANTHROPIC, json_pack("{s:s, s:i}", "type", "content_block_stop",
 											"index", first + (tool ? b->tool_calls - 1 : 0)));
-	delta = json_pack("{s:s, s:{s:s, s:n}}", "type", "message_delta", "delta",
-					  "stop_reason", stop, "stop_sequence");
+	delta = json_pack("{s:s, s:{s:s, s:s?}}", "type", "message_delta", "delta",
+					  "stop_reason", stop, "stop_sequence", stop_seq);
 	if (!b->nousage)
 		json_object_set_new(delta, "usage", json_pack("{s:I}", "output_tokens", (json_int_t) completion));
 	add_event(buf, FMT_ANTHROPIC, delta);
@@ -1498,9 +1537,11 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 {
 	bool		cut;
 	long		completion;
-	char	   *text = answer(req, b, c, &cut, &completion);
+	const char *stopped;
+	char	   *text = answer(req, b, c, &cut, &completion, &stopped);
 	bool		tool = b->tool_calls > 0 && c->tool && !(b->tool_once && c->tool_result);
-	const char *stop = finish_reason(FMT_ANTHROPIC, b, tool, cut);
+	const char *stop = stopped && !tool && !b->filtered ? "stop_sequence" :
+		finish_reason(FMT_ANTHROPIC, b, tool, cut);
 	json_t	   *content;
 	json_t	   *out;
 	char	   *thinking = NULL;
@@ -1513,7 +1554,8 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 	if (c->stream)
 	{
 		reply(req, b, 200, "text/event-stream",
-			  anthropic_stream_body(b, c, model, thinking, text, tool, stop, completion), true);
+			  anthropic_stream_body(b, c, model, thinking, text, tool, stop,
+									strcmp(stop, "stop_sequence") == 0 ? stopped : NULL, completion), true);
 		free(thinking);
 		free(text);
 		return;
@@ -1530,9 +1572,10 @@ reply_anthropic(struct evhttp_request *req, const Behaviour *b, const Chat *c, c
 	}
 	for (int k = 0; tool && k < b->tool_calls; k++)
 		json_array_append_new(content, tool_use_block(b, c, k, true));
-	out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n}",
+	out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s?}",
 					"id", "msg_mock", "type", "message", "role", "assistant",
-					"model", model, "content", content, "stop_reason", stop, "stop_sequence");
+					"model", model, "content", content, "stop_reason", stop, "stop_sequence",
+					strcmp(stop, "stop_sequence") == 0 ? stopped : NULL);
 	if (!b->nousage)
 		json_object_set_new(out, "usage", anthropic_usage(b, c, completion));
 	reply(req, b, 200, "application/json", json_buffer(out), false);
@@ -1690,7 +1733,8 @@ reply_gemini(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 {
 	bool		cut;
 	long		completion;
-	char	   *text = answer(req, b, c, &cut, &completion);
+	const char *stopped;
+	char	   *text = answer(req, b, c, &cut, &completion, &stopped);
 	bool		tool = b->tool_calls > 0 && c->tool && !(b->tool_once && c->tool_result);
 	const char *finish = finish_reason(FMT_GEMINI, b, tool, cut);
 
@@ -2507,7 +2551,7 @@ render_openai_batch(const char *data, size_t len, const char *status, bool garba
 			bool		cut;
 			long		completion;
 			char	   *model = strndup(full_model, strcspn(full_model, ";"));
-			char	   *text = answer(NULL, &plain, &c, &cut, &completion);
+			char	   *text = answer(NULL, &plain, &c, &cut, &completion, NULL);
 			char		cid[64];
 			json_t	   *resp;
 
@@ -3027,7 +3071,7 @@ inline_finish(MockBatch *b, const char *status)
 		{
 			bool		cut;
 			long		completion;
-			char	   *text = answer(NULL, &plain, &c, &cut, &completion);
+			char	   *text = answer(NULL, &plain, &c, &cut, &completion, NULL);
 
 			if (b->api == API_ANTHROPIC)
 			{

@@ -106,6 +106,7 @@ $node->safe_psql('postgres', qq{
 	SELECT llmgw.create_model('claude-cached', 'claude', 'mock-model;cached:20;cache_write:5',
 	                          price_model => 'cached-price');
 	SELECT llmgw.create_model('claude-think', 'claude', 'mock-model');
+	SELECT llmgw.create_model('claude-plain', 'claude', 'mock-model');
 	SELECT llmgw.create_model('claude-think-cached', 'claude', 'mock-model');
 	SELECT llmgw.create_model('reasoner', 'mock', 'mock-model;reasoning:5');
 	SELECT llmgw.create_model('tools-gemini-signed', 'gem', 'mock-model;tool_call;thought_signatures');
@@ -750,6 +751,26 @@ my $asys = $a->{system}{ok} ? eval { decode_json($a->{system}{message}{content}[
 ok($asys && $asys->{messages}[0]{role} eq 'system' && $asys->{messages}[0]{content} eq 'be brief'
 	  && $asys->{max_tokens} == 500 && $asys->{stop}[0] eq 'END',
 	'anthropic: system, max_tokens and stop_sequences reach the provider') or diag(explain($a->{system}));
+my $ass = $a->{stop_sequence};
+for my $how ('plain', 'streamed')
+{
+	my $f = $ass->{$how} // {};
+	# (the mock streams words: the space before the sequence is not sent)
+	ok($ass->{ok} && ($f->{text} // '') =~ /^Hello! You ?$/ && $f->{stop_reason} eq 'stop_sequence'
+		  && ($f->{stop_sequence} // '') eq 'said',
+		"anthropic $how: a stop sequence ends the answer, and stop_sequence says which (Anthropic deployment)")
+	  or diag(explain($ass));
+}
+ok($ass->{ok} && $ass->{openai_format}{text} eq 'Hello! You ' && $ass->{openai_format}{stop_reason} eq 'end_turn'
+	  && !defined $ass->{openai_format}{stop_sequence},
+	'anthropic: from an OpenAI-format deployment, which does not say, stop_sequence is null and stop_reason end_turn')
+  or diag(explain($ass));
+is(q1(q{SELECT llm_chat('{"model": "claude-plain", "stop": ["said"],
+	"messages": [{"role": "user", "content": "stop here"}]}')->>'stop_sequence'}), 'said',
+	'llm_chat: the normalised answer has the stop sequence that ended it');
+is(q1(q{SELECT llm_chat('{"model": "claude-plain",
+	"messages": [{"role": "user", "content": "stop here"}]}') ? 'stop_sequence'}), 'f',
+	'llm_chat: and no stop_sequence member when none did');
 ok($a->{models}{ok} && (grep { $_ eq 'demo' } @{ $a->{models}{ids} }) && (grep { $_ eq 'acme/fast' } @{ $a->{models}{ids} }),
 	'anthropic models.list: the aliases of the key') or diag(explain($a->{models}));
 my $asb = $a->{stream_broken};
