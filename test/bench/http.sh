@@ -3,7 +3,10 @@
 # added latency, in one run, the same wrk script (test/bench/mock_post.lua, a
 # small chat request) through (1) direct HTTP to the mock, (2) llmgw's front
 # door with a virtual key, (3) Portkey's open-source gateway (npm, installed
-# into the run's temporary directory, bound to 127.0.0.1) routed to the mock;
+# into the run's temporary directory, bound to 127.0.0.1) routed to the mock,
+# (4) the floor: test/bench/floor_proxy.c, a proxy that does nothing but
+# forward and make one durable write per turn of its loop before it answers
+# (the least a gateway that commits a record of every call can do here);
 # at 1 and 64 connections.  Then the time to first token of a streamed
 # answer, direct and through llmgw, from the mock (whole stream at once) and
 # from a paced provider (test/bench/paced_provider.mjs), and the private
@@ -43,6 +46,7 @@ LLMGW_TMP=$(mktemp -d /tmp/llmgw-bench.XXXXXX)
 export LLMGW_TMP
 PORTKEY_PID=
 PACED_PID=
+FLOOR_PID=
 # on the way out, a failed run shows the end of the server's log
 finish() {
     local rc=$?
@@ -52,6 +56,7 @@ finish() {
     fi
     [ -n "$PORTKEY_PID" ] && kill "$PORTKEY_PID" 2>/dev/null
     [ -n "$PACED_PID" ] && kill "$PACED_PID" 2>/dev/null
+    [ -n "$FLOOR_PID" ] && kill "$FLOOR_PID" 2>/dev/null
     llmgw_cluster_stop
     llmgw_mock_stop
     rm -rf "$LLMGW_TMP"
@@ -92,10 +97,22 @@ SELECT llmgw.create_team('bench');
 SQL
 KEY=$(psql -qAtX -c "SELECT api_key FROM llmgw.create_key('bench', 'bench key')")
 
+# the floor: as many threads as llmgw has workers, its durable writes on the
+# data directory's disk
+gcc -O2 -Wall -o "$LLMGW_TMP/floor_proxy" "$LLMGW_ROOT/test/bench/floor_proxy.c" -levent -lpthread
+"$LLMGW_TMP/floor_proxy" --upstream "127.0.0.1:$LLMGW_MOCK_PORT" --threads "$WORKERS" \
+    --sync-file "$LLMGW_TMP/data/floor.sync" --port-file "$LLMGW_TMP/floor.port" >"$LLMGW_TMP/floor.log" 2>&1 &
+FLOOR_PID=$!
+for _ in $(seq 100); do [ -s "$LLMGW_TMP/floor.port" ] && break; sleep 0.1; done
+[ -s "$LLMGW_TMP/floor.port" ] || { cat "$LLMGW_TMP/floor.log"; echo "FAILURE: the floor proxy did not start"; exit 1; }
+FLOOR_PORT=$(cat "$LLMGW_TMP/floor.port")
+
 DIRECT_URL=$LLMGW_MOCK_URL/chat/completions
 LLMGW_URL=http://127.0.0.1:$HTTP_PORT/v1/chat/completions
 PORTKEY_URL=http://127.0.0.1:$PORTKEY_PORT/v1/chat/completions
+FLOOR_URL=http://127.0.0.1:$FLOOR_PORT/v1/chat/completions
 DIRECT_H=()
+FLOOR_H=()
 LLMGW_H=(-H "Authorization: Bearer $KEY")
 PORTKEY_H=(-H "x-portkey-provider: openai" -H "x-portkey-custom-host: $LLMGW_MOCK_URL"
            -H "Authorization: Bearer sk-mock-not-a-real-key")
@@ -116,7 +133,7 @@ done
 
 BODY='{"model":"mock-model","messages":[{"role":"user","content":"hello"}]}'
 SBODY='{"model":"mock-model","messages":[{"role":"user","content":"hello"}],"stream":true}'
-for path in DIRECT LLMGW PORTKEY; do
+for path in DIRECT LLMGW PORTKEY FLOOR; do
     url=${path}_URL; hdr=${path}_H[@]
     code=$(curl -s -o "$LLMGW_TMP/probe.$path" -w '%{http_code}' "${!hdr}" \
         -H 'Content-Type: application/json' -d "$BODY" "${!url}")
@@ -229,7 +246,7 @@ workers_same() {
 }
 
 # warm up every path (connections, the workers' plans and caches, Node's JIT)
-for p in DIRECT LLMGW PORTKEY; do run_wrk $p 4 2 "$LLMGW_ROOT/test/bench/mock_post.lua" >/dev/null; done
+for p in DIRECT LLMGW PORTKEY FLOOR; do run_wrk $p 4 2 "$LLMGW_ROOT/test/bench/mock_post.lua" >/dev/null; done
 for _ in $(seq 300); do [ "$(llmgw_busy)" = 0 ] && break; sleep 0.1; done
 [ "$(usage_bad_rows)" = 0 ] || fail "usage rows neither ok nor cancelled after the warm-up"
 
@@ -247,6 +264,8 @@ for c in 1 64; do
     FIG[cpu$c]=$LCPU
     FIG[portkey$c]=$(run_wrk PORTKEY $c "$DURATION" "$LLMGW_ROOT/test/bench/mock_post.lua")
     report $c portkey "${FIG[portkey$c]}"
+    FIG[floor$c]=$(run_wrk FLOOR $c "$DURATION" "$LLMGW_ROOT/test/bench/mock_post.lua")
+    report $c floor "${FIG[floor$c]}"
 done
 for c in 1 64; do
     echo "${c} connection(s): ${FIG[acct$c]}"
@@ -259,26 +278,31 @@ echo
 read -r drps dp50 _ <<<"${FIG[direct1]}"
 read -r lrps lp50 _ <<<"${FIG[llmgw1]}"
 read -r prps pp50 _ <<<"${FIG[portkey1]}"
+read -r frps fp50 _ <<<"${FIG[floor1]}"
 # The physical floor of an answer given after its usage row commits: one
 # fdatasync of the WAL's disk (pg_test_fsync on the data directory, 8 kB
 # writes, as the commit of one round does)
 FSYNC_MS=$(runuser -u postgres -- $PGBIN/pg_test_fsync -s 2 -f "$LLMGW_TMP/data/fsync.test" 2>/dev/null |
     awk '/^ +fdatasync / {for (i = 1; i <= NF; i++) if ($i == "usecs/op") {print $(i - 1) / 1000; exit}}')
 rm -f "$LLMGW_TMP/data/fsync.test"
-awk -v l="$lp50" -v d="$dp50" -v p="$pp50" -v f="${FSYNC_MS:-0}" 'BEGIN {
+awk -v l="$lp50" -v d="$dp50" -v p="$pp50" -v f="${FSYNC_MS:-0}" -v fl="$fp50" 'BEGIN {
     a = l - d
     printf "llmgw added p50 at 1 connection: %.3f ms (goal <= 0.2 ms: %s)\n", a, (a <= 0.2 ? "met" : "goal missed")
     printf "  of which one fdatasync of the WAL disk (pg_test_fsync, same run: every answer waits for the commit of its usage row): %.3f ms; the rest: %.3f ms\n", f, a - f
+    printf "floor added p50 at 1 connection: %.3f ms (a proxy that only forwards and writes durably; the goal is %s it)\n", fl - d, (fl - d <= 0.2 ? "above" : "below")
+    printf "  llmgw over the floor: %.3f ms\n", l - fl
     printf "portkey added p50 at 1 connection: %.3f ms\n", p - d }'
 awk -v l="$lrps" -v d="$drps" -v p="$prps" 'BEGIN {
     printf "throughput at 1 connection: llmgw/direct %.2f×  llmgw/portkey %.2f×\n", l / d, l / p }'
 read -r drps _ _ <<<"${FIG[direct64]}"
 read -r lrps lp50 _ <<<"${FIG[llmgw64]}"
 read -r prps pp50 _ <<<"${FIG[portkey64]}"
-awk -v l="$lrps" -v d="$drps" -v p="$prps" 'BEGIN {
+read -r frps _ _ <<<"${FIG[floor64]}"
+awk -v l="$lrps" -v d="$drps" -v p="$prps" -v fl="$frps" 'BEGIN {
     r = l / p
     printf "throughput at 64 connections: llmgw/direct %.2f×\n", l / d
-    printf "throughput at 64 connections: llmgw/portkey %.2f× (goal >= 20×: %s)\n", r, (r >= 20 ? "met" : "goal missed") }'
+    printf "throughput at 64 connections: llmgw/portkey %.2f× (goal >= 20×: %s)\n", r, (r >= 20 ? "met" : "goal missed")
+    printf "throughput at 64 connections: floor/portkey %.2f× (the goal is %s the floor), llmgw/floor %.2f×\n", fl / p, (fl / p >= 20 ? "within" : "beyond"), l / fl }'
 
 # Time to first token of a streamed answer: curl's time_starttransfer (the
 # front door sends its headers with the first text event), and the time to
