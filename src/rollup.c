@@ -37,8 +37,12 @@
 #include "common/int.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/date.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/array.h"
@@ -180,76 +184,263 @@ add_row(const LlmgwUsageColumns *c, int i, bool daily, Sum *sums, int *n)
  * updated here and the statement does it all, inserting what is missing.
  */
 
-/* The value of a rollup row's dimension, by the rollup table's column name */
-static bool
-dim_value(const LlmgwUsageColumns *c, const Sum *s, const char *name, Datum *value)
+/* Where a rollup table's dimension comes from: a usage column (>= 0) or these */
+#define DIM_DAY (-1)
+#define DIM_SHARD (-2)
+#define DIM_BATCH (-3)
+#define DIM_NONE (-4)
+
+/* The dimension a rollup table's column is, by its name */
+static int
+dim_of(const char *name)
 {
 	static const struct
 	{
 		const char *name;
-		LlmgwUsageColumn col;
+		int			dim;
 	}			names[] = {
+		{"day", DIM_DAY}, {"shard", DIM_SHARD}, {"batch", DIM_BATCH},
 		{"team_id", UC_TEAM_ID}, {"key_id", UC_KEY_ID}, {"role_name", UC_ROLE},
 		{"model", UC_MODEL}, {"provider", UC_PROVIDER}, {"upstream_model", UC_UPSTREAM_MODEL},
 		{"currency", UC_CURRENCY}, {"status", UC_STATUS}, {"error_class", UC_ERROR_CLASS},
 		{"cache_hit", UC_CACHE_HIT}, {"fallback_from", UC_FALLBACK_FROM},
 	};
 
-	if (strcmp(name, "day") == 0)
-		*value = DateADTGetDatum((DateADT) s->day);
-	else if (strcmp(name, "shard") == 0)
-		*value = Int32GetDatum(llmgw_rollup_shard);
-	else if (strcmp(name, "batch") == 0)
-		*value = BoolGetDatum(s->batch);
-	else
-	{
-		for (int k = 0; k < lengthof(names); k++)
-		{
-			if (strcmp(name, names[k].name) == 0)
-			{
-				*value = c->values[names[k].col][s->first];
-				return !c->nulls[names[k].col][s->first];
-			}
-		}
-		elog(ERROR, "llmgw: a rollup has no dimension \"%s\"", name);
-	}
-	return true;
+	for (int k = 0; k < lengthof(names); k++)
+		if (strcmp(name, names[k].name) == 0)
+			return names[k].dim;
+	return DIM_NONE;
 }
 
-/* What a rollup row adds, by the rollup table's column name (false: not a sum) */
+/* The value of a rollup row's dimension (false: NULL) */
 static bool
-sum_value(const Sum *s, const char *name, Datum *value)
+dim_value(const LlmgwUsageColumns *c, const Sum *s, int dim, Datum *value)
 {
-	static const char *const tokens[NSUMMED] = {
+	switch (dim)
+	{
+		case DIM_DAY:
+			*value = DateADTGetDatum((DateADT) s->day);
+			return true;
+		case DIM_SHARD:
+			*value = Int32GetDatum(llmgw_rollup_shard);
+			return true;
+		case DIM_BATCH:
+			*value = BoolGetDatum(s->batch);
+			return true;
+		default:
+			Assert(dim >= 0);
+			*value = c->values[dim][s->first];
+			return !c->nulls[dim][s->first];
+	}
+}
+
+/* The fields of a Sum that rollup columns add up */
+#define SUM_NONE (-1)
+#define SUM_COST 0
+#define SUM_CALLS 1
+#define SUM_ERRORS 2
+#define SUM_UNPRICED 3
+#define SUM_CACHE_HITS 4
+#define SUM_TOKENS 5			/* + the index in summed[] */
+
+/* The field a rollup table's column adds up, by its name (SUM_NONE: not a sum) */
+static int
+sum_of(const char *name)
+{
+	static const char *const fields[SUM_TOKENS + NSUMMED] = {
+		"cost", "calls", "errors", "unpriced", "cache_hits",
 		"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
 		"reasoning_tokens"
 	};
 
-	if (strcmp(name, "cost") == 0)
+	for (int f = 0; f < lengthof(fields); f++)
+		if (strcmp(name, fields[f]) == 0)
+			return f;
+	return SUM_NONE;
+}
+
+/* What a rollup row adds to the column of field f */
+static Datum
+sum_value(const Sum *s, int f)
+{
+	switch (f)
 	{
-		*value = s->cost;
-		return true;
+		case SUM_COST:
+			return s->cost;
+		case SUM_CALLS:
+			return Int64GetDatum(s->calls);
+		case SUM_ERRORS:
+			return Int64GetDatum(s->errors);
+		case SUM_UNPRICED:
+			return Int64GetDatum(s->unpriced);
+		case SUM_CACHE_HITS:
+			return Int64GetDatum(s->cache_hits);
+		default:
+			Assert(f >= SUM_TOKENS && f < SUM_TOKENS + NSUMMED);
+			return Int64GetDatum(s->tokens[f - SUM_TOKENS]);
 	}
-	*value = Int64GetDatum(strcmp(name, "calls") == 0 ? s->calls :
-						   strcmp(name, "errors") == 0 ? s->errors :
-						   strcmp(name, "unpriced") == 0 ? s->unpriced :
-						   strcmp(name, "cache_hits") == 0 ? s->cache_hits : -1);
-	if (DatumGetInt64(*value) >= 0)
-		return true;
-	for (int t = 0; t < NSUMMED; t++)
+}
+
+/*
+ * What the update in place needs of a rollup table, worked out from its
+ * catalog entries once and kept until the table or one of its indexes
+ * changes (a relcache invalidation marks it stale; it may be in use then,
+ * so it is rebuilt at the next open_table): whether it is as the extension
+ * made it, its unique index on the dimensions with each key's dimension and
+ * equality function, the sum each column adds up, and whether a stored
+ * generated column depends on a sum (none does: usage_daily's month is of
+ * its day, and is then neither planned nor computed again for each update).
+ */
+typedef struct Layout
+{
+	const char *name;			/* the table, in schema llmgw */
+	const char *const *dims;	/* the columns of its unique dimensions */
+	int			ndims;
+	Oid			relid;			/* whose layout is kept (InvalidOid: none) */
+	bool		stale;
+	MemoryContext cxt;
+	bool		usable;			/* false: the statement does the update */
+	Oid			index;
+	int			key_dim[INDEX_MAX_KEYS];
+	RegProcedure key_eq[INDEX_MAX_KEYS];
+	int		   *sums;			/* each column's SUM_*, by attribute number - 1 */
+	Bitmapset  *updated;		/* the columns the sums change (rte->updatedCols) */
+	bool		compute_generated;
+} Layout;
+
+/* The columns of the rollup tables' unique dimensions */
+static const char *const daily_columns[] = {
+	"day", "shard", "team_id", "key_id", "role_name", "model", "provider", "upstream_model",
+	"currency", "batch"
+};
+static const char *const total_columns[] = {
+	"shard", "team_id", "model", "provider", "upstream_model", "status", "error_class",
+	"cache_hit", "fallback_from", "currency"
+};
+
+static Layout daily_layout = {"usage_daily", daily_columns, lengthof(daily_columns)};
+static Layout totals_layout = {"usage_totals", total_columns, lengthof(total_columns)};
+
+static void
+forget_layouts(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == daily_layout.relid)
+		daily_layout.stale = true;
+	if (relid == InvalidOid || relid == totals_layout.relid)
+		totals_layout.stale = true;
+}
+
+/*
+ * Work out l from rel: usable unless a trigger of someone's fires on UPDATE
+ * (but the ledger's statement trigger, which the workers' own rollups do
+ * not fire) or no unique index is on exactly the dimensions with NULLs not
+ * distinct
+ */
+static void
+build_layout(Layout *l, Relation rel)
+{
+	static bool callback_registered = false;
+	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *td = rel->trigdesc;
+	MemoryContext old;
+	ListCell   *lc;
+
+	if (!callback_registered)
 	{
-		if (strcmp(name, tokens[t]) == 0)
+		CacheRegisterRelcacheCallback(forget_layouts, (Datum) 0);
+		callback_registered = true;
+	}
+	if (l->cxt == NULL)
+		l->cxt = AllocSetContextCreate(TopMemoryContext, "llmgw rollup layout",
+									   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(l->cxt);
+	old = MemoryContextSwitchTo(l->cxt);
+	l->relid = InvalidOid;		/* until it is whole */
+	l->stale = false;
+	l->usable = false;
+	l->index = InvalidOid;
+	l->updated = NULL;
+	l->compute_generated = false;
+
+	for (int i = 0; td && i < td->numtriggers; i++)
+	{
+		Trigger    *tg = &td->triggers[i];
+
+		if (TRIGGER_FOR_UPDATE(tg->tgtype) &&
+			(tg->tgenabled == TRIGGER_FIRES_ON_ORIGIN || tg->tgenabled == TRIGGER_FIRES_ALWAYS) &&
+			(TRIGGER_FOR_ROW(tg->tgtype) || strcmp(tg->tgname, "ledger_changed") != 0))
 		{
-			*value = Int64GetDatum(s->tokens[t]);
-			return true;
+			l->relid = RelationGetRelid(rel);
+			MemoryContextSwitchTo(old);
+			return;
 		}
 	}
-	return false;
+	foreach(lc, RelationGetIndexList(rel))
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+		int			nkeys = IndexRelationGetNumberOfKeyAttributes(index);
+		bool		dims = index->rd_index->indisunique && index->rd_index->indnullsnotdistinct &&
+			index->rd_index->indisvalid && index->rd_index->indimmediate &&
+			index->rd_rel->relam == BTREE_AM_OID && index->rd_indexprs == NIL &&
+			index->rd_indpred == NIL && nkeys == l->ndims && !OidIsValid(l->index);
+
+		/* its columns: the dimensions, each once */
+		for (int a = 0; a < nkeys && dims; a++)
+		{
+			AttrNumber attno = index->rd_index->indkey.values[a];
+			const char *column = attno > 0 ?
+				NameStr(TupleDescAttr(desc, attno - 1)->attname) : "";
+			bool		known = false;
+
+			for (int d = 0; d < l->ndims && !known; d++)
+				known = strcmp(column, l->dims[d]) == 0;
+			for (int b = 0; b < a && known; b++)
+				known = index->rd_index->indkey.values[b] != attno;
+			dims = known && dim_of(column) != DIM_NONE;
+			if (dims)
+			{
+				l->key_dim[a] = dim_of(column);
+				l->key_eq[a] = get_opcode(get_opfamily_member(index->rd_opfamily[a],
+															  index->rd_opcintype[a],
+															  index->rd_opcintype[a],
+															  BTEqualStrategyNumber));
+				dims = RegProcedureIsValid(l->key_eq[a]);
+			}
+		}
+		if (dims)
+			l->index = RelationGetRelid(index);
+		index_close(index, NoLock);
+	}
+
+	l->sums = palloc(sizeof(int) * Max(desc->natts, 1));
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		l->sums[a] = att->attisdropped ? SUM_NONE : sum_of(NameStr(att->attname));
+		if (l->sums[a] != SUM_NONE)
+			l->updated = bms_add_member(l->updated, a + 1 - FirstLowInvalidHeapAttributeNumber);
+	}
+	/* a stored generated column of a sum is computed, as PostgreSQL would */
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Bitmapset  *used = NULL;
+
+		if (TupleDescAttr(desc, a)->attgenerated != ATTRIBUTE_GENERATED_STORED)
+			continue;
+		pull_varattnos(build_column_default(rel, a + 1), 1, &used);
+		if (bms_overlap(used, l->updated))
+			l->compute_generated = true;
+	}
+	l->usable = OidIsValid(l->index);
+	l->relid = RelationGetRelid(rel);
+	MemoryContextSwitchTo(old);
 }
 
 /* A rollup table, opened for the update of its rows in place */
 typedef struct Table
 {
+	const Layout *layout;
 	Relation	rel;
 	Relation	index;			/* its unique index on the dimensions */
 	EState	   *estate;
@@ -259,65 +450,21 @@ typedef struct Table
 	TupleTableSlot **found;		/* each rollup row's row, locked */
 } Table;
 
-/*
- * Open a rollup table; false when it is not as the extension made it: a
- * trigger of someone's on UPDATE (but the ledger's statement trigger, which
- * the workers' own rollups do not fire), no unique index on exactly the
- * dimensions (names) with NULLs not distinct
- */
+/* Open a rollup table; false when it is not as the extension made it */
 static bool
-open_table(const char *name, const char *const *names, int ndims, Table *t)
+open_table(Layout *l, Table *t)
 {
-	Oid			relid = get_relname_relid(name, get_namespace_oid("llmgw", false));
-	TriggerDesc *td;
-	List	   *indexes;
-	ListCell   *lc;
+	Oid			relid = get_relname_relid(l->name, get_namespace_oid("llmgw", false));
 	RangeTblEntry *rte;
 
 	memset(t, 0, sizeof(Table));
 	if (!OidIsValid(relid))
 		return false;
 	t->rel = table_open(relid, RowExclusiveLock);
-	td = t->rel->trigdesc;
-	for (int i = 0; td && i < td->numtriggers; i++)
-	{
-		Trigger    *tg = &td->triggers[i];
-
-		if (TRIGGER_FOR_UPDATE(tg->tgtype) &&
-			(tg->tgenabled == TRIGGER_FIRES_ON_ORIGIN || tg->tgenabled == TRIGGER_FIRES_ALWAYS) &&
-			(TRIGGER_FOR_ROW(tg->tgtype) || strcmp(tg->tgname, "ledger_changed") != 0))
-			return false;
-	}
-	indexes = RelationGetIndexList(t->rel);
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-
-		bool		dims = index->rd_index->indisunique && index->rd_index->indnullsnotdistinct &&
-			index->rd_index->indisvalid && index->rd_index->indimmediate &&
-			index->rd_rel->relam == BTREE_AM_OID && index->rd_indexprs == NIL &&
-			index->rd_indpred == NIL && IndexRelationGetNumberOfKeyAttributes(index) == ndims;
-
-		/* its columns: the dimensions, each once */
-		for (int a = 0; a < ndims && dims; a++)
-		{
-			AttrNumber attno = index->rd_index->indkey.values[a];
-			const char *column = attno > 0 ?
-				NameStr(TupleDescAttr(RelationGetDescr(t->rel), attno - 1)->attname) : "";
-			bool		known = false;
-
-			for (int d = 0; d < ndims && !known; d++)
-				known = strcmp(column, names[d]) == 0;
-			for (int b = 0; b < a && known; b++)
-				known = index->rd_index->indkey.values[b] != attno;
-			dims = known;
-		}
-		if (dims && t->index == NULL)
-			t->index = index;
-		else
-			index_close(index, NoLock);
-	}
-	if (t->index == NULL)
+	if (l->relid != relid || l->stale)
+		build_layout(l, t->rel);
+	t->layout = l;
+	if (!l->usable)
 		return false;
 	t->estate = CreateExecutorState();
 	rte = makeNode(RangeTblEntry);
@@ -325,29 +472,26 @@ open_table(const char *name, const char *const *names, int ndims, Table *t)
 	rte->relid = relid;
 	rte->relkind = t->rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
-	/*
-	 * The columns the sums change: a generated column that depends on none
-	 * of them (usage_daily's month, of its day) is kept as it is, not
-	 * planned and computed again for each write
-	 */
-	{
-		TupleDesc	desc = RelationGetDescr(t->rel);
-		Sum			none = {0};
-		Datum		unused;
-
-		for (int a = 0; a < desc->natts; a++)
-			if (!TupleDescAttr(desc, a)->attisdropped &&
-				sum_value(&none, NameStr(TupleDescAttr(desc, a)->attname), &unused))
-				rte->updatedCols = bms_add_member(rte->updatedCols,
-												  a + 1 - FirstLowInvalidHeapAttributeNumber);
-	}
+	rte->updatedCols = bms_copy(l->updated);
 	ExecInitRangeTable(t->estate, list_make1(rte));
 	t->estate->es_output_cid = GetCurrentCommandId(true);
 	t->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
 	ExecOpenIndices(t->rri, false);
+	for (int i = 0; i < t->rri->ri_NumIndices; i++)
+		if (RelationGetRelid(t->rri->ri_IndexRelationDescs[i]) == l->index)
+			t->index = t->rri->ri_IndexRelationDescs[i];
+	/*
+	 * No generated column to compute: ExecComputeStoredGenerated would
+	 * read each one's expression again to find that out
+	 */
+	if (!l->compute_generated)
+	{
+		t->rri->ri_GeneratedExprs = palloc0(sizeof(ExprState *) * RelationGetDescr(t->rel)->natts);
+		t->rri->ri_NumGeneratedNeeded = 0;
+	}
 	EvalPlanQualInit(&t->epq, t->estate, NULL, NIL, -1);
-	return true;
+	return t->index != NULL;
 }
 
 static void
@@ -362,8 +506,6 @@ close_table(Table *t)
 		ExecCloseIndices(t->rri);
 		FreeExecutorState(t->estate);
 	}
-	if (t->index)
-		index_close(t->index, NoLock);
 	if (t->rel)
 		table_close(t->rel, NoLock);
 }
@@ -375,9 +517,9 @@ close_table(Table *t)
 static bool
 find_rows(const LlmgwUsageColumns *c, const Sum *sums, int n, Table *t)
 {
+	const Layout *l = t->layout;
 	int			nkeys = IndexRelationGetNumberOfKeyAttributes(t->index);
 	ScanKeyData *keys = palloc(sizeof(ScanKeyData) * nkeys);
-	TupleDesc	desc = RelationGetDescr(t->rel);
 	SnapshotData dirty;
 	IndexScanDesc scan;
 
@@ -393,21 +535,15 @@ find_rows(const LlmgwUsageColumns *c, const Sum *sums, int n, Table *t)
 		t->found[k] = slot;
 		for (int a = 0; a < nkeys; a++)
 		{
-			AttrNumber attno = t->index->rd_index->indkey.values[a];
 			Datum		value;
 
-			if (!dim_value(c, &sums[k], NameStr(TupleDescAttr(desc, attno - 1)->attname), &value))
+			if (!dim_value(c, &sums[k], l->key_dim[a], &value))
 				ScanKeyEntryInitialize(&keys[a], SK_ISNULL | SK_SEARCHNULL, a + 1,
 									   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid,
 									   (Datum) 0);
 			else
 			{
-				Oid			op = get_opfamily_member(t->index->rd_opfamily[a],
-													 t->index->rd_opcintype[a],
-													 t->index->rd_opcintype[a],
-													 BTEqualStrategyNumber);
-
-				ScanKeyInit(&keys[a], a + 1, BTEqualStrategyNumber, get_opcode(op), value);
+				ScanKeyInit(&keys[a], a + 1, BTEqualStrategyNumber, l->key_eq[a], value);
 				keys[a].sk_collation = t->index->rd_indcollation[a];
 			}
 		}
@@ -470,9 +606,9 @@ add_in_place(const Sum *sums, Table *t)
 
 			new->tts_values[a] = old->tts_values[a];
 			new->tts_isnull[a] = old->tts_isnull[a];
-			if (att->attisdropped || old->tts_isnull[a] ||
-				!sum_value(&sums[k], NameStr(att->attname), &add))
+			if (t->layout->sums[a] == SUM_NONE || old->tts_isnull[a])
 				continue;
+			add = sum_value(&sums[k], t->layout->sums[a]);
 			if (att->atttypid == NUMERICOID)
 				new->tts_values[a] = DirectFunctionCall2(numeric_add, old->tts_values[a], add);
 			else
@@ -494,15 +630,6 @@ add_in_place(const Sum *sums, Table *t)
  * totals' rows found and locked, then the days' (the trigger's order),
  * then each updated.  False, with nothing changed, when one is missing.
  */
-/* The columns of the rollup tables' unique dimensions */
-static const char *const daily_columns[] = {
-	"day", "shard", "team_id", "key_id", "role_name", "model", "provider", "upstream_model",
-	"currency", "batch"
-};
-static const char *const total_columns[] = {
-	"shard", "team_id", "model", "provider", "upstream_model", "status", "error_class",
-	"cache_hit", "fallback_from", "currency"
-};
 
 static bool
 roll_up_in_place(const LlmgwUsageColumns *c, const Sum *days, int ndays, const Sum *totals,
@@ -514,8 +641,7 @@ roll_up_in_place(const LlmgwUsageColumns *c, const Sum *days, int ndays, const S
 
 	/* the rows earlier statements of this transaction wrote are seen and locked */
 	CommandCounterIncrement();
-	if (open_table("usage_totals", total_columns, lengthof(total_columns), &total) &&
-		open_table("usage_daily", daily_columns, lengthof(daily_columns), &daily) &&
+	if (open_table(&totals_layout, &total) && open_table(&daily_layout, &daily) &&
 		find_rows(c, totals, ntotals, &total) && find_rows(c, days, ndays, &daily))
 	{
 		add_in_place(totals, &total);

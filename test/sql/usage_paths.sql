@@ -58,6 +58,18 @@ SELECT llmgw.drop_model('up-boom');
 SELECT count(*) FILTER (WHERE status = 'ok') AS boom_rows_ok, count(*) AS boom_rows
   FROM llmgw.usage WHERE model = 'up-boom';
 
+-- a stored generated column someone added to the days' rollups that depends
+-- on a sum: the worker's update in place computes it, as an UPDATE would (it
+-- skips only those that depend on no sum, as month, of the day, does); then
+-- dropped, the worker works with the table as it is again
+ALTER TABLE llmgw.usage_daily ADD COLUMN up_calls_twice bigint GENERATED ALWAYS AS (calls * 2) STORED;
+SELECT up_call('eleven') IS NOT NULL AS answered;
+SELECT up_call('twelve') IS NOT NULL AS answered;
+SELECT count(*) > 0 AS rows_of_the_day, bool_and(up_calls_twice = calls * 2) AS generated_computed
+  FROM llmgw.usage_daily WHERE model = 'up-direct';
+ALTER TABLE llmgw.usage_daily DROP COLUMN up_calls_twice;
+SELECT up_call('thirteen') IS NOT NULL AS answered;
+
 -- every row priced by its own price row, as llmgw.cost says, in the price's currency
 SELECT u.input_tokens, u.output_tokens, p.input AS input_rate, u.cost, u.currency, u.unpriced,
        u.cost = llmgw.cost(p, u.input_tokens, u.output_tokens, u.cached_input_tokens,
