@@ -252,6 +252,13 @@ llmgw_json_write(StringInfo buf, json_t *v)
 	return false;
 }
 
+/* The JSON string of s (len bytes); false when they are not UTF-8 */
+bool
+llmgw_json_write_text(StringInfo buf, const char *s, size_t len)
+{
+	return write_string(buf, s, len);
+}
+
 /* Compact JSON text of v in palloc'd memory ("null" for NULL) */
 char *
 llmgw_json_dump(json_t *v)

@@ -37,6 +37,7 @@ extern int64 llmgw_json_output_bound(json_t *request);
 extern char *llmgw_json_string(json_t *obj, const char *key);
 extern int	llmgw_utf8_sequence(const unsigned char *p, const unsigned char *end);
 extern bool llmgw_json_write(StringInfo buf, json_t *v);
+extern bool llmgw_json_write_text(StringInfo buf, const char *s, size_t len);
 /* jsonread.c */
 extern json_t *llmgw_json_read(const char *buf, size_t len, size_t flags);
 extern json_t *llmgw_json_loadb(const char *buf, size_t len, size_t flags, json_error_t *jerr);
