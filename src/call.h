@@ -43,7 +43,8 @@ typedef struct LlmgwOutcome
 	char	   *text;			/* assistant text; NULL when there is none */
 	char	   *finish_reason;
 	char	   *stop_sequence;	/* the stop sequence that ended the answer,
-								 * when the provider says which (Anthropic) */
+								 * when the provider says which (Anthropic,
+								 * vLLM's stop_reason) */
 	char	   *tool_calls;		/* JSON array [{id, name, arguments}], or NULL */
 	char	   *thinking;		/* JSON array of the answer's thinking blocks
 								 * as the provider gave them, or NULL */

@@ -982,10 +982,12 @@ usage_value(const AnswerUsage *u)
 /*
  * Anthropic's stop_reason for the provider's own finish reason (OpenAI,
  * Anthropic, Gemini, Responses API).  A stop-like reason with tool calls
- * is tool_use; a tool-call reason without any is end_turn.
+ * is tool_use; a tool-call reason without any is end_turn; a stop-like
+ * reason of an answer that a known stop sequence ended (vLLM says which)
+ * is stop_sequence.
  */
 static const char *
-stop_reason(const char *finish, bool calls)
+stop_reason(const char *finish, bool calls, bool sequence)
 {
 	static const char *const max_tokens[] = {
 		"length", "max_tokens", "incomplete", "max_output_tokens",
@@ -1009,7 +1011,7 @@ stop_reason(const char *finish, bool calls)
 		if (same_word(finish, tool_use[k]))
 			return "end_turn";
 	/* stop, end_turn, STOP, completed, pause_turn, unknown, none: stop-like */
-	return calls ? "tool_use" : "end_turn";
+	return calls ? "tool_use" : sequence ? "stop_sequence" : "end_turn";
 }
 
 /* The stop sequence that ended the answer, or null (a new reference) */
@@ -1155,7 +1157,8 @@ llmgw_anthropic_message_value(json_t *answer, const char *model, const char *id)
 					 "content", content,
 					 "stop_reason",
 					 stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
-								 json_array_size(calls) > 0),
+								 json_array_size(calls) > 0,
+								 json_is_string(json_object_get(answer, "stop_sequence"))),
 					 "stop_sequence", stop_sequence(answer),
 					 "usage", usage_value(&usage));
 	result = root ? llmgw_json_dump(root) : NULL;
@@ -1424,7 +1427,8 @@ llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char 
 					  "delta",
 					  "stop_reason",
 					  stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
-								  json_array_size(calls) > 0),
+								  json_array_size(calls) > 0,
+								  json_is_string(json_object_get(answer, "stop_sequence"))),
 					  "stop_sequence", stop_sequence(answer),
 					  "usage", usage_value(&usage));
 	if (proof && delta)

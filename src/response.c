@@ -21,7 +21,7 @@
  * for logprobs has them in OpenAI's shape (an OpenAI-format deployment's as
  * it gave them, Gemini's translated), a stream's chunks joined.  An answer
  * that a stop sequence ended has it as stop_sequence when the provider says
- * which (Anthropic); otherwise the member is absent.
+ * which (Anthropic; vLLM's stop_reason); otherwise the member is absent.
  *
  *-------------------------------------------------------------------------
  */

@@ -290,6 +290,8 @@ parse_completion(json_t *root, LlmgwOutcome *out)
 	if (json_is_object(json_object_get(choice, "logprobs")))
 		out->logprobs = llmgw_json_dump(json_object_get(choice, "logprobs"));
 	out->finish_reason = llmgw_json_string(choice, "finish_reason");
+	/* vLLM says which stop sequence ended the answer (a token id: not one) */
+	out->stop_sequence = llmgw_json_string(choice, "stop_reason");
 	if (out->finish_reason && strcmp(out->finish_reason, "content_filter") == 0)
 	{
 		out->status = LLMGW_STATUS_ERROR;
@@ -419,6 +421,8 @@ openai_stream_event(void *arg, const char *event, const char *data, size_t len)
 		add_logprobs(st, json_object_get(choice, "logprobs"));
 		if (json_is_string(json_object_get(choice, "finish_reason")))
 			st->base.out->finish_reason = llmgw_json_string(choice, "finish_reason");
+		if (json_is_string(json_object_get(choice, "stop_reason")))
+			st->base.out->stop_sequence = llmgw_json_string(choice, "stop_reason");
 	}
 	json_decref(chunk);
 }

@@ -895,7 +895,9 @@ const scenarios = {
 				stop_sequence: m.stop_sequence });
 			return { plain: facts(await a.messages.create(body)),
 				streamed: facts(await a.messages.stream(body).finalMessage()),
-				openai_format: facts(await a.messages.create({ ...body, model: 'demo' })) };
+				openai_format: facts(await a.messages.create({ ...body, model: 'demo' })),
+				vllm: facts(await a.messages.create({ ...body, model: 'vllm' })),
+				vllm_streamed: facts(await a.messages.stream({ ...body, model: 'vllm' }).finalMessage()) };
 		});
 
 		out.stream_broken = await attempt(Anthropic, async () => {

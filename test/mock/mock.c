@@ -73,6 +73,7 @@ typedef struct Behaviour
 	bool		garbage;		/* stream with one malformed JSON event */
 	bool		stream_error;	/* stream ending in an in-stream error event */
 	bool		filtered;		/* content-filter / safety stop, with usage */
+	bool		stop_reason;	/* OpenAI format: vLLM's stop_reason, the stop sequence matched */
 	int			drip_ms;		/* a stream's events one at a time, this far apart */
 	long		words;			/* an answer of this many words (0: the usual one) */
 	char		replay[256];	/* corpus case to replay, or "" */
@@ -231,6 +232,8 @@ apply_directive(Behaviour *b, const char *d)
 		b->tool_calls = 1;
 	else if (strcmp(d, "tool_once") == 0)
 		b->tool_calls = 1, b->tool_once = true;
+	else if (strcmp(d, "stop_reason") == 0)
+		b->stop_reason = true;
 	else if (strcmp(d, "truncate") == 0)
 		b->truncate = true;
 	else if (strcmp(d, "garbage") == 0)
@@ -965,7 +968,8 @@ tool_has_args(const Behaviour *b, int k)
  */
 static struct evbuffer *
 stream_body(const Behaviour *b, const char *model, const char *id, const char *reasoning,
-			const char *text, const char *tool, const char *finish, json_t *usage, int logprobs)
+			const char *text, const char *tool, const char *finish, const char *stopped,
+			json_t *usage, int logprobs)
 {
 	struct evbuffer *buf = evbuffer_new();
 	json_t	   *pieces = tool ? json_array() : stream_pieces(text);
@@ -1024,8 +1028,13 @@ stream_body(const Behaviour *b, const char *model, const char *id, const char *r
 	json_decref(pieces);
 	if (first && b->garbage)
 		add_garbage(buf, FMT_OPENAI);	/* no content chunk: before the finish */
-	add_event(buf, FMT_OPENAI, chunk_object(id, model, json_pack("[{s:i, s:{}, s:s}]", "index", 0,
-																 "delta", "finish_reason", finish)));
+	{
+		json_t	   *last = json_pack("{s:i, s:{}, s:s}", "index", 0, "delta", "finish_reason", finish);
+
+		if (b->stop_reason)
+			json_object_set_new(last, "stop_reason", stopped ? json_string(stopped) : json_null());
+		add_event(buf, FMT_OPENAI, chunk_object(id, model, json_pack("[o]", last)));
+	}
 	if (usage)
 	{
 		json_t	   *c = chunk_object(id, model, json_array());
@@ -1375,7 +1384,7 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 	if (c->stream)
 	{
 		reply(req, b, 200, "text/event-stream",
-			  stream_body(b, model, id, reasoning, text, tool ? c->tool : NULL, finish,
+			  stream_body(b, model, id, reasoning, text, tool ? c->tool : NULL, finish, stopped,
 						  c->include_usage ? usage : NULL, c->logprobs), true);
 		json_decref(usage);
 	}
@@ -1400,6 +1409,9 @@ reply_openai(struct evhttp_request *req, const Behaviour *b, const Chat *c, cons
 						"finish_reason", finish);
 		if (usage)
 			json_object_set_new(out, "usage", usage);
+		if (b->stop_reason)
+			json_object_set_new(json_array_get(json_object_get(out, "choices"), 0), "stop_reason",
+								stopped ? json_string(stopped) : json_null());
 		/* logprobs: one entry per piece of the text as it would be streamed */
 		if (c->logprobs >= 0 && !tool)
 			json_object_set_new(json_array_get(json_object_get(out, "choices"), 0), "logprobs",

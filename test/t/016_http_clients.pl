@@ -107,6 +107,7 @@ $node->safe_psql('postgres', qq{
 	                          price_model => 'cached-price');
 	SELECT llmgw.create_model('claude-think', 'claude', 'mock-model');
 	SELECT llmgw.create_model('claude-plain', 'claude', 'mock-model');
+	SELECT llmgw.create_model('vllm', 'mock', 'mock-model;stop_reason');
 	SELECT llmgw.create_model('claude-think-cached', 'claude', 'mock-model');
 	SELECT llmgw.create_model('reasoner', 'mock', 'mock-model;reasoning:5');
 	SELECT llmgw.create_model('tools-gemini-signed', 'gem', 'mock-model;tool_call;thought_signatures');
@@ -752,13 +753,14 @@ ok($asys && $asys->{messages}[0]{role} eq 'system' && $asys->{messages}[0]{conte
 	  && $asys->{max_tokens} == 500 && $asys->{stop}[0] eq 'END',
 	'anthropic: system, max_tokens and stop_sequences reach the provider') or diag(explain($a->{system}));
 my $ass = $a->{stop_sequence};
-for my $how ('plain', 'streamed')
+for my $how ('plain', 'streamed', 'vllm', 'vllm_streamed')
 {
 	my $f = $ass->{$how} // {};
 	# (the mock streams words: the space before the sequence is not sent)
 	ok($ass->{ok} && ($f->{text} // '') =~ /^Hello! You ?$/ && $f->{stop_reason} eq 'stop_sequence'
 		  && ($f->{stop_sequence} // '') eq 'said',
-		"anthropic $how: a stop sequence ends the answer, and stop_sequence says which (Anthropic deployment)")
+		"anthropic $how: a stop sequence ends the answer, and stop_sequence says which ("
+		  . ($how =~ /vllm/ ? "an OpenAI-compatible deployment that says, as vLLM's stop_reason" : 'Anthropic deployment') . ')')
 	  or diag(explain($ass));
 }
 ok($ass->{ok} && $ass->{openai_format}{text} eq 'Hello! You ' && $ass->{openai_format}{stop_reason} eq 'end_turn'
@@ -768,6 +770,9 @@ ok($ass->{ok} && $ass->{openai_format}{text} eq 'Hello! You ' && $ass->{openai_f
 is(q1(q{SELECT llm_chat('{"model": "claude-plain", "stop": ["said"],
 	"messages": [{"role": "user", "content": "stop here"}]}')->>'stop_sequence'}), 'said',
 	'llm_chat: the normalised answer has the stop sequence that ended it');
+is(q1(q{SELECT llm_chat('{"model": "vllm", "stop": ["said"], "stream": true,
+	"messages": [{"role": "user", "content": "stop here"}]}')->>'stop_sequence'}), 'said',
+	'llm_chat: and from vLLM\'s stop_reason, streamed');
 is(q1(q{SELECT llm_chat('{"model": "claude-plain",
 	"messages": [{"role": "user", "content": "stop here"}]}') ? 'stop_sequence'}), 'f',
 	'llm_chat: and no stop_sequence member when none did');
