@@ -178,6 +178,8 @@ workers_cpu() {
         cat "/proc/$p/stat" 2>/dev/null || true
     done | awk '{u += $14; s += $15} END {print u + 0, s + 0}'
 }
+# CPU time of the floor proxy in clock ticks: "user system"
+floor_cpu() { awk '{print $14, $15}' "/proc/$FLOOR_PID/stat"; }
 usage_rows() { psql -qAtX -c "SELECT count(*) FROM llmgw.usage"; }
 # "all ok cancelled" rows
 usage_counts() {
@@ -264,14 +266,19 @@ for c in 1 64; do
     FIG[cpu$c]=$LCPU
     FIG[portkey$c]=$(run_wrk PORTKEY $c "$DURATION" "$LLMGW_ROOT/test/bench/mock_post.lua")
     report $c portkey "${FIG[portkey$c]}"
+    f0=$(floor_cpu)
     FIG[floor$c]=$(run_wrk FLOOR $c "$DURATION" "$LLMGW_ROOT/test/bench/mock_post.lua")
     report $c floor "${FIG[floor$c]}"
+    read -r _ _ _ completed _ _ <<<"${FIG[floor$c]}"
+    FIG[floorcpu$c]=$(echo "$f0 $(floor_cpu)" | awk -v n="$completed" -v hz="$(getconf CLK_TCK)" '{
+        printf "%.1f µs (user %.1f, system %.1f)", ($3 + $4 - $1 - $2) / hz / n * 1e6,
+            ($3 - $1) / hz / n * 1e6, ($4 - $2) / hz / n * 1e6 }')
 done
 for c in 1 64; do
     echo "${c} connection(s): ${FIG[acct$c]}"
     case ${FIG[acct$c]} in *MISMATCH) fail "usage rows do not match the requests at $c connections" ;; esac
 done
-for c in 1 64; do echo "llmgw workers' CPU per request at $c connection(s): ${FIG[cpu$c]}"; done
+for c in 1 64; do echo "llmgw workers' CPU per request at $c connection(s): ${FIG[cpu$c]}; the floor's: ${FIG[floorcpu$c]}"; done
 [ "$(usage_bad_rows)" = 0 ] || fail "usage rows neither ok nor cancelled"
 
 echo
