@@ -980,15 +980,18 @@ usage_value(const AnswerUsage *u)
 }
 
 /*
- * Anthropic's stop_reason for the provider's own finish reason (OpenAI,
- * Anthropic, Gemini, Responses API).  A stop-like reason with tool calls
- * is tool_use; a tool-call reason without any is end_turn; a stop-like
- * reason of an answer that a known stop sequence ended (vLLM says which)
- * is stop_sequence.
+ * Anthropic's stop_reason for a normalised answer, from the provider's own
+ * finish reason (OpenAI, Anthropic, Gemini, Responses API).  A stop-like
+ * reason with tool calls (the answer's) is tool_use; a tool-call reason
+ * without any is end_turn; a stop-like reason of an answer that a known
+ * stop sequence ended (vLLM says which) is stop_sequence.
  */
 static const char *
-stop_reason(const char *finish, bool calls, bool sequence)
+stop_reason(json_t *answer, json_t *tool_calls)
 {
+	const char *finish = json_string_value(json_object_get(answer, "finish_reason"));
+	bool		calls = json_array_size(tool_calls) > 0;
+	bool		sequence = json_is_string(json_object_get(answer, "stop_sequence"));
 	static const char *const max_tokens[] = {
 		"length", "max_tokens", "incomplete", "max_output_tokens",
 		"model_context_window_exceeded", NULL
@@ -1156,9 +1159,7 @@ llmgw_anthropic_message_value(json_t *answer, const char *model, const char *id)
 					 json_incref(json_object_get(answer, "model")) : json_string(""),
 					 "content", content,
 					 "stop_reason",
-					 stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
-								 json_array_size(calls) > 0,
-								 json_is_string(json_object_get(answer, "stop_sequence"))),
+					 stop_reason(answer, calls),
 					 "stop_sequence", stop_sequence(answer),
 					 "usage", usage_value(&usage));
 	result = root ? llmgw_json_dump(root) : NULL;
@@ -1426,9 +1427,7 @@ llmgw_anthropic_stream_end(LlmgwAnthropicStream *st, StringInfo buf, const char 
 	delta = json_pack("{s:s, s:{s:s, s:o}, s:o}", "type", "message_delta",
 					  "delta",
 					  "stop_reason",
-					  stop_reason(json_string_value(json_object_get(answer, "finish_reason")),
-								  json_array_size(calls) > 0,
-								  json_is_string(json_object_get(answer, "stop_sequence"))),
+					  stop_reason(answer, calls),
 					  "stop_sequence", stop_sequence(answer),
 					  "usage", usage_value(&usage));
 	if (proof && delta)

@@ -44,7 +44,7 @@ static bool timer_set = false;
  */
 typedef struct SocketWatch
 {
-	uint32		gen;			/* bumped at every open and close */
+	uint32		gen;			/* new at every open */
 	uint32		events;			/* registered in the epoll set; 0 = not */
 	bool		ours;			/* opened by opensocket_cb, not yet closed */
 	bool		wanted;			/* a transfer waits on it */
@@ -99,13 +99,16 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	SocketWatch *w = (fd >= 0 && fd < nwatches) ? &watches[fd] : NULL;
 	uint32		events = 0;
 
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		events |= EPOLLOUT;
 	if (w == NULL || !w->ours)
 	{
 		if (what == CURL_POLL_REMOVE)
 			(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 		else
-			epoll_set(fd, (what == CURL_POLL_OUT ? 0 : EPOLLIN) |
-					  (what == CURL_POLL_IN ? 0 : EPOLLOUT), PASS_THROUGH_GEN, true);
+			epoll_set(fd, events, PASS_THROUGH_GEN, true);
 		return 0;
 	}
 	if (what == CURL_POLL_REMOVE)
@@ -113,10 +116,6 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		w->wanted = false;		/* stays in the set until it stirs */
 		return 0;
 	}
-	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-		events |= EPOLLIN;
-	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-		events |= EPOLLOUT;
 	w->wanted = true;
 	if (w->events != events)
 	{
@@ -221,17 +220,15 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 	return fd;
 }
 
-/* curl closes a socket: closing it takes it out of the epoll set */
+/*
+ * curl closes a socket: closing it takes it out of the epoll set, and its
+ * events still to come are not ours (a successor gets a generation of its own)
+ */
 static int
 closesocket_cb(void *clientp, curl_socket_t fd)
 {
 	if (fd >= 0 && fd < nwatches)
-	{
-		watches[fd].gen++;
-		watches[fd].events = 0;
-		watches[fd].ours = false;
-		watches[fd].wanted = false;
-	}
+		memset(&watches[fd], 0, sizeof(SocketWatch));
 	return close(fd);
 }
 

@@ -396,10 +396,10 @@ build_layout(Layout *l, Relation rel)
 				known = strcmp(column, l->dims[d]) == 0;
 			for (int b = 0; b < a && known; b++)
 				known = index->rd_index->indkey.values[b] != attno;
-			dims = known && dim_of(column) != DIM_NONE;
+			l->key_dim[a] = dim_of(column);
+			dims = known && l->key_dim[a] != DIM_NONE;
 			if (dims)
 			{
-				l->key_dim[a] = dim_of(column);
 				l->key_eq[a] = get_opcode(get_opfamily_member(index->rd_opfamily[a],
 															  index->rd_opcintype[a],
 															  index->rd_opcintype[a],
@@ -630,7 +630,6 @@ add_in_place(const Sum *sums, Table *t)
  * totals' rows found and locked, then the days' (the trigger's order),
  * then each updated.  False, with nothing changed, when one is missing.
  */
-
 static bool
 roll_up_in_place(const LlmgwUsageColumns *c, const Sum *days, int ndays, const Sum *totals,
 				 int ntotals)
